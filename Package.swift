@@ -1,0 +1,81 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module graph (one-way, see ../shared/DESIGN.md §1):
+//   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB.
+let package = Package(
+    name: "Strata",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "strata", targets: ["strata"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .target(
+            name: "XDR",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .systemLibrary(
+            name: "CTIRPC",
+            pkgConfig: "libtirpc",
+            providers: [.apt(["libtirpc-dev"])]
+        ),
+        .target(
+            name: "SunRPC",
+            dependencies: [
+                "XDR", "CTIRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "NFS3",
+            dependencies: ["XDR", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "Union",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "StrataServer",
+            dependencies: [
+                "XDR", "SunRPC", "NFS3", "Union",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .executableTarget(
+            name: "strata",
+            dependencies: [
+                "StrataServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "XDRTests", dependencies: ["XDR"]),
+        .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "XDR"]),
+        .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR"]),
+        .testTarget(name: "UnionTests", dependencies: ["Union"]),
+        .testTarget(name: "StrataServerTests", dependencies: ["StrataServer"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["XDR", "SunRPC", "NFS3", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+    ]
+)
