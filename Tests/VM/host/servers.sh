@@ -64,7 +64,7 @@ rpcbind_start() {
   echo "$RPCBIND_PID" >"$WORK/pids/rpcbind"
   wait_for 10 port_listening 111 tcp || { log "rpcbind did not start"; return 1; }
 }
-rpcbind_stop() { kill_pid "$RPCBIND_PID"; RPCBIND_PID=""; rm -f /run/rpcbind.sock /run/rpcbind.lock; }
+rpcbind_stop() { kill_pid "$RPCBIND_PID"; [ -n "$RPCBIND_PID" ] && wait "$RPCBIND_PID" 2>/dev/null; RPCBIND_PID=""; rm -f /run/rpcbind.sock /run/rpcbind.lock; }
 
 # server_start CONFIG NFS_PORT: start the server on CONFIG, wait until NFS_PORT listens (30 s)
 server_start() {
@@ -101,6 +101,7 @@ server_stop() {
   [ -n "$SERVER_PID" ] || return 0
   if [ "$sig" = KILL ]; then kill -KILL "$SERVER_PID" 2>/dev/null; fi
   kill_pid "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null
   SERVER_PID=""
 }
 
