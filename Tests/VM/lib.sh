@@ -22,12 +22,12 @@ wait_for() {
   done
 }
 
-# tcp_listening PORT [udp]: is something bound to 127.0.0.1:PORT (or 0.0.0.0) in this netns?
+# port_listening PORT [tcp|udp]: is something bound to PORT (IPv4 or IPv6) in this netns?
 port_listening() {
-  local port=$1 proto=${2:-tcp} f
-  if [ "$proto" = udp ]; then f=/proc/net/udp; else f=/proc/net/tcp; fi
+  local port=$1 proto=${2:-tcp}
   local hex; hex=$(printf '%04X' "$port")
-  awk -v h=":$hex" -v p="$proto" 'NR>1 && substr($2, length($2)-4)==h && (p=="udp" || $4=="0A") {found=1} END{exit !found}' "$f"
+  cat /proc/net/$proto /proc/net/${proto}6 2>/dev/null | awk -v h=":$hex" -v p="$proto" \
+    '$1 ~ /:$/ && substr($2, length($2)-4)==h && (p=="udp" || $4=="0A") {found=1} END{exit !found}'
 }
 
 # kill_pid PID [NAME]: TERM, wait up to 5 s, then KILL. Only the given PID.

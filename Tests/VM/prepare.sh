@@ -60,6 +60,10 @@ if [ ! -e "$NFSUTILS/.ok" ]; then
   touch "$NFSUTILS/.ok"
 fi
 
+# rpcbind (run from the unpacked package) drops privileges to _rpc, as the package would
+getent passwd _rpc >/dev/null || useradd --system --no-create-home --home-dir /run/rpcbind \
+  --shell /usr/sbin/nologin --gid nogroup _rpc 2>/dev/null || useradd --system --no-create-home _rpc || true
+
 # ---- initramfs -------------------------------------------------------------------------------
 GUEST_MODS="virtio_pci virtio_net sunrpc grace lockd nfs_acl nfs nfsv3"
 key=$( { echo "$KVER"; cat "$VM_DIR/prepare.sh" "$VM_DIR/guest/init" "$VM_DIR/guest/udhcpc.script"; ls -l /bin/busybox "$NFSUTILS/sbin/mount.nfs"; } | sha256sum | cut -c1-12)

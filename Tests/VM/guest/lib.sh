@@ -38,7 +38,7 @@ host_req() {
 nfs_mount() {
   _d=$1 _o=$2 _e=${3:-$EXPORT}
   mkdir -p "$_d"
-  timeout 60 mount -t nfs -o "$_o" "$SERVER:$_e" "$_d"
+  timeout 60 mount.nfs "$SERVER:$_e" "$_d" -o "$_o"   # the real nfs-utils mount helper
 }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 finish() { echo "GUEST-FAILS $FAILS"; [ "$FAILS" -eq 0 ]; }
