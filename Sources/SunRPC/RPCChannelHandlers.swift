@@ -1,0 +1,186 @@
+import Logging
+import NIOCore
+
+/// One TCP connection: records in, replies out in whatever order they complete.
+///
+/// At most `maxOutstanding` calls run at once; while that many are outstanding the handler
+/// holds back `read()`, so the kernel's receive window pushes back on the client.
+final class RPCTCPConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let dispatcher: RPCDispatcher
+    private let maxOutstanding: Int
+    private let logger: Logger
+    private var outstanding = 0
+    private var readHeldBack = false
+    private var isClosed = false
+    private var remoteAddress: SocketAddress?
+    private var localAddress: SocketAddress?
+
+    init(dispatcher: RPCDispatcher, maxOutstanding: Int, logger: Logger) {
+        self.dispatcher = dispatcher
+        self.maxOutstanding = max(1, maxOutstanding)
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.remoteAddress = context.channel.remoteAddress
+        self.localAddress = context.channel.localAddress
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.remoteAddress = context.channel.remoteAddress
+        self.localAddress = context.channel.localAddress
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.isClosed = true
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.isClosed = true
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let record = Self.unwrapInboundIn(data)
+        guard !self.isClosed, let remoteAddress = self.remoteAddress ?? context.channel.remoteAddress else {
+            return
+        }
+        switch self.dispatcher.process(
+            message: record,
+            remoteAddress: remoteAddress,
+            localAddress: self.localAddress,
+            transport: .tcp,
+            eventLoop: context.eventLoop
+        ) {
+        case .unparseable(let reason):
+            self.logger.debug(
+                "closing RPC connection: record is not a call",
+                metadata: ["client": "\(remoteAddress)", "reason": "\(reason)"]
+            )
+            self.isClosed = true
+            context.close(promise: nil)
+        case .none:
+            break
+        case .reply(let reply):
+            self.write(reply, context: context)
+        case .pending(let future):
+            self.outstanding += 1
+            future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+                self.outstanding -= 1
+                if case .success(let reply?) = result {
+                    self.write(reply, context: context)
+                }
+                if self.readHeldBack, self.outstanding < self.maxOutstanding, !self.isClosed {
+                    self.readHeldBack = false
+                    context.read()
+                }
+            }
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.outstanding >= self.maxOutstanding {
+            self.readHeldBack = true
+        } else {
+            context.read()
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.debug(
+            "closing RPC connection",
+            metadata: ["client": "\(self.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"]
+        )
+        self.isClosed = true
+        context.close(promise: nil)
+    }
+
+    private func write(_ reply: RPCReplyMessage, context: ChannelHandlerContext) {
+        guard !self.isClosed else { return }
+        var head = context.channel.allocator.buffer(capacity: 4 + reply.header.readableBytes)
+        head.writeInteger(RecordMarking.header(length: reply.byteCount), endianness: .big)
+        var header = reply.header
+        head.writeBuffer(&header)
+        if let results = reply.results, results.readableBytes > 0 {
+            context.write(Self.wrapOutboundOut(head), promise: nil)
+            context.writeAndFlush(Self.wrapOutboundOut(results), promise: nil)
+        } else {
+            context.writeAndFlush(Self.wrapOutboundOut(head), promise: nil)
+        }
+    }
+}
+
+/// A UDP socket: one call per datagram.
+final class RPCUDPHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    private let dispatcher: RPCDispatcher
+    private let maxOutstanding: Int
+    private let logger: Logger
+    private var outstanding = 0
+    private var localAddress: SocketAddress?
+
+    init(dispatcher: RPCDispatcher, maxOutstanding: Int, logger: Logger) {
+        self.dispatcher = dispatcher
+        self.maxOutstanding = max(1, maxOutstanding)
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.localAddress = context.channel.localAddress
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = Self.unwrapInboundIn(data)
+        let remoteAddress = envelope.remoteAddress
+        if self.outstanding >= self.maxOutstanding {
+            self.logger.debug("dropping RPC datagram: too many calls outstanding", metadata: ["client": "\(remoteAddress)"])
+            return
+        }
+        switch self.dispatcher.process(
+            message: envelope.data,
+            remoteAddress: remoteAddress,
+            localAddress: self.localAddress ?? context.channel.localAddress,
+            transport: .udp,
+            eventLoop: context.eventLoop
+        ) {
+        case .unparseable(let reason):
+            self.logger.debug(
+                "dropping RPC datagram: not a call",
+                metadata: ["client": "\(remoteAddress)", "reason": "\(reason)"]
+            )
+        case .none:
+            break
+        case .reply(let reply):
+            self.send(reply, to: remoteAddress, context: context)
+        case .pending(let future):
+            self.outstanding += 1
+            future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+                self.outstanding -= 1
+                if case .success(let reply?) = result {
+                    self.send(reply, to: remoteAddress, context: context)
+                }
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A UDP socket survives errors (e.g. ICMP port unreachable reported on a send).
+        self.logger.debug("RPC UDP socket error", metadata: ["error": "\(error)"])
+    }
+
+    private func send(_ reply: RPCReplyMessage, to remoteAddress: SocketAddress, context: ChannelHandlerContext) {
+        let datagram = reply.joined(allocator: context.channel.allocator)
+        context.writeAndFlush(
+            Self.wrapOutboundOut(AddressedEnvelope(remoteAddress: remoteAddress, data: datagram)),
+            promise: nil
+        )
+    }
+}

@@ -1,0 +1,86 @@
+import Logging
+import NIOCore
+
+/// What the server knows about a call when it hands it to a program.
+public struct RPCCallContext: Sendable {
+    public var xid: UInt32
+    public var program: UInt32
+    public var version: UInt32
+    public var procedure: UInt32
+    public var credential: RPCCredential
+    /// The client's address (for UDP the datagram's source, for TCP the connection's peer).
+    public var remoteAddress: SocketAddress
+    /// The address the call arrived on, where known (for a UDP socket bound to a wildcard
+    /// address this is the wildcard).
+    public var localAddress: SocketAddress?
+    public var transport: RPCTransport
+    /// A logger carrying the metadata `xid`, `client`, `prog`, `vers` and `proc`.
+    public var logger: Logger
+
+    public init(
+        xid: UInt32,
+        program: UInt32,
+        version: UInt32,
+        procedure: UInt32,
+        credential: RPCCredential,
+        remoteAddress: SocketAddress,
+        localAddress: SocketAddress?,
+        transport: RPCTransport,
+        logger: Logger
+    ) {
+        self.xid = xid
+        self.program = program
+        self.version = version
+        self.procedure = procedure
+        self.credential = credential
+        self.remoteAddress = remoteAddress
+        self.localAddress = localAddress
+        self.transport = transport
+        self.logger = logger
+    }
+
+    /// The client's IP address as text ("192.0.2.7", "::1"), or "" for a non-IP peer.
+    public var remoteIP: String { self.remoteAddress.ipAddress ?? "" }
+    /// The client's source port (below 1024 for a "secure" client), or 0 for a non-IP peer.
+    public var remotePort: Int { self.remoteAddress.port ?? 0 }
+}
+
+/// A program's answer to a call.
+public enum RPCReply: Sendable {
+    /// SUCCESS with the XDR-encoded results.
+    case success(ByteBuffer)
+    /// PROC_UNAVAIL.
+    case procedureUnavailable
+    /// GARBAGE_ARGS: the arguments could not be decoded.
+    case garbageArguments
+    /// SYSTEM_ERR.
+    case systemError
+    /// MSG_DENIED / AUTH_ERROR with this status (e.g. `.tooWeak` for a flavor the program does
+    /// not accept).
+    case authError(AuthStat)
+    /// Send nothing (the client will retransmit or give up).
+    case drop
+}
+
+/// An RPC program (e.g. NFS 100003, MOUNT 100005) served by `RPCServer`.
+///
+/// Handlers are called on a thread of a bounded `NIOThreadPool`, never on an event loop: they
+/// may block (file system, SQLite). Calls of one connection may run in parallel.
+public protocol RPCProgramHandler: Sendable {
+    /// The program number.
+    var program: UInt32 { get }
+    /// The versions served; others are answered PROG_MISMATCH with this range.
+    var versions: ClosedRange<UInt32> { get }
+    /// True for procedures whose retransmission must be answered from the duplicate request
+    /// cache rather than executed again (NFS REMOVE, RENAME, CREATE...).
+    func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool
+    /// Executes one call. `arguments` holds the XDR-encoded arguments (reader index at the
+    /// first byte). Return `.garbageArguments` when they cannot be decoded and
+    /// `.procedureUnavailable` for an unknown procedure. Procedure 0 (NULL) is the handler's
+    /// too: answer `.success(ByteBuffer())`.
+    func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply
+}
+
+extension RPCProgramHandler {
+    public func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool { false }
+}

@@ -1,0 +1,312 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why `RPCServer` could not start listening.
+public struct RPCServerError: Error, Sendable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// Another process holds the port (EADDRINUSE).
+        case addressInUse
+        /// Any other bind failure (permission, no such address...).
+        case bindFailed
+        /// `bind` after `shutdown`.
+        case shutDown
+    }
+
+    public var code: Code
+    public var host: String
+    public var port: Int
+    public var transport: RPCTransport
+    public var hint: String?
+    public var underlying: (any Error)?
+
+    public var description: String {
+        let what = "cannot listen for RPC over \(self.transport.rawValue.uppercased()) on \(self.host) port \(self.port)"
+        switch self.code {
+        case .addressInUse:
+            return
+                "\(what): the address is already in use (is another NFS server or rpc daemon running?); "
+                + (self.hint ?? "choose another port")
+        case .bindFailed:
+            let cause = self.underlying.map { "\($0)" } ?? "unknown error"
+            return "\(what): \(cause)" + (self.hint.map { "; \($0)" } ?? "")
+        case .shutDown:
+            return "\(what): the server has been shut down"
+        }
+    }
+}
+
+/// An ONC RPC v2 (RFC 5531) server over TCP (record marking) and UDP on SwiftNIO.
+///
+/// ```swift
+/// let server = RPCServer(programs: [nfs, mount], configuration: .init(), group: group,
+///                        threadPool: pool, logger: logger)
+/// let port = try await server.bind(host: "0.0.0.0", port: 2049)
+/// ...
+/// try await server.shutdown()
+/// ```
+/// Handlers run on `threadPool` (which the caller starts and stops); event loops only move
+/// bytes and check headers.
+public final class RPCServer: Sendable {
+    public let configuration: RPCServerConfiguration
+    let dispatcher: RPCDispatcher
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let programList: [any RPCProgramHandler]
+
+    private struct State {
+        var listeners: [any Channel] = []
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var boundPorts: [Int] = []
+        var isShutDown = false
+    }
+    private let state = Mutex(State())
+
+    public init(
+        programs: [any RPCProgramHandler],
+        configuration: RPCServerConfiguration = RPCServerConfiguration(),
+        group: any EventLoopGroup,
+        threadPool: NIOThreadPool,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        self.programList = programs
+        self.dispatcher = RPCDispatcher(
+            programs: programs,
+            cacheEntries: configuration.duplicateCacheEntries,
+            threadPool: threadPool,
+            logger: logger
+        )
+    }
+
+    /// The ports bound so far (one per `bind` call).
+    public var boundPorts: [Int] { self.state.withLock { $0.boundPorts } }
+
+    /// What a portmapper should know about this server: every program, version and transport
+    /// at `port` (default: the first bound port).
+    public func registrations(port: Int? = nil) -> [RPCRegistration] {
+        guard let port = port ?? self.boundPorts.first else { return [] }
+        var result: [RPCRegistration] = []
+        for program in self.programList {
+            for version in program.versions {
+                for transport in RPCTransport.allCases {
+                    result.append(RPCRegistration(program: program.program, version: version, transport: transport, port: port))
+                }
+            }
+        }
+        return result
+    }
+
+    /// Binds TCP and UDP on `host:port` and starts serving. With port 0 the system picks a TCP
+    /// port and UDP binds the same number. May be called once per listen address.
+    ///
+    /// - Returns: the port bound.
+    /// - Throws: `RPCServerError` naming host, port and transport (`.addressInUse` tells the
+    ///   user what to change, from `configuration.portSettingHint`).
+    public func bind(host: String, port: Int) async throws -> Int {
+        let attempts = port == 0 ? 8 : 1
+        var lastError: (any Error)? = nil
+        for _ in 0..<attempts {
+            let tcp = try await self.mapBindError(host: host, port: port, transport: .tcp) {
+                try await self.makeTCPListener(host: host, port: port).get()
+            }
+            let boundPort = tcp.localAddress?.port ?? port
+            do {
+                let udp = try await self.mapBindError(host: host, port: boundPort, transport: .udp) {
+                    try await self.makeUDPSocket(host: host, port: boundPort).get()
+                }
+                return try self.adopt(tcp: tcp, udp: udp, port: boundPort)
+            } catch let error as RPCServerError where error.code == .addressInUse && port == 0 {
+                // UDP port of that number is taken: try another TCP port.
+                lastError = error
+                try? await tcp.close()
+            } catch {
+                try? await tcp.close()
+                throw error
+            }
+        }
+        throw lastError ?? RPCServerError(code: .bindFailed, host: host, port: port, transport: .udp)
+    }
+
+    /// `bind` for callers that must create the sockets on the calling thread (a thread that
+    /// entered another network namespace, in tests). Not for use on an event loop.
+    public func bindBlocking(host: String, port: Int) throws -> Int {
+        let attempts = port == 0 ? 8 : 1
+        var lastError: (any Error)? = nil
+        for _ in 0..<attempts {
+            let tcp = try self.mapBindErrorBlocking(host: host, port: port, transport: .tcp) {
+                try self.makeTCPListener(host: host, port: port).wait()
+            }
+            let boundPort = tcp.localAddress?.port ?? port
+            do {
+                let udp = try self.mapBindErrorBlocking(host: host, port: boundPort, transport: .udp) {
+                    try self.makeUDPSocket(host: host, port: boundPort).wait()
+                }
+                return try self.adopt(tcp: tcp, udp: udp, port: boundPort)
+            } catch let error as RPCServerError where error.code == .addressInUse && port == 0 {
+                lastError = error
+                try? tcp.close().wait()
+            } catch {
+                try? tcp.close().wait()
+                throw error
+            }
+        }
+        throw lastError ?? RPCServerError(code: .bindFailed, host: host, port: port, transport: .udp)
+    }
+
+    private func adopt(tcp: any Channel, udp: any Channel, port: Int) throws -> Int {
+        let accepted = self.state.withLock { state -> Bool in
+            guard !state.isShutDown else { return false }
+            state.listeners.append(tcp)
+            state.listeners.append(udp)
+            state.boundPorts.append(port)
+            return true
+        }
+        guard accepted else {
+            tcp.close(promise: nil)
+            udp.close(promise: nil)
+            throw RPCServerError(code: .shutDown, host: "\(tcp.localAddress.map { "\($0)" } ?? "?")", port: port, transport: .tcp)
+        }
+        self.logger.info(
+            "RPC server listening",
+            metadata: [
+                "address": "\(tcp.localAddress.map { "\($0)" } ?? "?")",
+                "programs": "\(self.programList.map { "\($0.program)" }.joined(separator: ","))",
+            ]
+        )
+        return port
+    }
+
+    private func classify(_ error: any Error, host: String, port: Int, transport: RPCTransport) -> RPCServerError {
+        if let error = error as? RPCServerError { return error }
+        var code = RPCServerError.Code.bindFailed
+        if let io = error as? IOError, io.errnoCode == EADDRINUSE {
+            code = .addressInUse
+        }
+        return RPCServerError(
+            code: code,
+            host: host,
+            port: port,
+            transport: transport,
+            hint: self.configuration.portSettingHint,
+            underlying: error
+        )
+    }
+
+    private func mapBindError<T>(
+        host: String,
+        port: Int,
+        transport: RPCTransport,
+        _ body: () async throws -> T
+    ) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw self.classify(error, host: host, port: port, transport: transport)
+        }
+    }
+
+    private func mapBindErrorBlocking<T>(
+        host: String,
+        port: Int,
+        transport: RPCTransport,
+        _ body: () throws -> T
+    ) throws -> T {
+        do {
+            return try body()
+        } catch {
+            throw self.classify(error, host: host, port: port, transport: transport)
+        }
+    }
+
+    private func makeTCPListener(host: String, port: Int) -> EventLoopFuture<any Channel> {
+        let dispatcher = self.dispatcher
+        let configuration = self.configuration
+        let logger = self.logger
+        return ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: configuration.backlog)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { [weak self] channel in
+                self?.track(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(RecordMarkingDecoder(maxRecordBytes: configuration.maxRecordBytes)),
+                        RPCTCPConnectionHandler(
+                            dispatcher: dispatcher,
+                            maxOutstanding: configuration.maxOutstandingPerConnection,
+                            logger: logger
+                        )
+                    )
+                }
+            }
+            .bind(host: host, port: port)
+    }
+
+    private func makeUDPSocket(host: String, port: Int) -> EventLoopFuture<any Channel> {
+        let dispatcher = self.dispatcher
+        let configuration = self.configuration
+        let logger = self.logger
+        return DatagramBootstrap(group: self.group)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(
+                .recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: max(1024, configuration.maxDatagramBytes))
+            )
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        RPCUDPHandler(
+                            dispatcher: dispatcher,
+                            maxOutstanding: configuration.maxOutstandingUDP,
+                            logger: logger
+                        )
+                    )
+                }
+            }
+            .bind(host: host, port: port)
+    }
+
+    private func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        let accepted = self.state.withLock { state -> Bool in
+            guard !state.isShutDown else { return false }
+            state.connections[id] = channel
+            return true
+        }
+        guard accepted else {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.connections.removeValue(forKey: id) }
+        }
+    }
+
+    /// Stops listening and closes every connection. Calls running on the thread pool finish;
+    /// their replies are discarded.
+    public func shutdown() async throws {
+        let channels = self.state.withLock { state -> [any Channel] in
+            state.isShutDown = true
+            let all = state.listeners + Array(state.connections.values)
+            state.listeners = []
+            state.connections = [:]
+            return all
+        }
+        for channel in channels {
+            do {
+                try await channel.close()
+            } catch ChannelError.alreadyClosed {
+                continue
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+#!/bin/bash
+# Strata VM test harness: the real Linux NFSv3 client (Debian cloud kernel under
+# qemu -accel tcg) against strata, everything inside a private network namespace.
+#
+#   STRATA_BIN=/path/to/strata bash Tests/VM/run.sh [SUITE ...]
+#
+# SUITES: smoke mount-explicit mount-builtin mount-rpcbind restart pxe   (default: all)
+# See Tests/VM/README.md. Exit status: 0 all steps OK, 1 a step failed, 2 harness error.
+set -uo pipefail
+VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$VM_DIR/lib.sh"
+ALL_SUITES="smoke mount-explicit mount-builtin mount-rpcbind restart pxe"
+
+# ---- outside the namespace: prepare, then re-enter in a new net+mount namespace -------------
+if [ -z "${STRATA_VM_IN_NS:-}" ]; then
+  [ "$(id -u)" = 0 ] || die "run as root (needs unshare and apt-get)"
+  T0=$(now_ms)
+  bash "$VM_DIR/prepare.sh" || die "prepare failed"
+  log "prepare: $(elapsed "$T0")"
+  if [ "${STRATA_VM_SERVER:-strata}" = strata ]; then
+    case " ${*:-$ALL_SUITES} " in *" smoke "*) ;; esac
+    if [ "${*:-$ALL_SUITES}" != smoke ]; then
+      [ -n "${STRATA_BIN:-}" ] || die "STRATA_BIN is not set (path to the strata binary)"
+      [ -x "$STRATA_BIN" ] || die "STRATA_BIN=$STRATA_BIN is not executable"
+      STRATA_BIN=$(realpath "$STRATA_BIN")
+    fi
+  fi
+  export STRATA_BIN=${STRATA_BIN:-} STRATA_VM_T0=$T0 STRATA_VM_IN_NS=1
+  timeout -k 10 "${STRATA_VM_TIMEOUT:-2400}" \
+    unshare --net --mount --fork --kill-child=TERM bash "$0" "$@"
+  rc=$?
+  [ $rc = 124 ] && log "the VM suite hit its overall timeout (${STRATA_VM_TIMEOUT:-2400} s)"
+  exit $rc
+fi
+
+# ---- inside the namespace -------------------------------------------------------------------
+. "$CACHE/env"
+. "$VM_DIR/host/servers.sh"
+. "$VM_DIR/host/fixtures.sh"
+. "$VM_DIR/host/check-upper.sh"
+ip link set lo up
+mount --make-rprivate /
+mount -t tmpfs tmpfs /run            # private /run: rpcbind's socket and lock live here
+WORK=$(mktemp -d /tmp/strata-vm.XXXXXX)
+mkdir -p "$WORK"/{logs,pids,www/done,tests}
+FIX=$WORK/fixture
+CTL_PORT=18080
+VM_PID=""; HTTPD_PID=""
+# A tap device for the scenarios that cannot use slirp: with a real rpcbind, GETADDR answers a
+# universal address built from the address the request arrived on, and under slirp that is
+# the namespace's 127.0.0.1, which the guest would then dial in its own loopback. On the tap,
+# the namespace side is 10.0.2.2/24 (the same plan as slirp), the guest 10.0.2.15.
+TAP=stap0
+ip tuntap add dev $TAP mode tap && ip addr add 10.0.2.2/24 dev $TAP && ip link set $TAP up \
+  || die "cannot create the tap device in the namespace"
+VM_NET=slirp
+
+cleanup() {
+  kill_pid "$VM_PID"; server_stop; rpcbind_stop; kill_pid "$HTTPD_PID"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 2' INT TERM
+
+# results
+RESULTS=$WORK/results.tsv; : >"$RESULTS"
+record() { # SUITE STEP OK|FAIL [DETAIL]
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$RESULTS"
+  printf '  %-14s %-46s %s %s\n' "[$1]" "$2" "$3" "${4:-}"
+}
+TIMES=$WORK/times.tsv; : >"$TIMES"
+timing() { printf '%s\t%s\n' "$1" "$2" >>"$TIMES"; log "time: $1 = $2"; }
+
+# control web server: the guest asks for host actions with HOST-REQ lines and polls
+# http://10.0.2.2:$CTL_PORT/done/NAME; also serves test files.
+busybox httpd -f -p $CTL_PORT -h "$WORK/www" >"$WORK/logs/httpd.log" 2>&1 &
+HTTPD_PID=$!
+echo strata-vm-harness >"$WORK/www/hello.txt"
+wait_for 5 port_listening $CTL_PORT || die "control httpd did not start"
+
+# build_test_initrd NAME SCRIPT [VAR=VALUE ...] -> prints the path of base initramfs + /test
+build_test_initrd() {
+  local name=$1 script=$2; shift 2
+  local d=$WORK/tests/$name
+  rm -rf "$d"; mkdir -p "$d/test"
+  cp "$VM_DIR/guest/lib.sh" "$d/test/lib.sh"
+  cp "$VM_DIR/guest/$script" "$d/test/main.sh"
+  { echo "SERVER=10.0.2.2"; echo "CTL_PORT=$CTL_PORT"; for kv in "$@"; do echo "$kv"; done; } >"$d/test/env"
+  ( cd "$d" && find test | cpio -o -H newc --quiet -R 0:0 | gzip -1 ) >"$d/test.cpio.gz"
+  cat "$INITRD" "$d/test.cpio.gz" >"$d/initrd.img"
+  echo "$d/initrd.img"
+}
+
+# vm_watch SUITE NAME TIMEOUT: follow the serial log of the running VM ($VM_PID): print and
+# record STEP lines, serve HOST-REQ lines (function req_NAME), stop at timeout.
+# Sets VM_EXIT (guest exit code or "none") and VM_WALL_MS.
+vm_watch() {
+  local S=$1 name=$2 tmo=$3 serial=$WORK/$2.serial t0 n=0 total line deadline
+  t0=$VM_T0; deadline=$(( t0 + tmo*1000 )); VM_EXIT=none
+  while :; do
+    total=0; [ -f "$serial" ] && total=$(wc -l <"$serial")
+    if [ "$total" -gt "$n" ]; then
+      while IFS= read -r line; do
+        line=${line%$'\r'}
+        case "$line" in  # firmware escape codes may precede a marker on the same line
+          "    | "*) ;;
+          ?*"GUEST-EXIT "*) line="GUEST-EXIT ${line##*GUEST-EXIT }" ;;
+          ?*"STEP "*) line="STEP ${line#*STEP }" ;;
+        esac
+        case "$line" in
+          "STEP "*) set -- $line
+                    record "$S" "$2" "$3" "$(echo "$line" | cut -d' ' -f4-)" ;;
+          "HOST-REQ "*) local r=${line#HOST-REQ }; r=${r%% *}
+                    if declare -F "req_$r" >/dev/null && "req_$r"; then echo ok; else echo fail; fi >"$WORK/www/done/$r.tmp"
+                    mv "$WORK/www/done/$r.tmp" "$WORK/www/done/$r" ;;
+          "GUEST-EXIT "*) VM_EXIT=${line#GUEST-EXIT } ;;
+          "BOOT-TIME "*) VM_BOOT_TIME=${line#BOOT-TIME } ;;
+          "    | "*) echo "$line" ;;
+          *"Kernel panic"*|*"BUG: "*|*"Oops"*) echo "  !! $line" ;;
+        esac
+        [ -n "${VM_MARK:-}" ] && [ "$line" = "$VM_MARK" ] && VM_MARK_MS=$(now_ms)
+      done < <(sed -n "$((n+1)),${total}p" "$serial")
+      n=$total
+    fi
+    kill -0 "$VM_PID" 2>/dev/null || break
+    if [ "$(now_ms)" -ge "$deadline" ]; then
+      record "$S" "$name-timeout" FAIL "VM still running after ${tmo}s, killed (serial: $serial)"
+      kill_pid "$VM_PID"; break
+    fi
+    sleep 0.2
+  done
+  wait "$VM_PID" 2>/dev/null; VM_PID=""
+  VM_WALL_MS=$(( $(now_ms) - t0 ))
+  if [ "$VM_EXIT" = none ]; then
+    record "$S" "$name-guest-exit" FAIL "no GUEST-EXIT line (serial: $serial)"; tail -n 25 "$serial" | sed 's/^/    > /'
+  elif [ "$VM_EXIT" != 0 ]; then
+    record "$S" "$name-guest-exit" FAIL "guest exit status $VM_EXIT"
+  else
+    record "$S" "$name-guest-exit" OK "$(( VM_WALL_MS/1000 )).$(( VM_WALL_MS%1000/100 ))s"
+  fi
+}
+
+netdev_arg() {
+  if [ "$VM_NET" = tap ]; then echo "tap,id=n0,ifname=$TAP,script=no,downscript=no"; else echo "user,id=n0"; fi
+}
+
+# vm_boot SUITE NAME TIMEOUT INITRD APPEND: direct kernel boot, then vm_watch
+vm_boot() {
+  local S=$1 name=$2 tmo=$3 initrd=$4 append=$5
+  VM_T0=$(now_ms)
+  "$QEMU" -accel tcg -m "$VM_MEM" -smp 1 -nographic -no-reboot -monitor none \
+    -kernel "$KERNEL" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1 $append" \
+    -netdev "$(netdev_arg)" -device virtio-net-pci,netdev=n0 \
+    -serial "file:$WORK/$name.serial" </dev/null >"$WORK/logs/qemu-$name.log" 2>&1 &
+  VM_PID=$!; echo "$VM_PID" >"$WORK/pids/vm"
+  vm_watch "$S" "$name" "$tmo"
+}
+
+# ---- suites ---------------------------------------------------------------------------------
+suite_smoke() {
+  local img; img=$(build_test_initrd smoke t-smoke.sh)
+  vm_boot smoke smoke 120 "$img" ""
+  timing "smoke boot+test" "$((VM_WALL_MS/1000)).$((VM_WALL_MS%1000/100))s"
+}
+
+# scenario NAME PORTMAPPER NFS_PORT MOUNT_PORT MOUNT_MODE: start strata, boot a guest running
+# t-mounts.sh (and, for mount-builtin, the workout), stop strata.
+suite_mount() {
+  local S=$1 pm=$2 np=$3 mp=$4 mode=$5 img cfg=$WORK/$1.toml
+  VM_NET=${6:-slirp}
+  make_union_fixture "$FIX"
+  { manifest "$FIX/lower1"; manifest "$FIX/lower2"; } >"$WORK/lowers.manifest"
+  if [ "$SERVER_KIND" = strata ]; then
+    strata_config "$cfg" "$pm" "$np" "$mp" "$(union_export_toml)"
+  else  # self-check server: a flattened copy of the three layers
+    rm -rf "$WORK/flat"; mkdir -p "$WORK/flat"
+    cp -a "$FIX/lower2/." "$WORK/flat/"; cp -a "$FIX/lower1/." "$WORK/flat/"; cp -a "$FIX/upper/tree/." "$WORK/flat/"
+    ganesha_config "$cfg" "$np" "$mp" /union "$WORK/flat"
+  fi
+  [ "$pm" = system ] && { rpcbind_start || { record "$S" rpcbind-start FAIL; return; }; record "$S" rpcbind-start OK; }
+  if ! server_start "$cfg" "$np"; then record "$S" server-start FAIL "see $WORK/logs"; rpcbind_stop; return; fi
+  record "$S" server-start OK "portmapper=$pm nfs=$np mount=$mp"
+  if [ "$pm" = system ]; then
+    wait_for 10 sh -c "'$NFSUTILS/usr/sbin/rpcinfo' -p 127.0.0.1 | grep -q '100003 *3 *tcp'" \
+      && record "$S" registered-with-rpcbind OK || record "$S" registered-with-rpcbind FAIL "$("$NFSUTILS/usr/sbin/rpcinfo" -p 127.0.0.1 2>&1 | tr '\n' ';')"
+  fi
+  img=$(build_test_initrd "$S" t-mounts.sh EXPORT=/union NFS_PORT=$np MOUNT_PORT=$mp MOUNT_MODE=$mode)
+  vm_boot "$S" "$S" 300 "$img" ""
+  timing "$S VM ($VM_NET)" "$((VM_WALL_MS/1000)).$((VM_WALL_MS%1000/100))s"
+  VM_NET=slirp
+  if [ "$S" = mount-builtin ]; then
+    img=$(build_test_initrd workout t-workout.sh EXPORT=/union NFS_PORT=$np MOUNT_PORT=$mp)
+    vm_boot workout workout 1200 "$img" ""
+    timing "workout VM" "$((VM_WALL_MS/1000)).$((VM_WALL_MS%1000/100))s"
+    server_stop
+    if [ "$SERVER_KIND" = strata ]; then check_upper workout "$FIX/upper" "$WORK/workout.serial"; fi
+  fi
+  server_stop
+  if [ "$pm" = system ]; then
+    if "$NFSUTILS/usr/sbin/rpcinfo" -p 127.0.0.1 2>&1 | grep -qE '^ *1000(03|05) '; then
+      record "$S" unregistered-on-shutdown FAIL "$("$NFSUTILS/usr/sbin/rpcinfo" -p 127.0.0.1 2>&1 | grep -E '1000(03|05)' | tr -s ' ' | tr '\n' ';')"
+    else
+      record "$S" unregistered-on-shutdown OK
+    fi
+    rpcbind_stop
+  fi
+}
+
+suite_restart() {
+  local S=restart img cfg=$WORK/restart.toml np=2049 mp=20048
+  make_union_fixture "$FIX"
+  if [ "$SERVER_KIND" = strata ]; then
+    strata_config "$cfg" builtin $np $mp "$(union_export_toml)"
+  else
+    rm -rf "$WORK/flat"; mkdir -p "$WORK/flat"; cp -a "$FIX/lower2/." "$FIX/lower1/." "$FIX/upper/tree/." "$WORK/flat/"
+    ganesha_config "$cfg" $np $mp /union "$WORK/flat"
+  fi
+  server_start "$cfg" $np || { record $S server-start FAIL; return; }
+  req_restart-term() { server_restart TERM $np; }
+  req_restart-kill() { server_restart KILL $np; }
+  img=$(build_test_initrd restart t-restart.sh EXPORT=/union NFS_PORT=$np MOUNT_PORT=$mp)
+  vm_boot $S restart 600 "$img" ""
+  timing "restart VM" "$((VM_WALL_MS/1000)).$((VM_WALL_MS%1000/100))s"
+  server_stop; [ "$SERVER_KIND" = ganesha ] && rpcbind_stop
+}
+
+# PXE: iPXE (the NIC's option ROM) gets BOOTP/TFTP from slirp, runs an iPXE script that loads
+# kernel + initramfs over TFTP; the initramfs mounts the per-client root and switch_roots.
+pxe_boot() { # NAME HOSTNAME
+  local name=$1 host=$2 tftp=$WORK/tftp
+  cat >"$tftp/$host.ipxe" <<EOT
+#!ipxe
+echo Strata PXE: booting $host
+kernel tftp://10.0.2.2/vmlinuz console=ttyS0 quiet panic=-1 strata.mode=nfsroot strata.net=dhcp strata.host=$host strata.root=10.0.2.2:/diskless strata.nfsopts=vers=3,nolock,proto=tcp strata.init=/sbin/init
+initrd tftp://10.0.2.2/initrd.img
+boot
+EOT
+  VM_T0=$(now_ms); VM_BOOT_TIME=""; VM_MARK="GUEST-EXIT 0"; VM_MARK_MS=""
+  "$QEMU" -accel tcg -m "$VM_MEM" -smp 1 -nographic -no-reboot -monitor none -boot n \
+    -netdev "user,id=n0,tftp=$tftp,bootfile=$host.ipxe" -device virtio-net-pci,netdev=n0 \
+    -serial "file:$WORK/$name.serial" </dev/null >"$WORK/logs/qemu-$name.log" 2>&1 &
+  VM_PID=$!; echo "$VM_PID" >"$WORK/pids/vm"
+  vm_watch pxe "$name" 300
+  local ms=${VM_MARK_MS:-$(now_ms)}; ms=$((ms - VM_T0))
+  timing "PXE $name: power-on to check done (wall)" "$((ms/1000)).$((ms%1000/100))s"
+  timing "PXE $name: guest uptime at init of the NFS root" "${VM_BOOT_TIME:-?}s"
+  VM_MARK=""
+}
+pxe_state() { tr -d '\r' <"$WORK/$1.serial" | grep '^STATE ' | tail -1; }
+
+suite_pxe() {
+  local S=pxe cfg=$WORK/pxe.toml np=2049 mp=20048 st
+  make_diskless_image "$WORK/image"
+  manifest "$WORK/image" >"$WORK/image.manifest"
+  mkdir -p "$WORK/tftp" "$WORK/clients"
+  cp "$KERNEL" "$WORK/tftp/vmlinuz"; cp "$INITRD" "$WORK/tftp/initrd.img"
+  if [ "$SERVER_KIND" != strata ]; then  # self-check of the boot path only: no per-client uppers
+    cp -a "$WORK/image" "$WORK/image-rw"
+    ganesha_config "$cfg" $np $mp /diskless "$WORK/image-rw"
+    server_start "$cfg" $np || { record $S server-start FAIL; return; }
+    pxe_boot pxe-client1-boot1 client1
+    server_stop; rpcbind_stop; return
+  fi
+  strata_config "$cfg" builtin $np $mp "$(diskless_export_toml)"
+  server_start "$cfg" $np || { record $S server-start FAIL; return; }
+  record $S server-start OK
+  pxe_boot pxe-client1-boot1 client1
+  st=$(pxe_state pxe-client1-boot1)
+  case "$st" in *"previous-boots=0 motd=present"*) record $S client1-first-boot-pristine OK "$st";;
+    *) record $S client1-first-boot-pristine FAIL "$st";; esac
+  pxe_boot pxe-client2-boot1 client2
+  st=$(pxe_state pxe-client2-boot1)
+  case "$st" in *"previous-boots=0 motd=present others=[]"*) record $S client2-sees-pristine-image OK "$st";;
+    *) record $S client2-sees-pristine-image FAIL "$st";; esac
+  pxe_boot pxe-client1-boot2 client1
+  st=$(pxe_state pxe-client1-boot2)
+  case "$st" in *"previous-boots=1 motd=absent others=[]"*) record $S client1-changes-persisted OK "$st";;
+    *) record $S client1-changes-persisted FAIL "$st";; esac
+  server_stop
+  # server side: each client has its own upper; the shared image is untouched
+  [ "$(manifest "$WORK/image")" = "$(cat "$WORK/image.manifest")" ] && record $S image-unchanged OK || record $S image-unchanged FAIL
+  local c1 c2
+  c1=$(find "$WORK/clients" -path '*/tree/var/lib/strata-test/client1.boots' | head -1)
+  c2=$(find "$WORK/clients" -path '*/tree/var/lib/strata-test/client2.boots' | head -1)
+  [ -n "$c1" ] && [ "$(wc -l <"$c1")" = 2 ] && record $S client1-upper-has-2-boots OK "$c1" || record $S client1-upper-has-2-boots FAIL "${c1:-none} ($(ls "$WORK/clients" | tr '\n' ' '))"
+  [ -n "$c2" ] && [ "$(wc -l <"$c2")" = 1 ] && record $S client2-upper-has-1-boot OK "$c2" || record $S client2-upper-has-1-boot FAIL "${c2:-none}"
+  [ -n "$c1" ] && [ -n "$c2" ] && [ "${c1%%/tree/*}" != "${c2%%/tree/*}" ] && record $S separate-uppers OK || record $S separate-uppers FAIL
+}
+
+# ---- main -----------------------------------------------------------------------------------
+SUITES=${*:-$ALL_SUITES}
+T1=$(now_ms)
+log "work dir $WORK; server: $SERVER_KIND ${STRATA_BIN:-}; suites: $SUITES"
+for s in $SUITES; do
+  ts=$(now_ms); log "=== suite $s"
+  case $s in
+    smoke) suite_smoke ;;
+    mount-explicit) suite_mount mount-explicit off 12049 12048 explicit ;;
+    mount-builtin)  suite_mount mount-builtin builtin 2049 20048 portmap ;;
+    mount-rpcbind)  suite_mount mount-rpcbind system 2049 20048 portmap tap ;;
+    restart) suite_restart ;;
+    pxe) suite_pxe ;;
+    *) record main "unknown-suite-$s" FAIL ;;
+  esac
+  VM_NET=slirp
+  timing "suite $s" "$(elapsed "$ts")"
+done
+timing "whole VM suite (in namespace)" "$(elapsed "$T1")"
+timing "whole VM suite incl. prepare" "$(elapsed "$STRATA_VM_T0")"
+
+passed=$(awk -F'\t' '$3=="OK"' "$RESULTS" | wc -l)
+failed=$(awk -F'\t' '$3!="OK"' "$RESULTS" | wc -l)
+echo
+echo "---- VM suite timings"
+column -t -s $'\t' "$TIMES" 2>/dev/null || cat "$TIMES"
+if [ "$failed" -gt 0 ]; then
+  echo "---- FAILED steps"
+  awk -F'\t' '$3!="OK" {printf "  [%s] %s %s %s\n", $1, $2, $3, $4}' "$RESULTS"
+  echo "(logs and serial consoles kept in $WORK)"
+else
+  [ -n "${STRATA_VM_KEEP:-}" ] && echo "(work dir kept: $WORK)" || rm -rf "$WORK"
+fi
+echo "VM: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

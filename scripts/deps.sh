@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Strata needs for a purpose: `run` (serving) or `test` (the whole
+# suite, including the VM tests). As root it installs what is missing; otherwise it prints the
+# exact apt-get line and fails, so nothing half-works silently.
+set -euo pipefail
+purpose=${1:-run}
+packages=(libtirpc-dev libsqlite3-dev pkg-config)
+if [ "$purpose" = test ]; then
+    # rpcbind (rpcinfo), nfs-common (showmount), libnfs-utils (nfs-ls/nfs-cp/nfs-cat): independent
+    # clients; qemu, iPXE, busybox, cpio, kmod: the kernel-client VM tests; iproute2 + util-linux
+    # (unshare): network namespaces; sqlite3: inspecting sidecars from tests.
+    packages+=(rpcbind nfs-common libnfs-utils qemu-system-x86 ipxe-qemu busybox-static cpio kmod
+        iproute2 util-linux sqlite3 python3 procps psmisc)
+fi
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "strata: missing Debian packages: ${missing[*]}" >&2
+    echo "strata: install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "strata: installing ${missing[*]}" >&2
+# Keep package scripts from starting daemons (rpcbind, nfs-common's services): the tests start
+# exactly the daemons they need, by PID, in namespaces they create.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1
+fi
+trap '[ $created_policy = 1 ] && rm -f "$policy"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
