@@ -44,16 +44,30 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let record = try self.decode(buffer: &buffer) else {
+        switch try self.step(buffer: &buffer) {
+        case .record(let record):
+            context.fireChannelRead(Self.wrapInboundOut(record))
+            return .continue
+        case .consumedFragment:
+            return .continue
+        case .needMoreData:
             return .needMoreData
         }
-        context.fireChannelRead(Self.wrapInboundOut(record))
-        return .continue
     }
 
-    /// The decoding step without a channel: returns a whole record, or `nil` for "need more
-    /// data" (the reader index is then where it was, or just past complete fragments).
-    public mutating func decode(buffer: inout ByteBuffer) throws(RecordMarkingError) -> ByteBuffer? {
+    /// What one decoding step did.
+    public enum Step: Sendable {
+        /// A whole record was read.
+        case record(ByteBuffer)
+        /// A non-final fragment was consumed into the record being reassembled.
+        case consumedFragment
+        /// A header or fragment is incomplete; the reader index has not moved.
+        case needMoreData
+    }
+
+    /// One step of the state machine. Throws, before buffering anything of it, when a fragment
+    /// would take the record over `maxRecordBytes`; the decoder then stays failed.
+    public mutating func step(buffer: inout ByteBuffer) throws(RecordMarkingError) -> Step {
         while true {
             switch self.state {
             case .failed:
@@ -61,7 +75,7 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
 
             case .waitingForHeader(let record):
                 guard let header = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self) else {
-                    return nil
+                    return .needMoreData
                 }
                 let length = Int(header & 0x7fff_ffff)
                 let isLast = header & 0x8000_0000 != 0
@@ -75,12 +89,12 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
 
             case .waitingForFragment(let length, let isLast, let record):
                 guard buffer.readableBytes >= 4 + length else {
-                    return nil
+                    return .needMoreData
                 }
                 buffer.moveReaderIndex(forwardBy: 4)
                 // `readSlice` shares storage with the receive buffer: no copy for the common
                 // single-fragment record.
-                guard var fragment = buffer.readSlice(length: length) else { return nil }
+                guard var fragment = buffer.readSlice(length: length) else { return .needMoreData }
                 let assembled: ByteBuffer
                 if var record {
                     record.writeBuffer(&fragment)
@@ -90,9 +104,21 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
                 }
                 if isLast {
                     self.state = .waitingForHeader(record: nil)
-                    return assembled
+                    return .record(assembled)
                 }
                 self.state = .waitingForHeader(record: assembled)
+                return .consumedFragment
+            }
+        }
+    }
+
+    /// Decodes until a whole record is read (returned) or more data is needed (`nil`).
+    public mutating func decode(buffer: inout ByteBuffer) throws(RecordMarkingError) -> ByteBuffer? {
+        while true {
+            switch try self.step(buffer: &buffer) {
+            case .record(let record): return record
+            case .consumedFragment: continue
+            case .needMoreData: return nil
             }
         }
     }

@@ -1,0 +1,111 @@
+import NIOCore
+import Testing
+import XDR
+
+@testable import SunRPC
+
+@Suite struct DuplicateRequestCacheTests {
+    @Test(arguments: RPCTransport.allCases)
+    func retransmittedNonIdempotentCallGetsTheOriginalReply(transport: RPCTransport) async throws {
+        let program = TestProgram()
+        try await withTestServer(programs: [program]) { server in
+            let client = try server.client(transport)
+            var first = try client.call(program: TestProgram.number, version: 1, procedure: 3, xid: 4242)
+            var again = try client.call(program: TestProgram.number, version: 1, procedure: 3, xid: 4242)
+            #expect(try first.body.readXDRUInt32() == 1)
+            #expect(try again.body.readXDRUInt32() == 1)
+            #expect(program.counter.load(ordering: .relaxed) == 1)
+            // A new xid is a new call.
+            var next = try client.call(program: TestProgram.number, version: 1, procedure: 3, xid: 4243)
+            #expect(try next.body.readXDRUInt32() == 2)
+        }
+    }
+
+    @Test(arguments: RPCTransport.allCases)
+    func retransmittedIdempotentCallIsExecutedAgain(transport: RPCTransport) async throws {
+        let program = TestProgram()
+        try await withTestServer(programs: [program]) { server in
+            let client = try server.client(transport)
+            var first = try client.call(program: TestProgram.number, version: 1, procedure: 4, xid: 777)
+            var again = try client.call(program: TestProgram.number, version: 1, procedure: 4, xid: 777)
+            #expect(try first.body.readXDRUInt32() == 1)
+            #expect(try again.body.readXDRUInt32() == 2)
+        }
+    }
+
+    /// TCP clients are known by IP alone: a retransmission on a new connection (new source
+    /// port) is still answered from the cache.
+    @Test func tcpRetransmissionOnNewConnectionHitsTheCache() async throws {
+        let program = TestProgram()
+        try await withTestServer(programs: [program]) { server in
+            var first = try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 3, xid: 99)
+            var again = try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 3, xid: 99)
+            #expect(try first.body.readXDRUInt32() == 1)
+            #expect(try again.body.readXDRUInt32() == 1)
+        }
+    }
+
+    @Test func differentArgumentsWithTheSameXIDAreADifferentCall() async throws {
+        let program = TestProgram()
+        try await withTestServer(programs: [program]) { server in
+            let client = try server.client(.udp)
+            _ = try client.call(program: TestProgram.number, version: 1, procedure: 3, arguments: uint32Buffer(1), xid: 5)
+            var other = try client.call(program: TestProgram.number, version: 1, procedure: 3, arguments: uint32Buffer(2), xid: 5)
+            #expect(try other.body.readXDRUInt32() == 2)
+        }
+    }
+
+    @Test func retransmissionOfACallInProgressIsDropped() {
+        let cache = DuplicateRequestCache(capacity: 10)
+        let key = Self.key(xid: 1)
+        guard case .new = cache.begin(key) else { Issue.record("expected new"); return }
+        guard case .inProgress = cache.begin(key) else { Issue.record("expected in progress"); return }
+        cache.complete(key, reply: RPCReplyMessage(header: ByteBuffer(bytes: [1, 2, 3, 4]), results: nil))
+        guard case .replay(let reply) = cache.begin(key) else { Issue.record("expected replay"); return }
+        #expect(Array(reply.header.readableBytesView) == [1, 2, 3, 4])
+    }
+
+    @Test func droppedReplyIsForgotten() {
+        let cache = DuplicateRequestCache(capacity: 10)
+        let key = Self.key(xid: 1)
+        _ = cache.begin(key)
+        cache.complete(key, reply: nil)
+        guard case .new = cache.begin(key) else { Issue.record("expected new"); return }
+    }
+
+    @Test func leastRecentlyUsedEntryIsEvicted() {
+        let cache = DuplicateRequestCache(capacity: 3)
+        for xid in UInt32(1)...3 {
+            _ = cache.begin(Self.key(xid: xid))
+            cache.complete(Self.key(xid: xid), reply: RPCReplyMessage(header: ByteBuffer(), results: nil))
+        }
+        _ = cache.begin(Self.key(xid: 1))  // touch 1: 2 is now the oldest
+        _ = cache.begin(Self.key(xid: 4))
+        #expect(cache.count == 3)
+        guard case .replay = cache.begin(Self.key(xid: 1)) else { Issue.record("1 evicted"); return }
+        guard case .new = cache.begin(Self.key(xid: 2)) else { Issue.record("2 kept"); return }
+    }
+
+    @Test func cacheStaysBoundedUnderChurn() {
+        let cache = DuplicateRequestCache(capacity: 50)
+        for round in 0..<20_000 {
+            let key = Self.key(xid: UInt32(round % 70))
+            if case .new = cache.begin(key) {
+                cache.complete(key, reply: RPCReplyMessage(header: ByteBuffer(), results: nil))
+            }
+            #expect(cache.count <= 50)
+        }
+    }
+
+    static func key(xid: UInt32) -> DuplicateRequestKey {
+        DuplicateRequestKey(
+            remoteAddress: try! SocketAddress(ipAddress: "127.0.0.1", port: 700),
+            transport: .udp,
+            xid: xid,
+            program: 1,
+            version: 1,
+            procedure: 1,
+            arguments: ByteBuffer()
+        )
+    }
+}

@@ -1,0 +1,239 @@
+import Foundation
+import NIOCore
+import Testing
+import XDR
+
+@testable import SunRPC
+
+/// Framing, robustness and concurrency of the server, checked on the wire.
+@Suite struct RPCWireTests {
+    @Test(arguments: [1, 3, 4, 7, 16, 100])
+    func fragmentedRecordIsReassembled(fragmentBytes: Int) async throws {
+        try await withTestServer { server in
+            let client = try server.client(.tcp)
+            var arguments = ByteBuffer()
+            let payload = (0..<300).map { UInt8(truncatingIfNeeded: $0 * 7) }
+            arguments.writeXDRVariableOpaque(payload)
+            let message = callMessage(xid: 1234, procedure: 1, arguments: arguments)
+            try client.sendRaw(fragmented(message, fragmentBytes: fragmentBytes))
+            var record = try client.receiveRecord()
+            var reply = try RPCClient.parseReply(&record)
+            #expect(reply.xid == 1234)
+            #expect(reply.status == .success)
+            #expect(try reply.body.readXDRVariableOpaque(maxLength: 1000) == payload)
+        }
+    }
+
+    @Test func recordsSplitAcrossWritesAreReassembled() async throws {
+        try await withTestServer { server in
+            let client = try server.client(.tcp)
+            var stream = ByteBuffer()
+            for xid in UInt32(1)...5 {
+                var framed = fragmented(callMessage(xid: xid), fragmentBytes: 10)
+                stream.writeBuffer(&framed)
+            }
+            // One byte per write, with small pauses so they arrive as separate segments.
+            while stream.readableBytes > 0 {
+                let chunk = stream.readSlice(length: min(7, stream.readableBytes)) ?? ByteBuffer()
+                try client.sendRaw(chunk)
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            var xids: Set<UInt32> = []
+            for _ in 1...5 {
+                xids.insert(try client.receiveReply().xid)
+            }
+            #expect(xids == Set(1...5))
+        }
+    }
+
+    @Test func oversizedRecordClosesTheConnection() async throws {
+        var configuration = RPCServerConfiguration()
+        configuration.maxRecordBytes = 64 * 1024
+        try await withTestServer(configuration: configuration) { server in
+            let client = try server.client(.tcp)
+            var header = ByteBuffer()
+            header.writeInteger(UInt32(0x8000_0000 | (64 * 1024 + 1)), endianness: .big)
+            header.writeRepeatingByte(0, count: 100)
+            try client.sendRaw(header)
+            #expect(client.waitForClose(timeout: .seconds(5)))
+            // The server still serves others.
+            #expect(try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+        }
+    }
+
+    @Test func recordAtTheLimitIsServed() async throws {
+        var configuration = RPCServerConfiguration()
+        configuration.maxRecordBytes = 64 * 1024
+        try await withTestServer(configuration: configuration) { server in
+            let client = try server.client(.tcp)
+            var arguments = ByteBuffer()
+            let header = callMessage(xid: 1, procedure: 1).readableBytes
+            let payload = [UInt8](repeating: 9, count: 64 * 1024 - header - 4)
+            arguments.writeXDRVariableOpaque(payload)
+            let message = callMessage(xid: 5, procedure: 1, arguments: arguments)
+            #expect(message.readableBytes == 64 * 1024)
+            try client.sendRaw(fragmented(message, fragmentBytes: 4000))
+            var record = try client.receiveRecord()
+            var reply = try RPCClient.parseReply(&record)
+            #expect(reply.status == .success)
+            #expect(try reply.body.readXDRVariableOpaque(maxLength: 1 << 20).count == payload.count)
+        }
+    }
+
+    /// A reply message, a truncated header, random bytes: the TCP connection is closed, the
+    /// datagram dropped, the server keeps serving.
+    @Test(arguments: [0, 1, 2, 3])
+    func unparseableMessagesCloseTCPAndAreDroppedOnUDP(variant: Int) async throws {
+        try await withTestServer { server in
+            var message = ByteBuffer()
+            switch variant {
+            case 0:
+                RPCMessageCodec.writeReplyHeader(xid: 5, body: .success, into: &message)
+            case 1:
+                message.writeXDR(UInt32(5))
+                message.writeXDR(UInt32(0))
+                message.writeXDR(UInt32(2))
+                message.writeXDR(TestProgram.number)
+            case 2:
+                message.writeBytes([1, 2, 3])
+            default:
+                var rng = SplitMix64(seed: 99)
+                message.writeXDR(UInt32(5))
+                message.writeXDR(UInt32(7))
+                for _ in 0..<50 { message.writeInteger(UInt8(truncatingIfNeeded: rng.next())) }
+            }
+            let tcp = try server.client(.tcp)
+            try tcp.sendMessage(message)
+            #expect(tcp.waitForClose(timeout: .seconds(5)))
+
+            let udp = try server.client(.udp, timeout: .milliseconds(300))
+            try udp.sendMessage(message)
+            #expect(throws: RPCClientError.self) { _ = try udp.receiveRecord() }
+            #expect(try udp.call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+        }
+    }
+
+    @Test func hundredConcurrentConnections() async throws {
+        try await withTestServer { server in
+            var clients: [RPCClient] = []
+            for _ in 0..<100 {
+                clients.append(try server.client(.tcp))
+            }
+            var xids: [UInt32] = []
+            for client in clients {
+                var arguments = ByteBuffer()
+                arguments.writeXDR(UInt32(20))
+                xids.append(try client.send(program: TestProgram.number, version: 1, procedure: 2, arguments: arguments))
+            }
+            let start = ContinuousClock.now
+            for (client, xid) in zip(clients, xids) {
+                let reply = try client.receiveReply()
+                #expect(reply.xid == xid)
+                #expect(reply.status == .success)
+            }
+            // 100 × 20 ms on 8 pool threads: parallel, not serial (2 s).
+            #expect(ContinuousClock.now - start < .milliseconds(1500))
+            for client in clients { client.close() }
+        }
+    }
+
+    @Test func repliesLeaveInCompletionOrder() async throws {
+        let program = TestProgram()
+        try await withTestServer(programs: [program]) { server in
+            let client = try server.client(.tcp)
+            let slow = try client.send(program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(1))
+            let fast = try client.send(program: TestProgram.number, version: 1, procedure: 0)
+            let opener = try client.send(program: TestProgram.number, version: 1, procedure: 9)
+            var order: [UInt32] = []
+            for _ in 0..<3 { order.append(try client.receiveReply().xid) }
+            // The call sent first is blocked until the third runs: the NULL sent after it
+            // is answered before it.
+            let slowIndex = try #require(order.firstIndex(of: slow))
+            let fastIndex = try #require(order.firstIndex(of: fast))
+            #expect(fastIndex < slowIndex)
+            #expect(order.contains(opener))
+        }
+    }
+
+    /// With `maxOutstandingPerConnection` calls blocked, the server reads no further: a NULL call
+    /// sent behind them is answered only once they complete.
+    @Test func outstandingCallsPerConnectionAreBounded() async throws {
+        let program = TestProgram()
+        var configuration = RPCServerConfiguration()
+        configuration.maxOutstandingPerConnection = 2
+        try await withTestServer(programs: [program], configuration: configuration) { server in
+            let client = try server.client(.tcp, timeout: .milliseconds(500))
+            try client.send(program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(1))
+            try client.send(program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(2))
+            try await Task.sleep(for: .milliseconds(100))
+            let null = try client.send(program: TestProgram.number, version: 1, procedure: 0)
+            #expect(throws: RPCClientError.self) { _ = try client.receiveReply() }
+            #expect(program.calls.load(ordering: .relaxed) == 2)
+            program.gate.open()
+            var xids: [UInt32] = []
+            for _ in 0..<3 { xids.append(try client.receiveReply().xid) }
+            #expect(xids.contains(null))
+        }
+    }
+
+    @Test func udpServesManyClients() async throws {
+        try await withTestServer { server in
+            for _ in 0..<20 {
+                let client = try server.client(.udp)
+                #expect(try client.call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+            }
+        }
+    }
+
+    @Test func clientBindsGivenSourceAddressAndPrivilegedPort() async throws {
+        try await withTestServer { server in
+            let parameters = AuthSysParameters(machineName: "m", uid: 0, gid: 0)
+            for transport in RPCTransport.allCases {
+                let client = try server.client(
+                    transport,
+                    credential: .sys(parameters),
+                    localHost: "127.0.0.2",
+                    localPort: .privileged
+                )
+                var reply = try client.call(program: TestProgram.number, version: 1, procedure: 5)
+                try #require(reply.status == .success)
+                _ = try reply.body.readXDRUInt32()
+                _ = try reply.body.readXDRUInt32()
+                _ = try reply.body.readXDRArray(maxCount: 16) { (b) throws(XDRError) in try b.readXDRUInt32() }
+                _ = try reply.body.readXDRString(maxLength: 255)
+                #expect(try reply.body.readXDRString(maxLength: 255) == "127.0.0.2")
+                let port = try reply.body.readXDRUInt32()
+                #expect(port < 1024)
+                #expect(Int(port) == client.localPort)
+            }
+        }
+    }
+
+    @Test func portTakenErrorNamesHostPortAndTransport() async throws {
+        try await withTestServer { first in
+            var configuration = RPCServerConfiguration()
+            configuration.portSettingHint = "set [server] nfs_port"
+            let group = first.group
+            let second = RPCServer(
+                programs: [TestProgram()],
+                configuration: configuration,
+                group: group,
+                threadPool: first.pool,
+                logger: .init(label: "t")
+            )
+            do {
+                _ = try await second.bind(host: "127.0.0.1", port: first.port)
+                Issue.record("bind succeeded on a taken port")
+            } catch let error as RPCServerError {
+                #expect(error.code == .addressInUse)
+                #expect(error.transport == .tcp)
+                let text = "\(error)"
+                #expect(text.contains("127.0.0.1"))
+                #expect(text.contains("\(first.port)"))
+                #expect(text.contains("TCP"))
+                #expect(text.contains("nfs_port"))
+            }
+            try await second.shutdown()
+        }
+    }
+}
