@@ -69,13 +69,26 @@ extension UnionNamespace {
                                      lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
         // Step 3: publish. A crash after it: the copy is the object.
         try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
+        try self.restoreTimes(parent)
         try Files.fsyncDirectory(parentFD, path: parent.pathString)
+        self.copyUpCount.add(1, ordering: .relaxed)
         self.logger.debug("copied up", metadata: ["layer": "\(upper.directory)", "path": "\(path)"])
         return try self.reresolve(node)
     }
 
+    /// A copy-up is not a change of the parent directory: its times are put back after the copy lands in it.
+    func restoreTimes(_ dir: Location) throws(UnionError) {
+        guard let fd = dir.dir else { return }
+        var times = [dir.st.st_atim, dir.st.st_mtim]
+        _ = try Sys.retry("utimensat", dir.pathString) { utimensat(fd.raw, "", &times, Sys.AT_EMPTY_PATH) }
+    }
+
+    /// The object at the same name again (not by fileid: a hard link's other names are other places).
     func reresolve(_ node: Node) throws(UnionError) -> Node {
-        try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: node.fileid))
+        if node.fileid == self.rootFileid { return try self.rootNode() }
+        let parent = try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: node.parentFileid))
+        guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
+        return n
     }
 
     func renameNoReplace(_ fromDir: FD, _ from: [UInt8], _ toDir: FD, _ to: [UInt8], path: String) throws(UnionError) {

@@ -20,6 +20,8 @@ public final class UnionNamespace: Sendable {
     let namespaceLock = RWLock()
     let isClosed = Atomic<Bool>(false)
     let rootFileid: UInt64
+    /// Copy-ups done since open (tests check "exactly one copy-up" with it).
+    let copyUpCount = Atomic<Int>(0)
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
