@@ -68,7 +68,7 @@ import XDR
     }
 
     @Test(arguments: [
-        (String(repeating: "n", count: 256), NFSStatus3.nametoolong), ("a/b", .noent), ("", .noent),
+        (String(repeating: "n", count: 256), NFSStatus3.nametoolong), ("a/b", .inval), ("", .inval), ("a\0", .inval),
     ])
     func lookupOfBadNames(name: String, status: NFSStatus3) throws {
         let harness = try NFS3Harness()
