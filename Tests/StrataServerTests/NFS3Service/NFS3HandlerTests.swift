@@ -378,6 +378,19 @@ import XDR
         #expect(try harness.call(.write, args, as: Write3Res.self).status == .inval)
     }
 
+    @Test func writeBeyondTheLargestFileIsFbigAndToADirectoryIsIsdir() throws {
+        let harness = try NFS3Harness()
+        guard case .ok(let created) = try harness.createFile("w") else {
+            Issue.record("create failed")
+            return
+        }
+        let file = try #require(created.obj.handle)
+        let far = Write3Args(file: file, offset: UInt64.max - 1, stable: .unstable, data: ByteBuffer(string: "ab"))
+        #expect(try harness.call(.write, far, as: Write3Res.self).status == .fbig)
+        let dir = Write3Args(file: harness.root(), offset: 0, stable: .unstable, data: ByteBuffer(string: "ab"))
+        #expect(try harness.call(.write, dir, as: Write3Res.self).status == .isdir)
+    }
+
     @Test func setattrWithGuard() throws {
         let harness = try NFS3Harness()
         guard case .ok(let created) = try harness.createFile("s") else {
