@@ -36,7 +36,17 @@ public final class UnionNamespace: Sendable {
         var layers: [Layer] = []
         let sidecar: Sidecar
         if let upper {
+            var st = stat()
+            let isNewTree = stat(upper + "/tree", &st) != 0
             let u = try UpperLayer(directory: upper)
+            if isNewTree, let first = lowers.first {
+                // A new upper's root takes the metadata of the top-most lower's root (what the union showed).
+                var lst = stat()
+                let isStrata = stat(first + "/layer.db", &lst) == 0 && stat(first + "/tree", &lst) == 0
+                if !isStrata { _ = stat(first, &lst) }
+                chown(upper + "/tree", lst.st_uid, lst.st_gid)
+                chmod(upper + "/tree", lst.st_mode & 0o7777)
+            }
             self.upper = u
             sidecar = u.sidecar
             layers.append(Layer(index: 0, kind: .upper, directory: upper,
