@@ -1,44 +1,259 @@
+import Glibc
 import Logging
+import Synchronization
 
 /// A union namespace: an optional writable upper layer over read-only lower layers (DESIGN.md §2–5).
 ///
-/// Thread-safe: called concurrently from a pool of threads.
+/// Thread-safety: every method may be called from any thread. Operations that change the namespace (create, remove,
+/// rename, copy-up, ...) hold `namespaceLock` for writing; lookups, reads, listings and writes to objects already in
+/// the upper layer hold it for reading and run in parallel. A copy-up re-checks under the write lock, so concurrent
+/// writers of one lower file copy it up exactly once.
 public final class UnionNamespace: Sendable {
     let logger: Logger
+    /// Index 0 is the upper layer when there is one; then the lowers, top-most first.
+    let layers: [Layer]
+    let upper: UpperLayer?
+    let identities: IdentityStore
+    /// The upper layer's whiteouts, opaque markers and redirects (mirror of its sidecar, updated after each commit).
+    let upperRecords: Mutex<LayerRecords>
+    let listings = Mutex(ListingCache())
+    let namespaceLock = RWLock()
+    let isClosed = Atomic<Bool>(false)
+    let rootFileid: UInt64
+    /// Copy-ups done since open (tests check "exactly one copy-up" with it).
+    let copyUpCount = Atomic<Int>(0)
 
     /// - Parameters:
-    ///   - upper: a writable layer directory (`tree/`, `work/`, `layer.db` created if missing), or `nil` for a
-    ///     read-only namespace.
+    ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
+    ///     for a read-only namespace.
     ///   - lowers: read-only layer directories, top-most first.
     ///   - stateDirectory: where a read-only namespace keeps its identity sidecar (`identity.db`); used only when
     ///     `upper == nil`. Without it identities live in memory and handles do not survive a restart.
+    ///   - logger: receives open-time repairs and failures.
+    /// - Throws: `.invalid` without any layer; `.io`/`.sidecar` when a layer cannot be opened.
     public init(upper: String?, lowers: [String], stateDirectory: String? = nil, logger: Logger) throws(UnionError) {
         self.logger = logger
-        throw .notSupported("UnionNamespace under construction")
+        var layers: [Layer] = []
+        let sidecar: Sidecar
+        if let upper {
+            var st = stat()
+            let isNewTree = stat(upper + "/tree", &st) != 0
+            let u = try UpperLayer(directory: upper)
+            if isNewTree, let first = lowers.first {
+                // A new upper's root takes the metadata of the top-most lower's root (what the union showed).
+                var lst = stat()
+                let isStrata = stat(first + "/layer.db", &lst) == 0 && stat(first + "/tree", &lst) == 0
+                if !isStrata { _ = stat(first, &lst) }
+                chown(upper + "/tree", lst.st_uid, lst.st_gid)
+                chmod(upper + "/tree", lst.st_mode & 0o7777)
+            }
+            self.upper = u
+            sidecar = u.sidecar
+            layers.append(Layer(index: 0, kind: .upper, directory: upper,
+                                tree: try Files.openDirectoryAbsolute(upper + "/tree"), lowerRecords: LayerRecords()))
+            self.upperRecords = Mutex(try sidecar.loadLayerRecords())
+        } else {
+            self.upper = nil
+            if let stateDirectory {
+                try Files.mkdirAll(stateDirectory)
+                sidecar = try Sidecar(path: stateDirectory + "/identity.db", readOnly: false)
+            } else {
+                sidecar = try Sidecar(path: nil, readOnly: false)
+            }
+            self.upperRecords = Mutex(LayerRecords())
+        }
+        for l in lowers {
+            layers.append(try Layer.openLower(index: layers.count, directory: l))
+        }
+        guard let top = layers.first else {
+            throw .invalid("a union namespace needs an upper or at least one lower layer")
+        }
+        self.layers = layers
+        self.identities = try IdentityStore(sidecar: sidecar)
+        let rootSt = try Files.fstat(top.tree, path: top.directory)
+        self.rootFileid = try self.identities.fileid(
+            .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))
+        try self.cleanWork()
     }
 
-    public var rootHandle: ObjectHandle { ObjectHandle(namespaceID: 0, fileid: 1) }
-    public var isReadOnly: Bool { true }
+    /// Open-time repair: `work/` leftovers of interrupted copy-ups and creations are removed, and identity records
+    /// that already pointed at them (committed just before the publishing rename) are reset to their lower origin.
+    /// Sidecar records keyed by a directory inode are not swept (it would need a walk of `tree/`): a record of a
+    /// removed directory is deleted with it, and a new upper directory clears any record left on its inode.
+    private func cleanWork() throws(UnionError) {
+        guard let upper = self.upper else { return }
+        var inodes: [UInt64] = []
+        for e in try Files.list(upper.work, path: "work") {
+            inodes.append(e.ino)
+            try Files.removeTree(upper.work, e.name, path: "work/" + e.name.displayString)
+            self.logger.notice("removed work/ leftover", metadata: ["layer": "\(upper.directory)", "name": "\(e.name.displayString)"])
+        }
+        try self.identities.clearUpper(inodes: inodes)
+        try self.clearDirectoryRecords(inodes)
+    }
 
-    public func getattr(_ h: ObjectHandle) throws(UnionError) -> Attributes { throw .notSupported("getattr") }
-    public func lookup(_ dir: ObjectHandle, _ name: [UInt8], as: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) { throw .notSupported("lookup") }
-    public func lookupParent(_ dir: ObjectHandle, as: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) { throw .notSupported("lookupParent") }
-    public func access(_ h: ObjectHandle, _ requested: AccessMask, as: Credentials) throws(UnionError) -> AccessMask { throw .notSupported("access") }
-    public func setattr(_ h: ObjectHandle, _ changes: SetAttributes, guardCtime: Timespec?, as: Credentials) throws(UnionError) -> Attributes { throw .notSupported("setattr") }
-    public func readlink(_ h: ObjectHandle, as: Credentials) throws(UnionError) -> [UInt8] { throw .notSupported("readlink") }
-    public func read(_ h: ObjectHandle, offset: UInt64, count: Int, as: Credentials) throws(UnionError) -> (data: [UInt8], isEOF: Bool) { throw .notSupported("read") }
-    public func write(_ h: ObjectHandle, offset: UInt64, data: UnsafeRawBufferPointer, stable: StableHow, as: Credentials) throws(UnionError) -> (count: Int, committed: StableHow) { throw .notSupported("write") }
-    public func create(in dir: ObjectHandle, _ name: [UInt8], mode: CreateMode, attributes: SetAttributes, as: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) { throw .notSupported("create") }
-    public func mkdir(in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) { throw .notSupported("mkdir") }
-    public func symlink(in dir: ObjectHandle, _ name: [UInt8], target: [UInt8], attributes: SetAttributes, as: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) { throw .notSupported("symlink") }
-    public func mknod(in dir: ObjectHandle, _ name: [UInt8], type: FileType, rdev: DeviceNumber, attributes: SetAttributes, as: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) { throw .notSupported("mknod") }
-    public func link(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as: Credentials) throws(UnionError) -> Attributes { throw .notSupported("link") }
-    public func remove(in dir: ObjectHandle, _ name: [UInt8], as: Credentials) throws(UnionError) { throw .notSupported("remove") }
-    public func rmdir(in dir: ObjectHandle, _ name: [UInt8], as: Credentials) throws(UnionError) { throw .notSupported("rmdir") }
-    public func rename(from: ObjectHandle, _ fromName: [UInt8], to: ObjectHandle, _ toName: [UInt8], as: Credentials) throws(UnionError) { throw .notSupported("rename") }
-    public func readdir(_ dir: ObjectHandle, after cookie: UInt64, limit: Int = Int.max, as: Credentials) throws(UnionError) -> ListingPage { throw .notSupported("readdir") }
-    public func handle(forEntry name: [UInt8], in dir: ObjectHandle) throws(UnionError) -> (ObjectHandle, Attributes) { throw .notSupported("handle(forEntry:)") }
-    public func fsstat(_ h: ObjectHandle) throws(UnionError) -> FileSystemStats { throw .notSupported("fsstat") }
-    public func commit(_ h: ObjectHandle, offset: UInt64, count: UInt64) throws(UnionError) { throw .notSupported("commit") }
-    public func close() {}
+    /// The root directory's handle.
+    public var rootHandle: ObjectHandle { ObjectHandle(namespaceID: self.identities.namespaceID, fileid: self.rootFileid) }
+
+    /// True without an upper layer: every change answers `.readOnly`.
+    public var isReadOnly: Bool { self.upper == nil }
+
+    /// Releases descriptors and the sidecar. Later calls answer `.stale`.
+    public func close() {
+        self.namespaceLock.withWriteLock {
+            guard !self.isClosed.exchange(true, ordering: .acquiring) else { return }
+            self.listings.withLock { $0.removeAll() }
+            self.identities.sidecar.close()
+        }
+    }
+
+    // MARK: - Reading
+
+    /// GETATTR.
+    public func getattr(_ h: ObjectHandle) throws(UnionError) -> Attributes {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> Attributes in
+            self.attributes(try self.resolve(h))
+        }
+    }
+
+    /// LOOKUP: needs search permission on `dir`.
+    public func lookup(_ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+        try Names.validate(name)
+        return try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
+            let d = try self.resolveDirectory(dir)
+            try Permission.require(d.top.st, cred, Permission.exec)
+            guard let n = try self.child(of: d, name) else { throw .noEntry }
+            return (self.handle(n), self.attributes(n))
+        }
+    }
+
+    /// LOOKUP of "..": the root's parent is the root.
+    public func lookupParent(_ dir: ObjectHandle, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
+            let d = try self.resolveDirectory(dir)
+            try Permission.require(d.top.st, cred, Permission.exec)
+            let p = try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: d.parentFileid))
+            return (self.handle(p), self.attributes(p))
+        }
+    }
+
+    /// ACCESS: which of `requested` the caller has, as the kernel would answer.
+    public func access(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError) -> AccessMask {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> AccessMask in
+            let n = try self.resolve(h)
+            let st = n.dataStat
+            var granted: AccessMask = []
+            if Permission.allows(st, cred, Permission.read) { granted.insert(.read) }
+            if Permission.allows(st, cred, Permission.write) && !self.isReadOnly {
+                granted.formUnion(n.isDirectory ? [.modify, .extend, .delete] : [.modify, .extend])
+            }
+            if Permission.allows(st, cred, Permission.exec) {
+                granted.insert(n.isDirectory ? .lookup : .execute)
+            }
+            return granted.intersection(requested)
+        }
+    }
+
+    /// READLINK.
+    public func readlink(_ h: ObjectHandle, as cred: Credentials) throws(UnionError) -> [UInt8] {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> [UInt8] in
+            let n = try self.resolve(h)
+            guard n.type == .symlink, let parent = n.top.parent else { throw .invalid("not a symbolic link") }
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let count = try n.top.name.withCName { (c) throws(UnionError) -> Int in
+                try Sys.retry("readlinkat", n.top.pathString) { readlinkat(parent.raw, c, &buf, buf.count) }
+            }
+            return buf[0..<count].map { UInt8(bitPattern: $0) }
+        }
+    }
+
+    /// READ. The owner may always read (knfsd's owner override: a file created 0444 stays writable by its creator
+    /// through the open), and execute permission allows reading (a client executing a binary reads it).
+    public func read(_ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials) throws(UnionError) -> (data: [UInt8], isEOF: Bool) {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> (data: [UInt8], isEOF: Bool) in
+            let n = try self.resolve(h)
+            if n.isDirectory { throw .isDirectory }
+            guard n.type == .regular else { throw .invalid("not a regular file") }
+            let st = n.dataStat
+            if !(cred.uid == st.st_uid || Permission.allows(st, cred, Permission.read)
+                || Permission.allows(st, cred, Permission.exec))
+            {
+                throw .accessDenied
+            }
+            let loc = n.indexed ?? n.top
+            let fd = try self.openData(loc, O_RDONLY)
+            let want = max(0, min(count, 64 << 20))
+            guard offset <= UInt64(Int64.max) else { return ([], true) }
+            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(want, 1), alignment: 16)
+            defer { buf.deallocate() }
+            var got = 0
+            while got < want {
+                let r = try Sys.retry("pread", loc.pathString) {
+                    pread(fd.raw, buf.baseAddress! + got, want - got, off_t(offset) + off_t(got))
+                }
+                if r == 0 { break }
+                got += r
+            }
+            let data = [UInt8](buf[0..<got])
+            let size = UInt64(clamping: try Files.fstat(fd, path: loc.pathString).st_size)
+            return (data, offset &+ UInt64(got) >= size)
+        }
+    }
+
+    /// Opens the object at `loc` (never following a symlink).
+    func openData(_ loc: Location, _ flags: CInt) throws(UnionError) -> FD {
+        guard let parent = loc.parent else { throw .isDirectory }
+        return try Files.openAt(parent, loc.name, flags, path: loc.pathString)
+    }
+
+    /// READDIR: the merged listing after `cookie` (0 = from the start), at most `limit` entries. "." and ".." are not
+    /// included. Any cookie resumes at the first name whose cookie is larger; `.badCookie` is never thrown.
+    public func readdir(_ dir: ObjectHandle, after cookie: UInt64, limit: Int = Int.max, as cred: Credentials) throws(UnionError) -> ListingPage {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> ListingPage in
+            let d = try self.resolveDirectory(dir)
+            try Permission.require(d.top.st, cred, Permission.read)
+            let entries = try self.listing(d).entries
+            var lo = 0, hi = entries.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if entries[mid].cookie <= cookie { lo = mid + 1 } else { hi = mid }
+            }
+            let end = limit >= entries.count - lo ? entries.count : lo + max(0, limit)
+            return ListingPage(entries: Array(entries[lo..<end]), cookieVerifier: 0, isComplete: end == entries.count)
+        }
+    }
+
+    /// For READDIRPLUS: the handle and attributes of a listed entry, without a permission check beyond the listing.
+    public func handle(forEntry name: [UInt8], in dir: ObjectHandle) throws(UnionError) -> (ObjectHandle, Attributes) {
+        try Names.validate(name)
+        return try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
+            let d = try self.resolveDirectory(dir)
+            guard let n = try self.child(of: d, name) else { throw .noEntry }
+            return (self.handle(n), self.attributes(n))
+        }
+    }
+
+    /// FSSTAT: `fstatvfs` of the upper layer (or of the top-most lower).
+    public func fsstat(_ h: ObjectHandle) throws(UnionError) -> FileSystemStats {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> FileSystemStats in
+            _ = try self.resolve(h)
+            var sv = statvfs()
+            _ = try Sys.retry("fstatvfs", self.layers[0].directory) { fstatvfs(self.layers[0].tree.raw, &sv) }
+            let f = UInt64(sv.f_frsize)
+            return FileSystemStats(
+                totalBytes: UInt64(sv.f_blocks) &* f, freeBytes: UInt64(sv.f_bfree) &* f,
+                availableBytes: self.isReadOnly ? 0 : UInt64(sv.f_bavail) &* f, totalFiles: UInt64(sv.f_files),
+                freeFiles: UInt64(sv.f_ffree), availableFiles: self.isReadOnly ? 0 : UInt64(sv.f_favail))
+        }
+    }
+
+    /// COMMIT: fsync of the upper file (objects only in a lower layer have nothing unstable).
+    public func commit(_ h: ObjectHandle, offset: UInt64, count: UInt64) throws(UnionError) {
+        try self.namespaceLock.withReadLock { () throws(UnionError) in
+            let n = try self.resolve(h)
+            guard self.layers[n.top.layer].isUpper, n.type == .regular else { return }
+            let fd = try self.openData(n.top, O_RDONLY)
+            _ = try Sys.retry("fsync", n.top.pathString) { fsync(fd.raw) }
+        }
+    }
 }

@@ -27,7 +27,7 @@ if [ -z "${STRATA_VM_IN_NS:-}" ]; then
   fi
   export STRATA_BIN=${STRATA_BIN:-} STRATA_VM_T0=$T0 STRATA_VM_IN_NS=1
   timeout -k 10 "${STRATA_VM_TIMEOUT:-2400}" \
-    unshare --net --mount --fork --kill-child=TERM bash "$0" "$@"
+    unshare --net --mount --pid --mount-proc --fork --kill-child=TERM bash "$0" "$@"
   rc=$?
   [ $rc = 124 ] && log "the VM suite hit its overall timeout (${STRATA_VM_TIMEOUT:-2400} s)"
   exit $rc
@@ -118,6 +118,7 @@ vm_watch() {
           *"Kernel panic"*|*"BUG: "*|*"Oops"*) echo "  !! $line" ;;
         esac
         [ -n "${VM_MARK:-}" ] && [ "$line" = "$VM_MARK" ] && VM_MARK_MS=$(now_ms)
+        case "$line" in "BOOT-TIME "*) VM_BOOT_MS=$(now_ms) ;; esac
       done < <(sed -n "$((n+1)),${total}p" "$serial")
       n=$total
     fi
@@ -234,7 +235,7 @@ kernel tftp://10.0.2.2/vmlinuz console=ttyS0 quiet panic=-1 strata.mode=nfsroot 
 initrd tftp://10.0.2.2/initrd.img
 boot
 EOT
-  VM_T0=$(now_ms); VM_BOOT_TIME=""; VM_MARK="GUEST-EXIT 0"; VM_MARK_MS=""
+  VM_T0=$(now_ms); VM_BOOT_TIME=""; VM_MARK="GUEST-EXIT 0"; VM_MARK_MS=""; VM_BOOT_MS=""
   "$QEMU" -accel tcg -m "$VM_MEM" -smp 1 -nographic -no-reboot -monitor none -boot n \
     -netdev "user,id=n0,tftp=$tftp,bootfile=$host.ipxe" -device virtio-net-pci,netdev=n0 \
     -serial "file:$WORK/$name.serial" </dev/null >"$WORK/logs/qemu-$name.log" 2>&1 &
@@ -243,6 +244,11 @@ EOT
   local ms=${VM_MARK_MS:-$(now_ms)}; ms=$((ms - VM_T0))
   timing "PXE $name: power-on to check done (wall)" "$((ms/1000)).$((ms%1000/100))s"
   timing "PXE $name: guest uptime at init of the NFS root" "${VM_BOOT_TIME:-?}s"
+  if [ -n "$VM_BOOT_MS" ] && [ -n "$VM_BOOT_TIME" ]; then
+    local up_ms; up_ms=$(awk -v u="$VM_BOOT_TIME" 'BEGIN {printf "%d", u*1000}')
+    ms=$((VM_BOOT_MS - VM_T0)); timing "PXE $name: power-on to init of the NFS root (wall)" "$((ms/1000)).$((ms%1000/100))s"
+    ms=$((ms - up_ms)); timing "PXE $name: firmware+iPXE+TFTP before the kernel (wall)" "$((ms/1000)).$((ms%1000/100))s"
+  fi
   VM_MARK=""
 }
 pxe_state() { tr -d '\r' <"$WORK/$1.serial" | grep '^STATE ' | tail -1; }

@@ -1,0 +1,223 @@
+import Glibc
+
+// Copy-up (DESIGN §3, overlayfs copy_up.c): parents first, with their lower metadata; then the object, written
+// under work/, fsynced and renamed into place, so a client never sees a half-copied file. Data keeps its holes:
+// FICLONE where the file system can ("Try to use clone_file_range to clone up within the same fs"), else
+// copy_file_range over each data extent found with SEEK_DATA/SEEK_HOLE, else a read/write loop.
+
+extension UnionNamespace {
+    func requireUpper() throws(UnionError) -> UpperLayer {
+        guard let upper = self.upper, !self.isClosed.load(ordering: .relaxed) else { throw .readOnly }
+        return upper
+    }
+
+    func isUpper(_ loc: Location) -> Bool { self.layers[loc.layer].isUpper }
+
+    func workName(_ what: String) -> [UInt8] {
+        Array("\(what)-\(UInt64.random(in: 0...UInt64.max))".utf8)
+    }
+
+    /// The directory `fileid` in the upper layer (copied up with its parents if needed): its O_PATH descriptor and stat.
+    /// Caller holds the namespace write lock.
+    func upperDirectory(_ fileid: UInt64) throws(UnionError) -> Location {
+        let node = try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: fileid))
+        guard node.isDirectory else { throw .notDirectory }
+        if self.isUpper(node.top) { return node.top }
+        let parent = try self.upperDirectory(node.parentFileid)
+        return try self.copyUp(node, into: parent).top
+    }
+
+    /// Brings `node` (not yet in the upper layer) into the upper directory `parent` at its own name; returns the node
+    /// as resolved afterwards. Caller holds the namespace write lock and has checked `parent` is its parent.
+    @discardableResult
+    func copyUp(_ node: Node, into parent: Location) throws(UnionError) -> Node {
+        let upper = try self.requireUpper()
+        guard let parentFD = parent.dir else { throw .notDirectory }
+        let path = Names.join(parent.path, node.name).displayString
+        if let indexed = node.indexed {
+            // Another name of a hard-linked lower inode that was copied up: link the upper copy in.
+            _ = try indexed.name.withCName { (src) throws(UnionError) -> CInt in
+                try node.name.withCName { (dst) throws(UnionError) -> CInt in
+                    try Sys.retry("linkat", path) { linkat(upper.index.raw, src, parentFD.raw, dst, 0) }
+                }
+            }
+            try Files.fsyncDirectory(parentFD, path: parent.pathString)
+            return try self.reresolve(node)
+        }
+        let st = node.top.st
+        let tmp = self.workName("copyup")
+        let tmpPath = "work/" + tmp.displayString
+        // Step 1: the copy, under work/. A crash leaves a work/ leftover, removed on the next open.
+        try self.makeCopy(of: node.top, as: tmp, in: upper.work, path: tmpPath)
+        let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath)
+        guard let tmpSt else { throw .io(errno: ENOENT, call: "fstatat", path: tmpPath) }
+        let isIndexed = st.isRegular && st.st_nlink > 1
+        if isIndexed {
+            // Keep the copy reachable for the other names of the lower inode (overlayfs index=on).
+            let iname = Array(String(node.fileid).utf8)
+            _ = try? iname.withCName { (c) throws(UnionError) -> CInt in unlinkat(upper.index.raw, c, 0) }
+            _ = try tmp.withCName { (src) throws(UnionError) -> CInt in
+                try iname.withCName { (dst) throws(UnionError) -> CInt in
+                    try Sys.retry("linkat", "index/\(node.fileid)") { linkat(upper.work.raw, src, upper.index.raw, dst, 0) }
+                }
+            }
+            try Files.fsyncDirectory(upper.index, path: "index")
+        }
+        // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
+        if st.isDirectory { try self.clearDirectoryRecords([UInt64(tmpSt.st_ino)]) }
+        try self.identities.setUpper(node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
+                                     lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
+        // Step 3: publish. A crash after it: the copy is the object.
+        try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
+        try self.restoreTimes(parent)
+        try Files.fsyncDirectory(parentFD, path: parent.pathString)
+        self.copyUpCount.add(1, ordering: .relaxed)
+        self.logger.debug("copied up", metadata: ["layer": "\(upper.directory)", "path": "\(path)"])
+        return try self.reresolve(node)
+    }
+
+    /// A copy-up is not a change of the parent directory: its times are put back after the copy lands in it.
+    func restoreTimes(_ dir: Location) throws(UnionError) {
+        guard let fd = dir.dir else { return }
+        var times = [dir.st.st_atim, dir.st.st_mtim]
+        _ = try Sys.retry("utimensat", dir.pathString) { utimensat(fd.raw, "", &times, Sys.AT_EMPTY_PATH) }
+    }
+
+    /// The object at the same name again (not by fileid: a hard link's other names are other places).
+    func reresolve(_ node: Node) throws(UnionError) -> Node {
+        if node.fileid == self.rootFileid { return try self.rootNode() }
+        let parent = try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: node.parentFileid))
+        guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
+        return n
+    }
+
+    func renameNoReplace(_ fromDir: FD, _ from: [UInt8], _ toDir: FD, _ to: [UInt8], path: String) throws(UnionError) {
+        _ = try from.withCName { (f) throws(UnionError) -> CInt in
+            try to.withCName { (t) throws(UnionError) -> CInt in
+                if let r2 = Sys.gnu.renameat2 {
+                    return try Sys.retry("renameat2", path) { r2(fromDir.raw, f, toDir.raw, t, Sys.RENAME_NOREPLACE) }
+                }
+                return try Sys.retry("renameat", path) { renameat(fromDir.raw, f, toDir.raw, t) }
+            }
+        }
+    }
+
+    /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
+    func makeCopy(of src: Location, as name: [UInt8], in dir: FD, path: String) throws(UnionError) {
+        let st = src.st
+        let srcPath = src.pathString
+        var dataFD: FD?
+        switch st.fileType {
+        case .regular:
+            let s = try self.openData(src, O_RDONLY)
+            let d = try Files.openAt(dir, name, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: path)
+            try Self.copyData(from: s, to: d, size: Int64(st.st_size), path: srcPath)
+            try Self.copyXattrs(from: s, to: d)
+            dataFD = d
+        case .directory:
+            _ = try name.withCName { (c) throws(UnionError) -> CInt in try Sys.retry("mkdirat", path) { mkdirat(dir.raw, c, 0o700) } }
+            if let sd = src.dir {
+                let s = try Files.reopenDirectory(sd, path: srcPath)
+                let d = try Files.openAt(dir, name, O_RDONLY | O_DIRECTORY, path: path)
+                try Self.copyXattrs(from: s, to: d)
+                dataFD = d
+            }
+        case .symlink:
+            guard let parent = src.parent else { throw .invalid("symlink without parent") }
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = try src.name.withCName { (c) throws(UnionError) -> Int in
+                try Sys.retry("readlinkat", srcPath) { readlinkat(parent.raw, c, &buf, buf.count - 1) }
+            }
+            buf[n] = 0
+            _ = try name.withCName { (c) throws(UnionError) -> CInt in
+                try Sys.retry("symlinkat", path) { symlinkat(buf, dir.raw, c) }
+            }
+        default:
+            _ = try name.withCName { (c) throws(UnionError) -> CInt in
+                try Sys.retry("mknodat", path) { mknodat(dir.raw, c, (st.st_mode & S_IFMT) | 0o600, st.st_rdev) }
+            }
+        }
+        try Self.setOwnerModeTimes(dir, name, st: st, path: path)
+        if let dataFD { _ = try Sys.retry("fsync", path) { fsync(dataFD.raw) } }
+    }
+
+    /// Owner first (chown clears set-id bits), then mode, then times (last: the others change ctime only).
+    static func setOwnerModeTimes(_ dir: FD, _ name: [UInt8], st: stat, path: String) throws(UnionError) {
+        try name.withCName { (c) throws(UnionError) in
+            _ = try Sys.retry("fchownat", path) { fchownat(dir.raw, c, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
+            if !(st.fileType == .symlink) {
+                _ = try Sys.retry("fchmodat", path) { fchmodat(dir.raw, c, mode_t(st.permissionBits), 0) }
+            }
+            var times = [st.st_atim, st.st_mtim]
+            _ = try Sys.retry("utimensat", path) { utimensat(dir.raw, c, &times, AT_SYMLINK_NOFOLLOW) }
+        }
+    }
+
+    static func copyData(from s: FD, to d: FD, size: Int64, path: String) throws(UnionError) {
+        if ioctl(d.raw, Sys.FICLONE, s.raw) == 0 { return }
+        var off: Int64 = 0
+        while off < size {
+            let dataStart = lseek(s.raw, off_t(off), Sys.SEEK_DATA)
+            if dataStart < 0 {
+                if errno == ENXIO { break }  // only a hole remains
+                try Self.copyRange(s, d, from: off, to: size, path: path)  // SEEK_DATA unsupported
+                break
+            }
+            var holeStart = lseek(s.raw, dataStart, Sys.SEEK_HOLE)
+            if holeStart < 0 { holeStart = off_t(size) }
+            try Self.copyRange(s, d, from: Int64(dataStart), to: min(Int64(holeStart), size), path: path)
+            off = Int64(holeStart)
+        }
+        _ = try Sys.retry("ftruncate", path) { ftruncate(d.raw, off_t(size)) }
+    }
+
+    static func copyRange(_ s: FD, _ d: FD, from: Int64, to: Int64, path: String) throws(UnionError) {
+        var inOff = from, outOff = from
+        if let cfr = Sys.gnu.copyFileRange {
+            while inOff < to {
+                let n = cfr(s.raw, &inOff, d.raw, &outOff, Int(min(to - inOff, 1 << 30)), 0)
+                if n > 0 { continue }
+                if n == 0 { return }
+                if errno == EINTR { continue }
+                if errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP { break }
+                throw Sys.error(errno, "copy_file_range", path)
+            }
+            if inOff >= to { return }
+        }
+        let chunk = 1 << 20
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buf.deallocate() }
+        while inOff < to {
+            let want = Int(min(Int64(chunk), to - inOff))
+            let n = try Sys.retry("pread", path) { pread(s.raw, buf.baseAddress, want, off_t(inOff)) }
+            if n == 0 { return }
+            var done = 0
+            while done < n {
+                let w = try Sys.retry("pwrite", path) { pwrite(d.raw, buf.baseAddress! + done, n - done, off_t(inOff) + off_t(done)) }
+                done += w
+            }
+            inOff += Int64(n)
+        }
+    }
+
+    /// Copies extended attributes; an attribute the destination refuses (EPERM/ENOTSUP) is skipped.
+    static func copyXattrs(from s: FD, to d: FD) throws(UnionError) {
+        guard let list = Sys.gnu.flistxattr, let get = Sys.gnu.fgetxattr, let set = Sys.gnu.fsetxattr else { return }
+        let size = list(s.raw, nil, 0)
+        guard size > 0 else { return }
+        var names = [CChar](repeating: 0, count: size)
+        let got = list(s.raw, &names, size)
+        guard got > 0 else { return }
+        var start = 0
+        for i in 0..<got where names[i] == 0 {
+            let key = String(decoding: names[start..<i].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            start = i + 1
+            let vlen = get(s.raw, key, nil, 0)
+            guard vlen >= 0 else { continue }
+            var value = [UInt8](repeating: 0, count: max(vlen, 1))
+            let vgot = value.withUnsafeMutableBytes { get(s.raw, key, $0.baseAddress, vlen) }
+            guard vgot >= 0 else { continue }
+            _ = value.withUnsafeBytes { set(d.raw, key, $0.baseAddress, vgot, 0) }
+        }
+    }
+}

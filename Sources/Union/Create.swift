@@ -1,0 +1,185 @@
+import Glibc
+
+// CREATE, MKDIR, SYMLINK, MKNOD. Crash order: the object is made under work/ with the caller's ownership and mode,
+// its identity committed, then it is renamed into place (a crash before: a work/ leftover), then a whiteout on its
+// name is dropped (a crash before: the real entry already beats the whiteout). MKDIR over a whiteout makes the new
+// directory opaque, committed before it becomes visible, so `rm -rf d; mkdir d` shows an empty `d`.
+
+enum NewObject {
+    case regular
+    case directory
+    case symlink([UInt8])
+    case node(FileType, DeviceNumber)
+}
+
+extension UnionNamespace {
+    /// Mode and owner of a new object in directory `dir` for `cred` (gid from a setgid parent, as the kernel does).
+    func newOwnership(_ dir: stat, _ cred: Credentials, _ requestedMode: UInt32, isDirectory: Bool) -> (uid: UInt32, gid: UInt32, mode: UInt32) {
+        let parentSetgid = UInt32(dir.st_mode) & UInt32(S_ISGID) != 0
+        let gid = parentSetgid ? dir.st_gid : cred.gid
+        var mode = requestedMode & 0o7777
+        if isDirectory && parentSetgid { mode |= UInt32(S_ISGID) }
+        if !isDirectory && mode & UInt32(S_ISGID) != 0 && !cred.isRoot && !cred.isInGroup(gid) {
+            mode &= ~UInt32(S_ISGID)
+        }
+        return (cred.uid, gid, mode)
+    }
+
+    func createObject(in dirH: ObjectHandle, _ name: [UInt8], _ kind: NewObject, attributes: SetAttributes,
+                      as cred: Credentials, existing: (Node) throws(UnionError) -> Node?) throws(UnionError) -> Node {
+        try Names.validate(name)
+        let upper = try self.requireUpper()
+        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> Node in
+            let d = try self.resolveDirectory(dirH)
+            try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
+            if let n = try self.child(of: d, name) {
+                if let r = try existing(n) { return r }
+                throw .exists
+            }
+            if case .node(let t, _) = kind, t == .characterDevice || t == .blockDevice, !cred.isRoot {
+                throw .notPermitted
+            }
+            let parent = try self.upperDirectory(d.fileid)
+            guard let parentFD = parent.dir else { throw .notDirectory }
+            let isDir: Bool
+            let defaultMode: UInt32
+            switch kind {
+            case .directory: (isDir, defaultMode) = (true, 0o755)
+            case .symlink: (isDir, defaultMode) = (false, 0o777)
+            default: (isDir, defaultMode) = (false, 0o644)
+            }
+            let own = self.newOwnership(parent.st, cred, attributes.mode ?? defaultMode, isDirectory: isDir)
+            let tmp = self.workName("new")
+            let tmpPath = "work/" + tmp.displayString
+            let path = Names.join(parent.path, name).displayString
+            // Step 1: build it under work/.
+            try tmp.withCName { (c) throws(UnionError) in
+                switch kind {
+                case .regular:
+                    let fd = try Sys.retry("openat", tmpPath) { openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600) }
+                    Glibc.close(fd)
+                case .directory:
+                    _ = try Sys.retry("mkdirat", tmpPath) { mkdirat(upper.work.raw, c, 0o700) }
+                case .symlink(let target):
+                    _ = try target.withCName { (t) throws(UnionError) -> CInt in
+                        try Sys.retry("symlinkat", tmpPath) { symlinkat(t, upper.work.raw, c) }
+                    }
+                case .node(let t, let rdev):
+                    let fmt: mode_t
+                    switch t {
+                    case .characterDevice: fmt = S_IFCHR
+                    case .blockDevice: fmt = S_IFBLK
+                    case .socket: fmt = S_IFSOCK
+                    case .fifo: fmt = S_IFIFO
+                    default: throw .notSupported("mknod of type \(t)")
+                    }
+                    _ = try Sys.retry("mknodat", tmpPath) { mknodat(upper.work.raw, c, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor)) }
+                }
+                _ = try Sys.retry("fchownat", tmpPath) { fchownat(upper.work.raw, c, own.uid, own.gid, AT_SYMLINK_NOFOLLOW) }
+                if case .symlink = kind {} else {
+                    _ = try Sys.retry("fchmodat", tmpPath) { fchmodat(upper.work.raw, c, mode_t(own.mode), 0) }
+                }
+            }
+            if case .regular = kind, let size = attributes.size, size > 0 {
+                let fd = try Files.openAt(upper.work, tmp, O_WRONLY, path: tmpPath)
+                _ = try Sys.retry("ftruncate", tmpPath) { ftruncate(fd.raw, off_t(clamping: size)) }
+            }
+            try self.applyTimes(upper.work, tmp, attributes, path: tmpPath)
+            guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else { throw .noEntry }
+            if isDir {
+                let fd = try Files.openAt(upper.work, tmp, O_RDONLY | O_DIRECTORY, path: tmpPath)
+                _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
+            } else if case .regular = kind {
+                let fd = try Files.openAt(upper.work, tmp, O_RDONLY, path: tmpPath)
+                _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
+            }
+            // Step 2: identity, and for a directory its opaque marker (new inode: stale records cleared).
+            let ino = UInt64(tmpSt.st_ino)
+            let whitedOut = try self.isWhiteout(in: parent, name)
+            var change = RecordChange()
+            if isDir {
+                change.clearDirectories = [ino]
+                let below = try self.existsBelow(d, name)
+                if whitedOut || below { change.addOpaque = [ino] }
+            }
+            try self.commit(change, "prepare new directory")
+            _ = try self.identities.fileid(.init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
+            // Step 3: publish.
+            try self.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
+            try Files.fsyncDirectory(parentFD, path: parent.pathString)
+            // Step 4: the real entry now beats the whiteout; drop it.
+            if whitedOut {
+                var drop = RecordChange()
+                drop.dropWhiteouts = [(parent.ino, name)]
+                try self.commit(drop, "drop whiteout under new entry")
+            }
+            self.invalidateListing(d.fileid)
+            let fresh = try self.resolveDirectory(dirH)
+            guard let n = try self.child(of: fresh, name) else { throw .noEntry }
+            return n
+        }
+    }
+
+    func applyTimes(_ dir: FD, _ name: [UInt8], _ a: SetAttributes, path: String) throws(UnionError) {
+        guard a.atime != nil || a.mtime != nil else { return }
+        func ts(_ c: TimeChange?) -> timespec {
+            switch c {
+            case nil: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_OMIT)
+            case .serverTime: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
+            case .clientTime(let t): return timespec(tv_sec: Int(t.seconds), tv_nsec: Int(min(t.nanoseconds, 999_999_999)))
+            }
+        }
+        var times = [ts(a.atime), ts(a.mtime)]
+        _ = try name.withCName { (c) throws(UnionError) -> CInt in
+            try Sys.retry("utimensat", path) { utimensat(dir.raw, c, &times, AT_SYMLINK_NOFOLLOW) }
+        }
+    }
+
+    /// CREATE. UNCHECKED returns an existing regular file (truncated if `attributes.size == 0`); GUARDED fails with
+    /// `.exists`; EXCLUSIVE succeeds again only for the same verifier (kept in the sidecar, RFC 1813 §3.3.8).
+    public func create(in dir: ObjectHandle, _ name: [UInt8], mode: CreateMode, attributes: SetAttributes,
+                       as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+        var attrs = attributes
+        if case .exclusive = mode { attrs = SetAttributes() }
+        let n = try self.createObject(in: dir, name, .regular, attributes: attrs, as: cred) { (n) throws(UnionError) -> Node? in
+            switch mode {
+            case .guarded: return nil
+            case .exclusive(let v):
+                return try self.identities.verifier(n.fileid) == v ? n : nil
+            case .unchecked:
+                guard n.type == .regular else { return nil }
+                if attributes.size == 0 && n.dataStat.st_size != 0 {
+                    return try self.setattrLocked(n, SetAttributes(size: 0), guardCtime: nil, as: cred)
+                }
+                return n
+            }
+        }
+        if case .exclusive(let v) = mode, try self.identities.verifier(n.fileid) == nil {
+            try self.identities.setVerifier(n.fileid, v)
+        }
+        return (self.handle(n), self.attributes(n))
+    }
+
+    /// MKDIR.
+    public func mkdir(in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+        let n = try self.createObject(in: dir, name, .directory, attributes: attributes, as: cred) { _ in nil }
+        return (self.handle(n), self.attributes(n))
+    }
+
+    /// SYMLINK: the target is stored as given and never followed by the union.
+    public func symlink(in dir: ObjectHandle, _ name: [UInt8], target: [UInt8], attributes: SetAttributes, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+        guard !target.isEmpty, !target.contains(0), target.count <= Int(PATH_MAX) else { throw .invalid("symlink target") }
+        let n = try self.createObject(in: dir, name, .symlink(target), attributes: attributes, as: cred) { _ in nil }
+        return (self.handle(n), self.attributes(n))
+    }
+
+    /// MKNOD: devices need uid 0 (CAP_MKNOD); FIFOs and sockets do not.
+    public func mknod(in dir: ObjectHandle, _ name: [UInt8], type: FileType, rdev: DeviceNumber, attributes: SetAttributes, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+        switch type {
+        case .characterDevice, .blockDevice, .socket, .fifo: break
+        default: throw .notSupported("mknod of type \(type)")
+        }
+        let n = try self.createObject(in: dir, name, .node(type, rdev), attributes: attributes, as: cred) { _ in nil }
+        return (self.handle(n), self.attributes(n))
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import GRDB
+import Synchronization
+
+/// One identity: see `IdentityRecord`.
+struct Identity: Sendable {
+    var fileid: UInt64
+    var parent: UInt64
+    var name: [UInt8]
+    var originLayer: Int
+    var originIno: UInt64
+    var upperIno: UInt64?
+    var isIndexed: Bool
+    var lowerLinkCount: UInt32
+
+    init(_ r: IdentityRecord) {
+        self.lowerLinkCount = UInt32(clamping: r.lowerLinkCount)
+        self.fileid = UInt64(bitPattern: r.fileid ?? 0)
+        self.parent = UInt64(bitPattern: r.parent)
+        self.name = [UInt8](r.name)
+        self.originLayer = Int(r.originLayer)
+        self.originIno = UInt64(bitPattern: r.originIno)
+        self.upperIno = r.upperIno.map { UInt64(bitPattern: $0) }
+        self.isIndexed = r.isIndexed
+    }
+}
+
+struct OriginKey: Hashable, Sendable {
+    var layer: Int
+    var ino: UInt64
+}
+
+/// fileids: allocated on first sight (SQLite AUTOINCREMENT: never reused, so a removed object's handle is stale
+/// forever), keyed by origin (layer index + inode) and by upper inode, persisted in the sidecar before any handle
+/// that names them is returned. The whole table is mirrored in memory.
+final class IdentityStore: Sendable {
+    let sidecar: Sidecar
+
+    struct Tables: Sendable {
+        var byFileid: [UInt64: Identity] = [:]
+        var byUpper: [UInt64: UInt64] = [:]
+        var byOrigin: [OriginKey: UInt64] = [:]
+
+        mutating func insert(_ i: Identity) {
+            self.byFileid[i.fileid] = i
+            if let u = i.upperIno { self.byUpper[u] = i.fileid }
+            self.byOrigin[OriginKey(layer: i.originLayer, ino: i.originIno)] = i.fileid
+        }
+
+        mutating func remove(_ fileid: UInt64) {
+            guard let i = self.byFileid.removeValue(forKey: fileid) else { return }
+            if let u = i.upperIno, self.byUpper[u] == fileid { self.byUpper[u] = nil }
+            let k = OriginKey(layer: i.originLayer, ino: i.originIno)
+            if self.byOrigin[k] == fileid { self.byOrigin[k] = nil }
+        }
+    }
+
+    let tables: Mutex<Tables>
+    let namespaceID: UInt64
+
+    init(sidecar: Sidecar) throws(UnionError) {
+        self.sidecar = sidecar
+        let (all, nsid) = try sidecar.write("load identities") { db -> ([IdentityRecord], UInt64) in
+            let all = try IdentityRecord.fetchAll(db)
+            if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
+                return (all, UInt64(bitPattern: m.value))
+            }
+            let id = UInt64.random(in: 1...UInt64(Int64.max))
+            try MetaRecord(key: "namespaceID", value: Int64(bitPattern: id)).insert(db)
+            return (all, id)
+        }
+        var t = Tables()
+        for r in all { t.insert(Identity(r)) }
+        self.tables = Mutex(t)
+        self.namespaceID = nsid
+    }
+
+    func identity(_ fileid: UInt64) -> Identity? {
+        self.tables.withLock { $0.byFileid[fileid] }
+    }
+
+    /// What an object found at `loc` is keyed by.
+    struct Key: Sendable {
+        var layer: Int
+        var ino: UInt64
+        var isUpper: Bool
+    }
+
+    struct Sighting: Sendable {
+        var key: Key
+        var parent: UInt64
+        var name: [UInt8]
+    }
+
+    private static func existing(_ t: Tables, _ k: Key) -> UInt64? {
+        k.isUpper ? t.byUpper[k.ino] : t.byOrigin[OriginKey(layer: k.layer, ino: k.ino)]
+    }
+
+    /// The fileid of the object, allocated (and committed) on first sight.
+    func fileid(_ s: Sighting) throws(UnionError) -> UInt64 {
+        if let f = self.tables.withLock({ Self.existing($0, s.key) }) { return f }
+        return try self.fileids([s])[0]
+    }
+
+    /// fileids of many objects (one listing), new ones allocated in a single transaction.
+    func fileids(_ sightings: [Sighting]) throws(UnionError) -> [UInt64] {
+        try self.tables.withLock { (t) throws(UnionError) -> [UInt64] in
+            var result = [UInt64](repeating: 0, count: sightings.count)
+            var missing: [Int] = []
+            for (i, s) in sightings.enumerated() {
+                if let f = Self.existing(t, s.key) { result[i] = f } else { missing.append(i) }
+            }
+            if missing.isEmpty { return result }
+            let inserted = try self.sidecar.write("allocate fileids") { db -> [IdentityRecord] in
+                var out: [IdentityRecord] = []
+                var seen: [OriginKey: IdentityRecord] = [:]
+                for i in missing {
+                    let s = sightings[i]
+                    let ok = OriginKey(layer: s.key.layer, ino: s.key.ino)
+                    if let r = seen[ok] { out.append(r); continue }
+                    if s.key.isUpper, let stale = t.byOrigin[ok] {
+                        // An upper inode reused after its object went away without its record.
+                        try IdentityRecord.deleteOne(db, key: Int64(bitPattern: stale))
+                    }
+                    var r = IdentityRecord(
+                        fileid: nil, parent: Int64(bitPattern: s.parent), name: Data(s.name),
+                        originLayer: Int64(s.key.layer), originIno: Int64(bitPattern: s.key.ino),
+                        upperIno: s.key.isUpper ? Int64(bitPattern: s.key.ino) : nil, isIndexed: false, lowerLinkCount: 1)
+                    try r.insert(db)
+                    seen[ok] = r
+                    out.append(r)
+                }
+                return out
+            }
+            for (j, i) in missing.enumerated() {
+                let ident = Identity(inserted[j])
+                if sightings[i].key.isUpper, let stale = t.byOrigin[OriginKey(layer: ident.originLayer, ino: ident.originIno)] {
+                    t.remove(stale)
+                }
+                t.insert(ident)
+                result[i] = ident.fileid
+            }
+            return result
+        }
+    }
+
+    /// Records that `fileid` now lives in the upper layer as inode `upperIno` (copy-up, before the rename that
+    /// publishes it: a crash before the rename leaves the record pointing at a `work/` leftover, which open clears).
+    func setUpper(_ fileid: UInt64, upperIno: UInt64, isIndexed: Bool, lowerLinkCount: UInt32 = 1) throws(UnionError) {
+        try self.tables.withLock { (t) throws(UnionError) in
+            try self.sidecar.write("record copy-up") { db in
+                if let other = t.byUpper[upperIno], other != fileid {
+                    try IdentityRecord.deleteOne(db, key: Int64(bitPattern: other))
+                }
+                try db.execute(
+                    sql: "UPDATE identity SET upperIno = ?, isIndexed = ?, lowerLinkCount = ? WHERE fileid = ?",
+                    arguments: [Int64(bitPattern: upperIno), isIndexed, Int64(lowerLinkCount), Int64(bitPattern: fileid)])
+            }
+            if let other = t.byUpper[upperIno], other != fileid { t.remove(other) }
+            guard var i = t.byFileid[fileid] else { return }
+            t.remove(fileid)
+            i.upperIno = upperIno
+            i.isIndexed = i.isIndexed || isIndexed
+            i.lowerLinkCount = lowerLinkCount
+            t.insert(i)
+        }
+    }
+
+    /// Records the new parent and name of a renamed object.
+    func moved(_ fileid: UInt64, parent: UInt64, name: [UInt8]) throws(UnionError) {
+        try self.tables.withLock { (t) throws(UnionError) in
+            try self.sidecar.write("record rename") { db in
+                try db.execute(
+                    sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
+                    arguments: [Int64(bitPattern: parent), Data(name), Int64(bitPattern: fileid)])
+            }
+            t.byFileid[fileid]?.parent = parent
+            t.byFileid[fileid]?.name = name
+        }
+    }
+
+    /// Forgets a removed object: its handle becomes stale.
+    func forget(_ fileid: UInt64) throws(UnionError) {
+        try self.tables.withLock { (t) throws(UnionError) in
+            try self.sidecar.write("forget identity") { db in
+                try IdentityRecord.deleteOne(db, key: Int64(bitPattern: fileid))
+                try VerifierRecord.deleteOne(db, key: Int64(bitPattern: fileid))
+            }
+            t.remove(fileid)
+        }
+    }
+
+    /// Clears upper inodes that turned out to be `work/` leftovers of an interrupted copy-up.
+    func clearUpper(inodes: [UInt64]) throws(UnionError) {
+        guard !inodes.isEmpty else { return }
+        try self.tables.withLock { (t) throws(UnionError) in
+            let affected = inodes.compactMap { t.byUpper[$0] }
+            guard !affected.isEmpty else { return }
+            try self.sidecar.write("clear interrupted copy-ups") { db in
+                for f in affected {
+                    try db.execute(sql: "UPDATE identity SET upperIno = NULL WHERE fileid = ?", arguments: [Int64(bitPattern: f)])
+                }
+            }
+            for f in affected {
+                guard var i = t.byFileid[f] else { continue }
+                t.remove(f)
+                i.upperIno = nil
+                t.insert(i)
+            }
+        }
+    }
+
+    func verifier(_ fileid: UInt64) throws(UnionError) -> UInt64? {
+        try self.sidecar.read("read verifier") { db in
+            try VerifierRecord.fetchOne(db, key: Int64(bitPattern: fileid)).map { UInt64(bitPattern: $0.verifier) }
+        }
+    }
+
+    func setVerifier(_ fileid: UInt64, _ v: UInt64) throws(UnionError) {
+        try self.sidecar.write("record create verifier") { db in
+            try VerifierRecord(fileid: Int64(bitPattern: fileid), verifier: Int64(bitPattern: v)).save(db)
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import Glibc
+
+// Lookup (DESIGN §3): walk the layers top-down; the first layer with a real entry wins; a whiteout in a layer hides
+// the name in every layer below; an opaque directory stops the merge; a directory with a redirect takes its lower
+// content from the redirect path, looked up from the root of the layers below it. Within one layer a real entry
+// beats its own whiteout. Like overlayfs `ovl_lookup`, the state of one step is a list of layer directories.
+
+struct ChildLookup {
+    var top: Location
+    var dirs: [Location]
+    /// The redirect recorded on the upper directory, if the child is one.
+    var upperRedirect: [UInt8]?
+}
+
+extension UnionNamespace {
+    func isWhiteout(in dir: Location, _ name: [UInt8]) throws(UnionError) -> Bool {
+        let layer = self.layers[dir.layer]
+        switch layer.kind {
+        case .upper:
+            return self.upperRecords.withLock { $0.isWhiteout(dirIno: dir.ino, name) }
+        case .strataLower:
+            return layer.lowerRecords.isWhiteout(dirIno: dir.ino, name)
+        case .plainLower:
+            guard let d = dir.dir, name.count + 4 <= Names.maxLength else { return false }
+            return try Files.statAt(d, Names.ociWhiteoutPrefix + name, path: dir.pathString) != nil
+        }
+    }
+
+    func isOpaque(_ loc: Location) throws(UnionError) -> Bool {
+        let layer = self.layers[loc.layer]
+        switch layer.kind {
+        case .upper:
+            return self.upperRecords.withLock { $0.opaque.contains(loc.ino) }
+        case .strataLower:
+            return layer.lowerRecords.opaque.contains(loc.ino)
+        case .plainLower:
+            if let known = layer.foreignOpaque.withLock({ $0[loc.ino] }) { return known }
+            guard let d = loc.dir else { return false }
+            var opaque = try Files.statAt(d, Names.ociOpaqueMarker, path: loc.pathString) != nil
+            if !opaque {
+                let rfd = try Files.reopenDirectory(d, path: loc.pathString)
+                for key in ["trusted.overlay.opaque", "user.overlay.opaque"] where Files.getXattr(rfd, key) == [0x79] {
+                    opaque = true
+                }
+            }
+            layer.foreignOpaque.withLock { $0[loc.ino] = opaque }
+            return opaque
+        }
+    }
+
+    func redirect(_ loc: Location) -> [UInt8]? {
+        let layer = self.layers[loc.layer]
+        switch layer.kind {
+        case .upper: return self.upperRecords.withLock { $0.redirects[loc.ino] }
+        case .strataLower: return layer.lowerRecords.redirects[loc.ino]
+        case .plainLower: return nil
+        }
+    }
+
+    /// The root directories of layers `from...`, top-down, stopping after an opaque root.
+    func rootDirs(from: Int) throws(UnionError) -> [Location] {
+        var out: [Location] = []
+        for layer in self.layers[from...] {
+            let st = try Files.fstat(layer.tree, path: layer.directory)
+            let loc = Location(layer: layer.index, path: [], parent: nil, name: [], dir: layer.tree, st: st)
+            out.append(loc)
+            if try self.isOpaque(loc) { break }
+        }
+        return out
+    }
+
+    /// The merged directory at `components` in the union of layers `from...` (a redirect target).
+    func resolveDirs(_ components: [[UInt8]], from: Int) throws(UnionError) -> [Location] {
+        guard from < self.layers.count else { return [] }
+        var dirs = try self.rootDirs(from: from)
+        for c in components {
+            guard let r = try self.lookupIn(dirs, c), r.top.st.isDirectory else { return [] }
+            dirs = r.dirs
+        }
+        return dirs
+    }
+
+    /// Looks `name` up in the merged directory made of `dirs`.
+    func lookupIn(_ dirs: [Location], _ name: [UInt8]) throws(UnionError) -> ChildLookup? {
+        var top: Location?
+        var childDirs: [Location] = []
+        var upperRedirect: [UInt8]?
+        for d in dirs {
+            guard let dfd = d.dir else { continue }
+            let layer = self.layers[d.layer]
+            let childPath = Names.join(d.path, name)
+            if layer.kind == .plainLower && Names.isOCIMarker(name) { continue }  // markers are never shown
+            guard let st = try Files.statAt(dfd, name, path: childPath.displayString) else {
+                if try self.isWhiteout(in: d, name) { break }
+                continue
+            }
+            if layer.kind == .plainLower && st.isOverlayWhiteout { break }
+            if top != nil && !st.isDirectory { break }  // a non-directory below a directory is hidden
+            var loc = Location(layer: d.layer, path: childPath, parent: dfd, name: name, dir: nil, st: st)
+            if st.isDirectory {
+                loc.dir = try Files.openDirPath(dfd, name, path: childPath.displayString)
+            }
+            if top == nil {
+                top = loc
+                if !st.isDirectory { break }
+            }
+            childDirs.append(loc)
+            if try self.isOpaque(loc) { break }
+            if let r = self.redirect(loc) {
+                if layer.isUpper { upperRedirect = r }
+                childDirs += try self.resolveDirs(Names.split(r), from: d.layer + 1)
+                break
+            }
+        }
+        guard let top else { return nil }
+        return ChildLookup(top: top, dirs: childDirs, upperRedirect: upperRedirect)
+    }
+
+    func identityKey(_ loc: Location) -> IdentityStore.Key {
+        IdentityStore.Key(layer: loc.layer, ino: loc.ino, isUpper: self.layers[loc.layer].isUpper)
+    }
+
+    func rootNode() throws(UnionError) -> Node {
+        let dirs = try self.rootDirs(from: 0)
+        guard let top = dirs.first else { throw .stale }
+        return Node(fileid: self.rootFileid, parentFileid: self.rootFileid, name: [], top: top, dirs: dirs,
+                    lowerPath: [], indexed: nil)
+    }
+
+    /// The child `name` of directory `parent`, identified (fileid allocated on first sight), or nil.
+    func child(of parent: Node, _ name: [UInt8]) throws(UnionError) -> Node? {
+        guard let r = try self.lookupIn(parent.dirs, name) else { return nil }
+        let fileid = try self.identities.fileid(.init(key: self.identityKey(r.top), parent: parent.fileid, name: name))
+        return try self.makeNode(r, fileid: fileid, parent: parent, name: name)
+    }
+
+    func makeNode(_ r: ChildLookup, fileid: UInt64, parent: Node, name: [UInt8]) throws(UnionError) -> Node {
+        var node = Node(fileid: fileid, parentFileid: parent.fileid, name: name, top: r.top, dirs: r.dirs,
+                        lowerPath: r.upperRedirect.map { Names.split($0) } ?? (parent.lowerPath + [name]), indexed: nil)
+        if !self.layers[r.top.layer].isUpper, let upper = self.upper, !r.top.st.isDirectory,
+            let ident = self.identities.identity(fileid), ident.isIndexed
+        {
+            let iname = Array(String(fileid).utf8)
+            if let st = try Files.statAt(upper.index, iname, path: "index/\(fileid)") {
+                node.indexed = Location(layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index,
+                                        name: iname, dir: nil, st: st)
+            }
+        }
+        return node
+    }
+
+    /// Resolves a file handle to the object it names now: `.stale` if it is gone, `.badHandle` if malformed.
+    func resolve(_ h: ObjectHandle) throws(UnionError) -> Node {
+        if self.isClosed.load(ordering: .relaxed) { throw .stale }
+        guard h.namespaceID == self.identities.namespaceID else { throw .stale }
+        let target = h.fileid
+        if target == self.rootFileid { return try self.rootNode() }
+        var chain: [(name: [UInt8], fileid: UInt64)] = []
+        var f = target
+        while f != self.rootFileid {
+            guard let ident = self.identities.identity(f), chain.count < 4096 else { throw .stale }
+            chain.append((ident.name, f))
+            f = ident.parent
+        }
+        var node = try self.rootNode()
+        for (name, fileid) in chain.reversed() {
+            do throws(UnionError) {
+                guard let c = try self.child(of: node, name), c.fileid == fileid else { throw UnionError.stale }
+                node = c
+            } catch {
+                switch error {
+                case .noEntry, .notDirectory: throw .stale
+                default: throw error
+                }
+            }
+        }
+        return node
+    }
+
+    func resolveDirectory(_ h: ObjectHandle) throws(UnionError) -> Node {
+        let n = try self.resolve(h)
+        guard n.isDirectory else { throw .notDirectory }
+        return n
+    }
+
+    func handle(_ n: Node) -> ObjectHandle {
+        ObjectHandle(namespaceID: self.identities.namespaceID, fileid: n.fileid)
+    }
+
+    func attributes(_ n: Node) -> Attributes {
+        let st = n.dataStat
+        var nlink = UInt32(truncatingIfNeeded: st.st_nlink)
+        if let ident = self.identities.identity(n.fileid), ident.isIndexed, self.layers[0].isUpper,
+            n.indexed != nil || self.layers[n.top.layer].isUpper
+        {
+            // The upper copy has one extra link in index/; lower names not yet linked up still count.
+            nlink = max(nlink > 1 ? nlink - 1 : 1, ident.lowerLinkCount)
+        }
+        return Attributes(
+            type: st.fileType, mode: st.permissionBits, nlink: nlink, uid: st.st_uid, gid: st.st_gid,
+            size: UInt64(clamping: st.st_size), usedBytes: UInt64(clamping: st.st_blocks) &* 512,
+            rdev: DeviceNumber(major: Sys.major(st.st_rdev), minor: Sys.minor(st.st_rdev)),
+            fsid: self.identities.namespaceID, fileid: n.fileid,
+            atime: Timespec(seconds: Int64(st.st_atim.tv_sec), nanoseconds: UInt32(clamping: st.st_atim.tv_nsec)),
+            mtime: Timespec(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(clamping: st.st_mtim.tv_nsec)),
+            ctime: Timespec(seconds: Int64(st.st_ctim.tv_sec), nanoseconds: UInt32(clamping: st.st_ctim.tv_nsec)))
+    }
+
+    /// Whether `name` exists in the layers below the upper for directory `dir` (then removing it needs a whiteout).
+    func existsBelow(_ dir: Node, _ name: [UInt8]) throws(UnionError) -> Bool {
+        let lowerDirs = dir.dirs.filter { !self.layers[$0.layer].isUpper }
+        return try self.lookupIn(lowerDirs, name) != nil
+    }
+}

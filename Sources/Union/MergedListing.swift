@@ -1,0 +1,85 @@
+import Glibc
+
+// The merged listing of a directory: every visible name exactly once, no whiteout, marker or hidden name.
+// "Insert lowest layer entries before upper ones" (overlayfs readdir.c) becomes, top-down: a name seen in a higher
+// layer wins; a whiteout in a layer hides the name in the layers below it (not in its own layer).
+
+struct MergedListing: Sendable {
+    var entries: [ListingEntry]
+}
+
+extension UnionNamespace {
+    func mergedNames(_ dir: Node) throws(UnionError) -> [(name: [UInt8], key: IdentityStore.Key)] {
+        var seen: Set<[UInt8]> = []
+        var hidden: Set<[UInt8]> = []
+        var out: [(name: [UInt8], key: IdentityStore.Key)] = []
+        for d in dir.dirs {
+            guard let dfd = d.dir else { continue }
+            let layer = self.layers[d.layer]
+            var whiteoutsHere: Set<[UInt8]> = []
+            for e in try Files.list(dfd, path: d.pathString) {
+                if layer.kind == .plainLower {
+                    if Names.isOCIMarker(e.name) {
+                        if e.name != Names.ociOpaqueMarker { whiteoutsHere.insert(Array(e.name.dropFirst(4))) }
+                        continue
+                    }
+                    if e.type == UInt8(DT_CHR) || e.type == UInt8(DT_UNKNOWN),
+                        let st = try Files.statAt(dfd, e.name, path: d.pathString), st.isOverlayWhiteout
+                    {
+                        whiteoutsHere.insert(e.name)
+                        continue
+                    }
+                }
+                if seen.contains(e.name) || hidden.contains(e.name) { continue }
+                seen.insert(e.name)
+                out.append((e.name, IdentityStore.Key(layer: d.layer, ino: e.ino, isUpper: layer.isUpper)))
+            }
+            switch layer.kind {
+            case .upper: whiteoutsHere = self.upperRecords.withLock { $0.whiteouts[d.ino] ?? [] }
+            case .strataLower: whiteoutsHere = layer.lowerRecords.whiteouts[d.ino] ?? []
+            case .plainLower: break
+            }
+            hidden.formUnion(whiteoutsHere)
+        }
+        return out
+    }
+
+    /// The sorted merged listing of `dir`, cached per directory until a change in it.
+    func listing(_ dir: Node) throws(UnionError) -> MergedListing {
+        if let cached = self.listings.withLock({ $0.get(dir.fileid) }) { return cached }
+        let names = try self.mergedNames(dir)
+        let fileids = try self.identities.fileids(names.map { .init(key: $0.key, parent: dir.fileid, name: $0.name) })
+        let listing = MergedListing(entries: Cookies.assign(zip(names, fileids).map { ($0.name, $1) }))
+        self.listings.withLock { $0.put(dir.fileid, listing) }
+        return listing
+    }
+
+    func invalidateListing(_ fileids: UInt64...) {
+        self.listings.withLock { c in for f in fileids { c.remove(f) } }
+    }
+}
+
+/// A small LRU of merged listings (directory fileid → listing).
+struct ListingCache: Sendable {
+    var capacity = 64
+    var items: [UInt64: (listing: MergedListing, tick: UInt64)] = [:]
+    var tick: UInt64 = 0
+
+    mutating func get(_ k: UInt64) -> MergedListing? {
+        guard let v = self.items[k] else { return nil }
+        self.tick &+= 1
+        self.items[k] = (v.listing, self.tick)
+        return v.listing
+    }
+
+    mutating func put(_ k: UInt64, _ l: MergedListing) {
+        self.tick &+= 1
+        self.items[k] = (l, self.tick)
+        if self.items.count > self.capacity, let oldest = self.items.min(by: { $0.value.tick < $1.value.tick }) {
+            self.items[oldest.key] = nil
+        }
+    }
+
+    mutating func remove(_ k: UInt64) { self.items[k] = nil }
+    mutating func removeAll() { self.items = [:] }
+}

@@ -1,0 +1,112 @@
+import Glibc
+
+// REMOVE, RMDIR, LINK. Crash order for a removal: commit the whiteout (the upper entry, if any, still beats it),
+// then unlink the upper entry (now the whiteout hides what is below), then forget the records of what went away.
+
+extension UnionNamespace {
+    func requireDeletable(_ dir: Node, _ entry: Node, _ cred: Credentials) throws(UnionError) {
+        try Permission.require(dir.top.st, cred, Permission.write | Permission.exec)
+        if !Permission.mayDeleteEntry(dir: dir.top.st, entry: entry.top.st, cred) { throw .accessDenied }
+    }
+
+    /// Whether `n` is gone once its entry in `dir` is removed (no other hard link keeps it).
+    func isLastLink(_ n: Node) -> Bool {
+        if n.isDirectory { return true }
+        if self.identities.identity(n.fileid)?.isIndexed == true { return false }
+        return n.top.st.st_nlink <= 1
+    }
+
+    /// REMOVE of a non-directory.
+    public func remove(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
+        try Names.validate(name)
+        _ = try self.requireUpper()
+        try self.namespaceLock.withWriteLock { () throws(UnionError) in
+            let d = try self.resolveDirectory(dir)
+            try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
+            guard let n = try self.child(of: d, name) else { throw .noEntry }
+            if n.isDirectory { throw .isDirectory }
+            try self.requireDeletable(d, n, cred)
+            try self.removeEntry(d, n)
+        }
+    }
+
+    /// RMDIR: the *merged* directory must be empty.
+    public func rmdir(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
+        try Names.validate(name)
+        _ = try self.requireUpper()
+        try self.namespaceLock.withWriteLock { () throws(UnionError) in
+            let d = try self.resolveDirectory(dir)
+            try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
+            guard let n = try self.child(of: d, name) else { throw .noEntry }
+            guard n.isDirectory else { throw .notDirectory }
+            try self.requireDeletable(d, n, cred)
+            guard try self.mergedNames(n).isEmpty else { throw .notEmpty }
+            try self.removeEntry(d, n)
+        }
+    }
+
+    func removeEntry(_ d: Node, _ n: Node) throws(UnionError) {
+        let below = try self.existsBelow(d, n.name)
+        let inUpper = self.isUpper(n.top)
+        let parent: Location? = below || inUpper ? try self.upperDirectory(d.fileid) : nil
+        // Step 1: whiteout (a crash now: the upper entry, if any, beats it; nothing changed for clients).
+        if below, let parent {
+            var c = RecordChange()
+            c.addWhiteouts = [(parent.ino, n.name)]
+            try self.commit(c, "whiteout removed name")
+        }
+        // Step 2: unlink the upper entry (a crash now: the whiteout hides what is below; records are stale only).
+        if inUpper, let parent, let pfd = parent.dir {
+            _ = try n.name.withCName { (c) throws(UnionError) -> CInt in
+                try Sys.retry("unlinkat", Names.join(parent.path, n.name).displayString) {
+                    unlinkat(pfd.raw, c, n.isDirectory ? AT_REMOVEDIR : 0)
+                }
+            }
+            try Files.fsyncDirectory(pfd, path: parent.pathString)
+        }
+        // Step 3: forget what went away.
+        if n.isDirectory && inUpper { try self.clearDirectoryRecords([n.top.ino]) }
+        if self.isLastLink(n) { try self.identities.forget(n.fileid) }
+        self.invalidateListing(d.fileid, n.fileid)
+    }
+
+    /// LINK: a new name for a non-directory; a lower object is copied up first (its other lower names follow
+    /// through the index). Linking someone else's file needs read and write permission on it (protected_hardlinks).
+    public func link(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) -> Attributes {
+        try Names.validate(name)
+        _ = try self.requireUpper()
+        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> Attributes in
+            let target = try self.resolve(h)
+            if target.isDirectory { throw .isDirectory }
+            let d = try self.resolveDirectory(dir)
+            try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
+            if try self.child(of: d, name) != nil { throw .exists }
+            let tst = target.dataStat
+            if !cred.isRoot && cred.uid != tst.st_uid {
+                let setid = UInt32(tst.st_mode) & UInt32(S_ISUID) != 0
+                    || UInt32(tst.st_mode) & (UInt32(S_ISGID) | 0o010) == UInt32(S_ISGID) | 0o010
+                guard tst.isRegular, !setid, Permission.allows(tst, cred, Permission.read | Permission.write) else {
+                    throw .notPermitted
+                }
+            }
+            let t = try self.ensureUpper(target)
+            let parent = try self.upperDirectory(d.fileid)
+            guard let pfd = parent.dir, let tparent = t.top.parent else { throw .notDirectory }
+            let whitedOut = try self.isWhiteout(in: parent, name)
+            let path = Names.join(parent.path, name).displayString
+            _ = try t.top.name.withCName { (src) throws(UnionError) -> CInt in
+                try name.withCName { (dst) throws(UnionError) -> CInt in
+                    try Sys.retry("linkat", path) { linkat(tparent.raw, src, pfd.raw, dst, 0) }
+                }
+            }
+            try Files.fsyncDirectory(pfd, path: parent.pathString)
+            if whitedOut {
+                var c = RecordChange()
+                c.dropWhiteouts = [(parent.ino, name)]
+                try self.commit(c, "drop whiteout under new link")
+            }
+            self.invalidateListing(d.fileid)
+            return self.attributes(try self.reresolve(t))
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import Glibc
+
+// RENAME (DESIGN §3). A directory that exists below is renamed without copying its tree and without EXDEV: its
+// upper directory (copied up alone if needed) records a redirect to where its lower content is, so its descendants
+// keep their fileids. Crash order: (1) copy-ups; (2) commit the whiteout of the old name, the redirect, the opaque
+// marker (the old upper entry still beats the whiteout; the redirect points where the directory already merges
+// from); (3) rename(2) in the upper layer, the atomic step; (4) drop the whiteout on the new name (the real entry
+// already beats it), clear records of a replaced directory, update identities.
+
+extension UnionNamespace {
+    /// Whether `ancestor` is `dir` or one of its ancestors (by the identity chain).
+    func isAncestor(_ ancestor: UInt64, of dir: UInt64) -> Bool {
+        var f = dir
+        var steps = 0
+        while steps < 4096 {
+            if f == ancestor { return true }
+            if f == self.rootFileid { return false }
+            guard let i = self.identities.identity(f) else { return false }
+            f = i.parent
+            steps += 1
+        }
+        return false
+    }
+
+    /// RENAME. File over file replaces; directory over a (merged-)empty directory replaces; directory over a
+    /// non-directory is `.notDirectory`; non-directory over a directory is `.isDirectory`; a directory into its own
+    /// subtree is `.invalid`.
+    public func rename(from: ObjectHandle, _ fromName: [UInt8], to: ObjectHandle, _ toName: [UInt8],
+                       as cred: Credentials) throws(UnionError) {
+        try Names.validate(fromName)
+        try Names.validate(toName)
+        _ = try self.requireUpper()
+        try self.namespaceLock.withWriteLock { () throws(UnionError) in
+            let fd = try self.resolveDirectory(from)
+            let td = try self.resolveDirectory(to)
+            try Permission.require(fd.top.st, cred, Permission.write | Permission.exec)
+            try Permission.require(td.top.st, cred, Permission.write | Permission.exec)
+            guard let src = try self.child(of: fd, fromName) else { throw .noEntry }
+            try self.requireDeletable(fd, src, cred)
+            let dst = try self.child(of: td, toName)
+            if let dst, dst.fileid == src.fileid { return }  // POSIX: the same file, nothing to do
+            if src.isDirectory {
+                if self.isAncestor(src.fileid, of: td.fileid) { throw .invalid("cannot move a directory into itself") }
+                if fd.fileid != td.fileid { try Permission.require(src.top.st, cred, Permission.write) }  // ".."
+                if let dst {
+                    guard dst.isDirectory else { throw .notDirectory }
+                    guard try self.mergedNames(dst).isEmpty else { throw .notEmpty }
+                }
+            } else if let dst, dst.isDirectory {
+                throw .isDirectory
+            }
+            if let dst { try self.requireDeletable(td, dst, cred) }
+
+            // Step 1: both parents and the source in the upper layer.
+            let srcBelow = try self.existsBelow(fd, fromName)
+            let dstBelow = try self.existsBelow(td, toName)
+            _ = try self.upperDirectory(fd.fileid)
+            let s = try self.ensureUpper(src)
+            let fromUpper = try self.upperDirectory(fd.fileid)
+            let toUpper = try self.upperDirectory(td.fileid)
+            guard let fromFD = fromUpper.dir, let toFD = toUpper.dir else { throw .notDirectory }
+            let dstInUpper: Location? = try {
+                () throws(UnionError) -> Location? in
+                guard let st = try Files.statAt(toFD, toName, path: toName.displayString) else { return nil }
+                return Location(layer: 0, path: Names.join(toUpper.path, toName), parent: toFD, name: toName, dir: nil, st: st)
+            }()
+
+            // Step 2: whiteout of the old name, redirect / opaque of a moved directory.
+            var c = RecordChange()
+            if srcBelow { c.addWhiteouts.append((fromUpper.ino, fromName)) }
+            if s.isDirectory && self.redirect(s.top) == nil {
+                let hasLower = s.dirs.contains { !self.isUpper($0) }
+                if hasLower {
+                    c.setRedirects.append((s.top.ino, Names.joinAll(s.lowerPath)))
+                } else if dstBelow {
+                    c.addOpaque.append(s.top.ino)
+                }
+            }
+            try self.commit(c, "prepare rename")
+
+            // Step 3: the rename itself.
+            let path = Names.join(toUpper.path, toName).displayString
+            _ = try fromName.withCName { (f) throws(UnionError) -> CInt in
+                try toName.withCName { (t) throws(UnionError) -> CInt in
+                    try Sys.retry("renameat", path) { renameat(fromFD.raw, f, toFD.raw, t) }
+                }
+            }
+            try Files.fsyncDirectory(toFD, path: toUpper.path.displayString)
+            if fromUpper.ino != toUpper.ino { try Files.fsyncDirectory(fromFD, path: fromUpper.path.displayString) }
+
+            // Step 4: clean up.
+            var after = RecordChange()
+            after.dropWhiteouts = [(toUpper.ino, toName)]
+            if let old = dstInUpper, old.st.isDirectory { after.clearDirectories = [old.ino] }
+            if self.upperRecords.withLock({ $0.isWhiteout(dirIno: toUpper.ino, toName) }) || !after.clearDirectories.isEmpty {
+                try self.commit(after, "finish rename")
+            }
+            try self.identities.moved(src.fileid, parent: td.fileid, name: toName)
+            if let dst, self.isLastLink(dst) { try self.identities.forget(dst.fileid) }
+            self.invalidateListing(fd.fileid, td.fileid)
+            if let dst { self.invalidateListing(dst.fileid) }
+        }
+    }
+}

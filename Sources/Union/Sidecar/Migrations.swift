@@ -1,0 +1,46 @@
+import GRDB
+
+/// The sidecar schema. A shipped migration is never modified: add a new one instead.
+enum SidecarMigrations {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.create(table: MetaRecord.databaseTableName) { t in
+                t.primaryKey("key", .text)
+                t.column("value", .integer).notNull()
+            }
+            // Directory-scoped records are keyed by the inode of the directory inside this layer's tree/: an inode
+            // moves with the directory on rename(2), so no record needs rewriting (and no crash window opens) when a
+            // directory is renamed.
+            try db.create(table: WhiteoutRecord.databaseTableName) { t in
+                t.column("dirIno", .integer).notNull()
+                t.column("name", .blob).notNull()
+                t.primaryKey(["dirIno", "name"])
+            }
+            try db.create(table: OpaqueRecord.databaseTableName) { t in
+                t.primaryKey("dirIno", .integer)
+            }
+            try db.create(table: RedirectRecord.databaseTableName) { t in
+                t.primaryKey("dirIno", .integer)
+                t.column("path", .blob).notNull()
+            }
+            try db.create(table: IdentityRecord.databaseTableName) { t in
+                t.autoIncrementedPrimaryKey("fileid")
+                t.column("parent", .integer).notNull()
+                t.column("name", .blob).notNull()
+                t.column("originLayer", .integer).notNull()
+                t.column("originIno", .integer).notNull()
+                t.column("upperIno", .integer)
+                t.column("isIndexed", .boolean).notNull().defaults(to: false)
+                t.column("lowerLinkCount", .integer).notNull().defaults(to: 1)
+            }
+            try db.create(index: "identity_origin", on: IdentityRecord.databaseTableName, columns: ["originLayer", "originIno"], unique: true)
+            try db.create(index: "identity_upper", on: IdentityRecord.databaseTableName, columns: ["upperIno"], unique: true)
+            try db.create(table: VerifierRecord.databaseTableName) { t in
+                t.primaryKey("fileid", .integer)
+                t.column("verifier", .integer).notNull()
+            }
+        }
+        return m
+    }
+}

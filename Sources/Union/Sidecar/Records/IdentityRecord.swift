@@ -1,0 +1,24 @@
+import Foundation
+import GRDB
+
+/// The identity of one union object: its fileid, where it was first seen (its origin: layer index and inode, the
+/// key that keeps a fileid stable across copy-up), its upper inode once it lives in the upper layer, and how to find
+/// it now (parent fileid + name, updated on rename) to resolve a file handle after a restart.
+struct IdentityRecord: Codable, FetchableRecord, MutablePersistableRecord {
+    static let databaseTableName = "identity"
+    var fileid: Int64?
+    var parent: Int64
+    var name: Data
+    var originLayer: Int64
+    var originIno: Int64
+    var upperIno: Int64?
+    /// A copy-up of a hard-linked lower file keeps a link under the upper layer's `index/` directory so every
+    /// other name of the lower inode shows the upper copy.
+    var isIndexed: Bool
+    /// The lower inode's link count at copy-up (reported nlink of an indexed object: links are not all linked up).
+    var lowerLinkCount: Int64
+
+    mutating func didInsert(_ inserted: InsertionSuccess) {
+        self.fileid = inserted.rowID
+    }
+}

@@ -1,0 +1,122 @@
+import Glibc
+
+// Descriptor-relative file helpers. Every path handed to the kernel here is a single validated name relative to a
+// directory descriptor (or "." / ""), opened with O_NOFOLLOW, so no symlink inside a layer is ever followed.
+
+enum Files {
+    static func statAt(_ dir: FD, _ name: [UInt8], path: @autoclosure () -> String) throws(UnionError) -> stat? {
+        var st = stat()
+        let r = try name.withCName { (c) throws(UnionError) -> CInt? in
+            try Sys.retryOrMissing("fstatat", path()) { fstatat(dir.raw, c, &st, AT_SYMLINK_NOFOLLOW) }
+        }
+        return r == nil ? nil : st
+    }
+
+    static func fstat(_ fd: FD, path: @autoclosure () -> String) throws(UnionError) -> stat {
+        var st = stat()
+        _ = try Sys.retry("fstat", path()) { Glibc.fstat(fd.raw, &st) }
+        return st
+    }
+
+    /// Opens `name` under `dir` with `flags | O_NOFOLLOW | O_CLOEXEC`.
+    static func openAt(_ dir: FD, _ name: [UInt8], _ flags: CInt, mode: mode_t = 0, path: @autoclosure () -> String) throws(UnionError) -> FD {
+        let fd = try name.withCName { (c) throws(UnionError) -> CInt in
+            try Sys.retry("openat", path()) { openat(dir.raw, c, flags | O_NOFOLLOW | O_CLOEXEC, mode) }
+        }
+        return FD(fd)
+    }
+
+    /// An O_PATH descriptor of the directory `name` under `dir`; a symlink or non-directory gives `notDirectory`.
+    static func openDirPath(_ dir: FD, _ name: [UInt8], path: @autoclosure () -> String) throws(UnionError) -> FD {
+        do {
+            return try Self.openAt(dir, name, Sys.O_PATH | O_DIRECTORY, path: path())
+        } catch .io(errno: ELOOP, _, _) {
+            throw .notDirectory
+        }
+    }
+
+    /// A readable descriptor of the directory `dir` itself (for getdents, fsync, xattrs).
+    static func reopenDirectory(_ dir: FD, path: @autoclosure () -> String) throws(UnionError) -> FD {
+        try Self.openAt(dir, Array(".".utf8), O_RDONLY | O_DIRECTORY, path: path())
+    }
+
+    struct DirEntry {
+        var name: [UInt8]
+        var ino: UInt64
+        var type: UInt8
+    }
+
+    /// All entries of a directory except `.` and `..`.
+    static func list(_ dir: FD, path: @autoclosure () -> String) throws(UnionError) -> [DirEntry] {
+        let rfd = try Self.reopenDirectory(dir, path: path())
+        let d = dup(rfd.raw)
+        if d < 0 { throw Sys.error(errno, "dup", path()) }
+        guard let dirp = fdopendir(d) else {
+            let e = errno
+            Glibc.close(d)
+            throw Sys.error(e, "fdopendir", path())
+        }
+        defer { closedir(dirp) }
+        var out: [DirEntry] = []
+        while true {
+            errno = 0
+            guard let ent = readdir(dirp) else {
+                if errno != 0 { throw Sys.error(errno, "readdir", path()) }
+                break
+            }
+            let name: [UInt8] = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                let bytes = raw.bindMemory(to: UInt8.self)
+                let n = bytes.firstIndex(of: 0) ?? bytes.count
+                return Array(bytes[0..<n])
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            out.append(DirEntry(name: name, ino: UInt64(ent.pointee.d_ino), type: ent.pointee.d_type))
+        }
+        return out
+    }
+
+    static func fsyncDirectory(_ dir: FD, path: @autoclosure () -> String) throws(UnionError) {
+        let rfd = try Self.reopenDirectory(dir, path: path())
+        _ = try Sys.retry("fsync", path()) { fsync(rfd.raw) }
+    }
+
+    /// Removes `name` under `dir`, recursively if it is a directory (used for `work/` leftovers only).
+    static func removeTree(_ dir: FD, _ name: [UInt8], path: String) throws(UnionError) {
+        guard let st = try Self.statAt(dir, name, path: path) else { return }
+        if st.isDirectory {
+            let sub = try Self.openDirPath(dir, name, path: path)
+            for e in try Self.list(sub, path: path) {
+                try Self.removeTree(sub, e.name, path: path + "/" + e.name.displayString)
+            }
+            _ = try name.withCName { (c) throws(UnionError) -> CInt in
+                try Sys.retry("unlinkat", path) { unlinkat(dir.raw, c, AT_REMOVEDIR) }
+            }
+        } else {
+            _ = try name.withCName { (c) throws(UnionError) -> CInt in
+                try Sys.retry("unlinkat", path) { unlinkat(dir.raw, c, 0) }
+            }
+        }
+    }
+
+    /// The value of an extended attribute of an open (non-O_PATH) descriptor, or nil.
+    static func getXattr(_ fd: FD, _ key: String) -> [UInt8]? {
+        guard let fget = Sys.gnu.fgetxattr else { return nil }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = buf.withUnsafeMutableBytes { b in fget(fd.raw, key, b.baseAddress, b.count) }
+        guard n >= 0 else { return nil }
+        return Array(buf[0..<n])
+    }
+
+    static func mkdirAll(_ path: String, mode: mode_t = 0o755) throws(UnionError) {
+        var cur = path.hasPrefix("/") ? "" : "."
+        for comp in path.split(separator: "/") {
+            cur += "/" + comp
+            if mkdir(cur, mode) != 0 && errno != EEXIST { throw Sys.error(errno, "mkdir", cur) }
+        }
+    }
+
+    static func openDirectoryAbsolute(_ path: String) throws(UnionError) -> FD {
+        let fd = try Sys.retry("open", path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        return FD(fd)
+    }
+}

@@ -1,0 +1,137 @@
+import Glibc
+
+// Syscalls in one place: every wrapper retries EINTR and turns a failure into a `UnionError` that names the call
+// and the layer-relative path. Linux-only constants and GNU functions that Swift's Glibc module does not export
+// are defined or resolved (dlsym) here.
+
+enum Sys {
+    static let O_PATH: CInt = 0o10000000
+    static let SEEK_DATA: CInt = 3
+    static let SEEK_HOLE: CInt = 4
+    static let AT_EMPTY_PATH: CInt = 0x1000
+    static let UTIME_NOW: Int = (1 << 30) - 1
+    static let UTIME_OMIT: Int = (1 << 30) - 2
+    static let FICLONE: UInt = 0x4004_9409
+    static let RENAME_NOREPLACE: UInt32 = 1
+    static let RENAME_EXCHANGE: UInt32 = 2
+    static let XATTR_CREATE: CInt = 1
+
+    static func makedev(_ major: UInt32, _ minor: UInt32) -> dev_t {
+        let ma = UInt64(major), mi = UInt64(minor)
+        return dev_t((ma & 0xfff) << 8 | (ma & ~0xfff) << 32 | (mi & 0xff) | (mi & ~0xff) << 12)
+    }
+    static func major(_ d: dev_t) -> UInt32 { UInt32(truncatingIfNeeded: ((d >> 32) & 0xffff_f000) | ((d >> 8) & 0xfff)) }
+    static func minor(_ d: dev_t) -> UInt32 { UInt32(truncatingIfNeeded: ((d >> 12) & 0xffff_ff00) | (d & 0xff)) }
+
+    // GNU functions not exported by the Glibc module, resolved once.
+    typealias CopyFileRangeFn = @convention(c) (CInt, UnsafeMutablePointer<Int64>?, CInt, UnsafeMutablePointer<Int64>?, Int, CUnsignedInt) -> Int
+    typealias FGetXattrFn = @convention(c) (CInt, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
+    typealias FListXattrFn = @convention(c) (CInt, UnsafeMutablePointer<CChar>?, Int) -> Int
+    typealias FSetXattrFn = @convention(c) (CInt, UnsafePointer<CChar>, UnsafeRawPointer?, Int, CInt) -> CInt
+    typealias Renameat2Fn = @convention(c) (CInt, UnsafePointer<CChar>, CInt, UnsafePointer<CChar>, CUnsignedInt) -> CInt
+
+    struct GNU: @unchecked Sendable {  // immutable after init: function pointers only
+        let copyFileRange: CopyFileRangeFn?
+        let fgetxattr: FGetXattrFn?
+        let flistxattr: FListXattrFn?
+        let fsetxattr: FSetXattrFn?
+        let renameat2: Renameat2Fn?
+
+        init() {
+            let h = dlopen(nil, RTLD_NOW)
+            func sym<T>(_ name: String, _: T.Type) -> T? {
+                guard let p = dlsym(h, name) else { return nil }
+                return unsafeBitCast(p, to: T.self)
+            }
+            self.copyFileRange = sym("copy_file_range", CopyFileRangeFn.self)
+            self.fgetxattr = sym("fgetxattr", FGetXattrFn.self)
+            self.flistxattr = sym("flistxattr", FListXattrFn.self)
+            self.fsetxattr = sym("fsetxattr", FSetXattrFn.self)
+            self.renameat2 = sym("renameat2", Renameat2Fn.self)
+        }
+    }
+    static let gnu = GNU()
+
+    static func error(_ e: Int32, _ call: String, _ path: String) -> UnionError {
+        switch e {
+        case ENOENT: return .noEntry
+        case EEXIST: return .exists
+        case ENOTDIR: return .notDirectory
+        case EISDIR: return .isDirectory
+        case ENOTEMPTY: return .notEmpty
+        case ENOSPC: return .noSpace
+        case EDQUOT: return .quotaExceeded
+        case EFBIG: return .fileTooLarge
+        case EACCES: return .accessDenied
+        case EPERM: return .notPermitted
+        case EROFS: return .readOnly
+        case ENAMETOOLONG: return .nameTooLong
+        case EXDEV: return .crossDevice
+        default: return .io(errno: e, call: call, path: path)
+        }
+    }
+
+    /// Runs `body` until it does not fail with EINTR; returns its result or throws the mapped error.
+    @inline(__always)
+    static func retry<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T) throws(UnionError) -> T {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            throw Self.error(e, call, path())
+        }
+    }
+
+    /// Like `retry` but returns `nil` for ENOENT.
+    static func retryOrMissing<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T) throws(UnionError) -> T? {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            if e == ENOENT { return nil }
+            throw Self.error(e, call, path())
+        }
+    }
+}
+
+/// An owned file descriptor, closed when the last reference goes.
+final class FD: Sendable {
+    let raw: CInt
+    init(_ raw: CInt) { self.raw = raw }
+    deinit { Glibc.close(self.raw) }
+}
+
+extension Array where Element == UInt8 {
+    /// Calls `body` with a NUL-terminated C string of these bytes.
+    @inline(__always)
+    func withCName<R>(_ body: (UnsafePointer<CChar>) throws(UnionError) -> R) throws(UnionError) -> R {
+        var c = self.map { CChar(bitPattern: $0) }
+        c.append(0)
+        do {
+            return try c.withUnsafeBufferPointer { (buf) throws(UnionError) -> R in try body(buf.baseAddress!) }
+        }
+    }
+
+    var displayString: String { String(decoding: self, as: UTF8.self) }
+}
+
+extension stat {
+    var fileType: FileType {
+        switch self.st_mode & S_IFMT {
+        case S_IFDIR: return .directory
+        case S_IFLNK: return .symlink
+        case S_IFCHR: return .characterDevice
+        case S_IFBLK: return .blockDevice
+        case S_IFSOCK: return .socket
+        case S_IFIFO: return .fifo
+        default: return .regular
+        }
+    }
+    var isDirectory: Bool { self.st_mode & S_IFMT == S_IFDIR }
+    var isRegular: Bool { self.st_mode & S_IFMT == S_IFREG }
+    /// An overlayfs whiteout: a character device 0/0.
+    var isOverlayWhiteout: Bool { self.st_mode & S_IFMT == S_IFCHR && self.st_rdev == 0 }
+    var permissionBits: UInt32 { UInt32(self.st_mode) & 0o7777 }
+}

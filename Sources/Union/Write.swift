@@ -1,0 +1,152 @@
+import Glibc
+
+// WRITE, SETATTR, COMMIT-related: changes to an object's data or metadata copy it up first.
+
+extension UnionNamespace {
+    /// Writes need write permission; the owner may always write (knfsd's owner override, see `read`).
+    func requireWrite(_ st: stat, _ cred: Credentials) throws(UnionError) {
+        if cred.uid == st.st_uid && !cred.isRoot { return }
+        try Permission.require(st, cred, Permission.write)
+    }
+
+    /// The node in the upper layer, copied up (with its parents) if needed. Caller holds the write lock.
+    func ensureUpper(_ n: Node) throws(UnionError) -> Node {
+        if self.isUpper(n.top) { return n }
+        let parent = try self.upperDirectory(n.parentFileid)
+        let fresh = try self.reresolve(n)
+        if self.isUpper(fresh.top) { return fresh }  // raced with another copy-up: nothing to do, then
+        return try self.copyUp(fresh, into: parent)
+    }
+
+    /// A write by a non-root caller clears set-user-id, and set-group-id when group-executable (as the kernel does
+    /// without CAP_FSETID; the server runs as root, so this is done by hand).
+    func killSetID(_ loc: Location, _ cred: Credentials) throws(UnionError) {
+        guard !cred.isRoot, let parent = loc.parent else { return }
+        let mode = UInt32(loc.st.st_mode)
+        var newMode = mode & 0o7777
+        if mode & UInt32(S_ISUID) != 0 { newMode &= ~UInt32(S_ISUID) }
+        if mode & UInt32(S_ISGID) != 0 && mode & 0o010 != 0 { newMode &= ~UInt32(S_ISGID) }
+        guard newMode != mode & 0o7777 else { return }
+        _ = try loc.name.withCName { (c) throws(UnionError) -> CInt in
+            try Sys.retry("fchmodat", loc.pathString) { fchmodat(parent.raw, c, mode_t(newMode), 0) }
+        }
+    }
+
+    /// WRITE. `stable` is honoured: `.fileSync` fsyncs, `.dataSync` fdatasyncs before returning; `committed` says
+    /// what was done. A file only in a lower layer is copied up first (exactly once for concurrent writers).
+    public func write(_ h: ObjectHandle, offset: UInt64, data: UnsafeRawBufferPointer, stable: StableHow,
+                      as cred: Credentials) throws(UnionError) -> (count: Int, committed: StableHow) {
+        _ = try self.requireUpper()
+        guard offset <= UInt64(Int64.max) - UInt64(data.count) else { throw .fileTooLarge }
+        func doWrite(_ n: Node) throws(UnionError) -> (count: Int, committed: StableHow) {
+            let fd = try self.openData(n.top, O_WRONLY)
+            var done = 0
+            while done < data.count {
+                let w = try Sys.retry("pwrite", n.top.pathString) {
+                    pwrite(fd.raw, data.baseAddress! + done, data.count - done, off_t(offset) + off_t(done))
+                }
+                done += w
+            }
+            try self.killSetID(n.top, cred)
+            switch stable {
+            case .unstable: break
+            case .dataSync: _ = try Sys.retry("fdatasync", n.top.pathString) { fdatasync(fd.raw) }
+            case .fileSync: _ = try Sys.retry("fsync", n.top.pathString) { fsync(fd.raw) }
+            }
+            return (done, stable)
+        }
+        func check(_ n: Node) throws(UnionError) {
+            if n.isDirectory { throw .isDirectory }
+            guard n.type == .regular else { throw .invalid("not a regular file") }
+            try self.requireWrite(n.dataStat, cred)
+        }
+        let fast = try self.namespaceLock.withReadLock { () throws(UnionError) -> (count: Int, committed: StableHow)? in
+            let n = try self.resolve(h)
+            try check(n)
+            guard self.isUpper(n.top) else { return nil }
+            return try doWrite(n)
+        }
+        if let fast { return fast }
+        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> (count: Int, committed: StableHow) in
+            let n = try self.resolve(h)
+            try check(n)
+            return try doWrite(try self.ensureUpper(n))
+        }
+    }
+
+    /// SETATTR with the kernel's rules: only the owner (or root) changes the mode; only root changes the owner; the
+    /// owner may change the group to one it is in; a size change needs write permission; explicit times need the
+    /// owner, "now" also write permission. `guardCtime` is the NFS sattrguard3.
+    public func setattr(_ h: ObjectHandle, _ changes: SetAttributes, guardCtime: Timespec?,
+                        as cred: Credentials) throws(UnionError) -> Attributes {
+        if changes.isEmpty {
+            return try self.namespaceLock.withReadLock { () throws(UnionError) -> Attributes in
+                let n = try self.resolve(h)
+                if let g = guardCtime, self.attributes(n).ctime != g { throw .guardMismatch }
+                return self.attributes(n)
+            }
+        }
+        _ = try self.requireUpper()
+        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> Attributes in
+            let n = try self.resolve(h)
+            return self.attributes(try self.setattrLocked(n, changes, guardCtime: guardCtime, as: cred))
+        }
+    }
+
+    func setattrLocked(_ n0: Node, _ changes: SetAttributes, guardCtime: Timespec?, as cred: Credentials) throws(UnionError) -> Node {
+        if let g = guardCtime, self.attributes(n0).ctime != g { throw .guardMismatch }
+        let st = n0.dataStat
+        let isOwner = cred.isRoot || cred.uid == st.st_uid
+        var mode = changes.mode.map { $0 & 0o7777 }
+        if mode != nil {
+            guard isOwner else { throw .notPermitted }
+            let gid = changes.gid ?? st.st_gid
+            if !cred.isRoot && !cred.isInGroup(gid), let m = mode { mode = m & ~UInt32(S_ISGID) }
+        }
+        if let uid = changes.uid, uid != st.st_uid, !cred.isRoot { throw .notPermitted }
+        if let gid = changes.gid, gid != st.st_gid, !cred.isRoot {
+            guard cred.uid == st.st_uid, cred.isInGroup(gid) else { throw .notPermitted }
+        }
+        if changes.size != nil {
+            if n0.isDirectory { throw .isDirectory }
+            guard n0.type == .regular else { throw .invalid("size of a non-regular file") }
+            try self.requireWrite(st, cred)
+        }
+        for t in [changes.atime, changes.mtime] {
+            switch t {
+            case nil: break
+            case .serverTime: if !isOwner { try Permission.require(st, cred, Permission.write) }
+            case .clientTime: if !isOwner { throw .notPermitted }
+            }
+        }
+        let n = try self.ensureUpper(n0)
+        let loc = n.top
+        let path = loc.pathString
+        // A directory's own descriptor (the root has no parent in its layer) or parent + name.
+        let (dirFD, name): (FD, [UInt8]) = {
+            if let p = loc.parent { return (p, loc.name) }
+            return (loc.dir ?? self.layers[0].tree, Array(".".utf8))
+        }()
+        try name.withCName { (c) throws(UnionError) in
+            if changes.uid != nil || changes.gid != nil {
+                let uid = changes.uid ?? UInt32.max, gid = changes.gid ?? UInt32.max  // -1: unchanged
+                _ = try Sys.retry("fchownat", path) { fchownat(dirFD.raw, c, uid, gid, AT_SYMLINK_NOFOLLOW) }
+            }
+            if let m = mode, n.type != .symlink {
+                _ = try Sys.retry("fchmodat", path) { fchmodat(dirFD.raw, c, mode_t(m), 0) }
+            }
+        }
+        if let size = changes.size {
+            guard size <= UInt64(Int64.max) else { throw .fileTooLarge }
+            let fd = try self.openData(loc, O_WRONLY)
+            _ = try Sys.retry("ftruncate", path) { ftruncate(fd.raw, off_t(size)) }
+            if mode == nil, let fresh = try Files.statAt(dirFD, name, path: path) {
+                var l = loc
+                l.st = fresh
+                try self.killSetID(l, cred)
+            }
+        }
+        try self.applyTimes(dirFD, name, changes, path: path)
+        return try self.reresolve(n)
+    }
+}

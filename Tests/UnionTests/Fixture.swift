@@ -1,0 +1,132 @@
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import Testing
+
+@testable import Union
+
+/// Real layer directories under a fresh temporary directory, removed at deinit.
+final class Fixture: Sendable {
+    let base: String
+
+    init() {
+        var template = Array("/tmp/strata-union-XXXXXX".utf8CString)
+        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        self.base = String(cString: p!)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: self.base)
+    }
+
+    var upper: String { self.base + "/upper" }
+    func lower(_ i: Int) -> String { self.base + "/lower\(i)" }
+    func state() -> String { self.base + "/state" }
+
+    func mkdir(_ path: String, mode: mode_t = 0o755) {
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                  withIntermediateDirectories: true)
+        Glibc.mkdir(path, mode)
+        chmod(path, mode)
+    }
+
+    func file(_ path: String, _ content: String = "", mode: mode_t = 0o644, uid: uid_t = 0, gid: gid_t = 0) {
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                  withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: path, contents: Data(content.utf8))
+        chown(path, uid, gid)
+        chmod(path, mode)
+    }
+
+    func symlink(_ path: String, to target: String) {
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                  withIntermediateDirectories: true)
+        Glibc.symlink(target, path)
+    }
+
+    func overlayWhiteout(_ path: String) {
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                  withIntermediateDirectories: true)
+        _ = mknod(path, S_IFCHR | 0o600, 0)
+    }
+
+    func setXattr(_ path: String, _ key: String, _ value: String) {
+        typealias Fn = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafeRawPointer?, Int, CInt) -> CInt
+        let f = unsafeBitCast(dlsym(dlopen(nil, RTLD_NOW), "lsetxattr"), to: Fn.self)
+        let r = Array(value.utf8).withUnsafeBytes { f(path, key, $0.baseAddress, $0.count, 0) }
+        #expect(r == 0, "setxattr \(key) on \(path): errno \(errno)")
+    }
+
+    func getXattr(_ path: String, _ key: String) -> String? {
+        typealias Fn = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
+        let f = unsafeBitCast(dlsym(dlopen(nil, RTLD_NOW), "lgetxattr"), to: Fn.self)
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = buf.withUnsafeMutableBytes { f(path, key, $0.baseAddress, $0.count) }
+        return n < 0 ? nil : String(decoding: buf[0..<n], as: UTF8.self)
+    }
+
+    func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    func read(_ path: String) -> String? {
+        FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    func open(upper: Bool = true, lowers: Int = 1, state: Bool = false) throws -> UnionNamespace {
+        for i in 0..<lowers where !self.exists(self.lower(i)) { self.mkdir(self.lower(i)) }
+        return try UnionNamespace(upper: upper ? self.upper : nil, lowers: (0..<lowers).map { self.lower($0) },
+                                  stateDirectory: state ? self.state() : nil, logger: Logger(label: "test"))
+    }
+}
+
+let root = Credentials.root
+let alice = Credentials(uid: 1000, gid: 1000, groups: [])
+let bob = Credentials(uid: 1001, gid: 1001, groups: [100])
+
+func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+extension UnionNamespace {
+    /// Walks a slash-separated path from the root as `cred`.
+    func walk(_ path: String, as cred: Credentials = .root) throws(UnionError) -> (ObjectHandle, Attributes) {
+        var h = self.rootHandle
+        var a = try self.getattr(h)
+        for c in path.split(separator: "/") {
+            (h, a) = try self.lookup(h, Array(c.utf8), as: cred)
+        }
+        return (h, a)
+    }
+
+    func h(_ path: String) throws(UnionError) -> ObjectHandle { try self.walk(path).0 }
+
+    func names(_ path: String, as cred: Credentials = .root) throws(UnionError) -> [String] {
+        try self.readdir(self.h(path), after: 0, as: cred).entries.map { String(decoding: $0.name, as: UTF8.self) }.sorted()
+    }
+
+    func contents(_ path: String) throws(UnionError) -> String {
+        String(decoding: try self.read(self.h(path), offset: 0, count: 1 << 20, as: .root).data, as: UTF8.self)
+    }
+
+    func put(_ path: String, _ text: String, at offset: UInt64 = 0, as cred: Credentials = .root) throws(UnionError) {
+        let bytes = Array(text.utf8)
+        let h = try self.h(path)
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
+        defer { buf.deallocate() }
+        buf.copyBytes(from: bytes)
+        _ = try self.write(h, offset: offset, data: UnsafeRawBufferPointer(rebasing: buf[0..<bytes.count]), stable: .fileSync, as: cred)
+    }
+
+    func mkfile(_ dir: String, _ name: String, _ text: String = "", as cred: Credentials = .root) throws(UnionError) {
+        _ = try self.create(in: self.h(dir), b(name), mode: .guarded, attributes: SetAttributes(), as: cred)
+        if !text.isEmpty { try self.put(dir + "/" + name, text, as: cred) }
+    }
+}
+
+/// A flag shared with another thread.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { self.value.store(true, ordering: .relaxed) }
+    var isSet: Bool { self.value.load(ordering: .relaxed) }
+}
