@@ -68,7 +68,7 @@ import XDR
     }
 
     @Test(arguments: [
-        (String(repeating: "n", count: 256), NFSStatus3.nametoolong), ("a/b", .noent), ("", .noent),
+        (String(repeating: "n", count: 256), NFSStatus3.nametoolong), ("a/b", .inval), ("", .inval), ("a\0", .inval),
     ])
     func lookupOfBadNames(name: String, status: NFSStatus3) throws {
         let harness = try NFS3Harness()
@@ -376,6 +376,19 @@ import XDR
         let file = try #require(created.obj.handle)
         let args = Write3Args(file: file, offset: 0, count: 10, stable: .unstable, data: ByteBuffer(string: "abc"))
         #expect(try harness.call(.write, args, as: Write3Res.self).status == .inval)
+    }
+
+    @Test func writeBeyondTheLargestFileIsFbigAndToADirectoryIsIsdir() throws {
+        let harness = try NFS3Harness()
+        guard case .ok(let created) = try harness.createFile("w") else {
+            Issue.record("create failed")
+            return
+        }
+        let file = try #require(created.obj.handle)
+        let far = Write3Args(file: file, offset: UInt64.max - 1, stable: .unstable, data: ByteBuffer(string: "ab"))
+        #expect(try harness.call(.write, far, as: Write3Res.self).status == .fbig)
+        let dir = Write3Args(file: harness.root(), offset: 0, stable: .unstable, data: ByteBuffer(string: "ab"))
+        #expect(try harness.call(.write, dir, as: Write3Res.self).status == .isdir)
     }
 
     @Test func setattrWithGuard() throws {
