@@ -104,6 +104,9 @@ public final class UnionNamespace: Sendable {
             guard !self.isClosed.exchange(true, ordering: .acquiring) else { return }
             self.listings.withLock { $0.removeAll() }
             self.identities.sidecar.close()
+            for layer in self.layers { layer.tree.close() }
+            self.upper?.work.close()
+            self.upper?.index.close()
         }
     }
 
