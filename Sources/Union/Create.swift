@@ -29,7 +29,7 @@ extension UnionNamespace {
                       as cred: Credentials, existing: (Node) throws(UnionError) -> Node?) throws(UnionError) -> Node {
         try Names.validate(name)
         let upper = try self.requireUpper()
-        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> Node in
+        return try self.mutate { () throws(UnionError) -> Node in
             let d = try self.resolveDirectory(dirH)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             if let n = try self.child(of: d, name) {

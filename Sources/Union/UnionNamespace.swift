@@ -22,6 +22,9 @@ public final class UnionNamespace: Sendable {
     let rootFileid: UInt64
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
+    let nodeCache = Mutex(NodeCache())
+    /// True while a namespace change runs (under the write lock): the node cache is bypassed.
+    let isMutating = Atomic<Bool>(false)
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
@@ -103,6 +106,7 @@ public final class UnionNamespace: Sendable {
         self.namespaceLock.withWriteLock {
             guard !self.isClosed.exchange(true, ordering: .acquiring) else { return }
             self.listings.withLock { $0.removeAll() }
+            self.nodeCache.withLock { $0.removeAll() }
             self.identities.sidecar.close()
             for layer in self.layers { layer.tree.close() }
             self.upper?.work.close()
