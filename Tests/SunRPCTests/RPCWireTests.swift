@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOPosix
 import Testing
 import XDR
 
@@ -200,6 +201,21 @@ import XDR
             #expect(program.calls.load(ordering: .relaxed) < sent)
             #expect(try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
             client.close()
+        }
+    }
+
+    @Test(arguments: RPCTransport.allCases)
+    func servesIPv6Loopback(transport: RPCTransport) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        try await stoppingAfterwards(group: group, pool: pool) {
+            let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: .init(label: "t"))
+            let port = try await server.bind(host: "::1", port: 0)
+            let client = try RPCClient(host: "::1", port: port, transport: transport)
+            #expect(try client.call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+            client.close()
+            try await server.shutdown()
         }
     }
 
