@@ -32,21 +32,41 @@ enum TestNamespace {
         getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare")
     }
 
+    /// Runs `body` on a new thread inside new namespaces. Fails after `timeout` (the thread is
+    /// then abandoned: its body must bound its own waits).
     static func run<T: Sendable>(
         timeout: Duration = .seconds(60),
         _ body: @escaping @Sendable () throws -> T
     ) async throws -> T {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let once = Once<T>()
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            once.set(continuation)
             let thread = Thread {
-                do {
-                    try Self.enter()
-                    continuation.resume(returning: try body())
-                } catch {
-                    continuation.resume(throwing: error)
-                }
+                once.finish(Result { try Self.enter(); return try body() })
             }
             thread.stackSize = 8 << 20
             thread.start()
+            Task {
+                try? await Task.sleep(for: timeout)
+                once.finish(.failure(Failure(description: "namespace test body did not finish within \(timeout)")))
+            }
+        }
+    }
+
+    /// Resumes a continuation once, whoever comes first.
+    private final class Once<T: Sendable>: Sendable {
+        private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
+
+        func set(_ continuation: CheckedContinuation<T, any Error>) {
+            self.continuation.withLock { $0 = continuation }
+        }
+
+        func finish(_ result: Result<T, any Error>) {
+            let continuation = self.continuation.withLock { stored in
+                defer { stored = nil }
+                return stored
+            }
+            continuation?.resume(with: result)
         }
     }
 
