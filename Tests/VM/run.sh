@@ -131,6 +131,10 @@ vm_watch() {
   done
   wait "$VM_PID" 2>/dev/null; VM_PID=""
   VM_WALL_MS=$(( $(now_ms) - t0 ))
+  if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    record "$S" "$name-server-alive" FAIL "the server exited during the VM run; log: $WORK/logs/server-$SERVER_N.log"
+    tail -n 15 "$WORK/logs/server-$SERVER_N.log" | sed 's/^/    server> /'
+  fi
   if [ "$VM_EXIT" = none ]; then
     record "$S" "$name-guest-exit" FAIL "no GUEST-EXIT line (serial: $serial)"; tail -n 25 "$serial" | sed 's/^/    > /'
   elif [ "$VM_EXIT" != 0 ]; then
