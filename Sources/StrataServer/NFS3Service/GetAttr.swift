@@ -1,0 +1,13 @@
+import NFS3
+import Union
+
+extension NFS3Service {
+    /// GETATTR (RFC 1813 §3.3.1).
+    func getattr(_ args: GetAttr3Args, _ scope: NFS3Scope, _ object: ObjectHandle) -> GetAttr3Res {
+        do {
+            return .ok(GetAttr3ResOK(objAttributes: FileAttributes3(try scope.namespace.getattr(object))))
+        } catch {
+            return .fail(scope.status(error), NFS3Void())
+        }
+    }
+}

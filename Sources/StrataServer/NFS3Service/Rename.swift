@@ -1,0 +1,36 @@
+import NFS3
+import Union
+
+extension NFS3Service {
+    /// RENAME (RFC 1813 §3.3.14). Both directories must be in the caller's namespace
+    /// (NFS3ERR_XDEV otherwise); both wcc_data are returned in every answer.
+    func rename(_ args: Rename3Args, _ scope: NFS3Scope, _ fromDir: ObjectHandle) -> Rename3Res {
+        let fromBefore = scope.preOp(fromDir)
+        let toDir: ObjectHandle
+        switch scope.resolveSecond(args.to.dir) {
+        case .resolved(let object):
+            toDir = object
+        case .refused(let status):
+            return .fail(
+                status, Rename3ResFail(fromdirWcc: scope.wcc(fromBefore, fromDir), todirWcc: .absent))
+        }
+        let toBefore = scope.preOp(toDir)
+        func answer(_ status: NFSStatus3?) -> Rename3Res {
+            let body = Rename3ResBody(fromdirWcc: scope.wcc(fromBefore, fromDir), todirWcc: scope.wcc(toBefore, toDir))
+            return status.map { .fail($0, body) } ?? .ok(body)
+        }
+        if scope.isReadOnly {
+            return answer(.rofs)
+        }
+        if let status = NFSName(args.from.name).statusForRename ?? NFSName(args.to.name).statusForRename {
+            return answer(status)
+        }
+        do {
+            try scope.namespace.rename(
+                from: fromDir, args.from.name, to: toDir, args.to.name, as: scope.credentials)
+            return answer(nil)
+        } catch {
+            return answer(scope.status(error, name: args.from.name))
+        }
+    }
+}
