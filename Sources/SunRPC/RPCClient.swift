@@ -114,6 +114,10 @@ public final class RPCClient: Sendable {
 
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        // Bounded sends: a server that stops reading makes `send` fail with EAGAIN after this.
+        let (seconds, attoseconds) = timeout.components
+        var sendTimeout = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
         let anyHost = family == AF_INET6 ? "::" : "0.0.0.0"
         let bindHost = localHost ?? anyHost
         func tryBind(_ port: Int) throws(RPCClientError) -> Bool {
@@ -373,9 +377,15 @@ public final class RPCClient: Sendable {
             }
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN, ContinuousClock.now < deadline {
-                    _ = Self.poll(fd: fd, events: Int16(POLLOUT), until: deadline)
-                    continue
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    if ContinuousClock.now < deadline {
+                        _ = Self.poll(fd: fd, events: Int16(POLLOUT), until: deadline)
+                        continue
+                    }
+                    throw RPCClientError(
+                        code: .timedOut,
+                        message: "send to \(self.remoteAddress) blocked for \(self.timeout): the server is not reading"
+                    )
                 }
                 throw RPCClientError(code: .sendFailed, message: "send to \(self.remoteAddress): \(String(cString: strerror(errno)))")
             }

@@ -69,13 +69,26 @@ extension UnionNamespace {
                                      lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
         // Step 3: publish. A crash after it: the copy is the object.
         try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
+        try self.restoreTimes(parent)
         try Files.fsyncDirectory(parentFD, path: parent.pathString)
+        self.copyUpCount.add(1, ordering: .relaxed)
         self.logger.debug("copied up", metadata: ["layer": "\(upper.directory)", "path": "\(path)"])
         return try self.reresolve(node)
     }
 
+    /// A copy-up is not a change of the parent directory: its times are put back after the copy lands in it.
+    func restoreTimes(_ dir: Location) throws(UnionError) {
+        guard let fd = dir.dir else { return }
+        var times = [dir.st.st_atim, dir.st.st_mtim]
+        _ = try Sys.retry("utimensat", dir.pathString) { utimensat(fd.raw, "", &times, Sys.AT_EMPTY_PATH) }
+    }
+
+    /// The object at the same name again (not by fileid: a hard link's other names are other places).
     func reresolve(_ node: Node) throws(UnionError) -> Node {
-        try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: node.fileid))
+        if node.fileid == self.rootFileid { return try self.rootNode() }
+        let parent = try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: node.parentFileid))
+        guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
+        return n
     }
 
     func renameNoReplace(_ fromDir: FD, _ from: [UInt8], _ toDir: FD, _ to: [UInt8], path: String) throws(UnionError) {
@@ -91,12 +104,17 @@ extension UnionNamespace {
 
     /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
     func makeCopy(of src: Location, as name: [UInt8], in dir: FD, path: String) throws(UnionError) {
+        try Self.copyObject(src, as: name, in: dir, path: path)
+    }
+
+    static func copyObject(_ src: Location, as name: [UInt8], in dir: FD, path: String) throws(UnionError) {
         let st = src.st
         let srcPath = src.pathString
         var dataFD: FD?
         switch st.fileType {
         case .regular:
-            let s = try self.openData(src, O_RDONLY)
+            guard let sp = src.parent else { throw .isDirectory }
+            let s = try Files.openAt(sp, src.name, O_RDONLY, path: srcPath)
             let d = try Files.openAt(dir, name, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: path)
             try Self.copyData(from: s, to: d, size: Int64(st.st_size), path: srcPath)
             try Self.copyXattrs(from: s, to: d)

@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import Testing
 
 @testable import Union
 
 /// Real layer directories under a fresh temporary directory, removed at deinit.
-final class Fixture {
+final class Fixture: Sendable {
     let base: String
 
     init() {
@@ -34,8 +35,8 @@ final class Fixture {
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                   withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: path, contents: Data(content.utf8))
-        chmod(path, mode)
         chown(path, uid, gid)
+        chmod(path, mode)
     }
 
     func symlink(_ path: String, to target: String) {
@@ -121,4 +122,11 @@ extension UnionNamespace {
         _ = try self.create(in: self.h(dir), b(name), mode: .guarded, attributes: SetAttributes(), as: cred)
         if !text.isEmpty { try self.put(dir + "/" + name, text, as: cred) }
     }
+}
+
+/// A flag shared with another thread.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { self.value.store(true, ordering: .relaxed) }
+    var isSet: Bool { self.value.load(ordering: .relaxed) }
 }

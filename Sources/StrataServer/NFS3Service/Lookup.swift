@@ -20,8 +20,8 @@ extension NFS3Service {
             case .dotDot:
                 found = try scope.namespace.lookupParent(dir, as: scope.credentials)
             case .invalid:
-                // No entry can have such a name.
-                return .fail(.noent, Lookup3ResFail(dirAttributes: scope.postOp(dir)))
+                // Empty, or with "/" or NUL: no valid name (see NFS3Scope.status(for:)).
+                return .fail(.inval, Lookup3ResFail(dirAttributes: scope.postOp(dir)))
             case .tooLong, .regular:
                 found = try scope.namespace.lookup(dir, name, as: scope.credentials)
             }

@@ -1,0 +1,132 @@
+import Foundation
+import Glibc
+import Logging
+import NFS3
+import NIOCore
+import Testing
+import Union
+import XDR
+
+@testable import StrataServer
+
+/// A real union namespace (an upper over one lower, under a fresh temporary directory) behind
+/// an `NFS3Service`, driven with encoded arguments as the RPC layer would. File handles on the
+/// wire are `[namespace index] + union object handle`, so a second namespace can stand for
+/// another export or client.
+final class NFS3Harness {
+    let base: String
+    let namespaces: [UnionNamespace]
+    let service = NFS3Service(writeVerifier: 0x5354_5241_5441_0001)
+    var credentials = Credentials.root
+    var isReadOnly = false
+    let logger = Logger(label: "nfs3-test") { _ in SwiftLogNoOpLogHandler() }
+
+    /// - Parameter lowerFiles: files to create in the lower layer, path → content.
+    init(lowerFiles: [String: String] = [:], namespaceCount: Int = 1) throws {
+        var template = Array("/tmp/strata-nfs3-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        self.base = String(cString: try #require(made))
+        let lower = self.base + "/lower"
+        try FileManager.default.createDirectory(atPath: lower, withIntermediateDirectories: true)
+        for (path, content) in lowerFiles {
+            let full = lower + "/" + path
+            try FileManager.default.createDirectory(
+                atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: full, contents: Data(content.utf8))
+        }
+        var namespaces: [UnionNamespace] = []
+        for index in 0..<namespaceCount {
+            namespaces.append(
+                try UnionNamespace(
+                    upper: self.base + "/upper\(index)", lowers: [lower], logger: self.logger))
+        }
+        self.namespaces = namespaces
+    }
+
+    deinit {
+        for namespace in self.namespaces { namespace.close() }
+        try? FileManager.default.removeItem(atPath: self.base)
+    }
+
+    func fileHandle(_ object: ObjectHandle, namespace index: Int = 0) -> FileHandle3 {
+        FileHandle3([UInt8(index)] + object.bytes)
+    }
+
+    func root(_ index: Int = 0) -> FileHandle3 {
+        self.fileHandle(self.namespaces[index].rootHandle, namespace: index)
+    }
+
+    func resolve(_ handle: FileHandle3) -> Result<(NFS3Export, ObjectHandle), NFS3HandleRejection> {
+        guard let index = handle.data.first.map(Int.init), index < self.namespaces.count,
+            let object = ObjectHandle(bytes: Array(handle.data.dropFirst()))
+        else { return .failure(.badHandle) }
+        let export = NFS3Export(
+            namespace: self.namespaces[index], credentials: self.credentials, isReadOnly: self.isReadOnly,
+            exportPath: "/test\(index)", clientKey: "127.0.0.1",
+            fileHandle: { [UInt8(index)] + $0.bytes })
+        return .success((export, object))
+    }
+
+    /// The raw outcome of a call.
+    func outcome<Args: XDREncodable>(_ procedure: NFS3Procedure, _ args: Args) -> NFS3Outcome {
+        var arguments = xdrEncoded(args)
+        return self.service.handle(
+            procedure: procedure.rawValue, arguments: &arguments, logger: self.logger, resolve: self.resolve)
+    }
+
+    /// Calls `procedure` and decodes its result, checking the reply is exactly one result.
+    func call<Args: XDREncodable, Result: XDRDecodable>(
+        _ procedure: NFS3Procedure, _ args: Args, as type: Result.Type = Result.self,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Result {
+        let outcome = self.outcome(procedure, args)
+        guard case .success(var reply) = outcome else {
+            Issue.record("\(procedure.name) answered \(outcome)", sourceLocation: sourceLocation)
+            throw HarnessError.notSuccess
+        }
+        let result = try Result(xdr: &reply)
+        #expect(reply.readableBytes == 0, "\(procedure.name) reply has trailing bytes", sourceLocation: sourceLocation)
+        return result
+    }
+
+    /// The encoded size of the reply of a call (status and body).
+    func replyBytes<Args: XDREncodable>(_ procedure: NFS3Procedure, _ args: Args) -> Int {
+        guard case .success(let reply) = self.outcome(procedure, args) else { return -1 }
+        return reply.readableBytes
+    }
+
+    enum HarnessError: Error { case notSuccess, unexpected(String) }
+
+    // MARK: Shortcuts
+
+    func lookup(_ name: String, in dir: FileHandle3? = nil) throws -> Lookup3Res {
+        try self.call(.lookup, Lookup3Args(what: DirOpArgs3(dir: dir ?? self.root(), name: Array(name.utf8))))
+    }
+
+    /// Looks up `name` and returns its handle, or records an issue.
+    func handle(_ name: String, in dir: FileHandle3? = nil) throws -> FileHandle3 {
+        guard case .ok(let found) = try self.lookup(name, in: dir) else {
+            throw HarnessError.unexpected("lookup \(name) failed")
+        }
+        return found.object
+    }
+
+    func createFile(
+        _ name: String, in dir: FileHandle3? = nil, how: CreateHow3 = .guarded(SetAttributes3(mode: 0o644))
+    ) throws -> Create3Res {
+        try self.call(
+            .create, Create3Args(where: DirOpArgs3(dir: dir ?? self.root(), name: Array(name.utf8)), how: how))
+    }
+
+    func attributes(_ handle: FileHandle3) throws -> FileAttributes3 {
+        guard case .ok(let result) = try self.call(.getattr, GetAttr3Args(object: handle), as: GetAttr3Res.self) else {
+            throw HarnessError.unexpected("getattr failed")
+        }
+        return result.objAttributes
+    }
+}
+
+extension WccData {
+    /// Both halves present, as every mutating reply on a live object must carry.
+    var isComplete: Bool { self.before.attributes != nil && self.after.attributes != nil }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import Union
+
+@Suite struct IdentityTests {
+    @Test func fileidsAndHandlesSurviveReopen() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/lowerfile", "L")
+        var u = try f.open()
+        try u.mkfile("d", "upperfile", "U")
+        _ = try u.mkdir(in: u.rootHandle, b("newdir"), attributes: .init(), as: root)
+        let paths = ["", "d", "d/lowerfile", "d/upperfile", "newdir"]
+        let handles = try paths.map { try u.h($0) }
+        let ids = try paths.map { try u.walk($0).1.fileid }
+        #expect(Set(ids).count == ids.count)
+        #expect(handles.allSatisfy { $0.bytes.count <= 56 })
+        u.close()
+        #expect(throws: UnionError.stale) { try u.getattr(handles[1]) }
+        u = try f.open()
+        #expect(u.rootHandle == handles[0])
+        for (h, id) in zip(handles, ids) {
+            #expect(try u.getattr(h).fileid == id)
+        }
+        #expect(try paths.map { try u.h($0) } == handles)
+        // Copy-up after the reopen keeps the fileid too.
+        try u.put("d/lowerfile", "X")
+        #expect(try u.getattr(handles[2]).fileid == ids[2])
+    }
+
+    @Test func removedObjectsHandleIsStale() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/lower", "L")
+        let u = try f.open()
+        try u.mkfile("", "upper", "U")
+        let hu = try u.h("upper"), hl = try u.h("lower")
+        try u.remove(in: u.rootHandle, b("upper"), as: root)
+        try u.remove(in: u.rootHandle, b("lower"), as: root)
+        #expect(throws: UnionError.stale) { try u.getattr(hu) }
+        #expect(throws: UnionError.stale) { try u.getattr(hl) }
+        // A new object at the same name is a new object.
+        try u.mkfile("", "upper", "again")
+        #expect(throws: UnionError.stale) { try u.getattr(hu) }
+        #expect(try u.walk("upper").1.fileid != hu.fileid)
+    }
+
+    @Test func malformedHandlesAreRejected() throws {
+        #expect(ObjectHandle(bytes: []) == nil)
+        #expect(ObjectHandle(bytes: [UInt8](repeating: 0, count: 24)) == nil)
+        #expect(ObjectHandle(bytes: [UInt8](repeating: 0x53, count: 64)) == nil)
+        let f = Fixture()
+        let u = try f.open()
+        var other = u.rootHandle.bytes
+        other[10] ^= 0xff  // another namespace
+        #expect(throws: UnionError.stale) { try u.getattr(ObjectHandle(bytes: other)!) }
+        var unknown = u.rootHandle.bytes
+        unknown[23] = 0x7f  // a fileid never allocated
+        #expect(throws: UnionError.stale) { try u.getattr(ObjectHandle(bytes: unknown)!) }
+    }
+
+    @Test func readOnlyNamespaceKeepsIdentityInStateDirectory() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/a/b", "B")
+        var u = try f.open(upper: false, state: true)
+        #expect(u.isReadOnly)
+        let h = try u.h("a/b")
+        #expect(throws: UnionError.readOnly) { try u.mkfile("", "x") }
+        #expect(throws: UnionError.readOnly) { try u.put("a/b", "x") }
+        #expect(throws: UnionError.readOnly) { try u.remove(in: u.h("a"), b("b"), as: root) }
+        u.close()
+        u = try f.open(upper: false, state: true)
+        #expect(try u.getattr(h).fileid == h.fileid)
+        #expect(f.exists(f.state() + "/identity.db"))
+        #expect(!f.exists(f.lower(0) + "/layer.db"))
+    }
+
+    @Test func lookupParentReturnsParentAndRootIsItsOwnParent() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/a/b/c", "C")
+        let u = try f.open()
+        let (p, _) = try u.lookupParent(u.h("a/b"), as: root)
+        #expect(p == (try u.h("a")))
+        #expect(try u.lookupParent(u.rootHandle, as: root).0 == u.rootHandle)
+    }
+}
+
+@Suite struct ResourceTests {
+    static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+    }
+
+    @Test func closeReleasesAllDescriptors() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/x", "x")
+        f.file(f.lower(1) + "/d/y", "y")
+        f.mkdir(f.lower(1) + "/tree")  // a plain lower may hold a directory named tree
+        let before = Self.openDescriptors()
+        do {
+            let u = try f.open(lowers: 2)
+            for i in 0..<50 {
+                try u.mkfile("d", "f\(i)", "data")
+                _ = try u.contents("d/f\(i)")
+                _ = try u.readdir(u.h("d"), after: 0, as: root)
+            }
+            try u.put("d/y", "Y")
+            u.close()
+            #expect(throws: UnionError.stale) { try u.getattr(u.rootHandle) }
+            #expect(throws: UnionError.readOnly) { try u.mkdir(in: u.rootHandle, b("z"), attributes: .init(), as: root) }
+            u.close()  // twice is fine
+        }
+        // Other suites run in parallel and open descriptors of their own: allow slack, catch a per-operation leak.
+        #expect(Self.openDescriptors() < before + 20)
+    }
+}
