@@ -105,6 +105,22 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all {
+            // Idle only counts when nothing is executing: a long call keeps its connection.
+            if self.outstanding == 0 {
+                self.logger.debug(
+                    "closing idle RPC connection",
+                    metadata: ["client": "\(self.remoteAddress.map { "\($0)" } ?? "?")"]
+                )
+                self.isClosed = true
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.debug(
             "closing RPC connection",

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import Synchronization
 import XDR
 
@@ -335,6 +336,53 @@ public final class RPCClient: Sendable {
             }
         }
         return false
+    }
+
+    // MARK: Async conveniences
+
+    /// `call` run on `NIOThreadPool.singleton`, so that async code (Swift Testing tests) does
+    /// not block a thread of the cooperative pool.
+    public func callAsync(
+        program: UInt32,
+        version: UInt32,
+        procedure: UInt32,
+        arguments: ByteBuffer = ByteBuffer(),
+        credential: RPCCredential? = nil,
+        xid: UInt32? = nil
+    ) async throws -> RPCCallReply {
+        try await NIOThreadPool.singleton.runIfActive {
+            try self.call(
+                program: program,
+                version: version,
+                procedure: procedure,
+                arguments: arguments,
+                credential: credential,
+                xid: xid
+            )
+        }
+    }
+
+    /// Opens a client on `NIOThreadPool.singleton` (connecting may block up to `timeout`).
+    public static func connect(
+        host: String,
+        port: Int,
+        transport: RPCTransport,
+        localHost: String? = nil,
+        localPort: RPCSourcePort = .any,
+        credential: RPCCredential = .none,
+        timeout: Duration = .seconds(5)
+    ) async throws -> RPCClient {
+        try await NIOThreadPool.singleton.runIfActive {
+            try RPCClient(
+                host: host,
+                port: port,
+                transport: transport,
+                localHost: localHost,
+                localPort: localPort,
+                credential: credential,
+                timeout: timeout
+            )
+        }
     }
 
     // MARK: Internals

@@ -246,6 +246,9 @@ public final class RPCServer: Sendable {
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
+                    if let idle = configuration.idleConnectionTimeout {
+                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
+                    }
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RecordMarkingDecoder(maxRecordBytes: configuration.maxRecordBytes)),
                         RPCTCPConnectionHandler(

@@ -250,6 +250,20 @@ struct PortmapperNamespaceTests {
         #expect(outcome == [])
     }
 
+    @Test func registerWithoutRPCBindFailsNamingTheMapping() async throws {
+        let error = try await TestNamespace.run { () -> String? in
+            do {
+                try SystemRPCBind.register([RPCRegistration(program: 4242, version: 1, transport: .tcp, port: 2049)])
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        let text = try #require(error)
+        #expect(text.contains("4242 v1 tcp port 2049"))
+        #expect(text.contains("rpcbind"))
+    }
+
     @Test func autoResolvesToOffWhenPort111IsHeldBySomethingSilent() async throws {
         let mode = try await TestNamespace.run { () throws -> PortmapperMode in
             // Something holds 111 on TCP and UDP but does not speak RPC.
