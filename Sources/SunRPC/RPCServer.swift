@@ -67,6 +67,13 @@ public final class RPCServer: Sendable {
     }
     private let state = Mutex(State())
 
+    /// - Parameters:
+    ///   - programs: the programs served (distinct program numbers); calls for others are
+    ///     answered PROG_UNAVAIL.
+    ///   - configuration: limits; see `RPCServerConfiguration`.
+    ///   - group: event loops for the sockets (only bytes move there).
+    ///   - threadPool: where handlers run; started and shut down by the caller, after `shutdown`.
+    ///   - logger: for connection-level events (debug) and bind messages (info).
     public init(
         programs: [any RPCProgramHandler],
         configuration: RPCServerConfiguration = RPCServerConfiguration(),
