@@ -93,6 +93,9 @@ public final class RPCServer: Sendable {
         )
     }
 
+    /// TCP connections currently open (for metrics and leak checks).
+    public var connectionCount: Int { self.state.withLock { $0.connections.count } }
+
     /// The ports bound so far (one per `bind` call).
     public var boundPorts: [Int] { self.state.withLock { $0.boundPorts } }
 
