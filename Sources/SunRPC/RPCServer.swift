@@ -67,6 +67,13 @@ public final class RPCServer: Sendable {
     }
     private let state = Mutex(State())
 
+    /// - Parameters:
+    ///   - programs: the programs served (distinct program numbers); calls for others are
+    ///     answered PROG_UNAVAIL.
+    ///   - configuration: limits; see `RPCServerConfiguration`.
+    ///   - group: event loops for the sockets (only bytes move there).
+    ///   - threadPool: where handlers run; started and shut down by the caller, after `shutdown`.
+    ///   - logger: for connection-level events (debug) and bind messages (info).
     public init(
         programs: [any RPCProgramHandler],
         configuration: RPCServerConfiguration = RPCServerConfiguration(),
@@ -85,6 +92,9 @@ public final class RPCServer: Sendable {
             logger: logger
         )
     }
+
+    /// TCP connections currently open (for metrics and leak checks).
+    public var connectionCount: Int { self.state.withLock { $0.connections.count } }
 
     /// The ports bound so far (one per `bind` call).
     public var boundPorts: [Int] { self.state.withLock { $0.boundPorts } }
