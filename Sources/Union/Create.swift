@@ -32,11 +32,13 @@ extension UnionNamespace {
         let upper = try self.requireUpper()
         return try self.mutate { () throws(UnionError) -> Node in
             let d = try self.resolveDirectory(dirH)
-            try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
+            // As knfsd: search permission finds an existing entry; only a new one needs write permission.
+            try Permission.require(d.top.st, cred, Permission.exec)
             if let n = try self.child(of: d, name) {
                 if let r = try existing(n) { return r }
                 throw .exists
             }
+            try Permission.require(d.top.st, cred, Permission.write)
             if case .node(let t, _) = kind, t == .characterDevice || t == .blockDevice, !cred.isRoot {
                 throw .notPermitted
             }

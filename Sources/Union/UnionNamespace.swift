@@ -240,7 +240,7 @@ public final class UnionNamespace: Sendable {
             let loc = n.indexed ?? n.top
             let fd = try self.openData(loc, O_RDONLY)
             let want = max(0, min(count, 64 << 20))
-            guard offset <= UInt64(Int64.max) else { return ([], true) }
+            guard offset <= UInt64(Int64.max) - UInt64(want) else { return ([], true) }
             let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(want, 1), alignment: 16)
             defer { buf.deallocate() }
             var got = 0

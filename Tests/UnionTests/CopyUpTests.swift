@@ -156,3 +156,28 @@ import Testing
         #expect(try u2.contents("b/two") == "both")
     }
 }
+
+@Suite struct SpecialCopyUpTests {
+    @Test func specialFilesAndSymlinksCopyUpWithTheirType() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0))
+        mkfifo(f.lower(0) + "/fifo", 0o640)
+        mknod(f.lower(0) + "/null", S_IFCHR | 0o666, Sys.makedev(1, 3))
+        f.symlink(f.lower(0) + "/link", to: "../../../etc/passwd")
+        let u = try f.open()
+        for name in ["fifo", "null", "link"] {
+            let before = try u.walk(name).1
+            let after = try u.setattr(u.h(name), .init(uid: 1234, gid: 4321), guardCtime: nil, as: root)
+            #expect(after.type == before.type && after.fileid == before.fileid)
+            #expect(after.uid == 1234 && after.gid == 4321)
+            #expect(after.rdev == before.rdev)
+            #expect(after.mtime == before.mtime)
+            #expect(f.exists(f.upper + "/tree/" + name))
+        }
+        #expect(try u.readlink(u.h("link"), as: root) == b("../../../etc/passwd"))
+        #expect(try u.walk("null").1.rdev == DeviceNumber(major: 1, minor: 3))
+        #expect(try u.walk("fifo").1.mode == 0o640)
+        // Reading a fifo through the union never blocks: it is not a regular file.
+        #expect(throws: UnionError.invalid("not a regular file")) { try u.read(u.h("fifo"), offset: 0, count: 1, as: root) }
+    }
+}
