@@ -3,8 +3,9 @@ import NIOCore
 
 /// One TCP connection: records in, replies out in whatever order they complete.
 ///
-/// At most `maxOutstanding` calls run at once; while that many are outstanding the handler
-/// holds back `read()`, so the kernel's receive window pushes back on the client.
+/// At most `maxOutstanding` calls run at once; while that many are outstanding, or while
+/// replies pile up unsent (the channel is not writable: a client that does not read), the
+/// handler holds back `read()`, so the kernel's receive window pushes back on the client.
 final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -75,20 +76,49 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
                 if case .success(let reply?) = result {
                     self.write(reply, context: context)
                 }
-                if self.readHeldBack, self.outstanding < self.maxOutstanding, !self.isClosed {
-                    self.readHeldBack = false
-                    context.read()
-                }
+                self.resumeReadingIfPossible(context: context)
             }
         }
     }
 
-    func read(context: ChannelHandlerContext) {
-        if self.outstanding >= self.maxOutstanding {
-            self.readHeldBack = true
-        } else {
+    private var mayRead: Bool {
+        self.outstanding < self.maxOutstanding
+    }
+
+    private func resumeReadingIfPossible(context: ChannelHandlerContext) {
+        if self.readHeldBack, self.mayRead, context.channel.isWritable, !self.isClosed {
+            self.readHeldBack = false
             context.read()
         }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.mayRead && context.channel.isWritable {
+            context.read()
+        } else {
+            self.readHeldBack = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.resumeReadingIfPossible(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all {
+            // Idle only counts when nothing is executing: a long call keeps its connection.
+            if self.outstanding == 0 {
+                self.logger.debug(
+                    "closing idle RPC connection",
+                    metadata: ["client": "\(self.remoteAddress.map { "\($0)" } ?? "?")"]
+                )
+                self.isClosed = true
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import Synchronization
 import XDR
 
@@ -114,6 +115,10 @@ public final class RPCClient: Sendable {
 
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        // Bounded sends: a server that stops reading makes `send` fail with EAGAIN after this.
+        let (seconds, attoseconds) = timeout.components
+        var sendTimeout = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
         let anyHost = family == AF_INET6 ? "::" : "0.0.0.0"
         let bindHost = localHost ?? anyHost
         func tryBind(_ port: Int) throws(RPCClientError) -> Bool {
@@ -333,6 +338,53 @@ public final class RPCClient: Sendable {
         return false
     }
 
+    // MARK: Async conveniences
+
+    /// `call` run on `NIOThreadPool.singleton`, so that async code (Swift Testing tests) does
+    /// not block a thread of the cooperative pool.
+    public func callAsync(
+        program: UInt32,
+        version: UInt32,
+        procedure: UInt32,
+        arguments: ByteBuffer = ByteBuffer(),
+        credential: RPCCredential? = nil,
+        xid: UInt32? = nil
+    ) async throws -> RPCCallReply {
+        try await NIOThreadPool.singleton.runIfActive {
+            try self.call(
+                program: program,
+                version: version,
+                procedure: procedure,
+                arguments: arguments,
+                credential: credential,
+                xid: xid
+            )
+        }
+    }
+
+    /// Opens a client on `NIOThreadPool.singleton` (connecting may block up to `timeout`).
+    public static func connect(
+        host: String,
+        port: Int,
+        transport: RPCTransport,
+        localHost: String? = nil,
+        localPort: RPCSourcePort = .any,
+        credential: RPCCredential = .none,
+        timeout: Duration = .seconds(5)
+    ) async throws -> RPCClient {
+        try await NIOThreadPool.singleton.runIfActive {
+            try RPCClient(
+                host: host,
+                port: port,
+                transport: transport,
+                localHost: localHost,
+                localPort: localPort,
+                credential: credential,
+                timeout: timeout
+            )
+        }
+    }
+
     // MARK: Internals
 
     private func makeCall(
@@ -373,9 +425,15 @@ public final class RPCClient: Sendable {
             }
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN, ContinuousClock.now < deadline {
-                    _ = Self.poll(fd: fd, events: Int16(POLLOUT), until: deadline)
-                    continue
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    if ContinuousClock.now < deadline {
+                        _ = Self.poll(fd: fd, events: Int16(POLLOUT), until: deadline)
+                        continue
+                    }
+                    throw RPCClientError(
+                        code: .timedOut,
+                        message: "send to \(self.remoteAddress) blocked for \(self.timeout): the server is not reading"
+                    )
                 }
                 throw RPCClientError(code: .sendFailed, message: "send to \(self.remoteAddress): \(String(cString: strerror(errno)))")
             }

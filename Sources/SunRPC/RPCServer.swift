@@ -235,9 +235,20 @@ public final class RPCServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // Replies of up to a few MiB (NFS READ) fit; beyond the high mark we stop reading.
+            .childChannelOption(
+                .writeBufferWaterMark,
+                value: ChannelOptions.Types.WriteBufferWaterMark(
+                    low: 1 << 20,
+                    high: max(2 << 20, configuration.maxRecordBytes * 2)
+                )
+            )
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
+                    if let idle = configuration.idleConnectionTimeout {
+                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
+                    }
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RecordMarkingDecoder(maxRecordBytes: configuration.maxRecordBytes)),
                         RPCTCPConnectionHandler(

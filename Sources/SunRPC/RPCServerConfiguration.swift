@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Limits and sizes of an `RPCServer`.
 public struct RPCServerConfiguration: Sendable {
     /// The largest record accepted on TCP (all fragments together); a client announcing a larger
@@ -16,6 +18,10 @@ public struct RPCServerConfiguration: Sendable {
     public var maxOutstandingUDP: Int = 512
     /// The largest UDP datagram received.
     public var maxDatagramBytes: Int = 65536
+    /// A TCP connection with no traffic and no call executing for this long is closed (Linux
+    /// knfsd closes idle connections after 6 minutes; clients reconnect transparently). nil:
+    /// never.
+    public var idleConnectionTimeout: TimeAmount? = .minutes(6)
     /// TCP listen backlog.
     public var backlog: Int32 = 256
     /// Named in bind errors so the user knows what to change, e.g.

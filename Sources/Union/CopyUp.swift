@@ -104,12 +104,17 @@ extension UnionNamespace {
 
     /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
     func makeCopy(of src: Location, as name: [UInt8], in dir: FD, path: String) throws(UnionError) {
+        try Self.copyObject(src, as: name, in: dir, path: path)
+    }
+
+    static func copyObject(_ src: Location, as name: [UInt8], in dir: FD, path: String) throws(UnionError) {
         let st = src.st
         let srcPath = src.pathString
         var dataFD: FD?
         switch st.fileType {
         case .regular:
-            let s = try self.openData(src, O_RDONLY)
+            guard let sp = src.parent else { throw .isDirectory }
+            let s = try Files.openAt(sp, src.name, O_RDONLY, path: srcPath)
             let d = try Files.openAt(dir, name, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: path)
             try Self.copyData(from: s, to: d, size: Int64(st.st_size), path: srcPath)
             try Self.copyXattrs(from: s, to: d)

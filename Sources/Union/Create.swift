@@ -26,10 +26,11 @@ extension UnionNamespace {
     }
 
     func createObject(in dirH: ObjectHandle, _ name: [UInt8], _ kind: NewObject, attributes: SetAttributes,
-                      as cred: Credentials, existing: (Node) throws(UnionError) -> Node?) throws(UnionError) -> Node {
+                      verifier: UInt64? = nil, as cred: Credentials,
+                      existing: (Node) throws(UnionError) -> Node?) throws(UnionError) -> Node {
         try Names.validate(name)
         let upper = try self.requireUpper()
-        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> Node in
+        return try self.mutate { () throws(UnionError) -> Node in
             let d = try self.resolveDirectory(dirH)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             if let n = try self.child(of: d, name) {
@@ -103,7 +104,8 @@ extension UnionNamespace {
                 if whitedOut || below { change.addOpaque = [ino] }
             }
             try self.commit(change, "prepare new directory")
-            _ = try self.identities.fileid(.init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
+            let fileid = try self.identities.fileid(.init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
+            if let verifier { try self.identities.setVerifier(fileid, verifier) }
             // Step 3: publish.
             try self.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
             try Files.fsyncDirectory(parentFD, path: parent.pathString)
@@ -140,8 +142,12 @@ extension UnionNamespace {
     public func create(in dir: ObjectHandle, _ name: [UInt8], mode: CreateMode, attributes: SetAttributes,
                        as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
         var attrs = attributes
-        if case .exclusive = mode { attrs = SetAttributes() }
-        let n = try self.createObject(in: dir, name, .regular, attributes: attrs, as: cred) { (n) throws(UnionError) -> Node? in
+        var verifier: UInt64?
+        if case .exclusive(let v) = mode {
+            attrs = SetAttributes()
+            verifier = v
+        }
+        let n = try self.createObject(in: dir, name, .regular, attributes: attrs, verifier: verifier, as: cred) { (n) throws(UnionError) -> Node? in
             switch mode {
             case .guarded: return nil
             case .exclusive(let v):
@@ -153,9 +159,6 @@ extension UnionNamespace {
                 }
                 return n
             }
-        }
-        if case .exclusive(let v) = mode, try self.identities.verifier(n.fileid) == nil {
-            try self.identities.setVerifier(n.fileid, v)
         }
         return (self.handle(n), self.attributes(n))
     }

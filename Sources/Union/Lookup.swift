@@ -154,7 +154,12 @@ extension UnionNamespace {
         if self.isClosed.load(ordering: .relaxed) { throw .stale }
         guard h.namespaceID == self.identities.namespaceID else { throw .stale }
         let target = h.fileid
-        if target == self.rootFileid { return try self.rootNode() }
+        if let cached = try self.cachedNode(target) { return cached }
+        if target == self.rootFileid {
+            let r = try self.rootNode()
+            self.cacheNode(r)
+            return r
+        }
         var chain: [(name: [UInt8], fileid: UInt64)] = []
         var f = target
         while f != self.rootFileid {
@@ -164,9 +169,14 @@ extension UnionNamespace {
         }
         var node = try self.rootNode()
         for (name, fileid) in chain.reversed() {
+            if let cached = try self.cachedNode(fileid) {
+                node = cached
+                continue
+            }
             do throws(UnionError) {
                 guard let c = try self.child(of: node, name), c.fileid == fileid else { throw UnionError.stale }
                 node = c
+                self.cacheNode(c)
             } catch {
                 switch error {
                 case .noEntry, .notDirectory: throw .stale

@@ -20,7 +20,7 @@ extension UnionNamespace {
     public func remove(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
         try Names.validate(name)
         _ = try self.requireUpper()
-        try self.namespaceLock.withWriteLock { () throws(UnionError) in
+        try self.mutate { () throws(UnionError) in
             let d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             guard let n = try self.child(of: d, name) else { throw .noEntry }
@@ -34,7 +34,7 @@ extension UnionNamespace {
     public func rmdir(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
         try Names.validate(name)
         _ = try self.requireUpper()
-        try self.namespaceLock.withWriteLock { () throws(UnionError) in
+        try self.mutate { () throws(UnionError) in
             let d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             guard let n = try self.child(of: d, name) else { throw .noEntry }
@@ -75,7 +75,7 @@ extension UnionNamespace {
     public func link(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) -> Attributes {
         try Names.validate(name)
         _ = try self.requireUpper()
-        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> Attributes in
+        return try self.mutate { () throws(UnionError) -> Attributes in
             let target = try self.resolve(h)
             if target.isDirectory { throw .isDirectory }
             let d = try self.resolveDirectory(dir)

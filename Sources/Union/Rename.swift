@@ -30,7 +30,7 @@ extension UnionNamespace {
         try Names.validate(fromName)
         try Names.validate(toName)
         _ = try self.requireUpper()
-        try self.namespaceLock.withWriteLock { () throws(UnionError) in
+        try self.mutate { () throws(UnionError) in
             let fd = try self.resolveDirectory(from)
             let td = try self.resolveDirectory(to)
             try Permission.require(fd.top.st, cred, Permission.write | Permission.exec)

@@ -22,6 +22,9 @@ public final class UnionNamespace: Sendable {
     let rootFileid: UInt64
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
+    let nodeCache = Mutex(NodeCache())
+    /// True while a namespace change runs (under the write lock): the node cache is bypassed.
+    let isMutating = Atomic<Bool>(false)
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
@@ -90,6 +93,45 @@ public final class UnionNamespace: Sendable {
         }
         try self.identities.clearUpper(inodes: inodes)
         try self.clearDirectoryRecords(inodes)
+        try self.checkSidecarAgainstTree(upper)
+    }
+
+    /// Open-time check of the sidecar against `tree/` (and `index/`): directory records (whiteouts, opaque markers,
+    /// redirects) whose directory inode is no longer a directory of the tree are dropped (a crash between an rmdir
+    /// and the record cleanup leaves them, and a reused inode must not inherit them); identities whose upper inode
+    /// is gone fall back to their lower origin (or are forgotten when they had none). Whiteouts shadowed by a real
+    /// entry are left alone: the real entry beats them, and create drops them anyway.
+    private func checkSidecarAgainstTree(_ upper: UpperLayer) throws(UnionError) {
+        var dirInodes: Set<UInt64> = []
+        var allInodes: Set<UInt64> = []
+        func walk(_ fd: FD, _ path: String) throws(UnionError) {
+            for e in try Files.list(fd, path: path) {
+                allInodes.insert(e.ino)
+                if e.type == UInt8(DT_DIR) {
+                    dirInodes.insert(e.ino)
+                    try walk(try Files.openDirPath(fd, e.name, path: path), path + "/" + e.name.displayString)
+                }
+            }
+        }
+        let rootIno = UInt64(try Files.fstat(self.layers[0].tree, path: "tree").st_ino)
+        dirInodes.insert(rootIno)
+        allInodes.insert(rootIno)
+        try walk(self.layers[0].tree, "tree")
+        for e in try Files.list(upper.index, path: "index") { allInodes.insert(e.ino) }
+        let staleDirs = self.upperRecords.withLock { r in
+            Set(r.whiteouts.keys).union(r.opaque).union(r.redirects.keys).subtracting(dirInodes)
+        }
+        if !staleDirs.isEmpty {
+            var c = RecordChange()
+            c.clearDirectories = Array(staleDirs)
+            try self.commit(c, "drop records of vanished directories")
+            self.logger.notice("dropped sidecar records of vanished directories", metadata: ["count": "\(staleDirs.count)"])
+        }
+        let goneUpper = self.identities.tables.withLock { t in t.byUpper.keys.filter { !allInodes.contains($0) } }
+        if !goneUpper.isEmpty {
+            try self.identities.clearUpper(inodes: goneUpper)
+            self.logger.notice("identities whose upper object vanished fell back to their origin", metadata: ["count": "\(goneUpper.count)"])
+        }
     }
 
     /// The root directory's handle.
@@ -103,7 +145,11 @@ public final class UnionNamespace: Sendable {
         self.namespaceLock.withWriteLock {
             guard !self.isClosed.exchange(true, ordering: .acquiring) else { return }
             self.listings.withLock { $0.removeAll() }
+            self.nodeCache.withLock { $0.removeAll() }
             self.identities.sidecar.close()
+            for layer in self.layers { layer.tree.close() }
+            self.upper?.work.close()
+            self.upper?.index.close()
         }
     }
 

@@ -67,7 +67,7 @@ extension UnionNamespace {
             return try doWrite(n)
         }
         if let fast { return fast }
-        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> (count: Int, committed: StableHow) in
+        return try self.mutate { () throws(UnionError) -> (count: Int, committed: StableHow) in
             let n = try self.resolve(h)
             try check(n)
             return try doWrite(try self.ensureUpper(n))
@@ -87,7 +87,7 @@ extension UnionNamespace {
             }
         }
         _ = try self.requireUpper()
-        return try self.namespaceLock.withWriteLock { () throws(UnionError) -> Attributes in
+        return try self.mutate { () throws(UnionError) -> Attributes in
             let n = try self.resolve(h)
             return self.attributes(try self.setattrLocked(n, changes, guardCtime: guardCtime, as: cred))
         }

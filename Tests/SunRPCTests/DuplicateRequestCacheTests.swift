@@ -45,6 +45,29 @@ import XDR
         }
     }
 
+    /// A retransmission that arrives while the original still runs is dropped: one execution,
+    /// one reply; a later retransmission gets the cached reply.
+    @Test(arguments: RPCTransport.allCases)
+    func retransmissionWhileInProgressIsDroppedOnTheWire(transport: RPCTransport) async throws {
+        let program = TestProgram()
+        try await withTestServer(programs: [program]) { server in
+            let client = try server.client(transport, timeout: .milliseconds(700))
+            try client.send(program: TestProgram.number, version: 1, procedure: 10, xid: 31)
+            try await Task.sleep(for: .milliseconds(100))
+            try client.send(program: TestProgram.number, version: 1, procedure: 10, xid: 31)
+            try await Task.sleep(for: .milliseconds(100))
+            _ = try server.client(.udp).call(program: TestProgram.number, version: 1, procedure: 9)
+            var reply = try client.receiveReply()
+            #expect(reply.xid == 31)
+            #expect(try reply.body.readXDRUInt32() == 1)
+            #expect(throws: RPCClientError.self) { _ = try client.receiveReply() }
+            #expect(program.counter.load(ordering: .relaxed) == 1)
+            var cached = try client.call(program: TestProgram.number, version: 1, procedure: 10, xid: 31)
+            #expect(try cached.body.readXDRUInt32() == 1)
+            #expect(program.counter.load(ordering: .relaxed) == 1)
+        }
+    }
+
     @Test func differentArgumentsWithTheSameXIDAreADifferentCall() async throws {
         let program = TestProgram()
         try await withTestServer(programs: [program]) { server in

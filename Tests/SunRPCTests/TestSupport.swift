@@ -31,6 +31,8 @@ final class TestProgram: RPCProgramHandler {
         case waitForGate = 8
         /// Opens the gate.
         case openGate = 9
+        /// Non-idempotent: waits for the gate, then increments the counter.
+        case incrementAfterGate = 10
     }
 
     let program = TestProgram.number
@@ -40,7 +42,7 @@ final class TestProgram: RPCProgramHandler {
     let calls = Atomic<Int>(0)
 
     func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool {
-        procedure == Procedure.increment.rawValue
+        procedure == Procedure.increment.rawValue || procedure == Procedure.incrementAfterGate.rawValue
     }
 
     func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
@@ -80,6 +82,9 @@ final class TestProgram: RPCProgramHandler {
             results.writeXDR(value)
         case .openGate:
             self.gate.open()
+        case .incrementAfterGate:
+            _ = self.gate.wait(timeout: 10)
+            results.writeXDR(self.counter.add(1, ordering: .relaxed).newValue)
         }
         return .success(results)
     }

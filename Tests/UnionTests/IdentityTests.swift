@@ -84,3 +84,32 @@ import Testing
         #expect(try u.lookupParent(u.rootHandle, as: root).0 == u.rootHandle)
     }
 }
+
+@Suite struct ResourceTests {
+    static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+    }
+
+    @Test func closeReleasesAllDescriptors() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/x", "x")
+        f.file(f.lower(1) + "/d/y", "y")
+        f.mkdir(f.lower(1) + "/tree")  // a plain lower may hold a directory named tree
+        let before = Self.openDescriptors()
+        do {
+            let u = try f.open(lowers: 2)
+            for i in 0..<50 {
+                try u.mkfile("d", "f\(i)", "data")
+                _ = try u.contents("d/f\(i)")
+                _ = try u.readdir(u.h("d"), after: 0, as: root)
+            }
+            try u.put("d/y", "Y")
+            u.close()
+            #expect(throws: UnionError.stale) { try u.getattr(u.rootHandle) }
+            #expect(throws: UnionError.readOnly) { try u.mkdir(in: u.rootHandle, b("z"), attributes: .init(), as: root) }
+            u.close()  // twice is fine
+        }
+        // Other suites run in parallel and open descriptors of their own: allow slack, catch a per-operation leak.
+        #expect(Self.openDescriptors() < before + 20)
+    }
+}

@@ -108,7 +108,7 @@ vm_watch() {
         esac
         case "$line" in
           "STEP "*) set -- $line
-                    record "$S" "$2" "$3" "$(echo "$line" | cut -d' ' -f4-)" ;;
+                    record "$S" "${VM_STEP_PREFIX:-}$2" "$3" "$(echo "$line" | cut -d' ' -f4-)" ;;
           "HOST-REQ "*) local r=${line#HOST-REQ }; r=${r%% *}
                     if declare -F "req_$r" >/dev/null && "req_$r"; then echo ok; else echo fail; fi >"$WORK/www/done/$r.tmp"
                     mv "$WORK/www/done/$r.tmp" "$WORK/www/done/$r" ;;
@@ -131,6 +131,10 @@ vm_watch() {
   done
   wait "$VM_PID" 2>/dev/null; VM_PID=""
   VM_WALL_MS=$(( $(now_ms) - t0 ))
+  if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    record "$S" "$name-server-alive" FAIL "the server exited during the VM run; log: $WORK/logs/server-$SERVER_N.log"
+    tail -n 15 "$WORK/logs/server-$SERVER_N.log" | sed 's/^/    server> /'
+  fi
   if [ "$VM_EXIT" = none ]; then
     record "$S" "$name-guest-exit" FAIL "no GUEST-EXIT line (serial: $serial)"; tail -n 25 "$serial" | sed 's/^/    > /'
   elif [ "$VM_EXIT" != 0 ]; then
@@ -240,7 +244,9 @@ EOT
     -netdev "user,id=n0,tftp=$tftp,bootfile=$host.ipxe" -device virtio-net-pci,netdev=n0 \
     -serial "file:$WORK/$name.serial" </dev/null >"$WORK/logs/qemu-$name.log" 2>&1 &
   VM_PID=$!; echo "$VM_PID" >"$WORK/pids/vm"
+  VM_STEP_PREFIX="${name#pxe-}/"
   vm_watch pxe "$name" 300
+  VM_STEP_PREFIX=""
   local ms=${VM_MARK_MS:-$(now_ms)}; ms=$((ms - VM_T0))
   timing "PXE $name: power-on to check done (wall)" "$((ms/1000)).$((ms%1000/100))s"
   timing "PXE $name: guest uptime at init of the NFS root" "${VM_BOOT_TIME:-?}s"

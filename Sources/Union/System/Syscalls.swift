@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 // Syscalls in one place: every wrapper retries EINTR and turns a failure into a `UnionError` that names the call
 // and the layer-relative path. Linux-only constants and GNU functions that Swift's Glibc module does not export
@@ -96,11 +97,17 @@ enum Sys {
     }
 }
 
-/// An owned file descriptor, closed when the last reference goes.
+/// An owned file descriptor, closed when the last reference goes or by `close()` (namespace close; no operation
+/// runs then, they all hold the namespace lock and check for a closed namespace first).
 final class FD: Sendable {
-    let raw: CInt
-    init(_ raw: CInt) { self.raw = raw }
-    deinit { Glibc.close(self.raw) }
+    private let storage: Atomic<CInt>
+    init(_ raw: CInt) { self.storage = Atomic(raw) }
+    var raw: CInt { self.storage.load(ordering: .relaxed) }
+    func close() {
+        let fd = self.storage.exchange(-1, ordering: .relaxed)
+        if fd >= 0 { Glibc.close(fd) }
+    }
+    deinit { self.close() }
 }
 
 extension Array where Element == UInt8 {

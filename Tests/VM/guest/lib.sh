@@ -38,7 +38,8 @@ host_req() {
 nfs_mount() {
   _d=$1 _o=$2 _e=${3:-$EXPORT}
   mkdir -p "$_d"
-  timeout 60 mount.nfs "$SERVER:$_e" "$_d" -o "$_o"   # the real nfs-utils mount helper
+  timeout 60 mount.nfs "$SERVER:$_e" "$_d" -o "$_o" && return 0   # the real nfs-utils mount helper
+  _rc=$?; dmesg | tail -n 4 | sed 's/^/    | dmesg: /' >/dev/console; return $_rc
 }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 finish() { echo "GUEST-FAILS $FAILS"; [ "$FAILS" -eq 0 ]; }

@@ -1,0 +1,186 @@
+import Foundation
+import GRDB
+import Glibc
+
+/// What a layer directory holds, for the administration commands.
+public struct LayerReport: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        /// `tree/` + `layer.db`: a strata upper or a promoted layer.
+        case strata
+        /// Any other directory tree (OCI / overlayfs markers honoured).
+        case plain
+    }
+
+    public var kind: Kind
+    public var files: Int
+    public var directories: Int
+    /// Layer-relative paths of whited-out names.
+    public var whiteouts: [String]
+    /// Layer-relative paths of opaque directories ("" for the layer root).
+    public var opaqueDirectories: [String]
+    /// Layer-relative directory path → the path its lower content comes from.
+    public var redirects: [String: String]
+}
+
+public enum LayerToolError: Error, Sendable, CustomStringConvertible {
+    case notALayer(String)
+    case destinationExists(String)
+    case failed(String, UnionError)
+
+    public var description: String {
+        switch self {
+        case .notALayer(let p): return "\(p) is not a strata layer directory (needs tree/ and layer.db)"
+        case .destinationExists(let p): return "\(p) already exists: promote creates a new layer directory"
+        case .failed(let what, let e): return "\(what): \(e)"
+        }
+    }
+}
+
+/// Inspection and promotion of layer directories (`strata layer inspect|promote`).
+public enum LayerTools {
+    /// Walks a layer directory and reports its files, whiteouts, opaque directories and redirects.
+    public static func inspect(layerDirectory: String) throws -> LayerReport {
+        var st = stat()
+        let isStrata = stat(layerDirectory + "/layer.db", &st) == 0 && stat(layerDirectory + "/tree", &st) == 0
+        var report = LayerReport(kind: isStrata ? .strata : .plain, files: 0, directories: 0, whiteouts: [],
+                                 opaqueDirectories: [], redirects: [:])
+        do throws(UnionError) {
+            let root = try Files.openDirectoryAbsolute(isStrata ? layerDirectory + "/tree" : layerDirectory)
+            var dirPaths: [UInt64: String] = [:]
+            try Self.walk(root, "", &dirPaths) { (dir, path, e, est) throws(UnionError) in
+                if !isStrata {
+                    if Names.isOCIMarker(e.name) {
+                        if e.name == Names.ociOpaqueMarker { report.opaqueDirectories.append(path) }
+                        else { report.whiteouts.append(Self.join(path, String(decoding: e.name.dropFirst(4), as: UTF8.self))) }
+                        return false
+                    }
+                    if est.isOverlayWhiteout {
+                        report.whiteouts.append(Self.join(path, e.name.displayString))
+                        return false
+                    }
+                }
+                if est.isDirectory {
+                    report.directories += 1
+                    if !isStrata {
+                        let sub = try Files.openAt(dir, e.name, O_RDONLY | O_DIRECTORY, path: e.name.displayString)
+                        for key in ["trusted.overlay.opaque", "user.overlay.opaque"] where Files.getXattr(sub, key) == [0x79] {
+                            report.opaqueDirectories.append(Self.join(path, e.name.displayString))
+                        }
+                    }
+                } else {
+                    report.files += 1
+                }
+                return est.isDirectory
+            }
+            if isStrata {
+                let sidecar = try Sidecar(path: layerDirectory + "/layer.db", readOnly: true)
+                defer { sidecar.close() }
+                let records = try sidecar.loadLayerRecords()
+                for (ino, names) in records.whiteouts {
+                    let base = dirPaths[ino] ?? "<missing directory inode \(ino)>"
+                    for n in names { report.whiteouts.append(Self.join(base, n.displayString)) }
+                }
+                for ino in records.opaque { report.opaqueDirectories.append(dirPaths[ino] ?? "<missing directory inode \(ino)>") }
+                for (ino, target) in records.redirects {
+                    report.redirects[dirPaths[ino] ?? "<missing directory inode \(ino)>"] = target.displayString
+                }
+            }
+        } catch {
+            throw LayerToolError.failed("inspect \(layerDirectory)", error)
+        }
+        report.whiteouts.sort()
+        report.opaqueDirectories.sort()
+        return report
+    }
+
+    static func join(_ a: String, _ b: String) -> String { a.isEmpty ? b : a + "/" + b }
+
+    /// Depth-first walk; `visit` returns whether to descend. `dirPaths` maps directory inodes to paths ("" = root).
+    static func walk(_ dir: FD, _ path: String, _ dirPaths: inout [UInt64: String],
+                     _ visit: (FD, String, Files.DirEntry, stat) throws(UnionError) -> Bool) throws(UnionError) {
+        let st = try Files.fstat(dir, path: path)
+        dirPaths[UInt64(st.st_ino)] = path
+        for e in try Files.list(dir, path: path).sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
+            guard let est = try Files.statAt(dir, e.name, path: path) else { continue }
+            if try visit(dir, path, e, est) {
+                let sub = try Files.openDirPath(dir, e.name, path: path)
+                try Self.walk(sub, Self.join(path, e.name.displayString), &dirPaths, visit)
+            }
+        }
+    }
+
+    /// Copies a writable layer (`upper`: `tree/` + `layer.db`) into a new read-only layer directory `destination`
+    /// (`tree/` + `layer.db` with its whiteouts, opaque markers and redirects re-keyed to the new tree), usable as a
+    /// lower right above the lowers the upper was used with. Hard links inside the tree stay hard links; metadata,
+    /// xattrs and holes are kept. Not carried over: identities (a new stack is a new namespace) and `index/`
+    /// (a lower hard link copied up through one name but never touched through another keeps its lower data under
+    /// that other name in the promoted stack). The upper must not be in use.
+    public static func promote(upper: String, to destination: String) throws {
+        var st = stat()
+        guard stat(upper + "/layer.db", &st) == 0, stat(upper + "/tree", &st) == 0 else {
+            throw LayerToolError.notALayer(upper)
+        }
+        guard stat(destination, &st) != 0 else { throw LayerToolError.destinationExists(destination) }
+        do throws(UnionError) {
+            let staging = destination + ".promote-\(getpid())"
+            try Files.mkdirAll(staging + "/tree")
+            let src = try Files.openDirectoryAbsolute(upper + "/tree")
+            let dst = try Files.openDirectoryAbsolute(staging + "/tree")
+            var inoMap: [UInt64: UInt64] = [:]  // old directory inode → new
+            var links: [UInt64: (FD, [UInt8])] = [:]  // old file inode (nlink > 1) → first copy
+            try Self.copyTree(src, dst, "", &inoMap, &links)
+            try UnionNamespace.setOwnerModeTimes(dst, Array(".".utf8), st: try Files.fstat(src, path: "tree"), path: "tree")
+            let oldSidecar = try Sidecar(path: upper + "/layer.db", readOnly: true)
+            let records = try oldSidecar.loadLayerRecords()
+            oldSidecar.close()
+            let newSidecar = try Sidecar(path: staging + "/layer.db", readOnly: false)
+            try newSidecar.write("promote records") { db in
+                for (ino, names) in records.whiteouts {
+                    guard let n = inoMap[ino] else { continue }
+                    for name in names { try WhiteoutRecord(dirIno: Int64(bitPattern: n), name: Data(name)).insert(db) }
+                }
+                for ino in records.opaque {
+                    guard let n = inoMap[ino] else { continue }
+                    try OpaqueRecord(dirIno: Int64(bitPattern: n)).insert(db)
+                }
+                for (ino, path) in records.redirects {
+                    guard let n = inoMap[ino] else { continue }
+                    try RedirectRecord(dirIno: Int64(bitPattern: n), path: Data(path)).insert(db)
+                }
+            }
+            newSidecar.close()
+            sync()
+            guard Glibc.rename(staging, destination) == 0 else { throw Sys.error(errno, "rename", destination) }
+        } catch {
+            throw LayerToolError.failed("promote \(upper) to \(destination)", error)
+        }
+    }
+
+    static func copyTree(_ src: FD, _ dst: FD, _ path: String, _ inoMap: inout [UInt64: UInt64],
+                         _ links: inout [UInt64: (FD, [UInt8])]) throws(UnionError) {
+        inoMap[UInt64(try Files.fstat(src, path: path).st_ino)] = UInt64(try Files.fstat(dst, path: path).st_ino)
+        for e in try Files.list(src, path: path) {
+            guard let st = try Files.statAt(src, e.name, path: path) else { continue }
+            let p = Self.join(path, e.name.displayString)
+            if !st.isDirectory && st.st_nlink > 1, let (firstDir, firstName) = links[UInt64(st.st_ino)] {
+                _ = try firstName.withCName { (a) throws(UnionError) -> CInt in
+                    try e.name.withCName { (b) throws(UnionError) -> CInt in
+                        try Sys.retry("linkat", p) { linkat(firstDir.raw, a, dst.raw, b, 0) }
+                    }
+                }
+                continue
+            }
+            let parent = src
+            let loc = Location(layer: 0, path: Array(p.utf8), parent: parent, name: e.name,
+                               dir: st.isDirectory ? try Files.openDirPath(src, e.name, path: p) : nil, st: st)
+            try UnionNamespace.copyObject(loc, as: e.name, in: dst, path: p)
+            if st.isDirectory, let sd = loc.dir {
+                let dd = try Files.openDirPath(dst, e.name, path: p)
+                try Self.copyTree(sd, dd, p, &inoMap, &links)
+                try UnionNamespace.setOwnerModeTimes(dst, e.name, st: st, path: p)  // children changed its times
+            } else if st.st_nlink > 1 {
+                links[UInt64(st.st_ino)] = (dst, e.name)
+            }
+        }
+    }
+}

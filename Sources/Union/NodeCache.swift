@@ -1,0 +1,74 @@
+import Glibc
+import Synchronization
+
+// Resolved objects are cached between namespace changes: a file handle then costs one stat instead of a walk from
+// the root through every layer. Every namespace change runs in `mutate`, under the write lock, which empties the
+// cache before and after and bypasses it during the change; lowers are immutable and the upper is changed only
+// through this namespace, so a cached node stays right until then. Its stat is refreshed on each use (data writes
+// run under the read lock and change size and times).
+
+struct NodeCache: Sendable {
+    var capacity = 512
+    var items: [UInt64: (node: Node, tick: UInt64)] = [:]
+    var tick: UInt64 = 0
+
+    mutating func get(_ fileid: UInt64) -> Node? {
+        guard let v = self.items[fileid] else { return nil }
+        self.tick &+= 1
+        self.items[fileid] = (v.node, self.tick)
+        return v.node
+    }
+
+    mutating func put(_ node: Node) {
+        self.tick &+= 1
+        self.items[node.fileid] = (node, self.tick)
+        if self.items.count > self.capacity {
+            // Evict the older half at once: amortised O(1) per insert.
+            let cutoff = self.items.values.map(\.tick).sorted()[self.items.count / 2]
+            self.items = self.items.filter { $0.value.tick >= cutoff }
+        }
+    }
+
+    mutating func removeAll() { self.items = [:] }
+}
+
+extension UnionNamespace {
+    /// Runs a namespace change under the write lock with the node cache out of the way.
+    func mutate<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
+        try self.namespaceLock.withWriteLock { () throws(UnionError) -> T in
+            self.isMutating.store(true, ordering: .relaxed)
+            self.nodeCache.withLock { $0.removeAll() }
+            defer {
+                self.nodeCache.withLock { $0.removeAll() }
+                self.isMutating.store(false, ordering: .relaxed)
+            }
+            return try body()
+        }
+    }
+
+    func cacheNode(_ n: Node) {
+        guard !self.isMutating.load(ordering: .relaxed) else { return }
+        self.nodeCache.withLock { $0.put(n) }
+    }
+
+    /// A cached node with fresh stats, or nil when it is not cached or no longer where it was.
+    func cachedNode(_ fileid: UInt64) throws(UnionError) -> Node? {
+        guard !self.isMutating.load(ordering: .relaxed),
+            var n = self.nodeCache.withLock({ $0.get(fileid) })
+        else { return nil }
+        guard let st = try Self.restat(n.top), st.st_ino == n.top.st.st_ino else { return nil }
+        n.top.st = st
+        if !n.dirs.isEmpty { n.dirs[0].st = st }
+        if let ix = n.indexed {
+            guard let ist = try Self.restat(ix) else { return nil }
+            n.indexed?.st = ist
+        }
+        return n
+    }
+
+    static func restat(_ loc: Location) throws(UnionError) -> stat? {
+        if let d = loc.dir { return try Files.fstat(d, path: loc.pathString) }
+        guard let p = loc.parent else { return nil }
+        return try Files.statAt(p, loc.name, path: loc.pathString)
+    }
+}

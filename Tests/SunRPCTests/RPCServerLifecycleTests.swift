@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+import XDR
+
+@testable import SunRPC
+
+@Suite struct RPCServerLifecycleTests {
+    @Test func idleConnectionIsClosed() async throws {
+        var configuration = RPCServerConfiguration()
+        configuration.idleConnectionTimeout = .milliseconds(300)
+        try await withTestServer(configuration: configuration) { server in
+            let client = try server.client(.tcp)
+            #expect(try client.call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+            #expect(client.waitForClose(timeout: .seconds(5)))
+        }
+    }
+
+    @Test func connectionWithACallExecutingIsNotIdle() async throws {
+        let program = TestProgram()
+        var configuration = RPCServerConfiguration()
+        configuration.idleConnectionTimeout = .milliseconds(200)
+        try await withTestServer(programs: [program], configuration: configuration) { server in
+            let client = try server.client(.tcp)
+            let xid = try client.send(program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(5))
+            try await Task.sleep(for: .milliseconds(700))
+            program.gate.open()
+            let reply = try client.receiveReply()
+            #expect(reply.xid == xid)
+            #expect(reply.status == .success)
+        }
+    }
+
+    @Test func shutdownClosesConnectionsAndRefusesNewBinds() async throws {
+        let server = try await TestServer.start(programs: [TestProgram()])
+        let client = try server.client(.tcp)
+        #expect(try client.call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+        try await server.server.shutdown()
+        #expect(client.waitForClose(timeout: .seconds(5)))
+        await #expect(throws: RPCServerError.self) { _ = try await server.server.bind(host: "127.0.0.1", port: 0) }
+        #expect(throws: RPCClientError.self) { _ = try server.client(.tcp, timeout: .milliseconds(500)) }
+        try await server.stop()
+    }
+
+    @Test func asyncClientConveniences() async throws {
+        try await withTestServer { server in
+            for transport in RPCTransport.allCases {
+                let client = try await RPCClient.connect(host: "127.0.0.1", port: server.port, transport: transport)
+                let reply = try await client.callAsync(program: TestProgram.number, version: 1, procedure: 0)
+                #expect(reply.status == .success)
+            }
+        }
+    }
+
+    @Test func registrationsCoverEveryVersionAndTransport() async throws {
+        try await withTestServer { server in
+            let registrations = Set(server.server.registrations())
+            #expect(
+                registrations == [
+                    RPCRegistration(program: TestProgram.number, version: 1, transport: .tcp, port: server.port),
+                    RPCRegistration(program: TestProgram.number, version: 2, transport: .tcp, port: server.port),
+                    RPCRegistration(program: TestProgram.number, version: 1, transport: .udp, port: server.port),
+                    RPCRegistration(program: TestProgram.number, version: 2, transport: .udp, port: server.port),
+                ]
+            )
+        }
+    }
+
+    @Test(arguments: [PortmapperMode.system, .builtin, .off])
+    func explicitPortmapperModesAreKept(mode: PortmapperMode) {
+        #expect(resolvePortmapperMode(mode, logger: Logger(label: "t")) == mode)
+    }
+}
