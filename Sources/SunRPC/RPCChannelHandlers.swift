@@ -174,10 +174,18 @@ final class RPCUDPHandler: ChannelInboundHandler {
             self.logger.debug("dropping RPC datagram: too many calls outstanding", metadata: ["client": "\(remoteAddress)"])
             return
         }
+        var localAddress = self.localAddress ?? context.channel.localAddress
+        if let destination = envelope.metadata?.packetInfo?.destinationAddress,
+            let ip = destination.ipAddress,
+            let port = localAddress?.port,
+            let address = try? SocketAddress(ipAddress: ip, port: port)
+        {
+            localAddress = address
+        }
         switch self.dispatcher.process(
             message: envelope.data,
             remoteAddress: remoteAddress,
-            localAddress: self.localAddress ?? context.channel.localAddress,
+            localAddress: localAddress,
             transport: .udp,
             eventLoop: context.eventLoop
         ) {

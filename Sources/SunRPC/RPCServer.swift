@@ -67,6 +67,13 @@ public final class RPCServer: Sendable {
     }
     private let state = Mutex(State())
 
+    /// - Parameters:
+    ///   - programs: the programs served (distinct program numbers); calls for others are
+    ///     answered PROG_UNAVAIL.
+    ///   - configuration: limits; see `RPCServerConfiguration`.
+    ///   - group: event loops for the sockets (only bytes move there).
+    ///   - threadPool: where handlers run; started and shut down by the caller, after `shutdown`.
+    ///   - logger: for connection-level events (debug) and bind messages (info).
     public init(
         programs: [any RPCProgramHandler],
         configuration: RPCServerConfiguration = RPCServerConfiguration(),
@@ -85,6 +92,9 @@ public final class RPCServer: Sendable {
             logger: logger
         )
     }
+
+    /// TCP connections currently open (for metrics and leak checks).
+    public var connectionCount: Int { self.state.withLock { $0.connections.count } }
 
     /// The ports bound so far (one per `bind` call).
     public var boundPorts: [Int] { self.state.withLock { $0.boundPorts } }
@@ -122,7 +132,13 @@ public final class RPCServer: Sendable {
                 let udp = try await self.mapBindError(host: host, port: boundPort, transport: .udp) {
                     try await self.makeUDPSocket(host: host, port: boundPort).get()
                 }
-                return try self.adopt(tcp: tcp, udp: udp, port: boundPort)
+                var perAddress: [any Channel] = []
+                for address in Self.localAddresses(forWildcard: host) {
+                    if let channel = try? await self.makeUDPSocket(host: address, port: boundPort).get() {
+                        perAddress.append(channel)
+                    }
+                }
+                return try self.adopt(tcp: tcp, udp: [udp] + perAddress, port: boundPort)
             } catch let error as RPCServerError where error.code == .addressInUse && port == 0 {
                 // UDP port of that number is taken: try another TCP port.
                 lastError = error
@@ -149,7 +165,13 @@ public final class RPCServer: Sendable {
                 let udp = try self.mapBindErrorBlocking(host: host, port: boundPort, transport: .udp) {
                     try self.makeUDPSocket(host: host, port: boundPort).wait()
                 }
-                return try self.adopt(tcp: tcp, udp: udp, port: boundPort)
+                var perAddress: [any Channel] = []
+                for address in Self.localAddresses(forWildcard: host) {
+                    if let channel = try? self.makeUDPSocket(host: address, port: boundPort).wait() {
+                        perAddress.append(channel)
+                    }
+                }
+                return try self.adopt(tcp: tcp, udp: [udp] + perAddress, port: boundPort)
             } catch let error as RPCServerError where error.code == .addressInUse && port == 0 {
                 lastError = error
                 try? tcp.close().wait()
@@ -161,17 +183,43 @@ public final class RPCServer: Sendable {
         throw lastError ?? RPCServerError(code: .bindFailed, host: host, port: port, transport: .udp)
     }
 
-    private func adopt(tcp: any Channel, udp: any Channel, port: Int) throws -> Int {
+    /// A UDP reply leaves with the source address the kernel picks by routing, which on a
+    /// multi-homed host may differ from the address the client sent to (NIO cannot set
+    /// IP_PKTINFO on send), and a client with a connected UDP socket would discard it. So next
+    /// to a wildcard UDP socket (which still catches addresses added later) we bind one socket
+    /// per local address, with the same port: the kernel delivers each datagram to the most
+    /// specific socket, whose replies then carry the right source.
+    static func localAddresses(forWildcard host: String) -> [String] {
+        let families: Set<NIOBSDSocket.ProtocolFamily>
+        switch host {
+        case "0.0.0.0": families = [.inet]
+        case "::": families = [.inet, .inet6]
+        default: return []
+        }
+        guard let devices = try? System.enumerateDevices() else { return [] }
+        var result: [String] = []
+        for device in devices {
+            guard let address = device.address, families.contains(address.protocol), let ip = address.ipAddress else {
+                continue
+            }
+            // Link-local IPv6 addresses need a scope; leave them to the wildcard socket.
+            if ip.lowercased().hasPrefix("fe80") { continue }
+            if !result.contains(ip) { result.append(ip) }
+        }
+        return result
+    }
+
+    private func adopt(tcp: any Channel, udp: [any Channel], port: Int) throws -> Int {
         let accepted = self.state.withLock { state -> Bool in
             guard !state.isShutDown else { return false }
             state.listeners.append(tcp)
-            state.listeners.append(udp)
+            state.listeners.append(contentsOf: udp)
             state.boundPorts.append(port)
             return true
         }
         guard accepted else {
             tcp.close(promise: nil)
-            udp.close(promise: nil)
+            for channel in udp { channel.close(promise: nil) }
             throw RPCServerError(code: .shutDown, host: "\(tcp.localAddress.map { "\($0)" } ?? "?")", port: port, transport: .tcp)
         }
         self.logger.info(
@@ -268,6 +316,9 @@ public final class RPCServer: Sendable {
         let logger = self.logger
         return DatagramBootstrap(group: self.group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // The destination address of each datagram: the call's local address when the
+            // socket is bound to a wildcard address.
+            .channelOption(.receivePacketInfo, value: true)
             .channelOption(
                 .recvAllocator,
                 value: FixedSizeRecvByteBufferAllocator(capacity: max(1024, configuration.maxDatagramBytes))

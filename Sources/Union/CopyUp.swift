@@ -47,33 +47,49 @@ extension UnionNamespace {
         let st = node.top.st
         let tmp = self.workName("copyup")
         let tmpPath = "work/" + tmp.displayString
-        // Step 1: the copy, under work/. A crash leaves a work/ leftover, removed on the next open.
-        try self.makeCopy(of: node.top, as: tmp, in: upper.work, path: tmpPath)
-        let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath)
-        guard let tmpSt else { throw .io(errno: ENOENT, call: "fstatat", path: tmpPath) }
-        let isIndexed = st.isRegular && st.st_nlink > 1
-        if isIndexed {
-            // Keep the copy reachable for the other names of the lower inode (overlayfs index=on).
-            let iname = Array(String(node.fileid).utf8)
-            _ = try? iname.withCName { (c) throws(UnionError) -> CInt in unlinkat(upper.index.raw, c, 0) }
-            _ = try tmp.withCName { (src) throws(UnionError) -> CInt in
-                try iname.withCName { (dst) throws(UnionError) -> CInt in
-                    try Sys.retry("linkat", "index/\(node.fileid)") { linkat(upper.work.raw, src, upper.index.raw, dst, 0) }
+        try self.cleaningWork(tmp) { () throws(UnionError) in
+            // Step 1: the copy, under work/. A crash leaves a work/ leftover, removed on the next open.
+            try self.makeCopy(of: node.top, as: tmp, in: upper.work, path: tmpPath)
+            let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath)
+            guard let tmpSt else { throw .io(errno: ENOENT, call: "fstatat", path: tmpPath) }
+            let isIndexed = st.isRegular && st.st_nlink > 1
+            if isIndexed {
+                // Keep the copy reachable for the other names of the lower inode (overlayfs index=on).
+                let iname = Array(String(node.fileid).utf8)
+                _ = try? iname.withCName { (c) throws(UnionError) -> CInt in unlinkat(upper.index.raw, c, 0) }
+                _ = try tmp.withCName { (src) throws(UnionError) -> CInt in
+                    try iname.withCName { (dst) throws(UnionError) -> CInt in
+                        try Sys.retry("linkat", "index/\(node.fileid)") { linkat(upper.work.raw, src, upper.index.raw, dst, 0) }
+                    }
                 }
+                try Files.fsyncDirectory(upper.index, path: "index")
             }
-            try Files.fsyncDirectory(upper.index, path: "index")
+            // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
+            if st.isDirectory { try self.clearDirectoryRecords([UInt64(tmpSt.st_ino)]) }
+            try self.identities.setUpper(node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
+                                         lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
+            // Step 3: publish. A crash after it: the copy is the object.
+            try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
+            try self.restoreTimes(parent)
+            try Files.fsyncDirectory(parentFD, path: parent.pathString)
         }
-        // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
-        if st.isDirectory { try self.clearDirectoryRecords([UInt64(tmpSt.st_ino)]) }
-        try self.identities.setUpper(node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
-                                     lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
-        // Step 3: publish. A crash after it: the copy is the object.
-        try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
-        try self.restoreTimes(parent)
-        try Files.fsyncDirectory(parentFD, path: parent.pathString)
         self.copyUpCount.add(1, ordering: .relaxed)
         self.logger.debug("copied up", metadata: ["layer": "\(upper.directory)", "path": "\(path)"])
         return try self.reresolve(node)
+    }
+
+    /// Runs the steps that build `tmp` under work/; on failure the partial entry is removed (and an identity that
+    /// already pointed at it falls back to its origin) instead of waiting for the next open.
+    func cleaningWork<T>(_ tmp: [UInt8], _ body: () throws(UnionError) -> T) throws(UnionError) -> T {
+        do {
+            return try body()
+        } catch {
+            if let upper = self.upper, let st = try? Files.statAt(upper.work, tmp, path: "work") {
+                try? self.identities.clearUpper(inodes: [UInt64(st.st_ino)])
+                try? Files.removeTree(upper.work, tmp, path: "work/" + tmp.displayString)
+            }
+            throw error
+        }
     }
 
     /// A copy-up is not a change of the parent directory: its times are put back after the copy lands in it.

@@ -53,62 +53,65 @@ extension UnionNamespace {
             let tmp = self.workName("new")
             let tmpPath = "work/" + tmp.displayString
             let path = Names.join(parent.path, name).displayString
-            // Step 1: build it under work/.
-            try tmp.withCName { (c) throws(UnionError) in
-                switch kind {
-                case .regular:
-                    let fd = try Sys.retry("openat", tmpPath) { openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600) }
-                    Glibc.close(fd)
-                case .directory:
-                    _ = try Sys.retry("mkdirat", tmpPath) { mkdirat(upper.work.raw, c, 0o700) }
-                case .symlink(let target):
-                    _ = try target.withCName { (t) throws(UnionError) -> CInt in
-                        try Sys.retry("symlinkat", tmpPath) { symlinkat(t, upper.work.raw, c) }
+            let whitedOut = try self.cleaningWork(tmp) { () throws(UnionError) -> Bool in
+                // Step 1: build it under work/.
+                try tmp.withCName { (c) throws(UnionError) in
+                    switch kind {
+                    case .regular:
+                        let fd = try Sys.retry("openat", tmpPath) { openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600) }
+                        Glibc.close(fd)
+                    case .directory:
+                        _ = try Sys.retry("mkdirat", tmpPath) { mkdirat(upper.work.raw, c, 0o700) }
+                    case .symlink(let target):
+                        _ = try target.withCName { (t) throws(UnionError) -> CInt in
+                            try Sys.retry("symlinkat", tmpPath) { symlinkat(t, upper.work.raw, c) }
+                        }
+                    case .node(let t, let rdev):
+                        let fmt: mode_t
+                        switch t {
+                        case .characterDevice: fmt = S_IFCHR
+                        case .blockDevice: fmt = S_IFBLK
+                        case .socket: fmt = S_IFSOCK
+                        case .fifo: fmt = S_IFIFO
+                        default: throw .notSupported("mknod of type \(t)")
+                        }
+                        _ = try Sys.retry("mknodat", tmpPath) { mknodat(upper.work.raw, c, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor)) }
                     }
-                case .node(let t, let rdev):
-                    let fmt: mode_t
-                    switch t {
-                    case .characterDevice: fmt = S_IFCHR
-                    case .blockDevice: fmt = S_IFBLK
-                    case .socket: fmt = S_IFSOCK
-                    case .fifo: fmt = S_IFIFO
-                    default: throw .notSupported("mknod of type \(t)")
+                    _ = try Sys.retry("fchownat", tmpPath) { fchownat(upper.work.raw, c, own.uid, own.gid, AT_SYMLINK_NOFOLLOW) }
+                    if case .symlink = kind {} else {
+                        _ = try Sys.retry("fchmodat", tmpPath) { fchmodat(upper.work.raw, c, mode_t(own.mode), 0) }
                     }
-                    _ = try Sys.retry("mknodat", tmpPath) { mknodat(upper.work.raw, c, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor)) }
                 }
-                _ = try Sys.retry("fchownat", tmpPath) { fchownat(upper.work.raw, c, own.uid, own.gid, AT_SYMLINK_NOFOLLOW) }
-                if case .symlink = kind {} else {
-                    _ = try Sys.retry("fchmodat", tmpPath) { fchmodat(upper.work.raw, c, mode_t(own.mode), 0) }
+                if case .regular = kind, let size = attributes.size, size > 0 {
+                    let fd = try Files.openAt(upper.work, tmp, O_WRONLY, path: tmpPath)
+                    _ = try Sys.retry("ftruncate", tmpPath) { ftruncate(fd.raw, off_t(clamping: size)) }
                 }
+                try self.applyTimes(upper.work, tmp, attributes, path: tmpPath)
+                guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else { throw .noEntry }
+                if isDir {
+                    let fd = try Files.openAt(upper.work, tmp, O_RDONLY | O_DIRECTORY, path: tmpPath)
+                    _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
+                } else if case .regular = kind {
+                    let fd = try Files.openAt(upper.work, tmp, O_RDONLY, path: tmpPath)
+                    _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
+                }
+                // Step 2: identity, and for a directory its opaque marker (new inode: stale records cleared).
+                let ino = UInt64(tmpSt.st_ino)
+                let whitedOut = try self.isWhiteout(in: parent, name)
+                var change = RecordChange()
+                if isDir {
+                    change.clearDirectories = [ino]
+                    let below = try self.existsBelow(d, name)
+                    if whitedOut || below { change.addOpaque = [ino] }
+                }
+                try self.commit(change, "prepare new directory")
+                let fileid = try self.identities.fileid(.init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
+                if let verifier { try self.identities.setVerifier(fileid, verifier) }
+                // Step 3: publish.
+                try self.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
+                try Files.fsyncDirectory(parentFD, path: parent.pathString)
+                return whitedOut
             }
-            if case .regular = kind, let size = attributes.size, size > 0 {
-                let fd = try Files.openAt(upper.work, tmp, O_WRONLY, path: tmpPath)
-                _ = try Sys.retry("ftruncate", tmpPath) { ftruncate(fd.raw, off_t(clamping: size)) }
-            }
-            try self.applyTimes(upper.work, tmp, attributes, path: tmpPath)
-            guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else { throw .noEntry }
-            if isDir {
-                let fd = try Files.openAt(upper.work, tmp, O_RDONLY | O_DIRECTORY, path: tmpPath)
-                _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
-            } else if case .regular = kind {
-                let fd = try Files.openAt(upper.work, tmp, O_RDONLY, path: tmpPath)
-                _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
-            }
-            // Step 2: identity, and for a directory its opaque marker (new inode: stale records cleared).
-            let ino = UInt64(tmpSt.st_ino)
-            let whitedOut = try self.isWhiteout(in: parent, name)
-            var change = RecordChange()
-            if isDir {
-                change.clearDirectories = [ino]
-                let below = try self.existsBelow(d, name)
-                if whitedOut || below { change.addOpaque = [ino] }
-            }
-            try self.commit(change, "prepare new directory")
-            let fileid = try self.identities.fileid(.init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
-            if let verifier { try self.identities.setVerifier(fileid, verifier) }
-            // Step 3: publish.
-            try self.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
-            try Files.fsyncDirectory(parentFD, path: parent.pathString)
             // Step 4: the real entry now beats the whiteout; drop it.
             if whitedOut {
                 var drop = RecordChange()

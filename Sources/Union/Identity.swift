@@ -25,6 +25,12 @@ struct Identity: Sendable {
     }
 }
 
+/// A name of an object: its parent directory's fileid and the name in it.
+struct LinkName: Hashable, Sendable {
+    var parent: UInt64
+    var name: [UInt8]
+}
+
 struct OriginKey: Hashable, Sendable {
     var layer: Int
     var ino: UInt64
@@ -40,6 +46,8 @@ final class IdentityStore: Sendable {
         var byFileid: [UInt64: Identity] = [:]
         var byUpper: [UInt64: UInt64] = [:]
         var byOrigin: [OriginKey: UInt64] = [:]
+        /// Other names of hard-linked objects.
+        var otherNames: [UInt64: Set<LinkName>] = [:]
 
         mutating func insert(_ i: Identity) {
             self.byFileid[i.fileid] = i
@@ -48,6 +56,7 @@ final class IdentityStore: Sendable {
         }
 
         mutating func remove(_ fileid: UInt64) {
+            self.otherNames[fileid] = nil
             guard let i = self.byFileid.removeValue(forKey: fileid) else { return }
             if let u = i.upperIno, self.byUpper[u] == fileid { self.byUpper[u] = nil }
             let k = OriginKey(layer: i.originLayer, ino: i.originIno)
@@ -60,17 +69,22 @@ final class IdentityStore: Sendable {
 
     init(sidecar: Sidecar) throws(UnionError) {
         self.sidecar = sidecar
-        let (all, nsid) = try sidecar.write("load identities") { db -> ([IdentityRecord], UInt64) in
+        let (all, names, nsid) = try sidecar.write("load identities") { db -> ([IdentityRecord], [LinkNameRecord], UInt64) in
             let all = try IdentityRecord.fetchAll(db)
+            let names = try LinkNameRecord.fetchAll(db)
             if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
-                return (all, UInt64(bitPattern: m.value))
+                return (all, names, UInt64(bitPattern: m.value))
             }
             let id = UInt64.random(in: 1...UInt64(Int64.max))
             try MetaRecord(key: "namespaceID", value: Int64(bitPattern: id)).insert(db)
-            return (all, id)
+            return (all, names, id)
         }
         var t = Tables()
         for r in all { t.insert(Identity(r)) }
+        for n in names {
+            t.otherNames[UInt64(bitPattern: n.fileid), default: []].insert(
+                LinkName(parent: UInt64(bitPattern: n.parent), name: [UInt8](n.name)))
+        }
         self.tables = Mutex(t)
         self.namespaceID = nsid
     }
@@ -90,6 +104,8 @@ final class IdentityStore: Sendable {
         var key: Key
         var parent: UInt64
         var name: [UInt8]
+        /// A non-directory with more than one link: a name other than the recorded one is remembered.
+        var mayHaveOtherNames = false
     }
 
     private static func existing(_ t: Tables, _ k: Key) -> UInt64? {
@@ -98,8 +114,14 @@ final class IdentityStore: Sendable {
 
     /// The fileid of the object, allocated (and committed) on first sight.
     func fileid(_ s: Sighting) throws(UnionError) -> UInt64 {
-        if let f = self.tables.withLock({ Self.existing($0, s.key) }) { return f }
+        if !s.mayHaveOtherNames, let f = self.tables.withLock({ Self.existing($0, s.key) }) { return f }
         return try self.fileids([s])[0]
+    }
+
+    private static func isNewName(_ t: Tables, _ f: UInt64, _ s: Sighting) -> Bool {
+        guard s.mayHaveOtherNames, let i = t.byFileid[f] else { return false }
+        if i.parent == s.parent && i.name == s.name { return false }
+        return !(t.otherNames[f]?.contains(LinkName(parent: s.parent, name: s.name)) ?? false)
     }
 
     /// fileids of many objects (one listing), new ones allocated in a single transaction.
@@ -107,8 +129,22 @@ final class IdentityStore: Sendable {
         try self.tables.withLock { (t) throws(UnionError) -> [UInt64] in
             var result = [UInt64](repeating: 0, count: sightings.count)
             var missing: [Int] = []
+            var newNames: [(UInt64, LinkName)] = []
             for (i, s) in sightings.enumerated() {
-                if let f = Self.existing(t, s.key) { result[i] = f } else { missing.append(i) }
+                if let f = Self.existing(t, s.key) {
+                    result[i] = f
+                    if Self.isNewName(t, f, s) { newNames.append((f, LinkName(parent: s.parent, name: s.name))) }
+                } else {
+                    missing.append(i)
+                }
+            }
+            if !newNames.isEmpty {
+                try self.sidecar.write("record link names") { db in
+                    for (f, n) in newNames {
+                        try LinkNameRecord(fileid: Int64(bitPattern: f), parent: Int64(bitPattern: n.parent), name: Data(n.name)).save(db)
+                    }
+                }
+                for (f, n) in newNames { t.otherNames[f, default: []].insert(n) }
             }
             if missing.isEmpty { return result }
             let inserted = try self.sidecar.write("allocate fileids") { db -> [IdentityRecord] in
@@ -166,17 +202,72 @@ final class IdentityStore: Sendable {
         }
     }
 
-    /// Records the new parent and name of a renamed object.
-    func moved(_ fileid: UInt64, parent: UInt64, name: [UInt8]) throws(UnionError) {
+    /// Records a rename: the new name becomes the recorded one; the old one is no longer a name of the object.
+    func moved(_ fileid: UInt64, from: LinkName, to: LinkName) throws(UnionError) {
         try self.tables.withLock { (t) throws(UnionError) in
+            guard let i = t.byFileid[fileid] else { return }
+            let primary = LinkName(parent: i.parent, name: i.name)
             try self.sidecar.write("record rename") { db in
                 try db.execute(
                     sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                    arguments: [Int64(bitPattern: parent), Data(name), Int64(bitPattern: fileid)])
+                    arguments: [Int64(bitPattern: to.parent), Data(to.name), Int64(bitPattern: fileid)])
+                try Self.deleteName(db, fileid, from)
+                try Self.deleteName(db, fileid, to)
+                if primary != from {
+                    try LinkNameRecord(fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: primary.parent), name: Data(primary.name)).save(db)
+                }
             }
-            t.byFileid[fileid]?.parent = parent
-            t.byFileid[fileid]?.name = name
+            t.byFileid[fileid]?.parent = to.parent
+            t.byFileid[fileid]?.name = to.name
+            t.otherNames[fileid]?.remove(from)
+            t.otherNames[fileid]?.remove(to)
+            if primary != from { t.otherNames[fileid, default: []].insert(primary) }
         }
+    }
+
+    private static func deleteName(_ db: Database, _ fileid: UInt64, _ n: LinkName) throws {
+        try db.execute(
+            sql: "DELETE FROM linkName WHERE fileid = ? AND parent = ? AND name = ?",
+            arguments: [Int64(bitPattern: fileid), Int64(bitPattern: n.parent), Data(n.name)])
+    }
+
+    /// Records another name of a (hard-linked) object.
+    func addName(_ fileid: UInt64, _ n: LinkName) throws(UnionError) {
+        try self.tables.withLock { (t) throws(UnionError) in
+            try self.sidecar.write("record link name") { db in
+                try LinkNameRecord(fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: n.parent), name: Data(n.name)).save(db)
+            }
+            t.otherNames[fileid, default: []].insert(n)
+        }
+    }
+
+    /// One name of an object that lives on under other names went away: if it was the recorded one, another known
+    /// name takes its place, so the object's handle keeps resolving.
+    func removedName(_ fileid: UInt64, _ n: LinkName) throws(UnionError) {
+        try self.tables.withLock { (t) throws(UnionError) in
+            guard let i = t.byFileid[fileid] else { return }
+            let isPrimary = i.parent == n.parent && i.name == n.name
+            let replacement = isPrimary ? t.otherNames[fileid]?.first(where: { $0 != n }) : nil
+            try self.sidecar.write("record removed link name") { db in
+                try Self.deleteName(db, fileid, n)
+                if let r = replacement {
+                    try db.execute(
+                        sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
+                        arguments: [Int64(bitPattern: r.parent), Data(r.name), Int64(bitPattern: fileid)])
+                    try Self.deleteName(db, fileid, r)
+                }
+            }
+            t.otherNames[fileid]?.remove(n)
+            if let r = replacement {
+                t.byFileid[fileid]?.parent = r.parent
+                t.byFileid[fileid]?.name = r.name
+                t.otherNames[fileid]?.remove(r)
+            }
+        }
+    }
+
+    func otherNames(_ fileid: UInt64) -> Set<LinkName> {
+        self.tables.withLock { $0.otherNames[fileid] ?? [] }
     }
 
     /// Forgets a removed object: its handle becomes stale.
@@ -185,6 +276,7 @@ final class IdentityStore: Sendable {
             try self.sidecar.write("forget identity") { db in
                 try IdentityRecord.deleteOne(db, key: Int64(bitPattern: fileid))
                 try VerifierRecord.deleteOne(db, key: Int64(bitPattern: fileid))
+                try db.execute(sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: fileid)])
             }
             t.remove(fileid)
         }

@@ -130,7 +130,9 @@ extension UnionNamespace {
     /// The child `name` of directory `parent`, identified (fileid allocated on first sight), or nil.
     func child(of parent: Node, _ name: [UInt8]) throws(UnionError) -> Node? {
         guard let r = try self.lookupIn(parent.dirs, name) else { return nil }
-        let fileid = try self.identities.fileid(.init(key: self.identityKey(r.top), parent: parent.fileid, name: name))
+        let multi = !r.top.st.isDirectory && r.top.st.st_nlink > 1
+        let fileid = try self.identities.fileid(.init(key: self.identityKey(r.top), parent: parent.fileid, name: name,
+                                                      mayHaveOtherNames: multi))
         return try self.makeNode(r, fileid: fileid, parent: parent, name: name)
     }
 
@@ -150,7 +152,22 @@ extension UnionNamespace {
     }
 
     /// Resolves a file handle to the object it names now: `.stale` if it is gone, `.badHandle` if malformed.
+    /// A hard-linked object whose recorded name does not lead to it any more is looked for under its other names.
     func resolve(_ h: ObjectHandle) throws(UnionError) -> Node {
+        do {
+            return try self.resolvePrimary(h)
+        } catch .stale {
+            for n in self.identities.otherNames(h.fileid) {
+                guard let parent = try? self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: n.parent)),
+                    parent.isDirectory, let c = try? self.child(of: parent, n.name), c.fileid == h.fileid
+                else { continue }
+                return c
+            }
+            throw .stale
+        }
+    }
+
+    private func resolvePrimary(_ h: ObjectHandle) throws(UnionError) -> Node {
         if self.isClosed.load(ordering: .relaxed) { throw .stale }
         guard h.namespaceID == self.identities.namespaceID else { throw .stale }
         let target = h.fileid

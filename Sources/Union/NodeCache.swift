@@ -8,7 +8,7 @@ import Synchronization
 // run under the read lock and change size and times).
 
 struct NodeCache: Sendable {
-    var capacity = 512
+    var capacity: Int
     var items: [UInt64: (node: Node, tick: UInt64)] = [:]
     var tick: UInt64 = 0
 
@@ -19,7 +19,10 @@ struct NodeCache: Sendable {
         return v.node
     }
 
+    init(capacity: Int) { self.capacity = capacity }
+
     mutating func put(_ node: Node) {
+        guard self.capacity > 0 else { return }
         self.tick &+= 1
         self.items[node.fileid] = (node, self.tick)
         if self.items.count > self.capacity {

@@ -66,7 +66,11 @@ extension UnionNamespace {
         }
         // Step 3: forget what went away.
         if n.isDirectory && inUpper { try self.clearDirectoryRecords([n.top.ino]) }
-        if self.isLastLink(n) { try self.identities.forget(n.fileid) }
+        if self.isLastLink(n) {
+            try self.identities.forget(n.fileid)
+        } else {
+            try self.identities.removedName(n.fileid, LinkName(parent: d.fileid, name: n.name))
+        }
         self.invalidateListing(d.fileid, n.fileid)
     }
 
@@ -105,6 +109,7 @@ extension UnionNamespace {
                 c.dropWhiteouts = [(parent.ino, name)]
                 try self.commit(c, "drop whiteout under new link")
             }
+            try self.identities.addName(t.fileid, LinkName(parent: d.fileid, name: name))
             self.invalidateListing(d.fileid)
             return self.attributes(try self.reresolve(t))
         }

@@ -95,8 +95,15 @@ extension UnionNamespace {
             if self.upperRecords.withLock({ $0.isWhiteout(dirIno: toUpper.ino, toName) }) || !after.clearDirectories.isEmpty {
                 try self.commit(after, "finish rename")
             }
-            try self.identities.moved(src.fileid, parent: td.fileid, name: toName)
-            if let dst, self.isLastLink(dst) { try self.identities.forget(dst.fileid) }
+            try self.identities.moved(src.fileid, from: LinkName(parent: fd.fileid, name: fromName),
+                                      to: LinkName(parent: td.fileid, name: toName))
+            if let dst {
+                if self.isLastLink(dst) {
+                    try self.identities.forget(dst.fileid)
+                } else {
+                    try self.identities.removedName(dst.fileid, LinkName(parent: td.fileid, name: toName))
+                }
+            }
             self.invalidateListing(fd.fileid, td.fileid)
             if let dst { self.invalidateListing(dst.fileid) }
         }

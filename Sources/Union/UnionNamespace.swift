@@ -22,7 +22,7 @@ public final class UnionNamespace: Sendable {
     let rootFileid: UInt64
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
-    let nodeCache = Mutex(NodeCache())
+    let nodeCache: Mutex<NodeCache>
     /// True while a namespace change runs (under the write lock): the node cache is bypassed.
     let isMutating = Atomic<Bool>(false)
 
@@ -32,10 +32,21 @@ public final class UnionNamespace: Sendable {
     ///   - lowers: read-only layer directories, top-most first.
     ///   - stateDirectory: where a read-only namespace keeps its identity sidecar (`identity.db`); used only when
     ///     `upper == nil`. Without it identities live in memory and handles do not survive a restart.
+    ///   - cachedObjects: how many resolved objects are kept between namespace changes; each cached directory holds
+    ///     one descriptor per layer it merges, so this bounds the namespace's descriptors (about
+    ///     `cachedObjects × layers`, plus one per layer and a few per running call).
     ///   - logger: receives open-time repairs and failures.
     /// - Throws: `.invalid` without any layer; `.io`/`.sidecar` when a layer cannot be opened.
-    public init(upper: String?, lowers: [String], stateDirectory: String? = nil, logger: Logger) throws(UnionError) {
+    public convenience init(upper: String?, lowers: [String], stateDirectory: String? = nil,
+                            logger: Logger) throws(UnionError) {
+        try self.init(upper: upper, lowers: lowers, stateDirectory: stateDirectory, cachedObjects: 256, logger: logger)
+    }
+
+    /// Opens the stack; see `init(upper:lowers:stateDirectory:logger:)`.
+    public init(upper: String?, lowers: [String], stateDirectory: String?, cachedObjects: Int,
+                logger: Logger) throws(UnionError) {
         self.logger = logger
+        self.nodeCache = Mutex(NodeCache(capacity: max(0, cachedObjects)))
         var layers: [Layer] = []
         let sidecar: Sidecar
         if let upper {

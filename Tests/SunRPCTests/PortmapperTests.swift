@@ -250,6 +250,47 @@ struct PortmapperNamespaceTests {
         #expect(outcome == [])
     }
 
+    /// A server bound to the wildcard address answers UDP from the address the client sent to
+    /// (a connected UDP client accepts nothing else), and tells handlers which local address a
+    /// call came to.
+    @Test func localAddressOfCallsToAWildcardSocket() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
+        let locals = try await stoppingAfterwards(group: group, pool: pool) {
+            let locals = try await TestNamespace.run { () throws -> [String] in
+                // A second address, as on a multi-homed server.
+                let added = try runProcess("/usr/sbin/ip", ["addr", "add", "127.0.0.3/8", "dev", "lo"])
+                guard added.status == 0 else { throw TestNamespace.Failure(description: added.output) }
+                let port = try server.bindBlocking(host: "0.0.0.0", port: 0)
+                var locals: [String] = []
+                for transport in RPCTransport.allCases {
+                    let client = try RPCClient(
+                        host: "127.0.0.3",
+                        port: port,
+                        transport: transport,
+                        credential: .sys(AuthSysParameters(machineName: "m", uid: 1, gid: 1))
+                    )
+                    var reply = try client.call(program: TestProgram.number, version: 1, procedure: 5)
+                    _ = try reply.body.readXDRUInt32()
+                    _ = try reply.body.readXDRUInt32()
+                    _ = try reply.body.readXDRArray(maxCount: 16) { (b) throws(XDRError) in try b.readXDRUInt32() }
+                    _ = try reply.body.readXDRString(maxLength: 255)
+                    _ = try reply.body.readXDRString(maxLength: 255)
+                    _ = try reply.body.readXDRUInt32()
+                    let ip = try reply.body.readXDRString(maxLength: 255)
+                    let localPort = try reply.body.readXDRUInt32()
+                    locals.append("\(transport) \(ip) \(localPort == port ? "same port" : "port \(localPort)")")
+                }
+                return locals
+            }
+            try await server.shutdown()
+            return locals
+        }
+        #expect(locals == ["tcp 127.0.0.3 same port", "udp 127.0.0.3 same port"])
+    }
+
     @Test func registerWithoutRPCBindFailsNamingTheMapping() async throws {
         let error = try await TestNamespace.run { () -> String? in
             do {

@@ -44,6 +44,24 @@ import XDR
         try await server.stop()
     }
 
+    @Test func closedConnectionsAreForgotten() async throws {
+        try await withTestServer { server in
+            var clients: [RPCClient] = []
+            for _ in 0..<10 {
+                let client = try server.client(.tcp)
+                _ = try client.call(program: TestProgram.number, version: 1, procedure: 0)
+                clients.append(client)
+            }
+            #expect(server.server.connectionCount == 10)
+            for client in clients { client.close() }
+            let deadline = ContinuousClock.now + .seconds(5)
+            while server.server.connectionCount > 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(server.server.connectionCount == 0)
+        }
+    }
+
     @Test func asyncClientConveniences() async throws {
         try await withTestServer { server in
             for transport in RPCTransport.allCases {

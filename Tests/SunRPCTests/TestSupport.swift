@@ -72,6 +72,8 @@ final class TestProgram: RPCProgramHandler {
             results.writeXDRString(parameters.machineName)
             results.writeXDRString(call.remoteIP)
             results.writeXDR(UInt32(call.remotePort))
+            results.writeXDRString(call.localAddress?.ipAddress ?? "")
+            results.writeXDR(UInt32(call.localAddress?.port ?? 0))
         case .systemError:
             return .systemError
         case .drop:

@@ -75,10 +75,11 @@ final class Fixture: Sendable {
         FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    func open(upper: Bool = true, lowers: Int = 1, state: Bool = false) throws -> UnionNamespace {
+    func open(upper: Bool = true, lowers: Int = 1, state: Bool = false, cachedObjects: Int = 256) throws -> UnionNamespace {
         for i in 0..<lowers where !self.exists(self.lower(i)) { self.mkdir(self.lower(i)) }
         return try UnionNamespace(upper: upper ? self.upper : nil, lowers: (0..<lowers).map { self.lower($0) },
-                                  stateDirectory: state ? self.state() : nil, logger: Logger(label: "test"))
+                                  stateDirectory: state ? self.state() : nil, cachedObjects: cachedObjects,
+                                  logger: Logger(label: "test"))
     }
 }
 

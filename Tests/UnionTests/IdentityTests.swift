@@ -113,3 +113,39 @@ import Testing
         #expect(Self.openDescriptors() < before + 20)
     }
 }
+
+@Suite struct HardLinkIdentityTests {
+    @Test func handleSurvivesRemovalOfFirstName() throws {
+        let f = Fixture()
+        let u = try f.open()
+        try u.mkfile("", "a", "data")
+        let h = try u.h("a")
+        _ = try u.mkdir(in: u.rootHandle, b("d"), attributes: .init(), as: root)
+        _ = try u.link(h, in: u.h("d"), b("b"), as: root)
+        #expect(try u.walk("d/b").0 == h)
+        try u.remove(in: u.rootHandle, b("a"), as: root)  // `ln a b; rm a`
+        #expect(try u.getattr(h).nlink == 1)
+        #expect(try u.read(h, offset: 0, count: 10, as: root).data == b("data"))
+        try u.rename(from: u.h("d"), b("b"), to: u.rootHandle, b("c"), as: root)
+        #expect(try u.getattr(h).size == 4)
+        u.close()
+        let u2 = try f.open()
+        #expect(try u2.getattr(h).size == 4)
+        try u2.remove(in: u2.rootHandle, b("c"), as: root)
+        #expect(throws: UnionError.stale) { try u2.getattr(h) }
+    }
+
+    @Test func lowerHardLinkHandleSurvivesRemovalOfFirstName() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/x", "lower")
+        link(f.lower(0) + "/x", f.lower(0) + "/y")
+        let u = try f.open()
+        let h = try u.h("x")
+        #expect(try u.h("y") == h)  // y seen: its name is remembered
+        try u.remove(in: u.rootHandle, b("x"), as: root)
+        #expect(try u.read(h, offset: 0, count: 10, as: root).data == b("lower"))
+        u.close()
+        let u2 = try f.open()
+        #expect(try u2.read(h, offset: 0, count: 10, as: root).data == b("lower"))
+    }
+}

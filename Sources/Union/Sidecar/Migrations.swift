@@ -41,6 +41,14 @@ enum SidecarMigrations {
                 t.column("verifier", .integer).notNull()
             }
         }
+        m.registerMigration("v2-link-names") { db in
+            try db.create(table: LinkNameRecord.databaseTableName) { t in
+                t.column("fileid", .integer).notNull()
+                t.column("parent", .integer).notNull()
+                t.column("name", .blob).notNull()
+                t.primaryKey(["fileid", "parent", "name"])
+            }
+        }
         return m
     }
 }
