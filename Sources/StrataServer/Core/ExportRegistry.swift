@@ -1,0 +1,390 @@
+import Foundation
+import Logging
+import NIOCore
+import SunRPC
+import Synchronization
+import Union
+
+/// What an NFS or MOUNT handler works with once a call has passed access control: the
+/// namespace of the caller's export, the caller's credentials after squashing, and whether it
+/// may change anything.
+public struct ExportCall: Sendable {
+    public let export: ExportConfiguration
+    public let namespace: UnionNamespace
+    /// AUTH_SYS identity after root_squash / all_squash (AUTH_NONE: the anonymous user).
+    public let credentials: Credentials
+    /// `ro` rule or no writable upper: every change answers NFS3ERR_ROFS.
+    public let isReadOnly: Bool
+    public let clientKey: String
+    public let namespaceID: UInt32
+    public let options: ClientOptions
+
+    /// The wire file handle for `object` in this caller's namespace.
+    public func fileHandle(_ object: ObjectHandle) -> [UInt8] {
+        ServerFileHandle(exportID: self.export.exportID, namespaceID: self.namespaceID, object: object).bytes
+    }
+}
+
+/// Why a call was refused before it reached the union.
+public enum CallRejection: Error, Sendable, Equatable {
+    /// Not a handle of ours (NFS3ERR_BADHANDLE).
+    case badHandle
+    /// The export is gone, the client was reset, or the object was removed (NFS3ERR_STALE).
+    case stale
+    /// No `clients` rule matches, or the handle belongs to another client (NFS3ERR_ACCES;
+    /// MNT3ERR_ACCES for MOUNT).
+    case accessDenied
+    /// `secure` and the call came from a source port >= 1024 (RPC AUTH_ERROR, AUTH_TOOWEAK).
+    case tooWeak
+    /// A credential flavor we do not take (RPC AUTH_ERROR, AUTH_REJECTEDCRED).
+    case unsupportedCredential
+    /// The layer could not be opened or created (NFS3ERR_IO / MNT3ERR_IO).
+    case layerUnavailable(String)
+    /// No export with that path, or no such directory below it (MNT3ERR_NOENT).
+    case noSuchExport
+    /// A path below an export that is not a directory (MNT3ERR_NOTDIR).
+    case notDirectory
+}
+
+/// One line of the mount table (MOUNT DUMP, `showmount -a`).
+public struct MountRecord: Sendable, Hashable {
+    public var host: String
+    public var directory: String
+    /// The client key the mount was admitted under (its upper layer's name).
+    public var clientKey: String
+}
+
+/// The exports of a running server and the union namespaces behind them, one per export
+/// (shared or no upper) or one per export and client (per-client uppers). Thread-safe: the
+/// handlers call it from many pool threads.
+public final class ExportRegistry: Sendable {
+    struct NamespaceKey: Hashable {
+        var exportID: UInt32
+        var clientKey: String  // "" when the export has no per-client upper
+    }
+
+    struct State {
+        var configuration: Configuration
+        var exportsByID: [UInt32: ExportConfiguration]
+        var namespaces: [NamespaceKey: UnionNamespace] = [:]
+        var mounts: [MountRecord] = []
+        /// Client key → reset generation; folded into the namespace identifier so handles from
+        /// before a `client reset` are stale.
+        var generations: [String: UInt32] = [:]
+        var lastSeen: [String: Date] = [:]
+    }
+
+    let state: Mutex<State>
+    let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger) {
+        var exportsByID: [UInt32: ExportConfiguration] = [:]
+        for export in configuration.exports { exportsByID[export.exportID] = export }
+        var initial = State(configuration: configuration, exportsByID: exportsByID)
+        initial.mounts = ExportRegistry.loadMountTable(stateDirectory: configuration.server.stateDirectory)
+        initial.generations = ExportRegistry.loadGenerations(stateDirectory: configuration.server.stateDirectory)
+        self.state = Mutex(initial)
+        self.logger = logger
+    }
+
+    public var configuration: Configuration { self.state.withLock { $0.configuration } }
+
+    public var exports: [ExportConfiguration] { self.state.withLock { $0.configuration.exports } }
+
+    public var mountTable: [MountRecord] { self.state.withLock { $0.mounts } }
+
+    // MARK: Access control
+
+    /// The client rule of `export` that applies to the caller, or nil if none does.
+    func rule(for export: ExportConfiguration, call: RPCCallContext) -> ClientRule? {
+        guard let address = call.remoteIPAddress else { return nil }
+        return export.clients.bestMatch(for: address)
+    }
+
+    /// The caller's client key for `export`: address or AUTH_SYS machine name, mapped through
+    /// `[clients]`, sanitised for use as a path component.
+    func clientKey(for export: ExportConfiguration, call: RPCCallContext, configuration: Configuration) -> String {
+        let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
+        var raw = address
+        if export.clientKey == .hostname, case .sys(let auth) = call.credential, !auth.machineName.isEmpty {
+            raw = auth.machineName
+        }
+        if let mapped = configuration.clientKeys[raw] ?? configuration.clientKeys[address] {
+            raw = mapped
+        }
+        return sanitizedClientKey(raw)
+    }
+
+    static func squash(_ credential: RPCCredential, options: ClientOptions) -> Credentials? {
+        let anonymous = Credentials(uid: options.anonymousUID, gid: options.anonymousGID, groups: [])
+        switch credential {
+        case .none:
+            return anonymous
+        case .sys(let auth):
+            if options.squashesAll { return anonymous }
+            guard options.squashesRoot else {
+                return Credentials(uid: auth.uid, gid: auth.gid, groups: auth.groups)
+            }
+            // root_squash maps uid 0 and gid 0, including gid 0 among the supplementary groups,
+            // as knfsd does.
+            return Credentials(
+                uid: auth.uid == 0 ? options.anonymousUID : auth.uid,
+                gid: auth.gid == 0 ? options.anonymousGID : auth.gid,
+                groups: auth.groups.map { $0 == 0 ? options.anonymousGID : $0 })
+        case .other:
+            return nil
+        }
+    }
+
+    // MARK: Namespaces
+
+    func namespaceID(export: ExportConfiguration, clientKey: String, generation: UInt32) -> UInt32 {
+        guard export.hasPerClientUpper else { return 0 }
+        let hash = stableHash64(Array("\(clientKey)#\(generation)".utf8))
+        let folded = UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
+        return folded == 0 ? 1 : folded
+    }
+
+    func upperPath(export: ExportConfiguration, clientKey: String) -> String? {
+        export.upper?.replacingOccurrences(of: ExportConfiguration.clientPlaceholder, with: clientKey)
+    }
+
+    /// The namespace of `export` for `clientKey`, opened (and, for `create`, its upper layer
+    /// created) on first use. Without `create`, a per-client upper that does not exist yet is
+    /// `.stale`: only MNT brings a client's layer into being.
+    func namespace(export: ExportConfiguration, clientKey: String, create: Bool) throws(CallRejection) -> UnionNamespace {
+        let key = NamespaceKey(exportID: export.exportID, clientKey: export.hasPerClientUpper ? clientKey : "")
+        if let existing = self.state.withLock({ $0.namespaces[key] }) {
+            return existing
+        }
+        let upper = self.upperPath(export: export, clientKey: clientKey)
+        if let upper, export.hasPerClientUpper, !create, !FileManager.default.fileExists(atPath: upper) {
+            throw .stale
+        }
+        let stateDirectory = self.state.withLock { $0.configuration.server.stateDirectory }
+        let identityDirectory = "\(stateDirectory)/exports/\(String(export.exportID, radix: 16))"
+        do {
+            if let upper {
+                try FileManager.default.createDirectory(atPath: upper, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } else {
+                try FileManager.default.createDirectory(atPath: identityDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+        } catch {
+            throw .layerUnavailable("cannot create \(upper ?? identityDirectory): \(error.localizedDescription)")
+        }
+        let opened: UnionNamespace
+        do {
+            opened = try UnionNamespace(
+                upper: upper, lowers: export.lowers, stateDirectory: identityDirectory,
+                logger: self.logger.with(["export": "\(export.path)", "client": "\(clientKey)"]))
+        } catch {
+            throw .layerUnavailable("export \(export.path): \(error)")
+        }
+        // Another thread may have opened the same namespace meanwhile: keep the first, close ours.
+        let (winner, isOurs) = self.state.withLock { state -> (UnionNamespace, Bool) in
+            if let existing = state.namespaces[key] { return (existing, false) }
+            state.namespaces[key] = opened
+            return (opened, true)
+        }
+        if !isOurs { opened.close() }
+        return winner
+    }
+
+    /// Builds the call context for `export`, applying access control and squashing.
+    func admit(export: ExportConfiguration, call: RPCCallContext, create: Bool) throws(CallRejection) -> ExportCall {
+        guard let rule = self.rule(for: export, call: call) else { throw .accessDenied }
+        if rule.options.requiresPrivilegedPort, call.remotePort >= 1024 { throw .tooWeak }
+        guard let credentials = ExportRegistry.squash(call.credential, options: rule.options) else {
+            throw .unsupportedCredential
+        }
+        let (configuration, generation) = self.state.withLock { state in
+            (state.configuration, 0 as UInt32)
+        }
+        let clientKey = self.clientKey(for: export, call: call, configuration: configuration)
+        let currentGeneration = self.state.withLock { $0.generations[clientKey] } ?? generation
+        let namespace = try self.namespace(export: export, clientKey: clientKey, create: create)
+        self.state.withLock { $0.lastSeen[clientKey] = Date() }
+        return ExportCall(
+            export: export, namespace: namespace, credentials: credentials,
+            isReadOnly: rule.options.isReadOnly || namespace.isReadOnly, clientKey: clientKey,
+            namespaceID: self.namespaceID(export: export, clientKey: clientKey, generation: currentGeneration),
+            options: rule.options)
+    }
+
+    /// Resolves a file handle from the wire for the caller: the export must still exist, the
+    /// caller must be admitted, and the handle must name the caller's own namespace.
+    public func resolve(fileHandle bytes: [UInt8], for call: RPCCallContext) -> Result<(ExportCall, ObjectHandle), CallRejection> {
+        let handle: ServerFileHandle
+        do {
+            handle = try ServerFileHandle(bytes: bytes)
+        } catch {
+            return .failure(.badHandle)
+        }
+        guard let export = self.state.withLock({ $0.exportsByID[handle.exportID] }) else {
+            return .failure(.stale)
+        }
+        do {
+            let admitted = try self.admit(export: export, call: call, create: false)
+            guard admitted.namespaceID == handle.namespaceID else {
+                // Either another client's handle (refused) or one from before a reset (stale).
+                let generations = self.state.withLock { $0.generations[admitted.clientKey] } ?? 0
+                for old in 0..<generations
+                where self.namespaceID(export: export, clientKey: admitted.clientKey, generation: old) == handle.namespaceID {
+                    return .failure(.stale)
+                }
+                return .failure(.accessDenied)
+            }
+            return .success((admitted, handle.object))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    // MARK: MOUNT
+
+    /// MNT: admits the caller to the export that contains `path`, creating its upper layer on
+    /// first mount, records the mount for DUMP and returns the file handle of `path`: the
+    /// export's root, or, as mountd allows, a directory below it (libnfs mounts the directory
+    /// of the file it is asked for), looked up in the union with the caller's credentials.
+    public func mount(path: String, call: RPCCallContext) -> Result<(ExportCall, [UInt8]), CallRejection> {
+        let components = path.split(separator: "/").map(String.init)
+        let export: ExportConfiguration? = self.state.withLock { state in
+            // The longest export path that is a prefix of `path` on component boundaries.
+            state.configuration.exports
+                .filter { export in
+                    let exportComponents = export.path.split(separator: "/").map(String.init)
+                    return components.starts(with: exportComponents)
+                }
+                .max { $0.path.count < $1.path.count }
+        }
+        guard let export else { return .failure(.noSuchExport) }
+        let below = components.dropFirst(export.path.split(separator: "/").count)
+        do {
+            let admitted = try self.admit(export: export, call: call, create: true)
+            var object = admitted.namespace.rootHandle
+            for component in below {
+                do {
+                    let (next, attributes) = try admitted.namespace.lookup(object, Array(component.utf8), as: admitted.credentials)
+                    guard attributes.type == .directory else { return .failure(.notDirectory) }
+                    object = next
+                } catch {
+                    switch error {
+                    case .accessDenied, .notPermitted: return .failure(.accessDenied)
+                    case .notDirectory: return .failure(.notDirectory)
+                    default: return .failure(.noSuchExport)
+                    }
+                }
+            }
+            let host = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
+            let record = MountRecord(host: host, directory: export.path, clientKey: admitted.clientKey)
+            self.state.withLock { state in
+                if !state.mounts.contains(record) { state.mounts.append(record) }
+                ExportRegistry.saveMountTable(state.mounts, stateDirectory: state.configuration.server.stateDirectory)
+            }
+            return .success((admitted, admitted.fileHandle(object)))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// UMNT: forgets the caller's mount of `path`.
+    public func unmount(path: String, host: String) {
+        self.state.withLock { state in
+            state.mounts.removeAll { $0.host == host && $0.directory == path }
+            ExportRegistry.saveMountTable(state.mounts, stateDirectory: state.configuration.server.stateDirectory)
+        }
+    }
+
+    /// UMNTALL: forgets every mount of the caller.
+    public func unmountAll(host: String) {
+        self.state.withLock { state in
+            state.mounts.removeAll { $0.host == host }
+            ExportRegistry.saveMountTable(state.mounts, stateDirectory: state.configuration.server.stateDirectory)
+        }
+    }
+
+    // MARK: Reload and shutdown
+
+    /// Applies a new configuration (SIGHUP): new exports appear, removed ones refuse new MNTs
+    /// and their handles go stale (their namespaces are closed), changed client options apply
+    /// to the next call because rules are read per call.
+    public func reload(_ configuration: Configuration) {
+        let closing: [UnionNamespace] = self.state.withLock { state in
+            var exportsByID: [UInt32: ExportConfiguration] = [:]
+            for export in configuration.exports { exportsByID[export.exportID] = export }
+            var dropped: [UnionNamespace] = []
+            for (key, namespace) in state.namespaces {
+                let old = state.exportsByID[key.exportID]
+                let new = exportsByID[key.exportID]
+                // A namespace survives only if its export still exists with the same layers.
+                if new == nil || old?.lowers != new?.lowers || old?.upper != new?.upper {
+                    dropped.append(namespace)
+                    state.namespaces[key] = nil
+                }
+            }
+            state.configuration = configuration
+            state.exportsByID = exportsByID
+            return dropped
+        }
+        for namespace in closing { namespace.close() }
+    }
+
+    /// Closes every namespace (server shutdown).
+    public func closeAll() {
+        let all = self.state.withLock { state in
+            let values = Array(state.namespaces.values)
+            state.namespaces = [:]
+            return values
+        }
+        for namespace in all { namespace.close() }
+    }
+
+    // MARK: Persistence of small server state
+
+    static func mountTablePath(_ stateDirectory: String) -> String { "\(stateDirectory)/rmtab" }
+
+    static func loadMountTable(stateDirectory: String) -> [MountRecord] {
+        guard let text = try? String(contentsOfFile: mountTablePath(stateDirectory), encoding: .utf8) else { return [] }
+        // One mount a line: host, client key, export path (the path may contain spaces: last).
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
+            guard fields.count == 3 else { return nil }
+            return MountRecord(host: fields[0], directory: fields[2], clientKey: fields[1])
+        }
+    }
+
+    static func saveMountTable(_ mounts: [MountRecord], stateDirectory: String) {
+        let text = mounts.map { "\($0.host) \($0.clientKey) \($0.directory)\n" }.joined()
+        try? FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        try? text.write(toFile: mountTablePath(stateDirectory), atomically: true, encoding: .utf8)
+    }
+
+    static func generationsPath(_ stateDirectory: String) -> String { "\(stateDirectory)/client-generations" }
+
+    static func loadGenerations(stateDirectory: String) -> [String: UInt32] {
+        guard let text = try? String(contentsOfFile: generationsPath(stateDirectory), encoding: .utf8) else { return [:] }
+        var result: [String: UInt32] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let value = UInt32(parts[1]) { result[String(parts[0])] = value }
+        }
+        return result
+    }
+}
+
+extension RPCCallContext {
+    /// The caller's address as access rules see it (IPv4-mapped IPv6 folded to IPv4).
+    var remoteIPAddress: IPAddress? {
+        self.remoteAddress.ipAddress.flatMap { IPAddress($0) }
+    }
+
+    var remotePort: Int { self.remoteAddress.port ?? 0 }
+}
+
+extension Logger {
+    func with(_ metadata: Logger.Metadata) -> Logger {
+        var copy = self
+        for (key, value) in metadata { copy[metadataKey: key] = value }
+        return copy
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import NIOCore
+import Prometheus
+import SunRPC
+import Synchronization
+
+/// The server's Prometheus metrics. One registry per server (not the process-global
+/// MetricsSystem), so several servers in one test process do not share counts.
+public final class ServerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let calls = Mutex<[String: (count: Counter, errors: Counter, latency: DurationHistogram)]>([:])
+    public let bytesRead: Counter
+    public let bytesWritten: Counter
+    public let copyUps: Counter
+    public let copyUpBytes: Counter
+    public let whiteoutsCreated: Counter
+    public let clientsMounted: Gauge
+
+    static let latencyBuckets: [Duration] = [
+        .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
+        .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+    ]
+
+    public init() {
+        self.bytesRead = self.registry.makeCounter(name: "strata_nfs_read_bytes_total", help: "Bytes returned by NFS READ")
+        self.bytesWritten = self.registry.makeCounter(name: "strata_nfs_written_bytes_total", help: "Bytes accepted by NFS WRITE")
+        self.copyUps = self.registry.makeCounter(name: "strata_copy_ups_total", help: "Objects copied up from a lower layer")
+        self.copyUpBytes = self.registry.makeCounter(name: "strata_copy_up_bytes_total", help: "Bytes copied up from lower layers")
+        self.whiteoutsCreated = self.registry.makeCounter(name: "strata_whiteouts_created_total", help: "Whiteouts recorded in sidecars")
+        self.clientsMounted = self.registry.makeGauge(name: "strata_clients_mounted", help: "Entries in the mount table")
+    }
+
+    /// Records one call of `procedure` of `program`.
+    public func recordCall(program: String, procedure: String, duration: Duration, isError: Bool) {
+        let key = "\(program).\(procedure)"
+        let instruments = self.calls.withLock { calls in
+            if let existing = calls[key] { return existing }
+            let labels = [("program", program), ("procedure", procedure)]
+            let made = (
+                count: self.registry.makeCounter(name: "strata_rpc_calls_total", labels: labels, help: "RPC calls by procedure"),
+                errors: self.registry.makeCounter(name: "strata_rpc_errors_total", labels: labels, help: "Calls answered with an error status"),
+                latency: self.registry.makeDurationHistogram(
+                    name: "strata_rpc_duration_seconds", labels: labels, buckets: ServerMetrics.latencyBuckets,
+                    help: "Time from decoded call to encoded reply")
+            )
+            calls[key] = made
+            return made
+        }
+        instruments.count.increment()
+        if isError { instruments.errors.increment() }
+        instruments.latency.record(duration)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    public func exposition() -> [UInt8] {
+        self.registry.emitToBuffer()
+    }
+}
+
+/// Wraps an RPC program to count its calls, errors and latency per procedure. For programs
+/// whose every result starts with a status word (NFSv3: nfsstat3, MOUNT v3 MNT: mountstat3),
+/// a non-zero first word counts as an error.
+struct MeteredProgram: RPCProgramHandler {
+    let inner: any RPCProgramHandler
+    let metrics: ServerMetrics
+    let name: String
+    let procedureNames: [UInt32: String]
+    let resultsStartWithStatus: @Sendable (UInt32) -> Bool
+
+    var program: UInt32 { self.inner.program }
+    var versions: ClosedRange<UInt32> { self.inner.versions }
+
+    func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool {
+        self.inner.isNonIdempotent(version: version, procedure: procedure)
+    }
+
+    func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
+        let start = ContinuousClock.now
+        let reply = self.inner.handle(call, arguments: &arguments)
+        let isError: Bool
+        switch reply {
+        case .success(let body):
+            isError = self.resultsStartWithStatus(call.procedure) && (body.getInteger(at: body.readerIndex, as: UInt32.self) ?? 0) != 0
+        case .drop:
+            isError = false
+        default:
+            isError = true
+        }
+        let procedure = self.procedureNames[call.procedure] ?? "proc\(call.procedure)"
+        self.metrics.recordCall(program: self.name, procedure: procedure, duration: ContinuousClock.now - start, isError: isError)
+        return reply
+    }
+}

@@ -1,0 +1,63 @@
+import Logging
+import NFS3
+import NIOCore
+import SunRPC
+import Union
+
+/// What `NFS3Program` needs from the server core: a file handle from the wire resolved for the
+/// calling client into its export (namespace, squashed credentials, read-only or not) and the
+/// union object it names.
+public protocol NFS3HandleResolver: Sendable {
+    func resolveNFS3(
+        fileHandle: [UInt8], for call: RPCCallContext
+    ) -> Result<(NFS3Export, ObjectHandle), NFS3HandleRejection>
+}
+
+/// The NFS program (100003), version 3 (RFC 1813), for `RPCServer`. Called on a thread-pool
+/// thread; every call runs to completion there (the union blocks on the file system).
+public final class NFS3Program: RPCProgramHandler {
+    public let program: UInt32 = NFS3.program
+    public let versions: ClosedRange<UInt32> = NFS3.version...NFS3.version
+    let service: NFS3Service
+    let resolver: any NFS3HandleResolver
+    let logger: Logger
+
+    /// - Parameters:
+    ///   - resolver: the server core's file-handle resolution and access control.
+    ///   - writeVerifier: this server start's write verifier (must differ on every start).
+    ///   - limits: rtmax/wtmax and friends.
+    ///   - logger: for calls without a per-call logger.
+    ///   - didTransfer: told the bytes of each successful READ and WRITE.
+    public init(
+        resolver: any NFS3HandleResolver,
+        writeVerifier: UInt64,
+        limits: NFS3Limits = NFS3Limits(),
+        logger: Logger,
+        didTransfer: @escaping @Sendable (_ procedure: NFS3Procedure, _ bytes: Int) -> Void = { _, _ in }
+    ) {
+        self.service = NFS3Service(writeVerifier: writeVerifier, limits: limits, didTransfer: didTransfer)
+        self.resolver = resolver
+        self.logger = logger
+    }
+
+    /// CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK, SETATTR and WRITE: a
+    /// retransmission must get the first reply from the duplicate request cache.
+    public func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool {
+        NFS3Procedure(rawValue: procedure)?.isNonIdempotent ?? false
+    }
+
+    public func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
+        guard call.version == NFS3.version else { return .procedureUnavailable }
+        let resolver = self.resolver
+        let outcome = self.service.handle(
+            procedure: call.procedure, arguments: &arguments, logger: call.logger,
+            resolve: { handle in resolver.resolveNFS3(fileHandle: handle.data, for: call) })
+        switch outcome {
+        case .success(let result): return .success(result)
+        case .garbageArguments: return .garbageArguments
+        case .procedureUnavailable: return .procedureUnavailable
+        case .authTooWeak: return .authError(.tooWeak)
+        case .authRejectedCredential: return .authError(.rejectedCredential)
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SunRPC
+
+/// The ports a started server actually listens on (port 0 in the configuration picks free ones).
+public struct ListeningPorts: Sendable, Equatable {
+    public var nfs: Int
+    public var mount: Int
+    /// 111 when the builtin portmapper serves, nil otherwise.
+    public var portmapper: Int?
+    public var portmapperMode: PortmapperMode
+}
+
+/// A running Strata server: the NFS and MOUNT programs on their ports, the portmapper
+/// registration, and the export registry behind them.
+public final class StrataServer: Sendable {
+    public let registry: ExportRegistry
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+    let rpcServers: [RPCServer]
+    let registrations: [RPCRegistration]
+    public let ports: ListeningPorts
+    public let metrics: ServerMetrics
+    let metricsEndpoint: MetricsEndpoint?
+    let control: ControlSocket
+
+    /// Starts serving `configuration`. Fails with an error naming the port and the key to
+    /// change if a port is taken.
+    public static func start(configuration: Configuration, logger: Logger) async throws -> StrataServer {
+        let settings = configuration.server
+        try FileManager.default.createDirectory(
+            atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let registry = ExportRegistry(configuration: configuration, logger: logger)
+        let metrics = ServerMetrics()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
+        let threadPool = NIOThreadPool(numberOfThreads: settings.threads)
+        threadPool.start()
+        var servers: [RPCServer] = []
+        do {
+            var rpcConfiguration = RPCServerConfiguration(maxRecordBytes: settings.maxRecordBytes, threadPoolSize: settings.threads)
+            rpcConfiguration.portSettingHint = "set [server] nfs_port in the configuration or pass --nfs-port"
+            let writeVerifier = WriteVerifier.forThisStart()
+            let nfsProgram = NFS3Program(
+                resolver: registry, writeVerifier: writeVerifier, logger: logger,
+                didTransfer: { procedure, bytes in
+                    switch procedure {
+                    case .read: metrics.bytesRead.increment(by: Int64(bytes))
+                    case .write: metrics.bytesWritten.increment(by: Int64(bytes))
+                    default: break
+                    }
+                })
+            let mountProgram = MountProgram(registry: registry, metrics: metrics, logger: logger)
+            let nfsServer = RPCServer(programs: [MeteredProgram(nfs: nfsProgram, metrics: metrics)], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+            servers.append(nfsServer)
+            let nfsPort = try await bindAll(nfsServer, hosts: settings.listen, port: settings.nfsPort, key: "server.nfs_port / --nfs-port")
+            rpcConfiguration.portSettingHint = "set [server] mount_port in the configuration or pass --mount-port"
+            let mountServer = RPCServer(programs: [MeteredProgram(mount: mountProgram, metrics: metrics)], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+            servers.append(mountServer)
+            let mountPort = try await bindAll(mountServer, hosts: settings.listen, port: settings.mountPort, key: "server.mount_port / --mount-port")
+
+            var registrations: [RPCRegistration] = []
+            for transport in [RPCTransport.tcp, .udp] {
+                registrations.append(RPCRegistration(program: nfsProgram.program, version: 3, transport: transport, port: nfsPort))
+                for version in mountProgram.versions {
+                    registrations.append(RPCRegistration(program: mountProgram.program, version: version, transport: transport, port: mountPort))
+                }
+            }
+            let mode = resolvePortmapperMode(
+                settings.portmapper, bindHost: settings.listen.first ?? "0.0.0.0", nfsPort: nfsPort, mountPort: mountPort, logger: logger)
+            var portmapperPort: Int?
+            switch mode {
+            case .system:
+                try SystemRPCBind.register(registrations)
+            case .builtin:
+                let portmapper = BuiltinPortmapper(registrations: registrations)
+                rpcConfiguration.portSettingHint = "set [server] portmapper to \"system\" (with rpcbind running) or \"off\""
+                let pmServer = RPCServer(programs: [portmapper], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+                servers.append(pmServer)
+                portmapperPort = try await bindAll(pmServer, hosts: settings.listen, port: 111, key: "server.portmapper (set \"system\" or \"off\")")
+            case .off, .auto:
+                logger.notice(
+                    "no portmapper: clients must name the ports",
+                    metadata: ["hint": "mount -t nfs -o vers=3,port=\(nfsPort),mountport=\(mountPort),mountproto=tcp"])
+            }
+            var endpoint: MetricsEndpoint?
+            if let address = settings.metrics {
+                endpoint = try await MetricsEndpoint.start(address: address, metrics: metrics, group: group, logger: logger)
+            }
+            let control = try await ControlSocket.start(
+                path: controlSocketPath(configuration), registry: registry, threadPool: threadPool, group: group, logger: logger)
+            let ports = ListeningPorts(nfs: nfsPort, mount: mountPort, portmapper: portmapperPort, portmapperMode: mode)
+            logger.info(
+                "strata serving",
+                metadata: [
+                    "nfs_port": "\(nfsPort)", "mount_port": "\(mountPort)", "portmapper": "\(mode.rawValue)",
+                    "exports": "\(configuration.exports.map(\.path).joined(separator: ","))",
+                ])
+            return StrataServer(
+                registry: registry, logger: logger, group: group, threadPool: threadPool, rpcServers: servers,
+                registrations: mode == .system ? registrations : [], ports: ports, metrics: metrics, metricsEndpoint: endpoint, control: control)
+        } catch {
+            for server in servers { try? await server.shutdown() }
+            try? await threadPool.shutdownGracefully()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private init(
+        registry: ExportRegistry, logger: Logger, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool,
+        rpcServers: [RPCServer], registrations: [RPCRegistration], ports: ListeningPorts, metrics: ServerMetrics,
+        metricsEndpoint: MetricsEndpoint?, control: ControlSocket
+    ) {
+        self.control = control
+        self.registry = registry
+        self.logger = logger
+        self.group = group
+        self.threadPool = threadPool
+        self.rpcServers = rpcServers
+        self.registrations = registrations
+        self.ports = ports
+        self.metrics = metrics
+        self.metricsEndpoint = metricsEndpoint
+    }
+
+    /// The port of the metrics endpoint, if one is configured.
+    public var metricsPort: Int? { self.metricsEndpoint?.port }
+
+    /// Binds `server` on every listen address; with port 0, the first bind picks the port and
+    /// the others use the same one, so the portmapper has one port to announce.
+    static func bindAll(_ server: RPCServer, hosts: [String], port: Int, key: String) async throws -> Int {
+        var chosen = port
+        // On Linux "::" is dual-stack: it already takes IPv4, and binding 0.0.0.0 beside it on
+        // the same port would fail. Listening on both means "::" alone.
+        let effective = hosts.contains("::") ? hosts.filter { $0 != "0.0.0.0" } : hosts
+        for host in effective {
+            do {
+                chosen = try await server.bind(host: host, port: chosen)
+            } catch {
+                throw StartupError(message: "cannot listen on \(host) port \(chosen): \(error); change \(key) or stop what uses the port")
+            }
+        }
+        return chosen
+    }
+
+    /// Applies a new configuration (SIGHUP).
+    public func reload(_ configuration: Configuration) {
+        self.registry.reload(configuration)
+        self.logger.notice("configuration reloaded", metadata: ["exports": "\(configuration.exports.map(\.path).joined(separator: ","))"])
+    }
+
+    /// Unregisters from rpcbind, stops listening, closes every layer.
+    public func shutdown() async {
+        if !self.registrations.isEmpty {
+            SystemRPCBind.unregister(self.registrations)
+        }
+        for server in self.rpcServers {
+            try? await server.shutdown()
+        }
+        try? await self.metricsEndpoint?.shutdown()
+        try? await self.control.shutdown()
+        self.registry.closeAll()
+        try? await self.threadPool.shutdownGracefully()
+        try? await self.group.shutdownGracefully()
+        self.logger.info("strata stopped")
+    }
+}
+
+/// A start-up failure with a message that names the thing and the fix.
+public struct StartupError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { self.message }
+}
+
+/// The NFSv3 write verifier (RFC 1813 §3.3.7): different on every server start, so clients
+/// resend UNSTABLE writes that a restart may have lost.
+public enum WriteVerifier {
+    public static func forThisStart() -> UInt64 {
+        var timespec = Foundation.timespec()
+        clock_gettime(CLOCK_REALTIME, &timespec)
+        let nanoseconds = UInt64(timespec.tv_sec) &* 1_000_000_000 &+ UInt64(timespec.tv_nsec)
+        return nanoseconds ^ UInt64.random(in: 0...UInt64.max)
+    }
+}

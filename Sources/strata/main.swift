@@ -1,2 +1,0 @@
-import StrataServer
-print("strata")
