@@ -51,6 +51,8 @@ import Testing
         let promoted = f.base + "/promoted"
         try LayerTools.promote(upper: f.upper, to: promoted)
         #expect(throws: LayerToolError.self) { try LayerTools.promote(upper: f.upper, to: promoted) }
+        #expect(!f.exists(promoted + "/layer.db-wal"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: promoted).sorted() == ["layer.db", "tree"])
         let again = try UnionNamespace(upper: f.base + "/upper2", lowers: [promoted, f.lower(0)], logger: .init(label: "t"))
         #expect(try Self.tree(again) == expected)
         var s1 = stat(), s2 = stat()
