@@ -39,9 +39,17 @@ final class Layer: Sendable {
         let dbPath = directory + "/layer.db"
         let treePath = directory + "/tree"
         if stat(dbPath, &st) == 0, stat(treePath, &st) == 0, st.isDirectory {
-            let sidecar = try Sidecar(path: dbPath, readOnly: true)
-            defer { sidecar.close() }
-            let records = try sidecar.loadLayerRecords()
+            let records: LayerRecords
+            do {
+                let sidecar = try Sidecar(path: dbPath, readOnly: true)
+                defer { sidecar.close() }
+                records = try sidecar.loadLayerRecords()
+            } catch {
+                // A WAL database on read-only storage cannot be opened normally: read it as immutable (SQLite URI).
+                let sidecar = try Sidecar(path: "file:\(dbPath)?immutable=1", readOnly: true)
+                defer { sidecar.close() }
+                records = try sidecar.loadLayerRecords()
+            }
             return Layer(index: index, kind: .strataLower, directory: directory,
                          tree: try Files.openDirectoryAbsolute(treePath), lowerRecords: records)
         }
