@@ -235,6 +235,8 @@ extension UnionNamespace {
         for i in 0..<got where names[i] == 0 {
             let key = String(decoding: names[start..<i].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             start = i + 1
+            // overlayfs markers of a foreign lower mean nothing in our upper (and would mislead overlayfs later).
+            if key.hasPrefix("trusted.overlay.") || key.hasPrefix("user.overlay.") { continue }
             let vlen = get(s.raw, key, nil, 0)
             guard vlen >= 0 else { continue }
             var value = [UInt8](repeating: 0, count: max(vlen, 1))
