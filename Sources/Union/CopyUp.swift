@@ -30,7 +30,7 @@ extension UnionNamespace {
     /// Brings `node` (not yet in the upper layer) into the upper directory `parent` at its own name; returns the node
     /// as resolved afterwards. Caller holds the namespace write lock and has checked `parent` is its parent.
     @discardableResult
-    func copyUp(_ node: Node, into parent: Location) throws(UnionError) -> Node {
+    func copyUp(_ node: Node, into parent: Location, dataLimit: UInt64? = nil) throws(UnionError) -> Node {
         let upper = try self.requireUpper()
         guard let parentFD = parent.dir else { throw .notDirectory }
         let path = Names.join(parent.path, node.name).displayString
@@ -49,7 +49,7 @@ extension UnionNamespace {
         let tmpPath = "work/" + tmp.displayString
         try self.cleaningWork(tmp) { () throws(UnionError) in
             // Step 1: the copy, under work/. A crash leaves a work/ leftover, removed on the next open.
-            try self.makeCopy(of: node.top, as: tmp, in: upper.work, path: tmpPath)
+            try self.makeCopy(of: node.top, as: tmp, in: upper.work, path: tmpPath, dataLimit: dataLimit)
             let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath)
             guard let tmpSt else { throw .io(errno: ENOENT, call: "fstatat", path: tmpPath) }
             let isIndexed = st.isRegular && st.st_nlink > 1
@@ -119,11 +119,12 @@ extension UnionNamespace {
     }
 
     /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
-    func makeCopy(of src: Location, as name: [UInt8], in dir: FD, path: String) throws(UnionError) {
-        try Self.copyObject(src, as: name, in: dir, path: path)
+    /// `dataLimit`: copy at most this many bytes (a copy-up for a truncation need not copy what goes away).
+    func makeCopy(of src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil) throws(UnionError) {
+        try Self.copyObject(src, as: name, in: dir, path: path, dataLimit: dataLimit)
     }
 
-    static func copyObject(_ src: Location, as name: [UInt8], in dir: FD, path: String) throws(UnionError) {
+    static func copyObject(_ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil) throws(UnionError) {
         let st = src.st
         let srcPath = src.pathString
         var dataFD: FD?
@@ -132,7 +133,8 @@ extension UnionNamespace {
             guard let sp = src.parent else { throw .isDirectory }
             let s = try Files.openAt(sp, src.name, O_RDONLY, path: srcPath)
             let d = try Files.openAt(dir, name, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: path)
-            try Self.copyData(from: s, to: d, size: Int64(st.st_size), path: srcPath)
+            let size = min(Int64(st.st_size), Int64(clamping: dataLimit ?? UInt64(Int64.max)))
+            try Self.copyData(from: s, to: d, size: size, path: srcPath)
             try Self.copyXattrs(from: s, to: d)
             dataFD = d
         case .directory:
@@ -233,6 +235,8 @@ extension UnionNamespace {
         for i in 0..<got where names[i] == 0 {
             let key = String(decoding: names[start..<i].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             start = i + 1
+            // overlayfs markers of a foreign lower mean nothing in our upper (and would mislead overlayfs later).
+            if key.hasPrefix("trusted.overlay.") || key.hasPrefix("user.overlay.") { continue }
             let vlen = get(s.raw, key, nil, 0)
             guard vlen >= 0 else { continue }
             var value = [UInt8](repeating: 0, count: max(vlen, 1))

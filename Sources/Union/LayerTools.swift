@@ -148,6 +148,12 @@ public enum LayerTools {
                     try RedirectRecord(dirIno: Int64(bitPattern: n), path: Data(path)).insert(db)
                 }
             }
+            // A lower may sit on read-only storage, where SQLite cannot open a WAL database: leave a rollback journal.
+            do {
+                try newSidecar.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE") }
+            } catch {
+                throw UnionError.sidecar("promote: journal mode: \(error)")
+            }
             newSidecar.close()
             sync()
             guard Glibc.rename(staging, destination) == 0 else { throw Sys.error(errno, "rename", destination) }

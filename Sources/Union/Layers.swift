@@ -39,9 +39,17 @@ final class Layer: Sendable {
         let dbPath = directory + "/layer.db"
         let treePath = directory + "/tree"
         if stat(dbPath, &st) == 0, stat(treePath, &st) == 0, st.isDirectory {
-            let sidecar = try Sidecar(path: dbPath, readOnly: true)
-            defer { sidecar.close() }
-            let records = try sidecar.loadLayerRecords()
+            let records: LayerRecords
+            do {
+                let sidecar = try Sidecar(path: dbPath, readOnly: true)
+                defer { sidecar.close() }
+                records = try sidecar.loadLayerRecords()
+            } catch {
+                // A WAL database on read-only storage cannot be opened normally: read it as immutable (SQLite URI).
+                let sidecar = try Sidecar(path: "file:\(dbPath)?immutable=1", readOnly: true)
+                defer { sidecar.close() }
+                records = try sidecar.loadLayerRecords()
+            }
             return Layer(index: index, kind: .strataLower, directory: directory,
                          tree: try Files.openDirectoryAbsolute(treePath), lowerRecords: records)
         }
@@ -56,12 +64,20 @@ final class UpperLayer: Sendable {
     let work: FD
     let index: FD
     let sidecar: Sidecar
+    /// `lock`, flock'ed exclusively while this namespace is open.
+    let lock: FD
+    /// False when another open namespace holds the layer (a second open racing the first): this one then leaves
+    /// `work/` alone, since the other may be in the middle of a copy-up there.
+    let isExclusive: Bool
 
     init(directory: String) throws(UnionError) {
         self.directory = directory
         try Files.mkdirAll(directory + "/tree")
         try Files.mkdirAll(directory + "/work", mode: 0o700)
         try Files.mkdirAll(directory + "/index", mode: 0o700)
+        let lockPath = directory + "/lock"
+        self.lock = FD(try Sys.retry("open", lockPath) { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) })
+        self.isExclusive = flock(self.lock.raw, LOCK_EX | LOCK_NB) == 0
         self.work = try Files.openDirectoryAbsolute(directory + "/work")
         self.index = try Files.openDirectoryAbsolute(directory + "/index")
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)

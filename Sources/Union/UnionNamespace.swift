@@ -96,6 +96,10 @@ public final class UnionNamespace: Sendable {
     /// removed directory is deleted with it, and a new upper directory clears any record left on its inode.
     private func cleanWork() throws(UnionError) {
         guard let upper = self.upper else { return }
+        guard upper.isExclusive else {
+            self.logger.warning("upper layer is open in another namespace: work/ not cleaned", metadata: ["layer": "\(upper.directory)"])
+            return
+        }
         var inodes: [UInt64] = []
         for e in try Files.list(upper.work, path: "work") {
             inodes.append(e.ino)
@@ -161,6 +165,7 @@ public final class UnionNamespace: Sendable {
             for layer in self.layers { layer.tree.close() }
             self.upper?.work.close()
             self.upper?.index.close()
+            self.upper?.lock.close()
         }
     }
 

@@ -10,12 +10,12 @@ extension UnionNamespace {
     }
 
     /// The node in the upper layer, copied up (with its parents) if needed. Caller holds the write lock.
-    func ensureUpper(_ n: Node) throws(UnionError) -> Node {
+    func ensureUpper(_ n: Node, dataLimit: UInt64? = nil) throws(UnionError) -> Node {
         if self.isUpper(n.top) { return n }
         let parent = try self.upperDirectory(n.parentFileid)
         let fresh = try self.reresolve(n)
         if self.isUpper(fresh.top) { return fresh }  // raced with another copy-up: nothing to do, then
-        return try self.copyUp(fresh, into: parent)
+        return try self.copyUp(fresh, into: parent, dataLimit: dataLimit)
     }
 
     /// A write by a non-root caller clears set-user-id, and set-group-id when group-executable (as the kernel does
@@ -119,7 +119,7 @@ extension UnionNamespace {
             case .clientTime: if !isOwner { throw .notPermitted }
             }
         }
-        let n = try self.ensureUpper(n0)
+        let n = try self.ensureUpper(n0, dataLimit: changes.size)
         let loc = n.top
         let path = loc.pathString
         // A directory's own descriptor (the root has no parent in its layer) or parent + name.

@@ -181,3 +181,17 @@ import Testing
         #expect(throws: UnionError.invalid("not a regular file")) { try u.read(u.h("fifo"), offset: 0, count: 1, as: root) }
     }
 }
+
+@Suite struct TruncateCopyUpTests {
+    @Test(arguments: [UInt64(0), 3, 100])
+    func truncationCopiesOnlyWhatStays(size: UInt64) throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/big", String(repeating: "a", count: 50))
+        let u = try f.open()
+        let a = try u.setattr(u.h("big"), .init(size: size), guardCtime: nil, as: root)
+        #expect(a.size == size)
+        let data = try u.read(u.h("big"), offset: 0, count: 200, as: root).data
+        #expect(data == [UInt8](repeating: 0x61, count: Int(min(size, 50))) + [UInt8](repeating: 0, count: Int(size > 50 ? size - 50 : 0)))
+        #expect(f.read(f.lower(0) + "/big")?.count == 50)
+    }
+}

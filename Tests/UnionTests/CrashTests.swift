@@ -52,3 +52,18 @@ import Testing
         #expect(throws: UnionError.noEntry) { try u.walk("a") }
     }
 }
+
+@Suite struct LayerLockTests {
+    @Test func secondOpenLeavesWorkAlone() throws {
+        let f = Fixture()
+        let first = try f.open()
+        f.file(f.upper + "/work/copyup-in-progress", "busy")
+        let second = try f.open()
+        #expect(f.exists(f.upper + "/work/copyup-in-progress"))
+        second.close()
+        first.close()
+        let third = try f.open()
+        #expect(!f.exists(f.upper + "/work/copyup-in-progress"))
+        third.close()
+    }
+}

@@ -51,6 +51,8 @@ import Testing
         let promoted = f.base + "/promoted"
         try LayerTools.promote(upper: f.upper, to: promoted)
         #expect(throws: LayerToolError.self) { try LayerTools.promote(upper: f.upper, to: promoted) }
+        #expect(!f.exists(promoted + "/layer.db-wal"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: promoted).sorted() == ["layer.db", "tree"])
         let again = try UnionNamespace(upper: f.base + "/upper2", lowers: [promoted, f.lower(0)], logger: .init(label: "t"))
         #expect(try Self.tree(again) == expected)
         var s1 = stat(), s2 = stat()
@@ -74,5 +76,39 @@ import Testing
         #expect(r.whiteouts == ["d/x", "y"])
         #expect(r.opaqueDirectories == ["o", "xo"])
         #expect(r.files == 1 && r.directories == 3)
+    }
+}
+
+@Suite struct ReadOnlyStorageTests {
+    /// Bind-mounts `dir` read-only at `target`; false where mounting is not allowed.
+    static func mountReadOnly(_ dir: String, at target: String) -> Bool {
+        Glibc.mkdir(target, 0o755)
+        guard mount(dir, target, nil, UInt(MS_BIND), nil) == 0 else { return false }
+        guard mount(nil, target, nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil) == 0 else {
+            umount(target)
+            return false
+        }
+        return true
+    }
+
+    @Test(arguments: [true, false])
+    func strataLowerOnReadOnlyStorage(promoted: Bool) throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/gone", "g")
+        f.file(f.lower(0) + "/d/kept", "k")
+        let u = try f.open()
+        try u.remove(in: u.h("d"), b("gone"), as: root)
+        u.close()
+        var layer = f.upper
+        if promoted {
+            layer = f.base + "/promoted"
+            try LayerTools.promote(upper: f.upper, to: layer)
+        }
+        let ro = f.base + "/ro"
+        guard Self.mountReadOnly(layer, at: ro) else { return }
+        defer { umount(ro) }
+        let v = try UnionNamespace(upper: nil, lowers: [ro, f.lower(0)], logger: .init(label: "t"))
+        #expect(try v.names("d") == ["kept"])
+        v.close()
     }
 }
