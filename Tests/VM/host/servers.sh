@@ -17,7 +17,7 @@ listen = [$LISTEN]
 nfs_port = $3
 mount_port = $4
 portmapper = "$2"
-state_dir = "$WORK/state"
+state_dir = "$WORK/state/$(basename "$1" .toml)"
 
 $5
 EOT
