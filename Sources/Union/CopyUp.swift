@@ -64,15 +64,18 @@ extension UnionNamespace {
                 }
                 try Files.fsyncDirectory(upper.index, path: "index")
             }
+            try self.crashPoint("copyUp.afterCopy")
             // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
             if st.isDirectory { try self.clearDirectoryRecords([UInt64(tmpSt.st_ino)]) }
             try self.identities.setUpper(node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
                                          lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
+            try self.crashPoint("copyUp.afterRecord")
             // Step 3: publish. A crash after it: the copy is the object.
             try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
             try self.restoreTimes(parent)
             try Files.fsyncDirectory(parentFD, path: parent.pathString)
         }
+        try self.crashPoint("copyUp.afterPublish")
         self.copyUpCount.add(1, ordering: .relaxed)
         self.logger.debug("copied up", metadata: ["layer": "\(upper.directory)", "path": "\(path)"])
         return try self.reresolve(node)
@@ -84,6 +87,7 @@ extension UnionNamespace {
         do {
             return try body()
         } catch {
+            if case .io(0, "crash point", _) = error { throw error }  // a simulated crash cleans nothing
             if let upper = self.upper, let st = try? Files.statAt(upper.work, tmp, path: "work") {
                 try? self.identities.clearUpper(inodes: [UInt64(st.st_ino)])
                 try? Files.removeTree(upper.work, tmp, path: "work/" + tmp.displayString)

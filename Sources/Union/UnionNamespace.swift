@@ -23,6 +23,8 @@ public final class UnionNamespace: Sendable {
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
     let nodeCache: Mutex<NodeCache>
+    /// Tests: the named crash point at which the running change stops as if the process died there.
+    let crashAt = Mutex<String?>(nil)
     /// True while a namespace change runs (under the write lock): the node cache is bypassed.
     let isMutating = Atomic<Bool>(false)
 
@@ -147,6 +149,13 @@ public final class UnionNamespace: Sendable {
             try self.identities.clearUpper(inodes: goneUpper)
             self.logger.notice("identities whose upper object vanished fell back to their origin", metadata: ["count": "\(goneUpper.count)"])
         }
+    }
+
+    /// A named step of a multi-step change (see the crash-order comments). Tests set `crashAt` to stop a change
+    /// there, leaving exactly the on-disk state a crash at that point would leave; a reopen must show a consistent
+    /// union.
+    func crashPoint(_ name: String) throws(UnionError) {
+        if self.crashAt.withLock({ $0 == name }) { throw .io(errno: 0, call: "crash point", path: name) }
     }
 
     /// The root directory's handle.
