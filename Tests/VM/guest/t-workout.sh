@@ -101,10 +101,14 @@ check tar-c-rc "0" "$rc$(head -c 200 /tmp/tar.err)"
 find . >/tmp/find.list
 check tar-lists-every-path "$(wc -l </tmp/find.list)" "$(tar tf /tmp/all.tar | wc -l)"
 find . -print0 | xargs -0 stat -c '%i %h %F %n' >/tmp/inodes
-# an inode shared by several paths must be a hard-linked non-directory with nlink >= #paths
-bad_ino=$(awk '{c[$1]++; l[$1]=$2; if ($3=="directory") d[$1]=1; p[$1]=p[$1] " " $NF}
-  END {for (i in c) if (c[i]>1 && (d[i] || c[i]>l[i])) print i ":" p[i]}' /tmp/inodes | head -5)
+# an inode shared by several paths must be a hard-linked non-directory (nlink > 1) ...
+bad_ino=$(awk '{c[$1]++; l[$1]=$2; if ($3=="directory") d[$1]=1; p[$1]=p[$1] " " $NF "(nlink " $2 ")"}
+  END {for (i in c) if (c[i]>1 && (d[i] || l[i]<2)) print i ":" p[i]}' /tmp/inodes | head -5)
 check inode-unique-except-hardlinks "" "$bad_ino"
+# ... whose link count covers every name it has
+bad_nlink=$(awk '$3!="directory" {c[$1]++; l[$1]=$2; p[$1]=p[$1] " " $NF}
+  END {for (i in c) if (c[i]>l[i]) print i ": " c[i] " names, nlink " l[i] ":" p[i]}' /tmp/inodes | head -5)
+check hardlink-nlink-counts-every-name "" "$bad_nlink"
 ino=$(stat -c %i created2.txt)
 check find-inum-hardlink "./created-link ./created2.txt" "$(find . -inum $ino | sort | tr '\n' ' ' | sed 's/ $//')"
 ino=$(stat -c %i dir2moved/sub/deep.txt)
