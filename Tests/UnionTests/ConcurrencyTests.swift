@@ -40,4 +40,24 @@ import Testing
         let again = try f.open()
         #expect(try again.names("d") == names)
     }
+
+    /// A steady stream of readers does not starve namespace changes (writer-preferring lock).
+    @Test func readersDoNotStarveWriters() async throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/f", String(repeating: "r", count: 4096))
+        let u = try f.open()
+        let h = try u.h("f")
+        let stop = Flag()
+        let readers = (0..<4).map { _ in
+            Task.detached {
+                while !stop.isSet { _ = try? u.read(h, offset: 0, count: 4096, as: root) }
+            }
+        }
+        let start = Date()
+        for i in 0..<20 { try u.mkfile("", "w\(i)") }
+        let elapsed = Date().timeIntervalSince(start)
+        stop.set()
+        for r in readers { await r.value }
+        #expect(elapsed < 10, "20 creates took \(elapsed) s under read load")
+    }
 }
