@@ -23,6 +23,10 @@ public final class UnionNamespace: Sendable {
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
     let nodeCache: Mutex<NodeCache>
+    /// Per-object serialisation of copy-ups for WRITE (striped by fileid).
+    let copyUpLocks: [StripeLock] = (0..<64).map { _ in StripeLock() }
+    /// Tests: called while a copy for WRITE is being made (under the read lock only).
+    let whileCopying = Mutex<(@Sendable () -> Void)?>(nil)
     /// Tests: the named crash point at which the running change stops as if the process died there.
     let crashAt = Mutex<String?>(nil)
     /// True while a namespace change runs (under the write lock): the node cache is bypassed.

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// A reader-writer lock over `pthread_rwlock_t`. `@unchecked Sendable`: the pthread lock is the synchronisation.
 ///
@@ -35,4 +36,9 @@ final class RWLock: @unchecked Sendable {
         defer { pthread_rwlock_unlock(self.lock) }
         return try body()
     }
+}
+
+/// One stripe of a striped lock set.
+final class StripeLock: Sendable {
+    let lock = Mutex(())
 }
