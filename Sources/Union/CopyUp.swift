@@ -44,14 +44,44 @@ extension UnionNamespace {
             try Files.fsyncDirectory(parentFD, path: parent.pathString)
             return try self.reresolve(node)
         }
-        let st = node.top.st
+        return try self.publishCopy(node, try self.prepareCopy(node, dataLimit: dataLimit), into: parent)
+    }
+
+    /// A copy made under work/, not yet published.
+    struct PreparedCopy {
+        var tmp: [UInt8]
+        var tmpSt: stat
+    }
+
+    /// Step 1 of a copy-up: the copy under work/ (data, owner, mode, times, xattrs; fsynced). It touches nothing
+    /// clients can see, so it may run under the read lock. A crash leaves a work/ leftover, removed on the next open.
+    func prepareCopy(_ node: Node, dataLimit: UInt64?) throws(UnionError) -> PreparedCopy {
+        let upper = try self.requireUpper()
         let tmp = self.workName("copyup")
         let tmpPath = "work/" + tmp.displayString
-        try self.cleaningWork(tmp) { () throws(UnionError) in
-            // Step 1: the copy, under work/. A crash leaves a work/ leftover, removed on the next open.
+        return try self.cleaningWork(tmp) { () throws(UnionError) -> PreparedCopy in
             try self.makeCopy(of: node.top, as: tmp, in: upper.work, path: tmpPath, dataLimit: dataLimit)
-            let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath)
-            guard let tmpSt else { throw .io(errno: ENOENT, call: "fstatat", path: tmpPath) }
+            guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else {
+                throw .io(errno: ENOENT, call: "fstatat", path: tmpPath)
+            }
+            return PreparedCopy(tmp: tmp, tmpSt: tmpSt)
+        }
+    }
+
+    func discard(_ copy: PreparedCopy) {
+        guard let upper = self.upper else { return }
+        try? Files.removeTree(upper.work, copy.tmp, path: "work/" + copy.tmp.displayString)
+    }
+
+    /// Steps 2 and 3 of a copy-up, under the write lock: record the identity, then rename the copy into place.
+    func publishCopy(_ node: Node, _ copy: PreparedCopy, into parent: Location) throws(UnionError) -> Node {
+        let upper = try self.requireUpper()
+        guard let parentFD = parent.dir else { throw .notDirectory }
+        let path = Names.join(parent.path, node.name).displayString
+        let st = node.top.st
+        let tmp = copy.tmp
+        let tmpSt = copy.tmpSt
+        try self.cleaningWork(tmp) { () throws(UnionError) in
             let isIndexed = st.isRegular && st.st_nlink > 1
             if isIndexed {
                 // Keep the copy reachable for the other names of the lower inode (overlayfs index=on).
@@ -64,18 +94,62 @@ extension UnionNamespace {
                 }
                 try Files.fsyncDirectory(upper.index, path: "index")
             }
+            try self.crashPoint("copyUp.afterCopy")
             // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
             if st.isDirectory { try self.clearDirectoryRecords([UInt64(tmpSt.st_ino)]) }
             try self.identities.setUpper(node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
                                          lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
+            try self.crashPoint("copyUp.afterRecord")
             // Step 3: publish. A crash after it: the copy is the object.
             try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
             try self.restoreTimes(parent)
             try Files.fsyncDirectory(parentFD, path: parent.pathString)
         }
+        try self.crashPoint("copyUp.afterPublish")
         self.copyUpCount.add(1, ordering: .relaxed)
         self.logger.debug("copied up", metadata: ["layer": "\(upper.directory)", "path": "\(path)"])
         return try self.reresolve(node)
+    }
+
+    /// Copy-up for WRITE without holding the write lock for the data copy: (A) under the write lock, parents are
+    /// copied up and the object re-checked; (B) under the read lock, the data is copied into work/ while other calls
+    /// run; (C) under the write lock, the name is re-checked (still the same lower object, not yet copied up) and
+    /// the copy published, or discarded when something changed meanwhile (the caller retries). A per-object lock
+    /// around A–C makes concurrent writers of one file copy it once ("Raced with another copy-up? Nothing to do").
+    func copyUpForWrite(_ h: ObjectHandle, check: (Node) throws(UnionError) -> Void) throws(UnionError) {
+        let stripe = self.copyUpLocks[Int(h.fileid % UInt64(self.copyUpLocks.count))]
+        try stripe.lock.withLock { (_) throws(UnionError) in
+            let pending = try self.mutate { () throws(UnionError) -> Node? in
+                let n = try self.resolve(h)
+                try check(n)
+                if self.isUpper(n.top) { return nil }
+                let parent = try self.upperDirectory(n.parentFileid)
+                let fresh = try self.reresolve(n)
+                if self.isUpper(fresh.top) { return nil }
+                if fresh.indexed != nil || !fresh.top.st.isRegular {
+                    _ = try self.copyUp(fresh, into: parent)  // no data to copy: publish right away
+                    return nil
+                }
+                return fresh
+            }
+            guard let node = pending else { return }
+            let copy = try self.namespaceLock.withReadLock { () throws(UnionError) -> PreparedCopy in
+                if self.isClosed.load(ordering: .relaxed) { throw .stale }
+                let copy = try self.prepareCopy(node, dataLimit: nil)
+                if let hook = self.whileCopying.withLock({ $0 }) { hook() }
+                return copy
+            }
+            try self.mutate { () throws(UnionError) in
+                guard let fresh = try? self.reresolve(node), fresh.fileid == node.fileid, !self.isUpper(fresh.top),
+                    fresh.indexed == nil, fresh.top.ino == node.top.ino
+                else {
+                    self.discard(copy)
+                    return
+                }
+                let parent = try self.upperDirectory(fresh.parentFileid)
+                _ = try self.publishCopy(fresh, copy, into: parent)
+            }
+        }
     }
 
     /// Runs the steps that build `tmp` under work/; on failure the partial entry is removed (and an identity that
@@ -84,6 +158,7 @@ extension UnionNamespace {
         do {
             return try body()
         } catch {
+            if case .io(0, "crash point", _) = error { throw error }  // a simulated crash cleans nothing
             if let upper = self.upper, let st = try? Files.statAt(upper.work, tmp, path: "work") {
                 try? self.identities.clearUpper(inodes: [UInt64(st.st_ino)])
                 try? Files.removeTree(upper.work, tmp, path: "work/" + tmp.displayString)

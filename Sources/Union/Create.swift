@@ -97,6 +97,7 @@ extension UnionNamespace {
                     let fd = try Files.openAt(upper.work, tmp, O_RDONLY, path: tmpPath)
                     _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
                 }
+                try self.crashPoint("create.afterBuild")
                 // Step 2: identity, and for a directory its opaque marker (new inode: stale records cleared).
                 let ino = UInt64(tmpSt.st_ino)
                 let whitedOut = try self.isWhiteout(in: parent, name)
@@ -109,11 +110,13 @@ extension UnionNamespace {
                 try self.commit(change, "prepare new directory")
                 let fileid = try self.identities.fileid(.init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
                 if let verifier { try self.identities.setVerifier(fileid, verifier) }
+                try self.crashPoint("create.afterRecord")
                 // Step 3: publish.
                 try self.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
                 try Files.fsyncDirectory(parentFD, path: parent.pathString)
                 return whitedOut
             }
+            try self.crashPoint("create.afterPublish")
             // Step 4: the real entry now beats the whiteout; drop it.
             if whitedOut {
                 var drop = RecordChange()

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 import Synchronization
 
 /// One identity: see `IdentityRecord`.
@@ -87,6 +88,30 @@ final class IdentityStore: Sendable {
         }
         self.tables = Mutex(t)
         self.namespaceID = nsid
+    }
+
+    /// Origins are keyed by layer index: with another stack of lowers (added, removed, reordered) they would name
+    /// other objects. When the stack's signature changed, lower-origin identities are dropped (their handles go
+    /// stale) and copied-up objects are re-keyed by their upper inode alone.
+    func checkStack(signature: UInt64, logger: Logger) throws(UnionError) {
+        try self.tables.withLock { (t) throws(UnionError) in
+            let changed = try self.sidecar.write("check layer stack") { db -> Bool in
+                let old = try MetaRecord.fetchOne(db, key: "lowerStack")
+                try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
+                guard let old, old.value != Int64(bitPattern: signature) else { return false }
+                try db.execute(sql: "DELETE FROM linkName WHERE fileid IN (SELECT fileid FROM identity WHERE upperIno IS NULL)")
+                try db.execute(sql: "DELETE FROM identity WHERE upperIno IS NULL")
+                try db.execute(sql: "UPDATE identity SET originLayer = 0, originIno = upperIno, isIndexed = 0")
+                return true
+            }
+            guard changed else { return }
+            logger.warning("the lower layers changed since this identity store was written: lower objects get new fileids")
+            let all = try self.sidecar.read("reload identities") { db in try IdentityRecord.fetchAll(db) }
+            let names = t.otherNames
+            t = Tables()
+            for r in all { t.insert(Identity(r)) }
+            t.otherNames = names.filter { t.byFileid[$0.key] != nil }
+        }
     }
 
     func identity(_ fileid: UInt64) -> Identity? {

@@ -152,56 +152,64 @@ extension UnionNamespace {
     }
 
     /// Resolves a file handle to the object it names now: `.stale` if it is gone, `.badHandle` if malformed.
-    /// A hard-linked object whose recorded name does not lead to it any more is looked for under its other names.
     func resolve(_ h: ObjectHandle) throws(UnionError) -> Node {
-        do {
-            return try self.resolvePrimary(h)
-        } catch .stale {
-            for n in self.identities.otherNames(h.fileid) {
-                guard let parent = try? self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: n.parent)),
-                    parent.isDirectory, let c = try? self.child(of: parent, n.name), c.fileid == h.fileid
-                else { continue }
-                return c
-            }
-            throw .stale
-        }
-    }
-
-    private func resolvePrimary(_ h: ObjectHandle) throws(UnionError) -> Node {
         if self.isClosed.load(ordering: .relaxed) { throw .stale }
         guard h.namespaceID == self.identities.namespaceID else { throw .stale }
-        let target = h.fileid
+        return try self.resolve(fileid: h.fileid, depth: 0)
+    }
+
+    /// Walks from the root along the recorded names (parent fileid + name). An object whose recorded name does not
+    /// lead to it any more (a hard link whose first name was removed; a crash between a rename(2) and the identity
+    /// update) is looked for under its other known names.
+    private func resolve(fileid target: UInt64, depth: Int) throws(UnionError) -> Node {
         if let cached = try self.cachedNode(target) { return cached }
         if target == self.rootFileid {
             let r = try self.rootNode()
             self.cacheNode(r)
             return r
         }
+        guard depth < 64 else { throw .stale }
         var chain: [(name: [UInt8], fileid: UInt64)] = []
         var f = target
         while f != self.rootFileid {
             guard let ident = self.identities.identity(f), chain.count < 4096 else { throw .stale }
             chain.append((ident.name, f))
             f = ident.parent
-        }
-        var node = try self.rootNode()
-        for (name, fileid) in chain.reversed() {
-            if let cached = try self.cachedNode(fileid) {
-                node = cached
-                continue
+            if let cached = try self.cachedNode(f) {
+                return try self.walkDown(from: cached, chain.reversed(), depth: depth)
             }
+        }
+        return try self.walkDown(from: try self.rootNode(), chain.reversed(), depth: depth)
+    }
+
+    private func walkDown(from start: Node, _ steps: [(name: [UInt8], fileid: UInt64)], depth: Int) throws(UnionError) -> Node {
+        var node = start
+        for (name, fileid) in steps {
+            var found: Node?
             do throws(UnionError) {
-                guard let c = try self.child(of: node, name), c.fileid == fileid else { throw UnionError.stale }
-                node = c
-                self.cacheNode(c)
+                if node.isDirectory, let c = try self.child(of: node, name), c.fileid == fileid { found = c }
             } catch {
                 switch error {
-                case .noEntry, .notDirectory: throw .stale
+                case .noEntry, .notDirectory: break
                 default: throw error
                 }
             }
+            if found == nil { found = try self.resolveByOtherNames(fileid, depth: depth) }
+            guard let found else { throw .stale }
+            self.cacheNode(found)
+            node = found
         }
         return node
+    }
+
+    private func resolveByOtherNames(_ fileid: UInt64, depth: Int) throws(UnionError) -> Node? {
+        for n in self.identities.otherNames(fileid) {
+            guard let parent = try? self.resolve(fileid: n.parent, depth: depth + 1), parent.isDirectory,
+                let c = try? self.child(of: parent, n.name), c.fileid == fileid
+            else { continue }
+            return c
+        }
+        return nil
     }
 
     func resolveDirectory(_ h: ObjectHandle) throws(UnionError) -> Node {

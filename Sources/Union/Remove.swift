@@ -55,6 +55,7 @@ extension UnionNamespace {
             c.addWhiteouts = [(parent.ino, n.name)]
             try self.commit(c, "whiteout removed name")
         }
+        try self.crashPoint("remove.afterWhiteout")
         // Step 2: unlink the upper entry (a crash now: the whiteout hides what is below; records are stale only).
         if inUpper, let parent, let pfd = parent.dir {
             _ = try n.name.withCName { (c) throws(UnionError) -> CInt in
@@ -64,6 +65,7 @@ extension UnionNamespace {
             }
             try Files.fsyncDirectory(pfd, path: parent.pathString)
         }
+        try self.crashPoint("remove.afterUnlink")
         // Step 3: forget what went away.
         if n.isDirectory && inUpper { try self.clearDirectoryRecords([n.top.ino]) }
         if self.isLastLink(n) {

@@ -65,6 +65,7 @@ extension UnionNamespace {
                 return Location(layer: 0, path: Names.join(toUpper.path, toName), parent: toFD, name: toName, dir: nil, st: st)
             }()
 
+            try self.crashPoint("rename.afterCopyUp")
             // Step 2: whiteout of the old name, redirect / opaque of a moved directory.
             var c = RecordChange()
             if srcBelow { c.addWhiteouts.append((fromUpper.ino, fromName)) }
@@ -77,7 +78,10 @@ extension UnionNamespace {
                 }
             }
             try self.commit(c, "prepare rename")
+            // The new name is known before it exists, so a crash right after rename(2) still resolves the handle.
+            try self.identities.addName(src.fileid, LinkName(parent: td.fileid, name: toName))
 
+            try self.crashPoint("rename.afterPrepare")
             // Step 3: the rename itself.
             let path = Names.join(toUpper.path, toName).displayString
             _ = try fromName.withCName { (f) throws(UnionError) -> CInt in
@@ -88,6 +92,7 @@ extension UnionNamespace {
             try Files.fsyncDirectory(toFD, path: toUpper.path.displayString)
             if fromUpper.ino != toUpper.ino { try Files.fsyncDirectory(fromFD, path: fromUpper.path.displayString) }
 
+            try self.crashPoint("rename.afterRename")
             // Step 4: clean up.
             var after = RecordChange()
             after.dropWhiteouts = [(toUpper.ino, toName)]

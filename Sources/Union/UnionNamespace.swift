@@ -23,6 +23,12 @@ public final class UnionNamespace: Sendable {
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
     let nodeCache: Mutex<NodeCache>
+    /// Per-object serialisation of copy-ups for WRITE (striped by fileid).
+    let copyUpLocks: [StripeLock] = (0..<64).map { _ in StripeLock() }
+    /// Tests: called while a copy for WRITE is being made (under the read lock only).
+    let whileCopying = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Tests: the named crash point at which the running change stops as if the process died there.
+    let crashAt = Mutex<String?>(nil)
     /// True while a namespace change runs (under the write lock): the node cache is bypassed.
     let isMutating = Atomic<Bool>(false)
 
@@ -84,10 +90,27 @@ public final class UnionNamespace: Sendable {
         }
         self.layers = layers
         self.identities = try IdentityStore(sidecar: sidecar)
+        try self.identities.checkStack(signature: Self.stackSignature(lowers), logger: logger)
         let rootSt = try Files.fstat(top.tree, path: top.directory)
         self.rootFileid = try self.identities.fileid(
             .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))
         try self.cleanWork()
+    }
+
+    /// FNV-1a 64 of the lowers' real paths, in order.
+    static func stackSignature(_ lowers: [String]) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for l in lowers {
+            let real = realpath(l, nil).map { p -> String in
+                defer { free(p) }
+                return String(cString: p)
+            } ?? l
+            for byte in Array(real.utf8) + [0] {
+                h ^= UInt64(byte)
+                h = h &* 0x0000_0100_0000_01b3
+            }
+        }
+        return h
     }
 
     /// Open-time repair: `work/` leftovers of interrupted copy-ups and creations are removed, and identity records
@@ -147,6 +170,13 @@ public final class UnionNamespace: Sendable {
             try self.identities.clearUpper(inodes: goneUpper)
             self.logger.notice("identities whose upper object vanished fell back to their origin", metadata: ["count": "\(goneUpper.count)"])
         }
+    }
+
+    /// A named step of a multi-step change (see the crash-order comments). Tests set `crashAt` to stop a change
+    /// there, leaving exactly the on-disk state a crash at that point would leave; a reopen must show a consistent
+    /// union.
+    func crashPoint(_ name: String) throws(UnionError) {
+        if self.crashAt.withLock({ $0 == name }) { throw .io(errno: 0, call: "crash point", path: name) }
     }
 
     /// The root directory's handle.

@@ -60,13 +60,20 @@ extension UnionNamespace {
             guard n.type == .regular else { throw .invalid("not a regular file") }
             try self.requireWrite(n.dataStat, cred)
         }
-        let fast = try self.namespaceLock.withReadLock { () throws(UnionError) -> (count: Int, committed: StableHow)? in
-            let n = try self.resolve(h)
-            try check(n)
-            guard self.isUpper(n.top) else { return nil }
-            return try doWrite(n)
+        func fastPath() throws(UnionError) -> (count: Int, committed: StableHow)? {
+            try self.namespaceLock.withReadLock { () throws(UnionError) -> (count: Int, committed: StableHow)? in
+                let n = try self.resolve(h)
+                try check(n)
+                guard self.isUpper(n.top) else { return nil }
+                return try doWrite(n)
+            }
         }
-        if let fast { return fast }
+        if let done = try fastPath() { return done }
+        for _ in 0..<3 {
+            try self.copyUpForWrite(h, check: check)
+            if let done = try fastPath() { return done }
+        }
+        // Lost every race to a change of the same name: copy up and write in one change.
         return try self.mutate { () throws(UnionError) -> (count: Int, committed: StableHow) in
             let n = try self.resolve(h)
             try check(n)

@@ -40,4 +40,49 @@ import Testing
         let again = try f.open()
         #expect(try again.names("d") == names)
     }
+
+    /// A steady stream of readers does not starve namespace changes (writer-preferring lock).
+    @Test func readersDoNotStarveWriters() async throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/f", String(repeating: "r", count: 4096))
+        let u = try f.open()
+        let h = try u.h("f")
+        let stop = Flag()
+        let readers = (0..<4).map { _ in
+            Task.detached {
+                while !stop.isSet { _ = try? u.read(h, offset: 0, count: 4096, as: root) }
+            }
+        }
+        let start = Date()
+        for i in 0..<20 { try u.mkfile("", "w\(i)") }
+        let elapsed = Date().timeIntervalSince(start)
+        stop.set()
+        for r in readers { await r.value }
+        #expect(elapsed < 10, "20 creates took \(elapsed) s under read load")
+    }
+
+    /// The data copy of a copy-up for WRITE runs under the read lock: other calls proceed meanwhile.
+    @Test func readsProceedWhileACopyUpCopies() async throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/big", "lower data")
+        f.file(f.lower(0) + "/other", "other")
+        let u = try f.open()
+        let big = try u.h("big"), other = try u.h("other")
+        let copying = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        u.whileCopying.withLock { $0 = { copying.signal(); release.wait() } }
+        let writer = Task.detached {
+            try [UInt8](b("W")).withUnsafeBytes { try u.write(big, offset: 0, data: $0, stable: .fileSync, as: root) }
+        }
+        copying.wait()
+        // Meanwhile: reads, lookups, listings of the same namespace.
+        #expect(try u.read(other, offset: 0, count: 10, as: root).data == b("other"))
+        #expect(try u.read(big, offset: 0, count: 10, as: root).data == b("lower data"))
+        #expect(try u.names("") == ["big", "other"])
+        u.whileCopying.withLock { $0 = nil }
+        release.signal()
+        _ = try await writer.value
+        #expect(try u.contents("big") == "Wower data")
+        #expect(u.copyUpCount.load(ordering: .relaxed) == 1)
+    }
 }

@@ -67,3 +67,104 @@ import Testing
         third.close()
     }
 }
+
+/// Each change stopped at each of its named crash points, then a reopen: the union is one of the states before or
+/// after the change, never a mix, and the change can be done again.
+@Suite struct CrashPointTests {
+    static func crash(_ u: UnionNamespace, at point: String, _ body: () throws -> Void) {
+        u.crashAt.withLock { $0 = point }
+        #expect(throws: UnionError.io(errno: 0, call: "crash point", path: point)) { try body() }
+        u.close()
+    }
+
+    @Test(arguments: ["copyUp.afterCopy", "copyUp.afterRecord", "copyUp.afterPublish"])
+    func copyUp(point: String) throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/file", "lower")
+        var u = try f.open()
+        let id = try u.walk("d/file").1.fileid
+        Self.crash(u, at: point) { try u.put("d/file", "UPPER") }
+        u = try f.open()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.upper + "/work").isEmpty)
+        #expect(try u.walk("d/file").1.fileid == id)
+        // The data write never happened: the content is the lower one either way.
+        #expect(try u.contents("d/file") == "lower")
+        try u.put("d/file", "UPPER")
+        #expect(try u.contents("d/file") == "UPPER")
+        #expect(try u.walk("d/file").1.fileid == id)
+    }
+
+    @Test(arguments: ["create.afterBuild", "create.afterRecord", "create.afterPublish"])
+    func createOverWhiteout(point: String) throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/x/old", "o")
+        var u = try f.open()
+        try u.remove(in: u.h("d/x"), b("old"), as: root)
+        try u.rmdir(in: u.h("d"), b("x"), as: root)
+        Self.crash(u, at: point) { _ = try u.mkdir(in: u.h("d"), b("x"), attributes: .init(), as: root) }
+        u = try f.open()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.upper + "/work").isEmpty)
+        let names = try u.names("d")
+        if point == "create.afterPublish" {
+            #expect(names == ["x"])
+            #expect(try u.names("d/x") == [])  // opaque before it became visible
+        } else {
+            #expect(names == [])
+            _ = try u.mkdir(in: u.h("d"), b("x"), attributes: .init(), as: root)
+            #expect(try u.names("d/x") == [])
+        }
+    }
+
+    @Test(arguments: ["remove.afterWhiteout", "remove.afterUnlink"])
+    func removeOfCopiedUpFile(point: String) throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/a", "lower")
+        var u = try f.open()
+        try u.put("a", "UPPER")
+        Self.crash(u, at: point) { try u.remove(in: u.rootHandle, b("a"), as: root) }
+        u = try f.open()
+        if point == "remove.afterWhiteout" {
+            #expect(try u.contents("a") == "UPPER")  // the upper entry beats its own whiteout
+            try u.remove(in: u.rootHandle, b("a"), as: root)
+        }
+        #expect(throws: UnionError.noEntry) { try u.walk("a") }
+        #expect(try u.names("") == [])
+    }
+
+    @Test(arguments: ["rename.afterCopyUp", "rename.afterPrepare", "rename.afterRename"],
+          [false, true])
+    func renameOfLowerObject(point: String, isDirectory: Bool) throws {
+        let f = Fixture()
+        if isDirectory {
+            f.file(f.lower(0) + "/src/child", "c")
+        } else {
+            f.file(f.lower(0) + "/src", "content")
+        }
+        f.mkdir(f.lower(0) + "/to")
+        var u = try f.open()
+        let id = try u.walk("src").1.fileid
+        let handle = try u.h("src")
+        let childHandle = isDirectory ? try u.h("src/child") : nil
+        Self.crash(u, at: point) { try u.rename(from: u.rootHandle, b("src"), to: u.h("to"), b("dst"), as: root) }
+        u = try f.open()
+        #expect(try u.getattr(handle).fileid == id)
+        if let childHandle { #expect(try u.getattr(childHandle).size == 1) }
+        let atOld = (try? u.walk("src")) != nil
+        let atNew = (try? u.walk("to/dst")) != nil
+        #expect(atOld != atNew, "exactly one of the names: old \(atOld) new \(atNew)")
+        let path = atNew ? "to/dst" : "src"
+        #expect(try u.walk(path).1.fileid == id)
+        if isDirectory {
+            #expect(try u.names(path) == ["child"])
+            #expect(try u.contents(path + "/child") == "c")
+        } else {
+            #expect(try u.contents(path) == "content")
+        }
+        if atOld {
+            try u.rename(from: u.rootHandle, b("src"), to: u.h("to"), b("dst"), as: root)
+        }
+        #expect(try u.names("") == ["to"])
+        #expect(try u.names("to") == ["dst"])
+        #expect(try u.walk("to/dst").1.fileid == id)
+    }
+}

@@ -149,3 +149,32 @@ import Testing
         #expect(try u2.read(h, offset: 0, count: 10, as: root).data == b("lower"))
     }
 }
+
+@Suite struct StackChangeTests {
+    @Test func changedLowerStackDoesNotConfuseIdentities() throws {
+        let f = Fixture()
+        f.file(f.lower(1) + "/a", "A")  // same inode numbers may appear in the new top lower
+        f.file(f.lower(1) + "/copied", "C")
+        var u = try UnionNamespace(upper: f.upper, lowers: [f.lower(1)], logger: .init(label: "t"))
+        let lowerID = try u.walk("a").1.fileid
+        try u.put("copied", "X")
+        let copiedID = try u.walk("copied").1.fileid
+        try u.mkfile("", "mine", "M")
+        let mineID = try u.walk("mine").1.fileid
+        u.close()
+        f.file(f.lower(0) + "/new", "N")
+        u = try f.open(lowers: 2)  // lower0 now sits above lower1
+        #expect(try u.walk("mine").1.fileid == mineID)
+        #expect(try u.walk("copied").1.fileid == copiedID)
+        #expect(try u.contents("copied") == "X")
+        #expect(try u.contents("a") == "A")
+        #expect(try u.contents("new") == "N")
+        let ids = try ["a", "new", "mine", "copied"].map { try u.walk($0).1.fileid }
+        #expect(Set(ids).count == 4)
+        _ = lowerID
+        u.close()
+        // Opening again with the same stack changes nothing.
+        let again = try f.open(lowers: 2)
+        #expect(try ["a", "new", "mine", "copied"].map { try again.walk($0).1.fileid } == ids)
+    }
+}

@@ -1,13 +1,21 @@
 import Glibc
+import Synchronization
 
 /// A reader-writer lock over `pthread_rwlock_t`. `@unchecked Sendable`: the pthread lock is the synchronisation.
+///
+/// Writer-preferring: a steady stream of READs from a pool of threads must not starve a CREATE. Read locks are
+/// therefore never taken recursively (a waiting writer would deadlock a nested reader).
 final class RWLock: @unchecked Sendable {
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
     init() {
         self.lock = .allocate(capacity: 1)
         self.lock.initialize(to: pthread_rwlock_t())
-        pthread_rwlock_init(self.lock, nil)
+        var attr = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attr)
+        pthread_rwlockattr_setkind_np(&attr, CInt(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(self.lock, &attr)
+        pthread_rwlockattr_destroy(&attr)
     }
 
     deinit {
@@ -28,4 +36,9 @@ final class RWLock: @unchecked Sendable {
         defer { pthread_rwlock_unlock(self.lock) }
         return try body()
     }
+}
+
+/// One stripe of a striped lock set.
+final class StripeLock: Sendable {
+    let lock = Mutex(())
 }
