@@ -155,8 +155,10 @@ public enum LayerTools {
                 throw UnionError.sidecar("promote: journal mode: \(error)")
             }
             newSidecar.close()
-            sync()
+            try Files.fsyncDirectory(try Files.openDirectoryAbsolute(staging), path: staging)
             guard Glibc.rename(staging, destination) == 0 else { throw Sys.error(errno, "rename", destination) }
+            let parent = (destination as NSString).deletingLastPathComponent
+            try Files.fsyncDirectory(try Files.openDirectoryAbsolute(parent.isEmpty ? "." : parent), path: parent)
         } catch {
             throw LayerToolError.failed("promote \(upper) to \(destination)", error)
         }
@@ -188,5 +190,6 @@ public enum LayerTools {
                 links[UInt64(st.st_ino)] = (dst, e.name)
             }
         }
+        try Files.fsyncDirectory(dst, path: path)  // files were fsynced by copyObject; their names now too
     }
 }
