@@ -50,9 +50,9 @@ VM_PID=""; HTTPD_PID=""
 # universal address built from the address the request arrived on, and under slirp that is
 # the namespace's 127.0.0.1, which the guest would then dial in its own loopback. On the tap,
 # the namespace side is 10.0.2.2/24 (the same plan as slirp), the guest 10.0.2.15.
-TAP=stap0
+TAP=stap0; TAP_OK=1
 ip tuntap add dev $TAP mode tap && ip addr add 10.0.2.2/24 dev $TAP && ip link set $TAP up \
-  || die "cannot create the tap device in the namespace"
+  || { TAP_OK=0; log "cannot create a tap device in the namespace (/dev/net/tun?): mount-rpcbind will fail"; }
 VM_NET=slirp
 
 cleanup() {
@@ -93,36 +93,42 @@ build_test_initrd() {
 # vm_watch SUITE NAME TIMEOUT: follow the serial log of the running VM ($VM_PID): print and
 # record STEP lines, serve HOST-REQ lines (function req_NAME), stop at timeout.
 # Sets VM_EXIT (guest exit code or "none") and VM_WALL_MS.
+# vm_scan: process the serial lines that arrived since the last call (uses vm_watch's locals)
+vm_scan() {
+  local total line
+  total=0; [ -f "$serial" ] && total=$(wc -l <"$serial")
+  if [ "$total" -gt "$n" ]; then
+    while IFS= read -r line; do
+      line=${line%$'\r'}
+      case "$line" in  # firmware escape codes may precede a marker on the same line
+        "    | "*) ;;
+        ?*"GUEST-EXIT "*) line="GUEST-EXIT ${line##*GUEST-EXIT }" ;;
+        ?*"STEP "*) line="STEP ${line#*STEP }" ;;
+      esac
+      case "$line" in
+        "STEP "*) set -- $line
+                  record "$S" "${VM_STEP_PREFIX:-}$2" "$3" "$(echo "$line" | cut -d' ' -f4-)" ;;
+        "HOST-REQ "*) local r=${line#HOST-REQ }; r=${r%% *}
+                  if declare -F "req_$r" >/dev/null && "req_$r"; then echo ok; else echo fail; fi >"$WORK/www/done/$r.tmp"
+                  mv "$WORK/www/done/$r.tmp" "$WORK/www/done/$r" ;;
+        "GUEST-EXIT "*) VM_EXIT=${line#GUEST-EXIT } ;;
+        "BOOT-TIME "*) VM_BOOT_TIME=${line#BOOT-TIME } ;;
+        "    | "*) echo "$line" ;;
+        *"Kernel panic"*|*"BUG: "*|*"Oops"*) echo "  !! $line" ;;
+      esac
+      [ -n "${VM_MARK:-}" ] && [ "$line" = "$VM_MARK" ] && VM_MARK_MS=$(now_ms)
+      case "$line" in "BOOT-TIME "*) VM_BOOT_MS=$(now_ms) ;; esac
+    done < <(sed -n "$((n+1)),${total}p" "$serial")
+    n=$total
+  fi
+}
+
 vm_watch() {
-  local S=$1 name=$2 tmo=$3 serial=$WORK/$2.serial t0 n=0 total line deadline
+  local S=$1 name=$2 tmo=$3 serial=$WORK/$2.serial t0 n=0 deadline
   t0=$VM_T0; deadline=$(( t0 + tmo*1000 )); VM_EXIT=none
   while :; do
-    total=0; [ -f "$serial" ] && total=$(wc -l <"$serial")
-    if [ "$total" -gt "$n" ]; then
-      while IFS= read -r line; do
-        line=${line%$'\r'}
-        case "$line" in  # firmware escape codes may precede a marker on the same line
-          "    | "*) ;;
-          ?*"GUEST-EXIT "*) line="GUEST-EXIT ${line##*GUEST-EXIT }" ;;
-          ?*"STEP "*) line="STEP ${line#*STEP }" ;;
-        esac
-        case "$line" in
-          "STEP "*) set -- $line
-                    record "$S" "${VM_STEP_PREFIX:-}$2" "$3" "$(echo "$line" | cut -d' ' -f4-)" ;;
-          "HOST-REQ "*) local r=${line#HOST-REQ }; r=${r%% *}
-                    if declare -F "req_$r" >/dev/null && "req_$r"; then echo ok; else echo fail; fi >"$WORK/www/done/$r.tmp"
-                    mv "$WORK/www/done/$r.tmp" "$WORK/www/done/$r" ;;
-          "GUEST-EXIT "*) VM_EXIT=${line#GUEST-EXIT } ;;
-          "BOOT-TIME "*) VM_BOOT_TIME=${line#BOOT-TIME } ;;
-          "    | "*) echo "$line" ;;
-          *"Kernel panic"*|*"BUG: "*|*"Oops"*) echo "  !! $line" ;;
-        esac
-        [ -n "${VM_MARK:-}" ] && [ "$line" = "$VM_MARK" ] && VM_MARK_MS=$(now_ms)
-        case "$line" in "BOOT-TIME "*) VM_BOOT_MS=$(now_ms) ;; esac
-      done < <(sed -n "$((n+1)),${total}p" "$serial")
-      n=$total
-    fi
-    kill -0 "$VM_PID" 2>/dev/null || break
+    vm_scan
+    kill -0 "$VM_PID" 2>/dev/null || { sleep 0.2; vm_scan; break; }
     if [ "$(now_ms)" -ge "$deadline" ]; then
       record "$S" "$name-timeout" FAIL "VM still running after ${tmo}s, killed (serial: $serial)"
       kill_pid "$VM_PID"; break
@@ -172,6 +178,7 @@ suite_smoke() {
 suite_mount() {
   local S=$1 pm=$2 np=$3 mp=$4 mode=$5 img cfg=$WORK/$1.toml
   VM_NET=${6:-slirp}
+  if [ "$VM_NET" = tap ] && [ "$TAP_OK" != 1 ]; then record "$S" tap-device FAIL "no tap device in the namespace"; VM_NET=slirp; return; fi
   make_union_fixture "$FIX"
   { manifest "$FIX/lower1"; manifest "$FIX/lower2"; } >"$WORK/lowers.manifest"
   if [ "$SERVER_KIND" = strata ]; then

@@ -14,16 +14,17 @@ exec 5<$M/held-r.txt
 
 # the write loop: appends a deterministic block per iteration to loop.dat and keeps the same
 # data in /tmp as the reference; also rewrites a small file and creates/removes names
-rm -f /tmp/stop /tmp/loop.err /tmp/loop.ref
+rm -f /tmp/stop /tmp/loop.err /tmp/loop.ref /tmp/loop.msg; echo before >/tmp/phase
 (
   i=0
   while [ ! -e /tmp/stop ] && [ $i -lt 100000 ]; do
     i=$((i+1))
     seq $i $((i+400)) >/tmp/blk
-    cat /tmp/blk >>$M/loop.dat || echo "append $i failed" >>/tmp/loop.err
+    cat /tmp/blk >>$M/loop.dat || echo "append $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
     cat /tmp/blk >>/tmp/loop.ref
-    echo "$i" >$M/counter.txt || echo "rewrite $i failed" >>/tmp/loop.err
-    touch $M/tmp-$i && rm $M/tmp-$i || echo "create/remove $i failed" >>/tmp/loop.err
+    echo "$i" >$M/counter.txt || echo "rewrite $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
+    touch $M/tmp-$i 2>>/tmp/loop.msg || echo "create $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
+    rm $M/tmp-$i 2>>/tmp/loop.msg || echo "remove $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
     echo $i >/tmp/loop.count
   done
 ) &
@@ -34,11 +35,15 @@ c0=$(cat /tmp/loop.count 2>/dev/null || echo 0)
 # read from the held files before the restart
 read -r l <&5; check held-read-before "1" "$l"
 
+echo during-term-restart >/tmp/phase
 host_req restart-term 90 && ok server-restart-term || bad server-restart-term
+echo after-term-restart >/tmp/phase
 sleep 3
 echo "after term restart" >&3 && ok held-write-after-term || bad held-write-after-term
 read -r l <&5; check held-read-after-term "2" "$l"
+echo during-kill-restart >/tmp/phase
 host_req restart-kill 90 && ok server-restart-kill || bad server-restart-kill
+echo after-kill-restart >/tmp/phase
 sleep 3
 echo "after kill restart" >&3 && ok held-write-after-kill || bad held-write-after-kill
 read -r l <&5; check held-read-after-kill "3" "$l"
@@ -49,7 +54,14 @@ i=0; while kill -0 $LOOP 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1))
 kill -0 $LOOP 2>/dev/null && { bad write-loop-stopped "still running"; kill $LOOP; } || ok write-loop-stopped
 c2=$(cat /tmp/loop.count)
 [ "$c1" -gt "$c0" ] && ok write-loop-progressed "$c0 -> $c1 -> $c2 iterations" || bad write-loop-progressed "$c0 -> $c1"
-check write-loop-no-errors "" "$(head -5 /tmp/loop.err 2>/dev/null)"
+# A REMOVE in flight when the server is SIGKILLed may have been done by the old process whose
+# reply died with it; the client's retransmission then meets ENOENT (the duplicate request
+# cache is in memory, as in knfsd). That one case is reported, not failed; anything else fails.
+touch /tmp/loop.err
+benign=$(grep -E '^remove [0-9]+ failed \((during|after)-kill-restart\)$' /tmp/loop.err | tr '\n' ';')
+check write-loop-no-errors "" "$(grep -vE '^remove [0-9]+ failed \((during|after)-kill-restart\)$' /tmp/loop.err | head -5 | tr '\n' ';')"
+[ -n "$benign" ] && ok kill-restart-retransmitted-remove "NOTE: ENOENT after SIGKILL (reply lost with the old process): $benign"
+[ -s /tmp/loop.msg ] && sed 's/^/    | loop: /' /tmp/loop.msg | head -5
 exec 3>&- 4<&- 5<&-
 
 check loop-data-matches "$(md5sum </tmp/loop.ref)" "$(md5sum <$M/loop.dat)"
