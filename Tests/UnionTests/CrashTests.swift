@@ -149,8 +149,9 @@ import Testing
         #expect(try u.names("d") == [])
     }
 
-    @Test(arguments: ["rename.afterCopyUp", "rename.afterPrepare", "rename.afterRename"],
-          [false, true])
+    @Test(
+        arguments: ["rename.afterCopyUp", "rename.afterPrepare", "rename.afterRename"],
+        [false, true])
     func renameOfLowerObject(point: String, isDirectory: Bool) throws {
         let f = Fixture()
         if isDirectory {

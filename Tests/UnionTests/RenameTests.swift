@@ -34,7 +34,9 @@ import Testing
         _ = try u.mkdir(in: u.rootHandle, b("dst"), attributes: .init(), as: root)
         try u.rename(from: u.rootHandle, b("src"), to: u.h("dst"), b("moved"), as: root)
         #expect(throws: UnionError.noEntry) { try u.walk("src") }
-        let after = try ["dst/moved", "dst/moved/deep", "dst/moved/deep/file", "dst/moved/top"].map { try u.walk($0).1.fileid }
+        let after = try ["dst/moved", "dst/moved/deep", "dst/moved/deep/file", "dst/moved/top"].map {
+            try u.walk($0).1.fileid
+        }
         #expect(before == after)
         #expect(try u.contents("dst/moved/deep/file") == "F")
         #expect(try u.names("dst/moved") == (multiLayer ? ["deep", "mid", "top"] : ["deep", "top"]))
@@ -72,9 +74,15 @@ import Testing
         try u.rename(from: u.rootHandle, b("f1"), to: u.rootHandle, b("f2"), as: root)
         #expect(try u.contents("f2") == "one")
         #expect(try u.walk("f2").1.fileid == f1)
-        #expect(throws: UnionError.isDirectory) { try u.rename(from: u.rootHandle, b("f2"), to: u.rootHandle, b("emptydir"), as: root) }
-        #expect(throws: UnionError.notDirectory) { try u.rename(from: u.rootHandle, b("d1"), to: u.rootHandle, b("f2"), as: root) }
-        #expect(throws: UnionError.notEmpty) { try u.rename(from: u.rootHandle, b("d1"), to: u.rootHandle, b("full"), as: root) }
+        #expect(throws: UnionError.isDirectory) {
+            try u.rename(from: u.rootHandle, b("f2"), to: u.rootHandle, b("emptydir"), as: root)
+        }
+        #expect(throws: UnionError.notDirectory) {
+            try u.rename(from: u.rootHandle, b("d1"), to: u.rootHandle, b("f2"), as: root)
+        }
+        #expect(throws: UnionError.notEmpty) {
+            try u.rename(from: u.rootHandle, b("d1"), to: u.rootHandle, b("full"), as: root)
+        }
         #expect(throws: UnionError.invalid("cannot move a directory into itself")) {
             try u.rename(from: u.rootHandle, b("d1"), to: u.h("d1"), b("self"), as: root)
         }
