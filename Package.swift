@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "XDR"]),
         .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR"]),
         .testTarget(name: "UnionTests", dependencies: ["Union"]),
-        .testTarget(name: "StrataServerTests", dependencies: ["StrataServer"]),
+        .testTarget(name: "StrataServerTests", dependencies: ["StrataServer", "SunRPC", "Union", "NFS3", "XDR"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["XDR", "SunRPC", "NFS3", .product(name: "NIOPosix", package: "swift-nio")]

@@ -89,7 +89,9 @@ extension UnionNamespace {
                 _ = try? iname.withCName { (c) throws(UnionError) -> CInt in unlinkat(upper.index.raw, c, 0) }
                 _ = try tmp.withCName { (src) throws(UnionError) -> CInt in
                     try iname.withCName { (dst) throws(UnionError) -> CInt in
-                        try Sys.retry("linkat", "index/\(node.fileid)") { linkat(upper.work.raw, src, upper.index.raw, dst, 0) }
+                        try Sys.retry("linkat", "index/\(node.fileid)") {
+                            linkat(upper.work.raw, src, upper.index.raw, dst, 0)
+                        }
                     }
                 }
                 try Files.fsyncDirectory(upper.index, path: "index")
@@ -97,8 +99,9 @@ extension UnionNamespace {
             try self.crashPoint("copyUp.afterCopy")
             // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
             if st.isDirectory { try self.clearDirectoryRecords([UInt64(tmpSt.st_ino)]) }
-            try self.identities.setUpper(node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
-                                         lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
+            try self.identities.setUpper(
+                node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
+                lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
             try self.crashPoint("copyUp.afterRecord")
             // Step 3: publish. A crash after it: the copy is the object.
             try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
@@ -195,11 +198,15 @@ extension UnionNamespace {
 
     /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
     /// `dataLimit`: copy at most this many bytes (a copy-up for a truncation need not copy what goes away).
-    func makeCopy(of src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil) throws(UnionError) {
+    func makeCopy(of src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil)
+        throws(UnionError)
+    {
         try Self.copyObject(src, as: name, in: dir, path: path, dataLimit: dataLimit)
     }
 
-    static func copyObject(_ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil) throws(UnionError) {
+    static func copyObject(_ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil)
+        throws(UnionError)
+    {
         let st = src.st
         let srcPath = src.pathString
         var dataFD: FD?
@@ -213,7 +220,9 @@ extension UnionNamespace {
             try Self.copyXattrs(from: s, to: d)
             dataFD = d
         case .directory:
-            _ = try name.withCName { (c) throws(UnionError) -> CInt in try Sys.retry("mkdirat", path) { mkdirat(dir.raw, c, 0o700) } }
+            _ = try name.withCName { (c) throws(UnionError) -> CInt in
+                try Sys.retry("mkdirat", path) { mkdirat(dir.raw, c, 0o700) }
+            }
             if let sd = src.dir {
                 let s = try Files.reopenDirectory(sd, path: srcPath)
                 let d = try Files.openAt(dir, name, O_RDONLY | O_DIRECTORY, path: path)
@@ -291,7 +300,9 @@ extension UnionNamespace {
             if n == 0 { return }
             var done = 0
             while done < n {
-                let w = try Sys.retry("pwrite", path) { pwrite(d.raw, buf.baseAddress! + done, n - done, off_t(inOff) + off_t(done)) }
+                let w = try Sys.retry("pwrite", path) {
+                    pwrite(d.raw, buf.baseAddress! + done, n - done, off_t(inOff) + off_t(done))
+                }
                 done += w
             }
             inOff += Int64(n)

@@ -14,7 +14,9 @@ enum NewObject {
 
 extension UnionNamespace {
     /// Mode and owner of a new object in directory `dir` for `cred` (gid from a setgid parent, as the kernel does).
-    func newOwnership(_ dir: stat, _ cred: Credentials, _ requestedMode: UInt32, isDirectory: Bool) -> (uid: UInt32, gid: UInt32, mode: UInt32) {
+    func newOwnership(_ dir: stat, _ cred: Credentials, _ requestedMode: UInt32, isDirectory: Bool) -> (
+        uid: UInt32, gid: UInt32, mode: UInt32
+    ) {
         let parentSetgid = UInt32(dir.st_mode) & UInt32(S_ISGID) != 0
         let gid = parentSetgid ? dir.st_gid : cred.gid
         var mode = requestedMode & 0o7777
@@ -25,9 +27,11 @@ extension UnionNamespace {
         return (cred.uid, gid, mode)
     }
 
-    func createObject(in dirH: ObjectHandle, _ name: [UInt8], _ kind: NewObject, attributes: SetAttributes,
-                      verifier: UInt64? = nil, as cred: Credentials,
-                      existing: (Node) throws(UnionError) -> Node?) throws(UnionError) -> Node {
+    func createObject(
+        in dirH: ObjectHandle, _ name: [UInt8], _ kind: NewObject, attributes: SetAttributes,
+        verifier: UInt64? = nil, as cred: Credentials,
+        existing: (Node) throws(UnionError) -> Node?
+    ) throws(UnionError) -> Node {
         try Names.validate(name)
         let upper = try self.requireUpper()
         return try self.mutate { () throws(UnionError) -> Node in
@@ -60,7 +64,9 @@ extension UnionNamespace {
                 try tmp.withCName { (c) throws(UnionError) in
                     switch kind {
                     case .regular:
-                        let fd = try Sys.retry("openat", tmpPath) { openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600) }
+                        let fd = try Sys.retry("openat", tmpPath) {
+                            openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+                        }
                         Glibc.close(fd)
                     case .directory:
                         _ = try Sys.retry("mkdirat", tmpPath) { mkdirat(upper.work.raw, c, 0o700) }
@@ -77,10 +83,15 @@ extension UnionNamespace {
                         case .fifo: fmt = S_IFIFO
                         default: throw .notSupported("mknod of type \(t)")
                         }
-                        _ = try Sys.retry("mknodat", tmpPath) { mknodat(upper.work.raw, c, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor)) }
+                        _ = try Sys.retry("mknodat", tmpPath) {
+                            mknodat(upper.work.raw, c, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor))
+                        }
                     }
-                    _ = try Sys.retry("fchownat", tmpPath) { fchownat(upper.work.raw, c, own.uid, own.gid, AT_SYMLINK_NOFOLLOW) }
-                    if case .symlink = kind {} else {
+                    _ = try Sys.retry("fchownat", tmpPath) {
+                        fchownat(upper.work.raw, c, own.uid, own.gid, AT_SYMLINK_NOFOLLOW)
+                    }
+                    if case .symlink = kind {
+                    } else {
                         _ = try Sys.retry("fchmodat", tmpPath) { fchmodat(upper.work.raw, c, mode_t(own.mode), 0) }
                     }
                 }
@@ -108,7 +119,8 @@ extension UnionNamespace {
                     if whitedOut || below { change.addOpaque = [ino] }
                 }
                 try self.commit(change, "prepare new directory")
-                let fileid = try self.identities.fileid(.init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
+                let fileid = try self.identities.fileid(
+                    .init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
                 if let verifier { try self.identities.setVerifier(fileid, verifier) }
                 try self.crashPoint("create.afterRecord")
                 // Step 3: publish.
@@ -136,7 +148,8 @@ extension UnionNamespace {
             switch c {
             case nil: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_OMIT)
             case .serverTime: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
-            case .clientTime(let t): return timespec(tv_sec: Int(t.seconds), tv_nsec: Int(min(t.nanoseconds, 999_999_999)))
+            case .clientTime(let t):
+                return timespec(tv_sec: Int(t.seconds), tv_nsec: Int(min(t.nanoseconds, 999_999_999)))
             }
         }
         var times = [ts(a.atime), ts(a.mtime)]
@@ -147,15 +160,18 @@ extension UnionNamespace {
 
     /// CREATE. UNCHECKED returns an existing regular file (truncated if `attributes.size == 0`); GUARDED fails with
     /// `.exists`; EXCLUSIVE succeeds again only for the same verifier (kept in the sidecar, RFC 1813 §3.3.8).
-    public func create(in dir: ObjectHandle, _ name: [UInt8], mode: CreateMode, attributes: SetAttributes,
-                       as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+    public func create(
+        in dir: ObjectHandle, _ name: [UInt8], mode: CreateMode, attributes: SetAttributes,
+        as cred: Credentials
+    ) throws(UnionError) -> (ObjectHandle, Attributes) {
         var attrs = attributes
         var verifier: UInt64?
         if case .exclusive(let v) = mode {
             attrs = SetAttributes()
             verifier = v
         }
-        let n = try self.createObject(in: dir, name, .regular, attributes: attrs, verifier: verifier, as: cred) { (n) throws(UnionError) -> Node? in
+        let n = try self.createObject(in: dir, name, .regular, attributes: attrs, verifier: verifier, as: cred) {
+            (n) throws(UnionError) -> Node? in
             switch mode {
             case .guarded: return nil
             case .exclusive(let v):
@@ -172,20 +188,29 @@ extension UnionNamespace {
     }
 
     /// MKDIR.
-    public func mkdir(in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+    public func mkdir(in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials)
+        throws(UnionError) -> (ObjectHandle, Attributes)
+    {
         let n = try self.createObject(in: dir, name, .directory, attributes: attributes, as: cred) { _ in nil }
         return (self.handle(n), self.attributes(n))
     }
 
     /// SYMLINK: the target is stored as given and never followed by the union.
-    public func symlink(in dir: ObjectHandle, _ name: [UInt8], target: [UInt8], attributes: SetAttributes, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
-        guard !target.isEmpty, !target.contains(0), target.count <= Int(PATH_MAX) else { throw .invalid("symlink target") }
+    public func symlink(
+        in dir: ObjectHandle, _ name: [UInt8], target: [UInt8], attributes: SetAttributes, as cred: Credentials
+    ) throws(UnionError) -> (ObjectHandle, Attributes) {
+        guard !target.isEmpty, !target.contains(0), target.count <= Int(PATH_MAX) else {
+            throw .invalid("symlink target")
+        }
         let n = try self.createObject(in: dir, name, .symlink(target), attributes: attributes, as: cred) { _ in nil }
         return (self.handle(n), self.attributes(n))
     }
 
     /// MKNOD: devices need uid 0 (CAP_MKNOD); FIFOs and sockets do not.
-    public func mknod(in dir: ObjectHandle, _ name: [UInt8], type: FileType, rdev: DeviceNumber, attributes: SetAttributes, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+    public func mknod(
+        in dir: ObjectHandle, _ name: [UInt8], type: FileType, rdev: DeviceNumber, attributes: SetAttributes,
+        as cred: Credentials
+    ) throws(UnionError) -> (ObjectHandle, Attributes) {
         switch type {
         case .characterDevice, .blockDevice, .socket, .fifo: break
         default: throw .notSupported("mknod of type \(type)")

@@ -70,7 +70,8 @@ final class IdentityStore: Sendable {
 
     init(sidecar: Sidecar) throws(UnionError) {
         self.sidecar = sidecar
-        let (all, names, nsid) = try sidecar.write("load identities") { db -> ([IdentityRecord], [LinkNameRecord], UInt64) in
+        let (all, names, nsid) = try sidecar.write("load identities") {
+            db -> ([IdentityRecord], [LinkNameRecord], UInt64) in
             let all = try IdentityRecord.fetchAll(db)
             let names = try LinkNameRecord.fetchAll(db)
             if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
@@ -99,13 +100,15 @@ final class IdentityStore: Sendable {
                 let old = try MetaRecord.fetchOne(db, key: "lowerStack")
                 try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
                 guard let old, old.value != Int64(bitPattern: signature) else { return false }
-                try db.execute(sql: "DELETE FROM linkName WHERE fileid IN (SELECT fileid FROM identity WHERE upperIno IS NULL)")
+                try db.execute(
+                    sql: "DELETE FROM linkName WHERE fileid IN (SELECT fileid FROM identity WHERE upperIno IS NULL)")
                 try db.execute(sql: "DELETE FROM identity WHERE upperIno IS NULL")
                 try db.execute(sql: "UPDATE identity SET originLayer = 0, originIno = upperIno, isIndexed = 0")
                 return true
             }
             guard changed else { return }
-            logger.warning("the lower layers changed since this identity store was written: lower objects get new fileids")
+            logger.warning(
+                "the lower layers changed since this identity store was written: lower objects get new fileids")
             let all = try self.sidecar.read("reload identities") { db in try IdentityRecord.fetchAll(db) }
             let names = t.otherNames
             t = Tables()
@@ -166,7 +169,9 @@ final class IdentityStore: Sendable {
             if !newNames.isEmpty {
                 try self.sidecar.write("record link names") { db in
                     for (f, n) in newNames {
-                        try LinkNameRecord(fileid: Int64(bitPattern: f), parent: Int64(bitPattern: n.parent), name: Data(n.name)).save(db)
+                        try LinkNameRecord(
+                            fileid: Int64(bitPattern: f), parent: Int64(bitPattern: n.parent), name: Data(n.name)
+                        ).save(db)
                     }
                 }
                 for (f, n) in newNames { t.otherNames[f, default: []].insert(n) }
@@ -186,7 +191,8 @@ final class IdentityStore: Sendable {
                     var r = IdentityRecord(
                         fileid: nil, parent: Int64(bitPattern: s.parent), name: Data(s.name),
                         originLayer: Int64(s.key.layer), originIno: Int64(bitPattern: s.key.ino),
-                        upperIno: s.key.isUpper ? Int64(bitPattern: s.key.ino) : nil, isIndexed: false, lowerLinkCount: 1)
+                        upperIno: s.key.isUpper ? Int64(bitPattern: s.key.ino) : nil, isIndexed: false,
+                        lowerLinkCount: 1)
                     try r.insert(db)
                     seen[ok] = r
                     out.append(r)
@@ -195,7 +201,9 @@ final class IdentityStore: Sendable {
             }
             for (j, i) in missing.enumerated() {
                 let ident = Identity(inserted[j])
-                if sightings[i].key.isUpper, let stale = t.byOrigin[OriginKey(layer: ident.originLayer, ino: ident.originIno)] {
+                if sightings[i].key.isUpper,
+                    let stale = t.byOrigin[OriginKey(layer: ident.originLayer, ino: ident.originIno)]
+                {
                     t.remove(stale)
                 }
                 t.insert(ident)
@@ -215,7 +223,9 @@ final class IdentityStore: Sendable {
                 }
                 try db.execute(
                     sql: "UPDATE identity SET upperIno = ?, isIndexed = ?, lowerLinkCount = ? WHERE fileid = ?",
-                    arguments: [Int64(bitPattern: upperIno), isIndexed, Int64(lowerLinkCount), Int64(bitPattern: fileid)])
+                    arguments: [
+                        Int64(bitPattern: upperIno), isIndexed, Int64(lowerLinkCount), Int64(bitPattern: fileid),
+                    ])
             }
             if let other = t.byUpper[upperIno], other != fileid { t.remove(other) }
             guard var i = t.byFileid[fileid] else { return }
@@ -239,7 +249,10 @@ final class IdentityStore: Sendable {
                 try Self.deleteName(db, fileid, from)
                 try Self.deleteName(db, fileid, to)
                 if primary != from {
-                    try LinkNameRecord(fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: primary.parent), name: Data(primary.name)).save(db)
+                    try LinkNameRecord(
+                        fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: primary.parent),
+                        name: Data(primary.name)
+                    ).save(db)
                 }
             }
             t.byFileid[fileid]?.parent = to.parent
@@ -260,7 +273,9 @@ final class IdentityStore: Sendable {
     func addName(_ fileid: UInt64, _ n: LinkName) throws(UnionError) {
         try self.tables.withLock { (t) throws(UnionError) in
             try self.sidecar.write("record link name") { db in
-                try LinkNameRecord(fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: n.parent), name: Data(n.name)).save(db)
+                try LinkNameRecord(
+                    fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: n.parent), name: Data(n.name)
+                ).save(db)
             }
             t.otherNames[fileid, default: []].insert(n)
         }
@@ -315,7 +330,8 @@ final class IdentityStore: Sendable {
             guard !affected.isEmpty else { return }
             try self.sidecar.write("clear interrupted copy-ups") { db in
                 for f in affected {
-                    try db.execute(sql: "UPDATE identity SET upperIno = NULL WHERE fileid = ?", arguments: [Int64(bitPattern: f)])
+                    try db.execute(
+                        sql: "UPDATE identity SET upperIno = NULL WHERE fileid = ?", arguments: [Int64(bitPattern: f)])
                 }
             }
             for f in affected {

@@ -42,16 +42,21 @@ public enum LayerTools {
     public static func inspect(layerDirectory: String) throws -> LayerReport {
         var st = stat()
         let isStrata = stat(layerDirectory + "/layer.db", &st) == 0 && stat(layerDirectory + "/tree", &st) == 0
-        var report = LayerReport(kind: isStrata ? .strata : .plain, files: 0, directories: 0, whiteouts: [],
-                                 opaqueDirectories: [], redirects: [:])
+        var report = LayerReport(
+            kind: isStrata ? .strata : .plain, files: 0, directories: 0, whiteouts: [],
+            opaqueDirectories: [], redirects: [:])
         do throws(UnionError) {
             let root = try Files.openDirectoryAbsolute(isStrata ? layerDirectory + "/tree" : layerDirectory)
             var dirPaths: [UInt64: String] = [:]
             try Self.walk(root, "", &dirPaths) { (dir, path, e, est) throws(UnionError) in
                 if !isStrata {
                     if Names.isOCIMarker(e.name) {
-                        if e.name == Names.ociOpaqueMarker { report.opaqueDirectories.append(path) }
-                        else { report.whiteouts.append(Self.join(path, String(decoding: e.name.dropFirst(4), as: UTF8.self))) }
+                        if e.name == Names.ociOpaqueMarker {
+                            report.opaqueDirectories.append(path)
+                        } else {
+                            report.whiteouts.append(
+                                Self.join(path, String(decoding: e.name.dropFirst(4), as: UTF8.self)))
+                        }
                         return false
                     }
                     if est.isOverlayWhiteout {
@@ -63,7 +68,8 @@ public enum LayerTools {
                     report.directories += 1
                     if !isStrata {
                         let sub = try Files.openAt(dir, e.name, O_RDONLY | O_DIRECTORY, path: e.name.displayString)
-                        for key in ["trusted.overlay.opaque", "user.overlay.opaque"] where Files.getXattr(sub, key) == [0x79] {
+                        for key in ["trusted.overlay.opaque", "user.overlay.opaque"]
+                        where Files.getXattr(sub, key) == [0x79] {
                             report.opaqueDirectories.append(Self.join(path, e.name.displayString))
                         }
                     }
@@ -80,7 +86,9 @@ public enum LayerTools {
                     let base = dirPaths[ino] ?? "<missing directory inode \(ino)>"
                     for n in names { report.whiteouts.append(Self.join(base, n.displayString)) }
                 }
-                for ino in records.opaque { report.opaqueDirectories.append(dirPaths[ino] ?? "<missing directory inode \(ino)>") }
+                for ino in records.opaque {
+                    report.opaqueDirectories.append(dirPaths[ino] ?? "<missing directory inode \(ino)>")
+                }
                 for (ino, target) in records.redirects {
                     report.redirects[dirPaths[ino] ?? "<missing directory inode \(ino)>"] = target.displayString
                 }
@@ -96,8 +104,10 @@ public enum LayerTools {
     static func join(_ a: String, _ b: String) -> String { a.isEmpty ? b : a + "/" + b }
 
     /// Depth-first walk; `visit` returns whether to descend. `dirPaths` maps directory inodes to paths ("" = root).
-    static func walk(_ dir: FD, _ path: String, _ dirPaths: inout [UInt64: String],
-                     _ visit: (FD, String, Files.DirEntry, stat) throws(UnionError) -> Bool) throws(UnionError) {
+    static func walk(
+        _ dir: FD, _ path: String, _ dirPaths: inout [UInt64: String],
+        _ visit: (FD, String, Files.DirEntry, stat) throws(UnionError) -> Bool
+    ) throws(UnionError) {
         let st = try Files.fstat(dir, path: path)
         dirPaths[UInt64(st.st_ino)] = path
         for e in try Files.list(dir, path: path).sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
@@ -129,7 +139,8 @@ public enum LayerTools {
             var inoMap: [UInt64: UInt64] = [:]  // old directory inode → new
             var links: [UInt64: (FD, [UInt8])] = [:]  // old file inode (nlink > 1) → first copy
             try Self.copyTree(src, dst, "", &inoMap, &links)
-            try UnionNamespace.setOwnerModeTimes(dst, Array(".".utf8), st: try Files.fstat(src, path: "tree"), path: "tree")
+            try UnionNamespace.setOwnerModeTimes(
+                dst, Array(".".utf8), st: try Files.fstat(src, path: "tree"), path: "tree")
             let oldSidecar = try Sidecar(path: upper + "/layer.db", readOnly: true)
             let records = try oldSidecar.loadLayerRecords()
             oldSidecar.close()
@@ -150,20 +161,25 @@ public enum LayerTools {
             }
             // A lower may sit on read-only storage, where SQLite cannot open a WAL database: leave a rollback journal.
             do {
-                try newSidecar.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE") }
+                try newSidecar.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = DELETE")
+                }
             } catch {
                 throw UnionError.sidecar("promote: journal mode: \(error)")
             }
             newSidecar.close()
-            sync()
+            try Files.fsyncDirectory(try Files.openDirectoryAbsolute(staging), path: staging)
             guard Glibc.rename(staging, destination) == 0 else { throw Sys.error(errno, "rename", destination) }
+            let parent = (destination as NSString).deletingLastPathComponent
+            try Files.fsyncDirectory(try Files.openDirectoryAbsolute(parent.isEmpty ? "." : parent), path: parent)
         } catch {
             throw LayerToolError.failed("promote \(upper) to \(destination)", error)
         }
     }
 
-    static func copyTree(_ src: FD, _ dst: FD, _ path: String, _ inoMap: inout [UInt64: UInt64],
-                         _ links: inout [UInt64: (FD, [UInt8])]) throws(UnionError) {
+    static func copyTree(
+        _ src: FD, _ dst: FD, _ path: String, _ inoMap: inout [UInt64: UInt64],
+        _ links: inout [UInt64: (FD, [UInt8])]
+    ) throws(UnionError) {
         inoMap[UInt64(try Files.fstat(src, path: path).st_ino)] = UInt64(try Files.fstat(dst, path: path).st_ino)
         for e in try Files.list(src, path: path) {
             guard let st = try Files.statAt(src, e.name, path: path) else { continue }
@@ -177,8 +193,9 @@ public enum LayerTools {
                 continue
             }
             let parent = src
-            let loc = Location(layer: 0, path: Array(p.utf8), parent: parent, name: e.name,
-                               dir: st.isDirectory ? try Files.openDirPath(src, e.name, path: p) : nil, st: st)
+            let loc = Location(
+                layer: 0, path: Array(p.utf8), parent: parent, name: e.name,
+                dir: st.isDirectory ? try Files.openDirPath(src, e.name, path: p) : nil, st: st)
             try UnionNamespace.copyObject(loc, as: e.name, in: dst, path: p)
             if st.isDirectory, let sd = loc.dir {
                 let dd = try Files.openDirPath(dst, e.name, path: p)
@@ -188,5 +205,6 @@ public enum LayerTools {
                 links[UInt64(st.st_ino)] = (dst, e.name)
             }
         }
+        try Files.fsyncDirectory(dst, path: path)  // files were fsynced by copyObject; their names now too
     }
 }

@@ -50,11 +50,13 @@ final class Layer: Sendable {
                 defer { sidecar.close() }
                 records = try sidecar.loadLayerRecords()
             }
-            return Layer(index: index, kind: .strataLower, directory: directory,
-                         tree: try Files.openDirectoryAbsolute(treePath), lowerRecords: records)
+            return Layer(
+                index: index, kind: .strataLower, directory: directory,
+                tree: try Files.openDirectoryAbsolute(treePath), lowerRecords: records)
         }
-        return Layer(index: index, kind: .plainLower, directory: directory,
-                     tree: try Files.openDirectoryAbsolute(directory), lowerRecords: LayerRecords())
+        return Layer(
+            index: index, kind: .plainLower, directory: directory,
+            tree: try Files.openDirectoryAbsolute(directory), lowerRecords: LayerRecords())
     }
 }
 

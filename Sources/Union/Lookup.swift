@@ -123,29 +123,34 @@ extension UnionNamespace {
     func rootNode() throws(UnionError) -> Node {
         let dirs = try self.rootDirs(from: 0)
         guard let top = dirs.first else { throw .stale }
-        return Node(fileid: self.rootFileid, parentFileid: self.rootFileid, name: [], top: top, dirs: dirs,
-                    lowerPath: [], indexed: nil)
+        return Node(
+            fileid: self.rootFileid, parentFileid: self.rootFileid, name: [], top: top, dirs: dirs,
+            lowerPath: [], indexed: nil)
     }
 
     /// The child `name` of directory `parent`, identified (fileid allocated on first sight), or nil.
     func child(of parent: Node, _ name: [UInt8]) throws(UnionError) -> Node? {
         guard let r = try self.lookupIn(parent.dirs, name) else { return nil }
         let multi = !r.top.st.isDirectory && r.top.st.st_nlink > 1
-        let fileid = try self.identities.fileid(.init(key: self.identityKey(r.top), parent: parent.fileid, name: name,
-                                                      mayHaveOtherNames: multi))
+        let fileid = try self.identities.fileid(
+            .init(
+                key: self.identityKey(r.top), parent: parent.fileid, name: name,
+                mayHaveOtherNames: multi))
         return try self.makeNode(r, fileid: fileid, parent: parent, name: name)
     }
 
     func makeNode(_ r: ChildLookup, fileid: UInt64, parent: Node, name: [UInt8]) throws(UnionError) -> Node {
-        var node = Node(fileid: fileid, parentFileid: parent.fileid, name: name, top: r.top, dirs: r.dirs,
-                        lowerPath: r.upperRedirect.map { Names.split($0) } ?? (parent.lowerPath + [name]), indexed: nil)
+        var node = Node(
+            fileid: fileid, parentFileid: parent.fileid, name: name, top: r.top, dirs: r.dirs,
+            lowerPath: r.upperRedirect.map { Names.split($0) } ?? (parent.lowerPath + [name]), indexed: nil)
         if !self.layers[r.top.layer].isUpper, let upper = self.upper, !r.top.st.isDirectory,
             let ident = self.identities.identity(fileid), ident.isIndexed
         {
             let iname = Array(String(fileid).utf8)
             if let st = try Files.statAt(upper.index, iname, path: "index/\(fileid)") {
-                node.indexed = Location(layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index,
-                                        name: iname, dir: nil, st: st)
+                node.indexed = Location(
+                    layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index,
+                    name: iname, dir: nil, st: st)
             }
         }
         return node
@@ -182,7 +187,9 @@ extension UnionNamespace {
         return try self.walkDown(from: try self.rootNode(), chain.reversed(), depth: depth)
     }
 
-    private func walkDown(from start: Node, _ steps: [(name: [UInt8], fileid: UInt64)], depth: Int) throws(UnionError) -> Node {
+    private func walkDown(from start: Node, _ steps: [(name: [UInt8], fileid: UInt64)], depth: Int) throws(UnionError)
+        -> Node
+    {
         var node = start
         for (name, fileid) in steps {
             var found: Node?

@@ -32,7 +32,13 @@ extension UnionNamespace {
                 }
                 if seen.contains(e.name) || hidden.contains(e.name) { continue }
                 seen.insert(e.name)
-                out.append((e.name, IdentityStore.Key(layer: d.layer, ino: e.ino, isUpper: layer.isUpper)))
+                var ino = e.ino
+                if e.type == UInt8(DT_DIR) || e.type == UInt8(DT_UNKNOWN),
+                    let st = try Files.statAt(dfd, e.name, path: d.pathString)
+                {
+                    ino = UInt64(st.st_ino)  // d_ino of a mount point is not the inode a lookup finds
+                }
+                out.append((e.name, IdentityStore.Key(layer: d.layer, ino: ino, isUpper: layer.isUpper)))
             }
             switch layer.kind {
             case .upper: whiteoutsHere = self.upperRecords.withLock { $0.whiteouts[d.ino] ?? [] }

@@ -78,7 +78,9 @@ extension UnionNamespace {
 
     /// LINK: a new name for a non-directory; a lower object is copied up first (its other lower names follow
     /// through the index). Linking someone else's file needs read and write permission on it (protected_hardlinks).
-    public func link(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) -> Attributes {
+    public func link(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
+        -> Attributes
+    {
         try Names.validate(name)
         _ = try self.requireUpper()
         return try self.mutate { () throws(UnionError) -> Attributes in
@@ -89,7 +91,8 @@ extension UnionNamespace {
             if try self.child(of: d, name) != nil { throw .exists }
             let tst = target.dataStat
             if !cred.isRoot && cred.uid != tst.st_uid {
-                let setid = UInt32(tst.st_mode) & UInt32(S_ISUID) != 0
+                let setid =
+                    UInt32(tst.st_mode) & UInt32(S_ISUID) != 0
                     || UInt32(tst.st_mode) & (UInt32(S_ISGID) | 0o010) == UInt32(S_ISGID) | 0o010
                 guard tst.isRegular, !setid, Permission.allows(tst, cred, Permission.read | Permission.write) else {
                     throw .notPermitted

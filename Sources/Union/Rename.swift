@@ -25,8 +25,10 @@ extension UnionNamespace {
     /// RENAME. File over file replaces; directory over a (merged-)empty directory replaces; directory over a
     /// non-directory is `.notDirectory`; non-directory over a directory is `.isDirectory`; a directory into its own
     /// subtree is `.invalid`.
-    public func rename(from: ObjectHandle, _ fromName: [UInt8], to: ObjectHandle, _ toName: [UInt8],
-                       as cred: Credentials) throws(UnionError) {
+    public func rename(
+        from: ObjectHandle, _ fromName: [UInt8], to: ObjectHandle, _ toName: [UInt8],
+        as cred: Credentials
+    ) throws(UnionError) {
         try Names.validate(fromName)
         try Names.validate(toName)
         _ = try self.requireUpper()
@@ -62,7 +64,8 @@ extension UnionNamespace {
             let dstInUpper: Location? = try {
                 () throws(UnionError) -> Location? in
                 guard let st = try Files.statAt(toFD, toName, path: toName.displayString) else { return nil }
-                return Location(layer: 0, path: Names.join(toUpper.path, toName), parent: toFD, name: toName, dir: nil, st: st)
+                return Location(
+                    layer: 0, path: Names.join(toUpper.path, toName), parent: toFD, name: toName, dir: nil, st: st)
             }()
 
             try self.crashPoint("rename.afterCopyUp")
@@ -97,11 +100,14 @@ extension UnionNamespace {
             var after = RecordChange()
             after.dropWhiteouts = [(toUpper.ino, toName)]
             if let old = dstInUpper, old.st.isDirectory { after.clearDirectories = [old.ino] }
-            if self.upperRecords.withLock({ $0.isWhiteout(dirIno: toUpper.ino, toName) }) || !after.clearDirectories.isEmpty {
+            if self.upperRecords.withLock({ $0.isWhiteout(dirIno: toUpper.ino, toName) })
+                || !after.clearDirectories.isEmpty
+            {
                 try self.commit(after, "finish rename")
             }
-            try self.identities.moved(src.fileid, from: LinkName(parent: fd.fileid, name: fromName),
-                                      to: LinkName(parent: td.fileid, name: toName))
+            try self.identities.moved(
+                src.fileid, from: LinkName(parent: fd.fileid, name: fromName),
+                to: LinkName(parent: td.fileid, name: toName))
             if let dst {
                 if self.isLastLink(dst) {
                     try self.identities.forget(dst.fileid)

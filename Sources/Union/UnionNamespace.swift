@@ -43,14 +43,18 @@ public final class UnionNamespace: Sendable {
     ///     `cachedObjects × layers`, plus one per layer and a few per running call).
     ///   - logger: receives open-time repairs and failures.
     /// - Throws: `.invalid` without any layer; `.io`/`.sidecar` when a layer cannot be opened.
-    public convenience init(upper: String?, lowers: [String], stateDirectory: String? = nil,
-                            logger: Logger) throws(UnionError) {
+    public convenience init(
+        upper: String?, lowers: [String], stateDirectory: String? = nil,
+        logger: Logger
+    ) throws(UnionError) {
         try self.init(upper: upper, lowers: lowers, stateDirectory: stateDirectory, cachedObjects: 256, logger: logger)
     }
 
     /// Opens the stack; see `init(upper:lowers:stateDirectory:logger:)`.
-    public init(upper: String?, lowers: [String], stateDirectory: String?, cachedObjects: Int,
-                logger: Logger) throws(UnionError) {
+    public init(
+        upper: String?, lowers: [String], stateDirectory: String?, cachedObjects: Int,
+        logger: Logger
+    ) throws(UnionError) {
         self.logger = logger
         self.nodeCache = Mutex(NodeCache(capacity: max(0, cachedObjects)))
         var layers: [Layer] = []
@@ -69,8 +73,10 @@ public final class UnionNamespace: Sendable {
             }
             self.upper = u
             sidecar = u.sidecar
-            layers.append(Layer(index: 0, kind: .upper, directory: upper,
-                                tree: try Files.openDirectoryAbsolute(upper + "/tree"), lowerRecords: LayerRecords()))
+            layers.append(
+                Layer(
+                    index: 0, kind: .upper, directory: upper,
+                    tree: try Files.openDirectoryAbsolute(upper + "/tree"), lowerRecords: LayerRecords()))
             self.upperRecords = Mutex(try sidecar.loadLayerRecords())
         } else {
             self.upper = nil
@@ -101,10 +107,11 @@ public final class UnionNamespace: Sendable {
     static func stackSignature(_ lowers: [String]) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for l in lowers {
-            let real = realpath(l, nil).map { p -> String in
-                defer { free(p) }
-                return String(cString: p)
-            } ?? l
+            let real =
+                realpath(l, nil).map { p -> String in
+                    defer { free(p) }
+                    return String(cString: p)
+                } ?? l
             for byte in Array(real.utf8) + [0] {
                 h ^= UInt64(byte)
                 h = h &* 0x0000_0100_0000_01b3
@@ -120,14 +127,17 @@ public final class UnionNamespace: Sendable {
     private func cleanWork() throws(UnionError) {
         guard let upper = self.upper else { return }
         guard upper.isExclusive else {
-            self.logger.warning("upper layer is open in another namespace: work/ not cleaned", metadata: ["layer": "\(upper.directory)"])
+            self.logger.warning(
+                "upper layer is open in another namespace: work/ not cleaned", metadata: ["layer": "\(upper.directory)"]
+            )
             return
         }
         var inodes: [UInt64] = []
         for e in try Files.list(upper.work, path: "work") {
             inodes.append(e.ino)
             try Files.removeTree(upper.work, e.name, path: "work/" + e.name.displayString)
-            self.logger.notice("removed work/ leftover", metadata: ["layer": "\(upper.directory)", "name": "\(e.name.displayString)"])
+            self.logger.notice(
+                "removed work/ leftover", metadata: ["layer": "\(upper.directory)", "name": "\(e.name.displayString)"])
         }
         try self.identities.clearUpper(inodes: inodes)
         try self.clearDirectoryRecords(inodes)
@@ -163,12 +173,15 @@ public final class UnionNamespace: Sendable {
             var c = RecordChange()
             c.clearDirectories = Array(staleDirs)
             try self.commit(c, "drop records of vanished directories")
-            self.logger.notice("dropped sidecar records of vanished directories", metadata: ["count": "\(staleDirs.count)"])
+            self.logger.notice(
+                "dropped sidecar records of vanished directories", metadata: ["count": "\(staleDirs.count)"])
         }
         let goneUpper = self.identities.tables.withLock { t in t.byUpper.keys.filter { !allInodes.contains($0) } }
         if !goneUpper.isEmpty {
             try self.identities.clearUpper(inodes: goneUpper)
-            self.logger.notice("identities whose upper object vanished fell back to their origin", metadata: ["count": "\(goneUpper.count)"])
+            self.logger.notice(
+                "identities whose upper object vanished fell back to their origin",
+                metadata: ["count": "\(goneUpper.count)"])
         }
     }
 
@@ -180,7 +193,9 @@ public final class UnionNamespace: Sendable {
     }
 
     /// The root directory's handle.
-    public var rootHandle: ObjectHandle { ObjectHandle(namespaceID: self.identities.namespaceID, fileid: self.rootFileid) }
+    public var rootHandle: ObjectHandle {
+        ObjectHandle(namespaceID: self.identities.namespaceID, fileid: self.rootFileid)
+    }
 
     /// True without an upper layer: every change answers `.readOnly`.
     public var isReadOnly: Bool { self.upper == nil }
@@ -209,7 +224,9 @@ public final class UnionNamespace: Sendable {
     }
 
     /// LOOKUP: needs search permission on `dir`.
-    public func lookup(_ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+    public func lookup(_ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) -> (
+        ObjectHandle, Attributes
+    ) {
         try Names.validate(name)
         return try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
             let d = try self.resolveDirectory(dir)
@@ -220,7 +237,8 @@ public final class UnionNamespace: Sendable {
     }
 
     /// LOOKUP of "..": the root's parent is the root.
-    public func lookupParent(_ dir: ObjectHandle, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes) {
+    public func lookupParent(_ dir: ObjectHandle, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes)
+    {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
             let d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.exec)
@@ -230,7 +248,9 @@ public final class UnionNamespace: Sendable {
     }
 
     /// ACCESS: which of `requested` the caller has, as the kernel would answer.
-    public func access(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError) -> AccessMask {
+    public func access(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError)
+        -> AccessMask
+    {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> AccessMask in
             let n = try self.resolve(h)
             let st = n.dataStat
@@ -261,7 +281,9 @@ public final class UnionNamespace: Sendable {
 
     /// READ. The owner may always read (knfsd's owner override: a file created 0444 stays writable by its creator
     /// through the open), and execute permission allows reading (a client executing a binary reads it).
-    public func read(_ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials) throws(UnionError) -> (data: [UInt8], isEOF: Bool) {
+    public func read(_ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials) throws(UnionError) -> (
+        data: [UInt8], isEOF: Bool
+    ) {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> (data: [UInt8], isEOF: Bool) in
             let n = try self.resolve(h)
             if n.isDirectory { throw .isDirectory }
@@ -300,7 +322,9 @@ public final class UnionNamespace: Sendable {
 
     /// READDIR: the merged listing after `cookie` (0 = from the start), at most `limit` entries. "." and ".." are not
     /// included. Any cookie resumes at the first name whose cookie is larger; `.badCookie` is never thrown.
-    public func readdir(_ dir: ObjectHandle, after cookie: UInt64, limit: Int = Int.max, as cred: Credentials) throws(UnionError) -> ListingPage {
+    public func readdir(_ dir: ObjectHandle, after cookie: UInt64, limit: Int = Int.max, as cred: Credentials)
+        throws(UnionError) -> ListingPage
+    {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> ListingPage in
             let d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.read)

@@ -31,8 +31,9 @@ extension UnionNamespace {
                     try db.execute(sql: "DELETE FROM redirect WHERE dirIno = ?", arguments: [k])
                 }
                 for w in change.dropWhiteouts {
-                    try db.execute(sql: "DELETE FROM whiteout WHERE dirIno = ? AND name = ?",
-                                   arguments: [Int64(bitPattern: w.dirIno), Data(w.name)])
+                    try db.execute(
+                        sql: "DELETE FROM whiteout WHERE dirIno = ? AND name = ?",
+                        arguments: [Int64(bitPattern: w.dirIno), Data(w.name)])
                 }
                 for w in change.addWhiteouts {
                     try WhiteoutRecord(dirIno: Int64(bitPattern: w.dirIno), name: Data(w.name)).save(db)

@@ -34,8 +34,10 @@ extension UnionNamespace {
 
     /// WRITE. `stable` is honoured: `.fileSync` fsyncs, `.dataSync` fdatasyncs before returning; `committed` says
     /// what was done. A file only in a lower layer is copied up first (exactly once for concurrent writers).
-    public func write(_ h: ObjectHandle, offset: UInt64, data: UnsafeRawBufferPointer, stable: StableHow,
-                      as cred: Credentials) throws(UnionError) -> (count: Int, committed: StableHow) {
+    public func write(
+        _ h: ObjectHandle, offset: UInt64, data: UnsafeRawBufferPointer, stable: StableHow,
+        as cred: Credentials
+    ) throws(UnionError) -> (count: Int, committed: StableHow) {
         _ = try self.requireUpper()
         guard offset <= UInt64(Int64.max) - UInt64(data.count) else { throw .fileTooLarge }
         func doWrite(_ n: Node) throws(UnionError) -> (count: Int, committed: StableHow) {
@@ -84,8 +86,10 @@ extension UnionNamespace {
     /// SETATTR with the kernel's rules: only the owner (or root) changes the mode; only root changes the owner; the
     /// owner may change the group to one it is in; a size change needs write permission; explicit times need the
     /// owner, "now" also write permission. `guardCtime` is the NFS sattrguard3.
-    public func setattr(_ h: ObjectHandle, _ changes: SetAttributes, guardCtime: Timespec?,
-                        as cred: Credentials) throws(UnionError) -> Attributes {
+    public func setattr(
+        _ h: ObjectHandle, _ changes: SetAttributes, guardCtime: Timespec?,
+        as cred: Credentials
+    ) throws(UnionError) -> Attributes {
         if changes.isEmpty {
             return try self.namespaceLock.withReadLock { () throws(UnionError) -> Attributes in
                 let n = try self.resolve(h)
@@ -100,7 +104,9 @@ extension UnionNamespace {
         }
     }
 
-    func setattrLocked(_ n0: Node, _ changes: SetAttributes, guardCtime: Timespec?, as cred: Credentials) throws(UnionError) -> Node {
+    func setattrLocked(_ n0: Node, _ changes: SetAttributes, guardCtime: Timespec?, as cred: Credentials)
+        throws(UnionError) -> Node
+    {
         if let g = guardCtime, self.attributes(n0).ctime != g { throw .guardMismatch }
         let st = n0.dataStat
         let isOwner = cred.isRoot || cred.uid == st.st_uid

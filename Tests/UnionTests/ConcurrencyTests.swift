@@ -21,7 +21,9 @@ import Testing
                         case 1: _ = try? u.readdir(dir, after: 0, as: root)
                         case 2:
                             if let (h, _) = try? u.lookup(dir, b("f\(i % 20)"), as: root) {
-                                _ = try? [UInt8](b("x")).withUnsafeBytes { try u.write(h, offset: UInt64(t), data: $0, stable: .unstable, as: root) }
+                                _ = try? [UInt8](b("x")).withUnsafeBytes {
+                                    try u.write(h, offset: UInt64(t), data: $0, stable: .unstable, as: root)
+                                }
                                 _ = try? u.read(h, offset: 0, count: 100, as: root)
                             }
                         case 3: _ = try? u.rename(from: dir, b("t\(t)-\(i - 3)"), to: dir, b("r\(t)-\(i)"), as: root)
@@ -70,7 +72,11 @@ import Testing
         let big = try u.h("big"), other = try u.h("other")
         let copying = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        u.whileCopying.withLock { $0 = { copying.signal(); release.wait() } }
+        u.whileCopying.withLock {
+            $0 = {
+                copying.signal(); release.wait()
+            }
+        }
         let writer = Task.detached {
             try [UInt8](b("W")).withUnsafeBytes { try u.write(big, offset: 0, data: $0, stable: .fileSync, as: root) }
         }

@@ -111,7 +111,9 @@ import Testing
             for i in 0..<16 {
                 g.addTask {
                     let byte = [UInt8(65 + i)]
-                    _ = try? byte.withUnsafeBytes { try u.write(h, offset: UInt64(i), data: $0, stable: .unstable, as: root) }
+                    _ = try? byte.withUnsafeBytes {
+                        try u.write(h, offset: UInt64(i), data: $0, stable: .unstable, as: root)
+                    }
                 }
             }
         }
@@ -178,7 +180,9 @@ import Testing
         #expect(try u.walk("null").1.rdev == DeviceNumber(major: 1, minor: 3))
         #expect(try u.walk("fifo").1.mode == 0o640)
         // Reading a fifo through the union never blocks: it is not a regular file.
-        #expect(throws: UnionError.invalid("not a regular file")) { try u.read(u.h("fifo"), offset: 0, count: 1, as: root) }
+        #expect(throws: UnionError.invalid("not a regular file")) {
+            try u.read(u.h("fifo"), offset: 0, count: 1, as: root)
+        }
     }
 }
 
@@ -191,7 +195,9 @@ import Testing
         let a = try u.setattr(u.h("big"), .init(size: size), guardCtime: nil, as: root)
         #expect(a.size == size)
         let data = try u.read(u.h("big"), offset: 0, count: 200, as: root).data
-        #expect(data == [UInt8](repeating: 0x61, count: Int(min(size, 50))) + [UInt8](repeating: 0, count: Int(size > 50 ? size - 50 : 0)))
+        #expect(
+            data == [UInt8](repeating: 0x61, count: Int(min(size, 50)))
+                + [UInt8](repeating: 0, count: Int(size > 50 ? size - 50 : 0)))
         #expect(f.read(f.lower(0) + "/big")?.count == 50)
     }
 }

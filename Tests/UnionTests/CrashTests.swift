@@ -131,8 +131,27 @@ import Testing
         #expect(try u.names("") == [])
     }
 
-    @Test(arguments: ["rename.afterCopyUp", "rename.afterPrepare", "rename.afterRename"],
-          [false, true])
+    @Test(arguments: ["remove.afterWhiteout", "remove.afterUnlink"])
+    func rmdirOfMergedDirectory(point: String) throws {
+        let f = Fixture()
+        f.file(f.lower(1) + "/d/x", "x")
+        f.mkdir(f.lower(0))
+        var u = try f.open(lowers: 2)
+        try u.remove(in: u.h("d"), b("x"), as: root)  // d now in the upper too, merged-empty
+        Self.crash(u, at: point) { try u.rmdir(in: u.rootHandle, b("d"), as: root) }
+        u = try f.open(lowers: 2)
+        if point == "remove.afterWhiteout" {
+            #expect(try u.names("d") == [])  // still there, still empty: its whiteouts are intact
+            try u.rmdir(in: u.rootHandle, b("d"), as: root)
+        }
+        #expect(try u.names("") == [])
+        _ = try u.mkdir(in: u.rootHandle, b("d"), attributes: .init(), as: root)
+        #expect(try u.names("d") == [])
+    }
+
+    @Test(
+        arguments: ["rename.afterCopyUp", "rename.afterPrepare", "rename.afterRename"],
+        [false, true])
     func renameOfLowerObject(point: String, isDirectory: Bool) throws {
         let f = Fixture()
         if isDirectory {

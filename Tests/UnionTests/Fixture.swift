@@ -25,29 +25,33 @@ final class Fixture: Sendable {
     func state() -> String { self.base + "/state" }
 
     func mkdir(_ path: String, mode: mode_t = 0o755) {
-        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                  withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
         Glibc.mkdir(path, mode)
         chmod(path, mode)
     }
 
     func file(_ path: String, _ content: String = "", mode: mode_t = 0o644, uid: uid_t = 0, gid: gid_t = 0) {
-        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                  withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: path, contents: Data(content.utf8))
         chown(path, uid, gid)
         chmod(path, mode)
     }
 
     func symlink(_ path: String, to target: String) {
-        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                  withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
         Glibc.symlink(target, path)
     }
 
     func overlayWhiteout(_ path: String) {
-        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                  withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
         _ = mknod(path, S_IFCHR | 0o600, 0)
     }
 
@@ -75,11 +79,14 @@ final class Fixture: Sendable {
         FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    func open(upper: Bool = true, lowers: Int = 1, state: Bool = false, cachedObjects: Int = 256) throws -> UnionNamespace {
+    func open(upper: Bool = true, lowers: Int = 1, state: Bool = false, cachedObjects: Int = 256) throws
+        -> UnionNamespace
+    {
         for i in 0..<lowers where !self.exists(self.lower(i)) { self.mkdir(self.lower(i)) }
-        return try UnionNamespace(upper: upper ? self.upper : nil, lowers: (0..<lowers).map { self.lower($0) },
-                                  stateDirectory: state ? self.state() : nil, cachedObjects: cachedObjects,
-                                  logger: Logger(label: "test"))
+        return try UnionNamespace(
+            upper: upper ? self.upper : nil, lowers: (0..<lowers).map { self.lower($0) },
+            stateDirectory: state ? self.state() : nil, cachedObjects: cachedObjects,
+            logger: Logger(label: "test"))
     }
 }
 
@@ -103,7 +110,8 @@ extension UnionNamespace {
     func h(_ path: String) throws(UnionError) -> ObjectHandle { try self.walk(path).0 }
 
     func names(_ path: String, as cred: Credentials = .root) throws(UnionError) -> [String] {
-        try self.readdir(self.h(path), after: 0, as: cred).entries.map { String(decoding: $0.name, as: UTF8.self) }.sorted()
+        try self.readdir(self.h(path), after: 0, as: cred).entries.map { String(decoding: $0.name, as: UTF8.self) }
+            .sorted()
     }
 
     func contents(_ path: String) throws(UnionError) -> String {
@@ -116,7 +124,9 @@ extension UnionNamespace {
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
         defer { buf.deallocate() }
         buf.copyBytes(from: bytes)
-        _ = try self.write(h, offset: offset, data: UnsafeRawBufferPointer(rebasing: buf[0..<bytes.count]), stable: .fileSync, as: cred)
+        _ = try self.write(
+            h, offset: offset, data: UnsafeRawBufferPointer(rebasing: buf[0..<bytes.count]), stable: .fileSync, as: cred
+        )
     }
 
     func mkfile(_ dir: String, _ name: String, _ text: String = "", as cred: Credentials = .root) throws(UnionError) {

@@ -106,7 +106,9 @@ import Testing
             try u.put("d/y", "Y")
             u.close()
             #expect(throws: UnionError.stale) { try u.getattr(u.rootHandle) }
-            #expect(throws: UnionError.readOnly) { try u.mkdir(in: u.rootHandle, b("z"), attributes: .init(), as: root) }
+            #expect(throws: UnionError.readOnly) {
+                try u.mkdir(in: u.rootHandle, b("z"), attributes: .init(), as: root)
+            }
             u.close()  // twice is fine
         }
         // Other suites run in parallel and open descriptors of their own: allow slack, catch a per-operation leak.

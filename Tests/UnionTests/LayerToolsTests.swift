@@ -10,7 +10,9 @@ import Testing
         var queue = [""]
         while let d = queue.popLast() {
             for e in try u.readdir(u.h(d), after: 0, as: root).entries {
-                let p = d.isEmpty ? String(decoding: e.name, as: UTF8.self) : d + "/" + String(decoding: e.name, as: UTF8.self)
+                let p =
+                    d.isEmpty
+                    ? String(decoding: e.name, as: UTF8.self) : d + "/" + String(decoding: e.name, as: UTF8.self)
                 let a = try u.walk(p).1
                 switch a.type {
                 case .directory:
@@ -53,7 +55,8 @@ import Testing
         #expect(throws: LayerToolError.self) { try LayerTools.promote(upper: f.upper, to: promoted) }
         #expect(!f.exists(promoted + "/layer.db-wal"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: promoted).sorted() == ["layer.db", "tree"])
-        let again = try UnionNamespace(upper: f.base + "/upper2", lowers: [promoted, f.lower(0)], logger: .init(label: "t"))
+        let again = try UnionNamespace(
+            upper: f.base + "/upper2", lowers: [promoted, f.lower(0)], logger: .init(label: "t"))
         #expect(try Self.tree(again) == expected)
         var s1 = stat(), s2 = stat()
         lstat(promoted + "/tree/keep/new", &s1)

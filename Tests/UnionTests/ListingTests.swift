@@ -102,3 +102,18 @@ import Testing
         #expect(try u.names("d") == ["b", "hard"])
     }
 }
+
+@Suite struct MountPointListingTests {
+    @Test func listingFileidOfMountPointMatchesLookup() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0) + "/mnt")
+        f.file(f.base + "/elsewhere/inside", "i")
+        guard mount(f.base + "/elsewhere", f.lower(0) + "/mnt", nil, UInt(MS_BIND), nil) == 0 else { return }
+        defer { umount(f.lower(0) + "/mnt") }
+        let u = try f.open()
+        let entry = try #require(u.readdir(u.rootHandle, after: 0, as: root).entries.first { $0.name == b("mnt") })
+        #expect(entry.fileid == (try u.walk("mnt").1.fileid))
+        #expect(try u.contents("mnt/inside") == "i")
+        u.close()
+    }
+}

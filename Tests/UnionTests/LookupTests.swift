@@ -118,7 +118,9 @@ import Testing
         let u = try f.open()
         let expected: UnionError = name.utf8.count > 255 ? .nameTooLong : .badName
         #expect(throws: expected) { try u.lookup(u.rootHandle, b(name), as: root) }
-        #expect(throws: expected) { try u.create(in: u.rootHandle, b(name), mode: .guarded, attributes: .init(), as: root) }
+        #expect(throws: expected) {
+            try u.create(in: u.rootHandle, b(name), mode: .guarded, attributes: .init(), as: root)
+        }
         #expect(throws: expected) { try u.mkdir(in: u.rootHandle, b(name), attributes: .init(), as: root) }
         #expect(throws: expected) { try u.remove(in: u.rootHandle, b(name), as: root) }
         #expect(throws: expected) { try u.rename(from: u.rootHandle, b(name), to: u.rootHandle, b("x"), as: root) }
@@ -145,11 +147,15 @@ import Testing
         #expect(throws: UnionError.notDirectory) { try u.walk("up/etc") }
         #expect(throws: (any Error).self) { try u.read(u.h("passwd"), offset: 0, count: 10, as: root) }
         #expect(throws: (any Error).self) { try u.put("passwd", "x") }
-        #expect(throws: UnionError.notDirectory) { try u.create(in: u.h("etc"), b("evil"), mode: .guarded, attributes: .init(), as: root) }
+        #expect(throws: UnionError.notDirectory) {
+            try u.create(in: u.h("etc"), b("evil"), mode: .guarded, attributes: .init(), as: root)
+        }
         #expect(!f.exists("/etc/evil"))
         // Upper symlinks too.
         _ = try u.symlink(in: u.rootHandle, b("tmp"), target: b("/tmp"), attributes: .init(), as: root)
-        #expect(throws: UnionError.notDirectory) { try u.mkdir(in: u.h("tmp"), b("evil-strata"), attributes: .init(), as: root) }
+        #expect(throws: UnionError.notDirectory) {
+            try u.mkdir(in: u.h("tmp"), b("evil-strata"), attributes: .init(), as: root)
+        }
         #expect(!f.exists("/tmp/evil-strata"))
     }
 }

@@ -97,7 +97,9 @@ import Testing
         model.files = [:]
         for (p, content) in files {
             let id = ids[p]!
-            if let ino = byFileid[id] { model.files[p] = ino } else {
+            if let ino = byFileid[id] {
+                model.files[p] = ino
+            } else {
                 let ino = model.newInode(content)
                 byFileid[id] = ino
                 model.files[p] = ino
@@ -136,8 +138,12 @@ import Testing
         // Hard links and OCI whiteouts in the lowers.
         for layer in 0..<2 {
             let existing = (FileManager.default.subpaths(atPath: f.lower(layer)) ?? []).sorted()
-            let regular = existing.filter { var st = stat(); return lstat(f.lower(layer) + "/" + $0, &st) == 0 && st.st_mode & S_IFMT == S_IFREG }
-            if let src = regular.randomElement(using: &rng), let dst = existing.filter({ !regular.contains($0) }).randomElement(using: &rng) {
+            let regular = existing.filter {
+                var st = stat(); return lstat(f.lower(layer) + "/" + $0, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
+            }
+            if let src = regular.randomElement(using: &rng),
+                let dst = existing.filter({ !regular.contains($0) }).randomElement(using: &rng)
+            {
                 link(f.lower(layer) + "/" + src, f.lower(layer) + "/" + dst + "/hl")
             }
         }
@@ -183,15 +189,25 @@ import Testing
                 if model.files[path] != nil {
                     model.files[path] = nil
                     model.fileids[path] = nil
-                } else if model.dirs.contains(path) { expected = .isDirectory } else { expected = .noEntry }
+                } else if model.dirs.contains(path) {
+                    expected = .isDirectory
+                } else {
+                    expected = .noEntry
+                }
                 run { try u.remove(in: u.h(dir), b(name), as: root) }
             case 4:  // rmdir
                 if model.dirs.contains(path) {
                     if model.children(path).isEmpty {
                         model.dirs.remove(path)
                         model.fileids[path] = nil
-                    } else { expected = .notEmpty }
-                } else if model.files[path] != nil { expected = .notDirectory } else { expected = .noEntry }
+                    } else {
+                        expected = .notEmpty
+                    }
+                } else if model.files[path] != nil {
+                    expected = .notDirectory
+                } else {
+                    expected = .noEntry
+                }
                 run { try u.rmdir(in: u.h(dir), b(name), as: root) }
             case 5, 6:  // rename
                 guard let src = all.randomElement(using: &rng) else { continue }
@@ -203,10 +219,13 @@ import Testing
                     expected = .invalid("cannot move a directory into itself")
                 } else if model.exists(path) {
                     let dstIsDir = model.dirs.contains(path)
-                    if srcIsDir && !dstIsDir { expected = .notDirectory }
-                    else if !srcIsDir && dstIsDir { expected = .isDirectory }
-                    else if dstIsDir && !model.children(path).isEmpty { expected = .notEmpty }
-                    else {
+                    if srcIsDir && !dstIsDir {
+                        expected = .notDirectory
+                    } else if !srcIsDir && dstIsDir {
+                        expected = .isDirectory
+                    } else if dstIsDir && !model.children(path).isEmpty {
+                        expected = .notEmpty
+                    } else {
                         model.files[path] = nil
                         model.dirs.remove(path)
                         model.fileids[path] = nil

@@ -13,8 +13,12 @@ import Testing
         #expect(throws: UnionError.accessDenied) { try u.mkfile("sys", "x", as: alice) }
         #expect(throws: UnionError.accessDenied) { try u.remove(in: u.h("sys"), b("conf"), as: alice) }
         #expect(throws: UnionError.accessDenied) { try u.put("sys/conf", "x", as: alice) }
-        #expect(throws: UnionError.notPermitted) { try u.setattr(u.h("sys/conf"), .init(mode: 0o777), guardCtime: nil, as: alice) }
-        #expect(throws: UnionError.notPermitted) { try u.setattr(u.h("sys/conf"), .init(uid: 1000), guardCtime: nil, as: alice) }
+        #expect(throws: UnionError.notPermitted) {
+            try u.setattr(u.h("sys/conf"), .init(mode: 0o777), guardCtime: nil, as: alice)
+        }
+        #expect(throws: UnionError.notPermitted) {
+            try u.setattr(u.h("sys/conf"), .init(uid: 1000), guardCtime: nil, as: alice)
+        }
         #expect(try u.contents("sys/conf") == "c")
         #expect(!f.exists(f.upper + "/tree/sys"))  // nothing copied up for denied calls
         let acc = try u.access(u.h("sys"), .all, as: alice)
@@ -48,11 +52,16 @@ import Testing
         let (_, sd) = try u.mkdir(in: u.h("shared"), b("sub"), attributes: .init(mode: 0o750), as: alice)
         #expect(sd.gid == 500 && sd.mode == 0o2750)
         #expect(throws: UnionError.notPermitted) {
-            try u.mknod(in: u.h("home"), b("dev"), type: .characterDevice, rdev: .init(major: 1, minor: 3), attributes: .init(), as: alice)
+            try u.mknod(
+                in: u.h("home"), b("dev"), type: .characterDevice, rdev: .init(major: 1, minor: 3), attributes: .init(),
+                as: alice)
         }
-        let (_, fifo) = try u.mknod(in: u.h("home"), b("fifo"), type: .fifo, rdev: .init(major: 0, minor: 0), attributes: .init(), as: alice)
+        let (_, fifo) = try u.mknod(
+            in: u.h("home"), b("fifo"), type: .fifo, rdev: .init(major: 0, minor: 0), attributes: .init(), as: alice)
         #expect(fifo.type == .fifo && fifo.uid == 1000)
-        let (_, dev) = try u.mknod(in: u.h("home"), b("null"), type: .characterDevice, rdev: .init(major: 1, minor: 3), attributes: .init(), as: root)
+        let (_, dev) = try u.mknod(
+            in: u.h("home"), b("null"), type: .characterDevice, rdev: .init(major: 1, minor: 3), attributes: .init(),
+            as: root)
         #expect(dev.rdev == DeviceNumber(major: 1, minor: 3))
     }
 
@@ -121,11 +130,17 @@ import Testing
         f.mkdir(f.lower(0), mode: 0o1777)
         let u = try f.open()
         #expect(try u.getattr(u.rootHandle).mode == 0o1777)
-        let (h1, _) = try u.create(in: u.rootHandle, b("x"), mode: .exclusive(verifier: 42), attributes: .init(), as: alice)
-        let (h2, _) = try u.create(in: u.rootHandle, b("x"), mode: .exclusive(verifier: 42), attributes: .init(), as: alice)
+        let (h1, _) = try u.create(
+            in: u.rootHandle, b("x"), mode: .exclusive(verifier: 42), attributes: .init(), as: alice)
+        let (h2, _) = try u.create(
+            in: u.rootHandle, b("x"), mode: .exclusive(verifier: 42), attributes: .init(), as: alice)
         #expect(h1 == h2)
-        #expect(throws: UnionError.exists) { try u.create(in: u.rootHandle, b("x"), mode: .exclusive(verifier: 7), attributes: .init(), as: alice) }
-        #expect(throws: UnionError.exists) { try u.create(in: u.rootHandle, b("x"), mode: .guarded, attributes: .init(), as: alice) }
+        #expect(throws: UnionError.exists) {
+            try u.create(in: u.rootHandle, b("x"), mode: .exclusive(verifier: 7), attributes: .init(), as: alice)
+        }
+        #expect(throws: UnionError.exists) {
+            try u.create(in: u.rootHandle, b("x"), mode: .guarded, attributes: .init(), as: alice)
+        }
         try u.put("x", "content")
         let (h3, a3) = try u.create(in: u.rootHandle, b("x"), mode: .unchecked, attributes: .init(size: 0), as: root)
         #expect(h3 == h1 && a3.size == 0)

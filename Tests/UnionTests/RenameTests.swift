@@ -34,7 +34,9 @@ import Testing
         _ = try u.mkdir(in: u.rootHandle, b("dst"), attributes: .init(), as: root)
         try u.rename(from: u.rootHandle, b("src"), to: u.h("dst"), b("moved"), as: root)
         #expect(throws: UnionError.noEntry) { try u.walk("src") }
-        let after = try ["dst/moved", "dst/moved/deep", "dst/moved/deep/file", "dst/moved/top"].map { try u.walk($0).1.fileid }
+        let after = try ["dst/moved", "dst/moved/deep", "dst/moved/deep/file", "dst/moved/top"].map {
+            try u.walk($0).1.fileid
+        }
         #expect(before == after)
         #expect(try u.contents("dst/moved/deep/file") == "F")
         #expect(try u.names("dst/moved") == (multiLayer ? ["deep", "mid", "top"] : ["deep", "top"]))
@@ -72,9 +74,15 @@ import Testing
         try u.rename(from: u.rootHandle, b("f1"), to: u.rootHandle, b("f2"), as: root)
         #expect(try u.contents("f2") == "one")
         #expect(try u.walk("f2").1.fileid == f1)
-        #expect(throws: UnionError.isDirectory) { try u.rename(from: u.rootHandle, b("f2"), to: u.rootHandle, b("emptydir"), as: root) }
-        #expect(throws: UnionError.notDirectory) { try u.rename(from: u.rootHandle, b("d1"), to: u.rootHandle, b("f2"), as: root) }
-        #expect(throws: UnionError.notEmpty) { try u.rename(from: u.rootHandle, b("d1"), to: u.rootHandle, b("full"), as: root) }
+        #expect(throws: UnionError.isDirectory) {
+            try u.rename(from: u.rootHandle, b("f2"), to: u.rootHandle, b("emptydir"), as: root)
+        }
+        #expect(throws: UnionError.notDirectory) {
+            try u.rename(from: u.rootHandle, b("d1"), to: u.rootHandle, b("f2"), as: root)
+        }
+        #expect(throws: UnionError.notEmpty) {
+            try u.rename(from: u.rootHandle, b("d1"), to: u.rootHandle, b("full"), as: root)
+        }
         #expect(throws: UnionError.invalid("cannot move a directory into itself")) {
             try u.rename(from: u.rootHandle, b("d1"), to: u.h("d1"), b("self"), as: root)
         }
@@ -99,5 +107,32 @@ import Testing
         try u.remove(in: u.h("target"), b("old"), as: root)
         try u.rename(from: u.rootHandle, b("fresh"), to: u.rootHandle, b("target"), as: root)
         #expect(try u.names("target") == ["new"])
+    }
+
+    @Test func nestedRenamesThroughRedirects() throws {
+        let f = Fixture()
+        f.file(f.lower(1) + "/A/sub/deep/file", "F")
+        f.file(f.lower(1) + "/A/x", "X")
+        f.file(f.lower(0) + "/A/sub/mid", "M")
+        let u = try f.open(lowers: 2)
+        let ids = try ["A/sub", "A/sub/deep/file", "A/sub/mid"].map { try u.walk($0).1.fileid }
+        try u.rename(from: u.rootHandle, b("A"), to: u.rootHandle, b("B"), as: root)
+        try u.rename(from: u.h("B"), b("sub"), to: u.rootHandle, b("C"), as: root)
+        #expect(try u.names("B") == ["x"])
+        #expect(try u.names("C") == ["deep", "mid"])
+        #expect(try ["C", "C/deep/file", "C/mid"].map { try u.walk($0).1.fileid } == ids)
+        // A whiteout inside a redirected directory, and a new directory where the old name was.
+        try u.remove(in: u.h("C/deep"), b("file"), as: root)
+        #expect(try u.names("C/deep") == [])
+        _ = try u.mkdir(in: u.rootHandle, b("A"), attributes: .init(), as: root)
+        #expect(try u.names("A") == [])
+        try u.rename(from: u.rootHandle, b("C"), to: u.h("A"), b("sub"), as: root)
+        #expect(try u.names("A/sub") == ["deep", "mid"])
+        #expect(try u.names("A/sub/deep") == [])
+        #expect(try u.names("") == ["A", "B"])
+        u.close()
+        let again = try f.open(lowers: 2)
+        #expect(try again.names("A/sub") == ["deep", "mid"])
+        #expect(try again.walk("A/sub/mid").1.fileid == ids[2])
     }
 }

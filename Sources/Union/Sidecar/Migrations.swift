@@ -34,8 +34,11 @@ enum SidecarMigrations {
                 t.column("isIndexed", .boolean).notNull().defaults(to: false)
                 t.column("lowerLinkCount", .integer).notNull().defaults(to: 1)
             }
-            try db.create(index: "identity_origin", on: IdentityRecord.databaseTableName, columns: ["originLayer", "originIno"], unique: true)
-            try db.create(index: "identity_upper", on: IdentityRecord.databaseTableName, columns: ["upperIno"], unique: true)
+            try db.create(
+                index: "identity_origin", on: IdentityRecord.databaseTableName, columns: ["originLayer", "originIno"],
+                unique: true)
+            try db.create(
+                index: "identity_upper", on: IdentityRecord.databaseTableName, columns: ["upperIno"], unique: true)
             try db.create(table: VerifierRecord.databaseTableName) { t in
                 t.primaryKey("fileid", .integer)
                 t.column("verifier", .integer).notNull()

@@ -83,4 +83,3 @@ struct LayerRecords: Sendable {
         self.whiteouts[dirIno]?.contains(name) ?? false
     }
 }
-

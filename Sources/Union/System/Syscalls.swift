@@ -21,15 +21,20 @@ enum Sys {
         let ma = UInt64(major), mi = UInt64(minor)
         return dev_t((ma & 0xfff) << 8 | (ma & ~0xfff) << 32 | (mi & 0xff) | (mi & ~0xff) << 12)
     }
-    static func major(_ d: dev_t) -> UInt32 { UInt32(truncatingIfNeeded: ((d >> 32) & 0xffff_f000) | ((d >> 8) & 0xfff)) }
+    static func major(_ d: dev_t) -> UInt32 {
+        UInt32(truncatingIfNeeded: ((d >> 32) & 0xffff_f000) | ((d >> 8) & 0xfff))
+    }
     static func minor(_ d: dev_t) -> UInt32 { UInt32(truncatingIfNeeded: ((d >> 12) & 0xffff_ff00) | (d & 0xff)) }
 
     // GNU functions not exported by the Glibc module, resolved once.
-    typealias CopyFileRangeFn = @convention(c) (CInt, UnsafeMutablePointer<Int64>?, CInt, UnsafeMutablePointer<Int64>?, Int, CUnsignedInt) -> Int
+    typealias CopyFileRangeFn =
+        @convention(c) (CInt, UnsafeMutablePointer<Int64>?, CInt, UnsafeMutablePointer<Int64>?, Int, CUnsignedInt) ->
+        Int
     typealias FGetXattrFn = @convention(c) (CInt, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
     typealias FListXattrFn = @convention(c) (CInt, UnsafeMutablePointer<CChar>?, Int) -> Int
     typealias FSetXattrFn = @convention(c) (CInt, UnsafePointer<CChar>, UnsafeRawPointer?, Int, CInt) -> CInt
-    typealias Renameat2Fn = @convention(c) (CInt, UnsafePointer<CChar>, CInt, UnsafePointer<CChar>, CUnsignedInt) -> CInt
+    typealias Renameat2Fn =
+        @convention(c) (CInt, UnsafePointer<CChar>, CInt, UnsafePointer<CChar>, CUnsignedInt) -> CInt
 
     struct GNU: @unchecked Sendable {  // immutable after init: function pointers only
         let copyFileRange: CopyFileRangeFn?
@@ -74,7 +79,9 @@ enum Sys {
 
     /// Runs `body` until it does not fail with EINTR; returns its result or throws the mapped error.
     @inline(__always)
-    static func retry<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T) throws(UnionError) -> T {
+    static func retry<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T)
+        throws(UnionError) -> T
+    {
         while true {
             let r = body()
             if r >= 0 { return r }
@@ -85,7 +92,9 @@ enum Sys {
     }
 
     /// Like `retry` but returns `nil` for ENOENT.
-    static func retryOrMissing<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T) throws(UnionError) -> T? {
+    static func retryOrMissing<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T)
+        throws(UnionError) -> T?
+    {
         while true {
             let r = body()
             if r >= 0 { return r }
