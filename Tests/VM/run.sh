@@ -63,9 +63,19 @@ trap 'log "interrupted"; exit 2' INT TERM
 
 # results
 RESULTS=$WORK/results.tsv; : >"$RESULTS"
+# Known server bugs (Tests/VM/known-failures.txt, "SUITE STEP  # why"): such a step failing is
+# reported as XFAIL and does not fail the run; passing, it is reported as XPASS (remove the line).
+KNOWN=$VM_DIR/known-failures.txt
+is_known() { [ -f "$KNOWN" ] && grep -qE "^[[:space:]]*$1[[:space:]]+$2([[:space:]]|\$)" "$KNOWN"; }
+VM_FAILS=0
 record() { # SUITE STEP OK|FAIL [DETAIL]
-  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$RESULTS"
-  printf '  %-14s %-46s %s %s\n' "[$1]" "$2" "$3" "${4:-}"
+  local st=$3
+  if is_known "$1" "$2"; then
+    case $st in FAIL) st=XFAIL ;; OK) st=XPASS ;; esac
+  fi
+  [ "$st" = FAIL ] || [ "$st" = XFAIL ] && VM_FAILS=$((VM_FAILS+1))
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$st" "${4:-}" >>"$RESULTS"
+  printf '  %-14s %-46s %s %s\n' "[$1]" "$2" "$st" "${4:-}"
 }
 TIMES=$WORK/times.tsv; : >"$TIMES"
 timing() { printf '%s\t%s\n' "$1" "$2" >>"$TIMES"; log "time: $1 = $2"; }
@@ -126,6 +136,7 @@ vm_scan() {
 vm_watch() {
   local S=$1 name=$2 tmo=$3 serial=$WORK/$2.serial t0 n=0 deadline
   t0=$VM_T0; deadline=$(( t0 + tmo*1000 )); VM_EXIT=none
+  local fails0=$VM_FAILS
   while :; do
     vm_scan
     kill -0 "$VM_PID" 2>/dev/null || { sleep 0.2; vm_scan; break; }
@@ -143,8 +154,10 @@ vm_watch() {
   fi
   if [ "$VM_EXIT" = none ]; then
     record "$S" "$name-guest-exit" FAIL "no GUEST-EXIT line (serial: $serial)"; tail -n 25 "$serial" | sed 's/^/    > /'
-  elif [ "$VM_EXIT" != 0 ]; then
-    record "$S" "$name-guest-exit" FAIL "guest exit status $VM_EXIT"
+  elif [ "$VM_EXIT" != 0 ] && [ "$VM_FAILS" = "$fails0" ]; then
+    record "$S" "$name-guest-exit" FAIL "guest exit status $VM_EXIT without a failed step"
+  elif [ "$VM_EXIT" != 0 ]; then  # the guest ran to its end; its failed steps are recorded above
+    record "$S" "$name-guest-exit" OK "$(( VM_WALL_MS/1000 )).$(( VM_WALL_MS%1000/100 ))s, guest exit $VM_EXIT: $((VM_FAILS-fails0)) failed step(s) above"
   else
     record "$S" "$name-guest-exit" OK "$(( VM_WALL_MS/1000 )).$(( VM_WALL_MS%1000/100 ))s"
   fi
@@ -326,14 +339,19 @@ done
 timing "whole VM suite (in namespace)" "$(elapsed "$T1")"
 timing "whole VM suite incl. prepare" "$(elapsed "$STRATA_VM_T0")"
 
-passed=$(awk -F'\t' '$3=="OK"' "$RESULTS" | wc -l)
-failed=$(awk -F'\t' '$3!="OK"' "$RESULTS" | wc -l)
+passed=$(awk -F'\t' '$3=="OK" || $3=="XPASS"' "$RESULTS" | wc -l)
+failed=$(awk -F'\t' '$3=="FAIL"' "$RESULTS" | wc -l)
+known=$(awk -F'\t' '$3=="XFAIL" || $3=="XPASS"' "$RESULTS" | wc -l)
 echo
 echo "---- VM suite timings"
 column -t -s $'\t' "$TIMES" 2>/dev/null || cat "$TIMES"
+if [ "$known" -gt 0 ]; then
+  echo "---- known server bugs ($KNOWN): XFAIL still failing, XPASS passed this run (once it keeps passing, remove its line)"
+  awk -F'\t' '$3=="XFAIL" || $3=="XPASS" {printf "  [%s] %s %s %s\n", $1, $2, $3, $4}' "$RESULTS"
+fi
 if [ "$failed" -gt 0 ]; then
   echo "---- FAILED steps"
-  awk -F'\t' '$3!="OK" {printf "  [%s] %s %s %s\n", $1, $2, $3, $4}' "$RESULTS"
+  awk -F'\t' '$3=="FAIL" {printf "  [%s] %s %s %s\n", $1, $2, $3, $4}' "$RESULTS"
   echo "(logs and serial consoles kept in $WORK)"
 else
   [ -n "${STRATA_VM_KEEP:-}" ] && echo "(work dir kept: $WORK)" || rm -rf "$WORK"
