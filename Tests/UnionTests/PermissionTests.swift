@@ -145,4 +145,61 @@ import Testing
         let (h3, a3) = try u.create(in: u.rootHandle, b("x"), mode: .unchecked, attributes: .init(size: 0), as: root)
         #expect(h3 == h1 && a3.size == 0)
     }
+
+    @Test func hardLinkingOthersFilesIsProtected() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0) + "/pub", mode: 0o777)
+        f.file(f.lower(0) + "/pub/bobs-secret", "s", mode: 0o600, uid: 1001, gid: 1001)
+        f.file(f.lower(0) + "/pub/shared", "s", mode: 0o666, uid: 1001, gid: 1001)
+        f.file(f.lower(0) + "/pub/setuid", "s", mode: 0o4777, uid: 1001, gid: 1001)
+        let u = try f.open()
+        let pub = try u.h("pub")
+        #expect(throws: UnionError.notPermitted) { try u.link(u.h("pub/bobs-secret"), in: pub, b("l1"), as: alice) }
+        #expect(throws: UnionError.notPermitted) { try u.link(u.h("pub/setuid"), in: pub, b("l2"), as: alice) }
+        #expect(try u.link(u.h("pub/shared"), in: pub, b("l3"), as: alice).nlink == 2)
+        #expect(try u.link(u.h("pub/bobs-secret"), in: pub, b("l4"), as: bob).nlink == 2)
+        #expect(try u.link(u.h("pub/bobs-secret"), in: pub, b("l5"), as: root).nlink == 3)
+        #expect(throws: UnionError.isDirectory) { try u.link(pub, in: pub, b("l6"), as: root) }
+    }
+
+    @Test func movingADirectoryAcrossParentsNeedsWriteOnIt() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0) + "/a", mode: 0o777)
+        f.mkdir(f.lower(0) + "/b", mode: 0o777)
+        f.mkdir(f.lower(0) + "/a/rootdir", mode: 0o755)
+        let u = try f.open()
+        #expect(throws: UnionError.accessDenied) {
+            try u.rename(from: u.h("a"), b("rootdir"), to: u.h("b"), b("moved"), as: alice)
+        }
+        try u.rename(from: u.h("a"), b("rootdir"), to: u.h("a"), b("renamed"), as: alice)  // same parent: fine
+        #expect(try u.names("a") == ["renamed"])
+    }
+
+    @Test func searchPermissionNeededToChangeADirectory() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0) + "/wonly", mode: 0o777)
+        f.file(f.lower(0) + "/wonly/x", "x")
+        chmod(f.lower(0) + "/wonly", 0o666)
+        let u = try f.open()
+        let d = try u.h("wonly")
+        #expect(throws: UnionError.accessDenied) { try u.remove(in: d, b("x"), as: alice) }
+        #expect(throws: UnionError.accessDenied) { try u.create(in: d, b("y"), mode: .guarded, attributes: .init(), as: alice) }
+    }
+
+    @Test func ownerKeepsAccessThroughNFSOverride() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0), mode: 0o777)
+        let u = try f.open()
+        let (h, _) = try u.create(in: u.rootHandle, b("ro"), mode: .guarded, attributes: .init(mode: 0o444), as: alice)
+        // cp/tar create 0444 files then write them: the owner may (knfsd owner override); ACCESS still says no.
+        _ = try [UInt8](b("data")).withUnsafeBytes { try u.write(h, offset: 0, data: $0, stable: .fileSync, as: alice) }
+        #expect(try u.access(h, [.read, .modify], as: alice) == [.read])
+        #expect(throws: UnionError.accessDenied) {
+            try [UInt8](b("x")).withUnsafeBytes { try u.write(h, offset: 0, data: $0, stable: .fileSync, as: bob) }
+        }
+        // Set-group-id is dropped when the owner is not in the file's group.
+        _ = try u.setattr(h, .init(gid: 1000), guardCtime: nil, as: root)
+        let a = try u.setattr(h, .init(mode: 0o2755), guardCtime: nil, as: Credentials(uid: 1000, gid: 5, groups: []))
+        #expect(a.mode == 0o755)
+    }
 }
