@@ -15,7 +15,9 @@ ALL_SUITES="smoke mount-explicit mount-builtin mount-rpcbind restart pxe"
 if [ -z "${STRATA_VM_IN_NS:-}" ]; then
   [ "$(id -u)" = 0 ] || die "run as root (needs unshare and apt-get)"
   T0=$(now_ms)
-  bash "$VM_DIR/prepare.sh" || die "prepare failed"
+  STRATA_VM_ENV=$(mktemp /tmp/strata-vm-env.XXXXXX)
+  trap 'rm -f "$STRATA_VM_ENV"' EXIT
+  bash "$VM_DIR/prepare.sh" "$STRATA_VM_ENV" || die "prepare failed"
   log "prepare: $(elapsed "$T0")"
   if [ "${STRATA_VM_SERVER:-strata}" = strata ]; then
     case " ${*:-$ALL_SUITES} " in *" smoke "*) ;; esac
@@ -25,16 +27,17 @@ if [ -z "${STRATA_VM_IN_NS:-}" ]; then
       STRATA_BIN=$(realpath "$STRATA_BIN")
     fi
   fi
-  export STRATA_BIN=${STRATA_BIN:-} STRATA_VM_T0=$T0 STRATA_VM_IN_NS=1
+  export STRATA_BIN=${STRATA_BIN:-} STRATA_VM_T0=$T0 STRATA_VM_IN_NS=1 STRATA_VM_ENV
   timeout -k 10 "${STRATA_VM_TIMEOUT:-2400}" \
     unshare --net --mount --pid --mount-proc --fork --kill-child=TERM bash "$0" "$@"
   rc=$?
+  rm -f "$STRATA_VM_ENV"
   [ $rc = 124 ] && log "the VM suite hit its overall timeout (${STRATA_VM_TIMEOUT:-2400} s)"
   exit $rc
 fi
 
 # ---- inside the namespace -------------------------------------------------------------------
-. "$CACHE/env"
+. "${STRATA_VM_ENV:-$CACHE/env}"
 . "$VM_DIR/host/servers.sh"
 . "$VM_DIR/host/fixtures.sh"
 . "$VM_DIR/host/check-upper.sh"
