@@ -51,6 +51,11 @@ check rename-lower-dir-rc 0 $rc
 check rename-lower-dir-content "deep file|top" "$(cat dir2moved/sub/deep.txt 2>&1)|$(cat dir2moved/top.txt 2>&1)"
 [ ! -e dir2only ] && ok rename-lower-dir-source-gone || bad rename-lower-dir-source-gone
 check rename-lower-dir-keeps-fileid "$ino_before" "$(stat -c %i dir2moved/sub/deep.txt)"
+# a directory merged from all three layers
+mv merged merged-moved; check rename-merged-dir-rc 0 $?
+check rename-merged-dir-content "m1 m2 mu m2sub" "$(cat merged-moved/m1.txt merged-moved/m2.txt merged-moved/mu.txt merged-moved/sub/deep2.txt 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+check rename-merged-dir-listing "m1.txt m2.txt mu.txt sub" "$(ls merged-moved | tr '\n' ' ' | sed 's/ $//')"
+[ ! -e merged ] && ok rename-merged-dir-source-gone || bad rename-merged-dir-source-gone
 
 # --- hard links and symlinks
 ln created2.txt created-link
@@ -76,10 +81,11 @@ rm -rf rmdir; check rm-rf-merged-dir 0 $?
 mkdir rmdir; check mkdir-after-rm-rf-empty "" "$(ls -A rmdir)"
 
 step remount-2 remount
-gone=""; for f in rmme.txt gone1.txt common/only2.txt ren-lower.txt dir2only created.txt newdir; do [ -e "$f" ] && gone="$gone $f"; done
+gone=""; for f in rmme.txt gone1.txt common/only2.txt ren-lower.txt dir2only created.txt newdir merged; do [ -e "$f" ] && gone="$gone $f"; done
 check removed-stay-gone-after-remount "" "$gone"
 check removed-not-listed "" "$(ls -a . common | grep -E '^(rmme.txt|gone1.txt|only2.txt|ren-lower.txt|dir2only)$')"
 check rmdir-empty-after-remount "" "$(ls -A rmdir)"
+check rename-merged-dir-after-remount "m1.txt m2.txt mu.txt sub|m2sub|" "$(ls merged-moved | tr '\n' ' ' | sed 's/ $//')|$(cat merged-moved/sub/deep2.txt)|$(ls -d merged 2>/dev/null)"
 check chmod-chown-after-remount "640 1234 5678" "$(stat -c '%a %u %g' chmod.txt)"
 sums2() { for f in created2.txt rand.bin common/a.txt trunc.txt; do echo "$(md5sum <$f)"; done; }
 check readback-after-remount-2 "$(cut -d' ' -f2- /tmp/sums.before)" "$(sums2)"

@@ -22,17 +22,18 @@ check_upper() {
   expect upper-symlink sym.txt "common/a.txt" "$(readlink "$T/sym.txt")"
   expect upper-rmdir-recreated-empty rmdir "directory:" "$(srv_attr rmdir %F):$(ls -A "$T/rmdir" 2>/dev/null)"
   expect upper-renamed-dir dir2moved "directory" "$(srv_attr dir2moved %F)"
+  expect upper-renamed-merged-dir merged-moved "directory" "$(srv_attr merged-moved %F)"
   expect upper-big-untouched big "3000" "$(ls "$T/big" | wc -l)"
   # nothing that must be gone is in the upper tree
   local present=""
-  for p in created.txt ren-lower.txt rmme.txt gone1.txt common/only2.txt common/only1.txt dir2only newdir rmdir/l1a rmdir/l2a; do
+  for p in created.txt ren-lower.txt rmme.txt gone1.txt common/only2.txt common/only1.txt dir2only newdir rmdir/l1a rmdir/l2a merged; do
     [ -e "$T/$p" ] || [ -L "$T/$p" ] && present="$present $p"
   done
   expect upper-no-removed-names "" "" "$present"
   # exactly the expected changes: every path in tree/ is expected or an allowed parent/alias
   local extra
   extra=$(cd "$T" && find . -mindepth 1 | sed 's#^\./##' | grep -vxE \
-    'big|big/f0(7|8|9)[0-9]{3}|upper-only\.txt|created2\.txt|created-link|rand\.bin|common|common/a\.txt|trunc\.txt|renamed\.txt|chmod\.txt|owned\.txt|rootfile\.txt|hl|hl/x|hl/x2|hl/y|sym\.txt|newdir2|newdir2/inner\.txt|rmdir|dir2moved(/.*)?' | head -20 | tr '\n' ' ')
+    'big|big/f0(7|8|9)[0-9]{3}|upper-only\.txt|created2\.txt|created-link|rand\.bin|common|common/a\.txt|trunc\.txt|renamed\.txt|chmod\.txt|owned\.txt|rootfile\.txt|hl|hl/x|hl/x2|hl/y|sym\.txt|newdir2|newdir2/inner\.txt|rmdir|dir2moved(/.*)?|merged-moved(/.*)?' | head -20 | tr '\n' ' ')
   expect upper-exactly-expected-changes "unexpected paths" "" "$extra"
   # lowers are never written
   { manifest "$FIX/lower1"; manifest "$FIX/lower2"; } >"$WORK/lowers.after"
@@ -50,7 +51,7 @@ check_upper() {
   else
     record "$S" whiteouts FAIL "no layer.db and no 'strata layer inspect'"; return
   fi
-  for p in rmme.txt gone1.txt only2.txt ren-lower.txt dir2only; do
+  for p in rmme.txt gone1.txt only2.txt ren-lower.txt dir2only merged; do
     grep -q -- "$p" "$report" && record "$S" "whiteout:$p" OK "($how)" || record "$S" "whiteout:$p" FAIL "not in $how output ($report)"
   done
 }

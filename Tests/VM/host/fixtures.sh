@@ -18,6 +18,7 @@ make_union_fixture() {
     echo chmod >chmod.txt; chmod 0644 chmod.txt
     echo 0123456789abcdef >trunc.txt
     echo "rename me" >ren-lower.txt
+    mkdir -p merged/sub; echo m2 >merged/m2.txt; echo m2sub >merged/sub/deep2.txt
     cd big && for ((i=0; i<5000; i++)); do printf 'f%05d\n' $i; done | xargs touch )
   ( cd "$D/lower1"
     mkdir -p common big rmdir
@@ -25,10 +26,12 @@ make_union_fixture() {
     echo "only in lower1" >common/only1.txt
     echo l1a >rmdir/l1a
     echo "gone" >gone1.txt
+    mkdir -p merged; echo m1 >merged/m1.txt
     cd big && for ((i=3000; i<8000; i++)); do printf 'f%05d\n' $i; done | xargs touch )
   ( cd "$D/upper/tree"
     mkdir -p big
     echo upper >upper-only.txt
+    mkdir -p merged; echo mu >merged/mu.txt
     cd big && for ((i=7000; i<10000; i++)); do printf 'f%05d\n' $i; done | xargs touch )
   chown -R 0:0 "$D"
 }
