@@ -202,4 +202,19 @@ import Testing
         let a = try u.setattr(h, .init(mode: 0o2755), guardCtime: nil, as: Credentials(uid: 1000, gid: 5, groups: []))
         #expect(a.mode == 0o755)
     }
+
+    @Test func touchNeedsOwnershipOrWritePermission() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/groupw", "g", mode: 0o664, uid: 0, gid: 100)
+        f.file(f.lower(0) + "/readonly", "r", mode: 0o644, uid: 0, gid: 100)
+        let u = try f.open()
+        // "now" needs write permission (bob is in group 100); explicit times need ownership.
+        _ = try u.setattr(u.h("groupw"), .init(atime: .serverTime, mtime: .serverTime), guardCtime: nil, as: bob)
+        #expect(throws: UnionError.notPermitted) {
+            try u.setattr(u.h("groupw"), .init(mtime: .clientTime(.init(seconds: 1, nanoseconds: 0))), guardCtime: nil, as: bob)
+        }
+        #expect(throws: UnionError.accessDenied) {
+            try u.setattr(u.h("readonly"), .init(mtime: .serverTime), guardCtime: nil, as: bob)
+        }
+    }
 }
