@@ -11,6 +11,9 @@ VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$VM_DIR/lib.sh"
 ALL_SUITES="smoke mount-explicit mount-builtin mount-rpcbind restart restart-busy pxe"
 
+case "${1:-}" in -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+for s in "$@"; do case " $ALL_SUITES " in *" $s "*) ;; *) die "unknown suite '$s' (suites: $ALL_SUITES)";; esac; done
+
 # ---- outside the namespace: prepare, then re-enter in a new net+mount namespace -------------
 if [ -z "${STRATA_VM_IN_NS:-}" ]; then
   [ "$(id -u)" = 0 ] || die "run as root (needs unshare and apt-get)"
