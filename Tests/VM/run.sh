@@ -4,14 +4,15 @@
 #
 #   STRATA_BIN=/path/to/strata bash Tests/VM/run.sh [SUITE ...]
 #
-# SUITES: smoke mount-explicit mount-builtin mount-rpcbind restart restart-busy pxe (default: all)
+# SUITES: smoke mount-explicit mount-builtin mount-rpcbind restart restart-busy pxe
+#         diskless-address                                              (default: all)
 # See Tests/VM/README.md. Exit status: 0 all steps OK, 1 a step failed, 2 harness error.
 set -uo pipefail
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$VM_DIR/lib.sh"
-ALL_SUITES="smoke mount-explicit mount-builtin mount-rpcbind restart restart-busy pxe"
+ALL_SUITES="smoke mount-explicit mount-builtin mount-rpcbind restart restart-busy pxe diskless-address"
 
-case "${1:-}" in -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 for s in "$@"; do case " $ALL_SUITES " in *" $s "*) ;; *) die "unknown suite '$s' (suites: $ALL_SUITES)";; esac; done
 
 # ---- outside the namespace: prepare, then re-enter in a new net+mount namespace -------------
@@ -182,7 +183,7 @@ vm_boot() {
   VM_T0=$(now_ms)
   "$QEMU" -accel tcg -m "$VM_MEM" -smp 1 -nographic -no-reboot -monitor none \
     -kernel "$KERNEL" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1 $append" \
-    -netdev "$(netdev_arg)" -device virtio-net-pci,netdev=n0 \
+    -netdev "$(netdev_arg)" -device "virtio-net-pci,netdev=n0${VM_MAC:+,mac=$VM_MAC}" \
     -serial "file:$WORK/$name.serial" </dev/null >"$WORK/logs/qemu-$name.log" 2>&1 &
   VM_PID=$!; echo "$VM_PID" >"$WORK/pids/vm"
   vm_watch "$S" "$name" "$tmo"
@@ -287,7 +288,7 @@ EOT
   fi
   VM_MARK=""
 }
-pxe_state() { tr -d '\r' <"$WORK/$1.serial" | grep '^STATE ' | tail -1; }
+pxe_state() { tr -d '\r' <"$WORK/$1.serial" | sed -n 's/.*\(STATE .*\)/\1/p' | tail -1; }
 
 suite_pxe() {
   local S=pxe cfg=$WORK/pxe.toml np=2049 mp=20048 st
@@ -328,6 +329,49 @@ suite_pxe() {
   [ -n "$c1" ] && [ -n "$c2" ] && [ "${c1%%/tree/*}" != "${c2%%/tree/*}" ] && record $S separate-uppers OK || record $S separate-uppers FAIL
 }
 
+# Diskless clients told apart by address (client_key = "address", the default): on the tap
+# each guest has its own address, so the server sees 10.0.2.21 and 10.0.2.22, not 127.0.0.1.
+# Direct kernel boot (the PXE path is the pxe suite's), root on NFS, the same image and checks.
+diskless_address_boot() { # NAME HOST IP MAC
+  VM_MAC=$4; VM_STEP_PREFIX="$1/"
+  vm_boot diskless-address "$1" 300 "$INITRD" "strata.mode=nfsroot strata.net=static strata.ip=$3 strata.host=$2 strata.root=10.0.2.2:/diskless strata.nfsopts=vers=3,nolock,proto=tcp strata.init=/sbin/init"
+  VM_MAC=""; VM_STEP_PREFIX=""
+}
+suite_diskless_address() {
+  local S=diskless-address cfg=$WORK/diskless-address.toml np=2049 mp=20048 st
+  if [ "$TAP_OK" != 1 ]; then record $S tap-device FAIL "no tap device in the namespace"; return; fi
+  [ "$SERVER_KIND" = strata ] || { record $S skipped OK "per-client uppers need strata"; return; }
+  VM_NET=tap
+  make_diskless_image "$WORK/image-a"; manifest "$WORK/image-a" >"$WORK/image-a.manifest"
+  rm -rf "$WORK/clients-a"; mkdir -p "$WORK/clients-a"
+  strata_config "$cfg" builtin $np $mp "$(cat <<EOT
+[[export]]
+path = "/diskless"
+lowers = ["$WORK/image-a"]
+upper = "$WORK/clients-a/{client}"
+clients = ["10.0.2.0/24(rw,no_root_squash,insecure)"]
+EOT
+)"
+  server_start "$cfg" $np || { record $S server-start FAIL; VM_NET=slirp; return; }
+  record $S server-start OK
+  diskless_address_boot a-boot1 client-a 10.0.2.21 52:54:00:00:02:21
+  st=$(pxe_state a-boot1)
+  case "$st" in *"previous-boots=0 motd=present"*) record $S a-first-boot-pristine OK "$st";; *) record $S a-first-boot-pristine FAIL "$st";; esac
+  diskless_address_boot b-boot1 client-b 10.0.2.22 52:54:00:00:02:22
+  st=$(pxe_state b-boot1)
+  case "$st" in *"previous-boots=0 motd=present others=[]"*) record $S b-sees-pristine-image OK "$st";; *) record $S b-sees-pristine-image FAIL "$st";; esac
+  diskless_address_boot a-boot2 client-a 10.0.2.21 52:54:00:00:02:21
+  st=$(pxe_state a-boot2)
+  case "$st" in *"previous-boots=1 motd=absent others=[]"*) record $S a-changes-persisted OK "$st";; *) record $S a-changes-persisted FAIL "$st";; esac
+  server_stop; VM_NET=slirp
+  [ "$(manifest "$WORK/image-a")" = "$(cat "$WORK/image-a.manifest")" ] && record $S image-unchanged OK || record $S image-unchanged FAIL
+  local la lb
+  la=$(find "$WORK/clients-a" -path '*/tree/var/lib/strata-test/client-a.boots' | head -1)
+  lb=$(find "$WORK/clients-a" -path '*/tree/var/lib/strata-test/client-b.boots' | head -1)
+  case "$la" in *10.0.2.21*) record $S upper-keyed-by-address-a OK "$la";; *) record $S upper-keyed-by-address-a FAIL "${la:-none} ($(ls "$WORK/clients-a" | tr '\n' ' '))";; esac
+  case "$lb" in *10.0.2.22*) record $S upper-keyed-by-address-b OK "$lb";; *) record $S upper-keyed-by-address-b FAIL "${lb:-none}";; esac
+}
+
 # ---- main -----------------------------------------------------------------------------------
 SUITES=${*:-$ALL_SUITES}
 T1=$(now_ms)
@@ -342,6 +386,7 @@ for s in $SUITES; do
     restart) suite_restart ;;
     restart-busy) suite_restart busy ;;
     pxe) suite_pxe ;;
+    diskless-address) suite_diskless_address ;;
     *) record main "unknown-suite-$s" FAIL ;;
   esac
   VM_NET=slirp
