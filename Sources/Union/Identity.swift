@@ -65,7 +65,7 @@ final class IdentityStore: Sendable {
         }
     }
 
-    let tables: Mutex<Tables>
+    let tables: Locked<Tables>
     let namespaceID: UInt64
     /// Concurrent first sightings share one commit (one fsync).
     let allocations = GroupCommit<Sighting, UInt64>()
@@ -89,7 +89,7 @@ final class IdentityStore: Sendable {
             t.otherNames[UInt64(bitPattern: n.fileid), default: []].insert(
                 LinkName(parent: UInt64(bitPattern: n.parent), name: [UInt8](n.name)))
         }
-        self.tables = Mutex(t)
+        self.tables = Locked(t)
         self.namespaceID = nsid
     }
 
