@@ -66,6 +66,8 @@ nfs_out=$(secs "$t0" "$t1")
 cmp -s "$work/big.bin" "$work/back.bin" || { echo "bench: data read back differs" >&2; exit 1; }
 t0=$(now); nfs-cat "$(url /union/lower-big.bin)" > /dev/null; t1=$(now)
 read_lower=$(secs "$t0" "$t1")
+t0=$(now); nfs-cat "$(url /union/big.bin)" > /dev/null; t1=$(now)
+read_upper=$(secs "$t0" "$t1")
 
 t0=$(now); n_single=$(nfs-ls "$(url /single/merged)" | wc -l); t1=$(now)
 ls_single=$(secs "$t0" "$t1")
@@ -77,7 +79,7 @@ ls_union_warm=$(secs "$t0" "$t1")
 printf '\n%-46s %14s %22s\n' "measurement" "strata" "reference"
 printf '%-46s %14s %22s\n' "copy ${size_mib} MiB in (nfs-cp → upper)" "$(rate $bytes $nfs_in)" "local cp $(rate $bytes $local_cp)"
 printf '%-46s %14s %22s\n' "copy ${size_mib} MiB out (nfs-cp ← upper)" "$(rate $bytes $nfs_out)" "local cp $(rate $bytes $local_cp)"
-printf '%-46s %14s %22s\n' "read ${size_mib} MiB from a lower layer (nfs-cat)" "$(rate $bytes $read_lower)" "upper: $(rate $bytes $nfs_out)"
+printf '%-46s %14s %22s\n' "read ${size_mib} MiB from a lower (nfs-cat)" "$(rate $bytes $read_lower)" "from upper $(rate $bytes $read_upper)"
 printf '%-46s %13ss %21ss\n' "list 10,000 names merged from 3 layers" "$ls_union" "$ls_single"
 printf '%-46s %13ss %21ss\n' "  same, second listing (cached merge)" "$ls_union_warm" "$ls_single"
 printf 'entries listed: union %s, single layer %s\n' "$n_union" "$n_single"

@@ -17,6 +17,10 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     private var outstanding = 0
     private var readHeldBack = false
     private var isClosed = false
+    /// Shutting down: read no more calls; close once the executing ones have replied.
+    private var isDraining = false
+    /// The last reply written, so a drained connection closes only after it is flushed.
+    private var lastWrite: EventLoopFuture<Void>?
     private var remoteAddress: SocketAddress?
     private var localAddress: SocketAddress?
 
@@ -77,12 +81,22 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
                     self.write(reply, context: context)
                 }
                 self.resumeReadingIfPossible(context: context)
+                self.closeIfDrained(context: context)
             }
         }
     }
 
     private var mayRead: Bool {
-        self.outstanding < self.maxOutstanding
+        self.outstanding < self.maxOutstanding && !self.isDraining
+    }
+
+    private func closeIfDrained(context: ChannelHandlerContext) {
+        guard self.isDraining, self.outstanding == 0, !self.isClosed else { return }
+        self.isClosed = true
+        let flushed = self.lastWrite ?? context.eventLoop.makeSucceededVoidFuture()
+        flushed.assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
     }
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
@@ -106,6 +120,11 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is RPCDrainEvent {
+            self.isDraining = true
+            self.closeIfDrained(context: context)
+            return
+        }
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all {
             // Idle only counts when nothing is executing: a long call keeps its connection.
             if self.outstanding == 0 {
@@ -136,12 +155,14 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         head.writeInteger(RecordMarking.header(length: reply.byteCount), endianness: .big)
         var header = reply.header
         head.writeBuffer(&header)
+        let written = context.eventLoop.makePromise(of: Void.self)
         if let results = reply.results, results.readableBytes > 0 {
             context.write(Self.wrapOutboundOut(head), promise: nil)
-            context.writeAndFlush(Self.wrapOutboundOut(results), promise: nil)
+            context.writeAndFlush(Self.wrapOutboundOut(results), promise: written)
         } else {
-            context.writeAndFlush(Self.wrapOutboundOut(head), promise: nil)
+            context.writeAndFlush(Self.wrapOutboundOut(head), promise: written)
         }
+        self.lastWrite = written.futureResult
     }
 }
 
@@ -155,6 +176,9 @@ final class RPCUDPHandler: ChannelInboundHandler {
     private let logger: Logger
     private var outstanding = 0
     private var localAddress: SocketAddress?
+    private var isDraining = false
+    private var isClosing = false
+    private var lastSend: EventLoopFuture<Void>?
 
     init(dispatcher: RPCDispatcher, maxOutstanding: Int, logger: Logger) {
         self.dispatcher = dispatcher
@@ -167,9 +191,30 @@ final class RPCUDPHandler: ChannelInboundHandler {
         context.fireChannelActive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is RPCDrainEvent {
+            self.isDraining = true
+            self.closeIfDrained(context: context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func closeIfDrained(context: ChannelHandlerContext) {
+        guard self.isDraining, self.outstanding == 0, !self.isClosing else { return }
+        self.isClosing = true
+        let flushed = self.lastSend ?? context.eventLoop.makeSucceededVoidFuture()
+        flushed.assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = Self.unwrapInboundIn(data)
         let remoteAddress = envelope.remoteAddress
+        // Shutting down: calls that arrive now are left for the next server (the client
+        // retransmits), so none starts that could not reply.
+        if self.isDraining { return }
         if self.outstanding >= self.maxOutstanding {
             self.logger.debug("dropping RPC datagram: too many calls outstanding", metadata: ["client": "\(remoteAddress)"])
             return
@@ -205,6 +250,7 @@ final class RPCUDPHandler: ChannelInboundHandler {
                 if case .success(let reply?) = result {
                     self.send(reply, to: remoteAddress, context: context)
                 }
+                self.closeIfDrained(context: context)
             }
         }
     }
@@ -216,9 +262,11 @@ final class RPCUDPHandler: ChannelInboundHandler {
 
     private func send(_ reply: RPCReplyMessage, to remoteAddress: SocketAddress, context: ChannelHandlerContext) {
         let datagram = reply.joined(allocator: context.channel.allocator)
+        let sent = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(
             Self.wrapOutboundOut(AddressedEnvelope(remoteAddress: remoteAddress, data: datagram)),
-            promise: nil
+            promise: sent
         )
+        self.lastSend = sent.futureResult
     }
 }

@@ -60,7 +60,10 @@ public final class RPCServer: Sendable {
     private let programList: [any RPCProgramHandler]
 
     private struct State {
+        /// TCP listening sockets.
         var listeners: [any Channel] = []
+        /// UDP sockets: they carry calls, so they are drained like connections.
+        var datagramChannels: [any Channel] = []
         var connections: [ObjectIdentifier: any Channel] = [:]
         var boundPorts: [Int] = []
         var isShutDown = false
@@ -213,7 +216,7 @@ public final class RPCServer: Sendable {
         let accepted = self.state.withLock { state -> Bool in
             guard !state.isShutDown else { return false }
             state.listeners.append(tcp)
-            state.listeners.append(contentsOf: udp)
+            state.datagramChannels.append(contentsOf: udp)
             state.boundPorts.append(port)
             return true
         }
@@ -356,19 +359,50 @@ public final class RPCServer: Sendable {
     /// Stops listening and closes every connection. Calls running on the thread pool finish;
     /// their replies are discarded.
     public func shutdown() async throws {
-        let channels = self.state.withLock { state -> [any Channel] in
+        try await self.shutdown(gracePeriod: .seconds(5))
+    }
+
+    /// Stops serving, gracefully: no new connections are accepted and no new calls are read,
+    /// but calls already executing finish and their replies are sent before each connection
+    /// closes, up to `gracePeriod`; then whatever is left is closed.
+    ///
+    /// Why drain: a client whose non-idempotent call (REMOVE, RENAME) ran just before a
+    /// restart but whose reply was never sent retransmits it to the new process, whose
+    /// duplicate request cache is empty, and gets a spurious NFS3ERR_NOENT. A SIGKILL still
+    /// loses such replies, as with any server that keeps its cache in memory.
+    public func shutdown(gracePeriod: Duration) async throws {
+        let (listeners, callCarriers) = self.state.withLock { state -> ([any Channel], [any Channel]) in
             state.isShutDown = true
-            let all = state.listeners + Array(state.connections.values)
+            let listeners = state.listeners
+            let carriers = state.datagramChannels + Array(state.connections.values)
             state.listeners = []
+            state.datagramChannels = []
             state.connections = [:]
-            return all
+            return (listeners, carriers)
         }
-        for channel in channels {
+        for channel in listeners {
             do {
                 try await channel.close()
             } catch ChannelError.alreadyClosed {
                 continue
             }
         }
+        for channel in callCarriers {
+            channel.pipeline.fireUserInboundEventTriggered(RPCDrainEvent())
+        }
+        let nanoseconds = gracePeriod.components.seconds * 1_000_000_000 + gracePeriod.components.attoseconds / 1_000_000_000
+        let deadline = NIODeadline.now() + .nanoseconds(nanoseconds)
+        for channel in callCarriers {
+            // Force the close at the deadline if the drain has not closed the channel by then.
+            let forced = channel.eventLoop.scheduleTask(deadline: deadline) {
+                channel.close(promise: nil)
+            }
+            try? await channel.closeFuture.get()
+            forced.cancel()
+        }
     }
 }
+
+/// Tells a connection or UDP socket handler to stop reading calls, finish the ones executing,
+/// send their replies and close.
+struct RPCDrainEvent: Sendable {}

@@ -33,6 +33,31 @@ import XDR
         }
     }
 
+    /// A call executing when the server shuts down still gets its reply (a REMOVE whose reply
+    /// is lost in a restart comes back to an empty duplicate request cache as NOENT); calls
+    /// sent after the shutdown began are not started.
+    @Test(arguments: RPCTransport.allCases)
+    func shutdownDrainsExecutingCalls(transport: RPCTransport) async throws {
+        let program = TestProgram()
+        let server = try await TestServer.start(programs: [program])
+        let client = try server.client(transport, timeout: .seconds(10))
+        let xid = try client.send(program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(42))
+        // Make sure the call is executing (calls on one socket are handled in order).
+        let other = try server.client(transport)
+        _ = try other.call(program: TestProgram.number, version: 1, procedure: 0)
+        try await Task.sleep(for: .milliseconds(50))
+        async let stopped: Void = server.server.shutdown(gracePeriod: .seconds(10))
+        try await Task.sleep(for: .milliseconds(200))
+        program.gate.open()
+        try await stopped
+        var reply = try client.receiveReply()
+        #expect(reply.xid == xid)
+        #expect(reply.status == .success)
+        #expect(try reply.body.readXDRUInt32() == 42)
+        try await server.pool.shutdownGracefully()
+        try await server.group.shutdownGracefully()
+    }
+
     @Test func shutdownClosesConnectionsAndRefusesNewBinds() async throws {
         let server = try await TestServer.start(programs: [TestProgram()])
         let client = try server.client(.tcp)

@@ -34,6 +34,8 @@ download_pkg() {
 
 need_pkgs
 mkdir -p "$CACHE"
+# one prepare at a time per cache (concurrent runs of the suite share it)
+exec 9>"$CACHE/.lock"; flock -w 900 9 || die "cache $CACHE is locked"
 [ -e "$CACHE/.apt-updated" ] || { apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt-get update -qq >/dev/null; touch "$CACHE/.apt-updated"; }
 
 KVER=$(kernel_version)
@@ -114,15 +116,17 @@ if [ ! -e "$INITRD" ]; then
   ln -sf /proc/mounts "$R/etc/mtab"
   install -m 0755 "$VM_DIR/guest/init" "$R/init"
   install -m 0755 "$VM_DIR/guest/udhcpc.script" "$R/etc/udhcpc.script"
-  ( cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 ) | gzip -1 >"$INITRD.tmp"
-  mv "$INITRD.tmp" "$INITRD"
+  ( cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 ) | gzip -1 >"$INITRD.tmp.$$"
+  mv "$INITRD.tmp.$$" "$INITRD"
   rm -rf "$R"; trap - EXIT
 fi
 
-cat >"$CACHE/env" <<EOT
+ENV_OUT=${1:-$CACHE/env}
+cat >"$ENV_OUT.$$" <<EOT
 KVER=$KVER
 KERNEL=$KERNEL
 INITRD=$INITRD
 NFSUTILS=$NFSUTILS
 EOT
+mv "$ENV_OUT.$$" "$ENV_OUT"
 log "ready: kernel $KVER, initramfs $(du -h "$INITRD" | cut -f1)"

@@ -20,15 +20,30 @@ rm -f /tmp/stop /tmp/loop.err /tmp/loop.ref /tmp/loop.msg; echo before >/tmp/pha
   while [ ! -e /tmp/stop ] && [ $i -lt 100000 ]; do
     i=$((i+1))
     seq $i $((i+400)) >/tmp/blk
-    cat /tmp/blk >>$M/loop.dat || echo "append $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
-    cat /tmp/blk >>/tmp/loop.ref
-    echo "$i" >$M/counter.txt || echo "rewrite $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
+    if cat /tmp/blk >>$M/loop.dat; then cat /tmp/blk >>/tmp/loop.ref
+    else echo "append $i failed ($(cat /tmp/phase))" >>/tmp/loop.err; fi
+    echo "$i" >$M/counter.txt && echo "$i" >/tmp/counter.ref || echo "rewrite $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
     touch $M/tmp-$i 2>>/tmp/loop.msg || echo "create $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
     rm $M/tmp-$i 2>>/tmp/loop.msg || echo "remove $i failed ($(cat /tmp/phase))" >>/tmp/loop.err
     echo $i >/tmp/loop.count
   done
 ) &
 LOOP=$!
+# a lister: re-reads the 10,000-entry merged directory from the server (caches dropped) again and
+# again across the restarts; every listing must hold each name exactly once (READDIR cookies
+# stay valid across a restart)
+rm -f /tmp/ls.err /tmp/ls.count; touch /tmp/ls.err
+[ "${LISTER:-0}" = 1 ] && (
+  j=0
+  while [ ! -e /tmp/stop ] && [ $j -lt 1000 ]; do
+    j=$((j+1)); echo 2 >/proc/sys/vm/drop_caches
+    ls -1 $M/big >/tmp/ls.out 2>>/tmp/ls.err || echo "ls $j failed ($(cat /tmp/phase))" >>/tmp/ls.err
+    n=$(wc -l </tmp/ls.out); u=$(sort -u /tmp/ls.out | wc -l)
+    [ "$n" = 10000 ] && [ "$u" = 10000 ] || echo "listing $j: $n names, $u unique ($(cat /tmp/phase))" >>/tmp/ls.err
+    echo $j >/tmp/ls.count
+  done
+) &
+LISTER_PID=$!; [ "${LISTER:-0}" = 1 ] || LISTER_PID=""
 sleep 3
 c0=$(cat /tmp/loop.count 2>/dev/null || echo 0)
 [ "$c0" -gt 0 ] && ok write-loop-running "$c0 iterations before the restarts" || bad write-loop-running
@@ -52,6 +67,12 @@ c1=$(cat /tmp/loop.count)
 touch /tmp/stop
 i=0; while kill -0 $LOOP 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 kill -0 $LOOP 2>/dev/null && { bad write-loop-stopped "still running"; kill $LOOP; } || ok write-loop-stopped
+if [ -n "$LISTER_PID" ]; then
+  i=0; while kill -0 $LISTER_PID 2>/dev/null && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done
+  kill -0 $LISTER_PID 2>/dev/null && { bad lister-stopped "still running"; kill $LISTER_PID; }
+  check readdir-across-restarts-each-name-once "" "$(head -5 /tmp/ls.err 2>/dev/null | tr '\n' ';')"
+  echo "    | the lister read the 10,000-entry directory $(cat /tmp/ls.count 2>/dev/null || echo 0) times"
+fi
 c2=$(cat /tmp/loop.count)
 [ "$c1" -gt "$c0" ] && ok write-loop-progressed "$c0 -> $c1 -> $c2 iterations" || bad write-loop-progressed "$c0 -> $c1"
 # A REMOVE in flight when the server stops may have been done by the old process whose reply
@@ -67,7 +88,7 @@ check term-restart-no-lost-remove-reply "" "$lost_term"
 exec 3>&- 4<&- 5<&-
 
 check loop-data-matches "$(md5sum </tmp/loop.ref)" "$(md5sum <$M/loop.dat)"
-check counter-matches "$c2" "$(cat $M/counter.txt)"
+check counter-matches "$(cat /tmp/counter.ref)" "$(cat $M/counter.txt)"
 drop_caches
 check loop-data-after-drop-caches "$(md5sum </tmp/loop.ref)" "$(md5sum <$M/loop.dat)"
 check held-file-content "$(printf 'before restart\nafter term restart\nafter kill restart')" "$(cat $M/held-w.txt)"
