@@ -100,7 +100,12 @@ public final class UnionNamespace: Sendable {
         let rootSt = try Files.fstat(top.tree, path: top.directory)
         self.rootFileid = try self.identities.fileid(
             .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))
-        try self.cleanWork()
+        do {
+            try self.cleanWork()
+        } catch {
+            // Open-time repair is best effort: a leftover that cannot be removed must not keep the export down.
+            logger.error("open-time repair of the upper layer failed", metadata: ["error": "\(error)"])
+        }
     }
 
     /// FNV-1a 64 of the lowers' real paths, in order.
