@@ -65,8 +65,10 @@ final class IdentityStore: Sendable {
         }
     }
 
-    let tables: Mutex<Tables>
+    let tables: Locked<Tables>
     let namespaceID: UInt64
+    /// Concurrent first sightings share one commit (one fsync).
+    let allocations = GroupCommit<Sighting, UInt64>()
 
     init(sidecar: Sidecar) throws(UnionError) {
         self.sidecar = sidecar
@@ -87,7 +89,7 @@ final class IdentityStore: Sendable {
             t.otherNames[UInt64(bitPattern: n.fileid), default: []].insert(
                 LinkName(parent: UInt64(bitPattern: n.parent), name: [UInt8](n.name)))
         }
-        self.tables = Mutex(t)
+        self.tables = Locked(t)
         self.namespaceID = nsid
     }
 
@@ -154,7 +156,7 @@ final class IdentityStore: Sendable {
 
     /// fileids of many objects (one listing), new ones allocated in a single transaction.
     func fileids(_ sightings: [Sighting]) throws(UnionError) -> [UInt64] {
-        try self.tables.withLock { (t) throws(UnionError) -> [UInt64] in
+        let (known, missing) = try self.tables.withLock { (t) throws(UnionError) -> ([UInt64], [Int]) in
             var result = [UInt64](repeating: 0, count: sightings.count)
             var missing: [Int] = []
             var newNames: [(UInt64, LinkName)] = []
@@ -176,6 +178,25 @@ final class IdentityStore: Sendable {
                 }
                 for (f, n) in newNames { t.otherNames[f, default: []].insert(n) }
             }
+            return (result, missing)
+        }
+        if missing.isEmpty { return known }
+        let allocated = try self.allocations.submit(missing.map { sightings[$0] }) {
+            (batch) throws(UnionError) -> [UInt64] in try self.commitAllocations(batch)
+        }
+        var result = known
+        for (j, i) in missing.enumerated() { result[i] = allocated[j] }
+        return result
+    }
+
+    /// Allocates the fileids of one batch (the sightings of every caller waiting at that moment) in one transaction.
+    private func commitAllocations(_ sightings: [Sighting]) throws(UnionError) -> [UInt64] {
+        try self.tables.withLock { (t) throws(UnionError) -> [UInt64] in
+            var result = [UInt64](repeating: 0, count: sightings.count)
+            var missing: [Int] = []
+            for (i, s) in sightings.enumerated() {
+                if let f = Self.existing(t, s.key) { result[i] = f } else { missing.append(i) }
+            }
             if missing.isEmpty { return result }
             let inserted = try self.sidecar.write("allocate fileids") { db -> [IdentityRecord] in
                 var out: [IdentityRecord] = []
@@ -183,7 +204,10 @@ final class IdentityStore: Sendable {
                 for i in missing {
                     let s = sightings[i]
                     let ok = OriginKey(layer: s.key.layer, ino: s.key.ino)
-                    if let r = seen[ok] { out.append(r); continue }
+                    if let r = seen[ok] {
+                        out.append(r)
+                        continue
+                    }
                     if s.key.isUpper, let stale = t.byOrigin[ok] {
                         // An upper inode reused after its object went away without its record.
                         try IdentityRecord.deleteOne(db, key: Int64(bitPattern: stale))
@@ -202,7 +226,8 @@ final class IdentityStore: Sendable {
             for (j, i) in missing.enumerated() {
                 let ident = Identity(inserted[j])
                 if sightings[i].key.isUpper,
-                    let stale = t.byOrigin[OriginKey(layer: ident.originLayer, ino: ident.originIno)]
+                    let stale = t.byOrigin[OriginKey(layer: ident.originLayer, ino: ident.originIno)],
+                    stale != ident.fileid
                 {
                     t.remove(stale)
                 }

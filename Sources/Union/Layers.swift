@@ -21,7 +21,7 @@ final class Layer: Sendable {
     /// Sidecar records of a strata lower (immutable); the upper's live in `UnionNamespace.state`.
     let lowerRecords: LayerRecords
     /// Plain lowers: directory inode → is opaque (overlayfs xattr or OCI `.wh..wh..opq`).
-    let foreignOpaque = Mutex<[UInt64: Bool]>([:])
+    let foreignOpaque = Locked<[UInt64: Bool]>([:])
 
     init(index: Int, kind: LayerKind, directory: String, tree: FD, lowerRecords: LayerRecords) {
         self.index = index

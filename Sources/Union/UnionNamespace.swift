@@ -15,20 +15,20 @@ public final class UnionNamespace: Sendable {
     let upper: UpperLayer?
     let identities: IdentityStore
     /// The upper layer's whiteouts, opaque markers and redirects (mirror of its sidecar, updated after each commit).
-    let upperRecords: Mutex<LayerRecords>
-    let listings = Mutex(ListingCache())
+    let upperRecords: Locked<LayerRecords>
+    let listings = Locked(ListingCache())
     let namespaceLock = RWLock()
     let isClosed = Atomic<Bool>(false)
     let rootFileid: UInt64
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
-    let nodeCache: Mutex<NodeCache>
+    let nodeCache: Locked<NodeCache>
     /// Per-object serialisation of copy-ups for WRITE (striped by fileid).
     let copyUpLocks: [StripeLock] = (0..<64).map { _ in StripeLock() }
     /// Tests: called while a copy for WRITE is being made (under the read lock only).
-    let whileCopying = Mutex<(@Sendable () -> Void)?>(nil)
+    let whileCopying = Locked<(@Sendable () -> Void)?>(nil)
     /// Tests: the named crash point at which the running change stops as if the process died there.
-    let crashAt = Mutex<String?>(nil)
+    let crashAt = Locked<String?>(nil)
     /// True while a namespace change runs (under the write lock): the node cache is bypassed.
     let isMutating = Atomic<Bool>(false)
 
@@ -56,7 +56,7 @@ public final class UnionNamespace: Sendable {
         logger: Logger
     ) throws(UnionError) {
         self.logger = logger
-        self.nodeCache = Mutex(NodeCache(capacity: max(0, cachedObjects)))
+        self.nodeCache = Locked(NodeCache(capacity: max(0, cachedObjects)))
         var layers: [Layer] = []
         let sidecar: Sidecar
         if let upper {
@@ -77,7 +77,7 @@ public final class UnionNamespace: Sendable {
                 Layer(
                     index: 0, kind: .upper, directory: upper,
                     tree: try Files.openDirectoryAbsolute(upper + "/tree"), lowerRecords: LayerRecords()))
-            self.upperRecords = Mutex(try sidecar.loadLayerRecords())
+            self.upperRecords = Locked(try sidecar.loadLayerRecords())
         } else {
             self.upper = nil
             if let stateDirectory {
@@ -86,7 +86,7 @@ public final class UnionNamespace: Sendable {
             } else {
                 sidecar = try Sidecar(path: nil, readOnly: false)
             }
-            self.upperRecords = Mutex(LayerRecords())
+            self.upperRecords = Locked(LayerRecords())
         }
         for l in lowers {
             layers.append(try Layer.openLower(index: layers.count, directory: l))
@@ -100,7 +100,12 @@ public final class UnionNamespace: Sendable {
         let rootSt = try Files.fstat(top.tree, path: top.directory)
         self.rootFileid = try self.identities.fileid(
             .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))
-        try self.cleanWork()
+        do {
+            try self.cleanWork()
+        } catch {
+            // Open-time repair is best effort: a leftover that cannot be removed must not keep the export down.
+            logger.error("open-time repair of the upper layer failed", metadata: ["error": "\(error)"])
+        }
     }
 
     /// FNV-1a 64 of the lowers' real paths, in order.

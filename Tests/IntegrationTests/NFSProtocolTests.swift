@@ -1,5 +1,6 @@
 import Foundation
 import NFS3
+import Synchronization
 import NIOCore
 import SunRPC
 import Testing
@@ -133,6 +134,28 @@ import XDR
         #expect(!listed.contains(notYet), "a name removed before it was reached was returned")
         let expected = Set(allNames).subtracting([notYet])
         #expect(Set(listed) == expected, "missing: \(expected.subtracting(listed).sorted().prefix(5))")
+    }
+
+    /// After a restart every client's first calls arrive together and open the layers at once;
+    /// none may fail (the VM suite saw "database is locked" → NFS3ERR_IO here).
+    @Test func concurrentFirstCallsAfterARestartAllSucceed() throws {
+        let client = try NFSTestClient(server: self.server)
+        let handles = try (0..<8).map { index in try #require(try client.create("c\(index)").get().obj.handle) }
+        for attempt in 0..<3 {
+            try self.server.restart()
+            let clients = try (0..<8).map { _ in try RPCClient(host: "127.0.0.1", port: self.server.nfsPort, transport: .tcp, credential: .sys(AuthSysParameters(stamp: 0, machineName: "c", uid: 0, gid: 0, groups: [])), timeout: .seconds(20)) }
+            let statuses = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 8) { index in
+                var status = "?"
+                if let reply = try? clients[index].call(program: NFS3.program, version: 3, procedure: NFS3Procedure.getattr.rawValue, arguments: xdrEncoded(GetAttr3Args(object: handles[index]))) {
+                    var body = reply.body
+                    status = (try? GetAttr3Res(xdr: &body)).map { "\($0.status)" } ?? "undecodable"
+                }
+                statuses.withLock { $0.append(status) }
+            }
+            #expect(statuses.withLock { $0 } == Array(repeating: "ok", count: 8), "attempt \(attempt): \(statuses.withLock { $0 })\n\(self.server.log.suffix(2000))")
+            for client in clients { client.close() }
+        }
     }
 
     @Test func commitAfterARestartReportsANewVerifier() throws {

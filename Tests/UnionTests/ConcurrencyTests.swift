@@ -91,4 +91,34 @@ import Testing
         #expect(try u.contents("big") == "Wower data")
         #expect(u.copyUpCount.load(ordering: .relaxed) == 1)
     }
+
+    /// First sightings from many threads share commits and still get one fileid per object.
+    @Test func concurrentFirstSightingsGetOneFileidEach() async throws {
+        let f = Fixture()
+        for i in 0..<200 { f.file(f.lower(0) + "/d/f\(i)") }
+        let u = try f.open()
+        let d = try u.h("d")
+        let results = await withTaskGroup(of: [(Int, UInt64)].self) { g in
+            for t in 0..<8 {
+                g.addTask {
+                    // Every thread looks up every name, in a different order.
+                    (0..<200).map { ($0 * 7 + t * 13) % 200 }.compactMap { i in
+                        (try? u.lookup(d, b("f\(i)"), as: root)).map { (i, $0.1.fileid) }
+                    }
+                }
+            }
+            var all: [(Int, UInt64)] = []
+            for await r in g { all += r }
+            return all
+        }
+        #expect(results.count == 1600)
+        var byName: [Int: Set<UInt64>] = [:]
+        for (i, id) in results { byName[i, default: []].insert(id) }
+        #expect(byName.values.allSatisfy { $0.count == 1 })
+        let ids = byName.values.compactMap(\.first)
+        #expect(Set(ids).count == 200)
+        u.close()
+        let again = try f.open()
+        for i in 0..<200 { #expect(try again.walk("d/f\(i)").1.fileid == byName[i]?.first) }
+    }
 }

@@ -75,6 +75,8 @@ public final class ExportRegistry: Sendable {
     }
 
     let state: Mutex<State>
+    /// Held while a namespace is opened (see `namespace(export:clientKey:create:)`).
+    let openingLock = Mutex(())
     let logger: Logger
 
     public init(configuration: Configuration, logger: Logger) {
@@ -157,6 +159,20 @@ public final class ExportRegistry: Sendable {
         if let existing = self.state.withLock({ $0.namespaces[key] }) {
             return existing
         }
+        // Opening is serialised: after a restart every client's first calls arrive at once, and
+        // two opens of one layer race on its sidecar (SQLite "database is locked") and on its
+        // work/ cleanup. Opens are rare (once per namespace), so one lock for all costs nothing.
+        return try self.openingLock.withLock { (_: inout Void) throws(CallRejection) -> UnionNamespace in
+            if let existing = self.state.withLock({ $0.namespaces[key] }) {
+                return existing
+            }
+            let opened = try self.open(export: export, clientKey: clientKey, create: create)
+            self.state.withLock { $0.namespaces[key] = opened }
+            return opened
+        }
+    }
+
+    private func open(export: ExportConfiguration, clientKey: String, create: Bool) throws(CallRejection) -> UnionNamespace {
         let upper = self.upperPath(export: export, clientKey: clientKey)
         if let upper, export.hasPerClientUpper, !create, !FileManager.default.fileExists(atPath: upper) {
             throw .stale
@@ -172,22 +188,15 @@ public final class ExportRegistry: Sendable {
         } catch {
             throw .layerUnavailable("cannot create \(upper ?? identityDirectory): \(error.localizedDescription)")
         }
-        let opened: UnionNamespace
         do {
-            opened = try UnionNamespace(
+            return try UnionNamespace(
                 upper: upper, lowers: export.lowers, stateDirectory: identityDirectory,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(clientKey)"]))
         } catch {
+            self.logger.error(
+                "cannot open layers", metadata: ["export": "\(export.path)", "client": "\(clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
             throw .layerUnavailable("export \(export.path): \(error)")
         }
-        // Another thread may have opened the same namespace meanwhile: keep the first, close ours.
-        let (winner, isOurs) = self.state.withLock { state -> (UnionNamespace, Bool) in
-            if let existing = state.namespaces[key] { return (existing, false) }
-            state.namespaces[key] = opened
-            return (opened, true)
-        }
-        if !isOurs { opened.close() }
-        return winner
     }
 
     /// Builds the call context for `export`, applying access control and squashing.
@@ -388,3 +397,4 @@ extension Logger {
         return copy
     }
 }
+

@@ -40,5 +40,5 @@ final class RWLock: @unchecked Sendable {
 
 /// One stripe of a striped lock set.
 final class StripeLock: Sendable {
-    let lock = Mutex(())
+    let lock = Locked(())
 }
