@@ -18,19 +18,16 @@ for s in "$@"; do case " $ALL_SUITES " in *" $s "*) ;; *) die "unknown suite '$s
 # ---- outside the namespace: prepare, then re-enter in a new net+mount namespace -------------
 if [ -z "${STRATA_VM_IN_NS:-}" ]; then
   [ "$(id -u)" = 0 ] || die "run as root (needs unshare and apt-get)"
+  if [ "${STRATA_VM_SERVER:-strata}" = strata ] && [ "${*:-$ALL_SUITES}" != smoke ]; then
+    [ -n "${STRATA_BIN:-}" ] || die "STRATA_BIN is not set (path to the strata binary)"
+    [ -x "$STRATA_BIN" ] || die "STRATA_BIN=$STRATA_BIN is not executable"
+    STRATA_BIN=$(realpath "$STRATA_BIN")
+  fi
   T0=$(now_ms)
   STRATA_VM_ENV=$(mktemp /tmp/strata-vm-env.XXXXXX)
   trap 'rm -f "$STRATA_VM_ENV"' EXIT
   bash "$VM_DIR/prepare.sh" "$STRATA_VM_ENV" || die "prepare failed"
   log "prepare: $(elapsed "$T0")"
-  if [ "${STRATA_VM_SERVER:-strata}" = strata ]; then
-    case " ${*:-$ALL_SUITES} " in *" smoke "*) ;; esac
-    if [ "${*:-$ALL_SUITES}" != smoke ]; then
-      [ -n "${STRATA_BIN:-}" ] || die "STRATA_BIN is not set (path to the strata binary)"
-      [ -x "$STRATA_BIN" ] || die "STRATA_BIN=$STRATA_BIN is not executable"
-      STRATA_BIN=$(realpath "$STRATA_BIN")
-    fi
-  fi
   export STRATA_BIN=${STRATA_BIN:-} STRATA_VM_T0=$T0 STRATA_VM_IN_NS=1 STRATA_VM_ENV
   timeout -k 10 "${STRATA_VM_TIMEOUT:-2400}" \
     unshare --net --mount --pid --mount-proc --fork --kill-child=TERM bash "$0" "$@"
