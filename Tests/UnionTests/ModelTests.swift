@@ -159,7 +159,7 @@ import Testing
         try Self.snapshot(u, &model, check: false)
         var succeeded = [Int](repeating: 0, count: 9)
         defer { print("ModelTests seed \(seed): successes per op \(succeeded)") }
-        for step in 0..<150 {
+        for step in 0..<100 {
             let dirs = model.dirs.sorted()
             let all = (Array(model.files.keys) + dirs.filter { !$0.isEmpty }).sorted()
             let dir = dirs.randomElement(using: &rng)!
