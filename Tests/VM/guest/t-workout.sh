@@ -30,6 +30,19 @@ truncate -s 100000 created.txt; truncate -s 10 created.txt
 check truncate-upper-file "$(seq 1 50000 | head -c 10 | md5sum)" "$(md5sum <created.txt)"
 seq 1 50000 >created.txt
 
+# a 32 MiB file: many 1 MiB WRITEs, COMMIT, then READs after the cache is dropped
+dd if=/dev/urandom of=/tmp/big.bin bs=1M count=32 2>/dev/null
+t0=$(date +%s)
+cp /tmp/big.bin big32.bin && sync
+drop_caches
+check write-read-32MiB "$(md5sum </tmp/big.bin)" "$(md5sum <big32.bin)"
+echo "    | 32 MiB written and read back in $(( $(date +%s) - t0 ))s"
+rm -f /tmp/big.bin
+# copy-up of a sparse lower file (64 MiB, two 4-byte islands) by appending to it
+printf end >>sparse.bin
+check copyup-sparse-size "$(( (64<<20) + 3 ))" "$(stat -c %s sparse.bin)"
+check copyup-sparse-content "head|tail|end" "$(dd if=sparse.bin bs=4 count=1 2>/dev/null)|$(dd if=sparse.bin bs=1 skip=$((32<<20)) count=4 2>/dev/null)|$(tail -c 3 sparse.bin)"
+
 # --- read back with checksums, after dropping caches and after a remount
 sums() { for f in created.txt rand.bin common/a.txt trunc.txt; do echo "$f $(md5sum <$f)"; done; }
 sums >/tmp/sums.before
@@ -102,10 +115,10 @@ step remount-3 remount
 check ls-big-after-remount 10000 "$(ls big | sort -u | wc -l)"
 
 # --- tar of the whole tree, inode consistency
-tar cf /tmp/all.tar . 2>/tmp/tar.err; rc=$?
+( set -o pipefail; tar cf - . 2>/tmp/tar.err | tar tf - >/tmp/tar.list ); rc=$?   # streamed: no copy in RAM
 check tar-c-rc "0" "$rc$(head -c 200 /tmp/tar.err)"
 find . >/tmp/find.list
-check tar-lists-every-path "$(wc -l </tmp/find.list)" "$(tar tf /tmp/all.tar | wc -l)"
+check tar-lists-every-path "$(wc -l </tmp/find.list)" "$(wc -l </tmp/tar.list)"
 find . -print0 | xargs -0 stat -c '%i %h %F %n' >/tmp/inodes
 # an inode shared by several paths must be a hard-linked non-directory (nlink > 1) ...
 bad_ino=$(awk '{c[$1]++; l[$1]=$2; if ($3=="directory") d[$1]=1; p[$1]=p[$1] " " $NF "(nlink " $2 ")"}
@@ -121,7 +134,7 @@ ino=$(stat -c %i dir2moved/sub/deep.txt)
 check find-inum-renamed "./dir2moved/sub/deep.txt" "$(find . -inum $ino)"
 
 # --- report content for the server-side check, then unmount
-for f in created2.txt created-link rand.bin common/a.txt trunc.txt renamed.txt chmod.txt hl/x hl/x2 newdir2/inner.txt; do
+for f in created2.txt created-link rand.bin big32.bin sparse.bin common/a.txt trunc.txt renamed.txt chmod.txt hl/x hl/x2 newdir2/inner.txt; do
   echo "FILESUM $f $(md5sum <$f | cut -d' ' -f1)"
 done
 cd /

@@ -24,6 +24,10 @@ check_upper() {
   expect upper-renamed-dir dir2moved "directory" "$(srv_attr dir2moved %F)"
   expect upper-renamed-merged-dir merged-moved "directory" "$(srv_attr merged-moved %F)"
   expect upper-big-untouched big "3000" "$(ls "$T/big" | wc -l)"
+  # copy-up keeps holes: 64 MiB with 11 bytes of data must not occupy megabytes
+  local kb; kb=$(du -k "$T/sparse.bin" 2>/dev/null | cut -f1)
+  [ -n "$kb" ] && [ "$kb" -lt 1024 ] && record "$S" upper-copyup-keeps-holes OK "${kb} KiB allocated for $(stat -c %s "$T/sparse.bin") bytes" \
+    || record "$S" upper-copyup-keeps-holes FAIL "${kb:-missing} KiB allocated for a 64 MiB sparse file"
   # nothing that must be gone is in the upper tree
   local present=""
   for p in created.txt ren-lower.txt rmme.txt gone1.txt common/only2.txt common/only1.txt dir2only newdir rmdir/l1a rmdir/l2a merged; do
@@ -33,7 +37,7 @@ check_upper() {
   # exactly the expected changes: every path in tree/ is expected or an allowed parent/alias
   local extra
   extra=$(cd "$T" && find . -mindepth 1 | sed 's#^\./##' | grep -vxE \
-    'big|big/f0(7|8|9)[0-9]{3}|upper-only\.txt|created2\.txt|created-link|rand\.bin|common|common/a\.txt|trunc\.txt|renamed\.txt|chmod\.txt|owned\.txt|rootfile\.txt|hl|hl/x|hl/x2|hl/y|sym\.txt|newdir2|newdir2/inner\.txt|rmdir|dir2moved(/.*)?|merged-moved(/.*)?' | head -20 | tr '\n' ' ')
+    'big|big/f0(7|8|9)[0-9]{3}|upper-only\.txt|created2\.txt|created-link|rand\.bin|big32\.bin|sparse\.bin|common|common/a\.txt|trunc\.txt|renamed\.txt|chmod\.txt|owned\.txt|rootfile\.txt|hl|hl/x|hl/x2|hl/y|sym\.txt|newdir2|newdir2/inner\.txt|rmdir|dir2moved(/.*)?|merged-moved(/.*)?' | head -20 | tr '\n' ' ')
   expect upper-exactly-expected-changes "unexpected paths" "" "$extra"
   # lowers are never written
   { manifest "$FIX/lower1"; manifest "$FIX/lower2"; } >"$WORK/lowers.after"

@@ -18,6 +18,8 @@ make_union_fixture() {
     echo chmod >chmod.txt; chmod 0644 chmod.txt
     echo 0123456789abcdef >trunc.txt
     echo "rename me" >ren-lower.txt
+    printf head >sparse.bin; printf tail | dd of=sparse.bin bs=1 seek=$((32<<20)) conv=notrunc 2>/dev/null
+    truncate -s $((64<<20)) sparse.bin          # 64 MiB, two 4-byte islands, the rest holes
     mkdir -p merged/sub; echo m2 >merged/m2.txt; echo m2sub >merged/sub/deep2.txt
     cd big && for ((i=0; i<5000; i++)); do printf 'f%05d\n' $i; done | xargs touch )
   ( cd "$D/lower1"
