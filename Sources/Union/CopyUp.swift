@@ -42,6 +42,8 @@ extension UnionNamespace {
                 }
             }
             try Files.fsyncDirectory(parentFD, path: parent.pathString)
+            // The lower name is an upper link now (a crash before this commit: nlink one too high, never too low).
+            try self.identities.lowerNameGone(node.fileid)
             return try self.reresolve(node)
         }
         return try self.publishCopy(node, try self.prepareCopy(node, dataLimit: dataLimit), into: parent)
@@ -81,6 +83,7 @@ extension UnionNamespace {
         let st = node.top.st
         let tmp = copy.tmp
         let tmpSt = copy.tmpSt
+        let wasCountedLowerName = self.isCountedLowerName(node)
         try self.cleaningWork(tmp) { () throws(UnionError) in
             let isIndexed = st.isRegular && st.st_nlink > 1
             if isIndexed {
@@ -108,8 +111,11 @@ extension UnionNamespace {
             try self.restoreTimes(parent)
             try Files.fsyncDirectory(parentFD, path: parent.pathString)
         }
-        try self.crashPoint("copyUp.afterPublish")
         self.copyUpCount.add(1, ordering: .relaxed)
+        self.stats.copiedUp(bytes: tmpSt.isRegular ? UInt64(clamping: tmpSt.st_size) : 0)
+        // The copied name is an upper link now; its lower inode's other names still count (see `linkCount`).
+        if wasCountedLowerName { try self.identities.lowerNameGone(node.fileid) }
+        try self.crashPoint("copyUp.afterPublish")
         self.logger.debug("copied up", metadata: ["layer": "\(upper.directory)", "path": "\(path)"])
         return try self.reresolve(node)
     }

@@ -13,9 +13,11 @@ struct Identity: Sendable {
     var upperIno: UInt64?
     var isIndexed: Bool
     var lowerLinkCount: UInt32
+    var lowerNamesGone: UInt32
 
     init(_ r: IdentityRecord) {
         self.lowerLinkCount = UInt32(clamping: r.lowerLinkCount)
+        self.lowerNamesGone = UInt32(clamping: r.lowerNamesGone)
         self.fileid = UInt64(bitPattern: r.fileid ?? 0)
         self.parent = UInt64(bitPattern: r.parent)
         self.name = [UInt8](r.name)
@@ -105,7 +107,8 @@ final class IdentityStore: Sendable {
                 try db.execute(
                     sql: "DELETE FROM linkName WHERE fileid IN (SELECT fileid FROM identity WHERE upperIno IS NULL)")
                 try db.execute(sql: "DELETE FROM identity WHERE upperIno IS NULL")
-                try db.execute(sql: "UPDATE identity SET originLayer = 0, originIno = upperIno, isIndexed = 0")
+                try db.execute(
+                    sql: "UPDATE identity SET originLayer = 0, originIno = upperIno, isIndexed = 0, lowerNamesGone = 0")
                 return true
             }
             guard changed else { return }
@@ -260,6 +263,35 @@ final class IdentityStore: Sendable {
             i.lowerLinkCount = lowerLinkCount
             t.insert(i)
         }
+    }
+
+    /// Records that one lower name of `fileid` (a name showing its lower inode, or its `index/` copy) stopped showing
+    /// it: linked or copied up (it counts as an upper link now), whited out, or replaced. Committed durably.
+    func lowerNameGone(_ fileid: UInt64) throws(UnionError) {
+        try self.tables.withLock { (t) throws(UnionError) in
+            guard t.byFileid[fileid] != nil else { return }
+            try self.sidecar.write("record gone lower name") { db in try Self.recordLowerNamesGone(db, [fileid]) }
+            Self.applyLowerNamesGone(&t, [fileid])
+        }
+    }
+
+    /// The sidecar half of `lowerNameGone`, for a caller that commits it with other records in one transaction (a
+    /// whiteout); it then calls `lowerNamesGoneCommitted`.
+    static func recordLowerNamesGone(_ db: Database, _ fileids: [UInt64]) throws {
+        for f in fileids {
+            try db.execute(
+                sql: "UPDATE identity SET lowerNamesGone = lowerNamesGone + 1 WHERE fileid = ?",
+                arguments: [Int64(bitPattern: f)])
+        }
+    }
+
+    func lowerNamesGoneCommitted(_ fileids: [UInt64]) {
+        guard !fileids.isEmpty else { return }
+        self.tables.withLock { Self.applyLowerNamesGone(&$0, fileids) }
+    }
+
+    private static func applyLowerNamesGone(_ t: inout Tables, _ fileids: [UInt64]) {
+        for f in fileids { t.byFileid[f]?.lowerNamesGone &+= 1 }
     }
 
     /// Records a rename: the new name becomes the recorded one; the old one is no longer a name of the object.

@@ -229,15 +229,39 @@ extension UnionNamespace {
         ObjectHandle(namespaceID: self.identities.namespaceID, fileid: n.fileid)
     }
 
+    /// nlink of a non-directory is the number of its visible names. A hard-linked lower file has names of two kinds:
+    /// upper links (its upper copy's links, less the one in `index/`) and lower names that still show the lower inode
+    /// or, once it was copied up, its `index/` copy. The lower names are the lower inode's link count (live before
+    /// copy-up, `lowerLinkCount` from then on) less `lowerNamesGone`: those copied or linked up (each became an upper
+    /// link), whited out, or renamed over (`lowerNameGone`, at the step that hides the name). Names the lower layers
+    /// already hide themselves cannot be known without a walk and still count, as in overlayfs. Directories: the top
+    /// copy's nlink (approximate, DESIGN §3).
+    func linkCount(_ n: Node) -> UInt32 {
+        let st = n.dataStat
+        let nlink = UInt32(truncatingIfNeeded: st.st_nlink)
+        guard !n.isDirectory, let ident = self.identities.identity(n.fileid) else { return nlink }
+        if ident.isIndexed, self.layers[0].isUpper, n.indexed != nil || self.isUpper(n.top) {
+            let upperNames = nlink > 0 ? nlink - 1 : 0  // less the index/ link
+            let (count, gone) = (ident.lowerLinkCount, ident.lowerNamesGone)
+            let lowerNames = count > gone ? count - gone : 0
+            return max(1, upperNames &+ lowerNames)
+        }
+        if !self.isUpper(n.top), ident.lowerNamesGone > 0 {
+            return nlink > ident.lowerNamesGone ? nlink - ident.lowerNamesGone : 1
+        }
+        return nlink
+    }
+
+    /// Whether `n` is one of the names that count as lower names in `linkCount`: a non-directory shown from a lower
+    /// layer whose inode has other names (or whose upper copy lives in `index/`). A step that stops such a name from
+    /// showing the object records it with `IdentityStore.lowerNameGone` (or `RecordChange.lowerNamesGone`).
+    func isCountedLowerName(_ n: Node) -> Bool {
+        !n.isDirectory && !self.isUpper(n.top) && (n.indexed != nil || n.top.st.st_nlink > 1)
+    }
+
     func attributes(_ n: Node) -> Attributes {
         let st = n.dataStat
-        var nlink = UInt32(truncatingIfNeeded: st.st_nlink)
-        if let ident = self.identities.identity(n.fileid), ident.isIndexed, self.layers[0].isUpper,
-            n.indexed != nil || self.layers[n.top.layer].isUpper
-        {
-            // The upper copy has one extra link in index/; lower names not yet linked up still count.
-            nlink = max(nlink > 1 ? nlink - 1 : 1, ident.lowerLinkCount)
-        }
+        let nlink = self.linkCount(n)
         return Attributes(
             type: st.fileType, mode: st.permissionBits, nlink: nlink, uid: st.st_uid, gid: st.st_gid,
             size: UInt64(clamping: st.st_size), usedBytes: UInt64(clamping: st.st_blocks) &* 512,

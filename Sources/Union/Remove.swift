@@ -53,6 +53,7 @@ extension UnionNamespace {
         if below, let parent {
             var c = RecordChange()
             c.addWhiteouts = [(parent.ino, n.name)]
+            if self.isCountedLowerName(n) { c.lowerNamesGone = [n.fileid] }  // one visible name fewer
             try self.commit(c, "whiteout removed name")
         }
         try self.crashPoint("remove.afterWhiteout")

@@ -98,13 +98,13 @@ extension UnionNamespace {
             try self.crashPoint("rename.afterRename")
             // Step 4: clean up.
             var after = RecordChange()
-            after.dropWhiteouts = [(toUpper.ino, toName)]
-            if let old = dstInUpper, old.st.isDirectory { after.clearDirectories = [old.ino] }
-            if self.upperRecords.withLock({ $0.isWhiteout(dirIno: toUpper.ino, toName) })
-                || !after.clearDirectories.isEmpty
-            {
-                try self.commit(after, "finish rename")
+            if self.upperRecords.withLock({ $0.isWhiteout(dirIno: toUpper.ino, toName) }) {
+                after.dropWhiteouts = [(toUpper.ino, toName)]
             }
+            if let old = dstInUpper, old.st.isDirectory { after.clearDirectories = [old.ino] }
+            // A replaced lower hard link no longer shows its object (a crash before this commit: nlink one too high).
+            if let dst, self.isCountedLowerName(dst) { after.lowerNamesGone = [dst.fileid] }
+            try self.commit(after, "finish rename")
             try self.identities.moved(
                 src.fileid, from: LinkName(parent: fd.fileid, name: fromName),
                 to: LinkName(parent: td.fileid, name: toName))

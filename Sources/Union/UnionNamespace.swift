@@ -22,6 +22,8 @@ public final class UnionNamespace: Sendable {
     let rootFileid: UInt64
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
+    /// Public counters (`statistics`).
+    let stats = StatisticsCounters()
     let nodeCache: Locked<NodeCache>
     /// Per-object serialisation of copy-ups for WRITE (striped by fileid).
     let copyUpLocks: [StripeLock] = (0..<64).map { _ in StripeLock() }

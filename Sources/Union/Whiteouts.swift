@@ -10,10 +10,13 @@ struct RecordChange {
     var setRedirects: [(dirIno: UInt64, path: [UInt8])] = []
     /// Directories that went away (or inodes that are new): every record keyed by them is dropped first.
     var clearDirectories: [UInt64] = []
+    /// Objects one of whose lower names the change hides (a whiteout over a lower hard link): see
+    /// `IdentityStore.lowerNameGone`. Committed in the same transaction, so nlink never disagrees with the whiteout.
+    var lowerNamesGone: [UInt64] = []
 
     var isEmpty: Bool {
         self.addWhiteouts.isEmpty && self.dropWhiteouts.isEmpty && self.addOpaque.isEmpty && self.setRedirects.isEmpty
-            && self.clearDirectories.isEmpty
+            && self.clearDirectories.isEmpty && self.lowerNamesGone.isEmpty
     }
 }
 
@@ -22,7 +25,7 @@ extension UnionNamespace {
     func commit(_ change: RecordChange, _ what: String) throws(UnionError) {
         guard !change.isEmpty else { return }
         guard let upper = self.upper else { throw .readOnly }
-        try self.upperRecords.withLock { (r) throws(UnionError) in
+        let newWhiteouts = try self.upperRecords.withLock { (r) throws(UnionError) -> Int in
             try upper.sidecar.write(what) { db in
                 for d in change.clearDirectories {
                     let k = Int64(bitPattern: d)
@@ -42,7 +45,10 @@ extension UnionNamespace {
                 for d in change.setRedirects {
                     try RedirectRecord(dirIno: Int64(bitPattern: d.dirIno), path: Data(d.path)).save(db)
                 }
+                try IdentityStore.recordLowerNamesGone(db, change.lowerNamesGone)
             }
+            // Whiteout records that did not exist before (a re-committed one is not a new whiteout).
+            var added = 0
             for d in change.clearDirectories {
                 r.whiteouts[d] = nil
                 r.opaque.remove(d)
@@ -52,10 +58,15 @@ extension UnionNamespace {
                 r.whiteouts[w.dirIno]?.remove(w.name)
                 if r.whiteouts[w.dirIno]?.isEmpty == true { r.whiteouts[w.dirIno] = nil }
             }
-            for w in change.addWhiteouts { r.whiteouts[w.dirIno, default: []].insert(w.name) }
+            for w in change.addWhiteouts {
+                if r.whiteouts[w.dirIno, default: []].insert(w.name).inserted { added += 1 }
+            }
             for o in change.addOpaque { r.opaque.insert(o) }
             for d in change.setRedirects { r.redirects[d.dirIno] = d.path }
+            return added
         }
+        self.identities.lowerNamesGoneCommitted(change.lowerNamesGone)
+        if newWhiteouts > 0 { self.stats.whiteoutsCreated.add(UInt64(newWhiteouts), ordering: .relaxed) }
     }
 
     func clearDirectoryRecords(_ inodes: [UInt64]) throws(UnionError) {

@@ -52,6 +52,15 @@ enum SidecarMigrations {
                 t.primaryKey(["fileid", "parent", "name"])
             }
         }
+        m.registerMigration("v3-lower-names-gone") { db in
+            // Lower names of a hard-linked lower inode that no longer show it (linked up into the upper layer, copied
+            // up, whited out, renamed over): nlink counts the visible names (see `UnionNamespace.attributes`).
+            try db.alter(table: IdentityRecord.databaseTableName) { t in
+                t.add(column: "lowerNamesGone", .integer).notNull().defaults(to: 0)
+            }
+            // Indexed copies made before v3: their copied-up name is no longer a lower name.
+            try db.execute(sql: "UPDATE identity SET lowerNamesGone = 1 WHERE isIndexed AND upperIno IS NOT NULL")
+        }
         return m
     }
 }

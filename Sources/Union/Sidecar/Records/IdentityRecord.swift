@@ -15,8 +15,12 @@ struct IdentityRecord: Codable, FetchableRecord, MutablePersistableRecord {
     /// A copy-up of a hard-linked lower file keeps a link under the upper layer's `index/` directory so every
     /// other name of the lower inode shows the upper copy.
     var isIndexed: Bool
-    /// The lower inode's link count at copy-up (reported nlink of an indexed object: links are not all linked up).
+    /// The lower inode's link count at copy-up (how many lower names the object had then).
     var lowerLinkCount: Int64
+    /// How many lower names of the origin inode no longer show the object: copied or linked up into the upper layer
+    /// (they count there), whited out, or replaced by a rename. Kept for lower objects too (a whiteout before any
+    /// copy-up). A union nlink is the number of visible names: see `UnionNamespace.attributes`.
+    var lowerNamesGone: Int64 = 0
 
     mutating func didInsert(_ inserted: InsertionSuccess) {
         self.fileid = inserted.rowID

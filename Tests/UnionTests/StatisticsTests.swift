@@ -1,0 +1,126 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import Union
+
+@Suite struct StatisticsTests {
+    @Test func startsAtZero() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/a", "x")
+        let u = try f.open()
+        _ = try u.contents("a")
+        #expect(u.statistics == UnionStatistics())
+    }
+
+    @Test func writeCopyUpCountsTheFileItsParentsAndItsBytes() throws {
+        let f = Fixture()
+        let n = 100_000
+        f.file(f.lower(0) + "/d1/d2/f", String(repeating: "z", count: n))
+        let u = try f.open()
+        try u.put("d1/d2/f", "A")
+        // d1, d2 (parents made in the upper) and f; only f has data.
+        #expect(u.statistics == UnionStatistics(copyUps: 3, copyUpBytes: UInt64(n), whiteoutsCreated: 0))
+        // Writes to the upper copy copy nothing more.
+        try u.put("d1/d2/f", "B", at: 5)
+        #expect(u.statistics.copyUps == 3)
+        // A second file in the same (now upper) directory: one copy-up.
+        f.file(f.lower(0) + "/d1/d2/g", "1234567")
+        try u.put("d1/d2/g", "x")
+        #expect(u.statistics == UnionStatistics(copyUps: 4, copyUpBytes: UInt64(n + 7), whiteoutsCreated: 0))
+    }
+
+    @Test func truncationCountsOnlyWhatIsCopied() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/big", String(repeating: "a", count: 50))
+        let u = try f.open()
+        _ = try u.setattr(u.h("big"), .init(size: 3), guardCtime: nil, as: root)
+        #expect(u.statistics.copyUps == 1)
+        #expect(u.statistics.copyUpBytes == 3)
+    }
+
+    @Test func metadataCopyUpsOfSpecialFilesCountWithoutBytes() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0))
+        mkfifo(f.lower(0) + "/fifo", 0o640)
+        f.symlink(f.lower(0) + "/link", to: "target")
+        f.mkdir(f.lower(0) + "/dir")
+        let u = try f.open()
+        for name in ["fifo", "link", "dir"] {
+            _ = try u.setattr(u.h(name), .init(uid: 7), guardCtime: nil, as: root)
+        }
+        #expect(u.statistics == UnionStatistics(copyUps: 3, copyUpBytes: 0, whiteoutsCreated: 0))
+    }
+
+    @Test func linkingUpAnotherNameOfAHardLinkIsNoCopyUp() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/x", "12345")
+        link(f.lower(0) + "/x", f.lower(0) + "/y")
+        let u = try f.open()
+        try u.put("x", "A")
+        #expect(u.statistics == UnionStatistics(copyUps: 1, copyUpBytes: 5, whiteoutsCreated: 0))
+        _ = try u.setattr(u.h("y"), .init(mode: 0o600), guardCtime: nil, as: root)  // links y up from index/
+        #expect(u.statistics == UnionStatistics(copyUps: 1, copyUpBytes: 5, whiteoutsCreated: 0))
+    }
+
+    @Test func removeOfALowerNameCreatesOneWhiteout() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/a", "x")
+        let u = try f.open()
+        try u.remove(in: u.rootHandle, b("a"), as: root)
+        #expect(u.statistics == UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 1))
+    }
+
+    @Test func removeOfAnUpperOnlyNameCreatesNoWhiteout() throws {
+        let f = Fixture()
+        let u = try f.open()
+        try u.mkfile("", "new", "data")
+        try u.remove(in: u.rootHandle, b("new"), as: root)
+        #expect(u.statistics.whiteoutsCreated == 0)
+        #expect(u.statistics == UnionStatistics())
+    }
+
+    @Test func whiteoutsOfRmdirRenameAndCopiedUpNamesCount() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/a", "x")
+        f.file(f.lower(0) + "/d/b", "y")
+        f.file(f.lower(0) + "/c", "z")
+        let u = try f.open()
+        // A copied-up name that exists below: one whiteout (and its parent `d` was copied up with it).
+        try u.put("d/a", "X")
+        try u.remove(in: u.h("d"), b("a"), as: root)
+        #expect(u.statistics.whiteoutsCreated == 1)
+        // Rename away of a lower name: its old name is whited out.
+        try u.rename(from: u.h("d"), b("b"), to: u.rootHandle, b("b2"), as: root)
+        #expect(u.statistics.whiteoutsCreated == 2)
+        // RMDIR of a (merged-empty) directory that exists below.
+        try u.rmdir(in: u.rootHandle, b("d"), as: root)
+        #expect(u.statistics.whiteoutsCreated == 3)
+        // Creating over a whiteout drops it: no new whiteout, and the counter never goes down.
+        try u.mkfile("", "d", "new")
+        #expect(u.statistics.whiteoutsCreated == 3)
+        // Removing that new upper file re-creates the whiteout (the name exists below): counted.
+        try u.remove(in: u.rootHandle, b("d"), as: root)
+        #expect(u.statistics.whiteoutsCreated == 4)
+        // The copy-ups: d/a and d (WRITE), d/b (RENAME), none for c.
+        #expect(u.statistics.copyUps == 3)
+        #expect(u.statistics.copyUpBytes == 2)
+    }
+
+    @Test func countsAreExactUnderConcurrency() async throws {
+        let f = Fixture()
+        for i in 0..<32 { f.file(f.lower(0) + "/f\(i)", String(repeating: "q", count: i)) }
+        let u = try f.open()
+        await withTaskGroup(of: Void.self) { g in
+            for i in 0..<32 {
+                g.addTask {
+                    try? u.put("f\(i)", "")
+                    try? u.put("f\(i)", "w")
+                    _ = u.statistics  // reading concurrently is fine
+                }
+            }
+        }
+        #expect(u.statistics.copyUps == 32)
+        #expect(u.statistics.copyUpBytes == UInt64((0..<32).reduce(0, +)))
+    }
+}
