@@ -3,6 +3,7 @@ import NIOCore
 import Prometheus
 import SunRPC
 import Synchronization
+import Union
 
 /// The server's Prometheus metrics. One registry per server (not the process-global
 /// MetricsSystem), so several servers in one test process do not share counts.
@@ -15,6 +16,10 @@ public final class ServerMetrics: Sendable {
     public let copyUpBytes: Counter
     public let whiteoutsCreated: Counter
     public let clientsMounted: Gauge
+    /// Where the union's counters come from, and what was last exported of them: the union keeps
+    /// totals, Prometheus counters only go up, so each scrape adds the difference.
+    let unionSource = Mutex<(read: (@Sendable () -> UnionStatistics)?, exported: UnionStatistics)>(
+        (nil, UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 0)))
 
     static let latencyBuckets: [Duration] = [
         .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
@@ -52,9 +57,27 @@ public final class ServerMetrics: Sendable {
         instruments.latency.record(duration)
     }
 
+    /// Reads the union's copy-up and whiteout totals from `read` at every scrape.
+    public func observeUnion(_ read: @escaping @Sendable () -> UnionStatistics) {
+        self.unionSource.withLock { $0.read = read }
+    }
+
     /// The Prometheus text exposition of every metric.
     public func exposition() -> [UInt8] {
-        self.registry.emitToBuffer()
+        self.unionSource.withLock { source in
+            guard let read = source.read else { return }
+            let now = read()
+            let before = source.exported
+            if now.copyUps > before.copyUps { self.copyUps.increment(by: Int64(now.copyUps - before.copyUps)) }
+            if now.copyUpBytes > before.copyUpBytes { self.copyUpBytes.increment(by: Int64(now.copyUpBytes - before.copyUpBytes)) }
+            if now.whiteoutsCreated > before.whiteoutsCreated {
+                self.whiteoutsCreated.increment(by: Int64(now.whiteoutsCreated - before.whiteoutsCreated))
+            }
+            source.exported = UnionStatistics(
+                copyUps: max(now.copyUps, before.copyUps), copyUpBytes: max(now.copyUpBytes, before.copyUpBytes),
+                whiteoutsCreated: max(now.whiteoutsCreated, before.whiteoutsCreated))
+        }
+        return self.registry.emitToBuffer()
     }
 }
 

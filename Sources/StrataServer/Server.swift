@@ -35,6 +35,7 @@ public final class StrataServer: Sendable {
             atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let registry = ExportRegistry(configuration: configuration, logger: logger)
         let metrics = ServerMetrics()
+        metrics.observeUnion { [registry] in registry.unionStatistics }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         let threadPool = NIOThreadPool(numberOfThreads: settings.threads)
         threadPool.start()

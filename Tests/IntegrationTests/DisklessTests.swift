@@ -159,14 +159,18 @@ import Testing
         let file = try #require(try client.create("m").get().obj.handle)
         _ = try client.write(file, Array(repeating: 1, count: 4096)).get()
         _ = try client.readAll(try client.handle("etc/passwd"))
+        // One copy-up (etc/passwd, 30 bytes, and its parent etc/) and one whiteout.
+        _ = try client.write(try client.handle("etc/passwd"), offset: 0, Array("R".utf8)).get()
+        _ = try client.remove("hostname", in: try client.handle("etc")).get()
         let port = try #require(server.metricsPort)
         let text = try fetch("http://127.0.0.1:\(port)/metrics")
-        #expect(text.contains("strata_rpc_calls_total{program=\"nfs\",procedure=\"WRITE\"} 1"), "\(text.prefix(3000))")
+        #expect(text.contains("strata_rpc_calls_total{program=\"nfs\",procedure=\"WRITE\"} 2"), "\(text.prefix(3000))")
         #expect(text.contains("strata_rpc_duration_seconds_bucket"))
-        #expect(text.contains("strata_nfs_written_bytes_total 4096"), "\(text.prefix(3000))")
+        #expect(text.contains("strata_nfs_written_bytes_total 4097"), "\(text.prefix(3000))")
         #expect(text.contains("strata_clients_mounted 1"))
-        #expect(text.contains("strata_copy_ups_total"))
-        #expect(text.contains("strata_whiteouts_created_total"))
+        #expect(text.contains("strata_copy_ups_total 2"), "etc/ and etc/passwd: \(text.prefix(3000))")
+        #expect(text.contains("strata_copy_up_bytes_total 30"))
+        #expect(text.contains("strata_whiteouts_created_total 1"))
     }
 }
 

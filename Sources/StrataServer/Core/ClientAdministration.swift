@@ -58,7 +58,9 @@ extension ExportRegistry {
                 ExportRegistry.saveGenerations(state.generations, stateDirectory: state.configuration.server.stateDirectory)
             }
             let namespace = self.state.withLock { state in
-                state.namespaces.removeValue(forKey: NamespaceKey(exportID: export.exportID, clientKey: key))
+                let removed = state.namespaces.removeValue(forKey: NamespaceKey(exportID: export.exportID, clientKey: key))
+                if let removed { state.closedStatistics.add(removed.statistics) }
+                return removed
             }
             namespace?.close()
             let aside = "\(upper).reset-\(UInt64(Date().timeIntervalSince1970 * 1000))"

@@ -72,6 +72,9 @@ public final class ExportRegistry: Sendable {
         /// before a `client reset` are stale.
         var generations: [String: UInt32] = [:]
         var lastSeen: [String: Date] = [:]
+        /// Statistics of namespaces already closed (reset, reload), so the totals the metrics
+        /// report never go down.
+        var closedStatistics = UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 0)
     }
 
     let state: Mutex<State>
@@ -333,9 +336,19 @@ public final class ExportRegistry: Sendable {
             }
             state.configuration = configuration
             state.exportsByID = exportsByID
+            for namespace in dropped { state.closedStatistics.add(namespace.statistics) }
             return dropped
         }
         for namespace in closing { namespace.close() }
+    }
+
+    /// Copy-ups and whiteouts of every namespace since the server started.
+    public var unionStatistics: UnionStatistics {
+        self.state.withLock { state in
+            var total = state.closedStatistics
+            for namespace in state.namespaces.values { total.add(namespace.statistics) }
+            return total
+        }
     }
 
     /// Closes every namespace (server shutdown).
@@ -398,3 +411,11 @@ extension Logger {
     }
 }
 
+
+extension UnionStatistics {
+    mutating func add(_ other: UnionStatistics) {
+        self.copyUps &+= other.copyUps
+        self.copyUpBytes &+= other.copyUpBytes
+        self.whiteoutsCreated &+= other.whiteoutsCreated
+    }
+}
