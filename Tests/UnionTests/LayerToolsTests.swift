@@ -108,7 +108,7 @@ import Testing
             try LayerTools.promote(upper: f.upper, to: layer)
         }
         let ro = f.base + "/ro"
-        guard Self.mountReadOnly(layer, at: ro) else { return }
+        try #require(Self.mountReadOnly(layer, at: ro), "read-only bind mount needs root (make test runs as root)")
         defer { umount(ro) }
         let v = try UnionNamespace(upper: nil, lowers: [ro, f.lower(0)], logger: .init(label: "t"))
         #expect(try v.names("d") == ["kept"])
