@@ -141,6 +141,8 @@ public final class StrataServer: Sendable {
             do {
                 chosen = try await server.bind(host: host, port: chosen)
             } catch {
+                // RPCServerError already names host, port, transport and the setting to change.
+                if error is RPCServerError { throw StartupError(message: "\(error)") }
                 throw StartupError(message: "cannot listen on \(host) port \(chosen): \(error); change \(key) or stop what uses the port")
             }
         }

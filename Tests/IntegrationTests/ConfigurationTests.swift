@@ -51,3 +51,34 @@ import Testing
         #expect(result.output.contains("export[0].lowers") && result.output.contains("/nope"), "\(result.output)")
     }
 }
+
+/// Start-up failures say which port and which setting to change.
+@Suite struct StartupTests {
+    @Test(arguments: ["nfs_port", "mount_port"])
+    func aTakenPortIsNamedWithItsKey(key: String) throws {
+        let directory = try TemporaryDirectory()
+        try makeThreeLayerFixture(directory)
+        // Hold a TCP port, then ask strata to serve on it.
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(holder, pointer, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, pointer, &length) == 0
+            }
+        }
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let config = threeLayerConfig()
+            .replacingOccurrences(of: "\(key) = 0", with: "\(key) = \(port)")
+            .replacingOccurrences(of: "@DIR@", with: directory.path)
+        try config.write(toFile: directory.file("strata.toml"), atomically: true, encoding: .utf8)
+        let result = try run(strataBinary, ["serve", "--config", directory.file("strata.toml")], timeout: 30)
+        #expect(!result.succeeded)
+        #expect(result.output.contains("\(port)") && result.output.contains(key), "\(result.output)")
+    }
+}
