@@ -32,6 +32,21 @@ import XDR
         #expect(try client.create("exclusive", how: .unchecked(.none)).status == .ok)
     }
 
+    @Test func nfsOverUDPWritesAndReadsBack() throws {
+        let client = try NFSTestClient(server: self.server, transport: .udp)
+        let file = try #require(try client.create("over-udp").get("CREATE over UDP").obj.handle)
+        let data = (0..<30000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        _ = try client.write(file, data).get("WRITE over UDP")
+        var back: [UInt8] = []
+        while back.count < data.count {
+            let chunk = try client.read(file, offset: UInt64(back.count), count: 8192).get("READ over UDP")
+            back += chunk.data.readableBytesView
+            if chunk.eof { break }
+        }
+        #expect(back == data)
+        #expect(self.directory.exists("upper/tree/over-udp"))
+    }
+
     @Test func uncheckedCreateOverALowerFileOpensIt() throws {
         // RFC 1813 §3.3.8: UNCHECKED creates the file or, if it exists, leaves it (applying a
         // size of 0 if asked): what `cp` over an existing file relies on.
