@@ -31,6 +31,7 @@ public final class StrataServer: Sendable {
     /// change if a port is taken.
     public static func start(configuration: Configuration, logger: Logger) async throws -> StrataServer {
         let settings = configuration.server
+        raiseDescriptorLimit(logger: logger)
         try FileManager.default.createDirectory(
             atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let registry = ExportRegistry(configuration: configuration, logger: logger)
@@ -186,5 +187,17 @@ public enum WriteVerifier {
         clock_gettime(CLOCK_REALTIME, &timespec)
         let nanoseconds = UInt64(timespec.tv_sec) &* 1_000_000_000 &+ UInt64(timespec.tv_nsec)
         return nanoseconds ^ UInt64.random(in: 0...UInt64.max)
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: the union keeps descriptors of
+/// layer directories and recently used objects, per namespace.
+func raiseDescriptorLimit(logger: Logger) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    let previous = limit.rlim_cur
+    limit.rlim_cur = limit.rlim_max
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+        logger.debug("raised the open-file limit", metadata: ["from": "\(previous)", "to": "\(limit.rlim_max)"])
     }
 }

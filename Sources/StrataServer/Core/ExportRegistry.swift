@@ -192,8 +192,12 @@ public final class ExportRegistry: Sendable {
             throw .layerUnavailable("cannot create \(upper ?? identityDirectory): \(error.localizedDescription)")
         }
         do {
+            // Each cached object may hold a descriptor per layer. A fleet has one namespace per
+            // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below
+            // the descriptor limit the server raises itself to at start.
             return try UnionNamespace(
                 upper: upper, lowers: export.lowers, stateDirectory: identityDirectory,
+                cachedObjects: export.hasPerClientUpper ? 64 : 256,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(clientKey)"]))
         } catch {
             self.logger.error(
