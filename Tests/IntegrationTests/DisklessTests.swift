@@ -1,5 +1,6 @@
 import Foundation
 import NFS3
+import Synchronization
 import SunRPC
 import Testing
 
@@ -61,6 +62,40 @@ import Testing
 
         // Handles of one client are refused for the other.
         #expect(try b.getattr(fileA).status == .acces)
+    }
+
+    /// A fleet booting at once: 24 clients with their own addresses mount, write, read back,
+    /// delete a shared file and list, all concurrently; each upper holds exactly its own changes.
+    @Test func aFleetOfClientsWorksConcurrently() throws {
+        let directory = try TemporaryDirectory()
+        try makeThreeLayerFixture(directory)
+        let server = try ServerProcess(config: Self.config(clients: "\"127.0.1.0/24(rw,no_root_squash,insecure)\""), directory: directory)
+        defer { server.stop() }
+        let failures = Mutex<[String]>([])
+        let (nfsPort, mountPort) = (server.nfsPort, server.mountPort)
+        DispatchQueue.concurrentPerform(iterations: 24) { index in
+            let address = "127.0.1.\(index + 10)"
+            do {
+                let client = try NFSTestClient(nfsPort: nfsPort, mountPort: mountPort, export: "/diskless", localHost: address)
+                let data = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &+ index) }
+                let file = try #require(try client.create("mine-\(index)").get("CREATE").obj.handle)
+                _ = try client.write(file, data).get("WRITE")
+                guard try client.readAll(file) == data else { throw HarnessError("data of \(address) differs") }
+                _ = try client.remove("passwd", in: try client.handle("etc")).get("REMOVE")
+                let names = try client.readdir(client.root, count: 65536).get("READDIR").entries.map { String(decoding: $0.name, as: UTF8.self) }
+                guard names.contains("mine-\(index)"), !names.contains(where: { $0.hasPrefix("mine-") && $0 != "mine-\(index)" }) else {
+                    throw HarnessError("\(address) sees \(names)")
+                }
+            } catch {
+                failures.withLock { $0.append("\(address): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        for index in 0..<24 {
+            let upper = "clients/127.0.1.\(index + 10)/tree"
+            #expect(directory.exists("\(upper)/mine-\(index)") && !directory.exists("\(upper)/mine-\((index + 1) % 24)"))
+        }
+        #expect(directory.read("lower2/etc/passwd") != nil)
     }
 
     @Test func clientsOutsideEveryRuleAreRefusedAndReadOnlyClientsCannotWrite() throws {

@@ -14,16 +14,25 @@ final class NFSTestClient {
 
     /// Connects to `server` from `localHost` (e.g. "127.0.0.2" to look like another client) and
     /// mounts `export`.
-    init(
+    convenience init(
         server: ServerProcess, export: String = "/union", localHost: String? = nil, transport: RPCTransport = .tcp,
+        localPort: RPCSourcePort = .any, uid: UInt32 = 0, gid: UInt32 = 0, machineName: String = "testclient"
+    ) throws {
+        try self.init(
+            nfsPort: server.nfsPort, mountPort: server.mountPort, export: export, localHost: localHost, transport: transport,
+            localPort: localPort, uid: uid, gid: gid, machineName: machineName)
+    }
+
+    init(
+        nfsPort: Int, mountPort: Int, export: String = "/union", localHost: String? = nil, transport: RPCTransport = .tcp,
         localPort: RPCSourcePort = .any, uid: UInt32 = 0, gid: UInt32 = 0, machineName: String = "testclient"
     ) throws {
         let credential = RPCCredential.sys(AuthSysParameters(stamp: 1, machineName: machineName, uid: uid, gid: gid, groups: []))
         self.rpc = try RPCClient(
-            host: "127.0.0.1", port: server.nfsPort, transport: transport, localHost: localHost, localPort: localPort,
+            host: "127.0.0.1", port: nfsPort, transport: transport, localHost: localHost, localPort: localPort,
             credential: credential, timeout: .seconds(15))
         self.mountRPC = try RPCClient(
-            host: "127.0.0.1", port: server.mountPort, transport: .tcp, localHost: localHost, localPort: localPort,
+            host: "127.0.0.1", port: mountPort, transport: .tcp, localHost: localHost, localPort: localPort,
             credential: credential, timeout: .seconds(15))
         self.export = export
         self.root = try self.mount()
