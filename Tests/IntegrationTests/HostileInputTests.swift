@@ -1,0 +1,64 @@
+import Foundation
+import NFS3
+import NIOCore
+import SunRPC
+import Testing
+import XDR
+
+/// The real server fed garbage: records of random bytes, truncated calls, oversized records,
+/// random datagrams, and well-formed calls with random arguments to every procedure. It must
+/// answer or close the connection, never crash, and keep serving.
+@Suite(.serialized) struct HostileInputTests {
+    @Test func garbageNeverTakesTheServerDown() throws {
+        let directory = try TemporaryDirectory()
+        try makeThreeLayerFixture(directory)
+        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        defer { server.stop() }
+        let seed = ProcessInfo.processInfo.environment["STRATA_FUZZ_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        print("HostileInputTests seed \(seed) (replay with STRATA_FUZZ_SEED=\(seed))")
+        var generator = SeededGenerator(seed: seed)
+        let valid = try NFSTestClient(server: server)
+        let root = valid.root
+
+        for round in 0..<200 {
+            let length = Int.random(in: 0...600, using: &generator)
+            var bytes = ByteBuffer(bytes: (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            for port in [server.nfsPort, server.mountPort] {
+                // Raw garbage as one TCP record, and as a datagram.
+                if let tcp = try? RPCClient(host: "127.0.0.1", port: port, transport: .tcp, timeout: .milliseconds(300)) {
+                    var record = ByteBuffer()
+                    record.writeInteger(UInt32(0x8000_0000) | UInt32(bytes.readableBytes), endianness: .big)
+                    record.writeBuffer(&bytes)
+                    try? tcp.sendRaw(record)
+                    _ = try? tcp.receiveRecord()
+                    tcp.close()
+                }
+                if let udp = try? RPCClient(host: "127.0.0.1", port: port, transport: .udp, timeout: .milliseconds(100)) {
+                    try? udp.sendRaw(ByteBuffer(bytes: (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+                    udp.close()
+                }
+            }
+            // A well-formed call with random arguments, to a random procedure (and handle prefix).
+            var arguments = ByteBuffer()
+            if round % 2 == 0 { FileHandle3(root.data).encode(xdr: &arguments) }
+            arguments.writeBytes((0..<Int.random(in: 0...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            let procedure = UInt32.random(in: 0...23, using: &generator)
+            if let reply = try? valid.rpc.call(program: NFS3.program, version: 3, procedure: procedure, arguments: arguments) {
+                #expect(reply.status != .systemError, "procedure \(procedure) answered SYSTEM_ERR (seed \(seed), round \(round))")
+            }
+            if round % 50 == 49 {
+                #expect(server.isRunning, "the server died (seed \(seed), round \(round)); log:\n\(server.log.suffix(3000))")
+            }
+        }
+        // An oversized record closes the connection without hurting the server.
+        let big = try RPCClient(host: "127.0.0.1", port: server.nfsPort, transport: .tcp, timeout: .seconds(2))
+        var huge = ByteBuffer()
+        huge.writeInteger(UInt32(0x8000_0000) | UInt32(0x7fff_0000), endianness: .big)
+        try? big.sendRaw(huge)
+        #expect(big.waitForClose(timeout: .seconds(5)), "an oversized record must close the connection")
+
+        #expect(server.isRunning)
+        let after = try NFSTestClient(server: server)
+        #expect(try after.readAll(try after.handle("etc/hostname")) == Array("site\n".utf8))
+    }
+}
