@@ -75,7 +75,8 @@ public final class StrataServer: Sendable {
             var portmapperPort: Int?
             switch mode {
             case .system:
-                try SystemRPCBind.register(registrations)
+                // Listening on an IPv6 address: announce the tcp6/udp6 transports too.
+                try SystemRPCBind.register(registrations, includeIPv6: settings.listen.contains { $0.contains(":") })
             case .builtin:
                 let portmapper = BuiltinPortmapper(registrations: registrations)
                 rpcConfiguration.portSettingHint = "set [server] portmapper to \"system\" (with rpcbind running) or \"off\""
