@@ -98,9 +98,21 @@ final class IdentityStore: Sendable {
     /// Origins are keyed by layer index: with another stack of lowers (added, removed, reordered) they would name
     /// other objects. When the stack's signature changed, lower-origin identities are dropped (their handles go
     /// stale) and copied-up objects are re-keyed by their upper inode alone.
-    func checkStack(signature: UInt64, logger: Logger) throws(UnionError) {
+    /// `lowerPaths` (real paths, top-most first) are recorded for `LayerTools.promote`.
+    func checkStack(signature: UInt64, lowerPaths: [String] = [], logger: Logger) throws(UnionError) {
         try self.tables.withLock { (t) throws(UnionError) in
             let changed = try self.sidecar.write("check layer stack") { db -> Bool in
+                let recorded = try Row.fetchAll(db, sql: "SELECT path FROM lowerLayer ORDER BY position").map {
+                    (r: Row) -> Data in r["path"]
+                }
+                if recorded != lowerPaths.map({ Data($0.utf8) }) {
+                    try db.execute(sql: "DELETE FROM lowerLayer")
+                    for (i, p) in lowerPaths.enumerated() {
+                        try db.execute(
+                            sql: "INSERT INTO lowerLayer (position, path) VALUES (?, ?)",
+                            arguments: [i + 1, Data(p.utf8)])
+                    }
+                }
                 let old = try MetaRecord.fetchOne(db, key: "lowerStack")
                 try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
                 guard let old, old.value != Int64(bitPattern: signature) else { return false }

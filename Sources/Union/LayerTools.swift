@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Glibc
+import Logging
 
 /// What a layer directory holds, for the administration commands.
 public struct LayerReport: Sendable, Equatable {
@@ -122,10 +123,12 @@ public enum LayerTools {
     /// Copies a writable layer (`upper`: `tree/` + `layer.db`) into a new read-only layer directory `destination`
     /// (`tree/` + `layer.db` with its whiteouts, opaque markers and redirects re-keyed to the new tree), usable as a
     /// lower right above the lowers the upper was used with. Hard links inside the tree stay hard links; metadata,
-    /// xattrs and holes are kept. Not carried over: identities (a new stack is a new namespace) and `index/`
-    /// (a lower hard link copied up through one name but never touched through another keeps its lower data under
-    /// that other name in the promoted stack). The upper must not be in use.
-    public static func promote(upper: String, to destination: String) throws {
+    /// xattrs and holes are kept. Lower hard links copied up through one name (`index/`): every other lower name
+    /// that shows the copy through the union is materialised in the new tree as a hard link to it, so the promoted
+    /// layer is self-contained. The lowers are those the upper was last opened with (recorded in its sidecar), or
+    /// `lowers` if given (top-most first, as for the namespace). Not carried over: identities (a new stack is a new
+    /// namespace). The upper must not be in use.
+    public static func promote(upper: String, lowers: [String]? = nil, to destination: String) throws {
         var st = stat()
         guard stat(upper + "/layer.db", &st) == 0, stat(upper + "/tree", &st) == 0 else {
             throw LayerToolError.notALayer(upper)
@@ -139,6 +142,7 @@ public enum LayerTools {
             var inoMap: [UInt64: UInt64] = [:]  // old directory inode → new
             var links: [UInt64: (FD, [UInt8])] = [:]  // old file inode (nlink > 1) → first copy
             try Self.copyTree(src, dst, "", &inoMap, &links)
+            try Self.carryIndexedNames(upper: upper, lowers: lowers, into: dst, links: links)
             try UnionNamespace.setOwnerModeTimes(
                 dst, Array(".".utf8), st: try Files.fstat(src, path: "tree"), path: "tree")
             let oldSidecar = try Sidecar(path: upper + "/layer.db", readOnly: true)
@@ -206,5 +210,142 @@ public enum LayerTools {
             }
         }
         try Files.fsyncDirectory(dst, path: path)  // files were fsynced by copyObject; their names now too
+    }
+
+    /// The lowers recorded in an upper's sidecar (nil: never recorded, an upper from before `v4-lower-layers`).
+    static func recordedLowers(_ sidecar: Sidecar) throws(UnionError) -> [String]? {
+        try sidecar.read("read recorded lowers") { db -> [String]? in
+            guard try db.tableExists("lowerLayer"),
+                let signature = try MetaRecord.fetchOne(db, key: "lowerStack")
+            else { return nil }
+            let paths = try Row.fetchAll(db, sql: "SELECT path FROM lowerLayer ORDER BY position").map {
+                (r: Row) -> String in String(decoding: r["path"] as Data, as: UTF8.self)
+            }
+            // Recorded with the signature in one transaction; an empty table with a non-empty stack is an upper
+            // opened before v4 only.
+            return UnionNamespace.stackSignature(paths) == UInt64(bitPattern: signature.value) ? paths : nil
+        }
+    }
+
+    /// Lower names that show an `index/` copy through the union (not linked up into `tree/`, not whited out) become
+    /// hard links to the promoted copy. The union is walked as the upper saw it: the upper read as a strata lower
+    /// above its lowers (same layer indices as its identity records).
+    static func carryIndexedNames(
+        upper: String, lowers explicit: [String]?, into dst: FD, links: [UInt64: (FD, [UInt8])]
+    ) throws(UnionError) {
+        let sidecar = try Sidecar(path: upper + "/layer.db", readOnly: true)
+        let (records, recorded) = try { () throws(UnionError) -> ([IdentityRecord], [String]?) in
+            defer { sidecar.close() }
+            let records = try sidecar.read("read indexed identities") { db in
+                try IdentityRecord.filter(sql: "isIndexed AND upperIno IS NOT NULL").fetchAll(db)
+            }
+            return (records, try Self.recordedLowers(sidecar))
+        }()
+        // Indexed objects whose index/ copy still exists: origin (layer, ino) → (fileid, upper inode).
+        var ist = stat()
+        guard !records.isEmpty, stat(upper + "/index", &ist) == 0 else { return }
+        let index = try Files.openDirectoryAbsolute(upper + "/index")
+        var wanted: [OriginKey: (fileid: UInt64, upperIno: UInt64, st: stat)] = [:]
+        for r in records {
+            let fileid = UInt64(bitPattern: r.fileid ?? 0)
+            guard let upperIno = r.upperIno.map({ UInt64(bitPattern: $0) }), r.originLayer > 0,
+                let st = try Files.statAt(index, Array(String(fileid).utf8), path: "index/\(fileid)"),
+                UInt64(st.st_ino) == upperIno, st.isRegular
+            else { continue }
+            wanted[OriginKey(layer: Int(r.originLayer), ino: UInt64(bitPattern: r.originIno))] = (fileid, upperIno, st)
+        }
+        if wanted.isEmpty { return }
+        guard let lowers = explicit ?? recorded else {
+            throw .invalid(
+                "\(upper) holds copied-up lower hard links (index/) but does not record its lowers: open it once with "
+                    + "this version, or pass the lowers")
+        }
+        let view = try UnionNamespace(
+            upper: nil, lowers: [upper] + lowers, stateDirectory: nil, cachedObjects: 0,
+            logger: Logger(label: "strata.promote"))
+        defer { view.close() }
+
+        // Union paths (directory chain + name) of every lower name showing an indexed object.
+        struct Found {
+            var dirs: [Location]
+            var name: [UInt8]
+        }
+        var found: [OriginKey: [Found]] = [:]
+        func visit(_ dir: Node, _ chain: [Location]) throws(UnionError) {
+            for e in try view.mergedNames(dir).sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
+                let key = OriginKey(layer: e.key.layer, ino: e.key.ino)
+                if e.key.layer > 0, wanted[key] != nil {
+                    guard let n = try view.child(of: dir, e.name), !n.isDirectory,
+                        n.top.layer == key.layer, n.top.ino == key.ino
+                    else { continue }
+                    found[key, default: []].append(Found(dirs: chain, name: e.name))
+                    continue
+                }
+                // Descend into directories that merge some lower directory (only those can hold lower names).
+                guard let n = try view.child(of: dir, e.name), n.isDirectory, n.dirs.contains(where: { $0.layer > 0 })
+                else { continue }
+                try visit(n, chain + [n.top])
+            }
+        }
+        try visit(try view.rootNode(), [])
+
+        // Directories of the new tree that get entries: their times are restored afterwards.
+        var touched: [[[UInt8]]: (fd: FD, st: stat, path: String)] = [
+            []: (dst, try Files.fstat(dst, path: "tree"), "tree")
+        ]
+        func directory(_ chain: [Location]) throws(UnionError) -> FD {
+            var fd = dst
+            var path = ""
+            var key: [[UInt8]] = []
+            for loc in chain {
+                let name = loc.name
+                let p = Self.join(path, name.displayString)
+                key.append(name)
+                if let t = touched[key] {
+                    fd = t.fd
+                } else {
+                    // The parent (already in `touched`) keeps its times: they are restored at the end.
+                    if try Files.statAt(fd, name, path: p) == nil {
+                        // The union showed a lower directory here: it takes that directory's metadata (a copy-up).
+                        try UnionNamespace.copyObject(loc, as: name, in: fd, path: p)
+                    }
+                    let sub = try Files.openDirPath(fd, name, path: p)
+                    touched[key] = (sub, try Files.fstat(sub, path: p), p)
+                    fd = sub
+                }
+                path = p
+            }
+            return fd
+        }
+        func pathOf(_ f: Found) -> String {
+            (f.dirs.map { $0.name.displayString } + [f.name.displayString]).joined(separator: "/")
+        }
+
+        for (key, names) in found.sorted(by: { ($0.key.layer, $0.key.ino) < ($1.key.layer, $1.key.ino) }) {
+            guard let w = wanted[key], !names.isEmpty else { continue }
+            var first = links[w.upperIno]
+            for f in names {
+                let dir = try directory(f.dirs)
+                let p = pathOf(f)
+                if let (firstDir, firstName) = first {
+                    _ = try firstName.withCName { (a) throws(UnionError) -> CInt in
+                        try f.name.withCName { (b) throws(UnionError) -> CInt in
+                            try Sys.retry("linkat", p) { linkat(firstDir.raw, a, dir.raw, b, 0) }
+                        }
+                    }
+                } else {
+                    // No name of the copy in the upper tree: the index/ copy itself is promoted under this name.
+                    let iname = Array(String(w.fileid).utf8)
+                    let loc = Location(
+                        layer: 0, path: Array("index/\(w.fileid)".utf8), parent: index, name: iname, dir: nil, st: w.st)
+                    try UnionNamespace.copyObject(loc, as: f.name, in: dir, path: p)
+                    first = (dir, f.name)
+                }
+            }
+        }
+        for (_, t) in touched.sorted(by: { $0.key.count > $1.key.count }) {
+            try UnionNamespace.setOwnerModeTimes(t.fd, Array(".".utf8), st: t.st, path: t.path)
+            try Files.fsyncDirectory(t.fd, path: t.path)
+        }
     }
 }

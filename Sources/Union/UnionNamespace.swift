@@ -98,7 +98,8 @@ public final class UnionNamespace: Sendable {
         }
         self.layers = layers
         self.identities = try IdentityStore(sidecar: sidecar)
-        try self.identities.checkStack(signature: Self.stackSignature(lowers), logger: logger)
+        try self.identities.checkStack(
+            signature: Self.stackSignature(lowers), lowerPaths: lowers.map(Self.realPath), logger: logger)
         let rootSt = try Files.fstat(top.tree, path: top.directory)
         self.rootFileid = try self.identities.fileid(
             .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))
@@ -110,15 +111,18 @@ public final class UnionNamespace: Sendable {
         }
     }
 
+    static func realPath(_ l: String) -> String {
+        realpath(l, nil).map { p -> String in
+            defer { free(p) }
+            return String(cString: p)
+        } ?? l
+    }
+
     /// FNV-1a 64 of the lowers' real paths, in order.
     static func stackSignature(_ lowers: [String]) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for l in lowers {
-            let real =
-                realpath(l, nil).map { p -> String in
-                    defer { free(p) }
-                    return String(cString: p)
-                } ?? l
+            let real = Self.realPath(l)
             for byte in Array(real.utf8) + [0] {
                 h ^= UInt64(byte)
                 h = h &* 0x0000_0100_0000_01b3

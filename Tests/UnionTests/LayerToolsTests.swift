@@ -66,6 +66,64 @@ import Testing
         #expect(r2.whiteouts == report.whiteouts && r2.redirects == report.redirects)
     }
 
+    /// A lower file with two names, written through one: the other name was never linked up into the upper tree
+    /// (it shows the `index/` copy). The promoted layer must show the new data under both names.
+    @Test func promoteCarriesIndexedLowerHardLinks() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/hl/a", "old data")
+        link(f.lower(0) + "/hl/a", f.lower(0) + "/hl/b")
+        let u = try f.open()
+        try u.put("hl/a", "NEW data")
+        u.close()
+        var st = stat()
+        #expect(lstat(f.upper + "/tree/hl/b", &st) != 0)  // not linked up: only the index shows it
+
+        let promoted = f.base + "/promoted"
+        try LayerTools.promote(upper: f.upper, to: promoted)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: promoted).sorted() == ["layer.db", "tree"])
+        try FileManager.default.removeItem(atPath: f.upper)  // self-contained: nothing refers to the old upper
+        let v = try UnionNamespace(upper: nil, lowers: [promoted, f.lower(0)], logger: .init(label: "t"))
+        #expect(try v.contents("hl/b") == "NEW data")
+        #expect(try v.contents("hl/a") == "NEW data")
+        let a = try v.walk("hl/a").1, bb = try v.walk("hl/b").1
+        #expect(a.fileid == bb.fileid)
+        #expect(a.nlink == 2 && bb.nlink == 2)
+        v.close()
+    }
+
+    /// The same with the names spread out: one in a directory the upper never copied up, one under a renamed
+    /// (redirected) directory, one whited out, and the written name itself removed afterwards.
+    @Test func promoteCarriesIndexedNamesWhereverTheUnionShowsThem() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/w/a", "old data")
+        f.file(f.lower(0) + "/keep/untouched", "u")
+        for n in ["/other/c", "/moved/d", "/w/gone"] {
+            f.mkdir((f.lower(0) + n as NSString).deletingLastPathComponent)
+            link(f.lower(0) + "/w/a", f.lower(0) + n)
+        }
+        let u = try f.open()
+        try u.put("w/a", "NEW data")
+        try u.remove(in: u.h("w"), b("gone"), as: root)
+        try u.rename(from: u.rootHandle, b("moved"), to: u.rootHandle, b("renamed"), as: root)
+        try u.remove(in: u.h("w"), b("a"), as: root)
+        let expected = try Self.tree(u)
+        #expect(expected["other/c"] == "file NEW data" && expected["renamed/d"] == "file NEW data")
+        u.close()
+
+        let promoted = f.base + "/promoted"
+        try LayerTools.promote(upper: f.upper, lowers: [f.lower(0)], to: promoted)
+        var s1 = stat(), s2 = stat()
+        lstat(promoted + "/tree/other", &s1)
+        lstat(f.lower(0) + "/other", &s2)
+        #expect(s1.st_mtim.tv_sec == s2.st_mtim.tv_sec && s1.st_mtim.tv_nsec == s2.st_mtim.tv_nsec)
+        let v = try UnionNamespace(upper: nil, lowers: [promoted, f.lower(0)], logger: .init(label: "t"))
+        #expect(try Self.tree(v) == expected)
+        let c = try v.walk("other/c").1, d = try v.walk("renamed/d").1
+        #expect(c.fileid == d.fileid)
+        #expect(c.nlink == 2 && d.nlink == 2)
+        v.close()
+    }
+
     @Test func inspectReportsForeignMarkers() throws {
         let f = Fixture()
         f.file(f.lower(0) + "/d/.wh.x")

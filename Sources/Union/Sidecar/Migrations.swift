@@ -61,6 +61,14 @@ enum SidecarMigrations {
             // Indexed copies made before v3: their copied-up name is no longer a lower name.
             try db.execute(sql: "UPDATE identity SET lowerNamesGone = 1 WHERE isIndexed AND upperIno IS NOT NULL")
         }
+        m.registerMigration("v4-lower-layers") { db in
+            // The real paths of the lowers the store was last opened with (top-most first, position 1 = layer 1):
+            // `LayerTools.promote` walks them to carry the other lower names of `index/` copies.
+            try db.create(table: "lowerLayer") { t in
+                t.primaryKey("position", .integer)
+                t.column("path", .blob).notNull()
+            }
+        }
         return m
     }
 }
