@@ -108,13 +108,13 @@ public final class ExportRegistry: Sendable {
 
     /// The caller's client key for `export`: address or AUTH_SYS machine name, mapped through
     /// `[clients]`, sanitised for use as a path component.
-    func clientKey(for export: ExportConfiguration, call: RPCCallContext, configuration: Configuration) -> String {
+    func clientKey(for export: ExportConfiguration, call: RPCCallContext, clientKeys: [String: String]) -> String {
         let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
         var raw = address
         if export.clientKey == .hostname, case .sys(let auth) = call.credential, !auth.machineName.isEmpty {
             raw = auth.machineName
         }
-        if let mapped = configuration.clientKeys[raw] ?? configuration.clientKeys[address] {
+        if let mapped = clientKeys[raw] ?? clientKeys[address] {
             raw = mapped
         }
         return sanitizedClientKey(raw)
@@ -213,13 +213,14 @@ public final class ExportRegistry: Sendable {
         guard let credentials = ExportRegistry.squash(call.credential, options: rule.options) else {
             throw .unsupportedCredential
         }
-        let (configuration, generation) = self.state.withLock { state in
-            (state.configuration, 0 as UInt32)
-        }
-        let clientKey = self.clientKey(for: export, call: call, configuration: configuration)
-        let currentGeneration = self.state.withLock { $0.generations[clientKey] } ?? generation
+        let clientKeys = self.state.withLock { $0.configuration.clientKeys }
+        let clientKey = self.clientKey(for: export, call: call, clientKeys: clientKeys)
         let namespace = try self.namespace(export: export, clientKey: clientKey, create: create)
-        self.state.withLock { $0.lastSeen[clientKey] = Date() }
+        let now = Date()
+        let currentGeneration = self.state.withLock { state in
+            state.lastSeen[clientKey] = now
+            return state.generations[clientKey] ?? 0
+        }
         return ExportCall(
             export: export, namespace: namespace, credentials: credentials,
             isReadOnly: rule.options.isReadOnly || namespace.isReadOnly, clientKey: clientKey,
