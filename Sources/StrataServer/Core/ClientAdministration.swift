@@ -53,9 +53,10 @@ extension ExportRegistry {
             guard let upper = self.upperPath(export: export, clientKey: key), FileManager.default.fileExists(atPath: upper) else { continue }
             // Bump the generation first: from here on the client's old handles are stale even if
             // a crash interrupts the rest (a stale handle is the intended outcome of a reset).
-            self.state.withLock { state in
-                state.generations[key, default: 0] += 1
-                ExportRegistry.saveGenerations(state.generations, stateDirectory: state.configuration.server.stateDirectory)
+            self.state.withLock { $0.generations[key, default: 0] += 1 }
+            self.persistLock.withLock { _ in
+                let (generations, stateDirectory) = self.state.withLock { ($0.generations, $0.configuration.server.stateDirectory) }
+                ExportRegistry.saveGenerations(generations, stateDirectory: stateDirectory)
             }
             let namespace = self.state.withLock { state in
                 let removed = state.namespaces.removeValue(forKey: NamespaceKey(exportID: export.exportID, clientKey: key))
@@ -70,10 +71,7 @@ extension ExportRegistry {
             try? FileManager.default.removeItem(atPath: aside)
             resetUppers.append(upper)
         }
-        self.state.withLock { state in
-            state.mounts.removeAll { $0.clientKey == key }
-            ExportRegistry.saveMountTable(state.mounts, stateDirectory: state.configuration.server.stateDirectory)
-        }
+        self.changeMountTable { $0.removeAll { $0.clientKey == key } }
         self.logger.notice("client reset", metadata: ["client": "\(key)", "uppers": "\(resetUppers.joined(separator: ","))"])
         return resetUppers
     }

@@ -80,6 +80,8 @@ public final class ExportRegistry: Sendable {
     let state: Mutex<State>
     /// Held while a namespace is opened (see `namespace(export:clientKey:create:)`).
     let openingLock = Mutex(())
+    /// Orders writes of the small state files (mount table, reset generations).
+    let persistLock = Mutex(())
     let logger: Logger
 
     public init(configuration: Configuration, logger: Logger) {
@@ -294,9 +296,8 @@ public final class ExportRegistry: Sendable {
             }
             let host = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
             let record = MountRecord(host: host, directory: export.path, clientKey: admitted.clientKey)
-            self.state.withLock { state in
-                if !state.mounts.contains(record) { state.mounts.append(record) }
-                ExportRegistry.saveMountTable(state.mounts, stateDirectory: state.configuration.server.stateDirectory)
+            self.changeMountTable { mounts in
+                if !mounts.contains(record) { mounts.append(record) }
             }
             return .success((admitted, admitted.fileHandle(object)))
         } catch {
@@ -306,18 +307,12 @@ public final class ExportRegistry: Sendable {
 
     /// UMNT: forgets the caller's mount of `path`.
     public func unmount(path: String, host: String) {
-        self.state.withLock { state in
-            state.mounts.removeAll { $0.host == host && $0.directory == path }
-            ExportRegistry.saveMountTable(state.mounts, stateDirectory: state.configuration.server.stateDirectory)
-        }
+        self.changeMountTable { $0.removeAll { $0.host == host && $0.directory == path } }
     }
 
     /// UMNTALL: forgets every mount of the caller.
     public func unmountAll(host: String) {
-        self.state.withLock { state in
-            state.mounts.removeAll { $0.host == host }
-            ExportRegistry.saveMountTable(state.mounts, stateDirectory: state.configuration.server.stateDirectory)
-        }
+        self.changeMountTable { $0.removeAll { $0.host == host } }
     }
 
     // MARK: Reload and shutdown
@@ -369,6 +364,18 @@ public final class ExportRegistry: Sendable {
     // MARK: Persistence of small server state
 
     static func mountTablePath(_ stateDirectory: String) -> String { "\(stateDirectory)/rmtab" }
+
+    /// Changes the mount table and writes it to disk. The file is written outside the state
+    /// lock, which every NFS call takes, under a lock of its own that also orders the writes:
+    /// each one writes the table as it is when it gets that lock, so the last write wins with
+    /// the newest table.
+    func changeMountTable(_ change: (inout [MountRecord]) -> Void) {
+        self.state.withLock { change(&$0.mounts) }
+        self.persistLock.withLock { _ in
+            let (mounts, stateDirectory) = self.state.withLock { ($0.mounts, $0.configuration.server.stateDirectory) }
+            ExportRegistry.saveMountTable(mounts, stateDirectory: stateDirectory)
+        }
+    }
 
     static func loadMountTable(stateDirectory: String) -> [MountRecord] {
         guard let text = try? String(contentsOfFile: mountTablePath(stateDirectory), encoding: .utf8) else { return [] }
