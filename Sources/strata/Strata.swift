@@ -131,8 +131,7 @@ struct CheckConfig: ParsableCommand {
             printErrors(problems.errors.map(\.description) + problems.warnings.map { "warning: \($0)" })
             throw ExitCode(1)
         }
-        var problems = self.skipPaths ? [] : configuration.checkFileSystem()
-        for index in problems.indices { problems[index].file = path }
+        let problems = self.skipPaths ? [] : configuration.checkFileSystem()
         printErrors(problems.map(\.description) + configuration.warnings.map { "warning: \($0)" })
         if !problems.isEmpty { throw ExitCode(1) }
         print("\(path): OK (\(configuration.exports.count) export(s): \(configuration.exports.map(\.path).joined(separator: ", ")))")

@@ -89,6 +89,8 @@ public struct Configuration: Sendable {
     public var clientKeys: [String: String] = [:]
     /// Options accepted without effect (`async`, `wdelay`, `subtree_check`): worth a warning.
     public var warnings: [ConfigError] = []
+    /// The file it was read from and where its keys are, so later checks name lines too.
+    var source: (file: String?, locator: SourceLocator)?
 
     public init() {}
 
@@ -170,21 +172,24 @@ public struct Configuration: Sendable {
         self.apply(overrides, problems: &problems)
         self.validate(problems: &problems, overrides: overrides)
 
-        let locator = SourceLocator(text: text)
-        func located(_ list: [ConfigError]) -> [ConfigError] {
-            let withLines = list.map { problem -> ConfigError in
-                var problem = problem
-                problem.file = file
-                problem.line = problem.line ?? locator.line(of: problem)
-                return problem
-            }
-            // File order; command-line problems (no line) last, in the order found.
-            return withLines.enumerated().sorted { ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset) }.map(\.element)
-        }
-        let errors = located(problems.errors)
-        let warnings = located(problems.warnings)
+        self.source = (file, SourceLocator(text: text))
+        let errors = self.located(problems.errors)
+        let warnings = self.located(problems.warnings)
         if !errors.isEmpty { throw ConfigurationErrors(errors: errors, warnings: warnings) }
         self.warnings = warnings
+    }
+
+    /// `problems` with the file and line they are about, in file order; command-line problems
+    /// (no line) last, in the order found.
+    func located(_ problems: [ConfigError]) -> [ConfigError] {
+        let withLines = problems.map { problem -> ConfigError in
+            var problem = problem
+            guard let source = self.source else { return problem }
+            problem.file = source.file
+            problem.line = problem.line ?? source.locator.line(of: problem)
+            return problem
+        }
+        return withLines.enumerated().sorted { ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset) }.map(\.element)
     }
 
     mutating func resolvePaths(against base: String) {
@@ -551,13 +556,15 @@ public struct Configuration: Sendable {
     public func checkFileSystem() -> [ConfigError] {
         var problems: [ConfigError] = []
         for (index, export) in self.exports.enumerated() {
-            for lower in export.lowers {
+            for (position, lower) in export.lowers.enumerated() {
                 var isDirectory: ObjCBool = false
                 if !FileManager.default.fileExists(atPath: lower, isDirectory: &isDirectory) {
                     problems.append(
-                        ConfigError(key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "no such directory (create it or fix the path)"))
+                        ConfigError(
+                            key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "no such directory (create it or fix the path)", entry: position))
                 } else if !isDirectory.boolValue {
-                    problems.append(ConfigError(key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "not a directory (fix the path)"))
+                    problems.append(
+                        ConfigError(key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "not a directory (fix the path)", entry: position))
                 }
             }
             if let upper = export.upper, let reason = whyCannotCreate(upperDirectoryRoot(upper)) {
@@ -567,7 +574,7 @@ public struct Configuration: Sendable {
         if let reason = whyCannotCreate(self.server.stateDirectory) {
             problems.append(ConfigError(key: "server.state_dir", value: "\"\(self.server.stateDirectory)\"", allowed: "cannot be created: \(reason)"))
         }
-        return problems
+        return self.located(problems)
     }
 }
 
