@@ -129,14 +129,8 @@ final class ControlSocket: Sendable {
     static func start(
         path: String, registry: ExportRegistry, reloader: Reloader, threadPool: NIOThreadPool, group: EventLoopGroup, logger: Logger
     ) async throws -> ControlSocket {
-        // A socket file left by a crashed server would make bind fail, so it is removed; but
-        // one a live server answers on is that server's (control_socket set to one path for
-        // two state directories): never take it away from it.
-        if let descriptor = try? connectControlSocket(path: path) {
-            close(descriptor)
-            throw StartupError(
-                message: "another strata server answers on the control socket \(path); give this server its own server.control_socket (or leave it unset: <state_dir>/control.sock)")
-        }
+        try ControlSocket.refuseIfAnswering(path: path)
+        // A socket file left by a crashed server would make bind fail; nothing else lives there.
         unlink(path)
         let bootstrap = ServerBootstrap(group: group)
             .childChannelInitializer { channel in
@@ -152,6 +146,17 @@ final class ControlSocket: Sendable {
         } catch {
             throw StartupError(message: "cannot create the control socket \(path): \(error); set server.control_socket or fix server.state_dir")
         }
+    }
+
+    /// A socket file a live server answers on is that server's (control_socket set to one
+    /// path for two state directories): never take it away from it.
+    static func refuseIfAnswering(path: String) throws {
+        guard let descriptor = try? connectControlSocket(path: path) else { return }
+        close(descriptor)
+        throw StartupError(
+            message:
+                "another strata server answers on the control socket \(path); give this server its own server.control_socket (or leave it unset: <state_dir>/control.sock)"
+        )
     }
 
     func shutdown() async throws {

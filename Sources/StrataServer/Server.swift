@@ -49,6 +49,12 @@ public final class StrataServer: Sendable {
         // Before anything else touches the state directory or binds a port: a second server
         // must fail naming the first, not on a busy port or by taking its control socket.
         let lock = try StateDirectoryLock.acquire(stateDirectory: settings.stateDirectory)
+        do {
+            try ControlSocket.refuseIfAnswering(path: controlSocketPath(configuration))
+        } catch {
+            lock.release()
+            throw error
+        }
         let registry = ExportRegistry(configuration: configuration, logger: logger)
         let reloader = Reloader(configuration: configuration, registry: registry, logger: logger, logControl: logControl, source: reloadSource)
         let metrics = ServerMetrics()

@@ -150,7 +150,15 @@ struct Reload: ParsableCommand {
     var config: String = defaultConfigPath
 
     func run() throws {
-        let configuration = try loadConfiguration(self.config)
+        // The server checks the file again when it reloads; checking it here first finds the
+        // control socket and answers a broken file even when no server runs.
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.load(path: self.config)
+        } catch let problems as ConfigurationErrors {
+            printErrors(problems.errors.map(\.description) + ["configuration not reloaded: the server keeps running the previous one"])
+            throw ExitCode(1)
+        }
         let response = try askServer(ControlRequest(command: "reload"), configuration: configuration)
         guard let report = response.reload else { throw RuntimeError(response.error ?? "the server refused the request") }
         printErrors(report.warnings.map { "warning: \($0)" })
