@@ -8,7 +8,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 DESTDIR ?=
 
-.PHONY: run build release test test-swift test-vm bench check-configs clean install uninstall
+.PHONY: run build release test test-swift test-vm bench check-configs clean install install-files uninstall
 
 ## make run: install what is missing, build release, serve the demo export (Config/strata.toml).
 run: release
@@ -47,20 +47,24 @@ bench:
 ## make install: the release binary, the systemd unit (its ExecStartPre runs check-config), the
 ## example configuration as $(SYSCONFDIR)/strata/strata.toml (never over an existing one), and
 ## the docs (README, Docs/, every example configuration, the --help of each command).
-install: release
-	install -D -m 0755 .build/release/strata $(DESTDIR)$(PREFIX)/bin/strata
+## install-files installs an already built BIN (default the release build) the same way.
+BIN ?= .build/release/strata
+install: release install-files
+
+install-files:
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/strata
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
 	sed -e 's|/usr/local/bin/strata|$(PREFIX)/bin/strata|g' -e 's|/etc/strata/|$(SYSCONFDIR)/strata/|g' \
-		-e 's|/usr/share/doc/strata/|$(PREFIX)/share/doc/strata/|g' Config/strata.service > strata.service.out
-	install -D -m 0644 strata.service.out $(DESTDIR)$(UNITDIR)/strata.service
-	rm -f strata.service.out
+		-e 's|/usr/share/doc/strata/|$(PREFIX)/share/doc/strata/|g' Config/strata.service > $(DESTDIR)$(UNITDIR)/strata.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/strata.service
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/strata
 	test -e $(DESTDIR)$(SYSCONFDIR)/strata/strata.toml || install -m 0644 Config/installed.toml $(DESTDIR)$(SYSCONFDIR)/strata/strata.toml
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/doc/strata/examples
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/strata/README.md
-	install -m 0644 Config/*.toml $(DESTDIR)$(PREFIX)/share/doc/strata/examples/
+	install -m 0644 Config/diskless.toml Config/readonly-mirror.toml Config/installed.toml $(DESTDIR)$(PREFIX)/share/doc/strata/examples/
 	if [ -d Docs ]; then cp -R Docs $(DESTDIR)$(PREFIX)/share/doc/strata/; fi
 	for command in serve check-config reload exports clients "client reset" "layer inspect" "layer promote"; do \
-		echo "== strata $$command =="; .build/release/strata $$command --help; echo; \
+		echo "== strata $$command =="; $(BIN) $$command --help; echo; \
 	done > $(DESTDIR)$(PREFIX)/share/doc/strata/commands.txt
 	@echo "installed; edit $(SYSCONFDIR)/strata/strata.toml, then: systemctl daemon-reload && systemctl enable --now strata"
 

@@ -271,3 +271,31 @@ import Testing
         #expect(unit.contains("ExecReload=/usr/local/bin/strata reload --config /etc/strata/strata.toml"))
     }
 }
+
+/// `make install` puts the binary, the unit, a configuration that passes check-config and the
+/// docs where the unit expects them (install-files: the same steps on the binary under test).
+@Suite struct InstallTests {
+    @Test func installPlacesEverythingTheUnitNames() throws {
+        let destination = try TemporaryDirectory()
+        let result = try run(
+            "make", ["-C", packageRoot, "install-files", "BIN=\(strataBinary)", "DESTDIR=\(destination.path)", "PREFIX=/opt/strata"], timeout: 120)
+        #expect(result.succeeded, "\(result.output)")
+        for file in [
+            "opt/strata/bin/strata", "etc/systemd/system/strata.service", "etc/strata/strata.toml", "opt/strata/share/doc/strata/README.md",
+            "opt/strata/share/doc/strata/commands.txt", "opt/strata/share/doc/strata/examples/diskless.toml",
+        ] {
+            #expect(destination.exists(file), "\(file) missing")
+        }
+        let unit = destination.read("etc/systemd/system/strata.service") ?? ""
+        #expect(unit.contains("ExecStartPre=/opt/strata/bin/strata check-config --config /etc/strata/strata.toml"), "\(unit)")
+        #expect(unit.contains("ExecReload=/opt/strata/bin/strata reload --config /etc/strata/strata.toml"), "\(unit)")
+        #expect(destination.read("opt/strata/share/doc/strata/commands.txt")?.contains("== strata reload ==") == true)
+        let check = try run(destination.file("opt/strata/bin/strata"), ["check-config", "--skip-paths", "--config", destination.file("etc/strata/strata.toml")])
+        #expect(check.succeeded, "\(check.output)")
+        // A second install keeps the operator's configuration.
+        try "# edited\n[server]\n".write(toFile: destination.file("etc/strata/strata.toml"), atomically: true, encoding: .utf8)
+        let again = try run("make", ["-C", packageRoot, "install-files", "BIN=\(strataBinary)", "DESTDIR=\(destination.path)"], timeout: 120)
+        #expect(again.succeeded, "\(again.output)")
+        #expect(destination.read("etc/strata/strata.toml") == "# edited\n[server]\n")
+    }
+}
