@@ -131,6 +131,20 @@ import Testing
         #expect(server.log.contains("export /union: no rule matches 127.0.0.3 (rules: 127.0.0.2(rw)); add one for it to export[0].clients if it should mount"), "\(server.log)")
     }
 
+    @Test func aMissingLayerIsNamedByItsPath() throws {
+        let directory = try TemporaryDirectory()
+        try makeThreeLayerFixture(directory)
+        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        defer { server.stop() }
+        try FileManager.default.removeItem(atPath: directory.file("lower2"))
+        #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server) }
+        try waitFor("the refusal in the log", timeout: 10) { server.log.contains("MNT refused") }
+        #expect(
+            server.log.contains(
+                "export /union: its layers cannot be opened: lower layer \(directory.path)/lower2: No such file or directory; create it or fix export[0].lowers"),
+            "\(server.log)")
+    }
+
     @Test func jsonLogsAreOneObjectALine() throws {
         let directory = try TemporaryDirectory()
         try makeThreeLayerFixture(directory)
