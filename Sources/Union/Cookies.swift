@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 
-// READDIR cookies (DESIGN §4): a stable hash of the name, so "resume after c" needs no server state and means the
+// READDIR cookies (Docs/SEMANTICS.md, Identity): a stable hash of the name, so "resume after c" needs no server state and means the
 // same after other clients' changes and after a restart. RFC 1813 §3.3.16: a server whose cookies are always valid
 // may return a zero cookieverf, so `ListingPage.cookieVerifier` is always 0 and `badCookie` is never thrown for a
 // cookie we can serve: any cookie resumes at the first name whose cookie is above it.

@@ -2,7 +2,7 @@ import Glibc
 import Logging
 import Synchronization
 
-/// A union namespace: an optional writable upper layer over read-only lower layers (DESIGN.md §2–5).
+/// A union namespace: an optional writable upper layer over read-only lower layers (Docs/SEMANTICS.md).
 ///
 /// Thread-safety: every method may be called from any thread. Operations that change the namespace (create, remove,
 /// rename, copy-up, ...) hold `namespaceLock` for writing; lookups, reads, listings and writes to objects already in
