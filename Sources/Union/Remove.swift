@@ -121,7 +121,7 @@ extension UnionNamespace {
         }
         return try self.mutate { () throws(UnionError) -> ChangeResult in
             let target = try self.resolve(h)
-            if target.isDirectory { throw .isDirectory }
+            if target.isDirectory { throw .notPermitted }  // link(2) and RFC 1813 (no ISDIR for LINK): EPERM
             let d = try self.resolveDirectory(dir)
             let before = self.attributes(d)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)

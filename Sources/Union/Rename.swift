@@ -1,6 +1,6 @@
 import Glibc
 
-// RENAME (DESIGN §3). A directory that exists below is renamed without copying its tree and without EXDEV: its
+// RENAME (Docs/SEMANTICS.md). A directory that exists below is renamed without copying its tree and without EXDEV: its
 // upper directory (copied up alone if needed) records a redirect to where its lower content is, so its descendants
 // keep their fileids. Crash order (Docs/CRASH-ORDER.md): (1) copy-ups (a file's data without the namespace lock);
 // (2) the whiteout of the old name, the redirect, the opaque marker, durable before the rename when there are any

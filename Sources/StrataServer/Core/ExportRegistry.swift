@@ -202,9 +202,10 @@ public final class ExportRegistry: Sendable {
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(clientKey)"]))
         } catch {
+            let detail = self.layerProblem(export: export, error: error)
             self.logger.error(
-                "cannot open layers", metadata: ["export": "\(export.path)", "client": "\(clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
-            throw .layerUnavailable("export \(export.path): \(error)")
+                "cannot open layers: \(detail)", metadata: ["export": "\(export.path)", "client": "\(clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
+            throw .layerUnavailable(detail)
         }
     }
 
