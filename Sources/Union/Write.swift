@@ -182,6 +182,7 @@ extension UnionNamespace {
     {
         if let g = guardCtime, self.attributes(n0).ctime != g { throw .guardMismatch }
         let mode = try self.checkSetattr(n0, changes, as: cred)
+        let st = n0.dataStat
         let n = try self.ensureUpper(n0, dataLimit: changes.size)
         let loc = n.top
         let path = loc.pathString
