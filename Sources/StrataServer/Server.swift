@@ -40,6 +40,7 @@ public final class StrataServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         let threadPool = NIOThreadPool(numberOfThreads: settings.threads)
         threadPool.start()
+        registry.startClosingIdleNamespaces { work in _ = try? await threadPool.runIfActive(work) }
         var servers: [RPCServer] = []
         do {
             var rpcConfiguration = RPCServerConfiguration(maxRecordBytes: settings.maxRecordBytes, threadPoolSize: settings.threads)
@@ -152,8 +153,10 @@ public final class StrataServer: Sendable {
     }
 
     /// Applies a new configuration (SIGHUP).
-    public func reload(_ configuration: Configuration) {
-        self.registry.reload(configuration)
+    /// - Throws: `ConfigError` when the new file would change a served export's `id`; nothing
+    ///   is applied then.
+    public func reload(_ configuration: Configuration) throws(ConfigError) {
+        try self.registry.reload(configuration)
         self.logger.notice("configuration reloaded", metadata: ["exports": "\(configuration.exports.map(\.path).joined(separator: ","))"])
     }
 

@@ -53,7 +53,7 @@ struct Serve: AsyncParsableCommand {
             onReload: {
                 do {
                     let fresh = try self.loadConfiguration()
-                    server.reload(fresh)
+                    try server.reload(fresh)
                 } catch {
                     logger.error("configuration reload rejected; keeping the running configuration", metadata: ["error": "\(error)"])
                 }

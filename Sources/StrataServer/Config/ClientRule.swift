@@ -103,6 +103,13 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
         let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
         let name = parts.first ?? ""
         let allowed = "rw, ro, root_squash, no_root_squash, all_squash, no_all_squash, anonuid=N, anongid=N, secure, insecure"
+        if parts.count == 2, name == "fsid" {
+            // exports(5) puts the export's identifier in each client line; Strata has one per
+            // export, so it lives in the [[export]] table.
+            throw ConfigError(
+                key: key, value: entry,
+                allowed: "fsid= is not a client option in Strata: set id = \(parts[1]) in this [[export]] table (the export's identifier in file handles)")
+        }
         if parts.count == 2 {
             guard let id = UInt32(parts[1]) else {
                 throw ConfigError(key: key, value: entry, allowed: "\(name)= takes a number from 0 to 4294967295")

@@ -27,9 +27,12 @@ public struct ExportConfiguration: Sendable {
 
     public static let clientPlaceholder = "{client}"
 
-    /// A 24-bit identifier stable across restarts (derived from `path`), carried in file
-    /// handles so a handle names its export without a table on disk.
-    public var exportID: UInt32 { UInt32(truncatingIfNeeded: stableHash64(Array(self.path.utf8)) & 0xff_ffff) }
+    /// `id`: the export's identifier in file handles, when the file gives one (see `exportID`).
+    public var id: UInt32? = nil
+    /// The identifier assigned to an export without `id`, kept in `state_dir/export-ids`.
+    var assignedID: UInt32? = nil
+    /// `max_clients`: client upper layers this export may have (see `clientLimit`).
+    public var maxClients: Int? = nil
 }
 
 /// The `[server]` table.
@@ -47,6 +50,9 @@ public struct ServerSettings: Sendable {
     public var threads: Int = 16
     public var logLevel: String = "info"
     public var controlSocket: String?
+    /// `max_clients`: client upper layers a per-client export may have, unless it sets its own.
+    public var maxClients: Int = ServerSettings.defaultMaxClients
+    public static let defaultMaxClients = 1024
 
     public init() {}
 }
@@ -139,7 +145,7 @@ public struct Configuration: Sendable {
 
     static func parseServer(_ table: TOMLTable) throws(ConfigError) -> ServerSettings {
         var settings = ServerSettings()
-        let known = ["listen", "nfs_port", "mount_port", "portmapper", "state_dir", "metrics", "max_record_bytes", "threads", "log_level", "control_socket"]
+        let known = ["listen", "nfs_port", "mount_port", "portmapper", "state_dir", "metrics", "max_record_bytes", "threads", "log_level", "control_socket", "max_clients"]
         for key in table.keys where !known.contains(key) {
             throw ConfigError(key: "server.\(key)", value: "\(table[key].map { "\($0)" } ?? "")", allowed: "known keys are \(known.joined(separator: ", "))")
         }
@@ -208,6 +214,7 @@ public struct Configuration: Sendable {
             }
             settings.logLevel = text
         }
+        settings.maxClients = try parseMaxClients(table, key: "server.max_clients") ?? settings.maxClients
         return settings
     }
 
@@ -221,7 +228,7 @@ public struct Configuration: Sendable {
 
     static func parseExport(_ table: TOMLTable, index: Int) throws(ConfigError) -> ExportConfiguration {
         let prefix = "export[\(index)]"
-        let known = ["path", "lowers", "upper", "clients", "client_key"]
+        let known = ["path", "lowers", "upper", "clients", "client_key", "id", "max_clients"]
         for key in table.keys where !known.contains(key) {
             throw ConfigError(key: "\(prefix).\(key)", value: "\(table[key].map { "\($0)" } ?? "")", allowed: "known keys are \(known.joined(separator: ", "))")
         }
@@ -261,7 +268,9 @@ public struct Configuration: Sendable {
             }
             keySource = parsed
         }
-        return ExportConfiguration(path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource)
+        return ExportConfiguration(
+            path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource,
+            id: try parseExportID(table, prefix: prefix), maxClients: try parseMaxClients(table, key: "\(prefix).max_clients"))
     }
 
     static func stringList(_ table: TOMLTable, _ name: String, key: String, what: String) throws(ConfigError) -> [String] {
@@ -282,14 +291,7 @@ public struct Configuration: Sendable {
 
     /// Checks what spans tables: unique export paths and export identifiers.
     func validate() throws(ConfigError) {
-        var byID: [UInt32: String] = [:]
-        for (index, export) in self.exports.enumerated() {
-            if let other = byID[export.exportID] {
-                let why = other == export.path ? "each export path may appear once" : "its identifier collides with export \"\(other)\"; pick a slightly different path"
-                throw ConfigError(key: "export[\(index)].path", value: "\"\(export.path)\"", allowed: why)
-            }
-            byID[export.exportID] = export.path
-        }
+        try self.validateExportIDs()
         if self.server.nfsPort != 0 && self.server.nfsPort == self.server.mountPort {
             throw ConfigError(key: "server.mount_port", value: "\(self.server.mountPort)", allowed: "a port other than server.nfs_port")
         }
