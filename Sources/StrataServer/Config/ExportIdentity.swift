@@ -25,7 +25,7 @@ extension Configuration {
     static func parseExportID(_ table: TOMLTable, prefix: String) throws(ConfigError) -> UInt32? {
         guard let raw = table["id"] else { return nil }
         guard let value = raw.int, value >= 1, value <= Int(ExportConfiguration.maxID) else {
-            throw ConfigError(key: "\(prefix).id", value: "\(raw)", allowed: Configuration.idAllowed)
+            throw ConfigError(key: "\(prefix).id", value: shown(raw), allowed: Configuration.idAllowed)
         }
         return UInt32(value)
     }
@@ -35,7 +35,7 @@ extension Configuration {
         guard let raw = table["max_clients"] else { return nil }
         guard let value = raw.int, value >= 1, value <= 1_000_000 else {
             throw ConfigError(
-                key: key, value: "\(raw)",
+                key: key, value: shown(raw),
                 allowed: "a number of client upper layers from 1 to 1000000 (default \(ServerSettings.defaultMaxClients)); a new client beyond it is refused at mount")
         }
         return value

@@ -181,9 +181,10 @@ extension ExportRegistry {
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(key.clientKey)"]))
         } catch {
+            let detail = self.layerProblem(export: export, error: error)
             self.logger.error(
-                "cannot open layers", metadata: ["export": "\(export.path)", "client": "\(key.clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
-            throw .layerUnavailable("export \(export.path): \(error)")
+                "cannot open layers: \(detail)", metadata: ["export": "\(export.path)", "client": "\(key.clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
+            throw .layerUnavailable(detail)
         }
     }
 

@@ -102,11 +102,13 @@ public final class MountProgram: RPCProgramHandler {
                 if suppressed > 0 {
                     call.logger.notice("\(suppressed) more MNT refusals suppressed", metadata: ["counter": "strata_log_lines_suppressed_total"])
                 }
+                // The path and the reason may carry bytes from the wire: escaped.
                 var metadata: Logger.Metadata = [
                     "export": "\(loggable(path.bytes))", "client": "\(client)", "reason": "\(loggable("\(rejection)"))", "status": "\(status)",
                 ]
                 if case .clientLimitReached = rejection { metadata["key"] = "max_clients" }
-                call.logger.notice("MNT refused", metadata: metadata)
+                let message = self.registry.refusalMessage(rejection, path: path.description, call: call)
+                call.logger.notice("MNT refused: \(loggable(message))", metadata: metadata)
             } else {
                 self.suppressedRefusals.increment()
             }

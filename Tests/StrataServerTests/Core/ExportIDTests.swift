@@ -48,7 +48,7 @@ func exportTable(_ path: String, id: String? = nil, clients: String = "\"*(ro)\"
         let text = errorText { _ = try Configuration(toml: exportTable("/a", clients: "\"*(rw,fsid=5)\"")) }
         #expect(
             text.contains(
-                "export[0].clients = *(rw,fsid=5): fsid= is not a client option in Strata: set id = 5 in this [[export]] table (the export's identifier in file handles)"),
+                "export[0].clients = \"*(rw,fsid=5)\": fsid= is not a client option in Strata: set id = 5 in this [[export]] table (the export's identifier in file handles)"),
             "\(text)")
     }
 
