@@ -60,14 +60,13 @@ public struct StrataLogHandler: LogHandler {
         set { self.metadata[key] = newValue }
     }
 
-    public func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String,
-        function: String, line: UInt
-    ) {
+    public func log(event: LogEvent) {
         var merged = self.metadata
-        if let explicit { merged.merge(explicit) { $1 } }
+        if let explicit = event.metadata { merged.merge(explicit) { $1 } }
+        if let error = event.error { merged["error"] = "\(error)" }
         let text = StrataLogHandler.format(
-            level: level, message: "\(message)", metadata: merged, format: self.control.format, isJournal: self.control.isJournal, date: Date())
+            level: event.level, message: "\(event.message)", metadata: merged, format: self.control.format, isJournal: self.control.isJournal,
+            date: Date())
         var bytes = Array(text.utf8)
         bytes.append(UInt8(ascii: "\n"))
         // One write a line, so lines of concurrent threads never interleave.
