@@ -65,8 +65,9 @@ struct NFS3Scope {
     /// The status for a union error, logged with the call's context and the name involved.
     func status(_ error: UnionError, name: [UInt8]? = nil) -> NFSStatus3 {
         let status = NFS3Scope.status(for: error)
-        var metadata: Logger.Metadata = ["status": "\(status)", "error": "\(error)"]
-        if let name { metadata["name"] = "\(String(decoding: name, as: UTF8.self))" }
+        // Names come from the wire, and the error may quote them: escaped (see `loggable`).
+        var metadata: Logger.Metadata = ["status": "\(status)", "error": "\(loggable("\(error)"))"]
+        if let name { metadata["name"] = "\(loggable(name))" }
         switch error {
         case .io, .sidecar:
             self.logger.error("NFS operation failed", metadata: metadata)
