@@ -74,8 +74,10 @@ final class Reloader: Sendable {
             applied.server.logFormat = fresh.server.logFormat
             do {
                 try self.registry.reload(applied)
-            } catch {
+            } catch let error as ConfigError {
                 // An export's id would change: nothing is applied.
+                return ReloadReport(applied: false, errors: fresh.located([error]).map(\.description), warnings: fresh.warnings.map(\.description))
+            } catch {
                 return ReloadReport(applied: false, errors: ["\(error)"], warnings: fresh.warnings.map(\.description))
             }
             if let control = self.logControl {

@@ -107,7 +107,7 @@ import XDR
         #expect(refused.status == 1)
         #expect(
             refused.stderr == """
-                export[0].id = 6: export "/diskless" is served with id 5; changing it would make every file handle its clients hold stale: set id = 5, or restart the server to change it
+                \(server.configPath):16: export[0].id = 6: export "/diskless" is served with id 5; changing it would make every file handle its clients hold stale: set id = 5, or restart the server to change it
                 configuration not reloaded: the server keeps running the previous one
 
                 """, "\(refused.stderr)")
