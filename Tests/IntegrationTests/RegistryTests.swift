@@ -164,5 +164,22 @@ import XDR
         let line = try #require(metrics.split(separator: "\n").first { $0.hasPrefix("strata_log_lines_suppressed_total{kind=\"mnt_refused\"}") })
         let suppressed = try #require(Int(line.split(separator: " ").last ?? ""))
         #expect(logged + suppressed == attempts + 1, "every refusal is either logged or counted: \(logged) + \(suppressed)")
+
+        // NFS calls from a host no rule admits, with a handle of the export: the same bound.
+        let root = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2").root
+        let nfs = try RPCClient(host: "127.0.0.1", port: server.nfsPort, transport: .tcp, localHost: "127.0.0.3", credential: .sys(AuthSysParameters(machineName: "m", uid: 0, gid: 0)), timeout: .seconds(15))
+        defer { nfs.close() }
+        let nfsStart = Date()
+        for _ in 0..<attempts {
+            let reply = try nfs.call(program: NFS3.program, version: 3, procedure: NFS3Procedure.getattr.rawValue, arguments: xdrEncoded(GetAttr3Args(object: root)))
+            var body = reply.body
+            #expect(try GetAttr3Res(xdr: &body).status == .acces)
+        }
+        let nfsSeconds = Date().timeIntervalSince(nfsStart)
+        let handleLines = server.log.components(separatedBy: "file handle refused for this client").count - 1
+        #expect(handleLines >= 1 && handleLines <= 20 + Int(2 * nfsSeconds) + 2, "\(handleLines) handle refusals logged in \(nfsSeconds) s")
+        let after = try fetch("http://127.0.0.1:\(port)/metrics")
+        let handleLine = try #require(after.split(separator: "\n").first { $0.hasPrefix("strata_log_lines_suppressed_total{kind=\"nfs_handle_refused\"}") })
+        #expect(Int(handleLine.split(separator: " ").last ?? "") == attempts - handleLines, "\(handleLine)")
     }
 }

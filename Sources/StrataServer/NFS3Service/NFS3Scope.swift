@@ -123,7 +123,13 @@ struct NFS3Scope {
             logger.debug("stale file handle")
             return .stale
         case .accessDenied, .tooWeak, .unsupportedCredential:
-            logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
+            // Any host can cause these: logged at a bounded rate (see `LogRateLimiter`).
+            if let suppressed = LogRateLimiter.refusals.admit("nfs_handle_refused") {
+                if suppressed > 0 {
+                    logger.info("\(suppressed) more file handle refusals suppressed", metadata: ["counter": "strata_log_lines_suppressed_total"])
+                }
+                logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
+            }
             return .acces
         case .layerUnavailable(let reason):
             logger.error("layer unavailable", metadata: ["reason": "\(reason)"])
