@@ -53,6 +53,9 @@ import Testing
         try makeThreeLayerFixture(directory)
         let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
         defer { server.stop() }
+        let client = try NFSTestClient(server: server)
+        #expect(try client.getattr(FileHandle3([9, 9, 9, 9, 9, 9, 9, 9, 9])).status == .badhandle)
+        #expect(!server.log.contains("debug bad file handle"), "log_level = info hides debug lines")
         try server.writeConfig(
             threeLayerConfig(clients: "\"127.0.0.0/8(ro,insecure)\"").replacingOccurrences(of: "log_level = \"info\"", with: "log_level = \"debug\"\nthreads = 4")
                 + """
@@ -74,6 +77,8 @@ import Testing
 
                 """, "\(result.stdout)")
         #expect(server.log.contains("configuration reloaded"))
+        #expect(try client.getattr(FileHandle3([9, 9, 9, 9, 9, 9, 9, 9, 9])).status == .badhandle)
+        try waitFor("a debug line after the reload", timeout: 10) { server.log.contains("debug bad file handle") }
         let exports = try run(strataBinary, ["exports", "--config", server.configPath])
         #expect(
             exports.output == """
