@@ -201,6 +201,11 @@ import Testing
         #expect(text.contains("strata_rpc_errors_total{program=\"nfs\",procedure=\"LOOKUP\",status=\"NFS3ERR_NOENT\"} 1"), "\(text.prefix(4000))")
         #expect(text.contains("strata_export_calls_total{export=\"/diskless\"}"), "\(text.prefix(4000))")
         #expect(text.contains("strata_export_errors_total{export=\"/diskless\"} 1"), "\(text.prefix(4000))")
+        // A refused MNT counts against the export it asked for.
+        #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.9") }
+        let after = try fetch("http://127.0.0.1:\(port)/metrics")
+        #expect(after.contains("strata_rpc_errors_total{program=\"mount\",procedure=\"MNT\",status=\"MNT3ERR_ACCES\"} 1"), "\(after.prefix(4000))")
+        #expect(after.contains("strata_export_errors_total{export=\"/diskless\"} 2"), "\(after.prefix(4000))")
         #expect(text.contains("strata_build_info{version=\""), "\(text.prefix(4000))")
         for name in ["process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total", "process_max_fds"] {
             #expect(text.contains("\n\(name) "), "\(name) missing")
