@@ -79,8 +79,8 @@ public final class ServerMetrics: Sendable {
                 if let existing = counters[export] { return existing }
                 let labels = [("export", export)]
                 let made = (
-                    calls: self.registry.counter("strata_export_calls_total", labels: labels, help: "NFS calls by export"),
-                    errors: self.registry.counter("strata_export_errors_total", labels: labels, help: "NFS calls answered with an error, by export")
+                    calls: self.registry.counter("strata_export_calls_total", labels: labels, help: "Calls naming the export: NFS calls by their file handle, MNT and UMNT by their path"),
+                    errors: self.registry.counter("strata_export_errors_total", labels: labels, help: "Calls naming the export that were answered with an error")
                 )
                 counters[export] = made
                 return made

@@ -121,6 +121,7 @@ import XDR
         try server.writeConfig(Self.config(clients: rules, export: "id = 5", path: "/renamed"))
         let renamed = try runSplit(strataBinary, ["reload", "--config", server.configPath])
         #expect(renamed.succeeded, "\(renamed.stderr)")
+        #expect(renamed.stdout.contains("export /diskless renamed /renamed (id 5): its clients' file handles stay valid"), "\(renamed.stdout)")
         #expect(try client.getattr(file).status == .ok)
         #expect(try client.getattr(client.root).status == .ok)
         let remounted = try NFSTestClient(server: server, export: "/renamed", localHost: "127.0.0.2")
