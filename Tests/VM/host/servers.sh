@@ -42,6 +42,12 @@ lowers = ["$WORK/image"]
 upper = "$WORK/clients/{client}"
 clients = ["*(rw,no_root_squash,insecure)"]
 client_key = "hostname"
+
+# Machine names are honoured as client keys only for hosts the operator names (all guests
+# reach the server through one slirp address): the fleet's names.
+[clients]
+"client1" = "client1"
+"client2" = "client2"
 EOT
 }
 
@@ -63,7 +69,7 @@ rpcbind_start() {
   "$NFSUTILS/sbin/rpcbind" -f >>"$WORK/logs/rpcbind.log" 2>&1 </dev/null &
   RPCBIND_PID=$!
   echo "$RPCBIND_PID" >"$WORK/pids/rpcbind"
-  wait_for 10 port_listening 111 tcp || { log "rpcbind did not start"; return 1; }
+  wait_for 30 port_listening 111 tcp || { log "rpcbind did not listen on 111 within 30 s"; return 1; }
 }
 rpcbind_stop() { kill_pid "$RPCBIND_PID"; [ -n "$RPCBIND_PID" ] && wait "$RPCBIND_PID" 2>/dev/null; RPCBIND_PID=""; rm -f /run/rpcbind.sock /run/rpcbind.lock; }
 
