@@ -55,7 +55,7 @@ extension UnionNamespace {
         if let cached = self.listings.withLock({ $0.get(dir.fileid) }) { return cached }
         let names = try self.mergedNames(dir)
         let fileids = try self.identities.fileids(names.map { .init(key: $0.key, parent: dir.fileid, name: $0.name) })
-        let listing = MergedListing(entries: Cookies.assign(zip(names, fileids).map { ($0.name, $1) }))
+        let listing = MergedListing(entries: Cookies.assign(zip(names, fileids).map { ($0.name, $1) }, key: self.cookieKey))
         self.listings.withLock { $0.put(dir.fileid, listing) }
         return listing
     }

@@ -12,7 +12,7 @@ extension ExportRegistry: NFS3HandleResolver {
             switch rejection {
             case .badHandle: return .failure(.badHandle)
             case .stale, .noSuchExport, .notDirectory: return .failure(.stale)
-            case .accessDenied: return .failure(.accessDenied)
+            case .accessDenied, .clientLimitReached: return .failure(.accessDenied)
             case .tooWeak: return .failure(.tooWeak)
             case .unsupportedCredential: return .failure(.unsupportedCredential)
             case .layerUnavailable(let why): return .failure(.layerUnavailable(why))

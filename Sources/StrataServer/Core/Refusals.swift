@@ -1,3 +1,4 @@
+import Foundation
 import SunRPC
 
 extension ExportRegistry {
@@ -28,11 +29,30 @@ extension ExportRegistry {
             why = "the call's credential flavor is not supported: the client must use AUTH_SYS (sec=sys)"
         case .layerUnavailable(let reason):
             why = "its layers cannot be opened: \(reason)"
+        case .clientLimitReached(let reason):
+            why = reason
         case .notDirectory:
             why = "\(path) is not a directory; mount the export or a directory below it"
         case .badHandle, .stale:
             why = "\(rejection)"
         }
         return "\(who): \(why)"
+    }
+
+    /// Why the layers of `export` could not be opened, naming the layer: a lower that is gone
+    /// is the usual cause, and the union's own error (`noEntry`) does not say which one.
+    func layerProblem(export: ExportConfiguration, error: any Error) -> String {
+        let position = self.exports.firstIndex { $0.path == export.path }
+        let key = position.map { "export[\($0)].lowers" } ?? "the export's lowers"
+        for lower in export.lowers {
+            var info = stat()
+            if stat(lower, &info) != 0 {
+                return "lower layer \(lower): \(String(cString: strerror(errno))); create it or fix \(key)"
+            }
+            if info.st_mode & S_IFMT != S_IFDIR {
+                return "lower layer \(lower) is not a directory; fix \(key)"
+            }
+        }
+        return "export \(export.path): \(error)"
     }
 }

@@ -65,8 +65,9 @@ struct NFS3Scope {
     /// The status for a union error, logged with the call's context and the name involved.
     func status(_ error: UnionError, name: [UInt8]? = nil) -> NFSStatus3 {
         let status = NFS3Scope.status(for: error)
-        var metadata: Logger.Metadata = ["status": "\(status)", "error": "\(error)"]
-        if let name { metadata["name"] = "\(String(decoding: name, as: UTF8.self))" }
+        // Names come from the wire, and the error may quote them: escaped (see `loggable`).
+        var metadata: Logger.Metadata = ["status": "\(status)", "error": "\(loggable("\(error)"))"]
+        if let name { metadata["name"] = "\(loggable(name))" }
         switch error {
         case .io, .sidecar:
             self.logger.error("NFS operation failed", metadata: metadata)
@@ -122,7 +123,13 @@ struct NFS3Scope {
             logger.debug("stale file handle")
             return .stale
         case .accessDenied, .tooWeak, .unsupportedCredential:
-            logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
+            // Any host can cause these: logged at a bounded rate (see `LogRateLimiter`).
+            if let suppressed = LogRateLimiter.refusals.admit("nfs_handle_refused") {
+                if suppressed > 0 {
+                    logger.info("\(suppressed) more file handle refusals suppressed", metadata: ["counter": "strata_log_lines_suppressed_total"])
+                }
+                logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
+            }
             return .acces
         case .layerUnavailable(let reason):
             logger.error("layer unavailable", metadata: ["reason": "\(reason)"])
