@@ -9,7 +9,7 @@ import Union
 /// MetricsSystem), so several servers in one test process do not share counts.
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
-    let calls = Mutex<[String: (count: Counter, errors: Counter, latency: DurationHistogram)]>([:])
+    let calls = Mutex<[String: CallInstruments]>([:])
     public let bytesRead: Counter
     public let bytesWritten: Counter
     public let copyUps: Counter
@@ -36,25 +36,39 @@ public final class ServerMetrics: Sendable {
         self.clientsMounted = self.registry.makeGauge(name: "strata_clients_mounted", help: "Entries in the mount table")
     }
 
-    /// Records one call of `procedure` of `program`.
-    public func recordCall(program: String, procedure: String, duration: Duration, isError: Bool) {
+    /// The counters and histogram of one procedure.
+    struct CallInstruments: Sendable {
+        let count: Counter
+        let errors: Counter
+        let latency: DurationHistogram
+
+        func record(duration: Duration, isError: Bool) {
+            self.count.increment()
+            if isError { self.errors.increment() }
+            self.latency.record(duration)
+        }
+    }
+
+    /// The instruments of `procedure` of `program`, made on first use.
+    func instruments(program: String, procedure: String) -> CallInstruments {
         let key = "\(program).\(procedure)"
-        let instruments = self.calls.withLock { calls in
+        return self.calls.withLock { calls in
             if let existing = calls[key] { return existing }
             let labels = [("program", program), ("procedure", procedure)]
-            let made = (
+            let made = CallInstruments(
                 count: self.registry.makeCounter(name: "strata_rpc_calls_total", labels: labels, help: "RPC calls by procedure"),
                 errors: self.registry.makeCounter(name: "strata_rpc_errors_total", labels: labels, help: "Calls answered with an error status"),
                 latency: self.registry.makeDurationHistogram(
                     name: "strata_rpc_duration_seconds", labels: labels, buckets: ServerMetrics.latencyBuckets,
-                    help: "Time from decoded call to encoded reply")
-            )
+                    help: "Time from decoded call to encoded reply"))
             calls[key] = made
             return made
         }
-        instruments.count.increment()
-        if isError { instruments.errors.increment() }
-        instruments.latency.record(duration)
+    }
+
+    /// Records one call of `procedure` of `program`.
+    public func recordCall(program: String, procedure: String, duration: Duration, isError: Bool) {
+        self.instruments(program: program, procedure: procedure).record(duration: duration, isError: isError)
     }
 
     /// Reads the union's copy-up and whiteout totals from `read` at every scrape.
@@ -88,8 +102,27 @@ struct MeteredProgram: RPCProgramHandler {
     let inner: any RPCProgramHandler
     let metrics: ServerMetrics
     let name: String
-    let procedureNames: [UInt32: String]
     let resultsStartWithStatus: @Sendable (UInt32) -> Bool
+    /// The instruments of each known procedure, by number, made once: a call records with no
+    /// lock and no string built.
+    let known: [ServerMetrics.CallInstruments]
+
+    init(
+        inner: any RPCProgramHandler, metrics: ServerMetrics, name: String, procedureNames: [UInt32: String],
+        resultsStartWithStatus: @escaping @Sendable (UInt32) -> Bool
+    ) {
+        self.inner = inner
+        self.metrics = metrics
+        self.name = name
+        self.resultsStartWithStatus = resultsStartWithStatus
+        var known: [ServerMetrics.CallInstruments] = []
+        var number: UInt32 = 0
+        while let procedure = procedureNames[number] {
+            known.append(metrics.instruments(program: name, procedure: procedure))
+            number += 1
+        }
+        self.known = known
+    }
 
     var program: UInt32 { self.inner.program }
     var versions: ClosedRange<UInt32> { self.inner.versions }
@@ -110,8 +143,12 @@ struct MeteredProgram: RPCProgramHandler {
         default:
             isError = true
         }
-        let procedure = self.procedureNames[call.procedure] ?? "proc\(call.procedure)"
-        self.metrics.recordCall(program: self.name, procedure: procedure, duration: ContinuousClock.now - start, isError: isError)
+        let duration = ContinuousClock.now - start
+        if Int(call.procedure) < self.known.count {
+            self.known[Int(call.procedure)].record(duration: duration, isError: isError)
+        } else {
+            self.metrics.recordCall(program: self.name, procedure: "proc\(call.procedure)", duration: duration, isError: isError)
+        }
         return reply
     }
 }

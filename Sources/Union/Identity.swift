@@ -69,21 +69,36 @@ final class IdentityStore: Sendable {
 
     let tables: Locked<Tables>
     let namespaceID: UInt64
+    /// Authenticates the object handles of this namespace (see `HandleKey`).
+    let handleKey: HandleKey
     /// Concurrent first sightings share one commit (one fsync).
     let allocations = GroupCommit<Sighting, UInt64>()
 
     init(sidecar: Sidecar) throws(UnionError) {
         self.sidecar = sidecar
-        let (all, names, nsid) = try sidecar.write("load identities") {
-            db -> ([IdentityRecord], [LinkNameRecord], UInt64) in
+        let (all, names, nsid, key) = try sidecar.write("load identities") {
+            db -> ([IdentityRecord], [LinkNameRecord], UInt64, HandleKey) in
             let all = try IdentityRecord.fetchAll(db)
             let names = try LinkNameRecord.fetchAll(db)
+            let id: UInt64
             if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
-                return (all, names, UInt64(bitPattern: m.value))
+                id = UInt64(bitPattern: m.value)
+            } else {
+                id = UInt64.random(in: 1...UInt64(Int64.max))
+                try MetaRecord(key: "namespaceID", value: Int64(bitPattern: id)).insert(db)
             }
-            let id = UInt64.random(in: 1...UInt64(Int64.max))
-            try MetaRecord(key: "namespaceID", value: Int64(bitPattern: id)).insert(db)
-            return (all, names, id)
+            // The secret of the handles' tags, drawn once and kept: handles stay valid across restarts.
+            let key: HandleKey
+            if let k0 = try MetaRecord.fetchOne(db, key: "handleKey0"),
+                let k1 = try MetaRecord.fetchOne(db, key: "handleKey1")
+            {
+                key = HandleKey(k0: UInt64(bitPattern: k0.value), k1: UInt64(bitPattern: k1.value))
+            } else {
+                key = HandleKey.random()
+                try MetaRecord(key: "handleKey0", value: Int64(bitPattern: key.k0)).save(db)
+                try MetaRecord(key: "handleKey1", value: Int64(bitPattern: key.k1)).save(db)
+            }
+            return (all, names, id, key)
         }
         var t = Tables()
         for r in all { t.insert(Identity(r)) }
@@ -93,6 +108,7 @@ final class IdentityStore: Sendable {
         }
         self.tables = Locked(t)
         self.namespaceID = nsid
+        self.handleKey = key
     }
 
     /// Origins are keyed by layer index: with another stack of lowers (added, removed, reordered) they would name
