@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Module graph (one-way, see ../shared/DESIGN.md §1):
+// Module graph (one-way, see Docs/ARCHITECTURE.md):
 //   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB.
 let package = Package(
     name: "Strata",

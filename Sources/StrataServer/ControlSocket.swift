@@ -5,10 +5,10 @@ import NIOFoundationCompat
 import NIOPosix
 
 /// A request on the local control socket (`<state_dir>/control.sock`, mode 0600): one JSON
-/// object a line, answered by one JSON line. `strata clients` and `strata client reset` use it
-/// so they act on the running server's state, not behind its back.
+/// object a line, answered by one JSON line. `strata clients`, `client reset`, `reload` and
+/// `exports` use it so they act on the running server's state, not behind its back.
 public struct ControlRequest: Codable, Sendable {
-    public var command: String  // "clients" | "reset"
+    public var command: String  // "clients" | "reset" | "reload" | "exports"
     public var key: String?
     public var export: String?
 
@@ -24,13 +24,93 @@ public struct ControlResponse: Codable, Sendable {
     public var error: String?
     public var clients: [ClientReport]?
     public var reset: [String]?
+    public var reload: ReloadReport?
+    public var exports: [ExportReport]?
+    /// The server's process id, in every answer.
+    public var pid: Int32?
 
-    public init(ok: Bool, error: String? = nil, clients: [ClientReport]? = nil, reset: [String]? = nil) {
+    public init(
+        ok: Bool, error: String? = nil, clients: [ClientReport]? = nil, reset: [String]? = nil, reload: ReloadReport? = nil,
+        exports: [ExportReport]? = nil
+    ) {
         self.ok = ok
         self.error = error
         self.clients = clients
         self.reset = reset
+        self.reload = reload
+        self.exports = exports
+        self.pid = getpid()
     }
+}
+
+/// One running export, as `strata exports` shows it (like `exportfs -v`).
+public struct ExportReport: Codable, Sendable, Equatable {
+    public var path: String
+    public var lowers: [String]
+    public var upper: String?
+    public var clientKey: String
+    /// Each rule as written and with every option spelled out: `10.0.0.0/24(rw)` and
+    /// `10.0.0.0/24(rw,root_squash,secure,anonuid=65534,anongid=65534)`.
+    public var rules: [String]
+    public var effectiveRules: [String]
+
+    init(_ export: ExportConfiguration) {
+        self.path = export.path
+        self.lowers = export.lowers
+        self.upper = export.upper
+        self.clientKey = export.clientKey.rawValue
+        self.rules = export.clients.map(\.text)
+        self.effectiveRules = export.clients.map(\.description)
+    }
+}
+
+/// Sends `request` to the server listening on the control socket at `path` and returns its
+/// answer, waiting at most `timeout` seconds for it.
+public func askControlSocket(path: String, request: ControlRequest, timeout: Int = 60) throws -> ControlResponse {
+    let descriptor = try connectControlSocket(path: path)
+    defer { close(descriptor) }
+    var limit = timeval(tv_sec: timeout, tv_usec: 0)
+    setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+    var line = try JSONEncoder().encode(request)
+    line.append(UInt8(ascii: "\n"))
+    _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    var received = Data()
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while !received.contains(UInt8(ascii: "\n")) {
+        let count = read(descriptor, &chunk, chunk.count)
+        if count <= 0 { break }
+        received.append(contentsOf: chunk[0..<count])
+    }
+    guard !received.isEmpty else {
+        throw AdministrationError("the server on \(path) closed the connection without answering; see its log")
+    }
+    return try JSONDecoder().decode(ControlResponse.self, from: received)
+}
+
+/// A connected descriptor to the control socket at `path`.
+func connectControlSocket(path: String) throws -> Int32 {
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw AdministrationError("socket(AF_UNIX) failed: \(String(cString: strerror(errno)))") }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let pathBytes = Array(path.utf8)
+    guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        close(descriptor)
+        throw AdministrationError("control socket path \(path) is too long; set server.control_socket to a shorter path")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (index, byte) in pathBytes.enumerated() { raw[index] = byte }
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard connected == 0 else {
+        let reason = String(cString: strerror(errno))
+        close(descriptor)
+        throw AdministrationError(
+            "no strata server answers on \(path) (\(reason)); start it with `strata serve --config FILE`, or check server.state_dir / server.control_socket")
+    }
+    return descriptor
 }
 
 public func controlSocketPath(_ configuration: Configuration) -> String {
@@ -46,13 +126,16 @@ final class ControlSocket: Sendable {
         self.path = path
     }
 
-    static func start(path: String, registry: ExportRegistry, threadPool: NIOThreadPool, group: EventLoopGroup, logger: Logger) async throws -> ControlSocket {
+    static func start(
+        path: String, registry: ExportRegistry, reloader: Reloader, threadPool: NIOThreadPool, group: EventLoopGroup, logger: Logger
+    ) async throws -> ControlSocket {
+        try ControlSocket.refuseIfAnswering(path: path)
         // A socket file left by a crashed server would make bind fail; nothing else lives there.
         unlink(path)
         let bootstrap = ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.pipeline.addHandler(ByteToMessageHandler(LineDecoder())).flatMap {
-                    channel.pipeline.addHandler(ControlHandler(registry: registry, threadPool: threadPool, logger: logger))
+                    channel.pipeline.addHandler(ControlHandler(registry: registry, reloader: reloader, threadPool: threadPool, logger: logger))
                 }
             }
         let previous = umask(0o077)
@@ -63,6 +146,17 @@ final class ControlSocket: Sendable {
         } catch {
             throw StartupError(message: "cannot create the control socket \(path): \(error); set server.control_socket or fix server.state_dir")
         }
+    }
+
+    /// A socket file a live server answers on is that server's (control_socket set to one
+    /// path for two state directories): never take it away from it.
+    static func refuseIfAnswering(path: String) throws {
+        guard let descriptor = try? connectControlSocket(path: path) else { return }
+        close(descriptor)
+        throw StartupError(
+            message:
+                "another strata server answers on the control socket \(path); give this server its own server.control_socket (or leave it unset: <state_dir>/control.sock)"
+        )
     }
 
     func shutdown() async throws {
@@ -92,11 +186,13 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
     typealias OutboundOut = ByteBuffer
 
     let registry: ExportRegistry
+    let reloader: Reloader
     let threadPool: NIOThreadPool
     let logger: Logger
 
-    init(registry: ExportRegistry, threadPool: NIOThreadPool, logger: Logger) {
+    init(registry: ExportRegistry, reloader: Reloader, threadPool: NIOThreadPool, logger: Logger) {
         self.registry = registry
+        self.reloader = reloader
         self.threadPool = threadPool
         self.logger = logger
     }
@@ -104,7 +200,8 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = self.unwrapInboundIn(data)
         let registry = self.registry
-        // Resets touch the file system: never on the event loop.
+        let reloader = self.reloader
+        // Resets and reloads touch the file system: never on the event loop.
         let answer = self.threadPool.runIfActive(eventLoop: context.eventLoop) { () -> ByteBuffer in
             let response: ControlResponse
             do {
@@ -115,8 +212,13 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
                 case "reset":
                     guard let key = request.key else { throw AdministrationError("reset needs a client key") }
                     response = ControlResponse(ok: true, reset: try registry.resetClient(key: key, exportPath: request.export))
+                case "reload":
+                    let report = reloader.reloadFromSource()
+                    response = ControlResponse(ok: report.applied, error: report.applied ? nil : "configuration not reloaded", reload: report)
+                case "exports":
+                    response = ControlResponse(ok: true, exports: registry.exports.map(ExportReport.init))
                 default:
-                    throw AdministrationError("unknown command \(request.command); known: clients, reset")
+                    throw AdministrationError("unknown command \(request.command); known: clients, reset, reload, exports")
                 }
             } catch {
                 response = ControlResponse(ok: false, error: "\(error)")

@@ -9,7 +9,11 @@ import Union
 /// MetricsSystem), so several servers in one test process do not share counts.
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
-    let calls = Mutex<[String: CallInstruments]>([:])
+    let calls = Mutex<[String: (count: Counter, latency: DurationHistogram)]>([:])
+    /// Error counters by program, procedure and status name (`NFS3ERR_NOENT`, `AUTH_TOOWEAK`).
+    let errors = Mutex<[String: Counter]>([:])
+    /// Calls and error replies by export path.
+    let exportCounters = Mutex<[String: (calls: Counter, errors: Counter)]>([:])
     public let bytesRead: Counter
     public let bytesWritten: Counter
     public let copyUps: Counter
@@ -34,41 +38,71 @@ public final class ServerMetrics: Sendable {
         self.copyUpBytes = self.registry.makeCounter(name: "strata_copy_up_bytes_total", help: "Bytes copied up from lower layers")
         self.whiteoutsCreated = self.registry.makeCounter(name: "strata_whiteouts_created_total", help: "Whiteouts recorded in sidecars")
         self.clientsMounted = self.registry.makeGauge(name: "strata_clients_mounted", help: "Entries in the mount table")
+        self.registry.makeGauge(
+            name: "strata_build_info", labels: [("version", StrataBuild.version), ("swift", StrataBuild.swiftVersion)],
+            help: "The running Strata version (always 1)"
+        ).set(to: 1)
     }
 
-    /// The counters and histogram of one procedure.
-    struct CallInstruments: Sendable {
-        let count: Counter
-        let errors: Counter
-        let latency: DurationHistogram
-
-        func record(duration: Duration, isError: Bool) {
-            self.count.increment()
-            if isError { self.errors.increment() }
-            self.latency.record(duration)
-        }
-    }
-
-    /// The instruments of `procedure` of `program`, made on first use.
-    func instruments(program: String, procedure: String) -> CallInstruments {
+    /// The call counter and latency histogram of `procedure` of `program`, made on first use.
+    func callInstruments(program: String, procedure: String) -> (count: Counter, latency: DurationHistogram) {
         let key = "\(program).\(procedure)"
         return self.calls.withLock { calls in
             if let existing = calls[key] { return existing }
             let labels = [("program", program), ("procedure", procedure)]
-            let made = CallInstruments(
+            let made = (
                 count: self.registry.makeCounter(name: "strata_rpc_calls_total", labels: labels, help: "RPC calls by procedure"),
-                errors: self.registry.makeCounter(name: "strata_rpc_errors_total", labels: labels, help: "Calls answered with an error status"),
                 latency: self.registry.makeDurationHistogram(
                     name: "strata_rpc_duration_seconds", labels: labels, buckets: ServerMetrics.latencyBuckets,
-                    help: "Time from decoded call to encoded reply"))
+                    help: "Time from decoded call to encoded reply")
+            )
             calls[key] = made
             return made
         }
     }
 
-    /// Records one call of `procedure` of `program`.
-    public func recordCall(program: String, procedure: String, duration: Duration, isError: Bool) {
-        self.instruments(program: program, procedure: procedure).record(duration: duration, isError: isError)
+    /// Records one call of `procedure` of `program`: `errorStatus` names the error it was
+    /// answered with (nil for success), `export` the export its file handle named.
+    public func recordCall(program: String, procedure: String, duration: Duration, errorStatus: String?, export: String? = nil) {
+        self.record(
+            self.callInstruments(program: program, procedure: procedure), program: program, procedure: procedure,
+            duration: duration, errorStatus: errorStatus, export: export)
+    }
+
+    /// Records one call with its procedure's instruments already at hand (`MeteredProgram`
+    /// makes them once): a successful call takes no lock beyond its export's counters.
+    func record(
+        _ instruments: (count: Counter, latency: DurationHistogram), program: String, procedure: String,
+        duration: Duration, errorStatus: String?, export: String?
+    ) {
+        instruments.count.increment()
+        instruments.latency.record(duration)
+        if let errorStatus {
+            let counter = self.errors.withLock { errors in
+                let errorKey = "\(program).\(procedure).\(errorStatus)"
+                if let existing = errors[errorKey] { return existing }
+                let made = self.registry.makeCounter(
+                    name: "strata_rpc_errors_total", labels: [("program", program), ("procedure", procedure), ("status", errorStatus)],
+                    help: "Calls answered with an error status, by status")
+                errors[errorKey] = made
+                return made
+            }
+            counter.increment()
+        }
+        if let export {
+            let counters = self.exportCounters.withLock { counters in
+                if let existing = counters[export] { return existing }
+                let labels = [("export", export)]
+                let made = (
+                    calls: self.registry.makeCounter(name: "strata_export_calls_total", labels: labels, help: "NFS calls by export"),
+                    errors: self.registry.makeCounter(name: "strata_export_errors_total", labels: labels, help: "NFS calls answered with an error, by export")
+                )
+                counters[export] = made
+                return made
+            }
+            counters.calls.increment()
+            if errorStatus != nil { counters.errors.increment() }
+        }
     }
 
     /// Reads the union's copy-up and whiteout totals from `read` at every scrape.
@@ -91,7 +125,42 @@ public final class ServerMetrics: Sendable {
                 copyUps: max(now.copyUps, before.copyUps), copyUpBytes: max(now.copyUpBytes, before.copyUpBytes),
                 whiteoutsCreated: max(now.whiteoutsCreated, before.whiteoutsCreated))
         }
-        return self.registry.emitToBuffer()
+        return self.registry.emitToBuffer() + Array(ProcessMetrics.exposition().utf8)
+    }
+}
+
+/// The process metrics Prometheus clients conventionally export (`process_*`), read from
+/// /proc at each scrape.
+enum ProcessMetrics {
+    static func exposition() -> String {
+        var lines: [String] = []
+        func add(_ name: String, _ type: String, _ help: String, _ value: Double) {
+            lines.append("# HELP \(name) \(help)")
+            lines.append("# TYPE \(name) \(type)")
+            lines.append("\(name) \(value)")
+        }
+        // /proc/self/stat: the fields after the command name (which may hold spaces) start at
+        // field 3 (state); utime and stime are fields 14 and 15, vsize 23, rss 24.
+        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") {
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+            let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
+            func field(_ number: Int) -> Double? { fields.count > number - 3 ? Double(fields[number - 3]) : nil }
+            if let user = field(14), let system = field(15), ticks > 0 {
+                add("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds", (user + system) / ticks)
+            }
+            if let virtual = field(23) { add("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes", virtual) }
+            if let resident = field(24) { add("process_resident_memory_bytes", "gauge", "Resident memory size in bytes", resident * pageSize) }
+        }
+        if let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+            // The listing itself holds one descriptor while it reads.
+            add("process_open_fds", "gauge", "Open file descriptors", Double(max(0, descriptors.count - 1)))
+        }
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            add("process_max_fds", "gauge", "The limit on open file descriptors", Double(limit.rlim_cur))
+        }
+        return lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
     }
 }
 
@@ -102,10 +171,14 @@ struct MeteredProgram: RPCProgramHandler {
     let inner: any RPCProgramHandler
     let metrics: ServerMetrics
     let name: String
+    let procedureNames: [UInt32: String]
     let resultsStartWithStatus: @Sendable (UInt32) -> Bool
-    /// The instruments of each known procedure, by number, made once: a call records with no
-    /// lock and no string built.
-    let known: [ServerMetrics.CallInstruments]
+    /// The name of a non-zero status word (`NFS3ERR_NOENT`), for the `status` label.
+    var statusName: @Sendable (UInt32) -> String = { "status\($0)" }
+    /// The export a call's arguments name (from its first file handle), for per-export counts.
+    var exportOfCall: (@Sendable (RPCCallContext, ByteBuffer) -> String?)? = nil
+    /// The instruments of each procedure `procedureNames` names, by number, made once.
+    let known: [UInt32: (count: Counter, latency: DurationHistogram)]
 
     init(
         inner: any RPCProgramHandler, metrics: ServerMetrics, name: String, procedureNames: [UInt32: String],
@@ -114,14 +187,9 @@ struct MeteredProgram: RPCProgramHandler {
         self.inner = inner
         self.metrics = metrics
         self.name = name
+        self.procedureNames = procedureNames
         self.resultsStartWithStatus = resultsStartWithStatus
-        var known: [ServerMetrics.CallInstruments] = []
-        var number: UInt32 = 0
-        while let procedure = procedureNames[number] {
-            known.append(metrics.instruments(program: name, procedure: procedure))
-            number += 1
-        }
-        self.known = known
+        self.known = procedureNames.mapValues { metrics.callInstruments(program: name, procedure: $0) }
     }
 
     var program: UInt32 { self.inner.program }
@@ -133,22 +201,45 @@ struct MeteredProgram: RPCProgramHandler {
 
     func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         let start = ContinuousClock.now
+        let export = self.exportOfCall?(call, arguments)
         let reply = self.inner.handle(call, arguments: &arguments)
-        let isError: Bool
+        let errorStatus: String?
         switch reply {
         case .success(let body):
-            isError = self.resultsStartWithStatus(call.procedure) && (body.getInteger(at: body.readerIndex, as: UInt32.self) ?? 0) != 0
+            let status = self.resultsStartWithStatus(call.procedure) ? body.getInteger(at: body.readerIndex, as: UInt32.self) ?? 0 : 0
+            errorStatus = status == 0 ? nil : self.statusName(status)
         case .drop:
-            isError = false
-        default:
-            isError = true
+            errorStatus = nil
+        case .procedureUnavailable:
+            errorStatus = "PROC_UNAVAIL"
+        case .garbageArguments:
+            errorStatus = "GARBAGE_ARGS"
+        case .systemError:
+            errorStatus = "SYSTEM_ERR"
+        case .authError(let stat):
+            errorStatus = MeteredProgram.authStatusName(stat)
         }
         let duration = ContinuousClock.now - start
-        if Int(call.procedure) < self.known.count {
-            self.known[Int(call.procedure)].record(duration: duration, isError: isError)
+        if let instruments = self.known[call.procedure], let procedure = self.procedureNames[call.procedure] {
+            self.metrics.record(
+                instruments, program: self.name, procedure: procedure, duration: duration, errorStatus: errorStatus,
+                export: export)
         } else {
-            self.metrics.recordCall(program: self.name, procedure: "proc\(call.procedure)", duration: duration, isError: isError)
+            self.metrics.recordCall(
+                program: self.name, procedure: "proc\(call.procedure)", duration: duration, errorStatus: errorStatus,
+                export: export)
         }
         return reply
+    }
+
+    static func authStatusName(_ stat: AuthStat) -> String {
+        switch stat {
+        case .badCredential: return "AUTH_BADCRED"
+        case .rejectedCredential: return "AUTH_REJECTEDCRED"
+        case .badVerifier: return "AUTH_BADVERF"
+        case .rejectedVerifier: return "AUTH_REJECTEDVERF"
+        case .tooWeak: return "AUTH_TOOWEAK"
+        default: return "AUTH_ERROR_\(stat.rawValue)"
+        }
     }
 }

@@ -3,8 +3,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// A minimal HTTP/1.1 endpoint serving `GET /metrics` in the Prometheus text format
-/// (`[server] metrics = "HOST:PORT"`). Everything else answers 404.
+/// A minimal HTTP/1.1 endpoint serving `GET /metrics` (and `HEAD /metrics`, headers only) in the
+/// Prometheus text format (`[server] metrics = "HOST:PORT"`). Everything else answers 404.
 final class MetricsEndpoint: Sendable {
     let channel: Channel
 
@@ -15,11 +15,11 @@ final class MetricsEndpoint: Sendable {
     var port: Int? { self.channel.localAddress?.port }
 
     static func start(address: String, metrics: ServerMetrics, group: EventLoopGroup, logger: Logger) async throws -> MetricsEndpoint {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
-            throw StartupError(message: "server.metrics = \"\(address)\": expected \"HOST:PORT\", e.g. \"127.0.0.1:9102\"")
+        // The configuration checked the address; this guards callers that did not.
+        guard let parsed = MetricsAddress(address) else {
+            throw StartupError(message: "server.metrics = \"\(address)\": expected \"HOST:PORT\" with a port from 0 to 65535, e.g. \"127.0.0.1:9102\"")
         }
-        var host = String(address[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let (host, port) = (parsed.host, parsed.port)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -54,7 +54,8 @@ final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let request) = self.unwrapInboundIn(data) else { return }
-        let isMetrics = request.method == .GET && (request.uri == "/metrics" || request.uri.hasPrefix("/metrics?"))
+        let isHead = request.method == .HEAD
+        let isMetrics = (request.method == .GET || isHead) && (request.uri == "/metrics" || request.uri.hasPrefix("/metrics?"))
         let body: [UInt8] = isMetrics ? self.metrics.exposition() : Array("not found; try /metrics\n".utf8)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: isMetrics ? "text/plain; version=0.0.4" : "text/plain")
@@ -62,7 +63,10 @@ final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
         headers.add(name: "Connection", value: "close")
         let head = HTTPResponseHead(version: request.version, status: isMetrics ? .ok : .notFound, headers: headers)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        // HEAD: the same headers (Content-Length included), no body.
+        if !isHead {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        }
         context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
     }
 }

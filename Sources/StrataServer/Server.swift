@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NFS3
 import SunRPC
 
 /// The ports a started server actually listens on (port 0 in the configuration picks free ones).
@@ -26,15 +27,36 @@ public final class StrataServer: Sendable {
     public let metrics: ServerMetrics
     let metricsEndpoint: MetricsEndpoint?
     let control: ControlSocket
+    let reloader: Reloader
+    let lock: StateDirectoryLock
 
     /// Starts serving `configuration`. Fails with an error naming the port and the key to
-    /// change if a port is taken.
-    public static func start(configuration: Configuration, logger: Logger) async throws -> StrataServer {
+    /// change if a port is taken, or the other server's pid if one serves the same state
+    /// directory. `logControl` lets a reload change the log level and format; `reloadSource`
+    /// reads the configuration again for `strata reload` and SIGHUP.
+    public static func start(
+        configuration: Configuration, logger: Logger, logControl: LogControl? = nil,
+        reloadSource: (@Sendable () throws -> Configuration)? = nil
+    ) async throws -> StrataServer {
         let settings = configuration.server
         raiseDescriptorLimit(logger: logger)
-        try FileManager.default.createDirectory(
-            atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        do {
+            try FileManager.default.createDirectory(
+                atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StartupError(message: "cannot create server.state_dir \(settings.stateDirectory): \(error.localizedDescription)")
+        }
+        // Before anything else touches the state directory or binds a port: a second server
+        // must fail naming the first, not on a busy port or by taking its control socket.
+        let lock = try StateDirectoryLock.acquire(stateDirectory: settings.stateDirectory)
+        do {
+            try ControlSocket.refuseIfAnswering(path: controlSocketPath(configuration))
+        } catch {
+            lock.release()
+            throw error
+        }
         let registry = ExportRegistry(configuration: configuration, logger: logger)
+        let reloader = Reloader(configuration: configuration, registry: registry, logger: logger, logControl: logControl, source: reloadSource)
         let metrics = ServerMetrics()
         metrics.observeUnion { [registry] in registry.unionStatistics }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
@@ -55,11 +77,21 @@ public final class StrataServer: Sendable {
                     }
                 })
             let mountProgram = MountProgram(registry: registry, metrics: metrics, logger: logger)
-            let nfsServer = RPCServer(programs: [MeteredProgram(nfs: nfsProgram, metrics: metrics)], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+            var meteredNFS = MeteredProgram(nfs: nfsProgram, metrics: metrics)
+            meteredNFS.statusName = { NFSStatus3(rawValue: $0).map { "NFS3ERR_\($0)".uppercased() } ?? "NFS3ERR_\($0)" }
+            meteredNFS.exportOfCall = { [registry] _, arguments in
+                // Every NFSv3 call but NULL starts with the file handle it works on; its export is
+                // read from the handle's header without decoding it (the call decodes it once).
+                guard let exportID = ServerFileHandle.exportID(peekingAt: arguments) else { return nil }
+                return registry.exportPath(exportID: exportID)
+            }
+            let nfsServer = RPCServer(programs: [meteredNFS], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(nfsServer)
             let nfsPort = try await bindAll(nfsServer, hosts: settings.listen, port: settings.nfsPort, key: "server.nfs_port / --nfs-port")
             rpcConfiguration.portSettingHint = "set [server] mount_port in the configuration or pass --mount-port"
-            let mountServer = RPCServer(programs: [MeteredProgram(mount: mountProgram, metrics: metrics)], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+            var meteredMount = MeteredProgram(mount: mountProgram, metrics: metrics)
+            meteredMount.statusName = { MountStatus3(rawValue: $0).map { "MNT3ERR_\($0)".uppercased() } ?? "MNT3ERR_\($0)" }
+            let mountServer = RPCServer(programs: [meteredMount], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(mountServer)
             let mountPort = try await bindAll(mountServer, hosts: settings.listen, port: settings.mountPort, key: "server.mount_port / --mount-port")
 
@@ -93,7 +125,7 @@ public final class StrataServer: Sendable {
                 endpoint = try await MetricsEndpoint.start(address: address, metrics: metrics, group: group, logger: logger)
             }
             let control = try await ControlSocket.start(
-                path: controlSocketPath(configuration), registry: registry, threadPool: threadPool, group: group, logger: logger)
+                path: controlSocketPath(configuration), registry: registry, reloader: reloader, threadPool: threadPool, group: group, logger: logger)
             let ports = ListeningPorts(nfs: nfsPort, mount: mountPort, portmapper: portmapperPort, portmapperMode: mode)
             logger.info(
                 "strata serving",
@@ -103,11 +135,13 @@ public final class StrataServer: Sendable {
                 ])
             return StrataServer(
                 registry: registry, logger: logger, group: group, threadPool: threadPool, rpcServers: servers,
-                registrations: mode == .system ? registrations : [], ports: ports, metrics: metrics, metricsEndpoint: endpoint, control: control)
+                registrations: mode == .system ? registrations : [], ports: ports, metrics: metrics, metricsEndpoint: endpoint, control: control,
+                reloader: reloader, lock: lock)
         } catch {
             for server in servers { try? await server.shutdown() }
             try? await threadPool.shutdownGracefully()
             try? await group.shutdownGracefully()
+            lock.release()
             throw error
         }
     }
@@ -115,9 +149,11 @@ public final class StrataServer: Sendable {
     private init(
         registry: ExportRegistry, logger: Logger, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool,
         rpcServers: [RPCServer], registrations: [RPCRegistration], ports: ListeningPorts, metrics: ServerMetrics,
-        metricsEndpoint: MetricsEndpoint?, control: ControlSocket
+        metricsEndpoint: MetricsEndpoint?, control: ControlSocket, reloader: Reloader, lock: StateDirectoryLock
     ) {
         self.control = control
+        self.reloader = reloader
+        self.lock = lock
         self.registry = registry
         self.logger = logger
         self.group = group
@@ -151,10 +187,18 @@ public final class StrataServer: Sendable {
         return chosen
     }
 
-    /// Applies a new configuration (SIGHUP).
-    public func reload(_ configuration: Configuration) {
-        self.registry.reload(configuration)
-        self.logger.notice("configuration reloaded", metadata: ["exports": "\(configuration.exports.map(\.path).joined(separator: ","))"])
+    /// Reads the configuration again and applies it (SIGHUP, `strata reload`); the report
+    /// lists what changed or why nothing did, and the log says the same.
+    @discardableResult
+    public func reload() -> ReloadReport {
+        self.reloader.reloadFromSource()
+    }
+
+    /// Applies `configuration` (already validated), keeping the running values of settings
+    /// that need a restart.
+    @discardableResult
+    public func reload(_ configuration: Configuration) -> ReloadReport {
+        self.reloader.apply(configuration)
     }
 
     /// Unregisters from rpcbind, stops listening, closes every layer.
@@ -170,6 +214,7 @@ public final class StrataServer: Sendable {
         self.registry.closeAll()
         try? await self.threadPool.shutdownGracefully()
         try? await self.group.shutdownGracefully()
+        self.lock.release()
         self.logger.info("strata stopped")
     }
 }

@@ -3,36 +3,72 @@ import NIOCore
 
 /// One TCP connection: records in, replies out in whatever order they complete.
 ///
-/// At most `maxOutstanding` calls run at once; while that many are outstanding, or while
-/// replies pile up unsent (the channel is not writable: a client that does not read), the
-/// handler holds back `read()`, so the kernel's receive window pushes back on the client.
+/// Bounded in what it may take from the server:
+/// - at most `maxOutstandingPerConnection` calls execute at once;
+/// - replies computed but unsent count against the connection
+///   (`maxQueuedReplyBytesPerConnection`) and against all connections
+///   (`maxQueuedReplyBytes`); over those, calls wait (even those already handed to the pool
+///   check again before they run) and nothing more is read, so the kernel's receive window
+///   pushes back on the client; a connection whose replies do not move for
+///   `replyStallTimeout` is closed;
+/// - the connection counts against `maxConnections` (the idle one longest gets closed at the
+///   limit).
 final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let dispatcher: RPCDispatcher
+    private let configuration: RPCServerConfiguration
     private let maxOutstanding: Int
+    private let maxConnections: Int
     private let logger: Logger
-    private var outstanding = 0
+    private var ledger: RPCConnectionLedger?
+    /// Calls read but not handed to the pool yet (or handed back, deferred), oldest first.
+    private var waiting = CircularBuffer<RPCDispatcher.PreparedCall>()
+    /// Calls handed to the pool and not yet back.
+    private var executing = 0
     private var readHeldBack = false
     private var isClosed = false
     /// Shutting down: read no more calls; close once the executing ones have replied.
     private var isDraining = false
     /// The last reply written, so a drained connection closes only after it is flushed.
     private var lastWrite: EventLoopFuture<Void>?
+    /// When a reply last finished going out (or the first one was queued after a quiet time).
+    private var lastWriteProgress = NIODeadline.now()
+    private var stallCheck: Scheduled<Void>?
     private var remoteAddress: SocketAddress?
     private var localAddress: SocketAddress?
 
-    init(dispatcher: RPCDispatcher, maxOutstanding: Int, logger: Logger) {
+    init(dispatcher: RPCDispatcher, configuration: RPCServerConfiguration, maxConnections: Int, logger: Logger) {
         self.dispatcher = dispatcher
-        self.maxOutstanding = max(1, maxOutstanding)
+        self.configuration = configuration
+        self.maxOutstanding = max(1, configuration.maxOutstandingPerConnection)
+        self.maxConnections = max(1, maxConnections)
         self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.remoteAddress = context.channel.remoteAddress
         self.localAddress = context.channel.localAddress
+        let resources = self.configuration.resources
+        let ledger = RPCConnectionLedger(channel: context.channel, resources: resources, configuration: self.configuration)
+        self.ledger = ledger
+        switch resources.admit(ledger, limit: self.maxConnections) {
+        case .admitted:
+            break
+        case .admittedClosingIdle:
+            self.logger.debug(
+                "at the connection limit: closed the connection idle longest",
+                metadata: ["client": "\(self.clientDescription)", "limit": "\(self.maxConnections)"]
+            )
+        case .refused:
+            self.logger.notice(
+                "refusing RPC connection: at the connection limit and no connection is idle (raise maxConnections)",
+                metadata: ["client": "\(self.clientDescription)", "limit": "\(self.maxConnections)"]
+            )
+            self.closeNow(context: context)
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -42,56 +78,119 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.isClosed = true
+        self.forget()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.forget()
+    }
+
+    /// The connection is gone: leave the connection table, forget calls that will not run.
+    private func forget() {
         self.isClosed = true
+        self.stallCheck?.cancel()
+        self.stallCheck = nil
+        if let ledger = self.ledger {
+            ledger.resources.remove(ledger)
+        }
+        while let call = self.waiting.popFirst() {
+            self.dispatcher.abandon(call)
+            self.ledger?.callsInProgress.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    private var clientDescription: String {
+        self.remoteAddress.map { "\($0)" } ?? "?"
+    }
+
+    private func closeNow(context: ChannelHandlerContext) {
+        guard !self.isClosed else { return }
+        self.isClosed = true
+        context.close(promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let record = Self.unwrapInboundIn(data)
-        guard !self.isClosed, let remoteAddress = self.remoteAddress ?? context.channel.remoteAddress else {
+        guard !self.isClosed, let ledger = self.ledger,
+            let remoteAddress = self.remoteAddress ?? context.channel.remoteAddress
+        else {
             return
         }
-        switch self.dispatcher.process(
+        ledger.touch()
+        switch self.dispatcher.prepare(
             message: record,
             remoteAddress: remoteAddress,
             localAddress: self.localAddress,
-            transport: .tcp,
-            eventLoop: context.eventLoop
+            transport: .tcp
         ) {
         case .unparseable(let reason):
             self.logger.debug(
                 "closing RPC connection: record is not a call",
                 metadata: ["client": "\(remoteAddress)", "reason": "\(reason)"]
             )
-            self.isClosed = true
-            context.close(promise: nil)
+            self.closeNow(context: context)
         case .none:
             break
         case .reply(let reply):
-            self.write(reply, context: context)
-        case .pending(let future):
-            self.outstanding += 1
-            future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-                self.outstanding -= 1
-                if case .success(let reply?) = result {
-                    self.write(reply, context: context)
+            self.write(reply, alreadyCounted: false, context: context)
+        case .call(let call):
+            ledger.callsInProgress.add(1, ordering: .relaxed)
+            self.waiting.append(call)
+            self.startWaitingCalls(context: context)
+        }
+    }
+
+    /// Hands waiting calls to the pool while the connection's limits allow.
+    private func startWaitingCalls(context: ChannelHandlerContext) {
+        guard let ledger = self.ledger else { return }
+        while !self.isClosed, !self.isDraining, self.executing < self.maxOutstanding, !self.waiting.isEmpty,
+            ledger.mayStartCall
+        {
+            let call = self.waiting.removeFirst()
+            self.executing += 1
+            self.dispatcher.execute(call, ledger: ledger, eventLoop: context.eventLoop)
+                .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+                    self.executing -= 1
+                    switch result {
+                    case .success(.reply(let reply)):
+                        ledger.callsInProgress.subtract(1, ordering: .relaxed)
+                        if let reply {
+                            self.write(reply, alreadyCounted: true, context: context)
+                        }
+                    case .success(.deferred(let call)):
+                        if self.isClosed || self.isDraining {
+                            self.dispatcher.abandon(call)
+                            ledger.callsInProgress.subtract(1, ordering: .relaxed)
+                        } else {
+                            // Runs again once this connection's replies went out.
+                            self.waiting.prepend(call)
+                        }
+                    case .failure:
+                        // The pool refused it (shutting down); the dispatcher forgot the call.
+                        ledger.callsInProgress.subtract(1, ordering: .relaxed)
+                    }
+                    self.startWaitingCalls(context: context)
+                    self.resumeReadingIfPossible(context: context)
+                    self.closeIfDrained(context: context)
                 }
-                self.resumeReadingIfPossible(context: context)
-                self.closeIfDrained(context: context)
-            }
         }
     }
 
     private var mayRead: Bool {
-        self.outstanding < self.maxOutstanding && !self.isDraining
+        guard !self.isDraining, !self.isClosed, self.waiting.isEmpty, self.executing < self.maxOutstanding else {
+            return false
+        }
+        return !(self.ledger?.isOverItsReplyLimit ?? false)
     }
 
     private func closeIfDrained(context: ChannelHandlerContext) {
-        guard self.isDraining, self.outstanding == 0, !self.isClosed else { return }
+        guard self.isDraining, self.executing == 0, !self.isClosed else { return }
+        // Calls not started yet are left to the client's retransmission to the next server.
+        while let call = self.waiting.popFirst() {
+            self.dispatcher.abandon(call)
+            self.ledger?.callsInProgress.subtract(1, ordering: .relaxed)
+        }
         self.isClosed = true
         let flushed = self.lastWrite ?? context.eventLoop.makeSucceededVoidFuture()
         flushed.assumeIsolated().whenComplete { _ in
@@ -100,7 +199,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
-        if self.readHeldBack, self.mayRead, context.channel.isWritable, !self.isClosed {
+        if self.readHeldBack, self.mayRead, context.channel.isWritable {
             self.readHeldBack = false
             context.read()
         }
@@ -127,13 +226,9 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         }
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all {
             // Idle only counts when nothing is executing: a long call keeps its connection.
-            if self.outstanding == 0 {
-                self.logger.debug(
-                    "closing idle RPC connection",
-                    metadata: ["client": "\(self.remoteAddress.map { "\($0)" } ?? "?")"]
-                )
-                self.isClosed = true
-                context.close(promise: nil)
+            if self.executing == 0 {
+                self.logger.debug("closing idle RPC connection", metadata: ["client": "\(self.clientDescription)"])
+                self.closeNow(context: context)
             }
             return
         }
@@ -143,14 +238,19 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.logger.debug(
             "closing RPC connection",
-            metadata: ["client": "\(self.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"]
+            metadata: ["client": "\(self.clientDescription)", "error": "\(error)"]
         )
-        self.isClosed = true
-        context.close(promise: nil)
+        self.closeNow(context: context)
     }
 
-    private func write(_ reply: RPCReplyMessage, context: ChannelHandlerContext) {
-        guard !self.isClosed else { return }
+    private func write(_ reply: RPCReplyMessage, alreadyCounted: Bool, context: ChannelHandlerContext) {
+        guard let ledger = self.ledger else { return }
+        let bytes = reply.byteCount
+        guard !self.isClosed else {
+            if alreadyCounted { ledger.replyGone(bytes: bytes) }
+            return
+        }
+        if !alreadyCounted { ledger.replyQueued(bytes: bytes) }
         var head = context.channel.allocator.buffer(capacity: 4 + reply.header.readableBytes)
         head.writeInteger(RecordMarking.header(length: reply.byteCount), endianness: .big)
         var header = reply.header
@@ -163,6 +263,41 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
             context.writeAndFlush(Self.wrapOutboundOut(head), promise: written)
         }
         self.lastWrite = written.futureResult
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            ledger.replyGone(bytes: bytes)
+            ledger.touch()
+            self.lastWriteProgress = .now()
+            self.startWaitingCalls(context: context)
+            self.resumeReadingIfPossible(context: context)
+        }
+        self.watchForStall(context: context)
+    }
+
+    /// A client that never reads: once replies are waiting, check that some go out within
+    /// `replyStallTimeout`, else close (which frees them).
+    private func watchForStall(context: ChannelHandlerContext) {
+        guard self.stallCheck == nil, !self.isClosed, let ledger = self.ledger,
+            ledger.queuedReplyBytes.load(ordering: .relaxed) > 0
+        else { return }
+        let timeout = self.configuration.replyStallTimeout
+        // Progress is measured from now if the queue was empty until this reply.
+        if NIODeadline.now() - self.lastWriteProgress > timeout { self.lastWriteProgress = .now() }
+        self.stallCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: self.lastWriteProgress + timeout) {
+            self.stallCheck = nil
+            guard !self.isClosed, ledger.queuedReplyBytes.load(ordering: .relaxed) > 0 else { return }
+            if NIODeadline.now() - self.lastWriteProgress >= timeout {
+                self.logger.notice(
+                    "closing RPC connection: its client has read no reply for \(timeout.nanoseconds / 1_000_000_000) s",
+                    metadata: [
+                        "client": "\(self.clientDescription)",
+                        "unsent_bytes": "\(ledger.queuedReplyBytes.load(ordering: .relaxed))",
+                    ]
+                )
+                self.closeNow(context: context)
+            } else {
+                self.watchForStall(context: context)
+            }
+        }
     }
 }
 
@@ -227,12 +362,11 @@ final class RPCUDPHandler: ChannelInboundHandler {
         {
             localAddress = address
         }
-        switch self.dispatcher.process(
+        switch self.dispatcher.prepare(
             message: envelope.data,
             remoteAddress: remoteAddress,
             localAddress: localAddress,
-            transport: .udp,
-            eventLoop: context.eventLoop
+            transport: .udp
         ) {
         case .unparseable(let reason):
             self.logger.debug(
@@ -243,15 +377,16 @@ final class RPCUDPHandler: ChannelInboundHandler {
             break
         case .reply(let reply):
             self.send(reply, to: remoteAddress, context: context)
-        case .pending(let future):
+        case .call(let call):
             self.outstanding += 1
-            future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-                self.outstanding -= 1
-                if case .success(let reply?) = result {
-                    self.send(reply, to: remoteAddress, context: context)
+            self.dispatcher.execute(call, ledger: nil, eventLoop: context.eventLoop)
+                .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+                    self.outstanding -= 1
+                    if case .success(.reply(let reply?)) = result {
+                        self.send(reply, to: remoteAddress, context: context)
+                    }
+                    self.closeIfDrained(context: context)
                 }
-                self.closeIfDrained(context: context)
-            }
         }
     }
 

@@ -5,17 +5,6 @@ import NIOPosix
 /// Turns call messages into replies: header checks on the event loop (cheap, no blocking),
 /// program execution on the thread pool, the duplicate request cache in between.
 final class RPCDispatcher: Sendable {
-    enum Outcome {
-        /// Not a call (a reply, or garbage): close the TCP connection, drop the datagram.
-        case unparseable(String)
-        /// Send nothing.
-        case none
-        /// Answer at once.
-        case reply(RPCReplyMessage)
-        /// Answer when the future completes (`nil`: send nothing).
-        case pending(EventLoopFuture<RPCReplyMessage?>)
-    }
-
     let programs: [UInt32: any RPCProgramHandler]
     let cache: DuplicateRequestCache
     let threadPool: NIOThreadPool
@@ -40,13 +29,43 @@ final class RPCDispatcher: Sendable {
         return RPCReplyMessage(header: header, results: results)
     }
 
-    func process(
+    /// A call whose header passed every check, ready to execute.
+    struct PreparedCall: Sendable {
+        let program: any RPCProgramHandler
+        let context: RPCCallContext
+        let arguments: ByteBuffer
+        /// Set when the duplicate request cache recorded the call as in progress.
+        let cacheKey: DuplicateRequestKey?
+    }
+
+    /// What `prepare` made of a message.
+    enum Preparation {
+        /// Not a call (a reply, or garbage): close the TCP connection, drop the datagram.
+        case unparseable(String)
+        /// Send nothing.
+        case none
+        /// Answer at once.
+        case reply(RPCReplyMessage)
+        /// Execute it (`execute`), or forget it (`abandon`).
+        case call(PreparedCall)
+    }
+
+    /// What executing a prepared call gave.
+    enum Execution: Sendable {
+        /// The reply to send (`nil`: send nothing).
+        case reply(RPCReplyMessage?)
+        /// Not run: the connection's unsent replies are over its limit. Execute it again
+        /// once they went out.
+        case deferred(PreparedCall)
+    }
+
+    /// Header checks, on the event loop (cheap, no blocking).
+    func prepare(
         message: ByteBuffer,
         remoteAddress: SocketAddress,
         localAddress: SocketAddress?,
-        transport: RPCTransport,
-        eventLoop: EventLoop
-    ) -> Outcome {
+        transport: RPCTransport
+    ) -> Preparation {
         var message = message
         let header: RPCCallHeader
         switch RPCMessageCodec.parseCall(&message) {
@@ -60,6 +79,13 @@ final class RPCDispatcher: Sendable {
             return .reply(Self.reply(xid: xid, body))
         case .call(let parsed):
             header = parsed
+        }
+
+        // RFC 5531 §9 / Linux svc_authenticate: a flavor the server does not implement is a
+        // bad credential, for every program and procedure (NULL, MOUNT EXPORT and DUMP
+        // included), before any program sees the call.
+        if case .other = header.credential {
+            return .reply(Self.reply(xid: header.xid, .authError(.badCredential)))
         }
 
         guard let program = self.programs[header.program] else {
@@ -118,12 +144,21 @@ final class RPCDispatcher: Sendable {
             transport: transport,
             logger: logger
         )
-        let arguments = message
+        return .call(PreparedCall(program: program, context: context, arguments: message, cacheKey: cacheKey))
+    }
+
+    /// Runs a prepared call on the thread pool. With a `ledger`, the call does not start while
+    /// its connection may not produce more replies (`.deferred`), and its reply is counted as
+    /// queued on the connection before it leaves the pool thread.
+    func execute(_ call: PreparedCall, ledger: RPCConnectionLedger?, eventLoop: any EventLoop) -> EventLoopFuture<Execution> {
         let cache = self.cache
-        let cacheKeyOfCall = cacheKey
-        let future = self.threadPool.runIfActive(eventLoop: eventLoop) { () -> RPCReplyMessage? in
-            var arguments = arguments
-            let reply = program.handle(context, arguments: &arguments)
+        let future = self.threadPool.runIfActive(eventLoop: eventLoop) { () -> Execution in
+            if let ledger, !ledger.mayStartCall {
+                return .deferred(call)
+            }
+            let context = call.context
+            var arguments = call.arguments
+            let reply = call.program.handle(context, arguments: &arguments)
             let message: RPCReplyMessage?
             switch reply {
             case .success(let results): message = Self.reply(xid: context.xid, .success, results: results)
@@ -133,15 +168,26 @@ final class RPCDispatcher: Sendable {
             case .authError(let stat): message = Self.reply(xid: context.xid, .authError(stat))
             case .drop: message = nil
             }
-            if let cacheKeyOfCall {
-                cache.complete(cacheKeyOfCall, reply: message)
+            if let cacheKey = call.cacheKey {
+                cache.complete(cacheKey, reply: message)
             }
-            return message
+            if let ledger, let message {
+                ledger.replyQueued(bytes: message.byteCount)
+            }
+            return .reply(message)
         }
-        if let cacheKeyOfCall {
+        if let cacheKey = call.cacheKey {
             // The pool refused the work (shutting down): forget the call.
-            future.whenFailure { _ in cache.complete(cacheKeyOfCall, reply: nil) }
+            future.whenFailure { _ in cache.complete(cacheKey, reply: nil) }
         }
-        return .pending(future)
+        return future
+    }
+
+    /// Forgets a prepared call that will not run (its connection closed): a retransmission
+    /// must then be executed, not dropped as "in progress".
+    func abandon(_ call: PreparedCall) {
+        if let cacheKey = call.cacheKey {
+            self.cache.complete(cacheKey, reply: nil)
+        }
     }
 }

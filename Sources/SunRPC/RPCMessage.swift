@@ -77,8 +77,9 @@ public enum RPCCredential: Sendable, Equatable, Hashable {
     case none
     /// AUTH_SYS (also called AUTH_UNIX).
     case sys(AuthSysParameters)
-    /// Any other flavor (AUTH_SHORT, AUTH_DH, RPCSEC_GSS...): passed to the handler, which
-    /// usually answers `.authError(.tooWeak)`.
+    /// Any other flavor (AUTH_SHORT, AUTH_DH, RPCSEC_GSS...). `RPCServer` answers such calls
+    /// AUTH_ERROR / AUTH_BADCRED itself (RFC 5531 §9, as Linux's svc_authenticate): programs
+    /// never see this case.
     case other(flavor: UInt32)
 
     public var flavor: UInt32 {

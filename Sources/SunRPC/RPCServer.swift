@@ -58,6 +58,8 @@ public final class RPCServer: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let programList: [any RPCProgramHandler]
+    /// `configuration.maxConnections`, or the default derived from the descriptor limit.
+    public let maxConnections: Int
 
     private struct State {
         /// TCP listening sockets.
@@ -88,6 +90,7 @@ public final class RPCServer: Sendable {
         self.group = group
         self.logger = logger
         self.programList = programs
+        self.maxConnections = max(1, configuration.maxConnections ?? RPCServerConfiguration.defaultMaxConnections())
         self.dispatcher = RPCDispatcher(
             programs: programs,
             cacheEntries: configuration.duplicateCacheEntries,
@@ -280,6 +283,7 @@ public final class RPCServer: Sendable {
     private func makeTCPListener(host: String, port: Int) -> EventLoopFuture<any Channel> {
         let dispatcher = self.dispatcher
         let configuration = self.configuration
+        let maxConnections = self.maxConnections
         let logger = self.logger
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: configuration.backlog)
@@ -290,8 +294,8 @@ public final class RPCServer: Sendable {
             .childChannelOption(
                 .writeBufferWaterMark,
                 value: ChannelOptions.Types.WriteBufferWaterMark(
-                    low: 1 << 20,
-                    high: max(2 << 20, configuration.maxRecordBytes * 2)
+                    low: max(1 << 20, configuration.maxQueuedReplyBytesPerConnection) / 2,
+                    high: max(1 << 20, configuration.maxQueuedReplyBytesPerConnection)
                 )
             )
             .childChannelInitializer { [weak self] channel in
@@ -301,10 +305,17 @@ public final class RPCServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
                     }
                     try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(RecordMarkingDecoder(maxRecordBytes: configuration.maxRecordBytes)),
+                        ByteToMessageHandler(
+                            RecordMarkingDecoder(
+                                maxRecordBytes: configuration.maxRecordBytes,
+                                maxFragmentsPerRecord: configuration.maxFragmentsPerRecord,
+                                allocator: channel.allocator
+                            )
+                        ),
                         RPCTCPConnectionHandler(
                             dispatcher: dispatcher,
-                            maxOutstanding: configuration.maxOutstandingPerConnection,
+                            configuration: configuration,
+                            maxConnections: maxConnections,
                             logger: logger
                         )
                     )

@@ -7,6 +7,9 @@ import NIOCore
 public enum RecordMarkingError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The record being reassembled would exceed `limit` bytes (RPCServerConfiguration.maxRecordBytes).
     case recordTooLarge(announcedBytes: Int, limit: Int)
+    /// The record is cut into more than `limit` fragments
+    /// (RPCServerConfiguration.maxFragmentsPerRecord).
+    case tooManyFragments(limit: Int)
 
     public var description: String {
         switch self {
@@ -14,6 +17,10 @@ public enum RecordMarkingError: Error, Sendable, Equatable, CustomStringConverti
             return
                 "RPC record of at least \(announced) bytes exceeds the limit of \(limit) bytes "
                 + "(raise maxRecordBytes to accept it)"
+        case .tooManyFragments(let limit):
+            return
+                "RPC record cut into more than \(limit) fragments "
+                + "(raise maxFragmentsPerRecord to accept it)"
         }
     }
 }
@@ -23,24 +30,38 @@ public enum RecordMarkingError: Error, Sendable, Equatable, CustomStringConverti
 /// An enum state machine: it checks each fragment length against the record limit before any
 /// byte of that fragment is buffered or allocated, and returns `.needMoreData` without moving the
 /// reader index until a whole fragment is present.
+///
+/// Cost is linear in the record: a record of several fragments is gathered in one buffer owned
+/// by the decoder alone (`partialRecord`, never also held by `state`, so appending never copies
+/// it), grown by doubling. The fragment count is bounded too, so a peer cannot make the server
+/// walk millions of four-byte fragments for one call.
 public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
     public typealias InboundOut = ByteBuffer
 
     enum State: Sendable {
-        /// Waiting for a fragment header; `record` holds the earlier fragments of this record.
-        case waitingForHeader(record: ByteBuffer?)
+        /// Waiting for a fragment header.
+        case waitingForHeader
         /// The header (not yet consumed) announced a fragment that fits the limit.
-        case waitingForFragment(length: Int, isLast: Bool, record: ByteBuffer?)
+        case waitingForFragment(length: Int, isLast: Bool)
         /// An oversized record was announced: nothing more is decoded.
-        case failed
+        case failed(RecordMarkingError)
     }
 
-    var state: State = .waitingForHeader(record: nil)
+    var state: State = .waitingForHeader
+    /// The earlier fragments of the record being reassembled (nil: none yet).
+    var partialRecord: ByteBuffer? = nil
+    /// Fragments of the record being reassembled consumed so far.
+    var fragmentsSoFar = 0
     public let maxRecordBytes: Int
+    public let maxFragmentsPerRecord: Int
+    let allocator: ByteBufferAllocator
 
-    public init(maxRecordBytes: Int) {
+    public init(maxRecordBytes: Int, maxFragmentsPerRecord: Int = 4096, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         precondition(maxRecordBytes > 0, "maxRecordBytes must be positive")
+        precondition(maxFragmentsPerRecord > 0, "maxFragmentsPerRecord must be positive")
         self.maxRecordBytes = maxRecordBytes
+        self.maxFragmentsPerRecord = maxFragmentsPerRecord
+        self.allocator = allocator
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
@@ -66,28 +87,31 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
     }
 
     /// One step of the state machine. Throws, before buffering anything of it, when a fragment
-    /// would take the record over `maxRecordBytes`; the decoder then stays failed.
+    /// would take the record over `maxRecordBytes` or over `maxFragmentsPerRecord`; the decoder
+    /// then stays failed.
     public mutating func step(buffer: inout ByteBuffer) throws(RecordMarkingError) -> Step {
         while true {
             switch self.state {
-            case .failed:
-                throw RecordMarkingError.recordTooLarge(announcedBytes: self.maxRecordBytes + 1, limit: self.maxRecordBytes)
+            case .failed(let error):
+                throw error
 
-            case .waitingForHeader(let record):
+            case .waitingForHeader:
                 guard let header = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self) else {
                     return .needMoreData
                 }
                 let length = Int(header & 0x7fff_ffff)
                 let isLast = header & 0x8000_0000 != 0
-                let sofar = record?.readableBytes ?? 0
+                let sofar = self.partialRecord?.readableBytes ?? 0
                 // Checked before anything is buffered for this fragment.
                 if length > self.maxRecordBytes - sofar {
-                    self.state = .failed
-                    throw RecordMarkingError.recordTooLarge(announcedBytes: sofar + length, limit: self.maxRecordBytes)
+                    return try self.fail(.recordTooLarge(announcedBytes: sofar + length, limit: self.maxRecordBytes))
                 }
-                self.state = .waitingForFragment(length: length, isLast: isLast, record: record)
+                if self.fragmentsSoFar >= self.maxFragmentsPerRecord {
+                    return try self.fail(.tooManyFragments(limit: self.maxFragmentsPerRecord))
+                }
+                self.state = .waitingForFragment(length: length, isLast: isLast)
 
-            case .waitingForFragment(let length, let isLast, let record):
+            case .waitingForFragment(let length, let isLast):
                 guard buffer.readableBytes >= 4 + length else {
                     return .needMoreData
                 }
@@ -95,21 +119,36 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
                 // `readSlice` shares storage with the receive buffer: no copy for the common
                 // single-fragment record.
                 guard var fragment = buffer.readSlice(length: length) else { return .needMoreData }
-                let assembled: ByteBuffer
-                if var record {
+                self.state = .waitingForHeader
+                if var record = self.partialRecord.take() {
+                    // `take()` leaves the decoder without a reference: the append is in place.
                     record.writeBuffer(&fragment)
-                    assembled = record
-                } else {
-                    assembled = fragment
+                    if isLast {
+                        self.fragmentsSoFar = 0
+                        return .record(record)
+                    }
+                    self.partialRecord = record
+                    self.fragmentsSoFar += 1
+                    return .consumedFragment
                 }
                 if isLast {
-                    self.state = .waitingForHeader(record: nil)
-                    return .record(assembled)
+                    return .record(fragment)
                 }
-                self.state = .waitingForHeader(record: assembled)
+                // First of several fragments: copy it out of the receive buffer into storage of
+                // our own, so neither buffer's later writes copy the other.
+                var record = self.allocator.buffer(capacity: max(4096, 2 * length))
+                record.writeBuffer(&fragment)
+                self.partialRecord = record
+                self.fragmentsSoFar = 1
                 return .consumedFragment
             }
         }
+    }
+
+    private mutating func fail(_ error: RecordMarkingError) throws(RecordMarkingError) -> Step {
+        self.state = .failed(error)
+        self.partialRecord = nil
+        throw error
     }
 
     /// Decodes until a whole record is read (returned) or more data is needed (`nil`).

@@ -1,5 +1,6 @@
 // Public value types of the union namespace. The NFS layer maps these to wire types; nothing here
-// knows about NFS. See ../../../shared/DESIGN.md §2–5 and Sources/Union/API.md for the contract notes.
+// knows about NFS. See Sources/Union/API.md for the contract notes
+// and Docs/SEMANTICS.md for what clients observe.
 
 /// The caller's identity after squashing, as AUTH_SYS gives it.
 public struct Credentials: Sendable, Hashable {

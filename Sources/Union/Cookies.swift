@@ -1,33 +1,133 @@
-// READDIR cookies (DESIGN §4): a stable 63-bit hash of the name, so "resume after c" needs no server state and means
-// the same after other clients' changes and after a restart. RFC 1813 §3.3.16: a server whose cookies are always
-// valid may return a zero cookieverf, so `ListingPage.cookieVerifier` is always 0 and `badCookie` is never thrown
-// for a cookie we can serve: any cookie resumes at the first name hashing above it.
+import Foundation
+import GRDB
+
+// READDIR cookies (Docs/SEMANTICS.md, Identity): a stable hash of the name, so "resume after c" needs no server state and means the
+// same after other clients' changes and after a restart. RFC 1813 §3.3.16: a server whose cookies are always valid
+// may return a zero cookieverf, so `ListingPage.cookieVerifier` is always 0 and `badCookie` is never thrown for a
+// cookie we can serve: any cookie resumes at the first name whose cookie is above it.
+//
+// The hash is keyed (SipHash-2-4 with a random 128-bit key kept in the namespace's sidecar), so nobody can compute
+// colliding names. A cookie is 63 bits: 47 bits of hash (the name's slot), then 16 bits that order the names sharing
+// a slot. A name alone in its slot takes the last value (0xffff); names that share a slot take values below it chosen
+// by a second keyed hash of each name alone (`collisionCookie`). Removing one name of a colliding pair therefore only
+// ever moves the other one later (to 0xffff), never back over a cookie a client already holds: it is never skipped.
+
+/// The secret of a namespace's cookies.
+struct CookieKey: Sendable, Equatable {
+    var k0: UInt64
+    var k1: UInt64
+
+    static func random() -> CookieKey { CookieKey(k0: .random(in: .min ... .max), k1: .random(in: .min ... .max)) }
+
+    /// The namespace's key, made on first use and kept in `meta` (`cookieKey0`, `cookieKey1`).
+    static func load(_ sidecar: Sidecar) throws(UnionError) -> CookieKey {
+        try sidecar.write("load the cookie key") { db -> CookieKey in
+            let rows = try MetaRecord.filter(keys: ["cookieKey0", "cookieKey1"]).fetchAll(db)
+            if let a = rows.first(where: { $0.key == "cookieKey0" }), let b = rows.first(where: { $0.key == "cookieKey1" })
+            {
+                return CookieKey(k0: UInt64(bitPattern: a.value), k1: UInt64(bitPattern: b.value))
+            }
+            let k = CookieKey.random()
+            try MetaRecord(key: "cookieKey0", value: Int64(bitPattern: k.k0)).save(db)
+            try MetaRecord(key: "cookieKey1", value: Int64(bitPattern: k.k1)).save(db)
+            return k
+        }
+    }
+}
 
 enum Cookies {
-    /// FNV-1a 64 of the name, masked to 63 bits, never 0 (0 means "from the start").
-    static func hash(_ name: [UInt8]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in name {
-            h ^= UInt64(b)
-            h = h &* 0x0000_0100_0000_01b3
-        }
-        h &= 0x7fff_ffff_ffff_ffff
-        return h == 0 ? 1 : h
+    /// Low 16 bits of a name alone in its slot (the largest: see above).
+    static let alone: UInt64 = 0xffff
+    static let collisionBits: UInt64 = 16
+    /// Bits of hash in a slot; tests lower it to force collisions.
+    static let slotBits = 47
+
+    /// The name's slot: the top `bits` of its keyed hash, shifted over the 16 collision bits.
+    static func slot(_ name: [UInt8], _ key: CookieKey, bits: Int = Cookies.slotBits) -> UInt64 {
+        (SipHash24.hash(name, key) >> UInt64(64 - bits)) << Self.collisionBits
     }
 
-    /// Sorts by (hash, name) and assigns cookies; on a collision the later name takes the next free value (the
-    /// tie-break is deterministic, so it survives restarts as long as the colliding names stay).
-    static func assign(_ items: [(name: [UInt8], fileid: UInt64)]) -> [ListingEntry] {
-        let keyed = items.map { (hash: Self.hash($0.name), name: $0.name, fileid: $0.fileid) }
-            .sorted { a, b in a.hash != b.hash ? a.hash < b.hash : a.name.lexicographicallyPrecedes(b.name) }
+    /// A colliding name's low 16 bits, 1...0xfffe, from a second keyed hash of the name alone.
+    static func collisionCookie(_ name: [UInt8], _ key: CookieKey) -> UInt64 {
+        SipHash24.hash(name, CookieKey(k0: key.k0 ^ 0x636f_6c6c_6973_696f, k1: key.k1)) % 0xfffe + 1
+    }
+
+    /// Sorts by cookie and assigns them. Names that share the slot and the collision value too (1 colliding pair in
+    /// 65,534; a slot collision itself takes millions of names) take the next free value in name order:
+    /// deterministic while those names stay, though removing the first one moves the second back.
+    static func assign(
+        _ items: [(name: [UInt8], fileid: UInt64)], key: CookieKey, slotBits: Int = Cookies.slotBits
+    ) -> [ListingEntry] {
+        var bySlot: [UInt64: Int] = [:]
+        let slotted = items.map { (slot: Self.slot($0.name, key, bits: slotBits), name: $0.name, fileid: $0.fileid) }
+        for s in slotted { bySlot[s.slot, default: 0] += 1 }
+        let keyed = slotted.map { s in
+            (
+                cookie: s.slot | (bySlot[s.slot] == 1 ? Self.alone : Self.collisionCookie(s.name, key)), name: s.name,
+                fileid: s.fileid
+            )
+        }
+        .sorted { a, b in a.cookie != b.cookie ? a.cookie < b.cookie : a.name.lexicographicallyPrecedes(b.name) }
         var out: [ListingEntry] = []
         out.reserveCapacity(keyed.count)
         var prev: UInt64 = 0
         for k in keyed {
-            let c = max(k.hash, prev &+ 1)
+            let c = max(k.cookie, prev &+ 1)
             out.append(ListingEntry(name: k.name, fileid: k.fileid, cookie: c))
             prev = c
         }
         return out
+    }
+}
+
+/// SipHash-2-4 (Aumasson and Bernstein), 64-bit output.
+enum SipHash24 {
+    @inline(__always) static func rotl(_ x: UInt64, _ b: UInt64) -> UInt64 { (x << b) | (x >> (64 - b)) }
+
+    static func hash(_ data: [UInt8], _ key: CookieKey) -> UInt64 {
+        var v0: UInt64 = 0x736f_6d65_7073_6575 ^ key.k0
+        var v1: UInt64 = 0x646f_7261_6e64_6f6d ^ key.k1
+        var v2: UInt64 = 0x6c79_6765_6e65_7261 ^ key.k0
+        var v3: UInt64 = 0x7465_6462_7974_6573 ^ key.k1
+        @inline(__always) func round() {
+            v0 = v0 &+ v1
+            v1 = rotl(v1, 13)
+            v1 ^= v0
+            v0 = rotl(v0, 32)
+            v2 = v2 &+ v3
+            v3 = rotl(v3, 16)
+            v3 ^= v2
+            v0 = v0 &+ v3
+            v3 = rotl(v3, 21)
+            v3 ^= v0
+            v2 = v2 &+ v1
+            v1 = rotl(v1, 17)
+            v1 ^= v2
+            v2 = rotl(v2, 32)
+        }
+        let n = data.count
+        let full = n & ~7
+        var i = 0
+        while i < full {
+            var m: UInt64 = 0
+            for j in 0..<8 { m |= UInt64(data[i + j]) << UInt64(8 * j) }
+            v3 ^= m
+            round()
+            round()
+            v0 ^= m
+            i += 8
+        }
+        var last = UInt64(n & 0xff) << 56
+        for j in 0..<(n - full) { last |= UInt64(data[full + j]) << UInt64(8 * j) }
+        v3 ^= last
+        round()
+        round()
+        v0 ^= last
+        v2 ^= 0xff
+        round()
+        round()
+        round()
+        round()
+        return v0 ^ v1 ^ v2 ^ v3
     }
 }

@@ -1,6 +1,6 @@
 import Glibc
 
-// Copy-up (DESIGN §3, overlayfs copy_up.c): parents first, with their lower metadata; then the object, written
+// Copy-up (Docs/SEMANTICS.md, overlayfs copy_up.c): parents first, with their lower metadata; then the object, written
 // under work/, fsynced and renamed into place, so a client never sees a half-copied file. Data keeps its holes:
 // FICLONE where the file system can ("Try to use clone_file_range to clone up within the same fs"), else
 // copy_file_range over each data extent found with SEEK_DATA/SEEK_HOLE, else a read/write loop.

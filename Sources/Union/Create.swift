@@ -13,15 +13,22 @@ enum NewObject {
 }
 
 extension UnionNamespace {
-    /// Mode and owner of a new object in directory `dir` for `cred` (gid from a setgid parent, as the kernel does).
+    /// Mode and owner of a new object in directory `dir` for `cred`, as the kernel's `vfs_prepare_mode` and
+    /// `inode_init_owner`: a directory never takes set-uid/set-gid from the request, only set-gid from a set-gid
+    /// parent (with its group); a file keeps a requested set-gid unless it is group-executable, goes to the group of
+    /// a set-gid parent and the caller is not in that group (`mode_strip_sgid`).
     func newOwnership(_ dir: stat, _ cred: Credentials, _ requestedMode: UInt32, isDirectory: Bool) -> (
         uid: UInt32, gid: UInt32, mode: UInt32
     ) {
         let parentSetgid = UInt32(dir.st_mode) & UInt32(S_ISGID) != 0
         let gid = parentSetgid ? dir.st_gid : cred.gid
         var mode = requestedMode & 0o7777
-        if isDirectory && parentSetgid { mode |= UInt32(S_ISGID) }
-        if !isDirectory && mode & UInt32(S_ISGID) != 0 && !cred.isRoot && !cred.isInGroup(gid) {
+        if isDirectory {
+            mode &= ~UInt32(S_ISUID | S_ISGID)
+            if parentSetgid { mode |= UInt32(S_ISGID) }
+        } else if mode & (UInt32(S_ISGID) | 0o010) == UInt32(S_ISGID) | 0o010, parentSetgid, !cred.isRoot,
+            !cred.isInGroup(gid)
+        {
             mode &= ~UInt32(S_ISGID)
         }
         return (cred.uid, gid, mode)
@@ -212,7 +219,12 @@ extension UnionNamespace {
         as cred: Credentials
     ) throws(UnionError) -> (ObjectHandle, Attributes) {
         switch type {
-        case .characterDevice, .blockDevice, .socket, .fifo: break
+        case .characterDevice, .blockDevice:
+            // Linux device numbers: 12-bit major, 20-bit minor (knfsd answers INVAL for others, as here).
+            guard rdev.major <= 0xfff, rdev.minor <= 0xf_ffff else {
+                throw .invalid("device number \(rdev.major):\(rdev.minor) (major above 4095 or minor above 1048575)")
+            }
+        case .socket, .fifo: break
         default: throw .notSupported("mknod of type \(type)")
         }
         let n = try self.createObject(in: dir, name, .node(type, rdev), attributes: attributes, as: cred) { _ in nil }

@@ -13,14 +13,12 @@ struct HandleKey: Sendable, Equatable {
         HandleKey(k0: UInt64.random(in: .min ... .max), k1: UInt64.random(in: .min ... .max))
     }
 
-    /// The tag of the handle of `fileid`.
+    /// The tag of the handle of `fileid`: SipHash-2-4 of its 8 little-endian bytes (`SipHash24` of those bytes,
+    /// without building them: one handle is tagged per reply entry).
     func tag(_ fileid: UInt64) -> UInt64 {
-        SipHash24.hash(word: fileid, k0: self.k0, k1: self.k1)
+        Self.hash(word: fileid, k0: self.k0, k1: self.k1)
     }
-}
 
-/// SipHash-2-4 (Aumasson and Bernstein, 2012) of one 64-bit little-endian word, i.e. an 8-byte message.
-enum SipHash24 {
     @inline(__always)
     private static func rounds(
         _ v0: inout UInt64, _ v1: inout UInt64, _ v2: inout UInt64, _ v3: inout UInt64, _ n: Int
@@ -43,6 +41,7 @@ enum SipHash24 {
         }
     }
 
+    /// SipHash-2-4 (Aumasson and Bernstein, 2012) of one 64-bit little-endian word, i.e. an 8-byte message.
     static func hash(word m: UInt64, k0: UInt64, k1: UInt64) -> UInt64 {
         var v0 = k0 ^ 0x736f_6d65_7073_6575
         var v1 = k1 ^ 0x646f_7261_6e64_6f6d

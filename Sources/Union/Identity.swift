@@ -101,8 +101,10 @@ final class IdentityStore: Sendable {
             return (all, names, id, key)
         }
         var t = Tables()
-        for r in all { t.insert(Identity(r)) }
-        for n in names {
+        // Names are walked by handle resolution: one that could leave a directory (never written by Strata) is left
+        // out, and its object gets a new fileid when seen.
+        for r in all where r.parent == 0 || LayerRecords.isValidName([UInt8](r.name)) { t.insert(Identity(r)) }
+        for n in names where LayerRecords.isValidName([UInt8](n.name)) {
             t.otherNames[UInt64(bitPattern: n.fileid), default: []].insert(
                 LinkName(parent: UInt64(bitPattern: n.parent), name: [UInt8](n.name)))
         }

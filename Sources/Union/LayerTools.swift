@@ -30,7 +30,7 @@ public enum LayerToolError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .notALayer(let p): return "\(p) is not a strata layer directory (needs tree/ and layer.db)"
+        case .notALayer(let p): return "\(p) is not a strata layer directory (needs tree/ and a layer.db written by Strata)"
         case .destinationExists(let p): return "\(p) already exists: promote creates a new layer directory"
         case .failed(let what, let e): return "\(what): \(e)"
         }
@@ -41,8 +41,10 @@ public enum LayerToolError: Error, Sendable, CustomStringConvertible {
 public enum LayerTools {
     /// Walks a layer directory and reports its files, whiteouts, opaque directories and redirects.
     public static func inspect(layerDirectory: String) throws -> LayerReport {
-        var st = stat()
-        let isStrata = stat(layerDirectory + "/layer.db", &st) == 0 && stat(layerDirectory + "/tree", &st) == 0
+        let isStrata: Bool
+        do { isStrata = try LayerFormat.isStrataLayer(layerDirectory) } catch {
+            throw LayerToolError.failed("inspect \(layerDirectory)", error)
+        }
         var report = LayerReport(
             kind: isStrata ? .strata : .plain, files: 0, directories: 0, whiteouts: [],
             opaqueDirectories: [], redirects: [:])
@@ -80,9 +82,7 @@ public enum LayerTools {
                 return est.isDirectory
             }
             if isStrata {
-                let sidecar = try Sidecar(path: layerDirectory + "/layer.db", readOnly: true)
-                defer { sidecar.close() }
-                let records = try sidecar.loadLayerRecords()
+                let records = try LayerFormat.withStrataSidecar(layerDirectory, LayerRecords.load) ?? LayerRecords()
                 for (ino, names) in records.whiteouts {
                     let base = dirPaths[ino] ?? "<missing directory inode \(ino)>"
                     for n in names { report.whiteouts.append(Self.join(base, n.displayString)) }
@@ -130,9 +130,11 @@ public enum LayerTools {
     /// namespace). The upper must not be in use.
     public static func promote(upper: String, lowers: [String]? = nil, to destination: String) throws {
         var st = stat()
-        guard stat(upper + "/layer.db", &st) == 0, stat(upper + "/tree", &st) == 0 else {
-            throw LayerToolError.notALayer(upper)
+        let isStrata: Bool
+        do { isStrata = try LayerFormat.isStrataLayer(upper) } catch {
+            throw LayerToolError.failed("promote \(upper)", error)
         }
+        guard isStrata else { throw LayerToolError.notALayer(upper) }
         guard stat(destination, &st) != 0 else { throw LayerToolError.destinationExists(destination) }
         do throws(UnionError) {
             let staging = destination + ".promote-\(getpid())"

@@ -1,10 +1,11 @@
+import GRDB
 import Glibc
 import Synchronization
 
 enum LayerKind: Sendable {
     /// The writable layer: `tree/`, `work/`, `index/`, `layer.db`.
     case upper
-    /// A read-only layer that was once an upper (`tree/` + `layer.db`): its sidecar records apply.
+    /// A read-only layer that was once an upper (see `LayerFormat`): its sidecar records apply.
     case strataLower
     /// Any other directory tree: OCI and overlayfs whiteouts/opaque markers are honoured, never shown.
     case plainLower
@@ -33,30 +34,84 @@ final class Layer: Sendable {
 
     var isUpper: Bool { self.kind == .upper }
 
-    /// Opens a lower layer directory: with `tree/` and `layer.db` it is a promoted strata layer.
+    /// Opens a lower layer directory: a Strata layer (see `LayerFormat`) is read through its sidecar records; any
+    /// other directory is plain.
     static func openLower(index: Int, directory: String) throws(UnionError) -> Layer {
-        var st = stat()
-        let dbPath = directory + "/layer.db"
-        let treePath = directory + "/tree"
-        if stat(dbPath, &st) == 0, stat(treePath, &st) == 0, st.isDirectory {
-            let records: LayerRecords
-            do {
-                let sidecar = try Sidecar(path: dbPath, readOnly: true)
-                defer { sidecar.close() }
-                records = try sidecar.loadLayerRecords()
-            } catch {
-                // A WAL database on read-only storage cannot be opened normally: read it as immutable (SQLite URI).
-                let sidecar = try Sidecar(path: "file:\(dbPath)?immutable=1", readOnly: true)
-                defer { sidecar.close() }
-                records = try sidecar.loadLayerRecords()
-            }
+        if let records = try LayerFormat.withStrataSidecar(directory, LayerRecords.load) {
             return Layer(
                 index: index, kind: .strataLower, directory: directory,
-                tree: try Files.openDirectoryAbsolute(treePath), lowerRecords: records)
+                tree: try Files.openDirectoryAbsolute(directory + "/tree"), lowerRecords: records)
         }
         return Layer(
             index: index, kind: .plainLower, directory: directory,
             tree: try Files.openDirectoryAbsolute(directory), lowerRecords: LayerRecords())
+    }
+}
+
+/// The one test of what a layer directory is, for every caller (namespace open, `strata layer inspect|promote`).
+///
+/// A Strata layer is a real `tree/` directory (not a symlink) and a regular file `layer.db` that Strata made: its
+/// `meta` table holds the format row (`layerFormat`, written by migration `v5-layer-format`), or, for layers made
+/// before that row existed, its migration table records Strata's schema `v1` with the record tables. Anything else is
+/// a plain tree, even one that holds `tree/` and some other `layer.db`: its records are never read. A Strata layer
+/// is not trusted either: every name read from its records is checked as strictly as a name from the wire
+/// (`LayerRecords.load`).
+enum LayerFormat {
+    static let markerKey = "layerFormat"
+    /// The layer format this version writes and reads; a higher one is refused (made by a newer Strata).
+    static let version: Int64 = 1
+
+    static func isStrataLayer(_ directory: String) throws(UnionError) -> Bool {
+        try Self.withStrataSidecar(directory) { _ in true } ?? false
+    }
+
+    /// Runs `body` on the layer's sidecar (read-only) if `directory` is a Strata layer; nil if it is plain.
+    static func withStrataSidecar<T>(_ directory: String, _ body: (Database) throws -> T) throws(UnionError) -> T? {
+        var st = stat()
+        guard lstat(directory + "/tree", &st) == 0, st.isDirectory,
+            lstat(directory + "/layer.db", &st) == 0, st.st_mode & S_IFMT == S_IFREG
+        else { return nil }
+        let dbPath = directory + "/layer.db"
+        // A WAL database on read-only storage cannot be opened normally: then it is read as immutable (SQLite URI).
+        var firstError: Error?
+        for path in [dbPath, "file:\(dbPath)?immutable=1"] {
+            do {
+                var config = Configuration()
+                config.readonly = true
+                config.label = "strata.lower"
+                let queue = try DatabaseQueue(path: path, configuration: config)
+                defer { try? queue.close() }
+                return try queue.read { db throws -> T? in
+                    guard try Self.isStrataDatabase(db, path: dbPath) else { return nil }
+                    return try body(db)
+                }
+            } catch let e as UnionError {
+                throw e
+            } catch let e as DatabaseError where e.resultCode == .SQLITE_NOTADB {
+                return nil  // some other file that happens to be called layer.db: a plain tree
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        throw .sidecar("open \(dbPath): \(firstError.map { "\($0)" } ?? "unknown error")")
+    }
+
+    static func isStrataDatabase(_ db: Database, path: String) throws -> Bool {
+        if try db.tableExists("meta"),
+            let v = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [Self.markerKey])
+        {
+            guard v <= Self.version else {
+                throw UnionError.invalid(
+                    "\(path) is a layer of format \(v), newer than this Strata reads (\(Self.version)): upgrade Strata")
+            }
+            return true
+        }
+        // Layers made before the format row: Strata's first migration and its record tables.
+        guard try db.tableExists("grdb_migrations"),
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM grdb_migrations WHERE identifier = 'v1')") == true
+        else { return false }
+        for t in ["meta", "whiteout", "opaque", "redirect", "identity"] where try !db.tableExists(t) { return false }
+        return true
     }
 }
 

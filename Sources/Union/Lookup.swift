@@ -1,6 +1,6 @@
 import Glibc
 
-// Lookup (DESIGN §3): walk the layers top-down; the first layer with a real entry wins; a whiteout in a layer hides
+// Lookup (Docs/SEMANTICS.md): walk the layers top-down; the first layer with a real entry wins; a whiteout in a layer hides
 // the name in every layer below; an opaque directory stops the merge; a directory with a redirect takes its lower
 // content from the redirect path, looked up from the root of the layers below it. Within one layer a real entry
 // beats its own whiteout. Like overlayfs `ovl_lookup`, the state of one step is a list of layer directories.
@@ -242,7 +242,7 @@ extension UnionNamespace {
     /// copy-up, `lowerLinkCount` from then on) less `lowerNamesGone`: those copied or linked up (each became an upper
     /// link), whited out, or renamed over (`lowerNameGone`, at the step that hides the name). Names the lower layers
     /// already hide themselves cannot be known without a walk and still count, as in overlayfs. Directories: the top
-    /// copy's nlink (approximate, DESIGN §3).
+    /// copy's nlink (approximate, as overlayfs).
     func linkCount(_ n: Node) -> UInt32 {
         let st = n.dataStat
         let nlink = UInt32(truncatingIfNeeded: st.st_nlink)

@@ -64,7 +64,7 @@ extension UnionNamespace {
         if let cached = self.listings.withLock({ $0.get(dir.fileid) }) { return cached }
         let names = try self.mergedNames(dir)
         let fileids = try self.identities.fileids(names.map { .init(key: $0.key, parent: dir.fileid, name: $0.name) })
-        let entries = Cookies.assign(zip(names, fileids).map { ($0.name, $1) })
+        let entries = Cookies.assign(zip(names, fileids).map { ($0.name, $1) }, key: self.cookieKey)
         var topOf: [[UInt8]: ListedTop] = [:]
         topOf.reserveCapacity(names.count)
         for n in names { topOf[n.name] = ListedTop(layer: n.key.layer, ino: n.key.ino) }

@@ -86,7 +86,7 @@ extension UnionNamespace {
         _ = try self.requireUpper()
         return try self.mutate { () throws(UnionError) -> Attributes in
             let target = try self.resolve(h)
-            if target.isDirectory { throw .isDirectory }
+            if target.isDirectory { throw .notPermitted }  // link(2) and RFC 1813 (no ISDIR for LINK): EPERM
             let d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             if try self.child(of: d, name) != nil { throw .exists }

@@ -1,6 +1,6 @@
 import Glibc
 
-// RENAME (DESIGN §3). A directory that exists below is renamed without copying its tree and without EXDEV: its
+// RENAME (Docs/SEMANTICS.md). A directory that exists below is renamed without copying its tree and without EXDEV: its
 // upper directory (copied up alone if needed) records a redirect to where its lower content is, so its descendants
 // keep their fileids. Crash order: (1) copy-ups; (2) commit the whiteout of the old name, the redirect, the opaque
 // marker (the old upper entry still beats the whiteout; the redirect points where the directory already merges

@@ -2,7 +2,7 @@ import Glibc
 import Logging
 import Synchronization
 
-/// A union namespace: an optional writable upper layer over read-only lower layers (DESIGN.md §2–5).
+/// A union namespace: an optional writable upper layer over read-only lower layers (Docs/SEMANTICS.md).
 ///
 /// Thread-safety: every method may be called from any thread. Operations that change the namespace (create, remove,
 /// rename, copy-up, ...) hold `namespaceLock` for writing; lookups, reads, listings and writes to objects already in
@@ -20,6 +20,8 @@ public final class UnionNamespace: Sendable {
     let namespaceLock = RWLock()
     let isClosed = Atomic<Bool>(false)
     let rootFileid: UInt64
+    /// The secret of READDIR cookies (`Cookies`), kept in the namespace's sidecar.
+    let cookieKey: CookieKey
     /// Copy-ups done since open (tests check "exactly one copy-up" with it).
     let copyUpCount = Atomic<Int>(0)
     /// Public counters (`statistics`).
@@ -61,6 +63,7 @@ public final class UnionNamespace: Sendable {
         self.nodeCache = Locked(NodeCache(capacity: max(0, cachedObjects)))
         var layers: [Layer] = []
         let sidecar: Sidecar
+        var upperRejected = 0
         if let upper {
             var st = stat()
             let isNewTree = stat(upper + "/tree", &st) != 0
@@ -68,8 +71,7 @@ public final class UnionNamespace: Sendable {
             if isNewTree, let first = lowers.first {
                 // A new upper's root takes the metadata of the top-most lower's root (what the union showed).
                 var lst = stat()
-                let isStrata = stat(first + "/layer.db", &lst) == 0 && stat(first + "/tree", &lst) == 0
-                if !isStrata { _ = stat(first, &lst) }
+                _ = stat((try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first, &lst)
                 chown(upper + "/tree", lst.st_uid, lst.st_gid)
                 chmod(upper + "/tree", lst.st_mode & 0o7777)
             }
@@ -79,7 +81,9 @@ public final class UnionNamespace: Sendable {
                 Layer(
                     index: 0, kind: .upper, directory: upper,
                     tree: try Files.openDirectoryAbsolute(upper + "/tree"), lowerRecords: LayerRecords()))
-            self.upperRecords = Locked(try sidecar.loadLayerRecords())
+            let records = try sidecar.loadLayerRecords()
+            upperRejected = records.rejected
+            self.upperRecords = Locked(records)
         } else {
             self.upper = nil
             if let stateDirectory {
@@ -93,11 +97,19 @@ public final class UnionNamespace: Sendable {
         for l in lowers {
             layers.append(try Layer.openLower(index: layers.count, directory: l))
         }
+        for (layer, count) in [(upper ?? "", upperRejected)]
+            + layers.map({ ($0.directory, $0.lowerRecords.rejected) }) where count > 0
+        {
+            logger.warning(
+                "sidecar records naming paths that could leave the layer were ignored (not written by Strata)",
+                metadata: ["layer": "\(layer)", "records": "\(count)"])
+        }
         guard let top = layers.first else {
             throw .invalid("a union namespace needs an upper or at least one lower layer")
         }
         self.layers = layers
         self.identities = try IdentityStore(sidecar: sidecar)
+        self.cookieKey = try CookieKey.load(sidecar)
         try self.identities.checkStack(
             signature: Self.stackSignature(lowers), lowerPaths: lowers.map(Self.realPath), logger: logger)
         let rootSt = try Files.fstat(top.tree, path: top.directory)

@@ -116,10 +116,8 @@ extension UnionNamespace {
             let gid = changes.gid ?? st.st_gid
             if !cred.isRoot && !cred.isInGroup(gid), let m = mode { mode = m & ~UInt32(S_ISGID) }
         }
-        if let uid = changes.uid, uid != st.st_uid, !cred.isRoot { throw .notPermitted }
-        if let gid = changes.gid, gid != st.st_gid, !cred.isRoot {
-            guard cred.uid == st.st_uid, cred.isInGroup(gid) else { throw .notPermitted }
-        }
+        if let uid = changes.uid, !Permission.mayChown(st, cred, to: uid) { throw .notPermitted }
+        if let gid = changes.gid, !Permission.mayChgrp(st, cred, to: gid) { throw .notPermitted }
         if changes.size != nil {
             if n0.isDirectory { throw .isDirectory }
             guard n0.type == .regular else { throw .invalid("size of a non-regular file") }
@@ -144,6 +142,10 @@ extension UnionNamespace {
             if changes.uid != nil || changes.gid != nil {
                 let uid = changes.uid ?? UInt32.max, gid = changes.gid ?? UInt32.max  // -1: unchanged
                 _ = try Sys.retry("fchownat", path) { fchownat(dirFD.raw, c, uid, gid, AT_SYMLINK_NOFOLLOW) }
+                if mode == nil, n.type != .symlink, Permission.chownDropsSetgid(st, cred) {
+                    let m = mode_t(UInt32(st.st_mode) & 0o7777 & ~UInt32(S_ISGID))
+                    _ = try Sys.retry("fchmodat", path) { fchmodat(dirFD.raw, c, m, 0) }
+                }
             }
             if let m = mode, n.type != .symlink {
                 _ = try Sys.retry("fchmodat", path) { fchmodat(dirFD.raw, c, mode_t(m), 0) }

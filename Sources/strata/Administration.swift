@@ -5,38 +5,11 @@ import Union
 
 /// Sends one request to the running server's control socket and returns its answer.
 func askServer(_ request: ControlRequest, configuration: Configuration) throws -> ControlResponse {
-    let path = controlSocketPath(configuration)
-    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { throw ValidationError("socket(AF_UNIX) failed: \(String(cString: strerror(errno)))") }
-    defer { close(descriptor) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let pathBytes = Array(path.utf8)
-    guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-        throw ValidationError("control socket path \(path) is too long; set server.control_socket to a shorter path")
+    do {
+        return try askControlSocket(path: controlSocketPath(configuration), request: request)
+    } catch let error as AdministrationError {
+        throw RuntimeError(error.description)
     }
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (index, byte) in pathBytes.enumerated() { raw[index] = byte }
-    }
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard connected == 0 else {
-        throw ValidationError("no strata server answers on \(path) (\(String(cString: strerror(errno)))); start it with `strata serve --config FILE`, or check server.state_dir / server.control_socket")
-    }
-    var timeout = timeval(tv_sec: 60, tv_usec: 0)
-    setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var line = try JSONEncoder().encode(request)
-    line.append(UInt8(ascii: "\n"))
-    _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-    var received = Data()
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while !received.contains(UInt8(ascii: "\n")) {
-        let count = read(descriptor, &chunk, chunk.count)
-        if count <= 0 { break }
-        received.append(contentsOf: chunk[0..<count])
-    }
-    return try JSONDecoder().decode(ControlResponse.self, from: received)
 }
 
 struct Clients: ParsableCommand {
@@ -44,16 +17,16 @@ struct Clients: ParsableCommand {
         abstract: "List the clients of per-client exports: key, export, upper layer, size, last seen, mounted.")
 
     @Option(name: .long, help: "The server's TOML configuration file.")
-    var config: String
+    var config: String = defaultConfigPath
 
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
 
     func run() throws {
-        let configuration = try Configuration.load(path: self.config)
+        let configuration = try loadConfiguration(self.config)
         let response = try askServer(ControlRequest(command: "clients"), configuration: configuration)
         guard response.ok, let clients = response.clients else {
-            throw ValidationError(response.error ?? "the server refused the request")
+            throw RuntimeError(response.error ?? "the server refused the request")
         }
         if self.json {
             let encoder = JSONEncoder()
@@ -81,17 +54,22 @@ struct Client: ParsableCommand {
         var key: String
 
         @Option(name: .long, help: "The server's TOML configuration file.")
-        var config: String
+        var config: String = defaultConfigPath
 
         @Option(name: .long, help: "Only this export (default: every per-client export).")
         var export: String?
 
         func run() throws {
-            let configuration = try Configuration.load(path: self.config)
+            let configuration = try loadConfiguration(self.config)
             let response = try askServer(ControlRequest(command: "reset", key: self.key, export: self.export), configuration: configuration)
-            guard response.ok else { throw ValidationError(response.error ?? "the server refused the request") }
+            guard response.ok else { throw RuntimeError(response.error ?? "the server refused the request") }
             let uppers = response.reset ?? []
-            print(uppers.isEmpty ? "client \(self.key) had no upper layer" : "reset \(uppers.joined(separator: ", "))")
+            // A typo in the key must not look like a successful re-image.
+            guard !uppers.isEmpty else {
+                let scope = self.export.map { "export \($0)" } ?? "any per-client export"
+                throw RuntimeError("no client \(self.key) in \(scope): it has no upper layer; `strata clients` lists the keys")
+            }
+            print("reset \(uppers.joined(separator: ", "))")
         }
     }
 }

@@ -40,17 +40,42 @@ struct Layer: ParsableCommand {
         var to: String
 
         @Option(name: .long, help: "The server's TOML configuration file.")
-        var config: String
+        var config: String = defaultConfigPath
 
         @Option(name: .long, help: "The per-client export (default: the first one).")
         var export: String?
 
         func run() throws {
-            let configuration = try Configuration.load(path: self.config)
+            let configuration = try loadConfiguration(self.config)
             let registry = ExportRegistry(configuration: configuration, logger: .init(label: "strata"))
-            let upper = try registry.upperDirectory(forClient: self.key, exportPath: self.export)
+            let upper: String
+            do {
+                upper = try registry.upperDirectory(forClient: self.key, exportPath: self.export)
+            } catch let error as AdministrationError {
+                throw RuntimeError(error.description)
+            }
+            try self.refuseIfInUse(upper: upper, configuration: configuration)
             try LayerTools.promote(upper: upper, to: self.to)
             print("promoted \(upper) to \(self.to); list it as a lower of any export (top-most first)")
+        }
+
+        /// A copy of a layer a client is writing is torn: refuse while the running server has
+        /// the client mounted.
+        func refuseIfInUse(upper: String, configuration: Configuration) throws {
+            guard let pid = StateDirectoryLock.holder(stateDirectory: configuration.server.stateDirectory) else { return }
+            let response: ControlResponse
+            do {
+                response = try askControlSocket(path: controlSocketPath(configuration), request: ControlRequest(command: "clients"))
+            } catch {
+                throw RuntimeError(
+                    "a strata server (pid \(pid)) serves \(configuration.server.stateDirectory) but does not answer on its control socket (\(error)); stop it before promoting \(upper)"
+                )
+            }
+            if let client = response.clients?.first(where: { $0.upper == upper }), client.isMounted {
+                throw RuntimeError(
+                    "client \(client.key) has \(client.export) mounted from the running server (pid \(pid)) and may be writing \(upper); unmount it on the client (or stop the server) before promoting its layer"
+                )
+            }
         }
     }
 }

@@ -61,4 +61,69 @@ import XDR
         let after = try NFSTestClient(server: server)
         #expect(try after.readAll(try after.handle("etc/hostname")) == Array("site\n".utf8))
     }
+
+    /// kB of a /proc/PID/status field (VmRSS, VmHWM).
+    static func memoryKiB(_ pid: Int32, _ field: String) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
+        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
+        }
+        return -1
+    }
+
+    /// Issue 10 item 2: 16 clients pipeline 64 READs of 1 MiB each and never read a reply
+    /// (1 GiB of replies; before the fix the server's RSS grew by about that much). The
+    /// server's peak RSS must grow by less than 384 MiB, and another client keeps being
+    /// answered (within a generous 5 s, for a busy CI machine).
+    @Test func clientsThatNeverReadRepliesKeepTheServerBounded() throws {
+        let directory = try TemporaryDirectory()
+        try makeThreeLayerFixture(directory)
+        let chunk = String(repeating: "0123456789abcdef", count: 65536)  // 1 MiB
+        try directory.write("lower1/big", String(repeating: chunk, count: 4))
+        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        defer { server.stop() }
+        let valid = try NFSTestClient(server: server)
+        let big = try valid.handle("big")
+        _ = try valid.readAll(big)  // warm the page cache and the server's paths
+        let baseline = Self.memoryKiB(server.pid, "VmHWM")
+        try #require(baseline > 0)
+
+        let credential = RPCCredential.sys(AuthSysParameters(machineName: "greedy", uid: 0, gid: 0))
+        var greedy: [RPCClient] = []
+        for _ in 0..<16 {
+            let client = try RPCClient(host: "127.0.0.1", port: server.nfsPort, transport: .tcp, credential: credential, timeout: .seconds(5))
+            for index in 0..<64 {
+                try client.send(
+                    program: NFS3.program, version: 3, procedure: NFS3Procedure.read.rawValue,
+                    arguments: xdrEncoded(Read3Args(file: big, offset: UInt64(index % 4) << 20, count: 1 << 20)))
+            }
+            greedy.append(client)
+        }
+        defer { for client in greedy { client.close() } }
+
+        // Until the server's memory settles (bounded), others are answered within a second.
+        var slowest: Double = 0
+        var last = -1
+        var stableSince = Date()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let started = Date()
+            #expect(try valid.rpc.call(program: NFS3.program, version: 3, procedure: 0).status == .success)
+            _ = try valid.getattr(big)
+            slowest = max(slowest, Date().timeIntervalSince(started))
+            let rss = Self.memoryKiB(server.pid, "VmRSS")
+            if abs(rss - last) > 1024 {
+                last = rss
+                stableSince = Date()
+            } else if Date().timeIntervalSince(stableSince) > 1 {
+                break
+            }
+            usleep(50_000)
+        }
+        let grownMiB = (Self.memoryKiB(server.pid, "VmHWM") - baseline) / 1024
+        print("clientsThatNeverReadRepliesKeepTheServerBounded: peak RSS grew by \(grownMiB) MiB, slowest NULL+GETATTR \(slowest) s")
+        #expect(grownMiB < 384, "the server's peak RSS grew by \(grownMiB) MiB for clients that never read")
+        #expect(slowest < 5, "another client waited \(slowest) s")
+        #expect(server.isRunning)
+    }
 }

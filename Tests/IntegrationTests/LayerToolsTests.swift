@@ -17,9 +17,16 @@ import Testing
         #expect(inspect.succeeded, "\(inspect.output)")
         #expect(inspect.output.contains("whiteout /etc/hostname"), "\(inspect.output)")
 
+        // The client has it mounted from the running server: a copy could be torn.
+        let live = try run(strataBinary, ["layer", "promote", "127.0.0.2", "--to", directory.file("promoted"), "--config", server.configPath])
+        #expect(
+            live.output
+                == "Error: client 127.0.0.2 has /diskless mounted from the running server (pid \(server.pid)) and may be writing \(directory.path)/clients/127.0.0.2; unmount it on the client (or stop the server) before promoting its layer\n",
+            "\(live.output)")
+        #expect(live.status == 1 && !directory.exists("promoted"))
+        server.stop()
         let promote = try run(strataBinary, ["layer", "promote", "127.0.0.2", "--to", directory.file("promoted"), "--config", server.configPath])
         #expect(promote.succeeded, "\(promote.output)")
-        server.stop()
         let again = try run(strataBinary, ["layer", "promote", "127.0.0.2", "--to", directory.file("promoted"), "--config", server.configPath])
         #expect(!again.succeeded && again.output.contains("exists"), "promote must not overwrite: \(again.output)")
 

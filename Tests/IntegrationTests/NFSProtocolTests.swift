@@ -107,6 +107,20 @@ import XDR
         #expect(chardev.rdev == SpecData3(specdata1: 1, specdata2: 3))
         let bad: MkNod3Res = try client.call(.mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array("regular".utf8)), what: .otherType(FileType3.reg.rawValue)))
         #expect(bad.status == .badtype)
+        // Device numbers Linux cannot hold (12-bit major, 20-bit minor) are invalid arguments, not I/O errors.
+        let huge: [SpecData3] = [
+            SpecData3(specdata1: .max, specdata2: .max), SpecData3(specdata1: 4096, specdata2: 0),
+            SpecData3(specdata1: 0, specdata2: 1 << 20),
+        ]
+        for (i, spec) in huge.enumerated() {
+            let made: MkNod3Res = try client.call(.mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array("huge\(i)".utf8)), what: .chr(DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: spec))))
+            #expect(made.status == .inval, "\(spec)")
+        }
+        let largest: MkNod3Res = try client.call(.mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array("largest".utf8)), what: .blk(DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: SpecData3(specdata1: 4095, specdata2: (1 << 20) - 1)))))
+        #expect(try largest.get("MKNOD largest").objAttributes.attributes?.rdev == SpecData3(specdata1: 4095, specdata2: (1 << 20) - 1))
+        // LINK of a directory: EPERM as link(2) (RFC 1813 lists no ISDIR for LINK).
+        let dirLink: Link3Res = try client.call(.link, Link3Args(file: client.root, link: DirOpArgs3(dir: client.root, name: Array("rootlink".utf8))))
+        #expect(dirLink.status == .perm)
     }
 
     @Test func readdirResumesFromSavedCookiesAcrossChangesAndRestart() throws {

@@ -88,6 +88,130 @@ import XDR
     }
 }
 
+/// Issue 10 item 9: SET/UNSET with owners, as rpcbind.
+@Suite struct PortmapperOwnershipTests {
+    static func mapping(_ program: UInt32, _ version: UInt32, _ prot: UInt32, _ port: UInt32 = 0) -> ByteBuffer {
+        xdrEncoded(PortmapperMapping(program: program, version: version, protocolNumber: prot, port: port))
+    }
+
+    /// Callers told apart by source port: below 1024 root, 41000/41001 two users, others unknown.
+    static func identify(_ call: RPCCallContext) -> PortmapperOwner {
+        switch call.remotePort {
+        case ..<1024: return .superuser
+        case 41000: return .user(uid: 1000)
+        case 41001: return .user(uid: 1001)
+        default: return .unknown
+        }
+    }
+
+    static func change(_ portmapper: BuiltinPortmapper, _ procedure: Portmapper.Procedure, from port: Int, _ arguments: ByteBuffer) throws -> Bool {
+        var arguments = arguments
+        let context = RPCCallContext(
+            xid: 1, program: 100000, version: 2, procedure: procedure.rawValue, credential: .none,
+            remoteAddress: try SocketAddress(ipAddress: "127.0.0.1", port: port), localAddress: nil, transport: .udp,
+            logger: Logger(label: "t"))
+        guard case .success(var result) = portmapper.handle(context, arguments: &arguments) else {
+            throw HarnessFailure("\(procedure) not answered SUCCESS")
+        }
+        return try result.readXDRBool()
+    }
+
+    /// glibc's setfsuid (sys/fsuid.h, not in the Glibc module): per thread on Linux.
+    static func setfsuid(_ uid: UInt32) -> Int32 {
+        typealias Function = @convention(c) (UInt32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "setfsuid") else { return -1 }
+        return unsafeBitCast(symbol, to: Function.self)(uid)
+    }
+
+    struct HarnessFailure: Error { var text: String; init(_ text: String) { self.text = text } }
+
+    @Test func onlyTheOwnerOrRootRemovesAMappingAndNobodyTheServers() throws {
+        let portmapper = BuiltinPortmapper(
+            registrations: [RPCRegistration(program: 100003, version: 3, transport: .tcp, port: 2049)],
+            identifyCaller: Self.identify)
+        let root = 700, alice = 41000, bob = 41001, stranger = 50000
+        // The server's own mappings: no caller unsets or replaces them, root included.
+        for caller in [alice, bob, stranger, root] {
+            #expect(try !Self.change(portmapper, .unset, from: caller, Self.mapping(100003, 3, 6)))
+            #expect(try !Self.change(portmapper, .set, from: caller, Self.mapping(100003, 3, 6, 5555)))
+            #expect(try !Self.change(portmapper, .unset, from: caller, Self.mapping(100000, 2, 0)))
+        }
+        #expect(portmapper.port(program: 100003, version: 3, transport: .tcp) == 2049)
+        #expect(portmapper.owner(program: 100003, version: 3, transport: .tcp) == .server)
+
+        // A user's mapping: only that user or root removes it.
+        #expect(try Self.change(portmapper, .set, from: alice, Self.mapping(4242, 1, 6, 999)))
+        #expect(portmapper.owner(program: 4242, version: 1, transport: .tcp) == .user(uid: 1000))
+        #expect(try !Self.change(portmapper, .unset, from: bob, Self.mapping(4242, 1, 0)))
+        #expect(try !Self.change(portmapper, .unset, from: stranger, Self.mapping(4242, 1, 0)))
+        #expect(portmapper.port(program: 4242, version: 1, transport: .tcp) == 999)
+        #expect(try Self.change(portmapper, .unset, from: alice, Self.mapping(4242, 1, 0)))
+        #expect(portmapper.port(program: 4242, version: 1, transport: .tcp) == 0)
+        #expect(try Self.change(portmapper, .set, from: alice, Self.mapping(4243, 1, 17, 998)))
+        #expect(try Self.change(portmapper, .unset, from: root, Self.mapping(4243, 1, 0)))
+
+        // UNSET covers every transport: refused when one of them is someone else's.
+        #expect(try Self.change(portmapper, .set, from: alice, Self.mapping(4244, 1, 6, 997)))
+        #expect(try Self.change(portmapper, .set, from: bob, Self.mapping(4244, 1, 17, 996)))
+        #expect(try !Self.change(portmapper, .unset, from: alice, Self.mapping(4244, 1, 0)))
+        #expect(portmapper.port(program: 4244, version: 1, transport: .tcp) == 997)
+        #expect(portmapper.port(program: 4244, version: 1, transport: .udp) == 996)
+
+        // Unidentified callers may add; only root removes what they added.
+        #expect(try Self.change(portmapper, .set, from: stranger, Self.mapping(4245, 1, 6, 995)))
+        #expect(portmapper.owner(program: 4245, version: 1, transport: .tcp) == .unknown)
+        #expect(try !Self.change(portmapper, .unset, from: stranger, Self.mapping(4245, 1, 0)))
+        #expect(try !Self.change(portmapper, .unset, from: alice, Self.mapping(4245, 1, 0)))
+        #expect(try Self.change(portmapper, .unset, from: root, Self.mapping(4245, 1, 0)))
+
+        // Root's mapping is not a user's to remove.
+        #expect(try Self.change(portmapper, .set, from: root, Self.mapping(4246, 1, 6, 994)))
+        #expect(try !Self.change(portmapper, .unset, from: alice, Self.mapping(4246, 1, 0)))
+    }
+
+    /// On the wire, with the caller known the real way: an unprivileged source port, and a
+    /// socket created with fsuid 65534 (the uid Linux lists for it in /proc/net).
+    @Test(.enabled(if: getuid() == 0), arguments: RPCTransport.allCases)
+    func unprivilegedLocalUserCannotRedirectTheServersPrograms(transport: RPCTransport) async throws {
+        let portmapper = BuiltinPortmapper(
+            registrations: [
+                RPCRegistration(program: 100003, version: 3, transport: .tcp, port: 2049),
+                RPCRegistration(program: 100003, version: 3, transport: .udp, port: 2049),
+            ],
+            port: 111)
+        try await withTestServer(programs: [portmapper]) { server in
+            /// A client whose socket belongs to `uid` (setfsuid is per thread on Linux).
+            func client(uid: UInt32) async throws -> RPCClient {
+                try await onThread {
+                    let previous = Self.setfsuid(uid)
+                    defer { _ = Self.setfsuid(UInt32(previous)) }
+                    return Result { try server.client(transport) }
+                }.get()
+            }
+            func call(_ client: RPCClient, _ procedure: Portmapper.Procedure, _ arguments: ByteBuffer) async throws -> Bool {
+                var reply = try await onThread { Result { try client.call(program: 100000, version: 2, procedure: procedure.rawValue, arguments: arguments) } }.get()
+                try #require(reply.status == .success)
+                return try reply.body.readXDRBool()
+            }
+            let nobody = try await client(uid: 65534)
+            let other = try await client(uid: 65533)
+            #expect(nobody.localPort >= 1024)
+
+            #expect(try await !call(nobody, .unset, Self.mapping(100003, 3, 0)))
+            #expect(try await !call(nobody, .set, Self.mapping(100003, 3, 6, UInt32(nobody.localPort))))
+            #expect(portmapper.port(program: 100003, version: 3, transport: .tcp) == 2049)
+            #expect(portmapper.port(program: 100003, version: 3, transport: .udp) == 2049)
+
+            #expect(try await call(nobody, .set, Self.mapping(0x2000_0100, 1, 6, 4000)))
+            #expect(portmapper.owner(program: 0x2000_0100, version: 1, transport: .tcp) == .user(uid: 65534))
+            #expect(try await !call(other, .unset, Self.mapping(0x2000_0100, 1, 0)))
+            #expect(try await call(nobody, .unset, Self.mapping(0x2000_0100, 1, 0)))
+            nobody.close()
+            other.close()
+        }
+    }
+}
+
 /// Tests that need port 111 or rpcbind: each runs in its own network and mount namespace.
 @Suite(
     .serialized,

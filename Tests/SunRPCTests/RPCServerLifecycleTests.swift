@@ -45,7 +45,10 @@ import XDR
         // Make sure the call is executing (calls on one socket are handled in order).
         let other = try server.client(transport)
         _ = try other.call(program: TestProgram.number, version: 1, procedure: 0)
-        try await Task.sleep(for: .milliseconds(50))
+        let deadline = ContinuousClock.now + .seconds(10)  // both calls started (bounded wait, no fixed pause)
+        while program.calls.load(ordering: .relaxed) < 2 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         async let stopped: Void = server.server.shutdown(gracePeriod: .seconds(10))
         try await Task.sleep(for: .milliseconds(200))
         program.gate.open()

@@ -166,7 +166,11 @@ import XDR
             let client = try server.client(.tcp, timeout: .milliseconds(500))
             try client.send(program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(1))
             try client.send(program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(2))
-            try await Task.sleep(for: .milliseconds(100))
+            // Both are executing (bounded wait for it, never a fixed pause: a busy machine may take longer).
+            let deadline = ContinuousClock.now + .seconds(10)
+            while program.calls.load(ordering: .relaxed) < 2 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
             let null = try client.send(program: TestProgram.number, version: 1, procedure: 0)
             #expect(throws: RPCClientError.self) { _ = try client.receiveReply() }
             #expect(program.calls.load(ordering: .relaxed) == 2)

@@ -1,4 +1,8 @@
-import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+@_spi(CustomByteBufferAllocator) import NIOCore
+import Synchronization
 import Testing
 
 @testable import SunRPC
@@ -143,5 +147,99 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
         z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
         return z ^ (z >> 31)
+    }
+}
+
+// Bytes the counting allocator below was asked to copy (copy-on-write of a buffer) and to
+// (re)allocate: a C function pointer cannot capture, so the counters are global.
+private let countedCopyBytes = Atomic<Int>(0)
+private let countedAllocationBytes = Atomic<Int>(0)
+
+/// A `ByteBufferAllocator` that counts what it copies and allocates, so reassembly cost is
+/// measured in bytes, not in (machine-dependent) time.
+private let countingAllocator = ByteBufferAllocator(
+    allocate: { size in
+        countedAllocationBytes.add(Int(size), ordering: .relaxed)
+        return malloc(size)
+    },
+    reallocate: { pointer, _, newSize in
+        countedAllocationBytes.add(Int(newSize), ordering: .relaxed)
+        return realloc(pointer, newSize)
+    },
+    deallocate: { pointer in free(pointer) },
+    copy: { destination, source, count in
+        countedCopyBytes.add(Int(count), ordering: .relaxed)
+        destination.copyMemory(from: source, byteCount: Int(count))
+    }
+)
+
+/// Issue 10 item 1: a record sent as many tiny fragments was copied whole for every fragment
+/// (copy-on-write of the accumulated buffer still held by the decoder's state): quadratic, and
+/// four connections kept the event loops busy for minutes.
+@Suite(.serialized) struct RecordMarkingCostTests {
+    /// Reassembles a record of `recordBytes` sent as 4-byte fragments; returns the bytes copied
+    /// and allocated for it.
+    static func reassemble(recordBytes: Int) throws -> (copied: Int, allocated: Int, fragments: Int) {
+        let fragmentBytes = 4
+        var message = countingAllocator.buffer(capacity: recordBytes)
+        message.writeRepeatingByte(7, count: recordBytes)
+        // The stream as the receive buffer would hold it, from the same allocator so that a
+        // copy of either buffer is counted.
+        let plain = fragmented(message, fragmentBytes: fragmentBytes)
+        var stream = countingAllocator.buffer(capacity: plain.readableBytes)
+        stream.writeImmutableBuffer(plain)
+        var decoder = RecordMarkingDecoder(
+            maxRecordBytes: recordBytes,
+            maxFragmentsPerRecord: recordBytes / fragmentBytes,
+            allocator: countingAllocator
+        )
+        countedCopyBytes.store(0, ordering: .relaxed)
+        countedAllocationBytes.store(0, ordering: .relaxed)
+        let record = try #require(try decoder.decode(buffer: &stream))
+        let copied = countedCopyBytes.load(ordering: .relaxed)
+        let allocated = countedAllocationBytes.load(ordering: .relaxed)
+        #expect(record.readableBytes == recordBytes)
+        #expect(record.readableBytesView.allSatisfy { $0 == 7 })
+        return (copied, allocated, recordBytes / fragmentBytes)
+    }
+
+    @Test func reassemblyCopiesAndAllocatesLinearly() throws {
+        for recordBytes in [16 << 10, 64 << 10, 128 << 10] {
+            let cost = try Self.reassemble(recordBytes: recordBytes)
+            // Linear: the accumulator is never copied (only grown by doubling, at most about
+            // twice the record in all), whatever the number of fragments. The quadratic decoder
+            // copied about fragments × recordBytes / 2 bytes here (2 GiB for 128 KiB).
+            #expect(cost.copied <= recordBytes, "\(cost.fragments) fragments of a \(recordBytes)-byte record copied \(cost.copied) bytes")
+            #expect(cost.allocated <= 4 * recordBytes, "\(cost.fragments) fragments of a \(recordBytes)-byte record allocated \(cost.allocated) bytes")
+        }
+    }
+}
+
+@Suite struct RecordMarkingFragmentLimitTests {
+    static func stream(fragments: Int) -> ByteBuffer {
+        var message = ByteBuffer()
+        message.writeRepeatingByte(1, count: fragments)
+        return fragmented(message, fragmentBytes: 1)
+    }
+
+    @Test func recordOfExactlyTheFragmentLimitIsAccepted() throws {
+        var decoder = RecordMarkingDecoder(maxRecordBytes: 1 << 20, maxFragmentsPerRecord: 100)
+        var buffer = Self.stream(fragments: 100)
+        let record = try #require(try decoder.decode(buffer: &buffer))
+        #expect(record.readableBytes == 100)
+        // The count starts again with the next record.
+        var next = Self.stream(fragments: 100)
+        #expect(try decoder.decode(buffer: &next)?.readableBytes == 100)
+    }
+
+    @Test func oneFragmentOverTheLimitThrowsBeforeBufferingIt() throws {
+        var decoder = RecordMarkingDecoder(maxRecordBytes: 1 << 20, maxFragmentsPerRecord: 100)
+        var buffer = Self.stream(fragments: 101)
+        #expect(throws: RecordMarkingError.tooManyFragments(limit: 100)) {
+            _ = try decoder.decode(buffer: &buffer)
+        }
+        // The 101st fragment (header + one byte) is left unread, and the decoder stays failed.
+        #expect(buffer.readableBytes == 5)
+        #expect(throws: RecordMarkingError.tooManyFragments(limit: 100)) { _ = try decoder.decode(buffer: &buffer) }
     }
 }

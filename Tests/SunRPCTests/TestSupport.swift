@@ -33,6 +33,9 @@ final class TestProgram: RPCProgramHandler {
         case openGate = 9
         /// Non-idempotent: waits for the gate, then increments the counter.
         case incrementAfterGate = 10
+        /// uint32 byte count (at most 4 MiB) → an opaque of that many bytes: a large reply to a
+        /// small call, as NFS READ.
+        case blob = 11
     }
 
     let program = TestProgram.number
@@ -87,6 +90,11 @@ final class TestProgram: RPCProgramHandler {
         case .incrementAfterGate:
             _ = self.gate.wait(timeout: 10)
             results.writeXDR(self.counter.add(1, ordering: .relaxed).newValue)
+        case .blob:
+            guard let count = try? arguments.readXDRUInt32(), count <= 4 << 20 else { return .garbageArguments }
+            results.writeXDR(count)
+            results.writeRepeatingByte(0x5a, count: Int(count))
+            results.writeRepeatingByte(0, count: (4 - Int(count) % 4) % 4)
         }
         return .success(results)
     }
@@ -132,7 +140,7 @@ struct TestServer {
         let pool = NIOThreadPool(numberOfThreads: 8)
         pool.start()
         var logger = Logger(label: "test.rpc")
-        logger.logLevel = .warning
+        logger.logLevel = ProcessInfo.processInfo.environment["STRATA_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
         let server = RPCServer(
             programs: programs,
             configuration: configuration,
@@ -230,3 +238,33 @@ func fragmented(_ message: ByteBuffer, fragmentBytes: Int) -> ByteBuffer {
     } while message.readableBytes > 0
     return out
 }
+
+/// Runs `body` on a thread of its own (blocking socket work) and returns its result when done.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(returning: body()) }
+    }
+}
+
+final class SharedCounter: Sendable {
+    let value = Atomic<Int>(0)
+}
+
+/// Waits (bounded) until `value` stops changing for `quiet`, and returns it.
+func settledValue(quiet: Duration = .milliseconds(300), within: Duration = .seconds(10), _ value: () -> Int) async throws -> Int {
+    let deadline = ContinuousClock.now + within
+    var last = value()
+    var since = ContinuousClock.now
+    while ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(20))
+        let now = value()
+        if now != last {
+            last = now
+            since = ContinuousClock.now
+        } else if ContinuousClock.now - since >= quiet {
+            return now
+        }
+    }
+    return last
+}
+

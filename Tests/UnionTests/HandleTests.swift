@@ -8,8 +8,13 @@ import Testing
 @Suite struct HandleTests {
     @Test func sipHashMatchesTheReferenceVector() {
         // SipHash-2-4 reference: key 00..0f, message 00..07 → 62 24 93 9a 79 f5 f5 93 (little-endian).
-        let hash = SipHash24.hash(word: 0x0706_0504_0302_0100, k0: 0x0706_0504_0302_0100, k1: 0x0f0e_0d0c_0b0a_0908)
-        #expect(hash == 0x93f5_f579_9a93_2462)
+        let key = HandleKey(k0: 0x0706_0504_0302_0100, k1: 0x0f0e_0d0c_0b0a_0908)
+        #expect(key.tag(0x0706_0504_0302_0100) == 0x93f5_f579_9a93_2462)
+        // The same function as the cookies' SipHash of bytes.
+        for word: UInt64 in [0, 1, 0xdead_beef, .max] {
+            let bytes = withUnsafeBytes(of: word.littleEndian) { Array($0) }
+            #expect(key.tag(word) == SipHash24.hash(bytes, CookieKey(k0: key.k0, k1: key.k1)))
+        }
     }
 
     @Test func neighboursFileidWithAGivenTagIsStale() throws {

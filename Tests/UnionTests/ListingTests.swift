@@ -79,12 +79,11 @@ import Testing
     }
 
     @Test func cookieHashIsStableAndTieBroken() {
-        #expect(Cookies.hash(b("a")) == Cookies.hash(b("a")))
-        #expect(Cookies.hash(b("a")) != Cookies.hash(b("b")))
-        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c, masked to 63 bits.
-        let expected: UInt64 = 0xaf63_dc4c_8601_ec8c & 0x7fff_ffff_ffff_ffff
-        #expect(Cookies.hash(b("a")) == expected)
-        let entries = Cookies.assign([(b("x"), 1), (b("x"), 2)])
+        let key = CookieKey(k0: 1, k1: 2)
+        #expect(Cookies.slot(b("a"), key) == Cookies.slot(b("a"), key))
+        #expect(Cookies.slot(b("a"), key) != Cookies.slot(b("b"), key))
+        #expect(Cookies.slot(b("a"), key) != Cookies.slot(b("a"), CookieKey(k0: 1, k1: 3)))
+        let entries = Cookies.assign([(b("x"), 1), (b("x"), 2)], key: key)
         #expect(entries[0].cookie + 1 == entries[1].cookie)
     }
 

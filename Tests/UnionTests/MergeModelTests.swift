@@ -5,7 +5,7 @@ import Testing
 @testable import Union
 
 /// Random plain lowers with files, directories, OCI and overlayfs whiteouts and opaque markers; the union's view is
-/// compared with a reference merge written directly from DESIGN §3 over in-memory layers.
+/// compared with a reference merge written directly from the union rules (Docs/SEMANTICS.md) over in-memory layers.
 @Suite struct MergeModelTests {
     enum Entry: Equatable {
         case file(String)

@@ -58,18 +58,29 @@ public struct ClientOptions: Sendable, Hashable {
 public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
     public var match: ClientMatch
     public var options: ClientOptions
+    /// The entry as the configuration spells it, e.g. `10.0.0.0/24(rw)`: what log messages
+    /// quote so the operator finds the line to change.
+    public var text: String
 
     public var description: String { "\(self.match)(\(self.options.description))" }
 
-    /// Parses `SPEC` or `SPEC(opt,opt=value,...)`; SPEC is `*`, an address or a CIDR network.
+    /// Parses `SPEC` or `SPEC(opt,opt=value,...)`; SPEC is `*`, an address or a network in CIDR
+    /// (`10.0.0.0/24`) or netmask (`10.0.0.0/255.255.255.0`) form.
     /// - Throws: `ConfigError` naming `key`, the entry and what is allowed.
     public init(parsing text: String, key: String) throws(ConfigError) {
+        var ignored: [ConfigError] = []
+        try self.init(parsing: text, key: key, warnings: &ignored)
+    }
+
+    /// As `init(parsing:key:)`, adding to `warnings` the options accepted without effect.
+    public init(parsing text: String, key: String, warnings: inout [ConfigError]) throws(ConfigError) {
         let trimmed = text.trimmingSpaces
+        self.text = trimmed
         var specText = trimmed
         var optionText: Substring = ""
         if let open = trimmed.firstIndex(of: "(") {
             guard trimmed.hasSuffix(")") else {
-                throw ConfigError(key: key, value: text, allowed: "options in parentheses closed by ')', e.g. \"10.0.0.0/24(rw,no_root_squash)\"")
+                throw ConfigError(key: key, value: "\"\(text)\"", allowed: "options in parentheses closed by ')', e.g. \"10.0.0.0/24(rw,no_root_squash)\"")
             }
             specText = String(trimmed[..<open])
             optionText = trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)]
@@ -77,40 +88,59 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
         self.match = try ClientRule.parseMatch(specText, key: key, entry: text)
         self.options = ClientOptions()
         for option in optionText.split(separator: ",") {
-            try self.apply(option: String(option).trimmingSpaces, key: key, entry: text)
+            try self.apply(option: String(option).trimmingSpaces, key: key, entry: text, warnings: &warnings)
         }
     }
 
     static func parseMatch(_ spec: String, key: String, entry: String) throws(ConfigError) -> ClientMatch {
         if spec == "*" { return .everyone }
-        let allowed = "\"*\", an IPv4 or IPv6 address, or a network in CIDR form such as \"10.0.0.0/24\" or \"fd00::/64\""
+        let allowed =
+            "\"*\", an IPv4 or IPv6 address, or a network such as \"10.0.0.0/24\", \"10.0.0.0/255.255.255.0\" or \"fd00::/64\" (host names and @netgroups are not supported)"
         if let slash = spec.firstIndex(of: "/") {
-            guard let address = IPAddress(String(spec[..<slash])),
-                let length = Int(spec[spec.index(after: slash)...]),
-                length >= 0, length <= address.bitWidth
-            else {
-                throw ConfigError(key: key, value: entry, allowed: allowed)
+            let maskText = String(spec[spec.index(after: slash)...])
+            guard let address = IPAddress(String(spec[..<slash])) else {
+                throw ConfigError(key: key, value: "\"\(entry)\"", allowed: allowed)
             }
-            return .network(address, prefixLength: length)
+            if let length = Int(maskText), length >= 0, length <= address.bitWidth {
+                return .network(address, prefixLength: length)
+            }
+            // exports(5) also takes a dotted netmask for IPv4.
+            if case .v4 = address, let mask = IPAddress(maskText), let length = mask.contiguousPrefixLength {
+                return .network(address, prefixLength: length)
+            }
+            throw ConfigError(
+                key: key, value: "\"\(entry)\"",
+                allowed: "a prefix length from 0 to \(address.bitWidth) or a contiguous netmask after the slash; \(allowed)")
         }
         guard let address = IPAddress(spec) else {
-            throw ConfigError(key: key, value: entry, allowed: allowed)
+            throw ConfigError(key: key, value: "\"\(entry)\"", allowed: allowed)
         }
         return .host(address)
     }
 
-    mutating func apply(option: String, key: String, entry: String) throws(ConfigError) {
+    static let knownOptions =
+        "rw, ro, root_squash, no_root_squash, all_squash, no_all_squash, anonuid=N, anongid=N, secure, insecure, sec=sys, sync, no_subtree_check, no_wdelay"
+
+    mutating func apply(option: String, key: String, entry: String, warnings: inout [ConfigError]) throws(ConfigError) {
         let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
         let name = parts.first ?? ""
-        let allowed = "rw, ro, root_squash, no_root_squash, all_squash, no_all_squash, anonuid=N, anongid=N, secure, insecure"
+        let quoted = "\"\(entry)\""
         if parts.count == 2 {
-            guard let id = UInt32(parts[1]) else {
-                throw ConfigError(key: key, value: entry, allowed: "\(name)= takes a number from 0 to 4294967295")
-            }
             switch name {
-            case "anonuid": self.options.anonymousUID = id
-            case "anongid": self.options.anonymousGID = id
-            default: throw ConfigError(key: key, value: entry, allowed: "options \(allowed)")
+            case "anonuid", "anongid":
+                guard let id = UInt32(parts[1]) else {
+                    throw ConfigError(key: key, value: quoted, allowed: "\(name)= takes a number from 0 to 4294967295")
+                }
+                if name == "anonuid" { self.options.anonymousUID = id } else { self.options.anonymousGID = id }
+            case "sec":
+                // Strata authenticates AUTH_SYS (and AUTH_NONE as the anonymous user) only.
+                for flavor in parts[1].split(separator: ":", omittingEmptySubsequences: false) where flavor != "sys" {
+                    throw ConfigError(
+                        key: key, value: quoted,
+                        allowed: "sec=\(flavor) is not supported: Strata serves AUTH_SYS only (no Kerberos/RPCSEC_GSS); use sec=sys or drop the option")
+                }
+            default:
+                throw ConfigError(key: key, value: quoted, allowed: "unknown option \"\(option)\"; options are \(ClientRule.knownOptions)")
             }
             return
         }
@@ -123,10 +153,20 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
         case "no_all_squash": self.options.squashesAll = false
         case "secure": self.options.requiresPrivilegedPort = true
         case "insecure": self.options.requiresPrivilegedPort = false
-        // Accepted for compatibility with exports(5) lines; they change nothing here because
-        // every reply is already durable (sync) and subtrees are never checked.
-        case "sync", "async", "no_subtree_check", "subtree_check", "wdelay", "no_wdelay": break
-        default: throw ConfigError(key: key, value: entry, allowed: "options \(allowed)")
+        // What Strata does anyway: every reply is durable before it is sent and subtrees are
+        // never checked.
+        case "sync", "no_subtree_check", "no_wdelay": break
+        case "async":
+            warnings.append(
+                ConfigError(key: key, value: quoted, allowed: "option async is accepted but ignored: Strata makes every change durable before it replies (sync)"))
+        case "wdelay":
+            warnings.append(
+                ConfigError(key: key, value: quoted, allowed: "option wdelay is accepted but ignored: Strata does not delay writes to gather them"))
+        case "subtree_check":
+            warnings.append(
+                ConfigError(key: key, value: quoted, allowed: "option subtree_check is accepted but ignored: file handles name an export's namespace, never a subtree"))
+        default:
+            throw ConfigError(key: key, value: quoted, allowed: "unknown option \"\(name)\"; options are \(ClientRule.knownOptions)")
         }
     }
 }

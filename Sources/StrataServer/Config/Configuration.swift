@@ -11,7 +11,7 @@ public enum ClientKeySource: String, Sendable {
 }
 
 /// One `[[export]]` table.
-public struct ExportConfiguration: Sendable {
+public struct ExportConfiguration: Sendable, Equatable {
     /// What clients mount, e.g. `/diskless/debian`.
     public var path: String
     /// Read-only layer directories, top-most first.
@@ -32,23 +32,53 @@ public struct ExportConfiguration: Sendable {
     public var exportID: UInt32 { UInt32(truncatingIfNeeded: stableHash64(Array(self.path.utf8)) & 0xff_ffff) }
 }
 
+/// How log lines are written (`[server] log_format`).
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// One line of text a message: level, message, then `key=value` metadata.
+    case text
+    /// One JSON object a line, for log shippers.
+    case json
+}
+
 /// The `[server]` table.
-public struct ServerSettings: Sendable {
+public struct ServerSettings: Sendable, Equatable {
     public var listen: [String] = ["0.0.0.0"]
     public var nfsPort: Int = 2049
     public var mountPort: Int = 20048
     public var portmapper: PortmapperMode = .auto
-    /// Where per-client layers without an absolute template, identity stores of read-only
-    /// exports and the mount table live.
+    /// Where the server keeps its own files: the lock naming the running server, the mount
+    /// table, reset generations, identity stores of read-only exports, the control socket.
     public var stateDirectory: String = "/var/lib/strata"
     /// `host:port` of the Prometheus text endpoint, nil when off (the default).
     public var metrics: String?
     public var maxRecordBytes: Int = 4 << 20
     public var threads: Int = 16
     public var logLevel: String = "info"
+    public var logFormat: LogFormat = .text
     public var controlSocket: String?
 
     public init() {}
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+}
+
+/// `strata serve` options that override `[server]` keys. They go through the same checks as
+/// the file, and their errors name the option (`--nfs-port 70000: ...`).
+public struct ConfigurationOverrides: Sendable, Equatable {
+    public var listen: [String] = []
+    public var nfsPort: Int?
+    public var mountPort: Int?
+    public var portmapper: String?
+    /// Relative to the current directory.
+    public var stateDirectory: String?
+
+    public init(listen: [String] = [], nfsPort: Int? = nil, mountPort: Int? = nil, portmapper: String? = nil, stateDirectory: String? = nil) {
+        self.listen = listen
+        self.nfsPort = nfsPort
+        self.mountPort = mountPort
+        self.portmapper = portmapper
+        self.stateDirectory = stateDirectory
+    }
 }
 
 /// A whole Strata configuration file.
@@ -57,185 +87,309 @@ public struct Configuration: Sendable {
     public var exports: [ExportConfiguration] = []
     /// `[clients]`: address or machine name → stable client key.
     public var clientKeys: [String: String] = [:]
+    /// Options accepted without effect (`async`, `wdelay`, `subtree_check`): worth a warning.
+    public var warnings: [ConfigError] = []
+    /// The file it was read from and where its keys are, so later checks name lines too.
+    var source: (file: String?, locator: SourceLocator)?
 
     public init() {}
 
-    /// Reads and validates the file at `path`.
-    public static func load(path: String) throws -> Configuration {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(key: "--config", value: path, allowed: "a readable TOML file (\(error.localizedDescription))")
+    /// Reads and validates the file at `path`, with `overrides` from the command line.
+    /// - Throws: `ConfigurationErrors` listing every problem, each with `FILE:LINE`.
+    public static func load(path: String, overrides: ConfigurationOverrides = ConfigurationOverrides()) throws -> Configuration {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            let reason = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "not a regular file of UTF-8 text"
+            throw ConfigurationErrors(errors: [
+                ConfigError(key: "--config", value: path, allowed: "a readable TOML file (\(reason)); pass --config FILE")
+            ])
         }
-        do {
-            let directory = (path as NSString).deletingLastPathComponent
-            return try Configuration(toml: text, relativeTo: directory.isEmpty ? "." : directory)
-        } catch var error as ConfigError {
-            error.file = path
-            throw error
-        }
+        let directory = (path as NSString).deletingLastPathComponent
+        return try Configuration(toml: text, relativeTo: directory.isEmpty ? "." : directory, overrides: overrides, file: path)
     }
 
     /// Parses and validates TOML text. Relative layer and state paths are taken relative to
     /// `baseDirectory` (the configuration file's directory), so an example configuration works
-    /// from a checkout wherever it lies.
-    public init(toml text: String, relativeTo baseDirectory: String = FileManager.default.currentDirectoryPath) throws {
+    /// from a checkout wherever it lies. `file` names the text in messages.
+    /// - Throws: `ConfigurationErrors` listing every problem in file order.
+    public init(
+        toml text: String, relativeTo baseDirectory: String = FileManager.default.currentDirectoryPath,
+        overrides: ConfigurationOverrides = ConfigurationOverrides(), file: String? = nil
+    ) throws {
+        var problems = ProblemList()
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            throw ConfigError(
-                key: "(syntax)", value: "line \(error.source.begin.line), column \(error.source.begin.column)",
-                allowed: "valid TOML: \(error.description)")
+            throw ConfigurationErrors(errors: [
+                ConfigError(
+                    key: ConfigError.syntaxKey, value: "",
+                    allowed: "invalid TOML at column \(error.source.begin.column): \(error.description)", file: file,
+                    line: error.source.begin.line)
+            ])
         }
         for key in table.keys where !["server", "export", "clients"].contains(key) {
-            throw ConfigError(key: key, value: "(table)", allowed: "top-level tables are [server], [[export]] and [clients]")
+            problems.error(ConfigError(key: key, value: "(table)", allowed: "top-level tables are [server], [[export]] and [clients]"))
         }
         if let server = table["server"] {
-            guard let serverTable = server.table else {
-                throw ConfigError(key: "server", value: "\(server)", allowed: "a table: [server]")
+            if let serverTable = server.table {
+                Configuration.parseServer(serverTable, into: &self.server, problems: &problems)
+            } else {
+                problems.error(ConfigError(key: "server", value: shown(server), allowed: "a table: [server]"))
             }
-            self.server = try Configuration.parseServer(serverTable)
         }
         if let clients = table["clients"] {
-            guard let clientTable = clients.table else {
-                throw ConfigError(key: "clients", value: "\(clients)", allowed: "a table mapping addresses or machine names to client keys")
-            }
-            for key in clientTable.keys {
-                guard let value = clientTable[key]?.string, !value.isEmpty else {
-                    throw ConfigError(key: "clients.\"\(key)\"", value: "\(clientTable[key].map { "\($0)" } ?? "")", allowed: "a non-empty string: the client's stable key")
+            if let clientTable = clients.table {
+                for key in clientTable.keys {
+                    guard let value = clientTable[key]?.string, !value.isEmpty else {
+                        problems.error(
+                            ConfigError(
+                                key: "clients.\"\(key)\"", value: shown(clientTable[key]),
+                                allowed: "a non-empty string: the client's stable key"))
+                        continue
+                    }
+                    self.clientKeys[key] = value
                 }
-                self.clientKeys[key] = value
+            } else {
+                problems.error(ConfigError(key: "clients", value: shown(clients), allowed: "a table mapping addresses or machine names to client keys"))
             }
         }
         if let exports = table["export"] {
-            guard let array = exports.array else {
-                throw ConfigError(key: "export", value: "(not an array of tables)", allowed: "[[export]] tables")
-            }
-            for (index, element) in array.enumerated() {
-                guard let exportTable = element.table else {
-                    throw ConfigError(key: "export[\(index)]", value: "\(element)", allowed: "an [[export]] table")
+            if let array = exports.array {
+                for (index, element) in array.enumerated() {
+                    guard let exportTable = element.table else {
+                        problems.error(ConfigError(key: "export[\(index)]", value: shown(element), allowed: "an [[export]] table"))
+                        continue
+                    }
+                    if let export = Configuration.parseExport(exportTable, index: index, problems: &problems) {
+                        self.exports.append(export)
+                    }
                 }
-                self.exports.append(try Configuration.parseExport(exportTable, index: index))
+            } else {
+                problems.error(ConfigError(key: "export", value: "(not an array of tables)", allowed: "[[export]] tables"))
             }
         }
-        try self.validate()
         self.resolvePaths(against: baseDirectory)
+        self.apply(overrides, problems: &problems)
+        self.validate(problems: &problems, overrides: overrides)
+
+        self.source = (file, SourceLocator(text: text))
+        let errors = self.located(problems.errors)
+        let warnings = self.located(problems.warnings)
+        if !errors.isEmpty { throw ConfigurationErrors(errors: errors, warnings: warnings) }
+        self.warnings = warnings
+    }
+
+    /// `problems` with the file and line they are about, in file order; command-line problems
+    /// (no line) last, in the order found.
+    func located(_ problems: [ConfigError]) -> [ConfigError] {
+        let withLines = problems.map { problem -> ConfigError in
+            var problem = problem
+            guard let source = self.source else { return problem }
+            problem.file = source.file
+            problem.line = problem.line ?? source.locator.line(of: problem)
+            return problem
+        }
+        return withLines.enumerated().sorted { ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset) }.map(\.element)
     }
 
     mutating func resolvePaths(against base: String) {
-        let absoluteBase = base.hasPrefix("/") ? base : FileManager.default.currentDirectoryPath + "/" + base
-        func resolve(_ path: String) -> String {
-            let joined = path.hasPrefix("/") ? path : absoluteBase + "/" + path
-            return (joined as NSString).standardizingPath
-        }
-        self.server.stateDirectory = resolve(self.server.stateDirectory)
+        self.server.stateDirectory = resolvedPath(self.server.stateDirectory, against: base)
         for index in self.exports.indices {
-            self.exports[index].lowers = self.exports[index].lowers.map(resolve)
-            self.exports[index].upper = self.exports[index].upper.map(resolve)
+            self.exports[index].lowers = self.exports[index].lowers.map { resolvedPath($0, against: base) }
+            self.exports[index].upper = self.exports[index].upper.map { resolvedPath($0, against: base) }
         }
     }
 
-    static func parseServer(_ table: TOMLTable) throws(ConfigError) -> ServerSettings {
-        var settings = ServerSettings()
-        let known = ["listen", "nfs_port", "mount_port", "portmapper", "state_dir", "metrics", "max_record_bytes", "threads", "log_level", "control_socket"]
-        for key in table.keys where !known.contains(key) {
-            throw ConfigError(key: "server.\(key)", value: "\(table[key].map { "\($0)" } ?? "")", allowed: "known keys are \(known.joined(separator: ", "))")
+    static let serverKeys = [
+        "listen", "nfs_port", "mount_port", "portmapper", "state_dir", "metrics", "max_record_bytes", "threads", "log_level", "log_format",
+        "control_socket",
+    ]
+
+    static func parseServer(_ table: TOMLTable, into settings: inout ServerSettings, problems: inout ProblemList) {
+        for key in table.keys where !serverKeys.contains(key) {
+            problems.error(
+                ConfigError(key: "server.\(key)", value: shown(table[key]), allowed: "known keys are \(serverKeys.joined(separator: ", "))"))
         }
-        if let listen = table["listen"] {
+        problems.check { () throws(ConfigError) in
+            guard let listen = table["listen"] else { return }
+            var addresses: [String] = []
             if let single = listen.string {
-                settings.listen = [single]
+                addresses = [single]
             } else if let array = listen.array {
-                settings.listen = try array.map { (value: TOMLValueConvertible) throws(ConfigError) -> String in
+                for value in array {
                     guard let text = value.string else {
-                        throw ConfigError(key: "server.listen", value: "\(value)", allowed: "addresses as strings, e.g. [\"0.0.0.0\", \"::\"]")
+                        throw ConfigError(key: "server.listen", value: shown(value), allowed: "addresses as strings, e.g. [\"0.0.0.0\", \"::\"]")
                     }
-                    return text
+                    addresses.append(text)
                 }
             } else {
-                throw ConfigError(key: "server.listen", value: "\(listen)", allowed: "an address or a list of addresses")
+                throw ConfigError(key: "server.listen", value: shown(listen), allowed: "an address or a list of addresses")
             }
-            for address in settings.listen where IPAddress(address) == nil {
-                throw ConfigError(key: "server.listen", value: "\"\(address)\"", allowed: "IPv4 or IPv6 addresses such as \"0.0.0.0\", \"127.0.0.1\" or \"::\"")
-            }
-            if settings.listen.isEmpty {
-                throw ConfigError(key: "server.listen", value: "[]", allowed: "at least one address")
-            }
+            settings.listen = try checkedListen(addresses, key: "server.listen")
         }
-        settings.nfsPort = try port(table, "nfs_port", default: settings.nfsPort)
-        settings.mountPort = try port(table, "mount_port", default: settings.mountPort)
-        if let mode = table["portmapper"] {
-            guard let text = mode.string, let parsed = PortmapperMode(rawValue: text) else {
-                throw ConfigError(key: "server.portmapper", value: "\(mode)", allowed: "one of \"auto\", \"system\", \"builtin\", \"off\"")
-            }
-            settings.portmapper = parsed
+        problems.check { () throws(ConfigError) in settings.nfsPort = try port(table, "nfs_port", default: settings.nfsPort) }
+        problems.check { () throws(ConfigError) in settings.mountPort = try port(table, "mount_port", default: settings.mountPort) }
+        problems.check { () throws(ConfigError) in
+            guard let mode = table["portmapper"] else { return }
+            settings.portmapper = try checkedPortmapper(mode.string, shown: shown(mode), key: "server.portmapper")
         }
-        if let stateDir = table["state_dir"] {
-            guard let text = stateDir.string, !text.isEmpty else {
-                throw ConfigError(key: "server.state_dir", value: "\(stateDir)", allowed: "a directory path (relative paths start at the configuration file's directory)")
+        problems.check { () throws(ConfigError) in
+            guard let stateDir = table["state_dir"] else { return }
+            guard let text = stateDir.string, !text.isEmpty, !text.contains("\0") else {
+                throw ConfigError(
+                    key: "server.state_dir", value: shown(stateDir), allowed: "a directory path (relative paths start at the configuration file's directory)")
             }
             settings.stateDirectory = text
         }
-        if let metrics = table["metrics"] {
-            guard let text = metrics.string, let colon = text.lastIndex(of: ":"), Int(text[text.index(after: colon)...]) != nil else {
-                throw ConfigError(key: "server.metrics", value: "\(metrics)", allowed: "\"HOST:PORT\", e.g. \"127.0.0.1:9102\" (omit the key to turn metrics off)")
+        problems.check { () throws(ConfigError) in
+            guard let metrics = table["metrics"] else { return }
+            guard let text = metrics.string, MetricsAddress(text) != nil else {
+                throw ConfigError(
+                    key: "server.metrics", value: shown(metrics),
+                    allowed: "\"HOST:PORT\" with a port from 0 to 65535, e.g. \"127.0.0.1:9102\" (omit the key to turn metrics off)")
             }
             settings.metrics = text
         }
-        if let socket = table["control_socket"] {
-            guard let text = socket.string, text.hasPrefix("/") else {
-                throw ConfigError(key: "server.control_socket", value: "\(socket)", allowed: "an absolute path for the control socket")
+        problems.check { () throws(ConfigError) in
+            guard let socket = table["control_socket"] else { return }
+            guard let text = socket.string, text.hasPrefix("/"), !text.contains("\0") else {
+                throw ConfigError(key: "server.control_socket", value: shown(socket), allowed: "an absolute path for the control socket")
             }
             settings.controlSocket = text
         }
-        if let bytes = table["max_record_bytes"] {
+        problems.check { () throws(ConfigError) in
+            guard let bytes = table["max_record_bytes"] else { return }
             guard let value = bytes.int, value >= 64 << 10, value <= 64 << 20 else {
-                throw ConfigError(key: "server.max_record_bytes", value: "\(bytes)", allowed: "a number of bytes from 65536 to 67108864 (default 4194304)")
+                throw ConfigError(key: "server.max_record_bytes", value: shown(bytes), allowed: "a number of bytes from 65536 to 67108864 (default 4194304)")
             }
             settings.maxRecordBytes = value
         }
-        if let threads = table["threads"] {
+        problems.check { () throws(ConfigError) in
+            guard let threads = table["threads"] else { return }
             guard let value = threads.int, value >= 1, value <= 512 else {
-                throw ConfigError(key: "server.threads", value: "\(threads)", allowed: "a number of worker threads from 1 to 512 (default 16)")
+                throw ConfigError(key: "server.threads", value: shown(threads), allowed: "a number of worker threads from 1 to 512 (default 16)")
             }
             settings.threads = value
         }
-        if let level = table["log_level"] {
-            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-            guard let text = level.string, levels.contains(text) else {
-                throw ConfigError(key: "server.log_level", value: "\(level)", allowed: "one of \(levels.joined(separator: ", "))")
+        problems.check { () throws(ConfigError) in
+            guard let level = table["log_level"] else { return }
+            guard let text = level.string, ServerSettings.logLevels.contains(text) else {
+                throw ConfigError(key: "server.log_level", value: shown(level), allowed: "one of \(ServerSettings.logLevels.joined(separator: ", "))")
             }
             settings.logLevel = text
         }
-        return settings
+        problems.check { () throws(ConfigError) in
+            guard let format = table["log_format"] else { return }
+            guard let text = format.string, let parsed = LogFormat(rawValue: text) else {
+                throw ConfigError(key: "server.log_format", value: shown(format), allowed: "\"text\" (default) or \"json\" (one object a line)")
+            }
+            settings.logFormat = parsed
+        }
+    }
+
+    static func checkedListen(_ addresses: [String], key: String) throws(ConfigError) -> [String] {
+        let isOption = key.hasPrefix("--")
+        for address in addresses where IPAddress(address) == nil {
+            throw ConfigError(
+                key: key, value: isOption ? address : "\"\(address)\"",
+                allowed: isOption
+                    ? "an IPv4 or IPv6 address such as 0.0.0.0, 127.0.0.1 or :: (host names are not taken; repeat --listen for several)"
+                    : "IPv4 or IPv6 addresses such as \"0.0.0.0\", \"127.0.0.1\" or \"::\" (host names are not taken)")
+        }
+        if addresses.isEmpty {
+            throw ConfigError(key: key, value: "[]", allowed: "at least one address")
+        }
+        return addresses
+    }
+
+    static func checkedPortmapper(_ text: String?, shown: String, key: String) throws(ConfigError) -> PortmapperMode {
+        guard let text, let parsed = PortmapperMode(rawValue: text) else {
+            throw ConfigError(key: key, value: shown, allowed: "one of \"auto\", \"system\", \"builtin\", \"off\"")
+        }
+        return parsed
+    }
+
+    static func checkedPort(_ value: Int?, shown: String, key: String) throws(ConfigError) -> Int {
+        guard let value, value >= 0, value <= 65535 else {
+            throw ConfigError(key: key, value: shown, allowed: "a port number from 0 to 65535 (0 picks a free port)")
+        }
+        return value
     }
 
     static func port(_ table: TOMLTable, _ key: String, default value: Int) throws(ConfigError) -> Int {
         guard let raw = table[key] else { return value }
-        guard let port = raw.int, port >= 0, port <= 65535 else {
-            throw ConfigError(key: "server.\(key)", value: "\(raw)", allowed: "a port number from 0 to 65535 (0 picks a free port)")
-        }
-        return port
+        return try checkedPort(raw.int, shown: shown(raw), key: "server.\(key)")
     }
 
-    static func parseExport(_ table: TOMLTable, index: Int) throws(ConfigError) -> ExportConfiguration {
+    /// Command-line options replace keys of `[server]` after the same checks.
+    mutating func apply(_ overrides: ConfigurationOverrides, problems: inout ProblemList) {
+        if !overrides.listen.isEmpty {
+            problems.check { () throws(ConfigError) in self.server.listen = try Configuration.checkedListen(overrides.listen, key: "--listen") }
+        }
+        if let nfsPort = overrides.nfsPort {
+            problems.check { () throws(ConfigError) in self.server.nfsPort = try Configuration.checkedPort(nfsPort, shown: "\(nfsPort)", key: "--nfs-port") }
+        }
+        if let mountPort = overrides.mountPort {
+            problems.check { () throws(ConfigError) in
+                self.server.mountPort = try Configuration.checkedPort(mountPort, shown: "\(mountPort)", key: "--mount-port")
+            }
+        }
+        if let portmapper = overrides.portmapper {
+            problems.check { () throws(ConfigError) in
+                self.server.portmapper = try Configuration.checkedPortmapper(portmapper, shown: portmapper, key: "--portmapper")
+            }
+        }
+        if let stateDirectory = overrides.stateDirectory {
+            if stateDirectory.isEmpty || stateDirectory.contains("\0") {
+                problems.error(ConfigError(key: "--state-dir", value: "\"\(stateDirectory)\"", allowed: "a directory path"))
+            } else {
+                self.server.stateDirectory = resolvedPath(stateDirectory, against: FileManager.default.currentDirectoryPath)
+            }
+        }
+    }
+
+    static let exportKeys = ["path", "lowers", "upper", "clients", "client_key"]
+
+    /// One `[[export]]` table; nil if it is too broken to check further (problems say why).
+    static func parseExport(_ table: TOMLTable, index: Int, problems: inout ProblemList) -> ExportConfiguration? {
         let prefix = "export[\(index)]"
-        let known = ["path", "lowers", "upper", "clients", "client_key"]
-        for key in table.keys where !known.contains(key) {
-            throw ConfigError(key: "\(prefix).\(key)", value: "\(table[key].map { "\($0)" } ?? "")", allowed: "known keys are \(known.joined(separator: ", "))")
+        for key in table.keys where !exportKeys.contains(key) {
+            problems.error(
+                ConfigError(key: "\(prefix).\(key)", value: shown(table[key]), allowed: "known keys are \(exportKeys.joined(separator: ", "))"))
         }
-        guard let path = table["path"]?.string, path.hasPrefix("/"), !path.contains("\0") else {
-            throw ConfigError(key: "\(prefix).path", value: "\(table["path"].map { "\($0)" } ?? "(missing)")", allowed: "the absolute path clients mount, e.g. \"/diskless/debian\"")
+        var path: String?
+        problems.check { () throws(ConfigError) in
+            guard let text = table["path"]?.string, text.hasPrefix("/"), !text.contains("\0") else {
+                throw ConfigError(
+                    key: "\(prefix).path", value: table["path"].map(shown) ?? "(missing)",
+                    allowed: "the absolute path clients mount, e.g. \"/diskless/debian\"")
+            }
+            path = text
         }
-        let lowers = try stringList(table, "lowers", key: "\(prefix).lowers", what: "layer directories, top-most first")
-        for lower in lowers where lower.isEmpty || lower.contains("\0") {
-            throw ConfigError(key: "\(prefix).lowers", value: "\"\(lower)\"", allowed: "directory paths (relative ones start at the configuration file's directory)")
+        var lowers: [String] = []
+        problems.check { () throws(ConfigError) in
+            lowers = try stringList(table, "lowers", key: "\(prefix).lowers", what: "layer directories, top-most first")
+        }
+        for (position, lower) in lowers.enumerated() {
+            if lower.isEmpty || lower.contains("\0") {
+                problems.error(
+                    ConfigError(
+                        key: "\(prefix).lowers", value: "\"\(lower)\"", allowed: "directory paths (relative ones start at the configuration file's directory)",
+                        entry: position))
+            } else if lower.contains(ExportConfiguration.clientPlaceholder) {
+                problems.error(
+                    ConfigError(
+                        key: "\(prefix).lowers", value: "\"\(lower)\"",
+                        allowed: "{client} only works in upper: lowers are shared by every client; give each client its own layer with upper = \".../{client}\"",
+                        entry: position))
+            }
         }
         var upper: String?
-        if let raw = table["upper"] {
+        problems.check { () throws(ConfigError) in
+            guard let raw = table["upper"] else { return }
             guard let text = raw.string, !text.isEmpty, !text.contains("\0") else {
-                throw ConfigError(key: "\(prefix).upper", value: "\(raw)", allowed: "a directory path, optionally containing {client}; omit it for a read-only export")
+                throw ConfigError(
+                    key: "\(prefix).upper", value: shown(raw), allowed: "a directory path, optionally containing {client}; omit it for a read-only export")
             }
             let withoutPlaceholder = text.replacingOccurrences(of: ExportConfiguration.clientPlaceholder, with: "")
             if withoutPlaceholder.contains("{") || withoutPlaceholder.contains("}") {
@@ -243,24 +397,54 @@ public struct Configuration: Sendable {
             }
             upper = text
         }
-        if lowers.isEmpty && upper == nil {
-            throw ConfigError(key: "\(prefix).lowers", value: "[]", allowed: "at least one lower layer, or an upper layer")
-        }
-        let clientTexts = try stringList(table, "clients", key: "\(prefix).clients", what: "client rules such as \"10.0.0.0/24(rw,no_root_squash)\" or \"*(ro)\"")
-        if clientTexts.isEmpty {
-            throw ConfigError(key: "\(prefix).clients", value: "[]", allowed: "at least one client rule, e.g. [\"*(ro)\"] (an export nobody may mount is a mistake)")
+        if lowers.isEmpty && upper == nil && table["lowers"] != nil && table["upper"] == nil {
+            problems.error(ConfigError(key: "\(prefix).lowers", value: "[]", allowed: "at least one lower layer, or an upper layer"))
+        } else if table["lowers"] == nil && table["upper"] == nil {
+            problems.error(ConfigError(key: "\(prefix).lowers", value: "(missing)", allowed: "at least one lower layer, or an upper layer"))
         }
         var rules: [ClientRule] = []
-        for text in clientTexts {
-            rules.append(try ClientRule(parsing: text, key: "\(prefix).clients"))
+        var clientTexts: [String] = []
+        problems.check { () throws(ConfigError) in
+            clientTexts = try stringList(
+                table, "clients", key: "\(prefix).clients", what: "client rules such as \"10.0.0.0/24(rw,no_root_squash)\" or \"*(ro)\"")
+            if clientTexts.isEmpty {
+                throw ConfigError(
+                    key: "\(prefix).clients", value: table["clients"] == nil ? "(missing)" : "[]",
+                    allowed: "at least one client rule, e.g. [\"*(ro)\"] (an export nobody may mount is a mistake)")
+            }
+        }
+        for (position, text) in clientTexts.enumerated() {
+            do {
+                let rule = try ClientRule(parsing: text, key: "\(prefix).clients", warnings: &problems.warnings)
+                if let earlier = rules.first(where: { $0.match.coversSameClients(as: rule.match) }) {
+                    problems.error(
+                        ConfigError(
+                            key: "\(prefix).clients", value: "\"\(text)\"",
+                            allowed: "the same clients as the earlier rule \"\(earlier.text)\"; only one of them would apply: merge their options into one rule",
+                            entry: position))
+                }
+                rules.append(rule)
+            } catch {
+                var located = error
+                located.entry = position
+                problems.error(located)
+            }
+        }
+        // Warnings of a rule name its line too.
+        for index in problems.warnings.indices where problems.warnings[index].key == "\(prefix).clients" && problems.warnings[index].entry == nil {
+            let value = problems.warnings[index].value
+            problems.warnings[index].entry = clientTexts.firstIndex { "\"\($0)\"" == value }
         }
         var keySource = ClientKeySource.address
-        if let raw = table["client_key"] {
+        problems.check { () throws(ConfigError) in
+            guard let raw = table["client_key"] else { return }
             guard let text = raw.string, let parsed = ClientKeySource(rawValue: text) else {
-                throw ConfigError(key: "\(prefix).client_key", value: "\(raw)", allowed: "\"address\" (the client's IP, default) or \"hostname\" (the AUTH_SYS machine name)")
+                throw ConfigError(
+                    key: "\(prefix).client_key", value: shown(raw), allowed: "\"address\" (the client's IP, default) or \"hostname\" (the AUTH_SYS machine name)")
             }
             keySource = parsed
         }
+        guard let path, !rules.isEmpty, !(lowers.isEmpty && upper == nil) else { return nil }
         return ExportConfiguration(path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource)
     }
 
@@ -268,46 +452,244 @@ public struct Configuration: Sendable {
         guard let raw = table[name] else { return [] }
         if let single = raw.string { return [single] }
         guard let array = raw.array else {
-            throw ConfigError(key: key, value: "\(raw)", allowed: "a list of strings: \(what)")
+            throw ConfigError(key: key, value: shown(raw), allowed: "a list of strings: \(what)")
         }
         var result: [String] = []
         for element in array {
             guard let text = element.string else {
-                throw ConfigError(key: key, value: "\(element)", allowed: "a list of strings: \(what)")
+                throw ConfigError(key: key, value: shown(element), allowed: "a list of strings: \(what)")
             }
             result.append(text)
         }
         return result
     }
 
-    /// Checks what spans tables: unique export paths and export identifiers.
-    func validate() throws(ConfigError) {
+    /// Checks what spans tables: unique export paths and identifiers, distinct ports, and
+    /// layers that would corrupt each other (one writable layer for two exports, an upper
+    /// inside a lower or inside the state directory).
+    func validate(problems: inout ProblemList, overrides: ConfigurationOverrides = ConfigurationOverrides()) {
         var byID: [UInt32: String] = [:]
         for (index, export) in self.exports.enumerated() {
             if let other = byID[export.exportID] {
                 let why = other == export.path ? "each export path may appear once" : "its identifier collides with export \"\(other)\"; pick a slightly different path"
-                throw ConfigError(key: "export[\(index)].path", value: "\"\(export.path)\"", allowed: why)
+                problems.error(ConfigError(key: "export[\(index)].path", value: "\"\(export.path)\"", allowed: why))
             }
             byID[export.exportID] = export.path
         }
-        if self.server.nfsPort != 0 && self.server.nfsPort == self.server.mountPort {
-            throw ConfigError(key: "server.mount_port", value: "\(self.server.mountPort)", allowed: "a port other than server.nfs_port")
+        self.validatePorts(problems: &problems, overrides: overrides)
+        self.validateLayerPlacement(problems: &problems)
+    }
+
+    func validatePorts(problems: inout ProblemList, overrides: ConfigurationOverrides) {
+        let settings = self.server
+        let nfsKey = overrides.nfsPort != nil ? "--nfs-port" : "server.nfs_port"
+        let mountKey = overrides.mountPort != nil ? "--mount-port" : "server.mount_port"
+        if settings.nfsPort != 0 && settings.nfsPort == settings.mountPort {
+            problems.error(
+                ConfigError(
+                    key: mountKey, value: "\(settings.mountPort)",
+                    allowed: "the same port as \(nfsKey); NFS and MOUNT each need a port of their own (usually 2049 and 20048)"))
+        }
+        if let metrics = settings.metrics.flatMap(MetricsAddress.init), metrics.port != 0 {
+            for (key, port) in [(nfsKey, settings.nfsPort), (mountKey, settings.mountPort)] where port == metrics.port {
+                problems.error(
+                    ConfigError(
+                        key: "server.metrics", value: "\"\(settings.metrics ?? "")\"",
+                        allowed: "the same port as \(key); give the metrics endpoint a port of its own, e.g. 9102"))
+            }
         }
     }
 
-    /// Checks what exists on disk: every lower is a directory. Used by `check-config` and at
-    /// start-up; returns problems as errors naming the key.
+    func validateLayerPlacement(problems: inout ProblemList) {
+        let stateDirectory = self.server.stateDirectory
+        for (index, export) in self.exports.enumerated() {
+            let prefix = "export[\(index)]"
+            guard let upper = export.upper else { continue }
+            let upperRoot = upperDirectoryRoot(upper)
+            // An upper that another export also writes.
+            for (otherIndex, other) in self.exports.enumerated() where otherIndex < index {
+                guard let otherUpper = other.upper, uppersOverlap(upper, otherUpper) else { continue }
+                problems.error(
+                    ConfigError(
+                        key: "\(prefix).upper", value: "\"\(upper)\"",
+                        allowed:
+                            "overlaps the upper of export[\(otherIndex)] (\"\(otherUpper)\"); two exports writing one layer corrupt each other's whiteouts and metadata: give each export its own upper"
+                    ))
+            }
+            // An upper inside a lower changes that lower under every union that reads it; a lower
+            // inside an upper is changed by clients.
+            for (otherIndex, other) in self.exports.enumerated() {
+                for (position, lower) in other.lowers.enumerated() {
+                    if isSameOrInside(upperRoot, lower) {
+                        problems.error(
+                            ConfigError(
+                                key: "\(prefix).upper", value: "\"\(upper)\"",
+                                allowed:
+                                    "inside export[\(otherIndex)].lowers \"\(lower)\"; a lower layer must not change under the union: put the upper outside every lower"
+                            ))
+                    } else if isSameOrInside(lower, upperRoot) {
+                        problems.error(
+                            ConfigError(
+                                key: "export[\(otherIndex)].lowers", value: "\"\(lower)\"",
+                                allowed: "inside the upper of \(prefix) (\"\(upper)\"), where clients write; a lower layer must lie outside every upper",
+                                entry: position))
+                    }
+                }
+            }
+            if isSameOrInside(upperRoot, stateDirectory) {
+                problems.error(
+                    ConfigError(
+                        key: "\(prefix).upper", value: "\"\(upper)\"",
+                        allowed: "inside server.state_dir \"\(stateDirectory)\", which holds the server's own files: put the upper elsewhere"))
+            } else if isSameOrInside(stateDirectory, upperRoot) {
+                problems.error(
+                    ConfigError(
+                        key: "server.state_dir", value: "\"\(stateDirectory)\"",
+                        allowed: "inside the upper of \(prefix) (\"\(upper)\"), where clients could see and change it: put state_dir elsewhere"))
+            }
+        }
+    }
+
+    /// Checks what exists on disk: every lower is a directory, every upper and the state
+    /// directory exist or can be created. Used by `check-config` and at start-up; returns
+    /// problems as errors naming the key.
     public func checkFileSystem() -> [ConfigError] {
         var problems: [ConfigError] = []
         for (index, export) in self.exports.enumerated() {
-            for lower in export.lowers {
+            for (position, lower) in export.lowers.enumerated() {
                 var isDirectory: ObjCBool = false
-                if !FileManager.default.fileExists(atPath: lower, isDirectory: &isDirectory) || !isDirectory.boolValue {
-                    problems.append(ConfigError(key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "an existing directory (create it or fix the path)"))
+                if !FileManager.default.fileExists(atPath: lower, isDirectory: &isDirectory) {
+                    problems.append(
+                        ConfigError(
+                            key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "no such directory (create it or fix the path)", entry: position))
+                } else if !isDirectory.boolValue {
+                    problems.append(
+                        ConfigError(key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "not a directory (fix the path)", entry: position))
                 }
             }
+            if let upper = export.upper, let reason = whyCannotCreate(upperDirectoryRoot(upper)) {
+                problems.append(ConfigError(key: "export[\(index)].upper", value: "\"\(upper)\"", allowed: "cannot be created: \(reason)"))
+            }
         }
-        return problems
+        if let reason = whyCannotCreate(self.server.stateDirectory) {
+            problems.append(ConfigError(key: "server.state_dir", value: "\"\(self.server.stateDirectory)\"", allowed: "cannot be created: \(reason)"))
+        }
+        return self.located(problems)
+    }
+}
+
+extension ConfigError {
+    static let syntaxKey = "(syntax)"
+}
+
+/// A TOML value as the file spells it: strings in quotes, other values as they are.
+func shown(_ value: (any TOMLValueConvertible)?) -> String {
+    guard let value else { return "(missing)" }
+    if let text = value.string { return "\"\(text)\"" }
+    return "\(value)"
+}
+
+/// `[server] metrics`: `HOST:PORT` or `[IPv6]:PORT`.
+public struct MetricsAddress: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), port >= 0, port <= 65535 else {
+            return nil
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+}
+
+/// `path` made absolute against `base` and standardized (`.` and `..` removed).
+func resolvedPath(_ path: String, against base: String) -> String {
+    let absoluteBase = base.hasPrefix("/") ? base : FileManager.default.currentDirectoryPath + "/" + base
+    let joined = path.hasPrefix("/") ? path : absoluteBase + "/" + path
+    return (joined as NSString).standardizingPath
+}
+
+/// The directory every upper of a template lies in: the template's directories before the
+/// one holding `{client}` (`/srv/clients/{client}` → `/srv/clients`); a plain upper itself.
+func upperDirectoryRoot(_ upper: String) -> String {
+    guard upper.contains(ExportConfiguration.clientPlaceholder) else { return upper }
+    let components = upper.split(separator: "/", omittingEmptySubsequences: false)
+    let index = components.firstIndex { $0.contains(ExportConfiguration.clientPlaceholder) } ?? components.endIndex
+    let root = components[..<index].joined(separator: "/")
+    return root.isEmpty ? "/" : root
+}
+
+/// True if `path` is `directory` or lies below it, comparing whole components.
+func isSameOrInside(_ path: String, _ directory: String) -> Bool {
+    let pathComponents = path.split(separator: "/")
+    let directoryComponents = directory.split(separator: "/")
+    return pathComponents.starts(with: directoryComponents)
+}
+
+/// True if two upper layers (plain or `{client}` templates) can be, or contain, one another.
+func uppersOverlap(_ a: String, _ b: String) -> Bool {
+    let aIsTemplate = a.contains(ExportConfiguration.clientPlaceholder)
+    let bIsTemplate = b.contains(ExportConfiguration.clientPlaceholder)
+    switch (aIsTemplate, bIsTemplate) {
+    case (false, false):
+        return isSameOrInside(a, b) || isSameOrInside(b, a)
+    case (true, true):
+        // Same client, same directory: one template inside (or equal to) the other.
+        return isSameOrInside(a, b) || isSameOrInside(b, a)
+    case (true, false):
+        return isSameOrInside(b, upperDirectoryRoot(a)) || isSameOrInside(upperDirectoryRoot(a), b)
+    case (false, true):
+        return isSameOrInside(a, upperDirectoryRoot(b)) || isSameOrInside(upperDirectoryRoot(b), a)
+    }
+}
+
+/// Why the directory `path` can neither be found nor created, or nil if it exists (as a
+/// writable directory) or can be created.
+func whyCannotCreate(_ path: String) -> String? {
+    var info = stat()
+    if stat(path, &info) == 0 {
+        if info.st_mode & S_IFMT != S_IFDIR { return "\(path) exists and is not a directory" }
+        return whyNotWritable(path)
+    }
+    // Walk up to the nearest existing ancestor: it must be a directory we may write in.
+    var ancestor = (path as NSString).deletingLastPathComponent
+    while !ancestor.isEmpty {
+        if stat(ancestor, &info) == 0 {
+            if info.st_mode & S_IFMT != S_IFDIR { return "\(ancestor) is a file, not a directory" }
+            return whyNotWritable(ancestor)
+        }
+        if errno != ENOENT { return "\(ancestor): \(String(cString: strerror(errno)))" }
+        if ancestor == "/" { break }
+        ancestor = (ancestor as NSString).deletingLastPathComponent
+    }
+    return nil
+}
+
+private func whyNotWritable(_ directory: String) -> String? {
+    var fileSystem = statvfs()
+    if statvfs(directory, &fileSystem) == 0, fileSystem.f_flag & UInt(ST_RDONLY) != 0 {
+        return "\(directory) is on a read-only file system"
+    }
+    if access(directory, W_OK | X_OK) != 0 {
+        return "no write permission in \(directory) (running as uid \(getuid()))"
+    }
+    return nil
+}
+
+extension ClientMatch {
+    /// True if both match exactly the same addresses (`10.0.0.0/24` and `10.0.0.7/255.255.255.0`).
+    func coversSameClients(as other: ClientMatch) -> Bool {
+        switch (self, other) {
+        case (.everyone, .everyone): return true
+        case (.host(let a), .host(let b)): return a == b
+        case (.network(let a, let lengthA), .network(let b, let lengthB)):
+            return lengthA == lengthB && a.sharesPrefix(with: b, length: lengthA)
+        default: return false
+        }
     }
 }
 

@@ -41,6 +41,15 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The prefix length of an IPv4 netmask such as 255.255.255.0 (24); nil if the mask's ones
+    /// are not contiguous or it is not IPv4.
+    public var contiguousPrefixLength: Int? {
+        guard case .v4(let mask) = self else { return nil }
+        let ones = mask.leadingZeroBitCount == 0 ? (~mask).leadingZeroBitCount : 0
+        let expected: UInt32 = ones == 0 ? 0 : ~(UInt32.max >> UInt32(ones))
+        return mask == expected ? ones : nil
+    }
+
     /// True if the first `prefixLength` bits of `self` and `other` agree (and both are of
     /// the same family).
     public func sharesPrefix(with other: IPAddress, length prefixLength: Int) -> Bool {

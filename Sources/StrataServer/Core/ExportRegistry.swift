@@ -57,6 +57,11 @@ public final class ExportRegistry: Sendable {
 
     public var exports: [ExportConfiguration] { self.state.withLock { $0.configuration.exports } }
 
+    /// The path of the export with identifier `exportID` (bytes 1-3 of its handles).
+    public func exportPath(exportID: UInt32) -> String? {
+        self.state.withLock { $0.exportsByID[exportID]?.path }
+    }
+
     public var mountTable: [MountRecord] { self.state.withLock { $0.mounts } }
 
     // MARK: Access control
@@ -162,9 +167,10 @@ public final class ExportRegistry: Sendable {
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(clientKey)"]))
         } catch {
+            let detail = self.layerProblem(export: export, error: error)
             self.logger.error(
-                "cannot open layers", metadata: ["export": "\(export.path)", "client": "\(clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
-            throw .layerUnavailable("export \(export.path): \(error)")
+                "cannot open layers: \(detail)", metadata: ["export": "\(export.path)", "client": "\(clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
+            throw .layerUnavailable(detail)
         }
     }
 

@@ -1,3 +1,4 @@
+import NIOCore
 import Union
 
 /// The NFS file handle Strata hands out (28 bytes; RFC 1813 allows 64):
@@ -55,5 +56,16 @@ public struct ServerFileHandle: Sendable, Hashable {
             self.object.write(to: UnsafeMutableRawBufferPointer(rebasing: b[ServerFileHandle.headerBytes...]))
             count = ServerFileHandle.encodedBytes
         }
+    }
+
+    /// The export identifier of the handle an XDR-encoded call's arguments start with, read
+    /// in place (for metrics, before the call decodes it); nil if it is not one of ours.
+    public static func exportID(peekingAt arguments: ByteBuffer) -> UInt32? {
+        guard let length = arguments.getInteger(at: arguments.readerIndex, as: UInt32.self),
+            length == ServerFileHandle.encodedBytes,
+            let word = arguments.getInteger(at: arguments.readerIndex + 4, as: UInt32.self),
+            word >> 24 == UInt32(ServerFileHandle.version)
+        else { return nil }
+        return word & 0xff_ffff
     }
 }

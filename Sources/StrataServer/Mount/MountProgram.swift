@@ -91,7 +91,8 @@ public final class MountProgram: RPCProgramHandler {
             case .layerUnavailable: status = .io
             }
             call.logger.notice(
-                "MNT refused", metadata: ["export": "\(path)", "client": "\(client)", "reason": "\(rejection)", "status": "\(status)"])
+                "MNT refused: \(self.registry.refusalMessage(rejection, path: path.description, call: call))",
+                metadata: ["export": "\(path)", "client": "\(client)", "reason": "\(rejection)", "status": "\(status)"])
             if call.version == Mount.version1 {
                 return .success(xdrEncoded(FHStatus1.fail(errno: status.rawValue)))
             }

@@ -57,7 +57,7 @@ extension ExportCall {
 }
 
 extension NFSStatus3 {
-    /// The one mapping of union errors to NFS status codes (STYLE.md §1: one error boundary).
+    /// The one mapping of union errors to NFS status codes (one error boundary per module, Docs/ARCHITECTURE.md).
     ///
     /// `badName` reaches here only as a fallback: the handlers classify names before calling
     /// the union (see `NFSName`) so "." and ".." get the status knfsd gives them per procedure.

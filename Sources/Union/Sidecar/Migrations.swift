@@ -69,6 +69,12 @@ enum SidecarMigrations {
                 t.column("path", .blob).notNull()
             }
         }
+        m.registerMigration("v5-layer-format") { db in
+            // Marks the database as a Strata layer (`LayerFormat`): a tree/ + layer.db that lacks it is a plain tree.
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                arguments: [LayerFormat.markerKey, LayerFormat.version])
+        }
         return m
     }
 }

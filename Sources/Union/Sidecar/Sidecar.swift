@@ -57,19 +57,7 @@ final class Sidecar: Sendable {
 
     /// The directory-scoped records of a layer (whiteouts, opaque markers, redirects), loaded at once.
     func loadLayerRecords() throws(UnionError) -> LayerRecords {
-        try self.read("load layer records") { db in
-            var r = LayerRecords()
-            if try db.tableExists(WhiteoutRecord.databaseTableName) {
-                for w in try WhiteoutRecord.fetchAll(db) {
-                    r.whiteouts[UInt64(bitPattern: w.dirIno), default: []].insert([UInt8](w.name))
-                }
-                for o in try OpaqueRecord.fetchAll(db) { r.opaque.insert(UInt64(bitPattern: o.dirIno)) }
-                for d in try RedirectRecord.fetchAll(db) {
-                    r.redirects[UInt64(bitPattern: d.dirIno)] = [UInt8](d.path)
-                }
-            }
-            return r
-        }
+        try self.read("load layer records", LayerRecords.load)
     }
 }
 
@@ -78,8 +66,51 @@ struct LayerRecords: Sendable {
     var whiteouts: [UInt64: Set<[UInt8]>] = [:]
     var opaque: Set<UInt64> = []
     var redirects: [UInt64: [UInt8]] = [:]
+    /// Records left out at load because a name in them could leave a directory (see `load`).
+    var rejected = 0
 
     func isWhiteout(dirIno: UInt64, _ name: [UInt8]) -> Bool {
         self.whiteouts[dirIno]?.contains(name) ?? false
+    }
+
+    /// Reads the records. A sidecar is input like the wire (a lower's may come from anywhere): a whiteout name must
+    /// be a valid name and a redirect a relative path of valid names (no `..`, `.`, empty component or leading `/`),
+    /// else the record is left out (counted in `rejected`), so following a redirect never leaves the layers' roots.
+    static func load(_ db: Database) throws -> LayerRecords {
+        var r = LayerRecords()
+        guard try db.tableExists(WhiteoutRecord.databaseTableName) else { return r }
+        for w in try WhiteoutRecord.fetchAll(db) {
+            let name = [UInt8](w.name)
+            guard Self.isValidName(name) else {
+                r.rejected += 1
+                continue
+            }
+            r.whiteouts[UInt64(bitPattern: w.dirIno), default: []].insert(name)
+        }
+        for o in try OpaqueRecord.fetchAll(db) { r.opaque.insert(UInt64(bitPattern: o.dirIno)) }
+        for d in try RedirectRecord.fetchAll(db) {
+            let path = [UInt8](d.path)
+            guard Self.isValidRedirect(path) else {
+                r.rejected += 1
+                continue
+            }
+            r.redirects[UInt64(bitPattern: d.dirIno)] = path
+        }
+        return r
+    }
+
+    static func isValidName(_ name: [UInt8]) -> Bool {
+        do throws(UnionError) {
+            try Names.validate(name)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// A union path below the root: 1 to 4096 bytes, components split on every `/`, each a valid name.
+    static func isValidRedirect(_ path: [UInt8]) -> Bool {
+        guard !path.isEmpty, path.count <= 4096 else { return false }
+        return path.split(separator: 0x2f, omittingEmptySubsequences: false).allSatisfy { Self.isValidName(Array($0)) }
     }
 }

@@ -79,6 +79,31 @@ func run(_ executable: String, _ arguments: [String], timeout: Double = 60) thro
     return CommandResult(status: status, output: child.output)
 }
 
+/// Output of a finished command with stdout and stderr apart.
+struct SplitResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var succeeded: Bool { self.status == 0 }
+}
+
+/// As `run`, keeping stderr apart from stdout (messages meant for stderr must go there).
+func runSplit(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 60) throws -> SplitResult {
+    let base = "/tmp/strata-it-output-\(getpid())-\(UUID().uuidString)"
+    defer {
+        unlink(base + ".out")
+        unlink(base + ".err")
+    }
+    let child = try Subprocess([executable] + arguments, outputPath: base + ".out", errorPath: base + ".err", environment: environment)
+    guard let status = child.wait(timeout: timeout) else {
+        child.signalGroup(SIGKILL)
+        _ = child.wait(timeout: 10)
+        throw HarnessError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
+    }
+    let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+    return SplitResult(status: status, stdout: read(base + ".out"), stderr: read(base + ".err"))
+}
+
 /// A `strata serve` child process on loopback, started with a configuration written by the
 /// test, on ports it picks itself (port 0), stopped by PID.
 final class ServerProcess {

@@ -12,14 +12,19 @@ final class Subprocess {
 
     /// Starts `arguments[0]` (looked up in PATH) with `arguments`; stdout and stderr append to
     /// `outputPath`; stdin is /dev/null.
-    init(_ arguments: [String], outputPath: String, environment: [String: String]? = nil) throws {
+    /// `errorPath`, if given, takes stderr apart from stdout.
+    init(_ arguments: [String], outputPath: String, errorPath: String? = nil, environment: [String: String]? = nil) throws {
         self.outputPath = outputPath
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let errorPath {
+            posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

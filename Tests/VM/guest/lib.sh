@@ -41,5 +41,16 @@ nfs_mount() {
   timeout 60 mount.nfs "$SERVER:$_e" "$_d" -o "$_o" && return 0   # the real nfs-utils mount helper
   _rc=$?; dmesg | tail -n 4 | sed 's/^/    | dmesg: /' >/dev/console; return $_rc
 }
+# wait_for TIMEOUT_S CMD...: poll CMD every 0.1 s until it succeeds (0) or TIMEOUT_S pass (1). Never a fixed
+# sleep: a busy host (TCG) may be many times slower than expected.
+wait_for() {
+  _t=$1; shift; _i=0
+  while ! "$@" >/dev/null 2>&1; do
+    [ $_i -ge $((_t*10)) ] && return 1
+    sleep 0.1; _i=$((_i+1))
+  done
+}
+# count_above FILE N: the number in FILE is greater than N
+count_above() { _c=$(cat "$1" 2>/dev/null || echo 0); [ "${_c:-0}" -gt "$2" ]; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 finish() { echo "GUEST-FAILS $FAILS"; [ "$FAILS" -eq 0 ]; }

@@ -44,22 +44,24 @@ rm -f /tmp/ls.err /tmp/ls.count; touch /tmp/ls.err
   done
 ) &
 LISTER_PID=$!; [ "${LISTER:-0}" = 1 ] || LISTER_PID=""
-sleep 3
+# the loop must be running before the restarts (bounded wait, no fixed sleep: TCG on a busy host is slow)
+wait_for 120 count_above /tmp/loop.count 2
 c0=$(cat /tmp/loop.count 2>/dev/null || echo 0)
-[ "$c0" -gt 0 ] && ok write-loop-running "$c0 iterations before the restarts" || bad write-loop-running
+[ "$c0" -gt 2 ] && ok write-loop-running "$c0 iterations before the restarts" || bad write-loop-running "$c0 iterations in 120 s"
 # read from the held files before the restart
 read -r l <&5; check held-read-before "1" "$l"
 
 echo during-term-restart >/tmp/phase
 host_req restart-term 90 && ok server-restart-term || bad server-restart-term
 echo after-term-restart >/tmp/phase
-sleep 3
+# the loop goes on against the restarted server (a few iterations, bounded)
+c=$(cat /tmp/loop.count); wait_for 120 count_above /tmp/loop.count $((c+2)) || bad loop-after-term-restart "stuck at $(cat /tmp/loop.count)"
 echo "after term restart" >&3 && ok held-write-after-term || bad held-write-after-term
 read -r l <&5; check held-read-after-term "2" "$l"
 echo during-kill-restart >/tmp/phase
 host_req restart-kill 90 && ok server-restart-kill || bad server-restart-kill
 echo after-kill-restart >/tmp/phase
-sleep 3
+c=$(cat /tmp/loop.count); wait_for 120 count_above /tmp/loop.count $((c+2)) || bad loop-after-kill-restart "stuck at $(cat /tmp/loop.count)"
 echo "after kill restart" >&3 && ok held-write-after-kill || bad held-write-after-kill
 read -r l <&5; check held-read-after-kill "3" "$l"
 check held-lower-read-after-restarts "lower1-a" "$(cat <&4)"

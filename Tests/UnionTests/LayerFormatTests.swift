@@ -1,0 +1,126 @@
+import Foundation
+import GRDB
+import Glibc
+import Testing
+
+@testable import Union
+
+/// What counts as a Strata layer, and what a lower's sidecar may make the union do (issue 10, item 6).
+@Suite struct LayerFormatTests {
+    /// A Strata layer at `dir` (made as an upper) holding the empty directory `d`; returns d's inode in `tree/`.
+    static func strataLayer(_ f: Fixture, _ dir: String) throws -> Int64 {
+        let u = try UnionNamespace(upper: dir, lowers: [], logger: .init(label: "t"))
+        _ = try u.mkdir(in: u.rootHandle, b("d"), attributes: .init(), as: root)
+        u.close()
+        var st = stat()
+        #expect(stat(dir + "/tree/d", &st) == 0)
+        return Int64(bitPattern: UInt64(st.st_ino))
+    }
+
+    static func edit(_ dir: String, _ body: (Database) throws -> Void) throws {
+        let s = try Sidecar(path: dir + "/layer.db", readOnly: false)
+        defer { s.close() }
+        try s.write("test edit", body)
+    }
+
+    @Test(arguments: [
+        "../outside", "../../../../../../../../etc", "..", "d/../../outside", "/outside", "outside/", "./outside",
+        "outside//x", "",
+    ])
+    func hostileRedirectNeverLeavesTheLayers(_ target: String) throws {
+        let f = Fixture()
+        f.file(f.base + "/outside/secret", "S")
+        f.file(f.lower(0) + "/outside/inside", "I")  // what a lower-relative "outside" would name
+        let hostile = f.base + "/hostile"
+        let ino = try Self.strataLayer(f, hostile)
+        try Self.edit(hostile) { db in
+            try RedirectRecord(dirIno: ino, path: Data(target.utf8)).insert(db)
+            try WhiteoutRecord(dirIno: ino, name: Data("../x".utf8)).insert(db)
+        }
+        let records = try LayerFormat.withStrataSidecar(hostile, LayerRecords.load)
+        #expect(records?.redirects.isEmpty == true && records?.whiteouts.isEmpty == true && records?.rejected == 2)
+
+        let u = try UnionNamespace(upper: nil, lowers: [hostile, f.lower(0)], logger: .init(label: "t"))
+        defer { u.close() }
+        #expect(try u.names("d") == [])
+        #expect(throws: UnionError.noEntry) { try u.walk("d/secret") }
+        #expect(throws: UnionError.noEntry) { try u.walk("d/passwd") }
+        #expect(throws: UnionError.noEntry) { try u.walk("d/inside") }
+        #expect(try u.names("") == ["d", "outside"])
+        #expect(try LayerTools.inspect(layerDirectory: hostile).redirects.isEmpty)
+    }
+
+    /// The same layer with a valid redirect still merges what it names (the check does not break redirects).
+    @Test func validRedirectStillMerges() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/old/sub/file", "F")
+        let layer = f.base + "/layer"
+        let ino = try Self.strataLayer(f, layer)
+        try Self.edit(layer) { db in try RedirectRecord(dirIno: ino, path: Data("old/sub".utf8)).insert(db) }
+        let u = try UnionNamespace(upper: nil, lowers: [layer, f.lower(0)], logger: .init(label: "t"))
+        defer { u.close() }
+        #expect(try u.names("d") == ["file"])
+        #expect(try u.contents("d/file") == "F")
+    }
+
+    @Test func plainImageWithTreeAndForeignLayerDBIsPlain() throws {
+        let f = Fixture()
+        let strata = f.base + "/strata"
+        _ = try Self.strataLayer(f, strata)
+        // 1: any file called layer.db; 2: an SQLite database some other program made; 3: a real Strata layer.db
+        // next to a tree/ that is a symlink.
+        f.file(f.lower(0) + "/tree/x", "X")
+        f.file(f.lower(0) + "/layer.db", "not a database")
+        f.file(f.lower(1) + "/tree/y", "Y")
+        let other = try DatabaseQueue(path: f.lower(1) + "/layer.db")
+        try other.write { db in
+            try db.execute(sql: "CREATE TABLE whiteout (dirIno INTEGER, name BLOB)")
+            try db.execute(sql: "CREATE TABLE meta (key TEXT, value INTEGER)")
+        }
+        try other.close()
+        f.mkdir(f.lower(2))
+        #expect(copyfile(strata + "/layer.db", f.lower(2) + "/layer.db"))
+        #expect(Glibc.symlink(strata + "/tree", f.lower(2) + "/tree") == 0)
+
+        for i in 0..<3 {
+            #expect(try LayerFormat.isStrataLayer(f.lower(i)) == false)
+            #expect(try LayerTools.inspect(layerDirectory: f.lower(i)).kind == .plain)
+        }
+        #expect(try LayerFormat.isStrataLayer(strata))
+        let u = try UnionNamespace(upper: nil, lowers: [f.lower(0), f.lower(1), f.lower(2)], logger: .init(label: "t"))
+        defer { u.close() }
+        #expect(try u.names("") == ["layer.db", "tree"])
+        #expect(try u.names("tree") == ["x", "y"])
+        #expect(try u.contents("layer.db") == "not a database")
+        #expect(throws: LayerToolError.self) { try LayerTools.promote(upper: f.lower(1), to: f.base + "/p") }
+    }
+
+    /// Layers made before the format row are recognised by Strata's recorded schema; a newer format is refused.
+    @Test func formatRowAndItsAbsence() throws {
+        let f = Fixture()
+        let layer = f.base + "/layer"
+        _ = try Self.strataLayer(f, layer)
+        f.file(f.lower(0) + "/d/hidden", "H")
+        let u0 = try UnionNamespace(upper: f.upper, lowers: [layer, f.lower(0)], logger: .init(label: "t"))
+        try u0.remove(in: u0.h("d"), b("hidden"), as: root)
+        u0.close()
+        try Self.edit(f.upper) { db in
+            try db.execute(sql: "DELETE FROM meta WHERE key = ?", arguments: [LayerFormat.markerKey])
+        }
+        #expect(try LayerFormat.isStrataLayer(f.upper))
+        let u1 = try UnionNamespace(upper: nil, lowers: [f.upper, layer, f.lower(0)], logger: .init(label: "t"))
+        #expect(try u1.names("d") == [])  // the old upper's whiteout still applies
+        u1.close()
+
+        try Self.edit(layer) { db in
+            try db.execute(
+                sql: "UPDATE meta SET value = ? WHERE key = ?", arguments: [LayerFormat.version + 1, LayerFormat.markerKey])
+        }
+        #expect(throws: UnionError.self) { try LayerFormat.isStrataLayer(layer) }
+        #expect(throws: UnionError.self) { try UnionNamespace(upper: nil, lowers: [layer], logger: .init(label: "t")) }
+    }
+}
+
+private func copyfile(_ from: String, _ to: String) -> Bool {
+    (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil
+}
