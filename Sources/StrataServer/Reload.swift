@@ -72,7 +72,12 @@ final class Reloader: Sendable {
             applied.server = running.server
             applied.server.logLevel = fresh.server.logLevel
             applied.server.logFormat = fresh.server.logFormat
-            self.registry.reload(applied)
+            do {
+                try self.registry.reload(applied)
+            } catch {
+                // An export's id would change: nothing is applied.
+                return ReloadReport(applied: false, errors: ["\(error)"], warnings: fresh.warnings.map(\.description))
+            }
             if let control = self.logControl {
                 control.level = Logger.Level(rawValue: applied.server.logLevel) ?? control.level
                 control.format = applied.server.logFormat

@@ -62,6 +62,7 @@ public final class StrataServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         let threadPool = NIOThreadPool(numberOfThreads: settings.threads)
         threadPool.start()
+        registry.startClosingIdleNamespaces { work in _ = try? await threadPool.runIfActive(work) }
         var servers: [RPCServer] = []
         do {
             var rpcConfiguration = RPCServerConfiguration(maxRecordBytes: settings.maxRecordBytes, threadPoolSize: settings.threads)

@@ -3,7 +3,9 @@ import Glibc
 // Copy-up (Docs/SEMANTICS.md, overlayfs copy_up.c): parents first, with their lower metadata; then the object, written
 // under work/, fsynced and renamed into place, so a client never sees a half-copied file. Data keeps its holes:
 // FICLONE where the file system can ("Try to use clone_file_range to clone up within the same fs"), else
-// copy_file_range over each data extent found with SEEK_DATA/SEEK_HOLE, else a read/write loop.
+// copy_file_range over each data extent found with SEEK_DATA/SEEK_HOLE; a read/write loop only where the kernel
+// refuses both. A regular file's data is copied without any namespace lock (`copyUpOutsideChange`): other calls,
+// of this namespace and others, go on meanwhile; only the publishing rename takes the write lock.
 
 extension UnionNamespace {
     func requireUpper() throws(UnionError) -> UpperLayer {
@@ -41,9 +43,9 @@ extension UnionNamespace {
                     try Sys.retry("linkat", path) { linkat(upper.index.raw, src, parentFD.raw, dst, 0) }
                 }
             }
-            try Files.fsyncDirectory(parentFD, path: parent.pathString)
+            self.changed(.directory(parentFD, path: parent.pathString))
             // The lower name is an upper link now (a crash before this commit: nlink one too high, never too low).
-            try self.identities.lowerNameGone(node.fileid)
+            self.identities.lowerNameGone(node.fileid)
             return try self.reresolve(node)
         }
         return try self.publishCopy(node, try self.prepareCopy(node, dataLimit: dataLimit), into: parent)
@@ -97,40 +99,60 @@ extension UnionNamespace {
                         }
                     }
                 }
-                try Files.fsyncDirectory(upper.index, path: "index")
+                self.changed(.directory(upper.index, path: "index"))
             }
             try self.crashPoint("copyUp.afterCopy")
             // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
+            // It must be durable before the rename publishes the copy: the one flush waited for under the lock.
             if st.isDirectory { try self.clearDirectoryRecords([UInt64(tmpSt.st_ino)]) }
-            try self.identities.setUpper(
+            let seq = self.identities.setUpper(
                 node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
                 lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
+            try self.durable(seq)
             try self.crashPoint("copyUp.afterRecord")
             // Step 3: publish. A crash after it: the copy is the object.
             try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
             try self.restoreTimes(parent)
-            try Files.fsyncDirectory(parentFD, path: parent.pathString)
+            self.changed(.directory(parentFD, path: parent.pathString))
         }
         self.copyUpCount.add(1, ordering: .relaxed)
         self.stats.copiedUp(bytes: tmpSt.isRegular ? UInt64(clamping: tmpSt.st_size) : 0)
         // The copied name is an upper link now; its lower inode's other names still count (see `linkCount`).
-        if wasCountedLowerName { try self.identities.lowerNameGone(node.fileid) }
+        if wasCountedLowerName { self.identities.lowerNameGone(node.fileid) }
         try self.crashPoint("copyUp.afterPublish")
         self.logger.debug("copied up", metadata: ["layer": "\(upper.directory)", "path": "\(path)"])
         return try self.reresolve(node)
     }
 
-    /// Copy-up for WRITE without holding the write lock for the data copy: (A) under the write lock, parents are
-    /// copied up and the object re-checked; (B) under the read lock, the data is copied into work/ while other calls
-    /// run; (C) under the write lock, the name is re-checked (still the same lower object, not yet copied up) and
-    /// the copy published, or discarded when something changed meanwhile (the caller retries). A per-object lock
-    /// around A–C makes concurrent writers of one file copy it once ("Raced with another copy-up? Nothing to do").
+    /// Copy-up for WRITE: see `copyUpOutsideChange`.
     func copyUpForWrite(_ h: ObjectHandle, check: (Node) throws(UnionError) -> Void) throws(UnionError) {
+        try self.copyUpOutsideChange(h) { (n) throws(UnionError) -> Bool in
+            try check(n)
+            return true
+        }
+    }
+
+    /// Copies a lower object up before the change that needs it (WRITE, SETATTR, LINK, RENAME), without holding the
+    /// namespace lock for the data copy: (A) under the write lock, parents are copied up and the object re-checked;
+    /// (B) with no namespace lock at all, the data is copied into work/ (other calls, and other namespaces sharing
+    /// the thread pool, go on); (C) under the write lock, the name is re-checked (still the same lower object, not
+    /// yet copied up) and the copy published, or discarded when something changed meanwhile (the change then copies
+    /// up itself, under its lock). A per-object lock around A–C makes concurrent writers of one file copy it once
+    /// ("Raced with another copy-up? Nothing to do"). `shouldCopy` false: leave it to the change (it will fail).
+    func copyUpOutsideChange(
+        _ h: ObjectHandle, dataLimit: UInt64? = nil, shouldCopy: (Node) throws(UnionError) -> Bool
+    ) throws(UnionError) {
         let stripe = self.copyUpLocks[Int(h.fileid % UInt64(self.copyUpLocks.count))]
         try stripe.lock.withLock { (_) throws(UnionError) in
+            // Cheap first look under the read lock: most calls find the object in the upper layer already.
+            let needed = try self.namespaceLock.withReadLock { () throws(UnionError) -> Bool in
+                let n = try self.resolve(h)
+                return !self.isUpper(n.top)
+            }
+            guard needed else { return }
             let pending = try self.mutate { () throws(UnionError) -> Node? in
                 let n = try self.resolve(h)
-                try check(n)
+                guard try shouldCopy(n) else { return nil }
                 if self.isUpper(n.top) { return nil }
                 let parent = try self.upperDirectory(n.parentFileid)
                 let fresh = try self.reresolve(n)
@@ -142,12 +164,7 @@ extension UnionNamespace {
                 return fresh
             }
             guard let node = pending else { return }
-            let copy = try self.namespaceLock.withReadLock { () throws(UnionError) -> PreparedCopy in
-                if self.isClosed.load(ordering: .relaxed) { throw .stale }
-                let copy = try self.prepareCopy(node, dataLimit: nil)
-                if let hook = self.whileCopying.withLock({ $0 }) { hook() }
-                return copy
-            }
+            let copy = try self.prepareCopyUnlocked(node, dataLimit: dataLimit)
             try self.mutate { () throws(UnionError) in
                 guard let fresh = try? self.reresolve(node), fresh.fileid == node.fileid, !self.isUpper(fresh.top),
                     fresh.indexed == nil, fresh.top.ino == node.top.ino
@@ -161,6 +178,42 @@ extension UnionNamespace {
         }
     }
 
+    /// Step 1 of a copy-up of a regular file without the namespace lock: the source is opened and the destination
+    /// made in work/ under the read lock (the layer's descriptors stay open meanwhile); data, xattrs, owner, mode and
+    /// times are then copied through the two descriptors, and the copy fsynced, with no lock held.
+    func prepareCopyUnlocked(_ node: Node, dataLimit: UInt64?) throws(UnionError) -> PreparedCopy {
+        let tmp = self.workName("copyup")
+        let tmpPath = "work/" + tmp.displayString
+        let srcPath = node.top.pathString
+        let (s, d) = try self.namespaceLock.withReadLock { () throws(UnionError) -> (FD, FD) in
+            if self.isClosed.load(ordering: .relaxed) { throw .stale }
+            let upper = try self.requireUpper()
+            guard let sp = node.top.parent else { throw .isDirectory }
+            let s = try Files.openAt(sp, node.top.name, O_RDONLY, path: srcPath)
+            let d = try Files.openAt(upper.work, tmp, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: tmpPath)
+            return (s, d)
+        }
+        do throws(UnionError) {
+            let st = node.top.st
+            let size = min(Int64(st.st_size), Int64(clamping: dataLimit ?? UInt64(Int64.max)))
+            try Self.copyData(from: s, to: d, size: size, path: srcPath)
+            try Self.copyXattrs(from: s, to: d)
+            _ = try Sys.retry("fchown", tmpPath) { fchown(d.raw, st.st_uid, st.st_gid) }
+            _ = try Sys.retry("fchmod", tmpPath) { fchmod(d.raw, mode_t(st.permissionBits)) }
+            var times = [st.st_atim, st.st_mtim]
+            _ = try Sys.retry("futimens", tmpPath) { futimens(d.raw, &times) }
+            if let hook = self.whileCopying.withLock({ $0 }) { hook() }
+            _ = try Sys.retry("fsync", tmpPath) { fsync(d.raw) }
+            let tmpSt = try Files.fstat(d, path: tmpPath)
+            return PreparedCopy(tmp: tmp, tmpSt: tmpSt)
+        } catch {
+            self.namespaceLock.withReadLock {
+                if !self.isClosed.load(ordering: .relaxed) { self.discard(PreparedCopy(tmp: tmp, tmpSt: stat())) }
+            }
+            throw error
+        }
+    }
+
     /// Runs the steps that build `tmp` under work/; on failure the partial entry is removed (and an identity that
     /// already pointed at it falls back to its origin) instead of waiting for the next open.
     func cleaningWork<T>(_ tmp: [UInt8], _ body: () throws(UnionError) -> T) throws(UnionError) -> T {
@@ -169,7 +222,7 @@ extension UnionNamespace {
         } catch {
             if case .io(0, "crash point", _) = error { throw error }  // a simulated crash cleans nothing
             if let upper = self.upper, let st = try? Files.statAt(upper.work, tmp, path: "work") {
-                try? self.identities.clearUpper(inodes: [UInt64(st.st_ino)])
+                self.identities.clearUpper(inodes: [UInt64(st.st_ino)])
                 try? Files.removeTree(upper.work, tmp, path: "work/" + tmp.displayString)
             }
             throw error

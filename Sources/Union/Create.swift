@@ -1,9 +1,10 @@
 import Glibc
 
-// CREATE, MKDIR, SYMLINK, MKNOD. Crash order: the object is made under work/ with the caller's ownership and mode,
-// its identity committed, then it is renamed into place (a crash before: a work/ leftover), then a whiteout on its
-// name is dropped (a crash before: the real entry already beats the whiteout). MKDIR over a whiteout makes the new
-// directory opaque, committed before it becomes visible, so `rm -rf d; mkdir d` shows an empty `d`.
+// CREATE, MKDIR, SYMLINK, MKNOD. Crash order (Docs/CRASH-ORDER.md): the object is made under work/ with the caller's
+// ownership and mode (a crash: a work/ leftover), then renamed into place; its identity record and the parent's sync
+// go to the group commit, waited for after the namespace lock is released. A whiteout on the name is dropped only
+// in a later batch, once the entry that beats it is durable. MKDIR over a whiteout makes the new directory opaque,
+// durable before it becomes visible, so `rm -rf d; mkdir d` shows an empty `d`.
 
 enum NewObject {
     case regular
@@ -38,15 +39,21 @@ extension UnionNamespace {
         in dirH: ObjectHandle, _ name: [UInt8], _ kind: NewObject, attributes: SetAttributes,
         verifier: UInt64? = nil, as cred: Credentials,
         existing: (Node) throws(UnionError) -> Node?
-    ) throws(UnionError) -> Node {
+    ) throws(UnionError) -> ChangeResult {
         try Names.validate(name)
         let upper = try self.requireUpper()
-        return try self.mutate { () throws(UnionError) -> Node in
+        return try self.mutate { () throws(UnionError) -> ChangeResult in
             let d = try self.resolveDirectory(dirH)
+            let dirBefore = self.attributes(d)
             // As knfsd: search permission finds an existing entry; only a new one needs write permission.
             try Permission.require(d.top.st, cred, Permission.exec)
             if let n = try self.child(of: d, name) {
-                if let r = try existing(n) { return r }
+                if let r = try existing(n) {
+                    let dirAfter = try self.attributesNow(d, upper: self.isUpper(d.top) ? d.top : nil)
+                    return ChangeResult(
+                        handle: self.handle(r), attributes: self.attributes(r),
+                        directory: BeforeAfter(before: dirBefore, after: dirAfter))
+                }
                 throw .exists
             }
             try Permission.require(d.top.st, cred, Permission.write)
@@ -67,7 +74,7 @@ extension UnionNamespace {
             let tmpPath = "work/" + tmp.displayString
             let path = Names.join(parent.path, name).displayString
             let whitedOut = try self.cleaningWork(tmp) { () throws(UnionError) -> Bool in
-                // Step 1: build it under work/.
+                // Step 1: build it under work/ (no fsync: the batch's sync covers it with the rename).
                 try tmp.withCName { (c) throws(UnionError) in
                     switch kind {
                     case .regular:
@@ -108,44 +115,47 @@ extension UnionNamespace {
                 }
                 try self.applyTimes(upper.work, tmp, attributes, path: tmpPath)
                 guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else { throw .noEntry }
-                if isDir {
-                    let fd = try Files.openAt(upper.work, tmp, O_RDONLY | O_DIRECTORY, path: tmpPath)
-                    _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
-                } else if case .regular = kind {
+                if self.syncsEachObject, isDir || tmpSt.isRegular {
                     let fd = try Files.openAt(upper.work, tmp, O_RDONLY, path: tmpPath)
-                    _ = try Sys.retry("fsync", tmpPath) { fsync(fd.raw) }
+                    self.changed(.file(fd, path: tmpPath))
                 }
                 try self.crashPoint("create.afterBuild")
                 // Step 2: identity, and for a directory its opaque marker (new inode: stale records cleared).
                 let ino = UInt64(tmpSt.st_ino)
                 let whitedOut = try self.isWhiteout(in: parent, name)
-                var change = RecordChange()
                 if isDir {
-                    change.clearDirectories = [ino]
+                    var change = RecordChange()
+                    change.clearDirectories = self.upperRecords.withLock { r in
+                        r.whiteouts[ino] != nil || r.opaque.contains(ino) || r.redirects[ino] != nil ? [ino] : []
+                    }
                     let below = try self.existsBelow(d, name)
                     if whitedOut || below { change.addOpaque = [ino] }
+                    // What describes the new directory must be on disk before the directory can be.
+                    if !change.isEmpty { try self.durable(try self.commit(change, "prepare new directory")) }
                 }
-                try self.commit(change, "prepare new directory")
                 let fileid = try self.identities.fileid(
                     .init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
-                if let verifier { try self.identities.setVerifier(fileid, verifier) }
+                if let verifier { self.identities.setVerifier(fileid, verifier) }
                 try self.crashPoint("create.afterRecord")
                 // Step 3: publish.
                 try self.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
-                try Files.fsyncDirectory(parentFD, path: parent.pathString)
+                self.changed(.directory(parentFD, path: parent.pathString))
                 return whitedOut
             }
             try self.crashPoint("create.afterPublish")
-            // Step 4: the real entry now beats the whiteout; drop it.
+            // Step 4: the real entry beats the whiteout; drop it once that entry is durable.
             if whitedOut {
                 var drop = RecordChange()
                 drop.dropWhiteouts = [(parent.ino, name)]
-                try self.commit(drop, "drop whiteout under new entry")
+                try self.commit(drop, "drop whiteout under new entry", afterSync: true)
             }
             self.invalidateListing(d.fileid)
-            let fresh = try self.resolveDirectory(dirH)
+            let fresh = self.isUpper(d.top) ? d : try self.resolveDirectory(dirH)
             guard let n = try self.child(of: fresh, name) else { throw .noEntry }
-            return n
+            let dirAfter = try self.attributesNow(fresh, upper: parent)
+            return ChangeResult(
+                handle: self.handle(n), attributes: self.attributes(n),
+                directory: BeforeAfter(before: dirBefore, after: dirAfter))
         }
     }
 
@@ -171,13 +181,22 @@ extension UnionNamespace {
         in dir: ObjectHandle, _ name: [UInt8], mode: CreateMode, attributes: SetAttributes,
         as cred: Credentials
     ) throws(UnionError) -> (ObjectHandle, Attributes) {
+        let r = try self.createChange(in: dir, name, mode: mode, attributes: attributes, as: cred)
+        return (r.handle!, r.attributes!)
+    }
+
+    /// CREATE with the directory's attributes before and after, taken with the change.
+    public func createChange(
+        in dir: ObjectHandle, _ name: [UInt8], mode: CreateMode, attributes: SetAttributes,
+        as cred: Credentials
+    ) throws(UnionError) -> ChangeResult {
         var attrs = attributes
         var verifier: UInt64?
         if case .exclusive(let v) = mode {
             attrs = SetAttributes()
             verifier = v
         }
-        let n = try self.createObject(in: dir, name, .regular, attributes: attrs, verifier: verifier, as: cred) {
+        return try self.createObject(in: dir, name, .regular, attributes: attrs, verifier: verifier, as: cred) {
             (n) throws(UnionError) -> Node? in
             switch mode {
             case .guarded: return nil
@@ -191,26 +210,39 @@ extension UnionNamespace {
                 return n
             }
         }
-        return (self.handle(n), self.attributes(n))
     }
 
     /// MKDIR.
     public func mkdir(in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials)
         throws(UnionError) -> (ObjectHandle, Attributes)
     {
-        let n = try self.createObject(in: dir, name, .directory, attributes: attributes, as: cred) { _ in nil }
-        return (self.handle(n), self.attributes(n))
+        let r = try self.mkdirChange(in: dir, name, attributes: attributes, as: cred)
+        return (r.handle!, r.attributes!)
+    }
+
+    /// MKDIR with the directory's attributes before and after.
+    public func mkdirChange(in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials)
+        throws(UnionError) -> ChangeResult
+    {
+        try self.createObject(in: dir, name, .directory, attributes: attributes, as: cred) { _ in nil }
     }
 
     /// SYMLINK: the target is stored as given and never followed by the union.
     public func symlink(
         in dir: ObjectHandle, _ name: [UInt8], target: [UInt8], attributes: SetAttributes, as cred: Credentials
     ) throws(UnionError) -> (ObjectHandle, Attributes) {
+        let r = try self.symlinkChange(in: dir, name, target: target, attributes: attributes, as: cred)
+        return (r.handle!, r.attributes!)
+    }
+
+    /// SYMLINK with the directory's attributes before and after.
+    public func symlinkChange(
+        in dir: ObjectHandle, _ name: [UInt8], target: [UInt8], attributes: SetAttributes, as cred: Credentials
+    ) throws(UnionError) -> ChangeResult {
         guard !target.isEmpty, !target.contains(0), target.count <= Int(PATH_MAX) else {
             throw .invalid("symlink target")
         }
-        let n = try self.createObject(in: dir, name, .symlink(target), attributes: attributes, as: cred) { _ in nil }
-        return (self.handle(n), self.attributes(n))
+        return try self.createObject(in: dir, name, .symlink(target), attributes: attributes, as: cred) { _ in nil }
     }
 
     /// MKNOD: devices need uid 0 (CAP_MKNOD); FIFOs and sockets do not.
@@ -218,6 +250,15 @@ extension UnionNamespace {
         in dir: ObjectHandle, _ name: [UInt8], type: FileType, rdev: DeviceNumber, attributes: SetAttributes,
         as cred: Credentials
     ) throws(UnionError) -> (ObjectHandle, Attributes) {
+        let r = try self.mknodChange(in: dir, name, type: type, rdev: rdev, attributes: attributes, as: cred)
+        return (r.handle!, r.attributes!)
+    }
+
+    /// MKNOD with the directory's attributes before and after.
+    public func mknodChange(
+        in dir: ObjectHandle, _ name: [UInt8], type: FileType, rdev: DeviceNumber, attributes: SetAttributes,
+        as cred: Credentials
+    ) throws(UnionError) -> ChangeResult {
         switch type {
         case .characterDevice, .blockDevice:
             // Linux device numbers: 12-bit major, 20-bit minor (knfsd answers INVAL for others, as here).
@@ -227,7 +268,6 @@ extension UnionNamespace {
         case .socket, .fifo: break
         default: throw .notSupported("mknod of type \(type)")
         }
-        let n = try self.createObject(in: dir, name, .node(type, rdev), attributes: attributes, as: cred) { _ in nil }
-        return (self.handle(n), self.attributes(n))
+        return try self.createObject(in: dir, name, .node(type, rdev), attributes: attributes, as: cred) { _ in nil }
     }
 }

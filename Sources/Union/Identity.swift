@@ -71,21 +71,36 @@ final class IdentityStore: Sendable {
     let namespaceID: UInt64
     /// Authenticates the object handles of this namespace (see `HandleKey`).
     let handleKey: HandleKey
-    /// Concurrent first sightings share one commit (one fsync).
-    let allocations = GroupCommit<Sighting, UInt64>()
+    /// True while a namespace change runs (set by `mutate`, under the write lock): records are only queued, and the
+    /// change waits for them once, after it releases the lock. Outside a change (a LOOKUP's first sighting) a new
+    /// fileid is durable before it is returned.
+    let insideChange = Atomic<Bool>(false)
+    /// fileids are handed out from memory, below a durable reservation (`meta.fileidReserved`): a fileid seen by a
+    /// client before its record is durable is still never given to another object after a crash.
+    private let allocator: Locked<(next: UInt64, reservedThrough: UInt64)>
+    /// EXCLUSIVE create verifiers set since open (the sidecar may not have them yet).
+    private let recentVerifiers = Locked<[UInt64: UInt64]>([:])
+    static let reservationChunk: UInt64 = 4096
+
+    var commits: GroupCommit<SidecarRecord> { self.sidecar.commits }
 
     init(sidecar: Sidecar) throws(UnionError) {
         self.sidecar = sidecar
-        let (all, names, nsid, key) = try sidecar.write("load identities") {
-            db -> ([IdentityRecord], [LinkNameRecord], UInt64, HandleKey) in
+        let (all, names, nsid, next, key) = try sidecar.write("load identities") {
+            db -> ([IdentityRecord], [LinkNameRecord], UInt64, UInt64, HandleKey) in
             let all = try IdentityRecord.fetchAll(db)
             let names = try LinkNameRecord.fetchAll(db)
-            let id: UInt64
+            let seq = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'identity'") ?? 0
+            let maxID = try Int64.fetchOne(db, sql: "SELECT MAX(fileid) FROM identity") ?? 0
+            let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
+            let next = UInt64(max(seq, maxID, reserved, 0)) + 1
+            try MetaRecord(key: "fileidReserved", value: Int64(next + Self.reservationChunk - 1)).save(db)
+            let nsid: UInt64
             if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
-                id = UInt64(bitPattern: m.value)
+                nsid = UInt64(bitPattern: m.value)
             } else {
-                id = UInt64.random(in: 1...UInt64(Int64.max))
-                try MetaRecord(key: "namespaceID", value: Int64(bitPattern: id)).insert(db)
+                nsid = UInt64.random(in: 1...UInt64(Int64.max))
+                try MetaRecord(key: "namespaceID", value: Int64(bitPattern: nsid)).insert(db)
             }
             // The secret of the handles' tags, drawn once and kept: handles stay valid across restarts.
             let key: HandleKey
@@ -98,7 +113,7 @@ final class IdentityStore: Sendable {
                 try MetaRecord(key: "handleKey0", value: Int64(bitPattern: key.k0)).save(db)
                 try MetaRecord(key: "handleKey1", value: Int64(bitPattern: key.k1)).save(db)
             }
-            return (all, names, id, key)
+            return (all, names, nsid, next, key)
         }
         var t = Tables()
         // Names are walked by handle resolution: one that could leave a directory (never written by Strata) is left
@@ -111,6 +126,36 @@ final class IdentityStore: Sendable {
         self.tables = Locked(t)
         self.namespaceID = nsid
         self.handleKey = key
+        self.allocator = Locked((next, next + Self.reservationChunk - 1))
+    }
+
+    /// Queues one change's records (call under `tables`' lock, so the queue order is the order of the table
+    /// changes); returns its sequence number.
+    @discardableResult
+    private func queue(_ records: [SidecarRecord]) -> UInt64 {
+        self.commits.enqueue(records)
+    }
+
+    /// Outside a change: waits until `seq` is durable. Inside one, `mutate` waits after releasing its lock.
+    private func durableUnlessInsideChange(_ seq: UInt64) throws(UnionError) {
+        if seq == 0 || self.insideChange.load(ordering: .relaxed) { return }
+        try self.commits.waitDurable(seq)
+    }
+
+    /// A new fileid; `mustWait` is set when a new reservation was queued (it must be durable before the fileid is
+    /// shown to anyone, even inside a change).
+    private func allocateFileid(_ records: inout [SidecarRecord], _ mustWait: inout Bool) -> UInt64 {
+        self.allocator.withLock { a in
+            let f = a.next
+            a.next += 1
+            if f > a.reservedThrough {
+                a.reservedThrough = f + Self.reservationChunk - 1
+                let through = Int64(bitPattern: a.reservedThrough)
+                records.append { db in try MetaRecord(key: "fileidReserved", value: through).save(db) }
+                mustWait = true
+            }
+            return f
+        }
     }
 
     /// Origins are keyed by layer index: with another stack of lowers (added, removed, reordered) they would name
@@ -187,121 +232,95 @@ final class IdentityStore: Sendable {
         return !(t.otherNames[f]?.contains(LinkName(parent: s.parent, name: s.name)) ?? false)
     }
 
-    /// fileids of many objects (one listing), new ones allocated in a single transaction.
+    /// fileids of many objects (one listing): new ones allocated from memory, their records queued as one change.
     func fileids(_ sightings: [Sighting]) throws(UnionError) -> [UInt64] {
-        let (known, missing) = try self.tables.withLock { (t) throws(UnionError) -> ([UInt64], [Int]) in
+        var mustWait = false
+        let (result, seq) = self.tables.withLock { (t) -> ([UInt64], UInt64) in
             var result = [UInt64](repeating: 0, count: sightings.count)
-            var missing: [Int] = []
-            var newNames: [(UInt64, LinkName)] = []
+            var records: [SidecarRecord] = []
             for (i, s) in sightings.enumerated() {
                 if let f = Self.existing(t, s.key) {
                     result[i] = f
-                    if Self.isNewName(t, f, s) { newNames.append((f, LinkName(parent: s.parent, name: s.name))) }
-                } else {
-                    missing.append(i)
-                }
-            }
-            if !newNames.isEmpty {
-                try self.sidecar.write("record link names") { db in
-                    for (f, n) in newNames {
-                        try LinkNameRecord(
-                            fileid: Int64(bitPattern: f), parent: Int64(bitPattern: n.parent), name: Data(n.name)
-                        ).save(db)
+                    if Self.isNewName(t, f, s) {
+                        let n = LinkName(parent: s.parent, name: s.name)
+                        t.otherNames[f, default: []].insert(n)
+                        records.append { db in
+                            try LinkNameRecord(
+                                fileid: Int64(bitPattern: f), parent: Int64(bitPattern: n.parent), name: Data(n.name)
+                            ).save(db)
+                        }
                     }
+                    continue
                 }
-                for (f, n) in newNames { t.otherNames[f, default: []].insert(n) }
-            }
-            return (result, missing)
-        }
-        if missing.isEmpty { return known }
-        let allocated = try self.allocations.submit(missing.map { sightings[$0] }) {
-            (batch) throws(UnionError) -> [UInt64] in try self.commitAllocations(batch)
-        }
-        var result = known
-        for (j, i) in missing.enumerated() { result[i] = allocated[j] }
-        return result
-    }
-
-    /// Allocates the fileids of one batch (the sightings of every caller waiting at that moment) in one transaction.
-    private func commitAllocations(_ sightings: [Sighting]) throws(UnionError) -> [UInt64] {
-        try self.tables.withLock { (t) throws(UnionError) -> [UInt64] in
-            var result = [UInt64](repeating: 0, count: sightings.count)
-            var missing: [Int] = []
-            for (i, s) in sightings.enumerated() {
-                if let f = Self.existing(t, s.key) { result[i] = f } else { missing.append(i) }
-            }
-            if missing.isEmpty { return result }
-            let inserted = try self.sidecar.write("allocate fileids") { db -> [IdentityRecord] in
-                var out: [IdentityRecord] = []
-                var seen: [OriginKey: IdentityRecord] = [:]
-                for i in missing {
-                    let s = sightings[i]
-                    let ok = OriginKey(layer: s.key.layer, ino: s.key.ino)
-                    if let r = seen[ok] {
-                        out.append(r)
-                        continue
-                    }
-                    if s.key.isUpper, let stale = t.byOrigin[ok] {
-                        // An upper inode reused after its object went away without its record.
+                let ok = OriginKey(layer: s.key.layer, ino: s.key.ino)
+                var stale: UInt64?
+                if s.key.isUpper, let old = t.byOrigin[ok] {
+                    // An upper inode reused after its object went away without its record.
+                    stale = old
+                    t.remove(old)
+                }
+                let f = self.allocateFileid(&records, &mustWait)
+                let r = IdentityRecord(
+                    fileid: Int64(bitPattern: f), parent: Int64(bitPattern: s.parent), name: Data(s.name),
+                    originLayer: Int64(s.key.layer), originIno: Int64(bitPattern: s.key.ino),
+                    upperIno: s.key.isUpper ? Int64(bitPattern: s.key.ino) : nil, isIndexed: false,
+                    lowerLinkCount: 1)
+                t.insert(Identity(r))
+                result[i] = f
+                records.append { db in
+                    if let stale {
                         try IdentityRecord.deleteOne(db, key: Int64(bitPattern: stale))
+                        try db.execute(sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: stale)])
                     }
-                    var r = IdentityRecord(
-                        fileid: nil, parent: Int64(bitPattern: s.parent), name: Data(s.name),
-                        originLayer: Int64(s.key.layer), originIno: Int64(bitPattern: s.key.ino),
-                        upperIno: s.key.isUpper ? Int64(bitPattern: s.key.ino) : nil, isIndexed: false,
-                        lowerLinkCount: 1)
-                    try r.insert(db)
-                    seen[ok] = r
-                    out.append(r)
+                    var copy = r
+                    try copy.insert(db)
                 }
-                return out
             }
-            for (j, i) in missing.enumerated() {
-                let ident = Identity(inserted[j])
-                if sightings[i].key.isUpper,
-                    let stale = t.byOrigin[OriginKey(layer: ident.originLayer, ino: ident.originIno)],
-                    stale != ident.fileid
-                {
-                    t.remove(stale)
-                }
-                t.insert(ident)
-                result[i] = ident.fileid
-            }
-            return result
+            return (result, records.isEmpty ? 0 : self.queue(records))
         }
+        if mustWait {
+            try self.commits.waitDurable(seq)
+        } else {
+            try self.durableUnlessInsideChange(seq)
+        }
+        return result
     }
 
     /// Records that `fileid` now lives in the upper layer as inode `upperIno` (copy-up, before the rename that
     /// publishes it: a crash before the rename leaves the record pointing at a `work/` leftover, which open clears).
-    func setUpper(_ fileid: UInt64, upperIno: UInt64, isIndexed: Bool, lowerLinkCount: UInt32 = 1) throws(UnionError) {
-        try self.tables.withLock { (t) throws(UnionError) in
-            try self.sidecar.write("record copy-up") { db in
-                if let other = t.byUpper[upperIno], other != fileid {
-                    try IdentityRecord.deleteOne(db, key: Int64(bitPattern: other))
-                }
-                try db.execute(
-                    sql: "UPDATE identity SET upperIno = ?, isIndexed = ?, lowerLinkCount = ? WHERE fileid = ?",
-                    arguments: [
-                        Int64(bitPattern: upperIno), isIndexed, Int64(lowerLinkCount), Int64(bitPattern: fileid),
-                    ])
+    /// Queued; the caller waits for the returned change before the rename.
+    @discardableResult
+    func setUpper(_ fileid: UInt64, upperIno: UInt64, isIndexed: Bool, lowerLinkCount: UInt32 = 1) -> UInt64 {
+        self.tables.withLock { (t) -> UInt64 in
+            let other = t.byUpper[upperIno].flatMap { $0 != fileid ? $0 : nil }
+            if let other { t.remove(other) }
+            if var i = t.byFileid[fileid] {
+                t.remove(fileid)
+                i.upperIno = upperIno
+                i.isIndexed = i.isIndexed || isIndexed
+                i.lowerLinkCount = lowerLinkCount
+                t.insert(i)
             }
-            if let other = t.byUpper[upperIno], other != fileid { t.remove(other) }
-            guard var i = t.byFileid[fileid] else { return }
-            t.remove(fileid)
-            i.upperIno = upperIno
-            i.isIndexed = i.isIndexed || isIndexed
-            i.lowerLinkCount = lowerLinkCount
-            t.insert(i)
+            return self.queue([
+                { db in
+                    if let other { try IdentityRecord.deleteOne(db, key: Int64(bitPattern: other)) }
+                    try db.execute(
+                        sql: "UPDATE identity SET upperIno = ?, isIndexed = isIndexed OR ?, lowerLinkCount = ? WHERE fileid = ?",
+                        arguments: [
+                            Int64(bitPattern: upperIno), isIndexed, Int64(lowerLinkCount), Int64(bitPattern: fileid),
+                        ])
+                }
+            ])
         }
     }
 
     /// Records that one lower name of `fileid` (a name showing its lower inode, or its `index/` copy) stopped showing
-    /// it: linked or copied up (it counts as an upper link now), whited out, or replaced. Committed durably.
-    func lowerNameGone(_ fileid: UInt64) throws(UnionError) {
-        try self.tables.withLock { (t) throws(UnionError) in
+    /// it: linked or copied up (it counts as an upper link now), whited out, or replaced. Queued.
+    func lowerNameGone(_ fileid: UInt64) {
+        self.tables.withLock { t in
             guard t.byFileid[fileid] != nil else { return }
-            try self.sidecar.write("record gone lower name") { db in try Self.recordLowerNamesGone(db, [fileid]) }
             Self.applyLowerNamesGone(&t, [fileid])
+            self.queue([{ db in try Self.recordLowerNamesGone(db, [fileid]) }])
         }
     }
 
@@ -325,28 +344,30 @@ final class IdentityStore: Sendable {
     }
 
     /// Records a rename: the new name becomes the recorded one; the old one is no longer a name of the object.
-    func moved(_ fileid: UInt64, from: LinkName, to: LinkName) throws(UnionError) {
-        try self.tables.withLock { (t) throws(UnionError) in
+    func moved(_ fileid: UInt64, from: LinkName, to: LinkName) {
+        self.tables.withLock { t in
             guard let i = t.byFileid[fileid] else { return }
             let primary = LinkName(parent: i.parent, name: i.name)
-            try self.sidecar.write("record rename") { db in
-                try db.execute(
-                    sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                    arguments: [Int64(bitPattern: to.parent), Data(to.name), Int64(bitPattern: fileid)])
-                try Self.deleteName(db, fileid, from)
-                try Self.deleteName(db, fileid, to)
-                if primary != from {
-                    try LinkNameRecord(
-                        fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: primary.parent),
-                        name: Data(primary.name)
-                    ).save(db)
-                }
-            }
             t.byFileid[fileid]?.parent = to.parent
             t.byFileid[fileid]?.name = to.name
             t.otherNames[fileid]?.remove(from)
             t.otherNames[fileid]?.remove(to)
             if primary != from { t.otherNames[fileid, default: []].insert(primary) }
+            self.queue([
+                { db in
+                    try db.execute(
+                        sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
+                        arguments: [Int64(bitPattern: to.parent), Data(to.name), Int64(bitPattern: fileid)])
+                    try Self.deleteName(db, fileid, from)
+                    try Self.deleteName(db, fileid, to)
+                    if primary != from {
+                        try LinkNameRecord(
+                            fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: primary.parent),
+                            name: Data(primary.name)
+                        ).save(db)
+                    }
+                }
+            ])
         }
     }
 
@@ -356,40 +377,46 @@ final class IdentityStore: Sendable {
             arguments: [Int64(bitPattern: fileid), Int64(bitPattern: n.parent), Data(n.name)])
     }
 
-    /// Records another name of a (hard-linked) object.
-    func addName(_ fileid: UInt64, _ n: LinkName) throws(UnionError) {
-        try self.tables.withLock { (t) throws(UnionError) in
-            try self.sidecar.write("record link name") { db in
-                try LinkNameRecord(
-                    fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: n.parent), name: Data(n.name)
-                ).save(db)
-            }
+    /// Records another name of a (hard-linked) object. Queued; returns the change for a caller that needs it durable
+    /// before a step.
+    @discardableResult
+    func addName(_ fileid: UInt64, _ n: LinkName) -> UInt64 {
+        self.tables.withLock { (t) -> UInt64 in
             t.otherNames[fileid, default: []].insert(n)
+            return self.queue([
+                { db in
+                    try LinkNameRecord(
+                        fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: n.parent), name: Data(n.name)
+                    ).save(db)
+                }
+            ])
         }
     }
 
     /// One name of an object that lives on under other names went away: if it was the recorded one, another known
     /// name takes its place, so the object's handle keeps resolving.
-    func removedName(_ fileid: UInt64, _ n: LinkName) throws(UnionError) {
-        try self.tables.withLock { (t) throws(UnionError) in
+    func removedName(_ fileid: UInt64, _ n: LinkName) {
+        self.tables.withLock { t in
             guard let i = t.byFileid[fileid] else { return }
             let isPrimary = i.parent == n.parent && i.name == n.name
             let replacement = isPrimary ? t.otherNames[fileid]?.first(where: { $0 != n }) : nil
-            try self.sidecar.write("record removed link name") { db in
-                try Self.deleteName(db, fileid, n)
-                if let r = replacement {
-                    try db.execute(
-                        sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                        arguments: [Int64(bitPattern: r.parent), Data(r.name), Int64(bitPattern: fileid)])
-                    try Self.deleteName(db, fileid, r)
-                }
-            }
             t.otherNames[fileid]?.remove(n)
             if let r = replacement {
                 t.byFileid[fileid]?.parent = r.parent
                 t.byFileid[fileid]?.name = r.name
                 t.otherNames[fileid]?.remove(r)
             }
+            self.queue([
+                { db in
+                    try Self.deleteName(db, fileid, n)
+                    if let r = replacement {
+                        try db.execute(
+                            sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
+                            arguments: [Int64(bitPattern: r.parent), Data(r.name), Int64(bitPattern: fileid)])
+                        try Self.deleteName(db, fileid, r)
+                    }
+                }
+            ])
         }
     }
 
@@ -398,47 +425,55 @@ final class IdentityStore: Sendable {
     }
 
     /// Forgets a removed object: its handle becomes stale.
-    func forget(_ fileid: UInt64) throws(UnionError) {
-        try self.tables.withLock { (t) throws(UnionError) in
-            try self.sidecar.write("forget identity") { db in
-                try IdentityRecord.deleteOne(db, key: Int64(bitPattern: fileid))
-                try VerifierRecord.deleteOne(db, key: Int64(bitPattern: fileid))
-                try db.execute(sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: fileid)])
-            }
+    func forget(_ fileid: UInt64) {
+        self.recentVerifiers.withLock { $0[fileid] = nil }
+        self.tables.withLock { t in
             t.remove(fileid)
+            self.queue([
+                { db in
+                    try IdentityRecord.deleteOne(db, key: Int64(bitPattern: fileid))
+                    try VerifierRecord.deleteOne(db, key: Int64(bitPattern: fileid))
+                    try db.execute(sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: fileid)])
+                }
+            ])
         }
     }
 
-    /// Clears upper inodes that turned out to be `work/` leftovers of an interrupted copy-up.
-    func clearUpper(inodes: [UInt64]) throws(UnionError) {
+    /// Clears upper inodes that turned out to be `work/` leftovers of an interrupted copy-up. Queued.
+    func clearUpper(inodes: [UInt64]) {
         guard !inodes.isEmpty else { return }
-        try self.tables.withLock { (t) throws(UnionError) in
+        self.tables.withLock { t in
             let affected = inodes.compactMap { t.byUpper[$0] }
             guard !affected.isEmpty else { return }
-            try self.sidecar.write("clear interrupted copy-ups") { db in
-                for f in affected {
-                    try db.execute(
-                        sql: "UPDATE identity SET upperIno = NULL WHERE fileid = ?", arguments: [Int64(bitPattern: f)])
-                }
-            }
             for f in affected {
                 guard var i = t.byFileid[f] else { continue }
                 t.remove(f)
                 i.upperIno = nil
                 t.insert(i)
             }
+            self.queue([
+                { db in
+                    for f in affected {
+                        try db.execute(
+                            sql: "UPDATE identity SET upperIno = NULL WHERE fileid = ?",
+                            arguments: [Int64(bitPattern: f)])
+                    }
+                }
+            ])
         }
     }
 
     func verifier(_ fileid: UInt64) throws(UnionError) -> UInt64? {
-        try self.sidecar.read("read verifier") { db in
+        if let v = self.recentVerifiers.withLock({ $0[fileid] }) { return v }
+        return try self.sidecar.read("read verifier") { db in
             try VerifierRecord.fetchOne(db, key: Int64(bitPattern: fileid)).map { UInt64(bitPattern: $0.verifier) }
         }
     }
 
-    func setVerifier(_ fileid: UInt64, _ v: UInt64) throws(UnionError) {
-        try self.sidecar.write("record create verifier") { db in
-            try VerifierRecord(fileid: Int64(bitPattern: fileid), verifier: Int64(bitPattern: v)).save(db)
-        }
+    func setVerifier(_ fileid: UInt64, _ v: UInt64) {
+        self.recentVerifiers.withLock { $0[fileid] = v }
+        self.queue([
+            { db in try VerifierRecord(fileid: Int64(bitPattern: fileid), verifier: Int64(bitPattern: v)).save(db) }
+        ])
     }
 }

@@ -126,6 +126,8 @@ final class UpperLayer: Sendable {
     /// False when another open namespace holds the layer (a second open racing the first): this one then leaves
     /// `work/` alone, since the other may be in the middle of a copy-up there.
     let isExclusive: Bool
+    /// Shared fsyncs of upper files (WRITE FILE_SYNC / DATA_SYNC, COMMIT).
+    let fileSyncs = FileSyncs()
 
     init(directory: String) throws(UnionError) {
         self.directory = directory
@@ -138,6 +140,15 @@ final class UpperLayer: Sendable {
         self.work = try Files.openDirectoryAbsolute(directory + "/work")
         self.index = try Files.openDirectoryAbsolute(directory + "/index")
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)
+        let tree = try Files.openDirectoryAbsolute(directory + "/tree")
+        var mode = Files.filesystemSync(for: tree)
+        var dst = stat(), tst = stat()
+        if case .wholeFilesystem = mode, stat(directory, &dst) != 0 || Glibc.fstat(tree.raw, &tst) != 0
+            || dst.st_dev != tst.st_dev
+        {
+            mode = .eachObject  // a syncfs of tree/ would not cover the sidecar, which then syncs itself
+        }
+        try self.sidecar.useFilesystemSync(mode)
     }
 }
 

@@ -36,17 +36,33 @@ struct NodeCache: Sendable {
 }
 
 extension UnionNamespace {
-    /// Runs a namespace change under the write lock with the node cache out of the way.
+    /// Runs a namespace change under the write lock with the node cache out of the way, then, without the lock,
+    /// waits until what it queued for the group commit is durable (the reply may only leave after that).
     func mutate<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
-        try self.namespaceLock.withWriteLock { () throws(UnionError) -> T in
+        let commits = self.identities.commits
+        let (result, seq) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64) in
             self.isMutating.store(true, ordering: .relaxed)
+            self.identities.insideChange.store(true, ordering: .relaxed)
             self.nodeCache.withLock { $0.removeAll() }
             defer {
                 self.nodeCache.withLock { $0.removeAll() }
+                self.identities.insideChange.store(false, ordering: .relaxed)
                 self.isMutating.store(false, ordering: .relaxed)
             }
-            return try body()
+            let r: Result<T, UnionError>
+            do throws(UnionError) { r = .success(try body()) } catch { r = .failure(error) }
+            return (r, commits.lastQueued)
         }
+        if case .failure(.io(0, "crash point", _)) = result {
+            commits.abandon()  // a simulated crash: what was queued never reaches the disk
+            return try result.get()
+        }
+        do throws(UnionError) {
+            try commits.waitDurable(seq)
+        } catch {
+            if case .success = result { throw error }
+        }
+        return try result.get()
     }
 
     func cacheNode(_ n: Node) {

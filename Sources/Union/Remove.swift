@@ -1,7 +1,8 @@
 import Glibc
 
-// REMOVE, RMDIR, LINK. Crash order for a removal: commit the whiteout (the upper entry, if any, still beats it),
-// then unlink the upper entry (now the whiteout hides what is below), then forget the records of what went away.
+// REMOVE, RMDIR, LINK. Crash order for a removal (Docs/CRASH-ORDER.md): the whiteout (when something below has the
+// name) is durable before the upper entry is unlinked (the upper entry, if any, still beats it; then the whiteout
+// hides what is below); forgetting the records of what went away and the parent's sync go to the group commit.
 
 extension UnionNamespace {
     func requireDeletable(_ dir: Node, _ entry: Node, _ cred: Credentials) throws(UnionError) {
@@ -18,43 +19,64 @@ extension UnionNamespace {
 
     /// REMOVE of a non-directory.
     public func remove(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
+        _ = try self.removeChange(in: dir, name, as: cred)
+    }
+
+    /// REMOVE with the directory's attributes before and after, taken with the change.
+    public func removeChange(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
+        -> ChangeResult
+    {
         try Names.validate(name)
         _ = try self.requireUpper()
-        try self.mutate { () throws(UnionError) in
+        return try self.mutate { () throws(UnionError) -> ChangeResult in
             let d = try self.resolveDirectory(dir)
+            let before = self.attributes(d)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             guard let n = try self.child(of: d, name) else { throw .noEntry }
             if n.isDirectory { throw .isDirectory }
             try self.requireDeletable(d, n, cred)
-            try self.removeEntry(d, n)
+            let after = try self.removeEntry(d, n)
+            return ChangeResult(directory: BeforeAfter(before: before, after: after))
         }
     }
 
     /// RMDIR: the *merged* directory must be empty.
     public func rmdir(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
+        _ = try self.rmdirChange(in: dir, name, as: cred)
+    }
+
+    /// RMDIR with the directory's attributes before and after.
+    public func rmdirChange(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
+        -> ChangeResult
+    {
         try Names.validate(name)
         _ = try self.requireUpper()
-        try self.mutate { () throws(UnionError) in
+        return try self.mutate { () throws(UnionError) -> ChangeResult in
             let d = try self.resolveDirectory(dir)
+            let before = self.attributes(d)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             guard let n = try self.child(of: d, name) else { throw .noEntry }
             guard n.isDirectory else { throw .notDirectory }
             try self.requireDeletable(d, n, cred)
             guard try self.mergedNames(n).isEmpty else { throw .notEmpty }
-            try self.removeEntry(d, n)
+            let after = try self.removeEntry(d, n)
+            return ChangeResult(directory: BeforeAfter(before: before, after: after))
         }
     }
 
-    func removeEntry(_ d: Node, _ n: Node) throws(UnionError) {
+    /// Removes `n` from `d`; returns `d`'s attributes after.
+    func removeEntry(_ d: Node, _ n: Node) throws(UnionError) -> Attributes {
         let below = try self.existsBelow(d, n.name)
         let inUpper = self.isUpper(n.top)
         let parent: Location? = below || inUpper ? try self.upperDirectory(d.fileid) : nil
-        // Step 1: whiteout (a crash now: the upper entry, if any, beats it; nothing changed for clients).
+        // Step 1: whiteout (a crash now: the upper entry, if any, beats it; nothing changed for clients). It must be
+        // durable before the unlink below, else a crash could bring the lower object back.
         if below, let parent {
             var c = RecordChange()
             c.addWhiteouts = [(parent.ino, n.name)]
             if self.isCountedLowerName(n) { c.lowerNamesGone = [n.fileid] }  // one visible name fewer
-            try self.commit(c, "whiteout removed name")
+            let seq = try self.commit(c, "whiteout removed name")
+            if inUpper { try self.durable(seq) }
         }
         try self.crashPoint("remove.afterWhiteout")
         // Step 2: unlink the upper entry (a crash now: the whiteout hides what is below; records are stale only).
@@ -64,17 +86,18 @@ extension UnionNamespace {
                     unlinkat(pfd.raw, c, n.isDirectory ? AT_REMOVEDIR : 0)
                 }
             }
-            try Files.fsyncDirectory(pfd, path: parent.pathString)
+            self.changed(.directory(pfd, path: parent.pathString))
         }
         try self.crashPoint("remove.afterUnlink")
         // Step 3: forget what went away.
         if n.isDirectory && inUpper { try self.clearDirectoryRecords([n.top.ino]) }
         if self.isLastLink(n) {
-            try self.identities.forget(n.fileid)
+            self.identities.forget(n.fileid)
         } else {
-            try self.identities.removedName(n.fileid, LinkName(parent: d.fileid, name: n.name))
+            self.identities.removedName(n.fileid, LinkName(parent: d.fileid, name: n.name))
         }
         self.invalidateListing(d.fileid, n.fileid)
+        return try self.attributesNow(d, upper: parent)
     }
 
     /// LINK: a new name for a non-directory; a lower object is copied up first (its other lower names follow
@@ -82,23 +105,28 @@ extension UnionNamespace {
     public func link(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
         -> Attributes
     {
+        try self.linkChange(h, in: dir, name, as: cred).attributes!
+    }
+
+    /// LINK with the object's attributes after and the directory's before and after, taken with the change. A lower
+    /// file's data is copied up first without the namespace write lock.
+    public func linkChange(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials)
+        throws(UnionError) -> ChangeResult
+    {
         try Names.validate(name)
         _ = try self.requireUpper()
-        return try self.mutate { () throws(UnionError) -> Attributes in
+        try self.copyUpOutsideChange(h) { (n) throws(UnionError) -> Bool in
+            // Only what the change would do anyway: a refused LINK copies nothing.
+            !n.isDirectory && (try? self.requireLinkable(n, cred)) != nil
+        }
+        return try self.mutate { () throws(UnionError) -> ChangeResult in
             let target = try self.resolve(h)
             if target.isDirectory { throw .notPermitted }  // link(2) and RFC 1813 (no ISDIR for LINK): EPERM
             let d = try self.resolveDirectory(dir)
+            let before = self.attributes(d)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             if try self.child(of: d, name) != nil { throw .exists }
-            let tst = target.dataStat
-            if !cred.isRoot && cred.uid != tst.st_uid {
-                let setid =
-                    UInt32(tst.st_mode) & UInt32(S_ISUID) != 0
-                    || UInt32(tst.st_mode) & (UInt32(S_ISGID) | 0o010) == UInt32(S_ISGID) | 0o010
-                guard tst.isRegular, !setid, Permission.allows(tst, cred, Permission.read | Permission.write) else {
-                    throw .notPermitted
-                }
-            }
+            try self.requireLinkable(target, cred)
             let t = try self.ensureUpper(target)
             let parent = try self.upperDirectory(d.fileid)
             guard let pfd = parent.dir, let tparent = t.top.parent else { throw .notDirectory }
@@ -109,15 +137,31 @@ extension UnionNamespace {
                     try Sys.retry("linkat", path) { linkat(tparent.raw, src, pfd.raw, dst, 0) }
                 }
             }
-            try Files.fsyncDirectory(pfd, path: parent.pathString)
+            self.changed(.directory(pfd, path: parent.pathString))
             if whitedOut {
                 var c = RecordChange()
                 c.dropWhiteouts = [(parent.ino, name)]
-                try self.commit(c, "drop whiteout under new link")
+                try self.commit(c, "drop whiteout under new link", afterSync: true)
             }
-            try self.identities.addName(t.fileid, LinkName(parent: d.fileid, name: name))
+            self.identities.addName(t.fileid, LinkName(parent: d.fileid, name: name))
             self.invalidateListing(d.fileid)
-            return self.attributes(try self.reresolve(t))
+            let after = try self.attributesNow(d, upper: parent)
+            return ChangeResult(
+                handle: self.handle(t), attributes: self.attributes(try self.reresolve(t)),
+                directory: BeforeAfter(before: before, after: after))
+        }
+    }
+
+    /// protected_hardlinks: linking someone else's file needs read and write permission on it, and not a set-id one.
+    func requireLinkable(_ target: Node, _ cred: Credentials) throws(UnionError) {
+        let tst = target.dataStat
+        if !cred.isRoot && cred.uid != tst.st_uid {
+            let setid =
+                UInt32(tst.st_mode) & UInt32(S_ISUID) != 0
+                || UInt32(tst.st_mode) & (UInt32(S_ISGID) | 0o010) == UInt32(S_ISGID) | 0o010
+            guard tst.isRegular, !setid, Permission.allows(tst, cred, Permission.read | Permission.write) else {
+                throw .notPermitted
+            }
         }
     }
 }

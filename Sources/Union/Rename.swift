@@ -2,10 +2,12 @@ import Glibc
 
 // RENAME (Docs/SEMANTICS.md). A directory that exists below is renamed without copying its tree and without EXDEV: its
 // upper directory (copied up alone if needed) records a redirect to where its lower content is, so its descendants
-// keep their fileids. Crash order: (1) copy-ups; (2) commit the whiteout of the old name, the redirect, the opaque
-// marker (the old upper entry still beats the whiteout; the redirect points where the directory already merges
-// from); (3) rename(2) in the upper layer, the atomic step; (4) drop the whiteout on the new name (the real entry
-// already beats it), clear records of a replaced directory, update identities.
+// keep their fileids. Crash order (Docs/CRASH-ORDER.md): (1) copy-ups (a file's data without the namespace lock);
+// (2) the whiteout of the old name, the redirect, the opaque marker, durable before the rename when there are any
+// (the old upper entry still beats the whiteout; the redirect points where the directory already merges from);
+// (3) rename(2) in the upper layer, the atomic step; (4) queued for the group commit: the identity's new name (open
+// repairs it from tree/ if a crash loses it), records of a replaced directory, and, in a later batch once the new
+// entry is durable, dropping a whiteout on the new name (the real entry already beats it).
 
 extension UnionNamespace {
     /// Whether `ancestor` is `dir` or one of its ancestors (by the identity chain).
@@ -29,18 +31,40 @@ extension UnionNamespace {
         from: ObjectHandle, _ fromName: [UInt8], to: ObjectHandle, _ toName: [UInt8],
         as cred: Credentials
     ) throws(UnionError) {
+        _ = try self.renameChange(from: from, fromName, to: to, toName, as: cred)
+    }
+
+    /// RENAME with both directories' attributes before and after, taken with the change.
+    public func renameChange(
+        from: ObjectHandle, _ fromName: [UInt8], to: ObjectHandle, _ toName: [UInt8],
+        as cred: Credentials
+    ) throws(UnionError) -> ChangeResult {
         try Names.validate(fromName)
         try Names.validate(toName)
         _ = try self.requireUpper()
-        try self.mutate { () throws(UnionError) in
+        // A lower file's data is copied up before the change, without the namespace write lock.
+        let source = try? self.namespaceLock.withReadLock { () throws(UnionError) -> Node? in
+            try self.child(of: try self.resolveDirectory(from), fromName)
+        }
+        if let src = source, !src.isDirectory, !self.isUpper(src.top) {
+            try self.copyUpOutsideChange(self.handle(src)) { (n) throws(UnionError) -> Bool in
+                n.fileid == src.fileid && !n.isDirectory
+            }
+        }
+        return try self.mutate { () throws(UnionError) -> ChangeResult in
             let fd = try self.resolveDirectory(from)
             let td = try self.resolveDirectory(to)
+            let fromBefore = self.attributes(fd)
+            let toBefore = self.attributes(td)
             try Permission.require(fd.top.st, cred, Permission.write | Permission.exec)
             try Permission.require(td.top.st, cred, Permission.write | Permission.exec)
             guard let src = try self.child(of: fd, fromName) else { throw .noEntry }
             try self.requireDeletable(fd, src, cred)
             let dst = try self.child(of: td, toName)
-            if let dst, dst.fileid == src.fileid { return }  // POSIX: the same file, nothing to do
+            if let dst, dst.fileid == src.fileid {  // POSIX: the same file, nothing to do
+                let same = BeforeAfter(before: fromBefore, after: fromBefore)
+                return ChangeResult(directory: same, toDirectory: BeforeAfter(before: toBefore, after: toBefore))
+            }
             if src.isDirectory {
                 if self.isAncestor(src.fileid, of: td.fileid) { throw .invalid("cannot move a directory into itself") }
                 if fd.fileid != td.fileid { try Permission.require(src.top.st, cred, Permission.write) }  // ".."
@@ -69,7 +93,7 @@ extension UnionNamespace {
             }()
 
             try self.crashPoint("rename.afterCopyUp")
-            // Step 2: whiteout of the old name, redirect / opaque of a moved directory.
+            // Step 2: whiteout of the old name, redirect / opaque of a moved directory: durable before the rename.
             var c = RecordChange()
             if srcBelow { c.addWhiteouts.append((fromUpper.ino, fromName)) }
             if s.isDirectory && self.redirect(s.top) == nil {
@@ -80,9 +104,7 @@ extension UnionNamespace {
                     c.addOpaque.append(s.top.ino)
                 }
             }
-            try self.commit(c, "prepare rename")
-            // The new name is known before it exists, so a crash right after rename(2) still resolves the handle.
-            try self.identities.addName(src.fileid, LinkName(parent: td.fileid, name: toName))
+            if !c.isEmpty { try self.durable(try self.commit(c, "prepare rename")) }
 
             try self.crashPoint("rename.afterPrepare")
             // Step 3: the rename itself.
@@ -92,31 +114,39 @@ extension UnionNamespace {
                     try Sys.retry("renameat", path) { renameat(fromFD.raw, f, toFD.raw, t) }
                 }
             }
-            try Files.fsyncDirectory(toFD, path: toUpper.path.displayString)
-            if fromUpper.ino != toUpper.ino { try Files.fsyncDirectory(fromFD, path: fromUpper.path.displayString) }
+            if fromUpper.ino != toUpper.ino { self.changed(.directory(fromFD, path: fromUpper.path.displayString)) }
+            self.changed(.directory(toFD, path: toUpper.path.displayString))
 
             try self.crashPoint("rename.afterRename")
-            // Step 4: clean up.
+            // Step 4: records that follow the rename (the identity's new name first: open repairs it from tree/ if a
+            // crash loses it), and, once the new entry is durable, the whiteout under it dropped.
+            self.identities.moved(
+                src.fileid, from: LinkName(parent: fd.fileid, name: fromName),
+                to: LinkName(parent: td.fileid, name: toName))
             var after = RecordChange()
-            if self.upperRecords.withLock({ $0.isWhiteout(dirIno: toUpper.ino, toName) }) {
-                after.dropWhiteouts = [(toUpper.ino, toName)]
-            }
             if let old = dstInUpper, old.st.isDirectory { after.clearDirectories = [old.ino] }
             // A replaced lower hard link no longer shows its object (a crash before this commit: nlink one too high).
             if let dst, self.isCountedLowerName(dst) { after.lowerNamesGone = [dst.fileid] }
             try self.commit(after, "finish rename")
-            try self.identities.moved(
-                src.fileid, from: LinkName(parent: fd.fileid, name: fromName),
-                to: LinkName(parent: td.fileid, name: toName))
+            if self.upperRecords.withLock({ $0.isWhiteout(dirIno: toUpper.ino, toName) }) {
+                var drop = RecordChange()
+                drop.dropWhiteouts = [(toUpper.ino, toName)]
+                try self.commit(drop, "drop whiteout under renamed entry", afterSync: true)
+            }
             if let dst {
                 if self.isLastLink(dst) {
-                    try self.identities.forget(dst.fileid)
+                    self.identities.forget(dst.fileid)
                 } else {
-                    try self.identities.removedName(dst.fileid, LinkName(parent: td.fileid, name: toName))
+                    self.identities.removedName(dst.fileid, LinkName(parent: td.fileid, name: toName))
                 }
             }
             self.invalidateListing(fd.fileid, td.fileid)
             if let dst { self.invalidateListing(dst.fileid) }
+            let fromAfter = try self.attributesNow(fd, upper: fromUpper)
+            let toAfter = fromUpper.ino == toUpper.ino ? fromAfter : try self.attributesNow(td, upper: toUpper)
+            return ChangeResult(
+                directory: BeforeAfter(before: fromBefore, after: fromAfter),
+                toDirectory: BeforeAfter(before: toBefore, after: toAfter))
         }
     }
 }

@@ -117,6 +117,7 @@ public final class UnionNamespace: Sendable {
             .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))
         do {
             try self.cleanWork()
+            try self.identities.commits.drain()
         } catch {
             // Open-time repair is best effort: a leftover that cannot be removed must not keep the export down.
             logger.error("open-time repair of the upper layer failed", metadata: ["error": "\(error)"])
@@ -162,7 +163,7 @@ public final class UnionNamespace: Sendable {
             self.logger.notice(
                 "removed work/ leftover", metadata: ["layer": "\(upper.directory)", "name": "\(e.name.displayString)"])
         }
-        try self.identities.clearUpper(inodes: inodes)
+        self.identities.clearUpper(inodes: inodes)
         try self.clearDirectoryRecords(inodes)
         try self.checkSidecarAgainstTree(upper)
     }
@@ -175,19 +176,24 @@ public final class UnionNamespace: Sendable {
     private func checkSidecarAgainstTree(_ upper: UpperLayer) throws(UnionError) {
         var dirInodes: Set<UInt64> = []
         var allInodes: Set<UInt64> = []
-        func walk(_ fd: FD, _ path: String) throws(UnionError) {
+        // Where each upper object with an identity was found: its recorded name is checked against it below.
+        let known = self.identities.tables.withLock { Set($0.byUpper.keys) }
+        var foundAt: [UInt64: [(parentIno: UInt64, name: [UInt8])]] = [:]
+        func walk(_ fd: FD, _ dirIno: UInt64, _ path: String) throws(UnionError) {
             for e in try Files.list(fd, path: path) {
                 allInodes.insert(e.ino)
+                if known.contains(e.ino) { foundAt[e.ino, default: []].append((dirIno, e.name)) }
                 if e.type == UInt8(DT_DIR) {
                     dirInodes.insert(e.ino)
-                    try walk(try Files.openDirPath(fd, e.name, path: path), path + "/" + e.name.displayString)
+                    try walk(
+                        try Files.openDirPath(fd, e.name, path: path), e.ino, path + "/" + e.name.displayString)
                 }
             }
         }
         let rootIno = UInt64(try Files.fstat(self.layers[0].tree, path: "tree").st_ino)
         dirInodes.insert(rootIno)
         allInodes.insert(rootIno)
-        try walk(self.layers[0].tree, "tree")
+        try walk(self.layers[0].tree, rootIno, "tree")
         for e in try Files.list(upper.index, path: "index") { allInodes.insert(e.ino) }
         let staleDirs = self.upperRecords.withLock { r in
             Set(r.whiteouts.keys).union(r.opaque).union(r.redirects.keys).subtracting(dirInodes)
@@ -201,10 +207,34 @@ public final class UnionNamespace: Sendable {
         }
         let goneUpper = self.identities.tables.withLock { t in t.byUpper.keys.filter { !allInodes.contains($0) } }
         if !goneUpper.isEmpty {
-            try self.identities.clearUpper(inodes: goneUpper)
+            self.identities.clearUpper(inodes: goneUpper)
             self.logger.notice(
                 "identities whose upper object vanished fell back to their origin",
                 metadata: ["count": "\(goneUpper.count)"])
+        }
+        // A rename reaches tree/ before its identity record is durable (both are in one group commit): an object none
+        // of whose known names leads to it any more gets the name it was found at.
+        var renamed = 0
+        for (ino, places) in foundAt {
+            let fix = self.identities.tables.withLock { (t) -> (UInt64, LinkName, LinkName)? in
+                guard let f = t.byUpper[ino], f != self.rootFileid, let i = t.byFileid[f] else { return nil }
+                func name(_ p: (parentIno: UInt64, name: [UInt8])) -> LinkName? {
+                    let parent = p.parentIno == rootIno ? self.rootFileid : t.byUpper[p.parentIno]
+                    return parent.map { LinkName(parent: $0, name: p.name) }
+                }
+                let names = places.compactMap(name)
+                let recorded = LinkName(parent: i.parent, name: i.name)
+                let others = t.otherNames[f] ?? []
+                guard let first = names.first, !names.contains(recorded), !names.contains(where: others.contains)
+                else { return nil }
+                return (f, recorded, first)
+            }
+            guard let (f, from, to) = fix else { continue }
+            self.identities.moved(f, from: from, to: to)
+            renamed += 1
+        }
+        if renamed > 0 {
+            self.logger.notice("identity names repaired from tree/ (renames cut short)", metadata: ["count": "\(renamed)"])
         }
     }
 
@@ -227,6 +257,11 @@ public final class UnionNamespace: Sendable {
     public func close() {
         self.namespaceLock.withWriteLock {
             guard !self.isClosed.exchange(true, ordering: .acquiring) else { return }
+            do {
+                try self.identities.commits.drain()
+            } catch {
+                self.logger.error("close: queued changes could not be committed", metadata: ["error": "\(error)"])
+            }
             self.listings.withLock { $0.removeAll() }
             self.nodeCache.withLock { $0.removeAll() }
             self.identities.sidecar.close()
@@ -341,13 +376,9 @@ public final class UnionNamespace: Sendable {
         }
     }
 
-    /// COMMIT: fsync of the upper file (objects only in a lower layer have nothing unstable).
+    /// COMMIT: fsync of the upper file (objects only in a lower layer have nothing unstable), shared with concurrent
+    /// COMMITs and stable WRITEs of the same file.
     public func commit(_ h: ObjectHandle, offset: UInt64, count: UInt64) throws(UnionError) {
-        try self.namespaceLock.withReadLock { () throws(UnionError) in
-            let n = try self.resolve(h)
-            guard self.layers[n.top.layer].isUpper, n.type == .regular else { return }
-            let fd = try self.openData(n.top, O_RDONLY)
-            _ = try Sys.retry("fsync", n.top.pathString) { fsync(fd.raw) }
-        }
+        try self.commitData(h)
     }
 }

@@ -21,12 +21,16 @@ struct RecordChange {
 }
 
 extension UnionNamespace {
-    /// Commits `change` durably (the sidecar runs with synchronous = FULL), then updates the in-memory mirror.
-    func commit(_ change: RecordChange, _ what: String) throws(UnionError) {
-        guard !change.isEmpty else { return }
-        guard let upper = self.upper else { throw .readOnly }
-        let newWhiteouts = try self.upperRecords.withLock { (r) throws(UnionError) -> Int in
-            try upper.sidecar.write(what) { db in
+    /// Applies `change` to the in-memory mirror and queues its records for the next group commit (one change: one
+    /// transaction). Returns the change's sequence number: a caller whose next step must not reach the disk before
+    /// these records waits for it (`durable`); otherwise `mutate` waits once, after releasing the namespace lock.
+    /// `afterSync`: the records may be committed only after the file system changes queued so far are durable.
+    @discardableResult
+    func commit(_ change: RecordChange, _ what: String, afterSync: Bool = false) throws(UnionError) -> UInt64 {
+        guard !change.isEmpty else { return 0 }
+        guard self.upper != nil else { throw .readOnly }
+        let records: [SidecarRecord] = [
+            { db in
                 for d in change.clearDirectories {
                     let k = Int64(bitPattern: d)
                     try db.execute(sql: "DELETE FROM whiteout WHERE dirIno = ?", arguments: [k])
@@ -47,6 +51,8 @@ extension UnionNamespace {
                 }
                 try IdentityStore.recordLowerNamesGone(db, change.lowerNamesGone)
             }
+        ]
+        let (newWhiteouts, seq) = self.upperRecords.withLock { (r) -> (Int, UInt64) in
             // Whiteout records that did not exist before (a re-committed one is not a new whiteout).
             var added = 0
             for d in change.clearDirectories {
@@ -63,10 +69,25 @@ extension UnionNamespace {
             }
             for o in change.addOpaque { r.opaque.insert(o) }
             for d in change.setRedirects { r.redirects[d.dirIno] = d.path }
-            return added
+            let commits = self.identities.commits
+            let seq = afterSync ? commits.enqueue([], afterSync: records) : commits.enqueue(records)
+            return (added, seq)
         }
         self.identities.lowerNamesGoneCommitted(change.lowerNamesGone)
         if newWhiteouts > 0 { self.stats.whiteoutsCreated.add(UInt64(newWhiteouts), ordering: .relaxed) }
+        return seq
+    }
+
+    /// Waits until change `seq` is durable: for a step that must not reach the disk before it (a whiteout before the
+    /// unlink it covers, an opaque marker or redirect before the directory it describes is published, a copy-up's
+    /// identity before its rename). Called under the namespace lock: these are the only flushes waited for there.
+    func durable(_ seq: UInt64) throws(UnionError) {
+        try self.identities.commits.waitDurable(seq)
+    }
+
+    /// Queues file system objects changed by the running change for the next group commit's sync.
+    func changed(_ targets: SyncTarget...) {
+        self.identities.commits.enqueue([], syncs: targets)
     }
 
     func clearDirectoryRecords(_ inodes: [UInt64]) throws(UnionError) {

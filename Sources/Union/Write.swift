@@ -32,15 +32,18 @@ extension UnionNamespace {
         }
     }
 
-    /// WRITE. `stable` is honoured: `.fileSync` fsyncs, `.dataSync` fdatasyncs before returning; `committed` says
-    /// what was done. A file only in a lower layer is copied up first (exactly once for concurrent writers).
+    /// WRITE. `stable` is honoured: `.fileSync` / `.dataSync` make the data durable before returning (an fsync
+    /// shared with concurrent WRITEs and COMMITs of the same file, taken after the namespace lock is released);
+    /// `committed` says what was done. A file only in a lower layer is copied up first (exactly once for concurrent
+    /// writers, without the namespace write lock for the data copy).
     public func write(
         _ h: ObjectHandle, offset: UInt64, data: UnsafeRawBufferPointer, stable: StableHow,
         as cred: Credentials
     ) throws(UnionError) -> (count: Int, committed: StableHow) {
-        _ = try self.requireUpper()
+        let upper = try self.requireUpper()
         guard offset <= UInt64(Int64.max) - UInt64(data.count) else { throw .fileTooLarge }
-        func doWrite(_ n: Node) throws(UnionError) -> (count: Int, committed: StableHow) {
+        typealias Written = (count: Int, fd: FD, fileid: UInt64, path: String)
+        func doWrite(_ n: Node) throws(UnionError) -> Written {
             let fd = try self.openData(n.top, O_WRONLY)
             var done = 0
             while done < data.count {
@@ -50,36 +53,56 @@ extension UnionNamespace {
                 done += w
             }
             try self.killSetID(n.top, cred)
-            switch stable {
-            case .unstable: break
-            case .dataSync: _ = try Sys.retry("fdatasync", n.top.pathString) { fdatasync(fd.raw) }
-            case .fileSync: _ = try Sys.retry("fsync", n.top.pathString) { fsync(fd.raw) }
-            }
-            return (done, stable)
+            return (done, fd, n.fileid, n.top.pathString)
         }
         func check(_ n: Node) throws(UnionError) {
             if n.isDirectory { throw .isDirectory }
             guard n.type == .regular else { throw .invalid("not a regular file") }
             try self.requireWrite(n.dataStat, cred)
         }
-        func fastPath() throws(UnionError) -> (count: Int, committed: StableHow)? {
-            try self.namespaceLock.withReadLock { () throws(UnionError) -> (count: Int, committed: StableHow)? in
+        func fastPath() throws(UnionError) -> Written? {
+            try self.namespaceLock.withReadLock { () throws(UnionError) -> Written? in
                 let n = try self.resolve(h)
                 try check(n)
                 guard self.isUpper(n.top) else { return nil }
                 return try doWrite(n)
             }
         }
-        if let done = try fastPath() { return done }
+        func finish(_ w: Written) throws(UnionError) -> (count: Int, committed: StableHow) {
+            if stable != .unstable {
+                // FILE_SYNC covers DATA_SYNC: one shared fsync serves both.
+                try upper.fileSyncs.sync(w.fileid) { () throws(UnionError) in
+                    _ = try Sys.retry("fsync", w.path) { fsync(w.fd.raw) }
+                }
+            }
+            return (w.count, stable)
+        }
+        if let done = try fastPath() { return try finish(done) }
         for _ in 0..<3 {
             try self.copyUpForWrite(h, check: check)
-            if let done = try fastPath() { return done }
+            if let done = try fastPath() { return try finish(done) }
         }
         // Lost every race to a change of the same name: copy up and write in one change.
-        return try self.mutate { () throws(UnionError) -> (count: Int, committed: StableHow) in
+        let done = try self.mutate { () throws(UnionError) -> Written in
             let n = try self.resolve(h)
             try check(n)
             return try doWrite(try self.ensureUpper(n))
+        }
+        return try finish(done)
+    }
+
+    /// COMMIT: an fsync of the upper file, shared with concurrent COMMITs and stable WRITEs of the same file (objects
+    /// only in a lower layer have nothing unstable).
+    func commitData(_ h: ObjectHandle) throws(UnionError) {
+        guard let upper = self.upper else { return }
+        let open = try self.namespaceLock.withReadLock { () throws(UnionError) -> (FD, UInt64, String)? in
+            let n = try self.resolve(h)
+            guard self.isUpper(n.top), n.type == .regular else { return nil }
+            return (try self.openData(n.top, O_RDONLY), n.fileid, n.top.pathString)
+        }
+        guard let (fd, fileid, path) = open else { return }
+        try upper.fileSyncs.sync(fileid) { () throws(UnionError) in
+            _ = try Sys.retry("fsync", path) { fsync(fd.raw) }
         }
     }
 
@@ -90,24 +113,45 @@ extension UnionNamespace {
         _ h: ObjectHandle, _ changes: SetAttributes, guardCtime: Timespec?,
         as cred: Credentials
     ) throws(UnionError) -> Attributes {
+        try self.setattrChange(h, changes, guardCtime: guardCtime, as: cred).attributes!
+    }
+
+    /// SETATTR with the object's attributes before and after, taken with the change. A lower file's data is copied
+    /// up first without the namespace write lock.
+    public func setattrChange(
+        _ h: ObjectHandle, _ changes: SetAttributes, guardCtime: Timespec?,
+        as cred: Credentials
+    ) throws(UnionError) -> ChangeResult {
         if changes.isEmpty {
-            return try self.namespaceLock.withReadLock { () throws(UnionError) -> Attributes in
+            return try self.namespaceLock.withReadLock { () throws(UnionError) -> ChangeResult in
                 let n = try self.resolve(h)
-                if let g = guardCtime, self.attributes(n).ctime != g { throw .guardMismatch }
-                return self.attributes(n)
+                let a = self.attributes(n)
+                if let g = guardCtime, a.ctime != g { throw .guardMismatch }
+                return ChangeResult(handle: h, attributes: a, object: BeforeAfter(before: a, after: a))
             }
         }
         _ = try self.requireUpper()
-        return try self.mutate { () throws(UnionError) -> Attributes in
+        try self.copyUpOutsideChange(h, dataLimit: changes.size) { (n) throws(UnionError) -> Bool in
+            // Only what the change would do anyway: a refused SETATTR copies nothing.
+            guard !n.isDirectory else { return false }
+            if let g = guardCtime, self.attributes(n).ctime != g { return false }
+            do {
+                _ = try self.checkSetattr(n, changes, as: cred)
+                return true
+            } catch {
+                return false
+            }
+        }
+        return try self.mutate { () throws(UnionError) -> ChangeResult in
             let n = try self.resolve(h)
-            return self.attributes(try self.setattrLocked(n, changes, guardCtime: guardCtime, as: cred))
+            let before = self.attributes(n)
+            let a = self.attributes(try self.setattrLocked(n, changes, guardCtime: guardCtime, as: cred))
+            return ChangeResult(handle: h, attributes: a, object: BeforeAfter(before: before, after: a))
         }
     }
 
-    func setattrLocked(_ n0: Node, _ changes: SetAttributes, guardCtime: Timespec?, as cred: Credentials)
-        throws(UnionError) -> Node
-    {
-        if let g = guardCtime, self.attributes(n0).ctime != g { throw .guardMismatch }
+    /// The permission rules of SETATTR (see `setattr`); returns the mode to set.
+    func checkSetattr(_ n0: Node, _ changes: SetAttributes, as cred: Credentials) throws(UnionError) -> UInt32? {
         let st = n0.dataStat
         let isOwner = cred.isRoot || cred.uid == st.st_uid
         var mode = changes.mode.map { $0 & 0o7777 }
@@ -130,6 +174,15 @@ extension UnionNamespace {
             case .clientTime: if !isOwner { throw .notPermitted }
             }
         }
+        return mode
+    }
+
+    func setattrLocked(_ n0: Node, _ changes: SetAttributes, guardCtime: Timespec?, as cred: Credentials)
+        throws(UnionError) -> Node
+    {
+        if let g = guardCtime, self.attributes(n0).ctime != g { throw .guardMismatch }
+        let mode = try self.checkSetattr(n0, changes, as: cred)
+        let st = n0.dataStat
         let n = try self.ensureUpper(n0, dataLimit: changes.size)
         let loc = n.top
         let path = loc.pathString
@@ -162,6 +215,14 @@ extension UnionNamespace {
             }
         }
         try self.applyTimes(dirFD, name, changes, path: path)
+        // What the batch syncs: the object itself where it can be opened, else its directory.
+        if n.type == .regular {
+            self.changed(.file(try self.openData(loc, O_RDONLY), path: path))
+        } else if n.isDirectory, let d = loc.dir {
+            self.changed(.directory(d, path: path))
+        } else {
+            self.changed(.directory(dirFD, path: path))
+        }
         return try self.reresolve(n)
     }
 }

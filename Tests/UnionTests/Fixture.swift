@@ -10,8 +10,9 @@ import Testing
 final class Fixture: Sendable {
     let base: String
 
-    init() {
-        var template = Array("/tmp/strata-union-XXXXXX".utf8CString)
+    /// `parent`: where the temporary directory is made (a tmpfs such as /dev/shm for tests that need no disk).
+    init(in parent: String = "/tmp") {
+        var template = Array("\(parent)/strata-union-XXXXXX".utf8CString)
         let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         self.base = String(cString: p!)
     }

@@ -125,6 +125,13 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
         let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
         let name = parts.first ?? ""
         let quoted = "\"\(entry)\""
+        if parts.count == 2, name == "fsid" {
+            // exports(5) puts the export's identifier in each client line; Strata has one per
+            // export, so it lives in the [[export]] table.
+            throw ConfigError(
+                key: key, value: quoted,
+                allowed: "fsid= is not a client option in Strata: set id = \(parts[1]) in this [[export]] table (the export's identifier in file handles)")
+        }
         if parts.count == 2 {
             switch name {
             case "anonuid", "anongid":

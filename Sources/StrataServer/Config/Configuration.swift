@@ -27,9 +27,12 @@ public struct ExportConfiguration: Sendable, Equatable {
 
     public static let clientPlaceholder = "{client}"
 
-    /// A 24-bit identifier stable across restarts (derived from `path`), carried in file
-    /// handles so a handle names its export without a table on disk.
-    public var exportID: UInt32 { UInt32(truncatingIfNeeded: stableHash64(Array(self.path.utf8)) & 0xff_ffff) }
+    /// `id`: the export's identifier in file handles, when the file gives one (see `exportID`).
+    public var id: UInt32? = nil
+    /// The identifier assigned to an export without `id`, kept in `state_dir/export-ids`.
+    var assignedID: UInt32? = nil
+    /// `max_clients`: client upper layers this export may have (see `clientLimit`).
+    public var maxClients: Int? = nil
 }
 
 /// How log lines are written (`[server] log_format`).
@@ -56,6 +59,9 @@ public struct ServerSettings: Sendable, Equatable {
     public var logLevel: String = "info"
     public var logFormat: LogFormat = .text
     public var controlSocket: String?
+    /// `max_clients`: client upper layers a per-client export may have, unless it sets its own.
+    public var maxClients: Int = ServerSettings.defaultMaxClients
+    public static let defaultMaxClients = 1024
 
     public init() {}
 
@@ -202,7 +208,7 @@ public struct Configuration: Sendable {
 
     static let serverKeys = [
         "listen", "nfs_port", "mount_port", "portmapper", "state_dir", "metrics", "max_record_bytes", "threads", "log_level", "log_format",
-        "control_socket",
+        "control_socket", "max_clients",
     ]
 
     static func parseServer(_ table: TOMLTable, into settings: inout ServerSettings, problems: inout ProblemList) {
@@ -285,6 +291,9 @@ public struct Configuration: Sendable {
             }
             settings.logFormat = parsed
         }
+        problems.check { () throws(ConfigError) in
+            settings.maxClients = try parseMaxClients(table, key: "server.max_clients") ?? settings.maxClients
+        }
     }
 
     static func checkedListen(_ addresses: [String], key: String) throws(ConfigError) -> [String] {
@@ -348,7 +357,7 @@ public struct Configuration: Sendable {
         }
     }
 
-    static let exportKeys = ["path", "lowers", "upper", "clients", "client_key"]
+    static let exportKeys = ["path", "lowers", "upper", "clients", "client_key", "id", "max_clients"]
 
     /// One `[[export]]` table; nil if it is too broken to check further (problems say why).
     static func parseExport(_ table: TOMLTable, index: Int, problems: inout ProblemList) -> ExportConfiguration? {
@@ -444,8 +453,12 @@ public struct Configuration: Sendable {
             }
             keySource = parsed
         }
+        var id: UInt32?
+        problems.check { () throws(ConfigError) in id = try parseExportID(table, prefix: prefix) }
+        var maxClients: Int?
+        problems.check { () throws(ConfigError) in maxClients = try parseMaxClients(table, key: "\(prefix).max_clients") }
         guard let path, !rules.isEmpty, !(lowers.isEmpty && upper == nil) else { return nil }
-        return ExportConfiguration(path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource)
+        return ExportConfiguration(path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource, id: id, maxClients: maxClients)
     }
 
     static func stringList(_ table: TOMLTable, _ name: String, key: String, what: String) throws(ConfigError) -> [String] {
@@ -468,14 +481,7 @@ public struct Configuration: Sendable {
     /// layers that would corrupt each other (one writable layer for two exports, an upper
     /// inside a lower or inside the state directory).
     func validate(problems: inout ProblemList, overrides: ConfigurationOverrides = ConfigurationOverrides()) {
-        var byID: [UInt32: String] = [:]
-        for (index, export) in self.exports.enumerated() {
-            if let other = byID[export.exportID] {
-                let why = other == export.path ? "each export path may appear once" : "its identifier collides with export \"\(other)\"; pick a slightly different path"
-                problems.error(ConfigError(key: "export[\(index)].path", value: "\"\(export.path)\"", allowed: why))
-            }
-            byID[export.exportID] = export.path
-        }
+        problems.check { () throws(ConfigError) in try self.validateExportIDs() }
         self.validatePorts(problems: &problems, overrides: overrides)
         self.validateLayerPlacement(problems: &problems)
     }

@@ -40,7 +40,9 @@ extension ExportRegistry {
     /// Re-images a client: its upper layer of `exportPath` (or of every per-client export when
     /// nil) is moved aside in one rename and deleted, its namespace closed, and its reset
     /// generation bumped so every handle it holds answers NFS3ERR_STALE. Its next MNT creates a
-    /// fresh, empty upper: the pristine image. Safe while the server runs.
+    /// fresh, empty upper: the pristine image. Safe while the server runs: calls of the client
+    /// that need its namespace meanwhile (a re-mount) wait until the old upper is moved aside,
+    /// so none opens the layer about to be deleted.
     public func resetClient(key rawKey: String, exportPath: String?) throws -> [String] {
         let key = sanitizedClientKey(rawKey)
         let configuration = self.configuration
@@ -51,23 +53,34 @@ extension ExportRegistry {
         var resetUppers: [String] = []
         for export in exports {
             guard let upper = self.upperPath(export: export, clientKey: key), FileManager.default.fileExists(atPath: upper) else { continue }
-            // Bump the generation first: from here on the client's old handles are stale even if
-            // a crash interrupts the rest (a stale handle is the intended outcome of a reset).
-            self.state.withLock { $0.generations[key, default: 0] += 1 }
+            let namespaceKey = NamespaceKey(exportID: export.exportID, clientKey: key)
+            // Crash order: the generation is bumped and saved first, so from here on the
+            // client's old handles are stale even if a crash interrupts the rest (a stale handle
+            // is the intended outcome of a reset). Opens are held off while the namespace is
+            // taken out, so one in progress finishes first and is closed with it, and later ones
+            // wait for `closingKeys`.
+            let removed = self.openingLock.withLock { _ in
+                self.state.withLock { state in
+                    state.generations[key, default: 0] += 1
+                    self.closingKeys.begin(namespaceKey)
+                    return self.removeNamespaces([namespaceKey], from: &state)
+                }
+            }
+            defer { self.closingKeys.end(namespaceKey) }
             self.persistLock.withLock { _ in
                 let (generations, stateDirectory) = self.state.withLock { ($0.generations, $0.configuration.server.stateDirectory) }
                 ExportRegistry.saveGenerations(generations, stateDirectory: stateDirectory)
             }
-            let namespace = self.state.withLock { state in
-                let removed = state.namespaces.removeValue(forKey: NamespaceKey(exportID: export.exportID, clientKey: key))
-                if let removed { state.closedStatistics.add(removed.statistics) }
-                return removed
-            }
-            namespace?.close()
+            self.resetHook.withLock { $0 }?("closing")
+            // Waits for calls running in it (a copy-up in flight ends with NFS3ERR_STALE).
+            self.close(removed, keepingClosing: true)
+            self.resetHook.withLock { $0 }?("closed")
             let aside = "\(upper).reset-\(UInt64(Date().timeIntervalSince1970 * 1000))"
             guard rename(upper, aside) == 0 else {
                 throw AdministrationError("cannot move \(upper) aside to \(aside): \(String(cString: strerror(errno)))")
             }
+            self.state.withLock { _ = $0.uppers[export.exportID]?.remove(key) }
+            self.closingKeys.end(namespaceKey)
             try? FileManager.default.removeItem(atPath: aside)
             resetUppers.append(upper)
         }

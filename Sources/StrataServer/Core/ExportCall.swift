@@ -83,4 +83,7 @@ public enum CallRejection: Error, Sendable, Equatable {
     case noSuchExport
     /// A path below an export that is not a directory (MNT3ERR_NOTDIR).
     case notDirectory
+    /// A new client of a per-client export beyond its `max_clients` (MNT3ERR_ACCES); the
+    /// message names the export and the key.
+    case clientLimitReached(String)
 }

@@ -19,38 +19,85 @@ public struct MountRecord: Sendable, Hashable {
 public final class ExportRegistry: Sendable {
     struct NamespaceKey: Hashable {
         var exportID: UInt32
-        var clientKey: String  // "" when the export has no per-client upper
+        /// "" for the namespace every client of the export shares: the export's own upper, or
+        /// no upper at all (read-only clients of a per-client export).
+        var clientKey: String
+    }
+
+    struct OpenNamespace {
+        let namespace: UnionNamespace
+        /// `clock()` at the last call admitted to it, for closing idle namespaces.
+        var lastUsed: Double
     }
 
     struct State {
         var configuration: Configuration
         var exportsByID: [UInt32: ExportConfiguration]
-        var namespaces: [NamespaceKey: UnionNamespace] = [:]
+        var namespaces: [NamespaceKey: OpenNamespace] = [:]
         var mounts: [MountRecord] = []
         /// Client key → reset generation; folded into the namespace identifier so handles from
         /// before a `client reset` are stale.
         var generations: [String: UInt32] = [:]
         var lastSeen: [String: Date] = [:]
-        /// Statistics of namespaces already closed (reset, reload), so the totals the metrics
-        /// report never go down.
+        /// Statistics of namespaces already closed (reset, reload, idle), so the totals the
+        /// metrics report never go down.
         var closedStatistics = UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 0)
+        /// The identifiers handed out to exports (`state_dir/export-ids`).
+        var exportIDs = ExportIDTable()
+        /// Per-client export → client keys with an upper layer on disk (read from disk on first
+        /// need), for `max_clients`.
+        var uppers: [UInt32: Set<String>] = [:]
     }
 
     let state: Mutex<State>
-    /// Held while a namespace is opened (see `namespace(export:clientKey:create:)`).
+    /// Held while a namespace is opened (see `withNamespace`).
     let openingLock = Mutex(())
+    /// Namespaces being closed (reset, idle, reload): opens of these wait until they are.
+    let closingKeys = ClosingKeys()
     /// Orders writes of the small state files (mount table, reset generations).
     let persistLock = Mutex(())
     let logger: Logger
+    let policy: NamespacePolicy
+    /// Monotonic seconds (tests pass their own).
+    let clock: @Sendable () -> Double
+    /// Tests: called at named steps of a reset ("closed": the old namespace is closed, its
+    /// upper not yet moved aside).
+    let resetHook = Mutex<(@Sendable (String) -> Void)?>(nil)
+    let sweeper = Mutex<Task<Void, Never>?>(nil)
 
-    public init(configuration: Configuration, logger: Logger) {
+    public init(
+        configuration: Configuration, logger: Logger, policy: NamespacePolicy = NamespacePolicy(),
+        clock: @escaping @Sendable () -> Double = monotonicSeconds
+    ) {
+        let stateDirectory = configuration.server.stateDirectory
+        var configuration = configuration
+        var exportIDs = ExportIDTable.load(stateDirectory: stateDirectory)
+        let before = exportIDs
+        for (index, recorded) in exportIDs.assign(&configuration) {
+            let export = configuration.exports[index]
+            logger.warning(
+                "export identifier changed: file handles clients hold from before are stale",
+                metadata: ["export": "\(export.path)", "key": "export[\(index)].id", "was": "\(recorded)", "now": "\(export.exportID)"])
+        }
+        if exportIDs != before {
+            do {
+                try exportIDs.save(stateDirectory: stateDirectory)
+            } catch {
+                logger.error(
+                    "cannot record export identifiers; an export renamed later may change its identifier",
+                    metadata: ["file": "\(ExportIDTable.path(stateDirectory))", "error": "\(error)"])
+            }
+        }
         var exportsByID: [UInt32: ExportConfiguration] = [:]
         for export in configuration.exports { exportsByID[export.exportID] = export }
         var initial = State(configuration: configuration, exportsByID: exportsByID)
-        initial.mounts = ExportRegistry.loadMountTable(stateDirectory: configuration.server.stateDirectory)
-        initial.generations = ExportRegistry.loadGenerations(stateDirectory: configuration.server.stateDirectory)
+        initial.exportIDs = exportIDs
+        initial.mounts = ExportRegistry.loadMountTable(stateDirectory: stateDirectory)
+        initial.generations = ExportRegistry.loadGenerations(stateDirectory: stateDirectory)
         self.state = Mutex(initial)
         self.logger = logger
+        self.policy = policy
+        self.clock = clock
     }
 
     public var configuration: Configuration { self.state.withLock { $0.configuration } }
@@ -74,11 +121,20 @@ public final class ExportRegistry: Sendable {
 
     /// The caller's client key for `export`: address or AUTH_SYS machine name, mapped through
     /// `[clients]`, sanitised for use as a path component.
-    func clientKey(for export: ExportConfiguration, call: RPCCallContext, clientKeys: [String: String]) -> String {
+    ///
+    /// A machine name is whatever the client says it is. With `client_key = "hostname"` it names
+    /// the client's upper only where the operator vouches for it: the rule that admits the
+    /// caller names this very host (e.g. a NAT gateway), or `[clients]` lists the name or the
+    /// caller's address. Anyone else is keyed by address, so a guest admitted by a network or
+    /// `*` rule can neither reach another client's upper by sending its name nor make an upper
+    /// for every name it invents.
+    func clientKey(for export: ExportConfiguration, rule: ClientRule, call: RPCCallContext, clientKeys: [String: String]) -> String {
         let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
         var raw = address
         if export.clientKey == .hostname, case .sys(let auth) = call.credential, !auth.machineName.isEmpty {
-            raw = auth.machineName
+            var isVouchedFor = clientKeys[auth.machineName] != nil || clientKeys[address] != nil
+            if case .host = rule.match { isVouchedFor = true }
+            if isVouchedFor { raw = auth.machineName }
         }
         if let mapped = clientKeys[raw] ?? clientKeys[address] {
             raw = mapped
@@ -107,74 +163,13 @@ public final class ExportRegistry: Sendable {
         }
     }
 
-    // MARK: Namespaces
-
-    /// The `clientTag` of the handles of `clientKey`'s namespace in `export` at reset generation `generation`.
-    func clientTag(export: ExportConfiguration, clientKey: String, generation: UInt32) -> UInt32 {
-        guard export.hasPerClientUpper else { return 0 }
-        let hash = stableHash64(Array("\(clientKey)#\(generation)".utf8))
-        let folded = UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
-        return folded == 0 ? 1 : folded
-    }
-
-    func upperPath(export: ExportConfiguration, clientKey: String) -> String? {
-        export.upper?.replacingOccurrences(of: ExportConfiguration.clientPlaceholder, with: clientKey)
-    }
-
-    /// The namespace of `export` for `clientKey`, opened (and, for `create`, its upper layer
-    /// created) on first use. Without `create`, a per-client upper that does not exist yet is
-    /// `.stale`: only MNT brings a client's layer into being.
-    func namespace(export: ExportConfiguration, clientKey: String, create: Bool) throws(CallRejection) -> UnionNamespace {
-        let key = NamespaceKey(exportID: export.exportID, clientKey: export.hasPerClientUpper ? clientKey : "")
-        if let existing = self.state.withLock({ $0.namespaces[key] }) {
-            return existing
-        }
-        // Opening is serialised: after a restart every client's first calls arrive at once, and
-        // two opens of one layer race on its sidecar (SQLite "database is locked") and on its
-        // work/ cleanup. Opens are rare (once per namespace), so one lock for all costs nothing.
-        return try self.openingLock.withLock { (_: inout Void) throws(CallRejection) -> UnionNamespace in
-            if let existing = self.state.withLock({ $0.namespaces[key] }) {
-                return existing
-            }
-            let opened = try self.open(export: export, clientKey: clientKey, create: create)
-            self.state.withLock { $0.namespaces[key] = opened }
-            return opened
-        }
-    }
-
-    private func open(export: ExportConfiguration, clientKey: String, create: Bool) throws(CallRejection) -> UnionNamespace {
-        let upper = self.upperPath(export: export, clientKey: clientKey)
-        if let upper, export.hasPerClientUpper, !create, !FileManager.default.fileExists(atPath: upper) {
-            throw .stale
-        }
-        let stateDirectory = self.state.withLock { $0.configuration.server.stateDirectory }
-        let identityDirectory = "\(stateDirectory)/exports/\(String(export.exportID, radix: 16))"
-        do {
-            if let upper {
-                try FileManager.default.createDirectory(atPath: upper, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            } else {
-                try FileManager.default.createDirectory(atPath: identityDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            }
-        } catch {
-            throw .layerUnavailable("cannot create \(upper ?? identityDirectory): \(error.localizedDescription)")
-        }
-        do {
-            // Each cached object may hold a descriptor per layer. A fleet has one namespace per
-            // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below
-            // the descriptor limit the server raises itself to at start.
-            return try UnionNamespace(
-                upper: upper, lowers: export.lowers, stateDirectory: identityDirectory,
-                cachedObjects: export.hasPerClientUpper ? 64 : 256,
-                logger: self.logger.with(["export": "\(export.path)", "client": "\(clientKey)"]))
-        } catch {
-            let detail = self.layerProblem(export: export, error: error)
-            self.logger.error(
-                "cannot open layers: \(detail)", metadata: ["export": "\(export.path)", "client": "\(clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
-            throw .layerUnavailable(detail)
-        }
-    }
-
     /// Builds the call context for `export`, applying access control and squashing.
+    ///
+    /// A client whose rule is `ro` needs no upper: it gets the export's shared namespace of the
+    /// lowers, unless it has an upper already (it was read-write before a reload), which it
+    /// keeps seeing, read-only, with its handles valid. That exception holds only for a key
+    /// the client cannot choose (its address, or a machine name behind a rule for its very
+    /// address): a guest sending another client's machine name never reads that client's upper.
     func admit(export: ExportConfiguration, call: RPCCallContext, create: Bool) throws(CallRejection) -> ExportCall {
         guard let rule = self.rule(for: export, call: call) else { throw .accessDenied }
         if rule.options.requiresPrivilegedPort, call.remotePort >= 1024 { throw .tooWeak }
@@ -182,17 +177,27 @@ public final class ExportRegistry: Sendable {
             throw .unsupportedCredential
         }
         let clientKeys = self.state.withLock { $0.configuration.clientKeys }
-        let clientKey = self.clientKey(for: export, call: call, clientKeys: clientKeys)
-        let namespace = try self.namespace(export: export, clientKey: clientKey, create: create)
+        let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: clientKeys)
+        var isShared = !export.hasPerClientUpper
+        if export.hasPerClientUpper, rule.options.isReadOnly {
+            let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
+            var isKeyOfThisHost = clientKey == sanitizedClientKey(clientKeys[address] ?? address)
+            if case .host = rule.match { isKeyOfThisHost = true }
+            isShared = !(isKeyOfThisHost && self.clientsWithUpper(export).contains(clientKey))
+        }
+        let key = NamespaceKey(exportID: export.exportID, clientKey: isShared ? "" : clientKey)
+        // The namespace and the reset generation are read in one lock section: a reset removes
+        // the one and bumps the other in one section too, so a call never pairs a new
+        // generation with the namespace of the upper the reset deletes.
         let now = Date()
-        let currentGeneration = self.state.withLock { state in
+        let (namespace, generation) = try self.withNamespace(key, export: export, create: create && !rule.options.isReadOnly) { state, open in
             state.lastSeen[clientKey] = now
-            return state.generations[clientKey] ?? 0
+            return (open.namespace, state.generations[clientKey] ?? 0)
         }
         return ExportCall(
             namespace: namespace, credentials: credentials, isReadOnly: rule.options.isReadOnly || namespace.isReadOnly,
             exportPath: export.path, exportID: export.exportID, clientKey: clientKey,
-            clientTag: self.clientTag(export: export, clientKey: clientKey, generation: currentGeneration),
+            clientTag: isShared ? 0 : self.clientTag(export: export, clientKey: clientKey, generation: generation),
             options: rule.options, logger: call.logger)
     }
 
@@ -211,9 +216,12 @@ public final class ExportRegistry: Sendable {
         do {
             let admitted = try self.admit(export: export, call: call, create: false)
             guard admitted.clientTag == handle.clientTag else {
-                // Either another client's handle (refused) or one from before a reset (stale).
+                // Either another client's handle (refused) or one of this client's from before a
+                // reset, or from before its rule changed between ro and rw (stale).
+                guard export.hasPerClientUpper else { return .failure(.accessDenied) }
+                if handle.clientTag == 0 { return .failure(.stale) }
                 let generations = self.state.withLock { $0.generations[admitted.clientKey] } ?? 0
-                for old in 0..<generations
+                for old in 0...generations
                 where self.clientTag(export: export, clientKey: admitted.clientKey, generation: old) == handle.clientTag {
                     return .failure(.stale)
                 }
@@ -286,45 +294,70 @@ public final class ExportRegistry: Sendable {
     /// Applies a new configuration (SIGHUP): new exports appear, removed ones refuse new MNTs
     /// and their handles go stale (their namespaces are closed), changed client options apply
     /// to the next call because rules are read per call.
-    public func reload(_ configuration: Configuration) {
-        let closing: [UnionNamespace] = self.state.withLock { state in
-            var exportsByID: [UInt32: ExportConfiguration] = [:]
-            for export in configuration.exports { exportsByID[export.exportID] = export }
-            var dropped: [UnionNamespace] = []
-            for (key, namespace) in state.namespaces {
-                let old = state.exportsByID[key.exportID]
-                let new = exportsByID[key.exportID]
-                // A namespace survives only if its export still exists with the same layers.
-                if new == nil || old?.lowers != new?.lowers || old?.upper != new?.upper {
-                    dropped.append(namespace)
-                    state.namespaces[key] = nil
-                }
-            }
-            state.configuration = configuration
-            state.exportsByID = exportsByID
-            for namespace in dropped { state.closedStatistics.add(namespace.statistics) }
-            return dropped
+    ///
+    /// - Throws: `ConfigError` naming `export[N].id`, without applying anything, when the new
+    ///   file would change the identifier of an export being served: every handle its clients
+    ///   hold would go stale (a diskless client's root file system would vanish).
+    public func reload(_ newConfiguration: Configuration) throws(ConfigError) {
+        var configuration = newConfiguration
+        let (running, stateDirectory, recorded) = self.state.withLock { ($0.configuration.exports, $0.configuration.server.stateDirectory, $0.exportIDs) }
+        var exportIDs = recorded
+        exportIDs.assign(&configuration)
+        for (index, export) in configuration.exports.enumerated() {
+            guard let served = running.first(where: { $0.path == export.path }), served.exportID != export.exportID else { continue }
+            throw ConfigError(
+                key: "export[\(index)].id", value: export.id.map { "\($0)" } ?? "(none)",
+                allowed: "export \"\(export.path)\" is served with id \(served.exportID); changing it would make every file handle its clients hold stale: set id = \(served.exportID), or restart the server to change it")
         }
-        for namespace in closing { namespace.close() }
+        if exportIDs != recorded {
+            do {
+                try exportIDs.save(stateDirectory: stateDirectory)
+            } catch {
+                self.logger.error(
+                    "cannot record export identifiers", metadata: ["file": "\(ExportIDTable.path(stateDirectory))", "error": "\(error)"])
+            }
+        }
+        // Opens are held off while the table changes, so none finishes with the old layers.
+        let closing: [(NamespaceKey, UnionNamespace)] = self.openingLock.withLock { _ in
+            self.state.withLock { state in
+                var exportsByID: [UInt32: ExportConfiguration] = [:]
+                for export in configuration.exports { exportsByID[export.exportID] = export }
+                var dropped: [(NamespaceKey, UnionNamespace)] = []
+                for (key, open) in state.namespaces {
+                    let old = state.exportsByID[key.exportID]
+                    let new = exportsByID[key.exportID]
+                    // A namespace survives only if its export still exists with the same layers.
+                    if new == nil || old?.lowers != new?.lowers || old?.upper != new?.upper {
+                        dropped.append((key, open.namespace))
+                    }
+                }
+                state.configuration = configuration
+                state.exportsByID = exportsByID
+                state.exportIDs = exportIDs
+                state.uppers = [:]
+                return self.removeNamespaces(dropped.map(\.0), from: &state)
+            }
+        }
+        self.close(closing)
     }
 
     /// Copy-ups and whiteouts of every namespace since the server started.
     public var unionStatistics: UnionStatistics {
         self.state.withLock { state in
             var total = state.closedStatistics
-            for namespace in state.namespaces.values { total.add(namespace.statistics) }
+            for open in state.namespaces.values { total.add(open.namespace.statistics) }
             return total
         }
     }
 
     /// Closes every namespace (server shutdown).
     public func closeAll() {
-        let all = self.state.withLock { state in
-            let values = Array(state.namespaces.values)
-            state.namespaces = [:]
-            return values
+        self.sweeper.withLock { task in
+            task?.cancel()
+            task = nil
         }
-        for namespace in all { namespace.close() }
+        let all = self.state.withLock { state in self.removeNamespaces(Array(state.namespaces.keys), from: &state) }
+        self.close(all)
     }
 
     // MARK: Persistence of small server state

@@ -29,6 +29,8 @@ extension ExportRegistry {
             why = "the call's credential flavor is not supported: the client must use AUTH_SYS (sec=sys)"
         case .layerUnavailable(let reason):
             why = "its layers cannot be opened: \(reason)"
+        case .clientLimitReached(let reason):
+            why = reason
         case .notDirectory:
             why = "\(path) is not a directory; mount the export or a directory below it"
         case .badHandle, .stale:

@@ -1,6 +1,7 @@
 import Logging
 import NFS3
 import NIOCore
+import Prometheus
 import SunRPC
 import XDR
 
@@ -13,11 +14,18 @@ public final class MountProgram: RPCProgramHandler {
     let registry: ExportRegistry
     let metrics: ServerMetrics
     let logger: Logger
+    /// Anyone may send MNT: refusals are logged at a bounded rate, the rest counted.
+    let refusalLog: LogRateLimiter
+    let suppressedRefusals: Counter
 
-    public init(registry: ExportRegistry, metrics: ServerMetrics, logger: Logger) {
+    public init(registry: ExportRegistry, metrics: ServerMetrics, logger: Logger, refusalLog: LogRateLimiter = LogRateLimiter()) {
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
+        self.refusalLog = refusalLog
+        self.suppressedRefusals = metrics.registry.makeCounter(
+            name: "strata_log_lines_suppressed_total", labels: [("kind", "mnt_refused")],
+            help: "Log lines held back by rate limiting, by kind")
     }
 
     /// MNT and UMNT change the mount table, but repeating them is harmless: no cache needed.
@@ -45,7 +53,7 @@ public final class MountProgram: RPCProgramHandler {
                 let host = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
                 self.registry.unmount(path: path.description, host: host)
                 self.metrics.clientsMounted.set(to: Double(self.registry.mountTable.count))
-                call.logger.info("UMNT", metadata: ["export": "\(path)", "client": "\(host)"])
+                call.logger.info("UMNT", metadata: ["export": "\(loggable(path.bytes))", "client": "\(host)"])
                 return .success(ByteBuffer())
             case .umntall:
                 let host = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
@@ -72,7 +80,7 @@ public final class MountProgram: RPCProgramHandler {
         case .success(let (admitted, handle)):
             self.metrics.clientsMounted.set(to: Double(self.registry.mountTable.count))
             call.logger.info(
-                "MNT", metadata: ["export": "\(path)", "client": "\(client)", "client_key": "\(admitted.clientKey)",
+                "MNT", metadata: ["export": "\(loggable(path.bytes))", "client": "\(client)", "client_key": "\(loggable(admitted.clientKey))",
                     "access": "\(admitted.isReadOnly ? "ro" : "rw")"])
             if call.version == Mount.version1 {
                 // MOUNT v1 carries a fixed 32-byte handle (for NFSv2, which Strata does not serve).
@@ -86,13 +94,24 @@ public final class MountProgram: RPCProgramHandler {
             switch rejection {
             case .noSuchExport: status = .noent
             case .notDirectory: status = .notdir
-            case .accessDenied, .tooWeak, .unsupportedCredential: status = .acces
+            case .accessDenied, .tooWeak, .unsupportedCredential, .clientLimitReached: status = .acces
             case .badHandle, .stale: status = .inval
             case .layerUnavailable: status = .io
             }
-            call.logger.notice(
-                "MNT refused: \(self.registry.refusalMessage(rejection, path: path.description, call: call))",
-                metadata: ["export": "\(path)", "client": "\(client)", "reason": "\(rejection)", "status": "\(status)"])
+            if let suppressed = self.refusalLog.admit("mnt_refused") {
+                if suppressed > 0 {
+                    call.logger.notice("\(suppressed) more MNT refusals suppressed", metadata: ["counter": "strata_log_lines_suppressed_total"])
+                }
+                // The path and the reason may carry bytes from the wire: escaped.
+                var metadata: Logger.Metadata = [
+                    "export": "\(loggable(path.bytes))", "client": "\(client)", "reason": "\(loggable("\(rejection)"))", "status": "\(status)",
+                ]
+                if case .clientLimitReached = rejection { metadata["key"] = "max_clients" }
+                let message = self.registry.refusalMessage(rejection, path: path.description, call: call)
+                call.logger.notice("MNT refused: \(loggable(message))", metadata: metadata)
+            } else {
+                self.suppressedRefusals.increment()
+            }
             if call.version == Mount.version1 {
                 return .success(xdrEncoded(FHStatus1.fail(errno: status.rawValue)))
             }

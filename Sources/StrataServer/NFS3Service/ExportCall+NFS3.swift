@@ -50,8 +50,9 @@ extension ExportCall {
     }
 
     private static func metadata(_ status: NFSStatus3, _ error: UnionError, _ name: [UInt8]?) -> Logger.Metadata {
-        var metadata: Logger.Metadata = ["status": "\(status)", "error": "\(error)"]
-        if let name { metadata["name"] = "\(String(decoding: name, as: UTF8.self))" }
+        // Names come from the wire, and the error may quote them: escaped (see `loggable`).
+        var metadata: Logger.Metadata = ["status": "\(status)", "error": "\(loggable("\(error)"))"]
+        if let name { metadata["name"] = "\(loggable(name))" }
         return metadata
     }
 }
@@ -111,7 +112,7 @@ enum RejectionAnswer: Equatable {
         case .stale, .noSuchExport, .notDirectory:
             logger.debug("stale file handle", metadata: ["reason": "\(rejection)"])
             self = .status(.stale)
-        case .accessDenied:
+        case .accessDenied, .clientLimitReached:
             logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
             self = .status(.acces)
         case .tooWeak:

@@ -1,13 +1,35 @@
 import Foundation
 import GRDB
 
+/// A sidecar change queued for the next group commit (runs inside that batch's transaction).
+typealias SidecarRecord = (Database) throws -> Void
+
+/// How a batch makes the file system changes it covers durable (see `Docs/CRASH-ORDER.md`).
+enum FilesystemSync: Sendable {
+    /// No file system changes to sync (a read-only namespace's identity store).
+    case none
+    /// ext4 (with its journal) and XFS log every metadata change in order: an fsync of the object changed last commits
+    /// every earlier change of the file system too. One fsync per batch.
+    case orderedJournal
+    /// Any other file system: `syncfs` once per batch (POSIX would need an fsync of every new inode and directory).
+    case wholeFilesystem(FD)
+    /// `tree/` on another file system than the sidecar: an fsync of every object changed (directories and files).
+    case eachObject
+}
+
 /// One sidecar connection per layer, opened once (GRDB: one DatabaseQueue per database file).
 ///
 /// Durability: WAL journal with `synchronous = FULL`, set after opening (GRDB would leave NORMAL), so a committed
-/// write is on disk before `write` returns.
+/// write is on disk before `write` returns. Namespace changes do not write directly: they queue their records in
+/// `commits` (group commit: one transaction and one sync for every change waiting).
 final class Sidecar: Sendable {
     let queue: DatabaseQueue
     let path: String
+    let filesystemSync = Locked<FilesystemSync>(.none)
+    /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread).
+    let beforeFlush = Locked<(@Sendable () -> Void)?>(nil)
+    /// Set by `init`; never nil afterwards (a closure over `self` cannot be made before `self` exists).
+    nonisolated(unsafe) private(set) var commits: GroupCommit<SidecarRecord>!
 
     /// Opens (creating and migrating if `readOnly` is false) the sidecar at `path`; `nil` path = in memory.
     init(path: String?, readOnly: Bool) throws(UnionError) {
@@ -31,9 +53,66 @@ final class Sidecar: Sendable {
         } catch {
             throw .sidecar("open \(path ?? ":memory:"): \(error)")
         }
+        self.commits = GroupCommit { [unowned self] (batch) throws(UnionError) in try self.flush(batch) }
     }
 
+    /// One batch of the group commit: one transaction with every queued record, then one sync. The changes of a
+    /// batch need no order among themselves (a change whose record must precede its file system step waits for that
+    /// record before making the step; `afterSync` records come in a later batch).
+    private func flush(_ batch: GroupCommit<SidecarRecord>.Batch) throws(UnionError) {
+        if let hook = self.beforeFlush.withLock({ $0 }) { hook() }
+        if !batch.records.isEmpty {
+            try self.transaction("commit \(batch.records.count) changes (batch \(batch.number))") { db in
+                for r in batch.records { try r(db) }
+            }
+        }
+        switch self.filesystemSync.withLock({ $0 }) {
+        case .none:
+            break
+        case .orderedJournal:
+            // The sidecar synced itself (synchronous = FULL). The object changed last: its fsync commits the journal
+            // transaction that holds every earlier change of the file system.
+            if let last = batch.syncs.last { try Self.sync(last) }
+        case .eachObject:
+            for t in batch.syncs { try Self.sync(t) }
+        case .wholeFilesystem(let fd):
+            // The sidecar runs with synchronous = NORMAL on the same file system: one syncfs covers it and the tree.
+            if !batch.records.isEmpty || !batch.syncs.isEmpty {
+                _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
+            }
+        }
+    }
+
+    /// Chooses how batches are made durable. With `.wholeFilesystem` the sidecar stops syncing its own WAL (each
+    /// batch's syncfs does it); the caller checks the sidecar lives on that file system.
+    func useFilesystemSync(_ mode: FilesystemSync) throws(UnionError) {
+        if case .wholeFilesystem = mode {
+            do {
+                try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            } catch {
+                throw .sidecar("set synchronous in \(self.path): \(error)")
+            }
+        }
+        self.filesystemSync.withLock { $0 = mode }
+    }
+
+    static func sync(_ t: SyncTarget) throws(UnionError) {
+        switch t {
+        case .directory(let fd, let path): try Files.fsyncDirectory(fd, path: path)
+        case .file(let fd, let path): _ = try Sys.retry("fsync", path) { fsync(fd.raw) }
+        }
+    }
+
+    /// One durable transaction, outside the group commit (open, repairs, tools).
     func write<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
+        let r = try self.transaction(what, body)
+        if case .wholeFilesystem(let fd) = self.filesystemSync.withLock({ $0 }) {
+            _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
+        }
+        return r
+    }
+
+    private func transaction<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
         do {
             return try self.queue.write(body)
         } catch let e as UnionError {

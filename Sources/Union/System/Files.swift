@@ -122,3 +122,40 @@ enum Files {
         return FD(fd)
     }
 }
+
+extension Files {
+    /// How group commits make changes under `tree` durable: one fsync where the file system journals metadata in
+    /// order (ext4 with a journal, XFS), nothing on tmpfs (nothing survives a reboot there anyway), `syncfs` elsewhere.
+    static func filesystemSync(for tree: FD) -> FilesystemSync {
+        guard let fstatfs = Sys.gnu.fstatfs else { return .wholeFilesystem(tree) }
+        // struct statfs starts with `long f_type` on Linux; the rest is not needed.
+        var buf = [Int64](repeating: 0, count: 32)
+        guard buf.withUnsafeMutableBytes({ fstatfs(tree.raw, $0.baseAddress!) }) == 0 else {
+            return .wholeFilesystem(tree)
+        }
+        switch UInt64(bitPattern: buf[0]) {
+        case 0x0102_1994:  // TMPFS_MAGIC
+            return .none
+        case 0x5846_5342:  // XFS_SUPER_MAGIC: always logged
+            return .orderedJournal
+        case 0xEF53:  // EXT4_SUPER_MAGIC (also ext2/ext3): ordered only with a jbd2 journal
+            var st = stat()
+            guard Glibc.fstat(tree.raw, &st) == 0 else { return .wholeFilesystem(tree) }
+            let link = "/sys/dev/block/\(Sys.major(st.st_dev)):\(Sys.minor(st.st_dev))"
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = readlink(link, &buf, buf.count - 1)
+            guard n > 0 else { return .wholeFilesystem(tree) }
+            let target = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard let device = target.split(separator: "/").last else { return .wholeFilesystem(tree) }
+            // "<none>" without a journal (then an fsync covers only its own inode).
+            guard let f = fopen("/sys/fs/ext4/\(device)/journal_task", "r") else { return .wholeFilesystem(tree) }
+            defer { fclose(f) }
+            var line = [CChar](repeating: 0, count: 64)
+            guard fgets(&line, CInt(line.count), f) != nil else { return .wholeFilesystem(tree) }
+            let task = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return task.hasPrefix("<none>") || task.isEmpty ? .wholeFilesystem(tree) : .orderedJournal
+        default:
+            return .wholeFilesystem(tree)
+        }
+    }
+}

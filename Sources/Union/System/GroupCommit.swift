@@ -1,17 +1,57 @@
 import Glibc
 
-/// Group commit: callers that need the same kind of durable write at the same time share one transaction (one
-/// fsync). The first caller to find no commit running becomes the committer for everything queued so far; the
-/// others wait for their results. `@unchecked Sendable`: `mutex`/`condition` protect every mutable field.
-final class GroupCommit<Item: Sendable, Output: Sendable>: @unchecked Sendable {
+/// What a flush must make durable besides the sidecar records: an object whose inode or directory entries a change
+/// altered. Directories are O_PATH descriptors (reopened for the fsync); files are open descriptors.
+enum SyncTarget {
+    case directory(FD, path: String)
+    case file(FD, path: String)
+}
+
+/// Group commit of a layer's changes, as jbd2 does for ext4: a change is made (in `tree/`, under the namespace lock)
+/// and its sidecar records queued in the order the changes were made; the caller then waits, without the namespace
+/// lock, until a flush covers it. Every change queued while a flush runs shares the next one: one sidecar
+/// transaction and one file system sync for all of them (`Docs/CRASH-ORDER.md`).
+///
+/// - A change's records are committed in one batch, in queue order; a batch never splits a change.
+/// - `afterSync` records are committed only by a later batch than the one that syncs the change's targets (a
+///   whiteout may be dropped only once the entry that beats it is durable), and everything queued after them waits
+///   behind them, so records are committed in exactly the order the changes were made.
+/// - A failing flush fails every waiter of its batch (none is acknowledged) and puts the batch back at the head of
+///   the queue: memory already shows the changes, so the next flush retries them.
+///
+/// `@unchecked Sendable`: `mutex`/`condition` protect every mutable field.
+final class GroupCommit<Record>: @unchecked Sendable {
+    /// One flush: every record of the changes it covers, in the order they were made, and what they altered.
+    struct Batch {
+        var number: UInt64
+        var records: [Record] = []
+        var syncs: [SyncTarget] = []
+    }
+
+    private struct Entry {
+        var seq: UInt64
+        /// The first batch that may commit this entry.
+        var eligible: UInt64
+        var records: [Record]
+        var syncs: [SyncTarget]
+    }
+
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var pending: [(ticket: Int, item: Item)] = []
-    private var done: [Int: Result<Output, UnionError>] = [:]
-    private var isCommitting = false
-    private var nextTicket = 0
+    private let flush: (Batch) throws(UnionError) -> Void
+    private var queue: [Entry] = []
+    private var lastSeq: UInt64 = 0
+    private var durableSeq: UInt64 = 0
+    private var lastEligible: UInt64 = 0
+    private var batchesStarted: UInt64 = 0
+    private var isFlushing = false
+    private var failures: [(from: UInt64, through: UInt64, error: UnionError)] = []
+    private var isAbandoned = false
+    private var flushCount: UInt64 = 0
 
-    init() {
+    /// `flush` makes one batch durable; it runs on whichever waiter leads, without the group's lock held.
+    init(flush: @escaping (Batch) throws(UnionError) -> Void) {
+        self.flush = flush
         self.mutex.initialize(to: pthread_mutex_t())
         self.condition.initialize(to: pthread_cond_t())
         pthread_mutex_init(self.mutex, nil)
@@ -25,55 +65,212 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: @unchecked Sendable {
         self.mutex.deallocate()
     }
 
-    /// Queues `items` and returns their outputs, in order. `commit` turns one batch into its outputs (same count,
-    /// same order); it runs on whichever caller commits, without the group's lock held.
-    func submit(_ items: [Item], commit: ([Item]) throws(UnionError) -> [Output]) throws(UnionError) -> [Output] {
+    /// Queues one change; returns its sequence number for `waitDurable`. Call it right after making the change, under
+    /// the lock that orders changes, so the queue order is the order the changes were made in.
+    @discardableResult
+    func enqueue(_ records: [Record], syncs: [SyncTarget] = [], afterSync: [Record] = []) -> UInt64 {
         pthread_mutex_lock(self.mutex)
-        var tickets: [Int] = []
-        for item in items {
-            self.nextTicket += 1
-            tickets.append(self.nextTicket)
-            self.pending.append((self.nextTicket, item))
+        defer { pthread_mutex_unlock(self.mutex) }
+        if self.isAbandoned { return 0 }
+        let eligible = max(self.lastEligible, self.batchesStarted + 1)
+        self.lastSeq += 1
+        let seq = self.lastSeq
+        self.queue.append(Entry(seq: seq, eligible: eligible, records: records, syncs: syncs))
+        self.lastEligible = eligible
+        if !afterSync.isEmpty {
+            self.lastSeq += 1
+            self.queue.append(Entry(seq: self.lastSeq, eligible: eligible + 1, records: afterSync, syncs: []))
+            self.lastEligible = eligible + 1
         }
+        return seq
+    }
+
+    /// The sequence number of the last change queued (wait for it to cover everything queued so far).
+    var lastQueued: UInt64 {
+        pthread_mutex_lock(self.mutex)
+        defer { pthread_mutex_unlock(self.mutex) }
+        return self.lastSeq
+    }
+
+    /// Flushes done so far (tests: "many waiters, one flush").
+    var flushes: UInt64 {
+        pthread_mutex_lock(self.mutex)
+        defer { pthread_mutex_unlock(self.mutex) }
+        return self.flushCount
+    }
+
+    /// Returns once change `seq` (and everything queued before it) is durable; throws the error of the flush that
+    /// failed to make it so. The first waiter to find no flush running leads the next one.
+    func waitDurable(_ seq: UInt64) throws(UnionError) {
+        pthread_mutex_lock(self.mutex)
         while true {
-            let results = tickets.compactMap { self.done[$0] }
-            if results.count == tickets.count {
-                for t in tickets { self.done[t] = nil }
+            if self.isAbandoned {
+                // The simulated process is dead: nothing it waits for will ever be durable.
                 pthread_mutex_unlock(self.mutex)
-                var out: [Output] = []
-                out.reserveCapacity(results.count)
-                for r in results {
-                    switch r {
-                    case .success(let o): out.append(o)
-                    case .failure(let e): throw e
-                    }
-                }
-                return out
+                throw .io(errno: 0, call: "crash point", path: "abandoned group commit")
             }
-            if !self.isCommitting {
-                self.isCommitting = true
-                let batch = self.pending
-                self.pending = []
+            if self.durableSeq >= seq {
                 pthread_mutex_unlock(self.mutex)
-                let outcome: Result<[Output], UnionError>
-                do throws(UnionError) {
-                    let outs = try commit(batch.map(\.item))
-                    outcome = outs.count == batch.count ? .success(outs) : .failure(.sidecar("group commit: short batch"))
-                } catch {
-                    outcome = .failure(error)
-                }
-                pthread_mutex_lock(self.mutex)
-                for (j, p) in batch.enumerated() {
-                    switch outcome {
-                    case .success(let outs): self.done[p.ticket] = .success(outs[j])
-                    case .failure(let e): self.done[p.ticket] = .failure(e)
-                    }
-                }
-                self.isCommitting = false
-                pthread_cond_broadcast(self.condition)
+                return
+            }
+            if let f = self.failures.last(where: { $0.from < seq && seq <= $0.through }) {
+                pthread_mutex_unlock(self.mutex)
+                throw f.error
+            }
+            if self.isFlushing {
+                pthread_cond_wait(self.condition, self.mutex)
                 continue
             }
-            pthread_cond_wait(self.condition, self.mutex)
+            let number = self.batchesStarted + 1
+            var n = 0
+            while n < self.queue.count && self.queue[n].eligible <= number { n += 1 }
+            guard n > 0 else {
+                // Nothing can be eligible only if `seq` was never queued (an abandoned or foreign number).
+                pthread_mutex_unlock(self.mutex)
+                return
+            }
+            self.isFlushing = true
+            self.batchesStarted = number
+            let taken = Array(self.queue[0..<n])
+            self.queue.removeFirst(n)
+            let from = self.durableSeq
+            let through = taken[n - 1].seq
+            pthread_mutex_unlock(self.mutex)
+
+            var batch = Batch(number: number)
+            for e in taken {
+                batch.records += e.records
+                batch.syncs += e.syncs
+            }
+            var failure: UnionError?
+            do throws(UnionError) {
+                try self.flush(batch)
+            } catch {
+                failure = error
+            }
+
+            pthread_mutex_lock(self.mutex)
+            self.flushCount += 1
+            if let failure {
+                // Retry in the next batch; everything behind moves one batch later so `afterSync` order holds.
+                self.queue.insert(contentsOf: taken, at: 0)
+                for i in self.queue.indices { self.queue[i].eligible += 1 }
+                self.lastEligible += 1
+                self.failures.append((from, through, failure))
+                if self.failures.count > 64 { self.failures.removeFirst() }
+            } else {
+                self.durableSeq = through
+            }
+            self.isFlushing = false
+            pthread_cond_broadcast(self.condition)
         }
+    }
+
+    /// Waits until everything queued so far is durable (close, tests).
+    func drain() throws(UnionError) {
+        try self.waitDurable(self.lastQueued)
+    }
+
+    /// A simulated crash (tests' crash points): what is queued is lost, as it would be when the process dies; later
+    /// changes are not recorded and every wait fails (no step that waits for durability runs any more). The
+    /// namespace is closed right after.
+    func abandon() {
+        pthread_mutex_lock(self.mutex)
+        self.isAbandoned = true
+        self.queue = []
+        pthread_cond_broadcast(self.condition)
+        pthread_mutex_unlock(self.mutex)
+    }
+}
+
+/// Shared fsyncs of one file (WRITE FILE_SYNC / DATA_SYNC and COMMIT): a caller needs an fsync that started after
+/// its own write; callers arriving while one runs share the next. Striped by fileid. `@unchecked Sendable`: each
+/// stripe's mutex protects its state.
+final class FileSyncs: @unchecked Sendable {
+    private struct State {
+        var started: UInt64 = 0
+        var finished: UInt64 = 0
+        var isRunning = false
+        var waiters = 0
+        var errors: [UInt64: UnionError] = [:]
+    }
+
+    private final class Stripe {
+        let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        var files: [UInt64: State] = [:]
+        init() {
+            self.mutex.initialize(to: pthread_mutex_t())
+            self.condition.initialize(to: pthread_cond_t())
+            pthread_mutex_init(self.mutex, nil)
+            pthread_cond_init(self.condition, nil)
+        }
+        deinit {
+            pthread_cond_destroy(self.condition)
+            pthread_mutex_destroy(self.mutex)
+            self.condition.deallocate()
+            self.mutex.deallocate()
+        }
+    }
+
+    private let stripes = (0..<32).map { _ in Stripe() }
+    private let syncCount = Locked<UInt64>(0)
+
+    /// fsyncs run so far (tests).
+    var syncs: UInt64 { self.syncCount.withLock { $0 } }
+
+    /// Callers waiting for (or running) an fsync of `key` (tests).
+    func waiting(_ key: UInt64) -> Int {
+        let s = self.stripes[Int(key % UInt64(self.stripes.count))]
+        pthread_mutex_lock(s.mutex)
+        defer { pthread_mutex_unlock(s.mutex) }
+        return s.files[key]?.waiters ?? 0
+    }
+
+    /// Makes the data (and metadata) of file `key` written before this call durable, sharing the fsync with
+    /// concurrent callers for the same file. `sync` runs the fsync (on whichever caller leads).
+    func sync(_ key: UInt64, _ sync: () throws(UnionError) -> Void) throws(UnionError) {
+        let s = self.stripes[Int(key % UInt64(self.stripes.count))]
+        pthread_mutex_lock(s.mutex)
+        var st = s.files[key] ?? State()
+        // An fsync already running may have started before our write: we need the next one.
+        let target = st.started + 1
+        st.waiters += 1
+        s.files[key] = st
+        var result: UnionError?
+        while true {
+            st = s.files[key]!
+            if st.finished >= target {
+                result = st.errors[target]
+                break
+            }
+            if st.isRunning {
+                pthread_cond_wait(s.condition, s.mutex)
+                continue
+            }
+            st.isRunning = true
+            st.started += 1
+            let mine = st.started
+            s.files[key] = st
+            pthread_mutex_unlock(s.mutex)
+            var failure: UnionError?
+            do throws(UnionError) { try sync() } catch { failure = error }
+            self.syncCount.withLock { $0 += 1 }
+            pthread_mutex_lock(s.mutex)
+            st = s.files[key]!
+            st.isRunning = false
+            st.finished = mine
+            if let failure { st.errors[mine] = failure }
+            s.files[key] = st
+            pthread_cond_broadcast(s.condition)
+        }
+        st.waiters -= 1
+        if st.waiters == 0 && !st.isRunning {
+            s.files[key] = nil
+        } else {
+            s.files[key] = st
+        }
+        pthread_mutex_unlock(s.mutex)
+        if let result { throw result }
     }
 }

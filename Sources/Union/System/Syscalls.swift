@@ -33,6 +33,8 @@ enum Sys {
     typealias FGetXattrFn = @convention(c) (CInt, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
     typealias FListXattrFn = @convention(c) (CInt, UnsafeMutablePointer<CChar>?, Int) -> Int
     typealias FSetXattrFn = @convention(c) (CInt, UnsafePointer<CChar>, UnsafeRawPointer?, Int, CInt) -> CInt
+    typealias SyncfsFn = @convention(c) (CInt) -> CInt
+    typealias FstatfsFn = @convention(c) (CInt, UnsafeMutableRawPointer) -> CInt
     typealias Renameat2Fn =
         @convention(c) (CInt, UnsafePointer<CChar>, CInt, UnsafePointer<CChar>, CUnsignedInt) -> CInt
 
@@ -42,6 +44,8 @@ enum Sys {
         let flistxattr: FListXattrFn?
         let fsetxattr: FSetXattrFn?
         let renameat2: Renameat2Fn?
+        let syncfs: SyncfsFn?
+        let fstatfs: FstatfsFn?
 
         init() {
             let h = dlopen(nil, RTLD_NOW)
@@ -54,9 +58,18 @@ enum Sys {
             self.flistxattr = sym("flistxattr", FListXattrFn.self)
             self.fsetxattr = sym("fsetxattr", FSetXattrFn.self)
             self.renameat2 = sym("renameat2", Renameat2Fn.self)
+            self.syncfs = sym("syncfs", SyncfsFn.self)
+            self.fstatfs = sym("fstatfs", FstatfsFn.self)
         }
     }
     static let gnu = GNU()
+
+    /// syncfs(2); `sync()` of everything where the C library lacks it.
+    static func syncfs(_ fd: CInt) -> CInt {
+        if let f = Self.gnu.syncfs { return f(fd) }
+        Glibc.sync()
+        return 0
+    }
 
     static func error(_ e: Int32, _ call: String, _ path: String) -> UnionError {
         switch e {

@@ -1,0 +1,63 @@
+import TOMLKit
+
+/// The keys of an `[[export]]` table that concern its identity and its bound on clients:
+/// `id` (exports(5) `fsid=`) and `max_clients`.
+extension ExportConfiguration {
+    /// The largest export identifier: file handles carry 24 bits of it.
+    public static let maxID: UInt32 = 0xff_ffff
+
+    /// The identifier derived from the path, which every export had before `id` existed; an
+    /// export without `id` keeps it (see `ExportIDTable`), so handles from before stay valid.
+    public var pathHashID: UInt32 { UInt32(truncatingIfNeeded: stableHash64(Array(self.path.utf8)) & UInt64(ExportConfiguration.maxID)) }
+
+    /// The identifier carried in file handles: `id` when the file gives one, else the one
+    /// assigned once and kept in `state_dir/export-ids`, else the path's hash.
+    public var exportID: UInt32 { self.id ?? self.assignedID ?? self.pathHashID }
+
+    /// Client uppers this export may have: its `max_clients`, else `[server] max_clients`.
+    func clientLimit(server: ServerSettings) -> Int { self.maxClients ?? server.maxClients }
+}
+
+extension Configuration {
+    static let idAllowed = "a number from 1 to 16777215: the export's identifier in file handles (exports(5) fsid=); once clients have mounted, keep it, or their handles go stale"
+
+    /// `id` of an export table, if present.
+    static func parseExportID(_ table: TOMLTable, prefix: String) throws(ConfigError) -> UInt32? {
+        guard let raw = table["id"] else { return nil }
+        guard let value = raw.int, value >= 1, value <= Int(ExportConfiguration.maxID) else {
+            throw ConfigError(key: "\(prefix).id", value: shown(raw), allowed: Configuration.idAllowed)
+        }
+        return UInt32(value)
+    }
+
+    /// `max_clients` of an export table or of `[server]`, if present.
+    static func parseMaxClients(_ table: TOMLTable, key: String) throws(ConfigError) -> Int? {
+        guard let raw = table["max_clients"] else { return nil }
+        guard let value = raw.int, value >= 1, value <= 1_000_000 else {
+            throw ConfigError(
+                key: key, value: shown(raw),
+                allowed: "a number of client upper layers from 1 to 1000000 (default \(ServerSettings.defaultMaxClients)); a new client beyond it is refused at mount")
+        }
+        return value
+    }
+
+    /// Export identifiers must differ: explicit ones among themselves and from the path-derived
+    /// identifier of exports without `id`.
+    func validateExportIDs() throws(ConfigError) {
+        var byID: [UInt32: String] = [:]
+        for (index, export) in self.exports.enumerated() {
+            if let other = byID[export.exportID] {
+                if other == export.path {
+                    throw ConfigError(key: "export[\(index)].path", value: "\"\(export.path)\"", allowed: "each export path may appear once")
+                }
+                if let id = export.id {
+                    throw ConfigError(key: "export[\(index)].id", value: "\(id)", allowed: "export \"\(other)\" has the same identifier; give each export its own id")
+                }
+                throw ConfigError(
+                    key: "export[\(index)].id", value: "(none)",
+                    allowed: "the identifier derived from \"\(export.path)\" (\(export.exportID)) is that of export \"\(other)\"; give this export an id of its own")
+            }
+            byID[export.exportID] = export.path
+        }
+    }
+}

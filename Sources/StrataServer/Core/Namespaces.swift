@@ -1,0 +1,280 @@
+import Foundation
+import Synchronization
+import Union
+
+/// When the registry closes namespaces nobody uses. A closed namespace reopens on its next
+/// call, and the handles its clients hold stay valid (as across a restart): closing only gives
+/// back descriptors and memory (about 8 descriptors and 190 KiB each).
+public struct NamespacePolicy: Sendable {
+    /// Open namespaces kept beyond this are closed, least recently used first.
+    public var maxOpen = 256
+    /// A namespace unused this long is closed.
+    public var idleSeconds: Double = 600
+    /// A namespace whose client has unmounted (no mount table entry left) is closed after this.
+    public var unmountedIdleSeconds: Double = 60
+    /// A namespace used more recently than this is never closed, whatever the bound: a call
+    /// admitted to it may still be running (a long copy-up), and closing under it would answer
+    /// that call NFS3ERR_STALE.
+    public var minimumIdleSeconds: Double = 60
+    /// How often the server looks for idle namespaces.
+    public var sweepSeconds: Double = 15
+    /// How long an open waits for the same namespace to finish closing (a client reset moving a
+    /// large upper aside) before it is refused.
+    public var closingWaitSeconds: Double = 30
+
+    public init() {}
+}
+
+/// Seconds of CLOCK_MONOTONIC.
+public func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+/// Namespaces being closed. Until one is closed (and, for a reset, its upper moved aside), no
+/// call may open the same layers again: two namespaces on one upper would race on its sidecar
+/// and its work directory, and one opened on an upper about to be deleted answers every
+/// CREATE with NOENT.
+final class ClosingKeys: @unchecked Sendable {
+    // `keys` and `waiting` are protected by `condition`.
+    private let condition = NSCondition()
+    private var keys: Set<ExportRegistry.NamespaceKey> = []
+    private var waiting = 0
+
+    func begin(_ key: ExportRegistry.NamespaceKey) {
+        self.condition.lock()
+        self.keys.insert(key)
+        self.condition.unlock()
+    }
+
+    func end(_ key: ExportRegistry.NamespaceKey) {
+        self.condition.lock()
+        self.keys.remove(key)
+        self.condition.broadcast()
+        self.condition.unlock()
+    }
+
+    func contains(_ key: ExportRegistry.NamespaceKey) -> Bool {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.keys.contains(key)
+    }
+
+    /// Waits until `key` is not being closed, at most until `deadline` (monotonic seconds);
+    /// false on time-out.
+    func waitUntilClosed(_ key: ExportRegistry.NamespaceKey, deadline: Double) -> Bool {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        guard self.keys.contains(key) else { return true }
+        self.waiting += 1
+        defer { self.waiting -= 1 }
+        while self.keys.contains(key) {
+            let left = deadline - monotonicSeconds()
+            if left <= 0 { return false }
+            _ = self.condition.wait(until: Date().addingTimeInterval(left))
+        }
+        return true
+    }
+
+    /// Opens waiting now (tests wait for a queued open with it).
+    var waitingCount: Int {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.waiting
+    }
+}
+
+extension ExportRegistry {
+    /// The `clientTag` of the handles of `clientKey`'s namespace in `export` at reset generation `generation`.
+    func clientTag(export: ExportConfiguration, clientKey: String, generation: UInt32) -> UInt32 {
+        guard export.hasPerClientUpper else { return 0 }
+        let hash = stableHash64(Array("\(clientKey)#\(generation)".utf8))
+        let folded = UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
+        return folded == 0 ? 1 : folded
+    }
+
+    func upperPath(export: ExportConfiguration, clientKey: String) -> String? {
+        export.upper?.replacingOccurrences(of: ExportConfiguration.clientPlaceholder, with: clientKey)
+    }
+
+    /// The read-write namespace of `export` for `clientKey`, opened (and, for `create`, its upper
+    /// layer created) on first use. Without `create`, a per-client upper that does not exist
+    /// yet is `.stale`: only MNT brings a client's layer into being.
+    func namespace(export: ExportConfiguration, clientKey: String, create: Bool) throws(CallRejection) -> UnionNamespace {
+        let key = NamespaceKey(exportID: export.exportID, clientKey: export.hasPerClientUpper ? clientKey : "")
+        return try self.withNamespace(key, export: export, create: create) { _, open in open.namespace }
+    }
+
+    /// Runs `body` on the open namespace `key` under the state lock, opening it first if needed
+    /// (waiting while the same namespace is being closed). Marks it used.
+    func withNamespace<Value: Sendable>(
+        _ key: NamespaceKey, export: ExportConfiguration, create: Bool, _ body: (inout State, OpenNamespace) -> Value
+    ) throws(CallRejection) -> Value {
+        let deadline = monotonicSeconds() + self.policy.closingWaitSeconds
+        // Each round either finds the namespace open or opens it; another round is needed only
+        // when a close (reset, idle) removes it in between, at most a few times in practice.
+        for _ in 0..<100 {
+            let now = self.clock()
+            let found: Value? = self.state.withLock { state in
+                guard var open = state.namespaces[key] else { return nil }
+                open.lastUsed = now
+                state.namespaces[key] = open
+                return body(&state, open)
+            }
+            if let found { return found }
+            if !self.closingKeys.waitUntilClosed(key, deadline: deadline) {
+                throw .layerUnavailable("the layers of \(export.path) for client \(key.clientKey) are still being closed (client reset?); retry")
+            }
+            // Opening is serialised: after a restart every client's first calls arrive at once,
+            // and two opens of one layer race on its sidecar (SQLite "database is locked") and
+            // on its work/ cleanup. Opens are rare (once per namespace), so one lock for all
+            // costs little.
+            let opened = try self.openingLock.withLock { (_: inout Void) throws(CallRejection) -> Bool in
+                if self.state.withLock({ $0.namespaces[key] != nil }) { return false }
+                // A close that began after the wait above: wait again, without the lock.
+                if self.closingKeys.contains(key) { return false }
+                let namespace = try self.open(export: export, key: key, create: create)
+                let count = self.state.withLock { state in
+                    state.namespaces[key] = OpenNamespace(namespace: namespace, lastUsed: self.clock())
+                    return state.namespaces.count
+                }
+                return count > self.policy.maxOpen
+            }
+            if opened { self.closeIdleNamespaces() }
+        }
+        throw .layerUnavailable("the layers of \(export.path) for client \(key.clientKey) were closed again at every attempt; retry")
+    }
+
+    /// Opens the layers of `key`. Caller holds `openingLock`.
+    private func open(export: ExportConfiguration, key: NamespaceKey, create: Bool) throws(CallRejection) -> UnionNamespace {
+        // The shared namespace of a per-client export has no upper: read-only clients see the
+        // lowers, with the identity store in state_dir as a read-only export has.
+        let upper = key.clientKey.isEmpty && export.hasPerClientUpper ? nil : self.upperPath(export: export, clientKey: key.clientKey)
+        let (stateDirectory, limit) = self.state.withLock { ($0.configuration.server.stateDirectory, export.clientLimit(server: $0.configuration.server)) }
+        if let upper, export.hasPerClientUpper, !FileManager.default.fileExists(atPath: upper) {
+            guard create else { throw .stale }
+            let count = self.clientsWithUpper(export).count
+            if count >= limit {
+                throw .clientLimitReached(
+                    "export \(export.path) has \(count) client upper layers, its max_clients; raise max_clients in its [[export]] table (or [server]), or free one with `strata client reset KEY`")
+            }
+        }
+        let identityDirectory = "\(stateDirectory)/exports/\(String(export.exportID, radix: 16))"
+        do {
+            if let upper {
+                try FileManager.default.createDirectory(atPath: upper, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } else {
+                try FileManager.default.createDirectory(atPath: identityDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+        } catch {
+            throw .layerUnavailable("cannot create \(upper ?? identityDirectory): \(error.localizedDescription)")
+        }
+        if upper != nil, export.hasPerClientUpper {
+            self.state.withLock { _ = $0.uppers[export.exportID]?.insert(key.clientKey) }
+        }
+        do {
+            // Each cached object may hold a descriptor per layer. A fleet has one namespace per
+            // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below
+            // the descriptor limit the server raises itself to at start.
+            return try UnionNamespace(
+                upper: upper, lowers: export.lowers, stateDirectory: identityDirectory,
+                cachedObjects: export.hasPerClientUpper ? 64 : 256,
+                logger: self.logger.with(["export": "\(export.path)", "client": "\(key.clientKey)"]))
+        } catch {
+            let detail = self.layerProblem(export: export, error: error)
+            self.logger.error(
+                "cannot open layers: \(detail)", metadata: ["export": "\(export.path)", "client": "\(key.clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
+            throw .layerUnavailable(detail)
+        }
+    }
+
+    /// Client keys with an upper layer of the per-client `export`, read from disk once.
+    func clientsWithUpper(_ export: ExportConfiguration) -> Set<String> {
+        if let known = self.state.withLock({ $0.uppers[export.exportID] }) { return known }
+        let onDisk = Set(ExportRegistry.clientKeysOnDisk(template: export.upper ?? ""))
+        return self.state.withLock { state in
+            if let known = state.uppers[export.exportID] { return known }
+            state.uppers[export.exportID] = onDisk
+            return onDisk
+        }
+    }
+
+    // MARK: Closing
+
+    /// Takes `keys` out of the table and marks them closing; `close(_:)` must follow, outside the
+    /// state lock (closing waits for the calls running in the namespace).
+    func removeNamespaces(_ keys: [NamespaceKey], from state: inout State) -> [(NamespaceKey, UnionNamespace)] {
+        var removed: [(NamespaceKey, UnionNamespace)] = []
+        for key in keys {
+            guard let open = state.namespaces.removeValue(forKey: key) else { continue }
+            self.closingKeys.begin(key)
+            state.closedStatistics.add(open.namespace.statistics)
+            removed.append((key, open.namespace))
+        }
+        return removed
+    }
+
+    /// Closes namespaces taken out by `removeNamespaces`; their keys may be opened again after.
+    func close(_ namespaces: [(NamespaceKey, UnionNamespace)], keepingClosing: Bool = false) {
+        for (key, namespace) in namespaces {
+            namespace.close()
+            if !keepingClosing { self.closingKeys.end(key) }
+        }
+    }
+
+    /// Closes namespaces unused for `policy.idleSeconds`, those whose clients have unmounted and
+    /// that are unused for `policy.unmountedIdleSeconds`, and, beyond `policy.maxOpen`, the least
+    /// recently used (never one used in the last `policy.minimumIdleSeconds`). Returns how many.
+    @discardableResult
+    public func closeIdleNamespaces() -> Int {
+        let now = self.clock()
+        let policy = self.policy
+        let closing = self.state.withLock { state -> [(NamespaceKey, UnionNamespace)] in
+            var chosen: Set<NamespaceKey> = []
+            var candidates: [(key: NamespaceKey, lastUsed: Double)] = []
+            for (key, open) in state.namespaces {
+                let idle = now - open.lastUsed
+                guard idle >= policy.minimumIdleSeconds else { continue }
+                if idle >= policy.idleSeconds || (idle >= policy.unmountedIdleSeconds && !self.isMounted(key, state)) {
+                    chosen.insert(key)
+                } else {
+                    candidates.append((key, open.lastUsed))
+                }
+            }
+            let excess = state.namespaces.count - chosen.count - policy.maxOpen
+            if excess > 0 {
+                for candidate in candidates.sorted(by: { $0.lastUsed < $1.lastUsed }).prefix(excess) { chosen.insert(candidate.key) }
+            }
+            return self.removeNamespaces(Array(chosen), from: &state)
+        }
+        if !closing.isEmpty {
+            self.logger.debug("closing idle namespaces", metadata: ["count": "\(closing.count)"])
+        }
+        self.close(closing)
+        return closing.count
+    }
+
+    /// True if the mount table holds a mount the namespace `key` serves.
+    private func isMounted(_ key: NamespaceKey, _ state: State) -> Bool {
+        guard let export = state.exportsByID[key.exportID] else { return false }
+        return state.mounts.contains { $0.directory == export.path && (key.clientKey.isEmpty || $0.clientKey == key.clientKey) }
+    }
+
+    /// Number of open namespaces.
+    public var openNamespaceCount: Int { self.state.withLock { $0.namespaces.count } }
+
+    /// Looks for idle namespaces every `policy.sweepSeconds` until `closeAll()`, running the
+    /// closes through `run` (the server's thread pool: a close waits for calls in flight).
+    public func startClosingIdleNamespaces(run: @escaping @Sendable (@escaping @Sendable () -> Void) async -> Void) {
+        let seconds = self.policy.sweepSeconds
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(seconds))
+                guard let self, !Task.isCancelled else { return }
+                await run { self.closeIdleNamespaces() }
+            }
+        }
+        self.sweeper.withLock { $0 = task }
+    }
+}

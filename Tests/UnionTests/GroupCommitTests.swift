@@ -1,0 +1,166 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import Union
+
+/// Waits (bounded) until `condition` holds; false after `seconds`.
+func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(1000)
+    }
+    return condition()
+}
+
+/// The group commit itself: batching, failures, order.
+@Suite struct GroupCommitTests {
+    /// A flush that can be held: `hold` makes the next flush wait for `release`; every batch is recorded.
+    final class Recorder: @unchecked Sendable {
+        let lock = NSLock()
+        var batches: [[Int]] = []
+        var syncCounts: [Int] = []
+        var failBatches: Set<UInt64> = []
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        var holdNext = false
+
+        func flush(_ b: GroupCommit<Int>.Batch) throws(UnionError) {
+            self.lock.lock()
+            let hold = self.holdNext
+            self.holdNext = false
+            self.lock.unlock()
+            if hold {
+                self.entered.signal()
+                _ = self.release.wait(timeout: .now() + 30)
+            }
+            self.lock.lock()
+            defer { self.lock.unlock() }
+            self.batches.append(b.records)
+            self.syncCounts.append(b.syncs.count)
+            if self.failBatches.contains(b.number) { throw .io(errno: EIO, call: "fsync", path: "test") }
+        }
+    }
+
+    @Test func waitersArrivingDuringAFlushShareTheNextOne() async throws {
+        let r = Recorder()
+        let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }
+        r.holdNext = true
+        let first = g.enqueue([0])
+        let leader = Worker { try g.waitDurable(first) }
+        #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        // 31 changes arrive while the first flush runs.
+        let waiters = (1...31).map { i in
+            let seq = g.enqueue([i])
+            return Worker { try g.waitDurable(seq) }
+        }
+        #expect(eventually { g.lastQueued == 32 })
+        r.release.signal()
+        try leader.join()
+        for w in waiters { try w.join() }
+        #expect(g.flushes == 2)
+        #expect(r.batches == [[0], Array(1...31)])
+    }
+
+    @Test func aFailingFlushFailsEveryWaiterOfItsBatchAndIsRetried() async throws {
+        let r = Recorder()
+        r.failBatches = [2]
+        let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }
+        r.holdNext = true
+        let first = g.enqueue([0])
+        let leader = Worker { try g.waitDurable(first) }
+        #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        let waiters = (1...8).map { i in
+            let seq = g.enqueue([i])
+            return Worker { () -> Bool in
+                do {
+                    try g.waitDurable(seq)
+                    return true
+                } catch {
+                    return false
+                }
+            }
+        }
+        #expect(eventually { g.lastQueued == 9 })
+        r.release.signal()
+        try leader.join()
+        var acknowledged = 0
+        for w in waiters where try w.join() { acknowledged += 1 }
+        #expect(acknowledged == 0, "a waiter of the failed batch was acknowledged")
+        // The failed records are committed again, before anything queued later.
+        let later = g.enqueue([9])
+        try g.waitDurable(later)
+        #expect(r.batches == [[0], Array(1...8), Array(1...9)])
+    }
+
+    @Test func afterSyncRecordsWaitForTheNextBatchAndEverythingQueuedLaterWaitsBehindThem() throws {
+        let r = Recorder()
+        let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }
+        let dir = FD(open("/", O_RDONLY | O_DIRECTORY))
+        let a = g.enqueue([1], syncs: [.directory(dir, path: "/")], afterSync: [2])
+        let b = g.enqueue([3])
+        try g.waitDurable(a)
+        #expect(r.batches == [[1]])
+        try g.waitDurable(b)
+        #expect(r.batches == [[1], [2, 3]])
+        #expect(r.syncCounts == [1, 0])
+    }
+
+    @Test func concurrentSyncsOfOneFileShareOneFsync() async throws {
+        let syncs = FileSyncs()
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let count = Locked(0)
+        let first = Worker {
+            try syncs.sync(7) { () throws(UnionError) in
+                count.withLock { $0 += 1 }
+                entered.signal()
+                _ = release.wait(timeout: .now() + 30)
+            }
+        }
+        #expect(entered.wait(timeout: .now() + 20) == .success)
+        // 16 COMMITs of the same file while its fsync runs: they need one that starts after them, and share it.
+        let others = (0..<16).map { _ in
+            Worker { try syncs.sync(7) { () throws(UnionError) in count.withLock { $0 += 1 } } }
+        }
+        // Another file's fsync does not wait for file 7's.
+        try syncs.sync(8) { () throws(UnionError) in }
+        #expect(eventually { syncs.waiting(7) == 17 })
+        release.signal()
+        try first.join()
+        for o in others { try o.join() }
+        #expect(count.withLock { $0 } == 2)
+    }
+
+    @Test func aFailedFileSyncFailsItsWaiters() throws {
+        let syncs = FileSyncs()
+        #expect(throws: UnionError.io(errno: EIO, call: "fsync", path: "f")) {
+            try syncs.sync(1) { () throws(UnionError) in throw .io(errno: EIO, call: "fsync", path: "f") }
+        }
+        try syncs.sync(1) { () throws(UnionError) in }  // the next one succeeds
+    }
+}
+
+/// A body run on its own thread (not the 2-thread cooperative pool: these bodies block on locks and flushes).
+final class Worker<T: Sendable>: @unchecked Sendable {
+    private var result: Result<T, any Error>?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping @Sendable () throws -> T) {
+        let thread = Thread { [self] in
+            let r = Result { try body() }
+            self.result = r
+            self.done.signal()
+        }
+        thread.start()
+    }
+
+    /// The body's result; throws its error, or fails after `seconds`.
+    func join(_ seconds: Double = 120) throws -> T {
+        guard self.done.wait(timeout: .now() + seconds) == .success else {
+            throw UnionError.io(errno: ETIMEDOUT, call: "join", path: "worker thread did not finish in \(seconds) s")
+        }
+        return try self.result!.get()
+    }
+}
