@@ -8,7 +8,8 @@ packages=(libtirpc-dev libsqlite3-dev pkg-config)
 if [ "$purpose" = test ]; then
     # rpcbind (rpcinfo), nfs-common (showmount), libnfs-utils (nfs-ls/nfs-cp/nfs-cat): independent
     # clients; qemu, iPXE, busybox, cpio, kmod: the kernel-client VM tests; iproute2 + util-linux
-    # (unshare): network namespaces; sqlite3: inspecting sidecars from tests.
+    # (unshare): network namespaces; util-linux (setpriv) + perl (Essential): union permission tests
+    # compared with the kernel; sqlite3: inspecting sidecars from tests.
     packages+=(rpcbind nfs-common libnfs-utils qemu-system-x86 ipxe-qemu busybox-static cpio kmod
         iproute2 util-linux sqlite3 python3 procps psmisc)
 fi

@@ -32,14 +32,14 @@ public final class ServerMetrics: Sendable {
     ]
 
     public init() {
-        self.bytesRead = self.registry.makeCounter(name: "strata_nfs_read_bytes_total", help: "Bytes returned by NFS READ")
-        self.bytesWritten = self.registry.makeCounter(name: "strata_nfs_written_bytes_total", help: "Bytes accepted by NFS WRITE")
-        self.copyUps = self.registry.makeCounter(name: "strata_copy_ups_total", help: "Objects copied up from a lower layer")
-        self.copyUpBytes = self.registry.makeCounter(name: "strata_copy_up_bytes_total", help: "Bytes copied up from lower layers")
-        self.whiteoutsCreated = self.registry.makeCounter(name: "strata_whiteouts_created_total", help: "Whiteouts recorded in sidecars")
-        self.clientsMounted = self.registry.makeGauge(name: "strata_clients_mounted", help: "Entries in the mount table")
-        self.registry.makeGauge(
-            name: "strata_build_info", labels: [("version", StrataBuild.version), ("swift", StrataBuild.swiftVersion)],
+        self.bytesRead = self.registry.counter("strata_nfs_read_bytes_total", help: "Bytes returned by NFS READ")
+        self.bytesWritten = self.registry.counter("strata_nfs_written_bytes_total", help: "Bytes accepted by NFS WRITE")
+        self.copyUps = self.registry.counter("strata_copy_ups_total", help: "Objects copied up from a lower layer")
+        self.copyUpBytes = self.registry.counter("strata_copy_up_bytes_total", help: "Bytes copied up from lower layers")
+        self.whiteoutsCreated = self.registry.counter("strata_whiteouts_created_total", help: "Whiteouts recorded in sidecars")
+        self.clientsMounted = self.registry.gauge("strata_clients_mounted", help: "Entries in the mount table")
+        self.registry.gauge(
+            "strata_build_info", labels: [("version", StrataBuild.version), ("swift", StrataBuild.swiftVersion)],
             help: "The running Strata version (always 1)"
         ).set(to: 1)
     }
@@ -51,9 +51,9 @@ public final class ServerMetrics: Sendable {
             if let existing = calls[key] { return existing }
             let labels = [("program", program), ("procedure", procedure)]
             let made = (
-                count: self.registry.makeCounter(name: "strata_rpc_calls_total", labels: labels, help: "RPC calls by procedure"),
-                latency: self.registry.makeDurationHistogram(
-                    name: "strata_rpc_duration_seconds", labels: labels, buckets: ServerMetrics.latencyBuckets,
+                count: self.registry.counter("strata_rpc_calls_total", labels: labels, help: "RPC calls by procedure"),
+                latency: self.registry.durationHistogram(
+                    "strata_rpc_duration_seconds", labels: labels, buckets: ServerMetrics.latencyBuckets,
                     help: "Time from decoded call to encoded reply")
             )
             calls[key] = made
@@ -81,8 +81,8 @@ public final class ServerMetrics: Sendable {
             let counter = self.errors.withLock { errors in
                 let errorKey = "\(program).\(procedure).\(errorStatus)"
                 if let existing = errors[errorKey] { return existing }
-                let made = self.registry.makeCounter(
-                    name: "strata_rpc_errors_total", labels: [("program", program), ("procedure", procedure), ("status", errorStatus)],
+                let made = self.registry.counter(
+                    "strata_rpc_errors_total", labels: [("program", program), ("procedure", procedure), ("status", errorStatus)],
                     help: "Calls answered with an error status, by status")
                 errors[errorKey] = made
                 return made
@@ -94,8 +94,8 @@ public final class ServerMetrics: Sendable {
                 if let existing = counters[export] { return existing }
                 let labels = [("export", export)]
                 let made = (
-                    calls: self.registry.makeCounter(name: "strata_export_calls_total", labels: labels, help: "NFS calls by export"),
-                    errors: self.registry.makeCounter(name: "strata_export_errors_total", labels: labels, help: "NFS calls answered with an error, by export")
+                    calls: self.registry.counter("strata_export_calls_total", labels: labels, help: "Calls naming the export: NFS calls by their file handle, MNT and UMNT by their path"),
+                    errors: self.registry.counter("strata_export_errors_total", labels: labels, help: "Calls naming the export that were answered with an error")
                 )
                 counters[export] = made
                 return made
@@ -161,6 +161,22 @@ enum ProcessMetrics {
             add("process_max_fds", "gauge", "The limit on open file descriptors", Double(limit.rlim_cur))
         }
         return lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension PrometheusCollectorRegistry {
+    // The metric's whole name in one string (a descriptor splits it into namespace, subsystem,
+    // name and unit; the names here are already whole).
+    func counter(_ name: String, labels: [(String, String)] = [], help: String) -> Counter {
+        self.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    }
+
+    func gauge(_ name: String, labels: [(String, String)] = [], help: String) -> Gauge {
+        self.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    }
+
+    func durationHistogram(_ name: String, labels: [(String, String)], buckets: [Duration], help: String) -> DurationHistogram {
+        self.makeDurationHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels, buckets: buckets)
     }
 }
 

@@ -74,8 +74,10 @@ final class Reloader: Sendable {
             applied.server.logFormat = fresh.server.logFormat
             do {
                 try self.registry.reload(applied)
-            } catch {
+            } catch let error as ConfigError {
                 // An export's id would change: nothing is applied.
+                return ReloadReport(applied: false, errors: fresh.located([error]).map(\.description), warnings: fresh.warnings.map(\.description))
+            } catch {
                 return ReloadReport(applied: false, errors: ["\(error)"], warnings: fresh.warnings.map(\.description))
             }
             if let control = self.logControl {
@@ -123,7 +125,8 @@ func describeChanges(from old: Configuration, to new: Configuration) -> (changes
     let newPaths = Set(new.exports.map(\.path))
     for export in new.exports {
         guard let before = oldExports[export.path] else {
-            changes.append("export \(export.path) added (\(summary(of: export)))")
+            let isRename = old.exports.contains { $0.exportID == export.exportID && !newPaths.contains($0.path) }
+            if !isRename { changes.append("export \(export.path) added (\(summary(of: export)))") }
             continue
         }
         if before.lowers != export.lowers {
@@ -138,7 +141,12 @@ func describeChanges(from old: Configuration, to new: Configuration) -> (changes
         changes += ruleChanges(export: export.path, from: before.clients, to: export.clients)
     }
     for export in old.exports where !newPaths.contains(export.path) {
-        changes.append("export \(export.path) removed: its clients' file handles are now stale")
+        // Renamed with its id (an `id` kept, or given the identifier it had): handles stay valid.
+        if let renamed = new.exports.first(where: { $0.exportID == export.exportID && oldExports[$0.path] == nil }) {
+            changes.append("export \(export.path) renamed \(renamed.path) (id \(export.exportID)): its clients' file handles stay valid")
+        } else {
+            changes.append("export \(export.path) removed: its clients' file handles are now stale")
+        }
     }
     for (key, value) in new.clientKeys.sorted(by: { $0.key < $1.key }) where old.clientKeys[key] != value {
         if let before = old.clientKeys[key] {

@@ -92,6 +92,13 @@ public final class StrataServer: Sendable {
             rpcConfiguration.portSettingHint = "set [server] mount_port in the configuration or pass --mount-port"
             var meteredMount = MeteredProgram(mount: mountProgram, metrics: metrics)
             meteredMount.statusName = { MountStatus3(rawValue: $0).map { "MNT3ERR_\($0)".uppercased() } ?? "MNT3ERR_\($0)" }
+            meteredMount.exportOfCall = { [registry] call, arguments in
+                // MNT and UMNT name a directory path: the export that holds it.
+                guard call.procedure == MountProcedure.mnt.rawValue || call.procedure == MountProcedure.umnt.rawValue else { return nil }
+                var peek = arguments
+                guard let path = try? DirPath(xdr: &peek) else { return nil }
+                return registry.exports.filter { isSameOrInside(path.description, $0.path) }.max { $0.path.count < $1.path.count }?.path
+            }
             let mountServer = RPCServer(programs: [meteredMount], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(mountServer)
             let mountPort = try await bindAll(mountServer, hosts: settings.listen, port: settings.mountPort, key: "server.mount_port / --mount-port")

@@ -88,8 +88,18 @@ final class IdentityStore: Sendable {
         self.sidecar = sidecar
         let (all, names, nsid, next, key) = try sidecar.write("load identities") {
             db -> ([IdentityRecord], [LinkNameRecord], UInt64, UInt64, HandleKey) in
-            let all = try IdentityRecord.fetchAll(db)
-            let names = try LinkNameRecord.fetchAll(db)
+            // Names are walked by handle resolution: a record whose name could leave a directory (never written by
+            // Strata) is deleted, so its object gets a new fileid when seen (its handles go stale).
+            var all = try IdentityRecord.fetchAll(db)
+            var names = try LinkNameRecord.fetchAll(db)
+            let bad = all.filter { $0.parent != 0 && !LayerRecords.isValidName([UInt8]($0.name)) }.compactMap(\.fileid)
+            if !bad.isEmpty || names.contains(where: { !LayerRecords.isValidName([UInt8]($0.name)) }) {
+                try IdentityRecord.deleteAll(db, keys: bad)
+                try LinkNameRecord.filter(bad.contains(Column("fileid"))).deleteAll(db)
+                for n in names where !LayerRecords.isValidName([UInt8](n.name)) { try n.delete(db) }
+                all = try IdentityRecord.fetchAll(db)
+                names = try LinkNameRecord.fetchAll(db)
+            }
             let seq = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'identity'") ?? 0
             let maxID = try Int64.fetchOne(db, sql: "SELECT MAX(fileid) FROM identity") ?? 0
             let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
@@ -116,10 +126,8 @@ final class IdentityStore: Sendable {
             return (all, names, nsid, next, key)
         }
         var t = Tables()
-        // Names are walked by handle resolution: one that could leave a directory (never written by Strata) is left
-        // out, and its object gets a new fileid when seen.
-        for r in all where r.parent == 0 || LayerRecords.isValidName([UInt8](r.name)) { t.insert(Identity(r)) }
-        for n in names where LayerRecords.isValidName([UInt8](n.name)) {
+        for r in all { t.insert(Identity(r)) }
+        for n in names {
             t.otherNames[UInt64(bitPattern: n.fileid), default: []].insert(
                 LinkName(parent: UInt64(bitPattern: n.parent), name: [UInt8](n.name)))
         }

@@ -53,6 +53,9 @@ import Testing
         try makeThreeLayerFixture(directory)
         let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
         defer { server.stop() }
+        let client = try NFSTestClient(server: server)
+        #expect(try client.getattr(FileHandle3([9, 9, 9, 9, 9, 9, 9, 9, 9])).status == .badhandle)
+        #expect(!server.log.contains("debug bad file handle"), "log_level = info hides debug lines")
         try server.writeConfig(
             threeLayerConfig(clients: "\"127.0.0.0/8(ro,insecure)\"").replacingOccurrences(of: "log_level = \"info\"", with: "log_level = \"debug\"\nthreads = 4")
                 + """
@@ -74,6 +77,8 @@ import Testing
 
                 """, "\(result.stdout)")
         #expect(server.log.contains("configuration reloaded"))
+        #expect(try client.getattr(FileHandle3([9, 9, 9, 9, 9, 9, 9, 9, 9])).status == .badhandle)
+        try waitFor("a debug line after the reload", timeout: 10) { server.log.contains("debug bad file handle") }
         let exports = try run(strataBinary, ["exports", "--config", server.configPath])
         #expect(
             exports.output == """
@@ -196,6 +201,11 @@ import Testing
         #expect(text.contains("strata_rpc_errors_total{program=\"nfs\",procedure=\"LOOKUP\",status=\"NFS3ERR_NOENT\"} 1"), "\(text.prefix(4000))")
         #expect(text.contains("strata_export_calls_total{export=\"/diskless\"}"), "\(text.prefix(4000))")
         #expect(text.contains("strata_export_errors_total{export=\"/diskless\"} 1"), "\(text.prefix(4000))")
+        // A refused MNT counts against the export it asked for.
+        #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.9") }
+        let after = try fetch("http://127.0.0.1:\(port)/metrics")
+        #expect(after.contains("strata_rpc_errors_total{program=\"mount\",procedure=\"MNT\",status=\"MNT3ERR_ACCES\"} 1"), "\(after.prefix(4000))")
+        #expect(after.contains("strata_export_errors_total{export=\"/diskless\"} 2"), "\(after.prefix(4000))")
         #expect(text.contains("strata_build_info{version=\""), "\(text.prefix(4000))")
         for name in ["process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total", "process_max_fds"] {
             #expect(text.contains("\n\(name) "), "\(name) missing")

@@ -107,7 +107,7 @@ import XDR
         #expect(refused.status == 1)
         #expect(
             refused.stderr == """
-                export[0].id = 6: export "/diskless" is served with id 5; changing it would make every file handle its clients hold stale: set id = 5, or restart the server to change it
+                \(server.configPath):16: export[0].id = 6: export "/diskless" is served with id 5; changing it would make every file handle its clients hold stale: set id = 5, or restart the server to change it
                 configuration not reloaded: the server keeps running the previous one
 
                 """, "\(refused.stderr)")
@@ -121,6 +121,7 @@ import XDR
         try server.writeConfig(Self.config(clients: rules, export: "id = 5", path: "/renamed"))
         let renamed = try runSplit(strataBinary, ["reload", "--config", server.configPath])
         #expect(renamed.succeeded, "\(renamed.stderr)")
+        #expect(renamed.stdout.contains("export /diskless renamed /renamed (id 5): its clients' file handles stay valid"), "\(renamed.stdout)")
         #expect(try client.getattr(file).status == .ok)
         #expect(try client.getattr(client.root).status == .ok)
         let remounted = try NFSTestClient(server: server, export: "/renamed", localHost: "127.0.0.2")
@@ -164,5 +165,22 @@ import XDR
         let line = try #require(metrics.split(separator: "\n").first { $0.hasPrefix("strata_log_lines_suppressed_total{kind=\"mnt_refused\"}") })
         let suppressed = try #require(Int(line.split(separator: " ").last ?? ""))
         #expect(logged + suppressed == attempts + 1, "every refusal is either logged or counted: \(logged) + \(suppressed)")
+
+        // NFS calls from a host no rule admits, with a handle of the export: the same bound.
+        let root = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2").root
+        let nfs = try RPCClient(host: "127.0.0.1", port: server.nfsPort, transport: .tcp, localHost: "127.0.0.3", credential: .sys(AuthSysParameters(machineName: "m", uid: 0, gid: 0)), timeout: .seconds(15))
+        defer { nfs.close() }
+        let nfsStart = Date()
+        for _ in 0..<attempts {
+            let reply = try nfs.call(program: NFS3.program, version: 3, procedure: NFS3Procedure.getattr.rawValue, arguments: xdrEncoded(GetAttr3Args(object: root)))
+            var body = reply.body
+            #expect(try GetAttr3Res(xdr: &body).status == .acces)
+        }
+        let nfsSeconds = Date().timeIntervalSince(nfsStart)
+        let handleLines = server.log.components(separatedBy: "file handle refused for this client").count - 1
+        #expect(handleLines >= 1 && handleLines <= 20 + Int(2 * nfsSeconds) + 2, "\(handleLines) handle refusals logged in \(nfsSeconds) s")
+        let after = try fetch("http://127.0.0.1:\(port)/metrics")
+        let handleLine = try #require(after.split(separator: "\n").first { $0.hasPrefix("strata_log_lines_suppressed_total{kind=\"nfs_handle_refused\"}") })
+        #expect(Int(handleLine.split(separator: " ").last ?? "") == attempts - handleLines, "\(handleLine)")
     }
 }

@@ -121,6 +121,26 @@ import Testing
     }
 }
 
+/// Identity names are walked when a handle is resolved: one that could leave a directory is not loaded.
+@Suite struct RecordedNameTests {
+    @Test func identityWithAnEscapingNameIsIgnored() throws {
+        let f = Fixture()
+        let u = try f.open()
+        try u.mkfile("", "a", "A")
+        let (h, _) = try u.walk("a")
+        u.close()
+        try LayerFormatTests.edit(f.upper) { db in
+            try db.execute(sql: "UPDATE identity SET name = ? WHERE fileid = ?", arguments: [Data("..".utf8), Int64(h.fileid)])
+        }
+        let again = try f.open()
+        defer { again.close() }
+        #expect(again.identities.identity(h.fileid) == nil)
+        #expect(throws: UnionError.stale) { try again.getattr(h) }
+        #expect(try again.contents("a") == "A")  // the object itself is found by name, with a new fileid
+        #expect(try again.walk("a").1.fileid != h.fileid)
+    }
+}
+
 private func copyfile(_ from: String, _ to: String) -> Bool {
     (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil
 }

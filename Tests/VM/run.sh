@@ -92,7 +92,7 @@ timing() { printf '%s\t%s\n' "$1" "$2" >>"$TIMES"; log "time: $1 = $2"; }
 busybox httpd -f -p $CTL_PORT -h "$WORK/www" >"$WORK/logs/httpd.log" 2>&1 &
 HTTPD_PID=$!
 echo strata-vm-harness >"$WORK/www/hello.txt"
-wait_for 5 port_listening $CTL_PORT || die "control httpd did not start"
+wait_for 30 port_listening $CTL_PORT || die "control httpd did not listen on $CTL_PORT within 30 s"
 
 # build_test_initrd NAME SCRIPT [VAR=VALUE ...] -> prints the path of base initramfs + /test
 build_test_initrd() {
@@ -212,7 +212,7 @@ suite_mount() {
   if ! server_start "$cfg" "$np"; then record "$S" server-start FAIL "see $WORK/logs"; rpcbind_stop; return; fi
   record "$S" server-start OK "portmapper=$pm nfs=$np mount=$mp"
   if [ "$pm" = system ]; then
-    wait_for 10 sh -c "'$NFSUTILS/usr/sbin/rpcinfo' -p 127.0.0.1 | grep -q '100003 *3 *tcp'" \
+    wait_for 30 sh -c "'$NFSUTILS/usr/sbin/rpcinfo' -p 127.0.0.1 | grep -q '100003 *3 *tcp'" \
       && record "$S" registered-with-rpcbind OK || record "$S" registered-with-rpcbind FAIL "$("$NFSUTILS/usr/sbin/rpcinfo" -p 127.0.0.1 2>&1 | tr '\n' ';')"
   fi
   img=$(build_test_initrd "$S" t-mounts.sh EXPORT=/union NFS_PORT=$np MOUNT_PORT=$mp MOUNT_MODE=$mode)

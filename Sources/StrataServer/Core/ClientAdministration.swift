@@ -104,12 +104,6 @@ extension ExportRegistry {
         return upper
     }
 
-    static func saveGenerations(_ generations: [String: UInt32], stateDirectory: String) {
-        let text = generations.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
-        try? FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
-        try? text.write(toFile: generationsPath(stateDirectory), atomically: true, encoding: .utf8)
-    }
-
     /// Client keys whose upper directories exist for a template such as
     /// `/srv/strata/clients/{client}` or `/srv/{client}-upper/layer`.
     static func clientKeysOnDisk(template: String) -> [String] {

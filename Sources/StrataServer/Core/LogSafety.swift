@@ -1,3 +1,4 @@
+import Prometheus
 import Synchronization
 
 /// A name from the wire (MNT path, file name, machine name) as it may appear in a log line:
@@ -74,6 +75,11 @@ public final class LogRateLimiter: Sendable {
     let burst: Double
     let perSecond: Double
     let clock: @Sendable () -> Double
+    /// Called with the kind of every line held back (the server counts them in a metric).
+    let onSuppressed = Mutex<(@Sendable (String) -> Void)?>(nil)
+
+    /// Refusals of unauthenticated clients (MNT refused, file handle refused), process-wide.
+    public static let refusals = LogRateLimiter()
 
     public init(burst: Int = 20, perSecond: Double = 2, clock: @escaping @Sendable () -> Double = monotonicSeconds) {
         self.burst = Double(max(1, burst))
@@ -85,7 +91,7 @@ public final class LogRateLimiter: Sendable {
     /// otherwise how many lines of that kind were suppressed since the last one logged.
     public func admit(_ kind: String) -> Int? {
         let now = self.clock()
-        return self.buckets.withLock { buckets in
+        let admitted: Int? = self.buckets.withLock { buckets in
             var bucket = buckets[kind] ?? Bucket(tokens: self.burst, updated: now, suppressed: 0)
             bucket.tokens = min(self.burst, bucket.tokens + max(0, now - bucket.updated) * self.perSecond)
             bucket.updated = now
@@ -98,6 +104,19 @@ public final class LogRateLimiter: Sendable {
             let suppressed = bucket.suppressed
             bucket.suppressed = 0
             return suppressed
+        }
+        if admitted == nil, let count = self.onSuppressed.withLock({ $0 }) { count(kind) }
+        return admitted
+    }
+
+    /// Counts the lines held back in `strata_log_lines_suppressed_total{kind}` of `metrics`.
+    public func countSuppressed(in metrics: ServerMetrics) {
+        self.onSuppressed.withLock {
+            $0 = { kind in
+                metrics.registry.makeCounter(
+                    name: "strata_log_lines_suppressed_total", labels: [("kind", kind)], help: "Log lines held back by rate limiting, by kind"
+                ).increment()
+            }
         }
     }
 }

@@ -1,7 +1,6 @@
 import Logging
 import NFS3
 import NIOCore
-import Prometheus
 import SunRPC
 import XDR
 
@@ -16,16 +15,13 @@ public final class MountProgram: RPCProgramHandler {
     let logger: Logger
     /// Anyone may send MNT: refusals are logged at a bounded rate, the rest counted.
     let refusalLog: LogRateLimiter
-    let suppressedRefusals: Counter
 
-    public init(registry: ExportRegistry, metrics: ServerMetrics, logger: Logger, refusalLog: LogRateLimiter = LogRateLimiter()) {
+    public init(registry: ExportRegistry, metrics: ServerMetrics, logger: Logger, refusalLog: LogRateLimiter = .refusals) {
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
         self.refusalLog = refusalLog
-        self.suppressedRefusals = metrics.registry.makeCounter(
-            name: "strata_log_lines_suppressed_total", labels: [("kind", "mnt_refused")],
-            help: "Log lines held back by rate limiting, by kind")
+        refusalLog.countSuppressed(in: metrics)
     }
 
     /// MNT and UMNT change the mount table, but repeating them is harmless: no cache needed.
@@ -109,8 +105,6 @@ public final class MountProgram: RPCProgramHandler {
                 if case .clientLimitReached = rejection { metadata["key"] = "max_clients" }
                 let message = self.registry.refusalMessage(rejection, path: path.description, call: call)
                 call.logger.notice("MNT refused: \(loggable(message))", metadata: metadata)
-            } else {
-                self.suppressedRefusals.increment()
             }
             if call.version == Mount.version1 {
                 return .success(xdrEncoded(FHStatus1.fail(errno: status.rawValue)))

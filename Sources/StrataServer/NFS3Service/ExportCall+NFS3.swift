@@ -113,18 +113,29 @@ enum RejectionAnswer: Equatable {
             logger.debug("stale file handle", metadata: ["reason": "\(rejection)"])
             self = .status(.stale)
         case .accessDenied, .clientLimitReached:
-            logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
+            Self.logRefusal(rejection, logger)
             self = .status(.acces)
         case .tooWeak:
-            logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
+            Self.logRefusal(rejection, logger)
             self = .authTooWeak
         case .unsupportedCredential:
-            logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
+            Self.logRefusal(rejection, logger)
             self = .authRejectedCredential
         case .layerUnavailable(let reason):
             logger.error("layer unavailable", metadata: ["reason": "\(reason)"])
             self = .status(.io)
         }
+    }
+
+    /// Any host can cause these refusals: logged at a bounded rate (see `LogRateLimiter`).
+    private static func logRefusal(_ rejection: CallRejection, _ logger: Logger) {
+        guard let suppressed = LogRateLimiter.refusals.admit("nfs_handle_refused") else { return }
+        if suppressed > 0 {
+            logger.info(
+                "\(suppressed) more file handle refusals suppressed",
+                metadata: ["counter": "strata_log_lines_suppressed_total"])
+        }
+        logger.info("file handle refused for this client", metadata: ["reason": "\(rejection)"])
     }
 
     /// The status for a refused second handle (RENAME's target directory, LINK's directory):

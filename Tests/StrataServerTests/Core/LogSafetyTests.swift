@@ -52,4 +52,14 @@ import Testing
         #expect(limiter.admit("mnt") == 0)
         #expect(limiter.admit("mnt") == nil, "the bucket holds at most the burst")
     }
+
+    @Test func suppressedLinesAreCountedInTheMetric() {
+        let clock = FakeClock()
+        let limiter = LogRateLimiter(burst: 1, perSecond: 1, clock: { clock.now })
+        let metrics = ServerMetrics()
+        limiter.countSuppressed(in: metrics)
+        for _ in 0..<5 { _ = limiter.admit("mnt_refused") }
+        let text = String(decoding: metrics.registry.emitToBuffer(), as: UTF8.self)
+        #expect(text.contains("strata_log_lines_suppressed_total{kind=\"mnt_refused\"} 4"), "\(text)")
+    }
 }

@@ -250,8 +250,10 @@ extension ExportRegistry {
 @Suite struct ClientResetRaceTests {
     /// Issue 10 item 11: a reset while the client has a copy-up in flight and re-mounts used to
     /// leave a namespace on the deleted upper (every CREATE answered NOENT until a restart).
-    /// Here the copy-up is held in the union's copy hook, so the reset waits in its close, and
-    /// the re-mount comes exactly then; it must wait for the reset and get a fresh upper.
+    /// Here a copy-up is held in the union's copy hook, the reset is held between closing the
+    /// namespace and moving the upper aside (its hook), and the re-mount comes exactly then: it
+    /// must wait for the reset and get a fresh upper, and the copy-up, let go last, must not
+    /// land in it.
     @Test func aRemountDuringAResetWaitsAndGetsAFreshUpper() throws {
         let fixture = try RegistryFixture()
         let registry = fixture.registry(try fixture.configuration())
@@ -261,15 +263,22 @@ extension ExportRegistry {
         let (big, _) = try client.namespace.lookup(root, Array("big".utf8), as: client.credentials)
 
         let copying = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
+        let releaseCopy = DispatchSemaphore(value: 0)
         client.namespace.whileCopying.withLock {
             $0 = {
                 copying.signal()
-                _ = release.wait(timeout: .now() + 30)
+                _ = releaseCopy.wait(timeout: .now() + 30)
             }
         }
-        let reachedClose = DispatchSemaphore(value: 0)
-        registry.resetHook.withLock { $0 = { step in if step == "closing" { reachedClose.signal() } } }
+        let resetClosed = DispatchSemaphore(value: 0)
+        let releaseReset = DispatchSemaphore(value: 0)
+        registry.resetHook.withLock {
+            $0 = { step in
+                guard step == "closed" else { return }
+                resetClosed.signal()
+                _ = releaseReset.wait(timeout: .now() + 30)
+            }
+        }
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) {
             // The copy-up of a lower file for WRITE; it ends STALE or OK, either is fine.
@@ -282,7 +291,7 @@ extension ExportRegistry {
         DispatchQueue.global().async(group: group) {
             reset.set(Result { try registry.resetClient(key: "127.0.0.2", exportPath: nil) })
         }
-        #expect(reachedClose.wait(timeout: .now() + 10) == .success, "the reset reached its close")
+        #expect(resetClosed.wait(timeout: .now() + 10) == .success, "the reset closed the namespace")
         let remount = Slot<Result<(ExportCall, [UInt8]), CallRejection>>()
         let remountCall = try call(from: "127.0.0.2")
         DispatchQueue.global().async(group: group) {
@@ -292,7 +301,10 @@ extension ExportRegistry {
         let deadline = Date().addingTimeInterval(10)
         while registry.closingKeys.waitingCount == 0, remount.value == nil, Date() < deadline { usleep(1000) }
         #expect(remount.value == nil, "the re-mount finished while the reset had not moved the upper aside")
-        release.signal()
+        releaseReset.signal()
+        let remountDeadline = Date().addingTimeInterval(10)
+        while remount.value == nil, Date() < remountDeadline { usleep(1000) }
+        releaseCopy.signal()
         #expect(group.wait(timeout: .now() + 30) == .success)
         #expect(try reset.value?.get() == ["\(fixture.base)/clients/127.0.0.2"])
         let (fresh, freshRoot) = try #require(try remount.value?.get())
@@ -301,7 +313,7 @@ extension ExportRegistry {
         _ = try fresh.namespace.create(
             in: freshObject, Array("after-reset".utf8), mode: .guarded, attributes: SetAttributes(mode: 0o644), as: fresh.credentials)
         #expect(fixture.exists("clients/127.0.0.2/tree/after-reset"), "the namespace is on the new upper")
-        #expect(!fixture.exists("clients/127.0.0.2/tree/big"), "the old upper's copy-up is gone")
+        #expect(!fixture.exists("clients/127.0.0.2/tree/big"), "the old namespace's copy-up did not land in the new upper")
     }
 }
 

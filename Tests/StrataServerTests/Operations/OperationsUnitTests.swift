@@ -14,6 +14,11 @@ import Testing
         #expect(line == "1970-01-01T00:00:00.000Z notice MNT refused: /a\\nforged client=10.0.0.1 name=\"x y\\\"z\"")
     }
 
+    @Test func timestampsAreRFC3339InUTC() {
+        #expect(StrataLogHandler.timestamp(Date(timeIntervalSince1970: 1_796_096_116.736)) == "2026-12-01T03:35:16.736Z")
+        #expect(StrataLogHandler.timestamp(Date(timeIntervalSince1970: 5.007)) == "1970-01-01T00:00:05.007Z")
+    }
+
     @Test func journalLinesStartWithThePriorityAndHaveNoTime() {
         #expect(StrataLogHandler.format(level: .warning, message: "m", metadata: [:], format: .text, isJournal: true, date: self.date) == "<4>warning m")
         #expect(StrataLogHandler.format(level: .debug, message: "m", metadata: [:], format: .text, isJournal: true, date: self.date) == "<7>debug m")

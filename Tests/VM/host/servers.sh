@@ -63,7 +63,7 @@ rpcbind_start() {
   "$NFSUTILS/sbin/rpcbind" -f >>"$WORK/logs/rpcbind.log" 2>&1 </dev/null &
   RPCBIND_PID=$!
   echo "$RPCBIND_PID" >"$WORK/pids/rpcbind"
-  wait_for 10 port_listening 111 tcp || { log "rpcbind did not start"; return 1; }
+  wait_for 30 port_listening 111 tcp || { log "rpcbind did not listen on 111 within 30 s"; return 1; }
 }
 rpcbind_stop() { kill_pid "$RPCBIND_PID"; [ -n "$RPCBIND_PID" ] && wait "$RPCBIND_PID" 2>/dev/null; RPCBIND_PID=""; rm -f /run/rpcbind.sock /run/rpcbind.lock; }
 
