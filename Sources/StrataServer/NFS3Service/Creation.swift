@@ -3,30 +3,31 @@ import Union
 
 extension ExportCall {
     /// The common shape of CREATE, MKDIR, SYMLINK and MKNOD (RFC 1813 §3.3.8–11): refuse on a
-    /// read-only export and for names that cannot be created, read the directory's pre-op
-    /// attributes, create, and answer with the new object's handle and attributes plus the
-    /// directory's wcc_data — on failure too.
+    /// read-only export and for names that cannot be created, create, and answer with the new
+    /// object's handle and attributes plus the directory's wcc_data, which the union takes with
+    /// the change (one locked call). A refused or failed change changed nothing: its wcc_data is
+    /// read afterwards.
     func createObject(
         in dir: ObjectHandle,
         named name: [UInt8],
-        _ make: () throws(UnionError) -> (ObjectHandle, Attributes)
+        _ make: () throws(UnionError) -> ChangeResult
     ) -> Create3Res {
-        let before = self.preOp(dir)
         if self.isReadOnly {
-            return .fail(.rofs, Create3ResFail(dirWcc: self.wcc(before, dir)))
+            return .fail(.rofs, Create3ResFail(dirWcc: self.wcc(self.preOp(dir), dir)))
         }
         if let status = NFSName(name).statusForCreation {
-            return .fail(status, Create3ResFail(dirWcc: self.wcc(before, dir)))
+            return .fail(status, Create3ResFail(dirWcc: self.wcc(self.preOp(dir), dir)))
         }
-        do {
-            let (object, attributes) = try make()
+        do throws(UnionError) {
+            let made = try make()
+            guard let object = made.handle, let attributes = made.attributes else { throw UnionError.noEntry }
             return .ok(
                 Create3ResOK(
                     obj: PostOpFileHandle3(self.fileHandle3(object)),
                     objAttributes: PostOpAttr(FileAttributes3(attributes)),
-                    dirWcc: self.wcc(before, dir)))
+                    dirWcc: self.wcc(made.directory)))
         } catch {
-            return .fail(self.status(error, name: name), Create3ResFail(dirWcc: self.wcc(before, dir)))
+            return .fail(self.status(error, name: name), Create3ResFail(dirWcc: self.wcc(self.preOp(dir), dir)))
         }
     }
 }
@@ -50,7 +51,7 @@ extension NFS3Service {
             attributes = SetAttributes()
         }
         return call.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
-            try call.namespace.create(
+            try call.namespace.createChange(
                 in: dir, args.where.name, mode: mode, attributes: attributes, as: call.credentials)
         }
     }
@@ -58,7 +59,7 @@ extension NFS3Service {
     /// MKDIR (RFC 1813 §3.3.9).
     func mkdir(_ args: MkDir3Args, _ call: ExportCall, _ dir: ObjectHandle) -> MkDir3Res {
         call.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
-            try call.namespace.mkdir(
+            try call.namespace.mkdirChange(
                 in: dir, args.where.name, attributes: SetAttributes(args.attributes), as: call.credentials)
         }
     }
@@ -66,7 +67,7 @@ extension NFS3Service {
     /// SYMLINK (RFC 1813 §3.3.10). The target is stored as given, bytes and all.
     func symlink(_ args: Symlink3Args, _ call: ExportCall, _ dir: ObjectHandle) -> Symlink3Res {
         call.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
-            try call.namespace.symlink(
+            try call.namespace.symlinkChange(
                 in: dir, args.where.name, target: args.symlink.symlinkData,
                 attributes: SetAttributes(args.symlink.symlinkAttributes), as: call.credentials)
         }
@@ -99,7 +100,7 @@ extension NFS3Service {
             return .fail(status, MkNod3ResFail(dirWcc: call.wcc(before, dir)))
         }
         return call.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
-            try call.namespace.mknod(
+            try call.namespace.mknodChange(
                 in: dir, args.where.name, type: type, rdev: rdev, attributes: SetAttributes(sattr),
                 as: call.credentials)
         }

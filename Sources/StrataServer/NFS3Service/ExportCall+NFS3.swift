@@ -24,6 +24,13 @@ extension ExportCall {
         PreOpAttr((try? self.namespace.getattr(object)).map { FileAttributes3($0).wccAttributes })
     }
 
+    /// wcc_data of a change as the union took it, in the change's own lock section (no second call).
+    func wcc(_ change: BeforeAfter?) -> WccData {
+        WccData(
+            before: PreOpAttr(change?.before.map { FileAttributes3($0).wccAttributes }),
+            after: PostOpAttr(change?.after.map(FileAttributes3.init)))
+    }
+
     /// wcc_data: `before` (read before the change) and the attributes now.
     func wcc(_ before: PreOpAttr, _ object: ObjectHandle) -> WccData {
         WccData(before: before, after: self.postOp(object))
