@@ -46,6 +46,8 @@ public struct ControlResponse: Codable, Sendable {
 /// One running export, as `strata exports` shows it (like `exportfs -v`).
 public struct ExportReport: Codable, Sendable, Equatable {
     public var path: String
+    /// The identifier file handles carry (`id`, or the one assigned and recorded).
+    public var id: UInt32
     public var lowers: [String]
     public var upper: String?
     public var clientKey: String
@@ -56,6 +58,7 @@ public struct ExportReport: Codable, Sendable, Equatable {
 
     init(_ export: ExportConfiguration) {
         self.path = export.path
+        self.id = export.exportID
         self.lowers = export.lowers
         self.upper = export.upper
         self.clientKey = export.clientKey.rawValue

@@ -242,6 +242,11 @@ public final class BuiltinPortmapper: RPCProgramHandler {
 
     public func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool { false }
 
+    /// The table is in memory: all but SET and UNSET (which read /proc) run on the event loop.
+    public func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool {
+        procedure != Portmapper.Procedure.set.rawValue && procedure != Portmapper.Procedure.unset.rawValue
+    }
+
     public func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         guard let procedure = Portmapper.Procedure(rawValue: call.procedure) else {
             return .procedureUnavailable

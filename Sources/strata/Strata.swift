@@ -192,6 +192,7 @@ struct Exports: ParsableCommand {
             print(String(decoding: try encoder.encode(exports), as: UTF8.self))
             return
         }
+        if exports.isEmpty { print("no exports") }
         for export in exports {
             let width = export.path.count
             for (index, rule) in export.effectiveRules.enumerated() {
@@ -199,6 +200,7 @@ struct Exports: ParsableCommand {
                 print("\(lead)\t\(rule)")
             }
             let indent = String(repeating: " ", count: width)
+            print("\(indent)\tid: \(export.id)")
             print("\(indent)\tlowers: \(export.lowers.isEmpty ? "(none)" : export.lowers.joined(separator: ", "))")
             if let upper = export.upper {
                 let perClient = upper.contains("{client}") ? " (one per client, keyed by \(export.clientKey))" : ""

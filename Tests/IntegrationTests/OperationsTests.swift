@@ -80,16 +80,22 @@ import Testing
         #expect(try client.getattr(FileHandle3([9, 9, 9, 9, 9, 9, 9, 9, 9])).status == .badhandle)
         try waitFor("a debug line after the reload", timeout: 10) { server.log.contains("debug bad file handle") }
         let exports = try run(strataBinary, ["exports", "--config", server.configPath])
+        let ids = try #require(try run(strataBinary, ["exports", "--json", "--config", server.configPath]).output.data(using: .utf8))
+        let reports = try #require(try JSONSerialization.jsonObject(with: ids) as? [[String: Any]])
+        let idOf = Dictionary(uniqueKeysWithValues: reports.compactMap { report in (report["path"] as? String).map { ($0, report["id"] as? Int ?? -1) } })
         #expect(
             exports.output == """
                 /union\t127.0.0.0/8(ro,root_squash,insecure,anonuid=65534,anongid=65534)
+                      \tid: \(idOf["/union"] ?? -1)
                       \tlowers: \(directory.path)/lower1, \(directory.path)/lower2
                       \tupper: \(directory.path)/upper
                 /added\t127.0.0.0/8(ro,root_squash,insecure,anonuid=65534,anongid=65534)
+                      \tid: \(idOf["/added"] ?? -1)
                       \tlowers: \(directory.path)/lower2
                       \tupper: (none: read-only)
 
                 """, "\(exports.output)")
+        #expect(Set(idOf.values).count == 2 && !idOf.values.contains(-1), "\(idOf)")
         let again = try runSplit(strataBinary, ["reload", "--config", server.configPath])
         #expect(again.stdout.hasPrefix("reloaded \(server.configPath): no changes\n"), "\(again.stdout)")
     }
