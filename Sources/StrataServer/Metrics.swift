@@ -44,11 +44,10 @@ public final class ServerMetrics: Sendable {
         ).set(to: 1)
     }
 
-    /// Records one call of `procedure` of `program`: `errorStatus` names the error it was
-    /// answered with (nil for success), `export` the export its file handle named.
-    public func recordCall(program: String, procedure: String, duration: Duration, errorStatus: String?, export: String? = nil) {
+    /// The call counter and latency histogram of `procedure` of `program`, made on first use.
+    func callInstruments(program: String, procedure: String) -> (count: Counter, latency: DurationHistogram) {
         let key = "\(program).\(procedure)"
-        let instruments = self.calls.withLock { calls in
+        return self.calls.withLock { calls in
             if let existing = calls[key] { return existing }
             let labels = [("program", program), ("procedure", procedure)]
             let made = (
@@ -60,11 +59,27 @@ public final class ServerMetrics: Sendable {
             calls[key] = made
             return made
         }
+    }
+
+    /// Records one call of `procedure` of `program`: `errorStatus` names the error it was
+    /// answered with (nil for success), `export` the export its file handle named.
+    public func recordCall(program: String, procedure: String, duration: Duration, errorStatus: String?, export: String? = nil) {
+        self.record(
+            self.callInstruments(program: program, procedure: procedure), program: program, procedure: procedure,
+            duration: duration, errorStatus: errorStatus, export: export)
+    }
+
+    /// Records one call with its procedure's instruments already at hand (`MeteredProgram`
+    /// makes them once): a successful call takes no lock beyond its export's counters.
+    func record(
+        _ instruments: (count: Counter, latency: DurationHistogram), program: String, procedure: String,
+        duration: Duration, errorStatus: String?, export: String?
+    ) {
         instruments.count.increment()
         instruments.latency.record(duration)
         if let errorStatus {
             let counter = self.errors.withLock { errors in
-                let errorKey = "\(key).\(errorStatus)"
+                let errorKey = "\(program).\(procedure).\(errorStatus)"
                 if let existing = errors[errorKey] { return existing }
                 let made = self.registry.counter(
                     "strata_rpc_errors_total", labels: [("program", program), ("procedure", procedure), ("status", errorStatus)],
@@ -178,6 +193,20 @@ struct MeteredProgram: RPCProgramHandler {
     var statusName: @Sendable (UInt32) -> String = { "status\($0)" }
     /// The export a call's arguments name (from its first file handle), for per-export counts.
     var exportOfCall: (@Sendable (RPCCallContext, ByteBuffer) -> String?)? = nil
+    /// The instruments of each procedure `procedureNames` names, by number, made once.
+    let known: [UInt32: (count: Counter, latency: DurationHistogram)]
+
+    init(
+        inner: any RPCProgramHandler, metrics: ServerMetrics, name: String, procedureNames: [UInt32: String],
+        resultsStartWithStatus: @escaping @Sendable (UInt32) -> Bool
+    ) {
+        self.inner = inner
+        self.metrics = metrics
+        self.name = name
+        self.procedureNames = procedureNames
+        self.resultsStartWithStatus = resultsStartWithStatus
+        self.known = procedureNames.mapValues { metrics.callInstruments(program: name, procedure: $0) }
+    }
 
     var program: UInt32 { self.inner.program }
     var versions: ClosedRange<UInt32> { self.inner.versions }
@@ -206,9 +235,16 @@ struct MeteredProgram: RPCProgramHandler {
         case .authError(let stat):
             errorStatus = MeteredProgram.authStatusName(stat)
         }
-        let procedure = self.procedureNames[call.procedure] ?? "proc\(call.procedure)"
-        self.metrics.recordCall(
-            program: self.name, procedure: procedure, duration: ContinuousClock.now - start, errorStatus: errorStatus, export: export)
+        let duration = ContinuousClock.now - start
+        if let instruments = self.known[call.procedure], let procedure = self.procedureNames[call.procedure] {
+            self.metrics.record(
+                instruments, program: self.name, procedure: procedure, duration: duration, errorStatus: errorStatus,
+                export: export)
+        } else {
+            self.metrics.recordCall(
+                program: self.name, procedure: "proc\(call.procedure)", duration: duration, errorStatus: errorStatus,
+                export: export)
+        }
         return reply
     }
 

@@ -81,12 +81,10 @@ public final class StrataServer: Sendable {
             var meteredNFS = MeteredProgram(nfs: nfsProgram, metrics: metrics)
             meteredNFS.statusName = { NFSStatus3(rawValue: $0).map { "NFS3ERR_\($0)".uppercased() } ?? "NFS3ERR_\($0)" }
             meteredNFS.exportOfCall = { [registry] _, arguments in
-                // Every NFSv3 call but NULL starts with the file handle it works on.
-                var peek = arguments
-                guard let length = peek.readInteger(as: UInt32.self), length <= 64, let bytes = peek.readBytes(length: Int(length)),
-                    let handle = try? ServerFileHandle(bytes: bytes)
-                else { return nil }
-                return registry.exports.first { $0.exportID == handle.exportID }?.path
+                // Every NFSv3 call but NULL starts with the file handle it works on; its export is
+                // read from the handle's header without decoding it (the call decodes it once).
+                guard let exportID = ServerFileHandle.exportID(peekingAt: arguments) else { return nil }
+                return registry.exportPath(exportID: exportID)
             }
             let nfsServer = RPCServer(programs: [meteredNFS], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(nfsServer)

@@ -115,43 +115,70 @@ public struct SetAttributes: Sendable, Equatable {
     }
 }
 
-/// An opaque, versioned file handle.
+/// An opaque, versioned handle of a union object: it names the object for as long as it exists, across restarts.
 ///
-/// Layout (version 1, 24 bytes): `[0x53 'S', 0x01 version, 0, 0]`, 4 reserved zero bytes,
-/// namespace id (8 bytes, big-endian), fileid (8 bytes, big-endian). fileids are never reused within a
-/// namespace, so a removed object's handle resolves to nothing (`.stale`); a handle of another namespace
-/// (another client's upper) is `.stale` too.
+/// Layout (version 2, 20 bytes, big-endian):
+///
+///     byte 0       0x53 ('S')
+///     byte 1       format version (2)
+///     bytes 2-3    reserved, zero (a handle with anything else there is not ours)
+///     bytes 4-11   fileid: never reused within a namespace, so a removed object's handle is `.stale` forever
+///     bytes 12-19  tag: SipHash-2-4 of the fileid under the namespace's secret key (`HandleKey`)
+///
+/// The tag makes handles unforgeable: a handle whose tag does not match (a guessed fileid, or a handle of another
+/// namespace, whose key differs) is `.stale`, as knfsd answers a handle whose inode generation does not match.
 public struct ObjectHandle: Sendable, Hashable {
-    public let bytes: [UInt8]
+    /// The object's fileid (as GETATTR reports it).
+    public let fileid: UInt64
+    /// The authentication tag of `fileid` in its namespace.
+    let tag: UInt64
 
     static let magic: UInt8 = 0x53
-    static let version: UInt8 = 1
-    static let length = 24
+    static let version: UInt8 = 2
+    static let length = 20
 
-    /// - Returns: `nil` if the bytes are not a handle of this format (wrong length, magic or version).
+    /// - Returns: `nil` if the bytes are not a handle of this format (wrong length, magic or version, nonzero
+    ///   reserved bytes).
     public init?(bytes: [UInt8]) {
-        guard bytes.count == Self.length, bytes[0] == Self.magic, bytes[1] == Self.version, bytes[2] == 0,
-            bytes[3] == 0
-        else { return nil }
-        self.bytes = bytes
+        guard let h = bytes.withUnsafeBytes({ ObjectHandle(raw: $0) }) else { return nil }
+        self = h
     }
 
-    init(namespaceID: UInt64, fileid: UInt64) {
-        var b: [UInt8] = [Self.magic, Self.version, 0, 0, 0, 0, 0, 0]
-        b.reserveCapacity(Self.length)
-        for shift in stride(from: 56, through: 0, by: -8) { b.append(UInt8(truncatingIfNeeded: namespaceID >> shift)) }
-        for shift in stride(from: 56, through: 0, by: -8) { b.append(UInt8(truncatingIfNeeded: fileid >> shift)) }
-        self.bytes = b
+    /// Decodes a handle from raw bytes (no copy); see `init(bytes:)`.
+    public init?(raw b: UnsafeRawBufferPointer) {
+        guard b.count == Self.length, b[0] == Self.magic, b[1] == Self.version, b[2] == 0, b[3] == 0 else {
+            return nil
+        }
+        self.fileid = UInt64(bigEndian: b.loadUnaligned(fromByteOffset: 4, as: UInt64.self))
+        self.tag = UInt64(bigEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt64.self))
     }
 
-    var namespaceID: UInt64 { Self.readBE(self.bytes, at: 8) }
-    var fileid: UInt64 { Self.readBE(self.bytes, at: 16) }
-
-    private static func readBE(_ b: [UInt8], at offset: Int) -> UInt64 {
-        var v: UInt64 = 0
-        for i in offset..<(offset + 8) { v = (v << 8) | UInt64(b[i]) }
-        return v
+    init(fileid: UInt64, tag: UInt64) {
+        self.fileid = fileid
+        self.tag = tag
     }
+
+    /// The encoded handle (`length` bytes).
+    public var bytes: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: Self.length) { buffer, count in
+            self.write(to: UnsafeMutableRawBufferPointer(buffer))
+            count = Self.length
+        }
+    }
+
+    /// Writes the `length` encoded bytes at the start of `b`.
+    public func write(to b: UnsafeMutableRawBufferPointer) {
+        precondition(b.count >= Self.length)
+        b[0] = Self.magic
+        b[1] = Self.version
+        b[2] = 0
+        b[3] = 0
+        b.storeBytes(of: self.fileid.bigEndian, toByteOffset: 4, as: UInt64.self)
+        b.storeBytes(of: self.tag.bigEndian, toByteOffset: 12, as: UInt64.self)
+    }
+
+    /// The size of every encoded handle.
+    public static var encodedLength: Int { Self.length }
 }
 
 public enum CreateMode: Sendable, Equatable {

@@ -22,7 +22,7 @@ extension UnionNamespace {
     /// The directory `fileid` in the upper layer (copied up with its parents if needed): its O_PATH descriptor and stat.
     /// Caller holds the namespace write lock.
     func upperDirectory(_ fileid: UInt64) throws(UnionError) -> Location {
-        let node = try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: fileid))
+        let node = try self.resolve(self.handle(fileid: fileid))
         guard node.isDirectory else { throw .notDirectory }
         if self.isUpper(node.top) { return node.top }
         let parent = try self.upperDirectory(node.parentFileid)
@@ -239,7 +239,7 @@ extension UnionNamespace {
     /// The object at the same name again (not by fileid: a hard link's other names are other places).
     func reresolve(_ node: Node) throws(UnionError) -> Node {
         if node.fileid == self.rootFileid { return try self.rootNode() }
-        let parent = try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: node.parentFileid))
+        let parent = try self.resolve(self.handle(fileid: node.parentFileid))
         guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
         return n
     }

@@ -69,6 +69,8 @@ final class IdentityStore: Sendable {
 
     let tables: Locked<Tables>
     let namespaceID: UInt64
+    /// Authenticates the object handles of this namespace (see `HandleKey`).
+    let handleKey: HandleKey
     /// True while a namespace change runs (set by `mutate`, under the write lock): records are only queued, and the
     /// change waits for them once, after it releases the lock. Outside a change (a LOOKUP's first sighting) a new
     /// fileid is durable before it is returned.
@@ -84,8 +86,8 @@ final class IdentityStore: Sendable {
 
     init(sidecar: Sidecar) throws(UnionError) {
         self.sidecar = sidecar
-        let (all, names, nsid, next) = try sidecar.write("load identities") {
-            db -> ([IdentityRecord], [LinkNameRecord], UInt64, UInt64) in
+        let (all, names, nsid, next, key) = try sidecar.write("load identities") {
+            db -> ([IdentityRecord], [LinkNameRecord], UInt64, UInt64, HandleKey) in
             // Names are walked by handle resolution: a record whose name could leave a directory (never written by
             // Strata) is deleted, so its object gets a new fileid when seen (its handles go stale).
             var all = try IdentityRecord.fetchAll(db)
@@ -110,7 +112,18 @@ final class IdentityStore: Sendable {
                 nsid = UInt64.random(in: 1...UInt64(Int64.max))
                 try MetaRecord(key: "namespaceID", value: Int64(bitPattern: nsid)).insert(db)
             }
-            return (all, names, nsid, next)
+            // The secret of the handles' tags, drawn once and kept: handles stay valid across restarts.
+            let key: HandleKey
+            if let k0 = try MetaRecord.fetchOne(db, key: "handleKey0"),
+                let k1 = try MetaRecord.fetchOne(db, key: "handleKey1")
+            {
+                key = HandleKey(k0: UInt64(bitPattern: k0.value), k1: UInt64(bitPattern: k1.value))
+            } else {
+                key = HandleKey.random()
+                try MetaRecord(key: "handleKey0", value: Int64(bitPattern: key.k0)).save(db)
+                try MetaRecord(key: "handleKey1", value: Int64(bitPattern: key.k1)).save(db)
+            }
+            return (all, names, nsid, next, key)
         }
         var t = Tables()
         for r in all { t.insert(Identity(r)) }
@@ -120,6 +133,7 @@ final class IdentityStore: Sendable {
         }
         self.tables = Locked(t)
         self.namespaceID = nsid
+        self.handleKey = key
         self.allocator = Locked((next, next + Self.reservationChunk - 1))
     }
 

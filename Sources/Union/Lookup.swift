@@ -143,23 +143,25 @@ extension UnionNamespace {
         var node = Node(
             fileid: fileid, parentFileid: parent.fileid, name: name, top: r.top, dirs: r.dirs,
             lowerPath: r.upperRedirect.map { Names.split($0) } ?? (parent.lowerPath + [name]), indexed: nil)
-        if !self.layers[r.top.layer].isUpper, let upper = self.upper, !r.top.st.isDirectory,
-            let ident = self.identities.identity(fileid), ident.isIndexed
-        {
-            let iname = Array(String(fileid).utf8)
-            if let st = try Files.statAt(upper.index, iname, path: "index/\(fileid)") {
-                node.indexed = Location(
-                    layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index,
-                    name: iname, dir: nil, st: st)
-            }
-        }
+        node.indexed = try self.indexedCopy(of: r.top, fileid: fileid)
         return node
+    }
+
+    /// The `index/` copy holding the data of a lower hard link that was copied up, if `top` is one.
+    func indexedCopy(of top: Location, fileid: UInt64) throws(UnionError) -> Location? {
+        guard !self.layers[top.layer].isUpper, let upper = self.upper, !top.st.isDirectory,
+            let ident = self.identities.identity(fileid), ident.isIndexed
+        else { return nil }
+        let iname = Array(String(fileid).utf8)
+        guard let st = try Files.statAt(upper.index, iname, path: "index/\(fileid)") else { return nil }
+        return Location(layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index, name: iname, dir: nil, st: st)
     }
 
     /// Resolves a file handle to the object it names now: `.stale` if it is gone, `.badHandle` if malformed.
     func resolve(_ h: ObjectHandle) throws(UnionError) -> Node {
         if self.isClosed.load(ordering: .relaxed) { throw .stale }
-        guard h.namespaceID == self.identities.namespaceID else { throw .stale }
+        // A forged or foreign handle (wrong tag) names nothing here, as an unknown fileid.
+        guard h.tag == self.identities.handleKey.tag(h.fileid) else { throw .stale }
         return try self.resolve(fileid: h.fileid, depth: 0)
     }
 
@@ -226,7 +228,12 @@ extension UnionNamespace {
     }
 
     func handle(_ n: Node) -> ObjectHandle {
-        ObjectHandle(namespaceID: self.identities.namespaceID, fileid: n.fileid)
+        self.handle(fileid: n.fileid)
+    }
+
+    /// The handle of `fileid` in this namespace, with its tag.
+    func handle(fileid: UInt64) -> ObjectHandle {
+        ObjectHandle(fileid: fileid, tag: self.identities.handleKey.tag(fileid))
     }
 
     /// nlink of a non-directory is the number of its visible names. A hard-linked lower file has names of two kinds:

@@ -6,6 +6,15 @@ import Glibc
 
 struct MergedListing: Sendable {
     var entries: [ListingEntry]
+    /// Where each entry was found (same order as `entries`): a listing page answers each entry's attributes with one
+    /// stat there.
+    var tops: [ListedTop]
+}
+
+/// The layer and inode a listing entry showed.
+struct ListedTop: Sendable {
+    var layer: Int
+    var ino: UInt64
 }
 
 extension UnionNamespace {
@@ -55,7 +64,12 @@ extension UnionNamespace {
         if let cached = self.listings.withLock({ $0.get(dir.fileid) }) { return cached }
         let names = try self.mergedNames(dir)
         let fileids = try self.identities.fileids(names.map { .init(key: $0.key, parent: dir.fileid, name: $0.name) })
-        let listing = MergedListing(entries: Cookies.assign(zip(names, fileids).map { ($0.name, $1) }, key: self.cookieKey))
+        let entries = Cookies.assign(zip(names, fileids).map { ($0.name, $1) }, key: self.cookieKey)
+        var topOf: [[UInt8]: ListedTop] = [:]
+        topOf.reserveCapacity(names.count)
+        for n in names { topOf[n.name] = ListedTop(layer: n.key.layer, ino: n.key.ino) }
+        let listing = MergedListing(
+            entries: entries, tops: entries.map { topOf[$0.name] ?? ListedTop(layer: -1, ino: 0) })
         self.listings.withLock { $0.put(dir.fileid, listing) }
         return listing
     }

@@ -247,7 +247,7 @@ public final class UnionNamespace: Sendable {
 
     /// The root directory's handle.
     public var rootHandle: ObjectHandle {
-        ObjectHandle(namespaceID: self.identities.namespaceID, fileid: self.rootFileid)
+        self.handle(fileid: self.rootFileid)
     }
 
     /// True without an upper layer: every change answers `.readOnly`.
@@ -300,7 +300,7 @@ public final class UnionNamespace: Sendable {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
             let d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.exec)
-            let p = try self.resolve(ObjectHandle(namespaceID: self.identities.namespaceID, fileid: d.parentFileid))
+            let p = try self.resolve(self.handle(fileid: d.parentFileid))
             return (self.handle(p), self.attributes(p))
         }
     }
@@ -309,67 +309,26 @@ public final class UnionNamespace: Sendable {
     public func access(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError)
         -> AccessMask
     {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> AccessMask in
-            let n = try self.resolve(h)
-            let st = n.dataStat
-            var granted: AccessMask = []
-            if Permission.allows(st, cred, Permission.read) { granted.insert(.read) }
-            if Permission.allows(st, cred, Permission.write) && !self.isReadOnly {
-                granted.formUnion(n.isDirectory ? [.modify, .extend, .delete] : [.modify, .extend])
-            }
-            if Permission.allows(st, cred, Permission.exec) {
-                granted.insert(n.isDirectory ? .lookup : .execute)
-            }
-            return granted.intersection(requested)
-        }
+        try self.accessForReply(h, requested, as: cred).granted
     }
 
     /// READLINK.
     public func readlink(_ h: ObjectHandle, as cred: Credentials) throws(UnionError) -> [UInt8] {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> [UInt8] in
-            let n = try self.resolve(h)
-            guard n.type == .symlink, let parent = n.top.parent else { throw .invalid("not a symbolic link") }
-            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let count = try n.top.name.withCName { (c) throws(UnionError) -> Int in
-                try Sys.retry("readlinkat", n.top.pathString) { readlinkat(parent.raw, c, &buf, buf.count) }
-            }
-            return buf[0..<count].map { UInt8(bitPattern: $0) }
-        }
+        try self.readlinkForReply(h, as: cred).target
     }
 
-    /// READ. The owner may always read (knfsd's owner override: a file created 0444 stays writable by its creator
-    /// through the open), and execute permission allows reading (a client executing a binary reads it).
+    /// READ into a new array; see `read(_:offset:into:as:)`.
     public func read(_ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials) throws(UnionError) -> (
         data: [UInt8], isEOF: Bool
     ) {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> (data: [UInt8], isEOF: Bool) in
-            let n = try self.resolve(h)
-            if n.isDirectory { throw .isDirectory }
-            guard n.type == .regular else { throw .invalid("not a regular file") }
-            let st = n.dataStat
-            if !(cred.uid == st.st_uid || Permission.allows(st, cred, Permission.read)
-                || Permission.allows(st, cred, Permission.exec))
-            {
-                throw .accessDenied
-            }
-            let loc = n.indexed ?? n.top
-            let fd = try self.openData(loc, O_RDONLY)
-            let want = max(0, min(count, 64 << 20))
-            guard offset <= UInt64(Int64.max) - UInt64(want) else { return ([], true) }
-            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(want, 1), alignment: 16)
-            defer { buf.deallocate() }
-            var got = 0
-            while got < want {
-                let r = try Sys.retry("pread", loc.pathString) {
-                    pread(fd.raw, buf.baseAddress! + got, want - got, off_t(offset) + off_t(got))
-                }
-                if r == 0 { break }
-                got += r
-            }
-            let data = [UInt8](buf[0..<got])
-            let size = UInt64(clamping: try Files.fstat(fd, path: loc.pathString).st_size)
-            return (data, offset &+ UInt64(got) >= size)
+        let want = max(0, min(count, 64 << 20))
+        var data = [UInt8](repeating: 0, count: want)
+        let result = data.withUnsafeMutableBytes { (buffer) -> Result<ReadResult, UnionError> in
+            Result { () throws(UnionError) -> ReadResult in try self.read(h, offset: offset, into: buffer, as: cred) }
         }
+        let got = try result.get()
+        data.removeLast(want - got.count)
+        return (data, got.isEOF)
     }
 
     /// Opens the object at `loc` (never following a symlink).
@@ -383,18 +342,14 @@ public final class UnionNamespace: Sendable {
     public func readdir(_ dir: ObjectHandle, after cookie: UInt64, limit: Int = Int.max, as cred: Credentials)
         throws(UnionError) -> ListingPage
     {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> ListingPage in
-            let d = try self.resolveDirectory(dir)
-            try Permission.require(d.top.st, cred, Permission.read)
-            let entries = try self.listing(d).entries
-            var lo = 0, hi = entries.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if entries[mid].cookie <= cookie { lo = mid + 1 } else { hi = mid }
-            }
-            let end = limit >= entries.count - lo ? entries.count : lo + max(0, limit)
-            return ListingPage(entries: Array(entries[lo..<end]), cookieVerifier: 0, isComplete: end == entries.count)
+        var taken = 0
+        let page = try self.listDirectory(dir, after: cookie, withObjects: false, withParent: false, as: cred) { _ in
+            taken += 1
+            return taken <= limit
         }
+        return ListingPage(
+            entries: page.entries.map { ListingEntry(name: $0.name, fileid: $0.fileid, cookie: $0.cookie) },
+            cookieVerifier: page.cookieVerifier, isComplete: page.isComplete)
     }
 
     /// For READDIRPLUS: the handle and attributes of a listed entry, without a permission check beyond the listing.

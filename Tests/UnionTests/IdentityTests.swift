@@ -52,10 +52,10 @@ import Testing
         let f = Fixture()
         let u = try f.open()
         var other = u.rootHandle.bytes
-        other[10] ^= 0xff  // another namespace
+        other[19] ^= 0xff  // a wrong tag (another namespace's, or forged)
         #expect(throws: UnionError.stale) { try u.getattr(ObjectHandle(bytes: other)!) }
         var unknown = u.rootHandle.bytes
-        unknown[23] = 0x7f  // a fileid never allocated
+        unknown[11] = 0x7f  // a fileid never allocated
         #expect(throws: UnionError.stale) { try u.getattr(ObjectHandle(bytes: unknown)!) }
     }
 

@@ -5,50 +5,6 @@ import SunRPC
 import Synchronization
 import Union
 
-/// What an NFS or MOUNT handler works with once a call has passed access control: the
-/// namespace of the caller's export, the caller's credentials after squashing, and whether it
-/// may change anything.
-public struct ExportCall: Sendable {
-    public let export: ExportConfiguration
-    public let namespace: UnionNamespace
-    /// AUTH_SYS identity after root_squash / all_squash (AUTH_NONE: the anonymous user).
-    public let credentials: Credentials
-    /// `ro` rule or no writable upper: every change answers NFS3ERR_ROFS.
-    public let isReadOnly: Bool
-    public let clientKey: String
-    public let namespaceID: UInt32
-    public let options: ClientOptions
-
-    /// The wire file handle for `object` in this caller's namespace.
-    public func fileHandle(_ object: ObjectHandle) -> [UInt8] {
-        ServerFileHandle(exportID: self.export.exportID, namespaceID: self.namespaceID, object: object).bytes
-    }
-}
-
-/// Why a call was refused before it reached the union.
-public enum CallRejection: Error, Sendable, Equatable {
-    /// Not a handle of ours (NFS3ERR_BADHANDLE).
-    case badHandle
-    /// The export is gone, the client was reset, or the object was removed (NFS3ERR_STALE).
-    case stale
-    /// No `clients` rule matches, or the handle belongs to another client (NFS3ERR_ACCES;
-    /// MNT3ERR_ACCES for MOUNT).
-    case accessDenied
-    /// `secure` and the call came from a source port >= 1024 (RPC AUTH_ERROR, AUTH_TOOWEAK).
-    case tooWeak
-    /// A credential flavor we do not take (RPC AUTH_ERROR, AUTH_REJECTEDCRED).
-    case unsupportedCredential
-    /// The layer could not be opened or created (NFS3ERR_IO / MNT3ERR_IO).
-    case layerUnavailable(String)
-    /// No export with that path, or no such directory below it (MNT3ERR_NOENT).
-    case noSuchExport
-    /// A path below an export that is not a directory (MNT3ERR_NOTDIR).
-    case notDirectory
-    /// A new client of a per-client export beyond its `max_clients` (MNT3ERR_ACCES); the
-    /// message names the export and the key.
-    case clientLimitReached(String)
-}
-
 /// One line of the mount table (MOUNT DUMP, `showmount -a`).
 public struct MountRecord: Sendable, Hashable {
     public var host: String
@@ -148,6 +104,11 @@ public final class ExportRegistry: Sendable {
 
     public var exports: [ExportConfiguration] { self.state.withLock { $0.configuration.exports } }
 
+    /// The path of the export with identifier `exportID` (bytes 1-3 of its handles).
+    public func exportPath(exportID: UInt32) -> String? {
+        self.state.withLock { $0.exportsByID[exportID]?.path }
+    }
+
     public var mountTable: [MountRecord] { self.state.withLock { $0.mounts } }
 
     // MARK: Access control
@@ -234,10 +195,10 @@ public final class ExportRegistry: Sendable {
             return (open.namespace, state.generations[clientKey] ?? 0)
         }
         return ExportCall(
-            export: export, namespace: namespace, credentials: credentials,
-            isReadOnly: rule.options.isReadOnly || namespace.isReadOnly, clientKey: clientKey,
-            namespaceID: isShared ? 0 : self.namespaceID(export: export, clientKey: clientKey, generation: generation),
-            options: rule.options)
+            namespace: namespace, credentials: credentials, isReadOnly: rule.options.isReadOnly || namespace.isReadOnly,
+            exportPath: export.path, exportID: export.exportID, clientKey: clientKey,
+            clientTag: isShared ? 0 : self.clientTag(export: export, clientKey: clientKey, generation: generation),
+            options: rule.options, logger: call.logger)
     }
 
     /// Resolves a file handle from the wire for the caller: the export must still exist, the
@@ -254,14 +215,14 @@ public final class ExportRegistry: Sendable {
         }
         do {
             let admitted = try self.admit(export: export, call: call, create: false)
-            guard admitted.namespaceID == handle.namespaceID else {
+            guard admitted.clientTag == handle.clientTag else {
                 // Either another client's handle (refused) or one of this client's from before a
                 // reset, or from before its rule changed between ro and rw (stale).
                 guard export.hasPerClientUpper else { return .failure(.accessDenied) }
-                if handle.namespaceID == 0 { return .failure(.stale) }
+                if handle.clientTag == 0 { return .failure(.stale) }
                 let generations = self.state.withLock { $0.generations[admitted.clientKey] } ?? 0
                 for old in 0...generations
-                where self.namespaceID(export: export, clientKey: admitted.clientKey, generation: old) == handle.namespaceID {
+                where self.clientTag(export: export, clientKey: admitted.clientKey, generation: old) == handle.clientTag {
                     return .failure(.stale)
                 }
                 return .failure(.accessDenied)

@@ -86,7 +86,8 @@ final class ClosingKeys: @unchecked Sendable {
 }
 
 extension ExportRegistry {
-    func namespaceID(export: ExportConfiguration, clientKey: String, generation: UInt32) -> UInt32 {
+    /// The `clientTag` of the handles of `clientKey`'s namespace in `export` at reset generation `generation`.
+    func clientTag(export: ExportConfiguration, clientKey: String, generation: UInt32) -> UInt32 {
         guard export.hasPerClientUpper else { return 0 }
         let hash = stableHash64(Array("\(clientKey)#\(generation)".utf8))
         let folded = UInt32(truncatingIfNeeded: hash ^ (hash >> 32))

@@ -4,13 +4,13 @@ import Union
 extension NFS3Service {
     /// COMMIT (RFC 1813 §3.3.21): makes the file's UNSTABLE writes durable and returns the
     /// write verifier the client compares with the one its WRITEs got.
-    func commit(_ args: Commit3Args, _ scope: NFS3Scope, _ object: ObjectHandle) -> Commit3Res {
-        let before = scope.preOp(object)
+    func commit(_ args: Commit3Args, _ call: ExportCall, _ object: ObjectHandle) -> Commit3Res {
+        let before = call.preOp(object)
         do {
-            try scope.namespace.commit(object, offset: args.offset, count: UInt64(args.count))
-            return .ok(Commit3ResOK(fileWcc: scope.wcc(before, object), verf: self.writeVerifier))
+            try call.namespace.commit(object, offset: args.offset, count: UInt64(args.count))
+            return .ok(Commit3ResOK(fileWcc: call.wcc(before, object), verf: self.writeVerifier))
         } catch {
-            return .fail(scope.status(error), Commit3ResFail(fileWcc: scope.wcc(before, object)))
+            return .fail(call.status(error), Commit3ResFail(fileWcc: call.wcc(before, object)))
         }
     }
 }

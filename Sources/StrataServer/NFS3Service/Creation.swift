@@ -1,7 +1,7 @@
 import NFS3
 import Union
 
-extension NFS3Scope {
+extension ExportCall {
     /// The common shape of CREATE, MKDIR, SYMLINK and MKNOD (RFC 1813 §3.3.8–11): refuse on a
     /// read-only export and for names that cannot be created, read the directory's pre-op
     /// attributes, create, and answer with the new object's handle and attributes plus the
@@ -22,7 +22,7 @@ extension NFS3Scope {
             let (object, attributes) = try make()
             return .ok(
                 Create3ResOK(
-                    obj: PostOpFileHandle3(self.fileHandle(object)),
+                    obj: PostOpFileHandle3(self.fileHandle3(object)),
                     objAttributes: PostOpAttr(FileAttributes3(attributes)),
                     dirWcc: self.wcc(before, dir)))
         } catch {
@@ -35,7 +35,7 @@ extension NFS3Service {
     /// CREATE (RFC 1813 §3.3.8). EXCLUSIVE keeps the verifier in the union's sidecar: a
     /// retransmission with the same verifier finds the file it created and succeeds, another
     /// verifier gets NFS3ERR_EXIST. The client then sets the attributes with SETATTR.
-    func create(_ args: Create3Args, _ scope: NFS3Scope, _ dir: ObjectHandle) -> Create3Res {
+    func create(_ args: Create3Args, _ call: ExportCall, _ dir: ObjectHandle) -> Create3Res {
         let mode: CreateMode
         let attributes: SetAttributes
         switch args.how {
@@ -49,32 +49,32 @@ extension NFS3Service {
             mode = .exclusive(verifier: verifier.rawValue)
             attributes = SetAttributes()
         }
-        return scope.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
-            try scope.namespace.create(
-                in: dir, args.where.name, mode: mode, attributes: attributes, as: scope.credentials)
+        return call.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
+            try call.namespace.create(
+                in: dir, args.where.name, mode: mode, attributes: attributes, as: call.credentials)
         }
     }
 
     /// MKDIR (RFC 1813 §3.3.9).
-    func mkdir(_ args: MkDir3Args, _ scope: NFS3Scope, _ dir: ObjectHandle) -> MkDir3Res {
-        scope.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
-            try scope.namespace.mkdir(
-                in: dir, args.where.name, attributes: SetAttributes(args.attributes), as: scope.credentials)
+    func mkdir(_ args: MkDir3Args, _ call: ExportCall, _ dir: ObjectHandle) -> MkDir3Res {
+        call.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
+            try call.namespace.mkdir(
+                in: dir, args.where.name, attributes: SetAttributes(args.attributes), as: call.credentials)
         }
     }
 
     /// SYMLINK (RFC 1813 §3.3.10). The target is stored as given, bytes and all.
-    func symlink(_ args: Symlink3Args, _ scope: NFS3Scope, _ dir: ObjectHandle) -> Symlink3Res {
-        scope.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
-            try scope.namespace.symlink(
+    func symlink(_ args: Symlink3Args, _ call: ExportCall, _ dir: ObjectHandle) -> Symlink3Res {
+        call.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
+            try call.namespace.symlink(
                 in: dir, args.where.name, target: args.symlink.symlinkData,
-                attributes: SetAttributes(args.symlink.symlinkAttributes), as: scope.credentials)
+                attributes: SetAttributes(args.symlink.symlinkAttributes), as: call.credentials)
         }
     }
 
     /// MKNOD (RFC 1813 §3.3.11): character and block devices, sockets and FIFOs; any other
     /// type is NFS3ERR_BADTYPE.
-    func mknod(_ args: MkNod3Args, _ scope: NFS3Scope, _ dir: ObjectHandle) -> MkNod3Res {
+    func mknod(_ args: MkNod3Args, _ call: ExportCall, _ dir: ObjectHandle) -> MkNod3Res {
         let type: FileType
         let rdev: DeviceNumber
         let sattr: SetAttributes3
@@ -94,14 +94,14 @@ extension NFS3Service {
         case .fifo(let attributes):
             (type, rdev, sattr) = (.fifo, DeviceNumber(major: 0, minor: 0), attributes)
         case .otherType:
-            let before = scope.preOp(dir)
-            let status: NFSStatus3 = scope.isReadOnly ? .rofs : .badtype
-            return .fail(status, MkNod3ResFail(dirWcc: scope.wcc(before, dir)))
+            let before = call.preOp(dir)
+            let status: NFSStatus3 = call.isReadOnly ? .rofs : .badtype
+            return .fail(status, MkNod3ResFail(dirWcc: call.wcc(before, dir)))
         }
-        return scope.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
-            try scope.namespace.mknod(
+        return call.createObject(in: dir, named: args.where.name) { () throws(UnionError) in
+            try call.namespace.mknod(
                 in: dir, args.where.name, type: type, rdev: rdev, attributes: SetAttributes(sattr),
-                as: scope.credentials)
+                as: call.credentials)
         }
     }
 }

@@ -35,6 +35,8 @@ struct DirectoryListingEntry {
     var fileid: UInt64
     /// The wire cookie.
     var cookie: UInt64
+    /// Handle and attributes (READDIRPLUS), when the caller may search the directory.
+    var object: FoundObject?
 }
 
 /// A page of a listing: the entries, whether they reach the end of the directory, the
@@ -46,49 +48,42 @@ struct DirectoryListing {
     var verifier: UInt64
 }
 
-extension NFS3Scope {
-    /// The names of `dir` after the wire `cookie`: ".", ".." (when not yet passed) and up to
-    /// `limit` names of the union's merged listing.
-    /// - Returns: the entries, whether they reach the end of the directory, the directory's
-    ///   attributes and the union's cookie verifier.
+extension ExportCall {
+    /// The names of `dir` after the wire `cookie`: ".", ".." (when not yet passed) and the
+    /// union's merged listing for as long as `wants(nameLength)` answers true, from one union
+    /// call. `withObjects` asks each name's handle and attributes (READDIRPLUS).
     func listing(
-        _ dir: ObjectHandle, after cookie: UInt64, limit: Int
+        _ dir: ObjectHandle, after cookie: UInt64, withObjects: Bool, while wants: (_ nameLength: Int) -> Bool
     ) throws(UnionError) -> DirectoryListing {
-        // The union checks read permission on the directory; do it first so "." and ".." are
-        // not given to a caller who may not list the directory.
-        let page = try self.namespace.readdir(
-            dir, after: DirectoryCookies.union(fromWire: cookie), limit: max(1, limit), as: self.credentials)
-        let dirAttributes = try self.namespace.getattr(dir)
+        // The union checks read permission on the directory before anything is listed, so "."
+        // and ".." are not given to a caller who may not list the directory.
+        let page = try self.namespace.listDirectory(
+            dir, after: DirectoryCookies.union(fromWire: cookie), withObjects: withObjects,
+            withParent: cookie < DirectoryCookies.afterDotDot, as: self.credentials, while: wants)
+        let dirAttributes = page.directory.attributes
         var entries: [DirectoryListingEntry] = []
         entries.reserveCapacity(page.entries.count + 2)
         if cookie < DirectoryCookies.afterDot {
             entries.append(
                 DirectoryListingEntry(
-                    kind: .dot, name: [0x2E], fileid: dirAttributes.fileid, cookie: DirectoryCookies.afterDot))
+                    kind: .dot, name: [0x2E], fileid: dirAttributes.fileid, cookie: DirectoryCookies.afterDot,
+                    object: withObjects ? page.directory : nil))
         }
         if cookie < DirectoryCookies.afterDotDot {
-            // The parent's fileid needs search permission on the directory; without it (a
-            // readable but not searchable directory) fall back to the directory's own.
-            let parent = try? self.namespace.lookupParent(dir, as: self.credentials)
-            let parentFileid = parent?.1.fileid ?? dirAttributes.fileid
+            // The parent needs search permission on the directory; without it (a readable but
+            // not searchable directory) ".." shows the directory's own fileid and no handle.
             entries.append(
                 DirectoryListingEntry(
-                    kind: .dotDot, name: [0x2E, 0x2E], fileid: parentFileid, cookie: DirectoryCookies.afterDotDot))
+                    kind: .dotDot, name: [0x2E, 0x2E], fileid: page.parent?.attributes.fileid ?? dirAttributes.fileid,
+                    cookie: DirectoryCookies.afterDotDot, object: withObjects ? page.parent : nil))
         }
         for entry in page.entries {
             entries.append(
                 DirectoryListingEntry(
                     kind: .member, name: entry.name, fileid: entry.fileid,
-                    cookie: DirectoryCookies.wire(fromUnion: entry.cookie)))
+                    cookie: DirectoryCookies.wire(fromUnion: entry.cookie), object: entry.object))
         }
         return DirectoryListing(
             entries: entries, isComplete: page.isComplete, dirAttributes: dirAttributes, verifier: page.cookieVerifier)
     }
-}
-
-/// How many entries to ask the union for, given a reply budget: every entry takes at least
-/// 28 bytes (value-follows, fileid, a 1–4 byte name, cookie), so more cannot fit. Bounded so a
-/// huge count does not copy a huge listing.
-func listingLimit(forReplyBytes bytes: Int) -> Int {
-    min(max(bytes / Entry3.encodedSize(nameLength: 1), 1), 65_536)
 }

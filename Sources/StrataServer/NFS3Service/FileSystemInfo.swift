@@ -3,24 +3,24 @@ import Union
 
 extension NFS3Service {
     /// FSSTAT (RFC 1813 §3.3.18): the union's statvfs; invarsec 0 since it can change any time.
-    func fsstat(_ args: FSStat3Args, _ scope: NFS3Scope, _ object: ObjectHandle) -> FSStat3Res {
+    func fsstat(_ args: FSStat3Args, _ call: ExportCall, _ object: ObjectHandle) -> FSStat3Res {
         do {
-            let stats = try scope.namespace.fsstat(object)
+            let stats = try call.namespace.fsstat(object)
             return .ok(
                 FSStat3ResOK(
-                    objAttributes: scope.postOp(object), tbytes: stats.totalBytes, fbytes: stats.freeBytes,
+                    objAttributes: call.postOp(object), tbytes: stats.totalBytes, fbytes: stats.freeBytes,
                     abytes: stats.availableBytes, tfiles: stats.totalFiles, ffiles: stats.freeFiles,
                     afiles: stats.availableFiles, invarsec: 0))
         } catch {
-            return .fail(scope.status(error), FSStat3ResFail(objAttributes: scope.postOp(object)))
+            return .fail(call.status(error), FSStat3ResFail(objAttributes: call.postOp(object)))
         }
     }
 
     /// FSINFO (RFC 1813 §3.3.19): 1 MiB reads and writes, nanosecond times, hard and symbolic
     /// links, homogeneous PATHCONF, and SETATTR to client times.
-    func fsinfo(_ args: FSInfo3Args, _ scope: NFS3Scope, _ object: ObjectHandle) -> FSInfo3Res {
+    func fsinfo(_ args: FSInfo3Args, _ call: ExportCall, _ object: ObjectHandle) -> FSInfo3Res {
         do {
-            let attributes = try scope.namespace.getattr(object)
+            let attributes = try call.namespace.getattr(object)
             let properties: FSInfoProperties3 = [.link, .symlink, .homogeneous, .canSetTime]
             return .ok(
                 FSInfo3ResOK(
@@ -36,15 +36,15 @@ extension NFS3Service {
                     timeDelta: NFSTime3(seconds: 0, nseconds: 1),
                     properties: properties.rawValue))
         } catch {
-            return .fail(scope.status(error), FSInfo3ResFail(objAttributes: .absent))
+            return .fail(call.status(error), FSInfo3ResFail(objAttributes: .absent))
         }
     }
 
     /// PATHCONF (RFC 1813 §3.3.20): POSIX limits of the layers (Linux: NAME_MAX 255, long
     /// names refused rather than truncated, chown restricted to root, case preserved).
-    func pathconf(_ args: PathConf3Args, _ scope: NFS3Scope, _ object: ObjectHandle) -> PathConf3Res {
+    func pathconf(_ args: PathConf3Args, _ call: ExportCall, _ object: ObjectHandle) -> PathConf3Res {
         do {
-            let attributes = try scope.namespace.getattr(object)
+            let attributes = try call.namespace.getattr(object)
             return .ok(
                 PathConf3ResOK(
                     objAttributes: PostOpAttr(FileAttributes3(attributes)),
@@ -56,7 +56,7 @@ extension NFS3Service {
                     caseInsensitive: false,
                     casePreserving: true))
         } catch {
-            return .fail(scope.status(error), PathConf3ResFail(objAttributes: .absent))
+            return .fail(call.status(error), PathConf3ResFail(objAttributes: .absent))
         }
     }
 }

@@ -3,11 +3,11 @@ import Union
 
 extension NFS3Service {
     /// GETATTR (RFC 1813 §3.3.1).
-    func getattr(_ args: GetAttr3Args, _ scope: NFS3Scope, _ object: ObjectHandle) -> GetAttr3Res {
+    func getattr(_ args: GetAttr3Args, _ call: ExportCall, _ object: ObjectHandle) -> GetAttr3Res {
         do {
-            return .ok(GetAttr3ResOK(objAttributes: FileAttributes3(try scope.namespace.getattr(object))))
+            return .ok(GetAttr3ResOK(objAttributes: FileAttributes3(try call.namespace.getattr(object))))
         } catch {
-            return .fail(scope.status(error), NFS3Void())
+            return .fail(call.status(error), NFS3Void())
         }
     }
 }

@@ -4,29 +4,29 @@ import Union
 extension NFS3Service {
     /// LINK (RFC 1813 §3.3.15). The directory must be in the file's namespace (NFS3ERR_XDEV
     /// otherwise). A file only in a lower layer is copied up first by the union.
-    func link(_ args: Link3Args, _ scope: NFS3Scope, _ file: ObjectHandle) -> Link3Res {
+    func link(_ args: Link3Args, _ call: ExportCall, _ file: ObjectHandle, _ directory: SecondHandle) -> Link3Res {
         let dir: ObjectHandle
-        switch scope.resolveSecond(args.link.dir) {
+        switch directory {
         case .resolved(let object):
             dir = object
         case .refused(let status):
-            return .fail(status, Link3ResFail(fileAttributes: scope.postOp(file), linkdirWcc: .absent))
+            return .fail(status, Link3ResFail(fileAttributes: call.postOp(file), linkdirWcc: .absent))
         }
-        let before = scope.preOp(dir)
-        if scope.isReadOnly {
-            return .fail(.rofs, Link3ResFail(fileAttributes: scope.postOp(file), linkdirWcc: scope.wcc(before, dir)))
+        let before = call.preOp(dir)
+        if call.isReadOnly {
+            return .fail(.rofs, Link3ResFail(fileAttributes: call.postOp(file), linkdirWcc: call.wcc(before, dir)))
         }
         if let status = NFSName(args.link.name).statusForCreation {
-            return .fail(status, Link3ResFail(fileAttributes: scope.postOp(file), linkdirWcc: scope.wcc(before, dir)))
+            return .fail(status, Link3ResFail(fileAttributes: call.postOp(file), linkdirWcc: call.wcc(before, dir)))
         }
         do {
-            let attributes = try scope.namespace.link(file, in: dir, args.link.name, as: scope.credentials)
+            let attributes = try call.namespace.link(file, in: dir, args.link.name, as: call.credentials)
             return .ok(
-                Link3ResOK(fileAttributes: PostOpAttr(FileAttributes3(attributes)), linkdirWcc: scope.wcc(before, dir)))
+                Link3ResOK(fileAttributes: PostOpAttr(FileAttributes3(attributes)), linkdirWcc: call.wcc(before, dir)))
         } catch {
             return .fail(
-                scope.status(error, name: args.link.name),
-                Link3ResFail(fileAttributes: scope.postOp(file), linkdirWcc: scope.wcc(before, dir)))
+                call.status(error, name: args.link.name),
+                Link3ResFail(fileAttributes: call.postOp(file), linkdirWcc: call.wcc(before, dir)))
         }
     }
 }

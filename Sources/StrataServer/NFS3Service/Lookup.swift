@@ -3,34 +3,29 @@ import Union
 
 extension NFS3Service {
     /// LOOKUP (RFC 1813 §3.3.3). "." is the directory itself and ".." its parent (the root's
-    /// parent is the root), as knfsd answers.
-    func lookup(_ args: Lookup3Args, _ scope: NFS3Scope, _ dir: ObjectHandle) -> Lookup3Res {
+    /// parent is the root), as knfsd answers. One union call gives the object and the
+    /// directory's attributes, for the answer whether the name was found or not.
+    func lookup(_ args: Lookup3Args, _ call: ExportCall, _ dir: ObjectHandle) -> Lookup3Res {
         let name = args.what.name
-        do throws(UnionError) {
-            let found: (ObjectHandle, Attributes)
-            switch NFSName(name) {
-            case .dot:
-                let attributes = try scope.namespace.getattr(dir)
-                guard attributes.type == .directory else { throw UnionError.notDirectory }
-                // Searching "." needs the same permission as any name in the directory.
-                guard try scope.namespace.access(dir, .lookup, as: scope.credentials).contains(.lookup) else {
-                    throw UnionError.accessDenied
-                }
-                found = (dir, attributes)
-            case .dotDot:
-                found = try scope.namespace.lookupParent(dir, as: scope.credentials)
-            case .invalid:
-                // Empty, or with "/" or NUL: no valid name (see NFS3Scope.status(for:)).
-                return .fail(.inval, Lookup3ResFail(dirAttributes: scope.postOp(dir)))
-            case .tooLong, .regular:
-                found = try scope.namespace.lookup(dir, name, as: scope.credentials)
-            }
+        if case .invalid = NFSName(name) {
+            // Empty, or with "/" or NUL: no valid name (see NFSStatus3.init(_: UnionError)).
+            return .fail(.inval, Lookup3ResFail(dirAttributes: call.postOp(dir)))
+        }
+        let answer: DirectoryLookup
+        do {
+            answer = try call.namespace.lookupForReply(dir, name, as: call.credentials)
+        } catch {
+            return .fail(call.status(error, name: name), Lookup3ResFail(dirAttributes: .absent))
+        }
+        let dirAttributes = PostOpAttr(FileAttributes3(answer.directory))
+        switch answer.found {
+        case .success(let found):
             return .ok(
                 Lookup3ResOK(
-                    object: scope.fileHandle(found.0), objAttributes: PostOpAttr(FileAttributes3(found.1)),
-                    dirAttributes: scope.postOp(dir)))
-        } catch {
-            return .fail(scope.status(error, name: name), Lookup3ResFail(dirAttributes: scope.postOp(dir)))
+                    object: call.fileHandle3(found.handle), objAttributes: PostOpAttr(FileAttributes3(found.attributes)),
+                    dirAttributes: dirAttributes))
+        case .failure(let error):
+            return .fail(call.status(error, name: name), Lookup3ResFail(dirAttributes: dirAttributes))
         }
     }
 }

@@ -8,9 +8,7 @@ import Union
 /// calling client into its export (namespace, squashed credentials, read-only or not) and the
 /// union object it names.
 public protocol NFS3HandleResolver: Sendable {
-    func resolveNFS3(
-        fileHandle: [UInt8], for call: RPCCallContext
-    ) -> Result<(NFS3Export, ObjectHandle), NFS3HandleRejection>
+    func resolve(fileHandle: [UInt8], for call: RPCCallContext) -> Result<(ExportCall, ObjectHandle), CallRejection>
 }
 
 /// The NFS program (100003), version 3 (RFC 1813), for `RPCServer`. Called on a thread-pool
@@ -48,10 +46,9 @@ public final class NFS3Program: RPCProgramHandler {
 
     public func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         guard call.version == NFS3.version else { return .procedureUnavailable }
-        let resolver = self.resolver
         let outcome = self.service.handle(
             procedure: call.procedure, arguments: &arguments, logger: call.logger,
-            resolve: { handle in resolver.resolveNFS3(fileHandle: handle.data, for: call) })
+            resolve: { handle in self.resolver.resolve(fileHandle: handle.data, for: call) })
         switch outcome {
         case .success(let result): return .success(result)
         case .garbageArguments: return .garbageArguments

@@ -4,57 +4,6 @@ import NIOCore
 import Union
 import XDR
 
-/// The export a call works in, as the server core resolved it from a file handle: the union
-/// namespace of the caller's export (and client), the caller's credentials after squashing, and
-/// how to turn an object back into a wire file handle.
-public struct NFS3Export: Sendable {
-    public var namespace: UnionNamespace
-    /// AUTH_SYS identity after root_squash / all_squash.
-    public var credentials: Credentials
-    /// `ro` rule or no writable upper: every change answers NFS3ERR_ROFS.
-    public var isReadOnly: Bool
-    /// The export's path, for logs.
-    public var exportPath: String
-    /// The caller's client key, for logs.
-    public var clientKey: String
-    /// The wire file handle (at most 64 bytes) for an object of this namespace.
-    public var fileHandle: @Sendable (ObjectHandle) -> [UInt8]
-
-    public init(
-        namespace: UnionNamespace, credentials: Credentials, isReadOnly: Bool, exportPath: String, clientKey: String,
-        fileHandle: @escaping @Sendable (ObjectHandle) -> [UInt8]
-    ) {
-        self.namespace = namespace
-        self.credentials = credentials
-        self.isReadOnly = isReadOnly
-        self.exportPath = exportPath
-        self.clientKey = clientKey
-        self.fileHandle = fileHandle
-    }
-
-    /// Whether `other` is the same namespace (same export, same client): RENAME and LINK
-    /// across namespaces answer NFS3ERR_XDEV, as knfsd does across exports.
-    func isSameNamespace(as other: NFS3Export) -> Bool {
-        self.namespace === other.namespace
-    }
-}
-
-/// Why the server core refused a file handle before the call reached the union.
-public enum NFS3HandleRejection: Error, Sendable, Equatable {
-    /// Not a handle of ours: NFS3ERR_BADHANDLE.
-    case badHandle
-    /// The export is gone, the client was reset, or the object was removed: NFS3ERR_STALE.
-    case stale
-    /// No client rule admits the caller, or the handle is another client's: NFS3ERR_ACCES.
-    case accessDenied
-    /// `secure` export and an unprivileged source port: RPC AUTH_ERROR / AUTH_TOOWEAK.
-    case tooWeak
-    /// A credential flavor the export does not take: RPC AUTH_ERROR / AUTH_REJECTEDCRED.
-    case unsupportedCredential
-    /// The layer could not be opened: NFS3ERR_IO, logged.
-    case layerUnavailable(String)
-}
-
 /// The answer to one NFS call before RPC framing; `NFS3Program` turns it into an `RPCReply`.
 public enum NFS3Outcome: Sendable, Equatable {
     /// The XDR-encoded result (status and body).
@@ -77,6 +26,9 @@ public struct NFS3Limits: Sendable {
     public var maxWriteBytes: Int = 1 << 20
     /// dtpref: the preferred READDIR request size (64 KiB).
     public var preferredReaddirBytes: Int = 64 << 10
+    /// The largest READDIR and READDIRPLUS reply, whatever count the client asks (a count of
+    /// 2^32-1 must not make an 18 MiB reply to a 120-byte call): 1 MiB, as knfsd's payload limit.
+    public var maxReaddirReplyBytes: Int = 1 << 20
     /// The largest WRITE payload accepted by the decoder: wtmax plus slack for clients that
     /// round up; larger is GARBAGE_ARGS before the payload is looked at.
     public var maxDecodedWriteBytes: Int { self.maxWriteBytes + 64 << 10 }
@@ -112,36 +64,38 @@ public struct NFS3Service: Sendable {
     /// - Parameters:
     ///   - procedure: the RPC procedure number.
     ///   - arguments: the XDR-encoded arguments.
-    ///   - logger: carries the call's metadata (xid, client).
-    ///   - resolve: turns a wire file handle into the caller's export and the union object.
+    ///   - logger: carries the call's metadata (xid, client), for calls refused before their
+    ///     export is known.
+    ///   - resolve: turns a wire file handle into the caller's export and the union object
+    ///     (the server core: one decode and one namespace check per handle).
     public func handle(
         procedure rawProcedure: UInt32,
         arguments: inout ByteBuffer,
         logger: Logger,
-        resolve: @escaping (FileHandle3) -> Result<(NFS3Export, ObjectHandle), NFS3HandleRejection>
+        resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>
     ) -> NFS3Outcome {
         guard let procedure = NFS3Procedure(rawValue: rawProcedure) else { return .procedureUnavailable }
-        var logger = logger
-        logger[metadataKey: "proc"] = "\(procedure.name)"
-        let request = NFS3Request(service: self, procedure: procedure, logger: logger, resolve: resolve)
+        let request = NFS3Request(service: self, procedure: procedure, logger: logger)
         switch procedure {
         case .null:
             return .success(ByteBuffer())
         case .getattr:
-            return request.run(&arguments, GetAttr3Args.self, \.object, NFS3Void(), self.getattr)
+            return request.run(&arguments, GetAttr3Args.self, \.object, NFS3Void(), resolve, self.getattr)
         case .setattr:
-            return request.run(&arguments, SetAttr3Args.self, \.object, SetAttr3ResFail(objWcc: .absent), self.setattr)
+            return request.run(
+                &arguments, SetAttr3Args.self, \.object, SetAttr3ResFail(objWcc: .absent), resolve, self.setattr)
         case .lookup:
             return request.run(
-                &arguments, Lookup3Args.self, \.what.dir, Lookup3ResFail(dirAttributes: .absent), self.lookup)
+                &arguments, Lookup3Args.self, \.what.dir, Lookup3ResFail(dirAttributes: .absent), resolve, self.lookup)
         case .access:
             return request.run(
-                &arguments, Access3Args.self, \.object, Access3ResFail(objAttributes: .absent), self.access)
+                &arguments, Access3Args.self, \.object, Access3ResFail(objAttributes: .absent), resolve, self.access)
         case .readlink:
             return request.run(
-                &arguments, ReadLink3Args.self, \.symlink, ReadLink3ResFail(symlinkAttributes: .absent), self.readlink)
+                &arguments, ReadLink3Args.self, \.symlink, ReadLink3ResFail(symlinkAttributes: .absent), resolve,
+                self.readlink)
         case .read:
-            return request.run(&arguments, Read3Args.self, \.file, Read3ResFail(fileAttributes: .absent), self.read)
+            return request.runRead(&arguments, resolve)
         case .write:
             let maxBytes = self.limits.maxDecodedWriteBytes
             return request.run(
@@ -149,48 +103,69 @@ public struct NFS3Service: Sendable {
                 decode: { (buffer: inout ByteBuffer) throws(XDRError) -> Write3Args in
                     try Write3Args(xdr: &buffer, maxDataBytes: maxBytes)
                 },
-                \.file, Write3ResFail(fileWcc: .absent), self.write)
+                \.file, Write3ResFail(fileWcc: .absent), resolve, self.write)
         case .create:
-            return request.run(&arguments, Create3Args.self, \.where.dir, Create3ResFail(dirWcc: .absent), self.create)
+            return request.run(
+                &arguments, Create3Args.self, \.where.dir, Create3ResFail(dirWcc: .absent), resolve, self.create)
         case .mkdir:
-            return request.run(&arguments, MkDir3Args.self, \.where.dir, MkDir3ResFail(dirWcc: .absent), self.mkdir)
+            return request.run(
+                &arguments, MkDir3Args.self, \.where.dir, MkDir3ResFail(dirWcc: .absent), resolve, self.mkdir)
         case .symlink:
             return request.run(
-                &arguments, Symlink3Args.self, \.where.dir, Symlink3ResFail(dirWcc: .absent), self.symlink)
+                &arguments, Symlink3Args.self, \.where.dir, Symlink3ResFail(dirWcc: .absent), resolve, self.symlink)
         case .mknod:
-            return request.run(&arguments, MkNod3Args.self, \.where.dir, MkNod3ResFail(dirWcc: .absent), self.mknod)
+            return request.run(
+                &arguments, MkNod3Args.self, \.where.dir, MkNod3ResFail(dirWcc: .absent), resolve, self.mknod)
         case .remove:
-            return request.run(&arguments, Remove3Args.self, \.object.dir, Remove3ResFail(dirWcc: .absent), self.remove)
+            return request.run(
+                &arguments, Remove3Args.self, \.object.dir, Remove3ResFail(dirWcc: .absent), resolve, self.remove)
         case .rmdir:
-            return request.run(&arguments, RmDir3Args.self, \.object.dir, RmDir3ResFail(dirWcc: .absent), self.rmdir)
+            return request.run(
+                &arguments, RmDir3Args.self, \.object.dir, RmDir3ResFail(dirWcc: .absent), resolve, self.rmdir)
         case .rename:
             return request.run(
                 &arguments, Rename3Args.self, \.from.dir, Rename3ResFail(fromdirWcc: .absent, todirWcc: .absent),
-                self.rename)
+                resolve,
+                { (args, call, fromDir) in
+                    self.rename(args, call, fromDir, request.resolveSecond(args.to.dir, of: call, resolve))
+                })
         case .link:
             return request.run(
                 &arguments, Link3Args.self, \.file, Link3ResFail(fileAttributes: .absent, linkdirWcc: .absent),
-                self.link)
+                resolve,
+                { (args, call, file) in
+                    self.link(args, call, file, request.resolveSecond(args.link.dir, of: call, resolve))
+                })
         case .readdir:
             return request.run(
-                &arguments, ReadDir3Args.self, \.dir, ReadDir3ResFail(dirAttributes: .absent), self.readdir)
+                &arguments, ReadDir3Args.self, \.dir, ReadDir3ResFail(dirAttributes: .absent), resolve, self.readdir)
         case .readdirplus:
             return request.run(
-                &arguments, ReadDirPlus3Args.self, \.dir, ReadDirPlus3ResFail(dirAttributes: .absent),
+                &arguments, ReadDirPlus3Args.self, \.dir, ReadDirPlus3ResFail(dirAttributes: .absent), resolve,
                 self.readdirplus)
         case .fsstat:
             return request.run(
-                &arguments, FSStat3Args.self, \.fsroot, FSStat3ResFail(objAttributes: .absent), self.fsstat)
+                &arguments, FSStat3Args.self, \.fsroot, FSStat3ResFail(objAttributes: .absent), resolve, self.fsstat)
         case .fsinfo:
             return request.run(
-                &arguments, FSInfo3Args.self, \.fsroot, FSInfo3ResFail(objAttributes: .absent), self.fsinfo)
+                &arguments, FSInfo3Args.self, \.fsroot, FSInfo3ResFail(objAttributes: .absent), resolve, self.fsinfo)
         case .pathconf:
             return request.run(
-                &arguments, PathConf3Args.self, \.object, PathConf3ResFail(objAttributes: .absent), self.pathconf)
+                &arguments, PathConf3Args.self, \.object, PathConf3ResFail(objAttributes: .absent), resolve,
+                self.pathconf)
         case .commit:
-            return request.run(&arguments, Commit3Args.self, \.file, Commit3ResFail(fileWcc: .absent), self.commit)
+            return request.run(
+                &arguments, Commit3Args.self, \.file, Commit3ResFail(fileWcc: .absent), resolve, self.commit)
         }
     }
+}
+
+/// A second file handle of a call (RENAME's target directory, LINK's directory), resolved
+/// like the first; it must be in the same namespace (NFS3ERR_XDEV otherwise, as knfsd answers
+/// across exports).
+enum SecondHandle {
+    case resolved(ObjectHandle)
+    case refused(NFSStatus3)
 }
 
 /// One call on its way through `NFS3Service.handle`, before its primary file handle is resolved.
@@ -198,19 +173,19 @@ struct NFS3Request {
     let service: NFS3Service
     let procedure: NFS3Procedure
     let logger: Logger
-    let resolve: (FileHandle3) -> Result<(NFS3Export, ObjectHandle), NFS3HandleRejection>
 
-    /// Decodes arguments of an `XDRDecodable` type; see `run(_:decode:_:_:_:)`.
+    /// Decodes arguments of an `XDRDecodable` type; see `run(_:decode:_:_:_:_:)`.
     func run<Args: XDRDecodable, OK, Fail>(
         _ arguments: inout ByteBuffer,
         _ type: Args.Type,
         _ primary: KeyPath<Args, FileHandle3>,
         _ rejectedBody: Fail,
-        _ body: (Args, NFS3Scope, ObjectHandle) -> NFS3Result<OK, Fail>
+        _ resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>,
+        _ body: (Args, ExportCall, ObjectHandle) -> NFS3Result<OK, Fail>
     ) -> NFS3Outcome {
         self.run(
             &arguments, decode: { (buffer: inout ByteBuffer) throws(XDRError) -> Args in try Args(xdr: &buffer) },
-            primary, rejectedBody, body)
+            primary, rejectedBody, resolve, body)
     }
 
     /// Decodes the arguments, resolves the file handle `primary` names, and runs `body`; a
@@ -221,7 +196,8 @@ struct NFS3Request {
         decode: (inout ByteBuffer) throws(XDRError) -> Args,
         _ primary: KeyPath<Args, FileHandle3>,
         _ rejectedBody: Fail,
-        _ body: (Args, NFS3Scope, ObjectHandle) -> NFS3Result<OK, Fail>
+        _ resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>,
+        _ body: (Args, ExportCall, ObjectHandle) -> NFS3Result<OK, Fail>
     ) -> NFS3Outcome {
         let args: Args
         do {
@@ -230,25 +206,115 @@ struct NFS3Request {
             self.logger.debug("NFS arguments could not be decoded", metadata: ["error": "\(error)"])
             return .garbageArguments
         }
-        switch self.resolve(args[keyPath: primary]) {
-        case .success(let (export, object)):
-            var logger = self.logger
-            logger[metadataKey: "export"] = "\(export.exportPath)"
-            logger[metadataKey: "client_key"] = "\(export.clientKey)"
-            let scope = NFS3Scope(
-                service: self.service, export: export, procedure: self.procedure, logger: logger,
-                resolveHandle: self.resolve)
-            return .success(xdrEncoded(body(args, scope, object)))
+        switch resolve(args[keyPath: primary]) {
+        case .success(var (call, object)):
+            call.procedureName = self.procedure.name
+            return .success(Self.encoded(body(args, call, object)))
         case .failure(let rejection):
-            switch rejection {
-            case .tooWeak:
-                return .authTooWeak
-            case .unsupportedCredential:
-                return .authRejectedCredential
-            case .badHandle, .stale, .accessDenied, .layerUnavailable:
-                let status = NFS3Scope.status(for: rejection, logger: self.logger)
-                return .success(xdrEncoded(NFS3Result<OK, Fail>.fail(status, rejectedBody)))
+            return self.answer(rejection, NFS3Result<OK, Fail>.fail(.stale, rejectedBody))
+        }
+    }
+
+    /// The answer to a refused primary handle; `template` is the procedure's failure result,
+    /// whose status is replaced.
+    func answer<OK, Fail>(_ rejection: CallRejection, _ template: NFS3Result<OK, Fail>) -> NFS3Outcome {
+        var logger = self.logger
+        logger[metadataKey: "proc"] = "\(self.procedure.name)"
+        switch RejectionAnswer(rejection, logger: logger) {
+        case .authTooWeak: return .authTooWeak
+        case .authRejectedCredential: return .authRejectedCredential
+        case .status(let status):
+            guard case .fail(_, let body) = template else { return .success(Self.encoded(template)) }
+            return .success(Self.encoded(NFS3Result<OK, Fail>.fail(status, body)))
+        }
+    }
+
+    func resolveSecond(
+        _ handle: FileHandle3, of call: ExportCall,
+        _ resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>
+    ) -> SecondHandle {
+        switch resolve(handle) {
+        case .success(let (other, object)):
+            guard other.isSameNamespace(as: call) else { return .refused(.xdev) }
+            return .resolved(object)
+        case .failure(let rejection):
+            return .refused(RejectionAnswer.secondHandle(rejection, logger: call.logger))
+        }
+    }
+
+    /// READ (RFC 1813 §3.3.6), encoded here rather than through `Read3ResOK`: the union reads
+    /// the file straight into the reply buffer, after room left for the status, attributes and
+    /// lengths, so the data is copied once (by the kernel) between the file and the socket
+    /// write. A count above rtmax is answered with rtmax bytes (a short read the client
+    /// continues from), as the RFC allows.
+    func runRead(
+        _ arguments: inout ByteBuffer,
+        _ resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>
+    ) -> NFS3Outcome {
+        let args: Read3Args
+        do {
+            args = try Read3Args(xdr: &arguments)
+        } catch {
+            self.logger.debug("NFS arguments could not be decoded", metadata: ["error": "\(error)"])
+            return .garbageArguments
+        }
+        var call: ExportCall
+        let object: ObjectHandle
+        switch resolve(args.file) {
+        case .success(let resolved):
+            (call, object) = resolved
+        case .failure(let rejection):
+            return self.answer(rejection, Read3Res.fail(.stale, Read3ResFail(fileAttributes: .absent)))
+        }
+        call.procedureName = self.procedure.name
+        let count = min(Int(args.count), self.service.limits.maxReadBytes)
+        // status, post_op_attr with attributes, count, eof, the opaque's length.
+        let headerBytes = 4 + 4 + FileAttributes3.encodedSize + 4 + 4 + 4
+        var reply = ByteBufferAllocator().buffer(capacity: headerBytes + count + 3)
+        reply.moveWriterIndex(forwardBy: headerBytes)
+        var outcome: Result<ReadResult, UnionError> = .failure(.stale)
+        if count > 0 {
+            reply.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { space in
+                outcome = Result { () throws(UnionError) -> ReadResult in
+                    try call.namespace.read(
+                        object, offset: args.offset, into: UnsafeMutableRawBufferPointer(rebasing: space[0..<count]),
+                        as: call.credentials)
+                }
+                guard case .success(let result) = outcome else { return 0 }
+                return result.count
+            }
+        } else {
+            outcome = Result { () throws(UnionError) -> ReadResult in
+                try call.namespace.read(
+                    object, offset: args.offset, into: UnsafeMutableRawBufferPointer(start: nil, count: 0),
+                    as: call.credentials)
             }
         }
+        switch outcome {
+        case .success(let result):
+            self.service.didTransfer(.read, result.count)
+            let padding = (4 - result.count % 4) % 4
+            reply.writeRepeatingByte(0, count: padding)
+            var header = ByteBufferAllocator().buffer(capacity: headerBytes)
+            header.writeXDR(NFSStatus3.ok.rawValue)
+            PostOpAttr(FileAttributes3(result.attributes)).encode(xdr: &header)
+            header.writeXDR(UInt32(truncatingIfNeeded: result.count))
+            header.writeXDR(result.isEOF)
+            header.writeXDR(UInt32(truncatingIfNeeded: result.count))
+            precondition(header.readableBytes == headerBytes)
+            reply.setBuffer(header, at: 0)
+            return .success(reply)
+        case .failure(let error):
+            return .success(
+                Self.encoded(
+                    Read3Res.fail(call.status(error), Read3ResFail(fileAttributes: call.postOp(object)))))
+        }
+    }
+
+    /// The encoded result, in a buffer sized for the common small replies (one allocation).
+    static func encoded<Value: XDREncodable>(_ value: Value) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 256)
+        value.encode(xdr: &buffer)
+        return buffer
     }
 }

@@ -4,12 +4,21 @@ import Union
 extension NFS3Service {
     /// READDIR (RFC 1813 §3.3.16). `count` bounds the whole reply (status, attributes,
     /// verifier, entries and the list's XDR overhead): we add up exact encoded sizes and never
-    /// exceed it. If not even one entry fits, the directory attributes are dropped to make room;
-    /// if it still does not fit the answer is NFS3ERR_TOOSMALL.
-    func readdir(_ args: ReadDir3Args, _ scope: NFS3Scope, _ dir: ObjectHandle) -> ReadDir3Res {
-        let count = Int(args.count)
+    /// exceed it, nor `maxReaddirReplyBytes` whatever the client asks. If not even one entry
+    /// fits, the directory attributes are dropped to make room; if it still does not fit the
+    /// answer is NFS3ERR_TOOSMALL.
+    func readdir(_ args: ReadDir3Args, _ call: ExportCall, _ dir: ObjectHandle) -> ReadDir3Res {
+        let count = min(Int(args.count), self.limits.maxReaddirReplyBytes)
         do {
-            let listing = try scope.listing(dir, after: args.cookie, limit: listingLimit(forReplyBytes: count))
+            // Ask the union for the names that fit without directory attributes (an upper
+            // bound); the exact fit is chosen below.
+            var budget = 4 + ReadDir3ResOK.emptyEncodedSize(dirAttributes: .absent)
+            if args.cookie < DirectoryCookies.afterDot { budget += Entry3.encodedSize(nameLength: 1) }
+            if args.cookie < DirectoryCookies.afterDotDot { budget += Entry3.encodedSize(nameLength: 2) }
+            let listing = try call.listing(dir, after: args.cookie, withObjects: false) { nameLength in
+                budget += Entry3.encodedSize(nameLength: nameLength)
+                return budget <= count
+            }
             let verifier = CookieVerifier3(rawValue: listing.verifier)
             for dirAttributes in [PostOpAttr(FileAttributes3(listing.dirAttributes)), .absent] {
                 var size = 4 + ReadDir3ResOK.emptyEncodedSize(dirAttributes: dirAttributes)
@@ -26,10 +35,10 @@ extension NFS3Service {
                 return .ok(
                     ReadDir3ResOK(dirAttributes: dirAttributes, cookieverf: verifier, entries: entries, eof: isEOF))
             }
-            scope.logger.debug("READDIR count too small", metadata: ["count": "\(count)"])
-            return .fail(.toosmall, ReadDir3ResFail(dirAttributes: scope.postOp(dir)))
+            call.logger.debug("READDIR count too small", metadata: ["count": "\(count)"])
+            return .fail(.toosmall, ReadDir3ResFail(dirAttributes: PostOpAttr(FileAttributes3(listing.dirAttributes))))
         } catch {
-            return .fail(scope.status(error), ReadDir3ResFail(dirAttributes: scope.postOp(dir)))
+            return .fail(call.status(error), ReadDir3ResFail(dirAttributes: call.postOp(dir)))
         }
     }
 }

@@ -11,30 +11,43 @@ extension NFS3Service {
     /// The first entry may also be sent without its attributes and handle, and the reply
     /// without the directory's attributes, to fit a small maxcount (all are optional in the
     /// RFC); later entries are sent whole or not at all.
-    func readdirplus(_ args: ReadDirPlus3Args, _ scope: NFS3Scope, _ dir: ObjectHandle) -> ReadDirPlus3Res {
-        let maxcount = Int(args.maxcount)
+    func readdirplus(_ args: ReadDirPlus3Args, _ call: ExportCall, _ dir: ObjectHandle) -> ReadDirPlus3Res {
+        let maxcount = min(Int(args.maxcount), self.limits.maxReaddirReplyBytes)
         let dircount = Int(args.dircount)
         do {
-            let limit = listingLimit(forReplyBytes: min(maxcount, max(dircount, Entry3.encodedSize(nameLength: 255))))
-            let listing = try scope.listing(dir, after: args.cookie, limit: limit)
+            // One union call gives the page with every entry's handle and attributes. It is asked
+            // for the entries that fit whole (an upper bound: an entry without handle and
+            // attributes is smaller); the exact fit is chosen below.
+            let wholeExtra = 4 + FileAttributes3.encodedSize + 4 + xdrOpaqueSize(ServerFileHandle.encodedBytes)
+            var size = 4 + ReadDirPlus3ResOK.emptyEncodedSize(dirAttributes: .absent)
+            var directoryBytes = 0
+            var isFirst = args.cookie >= DirectoryCookies.afterDotDot
+            if args.cookie < DirectoryCookies.afterDot {
+                size += EntryPlus3.directoryInfoSize(nameLength: 1) + wholeExtra
+                directoryBytes += EntryPlus3.directoryInfoSize(nameLength: 1)
+            }
+            if args.cookie < DirectoryCookies.afterDotDot {
+                size += EntryPlus3.directoryInfoSize(nameLength: 2) + wholeExtra
+                directoryBytes += EntryPlus3.directoryInfoSize(nameLength: 2)
+            }
+            let listing = try call.listing(dir, after: args.cookie, withObjects: true) { nameLength in
+                let info = EntryPlus3.directoryInfoSize(nameLength: nameLength)
+                defer { isFirst = false }
+                if !isFirst && (directoryBytes + info > dircount || size + info + wholeExtra > maxcount) {
+                    return false
+                }
+                directoryBytes += info
+                size += info + wholeExtra
+                return true
+            }
             let verifier = CookieVerifier3(rawValue: listing.verifier)
-            let dirHandle = scope.fileHandle(dir)
             let fullDirAttributes = PostOpAttr(FileAttributes3(listing.dirAttributes))
 
-            // Attributes and handles are looked up once per entry, and only for entries that
-            // may still fit.
             func complete(_ entry: DirectoryListingEntry) -> EntryPlus3 {
-                let found: (ObjectHandle, Attributes)?
-                switch entry.kind {
-                case .dot: found = (dir, listing.dirAttributes)
-                case .dotDot: found = try? scope.namespace.lookupParent(dir, as: scope.credentials)
-                case .member: found = try? scope.namespace.handle(forEntry: entry.name, in: dir)
-                }
-                return EntryPlus3(
+                EntryPlus3(
                     fileid: entry.fileid, name: entry.name, cookie: entry.cookie,
-                    nameAttributes: PostOpAttr(found.map { FileAttributes3($0.1) }),
-                    nameHandle: PostOpFileHandle3(
-                        found.map { entry.kind == .dot ? dirHandle : scope.fileHandle($0.0) }))
+                    nameAttributes: PostOpAttr(entry.object.map { FileAttributes3($0.attributes) }),
+                    nameHandle: PostOpFileHandle3(entry.object.map { call.fileHandle3($0.handle) }))
             }
 
             guard let first = listing.entries.first else {
@@ -62,28 +75,27 @@ extension NFS3Service {
                 }
             }
             guard let (dirAttributes, firstEntry, firstSize) = chosen else {
-                scope.logger.debug("READDIRPLUS maxcount too small", metadata: ["maxcount": "\(maxcount)"])
+                call.logger.debug("READDIRPLUS maxcount too small", metadata: ["maxcount": "\(maxcount)"])
                 return .fail(.toosmall, ReadDirPlus3ResFail(dirAttributes: fullDirAttributes))
             }
             var entries = [firstEntry]
-            var size = firstSize
-            var directoryBytes = EntryPlus3.directoryInfoSize(nameLength: first.name.count)
+            entries.reserveCapacity(listing.entries.count)
+            var replyBytes = firstSize
+            var infoBytes = EntryPlus3.directoryInfoSize(nameLength: first.name.count)
             for entry in listing.entries.dropFirst() {
                 let infoSize = EntryPlus3.directoryInfoSize(nameLength: entry.name.count)
-                guard directoryBytes + infoSize <= dircount else { break }
-                // Cheap bound before looking the entry up: its bare size must fit.
-                guard size + infoSize + 8 <= maxcount else { break }
+                guard infoBytes + infoSize <= dircount else { break }
                 let whole = complete(entry)
-                guard size + whole.encodedSize <= maxcount else { break }
-                size += whole.encodedSize
-                directoryBytes += infoSize
+                guard replyBytes + whole.encodedSize <= maxcount else { break }
+                replyBytes += whole.encodedSize
+                infoBytes += infoSize
                 entries.append(whole)
             }
             let isEOF = listing.isComplete && entries.count == listing.entries.count
             return .ok(
                 ReadDirPlus3ResOK(dirAttributes: dirAttributes, cookieverf: verifier, entries: entries, eof: isEOF))
         } catch {
-            return .fail(scope.status(error), ReadDirPlus3ResFail(dirAttributes: scope.postOp(dir)))
+            return .fail(call.status(error), ReadDirPlus3ResFail(dirAttributes: call.postOp(dir)))
         }
     }
 }

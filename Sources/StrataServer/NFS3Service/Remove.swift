@@ -3,14 +3,14 @@ import Union
 
 extension NFS3Service {
     /// REMOVE (RFC 1813 §3.3.12). A name that exists in a lower layer is whited out by the union.
-    func remove(_ args: Remove3Args, _ scope: NFS3Scope, _ dir: ObjectHandle) -> Remove3Res {
-        scope.removeEntry(in: dir, named: args.object.name) { () throws(UnionError) in
-            try scope.namespace.remove(in: dir, args.object.name, as: scope.credentials)
+    func remove(_ args: Remove3Args, _ call: ExportCall, _ dir: ObjectHandle) -> Remove3Res {
+        call.removeEntry(in: dir, named: args.object.name) { () throws(UnionError) in
+            try call.namespace.remove(in: dir, args.object.name, as: call.credentials)
         }
     }
 }
 
-extension NFS3Scope {
+extension ExportCall {
     /// The common shape of REMOVE and RMDIR: refusals, pre-op attributes, the removal, and the
     /// directory's wcc_data in every answer.
     func removeEntry(

@@ -114,8 +114,8 @@ import Union
 @Suite struct ServerFileHandleTests {
     @Test func roundTrips() throws {
         let object = try #require(ObjectHandle(bytes: UnionNamespaceProbe.sampleHandleBytes()))
-        let handle = ServerFileHandle(exportID: 0xabcdef, namespaceID: 0x1234_5678, object: object)
-        #expect(handle.bytes.count <= 64)
+        let handle = ServerFileHandle(exportID: 0xabcdef, clientTag: 0x1234_5678, object: object)
+        #expect(handle.bytes.count == 28)
         let decoded = try ServerFileHandle(bytes: handle.bytes)
         #expect(decoded == handle)
     }

@@ -85,7 +85,7 @@ import XDR
 
     func call(
         _ procedure: UInt32, _ arguments: ByteBuffer,
-        rejection: NFS3HandleRejection = .badHandle
+        rejection: CallRejection = .badHandle
     ) -> NFS3Outcome {
         var arguments = arguments
         return self.service.handle(procedure: procedure, arguments: &arguments, logger: self.logger) { _ in
@@ -114,10 +114,10 @@ import XDR
     @Test(
         arguments: NFS3Procedure.allCases.filter { $0 != .null },
         [
-            (NFS3HandleRejection.badHandle, NFSStatus3.badhandle), (.stale, .stale), (.accessDenied, .acces),
-            (.layerUnavailable("gone"), .io),
+            (CallRejection.badHandle, NFSStatus3.badhandle), (.stale, .stale), (.accessDenied, .acces),
+            (.layerUnavailable("gone"), .io), (.noSuchExport, .stale), (.notDirectory, .stale),
         ])
-    func refusedHandleAnswersItsStatus(procedure: NFS3Procedure, refusal: (NFS3HandleRejection, NFSStatus3)) throws {
+    func refusedHandleAnswersItsStatus(procedure: NFS3Procedure, refusal: (CallRejection, NFSStatus3)) throws {
         let outcome = self.call(procedure.rawValue, Self.arguments(procedure), rejection: refusal.0)
         guard case .success(let reply) = outcome else {
             Issue.record("\(procedure.name): \(outcome)")
@@ -152,7 +152,7 @@ import XDR
             (.notSupported("x"), .notsupp), (.io(errno: 5, call: "pread", path: "a"), .io), (.sidecar("x"), .io),
         ])
     func unionErrorMapsToRFCStatus(error: UnionError, status: NFSStatus3) {
-        #expect(NFS3Scope.status(for: error) == status)
+        #expect(NFSStatus3(error) == status)
     }
 
     @Test func namesAreClassifiedAsKnfsdDoes() {

@@ -11,12 +11,12 @@ import XDR
 
 /// A real union namespace (an upper over one lower, under a fresh temporary directory) behind
 /// an `NFS3Service`, driven with encoded arguments as the RPC layer would. File handles on the
-/// wire are `[namespace index] + union object handle`, so a second namespace can stand for
-/// another export or client.
+/// wire are the server's, with export identifier = namespace index + 1, so a second namespace
+/// can stand for another export or client.
 final class NFS3Harness {
     let base: String
     let namespaces: [UnionNamespace]
-    let service = NFS3Service(writeVerifier: 0x5354_5241_5441_0001)
+    var service = NFS3Service(writeVerifier: 0x5354_5241_5441_0001)
     var credentials = Credentials.root
     var isReadOnly = false
     let logger = Logger(label: "nfs3-test") { _ in SwiftLogNoOpLogHandler() }
@@ -48,23 +48,30 @@ final class NFS3Harness {
         try? FileManager.default.removeItem(atPath: self.base)
     }
 
+    /// The wire handle of `object` as the harness's exports make it (export `index`).
     func fileHandle(_ object: ObjectHandle, namespace index: Int = 0) -> FileHandle3 {
-        FileHandle3([UInt8(index)] + object.bytes)
+        FileHandle3(self.export(index).fileHandle(object))
     }
 
     func root(_ index: Int = 0) -> FileHandle3 {
         self.fileHandle(self.namespaces[index].rootHandle, namespace: index)
     }
 
-    func resolve(_ handle: FileHandle3) -> Result<(NFS3Export, ObjectHandle), NFS3HandleRejection> {
-        guard let index = handle.data.first.map(Int.init), index < self.namespaces.count,
-            let object = ObjectHandle(bytes: Array(handle.data.dropFirst()))
-        else { return .failure(.badHandle) }
-        let export = NFS3Export(
+    /// Namespace `index` as an export of the server core: its own export identifier.
+    func export(_ index: Int) -> ExportCall {
+        ExportCall(
             namespace: self.namespaces[index], credentials: self.credentials, isReadOnly: self.isReadOnly,
-            exportPath: "/test\(index)", clientKey: "127.0.0.1",
-            fileHandle: { [UInt8(index)] + $0.bytes })
-        return .success((export, object))
+            exportPath: "/test\(index)", exportID: UInt32(index + 1), clientKey: "127.0.0.1", clientTag: 0,
+            logger: self.logger)
+    }
+
+    /// Resolves handles as the server core does: the export named by the handle, the object
+    /// decoded once.
+    func resolve(_ handle: FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection> {
+        guard let decoded = try? ServerFileHandle(bytes: handle.data) else { return .failure(.badHandle) }
+        let index = Int(decoded.exportID) - 1
+        guard index >= 0, index < self.namespaces.count else { return .failure(.stale) }
+        return .success((self.export(index), decoded.object))
     }
 
     /// The raw outcome of a call.

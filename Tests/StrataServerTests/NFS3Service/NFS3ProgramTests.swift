@@ -10,9 +10,9 @@ import Union
 @Suite struct NFS3ProgramTests {
     @Test func nonIdempotentProceduresGoToTheDuplicateRequestCache() {
         struct NoResolver: NFS3HandleResolver {
-            func resolveNFS3(
+            func resolve(
                 fileHandle: [UInt8], for call: RPCCallContext
-            ) -> Result<(NFS3Export, ObjectHandle), NFS3HandleRejection> { .failure(.badHandle) }
+            ) -> Result<(ExportCall, ObjectHandle), CallRejection> { .failure(.badHandle) }
         }
         let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         let program = NFS3Program(resolver: NoResolver(), writeVerifier: 1, logger: logger)

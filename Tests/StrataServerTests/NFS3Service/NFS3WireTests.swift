@@ -13,23 +13,24 @@ import XDR
 /// `NFS3Program` behind a real `RPCServer` on loopback, called with the SunRPC test client over
 /// TCP and UDP: framing, the duplicate request cache, large transfers.
 @Suite struct NFS3WireTests {
-    /// Resolves `[namespace index] + object handle` as `NFS3Harness` does.
+    /// Resolves handles as `NFS3Harness` does (export identifier = namespace index + 1).
     struct Resolver: NFS3HandleResolver {
         let namespaces: [UnionNamespace]
 
-        func resolveNFS3(
+        func resolve(
             fileHandle: [UInt8], for call: RPCCallContext
-        ) -> Result<(NFS3Export, ObjectHandle), NFS3HandleRejection> {
-            guard let index = fileHandle.first.map(Int.init), index < self.namespaces.count,
-                let object = ObjectHandle(bytes: Array(fileHandle.dropFirst()))
-            else { return .failure(.badHandle) }
+        ) -> Result<(ExportCall, ObjectHandle), CallRejection> {
+            guard let decoded = try? ServerFileHandle(bytes: fileHandle) else { return .failure(.badHandle) }
+            let index = Int(decoded.exportID) - 1
+            guard index >= 0, index < self.namespaces.count else { return .failure(.stale) }
+            let object = decoded.object
             var credentials = Credentials(uid: 65534, gid: 65534, groups: [])
             if case .sys(let auth) = call.credential {
                 credentials = Credentials(uid: auth.uid, gid: auth.gid, groups: auth.groups)
             }
-            let export = NFS3Export(
+            let export = ExportCall(
                 namespace: self.namespaces[index], credentials: credentials, isReadOnly: false, exportPath: "/wire",
-                clientKey: call.remoteIP, fileHandle: { [UInt8(index)] + $0.bytes })
+                exportID: UInt32(index + 1), clientKey: call.remoteIP, clientTag: 0, logger: call.logger)
             return .success((export, object))
         }
     }

@@ -42,6 +42,12 @@ lowers = ["$WORK/image"]
 upper = "$WORK/clients/{client}"
 clients = ["*(rw,no_root_squash,insecure)"]
 client_key = "hostname"
+
+# Machine names are honoured as client keys only for hosts the operator names (all guests
+# reach the server through one slirp address): the fleet's names.
+[clients]
+"client1" = "client1"
+"client2" = "client2"
 EOT
 }
 

@@ -1,6 +1,6 @@
 import GRDB
 
-/// Namespace-wide values: `namespaceID` (random, part of every file handle).
+/// Namespace-wide values: `namespaceID` (random; the fsid of its attributes), the handle and cookie keys.
 struct MetaRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "meta"
     var key: String

@@ -1,0 +1,248 @@
+import Glibc
+
+// The calls a file server makes to answer one request: each returns everything the answer needs (the object, its
+// attributes, the directory's attributes, a listing page with every entry's handle and attributes) from one
+// resolution of the handle under one hold of the namespace lock, so the answer describes one moment and costs one
+// trip through the union. The single-purpose calls in UnionNamespace.swift stay for tools and tests.
+
+/// A union object as an answer names it.
+public struct FoundObject: Sendable, Equatable {
+    public var handle: ObjectHandle
+    public var attributes: Attributes
+
+    public init(handle: ObjectHandle, attributes: Attributes) {
+        self.handle = handle
+        self.attributes = attributes
+    }
+}
+
+/// LOOKUP: the directory's attributes (for the answer, found or not) and what the name gave.
+public struct DirectoryLookup: Sendable {
+    public var directory: Attributes
+    public var found: Result<FoundObject, UnionError>
+}
+
+/// ACCESS: the bits granted and the object's attributes.
+public struct AccessCheck: Sendable {
+    public var granted: AccessMask
+    public var attributes: Attributes
+}
+
+/// READLINK: the target and the link's attributes.
+public struct LinkTarget: Sendable {
+    public var target: [UInt8]
+    public var attributes: Attributes
+}
+
+/// READ into a caller's buffer: how many bytes landed there, whether they reach the end of the file, and the file's
+/// attributes after the read.
+public struct ReadResult: Sendable {
+    public var count: Int
+    public var isEOF: Bool
+    public var attributes: Attributes
+}
+
+/// One name of a listing page.
+public struct DirectoryEntry: Sendable {
+    public var name: [UInt8]
+    public var fileid: UInt64
+    public var cookie: UInt64
+    /// Handle and attributes, when asked for and the caller may search the directory (a caller who may list but not
+    /// search a directory learns names, never handles: LOOKUP would refuse them, as knfsd's READDIRPLUS does). nil
+    /// also for a name that vanished since the listing was cached.
+    public var object: FoundObject?
+}
+
+/// A page of a directory listing.
+public struct DirectoryPage: Sendable {
+    /// The directory itself.
+    public var directory: FoundObject
+    /// Its parent (the root's is the root), when asked for and the caller may search the directory.
+    public var parent: FoundObject?
+    /// Names after the cookie, in cookie order ("." and ".." are not included).
+    public var entries: [DirectoryEntry]
+    /// True when `entries` reaches the end of the listing.
+    public var isComplete: Bool
+    /// Always 0: cookies are always valid.
+    public var cookieVerifier: UInt64
+}
+
+extension UnionNamespace {
+    /// LOOKUP of `name` in `dir`, "." and ".." included; search permission on `dir` is needed for every name.
+    /// - Throws: only when `dir` itself cannot be resolved (stale); everything else is in `found`.
+    public func lookupForReply(_ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
+        -> DirectoryLookup
+    {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryLookup in
+            let d = try self.resolve(dir)
+            let dirAttributes = self.attributes(d)
+            func find() throws(UnionError) -> FoundObject {
+                let isDot = name == [0x2e]
+                let isDotDot = name == [0x2e, 0x2e]
+                if !isDot && !isDotDot { try Names.validate(name) }
+                guard d.isDirectory else { throw .notDirectory }
+                try Permission.require(d.top.st, cred, Permission.exec)
+                if isDot { return FoundObject(handle: dir, attributes: dirAttributes) }
+                if isDotDot { return self.found(try self.resolve(self.handle(fileid: d.parentFileid))) }
+                guard let n = try self.child(of: d, name) else { throw .noEntry }
+                self.cacheNode(n)
+                return self.found(n)
+            }
+            do throws(UnionError) {
+                return DirectoryLookup(directory: dirAttributes, found: .success(try find()))
+            } catch {
+                return DirectoryLookup(directory: dirAttributes, found: .failure(error))
+            }
+        }
+    }
+
+    /// ACCESS: which of `requested` the caller has (see `access`), with the object's attributes.
+    public func accessForReply(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError)
+        -> AccessCheck
+    {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> AccessCheck in
+            let n = try self.resolve(h)
+            return AccessCheck(granted: self.granted(n, requested, cred), attributes: self.attributes(n))
+        }
+    }
+
+    func granted(_ n: Node, _ requested: AccessMask, _ cred: Credentials) -> AccessMask {
+        let st = n.dataStat
+        var granted: AccessMask = []
+        if Permission.allows(st, cred, Permission.read) { granted.insert(.read) }
+        if Permission.allows(st, cred, Permission.write) && !self.isReadOnly {
+            granted.formUnion(n.isDirectory ? [.modify, .extend, .delete] : [.modify, .extend])
+        }
+        if Permission.allows(st, cred, Permission.exec) {
+            granted.insert(n.isDirectory ? .lookup : .execute)
+        }
+        return granted.intersection(requested)
+    }
+
+    /// READLINK with the link's attributes.
+    public func readlinkForReply(_ h: ObjectHandle, as cred: Credentials) throws(UnionError) -> LinkTarget {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> LinkTarget in
+            let n = try self.resolve(h)
+            return LinkTarget(target: try self.linkTarget(n), attributes: self.attributes(n))
+        }
+    }
+
+    func linkTarget(_ n: Node) throws(UnionError) -> [UInt8] {
+        guard n.type == .symlink, let parent = n.top.parent else { throw .invalid("not a symbolic link") }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = try n.top.name.withCName { (c) throws(UnionError) -> Int in
+            try Sys.retry("readlinkat", n.top.pathString) { readlinkat(parent.raw, c, &buf, buf.count) }
+        }
+        return buf[0..<count].map { UInt8(bitPattern: $0) }
+    }
+
+    /// READ of up to `buffer.count` bytes at `offset` straight into `buffer` (the caller's reply buffer: the bytes are
+    /// copied once, by the kernel). The owner may always read (knfsd's owner override), and execute permission allows
+    /// reading (a client executing a binary reads it).
+    public func read(
+        _ h: ObjectHandle, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, as cred: Credentials
+    ) throws(UnionError) -> ReadResult {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> ReadResult in
+            var n = try self.resolve(h)
+            if n.isDirectory { throw .isDirectory }
+            guard n.type == .regular else { throw .invalid("not a regular file") }
+            let st = n.dataStat
+            if !(cred.uid == st.st_uid || Permission.allows(st, cred, Permission.read)
+                || Permission.allows(st, cred, Permission.exec))
+            {
+                throw .accessDenied
+            }
+            let loc = n.indexed ?? n.top
+            let fd = try self.openData(loc, O_RDONLY)
+            let want = buffer.count
+            var got = 0
+            if want > 0, offset <= UInt64(Int64.max) - UInt64(want) {
+                while got < want {
+                    let r = try Sys.retry("pread", loc.pathString) {
+                        pread(fd.raw, buffer.baseAddress! + got, want - got, off_t(offset) + off_t(got))
+                    }
+                    if r == 0 { break }
+                    got += r
+                }
+            }
+            // The attributes after the read: size and atime as the data was read.
+            let after = try Files.fstat(fd, path: loc.pathString)
+            if n.indexed != nil { n.indexed?.st = after } else { n.top.st = after }
+            let size = UInt64(clamping: after.st_size)
+            return ReadResult(count: got, isEOF: offset &+ UInt64(got) >= size, attributes: self.attributes(n))
+        }
+    }
+
+    /// A page of the merged listing of `dir` after `cookie` (0: from the start), for READDIR and READDIRPLUS.
+    /// Entries are taken while `wants(nameLength)` answers true (the caller's budget, in its own units).
+    /// - Parameters:
+    ///   - withObjects: give each entry its handle and attributes (one stat each, in the layer the listing found it).
+    ///   - withParent: give the parent directory (for "..").
+    /// - Throws: `.notDirectory`, `.accessDenied` without read permission on `dir`, `.stale`.
+    public func listDirectory(
+        _ dir: ObjectHandle, after cookie: UInt64, withObjects: Bool, withParent: Bool, as cred: Credentials,
+        while wants: (_ nameLength: Int) -> Bool
+    ) throws(UnionError) -> DirectoryPage {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryPage in
+            var d = try self.resolveDirectory(dir)
+            try Permission.require(d.top.st, cred, Permission.read)
+            let maySearch = Permission.allows(d.top.st, cred, Permission.exec)
+            let listing = try self.listing(d)
+            // The directory's attributes after the listing (reading it may have set its atime).
+            if let st = try Self.restat(d.top), st.st_ino == d.top.st.st_ino { d.top.st = st }
+            let all = listing.entries
+            var lo = 0
+            var hi = all.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if all[mid].cookie <= cookie { lo = mid + 1 } else { hi = mid }
+            }
+            var entries: [DirectoryEntry] = []
+            var i = lo
+            while i < all.count, wants(all[i].name.count) {
+                let e = all[i]
+                var object: FoundObject?
+                if withObjects && maySearch {
+                    object = try self.listedObject(d, e, listing.tops[i])
+                }
+                entries.append(DirectoryEntry(name: e.name, fileid: e.fileid, cookie: e.cookie, object: object))
+                i += 1
+            }
+            var parent: FoundObject?
+            if withParent && maySearch {
+                parent = self.found(try self.resolve(self.handle(fileid: d.parentFileid)))
+            }
+            return DirectoryPage(
+                directory: FoundObject(handle: dir, attributes: self.attributes(d)), parent: parent,
+                entries: entries, isComplete: i == all.count, cookieVerifier: 0)
+        }
+    }
+
+    func found(_ n: Node) -> FoundObject {
+        FoundObject(handle: self.handle(n), attributes: self.attributes(n))
+    }
+
+    /// The object a cached listing entry names, from one stat in the layer the listing found it in; a full lookup
+    /// when that is not conclusive (the entry changed, or a hard link whose other names must be recorded).
+    func listedObject(_ dir: Node, _ entry: ListingEntry, _ top: ListedTop) throws(UnionError) -> FoundObject? {
+        if let d = dir.dirs.first(where: { $0.layer == top.layer }), let dfd = d.dir,
+            let st = try Files.statAt(dfd, entry.name, path: Names.join(d.path, entry.name).displayString),
+            UInt64(st.st_ino) == top.ino, st.isDirectory || st.st_nlink <= 1
+        {
+            let loc = Location(layer: d.layer, path: [], parent: dfd, name: entry.name, dir: nil, st: st)
+            let node = Node(
+                fileid: entry.fileid, parentFileid: dir.fileid, name: entry.name, top: loc, dirs: [], lowerPath: [],
+                indexed: try self.indexedCopy(of: loc, fileid: entry.fileid))
+            return self.found(node)
+        }
+        do {
+            guard let n = try self.child(of: dir, entry.name) else { return nil }
+            return self.found(n)
+        } catch {
+            switch error {
+            case .noEntry, .notDirectory, .stale: return nil
+            default: throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Glibc
+import NFS3
+import NIOCore
+import Testing
+import Union
+import XDR
+
+@testable import StrataServer
+
+/// The request path's seam: what one union call answers must be what the single-purpose calls
+/// answer, handles are not forgeable, and listings are bounded by bytes.
+@Suite struct NFS3SeamTests {
+    static let user = Credentials(uid: 1000, gid: 1000, groups: [])
+
+    static func harness() throws -> NFS3Harness {
+        try NFS3Harness(lowerFiles: [
+            "merged/lower-a": "a", "merged/lower-b": "bb", "merged/sub/deep": "d", "solo/x": "x",
+        ])
+    }
+
+    static func readdirplus(
+        _ harness: NFS3Harness, _ dir: FileHandle3, cookie: UInt64 = 0, dircount: UInt32 = 65536,
+        maxcount: UInt32 = 65536
+    ) throws -> ReadDirPlus3ResOK {
+        let result = try harness.call(
+            .readdirplus,
+            ReadDirPlus3Args(dir: dir, cookie: cookie, cookieverf: .zero, dircount: dircount, maxcount: maxcount),
+            as: ReadDirPlus3Res.self)
+        guard case .ok(let page) = result else { throw NFS3Harness.HarnessError.unexpected("\(result.status)") }
+        return page
+    }
+
+    /// A merged directory (names in the upper and the lower, a copied-up file, a subdirectory,
+    /// a symlink, a hard link): every entry's attributes in a READDIRPLUS page are GETATTR's.
+    @Test func readdirplusAttributesAreGetattrs() throws {
+        let harness = try Self.harness()
+        let merged = try harness.handle("merged")
+        _ = try harness.createFile("upper-c", in: merged)
+        _ = try harness.call(
+            .mkdir, MkDir3Args(where: DirOpArgs3(dir: merged, name: Array("upper-dir".utf8)), attributes: .init()),
+            as: MkDir3Res.self)
+        _ = try harness.call(
+            .symlink,
+            Symlink3Args(
+                where: DirOpArgs3(dir: merged, name: Array("link".utf8)),
+                symlink: SymlinkData3(symlinkAttributes: .init(), symlinkData: Array("lower-a".utf8))),
+            as: Symlink3Res.self)
+        let lowerB = try harness.handle("lower-b", in: merged)
+        _ = try harness.call(
+            .link, Link3Args(file: lowerB, link: DirOpArgs3(dir: merged, name: Array("hard-b".utf8))),
+            as: Link3Res.self)
+        _ = try harness.call(
+            .setattr, SetAttr3Args(object: try harness.handle("lower-a", in: merged), newAttributes: .init(mode: 0o600)),
+            as: SetAttr3Res.self)
+        let page = try Self.readdirplus(harness, merged)
+        #expect(page.eof)
+        let names = Set(page.entries.map { String(decoding: $0.name, as: UTF8.self) })
+        #expect(names == [".", "..", "lower-a", "lower-b", "sub", "upper-c", "upper-dir", "link", "hard-b"])
+        #expect(page.dirAttributes.attributes == (try harness.attributes(merged)))
+        for entry in page.entries {
+            let name = String(decoding: entry.name, as: UTF8.self)
+            let handle = try #require(entry.nameHandle.handle, "\(name) has a handle")
+            let attributes = try #require(entry.nameAttributes.attributes, "\(name) has attributes")
+            #expect(attributes == (try harness.attributes(handle)), "\(name)")
+            #expect(attributes.fileid == entry.fileid, "\(name)")
+            if name != "." && name != ".." {
+                #expect(handle == (try harness.handle(name, in: merged)), "\(name): the handle LOOKUP gives")
+            }
+        }
+        // Warm (the listing cached): the same answers.
+        let again = try Self.readdirplus(harness, merged)
+        #expect(again.entries == page.entries)
+    }
+
+    /// Issue 10 item 7: a caller who may read but not search a directory gets its names, never
+    /// a handle or attributes (LOOKUP refuses them), as knfsd.
+    @Test func readdirplusWithoutSearchPermissionGivesNoHandles() throws {
+        let harness = try Self.harness()
+        let solo = try harness.handle("solo")
+        _ = try harness.call(
+            .setattr, SetAttr3Args(object: solo, newAttributes: .init(mode: 0o744)), as: SetAttr3Res.self)
+        harness.credentials = Self.user
+        let lookup = try harness.lookup("x", in: solo)
+        #expect(lookup.status == .acces)
+        let page = try Self.readdirplus(harness, solo)
+        let names = page.entries.map { String(decoding: $0.name, as: UTF8.self) }
+        #expect(Set(names) == [".", "..", "x"])
+        for entry in page.entries where entry.name != [0x2E] {
+            #expect(entry.nameHandle.handle == nil, "\(String(decoding: entry.name, as: UTF8.self))")
+            #expect(entry.nameAttributes.attributes == nil, "\(String(decoding: entry.name, as: UTF8.self))")
+        }
+        // With search permission the same caller gets them.
+        harness.credentials = .root
+        _ = try harness.call(
+            .setattr, SetAttr3Args(object: solo, newAttributes: .init(mode: 0o755)), as: SetAttr3Res.self)
+        harness.credentials = Self.user
+        let open = try Self.readdirplus(harness, solo)
+        #expect(open.entries.allSatisfy { $0.nameHandle.handle != nil && $0.nameAttributes.attributes != nil })
+    }
+
+    /// Issue 10 item 8: the handle of `secret` with the fileid of the next object (`secret/file`)
+    /// is refused; so are nonzero reserved bytes and a handle of another length.
+    @Test func forgedHandlesAreRefused() throws {
+        let harness = try NFS3Harness(lowerFiles: ["secret/file": "s"])
+        let secret = try harness.handle("secret")
+        let file = try harness.handle("file", in: secret)
+        var forged = secret.data
+        // Server header (8 bytes), then 'S', version, two reserved bytes, the fileid.
+        let fileidRange = 12..<20
+        let fileid = forged[fileidRange].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let fileFileid = file.data[fileidRange].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        #expect(fileFileid == fileid + 1)
+        for (i, byte) in zip(fileidRange, file.data[fileidRange]) { forged[i] = byte }
+        let status = try harness.call(.getattr, GetAttr3Args(object: FileHandle3(forged)), as: GetAttr3Res.self).status
+        #expect(status == .stale || status == .badhandle)
+        let read = try harness.call(.read, Read3Args(file: FileHandle3(forged), offset: 0, count: 10), as: Read3Res.self)
+        #expect(read.status == .stale || read.status == .badhandle)
+
+        for index in [10, 11] {
+            var reserved = file.data
+            reserved[index] = 1
+            let answer = try harness.call(
+                .getattr, GetAttr3Args(object: FileHandle3(reserved)), as: GetAttr3Res.self)
+            #expect(answer.status == .badhandle, "reserved byte \(index)")
+        }
+        for bytes in [Array(file.data.dropLast()), file.data + [0], file.data + [UInt8](repeating: 0, count: 36)] {
+            let answer = try harness.call(.getattr, GetAttr3Args(object: FileHandle3(bytes)), as: GetAttr3Res.self)
+            #expect(answer.status == .badhandle, "\(bytes.count) bytes")
+        }
+        #expect(file.data.count <= 64)
+    }
+
+    /// Issue 10 item 2: READDIR and READDIRPLUS replies are capped by bytes whatever count the
+    /// client asks (2^32-1 included), and the listing still completes page by page.
+    @Test func listingRepliesAreCappedByBytes() throws {
+        var files: [String: String] = [:]
+        for index in 0..<300 { files["big/entry-with-a-long-name-\(index)"] = "" }
+        let harness = try NFS3Harness(lowerFiles: files)
+        harness.service.limits.maxReaddirReplyBytes = 4096
+        let big = try harness.handle("big")
+        var seen: Set<[UInt8]> = []
+        var cookie: UInt64 = 0
+        for _ in 0..<1000 {
+            let args = ReadDir3Args(dir: big, cookie: cookie, cookieverf: .zero, count: .max)
+            #expect(harness.replyBytes(.readdir, args) <= 4096)
+            let result = try harness.call(.readdir, args, as: ReadDir3Res.self)
+            guard case .ok(let page) = result else {
+                Issue.record("READDIR answered \(result.status)")
+                return
+            }
+            seen.formUnion(page.entries.map(\.name))
+            if page.eof { break }
+            cookie = try #require(page.entries.last).cookie
+        }
+        #expect(seen.count == 302)
+        seen = []
+        cookie = 0
+        for _ in 0..<1000 {
+            let args = ReadDirPlus3Args(dir: big, cookie: cookie, cookieverf: .zero, dircount: .max, maxcount: .max)
+            #expect(harness.replyBytes(.readdirplus, args) <= 4096)
+            let page = try Self.readdirplus(harness, big, cookie: cookie, dircount: .max, maxcount: .max)
+            seen.formUnion(page.entries.map(\.name))
+            if page.eof { break }
+            cookie = try #require(page.entries.last).cookie
+        }
+        #expect(seen.count == 302)
+    }
+
+    /// READ lands the bytes in the reply once: exact data, padding, EOF and the attributes.
+    @Test(arguments: [0, 1, 3, 4, 5, 11])
+    func readReplyIsExact(count: Int) throws {
+        let harness = try NFS3Harness(lowerFiles: ["f": "hello world"])
+        let file = try harness.handle("f")
+        let args = Read3Args(file: file, offset: 0, count: UInt32(count))
+        let result = try harness.call(.read, args, as: Read3Res.self)
+        guard case .ok(let ok) = result else {
+            Issue.record("READ answered \(result.status)")
+            return
+        }
+        #expect(ok.data == ByteBuffer(bytes: Array("hello world".utf8.prefix(count))))
+        #expect(ok.count == UInt32(count))
+        #expect(ok.eof == (count >= 11))
+        #expect(ok.fileAttributes.attributes == (try harness.attributes(file)))
+        #expect(harness.replyBytes(.read, args) % 4 == 0)
+        let past = try harness.call(.read, Read3Args(file: file, offset: 100, count: 10), as: Read3Res.self)
+        guard case .ok(let empty) = past else {
+            Issue.record("READ past the end answered \(past.status)")
+            return
+        }
+        #expect(empty.data.readableBytes == 0 && empty.eof)
+    }
+}
