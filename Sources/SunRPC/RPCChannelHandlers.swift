@@ -64,7 +64,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         let work = RPCConnectionWork(
             dispatcher: self.dispatcher,
             ledger: ledger,
-            maxWorkers: min(self.maxOutstanding, max(1, self.configuration.threadPoolSize))
+            maxWorkers: min(self.maxOutstanding, max(1, self.configuration.maxWorkersPerConnection))
         )
         self.work = work
         let eventLoop = context.eventLoop
