@@ -215,6 +215,10 @@ struct MeteredProgram: RPCProgramHandler {
         self.inner.isNonIdempotent(version: version, procedure: procedure)
     }
 
+    func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool {
+        self.inner.isNonBlocking(version: version, procedure: procedure)
+    }
+
     func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         let start = ContinuousClock.now
         let export = self.exportOfCall?(call, arguments)

@@ -49,20 +49,27 @@ struct DuplicateRequestKey: Hashable, Sendable {
     }
 }
 
-/// A reply message without record mark: the RPC reply header and, for SUCCESS, the results.
+/// A reply message without record mark: the RPC reply header (kept as its fields, written
+/// straight into the outgoing buffer) and, for SUCCESS, the results.
 struct RPCReplyMessage: Sendable {
-    var header: ByteBuffer
+    var xid: UInt32
+    var body: RPCReplyBody
     var results: ByteBuffer?
 
-    var byteCount: Int { self.header.readableBytes + (self.results?.readableBytes ?? 0) }
+    var headerByteCount: Int { RPCMessageCodec.replyHeaderByteCount(self.body) }
+
+    var byteCount: Int { self.headerByteCount + (self.results?.readableBytes ?? 0) }
+
+    func writeHeader(into buffer: inout ByteBuffer) {
+        RPCMessageCodec.writeReplyHeader(xid: self.xid, body: self.body, into: &buffer)
+    }
 
     /// Header and results in one buffer (for a datagram).
     func joined(allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: self.byteCount)
-        var header = self.header
-        buffer.writeBuffer(&header)
-        if var results = self.results {
-            buffer.writeBuffer(&results)
+        self.writeHeader(into: &buffer)
+        if let results = self.results {
+            buffer.writeImmutableBuffer(results)
         }
         return buffer
     }

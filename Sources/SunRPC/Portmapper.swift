@@ -242,6 +242,11 @@ public final class BuiltinPortmapper: RPCProgramHandler {
 
     public func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool { false }
 
+    /// The table is in memory: all but SET and UNSET (which read /proc) run on the event loop.
+    public func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool {
+        procedure != Portmapper.Procedure.set.rawValue && procedure != Portmapper.Procedure.unset.rawValue
+    }
+
     public func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         guard let procedure = Portmapper.Procedure(rawValue: call.procedure) else {
             return .procedureUnavailable
@@ -348,13 +353,16 @@ public final class BuiltinPortmapper: RPCProgramHandler {
     public static func callerOwner(of call: RPCCallContext) -> PortmapperOwner {
         guard let port = call.remoteAddress.port, let ip = call.remoteAddress.ipAddress else { return .unknown }
         if port < 1024 { return .superuser }
-        guard let uid = Self.socketOwner(ip: ip, port: port, transport: call.transport) else { return .unknown }
+        let server = call.transport == .tcp ? call.localAddress.flatMap { address in
+            address.ipAddress.flatMap { ip in address.port.map { (ip, $0) } }
+        } : nil
+        guard let uid = Self.socketOwner(ip: ip, port: port, transport: call.transport, peer: server) else { return .unknown }
         return uid == 0 ? .superuser : .user(uid: uid)
     }
 
     /// The uid owning the local socket bound to `ip:port`, from /proc/net/{tcp,udp}{,6}. An
     /// unconnected UDP socket may be bound to the wildcard address: that matches too.
-    static func socketOwner(ip: String, port: Int, transport: RPCTransport) -> UInt32? {
+    static func socketOwner(ip: String, port: Int, transport: RPCTransport, peer: (ip: String, port: Int)? = nil) -> UInt32? {
         let mappedV4 = ip.hasPrefix("::ffff:") ? String(ip.dropFirst(7)) : nil
         let v4 = ip.contains(":") ? mappedV4 : ip
         var v4Addresses: [String] = []
@@ -369,6 +377,20 @@ public final class BuiltinPortmapper: RPCProgramHandler {
             v4Addresses.append(String(repeating: "0", count: 8))
             v6Addresses.append(String(repeating: "0", count: 32))
         }
+        // Over TCP the caller's socket is connected to ours: its remote field is our address.
+        var peers: Set<String>? = nil
+        if let peer {
+            let peerPort = Self.hex(UInt64(peer.port), digits: 4)
+            let mapped = peer.ip.hasPrefix("::ffff:") ? String(peer.ip.dropFirst(7)) : nil
+            var candidates: [String] = []
+            if let v4 = peer.ip.contains(":") ? mapped : peer.ip, let hex = Self.procNetIPv4(v4) {
+                candidates.append(hex)
+                if let hex6 = Self.procNetIPv6("::ffff:\(v4)") { candidates.append(hex6) }
+            } else if let hex6 = Self.procNetIPv6(peer.ip) {
+                candidates.append(hex6)
+            }
+            peers = Set(candidates.map { "\($0):\(peerPort)" })
+        }
         let base = transport == .tcp ? "/proc/net/tcp" : "/proc/net/udp"
         let portHex = Self.hex(UInt64(port), digits: 4)
         for (path, addresses) in [(base, v4Addresses), (base + "6", v6Addresses)] where !addresses.isEmpty {
@@ -378,8 +400,11 @@ public final class BuiltinPortmapper: RPCProgramHandler {
                 // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard fields.count > 7, wanted.contains(fields[1].uppercased()) else { continue }
-                // A TCP listener on the same port (state 0A) is not the caller's socket.
-                if transport == .tcp, fields[3] == "0A" { continue }
+                // Over TCP only an established connection (state 01) is the caller's: a
+                // listener (0A) is not, and a TIME_WAIT leftover of an earlier connection on the
+                // same port (06) is listed with uid 0.
+                if transport == .tcp, fields[3] != "01" { continue }
+                if let peers, !peers.contains(fields[2].uppercased()) { continue }
                 if let uid = UInt32(fields[7]) { return uid }
             }
         }

@@ -24,6 +24,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     private let maxConnections: Int
     private let logger: Logger
     private var ledger: RPCConnectionLedger?
+    private var work: RPCConnectionWork?
     /// Calls read but not handed to the pool yet (or handed back, deferred), oldest first.
     private var waiting = CircularBuffer<RPCDispatcher.PreparedCall>()
     /// Calls handed to the pool and not yet back.
@@ -37,6 +38,12 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     /// When a reply last finished going out (or the first one was queued after a quiet time).
     private var lastWriteProgress = NIODeadline.now()
     private var stallCheck: Scheduled<Void>?
+    /// Replies written since the last flush: coalesced bytes, then buffers to write as they
+    /// are, and the reply bytes they account for.
+    private var batchBuffer: ByteBuffer?
+    private var batchWrites: [ByteBuffer] = []
+    private var batchBytes = 0
+    private var flushScheduled = false
     private var remoteAddress: SocketAddress?
     private var localAddress: SocketAddress?
 
@@ -54,6 +61,20 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         let resources = self.configuration.resources
         let ledger = RPCConnectionLedger(channel: context.channel, resources: resources, configuration: self.configuration)
         self.ledger = ledger
+        let work = RPCConnectionWork(
+            dispatcher: self.dispatcher,
+            ledger: ledger,
+            maxWorkers: min(self.maxOutstanding, max(1, self.configuration.maxWorkersPerConnection))
+        )
+        self.work = work
+        let eventLoop = context.eventLoop
+        let handler = NIOLoopBound((self, context), eventLoop: eventLoop)
+        work.setDelivery {
+            eventLoop.execute {
+                let (handler, context) = handler.value
+                handler.deliverResults(context: context)
+            }
+        }
         switch resources.admit(ledger, limit: self.maxConnections) {
         case .admitted:
             break
@@ -89,6 +110,8 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     /// The connection is gone: leave the connection table, forget calls that will not run.
     private func forget() {
         self.isClosed = true
+        // Also breaks the cycle handler → work → delivery closure → handler.
+        self.work?.close()
         self.stallCheck?.cancel()
         self.stallCheck = nil
         if let ledger = self.ledger {
@@ -148,32 +171,53 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
             ledger.mayStartCall
         {
             let call = self.waiting.removeFirst()
-            self.executing += 1
-            self.dispatcher.execute(call, ledger: ledger, eventLoop: context.eventLoop)
-                .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-                    self.executing -= 1
-                    switch result {
-                    case .success(.reply(let reply)):
-                        ledger.callsInProgress.subtract(1, ordering: .relaxed)
-                        if let reply {
-                            self.write(reply, alreadyCounted: true, context: context)
-                        }
-                    case .success(.deferred(let call)):
-                        if self.isClosed || self.isDraining {
-                            self.dispatcher.abandon(call)
-                            ledger.callsInProgress.subtract(1, ordering: .relaxed)
-                        } else {
-                            // Runs again once this connection's replies went out.
-                            self.waiting.prepend(call)
-                        }
-                    case .failure:
-                        // The pool refused it (shutting down); the dispatcher forgot the call.
-                        ledger.callsInProgress.subtract(1, ordering: .relaxed)
+            if call.runsInline {
+                // Checked above that it may start: it cannot be deferred.
+                if case .reply(let reply) = self.dispatcher.run(call, ledger: ledger) {
+                    ledger.callsInProgress.subtract(1, ordering: .relaxed)
+                    if let reply {
+                        self.write(reply, alreadyCounted: true, context: context)
                     }
-                    self.startWaitingCalls(context: context)
-                    self.resumeReadingIfPossible(context: context)
-                    self.closeIfDrained(context: context)
+                } else {
+                    self.waiting.prepend(call)
+                    break
                 }
+                continue
+            }
+            self.executing += 1
+            self.work?.enqueue(call)
+        }
+    }
+
+    /// Results of calls from the pool, delivered in batches (`RPCConnectionWork`).
+    private func deliverResults(context: ChannelHandlerContext) {
+        guard let work = self.work, let ledger = self.ledger else { return }
+        for result in work.takeResults() {
+            self.executing -= 1
+            switch result {
+            case .reply(let reply):
+                ledger.callsInProgress.subtract(1, ordering: .relaxed)
+                if let reply {
+                    self.write(reply, alreadyCounted: true, context: context)
+                }
+            case .deferred(let call):
+                if self.isClosed || self.isDraining {
+                    self.dispatcher.abandon(call)
+                    ledger.callsInProgress.subtract(1, ordering: .relaxed)
+                } else {
+                    // Runs again once this connection's replies went out.
+                    self.waiting.prepend(call)
+                }
+            case .notRun(let call):
+                self.dispatcher.abandon(call)
+                ledger.callsInProgress.subtract(1, ordering: .relaxed)
+            }
+        }
+        self.startWaitingCalls(context: context)
+        self.resumeReadingIfPossible(context: context)
+        self.closeIfDrained(context: context)
+        if self.flushScheduled {
+            self.flushReplies(context: context)
         }
     }
 
@@ -191,6 +235,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
             self.dispatcher.abandon(call)
             self.ledger?.callsInProgress.subtract(1, ordering: .relaxed)
         }
+        self.flushReplies(context: context)
         self.isClosed = true
         let flushed = self.lastWrite ?? context.eventLoop.makeSucceededVoidFuture()
         flushed.assumeIsolated().whenComplete { _ in
@@ -243,6 +288,10 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         self.closeNow(context: context)
     }
 
+    /// Results up to this size are copied next to their header into the batch buffer (one
+    /// write, one iovec); larger ones (READ data) go out as buffers of their own, uncopied.
+    private static let coalescedResultBytes = 16 << 10
+
     private func write(_ reply: RPCReplyMessage, alreadyCounted: Bool, context: ChannelHandlerContext) {
         guard let ledger = self.ledger else { return }
         let bytes = reply.byteCount
@@ -251,17 +300,56 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
             return
         }
         if !alreadyCounted { ledger.replyQueued(bytes: bytes) }
-        var head = context.channel.allocator.buffer(capacity: 4 + reply.header.readableBytes)
-        head.writeInteger(RecordMarking.header(length: reply.byteCount), endianness: .big)
-        var header = reply.header
-        head.writeBuffer(&header)
-        let written = context.eventLoop.makePromise(of: Void.self)
-        if let results = reply.results, results.readableBytes > 0 {
-            context.write(Self.wrapOutboundOut(head), promise: nil)
-            context.writeAndFlush(Self.wrapOutboundOut(results), promise: written)
-        } else {
-            context.writeAndFlush(Self.wrapOutboundOut(head), promise: written)
+        let results = reply.results
+        let resultBytes = results?.readableBytes ?? 0
+        let coalesce = resultBytes <= Self.coalescedResultBytes
+        let needed = 4 + reply.headerByteCount + (coalesce ? resultBytes : 0)
+        if self.batchBuffer == nil {
+            self.batchBuffer = context.channel.allocator.buffer(capacity: max(2048, needed))
         }
+        self.batchBuffer!.writeInteger(RecordMarking.header(length: bytes), endianness: .big)
+        reply.writeHeader(into: &self.batchBuffer!)
+        if let results, resultBytes > 0 {
+            if coalesce {
+                self.batchBuffer!.writeImmutableBuffer(results)
+            } else {
+                // Keep the order: what is coalesced so far, then these results uncopied.
+                self.batchWrites.append(self.batchBuffer.take()!)
+                self.batchWrites.append(results)
+            }
+        }
+        self.batchBytes += bytes
+        if !self.flushScheduled {
+            // Replies completing in this event-loop tick leave in one write and one flush.
+            self.flushScheduled = true
+            context.eventLoop.assumeIsolated().execute {
+                self.flushReplies(context: context)
+            }
+        }
+    }
+
+    /// Writes the replies gathered since the last flush, with one promise for all of them: NIO
+    /// completes writes in order, so when the last is written, all are.
+    private func flushReplies(context: ChannelHandlerContext) {
+        self.flushScheduled = false
+        if let buffer = self.batchBuffer.take(), buffer.readableBytes > 0 {
+            self.batchWrites.append(buffer)
+        }
+        let bytes = self.batchBytes
+        self.batchBytes = 0
+        guard let ledger = self.ledger, !self.batchWrites.isEmpty else { return }
+        guard !self.isClosed else {
+            self.batchWrites.removeAll(keepingCapacity: true)
+            ledger.replyGone(bytes: bytes)
+            return
+        }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        let last = self.batchWrites.count - 1
+        for (index, buffer) in self.batchWrites.enumerated() {
+            context.write(Self.wrapOutboundOut(buffer), promise: index == last ? written : nil)
+        }
+        self.batchWrites.removeAll(keepingCapacity: true)
+        context.flush()
         self.lastWrite = written.futureResult
         written.futureResult.assumeIsolated().whenComplete { _ in
             ledger.replyGone(bytes: bytes)
@@ -378,6 +466,12 @@ final class RPCUDPHandler: ChannelInboundHandler {
         case .reply(let reply):
             self.send(reply, to: remoteAddress, context: context)
         case .call(let call):
+            if call.runsInline {
+                if case .reply(let reply?) = self.dispatcher.run(call, ledger: nil) {
+                    self.send(reply, to: remoteAddress, context: context)
+                }
+                return
+            }
             self.outstanding += 1
             self.dispatcher.execute(call, ledger: nil, eventLoop: context.eventLoop)
                 .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in

@@ -23,10 +23,7 @@ final class RPCDispatcher: Sendable {
     }
 
     static func reply(xid: UInt32, _ body: RPCReplyBody, results: ByteBuffer? = nil) -> RPCReplyMessage {
-        var header = ByteBuffer()
-        header.reserveCapacity(32)
-        RPCMessageCodec.writeReplyHeader(xid: xid, body: body, into: &header)
-        return RPCReplyMessage(header: header, results: results)
+        RPCReplyMessage(xid: xid, body: body, results: results)
     }
 
     /// A call whose header passed every check, ready to execute.
@@ -36,6 +33,8 @@ final class RPCDispatcher: Sendable {
         let arguments: ByteBuffer
         /// Set when the duplicate request cache recorded the call as in progress.
         let cacheKey: DuplicateRequestKey?
+        /// Runs on the event loop (`RPCProgramHandler.isNonBlocking`).
+        let runsInline: Bool
     }
 
     /// What `prepare` made of a message.
@@ -57,6 +56,8 @@ final class RPCDispatcher: Sendable {
         /// Not run: the connection's unsent replies are over its limit. Execute it again
         /// once they went out.
         case deferred(PreparedCall)
+        /// Not run: the pool is shutting down. Forget it (`abandon`).
+        case notRun(PreparedCall)
     }
 
     /// Header checks, on the event loop (cheap, no blocking).
@@ -127,12 +128,6 @@ final class RPCDispatcher: Sendable {
             }
         }
 
-        var logger = self.logger
-        logger[metadataKey: "xid"] = "\(header.xid)"
-        logger[metadataKey: "client"] = "\(remoteAddress.ipAddress ?? "\(remoteAddress)"):\(remoteAddress.port ?? 0)"
-        logger[metadataKey: "prog"] = "\(header.program)"
-        logger[metadataKey: "vers"] = "\(header.version)"
-        logger[metadataKey: "proc"] = "\(header.procedure)"
         let context = RPCCallContext(
             xid: header.xid,
             program: header.program,
@@ -142,42 +137,49 @@ final class RPCDispatcher: Sendable {
             remoteAddress: remoteAddress,
             localAddress: localAddress,
             transport: transport,
-            logger: logger
+            logger: self.logger
         )
-        return .call(PreparedCall(program: program, context: context, arguments: message, cacheKey: cacheKey))
+        let runsInline = program.isNonBlocking(version: header.version, procedure: header.procedure)
+        return .call(PreparedCall(program: program, context: context, arguments: message, cacheKey: cacheKey, runsInline: runsInline))
     }
 
-    /// Runs a prepared call on the thread pool. With a `ledger`, the call does not start while
-    /// its connection may not produce more replies (`.deferred`), and its reply is counted as
-    /// queued on the connection before it leaves the pool thread.
+    /// Runs a prepared call here and now (on the pool, or inline for a non-blocking
+    /// procedure). With a `ledger`, the call does not start while its connection may not
+    /// produce more replies (`.deferred`), and its reply is counted as queued on the connection
+    /// before it leaves this thread.
+    func run(_ call: PreparedCall, ledger: RPCConnectionLedger?) -> Execution {
+        if let ledger, !ledger.mayStartCall {
+            return .deferred(call)
+        }
+        let context = call.context
+        var arguments = call.arguments
+        let reply = call.program.handle(context, arguments: &arguments)
+        let message: RPCReplyMessage?
+        switch reply {
+        case .success(let results): message = Self.reply(xid: context.xid, .success, results: results)
+        case .procedureUnavailable: message = Self.reply(xid: context.xid, .procedureUnavailable)
+        case .garbageArguments: message = Self.reply(xid: context.xid, .garbageArguments)
+        case .systemError: message = Self.reply(xid: context.xid, .systemError)
+        case .authError(let stat): message = Self.reply(xid: context.xid, .authError(stat))
+        case .drop: message = nil
+        }
+        if let cacheKey = call.cacheKey {
+            self.cache.complete(cacheKey, reply: message)
+        }
+        if let ledger, let message {
+            ledger.replyQueued(bytes: message.byteCount)
+        }
+        return .reply(message)
+    }
+
+    /// Runs a prepared call on the thread pool (see `run`).
     func execute(_ call: PreparedCall, ledger: RPCConnectionLedger?, eventLoop: any EventLoop) -> EventLoopFuture<Execution> {
-        let cache = self.cache
         let future = self.threadPool.runIfActive(eventLoop: eventLoop) { () -> Execution in
-            if let ledger, !ledger.mayStartCall {
-                return .deferred(call)
-            }
-            let context = call.context
-            var arguments = call.arguments
-            let reply = call.program.handle(context, arguments: &arguments)
-            let message: RPCReplyMessage?
-            switch reply {
-            case .success(let results): message = Self.reply(xid: context.xid, .success, results: results)
-            case .procedureUnavailable: message = Self.reply(xid: context.xid, .procedureUnavailable)
-            case .garbageArguments: message = Self.reply(xid: context.xid, .garbageArguments)
-            case .systemError: message = Self.reply(xid: context.xid, .systemError)
-            case .authError(let stat): message = Self.reply(xid: context.xid, .authError(stat))
-            case .drop: message = nil
-            }
-            if let cacheKey = call.cacheKey {
-                cache.complete(cacheKey, reply: message)
-            }
-            if let ledger, let message {
-                ledger.replyQueued(bytes: message.byteCount)
-            }
-            return .reply(message)
+            self.run(call, ledger: ledger)
         }
         if let cacheKey = call.cacheKey {
             // The pool refused the work (shutting down): forget the call.
+            let cache = self.cache
             future.whenFailure { _ in cache.complete(cacheKey, reply: nil) }
         }
         return future

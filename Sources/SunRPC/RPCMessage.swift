@@ -238,6 +238,19 @@ enum RPCMessageCodec {
         )
     }
 
+    /// The bytes `writeReplyHeader` writes for `body`.
+    static func replyHeaderByteCount(_ body: RPCReplyBody) -> Int {
+        switch body {
+        // xid, REPLY, MSG_ACCEPTED, verifier (flavor, empty body), accept_stat
+        case .success, .programUnavailable, .procedureUnavailable, .garbageArguments, .systemError: return 24
+        case .programMismatch: return 32
+        // xid, REPLY, MSG_DENIED, RPC_MISMATCH, low, high
+        case .rpcMismatch: return 24
+        // xid, REPLY, MSG_DENIED, AUTH_ERROR, auth_stat
+        case .authError: return 20
+        }
+    }
+
     /// Writes the reply header (xid through accept_stat/reject body) for `body`. For `.success`
     /// the encoded results follow.
     static func writeReplyHeader(xid: UInt32, body: RPCReplyBody, into buffer: inout ByteBuffer) {

@@ -14,8 +14,23 @@ public struct RPCCallContext: Sendable {
     /// address this is the wildcard).
     public var localAddress: SocketAddress?
     public var transport: RPCTransport
-    /// A logger carrying the metadata `xid`, `client`, `prog`, `vers` and `proc`.
-    public var logger: Logger
+    /// The server's logger, without this call's metadata.
+    private var serverLogger: Logger
+
+    /// A logger carrying the metadata `xid`, `client`, `prog`, `vers` and `proc`. Built when
+    /// asked for (most calls never log), with values formatted only when a line is written.
+    public var logger: Logger {
+        get {
+            var logger = self.serverLogger
+            logger[metadataKey: "xid"] = .stringConvertible(self.xid)
+            logger[metadataKey: "client"] = .stringConvertible(RPCClientName(address: self.remoteAddress))
+            logger[metadataKey: "prog"] = .stringConvertible(self.program)
+            logger[metadataKey: "vers"] = .stringConvertible(self.version)
+            logger[metadataKey: "proc"] = .stringConvertible(self.procedure)
+            return logger
+        }
+        set { self.serverLogger = newValue }
+    }
 
     public init(
         xid: UInt32,
@@ -36,13 +51,19 @@ public struct RPCCallContext: Sendable {
         self.remoteAddress = remoteAddress
         self.localAddress = localAddress
         self.transport = transport
-        self.logger = logger
+        self.serverLogger = logger
     }
 
     /// The client's IP address as text ("192.0.2.7", "::1"), or "" for a non-IP peer.
     public var remoteIP: String { self.remoteAddress.ipAddress ?? "" }
     /// The client's source port (below 1024 for a "secure" client), or 0 for a non-IP peer.
     public var remotePort: Int { self.remoteAddress.port ?? 0 }
+}
+
+/// "ip:port" of a client, formatted only when logged.
+struct RPCClientName: CustomStringConvertible, Sendable {
+    let address: SocketAddress
+    var description: String { "\(self.address.ipAddress ?? "\(self.address)"):\(self.address.port ?? 0)" }
 }
 
 /// A program's answer to a call.
@@ -64,8 +85,9 @@ public enum RPCReply: Sendable {
 
 /// An RPC program (e.g. NFS 100003, MOUNT 100005) served by `RPCServer`.
 ///
-/// Handlers are called on a thread of a bounded `NIOThreadPool`, never on an event loop: they
-/// may block (file system, SQLite). Calls of one connection may run in parallel.
+/// Handlers are called on a thread of a bounded `NIOThreadPool`, where they may block (file
+/// system, SQLite), except for the procedures `isNonBlocking` names, which run on the event
+/// loop. Calls of one connection may run in parallel.
 public protocol RPCProgramHandler: Sendable {
     /// The program number.
     var program: UInt32 { get }
@@ -74,6 +96,11 @@ public protocol RPCProgramHandler: Sendable {
     /// True for procedures whose retransmission must be answered from the duplicate request
     /// cache rather than executed again (NFS REMOVE, RENAME, CREATE...).
     func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool
+    /// True for procedures that never block and finish in microseconds (NULL, in-memory
+    /// lookups): they run on the event loop that read the call, saving the two thread hops to
+    /// the pool and back. Anything that touches the file system, a database or a lock held
+    /// across I/O must answer false. Default: NULL only.
+    func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool
     /// Executes one call. `arguments` holds the XDR-encoded arguments (reader index at the
     /// first byte). Return `.garbageArguments` when they cannot be decoded and
     /// `.procedureUnavailable` for an unknown procedure. Procedure 0 (NULL) is the handler's
@@ -83,4 +110,5 @@ public protocol RPCProgramHandler: Sendable {
 
 extension RPCProgramHandler {
     public func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool { false }
+    public func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool { procedure == 0 }
 }

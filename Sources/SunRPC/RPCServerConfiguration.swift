@@ -25,6 +25,13 @@ public struct RPCServerConfiguration: Sendable {
     /// Calls of one TCP connection being executed at once; beyond this the server stops reading
     /// from that connection until replies went out.
     public var maxOutstandingPerConnection: Int = 64
+    /// Pool threads one TCP connection's calls may occupy at once. A worker takes the
+    /// connection's calls one after the other until none is left, and another is woken only
+    /// when calls wait beyond the workers already on their way: few workers per connection
+    /// keep the thread hand-offs and lock contention down (GETATTR at 32 in flight used about
+    /// a third less CPU per call with 4 than with 16), while calls blocked on the disk still
+    /// leave others of the connection a worker, and other connections have workers of their own.
+    public var maxWorkersPerConnection: Int = 4
     /// Reply bytes of one TCP connection computed but not yet handed to the kernel. Beyond
     /// this the server starts no call of that connection and reads nothing more from it until
     /// the client has read enough (a client that pipelines large READs and never reads holds

@@ -44,6 +44,7 @@ extension UnionNamespace {
                 }
             }
             self.changed(.directory(parentFD, path: parent.pathString))
+            self.evictNode(node.fileid, isDirectory: false)
             // The lower name is an upper link now (a crash before this commit: nlink one too high, never too low).
             self.identities.lowerNameGone(node.fileid)
             return try self.reresolve(node)
@@ -112,6 +113,7 @@ extension UnionNamespace {
             try self.crashPoint("copyUp.afterRecord")
             // Step 3: publish. A crash after it: the copy is the object.
             try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
+            self.evictNode(node.fileid, isDirectory: st.isDirectory)
             try self.restoreTimes(parent)
             self.changed(.directory(parentFD, path: parent.pathString))
         }

@@ -131,7 +131,10 @@ extension UnionNamespace {
                     let below = try self.existsBelow(d, name)
                     if whitedOut || below { change.addOpaque = [ino] }
                     // What describes the new directory must be on disk before the directory can be.
-                    if !change.isEmpty { try self.durable(try self.commit(change, "prepare new directory")) }
+                    if !change.isEmpty {
+                        self.nodeCache.withLock { $0.removeAll() }  // merge records changed
+                        try self.durable(try self.commit(change, "prepare new directory"))
+                    }
                 }
                 let fileid = try self.identities.fileid(
                     .init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))

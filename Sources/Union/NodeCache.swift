@@ -1,11 +1,12 @@
 import Glibc
 import Synchronization
 
-// Resolved objects are cached between namespace changes: a file handle then costs one stat instead of a walk from
-// the root through every layer. Every namespace change runs in `mutate`, under the write lock, which empties the
-// cache before and after and bypasses it during the change; lowers are immutable and the upper is changed only
-// through this namespace, so a cached node stays right until then. Its stat is refreshed on each use (data writes
-// run under the read lock and change size and times).
+// Resolved objects are cached: a file handle then costs one stat instead of a walk from the root through every layer.
+// Lowers are immutable and the upper is changed only through this namespace, under the write lock, so a cached node
+// stays right until a change moves or replaces what it describes; the change evicts exactly those nodes at the step
+// that does it (`evictNode`: a copy-up, a removal, a rename; a directory's copy-up, removal or rename, and a change of
+// merge records, empty the whole cache, since descendants describe their paths). A cached node's stat is refreshed on
+// each use and its inode checked (data writes run under the read lock and change size and times).
 
 struct NodeCache: Sendable {
     var capacity: Int
@@ -43,15 +44,17 @@ extension UnionNamespace {
         let (result, seq) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64) in
             self.isMutating.store(true, ordering: .relaxed)
             self.identities.insideChange.store(true, ordering: .relaxed)
-            self.nodeCache.withLock { $0.removeAll() }
             defer {
-                self.nodeCache.withLock { $0.removeAll() }
                 self.identities.insideChange.store(false, ordering: .relaxed)
                 self.isMutating.store(false, ordering: .relaxed)
             }
             let r: Result<T, UnionError>
             do throws(UnionError) { r = .success(try body()) } catch { r = .failure(error) }
             return (r, commits.lastQueued)
+        }
+        if case .failure = result {
+            // A change that failed half-way may have left cached nodes describing what it undid.
+            self.nodeCache.withLock { $0.removeAll() }
         }
         if case .failure(.io(0, "crash point", _)) = result {
             commits.abandon()  // a simulated crash: what was queued never reaches the disk
@@ -66,15 +69,20 @@ extension UnionNamespace {
     }
 
     func cacheNode(_ n: Node) {
-        guard !self.isMutating.load(ordering: .relaxed) else { return }
         self.nodeCache.withLock { $0.put(n) }
+    }
+
+    /// A change moved, replaced or copied up object `fileid`: its cached node is wrong now. A directory: every
+    /// cached node below it describes its path through it, so all go.
+    func evictNode(_ fileid: UInt64, isDirectory: Bool) {
+        self.nodeCache.withLock { c in
+            if isDirectory { c.removeAll() } else { c.items[fileid] = nil }
+        }
     }
 
     /// A cached node with fresh stats, or nil when it is not cached or no longer where it was.
     func cachedNode(_ fileid: UInt64) throws(UnionError) -> Node? {
-        guard !self.isMutating.load(ordering: .relaxed),
-            var n = self.nodeCache.withLock({ $0.get(fileid) })
-        else { return nil }
+        guard var n = self.nodeCache.withLock({ $0.get(fileid) }) else { return nil }
         guard let st = try Self.restat(n.top), st.st_ino == n.top.st.st_ino else { return nil }
         n.top.st = st
         if !n.dirs.isEmpty { n.dirs[0].st = st }

@@ -78,6 +78,7 @@ extension UnionNamespace {
             let seq = try self.commit(c, "whiteout removed name")
             if inUpper { try self.durable(seq) }
         }
+        self.evictNode(n.fileid, isDirectory: n.isDirectory)
         try self.crashPoint("remove.afterWhiteout")
         // Step 2: unlink the upper entry (a crash now: the whiteout hides what is below; records are stale only).
         if inUpper, let parent, let pfd = parent.dir {

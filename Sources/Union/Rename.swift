@@ -105,6 +105,8 @@ extension UnionNamespace {
                 }
             }
             if !c.isEmpty { try self.durable(try self.commit(c, "prepare rename")) }
+            self.evictNode(src.fileid, isDirectory: s.isDirectory || !c.setRedirects.isEmpty || !c.addOpaque.isEmpty)
+            if let dst { self.evictNode(dst.fileid, isDirectory: dst.isDirectory) }
 
             try self.crashPoint("rename.afterPrepare")
             // Step 3: the rename itself.

@@ -126,14 +126,12 @@ struct CheckConfig: ParsableCommand {
         let path = self.file ?? self.config ?? defaultConfigPath
         let configuration: Configuration
         do {
-            configuration = try Configuration.load(path: path)
+            configuration = try Configuration.load(path: path, checkingFileSystem: !self.skipPaths)
         } catch let problems as ConfigurationErrors {
             printErrors(problems.errors.map(\.description) + problems.warnings.map { "warning: \($0)" })
             throw ExitCode(1)
         }
-        let problems = self.skipPaths ? [] : configuration.checkFileSystem()
-        printErrors(problems.map(\.description) + configuration.warnings.map { "warning: \($0)" })
-        if !problems.isEmpty { throw ExitCode(1) }
+        printErrors(configuration.warnings.map { "warning: \($0)" })
         print("\(path): OK (\(configuration.exports.count) export(s): \(configuration.exports.map(\.path).joined(separator: ", ")))")
     }
 }

@@ -150,6 +150,18 @@ import Testing
                 """, "\(result.stderr)")
     }
 
+    @Test func errorsOfTheFileAndOfTheDiskAreReportedTogether() throws {
+        let (result, file, dir) = try self.check(
+            "[server]\nstate_dir = \"@DIR@/state\"\n[[export]]\npath = \"/a\"\nlowers = [\"@DIR@/missing\"]\nclients = [\"*(rw,nosquash)\"]\n")
+        #expect(result.status == 1)
+        #expect(
+            result.stderr == """
+                \(file):5: export[0].lowers = "\(dir)/missing": no such directory (create it or fix the path)
+                \(file):6: export[0].clients = "*(rw,nosquash)": unknown option "nosquash"; options are \(Self.options)
+
+                """, "\(result.stderr)")
+    }
+
     @Test func theSameClientsInTwoRulesAreRefused() throws {
         let (result, file, _) = try self.check(
             "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"10.0.0.0/24(rw)\", \"10.0.0.7/255.255.255.0(ro)\"]\n", arguments: ["--skip-paths"])

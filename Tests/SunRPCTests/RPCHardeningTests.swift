@@ -138,24 +138,25 @@ import XDR
     @Test func clientThatNeverReadsIsDisconnected() async throws {
         var configuration = RPCServerConfiguration()
         configuration.maxQueuedReplyBytesPerConnection = 1 << 20
-        // Long enough that a poller on a busy machine (the cooperative pool shared with other
-        // suites) sees the connection before the stall closes it.
-        configuration.replyStallTimeout = .seconds(3)
+        configuration.replyStallTimeout = .milliseconds(500)
         let resources = configuration.resources
-        try await withTestServer(configuration: configuration) { server in
+        let program = TestProgram()
+        try await withTestServer(programs: [program], configuration: configuration) { server in
             let greedy = try server.client(.tcp, timeout: .seconds(2))
             try greedy.sendRaw(Self.pipelinedBlobCalls(200, replyBytes: 256 << 10))
             // Watched from the server's side: reading from the socket to see the close would be
             // progress.
             let deadline = ContinuousClock.now + .seconds(30)
-            var sawConnection = false
             while ContinuousClock.now < deadline {
-                sawConnection = sawConnection || server.server.connectionCount > 0
-                    || resources.queuedReplyBytes.load(ordering: .relaxed) > 0
-                if sawConnection, server.server.connectionCount == 0, resources.queuedReplyBytes.load(ordering: .relaxed) == 0 { break }
+                if program.calls.load(ordering: .relaxed) > 0, server.server.connectionCount == 0,
+                    resources.queuedReplyBytes.load(ordering: .relaxed) == 0
+                {
+                    break
+                }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(sawConnection)
+            #expect(program.calls.load(ordering: .relaxed) > 0)
+            #expect(program.calls.load(ordering: .relaxed) < 200, "every call ran although its replies were never read")
             #expect(server.server.connectionCount == 0, "a client that never reads was not disconnected")
             #expect(resources.queuedReplyBytes.load(ordering: .relaxed) == 0, "replies of a closed connection are still counted")
             #expect(await onThread { greedy.waitForClose(timeout: .seconds(5)) })

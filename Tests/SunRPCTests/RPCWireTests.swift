@@ -283,4 +283,47 @@ import XDR
             try await second.shutdown()
         }
     }
+
+    /// The reply header is written at send time from its fields: its announced size must be
+    /// what is written, for every kind of reply (the record mark depends on it).
+    @Test func replyHeaderSizeMatchesWhatIsWritten() {
+        let bodies: [RPCReplyBody] = [
+            .success, .programUnavailable, .programMismatch(low: 1, high: 2), .procedureUnavailable,
+            .garbageArguments, .systemError, .rpcMismatch(low: 2, high: 2), .authError(.badCredential),
+        ]
+        for body in bodies {
+            var buffer = ByteBuffer()
+            RPCMessageCodec.writeReplyHeader(xid: 9, body: body, into: &buffer)
+            #expect(buffer.readableBytes == RPCMessageCodec.replyHeaderByteCount(body), "\(body)")
+            let message = RPCReplyMessage(xid: 9, body: body, results: ByteBuffer(bytes: [1, 2, 3, 4]))
+            #expect(message.joined(allocator: ByteBufferAllocator()).readableBytes == buffer.readableBytes + 4)
+        }
+    }
+
+    /// Many calls pipelined on one connection, with small and large replies mixed: every reply
+    /// arrives whole and matches its call (replies are batched into shared writes).
+    @Test func pipelinedRepliesOfMixedSizesArriveWhole() async throws {
+        try await withTestServer { server in
+            let client = try server.client(.tcp, timeout: .seconds(20))
+            var stream = ByteBuffer()
+            var expected: [UInt32: UInt32] = [:]
+            for xid in UInt32(1)...300 {
+                let size: UInt32 = xid % 7 == 0 ? 100_000 + xid : xid * 3
+                expected[xid] = size
+                var message = callMessage(xid: xid, procedure: TestProgram.Procedure.blob.rawValue, arguments: uint32Buffer(size))
+                stream.writeInteger(RecordMarking.header(length: message.readableBytes), endianness: .big)
+                stream.writeBuffer(&message)
+            }
+            try client.sendRaw(stream)
+            for _ in 1...300 {
+                var reply = try await onThread { Result { try client.receiveReply() } }.get()
+                try #require(reply.status == .success)
+                let size = try reply.body.readXDRUInt32()
+                #expect(expected.removeValue(forKey: reply.xid) == size)
+                #expect(reply.body.readableBytes == Int(size) + (4 - Int(size) % 4) % 4)
+                #expect(reply.body.readableBytesView.prefix(Int(size)).allSatisfy { $0 == 0x5a })
+            }
+            #expect(expected.isEmpty)
+        }
+    }
 }

@@ -103,9 +103,12 @@ public struct Configuration: Sendable {
 
     public init() {}
 
-    /// Reads and validates the file at `path`, with `overrides` from the command line.
+    /// Reads and validates the file at `path`, with `overrides` from the command line; with
+    /// `checkingFileSystem`, what `checkFileSystem()` finds counts among the errors too.
     /// - Throws: `ConfigurationErrors` listing every problem, each with `FILE:LINE`.
-    public static func load(path: String, overrides: ConfigurationOverrides = ConfigurationOverrides()) throws -> Configuration {
+    public static func load(
+        path: String, overrides: ConfigurationOverrides = ConfigurationOverrides(), checkingFileSystem: Bool = false
+    ) throws -> Configuration {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             let reason = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "not a regular file of UTF-8 text"
             throw ConfigurationErrors(errors: [
@@ -113,7 +116,8 @@ public struct Configuration: Sendable {
             ])
         }
         let directory = (path as NSString).deletingLastPathComponent
-        return try Configuration(toml: text, relativeTo: directory.isEmpty ? "." : directory, overrides: overrides, file: path)
+        return try Configuration(
+            toml: text, relativeTo: directory.isEmpty ? "." : directory, overrides: overrides, file: path, checkingFileSystem: checkingFileSystem)
     }
 
     /// Parses and validates TOML text. Relative layer and state paths are taken relative to
@@ -122,7 +126,7 @@ public struct Configuration: Sendable {
     /// - Throws: `ConfigurationErrors` listing every problem in file order.
     public init(
         toml text: String, relativeTo baseDirectory: String = FileManager.default.currentDirectoryPath,
-        overrides: ConfigurationOverrides = ConfigurationOverrides(), file: String? = nil
+        overrides: ConfigurationOverrides = ConfigurationOverrides(), file: String? = nil, checkingFileSystem: Bool = false
     ) throws {
         var problems = ProblemList()
         let table: TOMLTable
@@ -180,6 +184,9 @@ public struct Configuration: Sendable {
         self.resolvePaths(against: baseDirectory)
         self.apply(overrides, problems: &problems)
         self.validate(problems: &problems, overrides: overrides)
+        if checkingFileSystem {
+            problems.errors += self.fileSystemProblems()
+        }
 
         self.source = (file, SourceLocator(text: text))
         let errors = self.located(problems.errors)
@@ -460,7 +467,9 @@ public struct Configuration: Sendable {
         problems.check { () throws(ConfigError) in id = try parseExportID(table, prefix: prefix) }
         var maxClients: Int?
         problems.check { () throws(ConfigError) in maxClients = try parseMaxClients(table, key: "\(prefix).max_clients") }
-        guard let path, !rules.isEmpty, !(lowers.isEmpty && upper == nil) else { return nil }
+        // Kept when only its rules are broken (those are errors already), so its layers are
+        // still checked.
+        guard let path, !(lowers.isEmpty && upper == nil) else { return nil }
         return ExportConfiguration(path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource, id: id, maxClients: maxClients)
     }
 
@@ -491,8 +500,9 @@ public struct Configuration: Sendable {
 
     func validatePorts(problems: inout ProblemList, overrides: ConfigurationOverrides) {
         let settings = self.server
-        let nfsKey = overrides.nfsPort != nil ? "--nfs-port" : "server.nfs_port"
-        let mountKey = overrides.mountPort != nil ? "--mount-port" : "server.mount_port"
+        // The option, if one set the value (an invalid one did not and has its own error).
+        let nfsKey = overrides.nfsPort == settings.nfsPort ? "--nfs-port" : "server.nfs_port"
+        let mountKey = overrides.mountPort == settings.mountPort ? "--mount-port" : "server.mount_port"
         if settings.nfsPort != 0 && settings.nfsPort == settings.mountPort {
             problems.error(
                 ConfigError(
@@ -563,9 +573,14 @@ public struct Configuration: Sendable {
     /// directory exist or can be created. Used by `check-config` and at start-up; returns
     /// problems as errors naming the key.
     public func checkFileSystem() -> [ConfigError] {
+        self.located(self.fileSystemProblems())
+    }
+
+    func fileSystemProblems() -> [ConfigError] {
         var problems: [ConfigError] = []
         for (index, export) in self.exports.enumerated() {
-            for (position, lower) in export.lowers.enumerated() {
+            // A lower with {client} is an error of its own already.
+            for (position, lower) in export.lowers.enumerated() where !lower.contains(ExportConfiguration.clientPlaceholder) {
                 var isDirectory: ObjCBool = false
                 if !FileManager.default.fileExists(atPath: lower, isDirectory: &isDirectory) {
                     problems.append(
@@ -583,7 +598,7 @@ public struct Configuration: Sendable {
         if let reason = whyCannotCreate(self.server.stateDirectory) {
             problems.append(ConfigError(key: "server.state_dir", value: "\"\(self.server.stateDirectory)\"", allowed: "cannot be created: \(reason)"))
         }
-        return self.located(problems)
+        return problems
     }
 }
 

@@ -69,7 +69,14 @@ extension ExportRegistry {
             defer { self.closingKeys.end(namespaceKey) }
             self.persistLock.withLock { _ in
                 let (generations, stateDirectory) = self.state.withLock { ($0.generations, $0.configuration.server.stateDirectory) }
-                ExportRegistry.saveGenerations(generations, stateDirectory: stateDirectory)
+                do {
+                    try ExportRegistry.saveGenerations(generations, stateDirectory: stateDirectory)
+                } catch {
+                    // The reset goes on: the new upper has a new handle key, so the client's old
+                    // handles are refused even if the generation is lost.
+                    self.logger.error(
+                        "cannot record the client's reset generation", metadata: ["client": "\(key)", "error": "\(error)"])
+                }
             }
             self.resetHook.withLock { $0 }?("closing")
             // Waits for calls running in it (a copy-up in flight ends with NFS3ERR_STALE).

@@ -27,8 +27,7 @@ struct ExportIDTable: Equatable {
 
     func save(stateDirectory: String) throws {
         let text = self.idsByPath.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)\n" }.joined()
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
-        try text.write(toFile: ExportIDTable.path(stateDirectory), atomically: true, encoding: .utf8)
+        try StateFile.write(text, to: ExportIDTable.path(stateDirectory))
     }
 
     /// Gives every export of `configuration` its identifier (see the type's comment) and records

@@ -23,7 +23,13 @@ extension ExportRegistry {
         self.state.withLock { change(&$0.mounts) }
         self.persistLock.withLock { _ in
             let (mounts, stateDirectory) = self.state.withLock { ($0.mounts, $0.configuration.server.stateDirectory) }
-            ExportRegistry.saveMountTable(mounts, stateDirectory: stateDirectory)
+            do {
+                try ExportRegistry.saveMountTable(mounts, stateDirectory: stateDirectory)
+            } catch {
+                self.logger.error(
+                    "cannot write the mount table; showmount -a may be out of date until the next change",
+                    metadata: ["error": "\(error)"])
+            }
         }
     }
 
@@ -37,10 +43,9 @@ extension ExportRegistry {
         }
     }
 
-    static func saveMountTable(_ mounts: [MountRecord], stateDirectory: String) {
+    static func saveMountTable(_ mounts: [MountRecord], stateDirectory: String) throws(StateFile.WriteError) {
         let text = mounts.map { "\($0.host) \($0.clientKey) \($0.directory)\n" }.joined()
-        try? FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
-        try? text.write(toFile: mountTablePath(stateDirectory), atomically: true, encoding: .utf8)
+        try StateFile.write(text, to: mountTablePath(stateDirectory))
     }
 
     static func generationsPath(_ stateDirectory: String) -> String { "\(stateDirectory)/client-generations" }
@@ -55,9 +60,8 @@ extension ExportRegistry {
         return result
     }
 
-    static func saveGenerations(_ generations: [String: UInt32], stateDirectory: String) {
+    static func saveGenerations(_ generations: [String: UInt32], stateDirectory: String) throws(StateFile.WriteError) {
         let text = generations.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
-        try? FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
-        try? text.write(toFile: generationsPath(stateDirectory), atomically: true, encoding: .utf8)
+        try StateFile.write(text, to: generationsPath(stateDirectory))
     }
 }

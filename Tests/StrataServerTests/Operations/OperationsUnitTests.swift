@@ -107,3 +107,25 @@ import Testing
         #expect(restart == ["server.nfs_port: 2049 → 2050 takes effect after a restart (systemctl restart strata)"])
     }
 }
+
+@Suite struct OverrideAttributionTests {
+    /// An invalid option sets nothing, so a conflict it seems part of is the file's.
+    @Test func aConflictNamesWhatSetTheValue() throws {
+        let text = "[server]\nnfs_port = 2049\nmount_port = 2049\n"
+        let invalid = try #require(throws: ConfigurationErrors.self) {
+            try Configuration(toml: text, overrides: ConfigurationOverrides(nfsPort: 70000))
+        }
+        #expect(
+            invalid.errors.map(\.description) == [
+                "line 3: server.mount_port = 2049: the same port as server.nfs_port; NFS and MOUNT each need a port of their own (usually 2049 and 20048)",
+                "--nfs-port 70000: a port number from 0 to 65535 (0 picks a free port)",
+            ])
+        let valid = try #require(throws: ConfigurationErrors.self) {
+            try Configuration(toml: "[server]\nmount_port = 3049\n", overrides: ConfigurationOverrides(nfsPort: 3049))
+        }
+        #expect(
+            valid.errors.map(\.description) == [
+                "line 2: server.mount_port = 3049: the same port as --nfs-port; NFS and MOUNT each need a port of their own (usually 2049 and 20048)"
+            ])
+    }
+}
