@@ -23,9 +23,22 @@ public struct ExportConfiguration: Sendable, Equatable {
     public var clientKey: ClientKeySource
 
     /// True if every client gets its own upper layer.
-    /// (A byte search: every call asks, and Foundation's `contains` showed in profiles.)
+    /// (A plain byte search: every call asks, and both Foundation's and the standard library's
+    /// generic `contains` showed in profiles.)
     public var hasPerClientUpper: Bool {
-        self.upper?.utf8.contains(ExportConfiguration.clientPlaceholder.utf8) ?? false
+        guard let upper = self.upper else { return false }
+        let needle: StaticString = "{client}"
+        return upper.utf8.withContiguousStorageIfAvailable { hay in
+            needle.withUTF8Buffer { pattern in
+                guard hay.count >= pattern.count else { return false }
+                for start in 0...(hay.count - pattern.count) where hay[start] == pattern[0] {
+                    var index = 1
+                    while index < pattern.count && hay[start + index] == pattern[index] { index += 1 }
+                    if index == pattern.count { return true }
+                }
+                return false
+            }
+        } ?? upper.contains(ExportConfiguration.clientPlaceholder)
     }
 
     public static let clientPlaceholder = "{client}"

@@ -1,4 +1,5 @@
 import Logging
+import SunRPC
 import Union
 
 /// One call inside its export, once its file handle passed access control: what every NFS and
@@ -21,15 +22,41 @@ public struct ExportCall: Sendable {
     public let clientTag: UInt32
     /// The options of the client rule that admitted the caller.
     public let options: ClientOptions
-    /// The RPC call's logger (xid, client); `logger` adds the export, the client key and the
-    /// procedure only when something is logged.
-    let callLogger: Logger
+    /// Where the call's logger comes from: the RPC call (its metadata is built only when a
+    /// line is logged, as most calls never log), or a logger given as it is (tests).
+    enum LogSource: Sendable {
+        case call(RPCCallContext, level: Logger.Level)
+        case logger(Logger)
+    }
+    let logSource: LogSource
     /// The procedure's name, for logs.
     var procedureName: String = ""
 
+    /// A call of the RPC call `call`, whose server logger logs from `logLevel` up.
+    public init(
+        namespace: UnionNamespace, credentials: Credentials, isReadOnly: Bool, exportPath: String, exportID: UInt32,
+        clientKey: String, clientTag: UInt32, options: ClientOptions = ClientOptions(), call: RPCCallContext,
+        logLevel: Logger.Level
+    ) {
+        self.init(
+            namespace: namespace, credentials: credentials, isReadOnly: isReadOnly, exportPath: exportPath,
+            exportID: exportID, clientKey: clientKey, clientTag: clientTag, options: options,
+            logSource: .call(call, level: logLevel))
+    }
+
+    /// A call logged on `logger` (tests, tools).
     public init(
         namespace: UnionNamespace, credentials: Credentials, isReadOnly: Bool, exportPath: String, exportID: UInt32,
         clientKey: String, clientTag: UInt32, options: ClientOptions = ClientOptions(), logger: Logger
+    ) {
+        self.init(
+            namespace: namespace, credentials: credentials, isReadOnly: isReadOnly, exportPath: exportPath,
+            exportID: exportID, clientKey: clientKey, clientTag: clientTag, options: options, logSource: .logger(logger))
+    }
+
+    init(
+        namespace: UnionNamespace, credentials: Credentials, isReadOnly: Bool, exportPath: String, exportID: UInt32,
+        clientKey: String, clientTag: UInt32, options: ClientOptions, logSource: LogSource
     ) {
         self.namespace = namespace
         self.credentials = credentials
@@ -39,7 +66,23 @@ public struct ExportCall: Sendable {
         self.clientKey = clientKey
         self.clientTag = clientTag
         self.options = options
-        self.callLogger = logger
+        self.logSource = logSource
+    }
+
+    /// The level below which nothing is logged (without building the call's metadata).
+    var logLevel: Logger.Level {
+        switch self.logSource {
+        case .call(_, let level): return level
+        case .logger(let logger): return logger.logLevel
+        }
+    }
+
+    /// The RPC call's logger (xid, client).
+    var callLogger: Logger {
+        switch self.logSource {
+        case .call(let call, _): return call.logger
+        case .logger(let logger): return logger
+        }
     }
 
     /// The call's logger with its export, client key and procedure.

@@ -198,7 +198,7 @@ public final class ExportRegistry: Sendable {
             namespace: namespace, credentials: credentials, isReadOnly: rule.options.isReadOnly || namespace.isReadOnly,
             exportPath: export.path, exportID: export.exportID, clientKey: clientKey,
             clientTag: isShared ? 0 : self.clientTag(export: export, clientKey: clientKey, generation: generation),
-            options: rule.options, logger: call.logger)
+            options: rule.options, call: call, logLevel: self.logger.logLevel)
     }
 
     /// Resolves a file handle from the wire for the caller: the export must still exist, the

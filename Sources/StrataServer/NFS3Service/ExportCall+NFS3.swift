@@ -49,7 +49,7 @@ extension ExportCall {
         default:
             // Most refusals (NOENT, ACCES, ...) are ordinary answers: build the metadata only
             // when debug logging is on.
-            if self.callLogger.logLevel <= .debug {
+            if self.logLevel <= .debug {
                 self.logger.debug("NFS operation refused", metadata: Self.metadata(status, error, name))
             }
         }

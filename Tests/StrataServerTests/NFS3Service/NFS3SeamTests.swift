@@ -191,3 +191,20 @@ import XDR
         #expect(empty.data.readableBytes == 0 && empty.eof)
     }
 }
+
+/// The per-client check runs on every call with its own byte search: it must answer as
+/// `String.contains` would.
+@Suite struct PerClientUpperTests {
+    @Test(arguments: [
+        ("/srv/clients/{client}", true), ("/srv/{client}/upper", true), ("{client}", true), ("/srv/{clien}", false),
+        ("/srv/client", false), ("/srv/{{client}", true), ("", false), ("/srv/{client", false),
+    ])
+    func placeholderIsFound(upper: String, expected: Bool) throws {
+        var configuration = try Configuration(toml: exportTable("/a"))
+        configuration.exports[0].upper = upper
+        #expect(configuration.exports[0].hasPerClientUpper == expected)
+        #expect(expected == upper.contains("{client}"))
+        configuration.exports[0].upper = nil
+        #expect(!configuration.exports[0].hasPerClientUpper)
+    }
+}
