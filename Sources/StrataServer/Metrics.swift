@@ -263,3 +263,27 @@ struct MeteredProgram: RPCProgramHandler {
         }
     }
 }
+
+/// Export paths by export identifier, for per-export counts: a call asks this small table
+/// instead of the registry's state, which every call already takes for its admission. An entry
+/// is asked again after a second, so a reload that gives an identifier to another export shows
+/// in the labels within a second.
+final class ExportPathCache: Sendable {
+    let registry: ExportRegistry
+    let paths = Mutex<[UInt32: (path: String, until: ContinuousClock.Instant)]>([:])
+
+    init(registry: ExportRegistry) {
+        self.registry = registry
+    }
+
+    func path(_ exportID: UInt32) -> String? {
+        let now = ContinuousClock.now
+        if let known = self.paths.withLock({ $0[exportID] }), known.until > now { return known.path }
+        guard let path = self.registry.exportPath(exportID: exportID) else {
+            self.paths.withLock { $0[exportID] = nil }
+            return nil
+        }
+        self.paths.withLock { $0[exportID] = (path, now + .seconds(1)) }
+        return path
+    }
+}

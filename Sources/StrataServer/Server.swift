@@ -80,11 +80,11 @@ public final class StrataServer: Sendable {
             let mountProgram = MountProgram(registry: registry, metrics: metrics, logger: logger)
             var meteredNFS = MeteredProgram(nfs: nfsProgram, metrics: metrics)
             meteredNFS.statusName = { NFSStatus3(rawValue: $0).map { "NFS3ERR_\($0)".uppercased() } ?? "NFS3ERR_\($0)" }
-            meteredNFS.exportOfCall = { [registry] _, arguments in
+            let exportPaths = ExportPathCache(registry: registry)
+            meteredNFS.exportOfCall = { _, arguments in
                 // Every NFSv3 call but NULL starts with the file handle it works on; its export is
                 // read from the handle's header without decoding it (the call decodes it once).
-                guard let exportID = ServerFileHandle.exportID(peekingAt: arguments) else { return nil }
-                return registry.exportPath(exportID: exportID)
+                ServerFileHandle.exportID(peekingAt: arguments).flatMap(exportPaths.path)
             }
             let nfsServer = RPCServer(programs: [meteredNFS], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(nfsServer)

@@ -353,8 +353,18 @@ public final class ExportRegistry: Sendable {
 
 extension RPCCallContext {
     /// The caller's address as access rules see it (IPv4-mapped IPv6 folded to IPv4).
+    /// Read from the socket address itself: every call asks, and going through text
+    /// (`inet_ntop`, then `inet_pton`) cost more than the rest of access control.
     var remoteIPAddress: IPAddress? {
-        self.remoteAddress.ipAddress.flatMap { IPAddress($0) }
+        switch self.remoteAddress {
+        case .v4(let address):
+            return .v4(UInt32(bigEndian: address.address.sin_addr.s_addr))
+        case .v6(let address):
+            var raw = address.address.sin6_addr
+            return IPAddress(v6Bytes: withUnsafeBytes(of: &raw) { Array($0) })
+        default:
+            return nil
+        }
     }
 
     var remotePort: Int { self.remoteAddress.port ?? 0 }
