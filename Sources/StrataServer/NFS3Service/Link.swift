@@ -20,9 +20,11 @@ extension NFS3Service {
             return .fail(status, Link3ResFail(fileAttributes: call.postOp(file), linkdirWcc: call.wcc(before, dir)))
         }
         do {
-            let attributes = try call.namespace.link(file, in: dir, args.link.name, as: call.credentials)
+            let change = try call.namespace.linkChange(file, in: dir, args.link.name, as: call.credentials)
             return .ok(
-                Link3ResOK(fileAttributes: PostOpAttr(FileAttributes3(attributes)), linkdirWcc: call.wcc(before, dir)))
+                Link3ResOK(
+                    fileAttributes: PostOpAttr(change.attributes.map(FileAttributes3.init)),
+                    linkdirWcc: call.wcc(change.directory)))
         } catch {
             return .fail(
                 call.status(error, name: args.link.name),

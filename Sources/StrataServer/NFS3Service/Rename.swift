@@ -3,34 +3,37 @@ import Union
 
 extension NFS3Service {
     /// RENAME (RFC 1813 §3.3.14). Both directories must be in the caller's namespace
-    /// (NFS3ERR_XDEV otherwise); both wcc_data are returned in every answer.
+    /// (NFS3ERR_XDEV otherwise); both wcc_data are returned in every answer (on success taken by
+    /// the union with the change).
     func rename(_ args: Rename3Args, _ call: ExportCall, _ fromDir: ObjectHandle, _ target: SecondHandle) -> Rename3Res {
-        let fromBefore = call.preOp(fromDir)
         let toDir: ObjectHandle
         switch target {
         case .resolved(let object):
             toDir = object
         case .refused(let status):
             return .fail(
-                status, Rename3ResFail(fromdirWcc: call.wcc(fromBefore, fromDir), todirWcc: .absent))
+                status, Rename3ResFail(fromdirWcc: call.wcc(call.preOp(fromDir), fromDir), todirWcc: .absent))
         }
-        let toBefore = call.preOp(toDir)
-        func answer(_ status: NFSStatus3?) -> Rename3Res {
-            let body = Rename3ResBody(fromdirWcc: call.wcc(fromBefore, fromDir), todirWcc: call.wcc(toBefore, toDir))
-            return status.map { .fail($0, body) } ?? .ok(body)
+        // A refused or failed rename changed nothing: its wcc_data is read afterwards.
+        func refuse(_ status: NFSStatus3) -> Rename3Res {
+            .fail(
+                status,
+                Rename3ResBody(
+                    fromdirWcc: call.wcc(call.preOp(fromDir), fromDir), todirWcc: call.wcc(call.preOp(toDir), toDir)))
         }
         if call.isReadOnly {
-            return answer(.rofs)
+            return refuse(.rofs)
         }
         if let status = NFSName(args.from.name).statusForRename ?? NFSName(args.to.name).statusForRename {
-            return answer(status)
+            return refuse(status)
         }
         do {
-            try call.namespace.rename(
+            // Both wcc_data as the union took them with the change.
+            let change = try call.namespace.renameChange(
                 from: fromDir, args.from.name, to: toDir, args.to.name, as: call.credentials)
-            return answer(nil)
+            return .ok(Rename3ResBody(fromdirWcc: call.wcc(change.directory), todirWcc: call.wcc(change.toDirectory)))
         } catch {
-            return answer(call.status(error, name: args.from.name))
+            return refuse(call.status(error, name: args.from.name))
         }
     }
 }

@@ -4,18 +4,19 @@ import Union
 extension NFS3Service {
     /// SETATTR (RFC 1813 §3.3.2). With a guard, the union compares the object's ctime and
     /// answers `guardMismatch` (NFS3ERR_NOT_SYNC) without changing anything.
+    /// The object's wcc_data is the union's, taken with the change (read afterwards when nothing
+    /// changed).
     func setattr(_ args: SetAttr3Args, _ call: ExportCall, _ object: ObjectHandle) -> SetAttr3Res {
-        let before = call.preOp(object)
         if call.isReadOnly {
-            return .fail(.rofs, SetAttr3ResFail(objWcc: call.wcc(before, object)))
+            return .fail(.rofs, SetAttr3ResFail(objWcc: call.wcc(call.preOp(object), object)))
         }
         do {
-            let after = try call.namespace.setattr(
+            let change = try call.namespace.setattrChange(
                 object, SetAttributes(args.newAttributes), guardCtime: args.guardCtime.map(Timespec.init),
                 as: call.credentials)
-            return .ok(SetAttr3ResOK(objWcc: WccData(before: before, after: PostOpAttr(FileAttributes3(after)))))
+            return .ok(SetAttr3ResOK(objWcc: call.wcc(change.object)))
         } catch {
-            return .fail(call.status(error), SetAttr3ResFail(objWcc: call.wcc(before, object)))
+            return .fail(call.status(error), SetAttr3ResFail(objWcc: call.wcc(call.preOp(object), object)))
         }
     }
 }
