@@ -71,11 +71,11 @@ public struct NFS3Service: Sendable {
     public func handle(
         procedure rawProcedure: UInt32,
         arguments: inout ByteBuffer,
-        logger: Logger,
+        logger: @autoclosure @escaping () -> Logger,
         resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>
     ) -> NFS3Outcome {
         guard let procedure = NFS3Procedure(rawValue: rawProcedure) else { return .procedureUnavailable }
-        let request = NFS3Request(service: self, procedure: procedure, logger: logger)
+        let request = NFS3Request(service: self, procedure: procedure, makeLogger: logger)
         switch procedure {
         case .null:
             return .success(ByteBuffer())
@@ -172,7 +172,10 @@ enum SecondHandle {
 struct NFS3Request {
     let service: NFS3Service
     let procedure: NFS3Procedure
-    let logger: Logger
+    /// The call's logger, built only when something is logged (most calls never log).
+    let makeLogger: () -> Logger
+
+    var logger: Logger { self.makeLogger() }
 
     /// Decodes arguments of an `XDRDecodable` type; see `run(_:decode:_:_:_:_:)`.
     func run<Args: XDRDecodable, OK, Fail>(
