@@ -170,13 +170,18 @@ public final class ExportRegistry: Sendable {
     /// keeps seeing, read-only, with its handles valid. That exception holds only for a key
     /// the client cannot choose (its address, or a machine name behind a rule for its very
     /// address): a guest sending another client's machine name never reads that client's upper.
-    func admit(export: ExportConfiguration, call: RPCCallContext, create: Bool) throws(CallRejection) -> ExportCall {
+    /// - Parameter knownClientKeys: the `[clients]` table when the caller read it already, in
+    ///   the same lock section as the export (the state lock is contended: each call takes it
+    ///   as few times as it can).
+    func admit(
+        export: ExportConfiguration, call: RPCCallContext, create: Bool, knownClientKeys: [String: String]? = nil
+    ) throws(CallRejection) -> ExportCall {
         guard let rule = self.rule(for: export, call: call) else { throw .accessDenied }
         if rule.options.requiresPrivilegedPort, call.remotePort >= 1024 { throw .tooWeak }
         guard let credentials = ExportRegistry.squash(call.credential, options: rule.options) else {
             throw .unsupportedCredential
         }
-        let clientKeys = self.state.withLock { $0.configuration.clientKeys }
+        let clientKeys = knownClientKeys ?? self.state.withLock { $0.configuration.clientKeys }
         let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: clientKeys)
         var isShared = !export.hasPerClientUpper
         if export.hasPerClientUpper, rule.options.isReadOnly {
@@ -210,11 +215,14 @@ public final class ExportRegistry: Sendable {
         } catch {
             return .failure(.badHandle)
         }
-        guard let export = self.state.withLock({ $0.exportsByID[handle.exportID] }) else {
+        let found = self.state.withLock { state in
+            state.exportsByID[handle.exportID].map { ($0, state.configuration.clientKeys) }
+        }
+        guard let (export, clientKeys) = found else {
             return .failure(.stale)
         }
         do {
-            let admitted = try self.admit(export: export, call: call, create: false)
+            let admitted = try self.admit(export: export, call: call, create: false, knownClientKeys: clientKeys)
             guard admitted.clientTag == handle.clientTag else {
                 // Either another client's handle (refused) or one of this client's from before a
                 // reset, or from before its rule changed between ro and rw (stale).
