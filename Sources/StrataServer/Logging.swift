@@ -5,24 +5,28 @@ import Synchronization
 /// What the server's log handler reads on every line: the level (`log_level`, changed by a
 /// reload) and the format (`log_format`). One instance per process, shared by every logger.
 public final class LogControl: Sendable {
-    private let state: Mutex<(level: Logger.Level, format: LogFormat)>
+    /// Index of the level in `Logger.Level.allCases`: every call reads it (an atomic, as a
+    /// lock here was taken by all pool threads at once).
+    private let levelIndex: Atomic<Int>
+    private let state: Mutex<LogFormat>
     /// True when stderr is the systemd journal's stream: lines then start with a syslog
     /// priority (`<6>`) and carry no timestamp (the journal stamps them).
     public let isJournal: Bool
 
     public init(level: Logger.Level, format: LogFormat, isJournal: Bool = LogControl.stderrIsJournal()) {
-        self.state = Mutex((level, format))
+        self.levelIndex = Atomic(Logger.Level.allCases.firstIndex(of: level) ?? 0)
+        self.state = Mutex(format)
         self.isJournal = isJournal
     }
 
     public var level: Logger.Level {
-        get { self.state.withLock { $0.level } }
-        set { self.state.withLock { $0.level = newValue } }
+        get { Logger.Level.allCases[self.levelIndex.load(ordering: .relaxed)] }
+        set { self.levelIndex.store(Logger.Level.allCases.firstIndex(of: newValue) ?? 0, ordering: .relaxed) }
     }
 
     public var format: LogFormat {
-        get { self.state.withLock { $0.format } }
-        set { self.state.withLock { $0.format = newValue } }
+        get { self.state.withLock { $0 } }
+        set { self.state.withLock { $0 = newValue } }
     }
 
     /// systemd sets `JOURNAL_STREAM=DEV:INODE` for a service whose stderr is the journal; the

@@ -22,7 +22,7 @@ public struct AdministrationError: Error, CustomStringConvertible, Sendable {
 extension ExportRegistry {
     /// Every client key that has an upper layer on disk under a per-client export.
     public func clients() -> [ClientReport] {
-        let (configuration, lastSeen, mounts) = self.state.withLock { ($0.configuration, $0.lastSeen, $0.mounts) }
+        let (configuration, lastSeen, mounts) = self.state.withReadLock { ($0.configuration, $0.lastSeen.mapValues(\.seconds), $0.mounts) }
         var reports: [ClientReport] = []
         for export in configuration.exports where export.hasPerClientUpper {
             for key in ExportRegistry.clientKeysOnDisk(template: export.upper ?? "") {
@@ -30,7 +30,7 @@ extension ExportRegistry {
                 reports.append(
                     ClientReport(
                         key: key, export: export.path, upper: upper, sizeBytes: diskUsage(of: upper),
-                        lastSeen: lastSeen[key].map { $0.timeIntervalSince1970 },
+                        lastSeen: lastSeen[key],
                         isMounted: mounts.contains { $0.clientKey == key && $0.directory == export.path }))
             }
         }

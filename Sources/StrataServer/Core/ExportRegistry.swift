@@ -26,8 +26,16 @@ public final class ExportRegistry: Sendable {
 
     struct OpenNamespace {
         let namespace: UnionNamespace
-        /// `clock()` at the last call admitted to it, for closing idle namespaces.
-        var lastUsed: Double
+        /// `clock()` at the last call admitted to it, for closing idle namespaces. Calls move
+        /// it under the shared lock; a close decides under the exclusive one, so no call marks
+        /// a namespace used while it is being chosen for closing.
+        let used: TimeStamp
+        var lastUsed: Double { self.used.seconds }
+
+        init(namespace: UnionNamespace, lastUsed: Double) {
+            self.namespace = namespace
+            self.used = TimeStamp(lastUsed)
+        }
     }
 
     struct State {
@@ -38,7 +46,8 @@ public final class ExportRegistry: Sendable {
         /// Client key → reset generation; folded into the namespace identifier so handles from
         /// before a `client reset` are stale.
         var generations: [String: UInt32] = [:]
-        var lastSeen: [String: Date] = [:]
+        /// Client key → wall-clock seconds of its last call.
+        var lastSeen: [String: TimeStamp] = [:]
         /// Statistics of namespaces already closed (reset, reload, idle), so the totals the
         /// metrics report never go down.
         var closedStatistics = UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 0)
@@ -49,7 +58,8 @@ public final class ExportRegistry: Sendable {
         var uppers: [UInt32: Set<String>] = [:]
     }
 
-    let state: Mutex<State>
+    /// Every call reads it (shared lock); opens, closes, reload and mounts change it.
+    let state: ReadWriteLocked<State>
     /// Held while a namespace is opened (see `withNamespace`).
     let openingLock = Mutex(())
     /// Namespaces being closed (reset, idle, reload): opens of these wait until they are.
@@ -94,22 +104,22 @@ public final class ExportRegistry: Sendable {
         initial.exportIDs = exportIDs
         initial.mounts = ExportRegistry.loadMountTable(stateDirectory: stateDirectory)
         initial.generations = ExportRegistry.loadGenerations(stateDirectory: stateDirectory)
-        self.state = Mutex(initial)
+        self.state = ReadWriteLocked(initial)
         self.logger = logger
         self.policy = policy
         self.clock = clock
     }
 
-    public var configuration: Configuration { self.state.withLock { $0.configuration } }
+    public var configuration: Configuration { self.state.withReadLock { $0.configuration } }
 
-    public var exports: [ExportConfiguration] { self.state.withLock { $0.configuration.exports } }
+    public var exports: [ExportConfiguration] { self.state.withReadLock { $0.configuration.exports } }
 
     /// The path of the export with identifier `exportID` (bytes 1-3 of its handles).
     public func exportPath(exportID: UInt32) -> String? {
-        self.state.withLock { $0.exportsByID[exportID]?.path }
+        self.state.withReadLock { $0.exportsByID[exportID]?.path }
     }
 
-    public var mountTable: [MountRecord] { self.state.withLock { $0.mounts } }
+    public var mountTable: [MountRecord] { self.state.withReadLock { $0.mounts } }
 
     // MARK: Access control
 
@@ -171,8 +181,8 @@ public final class ExportRegistry: Sendable {
     /// the client cannot choose (its address, or a machine name behind a rule for its very
     /// address): a guest sending another client's machine name never reads that client's upper.
     /// - Parameter knownClientKeys: the `[clients]` table when the caller read it already, in
-    ///   the same lock section as the export (the state lock is contended: each call takes it
-    ///   as few times as it can).
+    ///   the same lock section as the export (each call takes the state lock as few times as
+    ///   it can, and only shared).
     func admit(
         export: ExportConfiguration, call: RPCCallContext, create: Bool, knownClientKeys: [String: String]? = nil
     ) throws(CallRejection) -> ExportCall {
@@ -181,7 +191,7 @@ public final class ExportRegistry: Sendable {
         guard let credentials = ExportRegistry.squash(call.credential, options: rule.options) else {
             throw .unsupportedCredential
         }
-        let clientKeys = knownClientKeys ?? self.state.withLock { $0.configuration.clientKeys }
+        let clientKeys = knownClientKeys ?? self.state.withReadLock { $0.configuration.clientKeys }
         let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: clientKeys)
         var isShared = !export.hasPerClientUpper
         if export.hasPerClientUpper, rule.options.isReadOnly {
@@ -194,10 +204,21 @@ public final class ExportRegistry: Sendable {
         // The namespace and the reset generation are read in one lock section: a reset removes
         // the one and bumps the other in one section too, so a call never pairs a new
         // generation with the namespace of the upper the reset deletes.
-        let now = Date()
-        let (namespace, generation) = try self.withNamespace(key, export: export, create: create && !rule.options.isReadOnly) { state, open in
-            state.lastSeen[clientKey] = now
-            return (open.namespace, state.generations[clientKey] ?? 0)
+        let now = wallClockSeconds()
+        let (namespace, generation, isSeen) = try self.withNamespace(key, export: export, create: create && !rule.options.isReadOnly) { state, open in
+            let seen = state.lastSeen[clientKey]
+            seen?.advance(to: now, granularity: 1)
+            return (open.namespace, state.generations[clientKey] ?? 0, seen != nil)
+        }
+        if !isSeen {
+            // A client's first call since the server started.
+            self.state.withLock { state in
+                if let seen = state.lastSeen[clientKey] {
+                    seen.advance(to: now, granularity: 1)
+                } else {
+                    state.lastSeen[clientKey] = TimeStamp(now)
+                }
+            }
         }
         return ExportCall(
             namespace: namespace, credentials: credentials, isReadOnly: rule.options.isReadOnly || namespace.isReadOnly,
@@ -215,7 +236,7 @@ public final class ExportRegistry: Sendable {
         } catch {
             return .failure(.badHandle)
         }
-        let found = self.state.withLock { state in
+        let found = self.state.withReadLock { state in
             state.exportsByID[handle.exportID].map { ($0, state.configuration.clientKeys) }
         }
         guard let (export, clientKeys) = found else {
@@ -228,7 +249,7 @@ public final class ExportRegistry: Sendable {
                 // reset, or from before its rule changed between ro and rw (stale).
                 guard export.hasPerClientUpper else { return .failure(.accessDenied) }
                 if handle.clientTag == 0 { return .failure(.stale) }
-                let generations = self.state.withLock { $0.generations[admitted.clientKey] } ?? 0
+                let generations = self.state.withReadLock { $0.generations[admitted.clientKey] } ?? 0
                 for old in 0...generations
                 where self.clientTag(export: export, clientKey: admitted.clientKey, generation: old) == handle.clientTag {
                     return .failure(.stale)
@@ -249,7 +270,7 @@ public final class ExportRegistry: Sendable {
     /// of the file it is asked for), looked up in the union with the caller's credentials.
     public func mount(path: String, call: RPCCallContext) -> Result<(ExportCall, [UInt8]), CallRejection> {
         let components = path.split(separator: "/").map(String.init)
-        let export: ExportConfiguration? = self.state.withLock { state in
+        let export: ExportConfiguration? = self.state.withReadLock { state in
             // The longest export path that is a prefix of `path` on component boundaries.
             state.configuration.exports
                 .filter { export in
@@ -341,7 +362,7 @@ public final class ExportRegistry: Sendable {
 
     /// Copy-ups and whiteouts of every namespace since the server started.
     public var unionStatistics: UnionStatistics {
-        self.state.withLock { state in
+        self.state.withReadLock { state in
             var total = state.closedStatistics
             for open in state.namespaces.values { total.add(open.namespace.statistics) }
             return total

@@ -106,21 +106,22 @@ extension ExportRegistry {
         return try self.withNamespace(key, export: export, create: create) { _, open in open.namespace }
     }
 
-    /// Runs `body` on the open namespace `key` under the state lock, opening it first if needed
+    /// Runs `body` on the open namespace `key` under the shared state lock, opening it first if needed
     /// (waiting while the same namespace is being closed). Marks it used.
     func withNamespace<Value: Sendable>(
-        _ key: NamespaceKey, export: ExportConfiguration, create: Bool, _ body: (inout State, OpenNamespace) -> Value
+        _ key: NamespaceKey, export: ExportConfiguration, create: Bool, _ body: (State, OpenNamespace) -> Value
     ) throws(CallRejection) -> Value {
         let deadline = monotonicSeconds() + self.policy.closingWaitSeconds
         // Each round either finds the namespace open or opens it; another round is needed only
         // when a close (reset, idle) removes it in between, at most a few times in practice.
         for _ in 0..<100 {
             let now = self.clock()
-            let found: Value? = self.state.withLock { state in
-                guard var open = state.namespaces[key] else { return nil }
-                open.lastUsed = now
-                state.namespaces[key] = open
-                return body(&state, open)
+            // Shared: calls do not wait for each other. A close takes the namespace out under
+            // the exclusive lock, so one found here is not being closed while it is marked used.
+            let found: Value? = self.state.withReadLock { state in
+                guard let open = state.namespaces[key] else { return nil }
+                open.used.advance(to: now, granularity: 0.001)
+                return body(state, open)
             }
             if let found { return found }
             if !self.closingKeys.waitUntilClosed(key, deadline: deadline) {
@@ -131,7 +132,7 @@ extension ExportRegistry {
             // on its work/ cleanup. Opens are rare (once per namespace), so one lock for all
             // costs little.
             let opened = try self.openingLock.withLock { (_: inout Void) throws(CallRejection) -> Bool in
-                if self.state.withLock({ $0.namespaces[key] != nil }) { return false }
+                if self.state.withReadLock({ $0.namespaces[key] != nil }) { return false }
                 // A close that began after the wait above: wait again, without the lock.
                 if self.closingKeys.contains(key) { return false }
                 let namespace = try self.open(export: export, key: key, create: create)
@@ -151,7 +152,7 @@ extension ExportRegistry {
         // The shared namespace of a per-client export has no upper: read-only clients see the
         // lowers, with the identity store in state_dir as a read-only export has.
         let upper = key.clientKey.isEmpty && export.hasPerClientUpper ? nil : self.upperPath(export: export, clientKey: key.clientKey)
-        let (stateDirectory, limit) = self.state.withLock { ($0.configuration.server.stateDirectory, export.clientLimit(server: $0.configuration.server)) }
+        let (stateDirectory, limit) = self.state.withReadLock { ($0.configuration.server.stateDirectory, export.clientLimit(server: $0.configuration.server)) }
         if let upper, export.hasPerClientUpper, !FileManager.default.fileExists(atPath: upper) {
             guard create else { throw .stale }
             let count = self.clientsWithUpper(export).count
@@ -191,7 +192,7 @@ extension ExportRegistry {
 
     /// Client keys with an upper layer of the per-client `export`, read from disk once.
     func clientsWithUpper(_ export: ExportConfiguration) -> Set<String> {
-        if let known = self.state.withLock({ $0.uppers[export.exportID] }) { return known }
+        if let known = self.state.withReadLock({ $0.uppers[export.exportID] }) { return known }
         let onDisk = Set(ExportRegistry.clientKeysOnDisk(template: export.upper ?? ""))
         return self.state.withLock { state in
             if let known = state.uppers[export.exportID] { return known }
@@ -262,7 +263,7 @@ extension ExportRegistry {
     }
 
     /// Number of open namespaces.
-    public var openNamespaceCount: Int { self.state.withLock { $0.namespaces.count } }
+    public var openNamespaceCount: Int { self.state.withReadLock { $0.namespaces.count } }
 
     /// Looks for idle namespaces every `policy.sweepSeconds` until `closeAll()`, running the
     /// closes through `run` (the server's thread pool: a close waits for calls in flight).
