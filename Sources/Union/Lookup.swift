@@ -193,6 +193,7 @@ extension UnionNamespace {
         -> Node
     {
         var node = start
+        self.stats.resolutionSteps.add(UInt64(steps.count), ordering: .relaxed)
         for (name, fileid) in steps {
             var found: Node?
             do throws(UnionError) {

@@ -31,6 +31,9 @@ final class StatisticsCounters: Sendable {
     let copyUps = Atomic<UInt64>(0)
     let copyUpBytes = Atomic<UInt64>(0)
     let whiteoutsCreated = Atomic<UInt64>(0)
+    /// Names looked up to resolve handles that were not cached (tests check that resolving a handle after a change
+    /// costs a step or two, not a walk from the root).
+    let resolutionSteps = Atomic<UInt64>(0)
 
     func copiedUp(bytes: UInt64) {
         self.copyUpBytes.add(bytes, ordering: .relaxed)
