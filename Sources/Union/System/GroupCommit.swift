@@ -19,7 +19,7 @@ enum SyncTarget {
 /// - A failing flush fails every waiter of its batch (none is acknowledged) and puts the batch back at the head of
 ///   the queue: memory already shows the changes, so the next flush retries them.
 ///
-/// `@unchecked Sendable`: `mutex`/`condition` protect every mutable field.
+/// `@unchecked Sendable`: `monitor` protects every mutable field.
 final class GroupCommit<Record>: @unchecked Sendable {
     /// One flush: every record of the changes it covers, in the order they were made, and what they altered.
     struct Batch {
@@ -36,8 +36,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
         var syncs: [SyncTarget]
     }
 
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let monitor = Monitor()
     private let flush: (Batch) throws(UnionError) -> Void
     private var queue: [Entry] = []
     private var lastSeq: UInt64 = 0
@@ -52,25 +51,14 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// `flush` makes one batch durable; it runs on whichever waiter leads, without the group's lock held.
     init(flush: @escaping (Batch) throws(UnionError) -> Void) {
         self.flush = flush
-        self.mutex.initialize(to: pthread_mutex_t())
-        self.condition.initialize(to: pthread_cond_t())
-        pthread_mutex_init(self.mutex, nil)
-        pthread_cond_init(self.condition, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(self.condition)
-        pthread_mutex_destroy(self.mutex)
-        self.condition.deallocate()
-        self.mutex.deallocate()
     }
 
     /// Queues one change; returns its sequence number for `waitDurable`. Call it right after making the change, under
     /// the lock that orders changes, so the queue order is the order the changes were made in.
     @discardableResult
     func enqueue(_ records: [Record], syncs: [SyncTarget] = [], afterSync: [Record] = []) -> UInt64 {
-        pthread_mutex_lock(self.mutex)
-        defer { pthread_mutex_unlock(self.mutex) }
+        self.monitor.lock()
+        defer { self.monitor.unlock() }
         if self.isAbandoned { return 0 }
         let eligible = max(self.lastEligible, self.batchesStarted + 1)
         self.lastSeq += 1
@@ -87,38 +75,38 @@ final class GroupCommit<Record>: @unchecked Sendable {
 
     /// The sequence number of the last change queued (wait for it to cover everything queued so far).
     var lastQueued: UInt64 {
-        pthread_mutex_lock(self.mutex)
-        defer { pthread_mutex_unlock(self.mutex) }
+        self.monitor.lock()
+        defer { self.monitor.unlock() }
         return self.lastSeq
     }
 
     /// Flushes done so far (tests: "many waiters, one flush").
     var flushes: UInt64 {
-        pthread_mutex_lock(self.mutex)
-        defer { pthread_mutex_unlock(self.mutex) }
+        self.monitor.lock()
+        defer { self.monitor.unlock() }
         return self.flushCount
     }
 
     /// Returns once change `seq` (and everything queued before it) is durable; throws the error of the flush that
     /// failed to make it so. The first waiter to find no flush running leads the next one.
     func waitDurable(_ seq: UInt64) throws(UnionError) {
-        pthread_mutex_lock(self.mutex)
+        self.monitor.lock()
         while true {
             if self.isAbandoned {
                 // The simulated process is dead: nothing it waits for will ever be durable.
-                pthread_mutex_unlock(self.mutex)
+                self.monitor.unlock()
                 throw .io(errno: 0, call: "crash point", path: "abandoned group commit")
             }
             if self.durableSeq >= seq {
-                pthread_mutex_unlock(self.mutex)
+                self.monitor.unlock()
                 return
             }
             if let f = self.failures.last(where: { $0.from < seq && seq <= $0.through }) {
-                pthread_mutex_unlock(self.mutex)
+                self.monitor.unlock()
                 throw f.error
             }
             if self.isFlushing {
-                pthread_cond_wait(self.condition, self.mutex)
+                self.monitor.wait()
                 continue
             }
             let number = self.batchesStarted + 1
@@ -126,7 +114,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
             while n < self.queue.count && self.queue[n].eligible <= number { n += 1 }
             guard n > 0 else {
                 // Nothing can be eligible only if `seq` was never queued (an abandoned or foreign number).
-                pthread_mutex_unlock(self.mutex)
+                self.monitor.unlock()
                 return
             }
             self.isFlushing = true
@@ -135,7 +123,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
             self.queue.removeFirst(n)
             let from = self.durableSeq
             let through = taken[n - 1].seq
-            pthread_mutex_unlock(self.mutex)
+            self.monitor.unlock()
 
             var batch = Batch(number: number)
             for e in taken {
@@ -149,7 +137,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 failure = error
             }
 
-            pthread_mutex_lock(self.mutex)
+            self.monitor.lock()
             self.flushCount += 1
             if let failure {
                 // Retry in the next batch; everything behind moves one batch later so `afterSync` order holds.
@@ -162,7 +150,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 self.durableSeq = through
             }
             self.isFlushing = false
-            pthread_cond_broadcast(self.condition)
+            self.monitor.broadcast()
         }
     }
 
@@ -175,17 +163,17 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// changes are not recorded and every wait fails (no step that waits for durability runs any more). The
     /// namespace is closed right after.
     func abandon() {
-        pthread_mutex_lock(self.mutex)
+        self.monitor.lock()
         self.isAbandoned = true
         self.queue = []
-        pthread_cond_broadcast(self.condition)
-        pthread_mutex_unlock(self.mutex)
+        self.monitor.broadcast()
+        self.monitor.unlock()
     }
 }
 
 /// Shared fsyncs of one file (WRITE FILE_SYNC / DATA_SYNC and COMMIT): a caller needs an fsync that started after
 /// its own write; callers arriving while one runs share the next. Striped by fileid. `@unchecked Sendable`: each
-/// stripe's mutex protects its state.
+/// stripe's monitor protects its state.
 final class FileSyncs: @unchecked Sendable {
     private struct State {
         var started: UInt64 = 0
@@ -196,21 +184,8 @@ final class FileSyncs: @unchecked Sendable {
     }
 
     private final class Stripe {
-        let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-        let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        let monitor = Monitor()
         var files: [UInt64: State] = [:]
-        init() {
-            self.mutex.initialize(to: pthread_mutex_t())
-            self.condition.initialize(to: pthread_cond_t())
-            pthread_mutex_init(self.mutex, nil)
-            pthread_cond_init(self.condition, nil)
-        }
-        deinit {
-            pthread_cond_destroy(self.condition)
-            pthread_mutex_destroy(self.mutex)
-            self.condition.deallocate()
-            self.mutex.deallocate()
-        }
     }
 
     private let stripes = (0..<32).map { _ in Stripe() }
@@ -222,8 +197,8 @@ final class FileSyncs: @unchecked Sendable {
     /// Callers waiting for (or running) an fsync of `key` (tests).
     func waiting(_ key: UInt64) -> Int {
         let s = self.stripes[Int(key % UInt64(self.stripes.count))]
-        pthread_mutex_lock(s.mutex)
-        defer { pthread_mutex_unlock(s.mutex) }
+        s.monitor.lock()
+        defer { s.monitor.unlock() }
         return s.files[key]?.waiters ?? 0
     }
 
@@ -231,7 +206,7 @@ final class FileSyncs: @unchecked Sendable {
     /// concurrent callers for the same file. `sync` runs the fsync (on whichever caller leads).
     func sync(_ key: UInt64, _ sync: () throws(UnionError) -> Void) throws(UnionError) {
         let s = self.stripes[Int(key % UInt64(self.stripes.count))]
-        pthread_mutex_lock(s.mutex)
+        s.monitor.lock()
         var st = s.files[key] ?? State()
         // An fsync already running may have started before our write: we need the next one.
         let target = st.started + 1
@@ -245,24 +220,24 @@ final class FileSyncs: @unchecked Sendable {
                 break
             }
             if st.isRunning {
-                pthread_cond_wait(s.condition, s.mutex)
+                s.monitor.wait()
                 continue
             }
             st.isRunning = true
             st.started += 1
             let mine = st.started
             s.files[key] = st
-            pthread_mutex_unlock(s.mutex)
+            s.monitor.unlock()
             var failure: UnionError?
             do throws(UnionError) { try sync() } catch { failure = error }
             self.syncCount.withLock { $0 += 1 }
-            pthread_mutex_lock(s.mutex)
+            s.monitor.lock()
             st = s.files[key]!
             st.isRunning = false
             st.finished = mine
             if let failure { st.errors[mine] = failure }
             s.files[key] = st
-            pthread_cond_broadcast(s.condition)
+            s.monitor.broadcast()
         }
         st.waiters -= 1
         if st.waiters == 0 && !st.isRunning {
@@ -270,7 +245,7 @@ final class FileSyncs: @unchecked Sendable {
         } else {
             s.files[key] = st
         }
-        pthread_mutex_unlock(s.mutex)
+        s.monitor.unlock()
         if let result { throw result }
     }
 }

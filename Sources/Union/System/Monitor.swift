@@ -1,0 +1,28 @@
+import Glibc
+
+/// A mutex with one condition variable, for the waits where a caller sleeps until another thread finished shared work
+/// (a group commit's flush, a shared fsync). `@unchecked Sendable`: the pthread objects are the synchronisation.
+final class Monitor: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        self.mutex.initialize(to: pthread_mutex_t())
+        self.condition.initialize(to: pthread_cond_t())
+        pthread_mutex_init(self.mutex, nil)
+        pthread_cond_init(self.condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(self.condition)
+        pthread_mutex_destroy(self.mutex)
+        self.condition.deallocate()
+        self.mutex.deallocate()
+    }
+
+    @inline(__always) func lock() { pthread_mutex_lock(self.mutex) }
+    @inline(__always) func unlock() { pthread_mutex_unlock(self.mutex) }
+    /// Releases the mutex while asleep; holds it again on return. Callers re-check their condition.
+    @inline(__always) func wait() { pthread_cond_wait(self.condition, self.mutex) }
+    @inline(__always) func broadcast() { pthread_cond_broadcast(self.condition) }
+}
