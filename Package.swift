@@ -3,6 +3,8 @@ import PackageDescription
 
 // Module graph (one-way, see Docs/ARCHITECTURE.md):
 //   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB.
+//   strata → StrataBench → NFS3Client → {NFS3, SunRPC}: the load generator; the server never
+//   depends on it.
 let package = Package(
     name: "Strata",
     platforms: [.macOS(.v15)],
@@ -60,6 +62,14 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        .target(
+            name: "NFS3Client",
+            dependencies: [
+                "XDR", "SunRPC", "NFS3",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
@@ -72,10 +82,20 @@ let package = Package(
         .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "XDR"]),
         .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR"]),
         .testTarget(name: "UnionTests", dependencies: ["Union"]),
+        .testTarget(
+            name: "NFS3ClientTests",
+            dependencies: [
+                "NFS3Client", "NFS3", "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "StrataServerTests", dependencies: ["StrataServer", "SunRPC", "Union", "NFS3", "XDR"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["XDR", "SunRPC", "NFS3", .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: ["XDR", "SunRPC", "NFS3", "NFS3Client", .product(name: "NIOPosix", package: "swift-nio")]
         ),
     ]
 )
