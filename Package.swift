@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Module graph (one-way, see Docs/ARCHITECTURE.md):
-//   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB.
+//   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB;
+//   strata → BootTrace → NFS3.
 let package = Package(
     name: "Strata",
     platforms: [.macOS(.v15)],
@@ -60,10 +61,16 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
+        // replayed by any number of clients (the load generator's boot storm).
+        .target(
+            name: "BootTrace",
+            dependencies: ["NFS3", "XDR", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataServer", "SunRPC", "Union",
+                "StrataServer", "SunRPC", "Union", "BootTrace",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -72,10 +79,11 @@ let package = Package(
         .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "XDR"]),
         .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR"]),
         .testTarget(name: "UnionTests", dependencies: ["Union"]),
+        .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
         .testTarget(name: "StrataServerTests", dependencies: ["StrataServer", "SunRPC", "Union", "NFS3", "XDR"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["XDR", "SunRPC", "NFS3", .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: ["XDR", "SunRPC", "NFS3", "BootTrace", .product(name: "NIOPosix", package: "swift-nio")]
         ),
     ]
 )
