@@ -5,6 +5,9 @@ import NIOEmbedded
 import NIOPosix
 import SunRPC
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 import XDR
 
 @testable import NFS3Client
@@ -235,14 +238,29 @@ func outcome<Value: Sendable>(_ future: EventLoopFuture<Value>) -> Result<Value,
         await #expect(throws: NFS3ClientError.connectionClosed) { try await call.get() }
     }
 
-    @Test func connectToAClosedPortFailsWithConnectFailed() async throws {
+    @Test func connectToAPortWithoutListenerFailsWithConnectFailed() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
-        // Bind a port and close it again: nothing listens there now.
-        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
-        let port = try #require(probe.localAddress?.port)
-        try await probe.close()
-        await #expect(throws: NFS3ClientError.self) {
+        // A socket bound but not listening holds the port (no other test can take it) and
+        // refuses connections.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                bind(fd, raw, length) == 0 && getsockname(fd, raw, &length) == 0
+            }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        await #expect {
             _ = try await RPCConnection.connect(host: "127.0.0.1", port: port, credential: .none, group: group).get()
+        } throws: { error in
+            if case NFS3ClientError.connectFailed = error { return true }
+            return false
         }
     }
 }
