@@ -71,6 +71,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // `strata bench`: the load generator's workloads, phases and reports.
+        .target(
+            name: "StrataBench",
+            dependencies: [
+                "NFS3Client", "NFS3", "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
         // replayed by any number of clients (the load generator's boot storm).
         .target(
@@ -80,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataServer", "SunRPC", "Union", "BootTrace",
+                "StrataServer", "SunRPC", "Union", "BootTrace", "StrataBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -99,6 +110,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "BenchTests", dependencies: ["StrataBench"]),
         .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
         .testTarget(name: "StrataServerTests", dependencies: ["StrataServer", "SunRPC", "Union", "NFS3", "XDR"]),
         .testTarget(
