@@ -4,6 +4,8 @@ import PackageDescription
 // Module graph (one-way, see Docs/ARCHITECTURE.md):
 //   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB;
 //   strata → BootTrace → NFS3.
+//   strata → StrataBench → NFS3Client → {NFS3, SunRPC}: the load generator; the server never
+//   depends on it.
 let package = Package(
     name: "Strata",
     platforms: [.macOS(.v15)],
@@ -61,6 +63,14 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        .target(
+            name: "NFS3Client",
+            dependencies: [
+                "XDR", "SunRPC", "NFS3",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
         // replayed by any number of clients (the load generator's boot storm).
         .target(
@@ -79,11 +89,21 @@ let package = Package(
         .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "XDR"]),
         .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR"]),
         .testTarget(name: "UnionTests", dependencies: ["Union"]),
+        .testTarget(
+            name: "NFS3ClientTests",
+            dependencies: [
+                "NFS3Client", "NFS3", "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
         .testTarget(name: "StrataServerTests", dependencies: ["StrataServer", "SunRPC", "Union", "NFS3", "XDR"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["XDR", "SunRPC", "NFS3", "BootTrace", .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: ["XDR", "SunRPC", "NFS3", "NFS3Client", "BootTrace", .product(name: "NIOPosix", package: "swift-nio")]
         ),
     ]
 )
