@@ -71,11 +71,12 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // `strata bench`: the load generator's workloads, phases and reports.
+        // `strata bench`: the load generator's workloads (NFS3Client connections, phases and
+        // reports, the boot storm, server watching).
         .target(
             name: "StrataBench",
             dependencies: [
-                "NFS3Client", "NFS3", "SunRPC", "XDR",
+                "NFS3Client", "BootTrace", "NFS3", "SunRPC", "XDR",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -92,6 +93,7 @@ let package = Package(
             name: "strata",
             dependencies: [
                 "StrataServer", "SunRPC", "Union", "BootTrace", "StrataBench",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

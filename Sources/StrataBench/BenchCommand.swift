@@ -7,12 +7,13 @@ import NIOCore
 import NIOPosix
 import SunRPC
 
-/// `strata bench`: drives any NFSv3 server with the asynchronous client (NFS3Client) and
+/// `strata bench [run]`: drives any NFSv3 server with the asynchronous client (NFS3Client) and
 /// prints one line (or one JSON object) per timed phase, with its own CPU per call beside the
 /// server's. A subcommand of `strata` (one binary to install and to point scripts at), kept in
 /// its own module so the server never links it.
-public struct Bench: AsyncParsableCommand {
+public struct BenchWorkloads: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Measure an NFSv3 server (Strata or any other) with an asynchronous load generator.",
         discussion: """
             Workloads (--workload, comma-separated, run in order):

@@ -353,8 +353,3 @@ func patternBuffer(_ count: Int) -> ByteBuffer {
     buffer.writeRepeatingByte(0x5a, count: count - buffer.readableBytes)
     return buffer
 }
-
-struct BenchError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
