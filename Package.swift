@@ -77,10 +77,20 @@ let package = Package(
             name: "BootTrace",
             dependencies: ["NFS3", "XDR", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // The load generator's workloads (strata bench): NFS3Client connections, server watching.
+        .target(
+            name: "StrataBench",
+            dependencies: [
+                "NFS3Client", "BootTrace", "NFS3", "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataServer", "SunRPC", "Union", "BootTrace",
+                "StrataServer", "SunRPC", "Union", "BootTrace", "StrataBench",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
