@@ -71,20 +71,23 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
-        // replayed by any number of clients (the load generator's boot storm).
-        .target(
-            name: "BootTrace",
-            dependencies: ["NFS3", "XDR", .product(name: "NIOCore", package: "swift-nio")]
-        ),
-        // The load generator's workloads (strata bench): NFS3Client connections, server watching.
+        // `strata bench`: the load generator's workloads (NFS3Client connections, phases and
+        // reports, the boot storm, server watching).
         .target(
             name: "StrataBench",
             dependencies: [
                 "NFS3Client", "BootTrace", "NFS3", "SunRPC", "XDR",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
+        // replayed by any number of clients (the load generator's boot storm).
+        .target(
+            name: "BootTrace",
+            dependencies: ["NFS3", "XDR", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .executableTarget(
             name: "strata",
@@ -109,6 +112,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "BenchTests", dependencies: ["StrataBench"]),
         .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
         .testTarget(name: "StrataServerTests", dependencies: ["StrataServer", "SunRPC", "Union", "NFS3", "XDR"]),
         .testTarget(
