@@ -158,8 +158,10 @@ extension ExportRegistry {
                 throw AdministrationError("lower layer \(lower) is not a directory; create it or fix the path")
             }
         }
-        // The walk is slow on a large image: outside every lock.
+        // The walks are slow on a large image: outside every lock (MNTs take `imagesLock`).
         let fingerprints = try lowers.map { try LayerTools.fingerprint(layerDirectory: $0) }
+        let hasImage = self.state.withReadLock { $0.images[export.exportID] != nil }
+        let firstLayers = hasImage ? nil : try export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) }
         let published = try self.imagesLock.withLock { _ throws -> ImageVersion in
             let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
             var table = current
@@ -168,7 +170,7 @@ extension ExportRegistry {
                 image = existing
             } else {
                 let first = ImageVersion(
-                    number: 1, layers: try export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) },
+                    number: 1, layers: try firstLayers ?? export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) },
                     publishedAt: Date().timeIntervalSince1970)
                 image = ExportImage(versions: [first], newest: 1, nextNumber: 2, configuredLowers: export.lowers)
             }
