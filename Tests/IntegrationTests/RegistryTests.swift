@@ -1,6 +1,8 @@
 import Foundation
+import TestSupport
 import NFS3
 import SunRPC
+import SunRPCClient
 import Testing
 import XDR
 

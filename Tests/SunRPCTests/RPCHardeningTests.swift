@@ -5,6 +5,7 @@ import Testing
 import XDR
 
 @testable import SunRPC
+import SunRPCClient
 
 /// Denial of service by unauthenticated clients (issue 10, items 1–3) and credential flavors
 /// (item 14), on the wire against an in-process server.

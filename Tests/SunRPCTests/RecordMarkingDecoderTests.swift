@@ -4,6 +4,7 @@ import Glibc
 @_spi(CustomByteBufferAllocator) import NIOCore
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import SunRPC
 
@@ -134,19 +135,6 @@ import Testing
                 if case .needMoreData = step { break }
             }
         }
-    }
-}
-
-/// A small seeded generator so failures replay (the seed is printed).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9e37_79b9_7f4a_7c15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import Union
@@ -74,17 +75,11 @@ import Testing
             lines.append(command.joined(separator: " ") + " </dev/null 2>/dev/null; echo $?")
         }
         try lines.joined(separator: "\n").write(toFile: dir + "/ops.sh", atomically: false, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = [dir + "/ops.sh"]
-        try p.run()
-        let deadline = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning {
-            p.terminate()
+        let shell = try Subprocess(["/bin/sh", dir + "/ops.sh"])
+        if shell.wait(timeout: 120) == nil {
+            shell.terminate()
             Issue.record("\(calls.count) calls as other users did not finish within 120 s")
         }
-        p.waitUntilExit()
         let out = (try? String(contentsOfFile: results, encoding: .utf8)) ?? ""
         let codes = out.split(separator: "\n").map { Int32($0) ?? -1 }
         guard codes.count == calls.count else {

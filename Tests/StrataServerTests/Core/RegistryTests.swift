@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SunRPC
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import StrataServer
@@ -15,9 +16,7 @@ final class RegistryFixture {
     let logger = Logger(label: "registry-test") { _ in SwiftLogNoOpLogHandler() }
 
     init() throws {
-        var template = Array("/tmp/strata-registry-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        self.base = String(cString: try #require(made))
+        self.base = try makeTemporaryDirectory("strata-registry")
         try self.write("lower/etc/hostname", "base\n")
         try self.write("lower/big", String(repeating: "x", count: 1 << 16))
         try FileManager.default.createDirectory(atPath: "\(self.base)/lower/tmp", withIntermediateDirectories: true)

@@ -4,6 +4,7 @@ import NFS3
 import NIOCore
 import NIOPosix
 import SunRPC
+import SunRPCClient
 import Testing
 import Union
 import XDR
