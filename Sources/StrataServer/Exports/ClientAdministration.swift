@@ -82,13 +82,22 @@ extension ExportRegistry {
             // Waits for calls running in it (a copy-up in flight ends with NFS3ERR_STALE).
             self.close(removed, keepingClosing: true)
             self.resetHook.withLock { $0 }?("closed")
-            let aside = "\(upper).reset-\(UInt64(Date().timeIntervalSince1970 * 1000))"
-            guard rename(upper, aside) == 0 else {
-                throw AdministrationError("cannot move \(upper) aside to \(aside): \(String(cString: strerror(errno)))")
+            let aside: String
+            do {
+                aside = try LayerTools.moveAside(layer: upper)
+            } catch {
+                throw AdministrationError("cannot move \(upper) aside: \(error)")
             }
             self.state.withLock { _ = $0.uppers[export.exportID]?.remove(key) }
+            // A remount may create the fresh upper from here on, while the old one is deleted.
             self.closingKeys.end(namespaceKey)
-            try? FileManager.default.removeItem(atPath: aside)
+            do {
+                try LayerTools.deleteDiscarded(aside)
+            } catch {
+                self.logger.error(
+                    "client reset: the old upper is moved aside but could not be deleted; delete it by hand",
+                    metadata: ["client": "\(key)", "directory": "\(aside)", "error": "\(error)"])
+            }
             resetUppers.append(upper)
         }
         self.changeMountTable { $0.removeAll { $0.clientKey == key } }
