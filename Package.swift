@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Module graph (one-way, see Docs/ARCHITECTURE.md):
-//   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB.
+//   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB;
+//   strata → BootTrace → NFS3.
 let package = Package(
     name: "Strata",
     platforms: [.macOS(.v15)],
@@ -70,10 +71,16 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
+        // replayed by any number of clients (the load generator's boot storm).
+        .target(
+            name: "BootTrace",
+            dependencies: ["NFS3", "XDR", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataServer", "SunRPC", "Union",
+                "StrataServer", "SunRPC", "Union", "BootTrace",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -84,6 +91,7 @@ let package = Package(
         .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "SunRPCClient", "XDR", "TestSupport"]),
         .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR", "TestSupport"]),
         .testTarget(name: "UnionTests", dependencies: ["Union", "TestSupport"]),
+        .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
         .testTarget(
             name: "StrataServerTests",
             dependencies: ["StrataServer", "SunRPC", "SunRPCClient", "Union", "NFS3", "XDR", "TestSupport"]
@@ -91,7 +99,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "XDR", "SunRPC", "SunRPCClient", "NFS3", "TestSupport",
+                "XDR", "SunRPC", "SunRPCClient", "NFS3", "BootTrace", "TestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
