@@ -141,10 +141,7 @@ import TestSupport
             let listed = Set(listing.entries.map { String(decoding: $0.name, as: UTF8.self) }).subtracting([".", ".."])
             var m = models[c]
             for (name, want) in m.files where !m.uncertain.contains(name) {
-                guard case .ok(let ok) = try client.lookup(name, in: dir) else {
-                    Issue.record("seed \(seed) round \(round): acknowledged c\(c)/\(name) is gone")
-                    continue
-                }
+                let ok = try #require(client.lookup(name, in: dir).success, "seed \(seed) round \(round): acknowledged c\(c)/\(name) is gone")
                 #expect(ok.objAttributes.attributes?.fileid == want.fileid, "seed \(seed) round \(round): c\(c)/\(name) fileid")
                 let text = String(decoding: try client.readAll(ok.object), as: UTF8.self)
                 #expect(text == want.content, "seed \(seed) round \(round): c\(c)/\(name) content \(text) != \(want.content)")
@@ -153,10 +150,10 @@ import TestSupport
                 #expect(!listed.contains(name), "seed \(seed) round \(round): removed c\(c)/\(name) came back")
             }
             for name in listed {
-                guard case .ok = try client.lookup(name, in: dir) else {
-                    Issue.record("seed \(seed) round \(round): c\(c)/\(name) listed but not found")
-                    continue
-                }
+                #expect(
+                    try client.lookup(name, in: dir).success != nil,
+                    "seed \(seed) round \(round): c\(c)/\(name) listed but not found"
+                )
             }
             for name in m.uncertain {
                 if case .ok(let ok) = try client.lookup(name, in: dir) {

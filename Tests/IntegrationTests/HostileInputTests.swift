@@ -73,7 +73,7 @@ import XDR
         return -1
     }
 
-    /// Issue 10 item 2: 16 clients pipeline 64 READs of 1 MiB each and never read a reply
+    /// 16 clients pipeline 64 READs of 1 MiB each and never read a reply
     /// (1 GiB of replies; before the fix the server's RSS grew by about that much). The
     /// server's peak RSS must grow by less than 384 MiB, and another client keeps being
     /// answered (within a generous 5 s, for a busy CI machine).

@@ -90,7 +90,7 @@ import TestSupport
     }
 }
 
-/// Issue 10 item 9: SET/UNSET with owners, as rpcbind.
+/// SET/UNSET with owners, as rpcbind.
 @Suite struct PortmapperOwnershipTests {
     static func mapping(_ program: UInt32, _ version: UInt32, _ prot: UInt32, _ port: UInt32 = 0) -> ByteBuffer {
         xdrEncoded(PortmapperMapping(program: program, version: version, protocolNumber: prot, port: port))

@@ -161,7 +161,7 @@ private let countingAllocator = ByteBufferAllocator(
     }
 )
 
-/// Issue 10 item 1: a record sent as many tiny fragments was copied whole for every fragment
+/// A record sent as many tiny fragments was copied whole for every fragment
 /// (copy-on-write of the accumulated buffer still held by the decoder's state): quadratic, and
 /// four connections kept the event loops busy for minutes.
 @Suite(.serialized) struct RecordMarkingCostTests {

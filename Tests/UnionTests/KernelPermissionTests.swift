@@ -5,7 +5,7 @@ import Testing
 
 @testable import Union
 
-/// SETATTR permission rules compared with the kernel's own answers (issue 10, item 10): the same chown, chmod and
+/// SETATTR permission rules compared with the kernel's own answers: the same chown, chmod and
 /// utimes calls are made on a local file as another user (`setpriv` + `perl`, whose exit status is the errno) and
 /// through the union as the same credentials; errno and the resulting owner and mode must match.
 @Suite struct KernelPermissionTests {

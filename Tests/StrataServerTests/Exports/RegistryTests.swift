@@ -247,7 +247,7 @@ extension ExportRegistry {
 }
 
 @Suite struct ClientResetRaceTests {
-    /// Issue 10 item 11: a reset while the client has a copy-up in flight and re-mounts used to
+    /// A reset while the client has a copy-up in flight and re-mounts used to
     /// leave a namespace on the deleted upper (every CREATE answered NOENT until a restart).
     /// Here a copy-up is held in the union's copy hook, the reset is held between closing the
     /// namespace and moving the upper aside (its hook), and the re-mount comes exactly then: it
