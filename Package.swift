@@ -4,6 +4,8 @@ import PackageDescription
 // Module graph (one-way, see Docs/ARCHITECTURE.md):
 //   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB;
 //   strata → BootTrace → NFS3.
+//   strata → StrataBench → NFS3Client → {NFS3, SunRPC}: the load generator; the server never
+//   depends on it.
 let package = Package(
     name: "Strata",
     platforms: [.macOS(.v15)],
@@ -71,6 +73,14 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        .target(
+            name: "NFS3Client",
+            dependencies: [
+                "XDR", "SunRPC", "NFS3",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
         // replayed by any number of clients (the load generator's boot storm).
         .target(
@@ -91,6 +101,16 @@ let package = Package(
         .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "SunRPCClient", "XDR", "TestSupport"]),
         .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR", "TestSupport"]),
         .testTarget(name: "UnionTests", dependencies: ["Union", "TestSupport"]),
+        .testTarget(
+            name: "NFS3ClientTests",
+            dependencies: [
+                "NFS3Client", "NFS3", "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
         .testTarget(
             name: "StrataServerTests",
@@ -99,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "XDR", "SunRPC", "SunRPCClient", "NFS3", "BootTrace", "TestSupport",
+                "XDR", "SunRPC", "SunRPCClient", "NFS3", "NFS3Client", "BootTrace", "TestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

@@ -61,6 +61,7 @@ public final class StrataServer: Sendable {
         let reloader = Reloader(configuration: configuration, registry: registry, logger: logger, logControl: logControl, source: reloadSource)
         let metrics = ServerMetrics()
         metrics.observeUnion { [registry] in registry.unionStatistics }
+        metrics.observeImages { [registry] in registry.imageMetrics() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         let threadPool = NIOThreadPool(numberOfThreads: settings.threads)
         threadPool.start()

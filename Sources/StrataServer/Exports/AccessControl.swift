@@ -63,18 +63,18 @@ extension ExportRegistry {
     /// keeps seeing, read-only, with its handles valid. That exception holds only for a key
     /// the client cannot choose (its address, or a machine name behind a rule for its very
     /// address): a guest sending another client's machine name never reads that client's upper.
-    /// - Parameter knownClientKeys: the `[clients]` table when the caller read it already, in
+    /// - Parameter known: the `[clients]` table and the export's image when the caller read them already, in
     ///   the same lock section as the export (each call takes the state lock as few times as
     ///   it can, and only shared).
     func admit(
-        export: ExportConfiguration, call: RPCCallContext, create: Bool, knownClientKeys: [String: String]? = nil
+        export: ExportConfiguration, call: RPCCallContext, create: Bool, known: (clientKeys: [String: String], image: ExportImage?)? = nil
     ) throws(CallRejection) -> ExportCall {
         guard let rule = self.rule(for: export, call: call) else { throw .accessDenied }
         if rule.options.requiresPrivilegedPort, call.remotePort >= 1024 { throw .tooWeak }
         guard let credentials = ExportRegistry.squash(call.credential, options: rule.options) else {
             throw .unsupportedCredential
         }
-        let clientKeys = knownClientKeys ?? self.state.withReadLock { $0.configuration.clientKeys }
+        let (clientKeys, image) = known ?? self.state.withReadLock { ($0.configuration.clientKeys, self.image(of: export, in: $0)) }
         let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: clientKeys)
         var isShared = !export.hasPerClientUpper
         if export.hasPerClientUpper, rule.options.isReadOnly {
@@ -83,7 +83,10 @@ extension ExportRegistry {
             if case .host = rule.match { isKeyOfThisHost = true }
             isShared = !(isKeyOfThisHost && self.clientsWithUpper(export).contains(clientKey))
         }
-        let key = NamespaceKey(exportID: export.exportID, clientKey: isShared ? "" : clientKey)
+        // The client's image version: a move (at its MNT) between here and the open below makes
+        // the open refuse this version (`open` checks it again under the opening lock).
+        let version = image?.placement(of: clientKey) ?? 1
+        let key = NamespaceKey(exportID: export.exportID, clientKey: isShared ? "" : clientKey, version: version)
         // The namespace and the reset generation are read in one lock section: a reset removes
         // the one and bumps the other in one section too, so a call never pairs a new
         // generation with the namespace of the upper the reset deletes.
@@ -106,7 +109,9 @@ extension ExportRegistry {
         return ExportCall(
             namespace: namespace, credentials: credentials, isReadOnly: rule.options.isReadOnly || namespace.isReadOnly,
             exportPath: export.path, exportID: export.exportID, clientKey: clientKey,
-            clientTag: isShared ? 0 : self.clientTag(export: export, clientKey: clientKey, generation: generation),
+            clientTag: isShared
+                ? self.sharedTag(version: version)
+                : self.clientTag(export: export, clientKey: clientKey, generation: generation, version: version),
             options: rule.options, call: call, logLevel: self.logger.logLevel)
     }
 }

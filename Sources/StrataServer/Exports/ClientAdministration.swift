@@ -11,6 +11,8 @@ public struct ClientReport: Sendable, Codable, Equatable {
     /// started, nil if none.
     public var lastSeen: Double?
     public var isMounted: Bool
+    /// The image version the client is on; nil when its export has no image versions.
+    public var version: Int?
 }
 
 /// Why an administration request failed, with what to do about it.
@@ -22,7 +24,9 @@ public struct AdministrationError: Error, CustomStringConvertible, Sendable {
 extension ExportRegistry {
     /// Every client key that has an upper layer on disk under a per-client export.
     public func clients() -> [ClientReport] {
-        let (configuration, lastSeen, mounts) = self.state.withReadLock { ($0.configuration, $0.lastSeen.mapValues(\.seconds), $0.mounts) }
+        let (configuration, lastSeen, mounts, images) = self.state.withReadLock {
+            ($0.configuration, $0.lastSeen.mapValues(\.seconds), $0.mounts, $0.images)
+        }
         var reports: [ClientReport] = []
         for export in configuration.exports where export.hasPerClientUpper {
             for key in ExportRegistry.clientKeysOnDisk(template: export.upper ?? "") {
@@ -31,7 +35,8 @@ extension ExportRegistry {
                     ClientReport(
                         key: key, export: export.path, upper: upper, sizeBytes: diskUsage(of: upper),
                         lastSeen: lastSeen[key],
-                        isMounted: mounts.contains { $0.clientKey == key && $0.directory == export.path }))
+                        isMounted: mounts.contains { $0.clientKey == key && $0.directory == export.path },
+                        version: images[export.exportID]?.placement(of: key)))
             }
         }
         return reports.sorted { ($0.export, $0.key) < ($1.export, $1.key) }

@@ -22,6 +22,9 @@ public final class ExportRegistry: Sendable {
         /// "" for the namespace every client of the export shares: the export's own upper, or
         /// no upper at all (read-only clients of a per-client export).
         var clientKey: String
+        /// The image version whose lowers it stacks (1 for an export without an image: its
+        /// configured lowers, which become version 1 if it ever gets one).
+        var version: Int = 1
     }
 
     struct OpenNamespace {
@@ -56,6 +59,11 @@ public final class ExportRegistry: Sendable {
         /// Per-client export → client keys with an upper layer on disk (read from disk on first
         /// need), for `max_clients`.
         var uppers: [UInt32: Set<String>] = [:]
+        /// The versions of exports with an image (`state_dir/images.json`).
+        var images = ImageTable()
+        /// Versions whose layers were checked against their fingerprints since the server
+        /// started (export identifier, version).
+        var verifiedVersions: Set<[Int]> = []
     }
 
     /// Every call reads it (shared lock); opens, closes, reload and mounts change it.
@@ -66,6 +74,10 @@ public final class ExportRegistry: Sendable {
     let closingKeys = ClosingKeys()
     /// Orders writes of the small state files (mount table, reset generations).
     let persistLock = Mutex(())
+    /// Held across a change of the image versions: from reading the table, through writing
+    /// `images.json`, to installing it (publish, rollback, gc, a client's move). Taken before
+    /// `openingLock` and the state lock, never while holding them.
+    let imagesLock = Mutex(())
     let logger: Logger
     let policy: NamespacePolicy
     /// Monotonic seconds (tests pass their own).
@@ -104,10 +116,12 @@ public final class ExportRegistry: Sendable {
         initial.exportIDs = exportIDs
         initial.mounts = ExportRegistry.loadMountTable(stateDirectory: stateDirectory, logger: logger)
         initial.generations = ExportRegistry.loadGenerations(stateDirectory: stateDirectory, logger: logger)
+        initial.images = ImageTable.load(stateDirectory: stateDirectory, logger: logger)
         self.state = ReadWriteLocked(initial)
         self.logger = logger
         self.policy = policy
         self.clock = clock
+        self.startImages()
     }
 
     public var configuration: Configuration { self.state.withReadLock { $0.configuration } }

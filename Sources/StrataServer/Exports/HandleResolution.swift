@@ -14,22 +14,26 @@ extension ExportRegistry {
             return .failure(.badHandle)
         }
         let found = self.state.withReadLock { state in
-            state.exportsByID[handle.exportID].map { ($0, state.configuration.clientKeys) }
+            state.exportsByID[handle.exportID].map { ($0, state.configuration.clientKeys, self.image(of: $0, in: state)) }
         }
-        guard let (export, clientKeys) = found else {
+        guard let (export, clientKeys, image) = found else {
             return .failure(.stale)
         }
         do {
-            let admitted = try self.admit(export: export, call: call, create: false, knownClientKeys: clientKeys)
+            let admitted = try self.admit(export: export, call: call, create: false, known: (clientKeys, image))
             guard admitted.clientTag == handle.clientTag else {
                 // Either another client's handle (refused) or one of this client's from before a
-                // reset, or from before its rule changed between ro and rw (stale).
+                // reset, from before its rule changed between ro and rw, or of another image
+                // version than the one it is on now (stale).
+                let versions = 1..<max(2, image?.nextNumber ?? 2)
+                if versions.contains(where: { self.sharedTag(version: $0) == handle.clientTag }) { return .failure(.stale) }
                 guard export.hasPerClientUpper else { return .failure(.accessDenied) }
-                if handle.clientTag == 0 { return .failure(.stale) }
                 let generations = self.state.withReadLock { $0.generations[admitted.clientKey] } ?? 0
-                for old in 0...generations
-                where self.clientTag(export: export, clientKey: admitted.clientKey, generation: old) == handle.clientTag {
-                    return .failure(.stale)
+                for old in 0...generations {
+                    for version in versions
+                    where self.clientTag(export: export, clientKey: admitted.clientKey, generation: old, version: version) == handle.clientTag {
+                        return .failure(.stale)
+                    }
                 }
                 return .failure(.accessDenied)
             }

@@ -22,6 +22,12 @@ extension ExportRegistry {
         guard let export else { return .failure(.noSuchExport) }
         let below = components.dropFirst(export.path.split(separator: "/").count)
         do {
+            // A mount is where a client moves to its due image version (a reboot): its calls
+            // until then stay on the version they started on.
+            if let rule = self.rule(for: export, call: call), !(rule.options.requiresPrivilegedPort && call.remotePort >= 1024) {
+                let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: self.configuration.clientKeys)
+                try self.moveIfDue(export: export, clientKey: clientKey)
+            }
             let admitted = try self.admit(export: export, call: call, create: true)
             var object = admitted.namespace.rootHandle
             for component in below {

@@ -127,7 +127,8 @@ import XDR
                 client, .create,
                 Create3Args(where: DirOpArgs3(dir: harness.root(), name: Array("big".utf8)), how: .guarded(.none)),
                 as: Create3Res.self)
-            let made = try #require((created, let file = made.obj.handle).success, "create answered \(created.status)")
+            let made = try #require(created.success, "create answered \(created.status)")
+            let file = try #require(made.obj.handle, "create answered no handle")
             var data = ByteBuffer()
             for index in 0..<(1 << 20) { data.writeInteger(UInt8(truncatingIfNeeded: index &* 7)) }
             let written = try self.call(
