@@ -96,7 +96,7 @@ extension ExportRegistry {
             guard let image = self.state.withReadLock({ $0.images[export.exportID] }) else { continue }
             if image.configuredLowers != export.lowers {
                 do {
-                    _ = try self.publish(export: export, lowers: export.lowers, fromConfiguration: true)
+                    _ = try self.publishConfigured(export: export)
                 } catch {
                     self.logger.error(
                         "cannot publish the lowers of the configuration file as a new image version; clients stay on theirs",
@@ -143,6 +143,24 @@ extension ExportRegistry {
     /// `exportPath`, for clients' next mounts. Mounted clients stay on theirs.
     public func publish(exportPath: String, lowers: [String]) throws -> ImageVersion {
         try self.publish(export: try self.versionableExport(exportPath), lowers: lowers, fromConfiguration: false)
+    }
+
+    /// The `lowers` of `export` in the configuration file, which differ from those last
+    /// compared: published as a new version, unless they are the newest version's already (the
+    /// operator wrote a published stack into the file): then only recorded. Returns the
+    /// version published, nil if none was.
+    func publishConfigured(export: ExportConfiguration, running: ExportConfiguration? = nil) throws -> ImageVersion? {
+        let adopted = try self.imagesLock.withLock { _ throws -> Bool in
+            let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
+            guard var image = current[export.exportID], image.version(image.newest)?.lowers == export.lowers else { return false }
+            image.configuredLowers = export.lowers
+            var table = current
+            table[export.exportID] = image
+            try self.install(table, stateDirectory: stateDirectory)
+            return true
+        }
+        if adopted { return nil }
+        return try self.publish(export: running ?? export, lowers: export.lowers, fromConfiguration: true)
     }
 
     /// Publishes `lowers` as a new version of `export`. The export's first publish makes its
@@ -381,7 +399,8 @@ extension ExportRegistry {
     /// move recorded, and the next open stacks its upper on the new version's lowers. Logs the
     /// move and the names its own changes hide in the new version.
     func moveIfDue(export: ExportConfiguration, clientKey: String) throws(CallRejection) {
-        guard ExportRegistry.isVersionable(export) else { return }
+        // Most exports have no image: their mounts never wait for the images lock.
+        guard ExportRegistry.isVersionable(export), self.state.withReadLock({ $0.images[export.exportID] != nil }) else { return }
         let outcome = try self.imagesLock.withLock { _ throws(CallRejection) -> (from: Int, to: Int, old: [String], new: [String])? in
             let (table, stateDirectory, pin) = self.state.withReadLock {
                 ($0.images, $0.configuration.server.stateDirectory, $0.configuration.clientPins[clientKey])
