@@ -175,6 +175,19 @@ extension ExportRegistry {
             guard stat(lower, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw AdministrationError("lower layer \(lower) is not a directory; create it or fix the path")
             }
+            // As the configuration checks: a published layer must be where nobody writes.
+            let configuration = self.configuration
+            if isSameOrInside(lower, configuration.server.stateDirectory) || isSameOrInside(configuration.server.stateDirectory, lower) {
+                throw AdministrationError("lower layer \(lower) overlaps server.state_dir \(configuration.server.stateDirectory); publish a directory outside it")
+            }
+            for other in configuration.exports {
+                guard let upper = other.upper else { continue }
+                let root = upperDirectoryRoot(upper)
+                if isSameOrInside(lower, root) || isSameOrInside(root, lower) {
+                    throw AdministrationError(
+                        "lower layer \(lower) overlaps the upper \(upper) of export \(other.path), where clients write; publish a directory outside every upper")
+                }
+            }
         }
         // The walks are slow on a large image: outside every lock (MNTs take `imagesLock`).
         let fingerprints = try lowers.map { try LayerTools.fingerprint(layerDirectory: $0) }

@@ -214,6 +214,21 @@ extension ExportRegistry {
         #expect(restarted.imageReports().first?.versions.map(\.number) == [1, 2], "a restart publishes nothing either")
     }
 
+    @Test func aPublishOfLayersWhereSomebodyWritesIsRefused() throws {
+        let fixture = try self.fixtureWithSecondImage()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        _ = try registry.mountOK(from: "127.0.0.2")
+        for (lowers, named) in [
+            (["\(fixture.base)/clients/127.0.0.2/tree"], "upper"), (["\(fixture.base)/state"], "state_dir"),
+            (["relative"], "absolute"), (["\(fixture.base)/none"], "not a directory"), ([], "at least one"),
+        ] {
+            #expect { try registry.publish(exportPath: "/diskless", lowers: lowers) } throws: { "\($0)".contains(named) }
+        }
+        #expect { try registry.publish(exportPath: "/other", lowers: ["\(fixture.base)/lower2"]) } throws: { "\($0)".contains("/diskless") }
+        #expect(registry.imageReports().isEmpty, "nothing was published")
+    }
+
     @Test func versionOneKeepsTheHandlesOfBeforeImages() throws {
         let fixture = try RegistryFixture()
         let registry = fixture.registry(try fixture.configuration())
