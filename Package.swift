@@ -84,6 +84,18 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // `strata bench`: the load generator's workloads (NFS3Client connections, phases and
+        // reports, the boot storm, server watching).
+        .target(
+            name: "StrataBench",
+            dependencies: [
+                "NFS3Client", "BootTrace", "NFS3", "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
         // replayed by any number of clients (the load generator's boot storm).
         .target(
@@ -93,7 +105,8 @@ let package = Package(
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataServer", "SunRPC", "Union", "BootTrace",
+                "StrataServer", "SunRPC", "Union", "BootTrace", "StrataBench",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -114,6 +127,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "BenchTests", dependencies: ["StrataBench"]),
         .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
         .testTarget(
             name: "StrataServerTests",

@@ -221,3 +221,41 @@ enum StatusNames {
         return NFSStatus3.allCases.first { "\($0)".uppercased() == name }?.rawValue
     }
 }
+
+extension BootScript {
+    /// The calls of the boot that change nothing and touch nothing the boot made or removed:
+    /// what a client with a read-only root (its writable directories local) still asks the
+    /// server. Overlaps are kept among the calls that remain.
+    public func readOnlyPart() -> BootScript {
+        var changed: Set<String> = []
+        var kept: [Int: Int] = [:]
+        var calls: [BootCall] = []
+        func touchesChanged(_ path: String) -> Bool {
+            changed.contains { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }
+        }
+        for (index, call) in self.calls.enumerated() {
+            var keep: Bool
+            switch call.operation {
+            case .create(let d, let n, _, _), .mkdir(let d, let n, _), .symlink(let d, let n, _, _), .mknod(let d, let n, _),
+                .remove(let d, let n), .rmdir(let d, let n), .link(_, let d, let n):
+                keep = false
+                if call.expectedStatus == 0 { changed.insert(BootPath.join(d, n)) }
+            case .rename(let d, let n, let td, let tn):
+                keep = false
+                if call.expectedStatus == 0 { changed.formUnion([BootPath.join(d, n), BootPath.join(td, tn)]) }
+            case .write, .setattr, .commit:
+                keep = false
+            case .lookup(let d, let n):
+                keep = !touchesChanged(d) && !touchesChanged(BootPath.join(d, n))
+            default:
+                keep = !call.operation.inputPaths.contains(where: touchesChanged)
+            }
+            guard keep else { continue }
+            var copy = call
+            copy.overlapping = call.overlapping.compactMap { kept[$0] }
+            kept[index] = calls.count
+            calls.append(copy)
+        }
+        return BootScript(calls: calls, notes: self.notes + ["read-only part: calls that change nothing, on paths the boot did not change"])
+    }
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import StrataBench
 import StrataServer
 import SunRPC
 
@@ -11,7 +12,7 @@ struct Strata: AsyncParsableCommand {
         abstract: "An NFSv3 server exporting a union of directory layers.",
         discussion: "Every command that reads the configuration takes --config FILE (default \(defaultConfigPath)).",
         version: "strata \(StrataBuild.version)",
-        subcommands: [Serve.self, CheckConfig.self, Reload.self, Exports.self, Clients.self, Client.self, Layer.self, Image.self, Trace.self])
+        subcommands: [Serve.self, CheckConfig.self, Reload.self, Exports.self, Clients.self, Client.self, Layer.self, Image.self, Trace.self, Bench.self])
 }
 
 /// Where the packaged service keeps its configuration (`make install`, the systemd unit).

@@ -133,6 +133,32 @@ extension FileAttributes3 {
         #expect(result.failures[1].message.contains("no handle for /etc/passwd"))
     }
 
+    @Test func stormRunsEveryClientAndAddsUp() async throws {
+        let servers = (0..<3).map { _ in FakeServer() }
+        let report = await BootStorm.run(
+            script: try BootScript.parse(Self.script), clients: 3, export: { "/c\($0)" },
+            connect: { client in (servers[client], servers[client]) })
+        #expect(report.clients == 3)
+        #expect(report.errors == 0, "\(report.firstErrors)")
+        #expect(report.calls == 39)
+        #expect(report.bytesWritten == 120)
+        #expect(report.bootP50Seconds <= report.bootP99Seconds && report.bootP99Seconds <= report.allBootedSeconds)
+        for (index, server) in servers.enumerated() {
+            #expect(server.log.withLock { $0.written["/var/log"] } == BootReplay.payload(tag: "client-\(index)", offset: 0, count: 40))
+        }
+        // A client that cannot connect counts every call of its boot as an error.
+        let failed = await BootStorm.run(
+            script: try BootScript.parse(Self.script), clients: 1, export: { _ in "/" },
+            connect: { _ in throw CancellationError() })
+        #expect(failed.errors == 13 && failed.firstErrors.count == 1)
+    }
+
+    @Test func percentileIsNearestRank() {
+        #expect(BootStorm.percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.5) == 5)
+        #expect(BootStorm.percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.99) == 10)
+        #expect(BootStorm.percentile([Int](), 0.5) == 0)
+    }
+
     @Test func payloadIsPositionedByOffset() {
         let whole = BootReplay.payload(tag: "x", offset: 0, count: 100)
         let tail = BootReplay.payload(tag: "x", offset: 37, count: 63)

@@ -91,3 +91,20 @@ import Testing
         }
     }
 }
+
+@Suite struct BootScriptReadOnlyPartTests {
+    @Test func keepsReadsOfTheImageOnly() throws {
+        let script = try BootScript.parse(BootScriptParserTests.valid)
+        let part = script.readOnlyPart()
+        let keywords = part.calls.map { "\($0.operation.keyword) \($0.operation.arguments.joined(separator: " "))" }
+        #expect(keywords == [
+            "MNT ", "FSINFO /", "LOOKUP / etc", "LOOKUP /etc missing%20name", "READDIRPLUS /etc 0 4096 32768",
+            "READDIRPLUS /etc + 4096 32768", "READ /etc/passwd 0 4096", "READ /etc/passwd 4096 4096", "GETATTR /etc/group", "UMNT ",
+        ])
+        // Overlaps follow the calls that remain.
+        #expect(part.calls[7].overlapping == [6])
+        #expect(part.calls[8].overlapping == [7, 6])
+        // It is a script in its own right.
+        _ = try BootScript.parse(part.text)
+    }
+}

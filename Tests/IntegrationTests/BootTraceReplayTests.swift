@@ -126,6 +126,22 @@ final class SerialRPCTransport: BootReplayTransport {
         // And through NFS the second client reads its own log, not the first's.
         let reader = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.3.11")
         #expect(try reader.readAll(try reader.handle("tmp/boot.done")) == BootReplay.payload(tag: "second", offset: 0, count: 3000))
+
+        // The load generator's storm: three clients at once on the asynchronous client.
+        let storm = try runSplit(
+            strataBinary,
+            ["bench", "boot", "--clients", "3", "--trace", scriptPath, "--nfs-port", "\(server.nfsPort)", "--mount-port", "\(server.mountPort)",
+             "--export", "/diskless", "--source", "127.0.4.1", "--watch-pid", "\(server.pid)", "--json"])
+        #expect(storm.succeeded, "\(storm.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(storm.stdout.utf8)) as? [String: Any]
+        let figures = try #require(report?["storm"] as? [String: Any], "\(storm.stdout)")
+        #expect(figures["errors"] as? Int == 0, "\(storm.stdout)")
+        #expect(figures["calls"] as? Int == 3 * script.calls.count)
+        #expect(figures["bytesWritten"] as? Int == 3 * 3003)
+        for n in 1...3 {
+            let content = try #require(directory.read("clients/127.0.4.\(n)/tree/tmp/boot.done"))
+            #expect(Array(content.utf8) == BootReplay.payload(tag: "client-\(n - 1)", offset: 0, count: 3000))
+        }
     }
 
     @Test func aMalformedScriptIsRefusedBeforeAnythingIsSent() throws {

@@ -159,8 +159,10 @@ extension ExportRegistry {
                 throw AdministrationError("lower layer \(lower) is not a directory; create it or fix the path")
             }
         }
-        // The walk is slow on a large image: outside every lock.
+        // The walks are slow on a large image: outside every lock (MNTs take `imagesLock`).
         let fingerprints = try lowers.map { try LayerTools.fingerprint(layerDirectory: $0) }
+        let hasImage = self.state.withReadLock { $0.images[export.exportID] != nil }
+        let firstLayers = hasImage ? nil : try export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) }
         let published = try self.imagesLock.withLock { _ throws -> ImageVersion in
             let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
             var table = current
@@ -169,7 +171,7 @@ extension ExportRegistry {
                 image = existing
             } else {
                 let first = ImageVersion(
-                    number: 1, layers: try export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) },
+                    number: 1, layers: try firstLayers ?? export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) },
                     publishedAt: Date().timeIntervalSince1970)
                 image = ExportImage(versions: [first], newest: 1, nextNumber: 2, configuredLowers: export.lowers)
             }
@@ -180,7 +182,7 @@ extension ExportRegistry {
             if fromConfiguration { image.configuredLowers = lowers }
             table[export.exportID] = image
             try self.install(table, stateDirectory: stateDirectory) { state in
-                for number in [1, version.number] { state.verifiedVersions.insert([Int(export.exportID), number]) }
+                for layer in fingerprints + (image.versions.first?.layers ?? []) { state.verifiedLayers.insert(layer) }
             }
             return version
         }
@@ -448,12 +450,12 @@ extension ExportRegistry {
 
     // MARK: Serving a version
 
-    /// Checks the layers of `version` of `export` against their fingerprints, once per server
-    /// run: a layer changed since it was published is refused, with what changed.
+    /// Checks the layers of `version` of `export` against their fingerprints, each layer once
+    /// per server run (versions share layers): a layer changed since it was published is
+    /// refused, with what changed.
     func verify(export: ExportConfiguration, version: ImageVersion) throws(CallRejection) {
-        let key = [Int(export.exportID), version.number]
-        if self.state.withReadLock({ $0.verifiedVersions.contains(key) }) { return }
-        for layer in version.layers {
+        let verified = self.state.withReadLock { $0.verifiedLayers }
+        for layer in version.layers where !verified.contains(layer) {
             let change: String?
             do {
                 change = try LayerTools.changes(since: layer)
@@ -466,7 +468,7 @@ extension ExportRegistry {
                 self.logger.error("refusing to serve a changed image layer", metadata: ["export": "\(export.path)", "problem": "\(message)"])
                 throw .layerUnavailable(message)
             }
+            self.state.withLock { _ = $0.verifiedLayers.insert(layer) }
         }
-        self.state.withLock { _ = $0.verifiedVersions.insert(key) }
     }
 }
