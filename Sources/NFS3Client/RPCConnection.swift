@@ -386,6 +386,14 @@ public final class RPCConnection: Sendable {
         return promise.futureResult
     }
 
+    /// Sends one call whose arguments are already encoded; awaits the results (as the
+    /// closure form, for callers that hold encoded arguments, e.g. a replayed trace).
+    public func call(program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer) async throws -> ByteBuffer {
+        try await self.call(program: program, version: version, procedure: procedure) { buffer in
+            buffer.writeImmutableBuffer(arguments)
+        }.get()
+    }
+
     /// Closes the connection; calls still in flight fail with `.connectionClosed`.
     public func close() -> EventLoopFuture<Void> {
         let promise = self.channel.eventLoop.makePromise(of: Void.self)

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NFS3
 import SunRPC
+import SunRPCClient
 
 /// The ports a started server actually listens on (port 0 in the configuration picks free ones).
 public struct ListeningPorts: Sendable, Equatable {

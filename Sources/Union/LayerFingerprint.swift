@@ -5,7 +5,7 @@ import Logging
 /// What a read-only layer directory held when an image version was published: enough to tell, later, that it changed
 /// and what changed. A version's layers are immutable by contract; the server checks them against this before it
 /// serves them, because a lower edited under a running union shows clients files that change under them.
-public struct LayerFingerprint: Codable, Sendable, Equatable {
+public struct LayerFingerprint: Codable, Sendable, Hashable {
     /// The layer directory.
     public var directory: String
     /// Files, directories, symlinks and other entries below it (the directory itself not counted).

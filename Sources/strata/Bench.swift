@@ -4,11 +4,14 @@ import Foundation
 import NIOPosix
 import StrataBench
 
-/// `strata bench`: the project's load generator (any NFSv3 server). Workloads are subcommands.
+/// `strata bench`: the project's load generator (any NFSv3 server). `run` (the default: the
+/// per-procedure workloads) and `boot` (the boot storm).
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure an NFSv3 server (Strata or any other) with the project's own client.",
-        subcommands: [BenchBoot.self])
+        discussion: "`strata bench --workload ...` is `strata bench run --workload ...`.",
+        subcommands: [BenchWorkloads.self, BenchBoot.self],
+        defaultSubcommand: BenchWorkloads.self)
 }
 
 struct BenchBoot: AsyncParsableCommand {

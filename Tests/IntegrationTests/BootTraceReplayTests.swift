@@ -5,6 +5,8 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import SunRPC
+import SunRPCClient
+import TestSupport
 import Testing
 import XDR
 

@@ -3,6 +3,7 @@ import NFS3
 import NFS3Client
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
 
 /// The asynchronous client library (NFS3Client) against the real server: every procedure the

@@ -61,9 +61,8 @@ public final class ExportRegistry: Sendable {
         var uppers: [UInt32: Set<String>] = [:]
         /// The versions of exports with an image (`state_dir/images.json`).
         var images = ImageTable()
-        /// Versions whose layers were checked against their fingerprints since the server
-        /// started (export identifier, version).
-        var verifiedVersions: Set<[Int]> = []
+        /// Layers found as fingerprinted since the server started (or fingerprinted by it).
+        var verifiedLayers: Set<LayerFingerprint> = []
     }
 
     /// Every call reads it (shared lock); opens, closes, reload and mounts change it.

@@ -96,7 +96,7 @@ extension ExportRegistry {
             guard let image = self.state.withReadLock({ $0.images[export.exportID] }) else { continue }
             if image.configuredLowers != export.lowers {
                 do {
-                    _ = try self.publish(export: export, lowers: export.lowers, fromConfiguration: true)
+                    _ = try self.publishConfigured(export: export)
                 } catch {
                     self.logger.error(
                         "cannot publish the lowers of the configuration file as a new image version; clients stay on theirs",
@@ -145,6 +145,24 @@ extension ExportRegistry {
         try self.publish(export: try self.versionableExport(exportPath), lowers: lowers, fromConfiguration: false)
     }
 
+    /// The `lowers` of `export` in the configuration file, which differ from those last
+    /// compared: published as a new version, unless they are the newest version's already (the
+    /// operator wrote a published stack into the file): then only recorded. Returns the
+    /// version published, nil if none was.
+    func publishConfigured(export: ExportConfiguration, running: ExportConfiguration? = nil) throws -> ImageVersion? {
+        let adopted = try self.imagesLock.withLock { _ throws -> Bool in
+            let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
+            guard var image = current[export.exportID], image.version(image.newest)?.lowers == export.lowers else { return false }
+            image.configuredLowers = export.lowers
+            var table = current
+            table[export.exportID] = image
+            try self.install(table, stateDirectory: stateDirectory)
+            return true
+        }
+        if adopted { return nil }
+        return try self.publish(export: running ?? export, lowers: export.lowers, fromConfiguration: true)
+    }
+
     /// Publishes `lowers` as a new version of `export`. The export's first publish makes its
     /// current lowers version 1 (its mounted clients are on it) and `lowers` version 2.
     /// `fromConfiguration`: the lowers come from the configuration file, which is recorded as
@@ -158,8 +176,10 @@ extension ExportRegistry {
                 throw AdministrationError("lower layer \(lower) is not a directory; create it or fix the path")
             }
         }
-        // The walk is slow on a large image: outside every lock.
+        // The walks are slow on a large image: outside every lock (MNTs take `imagesLock`).
         let fingerprints = try lowers.map { try LayerTools.fingerprint(layerDirectory: $0) }
+        let hasImage = self.state.withReadLock { $0.images[export.exportID] != nil }
+        let firstLayers = hasImage ? nil : try export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) }
         let published = try self.imagesLock.withLock { _ throws -> ImageVersion in
             let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
             var table = current
@@ -168,7 +188,7 @@ extension ExportRegistry {
                 image = existing
             } else {
                 let first = ImageVersion(
-                    number: 1, layers: try export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) },
+                    number: 1, layers: try firstLayers ?? export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) },
                     publishedAt: Date().timeIntervalSince1970)
                 image = ExportImage(versions: [first], newest: 1, nextNumber: 2, configuredLowers: export.lowers)
             }
@@ -179,7 +199,7 @@ extension ExportRegistry {
             if fromConfiguration { image.configuredLowers = lowers }
             table[export.exportID] = image
             try self.install(table, stateDirectory: stateDirectory) { state in
-                for number in [1, version.number] { state.verifiedVersions.insert([Int(export.exportID), number]) }
+                for layer in fingerprints + (image.versions.first?.layers ?? []) { state.verifiedLayers.insert(layer) }
             }
             return version
         }
@@ -379,7 +399,8 @@ extension ExportRegistry {
     /// move recorded, and the next open stacks its upper on the new version's lowers. Logs the
     /// move and the names its own changes hide in the new version.
     func moveIfDue(export: ExportConfiguration, clientKey: String) throws(CallRejection) {
-        guard ExportRegistry.isVersionable(export) else { return }
+        // Most exports have no image: their mounts never wait for the images lock.
+        guard ExportRegistry.isVersionable(export), self.state.withReadLock({ $0.images[export.exportID] != nil }) else { return }
         let outcome = try self.imagesLock.withLock { _ throws(CallRejection) -> (from: Int, to: Int, old: [String], new: [String])? in
             let (table, stateDirectory, pin) = self.state.withReadLock {
                 ($0.images, $0.configuration.server.stateDirectory, $0.configuration.clientPins[clientKey])
@@ -447,12 +468,12 @@ extension ExportRegistry {
 
     // MARK: Serving a version
 
-    /// Checks the layers of `version` of `export` against their fingerprints, once per server
-    /// run: a layer changed since it was published is refused, with what changed.
+    /// Checks the layers of `version` of `export` against their fingerprints, each layer once
+    /// per server run (versions share layers): a layer changed since it was published is
+    /// refused, with what changed.
     func verify(export: ExportConfiguration, version: ImageVersion) throws(CallRejection) {
-        let key = [Int(export.exportID), version.number]
-        if self.state.withReadLock({ $0.verifiedVersions.contains(key) }) { return }
-        for layer in version.layers {
+        let verified = self.state.withReadLock { $0.verifiedLayers }
+        for layer in version.layers where !verified.contains(layer) {
             let change: String?
             do {
                 change = try LayerTools.changes(since: layer)
@@ -465,7 +486,7 @@ extension ExportRegistry {
                 self.logger.error("refusing to serve a changed image layer", metadata: ["export": "\(export.path)", "problem": "\(message)"])
                 throw .layerUnavailable(message)
             }
+            self.state.withLock { _ = $0.verifiedLayers.insert(layer) }
         }
-        self.state.withLock { _ = $0.verifiedVersions.insert(key) }
     }
 }

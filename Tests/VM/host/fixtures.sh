@@ -56,6 +56,7 @@ make_diskless_image() {
   done
   install -m 0755 "$VM_DIR/guest/image-init" "$D/sbin/init.strata"
   install -m 0755 "$VM_DIR/guest/image-boot" "$D/sbin/init.boot"   # the record-boot suite's init
+  install -m 0755 "$VM_DIR/guest/image-update" "$D/sbin/init.update"   # the image-update suite's init
   printf 'proc /proc proc defaults 0 0\n' >"$D/etc/fstab"
   ln -sf init.strata "$D/sbin/init" 2>/dev/null; rm -f "$D/sbin/init"; ln -s init.strata "$D/sbin/init"
   echo "Welcome to the Strata shared image" >"$D/etc/motd"
