@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import NFS3
 import SunRPC
+import TestSupport
 import Testing
 
 /// Image versions through real clients and the `strata image` commands: a client mounted on

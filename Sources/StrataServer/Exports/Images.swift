@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Logging
 import Union
@@ -32,7 +33,7 @@ extension ExportRegistry {
     /// The `clientTag` of the handles of the shared namespace (no per-client upper) of `version`.
     func sharedTag(version: Int) -> UInt32 {
         guard version > 1 else { return 0 }
-        return Self.fold(stableHash64(Array("#v\(version)".utf8)))
+        return Self.fold(FNV1a64.hash("#v\(version)".utf8))
     }
 
     static func fold(_ hash: UInt64) -> UInt32 {
