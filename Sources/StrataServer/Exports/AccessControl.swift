@@ -131,6 +131,4 @@ extension RPCCallContext {
             return nil
         }
     }
-
-    var remotePort: Int { self.remoteAddress.port ?? 0 }
 }
