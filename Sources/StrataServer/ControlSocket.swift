@@ -188,6 +188,9 @@ final class ControlSocket: Sendable {
     }
 }
 
+/// One request a line. Not NIOExtras' `LineBasedFrameDecoder` (1.35): it has no bound on a
+/// line's length, and a request line is refused beyond 64 KiB so a local client cannot make the
+/// server buffer without limit; the bound is the only thing this adds to splitting on "\n".
 struct LineDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
