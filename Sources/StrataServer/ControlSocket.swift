@@ -223,6 +223,13 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
         self.logger = logger
     }
 
+    /// A request line too long (the decoder's error) or a broken connection: it is closed,
+    /// so the server holds nothing for a client that sent garbage.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.warning("control socket: closing a connection", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = self.unwrapInboundIn(data)
         let registry = self.registry
