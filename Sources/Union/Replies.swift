@@ -96,6 +96,33 @@ extension UnionNamespace {
         }
     }
 
+    /// GETATTR from the caches alone, for a caller that must not block (an event loop): nil unless the namespace lock
+    /// is free at once and the object is in the node cache. The one system call is the cached node's refresh (an
+    /// `fstat` of its open directory, or an `fstatat` of a name whose directory is open and just used), which reads
+    /// no disk for a local file system. A nil answer says nothing: ask `getattr`.
+    public func getattrIfCached(_ h: ObjectHandle) -> Attributes? {
+        self.namespaceLock.withReadLockIfFree { () -> Attributes? in
+            guard let n = self.cachedNodeIfValid(h) else { return nil }
+            return self.attributes(n)
+        }
+    }
+
+    /// ACCESS from the caches alone (see `getattrIfCached`).
+    public func accessIfCached(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) -> AccessCheck? {
+        self.namespaceLock.withReadLockIfFree { () -> AccessCheck? in
+            guard let n = self.cachedNodeIfValid(h) else { return nil }
+            return AccessCheck(granted: self.granted(n, requested, cred), attributes: self.attributes(n))
+        }
+    }
+
+    /// The node of `h` if the node cache holds it and it is still where it was (as `resolve`, without the walk).
+    private func cachedNodeIfValid(_ h: ObjectHandle) -> Node? {
+        guard !self.isClosed.load(ordering: .relaxed), h.tag == self.identities.handleKey.tag(h.fileid) else {
+            return nil
+        }
+        return try? self.cachedNode(h.fileid)
+    }
+
     /// ACCESS: which of `requested` the caller has (see `access`), with the object's attributes.
     public func accessForReply(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError)
         -> AccessCheck

@@ -184,7 +184,8 @@ public final class ExportRegistry: Sendable {
     ///   the same lock section as the export (each call takes the state lock as few times as
     ///   it can, and only shared).
     func admit(
-        export: ExportConfiguration, call: RPCCallContext, create: Bool, knownClientKeys: [String: String]? = nil
+        export: ExportConfiguration, call: RPCCallContext, create: Bool, knownClientKeys: [String: String]? = nil,
+        mayBlock: Bool = true
     ) throws(CallRejection) -> ExportCall {
         guard let rule = self.rule(for: export, call: call) else { throw .accessDenied }
         if rule.options.requiresPrivilegedPort, call.remotePort >= 1024 { throw .tooWeak }
@@ -195,6 +196,8 @@ public final class ExportRegistry: Sendable {
         let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: clientKeys)
         var isShared = !export.hasPerClientUpper
         if export.hasPerClientUpper, rule.options.isReadOnly {
+            // May list the uppers on disk (once).
+            guard mayBlock else { throw .layerUnavailable("not answered without blocking") }
             let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
             var isKeyOfThisHost = clientKey == sanitizedClientKey(clientKeys[address] ?? address)
             if case .host = rule.match { isKeyOfThisHost = true }
@@ -205,7 +208,7 @@ public final class ExportRegistry: Sendable {
         // the one and bumps the other in one section too, so a call never pairs a new
         // generation with the namespace of the upper the reset deletes.
         let now = wallClockSeconds()
-        let (namespace, generation, isSeen) = try self.withNamespace(key, export: export, create: create && !rule.options.isReadOnly) { state, open in
+        let (namespace, generation, isSeen) = try self.withNamespace(key, export: export, create: create && !rule.options.isReadOnly, mayOpen: mayBlock) { state, open in
             let seen = state.lastSeen[clientKey]
             seen?.advance(to: now, granularity: 1)
             return (open.namespace, state.generations[clientKey] ?? 0, seen != nil)
@@ -230,6 +233,17 @@ public final class ExportRegistry: Sendable {
     /// Resolves a file handle from the wire for the caller: the export must still exist, the
     /// caller must be admitted, and the handle must name the caller's own namespace.
     public func resolve(fileHandle bytes: [UInt8], for call: RPCCallContext) -> Result<(ExportCall, ObjectHandle), CallRejection> {
+        self.resolve(fileHandle: bytes, for: call, mayBlock: true)
+    }
+
+    /// `resolve` for a caller that must not block (an event loop answering from the caches):
+    /// nil when the handle's namespace is not open, or on any refusal (the blocking `resolve`
+    /// then answers it, with its log line).
+    public func resolveWithoutBlocking(fileHandle bytes: [UInt8], for call: RPCCallContext) -> (ExportCall, ObjectHandle)? {
+        try? self.resolve(fileHandle: bytes, for: call, mayBlock: false).get()
+    }
+
+    func resolve(fileHandle bytes: [UInt8], for call: RPCCallContext, mayBlock: Bool) -> Result<(ExportCall, ObjectHandle), CallRejection> {
         let handle: ServerFileHandle
         do {
             handle = try ServerFileHandle(bytes: bytes)
@@ -243,7 +257,8 @@ public final class ExportRegistry: Sendable {
             return .failure(.stale)
         }
         do {
-            let admitted = try self.admit(export: export, call: call, create: false, knownClientKeys: clientKeys)
+            let admitted = try self.admit(
+                export: export, call: call, create: false, knownClientKeys: clientKeys, mayBlock: mayBlock)
             guard admitted.clientTag == handle.clientTag else {
                 // Either another client's handle (refused) or one of this client's from before a
                 // reset, or from before its rule changed between ro and rw (stale).
