@@ -9,6 +9,20 @@ struct MergedListing: Sendable {
     /// Where each entry was found (same order as `entries`): a listing page answers each entry's attributes with one
     /// stat there.
     var tops: [ListedTop]
+    /// Each entry's handle and attributes as a listing page found them (same order as `entries`, empty until a page
+    /// asked), valid while the namespace's `attributeGeneration` is `objectsGeneration`: a warm READDIRPLUS page
+    /// costs no system call and no identity lookup per entry. Exact: every step that may change an attribute moves
+    /// the generation.
+    var objects: [ListedObject] = []
+    var objectsGeneration: UInt64 = .max
+}
+
+/// What a listing page found for one entry.
+enum ListedObject: Sendable {
+    case unknown
+    /// Vanished since the listing was made (the page gives its name without handle and attributes).
+    case absent
+    case found(FoundObject)
 }
 
 /// The layer and inode a listing entry showed.
@@ -98,6 +112,20 @@ struct ListingCache: Sendable {
         if self.items.count > self.capacity, let oldest = self.items.min(by: { $0.value.tick < $1.value.tick }) {
             self.items[oldest.key] = nil
         }
+    }
+
+    /// Keeps the objects a page found for entries `start...` of the listing of `k`, taken at `generation`, unless the
+    /// generation moved meanwhile (`current`). Called under the namespace read lock, so the listing cached for `k` is
+    /// the one the page used (only a change, under the write lock, alters a listing).
+    mutating func keepObjects(_ k: UInt64, from start: Int, _ found: [ListedObject], generation: UInt64, current: UInt64) {
+        guard generation == current, var v = self.items[k], start + found.count <= v.listing.entries.count else { return }
+        self.items[k] = nil  // the listing's arrays uniquely referenced while they change
+        if v.listing.objectsGeneration != generation || v.listing.objects.count != v.listing.entries.count {
+            v.listing.objects = Array(repeating: .unknown, count: v.listing.entries.count)
+            v.listing.objectsGeneration = generation
+        }
+        v.listing.objects.replaceSubrange(start..<(start + found.count), with: found)
+        self.items[k] = v
     }
 
     mutating func remove(_ k: UInt64) { self.items[k] = nil }

@@ -73,6 +73,52 @@ import XDR
         #expect(again.entries == page.entries)
     }
 
+    /// A warm READDIRPLUS page (handles and attributes kept with the cached listing) still gives
+    /// GETATTR's attributes after each kind of step that changes one: CREATE, WRITE, a READ or
+    /// READLINK that moves an access time, SETATTR, a listing of a subdirectory.
+    @Test func warmReaddirplusFollowsEveryAttributeChange() throws {
+        let harness = try Self.harness()
+        let merged = try harness.handle("merged")
+        func expectPageIsGetattrs(_ step: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            for pass in 0..<2 {  // the first page may keep the objects, the second uses them
+                let page = try Self.readdirplus(harness, merged)
+                for entry in page.entries {
+                    let name = String(decoding: entry.name, as: UTF8.self)
+                    let handle = try #require(entry.nameHandle.handle, "\(step): \(name) has a handle")
+                    #expect(
+                        entry.nameAttributes.attributes == (try harness.attributes(handle)),
+                        "\(step), pass \(pass): \(name)", sourceLocation: sourceLocation)
+                }
+            }
+        }
+        try expectPageIsGetattrs("cold")
+        guard case .ok(let made) = try harness.createFile("upper-c", in: merged), let upperC = made.obj.handle else {
+            throw NFS3Harness.HarnessError.unexpected("create failed")
+        }
+        try expectPageIsGetattrs("create")
+        _ = try harness.call(
+            .write, Write3Args(file: upperC, offset: 0, stable: .unstable, data: ByteBuffer(bytes: Array(repeating: 7, count: 100))),
+            as: Write3Res.self)
+        try expectPageIsGetattrs("write")
+        _ = try harness.call(.read, Read3Args(file: try harness.handle("lower-b", in: merged), offset: 0, count: 10), as: Read3Res.self)
+        try expectPageIsGetattrs("read")
+        _ = try harness.call(
+            .symlink,
+            Symlink3Args(
+                where: DirOpArgs3(dir: merged, name: Array("link".utf8)),
+                symlink: SymlinkData3(symlinkAttributes: .init(), symlinkData: Array("lower-a".utf8))),
+            as: Symlink3Res.self)
+        try expectPageIsGetattrs("symlink")
+        _ = try harness.call(.readlink, ReadLink3Args(symlink: try harness.handle("link", in: merged)), as: ReadLink3Res.self)
+        try expectPageIsGetattrs("readlink")
+        _ = try harness.call(
+            .setattr, SetAttr3Args(object: try harness.handle("lower-a", in: merged), newAttributes: .init(mode: 0o600)),
+            as: SetAttr3Res.self)
+        try expectPageIsGetattrs("setattr")
+        _ = try Self.readdirplus(harness, try harness.handle("sub", in: merged))
+        try expectPageIsGetattrs("listing of sub")
+    }
+
     /// GETATTR and ACCESS answered on the event loop (from the union's caches) are the pool's
     /// answers, byte for byte; an object the node cache does not hold (a copy-up evicted it), a
     /// removed object and a forged handle are left to the pool.
