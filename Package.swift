@@ -2,7 +2,10 @@
 import PackageDescription
 
 // Module graph (one-way, see Docs/ARCHITECTURE.md):
-//   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB.
+//   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB;
+//   strata → BootTrace → NFS3.
+//   strata → StrataBench → NFS3Client → {NFS3, SunRPC}: the load generator; the server never
+//   depends on it.
 let package = Package(
     name: "Strata",
     platforms: [.macOS(.v15)],
@@ -36,6 +39,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A blocking ONC RPC client for tests and benchmarks; the server uses it only to ask port 111
+        // at start-up whether a system rpcbind answers.
+        .target(
+            name: "SunRPCClient",
+            dependencies: [
+                "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "NFS3",
             dependencies: ["XDR", .product(name: "NIOCore", package: "swift-nio")]
@@ -50,7 +63,7 @@ let package = Package(
         .target(
             name: "StrataServer",
             dependencies: [
-                "XDR", "SunRPC", "NFS3", "Union",
+                "XDR", "SunRPC", "SunRPCClient", "NFS3", "Union",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -60,22 +73,69 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        .target(
+            name: "NFS3Client",
+            dependencies: [
+                "XDR", "SunRPC", "NFS3",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // `strata bench`: the load generator's workloads (NFS3Client connections, phases and
+        // reports, the boot storm, server watching).
+        .target(
+            name: "StrataBench",
+            dependencies: [
+                "NFS3Client", "BootTrace", "NFS3", "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // A diskless client's boot as a path-based script: recorded from a call trace, parsed,
+        // replayed by any number of clients (the load generator's boot storm).
+        .target(
+            name: "BootTrace",
+            dependencies: ["NFS3", "XDR", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataServer", "SunRPC", "Union",
+                "StrataServer", "SunRPC", "Union", "BootTrace", "StrataBench",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "XDRTests", dependencies: ["XDR"]),
-        .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "XDR"]),
-        .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR"]),
-        .testTarget(name: "UnionTests", dependencies: ["Union"]),
-        .testTarget(name: "StrataServerTests", dependencies: ["StrataServer", "SunRPC", "Union", "NFS3", "XDR"]),
+        // What the test targets share: seeded generator, scratch directories, child processes.
+        .target(name: "TestSupport", dependencies: ["NFS3"], path: "Tests/TestSupport"),
+        .testTarget(name: "XDRTests", dependencies: ["XDR", "TestSupport"]),
+        .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "SunRPCClient", "XDR", "TestSupport"]),
+        .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR", "TestSupport"]),
+        .testTarget(name: "UnionTests", dependencies: ["Union", "TestSupport"]),
+        .testTarget(
+            name: "NFS3ClientTests",
+            dependencies: [
+                "NFS3Client", "NFS3", "SunRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "BenchTests", dependencies: ["StrataBench"]),
+        .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
+        .testTarget(
+            name: "StrataServerTests",
+            dependencies: ["StrataServer", "SunRPC", "SunRPCClient", "Union", "NFS3", "XDR", "TestSupport"]
+        ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["XDR", "SunRPC", "NFS3", .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: [
+                "XDR", "SunRPC", "SunRPCClient", "NFS3", "NFS3Client", "BootTrace", "TestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
     ]
 )

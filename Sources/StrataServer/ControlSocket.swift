@@ -8,14 +8,22 @@ import NIOPosix
 /// object a line, answered by one JSON line. `strata clients`, `client reset`, `reload` and
 /// `exports` use it so they act on the running server's state, not behind its back.
 public struct ControlRequest: Codable, Sendable {
-    public var command: String  // "clients" | "reset" | "reload" | "exports"
+    /// "clients" | "reset" | "reload" | "exports" | "image-publish" | "image-list" |
+    /// "image-rollback" | "image-gc" | "image-conflicts"
+    public var command: String
     public var key: String?
     public var export: String?
+    /// image-publish: the new version's layers, top-most first.
+    public var lowers: [String]?
+    /// image-rollback: the version to make the newest; image-gc: the one version to remove.
+    public var version: Int?
 
-    public init(command: String, key: String? = nil, export: String? = nil) {
+    public init(command: String, key: String? = nil, export: String? = nil, lowers: [String]? = nil, version: Int? = nil) {
         self.command = command
         self.key = key
         self.export = export
+        self.lowers = lowers
+        self.version = version
     }
 }
 
@@ -26,13 +34,23 @@ public struct ControlResponse: Codable, Sendable {
     public var reset: [String]?
     public var reload: ReloadReport?
     public var exports: [ExportReport]?
+    public var images: [ImageReport]?
+    /// image-publish: the version made; image-rollback: the version next mounts get.
+    public var version: Int?
+    public var conflicts: ConflictReport?
+    public var collected: [CollectionReport]?
     /// The server's process id, in every answer.
     public var pid: Int32?
 
     public init(
         ok: Bool, error: String? = nil, clients: [ClientReport]? = nil, reset: [String]? = nil, reload: ReloadReport? = nil,
-        exports: [ExportReport]? = nil
+        exports: [ExportReport]? = nil, images: [ImageReport]? = nil, version: Int? = nil, conflicts: ConflictReport? = nil,
+        collected: [CollectionReport]? = nil
     ) {
+        self.images = images
+        self.version = version
+        self.conflicts = conflicts
+        self.collected = collected
         self.ok = ok
         self.error = error
         self.clients = clients
@@ -220,8 +238,26 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
                     response = ControlResponse(ok: report.applied, error: report.applied ? nil : "configuration not reloaded", reload: report)
                 case "exports":
                     response = ControlResponse(ok: true, exports: registry.exports.map(ExportReport.init))
+                case "image-publish":
+                    guard let export = request.export, let lowers = request.lowers else {
+                        throw AdministrationError("image-publish needs an export and lowers")
+                    }
+                    response = ControlResponse(ok: true, version: try registry.publish(exportPath: export, lowers: lowers).number)
+                case "image-list":
+                    response = ControlResponse(ok: true, images: registry.imageReports().filter { request.export == nil || $0.export == request.export })
+                case "image-rollback":
+                    guard let export = request.export else { throw AdministrationError("image-rollback needs an export") }
+                    response = ControlResponse(ok: true, version: try registry.rollback(exportPath: export, to: request.version))
+                case "image-gc":
+                    response = ControlResponse(ok: true, collected: try registry.collectGarbage(exportPath: request.export, version: request.version))
+                case "image-conflicts":
+                    guard let export = request.export, let key = request.key else {
+                        throw AdministrationError("image-conflicts needs an export and a client key")
+                    }
+                    response = ControlResponse(ok: true, conflicts: try registry.conflicts(exportPath: export, clientKey: key))
                 default:
-                    throw AdministrationError("unknown command \(request.command); known: clients, reset, reload, exports")
+                    throw AdministrationError(
+                        "unknown command \(request.command); known: clients, reset, reload, exports, image-publish, image-list, image-rollback, image-gc, image-conflicts")
                 }
             } catch {
                 response = ControlResponse(ok: false, error: "\(error)")

@@ -110,6 +110,13 @@ public final class ServerMetrics: Sendable {
         self.unionSource.withLock { $0.read = read }
     }
 
+    /// Text exposition of the image versions (`ExportRegistry.imageMetrics`), read at every scrape.
+    let imageSource = Mutex<(@Sendable () -> String)?>(nil)
+
+    public func observeImages(_ read: @escaping @Sendable () -> String) {
+        self.imageSource.withLock { $0 = read }
+    }
+
     /// The Prometheus text exposition of every metric.
     public func exposition() -> [UInt8] {
         self.unionSource.withLock { source in
@@ -125,7 +132,8 @@ public final class ServerMetrics: Sendable {
                 copyUps: max(now.copyUps, before.copyUps), copyUpBytes: max(now.copyUpBytes, before.copyUpBytes),
                 whiteoutsCreated: max(now.whiteoutsCreated, before.whiteoutsCreated))
         }
-        return self.registry.emitToBuffer() + Array(ProcessMetrics.exposition().utf8)
+        let images = self.imageSource.withLock { $0 }?() ?? ""
+        return self.registry.emitToBuffer() + Array(images.utf8) + Array(ProcessMetrics.exposition().utf8)
     }
 }
 

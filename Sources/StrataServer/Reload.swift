@@ -67,13 +67,13 @@ final class Reloader: Sendable {
     /// Applies `fresh`, keeping the running values of settings that need a restart.
     func apply(_ fresh: Configuration) -> ReloadReport {
         let report = self.running.withLock { running -> ReloadReport in
-            let (changes, needsRestart) = describeChanges(from: running, to: fresh)
+            var (changes, needsRestart) = describeChanges(from: running, to: fresh)
             var applied = fresh
             applied.server = running.server
             applied.server.logLevel = fresh.server.logLevel
             applied.server.logFormat = fresh.server.logFormat
             do {
-                try self.registry.reload(applied)
+                changes += try self.registry.reload(applied)
             } catch let error as ConfigError {
                 // An export's id would change: nothing is applied.
                 return ReloadReport(applied: false, errors: fresh.located([error]).map(\.description), warnings: fresh.warnings.map(\.description))
@@ -157,6 +157,10 @@ func describeChanges(from old: Configuration, to new: Configuration) -> (changes
     }
     for key in old.clientKeys.keys.sorted() where new.clientKeys[key] == nil {
         changes.append("[clients] \"\(key)\" removed")
+    }
+    for key in Set(old.clientPins.keys).union(new.clientPins.keys).sorted() where old.clientPins[key] != new.clientPins[key] {
+        let shown = { (pin: Int?) in pin.map { "version \($0)" } ?? "the newest version" }
+        changes.append("client \(key) pinned: \(shown(old.clientPins[key])) → \(shown(new.clientPins[key])) at its next mount")
     }
     let (a, b) = (old.server, new.server)
     if a.logLevel != b.logLevel { changes.append("server.log_level: \(a.logLevel) → \(b.logLevel)") }

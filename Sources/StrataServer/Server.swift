@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NFS3
 import SunRPC
+import SunRPCClient
 
 /// The ports a started server actually listens on (port 0 in the configuration picks free ones).
 public struct ListeningPorts: Sendable, Equatable {
@@ -29,6 +30,7 @@ public final class StrataServer: Sendable {
     let control: ControlSocket
     let reloader: Reloader
     let lock: StateDirectoryLock
+    let trace: CallTrace?
 
     /// Starts serving `configuration`. Fails with an error naming the port and the key to
     /// change if a port is taken, or the other server's pid if one serves the same state
@@ -36,7 +38,7 @@ public final class StrataServer: Sendable {
     /// reads the configuration again for `strata reload` and SIGHUP.
     public static func start(
         configuration: Configuration, logger: Logger, logControl: LogControl? = nil,
-        reloadSource: (@Sendable () throws -> Configuration)? = nil
+        reloadSource: (@Sendable () throws -> Configuration)? = nil, trace: CallTrace? = nil
     ) async throws -> StrataServer {
         let settings = configuration.server
         raiseDescriptorLimit(logger: logger)
@@ -59,6 +61,7 @@ public final class StrataServer: Sendable {
         let reloader = Reloader(configuration: configuration, registry: registry, logger: logger, logControl: logControl, source: reloadSource)
         let metrics = ServerMetrics()
         metrics.observeUnion { [registry] in registry.unionStatistics }
+        metrics.observeImages { [registry] in registry.imageMetrics() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         let threadPool = NIOThreadPool(numberOfThreads: settings.threads)
         threadPool.start()
@@ -86,7 +89,7 @@ public final class StrataServer: Sendable {
                 // read from the handle's header without decoding it (the call decodes it once).
                 ServerFileHandle.exportID(peekingAt: arguments).flatMap(exportPaths.path)
             }
-            let nfsServer = RPCServer(programs: [meteredNFS], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+            let nfsServer = RPCServer(programs: [trace.map { TracedProgram.nfs(meteredNFS, trace: $0) } ?? meteredNFS], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(nfsServer)
             let nfsPort = try await bindAll(nfsServer, hosts: settings.listen, port: settings.nfsPort, key: "server.nfs_port / --nfs-port")
             rpcConfiguration.portSettingHint = "set [server] mount_port in the configuration or pass --mount-port"
@@ -99,7 +102,7 @@ public final class StrataServer: Sendable {
                 guard let path = try? DirPath(xdr: &peek) else { return nil }
                 return registry.exports.filter { isSameOrInside(path.description, $0.path) }.max { $0.path.count < $1.path.count }?.path
             }
-            let mountServer = RPCServer(programs: [meteredMount], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+            let mountServer = RPCServer(programs: [trace.map { TracedProgram.mount(meteredMount, trace: $0) } ?? meteredMount], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(mountServer)
             let mountPort = try await bindAll(mountServer, hosts: settings.listen, port: settings.mountPort, key: "server.mount_port / --mount-port")
 
@@ -144,7 +147,7 @@ public final class StrataServer: Sendable {
             return StrataServer(
                 registry: registry, logger: logger, group: group, threadPool: threadPool, rpcServers: servers,
                 registrations: mode == .system ? registrations : [], ports: ports, metrics: metrics, metricsEndpoint: endpoint, control: control,
-                reloader: reloader, lock: lock)
+                reloader: reloader, lock: lock, trace: trace)
         } catch {
             for server in servers { try? await server.shutdown() }
             try? await threadPool.shutdownGracefully()
@@ -157,8 +160,10 @@ public final class StrataServer: Sendable {
     private init(
         registry: ExportRegistry, logger: Logger, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool,
         rpcServers: [RPCServer], registrations: [RPCRegistration], ports: ListeningPorts, metrics: ServerMetrics,
-        metricsEndpoint: MetricsEndpoint?, control: ControlSocket, reloader: Reloader, lock: StateDirectoryLock
+        metricsEndpoint: MetricsEndpoint?, control: ControlSocket, reloader: Reloader, lock: StateDirectoryLock,
+        trace: CallTrace?
     ) {
+        self.trace = trace
         self.control = control
         self.reloader = reloader
         self.lock = lock
@@ -220,6 +225,7 @@ public final class StrataServer: Sendable {
         try? await self.metricsEndpoint?.shutdown()
         try? await self.control.shutdown()
         self.registry.closeAll()
+        self.trace?.close()
         try? await self.threadPool.shutdownGracefully()
         try? await self.group.shutdownGracefully()
         self.lock.release()

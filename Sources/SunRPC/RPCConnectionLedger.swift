@@ -1,7 +1,7 @@
 import NIOCore
 import Synchronization
 
-// What bounds one TCP connection's share of the server (issue: unbounded finished replies and
+// What bounds one TCP connection's share of the server (without it, unbounded finished replies and
 // unbounded connections let one unauthenticated client take memory and descriptors from all).
 
 /// One TCP connection's counters, shared between its event loop, the pool threads running its

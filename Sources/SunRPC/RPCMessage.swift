@@ -129,7 +129,7 @@ public enum AuthStat: UInt32, Sendable, Equatable, Hashable {
 }
 
 /// `accept_stat` (RFC 5531 §9).
-enum AcceptStat: UInt32 {
+package enum AcceptStat: UInt32 {
     case success = 0
     case programUnavailable = 1
     case programMismatch = 2
@@ -139,13 +139,13 @@ enum AcceptStat: UInt32 {
 }
 
 /// `reject_stat` (RFC 5531 §9).
-enum RejectStat: UInt32 {
+package enum RejectStat: UInt32 {
     case rpcMismatch = 0
     case authError = 1
 }
 
 /// `reply_stat` (RFC 5531 §9).
-enum ReplyStat: UInt32 {
+package enum ReplyStat: UInt32 {
     case accepted = 0
     case denied = 1
 }
@@ -182,7 +182,7 @@ enum RPCReplyBody: Sendable, Equatable {
     case authError(AuthStat)
 }
 
-enum RPCMessageCodec {
+package enum RPCMessageCodec {
     /// Parses the header of a call. Never traps; see `RPCCallParseResult`.
     static func parseCall(_ buffer: inout ByteBuffer) -> RPCCallParseResult {
         guard let xid = try? buffer.readXDRUInt32() else {
@@ -291,7 +291,7 @@ enum RPCMessageCodec {
     }
 
     /// Writes a call message header (for the client).
-    static func writeCallHeader(
+    package static func writeCallHeader(
         xid: UInt32,
         program: UInt32,
         version: UInt32,

@@ -174,10 +174,10 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
 }
 
 /// Record marking on the way out: one fragment per reply.
-enum RecordMarking {
+package enum RecordMarking {
     static let lastFragmentBit: UInt32 = 0x8000_0000
 
-    static func header(length: Int) -> UInt32 {
+    package static func header(length: Int) -> UInt32 {
         Self.lastFragmentBit | UInt32(truncatingIfNeeded: length)
     }
 }

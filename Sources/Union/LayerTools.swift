@@ -182,6 +182,35 @@ public enum LayerTools {
         }
     }
 
+    /// Re-images a writable layer (`strata client reset`), step one: the layer directory is renamed aside in one step
+    /// (`<layer>.reset-<ms>`, flushed), so from that instant the layer is gone and a new one can be created at its
+    /// path. Returns the aside path for `deleteDiscarded`. The layer must not be in use.
+    public static func moveAside(layer: String) throws -> String {
+        let aside = "\(layer).reset-\(UInt64(Date().timeIntervalSince1970 * 1000))"
+        guard Glibc.rename(layer, aside) == 0 else {
+            throw LayerToolError.failed("move \(layer) aside", Sys.error(errno, "rename", aside))
+        }
+        let parent = (aside as NSString).deletingLastPathComponent
+        do throws(UnionError) {
+            try Files.fsyncDirectory(try Files.openDirectoryAbsolute(parent.isEmpty ? "." : parent), path: parent)
+        } catch {
+            throw LayerToolError.failed("move \(layer) aside to \(aside)", error)
+        }
+        return aside
+    }
+
+    /// Step two: deletes a layer moved aside by `moveAside`, never following a symlink in it (a client made its
+    /// contents).
+    public static func deleteDiscarded(_ aside: String) throws {
+        let parent = (aside as NSString).deletingLastPathComponent
+        do throws(UnionError) {
+            let parentFD = try Files.openDirectoryAbsolute(parent.isEmpty ? "." : parent)
+            try Files.removeTree(parentFD, Array((aside as NSString).lastPathComponent.utf8), path: aside)
+        } catch {
+            throw LayerToolError.failed("delete \(aside)", error)
+        }
+    }
+
     static func copyTree(
         _ src: FD, _ dst: FD, _ path: String, _ inoMap: inout [UInt64: UInt64],
         _ links: inout [UInt64: (FD, [UInt8])]

@@ -14,7 +14,7 @@ func askServer(_ request: ControlRequest, configuration: Configuration) throws -
 
 struct Clients: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List the clients of per-client exports: key, export, upper layer, size, last seen, mounted.")
+        abstract: "List the clients of per-client exports: key, export, upper layer, size, last seen, mounted, image version.")
 
     @Option(name: .long, help: "The server's TOML configuration file.")
     var config: String = defaultConfigPath
@@ -34,11 +34,11 @@ struct Clients: ParsableCommand {
             print(String(decoding: try encoder.encode(clients), as: UTF8.self))
             return
         }
-        print("KEY\tEXPORT\tUPPER\tSIZE\tLAST SEEN\tMOUNTED")
+        print("KEY\tEXPORT\tUPPER\tSIZE\tLAST SEEN\tMOUNTED\tVERSION")
         let formatter = ISO8601DateFormatter()
         for client in clients {
             let seen = client.lastSeen.map { formatter.string(from: Date(timeIntervalSince1970: $0)) } ?? "-"
-            print("\(client.key)\t\(client.export)\t\(client.upper)\t\(client.sizeBytes)\t\(seen)\t\(client.isMounted ? "yes" : "no")")
+            print("\(client.key)\t\(client.export)\t\(client.upper)\t\(client.sizeBytes)\t\(seen)\t\(client.isMounted ? "yes" : "no")\t\(client.version.map(String.init) ?? "-")")
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import StrataBench
 import StrataServer
 import SunRPC
 
@@ -11,7 +12,7 @@ struct Strata: AsyncParsableCommand {
         abstract: "An NFSv3 server exporting a union of directory layers.",
         discussion: "Every command that reads the configuration takes --config FILE (default \(defaultConfigPath)).",
         version: "strata \(StrataBuild.version)",
-        subcommands: [Serve.self, CheckConfig.self, Reload.self, Exports.self, Clients.self, Client.self, Layer.self])
+        subcommands: [Serve.self, CheckConfig.self, Reload.self, Exports.self, Clients.self, Client.self, Layer.self, Image.self, Trace.self, Bench.self])
 }
 
 /// Where the packaged service keeps its configuration (`make install`, the systemd unit).
@@ -63,6 +64,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ready-file"), help: "Once serving, write 'nfs=PORT mount=PORT' to this file (for scripts and tests).")
     var readyFile: String?
 
+    @Option(name: .long, help: "Record every NFS and MOUNT call (arguments, reply, timing) to this file; off by default. Convert it with 'strata trace convert' (Docs/BOOT-TRACE.md).")
+    var trace: String?
+
     var overrides: ConfigurationOverrides {
         ConfigurationOverrides(listen: self.listen, nfsPort: self.nfsPort, mountPort: self.mountPort, portmapper: self.portmapper, stateDirectory: self.stateDir)
     }
@@ -81,9 +85,10 @@ struct Serve: AsyncParsableCommand {
         let (path, overrides) = (self.config, self.overrides)
         let server: StrataServer
         do {
+            let callTrace = try self.trace.map { try CallTrace(path: $0) }
             server = try await StrataServer.start(
                 configuration: configuration, logger: logger, logControl: control,
-                reloadSource: { try Configuration.load(path: path, overrides: overrides) })
+                reloadSource: { try Configuration.load(path: path, overrides: overrides) }, trace: callTrace)
         } catch let error as StartupError {
             throw RuntimeError(error.message)
         }

@@ -4,6 +4,7 @@ import NIOCore
 import SunRPC
 import Testing
 import XDR
+import TestSupport
 
 /// SIGKILL at random moments while 32 clients create, write FILE_SYNC, rename and remove in several directories (their
 /// own names, upper-only and lower ones): after each restart every change whose reply was received is there, nothing
@@ -55,7 +56,7 @@ import XDR
             let workers = (0..<Self.clients).map { c in
                 ClientThread { () -> Model in
                     var m = snapshot[c]
-                    var g = SplitMixIT(seed &+ UInt64(round * 1000 + c))
+                    var g = SplitMix64(seed: seed &+ UInt64(round * 1000 + c))
                     guard let client = try? NFSTestClient(nfsPort: nfsPort, mountPort: mountPort), let dir = try? client.handle("c\(c)") else {
                         return m
                     }
@@ -68,7 +69,7 @@ import XDR
                 }
             }
             // Kill once a random number of changes were acknowledged (bounded wait).
-            var pick = SplitMixIT(seed &+ UInt64(round))
+            var pick = SplitMix64(seed: seed &+ UInt64(round))
             let target = Int(pick.next() % 150) + 10
             let deadline = Date().addingTimeInterval(30)
             while acknowledged.count < target && Date() < deadline { usleep(2_000) }
@@ -86,7 +87,7 @@ import XDR
     }
 
     static func step(
-        _ client: NFSTestClient, _ dir: FileHandle3, _ m: inout Model, _ g: inout SplitMixIT, _ n: Int, _ killed: Flag,
+        _ client: NFSTestClient, _ dir: FileHandle3, _ m: inout Model, _ g: inout SplitMix64, _ n: Int, _ killed: Flag,
         _ acknowledged: Counter
     ) {
         let names = m.files.keys.sorted()
@@ -140,10 +141,7 @@ import XDR
             let listed = Set(listing.entries.map { String(decoding: $0.name, as: UTF8.self) }).subtracting([".", ".."])
             var m = models[c]
             for (name, want) in m.files where !m.uncertain.contains(name) {
-                guard case .ok(let ok) = try client.lookup(name, in: dir) else {
-                    Issue.record("seed \(seed) round \(round): acknowledged c\(c)/\(name) is gone")
-                    continue
-                }
+                let ok = try #require(client.lookup(name, in: dir).success, "seed \(seed) round \(round): acknowledged c\(c)/\(name) is gone")
                 #expect(ok.objAttributes.attributes?.fileid == want.fileid, "seed \(seed) round \(round): c\(c)/\(name) fileid")
                 let text = String(decoding: try client.readAll(ok.object), as: UTF8.self)
                 #expect(text == want.content, "seed \(seed) round \(round): c\(c)/\(name) content \(text) != \(want.content)")
@@ -152,10 +150,10 @@ import XDR
                 #expect(!listed.contains(name), "seed \(seed) round \(round): removed c\(c)/\(name) came back")
             }
             for name in listed {
-                guard case .ok = try client.lookup(name, in: dir) else {
-                    Issue.record("seed \(seed) round \(round): c\(c)/\(name) listed but not found")
-                    continue
-                }
+                #expect(
+                    try client.lookup(name, in: dir).success != nil,
+                    "seed \(seed) round \(round): c\(c)/\(name) listed but not found"
+                )
             }
             for name in m.uncertain {
                 if case .ok(let ok) = try client.lookup(name, in: dir) {
@@ -198,14 +196,3 @@ final class ClientThread<T: Sendable>: @unchecked Sendable {
     }
 }
 
-struct SplitMixIT: Sendable {
-    var state: UInt64
-    init(_ seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `strata check-config` on the shipped examples and on broken files: errors name the key,

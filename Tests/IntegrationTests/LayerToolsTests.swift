@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import NFS3
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The real `strata` binary driven by an independent NFS client: the libnfs tools
 /// (nfs-ls, nfs-cp, nfs-cat from Debian's libnfs-utils), over a three-layer export.
@@ -64,7 +65,7 @@ import Testing
         let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
         defer { server.stop() }
 
-        var generator = SeededGenerator(seed: UInt64(size) &+ 17)
+        var generator = SplitMix64(seed: UInt64(size) &+ 17)
         let bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let source = directory.file("source.bin")
         FileManager.default.createFile(atPath: source, contents: Data(bytes))
@@ -117,15 +118,3 @@ import Testing
     }
 }
 
-/// A small deterministic generator (SplitMix64) so data-dependent failures replay.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,8 +1,10 @@
 import Foundation
+import TestSupport
 import NFS3
 import Synchronization
 import NIOCore
 import SunRPC
+import SunRPCClient
 import Testing
 import XDR
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import NFS3
 import Testing
 
@@ -184,7 +185,7 @@ import Testing
         environment["JOURNAL_STREAM"] = "\(info.st_dev):\(info.st_ino)"
         let child = try Subprocess(
             [strataBinary, "serve", "--config", directory.file("strata.toml"), "--ready-file", directory.file("ready")],
-            outputPath: directory.file("stdout.log"), errorPath: logPath, environment: environment)
+            output: .file(directory.file("stdout.log")), error: .file(logPath), environment: environment)
         try waitFor("the server to serve", timeout: 30) { directory.exists("ready") || !child.isRunning }
         child.terminate()
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// rpcinfo and showmount (independent clients, libtirpc-based) against strata with its builtin

@@ -1,6 +1,8 @@
 import Foundation
+import TestSupport
 import NFS3
 import SunRPC
+import SunRPCClient
 import Testing
 import XDR
 
@@ -28,7 +30,7 @@ import XDR
         """
     }
 
-    /// Issue 10 item 4: the README's `*(ro)` guest gets no upper layer on disk.
+    /// The README's `*(ro)` guest gets no upper layer on disk.
     @Test func readOnlyClientsGetNoUpperLayer() throws {
         let directory = try TemporaryDirectory()
         try makeThreeLayerFixture(directory)
@@ -91,7 +93,7 @@ import XDR
         #expect(uppers == ["127.0.0.5", "lab-pc"], "\(uppers)")
     }
 
-    /// Issue 14 item 2: an export keeps its identifier across a rename, and a reload that would
+    /// An export keeps its identifier across a rename, and a reload that would
     /// change it is refused.
     @Test func exportIDsSurviveRenamesAndAReloadChangingOneIsRefused() throws {
         let directory = try TemporaryDirectory()
@@ -130,7 +132,7 @@ import XDR
         #expect(directory.read("state/export-ids") == "5 /renamed\n")
     }
 
-    /// Issue 10 item 13: names from the wire are escaped in the log, and refusals are logged at a
+    /// Names from the wire are escaped in the log, and refusals are logged at a
     /// bounded rate with the rest counted.
     @Test func refusedMountsCannotForgeLogLinesOrFloodTheLog() throws {
         let directory = try TemporaryDirectory()

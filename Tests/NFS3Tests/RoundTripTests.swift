@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
 import XDR
+import TestSupport
 
 @testable import NFS3
 
@@ -88,15 +89,3 @@ import XDR
     }
 }
 
-/// A small deterministic generator (SplitMix64) so property tests replay from a seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -3,6 +3,7 @@ import Testing
 import XDR
 
 @testable import SunRPC
+import SunRPCClient
 
 @Suite struct DuplicateRequestCacheTests {
     @Test(arguments: RPCTransport.allCases)

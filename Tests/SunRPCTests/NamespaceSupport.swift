@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -85,111 +86,8 @@ enum TestNamespace {
         guard mountCall("tmpfs", "/run", "tmpfs", 0, "mode=755") == 0 else {
             throw Failure(description: "mount tmpfs /run: \(String(cString: strerror(errno)))")
         }
-        let up = try runProcess("/usr/sbin/ip", ["link", "set", "lo", "up"])
+        let up = try TestSupport.run("/usr/sbin/ip", ["link", "set", "lo", "up"], timeout: 20)
         guard up.status == 0 else { throw Failure(description: "ip link set lo up: \(up.output)") }
-    }
-}
-
-/// Spawns `path` with `arguments`, its stdout and stderr going to `outputFD` (or /dev/null).
-///
-/// posix_spawn from the calling thread, so the child inherits that thread's namespaces.
-/// (Foundation's Process is not used: its run-loop machinery misbehaves in a fresh namespace.)
-func spawnProcess(_ path: String, _ arguments: [String], outputFD: Int32? = nil) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    if let outputFD {
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
-    } else {
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    }
-    // The test runner's threads may block or ignore signals; a child must not inherit that, or
-    // SIGTERM would not stop it.
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var emptyMask = sigset_t()
-    sigemptyset(&emptyMask)
-    posix_spawnattr_setsigmask(&attributes, &emptyMask)
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP, SIGCHLD] { sigaddset(&defaults, signal) }
-    posix_spawnattr_setsigdefault(&attributes, &defaults)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for pointer in argv { free(pointer) } }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
-    guard rc == 0 else {
-        throw TestNamespace.Failure(description: "posix_spawn \(path): \(String(cString: strerror(rc)))")
-    }
-    return pid
-}
-
-/// Waits for `pid` until `deadline`; returns its exit status, or nil if it is still running.
-func waitForExit(_ pid: pid_t, until deadline: ContinuousClock.Instant) -> Int32? {
-    while true {
-        var status: Int32 = 0
-        let rc = waitpid(pid, &status, WNOHANG)
-        if rc == pid {
-            // WIFEXITED / WEXITSTATUS, spelled out (macros are not imported).
-            return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        }
-        if rc < 0 && errno != EINTR { return -1 }
-        if ContinuousClock.now >= deadline { return nil }
-        usleep(10_000)
-    }
-}
-
-/// Runs a program to completion (bounded by `timeout`, then killed) and returns its exit status
-/// and combined output.
-func runProcess(_ path: String, _ arguments: [String], timeout: Duration = .seconds(20)) throws -> (status: Int32, output: String) {
-    var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { throw TestNamespace.Failure(description: "pipe failed") }
-    let pid: pid_t
-    do {
-        pid = try spawnProcess(path, arguments, outputFD: fds[1])
-    } catch {
-        close(fds[0])
-        close(fds[1])
-        throw error
-    }
-    close(fds[1])
-    defer { close(fds[0]) }
-    let deadline = ContinuousClock.now + timeout
-    var output: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while ContinuousClock.now < deadline {
-        var pfd = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
-        if poll(&pfd, 1, 200) <= 0 { continue }
-        let n = read(fds[0], &buffer, buffer.count)
-        if n <= 0 { break }
-        output.append(contentsOf: buffer[0..<n])
-    }
-    var status = waitForExit(pid, until: deadline)
-    if status == nil {
-        kill(pid, SIGKILL)
-        status = waitForExit(pid, until: .now + .seconds(5))
-    }
-    return (status ?? -1, String(decoding: output, as: UTF8.self))
-}
-
-/// A daemon started by a test, stopped by PID.
-final class TestDaemon: Sendable {
-    let pid: pid_t
-
-    init(_ path: String, _ arguments: [String]) throws {
-        self.pid = try spawnProcess(path, arguments)
-    }
-
-    func stop() {
-        kill(self.pid, SIGTERM)
-        if waitForExit(self.pid, until: .now + .seconds(5)) == nil {
-            kill(self.pid, SIGKILL)
-            _ = waitForExit(self.pid, until: .now + .seconds(5))
-        }
     }
 }
 

@@ -6,6 +6,8 @@ import Testing
 import XDR
 
 @testable import SunRPC
+import SunRPCClient
+import TestSupport
 
 /// The builtin portmapper's procedures, on an arbitrary port.
 @Suite struct BuiltinPortmapperTests {
@@ -88,7 +90,7 @@ import XDR
     }
 }
 
-/// Issue 10 item 9: SET/UNSET with owners, as rpcbind.
+/// SET/UNSET with owners, as rpcbind.
 @Suite struct PortmapperOwnershipTests {
     static func mapping(_ program: UInt32, _ version: UInt32, _ prot: UInt32, _ port: UInt32 = 0) -> ByteBuffer {
         xdrEncoded(PortmapperMapping(program: program, version: version, protocolNumber: prot, port: port))
@@ -228,14 +230,14 @@ struct PortmapperNamespaceTests {
     }()
 
     /// Starts rpcbind in the current thread's namespaces and waits (bounded) until it answers.
-    static func startRPCBind() throws -> TestDaemon {
-        let daemon = try TestDaemon("/usr/sbin/rpcbind", ["-f"])
+    static func startRPCBind() throws -> Subprocess {
+        let daemon = try Subprocess(["/usr/sbin/rpcbind", "-f"])
         let deadline = Date(timeIntervalSinceNow: 10)
         while Date() < deadline {
             if SystemRPCBind.isRunning(timeout: .milliseconds(200)) { return daemon }
             usleep(50_000)
         }
-        daemon.stop()
+        daemon.terminate(grace: 5)
         throw TestNamespace.Failure(description: "rpcbind did not answer within 10 s")
     }
 
@@ -246,23 +248,23 @@ struct PortmapperNamespaceTests {
         let port = "\(port)"
         let program = "\(TestProgram.number)"
         for (flag, version) in [("-t", "1"), ("-u", "2")] {
-            let result = try runProcess("/usr/sbin/rpcinfo", ["-n", port, flag, "127.0.0.1", program, version])
+            let result = try run("/usr/sbin/rpcinfo", ["-n", port, flag, "127.0.0.1", program, version])
             if result.status != 0 || !result.output.contains("ready and waiting") {
                 problems.append("rpcinfo -n \(flag) v\(version): \(result.output)")
             }
         }
         // Version 5 → PROG_MISMATCH.
-        let mismatch = try runProcess("/usr/sbin/rpcinfo", ["-n", port, "-t", "127.0.0.1", program, "5"])
+        let mismatch = try run("/usr/sbin/rpcinfo", ["-n", port, "-t", "127.0.0.1", program, "5"])
         if mismatch.status == 0 || !mismatch.output.contains("version 5 is not available") {
             problems.append("rpcinfo version 5: \(mismatch.output)")
         }
         // Without a version rpcinfo walks PROG_MISMATCH low...high.
-        let all = try runProcess("/usr/sbin/rpcinfo", ["-n", port, "-t", "127.0.0.1", program])
+        let all = try run("/usr/sbin/rpcinfo", ["-n", port, "-t", "127.0.0.1", program])
         if !all.output.contains("version 1 ready and waiting") || !all.output.contains("version 2 ready and waiting") {
             problems.append("rpcinfo all versions: \(all.output)")
         }
         // A program the portmapper maps to our server, which does not serve it → PROG_UNAVAIL.
-        let unknown = try runProcess("/usr/sbin/rpcinfo", ["-n", port, "-u", "127.0.0.1", "536871170", "1"])
+        let unknown = try run("/usr/sbin/rpcinfo", ["-n", port, "-u", "127.0.0.1", "536871170", "1"])
         if unknown.status == 0 || !unknown.output.lowercased().contains("program unavailable") {
             problems.append("rpcinfo unknown program: \(unknown.output)")
         }
@@ -281,7 +283,7 @@ struct PortmapperNamespaceTests {
             debugLog("starting rpcbind")
             let rpcbind = try Self.startRPCBind()
             debugLog("rpcbind up")
-            defer { rpcbind.stop() }
+            defer { rpcbind.terminate(grace: 5) }
             let port = try server.bindBlocking(host: "127.0.0.1", port: 0)
             if resolvePortmapperMode(.auto, logger: Self.logger) != .system {
                 problems.append("auto did not resolve to system with rpcbind running")
@@ -293,7 +295,7 @@ struct PortmapperNamespaceTests {
             debugLog("registered")
 
             debugLog("rpcinfo -p")
-            let listing = try runProcess("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
+            let listing = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
             debugLog("rpcinfo -p done")
             for (version, proto) in [("1", "tcp"), ("2", "tcp"), ("1", "udp"), ("2", "udp")] {
                 let line = listing.output.split(separator: "\n").contains {
@@ -305,7 +307,7 @@ struct PortmapperNamespaceTests {
             }
             // rpcinfo asks rpcbind for the port, then calls NULL on our server.
             for flag in ["-t", "-u"] {
-                let ping = try runProcess("/usr/sbin/rpcinfo", [flag, "127.0.0.1", "\(TestProgram.number)", "1"])
+                let ping = try run("/usr/sbin/rpcinfo", [flag, "127.0.0.1", "\(TestProgram.number)", "1"])
                 if !ping.output.contains("ready and waiting") {
                     problems.append("rpcinfo \(flag): \(ping.output)")
                 }
@@ -314,7 +316,7 @@ struct PortmapperNamespaceTests {
             debugLog("unregistering")
             SystemRPCBind.unregister(registrations)
             debugLog("unregistered")
-            let after = try runProcess("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
+            let after = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
             if after.output.contains("\(TestProgram.number)") {
                 problems.append("still registered after unregister: \(after.output)")
             }
@@ -345,7 +347,7 @@ struct PortmapperNamespaceTests {
             portmapper.register([RPCRegistration(program: 536871170, version: 1, transport: .udp, port: port)])
             _ = try portmapperServer.bindBlocking(host: "127.0.0.1", port: 111)
 
-            let listing = try runProcess("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
+            let listing = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
             let rows = listing.output.split(separator: "\n").map {
                 $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             }
@@ -356,7 +358,7 @@ struct PortmapperNamespaceTests {
                 problems.append("rpcinfo -p lacks \(expected): \(listing.output)")
             }
             for flag in ["-t", "-u"] {
-                let ping = try runProcess("/usr/sbin/rpcinfo", [flag, "127.0.0.1", "\(TestProgram.number)", "2"])
+                let ping = try run("/usr/sbin/rpcinfo", [flag, "127.0.0.1", "\(TestProgram.number)", "2"])
                 if !ping.output.contains("ready and waiting") {
                     problems.append("rpcinfo \(flag) through the builtin portmapper: \(ping.output)")
                 }
@@ -385,7 +387,7 @@ struct PortmapperNamespaceTests {
         let locals = try await stoppingAfterwards(group: group, pool: pool) {
             let locals = try await TestNamespace.run { () throws -> [String] in
                 // A second address, as on a multi-homed server.
-                let added = try runProcess("/usr/sbin/ip", ["addr", "add", "127.0.0.3/8", "dev", "lo"])
+                let added = try run("/usr/sbin/ip", ["addr", "add", "127.0.0.3/8", "dev", "lo"])
                 guard added.status == 0 else { throw TestNamespace.Failure(description: added.output) }
                 let port = try server.bindBlocking(host: "0.0.0.0", port: 0)
                 var locals: [String] = []

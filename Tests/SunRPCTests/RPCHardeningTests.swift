@@ -5,8 +5,9 @@ import Testing
 import XDR
 
 @testable import SunRPC
+import SunRPCClient
 
-/// Denial of service by unauthenticated clients (issue 10, items 1–3) and credential flavors
+/// Denial of service by unauthenticated clients and credential flavors
 /// (item 14), on the wire against an in-process server.
 @Suite struct RPCHardeningTests {
     /// Item 1: four connections each send a 4 MiB call in 128-byte fragments (32,768 of them;

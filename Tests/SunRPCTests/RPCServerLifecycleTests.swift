@@ -6,6 +6,7 @@ import Testing
 import XDR
 
 @testable import SunRPC
+import SunRPCClient
 
 @Suite struct RPCServerLifecycleTests {
     @Test func idleConnectionIsClosed() async throws {

@@ -4,6 +4,7 @@ import Testing
 import XDR
 
 @testable import SunRPC
+import SunRPCClient
 
 @Suite struct RPCServerTests {
     @Test(arguments: RPCTransport.allCases)

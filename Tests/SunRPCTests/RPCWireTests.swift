@@ -5,6 +5,8 @@ import Testing
 import XDR
 
 @testable import SunRPC
+import SunRPCClient
+import TestSupport
 
 /// Framing, robustness and concurrency of the server, checked on the wire.
 @Suite struct RPCWireTests {

@@ -4,6 +4,7 @@ import Glibc
 @_spi(CustomByteBufferAllocator) import NIOCore
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import SunRPC
 
@@ -137,19 +138,6 @@ import Testing
     }
 }
 
-/// A small seeded generator so failures replay (the seed is printed).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9e37_79b9_7f4a_7c15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
-
 // Bytes the counting allocator below was asked to copy (copy-on-write of a buffer) and to
 // (re)allocate: a C function pointer cannot capture, so the counters are global.
 private let countedCopyBytes = Atomic<Int>(0)
@@ -173,7 +161,7 @@ private let countingAllocator = ByteBufferAllocator(
     }
 )
 
-/// Issue 10 item 1: a record sent as many tiny fragments was copied whole for every fragment
+/// A record sent as many tiny fragments was copied whole for every fragment
 /// (copy-on-write of the accumulated buffer still held by the decoder's state): quadratic, and
 /// four connections kept the event loops busy for minutes.
 @Suite(.serialized) struct RecordMarkingCostTests {

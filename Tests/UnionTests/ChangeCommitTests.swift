@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import Union
 
@@ -168,7 +169,7 @@ import Testing
         var models = [Model](repeating: Model(), count: workers)
         var rng = SystemRandomNumberGenerator()
         let seed = UInt64.random(in: 0...UInt64.max, using: &rng)
-        var gen = SplitMix(seed)
+        var gen = SplitMix64(seed: seed)
         var crashes = 0
         var serial = 0
         // Lower names start out known.
@@ -196,7 +197,7 @@ import Testing
             let tasks = (0..<workers).map { w in
                 Worker { () -> Model in
                     var m = shared[w]
-                    var g = SplitMix(seeds[w])
+                    var g = SplitMix64(seed: seeds[w])
                     var n = start + w * 100
                     for _ in 0..<40 where !crashed.isSet {
                         n += 1
@@ -220,7 +221,7 @@ import Testing
     /// One random operation of worker `w` on its own names; the model changes only if it was acknowledged before the
     /// crash.
     static func step(
-        _ u: UnionNamespace, _ w: Int, _ m: inout Model, _ g: inout SplitMix, _ n: Int, _ crashed: Flag,
+        _ u: UnionNamespace, _ w: Int, _ m: inout Model, _ g: inout SplitMix64, _ n: Int, _ crashed: Flag,
         _ acknowledged: Count
     ) {
         let existing = m.files.keys.sorted()
@@ -314,19 +315,6 @@ extension ChangeCommitTests {
             }
             models[w].uncertain = []
         }
-    }
-}
-
-/// A small seeded generator (replayable failures: the seed is in every message).
-struct SplitMix: Sendable {
-    var state: UInt64
-    init(_ seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -3,7 +3,7 @@ import Testing
 
 @testable import Union
 
-/// Keyed READDIR cookies and what a collision may do to a listing in progress (issue 10, item 12).
+/// Keyed READDIR cookies and what a collision may do to a listing in progress.
 @Suite struct CookieTests {
     /// The reference vectors of SipHash-2-4 (key 00..0f, messages 00, 00 01, ...; from the SipHash paper's code).
     @Test func sipHashMatchesTheReferenceVectors() {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Union
@@ -12,9 +13,12 @@ final class Fixture: Sendable {
 
     /// `parent`: where the temporary directory is made (a tmpfs such as /dev/shm for tests that need no disk).
     init(in parent: String = "/tmp") {
-        var template = Array("\(parent)/strata-union-XXXXXX".utf8CString)
-        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        self.base = String(cString: p!)
+        // A fixture that cannot make its directory has nothing to test: stop here, loudly.
+        do {
+            self.base = try makeTemporaryDirectory("strata-union", in: parent)
+        } catch {
+            fatalError("\(error)")
+        }
     }
 
     deinit {

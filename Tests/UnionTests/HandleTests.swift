@@ -4,7 +4,7 @@ import Testing
 
 @testable import Union
 
-/// Object handles cannot be forged (issue 10, item 8): a tag under a per-namespace secret.
+/// Object handles cannot be forged: a tag under a per-namespace secret.
 @Suite struct HandleTests {
     @Test func sipHashMatchesTheReferenceVector() {
         // SipHash-2-4 reference: key 00..0f, message 00..07 → 62 24 93 9a 79 f5 f5 93 (little-endian).

@@ -1,10 +1,11 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import Union
 
-/// SETATTR permission rules compared with the kernel's own answers (issue 10, item 10): the same chown, chmod and
+/// SETATTR permission rules compared with the kernel's own answers: the same chown, chmod and
 /// utimes calls are made on a local file as another user (`setpriv` + `perl`, whose exit status is the errno) and
 /// through the union as the same credentials; errno and the resulting owner and mode must match.
 @Suite struct KernelPermissionTests {
@@ -74,17 +75,11 @@ import Testing
             lines.append(command.joined(separator: " ") + " </dev/null 2>/dev/null; echo $?")
         }
         try lines.joined(separator: "\n").write(toFile: dir + "/ops.sh", atomically: false, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = [dir + "/ops.sh"]
-        try p.run()
-        let deadline = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning {
-            p.terminate()
+        let shell = try Subprocess(["/bin/sh", dir + "/ops.sh"])
+        if shell.wait(timeout: 120) == nil {
+            shell.terminate()
             Issue.record("\(calls.count) calls as other users did not finish within 120 s")
         }
-        p.waitUntilExit()
         let out = (try? String(contentsOfFile: results, encoding: .utf8)) ?? ""
         let codes = out.split(separator: "\n").map { Int32($0) ?? -1 }
         guard codes.count == calls.count else {

@@ -5,7 +5,7 @@ import Testing
 
 @testable import Union
 
-/// What counts as a Strata layer, and what a lower's sidecar may make the union do (issue 10, item 6).
+/// What counts as a Strata layer, and what a lower's sidecar may make the union do.
 @Suite struct LayerFormatTests {
     /// A Strata layer at `dir` (made as an upper) holding the empty directory `d`; returns d's inode in `tree/`.
     static func strataLayer(_ f: Fixture, _ dir: String) throws -> Int64 {

@@ -140,6 +140,28 @@ import Testing
     }
 }
 
+/// Re-imaging a writable layer (`strata client reset`): moved aside in one rename, then deleted without following the
+/// symlinks a client put in it.
+@Suite struct DiscardLayerTests {
+    @Test func movesAsideThenDeletesWithoutFollowingSymlinks() throws {
+        let f = Fixture()
+        f.file(f.base + "/outside/keep", "k")
+        f.file(f.base + "/upper/tree/etc/passwd", "x")
+        #expect(symlink(f.base + "/outside", f.base + "/upper/tree/escape") == 0)
+        let aside = try LayerTools.moveAside(layer: f.base + "/upper")
+        #expect(access(f.base + "/upper", F_OK) != 0, "the layer's path is free at once")
+        #expect(aside.hasPrefix(f.base + "/upper.reset-") && access(aside + "/tree/etc/passwd", F_OK) == 0)
+        try LayerTools.deleteDiscarded(aside)
+        #expect(access(aside, F_OK) != 0)
+        #expect(access(f.base + "/outside/keep", F_OK) == 0, "a symlink's target is never deleted")
+    }
+
+    @Test func aMissingLayerIsAnErrorNamingIt() {
+        let f = Fixture()
+        #expect { try LayerTools.moveAside(layer: f.base + "/none") } throws: { "\($0)".contains(f.base + "/none") }
+    }
+}
+
 @Suite struct ReadOnlyStorageTests {
     /// Bind-mounts `dir` read-only at `target`; false where mounting is not allowed.
     static func mountReadOnly(_ dir: String, at target: String) -> Bool {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 @testable import Union
 
@@ -103,7 +104,7 @@ import Testing
 
     @Test(arguments: Array(UInt64(1)...12))
     func unionMatchesReferenceMerge(seed: UInt64) throws {
-        var rng = ModelTests.SplitMix(state: seed &* 7919)
+        var rng = SplitMix64(seed: seed &* 7919)
         let f = Fixture()
         let names = ["a", "b", "c"]
         var layers = [Layer](repeating: Layer(), count: 3)

@@ -1,22 +1,12 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 @testable import Union
 
 /// Random union operations against a small in-memory model of the merged tree.
 @Suite struct ModelTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            self.state &+= 0x9e37_79b9_7f4a_7c15
-            var z = self.state
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return z ^ (z >> 31)
-        }
-    }
-
     struct Model {
         /// path → inode (hard links share one); inode → content.
         var files: [String: Int] = [:]
@@ -121,7 +111,7 @@ import Testing
     @Test(arguments: Self.seeds)
     func randomOperationsMatchModel(seed: UInt64) throws {
         print("ModelTests seed: \(seed)")
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix64(seed: seed)
         let f = Fixture()
         let names = ["a", "b", "c", "d"]
         // Random lower layers.

@@ -5,15 +5,17 @@
 #   STRATA_BIN=/path/to/strata bash Tests/VM/run.sh [SUITE ...]
 #
 # SUITES: smoke mount-explicit mount-builtin mount-rpcbind restart restart-busy pxe
-#         diskless-address                                              (default: all)
+#         diskless-address image-update                                 (default: all)
+#         record-boot (only when named: records a diskless boot, scripts/record-boot.sh)
 # See Tests/VM/README.md. Exit status: 0 all steps OK, 1 a step failed, 2 harness error.
 set -uo pipefail
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$VM_DIR/lib.sh"
-ALL_SUITES="smoke mount-explicit mount-builtin mount-rpcbind restart restart-busy pxe diskless-address"
+ALL_SUITES="smoke mount-explicit mount-builtin mount-rpcbind restart restart-busy pxe diskless-address image-update"
+EXTRA_SUITES="record-boot"   # run only when named
 
-case "${1:-}" in -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
-for s in "$@"; do case " $ALL_SUITES " in *" $s "*) ;; *) die "unknown suite '$s' (suites: $ALL_SUITES)";; esac; done
+case "${1:-}" in -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+for s in "$@"; do case " $ALL_SUITES $EXTRA_SUITES " in *" $s "*) ;; *) die "unknown suite '$s' (suites: $ALL_SUITES $EXTRA_SUITES)";; esac; done
 
 # ---- outside the namespace: prepare, then re-enter in a new net+mount namespace -------------
 if [ -z "${STRATA_VM_IN_NS:-}" ]; then
@@ -369,6 +371,77 @@ EOT
   case "$lb" in *10.0.2.22*) record $S upper-keyed-by-address-b OK "$lb";; *) record $S upper-keyed-by-address-b FAIL "${lb:-none}";; esac
 }
 
+# Image versions with the kernel client: a diskless client boots version 1, keeps running on it
+# while the host publishes version 2 (`strata image publish`), and after its reboot runs version
+# 2 with its own change still on top.
+image_update_boot() { # NAME
+  VM_STEP_PREFIX="$1/"
+  vm_boot image-update "$1" 300 "$INITRD" "strata.mode=nfsroot strata.net=static strata.host=client1 strata.root=10.0.2.2:/diskless strata.nfsopts=vers=3,nolock,proto=tcp strata.init=/sbin/init.update"
+  VM_STEP_PREFIX=""
+}
+req_publish() { "$STRATA_BIN" image publish /diskless --lowers "$WORK/image-v2" --config "$IMAGE_CFG" >>"$WORK/logs/publish.log" 2>&1; }
+suite_image_update() {
+  local S=image-update np=2049 mp=20048 st
+  IMAGE_CFG=$WORK/image-update.toml
+  [ "$SERVER_KIND" = strata ] || { record $S skipped OK "image versions need strata"; return; }
+  make_diskless_image "$WORK/image"
+  make_diskless_image "$WORK/image-v2"; echo "image-v2" >"$WORK/image-v2/etc/image-release"
+  local v1; v1=$(cat "$WORK/image/etc/image-release")
+  rm -rf "$WORK/clients"; mkdir -p "$WORK/clients"
+  strata_config "$IMAGE_CFG" builtin $np $mp "$(diskless_export_toml)"
+  server_start "$IMAGE_CFG" $np || { record $S server-start FAIL; return; }
+  record $S server-start OK
+  image_update_boot update-boot1
+  st=$(pxe_state update-boot1)
+  case "$st" in *"release=[$v1] own=[none]"*) record $S boot1-runs-version-1 OK "$st";; *) record $S boot1-runs-version-1 FAIL "$st";; esac
+  image_update_boot update-boot2
+  st=$(pxe_state update-boot2)
+  case "$st" in *"release=[image-v2] own=[client1's own change]"*) record $S reboot-runs-version-2-with-own-change OK "$st";;
+    *) record $S reboot-runs-version-2-with-own-change FAIL "$st";; esac
+  if "$STRATA_BIN" clients --config "$IMAGE_CFG" | grep -qE "^client1.*[[:space:]]2\$"; then
+    record $S clients-shows-version-2 OK
+  else
+    record $S clients-shows-version-2 FAIL "$("$STRATA_BIN" clients --config "$IMAGE_CFG" | tr '\n' ';')"
+  fi
+  server_stop
+}
+
+# Records a diskless boot for the boot storm (scripts/record-boot.sh, Docs/BOOT-TRACE.md): the
+# pxe suite's image and export, root on NFS by direct kernel boot, /sbin/init.boot doing a
+# boot's file activity, strata with --trace; the trace is converted into a boot script and
+# checked. STRATA_RECORD_OUT: where to copy the script (default: kept in the work dir only).
+suite_record_boot() {
+  local S=record-boot cfg=$WORK/record-boot.toml np=2049 mp=20048 out
+  [ "$SERVER_KIND" = strata ] || { record $S skipped OK "recording needs strata (--trace)"; return; }
+  make_diskless_image "$WORK/image"
+  rm -rf "$WORK/clients"; mkdir -p "$WORK/clients"
+  strata_config "$cfg" builtin $np $mp "$(diskless_export_toml)"
+  STRATA_SERVE_ARGS="--trace $WORK/boot.trace" server_start "$cfg" $np || { record $S server-start FAIL; return; }
+  record $S server-start OK "tracing to $WORK/boot.trace"
+  VM_STEP_PREFIX="record/"
+  vm_boot $S record-boot 600 "$INITRD" "strata.mode=nfsroot strata.net=static strata.host=client1 strata.root=10.0.2.2:/diskless strata.nfsopts=vers=3,nolock,proto=tcp strata.init=/sbin/init.boot"
+  VM_STEP_PREFIX=""
+  timing "record-boot VM" "$((VM_WALL_MS/1000)).$((VM_WALL_MS%1000/100))s"
+  server_stop
+  out=$WORK/boot-trace.script
+  if "$STRATA_BIN" trace convert "$WORK/boot.trace" -o "$out" \
+      --note "a diskless client booting with its root on Strata over NFSv3 (Linux $KVER kernel client, vers=3,nolock,proto=tcp, TCG)" \
+      --note "image: Tests/VM/host/fixtures.sh make_diskless_image; init: Tests/VM/guest/image-boot; recorded by scripts/record-boot.sh" \
+      2>"$WORK/logs/convert.log"; then
+    record $S convert OK "$(cat "$WORK/logs/convert.log")"
+  else
+    record $S convert FAIL "$(cat "$WORK/logs/convert.log")"; return
+  fi
+  if "$STRATA_BIN" trace check "$out" >"$WORK/logs/check.log" 2>&1; then
+    record $S check OK "$(tr '\n' ';' <"$WORK/logs/check.log")"
+  else
+    record $S check FAIL "$(cat "$WORK/logs/check.log")"; return
+  fi
+  if [ -n "${STRATA_RECORD_OUT:-}" ]; then
+    cp "$out" "$STRATA_RECORD_OUT" && record $S copied OK "$STRATA_RECORD_OUT" || record $S copied FAIL "$STRATA_RECORD_OUT"
+  fi
+}
+
 # ---- main -----------------------------------------------------------------------------------
 SUITES=${*:-$ALL_SUITES}
 T1=$(now_ms)
@@ -384,6 +457,8 @@ for s in $SUITES; do
     restart-busy) suite_restart busy ;;
     pxe) suite_pxe ;;
     diskless-address) suite_diskless_address ;;
+    record-boot) suite_record_boot ;;
+    image-update) suite_image_update ;;
     *) record main "unknown-suite-$s" FAIL ;;
   esac
   VM_NET=slirp

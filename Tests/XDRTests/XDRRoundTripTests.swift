@@ -1,5 +1,6 @@
 import NIOCore
 import Testing
+import TestSupport
 
 @testable import XDR
 
@@ -85,19 +86,6 @@ struct Sample: XDRCodable, Equatable {
             list: (0..<Int.random(in: 0...Self.maxList, using: &rng)).map { _ in UInt32.random(in: 0...9, using: &rng) },
             maybe: Bool.random(using: &rng) ? UInt64.random(in: .min ... .max, using: &rng) : nil
         )
-    }
-}
-
-/// A small seeded generator so failures replay (the seed is printed).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9e37_79b9_7f4a_7c15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }
 

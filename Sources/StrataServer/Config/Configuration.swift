@@ -109,6 +109,8 @@ public struct Configuration: Sendable {
     public var exports: [ExportConfiguration] = []
     /// `[clients]`: address or machine name → stable client key.
     public var clientKeys: [String: String] = [:]
+    /// `[clients]` entries with `pin = N`: client key → the image version its next mount gets.
+    public var clientPins: [String: Int] = [:]
     /// Options accepted without effect (`async`, `wdelay`, `subtree_check`): worth a warning.
     public var warnings: [ConfigError] = []
     /// The file it was read from and where its keys are, so later checks name lines too.
@@ -166,11 +168,28 @@ public struct Configuration: Sendable {
         if let clients = table["clients"] {
             if let clientTable = clients.table {
                 for key in clientTable.keys {
+                    // "10.0.0.7" = "pc07", or a table: "10.0.0.7" = { key = "pc07", pin = 3 }
+                    // (`key` defaults to the name itself).
+                    if let entry = clientTable[key]?.table {
+                        let unknown = entry.keys.filter { !["key", "pin"].contains($0) }
+                        let value = entry["key"] == nil ? key : entry["key"]?.string ?? ""
+                        let pin = entry["pin"]?.int
+                        if !unknown.isEmpty || value.isEmpty || (entry["pin"] != nil && (pin ?? 0) < 1) {
+                            problems.error(
+                                ConfigError(
+                                    key: "clients.\"\(key)\"", value: shown(clientTable[key]),
+                                    allowed: "{ key = \"client key\", pin = N }: a non-empty key and an image version number >= 1"))
+                            continue
+                        }
+                        self.clientKeys[key] = value
+                        if let pin { self.clientPins[sanitizedClientKey(value)] = pin }
+                        continue
+                    }
                     guard let value = clientTable[key]?.string, !value.isEmpty else {
                         problems.error(
                             ConfigError(
                                 key: "clients.\"\(key)\"", value: shown(clientTable[key]),
-                                allowed: "a non-empty string: the client's stable key"))
+                                allowed: "a non-empty string: the client's stable key, or { key = \"...\", pin = N }"))
                         continue
                     }
                     self.clientKeys[key] = value

@@ -82,7 +82,7 @@ enum Files {
         _ = try Sys.retry("fsync", path()) { fsync(rfd.raw) }
     }
 
-    /// Removes `name` under `dir`, recursively if it is a directory (used for `work/` leftovers only).
+    /// Removes `name` under `dir`, recursively if it is a directory (`work/` leftovers, a discarded layer), never following a symlink.
     static func removeTree(_ dir: FD, _ name: [UInt8], path: String) throws(UnionError) {
         guard let st = try Self.statAt(dir, name, path: path) else { return }
         if st.isDirectory {

@@ -2,6 +2,7 @@ import Foundation
 import NFS3
 import NIOCore
 import SunRPC
+import SunRPCClient
 import XDR
 
 /// An NFSv3 client on the project's own RPC and XDR layers, for the procedures the libnfs tools

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// Errors of the integration harness, each naming what was waited for.
 struct HarnessError: Error, CustomStringConvertible {
@@ -15,94 +16,6 @@ let packageRoot: String = {
 
 /// The strata binary under test: $STRATA_BIN (set by the Makefile) or the debug build.
 let strataBinary: String = ProcessInfo.processInfo.environment["STRATA_BIN"] ?? "\(packageRoot)/.build/debug/strata"
-
-/// A scratch directory removed when the test ends.
-final class TemporaryDirectory {
-    let path: String
-
-    init(_ label: String = "strata-it") throws {
-        var template = Array("/tmp/\(label)-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }) else {
-            throw HarnessError("mkdtemp failed for /tmp/\(label)-XXXXXX: errno \(errno)")
-        }
-        self.path = String(cString: made)
-    }
-
-    func file(_ relative: String) -> String { "\(self.path)/\(relative)" }
-
-    /// Writes `contents` at `relative`, creating parent directories.
-    func write(_ relative: String, _ contents: String, mode: Int = 0o644) throws {
-        let full = self.file(relative)
-        try FileManager.default.createDirectory(
-            atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try contents.write(toFile: full, atomically: false, encoding: .utf8)
-        chmod(full, mode_t(mode))
-    }
-
-    func mkdir(_ relative: String) throws {
-        try FileManager.default.createDirectory(atPath: self.file(relative), withIntermediateDirectories: true)
-    }
-
-    func read(_ relative: String) -> String? {
-        try? String(contentsOfFile: self.file(relative), encoding: .utf8)
-    }
-
-    func exists(_ relative: String) -> Bool {
-        var info = stat()
-        return lstat(self.file(relative), &info) == 0
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: self.path)
-    }
-}
-
-/// Output and status of a finished command.
-struct CommandResult {
-    var status: Int32
-    var output: String
-    var succeeded: Bool { self.status == 0 }
-}
-
-/// Runs `executable` with `arguments`, bounded by `timeout` seconds (then its whole process
-/// group is killed), and returns its combined output.
-@discardableResult
-func run(_ executable: String, _ arguments: [String], timeout: Double = 60) throws -> CommandResult {
-    let outputPath = "/tmp/strata-it-output-\(getpid())-\(UUID().uuidString)"
-    defer { unlink(outputPath) }
-    let child = try Subprocess([executable] + arguments, outputPath: outputPath)
-    guard let status = child.wait(timeout: timeout) else {
-        child.signalGroup(SIGKILL)
-        _ = child.wait(timeout: 10)
-        throw HarnessError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s; output:\n\(child.output)")
-    }
-    return CommandResult(status: status, output: child.output)
-}
-
-/// Output of a finished command with stdout and stderr apart.
-struct SplitResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var succeeded: Bool { self.status == 0 }
-}
-
-/// As `run`, keeping stderr apart from stdout (messages meant for stderr must go there).
-func runSplit(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 60) throws -> SplitResult {
-    let base = "/tmp/strata-it-output-\(getpid())-\(UUID().uuidString)"
-    defer {
-        unlink(base + ".out")
-        unlink(base + ".err")
-    }
-    let child = try Subprocess([executable] + arguments, outputPath: base + ".out", errorPath: base + ".err", environment: environment)
-    guard let status = child.wait(timeout: timeout) else {
-        child.signalGroup(SIGKILL)
-        _ = child.wait(timeout: 10)
-        throw HarnessError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
-    }
-    let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
-    return SplitResult(status: status, stdout: read(base + ".out"), stderr: read(base + ".err"))
-}
 
 /// A `strata serve` child process on loopback, started with a configuration written by the
 /// test, on ports it picks itself (port 0), stopped by PID.
@@ -138,7 +51,7 @@ final class ServerProcess {
         try? FileManager.default.removeItem(atPath: self.readyFile)
         self.child = try Subprocess(
             [strataBinary, "serve", "--config", self.configPath, "--ready-file", self.readyFile] + arguments,
-            outputPath: self.logFile)
+            output: .file(self.logFile))
         try self.waitUntilReady(timeout: timeout)
     }
 
@@ -165,7 +78,7 @@ final class ServerProcess {
                 return
             }
             if let child = self.child, !child.isRunning {
-                throw HarnessError("strata exited with status \(child.exitStatus ?? -1) before serving; log:\n\(self.log)")
+                throw HarnessError("strata exited with status \(child.status ?? -1) before serving; log:\n\(self.log)")
             }
             usleep(20_000)
         }

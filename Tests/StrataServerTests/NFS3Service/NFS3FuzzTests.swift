@@ -3,29 +3,19 @@ import NIOCore
 import Testing
 import Union
 import XDR
+import TestSupport
 
 @testable import StrataServer
 
 /// Corrupted arguments reach the handlers (with handles that resolve): every call answers
 /// something, nothing traps. Seeds are printed so a failure replays.
 @Suite struct NFS3FuzzTests {
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            self.state &+= 0x9E37_79B9_7F4A_7C15
-            var z = self.state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test(arguments: NFS3Procedure.allCases.filter { $0 != .null })
     func corruptedArgumentsNeverTrap(procedure: NFS3Procedure) throws {
         let harness = try NFS3Harness(lowerFiles: ["f": "data", "d/g": "x"])
         let file = try harness.handle("f")
         let seed = 0x5EED_0000 &+ UInt64(procedure.rawValue)
-        var rng = SplitMix64(state: seed)
+        var rng = SplitMix64(seed: seed)
         print("corruptedArgumentsNeverTrap(\(procedure.name)) seed \(seed)")
         // Valid arguments naming the root directory or a file, so corruption past the handle
         // reaches the union.

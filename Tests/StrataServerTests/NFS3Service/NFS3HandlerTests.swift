@@ -1,6 +1,7 @@
 import Foundation
 import NFS3
 import NIOCore
+import TestSupport
 import Testing
 import Union
 import XDR
@@ -19,10 +20,7 @@ import XDR
 
     @Test func lookupFindsLowerFileWithAttributes() throws {
         let harness = try NFS3Harness(lowerFiles: ["hello.txt": "hello"])
-        guard case .ok(let found) = try harness.lookup("hello.txt") else {
-            Issue.record("lookup failed")
-            return
-        }
+        let found = try #require(harness.lookup("hello.txt").success, "lookup failed")
         #expect(found.objAttributes.attributes?.type == .reg)
         #expect(found.objAttributes.attributes?.size == 5)
         #expect(found.dirAttributes.attributes?.type == .dir)
@@ -31,10 +29,7 @@ import XDR
 
     @Test func lookupOfMissingNameIsNoentWithDirectoryAttributes() throws {
         let harness = try NFS3Harness()
-        guard case .fail(let status, let body) = try harness.lookup("missing") else {
-            Issue.record("lookup succeeded")
-            return
-        }
+        let (status, body) = try #require(harness.lookup("missing").failure, "lookup succeeded")
         #expect(status == .noent)
         #expect(body.dirAttributes.attributes != nil)
     }
@@ -43,10 +38,7 @@ import XDR
         let harness = try NFS3Harness()
         let root = try harness.attributes(harness.root())
         for name in [".", ".."] {
-            guard case .ok(let found) = try harness.lookup(name) else {
-                Issue.record("lookup \(name) failed")
-                continue
-            }
+            let found = try #require(harness.lookup(name).success, "lookup \(name) failed")
             #expect(found.objAttributes.attributes?.fileid == root.fileid)
         }
     }
@@ -55,15 +47,9 @@ import XDR
         let harness = try NFS3Harness(lowerFiles: ["sub/file": "x"])
         let sub = try harness.handle("sub")
         let root = try harness.attributes(harness.root())
-        guard case .ok(let parent) = try harness.lookup("..", in: sub) else {
-            Issue.record("lookup .. failed")
-            return
-        }
+        let parent = try #require(harness.lookup("..", in: sub).success, "lookup .. failed")
         #expect(parent.objAttributes.attributes?.fileid == root.fileid)
-        guard case .ok(let itself) = try harness.lookup(".", in: sub) else {
-            Issue.record("lookup . failed")
-            return
-        }
+        let itself = try #require(harness.lookup(".", in: sub).success, "lookup . failed")
         #expect(itself.object == sub)
     }
 
@@ -147,11 +133,7 @@ import XDR
 
     @Test func fsinfoAdvertisesOneMebibyteTransfers() throws {
         let harness = try NFS3Harness()
-        guard case .ok(let info) = try harness.call(.fsinfo, FSInfo3Args(fsroot: harness.root()), as: FSInfo3Res.self)
-        else {
-            Issue.record("fsinfo failed")
-            return
-        }
+        let info = try #require(harness.call(.fsinfo, FSInfo3Args(fsroot: harness.root()), as: FSInfo3Res.self).success, "fsinfo failed")
         #expect(info.rtmax == 1 << 20)
         #expect(info.wtmax == 1 << 20)
         #expect(info.rtpref == 1 << 20)
@@ -166,11 +148,7 @@ import XDR
 
     @Test func fsstatAndPathconf() throws {
         let harness = try NFS3Harness()
-        guard case .ok(let stat) = try harness.call(.fsstat, FSStat3Args(fsroot: harness.root()), as: FSStat3Res.self)
-        else {
-            Issue.record("fsstat failed")
-            return
-        }
+        let stat = try #require(harness.call(.fsstat, FSStat3Args(fsroot: harness.root()), as: FSStat3Res.self).success, "fsstat failed")
         #expect(stat.tbytes > 0)
         #expect(stat.fbytes <= stat.tbytes)
         guard
@@ -191,18 +169,12 @@ import XDR
 
     @Test func guardedCreateThenExistAndUncheckedSucceeds() throws {
         let harness = try NFS3Harness()
-        guard case .ok(let created) = try harness.createFile("new") else {
-            Issue.record("create failed")
-            return
-        }
+        let created = try #require(harness.createFile("new").success, "create failed")
         #expect(created.obj.handle != nil)
         #expect(created.objAttributes.attributes?.type == .reg)
         #expect(created.objAttributes.attributes?.mode == 0o644)
         #expect(created.dirWcc.isComplete)
-        guard case .fail(let status, let body) = try harness.createFile("new") else {
-            Issue.record("second guarded create succeeded")
-            return
-        }
+        let (status, body) = try #require(harness.createFile("new").failure, "second guarded create succeeded")
         #expect(status == .exist)
         #expect(body.dirWcc.isComplete)
         #expect(try harness.createFile("new", how: .unchecked(SetAttributes3())).status == .ok)
@@ -211,14 +183,8 @@ import XDR
     @Test func exclusiveCreateRetransmissionSucceedsAndOtherVerifierIsExist() throws {
         let harness = try NFS3Harness()
         let verifier = Verifier3(rawValue: 0x1122_3344_5566_7788)
-        guard case .ok(let first) = try harness.createFile("x", how: .exclusive(verifier)) else {
-            Issue.record("exclusive create failed")
-            return
-        }
-        guard case .ok(let again) = try harness.createFile("x", how: .exclusive(verifier)) else {
-            Issue.record("retransmitted exclusive create failed")
-            return
-        }
+        let first = try #require(harness.createFile("x", how: .exclusive(verifier)).success, "exclusive create failed")
+        let again = try #require(harness.createFile("x", how: .exclusive(verifier)).success, "retransmitted exclusive create failed")
         #expect(again.obj.handle == first.obj.handle)
         #expect(again.objAttributes.attributes?.fileid == first.objAttributes.attributes?.fileid)
         #expect(try harness.createFile("x", how: .exclusive(Verifier3(rawValue: 1))).status == .exist)
@@ -230,10 +196,7 @@ import XDR
     ])
     func createRefusesBadNames(name: String, status: NFSStatus3) throws {
         let harness = try NFS3Harness()
-        guard case .fail(let got, let body) = try harness.createFile(name) else {
-            Issue.record("create of \(name) succeeded")
-            return
-        }
+        let (got, body) = try #require(harness.createFile(name).failure, "create of \(name) succeeded")
         #expect(got == status)
         #expect(body.dirWcc.isComplete)
         let mkdir = try harness.call(
@@ -272,11 +235,7 @@ import XDR
         }
         #expect(link.objAttributes.attributes?.type == .lnk)
         let handle = try #require(link.obj.handle)
-        guard case .ok(let read) = try harness.call(.readlink, ReadLink3Args(symlink: handle), as: ReadLink3Res.self)
-        else {
-            Issue.record("readlink failed")
-            return
-        }
+        let read = try #require(harness.call(.readlink, ReadLink3Args(symlink: handle), as: ReadLink3Res.self).success, "readlink failed")
         #expect(read.data == target)
         #expect(read.symlinkAttributes.attributes?.type == .lnk)
         #expect(
@@ -293,10 +252,7 @@ import XDR
         let result = try harness.call(
             .mknod, MkNod3Args(where: DirOpArgs3(dir: harness.root(), name: Array("node".utf8)), what: what),
             as: MkNod3Res.self)
-        guard case .ok(let made) = result else {
-            Issue.record("mknod \(type) answered \(result.status)")
-            return
-        }
+        let made = try #require(result.success, "mknod \(type) answered \(result.status)")
         #expect(made.objAttributes.attributes?.type == type)
         if case .chr(let device) = what {
             #expect(made.objAttributes.attributes?.rdev == device.spec)
@@ -311,10 +267,7 @@ import XDR
             .mknod,
             MkNod3Args(where: DirOpArgs3(dir: harness.root(), name: Array("node".utf8)), what: .otherType(type)),
             as: MkNod3Res.self)
-        guard case .fail(let status, let body) = result else {
-            Issue.record("mknod of type \(type) succeeded")
-            return
-        }
+        let (status, body) = try #require(result.failure, "mknod of type \(type) succeeded")
         #expect(status == .badtype)
         #expect(body.dirWcc.isComplete)
     }
@@ -324,16 +277,10 @@ import XDR
     @Test(arguments: StableHow3.allCases)
     func writeHonoursStableHowAndReportsTheVerifier(stable: StableHow3) throws {
         let harness = try NFS3Harness()
-        guard case .ok(let created) = try harness.createFile("w") else {
-            Issue.record("create failed")
-            return
-        }
+        let created = try #require(harness.createFile("w").success, "create failed")
         let file = try #require(created.obj.handle)
         let args = Write3Args(file: file, offset: 0, stable: stable, data: ByteBuffer(string: "hello"))
-        guard case .ok(let written) = try harness.call(.write, args, as: Write3Res.self) else {
-            Issue.record("write failed")
-            return
-        }
+        let written = try #require(harness.call(.write, args, as: Write3Res.self).success, "write failed")
         #expect(written.count == 5)
         #expect(written.committed >= stable)
         #expect(written.verf == harness.service.writeVerifier)
@@ -369,10 +316,7 @@ import XDR
 
     @Test func writeCountBeyondDataIsInval() throws {
         let harness = try NFS3Harness()
-        guard case .ok(let created) = try harness.createFile("w") else {
-            Issue.record("create failed")
-            return
-        }
+        let created = try #require(harness.createFile("w").success, "create failed")
         let file = try #require(created.obj.handle)
         let args = Write3Args(file: file, offset: 0, count: 10, stable: .unstable, data: ByteBuffer(string: "abc"))
         #expect(try harness.call(.write, args, as: Write3Res.self).status == .inval)
@@ -380,10 +324,7 @@ import XDR
 
     @Test func writeBeyondTheLargestFileIsFbigAndToADirectoryIsIsdir() throws {
         let harness = try NFS3Harness()
-        guard case .ok(let created) = try harness.createFile("w") else {
-            Issue.record("create failed")
-            return
-        }
+        let created = try #require(harness.createFile("w").success, "create failed")
         let file = try #require(created.obj.handle)
         let far = Write3Args(file: file, offset: UInt64.max - 1, stable: .unstable, data: ByteBuffer(string: "ab"))
         #expect(try harness.call(.write, far, as: Write3Res.self).status == .fbig)
@@ -393,20 +334,14 @@ import XDR
 
     @Test func setattrWithGuard() throws {
         let harness = try NFS3Harness()
-        guard case .ok(let created) = try harness.createFile("s") else {
-            Issue.record("create failed")
-            return
-        }
+        let created = try #require(harness.createFile("s").success, "create failed")
         let file = try #require(created.obj.handle)
         let ctime = try harness.attributes(file).ctime
         let wrong = NFSTime3(seconds: ctime.seconds &- 100, nseconds: ctime.nseconds)
         let refused = try harness.call(
             .setattr, SetAttr3Args(object: file, newAttributes: SetAttributes3(mode: 0o600), guardCtime: wrong),
             as: SetAttr3Res.self)
-        guard case .fail(let status, let body) = refused else {
-            Issue.record("guarded setattr with a wrong ctime succeeded")
-            return
-        }
+        let (status, body) = try #require(refused.failure, "guarded setattr with a wrong ctime succeeded")
         #expect(status == .notSync)
         #expect(body.objWcc.isComplete)
         #expect(try harness.attributes(file).mode == 0o644)
@@ -414,10 +349,7 @@ import XDR
             .setattr,
             SetAttr3Args(object: file, newAttributes: SetAttributes3(mode: 0o600, size: 3), guardCtime: ctime),
             as: SetAttr3Res.self)
-        guard case .ok(let done) = accepted else {
-            Issue.record("guarded setattr with the right ctime answered \(accepted.status)")
-            return
-        }
+        let done = try #require(accepted.success, "guarded setattr with the right ctime answered \(accepted.status)")
         #expect(done.objWcc.isComplete)
         #expect(done.objWcc.after.attributes?.mode == 0o600)
         #expect(done.objWcc.after.attributes?.size == 3)
@@ -429,10 +361,7 @@ import XDR
                     atime: .setToClientTime(NFSTime3(seconds: 1000, nseconds: 5)),
                     mtime: .setToClientTime(NFSTime3(seconds: 2000, nseconds: 7)))),
             as: SetAttr3Res.self)
-        guard case .ok(let timed) = times else {
-            Issue.record("setattr of times answered \(times.status)")
-            return
-        }
+        let timed = try #require(times.success, "setattr of times answered \(times.status)")
         #expect(timed.objWcc.after.attributes?.mtime == NFSTime3(seconds: 2000, nseconds: 7))
         #expect(timed.objWcc.after.attributes?.atime == NFSTime3(seconds: 1000, nseconds: 5))
     }
@@ -447,10 +376,7 @@ import XDR
         let rmdir = { (name: String) throws -> RmDir3Res in
             try harness.call(.rmdir, RmDir3Args(object: DirOpArgs3(dir: harness.root(), name: Array(name.utf8))))
         }
-        guard case .ok(let removed) = try remove("f") else {
-            Issue.record("remove failed")
-            return
-        }
+        let removed = try #require(remove("f").success, "remove failed")
         #expect(removed.dirWcc.isComplete)
         #expect(try harness.lookup("f").status == .noent)
         #expect(try remove("f").status == .noent)
@@ -465,10 +391,7 @@ import XDR
                 .remove, Remove3Args(object: DirOpArgs3(dir: full, name: Array("inner".utf8))), as: Remove3Res.self
             )
             .status == .ok)
-        guard case .ok(let gone) = try rmdir("full") else {
-            Issue.record("rmdir failed")
-            return
-        }
+        let gone = try #require(rmdir("full").success, "rmdir failed")
         #expect(gone.dirWcc.isComplete)
     }
 
@@ -481,10 +404,7 @@ import XDR
                 from: DirOpArgs3(dir: harness.root(), name: Array("a".utf8)),
                 to: DirOpArgs3(dir: dir, name: Array("b".utf8))),
             as: Rename3Res.self)
-        guard case .ok(let renamed) = result else {
-            Issue.record("rename answered \(result.status)")
-            return
-        }
+        let renamed = try #require(result.success, "rename answered \(result.status)")
         #expect(renamed.fromdirWcc.isComplete)
         #expect(renamed.todirWcc.isComplete)
         #expect(try harness.lookup("a").status == .noent)
@@ -516,18 +436,12 @@ import XDR
 
     @Test func linkMakesASecondName() throws {
         let harness = try NFS3Harness()
-        guard case .ok(let created) = try harness.createFile("orig") else {
-            Issue.record("create failed")
-            return
-        }
+        let created = try #require(harness.createFile("orig").success, "create failed")
         let file = try #require(created.obj.handle)
         let result = try harness.call(
             .link, Link3Args(file: file, link: DirOpArgs3(dir: harness.root(), name: Array("second".utf8))),
             as: Link3Res.self)
-        guard case .ok(let linked) = result else {
-            Issue.record("link answered \(result.status)")
-            return
-        }
+        let linked = try #require(result.success, "link answered \(result.status)")
         #expect(linked.fileAttributes.attributes?.nlink == 2)
         #expect(linked.linkdirWcc.isComplete)
         let other = try harness.handle("second")

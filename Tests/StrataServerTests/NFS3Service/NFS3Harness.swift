@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import NFS3
 import NIOCore
+import TestSupport
 import Testing
 import Union
 import XDR
@@ -23,9 +24,7 @@ final class NFS3Harness {
 
     /// - Parameter lowerFiles: files to create in the lower layer, path → content.
     init(lowerFiles: [String: String] = [:], namespaceCount: Int = 1) throws {
-        var template = Array("/tmp/strata-nfs3-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        self.base = String(cString: try #require(made))
+        self.base = try makeTemporaryDirectory("strata-nfs3")
         let lower = self.base + "/lower"
         try FileManager.default.createDirectory(atPath: lower, withIntermediateDirectories: true)
         for (path, content) in lowerFiles {

@@ -1,6 +1,7 @@
 import Foundation
 import NFS3
 import NIOCore
+import TestSupport
 import Testing
 import Union
 import XDR
@@ -34,10 +35,7 @@ import XDR
             let args = ReadDir3Args(dir: dir, cookie: cookie, cookieverf: verifier, count: count)
             #expect(harness.replyBytes(.readdir, args) <= Int(count))
             let result = try harness.call(.readdir, args, as: ReadDir3Res.self)
-            guard case .ok(let page) = result else {
-                Issue.record("READDIR count \(count) cookie \(cookie) answered \(result.status)")
-                return names
-            }
+            let page = try #require(result.success, "READDIR count \(count) cookie \(cookie) answered \(result.status)")
             names += page.entries.map { String(decoding: $0.name, as: UTF8.self) }
             if page.eof { return names }
             let last = try #require(page.entries.last, "a page without eof must have entries")
@@ -69,10 +67,7 @@ import XDR
         let smallest = try harness.call(
             .readdir, ReadDir3Args(dir: harness.root(), cookie: 0, cookieverf: .zero, count: 52),
             as: ReadDir3Res.self)
-        guard case .ok(let page) = smallest else {
-            Issue.record("count 52 answered \(smallest.status)")
-            return
-        }
+        let page = try #require(smallest.success, "count 52 answered \(smallest.status)")
         #expect(page.entries.map(\.name) == [[0x2E]])
         #expect(page.dirAttributes.attributes == nil)
         #expect(!page.eof)
@@ -127,10 +122,7 @@ import XDR
                 .readdir,
                 ReadDir3Args(dir: harness.root(), cookie: cookie, cookieverf: Verifier3(rawValue: 77), count: 600),
                 as: ReadDir3Res.self)
-            guard case .ok(let page) = result else {
-                Issue.record("resumed readdir answered \(result.status)")
-                return
-            }
+            let page = try #require(result.success, "resumed readdir answered \(result.status)")
             names += page.entries.map { String(decoding: $0.name, as: UTF8.self) }
             if page.eof { break }
             cookie = try #require(page.entries.last).cookie
@@ -155,10 +147,7 @@ import XDR
         let result = try harness.call(
             .readdir, ReadDir3Args(dir: harness.root(), cookie: 2, cookieverf: .zero, count: 4096),
             as: ReadDir3Res.self)
-        guard case .ok(let page) = result else {
-            Issue.record("readdir answered \(result.status)")
-            return
-        }
+        let page = try #require(result.success, "readdir answered \(result.status)")
         #expect(page.entries.isEmpty)
         #expect(page.eof)
     }
@@ -175,10 +164,7 @@ import XDR
                 dir: dir, cookie: cookie, cookieverf: .zero, dircount: dircount, maxcount: maxcount)
             #expect(harness.replyBytes(.readdirplus, args) <= Int(maxcount))
             let result = try harness.call(.readdirplus, args, as: ReadDirPlus3Res.self)
-            guard case .ok(let page) = result else {
-                Issue.record("READDIRPLUS \(dircount)/\(maxcount) answered \(result.status)")
-                return entries
-            }
+            let page = try #require(result.success, "READDIRPLUS \(dircount)/\(maxcount) answered \(result.status)")
             let directoryBytes = page.entries.dropFirst().reduce(0) {
                 $0 + EntryPlus3.directoryInfoSize(nameLength: $1.name.count)
             }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import NFS3
 import NIOCore
+import TestSupport
 import Testing
 import Union
 import XDR
@@ -176,7 +177,7 @@ import XDR
         #expect(harness.inlineOutcome(.readlink, ReadLink3Args(symlink: merged)) == nil)
     }
 
-    /// Issue 10 item 7: a caller who may read but not search a directory gets its names, never
+    /// A caller who may read but not search a directory gets its names, never
     /// a handle or attributes (LOOKUP refuses them), as knfsd.
     @Test func readdirplusWithoutSearchPermissionGivesNoHandles() throws {
         let harness = try Self.harness()
@@ -202,7 +203,7 @@ import XDR
         #expect(open.entries.allSatisfy { $0.nameHandle.handle != nil && $0.nameAttributes.attributes != nil })
     }
 
-    /// Issue 10 item 8: the handle of `secret` with the fileid of the next object (`secret/file`)
+    /// The handle of `secret` with the fileid of the next object (`secret/file`)
     /// is refused; so are nonzero reserved bytes and a handle of another length.
     @Test func forgedHandlesAreRefused() throws {
         let harness = try NFS3Harness(lowerFiles: ["secret/file": "s"])
@@ -234,7 +235,7 @@ import XDR
         #expect(file.data.count <= 64)
     }
 
-    /// Issue 10 item 2: READDIR and READDIRPLUS replies are capped by bytes whatever count the
+    /// READDIR and READDIRPLUS replies are capped by bytes whatever count the
     /// client asks (2^32-1 included), and the listing still completes page by page.
     @Test func listingRepliesAreCappedByBytes() throws {
         var files: [String: String] = [:]
@@ -248,10 +249,7 @@ import XDR
             let args = ReadDir3Args(dir: big, cookie: cookie, cookieverf: .zero, count: .max)
             #expect(harness.replyBytes(.readdir, args) <= 4096)
             let result = try harness.call(.readdir, args, as: ReadDir3Res.self)
-            guard case .ok(let page) = result else {
-                Issue.record("READDIR answered \(result.status)")
-                return
-            }
+            let page = try #require(result.success, "READDIR answered \(result.status)")
             seen.formUnion(page.entries.map(\.name))
             if page.eof { break }
             cookie = try #require(page.entries.last).cookie
@@ -277,20 +275,14 @@ import XDR
         let file = try harness.handle("f")
         let args = Read3Args(file: file, offset: 0, count: UInt32(count))
         let result = try harness.call(.read, args, as: Read3Res.self)
-        guard case .ok(let ok) = result else {
-            Issue.record("READ answered \(result.status)")
-            return
-        }
+        let ok = try #require(result.success, "READ answered \(result.status)")
         #expect(ok.data == ByteBuffer(bytes: Array("hello world".utf8.prefix(count))))
         #expect(ok.count == UInt32(count))
         #expect(ok.eof == (count >= 11))
         #expect(ok.fileAttributes.attributes == (try harness.attributes(file)))
         #expect(harness.replyBytes(.read, args) % 4 == 0)
         let past = try harness.call(.read, Read3Args(file: file, offset: 100, count: 10), as: Read3Res.self)
-        guard case .ok(let empty) = past else {
-            Issue.record("READ past the end answered \(past.status)")
-            return
-        }
+        let empty = try #require(past.success, "READ past the end answered \(past.status)")
         #expect(empty.data.readableBytes == 0 && empty.eof)
     }
 }

@@ -4,6 +4,8 @@ import NFS3
 import NIOCore
 import NIOPosix
 import SunRPC
+import SunRPCClient
+import TestSupport
 import Testing
 import Union
 import XDR
@@ -84,10 +86,7 @@ import XDR
             #expect(null.status == .success)
             #expect(null.body.readableBytes == 0)
             let result = try self.call(client, .getattr, GetAttr3Args(object: harness.root()), as: GetAttr3Res.self)
-            guard case .ok(let attributes) = result else {
-                Issue.record("GETATTR answered \(result.status)")
-                return
-            }
+            let attributes = try #require(result.success, "GETATTR answered \(result.status)")
             #expect(attributes.objAttributes.type == .dir)
         }
     }
@@ -128,18 +127,13 @@ import XDR
                 client, .create,
                 Create3Args(where: DirOpArgs3(dir: harness.root(), name: Array("big".utf8)), how: .guarded(.none)),
                 as: Create3Res.self)
-            guard case .ok(let made) = created, let file = made.obj.handle else {
-                Issue.record("create answered \(created.status)")
-                return
-            }
+            let made = try #require(created.success, "create answered \(created.status)")
+            let file = try #require(made.obj.handle, "create answered no handle")
             var data = ByteBuffer()
             for index in 0..<(1 << 20) { data.writeInteger(UInt8(truncatingIfNeeded: index &* 7)) }
             let written = try self.call(
                 client, .write, Write3Args(file: file, offset: 0, stable: .unstable, data: data), as: Write3Res.self)
-            guard case .ok(let wrote) = written else {
-                Issue.record("write answered \(written.status)")
-                return
-            }
+            let wrote = try #require(written.success, "write answered \(written.status)")
             #expect(wrote.count == 1 << 20)
             #expect(wrote.verf == WriteVerifier3(rawValue: 99))
             let committed = try self.call(
@@ -147,10 +141,7 @@ import XDR
             #expect(committed.status == .ok)
             let read = try self.call(
                 client, .read, Read3Args(file: file, offset: 0, count: 1 << 20), as: Read3Res.self)
-            guard case .ok(let got) = read else {
-                Issue.record("read answered \(read.status)")
-                return
-            }
+            let got = try #require(read.success, "read answered \(read.status)")
             #expect(got.data == data)
             #expect(got.eof)
         }

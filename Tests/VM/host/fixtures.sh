@@ -49,11 +49,15 @@ manifest() {
 make_diskless_image() {
   local D=$1 a
   rm -rf "$D"; mkdir -p "$D"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,root,var/lib/strata-test,mnt}
+  mkdir -p "$D"/var/{log,tmp,cache,lib/dhcp,lib/systemd,lib/misc}   # as a Debian image has them
   cp /bin/busybox "$D/bin/busybox"
   for a in $(/bin/busybox --list-full); do
     [ -e "$D/$a" ] || ln -s /bin/busybox "$D/$a"
   done
   install -m 0755 "$VM_DIR/guest/image-init" "$D/sbin/init.strata"
+  install -m 0755 "$VM_DIR/guest/image-boot" "$D/sbin/init.boot"   # the record-boot suite's init
+  install -m 0755 "$VM_DIR/guest/image-update" "$D/sbin/init.update"   # the image-update suite's init
+  printf 'proc /proc proc defaults 0 0\n' >"$D/etc/fstab"
   ln -sf init.strata "$D/sbin/init" 2>/dev/null; rm -f "$D/sbin/init"; ln -s init.strata "$D/sbin/init"
   echo "Welcome to the Strata shared image" >"$D/etc/motd"
   echo "image-build $(date -u +%FT%TZ)" >"$D/etc/image-release"

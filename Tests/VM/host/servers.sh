@@ -80,7 +80,8 @@ server_start() {
   local logf="$WORK/logs/server-$SERVER_N.log"
   case "$SERVER_KIND" in
     strata)
-      "$STRATA_BIN" serve --config "$SERVER_CFG" >"$logf" 2>&1 </dev/null &
+      # STRATA_SERVE_ARGS: extra arguments (the record-boot suite's --trace FILE)
+      "$STRATA_BIN" serve --config "$SERVER_CFG" ${STRATA_SERVE_ARGS:-} >"$logf" 2>&1 </dev/null &
       ;;
     ganesha)
       rpcbind_start || return 1

@@ -86,12 +86,13 @@ final class ClosingKeys: @unchecked Sendable {
 }
 
 extension ExportRegistry {
-    /// The `clientTag` of the handles of `clientKey`'s namespace in `export` at reset generation `generation`.
-    func clientTag(export: ExportConfiguration, clientKey: String, generation: UInt32) -> UInt32 {
+    /// The `clientTag` of the handles of `clientKey`'s namespace in `export` at reset generation
+    /// `generation` on image version `version` (version 1, or an export without an image, keeps
+    /// the tag of before image versions, so handles survive an export's first publish).
+    func clientTag(export: ExportConfiguration, clientKey: String, generation: UInt32, version: Int = 1) -> UInt32 {
         guard export.hasPerClientUpper else { return 0 }
-        let hash = stableHash64(Array("\(clientKey)#\(generation)".utf8))
-        let folded = UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
-        return folded == 0 ? 1 : folded
+        let suffix = version > 1 ? "#v\(version)" : ""
+        return Self.fold(stableHash64(Array("\(clientKey)#\(generation)\(suffix)".utf8)))
     }
 
     func upperPath(export: ExportConfiguration, clientKey: String) -> String? {
@@ -102,7 +103,8 @@ extension ExportRegistry {
     /// layer created) on first use. Without `create`, a per-client upper that does not exist
     /// yet is `.stale`: only MNT brings a client's layer into being.
     func namespace(export: ExportConfiguration, clientKey: String, create: Bool) throws(CallRejection) -> UnionNamespace {
-        let key = NamespaceKey(exportID: export.exportID, clientKey: export.hasPerClientUpper ? clientKey : "")
+        let version = self.state.withReadLock { self.image(of: export, in: $0)?.placement(of: clientKey) } ?? 1
+        let key = NamespaceKey(exportID: export.exportID, clientKey: export.hasPerClientUpper ? clientKey : "", version: version)
         return try self.withNamespace(key, export: export, create: create) { _, open in open.namespace }
     }
 
@@ -154,7 +156,22 @@ extension ExportRegistry {
         // The shared namespace of a per-client export has no upper: read-only clients see the
         // lowers, with the identity store in state_dir as a read-only export has.
         let upper = key.clientKey.isEmpty && export.hasPerClientUpper ? nil : self.upperPath(export: export, clientKey: key.clientKey)
-        let (stateDirectory, limit) = self.state.withReadLock { ($0.configuration.server.stateDirectory, export.clientLimit(server: $0.configuration.server)) }
+        let (stateDirectory, limit, image) = self.state.withReadLock {
+            ($0.configuration.server.stateDirectory, export.clientLimit(server: $0.configuration.server), self.image(of: export, in: $0))
+        }
+        // The version: it must still be the client's (a move at MNT since the call read it
+        // closes the old one, and two namespaces on one upper must never be open), and still
+        // exist (gc), and its layers must be as published.
+        var lowers = export.lowers
+        if let image {
+            guard let version = image.version(key.version),
+                key.clientKey.isEmpty || image.placement(of: key.clientKey) == key.version
+            else { throw .stale }
+            try self.verify(export: export, version: version)
+            lowers = version.lowers
+        } else if key.version != 1 {
+            throw .stale
+        }
         if let upper, export.hasPerClientUpper, !FileManager.default.fileExists(atPath: upper) {
             guard create else { throw .stale }
             let count = self.clientsWithUpper(export).count
@@ -163,7 +180,7 @@ extension ExportRegistry {
                     "export \(export.path) has \(count) client upper layers, its max_clients; raise max_clients in its [[export]] table (or [server]), or free one with `strata client reset KEY`")
             }
         }
-        let identityDirectory = "\(stateDirectory)/exports/\(String(export.exportID, radix: 16))"
+        let identityDirectory = ExportRegistry.identityDirectory(stateDirectory: stateDirectory, exportID: export.exportID, version: key.version)
         do {
             if let upper {
                 try FileManager.default.createDirectory(atPath: upper, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -181,7 +198,7 @@ extension ExportRegistry {
             // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below
             // the descriptor limit the server raises itself to at start.
             return try UnionNamespace(
-                upper: upper, lowers: export.lowers, stateDirectory: identityDirectory,
+                upper: upper, lowers: lowers, stateDirectory: identityDirectory,
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(key.clientKey)"]))
         } catch {

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SunRPC
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import StrataServer
@@ -15,9 +16,7 @@ final class RegistryFixture {
     let logger = Logger(label: "registry-test") { _ in SwiftLogNoOpLogHandler() }
 
     init() throws {
-        var template = Array("/tmp/strata-registry-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        self.base = String(cString: try #require(made))
+        self.base = try makeTemporaryDirectory("strata-registry")
         try self.write("lower/etc/hostname", "base\n")
         try self.write("lower/big", String(repeating: "x", count: 1 << 16))
         try FileManager.default.createDirectory(atPath: "\(self.base)/lower/tmp", withIntermediateDirectories: true)
@@ -248,7 +247,7 @@ extension ExportRegistry {
 }
 
 @Suite struct ClientResetRaceTests {
-    /// Issue 10 item 11: a reset while the client has a copy-up in flight and re-mounts used to
+    /// A reset while the client has a copy-up in flight and re-mounts used to
     /// leave a namespace on the deleted upper (every CREATE answered NOENT until a restart).
     /// Here a copy-up is held in the union's copy hook, the reset is held between closing the
     /// namespace and moving the upper aside (its hook), and the re-mount comes exactly then: it

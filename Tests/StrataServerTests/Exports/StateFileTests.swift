@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import StrataServer
@@ -6,14 +7,8 @@ import Testing
 /// The small state files: written whole, replaced in one rename, no temporary left behind, and a
 /// failure that names the path instead of being swallowed.
 @Suite struct StateFileTests {
-    private func temporaryDirectory() throws -> String {
-        let path = NSTemporaryDirectory() + "strata-statefile-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
     @Test func writesCreatesTheDirectoryAndReplacesWhole() throws {
-        let root = try self.temporaryDirectory()
+        let root = try makeTemporaryDirectory("strata-statefile")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let path = root + "/state/rmtab"
         try StateFile.write("a long first version\n", to: path)
@@ -26,7 +21,7 @@ import Testing
     }
 
     @Test func aFailureNamesThePath() throws {
-        let root = try self.temporaryDirectory()
+        let root = try makeTemporaryDirectory("strata-statefile")
         defer { try? FileManager.default.removeItem(atPath: root) }
         try "not a directory".write(toFile: root + "/file", atomically: false, encoding: .utf8)
         #expect {
@@ -37,7 +32,7 @@ import Testing
     }
 
     @Test func theMountTableRoundTripsThroughIt() throws {
-        let root = try self.temporaryDirectory()
+        let root = try makeTemporaryDirectory("strata-statefile")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let mounts = [MountRecord(host: "10.0.0.7", directory: "/diskless root", clientKey: "10.0.0.7")]
         try ExportRegistry.saveMountTable(mounts, stateDirectory: root)

@@ -1,4 +1,5 @@
 import NIOCore
+import SunRPC
 import NIOPosix
 import Synchronization
 import XDR

@@ -11,6 +11,8 @@ public struct ClientReport: Sendable, Codable, Equatable {
     /// started, nil if none.
     public var lastSeen: Double?
     public var isMounted: Bool
+    /// The image version the client is on; nil when its export has no image versions.
+    public var version: Int?
 }
 
 /// Why an administration request failed, with what to do about it.
@@ -22,7 +24,9 @@ public struct AdministrationError: Error, CustomStringConvertible, Sendable {
 extension ExportRegistry {
     /// Every client key that has an upper layer on disk under a per-client export.
     public func clients() -> [ClientReport] {
-        let (configuration, lastSeen, mounts) = self.state.withReadLock { ($0.configuration, $0.lastSeen.mapValues(\.seconds), $0.mounts) }
+        let (configuration, lastSeen, mounts, images) = self.state.withReadLock {
+            ($0.configuration, $0.lastSeen.mapValues(\.seconds), $0.mounts, $0.images)
+        }
         var reports: [ClientReport] = []
         for export in configuration.exports where export.hasPerClientUpper {
             for key in ExportRegistry.clientKeysOnDisk(template: export.upper ?? "") {
@@ -31,7 +35,8 @@ extension ExportRegistry {
                     ClientReport(
                         key: key, export: export.path, upper: upper, sizeBytes: diskUsage(of: upper),
                         lastSeen: lastSeen[key],
-                        isMounted: mounts.contains { $0.clientKey == key && $0.directory == export.path }))
+                        isMounted: mounts.contains { $0.clientKey == key && $0.directory == export.path },
+                        version: images[export.exportID]?.placement(of: key)))
             }
         }
         return reports.sorted { ($0.export, $0.key) < ($1.export, $1.key) }
@@ -82,13 +87,22 @@ extension ExportRegistry {
             // Waits for calls running in it (a copy-up in flight ends with NFS3ERR_STALE).
             self.close(removed, keepingClosing: true)
             self.resetHook.withLock { $0 }?("closed")
-            let aside = "\(upper).reset-\(UInt64(Date().timeIntervalSince1970 * 1000))"
-            guard rename(upper, aside) == 0 else {
-                throw AdministrationError("cannot move \(upper) aside to \(aside): \(String(cString: strerror(errno)))")
+            let aside: String
+            do {
+                aside = try LayerTools.moveAside(layer: upper)
+            } catch {
+                throw AdministrationError("cannot move \(upper) aside: \(error)")
             }
             self.state.withLock { _ = $0.uppers[export.exportID]?.remove(key) }
+            // A remount may create the fresh upper from here on, while the old one is deleted.
             self.closingKeys.end(namespaceKey)
-            try? FileManager.default.removeItem(atPath: aside)
+            do {
+                try LayerTools.deleteDiscarded(aside)
+            } catch {
+                self.logger.error(
+                    "client reset: the old upper is moved aside but could not be deleted; delete it by hand",
+                    metadata: ["client": "\(key)", "directory": "\(aside)", "error": "\(error)"])
+            }
             resetUppers.append(upper)
         }
         self.changeMountTable { $0.removeAll { $0.clientKey == key } }

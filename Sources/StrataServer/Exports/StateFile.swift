@@ -1,4 +1,6 @@
+import Foundation
 import Glibc
+import Logging
 
 /// Writes the small state files in `state_dir` (mount table, reset generations, export ids) so
 /// that a crash at any instant leaves the old or the new content, never a torn or empty file:
@@ -11,6 +13,19 @@ enum StateFile {
         let path: String
         let errno: Int32
         var description: String { "\(self.call) \(self.path): \(String(cString: strerror(self.errno)))" }
+    }
+
+    /// The text of the state file `path`, nil if there is none yet. A file that exists but
+    /// cannot be read is logged (the server then starts as without it) rather than ignored.
+    static func read(_ path: String, logger: Logger?) -> String? {
+        do {
+            return try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            if access(path, F_OK) == 0 || errno != ENOENT {
+                logger?.error("cannot read a state file; going on without it", metadata: ["file": "\(path)", "error": "\(error)"])
+            }
+            return nil
+        }
     }
 
     static func write(_ text: String, to path: String) throws(WriteError) {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// The mount table (MOUNT DUMP, `showmount -a`) and the reset generations: small state files
 /// in `state_dir`, written whole at each change.
@@ -33,8 +34,8 @@ extension ExportRegistry {
         }
     }
 
-    static func loadMountTable(stateDirectory: String) -> [MountRecord] {
-        guard let text = try? String(contentsOfFile: mountTablePath(stateDirectory), encoding: .utf8) else { return [] }
+    static func loadMountTable(stateDirectory: String, logger: Logger? = nil) -> [MountRecord] {
+        guard let text = StateFile.read(mountTablePath(stateDirectory), logger: logger) else { return [] }
         // One mount a line: host, client key, export path (the path may contain spaces: last).
         return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
@@ -50,8 +51,8 @@ extension ExportRegistry {
 
     static func generationsPath(_ stateDirectory: String) -> String { "\(stateDirectory)/client-generations" }
 
-    static func loadGenerations(stateDirectory: String) -> [String: UInt32] {
-        guard let text = try? String(contentsOfFile: generationsPath(stateDirectory), encoding: .utf8) else { return [:] }
+    static func loadGenerations(stateDirectory: String, logger: Logger? = nil) -> [String: UInt32] {
+        guard let text = StateFile.read(generationsPath(stateDirectory), logger: logger) else { return [:] }
         var result: [String: UInt32] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: " ")

@@ -6,6 +6,7 @@ import Synchronization
 import XDR
 
 @testable import SunRPC
+import SunRPCClient
 
 /// A program for tests, number 0x2000_0101 (the "defined by user" range of RFC 5531 §7.3),
 /// versions 1 and 2.

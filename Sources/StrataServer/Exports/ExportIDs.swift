@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// The export identifiers a server has handed out, kept in `state_dir/export-ids` (one
 /// `ID PATH` a line), so an export keeps its identifier, and its clients their file handles,
@@ -13,9 +14,9 @@ struct ExportIDTable: Equatable {
 
     static func path(_ stateDirectory: String) -> String { "\(stateDirectory)/export-ids" }
 
-    static func load(stateDirectory: String) -> ExportIDTable {
+    static func load(stateDirectory: String, logger: Logger? = nil) -> ExportIDTable {
         var table = ExportIDTable()
-        guard let text = try? String(contentsOfFile: path(stateDirectory), encoding: .utf8) else { return table }
+        guard let text = StateFile.read(path(stateDirectory), logger: logger) else { return table }
         for line in text.split(separator: "\n") {
             // The path may contain spaces: it is the rest of the line.
             let fields = line.split(separator: " ", maxSplits: 1).map(String.init)

@@ -1,0 +1,318 @@
+import NFS3
+import NIOCore
+import XDR
+
+/// How a replaying client reaches the server: one RPC call, answered with the result body of
+/// an accepted, successful reply. Anything else (a refusal, a timeout, a closed connection)
+/// throws; the replay counts it as the call's error. The load generator's connections and the
+/// tests' clients both fit.
+public protocol BootReplayTransport: Sendable {
+    func call(program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer) async throws -> ByteBuffer
+}
+
+/// A call of the replay that did not get the answer the recording got.
+public struct BootReplayFailure: Sendable, CustomStringConvertible {
+    public var line: Int
+    public var message: String
+    public var description: String { "line \(self.line): \(self.message)" }
+}
+
+/// What one client's replay of a boot script did.
+public struct BootReplayResult: Sendable {
+    /// From the first call sent to the last answer received.
+    public var duration: Duration
+    /// Each call's latency in nanoseconds, in completion order (calls never sent are absent).
+    public var latencies: [UInt64]
+    public var failures: [BootReplayFailure]
+    /// Bytes sent in WRITE calls that the server accepted.
+    public var bytesWritten: Int
+    public var calls: Int
+}
+
+/// Replays a boot script as one client: mounts `export`, resolves the script's paths to its own
+/// handles from the replies as it goes, and sends each call once every call that had finished
+/// before it started in the recording has finished here (the calls that overlapped then may
+/// overlap now). No think time: the client is as fast as the server lets it be.
+public struct BootReplay: Sendable {
+    public let script: BootScript
+    public let export: String
+    /// Written into the data of every WRITE, so each client's files can be told apart.
+    public let clientTag: String
+
+    public init(script: BootScript, export: String, clientTag: String) {
+        self.script = script
+        self.export = export
+        self.clientTag = clientTag
+    }
+
+    /// The bytes a WRITE of `count` bytes at `offset` carries for `tag`: the tag's line
+    /// repeated, positioned by the file offset (a file written in pieces reads as one pattern).
+    public static func payload(tag: String, offset: UInt64, count: Int) -> [UInt8] {
+        let unit = Array("strata boot replay: \(tag)\n".utf8)
+        return (0..<count).map { unit[Int((offset + UInt64($0)) % UInt64(unit.count))] }
+    }
+
+    struct State {
+        var handles: [String: FileHandle3] = [:]
+        var cookies: [String: (UInt64, CookieVerifier3)] = [:]
+    }
+
+    struct Outcome: Sendable {
+        var index: Int
+        var status: UInt32?
+        var failure: String?
+        var latency: UInt64?
+        var learned: [(String, FileHandle3)] = []
+        var forgotten: String?
+        var renamed: (String, String)?
+        var cookie: (String, UInt64, CookieVerifier3)?
+        var written = 0
+    }
+
+    public func run(nfs: some BootReplayTransport, mount: some BootReplayTransport) async -> BootReplayResult {
+        let calls = self.script.calls
+        var state = State()
+        var done = [Bool](repeating: false, count: calls.count)
+        var lowest = 0
+        var latencies: [UInt64] = []
+        latencies.reserveCapacity(calls.count)
+        var failures: [BootReplayFailure] = []
+        var written = 0
+        let start = ContinuousClock.now
+
+        func absorb(_ outcome: Outcome) {
+            done[outcome.index] = true
+            while lowest < done.count && done[lowest] { lowest += 1 }
+            if let latency = outcome.latency { latencies.append(latency) }
+            written += outcome.written
+            let call = calls[outcome.index]
+            if let failure = outcome.failure {
+                failures.append(BootReplayFailure(line: call.line, message: failure))
+            } else if let status = outcome.status, status != call.expectedStatus {
+                let mount = call.operation.isMount
+                failures.append(
+                    BootReplayFailure(
+                        line: call.line,
+                        message: "\(call.operation.keyword) \(call.operation.arguments.joined(separator: " ")) answered \(StatusNames.name(status, mount: mount)), recorded \(StatusNames.name(call.expectedStatus, mount: mount))"))
+            }
+            guard outcome.status == 0 else { return }
+            for (path, handle) in outcome.learned { state.handles[path] = handle }
+            if let forgotten = outcome.forgotten { state.handles[forgotten] = nil }
+            if let (from, to) = outcome.renamed {
+                for (path, handle) in state.handles where path == from || path.hasPrefix(from + "/") {
+                    state.handles[path] = nil
+                    state.handles[to + path.dropFirst(from.count)] = handle
+                }
+            }
+            if let (dir, cookie, verifier) = outcome.cookie { state.cookies[dir] = (cookie, verifier) }
+        }
+
+        await withTaskGroup(of: Outcome.self) { group in
+            for index in calls.indices {
+                // Wait until every earlier call that had finished before this one started in
+                // the recording has finished here.
+                while !(lowest..<index).allSatisfy({ done[$0] || calls[index].overlapping.contains($0) }) {
+                    guard let outcome = await group.next() else { break }
+                    absorb(outcome)
+                }
+                let prepared = self.prepare(index, calls[index], state)
+                group.addTask {
+                    await Self.execute(prepared, nfs: nfs, mount: mount)
+                }
+            }
+            while let outcome = await group.next() { absorb(outcome) }
+        }
+        return BootReplayResult(
+            duration: ContinuousClock.now - start, latencies: latencies, failures: failures, bytesWritten: written, calls: calls.count)
+    }
+
+    /// A call ready to send: its program, procedure and encoded arguments, and how to read the
+    /// answer; or the reason it cannot be sent.
+    struct Prepared: Sendable {
+        var index: Int
+        var program: UInt32 = NFS3.program
+        var version: UInt32 = NFS3.version
+        var procedure: UInt32 = 0
+        var arguments = ByteBuffer()
+        var failure: String?
+        var interpret: @Sendable (inout ByteBuffer, inout Outcome) throws -> Void = { _, _ in }
+    }
+
+    func prepare(_ index: Int, _ call: BootCall, _ state: State) -> Prepared {
+        var p = Prepared(index: index)
+        var missing: String?
+        func handle(_ path: String) -> FileHandle3 {
+            if let h = state.handles[path] { return h }
+            if missing == nil { missing = path }
+            return FileHandle3([])
+        }
+        func name(_ encoded: String) -> [UInt8] { BootPath.decode(encoded) ?? [] }
+        func encode(_ value: some XDREncodable) { value.encode(xdr: &p.arguments) }
+        func setProcedure(_ procedure: NFS3Procedure) { p.procedure = procedure.rawValue }
+        // The status leads every NFSv3 result; procedures that teach handles read on.
+        let statusOnly: @Sendable (inout ByteBuffer, inout Outcome) throws -> Void = { body, outcome in
+            outcome.status = try body.readXDRUInt32()
+        }
+        p.interpret = statusOnly
+        switch call.operation {
+        case .mount:
+            (p.program, p.version, p.procedure) = (Mount.program, Mount.version3, MountProcedure.mnt.rawValue)
+            encode(DirPath(self.export))
+            p.interpret = { body, outcome in
+                let result = try MountRes3(xdr: &body)
+                outcome.status = result.status.rawValue
+                if case .ok(let ok) = result { outcome.learned = [("/", ok.fhandle)] }
+            }
+        case .unmount:
+            (p.program, p.version, p.procedure) = (Mount.program, Mount.version3, MountProcedure.umnt.rawValue)
+            encode(DirPath(self.export))
+            p.interpret = { _, outcome in outcome.status = 0 }
+        case .null:
+            setProcedure(.null)
+            p.interpret = { _, outcome in outcome.status = 0 }
+        case .getattr(let path): setProcedure(.getattr); encode(GetAttr3Args(object: handle(path)))
+        case .setattr(let path, let attributes):
+            setProcedure(.setattr)
+            encode(SetAttr3Args(object: handle(path), newAttributes: attributes.setAttributes, guardCtime: nil))
+        case .lookup(let dir, let n):
+            setProcedure(.lookup)
+            encode(Lookup3Args(what: DirOpArgs3(dir: handle(dir), name: name(n))))
+            let path = BootPath.join(dir, n)
+            p.interpret = { body, outcome in
+                let result = try Lookup3Res(xdr: &body)
+                outcome.status = result.status.rawValue
+                if case .ok(let ok) = result { outcome.learned = [(path, ok.object)] }
+            }
+        case .access(let path, let mask): setProcedure(.access); encode(Access3Args(object: handle(path), access: mask))
+        case .readlink(let path): setProcedure(.readlink); encode(ReadLink3Args(symlink: handle(path)))
+        case .read(let path, let offset, let count):
+            setProcedure(.read)
+            encode(Read3Args(file: handle(path), offset: offset, count: count))
+        case .write(let path, let offset, let count, let stable):
+            setProcedure(.write)
+            let data = ByteBuffer(bytes: Self.payload(tag: self.clientTag, offset: offset, count: Int(count)))
+            encode(Write3Args(file: handle(path), offset: offset, count: count, stable: stable, data: data))
+            p.interpret = { body, outcome in
+                let result = try Write3Res(xdr: &body)
+                outcome.status = result.status.rawValue
+                if case .ok(let ok) = result { outcome.written = Int(ok.count) }
+            }
+        case .create(let dir, let n, let mode, let attributes):
+            setProcedure(.create)
+            let how: CreateHow3
+            switch mode {
+            case .unchecked: how = .unchecked(attributes.setAttributes)
+            case .guarded: how = .guarded(attributes.setAttributes)
+            case .exclusive: how = .exclusive(CreateVerifier3(rawValue: UInt64.random(in: 1...UInt64.max)))
+            }
+            encode(Create3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), how: how))
+            p.interpret = Self.creation(BootPath.join(dir, n))
+        case .mkdir(let dir, let n, let attributes):
+            setProcedure(.mkdir)
+            encode(MkDir3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), attributes: attributes.setAttributes))
+            p.interpret = Self.creation(BootPath.join(dir, n))
+        case .symlink(let dir, let n, let target, let attributes):
+            setProcedure(.symlink)
+            encode(
+                Symlink3Args(
+                    where: DirOpArgs3(dir: handle(dir), name: name(n)),
+                    symlink: SymlinkData3(symlinkAttributes: attributes.setAttributes, symlinkData: name(target))))
+            p.interpret = Self.creation(BootPath.join(dir, n))
+        case .mknod(let dir, let n, let type):
+            setProcedure(.mknod)
+            let what: MkNodData3
+            switch type {
+            case .chr: what = .chr(DeviceData3(devAttributes: .none, spec: SpecData3()))
+            case .blk: what = .blk(DeviceData3(devAttributes: .none, spec: SpecData3()))
+            case .sock: what = .sock(.none)
+            default: what = .fifo(.none)
+            }
+            encode(MkNod3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), what: what))
+            p.interpret = Self.creation(BootPath.join(dir, n))
+        case .remove(let dir, let n), .rmdir(let dir, let n):
+            if case .remove = call.operation { setProcedure(.remove) } else { setProcedure(.rmdir) }
+            encode(DirOpArgs3(dir: handle(dir), name: name(n)))
+            let path = BootPath.join(dir, n)
+            p.interpret = { body, outcome in
+                outcome.status = try body.readXDRUInt32()
+                outcome.forgotten = path
+            }
+        case .rename(let dir, let n, let toDir, let toName):
+            setProcedure(.rename)
+            encode(Rename3Args(from: DirOpArgs3(dir: handle(dir), name: name(n)), to: DirOpArgs3(dir: handle(toDir), name: name(toName))))
+            let (from, to) = (BootPath.join(dir, n), BootPath.join(toDir, toName))
+            p.interpret = { body, outcome in
+                outcome.status = try body.readXDRUInt32()
+                outcome.renamed = (from, to)
+            }
+        case .link(let path, let dir, let n):
+            setProcedure(.link)
+            let file = handle(path)
+            encode(Link3Args(file: file, link: DirOpArgs3(dir: handle(dir), name: name(n))))
+            let linked = BootPath.join(dir, n)
+            p.interpret = { body, outcome in
+                outcome.status = try body.readXDRUInt32()
+                outcome.learned = [(linked, file)]
+            }
+        case .readdir(let dir, let continued, let count):
+            setProcedure(.readdir)
+            let (cookie, verifier) = continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
+            encode(ReadDir3Args(dir: handle(dir), cookie: cookie, cookieverf: verifier, count: count))
+            p.interpret = { body, outcome in
+                let result = try ReadDir3Res(xdr: &body)
+                outcome.status = result.status.rawValue
+                if case .ok(let ok) = result, let last = ok.entries.last { outcome.cookie = (dir, last.cookie, ok.cookieverf) }
+            }
+        case .readdirplus(let dir, let continued, let dircount, let maxcount):
+            setProcedure(.readdirplus)
+            let (cookie, verifier) = continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
+            encode(ReadDirPlus3Args(dir: handle(dir), cookie: cookie, cookieverf: verifier, dircount: dircount, maxcount: maxcount))
+            p.interpret = { body, outcome in
+                let result = try ReadDirPlus3Res(xdr: &body)
+                outcome.status = result.status.rawValue
+                guard case .ok(let ok) = result else { return }
+                for entry in ok.entries where entry.name != Array(".".utf8) && entry.name != Array("..".utf8) {
+                    if let h = entry.nameHandle.handle { outcome.learned.append((BootPath.join(dir, BootPath.encode(entry.name)), h)) }
+                }
+                if let last = ok.entries.last { outcome.cookie = (dir, last.cookie, ok.cookieverf) }
+            }
+        case .fsstat(let path): setProcedure(.fsstat); encode(FSStat3Args(fsroot: handle(path)))
+        case .fsinfo(let path): setProcedure(.fsinfo); encode(FSInfo3Args(fsroot: handle(path)))
+        case .pathconf(let path): setProcedure(.pathconf); encode(PathConf3Args(object: handle(path)))
+        case .commit(let path, let offset, let count):
+            setProcedure(.commit)
+            encode(Commit3Args(file: handle(path), offset: offset, count: count))
+        }
+        if let missing {
+            p.failure = "\(call.operation.keyword) \(call.operation.arguments.joined(separator: " ")): no handle for \(missing) (the call that gives it failed or did not return it); not sent"
+        }
+        return p
+    }
+
+    static func creation(_ path: String) -> @Sendable (inout ByteBuffer, inout Outcome) throws -> Void {
+        { body, outcome in
+            let result = try Create3Res(xdr: &body)
+            outcome.status = result.status.rawValue
+            if case .ok(let ok) = result, let h = ok.obj.handle { outcome.learned = [(path, h)] }
+        }
+    }
+
+    static func execute(_ p: Prepared, nfs: some BootReplayTransport, mount: some BootReplayTransport) async -> Outcome {
+        var outcome = Outcome(index: p.index)
+        if let failure = p.failure {
+            outcome.failure = failure
+            return outcome
+        }
+        let transport: any BootReplayTransport = p.program == Mount.program ? mount : nfs
+        let sent = ContinuousClock.now
+        do {
+            var body = try await transport.call(program: p.program, version: p.version, procedure: p.procedure, arguments: p.arguments)
+            let elapsed = ContinuousClock.now - sent
+            outcome.latency = UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+            try p.interpret(&body, &outcome)
+        } catch {
+            outcome.failure = "\(error)"
+        }
+        return outcome
+    }
+}

@@ -1,0 +1,261 @@
+import NFS3
+
+// The boot script: what one diskless client did while it booted, as calls on paths from the
+// export root, in a line-based text format (Docs/BOOT-TRACE.md). Paths instead of file
+// handles so any number of clients can replay it against any server, each resolving the paths
+// to its own handles as it goes.
+
+/// The attributes a SETATTR, CREATE, MKDIR, SYMLINK or MKNOD sets (sattr3 without the client's
+/// clock: a client-set time is replayed as the replaying client's current time).
+public struct BootAttributes: Sendable, Equatable {
+    public enum Time: String, Sendable, Equatable { case server, client }
+    public var mode: UInt32?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var size: UInt64?
+    public var atime: Time?
+    public var mtime: Time?
+
+    public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil, atime: Time? = nil, mtime: Time? = nil) {
+        (self.mode, self.uid, self.gid, self.size, self.atime, self.mtime) = (mode, uid, gid, size, atime, mtime)
+    }
+}
+
+/// One operation of a boot script. Paths are absolute from the export root and names single
+/// components, both in the script's percent-encoded form (see `BootPath`).
+public enum BootOperation: Sendable, Equatable {
+    case mount
+    case unmount
+    case null
+    case getattr(String)
+    case setattr(String, BootAttributes)
+    case lookup(dir: String, name: String)
+    case access(String, mask: UInt32)
+    case readlink(String)
+    case read(String, offset: UInt64, count: UInt32)
+    case write(String, offset: UInt64, count: UInt32, stable: StableHow3)
+    case create(dir: String, name: String, mode: CreateMode3, BootAttributes)
+    case mkdir(dir: String, name: String, BootAttributes)
+    case symlink(dir: String, name: String, target: String, BootAttributes)
+    case mknod(dir: String, name: String, type: FileType3)
+    case remove(dir: String, name: String)
+    case rmdir(dir: String, name: String)
+    case rename(dir: String, name: String, toDir: String, toName: String)
+    case link(String, dir: String, name: String)
+    /// `continued`: a later page, from the cookie the previous page of this directory ended at.
+    case readdir(String, continued: Bool, count: UInt32)
+    case readdirplus(String, continued: Bool, dircount: UInt32, maxcount: UInt32)
+    case fsstat(String)
+    case fsinfo(String)
+    case pathconf(String)
+    case commit(String, offset: UInt64, count: UInt32)
+
+    /// The keyword of the operation in the script.
+    public var keyword: String {
+        switch self {
+        case .mount: return "MNT"
+        case .unmount: return "UMNT"
+        case .null: return "NULL"
+        case .getattr: return "GETATTR"
+        case .setattr: return "SETATTR"
+        case .lookup: return "LOOKUP"
+        case .access: return "ACCESS"
+        case .readlink: return "READLINK"
+        case .read: return "READ"
+        case .write: return "WRITE"
+        case .create: return "CREATE"
+        case .mkdir: return "MKDIR"
+        case .symlink: return "SYMLINK"
+        case .mknod: return "MKNOD"
+        case .remove: return "REMOVE"
+        case .rmdir: return "RMDIR"
+        case .rename: return "RENAME"
+        case .link: return "LINK"
+        case .readdir: return "READDIR"
+        case .readdirplus: return "READDIRPLUS"
+        case .fsstat: return "FSSTAT"
+        case .fsinfo: return "FSINFO"
+        case .pathconf: return "PATHCONF"
+        case .commit: return "COMMIT"
+        }
+    }
+
+    /// Whether the status is a mountstat3 (MNT) rather than an nfsstat3.
+    var isMount: Bool {
+        switch self {
+        case .mount, .unmount: return true
+        default: return false
+        }
+    }
+
+    /// The paths whose handles the call needs (resolved before it is sent).
+    public var inputPaths: [String] {
+        switch self {
+        case .mount, .unmount, .null: return []
+        case .getattr(let p), .setattr(let p, _), .access(let p, _), .readlink(let p), .read(let p, _, _),
+            .write(let p, _, _, _), .readdir(let p, _, _), .readdirplus(let p, _, _, _), .fsstat(let p), .fsinfo(let p),
+            .pathconf(let p), .commit(let p, _, _):
+            return [p]
+        case .lookup(let d, _), .create(let d, _, _, _), .mkdir(let d, _, _), .symlink(let d, _, _, _), .mknod(let d, _, _),
+            .remove(let d, _), .rmdir(let d, _):
+            return [d]
+        case .rename(let d, _, let t, _): return [d, t]
+        case .link(let p, let d, _): return [p, d]
+        }
+    }
+}
+
+/// One line of a boot script.
+public struct BootCall: Sendable, Equatable {
+    /// The line of the script it came from (1-based), for messages.
+    public var line: Int
+    /// When the recorded client started the call, in milliseconds since the recording began.
+    public var startMilliseconds: Double
+    /// The earlier calls (indices into `BootScript.calls`) still in flight when this one started
+    /// in the recording. Every other earlier call had finished: the replay waits for them.
+    public var overlapping: [Int]
+    public var operation: BootOperation
+    /// The status the recorded server answered (nfsstat3, or mountstat3 for MNT); the replay
+    /// counts any other answer as an error.
+    public var expectedStatus: UInt32
+
+    public init(line: Int, startMilliseconds: Double, overlapping: [Int], operation: BootOperation, expectedStatus: UInt32) {
+        self.line = line
+        self.startMilliseconds = startMilliseconds
+        self.overlapping = overlapping
+        self.operation = operation
+        self.expectedStatus = expectedStatus
+    }
+}
+
+/// A parsed boot script.
+public struct BootScript: Sendable, Equatable {
+    public static let header = "# strata boot script 1"
+    public var calls: [BootCall]
+    /// The comment lines (without "# ") that followed the header: where and how it was recorded.
+    public var notes: [String]
+
+    public init(calls: [BootCall], notes: [String] = []) {
+        self.calls = calls
+        self.notes = notes
+    }
+}
+
+/// Why a boot script was refused: the line and what is wrong with it.
+public struct BootScriptError: Error, Equatable, CustomStringConvertible {
+    public var line: Int
+    public var message: String
+    public var source: String
+    public var description: String { "\(self.source):\(self.line): \(self.message)" }
+}
+
+/// Percent-encoding of names and paths: bytes outside printable ASCII, and '%', ' ', '=' and
+/// ',' are written %XX, so a line splits on spaces and every name survives byte for byte.
+public enum BootPath {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        var out = ""
+        for byte in bytes {
+            if byte > 0x20 && byte < 0x7f && byte != UInt8(ascii: "%") && byte != UInt8(ascii: "=") && byte != UInt8(ascii: ",") {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = Array("0123456789ABCDEF".utf8)
+                out += "%" + String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
+            }
+        }
+        return out
+    }
+
+    /// The bytes of an encoded name, or nil if an escape is malformed.
+    public static func decode(_ text: String) -> [UInt8]? {
+        var out: [UInt8] = []
+        var bytes = Array(text.utf8)[...]
+        while let byte = bytes.popFirst() {
+            if byte == UInt8(ascii: "%") {
+                guard bytes.count >= 2, let high = hexValue(bytes.removeFirst()), let low = hexValue(bytes.removeFirst()) else { return nil }
+                out.append(high << 4 | low)
+            } else {
+                out.append(byte)
+            }
+        }
+        return out
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        default: return nil
+        }
+    }
+
+    /// `dir` joined with a looked-up `name` ("." is the directory, ".." its parent).
+    public static func join(_ dir: String, _ name: String) -> String {
+        switch name {
+        case ".": return dir
+        case "..": return parent(dir)
+        default: return dir == "/" ? "/" + name : dir + "/" + name
+        }
+    }
+
+    public static func parent(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), path != "/" else { return "/" }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}
+
+/// Status names as the script writes them: `OK`, `NOENT`, ... (mountstat3 for MNT).
+enum StatusNames {
+    static func name(_ raw: UInt32, mount: Bool) -> String {
+        if mount {
+            if let status = MountStatus3(rawValue: raw) { return "\(status)".uppercased() }
+        } else if let status = NFSStatus3(rawValue: raw) {
+            return "\(status)".uppercased()
+        }
+        return "\(raw)"
+    }
+
+    static func value(_ name: String, mount: Bool) -> UInt32? {
+        if let number = UInt32(name) { return number }
+        if mount { return MountStatus3.allCases.first { "\($0)".uppercased() == name }?.rawValue }
+        return NFSStatus3.allCases.first { "\($0)".uppercased() == name }?.rawValue
+    }
+}
+
+extension BootScript {
+    /// The calls of the boot that change nothing and touch nothing the boot made or removed:
+    /// what a client with a read-only root (its writable directories local) still asks the
+    /// server. Overlaps are kept among the calls that remain.
+    public func readOnlyPart() -> BootScript {
+        var changed: Set<String> = []
+        var kept: [Int: Int] = [:]
+        var calls: [BootCall] = []
+        func touchesChanged(_ path: String) -> Bool {
+            changed.contains { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }
+        }
+        for (index, call) in self.calls.enumerated() {
+            var keep: Bool
+            switch call.operation {
+            case .create(let d, let n, _, _), .mkdir(let d, let n, _), .symlink(let d, let n, _, _), .mknod(let d, let n, _),
+                .remove(let d, let n), .rmdir(let d, let n), .link(_, let d, let n):
+                keep = false
+                if call.expectedStatus == 0 { changed.insert(BootPath.join(d, n)) }
+            case .rename(let d, let n, let td, let tn):
+                keep = false
+                if call.expectedStatus == 0 { changed.formUnion([BootPath.join(d, n), BootPath.join(td, tn)]) }
+            case .write, .setattr, .commit:
+                keep = false
+            case .lookup(let d, let n):
+                keep = !touchesChanged(d) && !touchesChanged(BootPath.join(d, n))
+            default:
+                keep = !call.operation.inputPaths.contains(where: touchesChanged)
+            }
+            guard keep else { continue }
+            var copy = call
+            copy.overlapping = call.overlapping.compactMap { kept[$0] }
+            kept[index] = calls.count
+            calls.append(copy)
+        }
+        return BootScript(calls: calls, notes: self.notes + ["read-only part: calls that change nothing, on paths the boot did not change"])
+    }
+}

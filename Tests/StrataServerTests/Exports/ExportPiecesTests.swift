@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import StrataServer
+@testable import Union
+
+/// Log lines kept for assertions.
+final class CapturedLog: Sendable {
+    let lines = Mutex<[(Logger.Level, String)]>([])
+
+    var logger: Logger {
+        var logger = Logger(label: "captured") { _ in CapturingHandler(log: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    func contains(_ level: Logger.Level, _ text: String) -> Bool {
+        self.lines.withLock { $0.contains { $0.0 == level && $0.1.contains(text) } }
+    }
+
+    struct CapturingHandler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { self.metadata[key] }
+            set { self.metadata[key] = newValue }
+        }
+        func log(
+            level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+            function: String, line: UInt
+        ) {
+            let all = self.metadata.merging(metadata ?? [:]) { $1 }
+            let text = "\(message) " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            self.log.lines.withLock { $0.append((level, text)) }
+        }
+    }
+}
+
+/// Handle resolution (`HandleResolution.swift`): a handle from the wire names its caller's own
+/// namespace or is refused, with the answer a client can act on.
+@Suite struct HandleResolutionTests {
+    @Test func aClientsOwnHandleResolvesAndAnotherClientsIsRefused() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        let (_, handleA) = try registry.mountOK(from: "127.0.0.2")
+        _ = try registry.mountOK(from: "127.0.0.3")
+        let (admitted, _) = try registry.resolve(fileHandle: handleA, for: call(from: "127.0.0.2")).get()
+        #expect(admitted.clientKey == "127.0.0.2")
+        #expect(registry.resolve(fileHandle: handleA, for: try call(from: "127.0.0.3")).failure == .accessDenied)
+        #expect(registry.resolve(fileHandle: handleA, for: try call(from: "192.0.2.1")).failure == .accessDenied, "no rule matches")
+    }
+
+    @Test func malformedHandlesAreBadAndUnknownExportsStale() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        let (_, handle) = try registry.mountOK(from: "127.0.0.2")
+        #expect(registry.resolve(fileHandle: Array(handle.dropLast()), for: try call(from: "127.0.0.2")).failure == .badHandle)
+        var otherExport = handle
+        otherExport[3] ^= 0x55
+        #expect(registry.resolve(fileHandle: otherExport, for: try call(from: "127.0.0.2")).failure == .stale)
+    }
+
+    @Test func handlesFromBeforeAResetAreStale() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        let (_, handle) = try registry.mountOK(from: "127.0.0.2")
+        _ = try registry.resetClient(key: "127.0.0.2", exportPath: nil)
+        _ = try registry.mountOK(from: "127.0.0.2")
+        #expect(registry.resolve(fileHandle: handle, for: try call(from: "127.0.0.2")).failure == .stale)
+    }
+}
+
+/// The mount table (`MountTable.swift`): MNT records, UMNT forgets, a restart reads it back,
+/// and a write that fails is logged instead of swallowed.
+@Suite struct MountTableTests {
+    @Test func mountsAreRecordedForgottenAndSurviveARestart() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration()
+        let registry = fixture.registry(configuration)
+        _ = try registry.mountOK(from: "127.0.0.2")
+        _ = try registry.mountOK(from: "127.0.0.3")
+        registry.unmount(path: "/diskless", host: "127.0.0.3")
+        registry.closeAll()
+        let restarted = fixture.registry(configuration)
+        defer { restarted.closeAll() }
+        #expect(restarted.mountTable == [MountRecord(host: "127.0.0.2", directory: "/diskless", clientKey: "127.0.0.2")])
+        restarted.unmountAll(host: "127.0.0.2")
+        #expect(restarted.mountTable.isEmpty)
+    }
+
+    @Test func aFailedWriteIsLogged() throws {
+        let fixture = try RegistryFixture()
+        let log = CapturedLog()
+        let registry = ExportRegistry(configuration: try fixture.configuration(), logger: log.logger)
+        defer { registry.closeAll() }
+        _ = try registry.mountOK(from: "127.0.0.2")
+        // The mount table's path becomes a directory: the rename over it fails.
+        try FileManager.default.removeItem(atPath: "\(fixture.base)/state/rmtab")
+        try FileManager.default.createDirectory(atPath: "\(fixture.base)/state/rmtab/x", withIntermediateDirectories: true)
+        registry.unmountAll(host: "127.0.0.2")
+        #expect(log.contains(.error, "cannot write the mount table"))
+        #expect(log.contains(.error, "rmtab"))
+    }
+
+    @Test func anUnreadableStateFileIsLoggedAndMissingOnesAreNot() throws {
+        let fixture = try RegistryFixture()
+        try FileManager.default.createDirectory(atPath: "\(fixture.base)/state/client-generations", withIntermediateDirectories: true)
+        let log = CapturedLog()
+        let registry = ExportRegistry(configuration: try fixture.configuration(), logger: log.logger)
+        registry.closeAll()
+        #expect(log.contains(.error, "client-generations"))
+        #expect(!log.contains(.error, "rmtab"), "no mount table yet is normal")
+    }
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
