@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import NFS3
 import SunRPC
 import Testing
@@ -191,7 +192,7 @@ import Testing
         let publishes = (0..<4).map { _ in ["image", "publish", "/diskless", "--lowers", directory.file("v2"), "--config", server.configPath] }
         var launched: [Subprocess] = []
         let output = directory.file("publish.out")
-        for arguments in publishes { launched.append(try Subprocess([strataBinary] + arguments, outputPath: output)) }
+        for arguments in publishes { launched.append(try Subprocess([strataBinary] + arguments, output: .file(output))) }
         let deadline = Date().addingTimeInterval(60)
         while !server.log.contains("image version published"), Date() < deadline, launched.contains(where: \.isRunning) {
             usleep(5000)
@@ -213,7 +214,7 @@ import Testing
         let exportHex = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.file("state/exports")).first)
         try directory.mkdir("state/exports/\(exportHex)/v999")
         _ = try self.strata(server, ["image", "rollback", "/diskless", "--to", "1"])
-        let gc = try Subprocess([strataBinary, "image", "gc", "--config", server.configPath], outputPath: directory.file("gc.out"))
+        let gc = try Subprocess([strataBinary, "image", "gc", "--config", server.configPath], output: .file(directory.file("gc.out")))
         server.crash()
         _ = gc.wait(timeout: 30)
         try server.restart()

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `strata bench` quick workloads against a test server: checks what was done (every phase

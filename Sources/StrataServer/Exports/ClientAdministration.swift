@@ -58,44 +58,51 @@ extension ExportRegistry {
         var resetUppers: [String] = []
         for export in exports {
             guard let upper = self.upperPath(export: export, clientKey: key), FileManager.default.fileExists(atPath: upper) else { continue }
-            let namespaceKey = NamespaceKey(exportID: export.exportID, clientKey: key)
-            // Crash order: the generation is bumped and saved first, so from here on the
-            // client's old handles are stale even if a crash interrupts the rest (a stale handle
-            // is the intended outcome of a reset). Opens are held off while the namespace is
-            // taken out, so one in progress finishes first and is closed with it, and later ones
-            // wait for `closingKeys`.
-            let removed = self.openingLock.withLock { _ in
-                self.state.withLock { state in
-                    state.generations[key, default: 0] += 1
-                    self.closingKeys.begin(namespaceKey)
-                    return self.removeNamespaces([namespaceKey], from: &state)
+            // No image version move while the client is reset: its namespace key (which names
+            // its version) must stay the one held off below until the upper is moved aside.
+            let aside = try self.imagesLock.withLock { _ throws -> String in
+                let version = self.state.withReadLock { state in
+                    state.exportsByID[export.exportID].flatMap { self.image(of: $0, in: state) }?.placement(of: key)
+                } ?? 1
+                let namespaceKey = NamespaceKey(exportID: export.exportID, clientKey: key, version: version)
+                // Crash order: the generation is bumped and saved first, so from here on the
+                // client's old handles are stale even if a crash interrupts the rest (a stale
+                // handle is the intended outcome of a reset). Opens are held off while the
+                // namespace is taken out, so one in progress finishes first and is closed with
+                // it, and later ones wait for `closingKeys`.
+                let removed = self.openingLock.withLock { _ in
+                    self.state.withLock { state in
+                        state.generations[key, default: 0] += 1
+                        self.closingKeys.begin(namespaceKey)
+                        return self.removeNamespaces([namespaceKey], from: &state)
+                    }
                 }
-            }
-            defer { self.closingKeys.end(namespaceKey) }
-            self.persistLock.withLock { _ in
-                let (generations, stateDirectory) = self.state.withLock { ($0.generations, $0.configuration.server.stateDirectory) }
+                defer { self.closingKeys.end(namespaceKey) }
+                self.persistLock.withLock { _ in
+                    let (generations, stateDirectory) = self.state.withLock { ($0.generations, $0.configuration.server.stateDirectory) }
+                    do {
+                        try ExportRegistry.saveGenerations(generations, stateDirectory: stateDirectory)
+                    } catch {
+                        // The reset goes on: the new upper has a new handle key, so the client's
+                        // old handles are refused even if the generation is lost.
+                        self.logger.error(
+                            "cannot record the client's reset generation", metadata: ["client": "\(key)", "error": "\(error)"])
+                    }
+                }
+                self.resetHook.withLock { $0 }?("closing")
+                // Waits for calls running in it (a copy-up in flight ends with NFS3ERR_STALE).
+                self.close(removed, keepingClosing: true)
+                self.resetHook.withLock { $0 }?("closed")
+                let aside: String
                 do {
-                    try ExportRegistry.saveGenerations(generations, stateDirectory: stateDirectory)
+                    aside = try LayerTools.moveAside(layer: upper)
                 } catch {
-                    // The reset goes on: the new upper has a new handle key, so the client's old
-                    // handles are refused even if the generation is lost.
-                    self.logger.error(
-                        "cannot record the client's reset generation", metadata: ["client": "\(key)", "error": "\(error)"])
+                    throw AdministrationError("cannot move \(upper) aside: \(error)")
                 }
+                self.state.withLock { _ = $0.uppers[export.exportID]?.remove(key) }
+                // A remount may create the fresh upper from here on, while the old one is deleted.
+                return aside
             }
-            self.resetHook.withLock { $0 }?("closing")
-            // Waits for calls running in it (a copy-up in flight ends with NFS3ERR_STALE).
-            self.close(removed, keepingClosing: true)
-            self.resetHook.withLock { $0 }?("closed")
-            let aside: String
-            do {
-                aside = try LayerTools.moveAside(layer: upper)
-            } catch {
-                throw AdministrationError("cannot move \(upper) aside: \(error)")
-            }
-            self.state.withLock { _ = $0.uppers[export.exportID]?.remove(key) }
-            // A remount may create the fresh upper from here on, while the old one is deleted.
-            self.closingKeys.end(namespaceKey)
             do {
                 try LayerTools.deleteDiscarded(aside)
             } catch {

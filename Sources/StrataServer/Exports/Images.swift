@@ -96,7 +96,7 @@ extension ExportRegistry {
             guard let image = self.state.withReadLock({ $0.images[export.exportID] }) else { continue }
             if image.configuredLowers != export.lowers {
                 do {
-                    _ = try self.publish(export: export, lowers: export.lowers, fromConfiguration: true)
+                    _ = try self.publishConfigured(export: export)
                 } catch {
                     self.logger.error(
                         "cannot publish the lowers of the configuration file as a new image version; clients stay on theirs",
@@ -145,6 +145,24 @@ extension ExportRegistry {
         try self.publish(export: try self.versionableExport(exportPath), lowers: lowers, fromConfiguration: false)
     }
 
+    /// The `lowers` of `export` in the configuration file, which differ from those last
+    /// compared: published as a new version, unless they are the newest version's already (the
+    /// operator wrote a published stack into the file): then only recorded. Returns the
+    /// version published, nil if none was.
+    func publishConfigured(export: ExportConfiguration, running: ExportConfiguration? = nil) throws -> ImageVersion? {
+        let adopted = try self.imagesLock.withLock { _ throws -> Bool in
+            let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
+            guard var image = current[export.exportID], image.version(image.newest)?.lowers == export.lowers else { return false }
+            image.configuredLowers = export.lowers
+            var table = current
+            table[export.exportID] = image
+            try self.install(table, stateDirectory: stateDirectory)
+            return true
+        }
+        if adopted { return nil }
+        return try self.publish(export: running ?? export, lowers: export.lowers, fromConfiguration: true)
+    }
+
     /// Publishes `lowers` as a new version of `export`. The export's first publish makes its
     /// current lowers version 1 (its mounted clients are on it) and `lowers` version 2.
     /// `fromConfiguration`: the lowers come from the configuration file, which is recorded as
@@ -156,6 +174,19 @@ extension ExportRegistry {
             guard lower.hasPrefix("/") else { throw AdministrationError("lower layer \(lower): give an absolute path") }
             guard stat(lower, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw AdministrationError("lower layer \(lower) is not a directory; create it or fix the path")
+            }
+            // As the configuration checks: a published layer must be where nobody writes.
+            let configuration = self.configuration
+            if isSameOrInside(lower, configuration.server.stateDirectory) || isSameOrInside(configuration.server.stateDirectory, lower) {
+                throw AdministrationError("lower layer \(lower) overlaps server.state_dir \(configuration.server.stateDirectory); publish a directory outside it")
+            }
+            for other in configuration.exports {
+                guard let upper = other.upper else { continue }
+                let root = upperDirectoryRoot(upper)
+                if isSameOrInside(lower, root) || isSameOrInside(root, lower) {
+                    throw AdministrationError(
+                        "lower layer \(lower) overlaps the upper \(upper) of export \(other.path), where clients write; publish a directory outside every upper")
+                }
             }
         }
         // The walks are slow on a large image: outside every lock (MNTs take `imagesLock`).
@@ -381,7 +412,8 @@ extension ExportRegistry {
     /// move recorded, and the next open stacks its upper on the new version's lowers. Logs the
     /// move and the names its own changes hide in the new version.
     func moveIfDue(export: ExportConfiguration, clientKey: String) throws(CallRejection) {
-        guard ExportRegistry.isVersionable(export) else { return }
+        // Most exports have no image: their mounts never wait for the images lock.
+        guard ExportRegistry.isVersionable(export), self.state.withReadLock({ $0.images[export.exportID] != nil }) else { return }
         let outcome = try self.imagesLock.withLock { _ throws(CallRejection) -> (from: Int, to: Int, old: [String], new: [String])? in
             let (table, stateDirectory, pin) = self.state.withReadLock {
                 ($0.images, $0.configuration.server.stateDirectory, $0.configuration.clientPins[clientKey])

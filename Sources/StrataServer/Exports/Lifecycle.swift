@@ -43,8 +43,11 @@ extension ExportRegistry {
             let image = self.state.withReadLock { $0.images[export.exportID] }
             guard export.lowers != (image?.configuredLowers ?? served.lowers) else { continue }
             do {
-                let version = try self.publish(export: served, lowers: export.lowers, fromConfiguration: true)
-                published.append("export \(export.path): lowers published as image version \(version.number); mounted clients move at their next mount")
+                if let version = try self.publishConfigured(export: export, running: served) {
+                    published.append("export \(export.path): lowers published as image version \(version.number); mounted clients move at their next mount")
+                } else {
+                    published.append("export \(export.path): lowers are those of its newest image version; nothing published")
+                }
             } catch {
                 throw ConfigError(
                     key: "export[\(configuration.exports.firstIndex { $0.path == export.path } ?? 0)].lowers",

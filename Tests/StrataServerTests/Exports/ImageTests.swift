@@ -199,6 +199,36 @@ extension ExportRegistry {
         #expect(try registry.reload(changed).isEmpty)
     }
 
+    @Test func aFileNamingTheNewestVersionsLowersPublishesNothing() throws {
+        let fixture = try self.fixtureWithSecondImage()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        _ = try registry.publish(exportPath: "/diskless", lowers: ["\(fixture.base)/lower2"])
+        var synced = try fixture.configuration()
+        synced.exports[0].lowers = ["\(fixture.base)/lower2"]
+        #expect(try registry.reload(synced).contains { $0.contains("nothing published") })
+        #expect(registry.imageReports().first?.versions.map(\.number) == [1, 2])
+        registry.closeAll()
+        let restarted = fixture.registry(synced)
+        defer { restarted.closeAll() }
+        #expect(restarted.imageReports().first?.versions.map(\.number) == [1, 2], "a restart publishes nothing either")
+    }
+
+    @Test func aPublishOfLayersWhereSomebodyWritesIsRefused() throws {
+        let fixture = try self.fixtureWithSecondImage()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        _ = try registry.mountOK(from: "127.0.0.2")
+        for (lowers, named) in [
+            (["\(fixture.base)/clients/127.0.0.2/tree"], "upper"), (["\(fixture.base)/state"], "state_dir"),
+            (["relative"], "absolute"), (["\(fixture.base)/none"], "not a directory"), ([], "at least one"),
+        ] {
+            #expect { try registry.publish(exportPath: "/diskless", lowers: lowers) } throws: { "\($0)".contains(named) }
+        }
+        #expect { try registry.publish(exportPath: "/other", lowers: ["\(fixture.base)/lower2"]) } throws: { "\($0)".contains("/diskless") }
+        #expect(registry.imageReports().isEmpty, "nothing was published")
+    }
+
     @Test func versionOneKeepsTheHandlesOfBeforeImages() throws {
         let fixture = try RegistryFixture()
         let registry = fixture.registry(try fixture.configuration())
@@ -211,5 +241,26 @@ extension ExportRegistry {
         #expect(
             registry.clientTag(export: export, clientKey: "k", generation: 0, version: 2)
                 != registry.clientTag(export: export, clientKey: "k", generation: 0, version: 1))
+    }
+}
+
+/// A client reset on a versioned export closes the namespace of the version the client is on.
+@Suite struct ImageResetTests {
+    @Test func aResetClosesTheNamespaceOfTheClientsVersionAndTheRemountGetsAFreshUpper() throws {
+        let fixture = try RegistryFixture()
+        try fixture.write("lower2/etc/hostname", "second\n")
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        _ = try registry.publish(exportPath: "/diskless", lowers: ["\(fixture.base)/lower2"])
+        let (mounted, root) = try registry.mountOK(from: "127.0.0.2")
+        let (admitted, object) = try registry.resolve(fileHandle: root, for: call(from: "127.0.0.2")).get()
+        try admitted.namespace.remove(in: try admitted.object("etc", from: object), Array("hostname".utf8), as: admitted.credentials)
+        #expect(registry.openNamespaceCount == 1)
+        #expect(try registry.resetClient(key: "127.0.0.2", exportPath: nil).count == 1)
+        #expect(registry.openNamespaceCount == 0, "the version-2 namespace of the client was closed")
+        let isClosed = mounted.namespace.isClosed.load(ordering: .acquiring)
+        #expect(isClosed)
+        let (_, fresh) = try registry.mountOK(from: "127.0.0.2")
+        #expect(try registry.read("etc/hostname", from: "127.0.0.2", root: fresh) == "second\n", "a pristine upper over version 2")
     }
 }
