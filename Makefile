@@ -39,10 +39,12 @@ test-vm:
 	$(SWIFT) build --product strata
 	STRATA_BIN=$(CURDIR)/.build/debug/strata bash Tests/VM/run.sh
 
+## make bench (as root): Strata against nfs-ganesha (plain directory and overlayfs) on the same
+## data in a private network namespace, measured by `strata bench`; prints one table.
 bench:
-	@bash scripts/deps.sh test
+	@bash scripts/deps.sh bench
 	$(SWIFT) build -c release --product strata
-	bash scripts/bench.sh
+	STRATA_BIN=$(CURDIR)/.build/release/strata bash scripts/bench.sh
 
 ## make install: the release binary, the systemd unit (its ExecStartPre runs check-config), the
 ## example configuration as $(SYSCONFDIR)/strata/strata.toml (never over an existing one), and

@@ -1,86 +1,358 @@
 #!/usr/bin/env bash
-# Strata benchmarks: throughput and listing cost through an independent client (libnfs tools)
-# against a release build on loopback, each figure next to a reference measured in the same run:
-#   - copy in/out of a large file through NFS vs a local cp of the same file (the disk's speed);
-#   - listing a 10,000-entry directory merged from three layers vs the same entries in one layer
-#     (the price of the union);
-#   - reading a lower-layer file vs the same file after copy-up.
-# Usage: bash scripts/bench.sh [SIZE_MIB] (default 256). Needs: a release build, libnfs-utils.
+# make bench: Strata against nfs-ganesha (Debian's 4.3, FSAL_VFS), in one run, on identical data,
+# measured by `strata bench` (the project's own asynchronous NFSv3 client), inside a private
+# network and mount namespace that this script creates (only lo; traffic to 127.0.0.1 only).
+#
+#   plain pair:  ganesha-plain   a plain directory        strata-plain  that content as its one
+#                                                                        lower, an empty upper
+#   union pair:  ganesha-overlay kernel overlayfs L1:L2,  strata-union  lowers [L1, L2], an
+#                                an empty upper                          empty upper
+#
+# Each server has its own copy of the data (no shared page cache). The two servers of a pair
+# run at the same time on different ports; every row measures ganesha, then Strata. The table
+# gives each row's rate, the ratio strata/ganesha (above 1: Strata is faster; for the copy-up
+# row, the ratio of latencies: above 1, Strata is slower), and the client's and the server's
+# CPU per call. Read ratios, not rates: the host is shared (its load is printed).
+#
+# Usage (as root): make bench, or bash scripts/bench.sh [RESULTS_DIR]
+# Settings (environment): SIZE (64M), N_META (5000), N_LAT (1000), N_CREATE (500), QD (32),
+#   TREE_DIRS (20), TREE_FILES (100), MT_DIRS (10), MT_FILES (50), WORKDIR (/var/tmp),
+#   PHASES ("plain union"), KEEP=1 (keep the data), STRATA_BIN (.build/release/strata).
+#
+# Adding a section (e.g. the boot storm): write a function phase_NAME that starts its servers
+# with start_strata/start_ganesha, measures rows with `row` (or writes its own JSON lines into
+# $RESULTS/results.jsonl with "server", "pair" and "row" fields) and stops its servers with
+# stop_servers; then add NAME to PHASES. The table prints every row of every pair in the file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-size_mib=${1:-256}
-bin=${STRATA_BIN:-$PWD/.build/release/strata}
-[ -x "$bin" ] || { echo "bench: $bin missing; run: swift build -c release --product strata" >&2; exit 1; }
-work=$(mktemp -d /tmp/strata-bench.XXXXXX)
-server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; rm -rf "$work"; }
+ROOT=$PWD
+
+SIZE=${SIZE:-64M}
+N_META=${N_META:-5000}
+N_LAT=${N_LAT:-1000}
+N_CREATE=${N_CREATE:-500}
+QD=${QD:-32}
+TREE_DIRS=${TREE_DIRS:-20}
+TREE_FILES=${TREE_FILES:-100}
+MT_DIRS=${MT_DIRS:-10}
+MT_FILES=${MT_FILES:-50}
+WORKDIR=${WORKDIR:-/var/tmp}
+PHASES=${PHASES:-plain union}
+BIN=${STRATA_BIN:-$ROOT/.build/release/strata}
+G_NFS_PORT=2049 G_MOUNT_PORT=20048 S_NFS_PORT=3049 S_MOUNT_PORT=30048
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+if [ -z "${STRATA_BENCH_NAMESPACE:-}" ]; then
+    [ "$(id -u)" -eq 0 ] || die "run as root (network namespace, overlayfs mount): sudo make bench"
+    [ -x "$BIN" ] || die "$BIN missing; build it: swift build -c release --product strata"
+    for c in unshare ip rpcbind ganesha.nfsd python3 mount; do
+        command -v "$c" >/dev/null || die "missing $c; install the bench set: bash scripts/deps.sh bench"
+    done
+    [ -n "$(ls /usr/lib/*/ganesha/libfsalvfs.so 2>/dev/null)" ] || die "missing ganesha's FSAL_VFS: bash scripts/deps.sh bench"
+    export STRATA_BENCH_NAMESPACE=1
+    exec unshare --net --mount --propagation private "$0" "$@"
+fi
+
+# ---------------------------------------------------------------- inside the namespace ---
+ip link set lo up
+mount -t tmpfs -o mode=755 strata-bench-run /run  # private: rpcbind's and ganesha's sockets
+mkdir -p /run/rpcbind /run/lock /run/ganesha
+WORK=$(mktemp -d "$WORKDIR/strata-bench.XXXXXX")
+RESULTS=${1:-$WORK/results}
+RESULTS_OUTSIDE=${1:+1}
+mkdir -p "$RESULTS"
+: > "$RESULTS/results.jsonl"
+LOG=$RESULTS/bench.log
+# The binary is copied: a rebuild during the run changes nothing.
+cp "$BIN" "$WORK/strata"
+STRATA=$WORK/strata
+GANESHA_FSAL_DIR=$(dirname "$(ls /usr/lib/*/ganesha/libfsalvfs.so | head -1)")
+
+declare -A PID=() NFSPORT=() MOUNTPORT=() EXPORT=() DATA=()
+SERVERS_UP=()
+RPCBIND_PID=
+OVERLAY=
+
+log() { echo "$(date +%T) $*" >> "$LOG"; }
+
+stop_pid() { # NAME PID: SIGTERM, SIGKILL after 15 s
+    local name=$1 pid=$2 i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+    log "stopped $name ($pid)"
+}
+
+stop_servers() {
+    local s
+    for s in "${SERVERS_UP[@]}"; do stop_pid "$s" "${PID[$s]}"; done
+    SERVERS_UP=()
+    if [ -n "$OVERLAY" ]; then umount "$OVERLAY" 2>> "$LOG" || true; OVERLAY=; fi
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    stop_servers
+    stop_pid rpcbind "$RPCBIND_PID"
+    if [ "${KEEP:-0}" = 1 ]; then echo "bench: data and results kept in $WORK" >&2
+    elif [ -n "$RESULTS_OUTSIDE" ]; then rm -rf "$WORK"
+    else find "$WORK" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} +; echo "bench: results in $RESULTS" >&2
+    fi
+    exit $rc
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
-now() { date +%s.%N; }
-rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f MiB/s", b / 1048576 / s }'; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+listening() { # PORT: a TCP socket listens on it (IPv4 or IPv6: ganesha binds ::)
+    awk -v port=":$(printf '%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == port { found = 1 }
+        END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
 
-echo "bench: preparing fixtures in $work ($size_mib MiB file, 10,000-entry directories)"
-mkdir -p "$work"/{l1,l2,l3,single,upper,state}
-head -c $((size_mib << 20)) /dev/urandom > "$work/big.bin"
-cp "$work/big.bin" "$work/l3/lower-big.bin"
-mkdir -p "$work"/{l1,l2,l3}/merged "$work/single/merged"
-for i in $(seq 0 9999); do : > "$work/l$(( i % 3 + 1 ))/merged/e-$i"; : > "$work/single/merged/e-$i"; done
-# Overlap: a third of the names also exist in a second layer (the merge must drop duplicates).
-for i in $(seq 0 3 9999); do : > "$work/l2/merged/e-$i"; done
+wait_port() { # PORT PID: up to 30 s
+    local i
+    for i in $(seq 300); do
+        listening "$1" && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
 
-cat > "$work/strata.toml" <<TOML
+start_rpcbind() {
+    rpcbind -f > "$RESULTS/rpcbind.log" 2>&1 &
+    RPCBIND_PID=$!
+    wait_port 111 "$RPCBIND_PID" || die "rpcbind did not come up (see $RESULTS/rpcbind.log)"
+}
+
+start_ganesha() { # NAME DIRECTORY
+    local s=$1 path=$2 conf=$RESULTS/$1.conf
+    mkdir -p "$WORK/recovery-$s"
+    cat > "$conf" <<EOF
+NFS_CORE_PARAM {
+    NFS_Port = $G_NFS_PORT;
+    MNT_Port = $G_MOUNT_PORT;
+    Enable_NLM = false;
+    Enable_RQUOTA = false;
+    Protocols = 3;
+    Plugins_Dir = $GANESHA_FSAL_DIR;
+}
+NFSV4 { Graceless = true; RecoveryRoot = "$WORK/recovery-$s"; }
+EXPORT {
+    Export_Id = 1;
+    Path = "$path";
+    Pseudo = /export;
+    Protocols = 3;
+    Transports = TCP;
+    Access_Type = RW;
+    Squash = No_Root_Squash;
+    SecType = sys;
+    FSAL { Name = VFS; }
+}
+LOG { Default_Log_Level = EVENT; }
+EOF
+    ganesha.nfsd -F -f "$conf" -L "$RESULTS/$s.log" -p "$WORK/$s.pid" &
+    PID[$s]=$!
+    SERVERS_UP+=("$s")
+    wait_port $G_NFS_PORT "${PID[$s]}" && wait_port $G_MOUNT_PORT "${PID[$s]}" ||
+        die "ganesha did not come up (see $RESULTS/$s.log)"
+    # NFSv3 MNT takes the export's Path, not its Pseudo.
+    NFSPORT[$s]=$G_NFS_PORT MOUNTPORT[$s]=$G_MOUNT_PORT EXPORT[$s]=$path
+    log "$s: ganesha pid ${PID[$s]} exporting $path"
+}
+
+start_strata() { # NAME EXPORT UPPER LOWER...
+    local s=$1 export=$2 upper=$3 conf=$RESULTS/$1.toml ready=$WORK/$1.ready lowers="" l i
+    shift 3
+    for l in "$@"; do lowers+="${lowers:+, }\"$l\""; done
+    mkdir -p "$WORK/$s-state" "$upper"
+    cat > "$conf" <<EOF
 [server]
 listen = ["127.0.0.1"]
-nfs_port = 0
-mount_port = 0
+nfs_port = $S_NFS_PORT
+mount_port = $S_MOUNT_PORT
 portmapper = "off"
-state_dir = "$work/state"
+state_dir = "$WORK/$s-state"
 log_level = "warning"
 
 [[export]]
-path = "/union"
-lowers = ["$work/l1", "$work/l2", "$work/l3"]
-upper = "$work/upper"
+path = "$export"
+lowers = [$lowers]
+upper = "$upper"
 clients = ["127.0.0.0/8(rw,no_root_squash,insecure)"]
+EOF
+    "$STRATA" check-config --config "$conf" >> "$LOG" 2>&1 || die "strata check-config $conf failed (see $LOG)"
+    "$STRATA" serve --config "$conf" --ready-file "$ready" > "$RESULTS/$s.log" 2>&1 &
+    PID[$s]=$!
+    SERVERS_UP+=("$s")
+    for i in $(seq 600); do
+        [ -s "$ready" ] && break
+        kill -0 "${PID[$s]}" 2>/dev/null || die "strata exited at start (see $RESULTS/$s.log)"
+        sleep 0.1
+    done
+    [ -s "$ready" ] || die "strata did not come up in 60 s (see $RESULTS/$s.log)"
+    NFSPORT[$s]=$S_NFS_PORT MOUNTPORT[$s]=$S_MOUNT_PORT EXPORT[$s]=$export
+    log "$s: strata pid ${PID[$s]} exporting $export (upper $upper, lowers $lowers)"
+}
 
-[[export]]
-path = "/single"
-lowers = ["$work/single"]
-clients = ["127.0.0.0/8(ro,insecure)"]
-TOML
-"$bin" serve --config "$work/strata.toml" --ready-file "$work/ready" > "$work/log" 2>&1 &
-server_pid=$!
-for _ in $(seq 200); do [ -s "$work/ready" ] && break; sleep 0.05; done
-[ -s "$work/ready" ] || { cat "$work/log"; exit 1; }
-nfs=$(sed -n 's/.*nfs=\([0-9]*\).*/\1/p' "$work/ready"); mount=$(sed -n 's/.*mount=\([0-9]*\).*/\1/p' "$work/ready")
-url() { echo "nfs://127.0.0.1$1?version=3&nfsport=$nfs&mountport=$mount"; }
-bytes=$((size_mib << 20))
+# fill BOTTOM TOP: data.dat and the first half of every tree directory's files in BOTTOM, the
+# second half in TOP (BOTTOM = TOP for a plain directory): every tree directory of a union is a
+# merged one. The names are the ones mkdir-tree makes (dNNNN/fNNNNN).
+fill() {
+    local bottom=$1 top=$2 half=$((TREE_FILES / 2)) d f dn
+    mkdir -p "$bottom" "$top"
+    head -c "$(numfmt --from=iec "$SIZE")" /dev/urandom > "$bottom/data.dat"
+    head -c 1M /dev/urandom > "$bottom/copyup.dat"
+    for ((d = 0; d < TREE_DIRS; d++)); do
+        printf -v dn 'd%04d' "$d"
+        mkdir -p "$bottom/tree/$dn" "$top/tree/$dn"
+        for ((f = 0; f < TREE_FILES; f++)); do
+            if [ "$f" -lt "$half" ]; then : > "$(printf '%s/tree/%s/f%05d' "$bottom" "$dn" "$f")"
+            else : > "$(printf '%s/tree/%s/f%05d' "$top" "$dn" "$f")"; fi
+        done
+    done
+}
 
-sync; t0=$(now); cp "$work/big.bin" "$work/local-copy.bin"; sync; t1=$(now)
-local_cp=$(secs "$t0" "$t1")
-t0=$(now); nfs-cp "$work/big.bin" "$(url /union/big.bin)" >/dev/null; t1=$(now)
-nfs_in=$(secs "$t0" "$t1")
-t0=$(now); nfs-cp "$(url /union/big.bin)" "$work/back.bin" >/dev/null; t1=$(now)
-nfs_out=$(secs "$t0" "$t1")
-cmp -s "$work/big.bin" "$work/back.bin" || { echo "bench: data read back differs" >&2; exit 1; }
-t0=$(now); nfs-cat "$(url /union/lower-big.bin)" > /dev/null; t1=$(now)
-read_lower=$(secs "$t0" "$t1")
-t0=$(now); nfs-cat "$(url /union/big.bin)" > /dev/null; t1=$(now)
-read_upper=$(secs "$t0" "$t1")
+# row SERVER PAIR ROW [strata bench arguments...]: one measurement, appended to results.jsonl.
+row() {
+    local s=$1 pair=$2 name=$3 out
+    shift 3
+    log "$s $name: strata bench $*"
+    out=$("$STRATA" bench --json --label "$s" --nfs-port "${NFSPORT[$s]}" --mount-port "${MOUNTPORT[$s]}" \
+        --export "${EXPORT[$s]}" --watch-pid "${PID[$s]}" "$@" 2>> "$LOG") || log "$s $name: exit status $?"
+    [ -n "$out" ] || { echo "{\"server\":\"$s\",\"pair\":\"$pair\",\"row\":\"$name\",\"failed\":true}" >> "$RESULTS/results.jsonl"; return 0; }
+    # An invocation with several phases (readdirplus, create) gives one row per phase.
+    echo "$out" | python3 -c '
+import json, sys
+server, pair, row = sys.argv[1:4]
+lines = [json.loads(line) for line in sys.stdin if line.strip()]
+for o in lines:
+    o.update(server=server, pair=pair, row=o["phase"] if len(lines) > 1 else row)
+    print(json.dumps(o))' "$s" "$pair" "$name" >> "$RESULTS/results.jsonl"
+}
 
-t0=$(now); n_single=$(nfs-ls "$(url /single/merged)" | wc -l); t1=$(now)
-ls_single=$(secs "$t0" "$t1")
-t0=$(now); n_union=$(nfs-ls "$(url /union/merged)" | wc -l); t1=$(now)
-ls_union=$(secs "$t0" "$t1")
-t0=$(now); nfs-ls "$(url /union/merged)" > /dev/null; t1=$(now)
-ls_union_warm=$(secs "$t0" "$t1")
+# The rows of a pair, ganesha first then Strata in each.
+measure_pair() { # PAIR GANESHA STRATA
+    local pair=$1 s
+    shift
+    for s in "$@"; do row "$s" "$pair" readdirplus --workload readdirplus --path tree --passes 3 --qd "$QD"; done
+    for s in "$@"; do row "$s" "$pair" getattr --workload getattr --path tree/d0000/f00000 --n "$N_META" --qd "$QD"; done
+    for s in "$@"; do row "$s" "$pair" "getattr qd1" --workload getattr --path tree/d0000/f00000 --n "$N_LAT" --qd 1; done
+    for s in "$@"; do row "$s" "$pair" lookup --workload lookup --path tree/d0000 --n "$N_META" --qd "$QD"; done
+    for s in "$@"; do row "$s" "$pair" create --workload create --dir "c-$s" --n "$N_CREATE" --qd "$QD"; done
+    for s in "$@"; do row "$s" "$pair" mkdir-tree --workload mkdir-tree --dir "mt-$s" --dirs "$MT_DIRS" --files "$MT_FILES" --qd "$QD"; done
+    for s in "$@"; do
+        cat "${DATA[$s]}" > /dev/null  # warm: the page cache holds the file for both servers
+        row "$s" "$pair" read --workload read --path data.dat --qd 8
+    done
+    for s in "$@"; do row "$s" "$pair" write --workload write --path "w-$s.dat" --size "$SIZE" --qd 8; done
+    for s in "$@"; do row "$s" "$pair" write-sync --workload write-sync --path "ws-$s.dat" --size "$SIZE" --qd 8; done
+}
 
-printf '\n%-46s %14s %22s\n' "measurement" "strata" "reference"
-printf '%-46s %14s %22s\n' "copy ${size_mib} MiB in (nfs-cp → upper)" "$(rate $bytes $nfs_in)" "local cp $(rate $bytes $local_cp)"
-printf '%-46s %14s %22s\n' "copy ${size_mib} MiB out (nfs-cp ← upper)" "$(rate $bytes $nfs_out)" "local cp $(rate $bytes $local_cp)"
-printf '%-46s %14s %22s\n' "read ${size_mib} MiB from a lower (nfs-cat)" "$(rate $bytes $read_lower)" "from upper $(rate $bytes $read_upper)"
-printf '%-46s %13ss %21ss\n' "list 10,000 names merged from 3 layers" "$ls_union" "$ls_single"
-printf '%-46s %13ss %21ss\n' "  same, second listing (cached merge)" "$ls_union_warm" "$ls_single"
-printf 'entries listed: union %s, single layer %s\n' "$n_union" "$n_single"
-[ "$n_union" = "$n_single" ] || { echo "bench: merged listing has $n_union entries, expected $n_single" >&2; exit 1; }
+phase_plain() {
+    fill "$WORK/gp" "$WORK/gp"
+    fill "$WORK/sp/lower" "$WORK/sp/lower"
+    DATA[ganesha-plain]=$WORK/gp/data.dat DATA[strata-plain]=$WORK/sp/lower/data.dat
+    sync
+    start_ganesha ganesha-plain "$WORK/gp"
+    start_strata strata-plain /plain "$WORK/sp/upper" "$WORK/sp/lower"
+    measure_pair plain ganesha-plain strata-plain
+    stop_servers
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK/gp" "$WORK/sp"
+}
+
+phase_union() {
+    local o=$WORK/go options
+    fill "$o/L2" "$o/L1"
+    fill "$WORK/su/L2" "$WORK/su/L1"
+    DATA[ganesha-overlay]=$o/L2/data.dat DATA[strata-union]=$WORK/su/L2/data.dat
+    sync
+    mkdir -p "$o/U" "$o/W" "$o/M"
+    # NFS export of an overlay needs index=on,nfs_export=on (file handles that survive).
+    for options in "index=on,nfs_export=on,redirect_dir=nofollow" "index=on,nfs_export=on"; do
+        if mount -t overlay overlay -o "lowerdir=$o/L1:$o/L2,upperdir=$o/U,workdir=$o/W,$options" "$o/M" 2>> "$LOG"; then
+            OVERLAY=$o/M
+            break
+        fi
+    done
+    [ -n "$OVERLAY" ] || die "the kernel refused the overlay mount (see $LOG)"
+    start_ganesha ganesha-overlay "$o/M"
+    start_strata strata-union /union "$WORK/su/upper" "$WORK/su/L1" "$WORK/su/L2"
+    measure_pair union ganesha-overlay strata-union
+    # The first WRITE to a lower file: the whole file is copied up before it lands.
+    sync
+    for s in ganesha-overlay strata-union; do
+        row "$s" union "copy-up first write" --workload write --path copyup.dat --size 1M --bs 1M --qd 1
+    done
+    stop_servers
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK/go" "$WORK/su"
+}
+
+{
+    echo "strata: $("$STRATA" --version) ($BIN)"
+    echo "nfs-ganesha: $(dpkg-query -W -f '${Version}' nfs-ganesha 2>/dev/null || echo unknown)"
+    echo "kernel: $(uname -r), $(nproc) CPUs"
+    echo "settings: SIZE=$SIZE N_META=$N_META N_LAT=$N_LAT N_CREATE=$N_CREATE QD=$QD TREE=${TREE_DIRS}x$TREE_FILES MKDIR-TREE=${MT_DIRS}x$MT_FILES"
+} > "$RESULTS/machine.txt"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+start_rpcbind
+for phase in $PHASES; do
+    declare -F "phase_$phase" > /dev/null || die "unknown phase '$phase' (PHASES: plain union ...)"
+    echo "bench: $phase ..." >&2
+    "phase_$phase"
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "host load average (1, 5, 15 min): before $LOAD_BEFORE, after $LOAD_AFTER" >> "$RESULTS/machine.txt"
+
+python3 - "$RESULTS/results.jsonl" > "$RESULTS/table.md" <<'EOF'
+import json, sys
+rows, order = {}, []
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    key = (o["pair"], o["row"])
+    if key not in rows:
+        rows[key] = {}
+        order.append(key)
+    rows[key][o["server"]] = o
+pairs = {"plain": ("ganesha-plain", "strata-plain"), "union": ("ganesha-overlay", "strata-union")}
+
+def figure(o):
+    if o is None or o.get("failed"): return "failed"
+    if o["row"] == "copy-up first write": return "%.1f ms" % (o["max_us"] / 1000)
+    return "%.0f %s" % (o["rate"], o["unit"])
+
+def ratio(g, s):
+    if not g or not s or g.get("failed") or s.get("failed"): return "-"
+    if g["row"] == "copy-up first write":
+        return "%.2f (latency)" % (s["max_us"] / g["max_us"]) if g["max_us"] else "-"
+    return "%.2f" % (s["rate"] / g["rate"]) if g["rate"] else "-"
+
+def cpu(o):
+    if o is None or o.get("failed"): return "-"
+    server = o.get("server_us_per_op")
+    return "%.1f / %s" % (o["client_us_per_op"], "%.1f" % server if server is not None else "-")
+
+def errors(o):
+    return "-" if o is None or o.get("failed") else str(o["errors"])
+
+print("| pair | row | ganesha | strata | strata/ganesha | errors g/s | µs CPU per call, client / server: ganesha | strata | host busy % g/s |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for pair, row in order:
+    g_name, s_name = pairs.get(pair, (None, None))
+    servers = rows[(pair, row)]
+    if g_name is None:  # a section with servers of its own: one line per server
+        for name, o in servers.items():
+            print("| %s | %s %s | | %s | | %s | | %s | |" % (pair, row, name, figure(o), errors(o), cpu(o)))
+        continue
+    g, s = servers.get(g_name), servers.get(s_name)
+    host = "%s/%s" % tuple("%.0f" % o["host_cpu_pct"] if o and "host_cpu_pct" in o else "-" for o in (g, s))
+    print("| %s | %s | %s | %s | %s | %s/%s | %s | %s | %s |" % (
+        pair, row, figure(g), figure(s), ratio(g, s), errors(g), errors(s), cpu(g), cpu(s), host))
+EOF
+echo
+cat "$RESULTS/machine.txt"
+echo
+cat "$RESULTS/table.md"

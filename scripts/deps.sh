@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Strata needs for a purpose: `run` (serving) or `test` (the whole
-# suite, including the VM tests). As root it installs what is missing; otherwise it prints the
+# Installs the Debian packages Strata needs for a purpose: `run` (serving), `test` (the whole
+# suite, including the VM tests) or `bench` (make bench: nfs-ganesha to compare with). As root it installs what is missing; otherwise it prints the
 # exact apt-get line and fails, so nothing half-works silently.
 set -euo pipefail
 purpose=${1:-run}
@@ -12,6 +12,12 @@ if [ "$purpose" = test ]; then
     # compared with the kernel; sqlite3: inspecting sidecars from tests.
     packages+=(rpcbind nfs-common libnfs-utils qemu-system-x86 ipxe-qemu busybox-static cpio kmod
         iproute2 util-linux sqlite3 python3 procps psmisc)
+fi
+if [ "$purpose" = bench ]; then
+    # nfs-ganesha + its VFS FSAL: the reference server; rpcbind: ganesha registers there;
+    # iproute2 + util-linux (unshare, mount): the private namespace and the overlayfs mount;
+    # python3: the table.
+    packages+=(nfs-ganesha nfs-ganesha-vfs rpcbind iproute2 util-linux python3 coreutils)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -23,6 +23,8 @@ public struct BootReplayResult: Sendable {
     public var duration: Duration
     /// Each call's latency in nanoseconds, in completion order (calls never sent are absent).
     public var latencies: [UInt64]
+    /// The same latencies with the call's index in the script.
+    public var callLatencies: [(index: Int, nanoseconds: UInt64)]
     public var failures: [BootReplayFailure]
     /// Bytes sent in WRITE calls that the server accepted.
     public var bytesWritten: Int
@@ -76,6 +78,8 @@ public struct BootReplay: Sendable {
         var lowest = 0
         var latencies: [UInt64] = []
         latencies.reserveCapacity(calls.count)
+        var callLatencies: [(index: Int, nanoseconds: UInt64)] = []
+        callLatencies.reserveCapacity(calls.count)
         var failures: [BootReplayFailure] = []
         var written = 0
         let start = ContinuousClock.now
@@ -83,7 +87,10 @@ public struct BootReplay: Sendable {
         func absorb(_ outcome: Outcome) {
             done[outcome.index] = true
             while lowest < done.count && done[lowest] { lowest += 1 }
-            if let latency = outcome.latency { latencies.append(latency) }
+            if let latency = outcome.latency {
+                latencies.append(latency)
+                callLatencies.append((outcome.index, latency))
+            }
             written += outcome.written
             let call = calls[outcome.index]
             if let failure = outcome.failure {
@@ -123,7 +130,7 @@ public struct BootReplay: Sendable {
             while let outcome = await group.next() { absorb(outcome) }
         }
         return BootReplayResult(
-            duration: ContinuousClock.now - start, latencies: latencies, failures: failures, bytesWritten: written, calls: calls.count)
+            duration: ContinuousClock.now - start, latencies: latencies, callLatencies: callLatencies, failures: failures, bytesWritten: written, calls: calls.count)
     }
 
     /// A call ready to send: its program, procedure and encoded arguments, and how to read the

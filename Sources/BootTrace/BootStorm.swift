@@ -21,6 +21,15 @@ public enum BootStorm {
         public var bytesWritten: Int
         /// The first few errors, with client and script line.
         public var firstErrors: [String]
+        /// Latency by operation (MNT, LOOKUP, WRITE...): where a boot's time goes.
+        public var operations: [String: OperationFigures]
+    }
+
+    public struct OperationFigures: Sendable, Codable {
+        public var calls: Int
+        public var p50Milliseconds: Double
+        public var p99Milliseconds: Double
+        public var totalMilliseconds: Double
     }
 
     /// A client's connections: NFS and MOUNT, both from the client's own source address.
@@ -58,6 +67,7 @@ public enum BootStorm {
         var written = 0
         var calls = 0
         var last = 0.0
+        var byOperation: [String: [UInt64]] = [:]
         for (client, result, finished) in results {
             last = max(last, finished.seconds)
             switch result {
@@ -66,6 +76,9 @@ public enum BootStorm {
                 // the time it queued to connect counts too.
                 boots.append(finished.seconds)
                 latencies += replay.latencies
+                for (index, nanoseconds) in replay.callLatencies {
+                    byOperation[script.calls[index].operation.keyword, default: []].append(nanoseconds)
+                }
                 errors += replay.failures.count
                 written += replay.bytesWritten
                 calls += replay.calls
@@ -84,7 +97,13 @@ public enum BootStorm {
             clients: clients, allBootedSeconds: last,
             bootP50Seconds: percentile(boots, 0.50), bootP99Seconds: percentile(boots, 0.99), bootMaxSeconds: boots.last ?? 0,
             callP50Milliseconds: Double(percentile(latencies, 0.50)) / 1e6, callP99Milliseconds: Double(percentile(latencies, 0.99)) / 1e6,
-            calls: calls, errors: errors, bytesWritten: written, firstErrors: firstErrors)
+            calls: calls, errors: errors, bytesWritten: written, firstErrors: firstErrors,
+            operations: byOperation.mapValues { values in
+                let sorted = values.sorted()
+                return OperationFigures(
+                    calls: sorted.count, p50Milliseconds: Double(percentile(sorted, 0.50)) / 1e6,
+                    p99Milliseconds: Double(percentile(sorted, 0.99)) / 1e6, totalMilliseconds: Double(sorted.reduce(0, +)) / 1e6)
+            })
     }
 
     /// Nearest-rank percentile of sorted values (0 when empty).

@@ -145,6 +145,11 @@ extension BootStormBench.Result {
                 self.serverCPUPerCallMicroseconds ?? 0, Double(peak) / 1048576, Double(perClient) / 1024)
         }
         out += String(format: "; client CPU %.2f s (%.0f us/call)", self.clientCPUSeconds, self.clientCPUPerCallMicroseconds)
+        // Where the time went: the operations with the most total latency.
+        let heaviest = s.operations.sorted { $0.value.totalMilliseconds > $1.value.totalMilliseconds }.prefix(5)
+        out += "\n  by operation (total latency): " + heaviest.map {
+            String(format: "%@ %d calls p50 %.2f p99 %.2f ms", $0.key, $0.value.calls, $0.value.p50Milliseconds, $0.value.p99Milliseconds)
+        }.joined(separator: "; ")
         return out
     }
 }

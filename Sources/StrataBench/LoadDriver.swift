@@ -209,13 +209,3 @@ private final class TreeWalk: @unchecked Sendable {
         }
     }
 }
-
-extension NFS3Result {
-    /// 1 unit for NFS3_OK; a failed future (counted as an error) otherwise.
-    func unit(_ procedure: NFS3Procedure, on eventLoop: EventLoop, units: Double = 1) -> EventLoopFuture<Double> {
-        switch self {
-        case .ok: return eventLoop.makeSucceededFuture(units)
-        case .fail(let status, _): return eventLoop.makeFailedFuture(NFS3ClientError.nfs(status, procedure: procedure))
-        }
-    }
-}

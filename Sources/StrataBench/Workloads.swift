@@ -115,7 +115,7 @@ struct WorkloadRunner {
         _ = try await self.phase(.getattr, "getattr", unit: "ops/s", expected: n) { worker in
             let args = GetAttr3Args(object: worker.target)
             return worker.run(count: worker.share(of: n)) { worker, _ in
-                worker.client.call(.getattr, args, as: GetAttr3Res.self).flatMap { $0.unit(.getattr, on: worker.eventLoop) }
+                worker.client.call(.getattr, args) { reply in _ = try GetAttr3Res(xdr: &reply).ok(.getattr); return 1 }
             }
         }
     }
@@ -133,8 +133,10 @@ struct WorkloadRunner {
         _ = try await self.phase(.lookup, "lookup", unit: "ops/s", expected: n) { worker in
             worker.run(count: worker.share(of: n)) { worker, local in
                 let name = worker.names[worker.globalIndex(local) % worker.names.count]
-                return worker.client.call(.lookup, Lookup3Args(what: DirOpArgs3(dir: worker.target, name: name)), as: Lookup3Res.self)
-                    .flatMap { $0.unit(.lookup, on: worker.eventLoop) }
+                return worker.client.call(.lookup, Lookup3Args(what: DirOpArgs3(dir: worker.target, name: name))) { reply in
+                    _ = try Lookup3Res(xdr: &reply).ok(.lookup)
+                    return 1
+                }
             }
         }
     }
@@ -194,16 +196,20 @@ struct WorkloadRunner {
             worker.run(count: worker.share(of: n)) { worker, local in
                 let name = fileName(worker.globalIndex(local))
                 return worker.client.call(
-                    .create, Create3Args(where: DirOpArgs3(dir: worker.target, name: name), how: .guarded(attributes)),
-                    as: Create3Res.self
-                ).flatMap { $0.unit(.create, on: worker.eventLoop) }
+                    .create, Create3Args(where: DirOpArgs3(dir: worker.target, name: name), how: .guarded(attributes))
+                ) { reply in
+                    _ = try Create3Res(xdr: &reply).ok(.create)
+                    return 1
+                }
             }
         }
         _ = try await self.phase(.create, "remove", unit: "ops/s", expected: n) { worker in
             worker.run(count: worker.share(of: n)) { worker, local in
                 let name = fileName(worker.globalIndex(local))
-                return worker.client.call(.remove, Remove3Args(object: DirOpArgs3(dir: worker.target, name: name)), as: Remove3Res.self)
-                    .flatMap { $0.unit(.remove, on: worker.eventLoop) }
+                return worker.client.call(.remove, Remove3Args(object: DirOpArgs3(dir: worker.target, name: name))) { reply in
+                    _ = try Remove3Res(xdr: &reply).ok(.remove)
+                    return 1
+                }
             }
         }
         if !self.settings.keep {
@@ -229,10 +235,9 @@ struct WorkloadRunner {
             return worker.run(count: myDirs) { worker, local in
                 let name = Array(String(format: "d%04d", worker.globalIndex(local)).utf8)
                 return worker.client.call(
-                    .mkdir, MkDir3Args(where: DirOpArgs3(dir: worker.target, name: name), attributes: dirAttributes),
-                    as: MkDir3Res.self
-                ).flatMapThrowing { result in
-                    let ok = try result.ok(.mkdir)
+                    .mkdir, MkDir3Args(where: DirOpArgs3(dir: worker.target, name: name), attributes: dirAttributes)
+                ) { reply in
+                    let ok = try MkDir3Res(xdr: &reply).ok(.mkdir)
                     guard let handle = ok.obj.handle else {
                         throw BenchError("MKDIR: the server returned no handle")
                     }
@@ -245,9 +250,11 @@ struct WorkloadRunner {
                     let dir = worker.directories[local % made]
                     let name = Array(String(format: "f%05d", local / made).utf8)
                     return worker.client.call(
-                        .create, Create3Args(where: DirOpArgs3(dir: dir, name: name), how: .guarded(fileAttributes)),
-                        as: Create3Res.self
-                    ).flatMap { $0.unit(.create, on: worker.eventLoop) }
+                        .create, Create3Args(where: DirOpArgs3(dir: dir, name: name), how: .guarded(fileAttributes))
+                    ) { reply in
+                        _ = try Create3Res(xdr: &reply).ok(.create)
+                        return 1
+                    }
                 }
             }
         }
@@ -274,8 +281,9 @@ struct WorkloadRunner {
             worker.run(count: worker.share(of: blocks)) { worker, local in
                 let offset = UInt64(worker.globalIndex(local)) * UInt64(count)
                 let length = UInt32(min(UInt64(count), size - offset))
-                return worker.client.call(.read, Read3Args(file: worker.target, offset: offset, count: length), as: Read3Res.self)
-                    .flatMapThrowing { result in Double(try result.ok(.read).count) }
+                return worker.client.call(.read, Read3Args(file: worker.target, offset: offset, count: length)) { reply in
+                    Double(try Read3Res(xdr: &reply).ok(.read).count)
+                }
             }
         }
     }
@@ -325,8 +333,10 @@ struct WorkloadRunner {
                 guard stable == .unstable else { return worker.eventLoop.makeSucceededVoidFuture() }
                 let start = monotonicNanoseconds()
                 return worker.run(count: 1) { worker, _ in
-                    worker.client.call(.commit, Commit3Args(file: worker.target, offset: 0, count: 0), as: Commit3Res.self)
-                        .flatMap { $0.unit(.commit, on: worker.eventLoop, units: 0) }
+                    worker.client.call(.commit, Commit3Args(file: worker.target, offset: 0, count: 0)) { reply in
+                        _ = try Commit3Res(xdr: &reply).ok(.commit)
+                        return 0
+                    }
                 }.map { commitTime.record(monotonicNanoseconds() - start) }
             }
         }

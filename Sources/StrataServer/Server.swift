@@ -5,6 +5,7 @@ import NIOPosix
 import NFS3
 import SunRPC
 import SunRPCClient
+import Union
 
 /// The ports a started server actually listens on (port 0 in the configuration picks free ones).
 public struct ListeningPorts: Sendable, Equatable {
@@ -65,6 +66,9 @@ public final class StrataServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         let threadPool = NIOThreadPool(numberOfThreads: settings.threads)
         threadPool.start()
+        // A worker sleeping on a group commit or a shared fsync frees its connection's worker slot meanwhile, so the
+        // changes arriving during a flush run and share the next one (Docs/CRASH-ORDER.md).
+        BlockingWaits.install { wait in RPCWorker.blocking(wait) }
         registry.startClosingIdleNamespaces { work in _ = try? await threadPool.runIfActive(work) }
         var servers: [RPCServer] = []
         do {

@@ -1,6 +1,40 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import Synchronization
+
+/// What a handler running on a pool worker may tell the RPC layer (see `blocking`).
+public enum RPCWorker {
+    static let current = ThreadLocalWork()
+
+    /// Runs `wait`, a sleep on the disk (a namespace change waiting for its group commit, a shared fsync), with the
+    /// calling worker not counted against its connection's `maxWorkersPerConnection`: a call of the same connection
+    /// waiting for a worker gets one meanwhile. Group commit only pays when the changes arriving during a flush run;
+    /// with at most 4 busy workers a connection's batch could never hold more than 4 changes. Outside a pool worker
+    /// it just runs `wait`.
+    public static func blocking(_ wait: () -> Void) {
+        guard let work = Self.current.get() else { return wait() }
+        work.blocking(wait)
+    }
+}
+
+/// The connection whose calls the current thread runs (a pthread key: pool threads are not tasks).
+final class ThreadLocalWork: @unchecked Sendable {
+    private var key = pthread_key_t()
+
+    init() { pthread_key_create(&self.key, nil) }
+
+    func set(_ work: RPCConnectionWork?) {
+        pthread_setspecific(self.key, work.map { Unmanaged.passUnretained($0).toOpaque() })
+    }
+
+    func get() -> RPCConnectionWork? {
+        guard let p = pthread_getspecific(self.key) else { return nil }
+        return Unmanaged<RPCConnectionWork>.fromOpaque(p).takeUnretainedValue()
+    }
+}
 
 /// The calls of one TCP connection on their way through the thread pool, and their results on
 /// the way back, in batches.
@@ -87,6 +121,25 @@ final class RPCConnectionWork: Sendable {
         }
     }
 
+    /// See `RPCWorker.blocking`: while `wait` sleeps, this worker does not count as busy, so a queued call gets a
+    /// worker of its own (up to the limit); it counts again once `wait` returns.
+    func blocking(_ wait: () -> Void) {
+        let spawn = self.state.withLock { state -> Bool in
+            state.workers -= 1
+            guard state.workers < self.maxWorkers, state.calls.count > state.startingWorkers, !state.closed else {
+                return false
+            }
+            state.workers += 1
+            state.startingWorkers += 1
+            return true
+        }
+        if spawn {
+            self.threadPool.submit { shouldRun in self.work(shouldRun) }
+        }
+        wait()
+        self.state.withLock { $0.workers += 1 }
+    }
+
     /// The results gathered since the last call (event loop).
     func takeResults() -> [RPCDispatcher.Execution] {
         self.state.withLock { state in
@@ -98,6 +151,8 @@ final class RPCConnectionWork: Sendable {
     }
 
     private func work(_ shouldRun: NIOThreadPool.WorkItemState) {
+        RPCWorker.current.set(self)
+        defer { RPCWorker.current.set(nil) }
         var first = true
         while true {
             let call = self.state.withLock { state -> RPCDispatcher.PreparedCall? in

@@ -62,7 +62,7 @@ extension UnionNamespace {
             return try result.get()
         }
         do throws(UnionError) {
-            try commits.waitDurable(seq)
+            try BlockingWaits.run { () throws(UnionError) in try commits.waitDurable(seq) }
         } catch {
             if case .success = result { throw error }
         }

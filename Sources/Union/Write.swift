@@ -72,8 +72,10 @@ extension UnionNamespace {
         func finish(_ w: Written) throws(UnionError) -> (count: Int, committed: StableHow) {
             if stable != .unstable {
                 // FILE_SYNC covers DATA_SYNC: one shared fsync serves both.
-                try upper.fileSyncs.sync(w.fileid) { () throws(UnionError) in
-                    _ = try Sys.retry("fsync", w.path) { fsync(w.fd.raw) }
+                try BlockingWaits.run { () throws(UnionError) in
+                    try upper.fileSyncs.sync(w.fileid) { () throws(UnionError) in
+                        _ = try Sys.retry("fsync", w.path) { fsync(w.fd.raw) }
+                    }
                 }
             }
             return (w.count, stable)
@@ -102,8 +104,10 @@ extension UnionNamespace {
             return (try self.openData(n.top, O_RDONLY), n.fileid, n.top.pathString)
         }
         guard let (fd, fileid, path) = open else { return }
-        try upper.fileSyncs.sync(fileid) { () throws(UnionError) in
-            _ = try Sys.retry("fsync", path) { fsync(fd.raw) }
+        try BlockingWaits.run { () throws(UnionError) in
+            try upper.fileSyncs.sync(fileid) { () throws(UnionError) in
+                _ = try Sys.retry("fsync", path) { fsync(fd.raw) }
+            }
         }
     }
 

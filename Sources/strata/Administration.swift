@@ -4,9 +4,10 @@ import StrataServer
 import Union
 
 /// Sends one request to the running server's control socket and returns its answer.
-func askServer(_ request: ControlRequest, configuration: Configuration) throws -> ControlResponse {
+/// `timeout`: seconds to wait for the answer (a publish fingerprints whole images).
+func askServer(_ request: ControlRequest, configuration: Configuration, timeout: Int = 60) throws -> ControlResponse {
     do {
-        return try askControlSocket(path: controlSocketPath(configuration), request: request)
+        return try askControlSocket(path: controlSocketPath(configuration), request: request, timeout: timeout)
     } catch let error as AdministrationError {
         throw RuntimeError(error.description)
     }

@@ -9,8 +9,11 @@ struct Image: ParsableCommand {
         subcommands: [Publish.self, List.self, Rollback.self, GC.self, Conflicts.self])
 
     /// Sends `request` and fails with the server's reason if it refused.
+    /// Publishing walks every file of the new layers (and, at an export's first publish, of its
+    /// current ones): allowed 30 minutes, as a large image on slow storage takes a while.
     static func ask(_ request: ControlRequest, config: String) throws -> ControlResponse {
-        let response = try askServer(request, configuration: try loadConfiguration(config))
+        let timeout = request.command == "image-publish" ? 1800 : 120
+        let response = try askServer(request, configuration: try loadConfiguration(config), timeout: timeout)
         guard response.ok else { throw RuntimeError(response.error ?? "the server refused the request") }
         return response
     }

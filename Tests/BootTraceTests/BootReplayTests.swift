@@ -142,6 +142,7 @@ extension FileAttributes3 {
         #expect(report.errors == 0, "\(report.firstErrors)")
         #expect(report.calls == 39)
         #expect(report.bytesWritten == 120)
+        #expect(report.operations["READ"]?.calls == 6 && report.operations["LOOKUP"]?.calls == 18)
         #expect(report.bootP50Seconds <= report.bootP99Seconds && report.bootP99Seconds <= report.allBootedSeconds)
         for (index, server) in servers.enumerated() {
             #expect(server.log.withLock { $0.written["/var/log"] } == BootReplay.payload(tag: "client-\(index)", offset: 0, count: 40))

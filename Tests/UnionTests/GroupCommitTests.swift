@@ -63,6 +63,30 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(r.batches == [[0], Array(1...31)])
     }
 
+    /// A change waits for its flush through the host's hook (`BlockingWaits`), on the caller's thread, after the
+    /// namespace lock is released (the hook lets the host's thread pool run other calls meanwhile).
+    @Test func aChangeWaitsForItsFlushThroughTheHostsHook() throws {
+        let f = Fixture(in: "/dev/shm")
+        let u = try f.open()
+        defer { u.close() }
+        let me = pthread_self()
+        let seen = Locked<(calls: Int, lockFree: Bool)>((0, true))
+        BlockingWaits.install { wait in
+            // Other tests of this process may wait meanwhile: count only this test's thread.
+            if pthread_equal(pthread_self(), me) != 0 {
+                // Free to take: the change no longer holds the namespace lock.
+                let free = u.namespaceLock.tryWriteLock()
+                seen.withLock { $0.calls += 1; $0.lockFree = $0.lockFree && free }
+                if free { u.namespaceLock.unlockWrite() }
+            }
+            wait()
+        }
+        defer { BlockingWaits.install(nil) }
+        _ = try u.create(in: u.rootHandle, Array("hooked".utf8), mode: .guarded, attributes: .init(), as: root)
+        #expect(seen.withLock { $0.calls } == 1)
+        #expect(seen.withLock { $0.lockFree })
+    }
+
     @Test func aFailingFlushFailsEveryWaiterOfItsBatchAndIsRetried() async throws {
         let r = Recorder()
         r.failBatches = [2]

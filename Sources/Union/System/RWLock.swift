@@ -39,6 +39,11 @@ final class RWLock: @unchecked Sendable {
         return body()
     }
 
+    /// Tests: takes the write lock if it is free right now (release with `unlockWrite`).
+    func tryWriteLock() -> Bool { pthread_rwlock_trywrlock(self.lock) == 0 }
+
+    func unlockWrite() { pthread_rwlock_unlock(self.lock) }
+
     @inline(__always)
     func withWriteLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         pthread_rwlock_wrlock(self.lock)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import Synchronization
 import Testing
 
@@ -123,5 +124,39 @@ extension Result {
     var failure: Failure? {
         if case .failure(let error) = self { return error }
         return nil
+    }
+}
+
+/// Refusals (`Refusals.swift`): what an operator reads when a client is refused names the
+/// client, the export, the rule and the fix.
+@Suite struct RefusalMessageTests {
+    @Test func eachRefusalNamesItsFix() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration(clients: "\"127.0.0.2(rw)\""))
+        defer { registry.closeAll() }
+        let known = try call(from: "127.0.0.2")
+        let stranger = try call(from: "192.0.2.7")
+        let noExport = registry.refusalMessage(.noSuchExport, path: "/nope", call: known)
+        #expect(noExport.contains("no export /nope") && noExport.contains("/diskless"))
+        let noRule = registry.refusalMessage(.accessDenied, path: "/diskless", call: stranger)
+        #expect(noRule.contains("192.0.2.7") && noRule.contains("export[0].clients") && noRule.contains("127.0.0.2(rw)"))
+        var highPort = known
+        highPort.remoteAddress = try SocketAddress(ipAddress: "127.0.0.2", port: 40123)
+        let weak = registry.refusalMessage(.tooWeak, path: "/diskless", call: highPort)
+        #expect(weak.contains("port 40123") && weak.contains("add insecure to rule 127.0.0.2(rw)"))
+        #expect(registry.mount(path: "/diskless", call: highPort).failure == .tooWeak)
+    }
+
+    @Test func aMissingLowerIsNamedWithItsKey() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration()
+        try FileManager.default.removeItem(atPath: "\(fixture.base)/lower")
+        let registry = fixture.registry(configuration)
+        defer { registry.closeAll() }
+        guard case .failure(.layerUnavailable(let message)) = registry.mount(path: "/diskless", call: try call(from: "127.0.0.2")) else {
+            Issue.record("a mount over a missing lower was not refused as unavailable")
+            return
+        }
+        #expect(message.contains("\(fixture.base)/lower") && message.contains("export[0].lowers"), "\(message)")
     }
 }
