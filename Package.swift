@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
+        // A stable hash (FNV-1a) and a bounded LRU map, shared by SunRPC, Union and StrataServer.
+        .target(name: "Basics"),
         .target(
             name: "XDR",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
@@ -33,7 +35,7 @@ let package = Package(
         .target(
             name: "SunRPC",
             dependencies: [
-                "XDR", "CTIRPC",
+                "Basics", "XDR", "CTIRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -56,6 +58,7 @@ let package = Package(
         .target(
             name: "Union",
             dependencies: [
+                "Basics",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -63,7 +66,7 @@ let package = Package(
         .target(
             name: "StrataServer",
             dependencies: [
-                "XDR", "SunRPC", "SunRPCClient", "NFS3", "Union",
+                "Basics", "XDR", "SunRPC", "SunRPCClient", "NFS3", "Union",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -128,7 +131,7 @@ let package = Package(
         .testTarget(name: "BootTraceTests", dependencies: ["BootTrace", "NFS3", "XDR"]),
         .testTarget(
             name: "StrataServerTests",
-            dependencies: ["StrataServer", "SunRPC", "SunRPCClient", "Union", "NFS3", "XDR", "TestSupport"]
+            dependencies: ["Basics", "StrataServer", "SunRPC", "SunRPCClient", "Union", "NFS3", "XDR", "TestSupport"]
         ),
         .testTarget(
             name: "IntegrationTests",

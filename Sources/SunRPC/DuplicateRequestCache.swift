@@ -1,3 +1,4 @@
+import Basics
 import NIOCore
 import Synchronization
 
@@ -38,14 +39,9 @@ struct DuplicateRequestKey: Hashable, Sendable {
         self.version = version
         self.procedure = procedure
         self.argumentBytes = arguments.readableBytes
-        // FNV-1a over the first bytes of the arguments.
-        var hash: UInt32 = 0x811c_9dc5
-        arguments.withUnsafeReadableBytes { bytes in
-            for byte in bytes.prefix(Self.checksummedBytes) {
-                hash = (hash ^ UInt32(byte)) &* 0x0100_0193
-            }
+        self.argumentChecksum = arguments.withUnsafeReadableBytes { bytes in
+            FNV1a32.hash(bytes.prefix(Self.checksummedBytes))
         }
-        self.argumentChecksum = hash
     }
 }
 
@@ -91,35 +87,26 @@ final class DuplicateRequestCache: Sendable {
         case done(RPCReplyMessage)
     }
 
-    private struct State: Sendable {
-        var entries: [DuplicateRequestKey: (entry: Entry, generation: UInt64)] = [:]
-        /// Recency order, oldest first; an item is stale when its generation is not the entry's.
-        var order = CircularBuffer<(key: DuplicateRequestKey, generation: UInt64)>()
-        var nextGeneration: UInt64 = 0
-    }
-
     let capacity: Int
-    private let state = Mutex(State())
+    private let entries: Mutex<LRUMap<DuplicateRequestKey, Entry>>
 
     init(capacity: Int) {
         self.capacity = max(0, capacity)
+        self.entries = Mutex(LRUMap(capacity: self.capacity))
     }
 
-    var count: Int { self.state.withLock { $0.entries.count } }
+    var count: Int { self.entries.withLock { $0.count } }
 
     func begin(_ key: DuplicateRequestKey) -> Lookup {
         guard self.capacity > 0 else { return .new }
-        return self.state.withLock { state in
-            if let existing = state.entries[key] {
-                Self.touch(key, entry: existing.entry, in: &state)
-                switch existing.entry {
-                case .inProgress: return .inProgress
-                case .done(let reply): return .replay(reply)
-                }
+        return self.entries.withLock { entries in
+            switch entries.value(for: key) {
+            case .inProgress: return .inProgress
+            case .done(let reply): return .replay(reply)
+            case nil:
+                entries.set(.inProgress, for: key)
+                return .new
             }
-            Self.touch(key, entry: .inProgress, in: &state)
-            self.evict(&state)
-            return .new
         }
     }
 
@@ -127,38 +114,12 @@ final class DuplicateRequestCache: Sendable {
     /// was sent, so a retransmission must be executed).
     func complete(_ key: DuplicateRequestKey, reply: RPCReplyMessage?) {
         guard self.capacity > 0 else { return }
-        self.state.withLock { state in
-            guard let reply else {
-                state.entries[key] = nil
-                return
+        self.entries.withLock { entries in
+            if let reply {
+                entries.set(.done(reply), for: key)
+            } else {
+                entries.removeValue(for: key)
             }
-            Self.touch(key, entry: .done(reply), in: &state)
-            self.evict(&state)
-        }
-    }
-
-    private static func touch(_ key: DuplicateRequestKey, entry: Entry, in state: inout State) {
-        let generation = state.nextGeneration
-        state.nextGeneration &+= 1
-        state.entries[key] = (entry, generation)
-        state.order.append((key, generation))
-    }
-
-    private func evict(_ state: inout State) {
-        while state.entries.count > self.capacity, let oldest = state.order.popFirst() {
-            if state.entries[oldest.key]?.generation == oldest.generation {
-                state.entries[oldest.key] = nil
-            }
-        }
-        // Stale order items pile up when entries are touched repeatedly: compact.
-        if state.order.count > 4 * self.capacity + 64 {
-            var compacted = CircularBuffer<(key: DuplicateRequestKey, generation: UInt64)>(
-                initialCapacity: state.entries.count
-            )
-            for item in state.order where state.entries[item.key]?.generation == item.generation {
-                compacted.append(item)
-            }
-            state.order = compacted
         }
     }
 }

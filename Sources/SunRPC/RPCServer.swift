@@ -127,48 +127,25 @@ public final class RPCServer: Sendable {
     /// - Throws: `RPCServerError` naming host, port and transport (`.addressInUse` tells the
     ///   user what to change, from `configuration.portSettingHint`).
     public func bind(host: String, port: Int) async throws -> Int {
-        let attempts = port == 0 ? 8 : 1
-        var lastError: (any Error)? = nil
-        for _ in 0..<attempts {
-            let tcp = try await self.mapBindError(host: host, port: port, transport: .tcp) {
-                try await self.makeTCPListener(host: host, port: port).get()
-            }
-            let boundPort = tcp.localAddress?.port ?? port
-            do {
-                let udp = try await self.mapBindError(host: host, port: boundPort, transport: .udp) {
-                    try await self.makeUDPSocket(host: host, port: boundPort).get()
-                }
-                var perAddress: [any Channel] = []
-                for address in Self.localAddresses(forWildcard: host) {
-                    if let channel = try? await self.makeUDPSocket(host: address, port: boundPort).get() {
-                        perAddress.append(channel)
-                    }
-                }
-                return try self.adopt(tcp: tcp, udp: [udp] + perAddress, port: boundPort)
-            } catch let error as RPCServerError where error.code == .addressInUse && port == 0 {
-                // UDP port of that number is taken: try another TCP port.
-                lastError = error
-                try? await tcp.close()
-            } catch {
-                try? await tcp.close()
-                throw error
-            }
+        // Binding waits on futures, which must not happen on an event loop or hold a thread of
+        // the cooperative pool: the blocking form runs on NIO's shared pool.
+        try await NIOThreadPool.singleton.runIfActive {
+            try self.bindBlocking(host: host, port: port)
         }
-        throw lastError ?? RPCServerError(code: .bindFailed, host: host, port: port, transport: .udp)
     }
 
-    /// `bind` for callers that must create the sockets on the calling thread (a thread that
-    /// entered another network namespace, in tests). Not for use on an event loop.
+    /// `bind` with the sockets created on the calling thread (a thread that entered another
+    /// network namespace, in tests). Blocks; not for use on an event loop.
     public func bindBlocking(host: String, port: Int) throws -> Int {
         let attempts = port == 0 ? 8 : 1
         var lastError: (any Error)? = nil
         for _ in 0..<attempts {
-            let tcp = try self.mapBindErrorBlocking(host: host, port: port, transport: .tcp) {
+            let tcp = try self.mapBindError(host: host, port: port, transport: .tcp) {
                 try self.makeTCPListener(host: host, port: port).wait()
             }
             let boundPort = tcp.localAddress?.port ?? port
             do {
-                let udp = try self.mapBindErrorBlocking(host: host, port: boundPort, transport: .udp) {
+                let udp = try self.mapBindError(host: host, port: boundPort, transport: .udp) {
                     try self.makeUDPSocket(host: host, port: boundPort).wait()
                 }
                 var perAddress: [any Channel] = []
@@ -255,19 +232,6 @@ public final class RPCServer: Sendable {
     }
 
     private func mapBindError<T>(
-        host: String,
-        port: Int,
-        transport: RPCTransport,
-        _ body: () async throws -> T
-    ) async throws -> T {
-        do {
-            return try await body()
-        } catch {
-            throw self.classify(error, host: host, port: port, transport: transport)
-        }
-    }
-
-    private func mapBindErrorBlocking<T>(
         host: String,
         port: Int,
         transport: RPCTransport,

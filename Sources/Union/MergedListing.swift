@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 // The merged listing of a directory: every visible name exactly once, no whiteout, marker or hidden name.
@@ -75,7 +76,7 @@ extension UnionNamespace {
 
     /// The sorted merged listing of `dir`, cached per directory until a change in it.
     func listing(_ dir: Node) throws(UnionError) -> MergedListing {
-        if let cached = self.listings.withLock({ $0.get(dir.fileid) }) { return cached }
+        if let cached = self.listings.withLock({ $0.value(for: dir.fileid) }) { return cached }
         let names = try self.mergedNames(dir)
         let fileids = try self.identities.fileids(names.map { .init(key: $0.key, parent: dir.fileid, name: $0.name) })
         let entries = Cookies.assign(zip(names, fileids).map { ($0.name, $1) }, key: self.cookieKey)
@@ -84,50 +85,30 @@ extension UnionNamespace {
         for n in names { topOf[n.name] = ListedTop(layer: n.key.layer, ino: n.key.ino) }
         let listing = MergedListing(
             entries: entries, tops: entries.map { topOf[$0.name] ?? ListedTop(layer: -1, ino: 0) })
-        self.listings.withLock { $0.put(dir.fileid, listing) }
+        self.listings.withLock { $0.set(listing, for: dir.fileid) }
         return listing
     }
 
     func invalidateListing(_ fileids: UInt64...) {
-        self.listings.withLock { c in for f in fileids { c.remove(f) } }
-    }
-}
-
-/// A small LRU of merged listings (directory fileid → listing).
-struct ListingCache: Sendable {
-    var capacity = 64
-    var items: [UInt64: (listing: MergedListing, tick: UInt64)] = [:]
-    var tick: UInt64 = 0
-
-    mutating func get(_ k: UInt64) -> MergedListing? {
-        guard let v = self.items[k] else { return nil }
-        self.tick &+= 1
-        self.items[k] = (v.listing, self.tick)
-        return v.listing
-    }
-
-    mutating func put(_ k: UInt64, _ l: MergedListing) {
-        self.tick &+= 1
-        self.items[k] = (l, self.tick)
-        if self.items.count > self.capacity, let oldest = self.items.min(by: { $0.value.tick < $1.value.tick }) {
-            self.items[oldest.key] = nil
+        self.listings.withLock { listings in
+            for fileid in fileids { listings.removeValue(for: fileid) }
         }
     }
 
-    /// Keeps the objects a page found for entries `start...` of the listing of `k`, taken at `generation`, unless the
-    /// generation moved meanwhile (`current`). Called under the namespace read lock, so the listing cached for `k` is
-    /// the one the page used (only a change, under the write lock, alters a listing).
-    mutating func keepObjects(_ k: UInt64, from start: Int, _ found: [ListedObject], generation: UInt64, current: UInt64) {
-        guard generation == current, var v = self.items[k], start + found.count <= v.listing.entries.count else { return }
-        self.items[k] = nil  // the listing's arrays uniquely referenced while they change
-        if v.listing.objectsGeneration != generation || v.listing.objects.count != v.listing.entries.count {
-            v.listing.objects = Array(repeating: .unknown, count: v.listing.entries.count)
-            v.listing.objectsGeneration = generation
+    /// Keeps the objects a page found for entries `start...` of the listing of `dir`, taken at `generation`, unless
+    /// the generation moved meanwhile (`current`). Called under the namespace read lock, so the listing cached for
+    /// `dir` is the one the page used (only a change, under the write lock, alters a listing).
+    func keepObjects(_ dir: UInt64, from start: Int, _ found: [ListedObject], generation: UInt64, current: UInt64) {
+        guard generation == current else { return }
+        self.listings.withLock { listings in
+            guard var listing = listings.value(for: dir), start + found.count <= listing.entries.count else { return }
+            if listing.objectsGeneration != generation || listing.objects.count != listing.entries.count {
+                listing.objects = Array(repeating: .unknown, count: listing.entries.count)
+                listing.objectsGeneration = generation
+            }
+            listing.objects.replaceSubrange(start..<(start + found.count), with: found)
+            listings.set(listing, for: dir)
         }
-        v.listing.objects.replaceSubrange(start..<(start + found.count), with: found)
-        self.items[k] = v
     }
-
-    mutating func remove(_ k: UInt64) { self.items[k] = nil }
-    mutating func removeAll() { self.items = [:] }
 }
+

@@ -265,9 +265,7 @@ extension UnionNamespace {
             }
             if computed {
                 let current = self.attributeGeneration.load(ordering: .acquiring)
-                self.listings.withLock {
-                    $0.keepObjects(d.fileid, from: lo, found, generation: generation, current: current)
-                }
+                self.keepObjects(d.fileid, from: lo, found, generation: generation, current: current)
             }
             var parent: FoundObject?
             if withParent && maySearch {

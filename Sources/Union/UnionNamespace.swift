@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 import Logging
 import Synchronization
@@ -16,7 +17,8 @@ public final class UnionNamespace: Sendable {
     let identities: IdentityStore
     /// The upper layer's whiteouts, opaque markers and redirects (mirror of its sidecar, updated after each commit).
     let upperRecords: Locked<LayerRecords>
-    let listings = Locked(ListingCache())
+    /// Merged listings of the directories listed last (directory fileid → listing).
+    let listings = Locked(LRUMap<UInt64, MergedListing>(capacity: 64))
     let namespaceLock = RWLock()
     let isClosed = Atomic<Bool>(false)
     let rootFileid: UInt64
@@ -135,17 +137,14 @@ public final class UnionNamespace: Sendable {
         } ?? l
     }
 
-    /// FNV-1a 64 of the lowers' real paths, in order.
+    /// FNV-1a 64 of the lowers' real paths, in order, each ended by a NUL.
     static func stackSignature(_ lowers: [String]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for l in lowers {
-            let real = Self.realPath(l)
-            for byte in Array(real.utf8) + [0] {
-                h ^= UInt64(byte)
-                h = h &* 0x0000_0100_0000_01b3
-            }
+        var hasher = FNV1a64()
+        for lower in lowers {
+            hasher.combine(Self.realPath(lower).utf8)
+            hasher.combine(CollectionOfOne(0))
         }
-        return h
+        return hasher.value
     }
 
     /// Open-time repair: `work/` leftovers of interrupted copy-ups and creations are removed, and identity records

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import NFS3
 import SunRPC
+import TestSupport
 import Testing
 
 /// Image versions through real clients and the `strata image` commands: a client mounted on
@@ -18,6 +19,7 @@ import Testing
         portmapper = "off"
         state_dir = "@DIR@/state"
         log_level = "info"
+        metrics = "127.0.0.1:0"
 
         [[export]]
         path = "/diskless"
@@ -104,6 +106,9 @@ import Testing
         #expect(conflicts.succeeded && conflicts.output.contains("version 1 → 2") && conflicts.output.contains("/etc/motd"), "\(conflicts.output)")
         #expect(!conflicts.output.contains("/mine"), "a name only the client has is no conflict")
         #expect(server.log.contains("image conflicts") && server.log.contains("etc/motd"))
+        let metrics = try fetch("http://127.0.0.1:\(try #require(server.metricsPort))/metrics")
+        #expect(metrics.contains("strata_client_image_version{export=\"/diskless\",client=\"127.0.0.2\"} 2"), "\(metrics)")
+        #expect(metrics.contains("strata_image_newest_version{export=\"/diskless\"} 2"))
         let clients = try self.strata(server, ["clients"])
         #expect(clients.output.contains("VERSION") && clients.output.split(separator: "\n").filter { $0.hasSuffix("\t2") }.count == 2, "\(clients.output)")
 

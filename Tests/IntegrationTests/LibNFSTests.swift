@@ -68,7 +68,7 @@ import TestSupport
         var generator = SplitMix64(seed: UInt64(size) &+ 17)
         let bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let source = directory.file("source.bin")
-        FileManager.default.createFile(atPath: source, contents: Data(bytes))
+        try Data(bytes).write(to: URL(fileURLWithPath: source))
         let name = "/copied-\(size).bin"
         let copyIn = try run("nfs-cp", [source, server.url("/union", path: name)], timeout: 120)
         #expect(copyIn.succeeded, "\(copyIn.output)\n\(server.log)")

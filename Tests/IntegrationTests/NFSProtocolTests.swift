@@ -65,7 +65,7 @@ import XDR
         let client = try NFSTestClient(server: self.server)
         let file = try client.create("guarded").get().obj.handle
         let handle = try #require(file)
-        let attributes = try #require(try client.getattr(handle).get().objAttributes)
+        let attributes = try client.getattr(handle).get().objAttributes
         let wrong = NFSTime3(seconds: attributes.ctime.seconds &- 100, nseconds: 0)
         let refused: SetAttr3Res = try client.call(.setattr, SetAttr3Args(object: handle, newAttributes: SetAttributes3(mode: 0o600), guardCtime: wrong))
         #expect(refused.status == .notSync)
@@ -83,8 +83,8 @@ import XDR
         let body = try linked.get("LINK")
         #expect(body.fileAttributes.attributes?.nlink == 2)
         let viaLink = try client.handle("etc/passwd-link")
-        let a = try #require(try client.getattr(viaLink).get().objAttributes)
-        let b = try #require(try client.getattr(try client.handle("etc/passwd")).get().objAttributes)
+        let a = try client.getattr(viaLink).get().objAttributes
+        let b = try client.getattr(try client.handle("etc/passwd")).get().objAttributes
         #expect(a.fileid == b.fileid)
         _ = try client.write(viaLink, Array("changed through the link\n".utf8)).get("WRITE")
         #expect(try client.readAll(try client.handle("etc/passwd")).starts(with: Array("changed through the link\n".utf8)))
@@ -105,7 +105,7 @@ import XDR
             let body = try made.get("MKNOD \(name)")
             #expect(body.objAttributes.attributes?.type == type, "\(name)")
         }
-        let chardev = try #require(try client.getattr(try client.handle("chardev")).get().objAttributes)
+        let chardev = try client.getattr(try client.handle("chardev")).get().objAttributes
         #expect(chardev.rdev == SpecData3(specdata1: 1, specdata2: 3))
         let bad: MkNod3Res = try client.call(.mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array("regular".utf8)), what: .otherType(FileType3.reg.rawValue)))
         #expect(bad.status == .badtype)

@@ -178,7 +178,7 @@ import Testing
             toFile: directory.file("strata.toml"), atomically: true, encoding: .utf8)
         // JOURNAL_STREAM names the device and inode of stderr, as systemd sets it.
         let logPath = directory.file("journal.log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        try Data().write(to: URL(fileURLWithPath: logPath))
         var info = stat()
         #expect(stat(logPath, &info) == 0)
         var environment = ProcessInfo.processInfo.environment

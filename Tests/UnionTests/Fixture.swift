@@ -41,7 +41,8 @@ final class Fixture: Sendable {
         try? FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent,
             withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: path, contents: Data(content.utf8))
+        // May fail on purpose: model tests try names that are directories in this layer.
+        _ = FileManager.default.createFile(atPath: path, contents: Data(content.utf8))
         chown(path, uid, gid)
         chmod(path, mode)
     }

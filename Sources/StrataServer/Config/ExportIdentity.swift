@@ -1,3 +1,4 @@
+import Basics
 import TOMLKit
 
 /// The keys of an `[[export]]` table that concern its identity and its bound on clients:
@@ -8,7 +9,7 @@ extension ExportConfiguration {
 
     /// The identifier derived from the path, which every export had before `id` existed; an
     /// export without `id` keeps it (see `ExportIDTable`), so handles from before stay valid.
-    public var pathHashID: UInt32 { UInt32(truncatingIfNeeded: stableHash64(Array(self.path.utf8)) & UInt64(ExportConfiguration.maxID)) }
+    public var pathHashID: UInt32 { UInt32(truncatingIfNeeded: FNV1a64.hash(self.path.utf8) & UInt64(ExportConfiguration.maxID)) }
 
     /// The identifier carried in file handles: `id` when the file gives one, else the one
     /// assigned once and kept in `state_dir/export-ids`, else the path's hash.

@@ -134,6 +134,4 @@ extension RPCCallContext {
             return nil
         }
     }
-
-    var remotePort: Int { self.remoteAddress.port ?? 0 }
 }

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Synchronization
 import Union
@@ -92,7 +93,7 @@ extension ExportRegistry {
     func clientTag(export: ExportConfiguration, clientKey: String, generation: UInt32, version: Int = 1) -> UInt32 {
         guard export.hasPerClientUpper else { return 0 }
         let suffix = version > 1 ? "#v\(version)" : ""
-        return Self.fold(stableHash64(Array("\(clientKey)#\(generation)\(suffix)".utf8)))
+        return Self.fold(FNV1a64.hash("\(clientKey)#\(generation)\(suffix)".utf8))
     }
 
     func upperPath(export: ExportConfiguration, clientKey: String) -> String? {

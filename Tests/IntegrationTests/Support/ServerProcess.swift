@@ -38,7 +38,7 @@ final class ServerProcess {
         self.logFile = directory.file("strata.log")
         self.extraArguments = extraArguments
         try self.writeConfig(config)
-        FileManager.default.createFile(atPath: self.logFile, contents: nil)
+        try Data().write(to: URL(fileURLWithPath: self.logFile))
         try self.launch(arguments: extraArguments, timeout: timeout)
     }
 

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Testing
 
@@ -237,7 +238,7 @@ extension ExportRegistry {
         #expect(registry.sharedTag(version: 1) == 0 && registry.sharedTag(version: 2) != 0)
         #expect(
             registry.clientTag(export: export, clientKey: "k", generation: 0, version: 1)
-                == ExportRegistry.fold(stableHash64(Array("k#0".utf8))))
+                == ExportRegistry.fold(FNV1a64.hash("k#0".utf8)))
         #expect(
             registry.clientTag(export: export, clientKey: "k", generation: 0, version: 2)
                 != registry.clientTag(export: export, clientKey: "k", generation: 0, version: 1))
