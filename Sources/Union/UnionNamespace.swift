@@ -37,6 +37,10 @@ public final class UnionNamespace: Sendable {
     let crashAt = Locked<String?>(nil)
     /// True while a namespace change runs (under the write lock): the node cache is bypassed.
     let isMutating = Atomic<Bool>(false)
+    /// Moves on every step that may change some object's attributes: each namespace change, each WRITE, and each
+    /// READ, READLINK or listing that moved an access time. The handles and attributes a listing page found stay in
+    /// its cached listing for as long as this has not moved (`MergedListing.objects`).
+    let attributeGeneration = Atomic<UInt64>(0)
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
