@@ -39,6 +39,10 @@ public final class UnionNamespace: Sendable {
     let isMutating = Atomic<Bool>(false)
     /// Empty files kept in work/ by REMOVE for the next CREATE (`SpareInodes.swift`).
     let spareInodes = Locked(SpareInodes())
+    /// Moves on every step that may change some object's attributes: each namespace change, each WRITE, and each
+    /// READ, READLINK or listing that moved an access time. The handles and attributes a listing page found stay in
+    /// its cached listing for as long as this has not moved (`MergedListing.objects`).
+    let attributeGeneration = Atomic<UInt64>(0)
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`

@@ -112,7 +112,8 @@ extension ExportRegistry {
     /// Runs `body` on the open namespace `key` under the shared state lock, opening it first if needed
     /// (waiting while the same namespace is being closed). Marks it used.
     func withNamespace<Value: Sendable>(
-        _ key: NamespaceKey, export: ExportConfiguration, create: Bool, _ body: (State, OpenNamespace) -> Value
+        _ key: NamespaceKey, export: ExportConfiguration, create: Bool, mayOpen: Bool = true,
+        _ body: (State, OpenNamespace) -> Value
     ) throws(CallRejection) -> Value {
         let deadline = monotonicSeconds() + self.policy.closingWaitSeconds
         // Each round either finds the namespace open or opens it; another round is needed only
@@ -127,6 +128,7 @@ extension ExportRegistry {
                 return body(state, open)
             }
             if let found { return found }
+            guard mayOpen else { throw .layerUnavailable("not open") }
             if !self.closingKeys.waitUntilClosed(key, deadline: deadline) {
                 throw .layerUnavailable("the layers of \(export.path) for client \(key.clientKey) are still being closed (client reset?); retry")
             }
