@@ -212,6 +212,7 @@ extension UnionNamespace {
             let tmpSt = try Files.fstat(d, path: tmpPath)
             return PreparedCopy(tmp: tmp, tmpSt: tmpSt)
         } catch {
+            self.attributeGeneration.add(1, ordering: .releasing)  // reading the source may have moved its atime
             self.namespaceLock.withReadLock {
                 if !self.isClosed.load(ordering: .relaxed) { self.discard(PreparedCopy(tmp: tmp, tmpSt: stat())) }
             }

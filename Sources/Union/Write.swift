@@ -45,6 +45,8 @@ extension UnionNamespace {
         typealias Written = (count: Int, fd: FD, fileid: UInt64, path: String)
         func doWrite(_ n: Node) throws(UnionError) -> Written {
             let fd = try self.openData(n.top, O_WRONLY)
+            // Once every change below is made (data, size, times, set-id bits): listings' kept attributes go.
+            defer { self.attributeGeneration.add(1, ordering: .releasing) }
             var done = 0
             while done < data.count {
                 let w = try Sys.retry("pwrite", n.top.pathString) {
@@ -52,7 +54,6 @@ extension UnionNamespace {
                 }
                 done += w
             }
-            self.attributeGeneration.add(1, ordering: .releasing)  // size and times changed (listings' attributes)
             try self.killSetID(n.top, cred)
             return (done, fd, n.fileid, n.top.pathString)
         }
