@@ -100,15 +100,6 @@ extension ExportRegistry {
         export.upper?.replacingOccurrences(of: ExportConfiguration.clientPlaceholder, with: clientKey)
     }
 
-    /// The read-write namespace of `export` for `clientKey`, opened (and, for `create`, its upper
-    /// layer created) on first use. Without `create`, a per-client upper that does not exist
-    /// yet is `.stale`: only MNT brings a client's layer into being.
-    func namespace(export: ExportConfiguration, clientKey: String, create: Bool) throws(CallRejection) -> UnionNamespace {
-        let version = self.state.withReadLock { self.image(of: export, in: $0)?.placement(of: clientKey) } ?? 1
-        let key = NamespaceKey(exportID: export.exportID, clientKey: export.hasPerClientUpper ? clientKey : "", version: version)
-        return try self.withNamespace(key, export: export, create: create) { _, open in open.namespace }
-    }
-
     /// Runs `body` on the open namespace `key` under the shared state lock, opening it first if needed
     /// (waiting while the same namespace is being closed). Marks it used.
     func withNamespace<Value: Sendable>(
