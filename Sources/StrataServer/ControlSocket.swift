@@ -73,6 +73,8 @@ public struct ExportReport: Codable, Sendable, Equatable {
     /// `10.0.0.0/24(rw,root_squash,secure,anonuid=65534,anongid=65534)`.
     public var rules: [String]
     public var effectiveRules: [String]
+    /// The image version next mounts get (its lowers are `lowers`); nil without image versions.
+    public var imageVersion: Int?
 
     init(_ export: ExportConfiguration) {
         self.path = export.path
@@ -186,6 +188,9 @@ final class ControlSocket: Sendable {
     }
 }
 
+/// One request a line. Not NIOExtras' `LineBasedFrameDecoder` (1.35): it has no bound on a
+/// line's length, and a request line is refused beyond 64 KiB so a local client cannot make the
+/// server buffer without limit; the bound is the only thing this adds to splitting on "\n".
 struct LineDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
@@ -218,6 +223,13 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
         self.logger = logger
     }
 
+    /// A request line too long (the decoder's error) or a broken connection: it is closed,
+    /// so the server holds nothing for a client that sent garbage.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.warning("control socket: closing a connection", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = self.unwrapInboundIn(data)
         let registry = self.registry
@@ -237,7 +249,7 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
                     let report = reloader.reloadFromSource()
                     response = ControlResponse(ok: report.applied, error: report.applied ? nil : "configuration not reloaded", reload: report)
                 case "exports":
-                    response = ControlResponse(ok: true, exports: registry.exports.map(ExportReport.init))
+                    response = ControlResponse(ok: true, exports: registry.exportReports())
                 case "image-publish":
                     guard let export = request.export, let lowers = request.lowers else {
                         throw AdministrationError("image-publish needs an export and lowers")
