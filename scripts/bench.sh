@@ -17,7 +17,8 @@
 # Usage (as root): make bench, or bash scripts/bench.sh [RESULTS_DIR]
 # Settings (environment): SIZE (64M), N_META (5000), N_LAT (1000), N_CREATE (500), QD (32),
 #   TREE_DIRS (20), TREE_FILES (100), MT_DIRS (10), MT_FILES (50), WORKDIR (/var/tmp),
-#   PHASES ("plain union"), KEEP=1 (keep the data), STRATA_BIN (.build/release/strata).
+#   PHASES ("plain union boot"), KEEP=1 (keep the data), STRATA_BIN (.build/release/strata),
+#   BOOT_N ("1 10": the boot storm's client counts; the full curve: scripts/boot-storm.sh).
 #
 # Adding a section (e.g. the boot storm): write a function phase_NAME that starts its servers
 # with start_strata/start_ganesha, measures rows with `row` (or writes its own JSON lines into
@@ -37,7 +38,8 @@ TREE_FILES=${TREE_FILES:-100}
 MT_DIRS=${MT_DIRS:-10}
 MT_FILES=${MT_FILES:-50}
 WORKDIR=${WORKDIR:-/var/tmp}
-PHASES=${PHASES:-plain union}
+PHASES=${PHASES:-plain union boot}
+BOOT_N=${BOOT_N:-1 10}
 BIN=${STRATA_BIN:-$ROOT/.build/release/strata}
 G_NFS_PORT=2049 G_MOUNT_PORT=20048 S_NFS_PORT=3049 S_MOUNT_PORT=30048
 
@@ -291,6 +293,14 @@ phase_union() {
     [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK/go" "$WORK/su"
 }
 
+# The boot storm, quick form: scripts/boot-storm.sh (its own namespace inside this one, its own
+# servers: Strata with per-client uppers, ganesha with one overlay mount per client, ganesha
+# read-only) for BOOT_N clients; its table is printed after the others.
+phase_boot() {
+    STRATA_BIN=$BIN RESULTS=$RESULTS/boot-storm bash "$ROOT/scripts/boot-storm.sh" $BOOT_N >> "$LOG" 2>&1 \
+        || echo "bench: the boot storm failed (see $LOG)" >&2
+}
+
 {
     echo "strata: $("$STRATA" --version) ($BIN)"
     echo "nfs-ganesha: $(dpkg-query -W -f '${Version}' nfs-ganesha 2>/dev/null || echo unknown)"
@@ -356,3 +366,8 @@ echo
 cat "$RESULTS/machine.txt"
 echo
 cat "$RESULTS/table.md"
+if [ -f "$RESULTS/boot-storm/table.txt" ]; then
+    echo
+    echo "boot storm, N = $BOOT_N (the recorded boot replayed by N clients at once; full curve: scripts/boot-storm.sh):"
+    cat "$RESULTS/boot-storm/table.txt"
+fi

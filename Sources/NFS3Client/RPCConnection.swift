@@ -321,6 +321,9 @@ public final class RPCConnection: Sendable {
         var bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // Up to 2 MiB per read when replies are large (1 MiB READs): fewer read calls and
+            // fewer pieces for the record decoder to gather; small replies keep small buffers.
+            .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 2 << 20))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(

@@ -7,6 +7,10 @@ import NIOCore
 import NIOPosix
 import SunRPC
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `strata bench [run]`: drives any NFSv3 server with the asynchronous client (NFS3Client) and
 /// prints one line (or one JSON object) per timed phase, with its own CPU per call beside the
 /// server's. A subcommand of `strata` (one binary to install and to point scripts at), kept in
@@ -137,6 +141,14 @@ public struct BenchWorkloads: AsyncParsableCommand {
     }
 
     public func run() async throws {
+        // Large READ replies and WRITE payloads (1 MiB) would otherwise be mmapped and faulted
+        // in again for every call (glibc's default threshold): keep them on the heap for reuse.
+        // mallopt is not in the Glibc module: looked up by name.
+        if let symbol = dlsym(nil, "mallopt") {
+            let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
+            _ = mallopt(-3, 64 << 20)  // M_MMAP_THRESHOLD (malloc.h)
+            _ = mallopt(-1, 256 << 20)  // M_TRIM_THRESHOLD
+        }
         let workloads = try self.workloads()
         let sources = try self.sourceAddresses()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.threads)

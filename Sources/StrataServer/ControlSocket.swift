@@ -73,6 +73,8 @@ public struct ExportReport: Codable, Sendable, Equatable {
     /// `10.0.0.0/24(rw,root_squash,secure,anonuid=65534,anongid=65534)`.
     public var rules: [String]
     public var effectiveRules: [String]
+    /// The image version next mounts get (its lowers are `lowers`); nil without image versions.
+    public var imageVersion: Int?
 
     init(_ export: ExportConfiguration) {
         self.path = export.path
@@ -237,7 +239,7 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
                     let report = reloader.reloadFromSource()
                     response = ControlResponse(ok: report.applied, error: report.applied ? nil : "configuration not reloaded", reload: report)
                 case "exports":
-                    response = ControlResponse(ok: true, exports: registry.exports.map(ExportReport.init))
+                    response = ControlResponse(ok: true, exports: registry.exportReports())
                 case "image-publish":
                     guard let export = request.export, let lowers = request.lowers else {
                         throw AdministrationError("image-publish needs an export and lowers")

@@ -204,7 +204,7 @@ struct Exports: ParsableCommand {
             }
             let indent = String(repeating: " ", count: width)
             print("\(indent)\tid: \(export.id)")
-            print("\(indent)\tlowers: \(export.lowers.isEmpty ? "(none)" : export.lowers.joined(separator: ", "))")
+            print("\(indent)\tlowers: \(export.lowers.isEmpty ? "(none)" : export.lowers.joined(separator: ", "))\(export.imageVersion.map { " (image version \($0))" } ?? "")")
             if let upper = export.upper {
                 let perClient = upper.contains("{client}") ? " (one per client, keyed by \(export.clientKey))" : ""
                 print("\(indent)\tupper: \(upper)\(perClient)")

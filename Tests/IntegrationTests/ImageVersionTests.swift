@@ -79,6 +79,9 @@ import Testing
         let published = try self.strata(server, ["image", "publish", "/diskless", "--lowers", directory.file("v2")])
         #expect(published.succeeded && published.output.contains("version 2"), "\(published.output)")
 
+        let exports = try self.strata(server, ["exports"])
+        #expect(exports.output.contains("lowers: \(directory.file("v2")) (image version 2)"), "\(exports.output)")
+
         // A stays on 1: the held handle, its bytes and names, no error.
         #expect(String(decoding: try a.readAll(heldFile), as: UTF8.self) == "image-1\n")
         #expect(try self.names(a, "etc") == ["hostname", "motd", "removed"])

@@ -42,6 +42,19 @@ public struct CollectionReport: Codable, Sendable, Equatable {
 
 /// What `strata image list`, `strata image conflicts` and the metrics show.
 extension ExportRegistry {
+    /// `strata exports`: a versioned export shows the lowers of the version next mounts get.
+    public func exportReports() -> [ExportReport] {
+        let (exports, table) = self.state.withReadLock { ($0.configuration.exports, $0.images) }
+        return exports.map { export in
+            var report = ExportReport(export)
+            if ExportRegistry.isVersionable(export), let image = table[export.exportID], let newest = image.version(image.newest) {
+                report.lowers = newest.lowers
+                report.imageVersion = newest.number
+            }
+            return report
+        }
+    }
+
     /// `strata image list`.
     public func imageReports() -> [ImageReport] {
         let (exports, table, pins) = self.state.withReadLock { ($0.configuration.exports, $0.images, $0.configuration.clientPins) }
