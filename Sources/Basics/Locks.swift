@@ -67,6 +67,15 @@ public final class RWLock: @unchecked Sendable {
         return try body()
     }
 
+    /// Runs `body` under the read lock if it can be had at once (no writer holds or awaits it); nil otherwise. For
+    /// callers that must not wait (an event loop answering from the caches).
+    @inlinable
+    public func withReadLockIfFree<T>(_ body: () -> T?) -> T? {
+        guard pthread_rwlock_tryrdlock(self.lock) == 0 else { return nil }
+        defer { pthread_rwlock_unlock(self.lock) }
+        return body()
+    }
+
     /// Tests: takes the write lock if it is free right now (release with `unlockWrite`).
     public func tryWriteLock() -> Bool { pthread_rwlock_trywrlock(self.lock) == 0 }
 

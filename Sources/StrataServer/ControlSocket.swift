@@ -188,6 +188,9 @@ final class ControlSocket: Sendable {
     }
 }
 
+/// One request a line. Not NIOExtras' `LineBasedFrameDecoder` (1.35): it has no bound on a
+/// line's length, and a request line is refused beyond 64 KiB so a local client cannot make the
+/// server buffer without limit; the bound is the only thing this adds to splitting on "\n".
 struct LineDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
@@ -218,6 +221,13 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
         self.reloader = reloader
         self.threadPool = threadPool
         self.logger = logger
+    }
+
+    /// A request line too long (the decoder's error) or a broken connection: it is closed,
+    /// so the server holds nothing for a client that sent garbage.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.warning("control socket: closing a connection", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

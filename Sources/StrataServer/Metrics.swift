@@ -227,10 +227,27 @@ struct MeteredProgram: RPCProgramHandler {
         self.inner.isNonBlocking(version: version, procedure: procedure)
     }
 
+    func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool {
+        self.inner.mayAnswerInline(version: version, procedure: procedure)
+    }
+
+    func handleInline(_ call: RPCCallContext, arguments: ByteBuffer) -> RPCReply? {
+        let start = ContinuousClock.now
+        guard let reply = self.inner.handleInline(call, arguments: arguments) else { return nil }
+        self.record(reply, of: call, arguments: arguments, since: start)
+        return reply
+    }
+
     func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         let start = ContinuousClock.now
-        let export = self.exportOfCall?(call, arguments)
+        let given = arguments
         let reply = self.inner.handle(call, arguments: &arguments)
+        self.record(reply, of: call, arguments: given, since: start)
+        return reply
+    }
+
+    private func record(_ reply: RPCReply, of call: RPCCallContext, arguments: ByteBuffer, since start: ContinuousClock.Instant) {
+        let export = self.exportOfCall?(call, arguments)
         let errorStatus: String?
         switch reply {
         case .success(let body):
@@ -257,7 +274,6 @@ struct MeteredProgram: RPCProgramHandler {
                 program: self.name, procedure: "proc\(call.procedure)", duration: duration, errorStatus: errorStatus,
                 export: export)
         }
-        return reply
     }
 
     static func authStatusName(_ stat: AuthStat) -> String {

@@ -184,6 +184,13 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
                 }
                 continue
             }
+            if call.triesInline, case .reply(let reply) = self.dispatcher.answerInline(call, ledger: ledger) {
+                ledger.callsInProgress.subtract(1, ordering: .relaxed)
+                if let reply {
+                    self.write(reply, alreadyCounted: true, context: context)
+                }
+                continue
+            }
             self.executing += 1
             self.work?.enqueue(call)
         }
@@ -470,6 +477,10 @@ final class RPCUDPHandler: ChannelInboundHandler {
                 if case .reply(let reply?) = self.dispatcher.run(call, ledger: nil) {
                     self.send(reply, to: remoteAddress, context: context)
                 }
+                return
+            }
+            if call.triesInline, case .reply(let reply) = self.dispatcher.answerInline(call, ledger: nil) {
+                if let reply { self.send(reply, to: remoteAddress, context: context) }
                 return
             }
             self.outstanding += 1

@@ -35,6 +35,8 @@ final class RPCDispatcher: Sendable {
         let cacheKey: DuplicateRequestKey?
         /// Runs on the event loop (`RPCProgramHandler.isNonBlocking`).
         let runsInline: Bool
+        /// Offered to the program on the event loop first (`RPCProgramHandler.mayAnswerInline`).
+        let triesInline: Bool
     }
 
     /// What `prepare` made of a message.
@@ -140,7 +142,12 @@ final class RPCDispatcher: Sendable {
             logger: self.logger
         )
         let runsInline = program.isNonBlocking(version: header.version, procedure: header.procedure)
-        return .call(PreparedCall(program: program, context: context, arguments: message, cacheKey: cacheKey, runsInline: runsInline))
+        let triesInline =
+            !runsInline && cacheKey == nil && program.mayAnswerInline(version: header.version, procedure: header.procedure)
+        return .call(
+            PreparedCall(
+                program: program, context: context, arguments: message, cacheKey: cacheKey, runsInline: runsInline,
+                triesInline: triesInline))
     }
 
     /// Runs a prepared call here and now (on the pool, or inline for a non-blocking
@@ -151,9 +158,31 @@ final class RPCDispatcher: Sendable {
         if let ledger, !ledger.mayStartCall {
             return .deferred(call)
         }
-        let context = call.context
         var arguments = call.arguments
-        let reply = call.program.handle(context, arguments: &arguments)
+        return self.finish(call, call.program.handle(call.context, arguments: &arguments), ledger: ledger)
+    }
+
+    /// Answers a call the program may answer from memory (`triesInline`) here, on the event
+    /// loop: nil when the program declines (run it on the pool then). The caller checked that
+    /// the connection may start a call.
+    func answerInline(_ call: PreparedCall, ledger: RPCConnectionLedger?) -> InlineAnswer {
+        guard call.triesInline, let reply = call.program.handleInline(call.context, arguments: call.arguments) else {
+            return .declined
+        }
+        guard case .reply(let message) = self.finish(call, reply, ledger: ledger) else { return .declined }
+        return .reply(message)
+    }
+
+    /// What `answerInline` made of a call.
+    enum InlineAnswer {
+        /// The program could not answer without blocking: run the call on the pool.
+        case declined
+        /// Answered: the reply to send (`nil`: send nothing).
+        case reply(RPCReplyMessage?)
+    }
+
+    private func finish(_ call: PreparedCall, _ reply: RPCReply, ledger: RPCConnectionLedger?) -> Execution {
+        let context = call.context
         let message: RPCReplyMessage?
         switch reply {
         case .success(let results): message = Self.reply(xid: context.xid, .success, results: results)

@@ -101,6 +101,16 @@ public protocol RPCProgramHandler: Sendable {
     /// the pool and back. Anything that touches the file system, a database or a lock held
     /// across I/O must answer false. Default: NULL only.
     func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool
+    /// True for procedures that can often be answered at once from memory (NFS GETATTR of an
+    /// object the server has cached): the event loop first offers them to `handleInline`, and
+    /// only those it declines go to the pool. Never true for a non-idempotent procedure.
+    /// Default: none.
+    func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool
+    /// Answers the call here, on the event loop, if that needs no blocking step (no lock held
+    /// across I/O, no directory walk, no database); nil otherwise, and then `handle` runs it on
+    /// the pool as usual. Asked only for the procedures `mayAnswerInline` names. Must not
+    /// consume `arguments` or have any effect when it declines.
+    func handleInline(_ call: RPCCallContext, arguments: ByteBuffer) -> RPCReply?
     /// Executes one call. `arguments` holds the XDR-encoded arguments (reader index at the
     /// first byte). Return `.garbageArguments` when they cannot be decoded and
     /// `.procedureUnavailable` for an unknown procedure. Procedure 0 (NULL) is the handler's
@@ -111,4 +121,6 @@ public protocol RPCProgramHandler: Sendable {
 extension RPCProgramHandler {
     public func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool { false }
     public func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool { procedure == 0 }
+    public func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool { false }
+    public func handleInline(_ call: RPCCallContext, arguments: ByteBuffer) -> RPCReply? { nil }
 }

@@ -45,6 +45,7 @@ extension UnionNamespace {
             }
             self.changed(.directory(parentFD, path: parent.pathString))
             self.evictNode(node.fileid, isDirectory: false)
+            self.invalidateListing(node.parentFileid)  // the listing found the name in a lower layer
             // The lower name is an upper link now (a crash before this commit: nlink one too high, never too low).
             self.identities.lowerNameGone(node.fileid)
             return try self.reresolve(node)
@@ -114,6 +115,8 @@ extension UnionNamespace {
             // Step 3: publish. A crash after it: the copy is the object.
             try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
             self.evictNode(node.fileid, isDirectory: st.isDirectory)
+            // The cached listing found the name in a lower layer: its pages would stat the lower object.
+            self.invalidateListing(node.parentFileid)
             try self.restoreTimes(parent)
             self.changed(.directory(parentFD, path: parent.pathString))
         }

@@ -71,13 +71,18 @@ extension UnionNamespace {
             default: (isDir, defaultMode) = (false, 0o644)
             }
             let own = self.newOwnership(parent.st, cred, attributes.mode ?? defaultMode, isDirectory: isDir)
-            let tmp = self.workName("new")
+            // A regular file takes a spare inode when REMOVE left one (`SpareInodes.swift`): no inode to allocate.
+            var spare: [UInt8]?
+            if case .regular = kind { spare = self.takeSpare(uid: own.uid, gid: own.gid, mode: own.mode) }
+            let tmp = spare ?? self.workName("new")
             let tmpPath = "work/" + tmp.displayString
             let path = Names.join(parent.path, name).displayString
             let whitedOut = try self.cleaningWork(tmp) { () throws(UnionError) -> Bool in
                 // Step 1: build it under work/ (no fsync: the batch's sync covers it with the rename).
                 try tmp.withCName { (c) throws(UnionError) in
                     switch kind {
+                    case .regular where spare != nil:
+                        break  // owner, mode and times already set
                     case .regular:
                         let fd = try Sys.retry("openat", tmpPath) {
                             openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
@@ -102,6 +107,7 @@ extension UnionNamespace {
                             mknodat(upper.work.raw, c, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor))
                         }
                     }
+                    if spare != nil { return }
                     _ = try Sys.retry("fchownat", tmpPath) {
                         fchownat(upper.work.raw, c, own.uid, own.gid, AT_SYMLINK_NOFOLLOW)
                     }

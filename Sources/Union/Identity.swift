@@ -281,8 +281,7 @@ final class IdentityStore: Sendable {
                         try IdentityRecord.deleteOne(db, key: Int64(bitPattern: stale))
                         try db.execute(sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: stale)])
                     }
-                    var copy = r
-                    try copy.insert(db)
+                    try Self.insert(r, db)
                 }
             }
             return (result, records.isEmpty ? 0 : self.queue(records))
@@ -293,6 +292,20 @@ final class IdentityStore: Sendable {
             try self.durableUnlessInsideChange(seq)
         }
         return result
+    }
+
+    /// Inserts a new identity with one cached statement: the record's Codable insert cost a third of a first listing
+    /// (encoding through a keyed container, the column-name lookups, the row fetched back).
+    static func insert(_ r: IdentityRecord, _ db: Database) throws {
+        let statement = try db.cachedStatement(
+            sql: """
+                INSERT INTO identity (fileid, parent, name, originLayer, originIno, upperIno, isIndexed, lowerLinkCount, \
+                lowerNamesGone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        try statement.execute(arguments: [
+            r.fileid, r.parent, r.name, r.originLayer, r.originIno, r.upperIno, r.isIndexed, r.lowerLinkCount,
+            r.lowerNamesGone,
+        ])
     }
 
     /// Records that `fileid` now lives in the upper layer as inode `upperIno` (copy-up, before the rename that

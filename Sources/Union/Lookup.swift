@@ -149,9 +149,16 @@ extension UnionNamespace {
 
     /// The `index/` copy holding the data of a lower hard link that was copied up, if `top` is one.
     func indexedCopy(of top: Location, fileid: UInt64) throws(UnionError) -> Location? {
-        guard !self.layers[top.layer].isUpper, let upper = self.upper, !top.st.isDirectory,
-            let ident = self.identities.identity(fileid), ident.isIndexed
+        guard !self.layers[top.layer].isUpper, self.upper != nil, !top.st.isDirectory else { return nil }
+        return try self.indexedCopy(of: top, identity: self.identities.identity(fileid))
+    }
+
+    /// `indexedCopy` with the object's identity at hand (one look into the identity table per listed entry).
+    func indexedCopy(of top: Location, identity: Identity?) throws(UnionError) -> Location? {
+        guard let ident = identity, ident.isIndexed, !self.layers[top.layer].isUpper, let upper = self.upper,
+            !top.st.isDirectory
         else { return nil }
+        let fileid = ident.fileid
         let iname = Array(String(fileid).utf8)
         guard let st = try Files.statAt(upper.index, iname, path: "index/\(fileid)") else { return nil }
         return Location(layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index, name: iname, dir: nil, st: st)
@@ -245,9 +252,14 @@ extension UnionNamespace {
     /// already hide themselves cannot be known without a walk and still count, as in overlayfs. Directories: the top
     /// copy's nlink (approximate, as overlayfs).
     func linkCount(_ n: Node) -> UInt32 {
+        self.linkCount(n, identity: n.isDirectory ? nil : self.identities.identity(n.fileid))
+    }
+
+    /// `linkCount` with the object's identity at hand.
+    func linkCount(_ n: Node, identity: Identity?) -> UInt32 {
         let st = n.dataStat
         let nlink = UInt32(truncatingIfNeeded: st.st_nlink)
-        guard !n.isDirectory, let ident = self.identities.identity(n.fileid) else { return nlink }
+        guard !n.isDirectory, let ident = identity else { return nlink }
         if ident.isIndexed, self.layers[0].isUpper, n.indexed != nil || self.isUpper(n.top) {
             let upperNames = nlink > 0 ? nlink - 1 : 0  // less the index/ link
             let (count, gone) = (ident.lowerLinkCount, ident.lowerNamesGone)
@@ -268,8 +280,13 @@ extension UnionNamespace {
     }
 
     func attributes(_ n: Node) -> Attributes {
+        self.attributes(n, identity: n.isDirectory ? nil : self.identities.identity(n.fileid))
+    }
+
+    /// `attributes` with the object's identity at hand (nil for a directory: its link count is its own).
+    func attributes(_ n: Node, identity: Identity?) -> Attributes {
         let st = n.dataStat
-        let nlink = self.linkCount(n)
+        let nlink = self.linkCount(n, identity: identity)
         return Attributes(
             type: st.fileType, mode: st.permissionBits, nlink: nlink, uid: st.st_uid, gid: st.st_gid,
             size: UInt64(clamping: st.st_size), usedBytes: UInt64(clamping: st.st_blocks) &* 512,

@@ -10,6 +10,20 @@ struct MergedListing: Sendable {
     /// Where each entry was found (same order as `entries`): a listing page answers each entry's attributes with one
     /// stat there.
     var tops: [ListedTop]
+    /// Each entry's handle and attributes as a listing page found them (same order as `entries`, empty until a page
+    /// asked), valid while the namespace's `attributeGeneration` is `objectsGeneration`: a warm READDIRPLUS page
+    /// costs no system call and no identity lookup per entry. Exact: every step that may change an attribute moves
+    /// the generation.
+    var objects: [ListedObject] = []
+    var objectsGeneration: UInt64 = .max
+}
+
+/// What a listing page found for one entry.
+enum ListedObject: Sendable {
+    case unknown
+    /// Vanished since the listing was made (the page gives its name without handle and attributes).
+    case absent
+    case found(FoundObject)
 }
 
 /// The layer and inode a listing entry showed.
@@ -78,6 +92,22 @@ extension UnionNamespace {
     func invalidateListing(_ fileids: UInt64...) {
         self.listings.withLock { listings in
             for fileid in fileids { listings.removeValue(for: fileid) }
+        }
+    }
+
+    /// Keeps the objects a page found for entries `start...` of the listing of `dir`, taken at `generation`, unless
+    /// the generation moved meanwhile (`current`). Called under the namespace read lock, so the listing cached for
+    /// `dir` is the one the page used (only a change, under the write lock, alters a listing).
+    func keepObjects(_ dir: UInt64, from start: Int, _ found: [ListedObject], generation: UInt64, current: UInt64) {
+        guard generation == current else { return }
+        self.listings.withLock { listings in
+            guard var listing = listings.value(for: dir), start + found.count <= listing.entries.count else { return }
+            if listing.objectsGeneration != generation || listing.objects.count != listing.entries.count {
+                listing.objects = Array(repeating: .unknown, count: listing.entries.count)
+                listing.objectsGeneration = generation
+            }
+            listing.objects.replaceSubrange(start..<(start + found.count), with: found)
+            listings.set(listing, for: dir)
         }
     }
 }

@@ -80,8 +80,13 @@ extension UnionNamespace {
         }
         self.evictNode(n.fileid, isDirectory: n.isDirectory)
         try self.crashPoint("remove.afterWhiteout")
-        // Step 2: unlink the upper entry (a crash now: the whiteout hides what is below; records are stale only).
-        if inUpper, let parent, let pfd = parent.dir {
+        // Step 2: unlink the upper entry (a crash now: the whiteout hides what is below; records are stale only). An
+        // empty upper-only file is moved to work/ instead, its inode kept for the next CREATE (`SpareInodes.swift`; a
+        // crash: a work/ leftover, removed at open).
+        if inUpper, !below, let parent, let pfd = parent.dir, self.mayKeepAsSpare(n) {
+            try self.keepAsSpare(pfd, n.name, path: Names.join(parent.path, n.name).displayString)
+            self.changed(.directory(pfd, path: parent.pathString))
+        } else if inUpper, let parent, let pfd = parent.dir {
             _ = try n.name.withCName { (c) throws(UnionError) -> CInt in
                 try Sys.retry("unlinkat", Names.join(parent.path, n.name).displayString) {
                     unlinkat(pfd.raw, c, n.isDirectory ? AT_REMOVEDIR : 0)

@@ -94,6 +94,33 @@ extension UnionNamespace {
         }
     }
 
+    /// GETATTR from the caches alone, for a caller that must not block (an event loop): nil unless the namespace lock
+    /// is free at once and the object is in the node cache. The one system call is the cached node's refresh (an
+    /// `fstat` of its open directory, or an `fstatat` of a name whose directory is open and just used), which reads
+    /// no disk for a local file system. A nil answer says nothing: ask `getattr`.
+    public func getattrIfCached(_ h: ObjectHandle) -> Attributes? {
+        self.namespaceLock.withReadLockIfFree { () -> Attributes? in
+            guard let n = self.cachedNodeIfValid(h) else { return nil }
+            return self.attributes(n)
+        }
+    }
+
+    /// ACCESS from the caches alone (see `getattrIfCached`).
+    public func accessIfCached(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) -> AccessCheck? {
+        self.namespaceLock.withReadLockIfFree { () -> AccessCheck? in
+            guard let n = self.cachedNodeIfValid(h) else { return nil }
+            return AccessCheck(granted: self.granted(n, requested, cred), attributes: self.attributes(n))
+        }
+    }
+
+    /// The node of `h` if the node cache holds it and it is still where it was (as `resolve`, without the walk).
+    private func cachedNodeIfValid(_ h: ObjectHandle) -> Node? {
+        guard !self.isClosed.load(ordering: .relaxed), h.tag == self.identities.handleKey.tag(h.fileid) else {
+            return nil
+        }
+        return try? self.cachedNode(h.fileid)
+    }
+
     /// ACCESS: which of `requested` the caller has (see `access`), with the object's attributes.
     public func accessForReply(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError)
         -> AccessCheck
@@ -120,8 +147,16 @@ extension UnionNamespace {
     /// READLINK with the link's attributes.
     public func readlinkForReply(_ h: ObjectHandle, as cred: Credentials) throws(UnionError) -> LinkTarget {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> LinkTarget in
-            let n = try self.resolve(h)
-            return LinkTarget(target: try self.linkTarget(n), attributes: self.attributes(n))
+            var n = try self.resolve(h)
+            let target = try self.linkTarget(n)
+            // The link's attributes after the read, which may have set its atime (as GETATTR would show them next).
+            if let st = try Self.restat(n.top), st.st_ino == n.top.st.st_ino {
+                if st.st_atim.tv_sec != n.top.st.st_atim.tv_sec || st.st_atim.tv_nsec != n.top.st.st_atim.tv_nsec {
+                    self.attributeGeneration.add(1, ordering: .releasing)
+                }
+                n.top.st = st
+            }
+            return LinkTarget(target: target, attributes: self.attributes(n))
         }
     }
 
@@ -165,6 +200,9 @@ extension UnionNamespace {
             }
             // The attributes after the read: size and atime as the data was read.
             let after = try Files.fstat(fd, path: loc.pathString)
+            if after.st_atim.tv_sec != loc.st.st_atim.tv_sec || after.st_atim.tv_nsec != loc.st.st_atim.tv_nsec {
+                self.attributeGeneration.add(1, ordering: .releasing)  // listings' attributes show the old atime
+            }
             if n.indexed != nil { n.indexed?.st = after } else { n.top.st = after }
             let size = UInt64(clamping: after.st_size)
             return ReadResult(count: got, isEOF: offset &+ UInt64(got) >= size, attributes: self.attributes(n))
@@ -182,12 +220,20 @@ extension UnionNamespace {
         while wants: (_ nameLength: Int) -> Bool
     ) throws(UnionError) -> DirectoryPage {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryPage in
+            // Read before anything is looked at: objects found from here on are kept as of this generation.
+            let generation = self.attributeGeneration.load(ordering: .acquiring)
             var d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.read)
             let maySearch = Permission.allows(d.top.st, cred, Permission.exec)
             let listing = try self.listing(d)
             // The directory's attributes after the listing (reading it may have set its atime).
-            if let st = try Self.restat(d.top), st.st_ino == d.top.st.st_ino { d.top.st = st }
+            if let st = try Self.restat(d.top), st.st_ino == d.top.st.st_ino {
+                if st.st_atim.tv_sec != d.top.st.st_atim.tv_sec || st.st_atim.tv_nsec != d.top.st.st_atim.tv_nsec {
+                    self.attributeGeneration.add(1, ordering: .releasing)
+                }
+                d.top.st = st
+            }
+            let known = listing.objectsGeneration == generation && listing.objects.count == listing.entries.count
             let all = listing.entries
             var lo = 0
             var hi = all.count
@@ -196,15 +242,28 @@ extension UnionNamespace {
                 if all[mid].cookie <= cookie { lo = mid + 1 } else { hi = mid }
             }
             var entries: [DirectoryEntry] = []
+            var found: [ListedObject] = []
+            var computed = false
             var i = lo
             while i < all.count, wants(all[i].name.count) {
                 let e = all[i]
                 var object: FoundObject?
                 if withObjects && maySearch {
-                    object = try self.listedObject(d, e, listing.tops[i])
+                    switch known ? listing.objects[i] : .unknown {
+                    case .found(let cached): object = cached
+                    case .absent: object = nil
+                    case .unknown:
+                        object = try self.listedObject(d, e, listing.tops[i])
+                        computed = true
+                    }
+                    found.append(object.map { .found($0) } ?? .absent)
                 }
                 entries.append(DirectoryEntry(name: e.name, fileid: e.fileid, cookie: e.cookie, object: object))
                 i += 1
+            }
+            if computed {
+                let current = self.attributeGeneration.load(ordering: .acquiring)
+                self.keepObjects(d.fileid, from: lo, found, generation: generation, current: current)
             }
             var parent: FoundObject?
             if withParent && maySearch {
@@ -228,10 +287,11 @@ extension UnionNamespace {
             UInt64(st.st_ino) == top.ino, st.isDirectory || st.st_nlink <= 1
         {
             let loc = Location(layer: d.layer, path: [], parent: dfd, name: entry.name, dir: nil, st: st)
+            let identity = st.isDirectory ? nil : self.identities.identity(entry.fileid)
             let node = Node(
                 fileid: entry.fileid, parentFileid: dir.fileid, name: entry.name, top: loc, dirs: [], lowerPath: [],
-                indexed: try self.indexedCopy(of: loc, fileid: entry.fileid))
-            return self.found(node)
+                indexed: try self.indexedCopy(of: loc, identity: identity))
+            return FoundObject(handle: self.handle(fileid: entry.fileid), attributes: self.attributes(node, identity: identity))
         }
         do {
             guard let n = try self.child(of: dir, entry.name) else { return nil }

@@ -33,6 +33,12 @@ public final class UnionNamespace: Sendable {
     let hooks: UnionHooks?
     /// True while a namespace change runs (under the write lock): the node cache is bypassed.
     let isMutating = Atomic<Bool>(false)
+    /// Empty files kept in work/ by REMOVE for the next CREATE (`SpareInodes.swift`).
+    let spareInodes = Locked(SpareInodes())
+    /// Moves on every step that may change some object's attributes: each namespace change, each WRITE, and each
+    /// READ, READLINK or listing that moved an access time. The handles and attributes a listing page found stay in
+    /// its cached listing for as long as this has not moved (`MergedListing.objects`).
+    let attributeGeneration = Atomic<UInt64>(0)
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
@@ -157,6 +163,8 @@ public final class UnionNamespace: Sendable {
         for e in try Files.list(upper.work, path: "work") {
             inodes.append(e.ino)
             try Files.removeTree(upper.work, e.name, path: "work/" + e.name.displayString)
+            // Spare inodes of the last run are expected there (`SpareInodes`); anything else was cut short.
+            if e.name.starts(with: Array("spare-".utf8)) { continue }
             self.logger.notice(
                 "removed work/ leftover", metadata: ["layer": "\(upper.directory)", "name": "\(e.name.displayString)"])
         }
@@ -262,6 +270,12 @@ public final class UnionNamespace: Sendable {
             }
             self.listings.withLock { $0.removeAll() }
             self.nodeCache.withLock { $0.removeAll() }
+            if let work = self.upper?.work {
+                for spare in self.spareInodes.withLock({ $0.names }) {
+                    _ = try? spare.withCName { unlinkat(work.raw, $0, 0) }
+                }
+                self.spareInodes.withLock { $0.names = [] }
+            }
             self.identities.sidecar.close()
             for layer in self.layers { layer.tree.close() }
             self.upper?.work.close()

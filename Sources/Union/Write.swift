@@ -53,6 +53,7 @@ extension UnionNamespace {
                 }
                 done += w
             }
+            self.attributeGeneration.add(1, ordering: .releasing)  // size and times changed (listings' attributes)
             try self.killSetID(n.top, cred)
             return (done, fd, n.fileid, n.top.pathString)
         }

@@ -67,7 +67,8 @@ extension ExportRegistry {
     ///   the same lock section as the export (each call takes the state lock as few times as
     ///   it can, and only shared).
     func admit(
-        export: ExportConfiguration, call: RPCCallContext, create: Bool, known: (clientKeys: [String: String], image: ExportImage?)? = nil
+        export: ExportConfiguration, call: RPCCallContext, create: Bool, known: (clientKeys: [String: String], image: ExportImage?)? = nil,
+        mayBlock: Bool = true
     ) throws(CallRejection) -> ExportCall {
         guard let rule = self.rule(for: export, call: call) else { throw .accessDenied }
         if rule.options.requiresPrivilegedPort, call.remotePort >= 1024 { throw .tooWeak }
@@ -78,6 +79,8 @@ extension ExportRegistry {
         let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: clientKeys)
         var isShared = !export.hasPerClientUpper
         if export.hasPerClientUpper, rule.options.isReadOnly {
+            // May list the uppers on disk (once).
+            guard mayBlock else { throw .layerUnavailable("not answered without blocking") }
             let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
             var isKeyOfThisHost = clientKey == sanitizedClientKey(clientKeys[address] ?? address)
             if case .host = rule.match { isKeyOfThisHost = true }
@@ -91,7 +94,7 @@ extension ExportRegistry {
         // the one and bumps the other in one section too, so a call never pairs a new
         // generation with the namespace of the upper the reset deletes.
         let now = wallClockSeconds()
-        let (namespace, generation, isSeen) = try self.withNamespace(key, export: export, create: create && !rule.options.isReadOnly) { state, open in
+        let (namespace, generation, isSeen) = try self.withNamespace(key, export: export, create: create && !rule.options.isReadOnly, mayOpen: mayBlock) { state, open in
             let seen = state.lastSeen[clientKey]
             seen?.advance(to: now, granularity: 1)
             return (open.namespace, state.generations[clientKey] ?? 0, seen != nil)

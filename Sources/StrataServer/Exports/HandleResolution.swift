@@ -7,6 +7,17 @@ extension ExportRegistry {
     /// Resolves a file handle from the wire for the caller: the export must still exist, the
     /// caller must be admitted, and the handle must name the caller's own namespace.
     public func resolve(fileHandle bytes: [UInt8], for call: RPCCallContext) -> Result<(ExportCall, ObjectHandle), CallRejection> {
+        self.resolve(fileHandle: bytes, for: call, mayBlock: true)
+    }
+
+    /// `resolve` for a caller that must not block (an event loop answering from the caches):
+    /// nil when the handle's namespace is not open, or on any refusal (the blocking `resolve`
+    /// then answers it, with its log line).
+    public func resolveWithoutBlocking(fileHandle bytes: [UInt8], for call: RPCCallContext) -> (ExportCall, ObjectHandle)? {
+        try? self.resolve(fileHandle: bytes, for: call, mayBlock: false).get()
+    }
+
+    func resolve(fileHandle bytes: [UInt8], for call: RPCCallContext, mayBlock: Bool) -> Result<(ExportCall, ObjectHandle), CallRejection> {
         let handle: ServerFileHandle
         do {
             handle = try ServerFileHandle(bytes: bytes)
@@ -20,7 +31,7 @@ extension ExportRegistry {
             return .failure(.stale)
         }
         do {
-            let admitted = try self.admit(export: export, call: call, create: false, known: (clientKeys, image))
+            let admitted = try self.admit(export: export, call: call, create: false, known: (clientKeys, image), mayBlock: mayBlock)
             guard admitted.clientTag == handle.clientTag else {
                 // Either another client's handle (refused) or one of this client's from before a
                 // reset, from before its rule changed between ro and rw, or of another image

@@ -24,12 +24,6 @@ extension ExportRegistry {
         ExportRegistry.isVersionable(export) ? state.images[export.exportID] : nil
     }
 
-    /// The lowers of `version` of `export`; nil if there is no such version.
-    func lowers(of export: ExportConfiguration, version: Int, in state: State) -> [String]? {
-        guard let image = self.image(of: export, in: state) else { return version == 1 ? export.lowers : nil }
-        return image.version(version)?.lowers
-    }
-
     /// The `clientTag` of the handles of the shared namespace (no per-client upper) of `version`.
     func sharedTag(version: Int) -> UInt32 {
         guard version > 1 else { return 0 }

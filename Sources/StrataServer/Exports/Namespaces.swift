@@ -100,19 +100,11 @@ extension ExportRegistry {
         export.upper?.replacingOccurrences(of: ExportConfiguration.clientPlaceholder, with: clientKey)
     }
 
-    /// The read-write namespace of `export` for `clientKey`, opened (and, for `create`, its upper
-    /// layer created) on first use. Without `create`, a per-client upper that does not exist
-    /// yet is `.stale`: only MNT brings a client's layer into being.
-    func namespace(export: ExportConfiguration, clientKey: String, create: Bool) throws(CallRejection) -> UnionNamespace {
-        let version = self.state.withReadLock { self.image(of: export, in: $0)?.placement(of: clientKey) } ?? 1
-        let key = NamespaceKey(exportID: export.exportID, clientKey: export.hasPerClientUpper ? clientKey : "", version: version)
-        return try self.withNamespace(key, export: export, create: create) { _, open in open.namespace }
-    }
-
     /// Runs `body` on the open namespace `key` under the shared state lock, opening it first if needed
     /// (waiting while the same namespace is being closed). Marks it used.
     func withNamespace<Value: Sendable>(
-        _ key: NamespaceKey, export: ExportConfiguration, create: Bool, _ body: (State, OpenNamespace) -> Value
+        _ key: NamespaceKey, export: ExportConfiguration, create: Bool, mayOpen: Bool = true,
+        _ body: (State, OpenNamespace) -> Value
     ) throws(CallRejection) -> Value {
         let deadline = monotonicSeconds() + self.policy.closingWaitSeconds
         // Each round either finds the namespace open or opens it; another round is needed only
@@ -127,6 +119,7 @@ extension ExportRegistry {
                 return body(state, open)
             }
             if let found { return found }
+            guard mayOpen else { throw .layerUnavailable("not open") }
             if !self.closingKeys.waitUntilClosed(key, deadline: deadline) {
                 throw .layerUnavailable("the layers of \(export.path) for client \(key.clientKey) are still being closed (client reset?); retry")
             }

@@ -9,6 +9,16 @@ import Union
 /// union object it names.
 public protocol NFS3HandleResolver: Sendable {
     func resolve(fileHandle: [UInt8], for call: RPCCallContext) -> Result<(ExportCall, ObjectHandle), CallRejection>
+    /// `resolve` without any blocking step, for calls answered on the event loop: nil when that
+    /// is not possible (the namespace is not open) or the handle is refused (`resolve` answers
+    /// refusals).
+    func resolveWithoutBlocking(fileHandle: [UInt8], for call: RPCCallContext) -> (ExportCall, ObjectHandle)?
+}
+
+extension NFS3HandleResolver {
+    public func resolveWithoutBlocking(fileHandle: [UInt8], for call: RPCCallContext) -> (ExportCall, ObjectHandle)? {
+        nil
+    }
 }
 
 /// The NFS program (100003), version 3 (RFC 1813), for `RPCServer`. Called on a thread-pool
@@ -42,6 +52,24 @@ public final class NFS3Program: RPCProgramHandler {
     /// retransmission must get the first reply from the duplicate request cache.
     public func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool {
         NFS3Procedure(rawValue: procedure)?.isNonIdempotent ?? false
+    }
+
+    /// GETATTR and ACCESS are offered to `handleInline` first: most name an object the union
+    /// has cached, and answering those on the event loop saves the two thread hops, which cost
+    /// more than the call itself.
+    public func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool {
+        version == NFS3.version
+            && (procedure == NFS3Procedure.getattr.rawValue || procedure == NFS3Procedure.access.rawValue)
+    }
+
+    public func handleInline(_ call: RPCCallContext, arguments: ByteBuffer) -> RPCReply? {
+        guard call.version == NFS3.version,
+            let outcome = self.service.handleInline(
+                procedure: call.procedure, arguments: arguments,
+                resolve: { handle in self.resolver.resolveWithoutBlocking(fileHandle: handle.data, for: call) }),
+            case .success(let result) = outcome
+        else { return nil }
+        return .success(result)
     }
 
     public func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {

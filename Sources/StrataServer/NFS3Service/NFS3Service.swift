@@ -160,6 +160,35 @@ public struct NFS3Service: Sendable {
     }
 }
 
+extension NFS3Service {
+    /// GETATTR and ACCESS answered from the union's caches without blocking, for the event loop
+    /// (`NFS3Program.handleInline`): nil when the arguments do not decode, the handle does not
+    /// resolve without blocking, or the object is not cached. `handle` answers those, with the
+    /// same results this would have given.
+    public func handleInline(
+        procedure rawProcedure: UInt32, arguments: ByteBuffer,
+        resolve: (FileHandle3) -> (ExportCall, ObjectHandle)?
+    ) -> NFS3Outcome? {
+        var arguments = arguments
+        switch NFS3Procedure(rawValue: rawProcedure) {
+        case .getattr:
+            guard let args = try? GetAttr3Args(xdr: &arguments), let (call, object) = resolve(args.object),
+                let attributes = call.namespace.getattrIfCached(object)
+            else { return nil }
+            return .success(NFS3Request.encoded(GetAttr3Res.ok(GetAttr3ResOK(objAttributes: FileAttributes3(attributes)))))
+        case .access:
+            guard let args = try? Access3Args(xdr: &arguments), let (call, object) = resolve(args.object) else {
+                return nil
+            }
+            let requested = AccessMask(rawValue: args.access & AccessMask.all.rawValue)
+            guard let check = call.namespace.accessIfCached(object, requested, as: call.credentials) else { return nil }
+            return .success(NFS3Request.encoded(self.accessResult(check, call)))
+        default:
+            return nil
+        }
+    }
+}
+
 /// A second file handle of a call (RENAME's target directory, LINK's directory), resolved
 /// like the first; it must be in the same namespace (NFS3ERR_XDEV otherwise, as knfsd answers
 /// across exports).

@@ -136,11 +136,18 @@ extension Array where Element == UInt8 {
     /// Calls `body` with a NUL-terminated C string of these bytes.
     @inline(__always)
     func withCName<R>(_ body: (UnsafePointer<CChar>) throws(UnionError) -> R) throws(UnionError) -> R {
-        var c = self.map { CChar(bitPattern: $0) }
-        c.append(0)
-        do {
-            return try c.withUnsafeBufferPointer { (buf) throws(UnionError) -> R in try body(buf.baseAddress!) }
+        // On the stack for names (up to 255 bytes) and paths alike: every system call by name went through two
+        // allocations here (a READDIRPLUS page makes one such call per entry).
+        let count = self.count
+        let result = withUnsafeTemporaryAllocation(of: CChar.self, capacity: count + 1) {
+            (c) -> Result<R, UnionError> in
+            self.withUnsafeBytes { bytes in
+                UnsafeMutableRawBufferPointer(c).copyMemory(from: bytes)
+            }
+            c[count] = 0
+            return Result { () throws(UnionError) -> R in try body(c.baseAddress!) }
         }
+        return try result.get()
     }
 
     var displayString: String { String(decoding: self, as: UTF8.self) }

@@ -80,6 +80,13 @@ final class NFS3Harness {
             procedure: procedure.rawValue, arguments: &arguments, logger: self.logger, resolve: self.resolve)
     }
 
+    /// The outcome of a call answered as the event loop would (`NFS3Service.handleInline`): nil
+    /// when it must go to the pool.
+    func inlineOutcome<Args: XDREncodable>(_ procedure: NFS3Procedure, _ args: Args) -> NFS3Outcome? {
+        self.service.handleInline(
+            procedure: procedure.rawValue, arguments: xdrEncoded(args), resolve: { try? self.resolve($0).get() })
+    }
+
     /// Calls `procedure` and decodes its result, checking the reply is exactly one result.
     func call<Args: XDREncodable, Result: XDRDecodable>(
         _ procedure: NFS3Procedure, _ args: Args, as type: Result.Type = Result.self,

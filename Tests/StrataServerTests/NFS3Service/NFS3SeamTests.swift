@@ -74,6 +74,109 @@ import XDR
         #expect(again.entries == page.entries)
     }
 
+    /// A warm READDIRPLUS page (handles and attributes kept with the cached listing) still gives
+    /// GETATTR's attributes after each kind of step that changes one: CREATE, WRITE, a READ or
+    /// READLINK that moves an access time, SETATTR, a listing of a subdirectory.
+    @Test func warmReaddirplusFollowsEveryAttributeChange() throws {
+        let harness = try Self.harness()
+        let merged = try harness.handle("merged")
+        func expectPageIsGetattrs(_ step: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            for pass in 0..<2 {  // the first page may keep the objects, the second uses them
+                let page = try Self.readdirplus(harness, merged)
+                for entry in page.entries {
+                    let name = String(decoding: entry.name, as: UTF8.self)
+                    let handle = try #require(entry.nameHandle.handle, "\(step): \(name) has a handle")
+                    #expect(
+                        entry.nameAttributes.attributes == (try harness.attributes(handle)),
+                        "\(step), pass \(pass): \(name)", sourceLocation: sourceLocation)
+                }
+            }
+        }
+        try expectPageIsGetattrs("cold")
+        guard case .ok(let made) = try harness.createFile("upper-c", in: merged), let upperC = made.obj.handle else {
+            throw NFS3Harness.HarnessError.unexpected("create failed")
+        }
+        try expectPageIsGetattrs("create")
+        _ = try harness.call(
+            .write, Write3Args(file: upperC, offset: 0, stable: .unstable, data: ByteBuffer(bytes: Array(repeating: 7, count: 100))),
+            as: Write3Res.self)
+        try expectPageIsGetattrs("write")
+        _ = try harness.call(.read, Read3Args(file: try harness.handle("lower-b", in: merged), offset: 0, count: 10), as: Read3Res.self)
+        try expectPageIsGetattrs("read")
+        _ = try harness.call(
+            .symlink,
+            Symlink3Args(
+                where: DirOpArgs3(dir: merged, name: Array("link".utf8)),
+                symlink: SymlinkData3(symlinkAttributes: .init(), symlinkData: Array("lower-a".utf8))),
+            as: Symlink3Res.self)
+        try expectPageIsGetattrs("symlink")
+        _ = try harness.call(.readlink, ReadLink3Args(symlink: try harness.handle("link", in: merged)), as: ReadLink3Res.self)
+        try expectPageIsGetattrs("readlink")
+        _ = try harness.call(
+            .setattr, SetAttr3Args(object: try harness.handle("lower-a", in: merged), newAttributes: .init(mode: 0o600)),
+            as: SetAttr3Res.self)
+        try expectPageIsGetattrs("setattr")
+        _ = try Self.readdirplus(harness, try harness.handle("sub", in: merged))
+        try expectPageIsGetattrs("listing of sub")
+    }
+
+    /// GETATTR and ACCESS answered on the event loop (from the union's caches) are the pool's
+    /// answers, byte for byte; an object the node cache does not hold (a copy-up evicted it), a
+    /// removed object and a forged handle are left to the pool.
+    @Test func inlineAnswersAreThePoolsAnswers() throws {
+        let harness = try Self.harness()
+        let merged = try harness.handle("merged")
+        let lowerA = try harness.handle("lower-a", in: merged)  // LOOKUP caches the nodes
+        func expectSame(_ handle: FileHandle3, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            let getattr = GetAttr3Args(object: handle)
+            let inline = harness.inlineOutcome(.getattr, getattr)
+            #expect(inline != nil, "\(what) answered inline", sourceLocation: sourceLocation)
+            #expect(inline == harness.outcome(.getattr, getattr), "\(what)", sourceLocation: sourceLocation)
+            for credentials in [Credentials.root, Self.user] {
+                harness.credentials = credentials
+                let access = Access3Args(object: handle, access: 0x3f)
+                #expect(harness.inlineOutcome(.access, access) == harness.outcome(.access, access), "\(what)", sourceLocation: sourceLocation)
+            }
+            harness.credentials = .root
+        }
+        expectSame(harness.root(), "root")
+        expectSame(merged, "merged")
+        expectSame(lowerA, "lower-a")
+        harness.isReadOnly = true
+        expectSame(lowerA, "lower-a read-only")
+        harness.isReadOnly = false
+
+        // SETATTR copies lower-a up: the inline answer shows the copy and its new mode.
+        _ = try harness.call(
+            .setattr, SetAttr3Args(object: lowerA, newAttributes: .init(mode: 0o600)), as: SetAttr3Res.self)
+        expectSame(lowerA, "lower-a after its copy-up")
+        #expect(try harness.attributes(lowerA).mode == 0o600)
+
+        // A handle from a READDIRPLUS page names an object the node cache does not hold yet:
+        // declined (finding it may read directories), until a pool call resolved it.
+        let page = try Self.readdirplus(harness, merged)
+        let lowerB = try #require(page.entries.first { $0.name == Array("lower-b".utf8) }?.nameHandle.handle)
+        #expect(harness.inlineOutcome(.getattr, GetAttr3Args(object: lowerB)) == nil)
+        _ = try harness.attributes(lowerB)
+        expectSame(lowerB, "lower-b once resolved")
+
+        // Removed: declined (the pool answers STALE).
+        _ = try harness.call(
+            .remove, Remove3Args(object: DirOpArgs3(dir: merged, name: Array("lower-a".utf8))), as: Remove3Res.self)
+        #expect(harness.inlineOutcome(.getattr, GetAttr3Args(object: lowerA)) == nil)
+        guard case .fail(.stale, _) = try harness.call(.getattr, GetAttr3Args(object: lowerA), as: GetAttr3Res.self) else {
+            Issue.record("GETATTR of a removed file is not STALE")
+            return
+        }
+
+        // A forged handle (its tag changed) and other procedures: declined.
+        var forged = merged
+        forged.data[forged.data.count - 1] ^= 0x5a
+        #expect(harness.inlineOutcome(.getattr, GetAttr3Args(object: forged)) == nil)
+        #expect(harness.inlineOutcome(.lookup, Lookup3Args(what: DirOpArgs3(dir: merged, name: Array("sub".utf8)))) == nil)
+        #expect(harness.inlineOutcome(.readlink, ReadLink3Args(symlink: merged)) == nil)
+    }
+
     /// A caller who may read but not search a directory gets its names, never
     /// a handle or attributes (LOOKUP refuses them), as knfsd.
     @Test func readdirplusWithoutSearchPermissionGivesNoHandles() throws {

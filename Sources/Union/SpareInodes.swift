@@ -1,0 +1,58 @@
+import Basics
+import Glibc
+
+// Spare inodes: a REMOVE of an empty upper-only file moves it to work/ instead of freeing its inode, and the next
+// CREATE of a regular file takes it (new owner, mode and times; a new fileid) instead of allocating one.
+//
+// Why: ext4 without a journal (this project's benchmark disks, many small VMs) skips, for every new inode, each free
+// inode of the group that was freed in the last minute (`recently_deleted`, a buffer-cache lookup each), scanning the
+// group from its start: after a few thousand removes every create paid for all of them (half the server's CPU in a
+// create-after-remove profile). A reused inode is neither freed nor allocated. Crash order: a spare is a work/
+// leftover, removed at open like any other (Docs/CRASH-ORDER.md).
+
+/// The spare files in work/, by name. Changed only under the namespace write lock; `Locked` for `Sendable`.
+struct SpareInodes: Sendable {
+    static let limit = 4096
+    var names: [[UInt8]] = []
+}
+
+extension UnionNamespace {
+    /// Whether REMOVE of `n` (upper-only, nothing below) may keep its inode as a spare instead of unlinking it: an
+    /// empty regular file with no other link, so nothing of it outlives the name but the inode itself.
+    func mayKeepAsSpare(_ n: Node) -> Bool {
+        let st = n.top.st
+        return st.isRegular && st.st_nlink == 1 && st.st_size == 0 && st.st_blocks == 0
+            && self.identities.identity(n.fileid)?.isIndexed != true
+            && self.spareInodes.withLock { $0.names.count < SpareInodes.limit }
+    }
+
+    /// Moves the entry `name` of upper directory `parentFD` to work/ as a spare (instead of `unlinkat`).
+    func keepAsSpare(_ parentFD: FD, _ name: [UInt8], path: String) throws(UnionError) {
+        guard let upper = self.upper else { throw .readOnly }
+        let spare = self.workName("spare")
+        try self.renameNoReplace(parentFD, name, upper.work, spare, path: path)
+        self.spareInodes.withLock { $0.names.append(spare) }
+    }
+
+    /// A spare file of work/ made ready for a new regular file: owner, mode and times (now) set through its
+    /// descriptor, still under work/ (the caller publishes it with its rename). Nil when none is left (or the one taken
+    /// is not an empty plain file any more: it is dropped).
+    func takeSpare(uid: UInt32, gid: UInt32, mode: UInt32) -> [UInt8]? {
+        guard let upper = self.upper else { return nil }
+        while let spare = self.spareInodes.withLock({ $0.names.popLast() }) {
+            guard let fd = try? Files.openAt(upper.work, spare, O_WRONLY, path: "work") else { continue }
+            var st = stat()
+            let hasXattrs = (Sys.gnu.flistxattr.map { $0(fd.raw, nil, 0) } ?? 1) != 0
+            if Glibc.fstat(fd.raw, &st) == 0, st.isRegular, st.st_nlink == 1, st.st_size == 0, !hasXattrs,
+                fchown(fd.raw, uid, gid) == 0, fchmod(fd.raw, mode_t(mode)) == 0
+            {
+                var times = [
+                    timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW), timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW),
+                ]
+                if futimens(fd.raw, &times) == 0 { return spare }
+            }
+            _ = try? spare.withCName { unlinkat(upper.work.raw, $0, 0) }
+        }
+        return nil
+    }
+}

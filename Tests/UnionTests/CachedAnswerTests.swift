@@ -1,0 +1,40 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import Union
+
+/// `getattrIfCached` / `accessIfCached`: what an event loop may ask without blocking.
+@Suite struct CachedAnswerTests {
+    /// Answered only for a cached object with the namespace lock free at once, and then exactly
+    /// what `getattr` / `accessForReply` answer.
+    @Test func answersOnlyFromTheCacheAndNeverWaits() throws {
+        let f = Fixture(in: "/dev/shm")
+        f.file(f.lower(0) + "/dir/file", "data")
+        let u = try f.open()
+        defer { u.close() }
+        let user = Credentials(uid: 1000, gid: 1000, groups: [])
+        let (dir, _) = try u.lookup(u.rootHandle, Array("dir".utf8), as: root)
+        let page = try u.listDirectory(dir, after: 0, withObjects: true, withParent: false, as: root) { _ in true }
+        let listed = try #require(page.entries.first?.object?.handle)
+        #expect(u.getattrIfCached(listed) == nil, "a handle from a listing: its node is not cached yet")
+        let file = try u.lookupForReply(dir, Array("file".utf8), as: root).found.get().handle  // caches the node
+        #expect(file == listed)
+        #expect(u.getattrIfCached(file) == (try u.getattr(file)))
+        let cached = try #require(u.accessIfCached(file, .all, as: user))
+        let pool = try u.accessForReply(file, .all, as: user)
+        #expect(cached.granted == pool.granted && cached.attributes == pool.attributes)
+
+        // A change holds the lock: declined, not waited for.
+        #expect(u.namespaceLock.tryWriteLock())
+        #expect(u.getattrIfCached(file) == nil)
+        #expect(u.accessIfCached(file, .all, as: user) == nil)
+        u.namespaceLock.unlockWrite()
+        #expect(u.getattrIfCached(file) != nil)
+
+        // A forged tag, a closed namespace: declined.
+        #expect(u.getattrIfCached(ObjectHandle(fileid: file.fileid, tag: file.tag ^ 1)) == nil)
+        u.close()
+        #expect(u.getattrIfCached(file) == nil)
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Glibc
+import Testing
+
+@testable import Union
+
+/// REMOVE keeps the inode of an empty upper-only file in work/, and the next CREATE takes it (`SpareInodes.swift`):
+/// the new file is a new object in every way a client can see.
+@Suite struct SpareInodeTests {
+    static func ino(_ path: String) -> UInt64 {
+        var st = stat()
+        return stat(path, &st) == 0 ? UInt64(st.st_ino) : 0
+    }
+
+    static func work(_ f: Fixture) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: f.upper + "/work").sorted()
+    }
+
+    @Test func createTakesTheInodeAnEmptyRemovedFileLeftAsANewObject() throws {
+        let f = Fixture(in: "/dev/shm")
+        let u = try f.open()
+        defer { u.close() }
+        var open = SetAttributes()
+        open.mode = 0o777
+        let pub = try u.mkdir(in: u.rootHandle, b("pub"), attributes: open, as: root).0
+        var setuid = SetAttributes()
+        setuid.mode = 0o4755
+        let (oldH, oldA) = try u.create(in: pub, b("old"), mode: .guarded, attributes: setuid, as: root)
+        let oldIno = Self.ino(f.upper + "/tree/pub/old")
+        try u.remove(in: pub, b("old"), as: root)
+        #expect(try Self.work(f).count == 1)
+        #expect(throws: UnionError.stale) { try u.getattr(oldH) }
+
+        let before = Date().timeIntervalSince1970 - 1
+        var attrs = SetAttributes()
+        attrs.mode = 0o640
+        let (newH, newA) = try u.create(in: pub, b("new"), mode: .guarded, attributes: attrs, as: alice)
+        #expect(Self.ino(f.upper + "/tree/pub/new") == oldIno)  // the spare was taken
+        #expect(try Self.work(f).isEmpty)
+        #expect(newA.fileid != oldA.fileid)  // fileids are never reused
+        #expect(newA.uid == alice.uid && newA.gid == alice.gid)
+        #expect(newA.mode == 0o640)  // nothing of the old mode (set-uid) is left
+        #expect(newA.size == 0 && newA.nlink == 1)
+        #expect(Double(newA.mtime.seconds) >= before && Double(newA.atime.seconds) >= before)
+        #expect(Double(newA.ctime.seconds) >= before)
+        #expect(throws: UnionError.stale) { try u.getattr(oldH) }
+        #expect(try u.getattr(newH).fileid == newA.fileid)
+        #expect(try u.names("pub") == ["new"])
+    }
+
+    @Test func onlyEmptyUpperOnlyFilesAreKept() throws {
+        let f = Fixture(in: "/dev/shm")
+        f.file(f.lower(0) + "/lowerEmpty", "")
+        let u = try f.open()
+        defer { u.close() }
+        try u.mkfile("", "full", "data")
+        _ = try u.create(in: u.rootHandle, b("linked"), mode: .guarded, attributes: .init(), as: root)
+        _ = try u.link(try u.h("linked"), in: u.rootHandle, b("other"), as: root)
+        try u.remove(in: u.rootHandle, b("full"), as: root)
+        try u.remove(in: u.rootHandle, b("linked"), as: root)  // another link keeps the inode
+        try u.remove(in: u.rootHandle, b("lowerEmpty"), as: root)  // a whiteout, nothing in the upper
+        #expect(try Self.work(f).isEmpty)
+        #expect(try u.names("") == ["other"])
+    }
+
+    @Test func sparesAreRemovedAtCloseAndAtOpenWithoutANotice() throws {
+        let f = Fixture(in: "/dev/shm")
+        var u = try f.open()
+        _ = try u.create(in: u.rootHandle, b("a"), mode: .guarded, attributes: .init(), as: root)
+        try u.remove(in: u.rootHandle, b("a"), as: root)
+        #expect(try Self.work(f).count == 1)
+        u.close()
+        #expect(try Self.work(f).isEmpty)
+        // A crash leaves them in work/: open removes them.
+        f.file(f.upper + "/work/spare-1", "")
+        u = try f.open()
+        #expect(try Self.work(f).isEmpty)
+        _ = try u.create(in: u.rootHandle, b("b"), mode: .guarded, attributes: .init(), as: root)
+        #expect(try u.names("") == ["b"])
+        u.close()
+    }
+
+    /// A crash right after an empty file went to work/: after a reopen the name is gone, work/ is empty and the name
+    /// can be made again.
+    @Test func aCrashAfterKeepingASpareLosesNothing() throws {
+        let f = Fixture(in: "/dev/shm")
+        var u = try f.open()
+        _ = try u.create(in: u.rootHandle, b("a"), mode: .guarded, attributes: .init(), as: root)
+        _ = try u.create(in: u.rootHandle, b("keep"), mode: .guarded, attributes: .init(), as: root)
+        let kept = try u.walk("keep").1.fileid
+        u.crashAt.withLock { $0 = "remove.afterUnlink" }
+        #expect(throws: UnionError.io(errno: 0, call: "crash point", path: "remove.afterUnlink")) {
+            try u.remove(in: u.rootHandle, b("a"), as: root)
+        }
+        u.identities.commits.abandon()
+        u.close()
+        u = try f.open()
+        defer { u.close() }
+        #expect(try Self.work(f).isEmpty)
+        #expect(try u.names("") == ["keep"])
+        #expect(try u.walk("keep").1.fileid == kept)
+        _ = try u.create(in: u.rootHandle, b("a"), mode: .guarded, attributes: .init(), as: root)
+        #expect(try u.names("") == ["a", "keep"])
+    }
+}
