@@ -120,7 +120,7 @@ extension UnionNamespace {
             try self.restoreTimes(parent)
             self.changed(.directory(parentFD, path: parent.pathString))
         }
-        self.copyUpCount.add(1, ordering: .relaxed)
+        self.hooks?.copyUpCount.add(1, ordering: .relaxed)
         self.stats.copiedUp(bytes: tmpSt.isRegular ? UInt64(clamping: tmpSt.st_size) : 0)
         // The copied name is an upper link now; its lower inode's other names still count (see `linkCount`).
         if wasCountedLowerName { self.identities.lowerNameGone(node.fileid) }
@@ -207,7 +207,7 @@ extension UnionNamespace {
             _ = try Sys.retry("fchmod", tmpPath) { fchmod(d.raw, mode_t(st.permissionBits)) }
             var times = [st.st_atim, st.st_mtim]
             _ = try Sys.retry("futimens", tmpPath) { futimens(d.raw, &times) }
-            if let hook = self.whileCopying.withLock({ $0 }) { hook() }
+            if let hook = self.hooks?.whileCopying.withLock({ $0 }) { hook() }
             _ = try Sys.retry("fsync", tmpPath) { fsync(d.raw) }
             let tmpSt = try Files.fstat(d, path: tmpPath)
             return PreparedCopy(tmp: tmp, tmpSt: tmpSt)
@@ -226,7 +226,7 @@ extension UnionNamespace {
         do {
             return try body()
         } catch {
-            if case .io(0, "crash point", _) = error { throw error }  // a simulated crash cleans nothing
+            if case .simulatedCrash = error { throw error }  // a simulated crash cleans nothing
             if let upper = self.upper, let st = try? Files.statAt(upper.work, tmp, path: "work") {
                 self.identities.clearUpper(inodes: [UInt64(st.st_ino)])
                 try? Files.removeTree(upper.work, tmp, path: "work/" + tmp.displayString)

@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 // CREATE, MKDIR, SYMLINK, MKNOD. Crash order (Docs/CRASH-ORDER.md): the object is made under work/ with the caller's

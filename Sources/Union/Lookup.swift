@@ -164,7 +164,7 @@ extension UnionNamespace {
         return Location(layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index, name: iname, dir: nil, st: st)
     }
 
-    /// Resolves a file handle to the object it names now: `.stale` if it is gone, `.badHandle` if malformed.
+    /// Resolves a file handle to the object it names now: `.stale` if it is gone or malformed.
     func resolve(_ h: ObjectHandle) throws(UnionError) -> Node {
         if self.isClosed.load(ordering: .relaxed) { throw .stale }
         // A forged or foreign handle (wrong tag) names nothing here, as an unknown fileid.

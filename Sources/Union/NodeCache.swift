@@ -57,7 +57,7 @@ extension UnionNamespace {
             // A change that failed half-way may have left cached nodes describing what it undid.
             self.nodeCache.withLock { $0.removeAll() }
         }
-        if case .failure(.io(0, "crash point", _)) = result {
+        if case .failure(.simulatedCrash) = result {
             commits.abandon()  // a simulated crash: what was queued never reaches the disk
             return try result.get()
         }

@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 // WRITE, SETATTR, COMMIT-related: changes to an object's data or metadata copy it up first.
