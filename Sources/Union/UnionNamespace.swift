@@ -43,6 +43,8 @@ public final class UnionNamespace: Sendable {
     /// READ, READLINK or listing that moved an access time. The handles and attributes a listing page found stay in
     /// its cached listing for as long as this has not moved (`MergedListing.objects`).
     let attributeGeneration = Atomic<UInt64>(0)
+    /// Where the last READs of recently read files ended (fileid → end offset), to tell sequential readers.
+    let readEnds = Locked(LRUMap<UInt64, UInt64>(capacity: 256))
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
