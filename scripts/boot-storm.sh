@@ -4,7 +4,9 @@
 # Docs/BOOT-TRACE.md) is replayed by N clients at once (strata bench boot), each from its own
 # loopback address, against, in the same run:
 #   strata           one export, the image as its lower, a private upper per client
-#                    (upper = ".../{client}", made on the client's first MNT);
+#                    (upper = ".../{client}", made on the client's first MNT, inside the storm);
+#   strata-premounted the same, every client having mounted once before the storm (not timed):
+#                    the uppers exist, as the incumbent's overlay directories do;
 #   ganesha-overlay  nfs-ganesha (FSAL_VFS) exporting one kernel overlayfs mount per client
 #                    (the image as the shared lower, a private upper each, one EXPORT each,
 #                    restricted to that client): what a site does by hand today;
@@ -14,7 +16,7 @@
 #
 # Usage (root):  flock /tmp/bench.lock bash scripts/boot-storm.sh [N ...]   (default 1 10 50 100 200)
 # Environment:   STRATA_BIN (default .build/release/strata)   TRACE (default Bench/boot-trace.script)
-#                SERVERS (default "strata ganesha-overlay ganesha-ro")   RESULTS (default a new
+#                SERVERS (default "strata strata-premounted ganesha-overlay ganesha-ro")   RESULTS (default a new
 #                /var/tmp/boot-storm-DATE directory: results.jsonl, table.txt, logs, configs)
 #                WORKDIR (default /var/tmp; images, uppers, overlay mounts; removed at the end;
 #                "tmpfs": a private tmpfs, so that neither server waits for a shared, busy disk)
@@ -23,7 +25,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 die() { echo "boot-storm: $*" >&2; exit 1; }
-ALL_SERVERS="strata ganesha-overlay ganesha-ro"
+ALL_SERVERS="strata strata-premounted ganesha-overlay ganesha-ro"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 for s in $SERVERS; do [[ " $ALL_SERVERS " == *" $s "* ]] || die "SERVERS: unknown server $s (known: $ALL_SERVERS)"; done
 
@@ -127,8 +129,8 @@ EOF
   log "$1 N=$2: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["storm"]; print("all booted %.2f s, p99 boot %.2f s, %d errors" % (r["allBootedSeconds"], r["bootP99Seconds"], r["errors"]))' "$RESULTS/$1-$2.json")"
 }
 
-run_strata() { # N
-  local n=$1 d=$WORK/strata-$1
+run_strata() { # N [NAME --premount]
+  local n=$1 name=${2:-strata} d=$WORK/strata-$1; shift; shift || true
   mkdir -p "$d/state" "$d/uppers"
   cat >"$RESULTS/strata-$n.toml" <<EOF
 [server]
@@ -148,9 +150,9 @@ EOF
   "$STRATA_BIN" serve --config "$RESULTS/strata-$n.toml" >"$RESULTS/strata-$n.log" 2>&1 &
   SERVER_PID=$!
   wait_ports "$SERVER_PID" 30 3049 30048 || { log "strata did not listen (see $RESULTS/strata-$n.log)"; stop_pid "$SERVER_PID"; SERVER_PID=; return 1; }
-  bench strata "$n" "$SERVER_PID" /diskless 3049 30048 || true
+  bench "$name" "$n" "$SERVER_PID" /diskless 3049 30048 "$@" || true
   stop_pid "$SERVER_PID"; SERVER_PID=
-  [ -f "$RESULTS/strata-$n.json" ] && record strata "$n" "$(du -sb "$d/uppers" | cut -f1)"
+  [ -f "$RESULTS/$name-$n.json" ] && record "$name" "$n" "$(du -sb "$d/uppers" | cut -f1)"
   rm -rf "$d"
 }
 
@@ -225,6 +227,7 @@ for n in $COUNTS; do
     log "=== $s N=$n (load $(cut -d' ' -f1-3 /proc/loadavg))"
     case $s in
       strata) run_strata "$n" ;;
+      strata-premounted) run_strata "$n" strata-premounted --premount ;;
       ganesha-overlay) run_ganesha_overlay "$n" ;;
       ganesha-ro) run_ganesha_ro "$n" ;;
     esac
@@ -245,13 +248,15 @@ for r in sorted(rows, key=lambda r: (r["n"], r["server"])):
           f'{r.get("serverCPUPerCallMicroseconds", 0):>11.0f} {r["clientCPUPerCallMicroseconds"]:>11.0f} '
           f'{r.get("serverPeakRSSBytes", 0) / 1048576:>12.1f} {r.get("serverRSSPerClientBytes", 0) / 1024:>14.0f} {r["upperBytes"] / 1024:>9.0f}')
 print()
-print("ratios ganesha-overlay / strata (above 1: strata faster):")
-for n in sorted({r["n"] for r in rows}):
-    g, s = by.get(("ganesha-overlay", n)), by.get(("strata", n))
-    if g and s:
-        gs, ss = g["storm"], s["storm"]
-        f = lambda a, b: f"{a / b:.2f}x" if b > 0 else "-"
-        print(f'  N={n:<4} time to all booted {f(gs["allBootedSeconds"], ss["allBootedSeconds"])}, boot p99 {f(gs["bootP99Seconds"], ss["bootP99Seconds"])}, '
-              f'boot p50 {f(gs["bootP50Seconds"], ss["bootP50Seconds"])}, server CPU {f(g.get("serverCPUSeconds", 0), s.get("serverCPUSeconds", 0))}')
+for strata in ("strata", "strata-premounted"):
+    if not any(r["server"] == strata for r in rows): continue
+    print(f"ratios ganesha-overlay / {strata} (above 1: Strata faster):")
+    for n in sorted({r["n"] for r in rows}):
+        g, s = by.get(("ganesha-overlay", n)), by.get((strata, n))
+        if g and s:
+            gs, ss = g["storm"], s["storm"]
+            f = lambda a, b: f"{a / b:.2f}x" if b > 0 else "-"
+            print(f'  N={n:<4} time to all booted {f(gs["allBootedSeconds"], ss["allBootedSeconds"])}, boot p99 {f(gs["bootP99Seconds"], ss["bootP99Seconds"])}, '
+                  f'boot p50 {f(gs["bootP50Seconds"], ss["bootP50Seconds"])}, server CPU {f(g.get("serverCPUSeconds", 0), s.get("serverCPUSeconds", 0))}')
 EOF
 log "results: $RESULTS"

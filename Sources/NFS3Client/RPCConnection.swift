@@ -59,8 +59,10 @@ final class RPCClientHandler: ChannelDuplexHandler {
     /// between 1 and 1.25 times the timeout, without reading a clock per call.
     private var tick: UInt32 = 0
     private static let padding: ByteBuffer = ByteBuffer(bytes: [0, 0, 0])
+    private var reassembler: ReplyReassembler
 
-    init(firstXID: UInt32, timeout: TimeAmount?) {
+    init(firstXID: UInt32, timeout: TimeAmount?, maxReplyBytes: Int = 8 << 20) {
+        self.reassembler = ReplyReassembler(maxRecordBytes: maxReplyBytes)
         self.nextXID = firstXID
         self.timeout = timeout
         self.pending.reserveCapacity(64)
@@ -135,7 +137,20 @@ final class RPCClientHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.inReadBurst = true
-        var record = self.unwrapInboundIn(data)
+        var bytes = self.unwrapInboundIn(data)
+        do {
+            try self.reassembler.feed(&bytes) { record in self.received(record: record, context: context) }
+        } catch {
+            switch error {
+            case .recordTooLarge(let announced, let limit):
+                self.fail(context: context, NFS3ClientError.malformedReply("a reply of \(announced) bytes exceeds the limit of \(limit)"))
+            }
+        }
+    }
+
+    private func received(record: ByteBuffer, context: ChannelHandlerContext) {
+        guard self.failure == nil else { return }
+        var record = record
         let reply: RPCReplyHeader
         do {
             reply = try RPCReplyHeader.parse(&record)
@@ -175,7 +190,6 @@ final class RPCClientHandler: ChannelDuplexHandler {
         let clientError: NFS3ClientError
         switch error {
         case let known as NFS3ClientError: clientError = known
-        case let marking as RecordMarkingError: clientError = .malformedReply("\(marking)")
         default: clientError = .transport("\(error)")
         }
         if self.failure == nil { self.failure = clientError }
@@ -326,8 +340,6 @@ public final class RPCConnection: Sendable {
             .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 2 << 20))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(RecordMarkingDecoder(maxRecordBytes: 8 << 20)))
                     try channel.pipeline.syncOperations.addHandler(RPCClientHandler(firstXID: firstXID, timeout: timeout))
                 }
             }

@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 // WRITE, SETATTR, COMMIT-related: changes to an object's data or metadata copy it up first.
@@ -45,6 +46,8 @@ extension UnionNamespace {
         typealias Written = (count: Int, fd: FD, fileid: UInt64, path: String)
         func doWrite(_ n: Node) throws(UnionError) -> Written {
             let fd = try self.openData(n.top, O_WRONLY)
+            // Once every change below is made (data, size, times, set-id bits): listings' kept attributes go.
+            defer { self.attributeGeneration.add(1, ordering: .releasing) }
             var done = 0
             while done < data.count {
                 let w = try Sys.retry("pwrite", n.top.pathString) {
@@ -52,7 +55,6 @@ extension UnionNamespace {
                 }
                 done += w
             }
-            self.attributeGeneration.add(1, ordering: .releasing)  // size and times changed (listings' attributes)
             try self.killSetID(n.top, cred)
             return (done, fd, n.fileid, n.top.pathString)
         }
@@ -229,5 +231,25 @@ extension UnionNamespace {
             self.changed(.directory(dirFD, path: path))
         }
         return try self.reresolve(n)
+    }
+}
+
+extension UnionNamespace {
+    /// Sets atime/mtime of `name` in `dir` as asked (server time, client time, or left alone): SETATTR, and CREATE
+    /// for the times it was given.
+    func applyTimes(_ dir: FD, _ name: [UInt8], _ a: SetAttributes, path: String) throws(UnionError) {
+        guard a.atime != nil || a.mtime != nil else { return }
+        func ts(_ c: TimeChange?) -> timespec {
+            switch c {
+            case nil: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_OMIT)
+            case .serverTime: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
+            case .clientTime(let t):
+                return timespec(tv_sec: Int(t.seconds), tv_nsec: Int(min(t.nanoseconds, 999_999_999)))
+            }
+        }
+        var times = [ts(a.atime), ts(a.mtime)]
+        _ = try name.withCName { (c) throws(UnionError) -> CInt in
+            try Sys.retry("utimensat", path) { utimensat(dir.raw, c, &times, AT_SYMLINK_NOFOLLOW) }
+        }
     }
 }

@@ -54,6 +54,9 @@ struct BenchBoot: AsyncParsableCommand {
     @Option(name: .long, help: "Event loop threads of the load generator.")
     var threads: Int = 1
 
+    @Flag(name: .long, help: "Every client mounts once before the storm, outside its clock: per-client uppers exist when the room powers on.")
+    var premount = false
+
     @Flag(name: .customLong("reads-only"), help: "Replay only the calls that change nothing, and none on what the boot created: a client whose writable directories are local (for a read-only export).")
     var readsOnly = false
 
@@ -92,9 +95,10 @@ struct BenchBoot: AsyncParsableCommand {
                 throw RuntimeError("--source \(self.source) is not an IPv4 address")
             }
             used += count
-            let bench = BootStormBench(
+            var bench = BootStormBench(
                 host: self.host, nfsPort: self.nfsPort, mountPort: self.mountPort, export: self.export, firstSource: source,
                 clients: count, serverPID: self.watchPid)
+            bench.premount = self.premount
             let result: BootStormBench.Result
             do {
                 result = try await bench.run(script: script, group: group)

@@ -20,8 +20,6 @@ struct EmbeddedRPC {
 
     init(timeout: TimeAmount? = nil, credential: RPCCredential = .unix(uid: 1000, gid: 100, groups: [4, 27], machineName: "host")) throws {
         self.channel = EmbeddedChannel()
-        try self.channel.pipeline.syncOperations.addHandler(
-            ByteToMessageHandler(RecordMarkingDecoder(maxRecordBytes: 1 << 20)))
         try self.channel.pipeline.syncOperations.addHandler(RPCClientHandler(firstXID: 100, timeout: timeout))
         try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2049)).wait()
         self.connection = RPCConnection(channel: self.channel, credential: credential)
@@ -269,5 +267,82 @@ final class CloseOnRead: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         context.close(promise: nil)
+    }
+}
+
+@Suite struct ReplyReassemblerTests {
+    /// A record-marked stream of `records`, each cut into fragments of at most `fragmentBytes`.
+    static func stream(_ records: [[UInt8]], fragmentBytes: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for record in records {
+            var offset = 0
+            repeat {
+                let count = min(fragmentBytes, record.count - offset)
+                let last = offset + count == record.count
+                let word = (last ? 0x8000_0000 : 0) | UInt32(count)
+                bytes += [UInt8(word >> 24), UInt8(word >> 16 & 0xff), UInt8(word >> 8 & 0xff), UInt8(word & 0xff)]
+                bytes += record[offset..<offset + count]
+                offset += count
+            } while offset < record.count
+        }
+        return bytes
+    }
+
+    @Test(arguments: [1, 3, 7, 64, 100_000])
+    func recordsComeOutWholeWhateverTheReadSizes(readBytes: Int) throws {
+        let records: [[UInt8]] = [Array(0..<200).map { UInt8($0) }, [9, 9, 9, 9], Array(repeating: 7, count: 5000), []]
+        for fragmentBytes in [1000, 4, 100_000] {
+            let bytes = Self.stream(records, fragmentBytes: fragmentBytes)
+            var reassembler = ReplyReassembler(maxRecordBytes: 1 << 20)
+            var out: [[UInt8]] = []
+            var offset = 0
+            while offset < bytes.count {
+                let count = min(readBytes, bytes.count - offset)
+                var read = ByteBuffer(bytes: bytes[offset..<offset + count])
+                try reassembler.feed(&read) { out.append(Array($0.readableBytesView)) }
+                #expect(read.readableBytes == 0)
+                offset += count
+            }
+            #expect(out == records, "reads of \(readBytes), fragments of \(fragmentBytes)")
+        }
+    }
+
+    @Test func anOversizedRecordIsRefusedBeforeItsBytesArrive() {
+        var reassembler = ReplyReassembler(maxRecordBytes: 1000)
+        var header = ByteBuffer(bytes: [0x80, 0, 0x10, 0])  // 4096 bytes announced
+        #expect(throws: ReplyReassembler.Failure.recordTooLarge(announced: 4096, limit: 1000)) {
+            try reassembler.feed(&header) { _ in }
+        }
+    }
+
+    @Test func repliesSplitAcrossReadsReachTheirCalls() throws {
+        let rpc = try EmbeddedRPC()
+        var futures: [EventLoopFuture<ByteBuffer>] = []
+        var xids: [UInt32] = []
+        for i in 0..<3 {
+            futures.append(rpc.connection.call(program: 1, version: 1, procedure: 1) { $0.writeXDR(UInt32(i)) })
+            var call = try rpc.nextCall()
+            xids.append(try call.readXDRUInt32())
+        }
+        // Three replies, in reverse order, in one stream cut into 5-byte reads.
+        var stream = ByteBuffer()
+        for i in [2, 1, 0] {
+            var body = ByteBuffer()
+            body.writeXDR(xids[i])
+            for word: UInt32 in [1, 0, 0, 0, 0] { body.writeXDR(word) }
+            body.writeXDR(UInt32(100 + i))
+            body.writeRepeatingByte(UInt8(i), count: 3000)
+            stream.writeInteger(0x8000_0000 | UInt32(body.readableBytes), endianness: .big)
+            stream.writeBuffer(&body)
+        }
+        while stream.readableBytes > 0 {
+            try rpc.channel.writeInbound(stream.readSlice(length: min(5, stream.readableBytes))!)
+        }
+        for i in 0..<3 {
+            var body = try completed(futures[i]).get()
+            #expect(try body.readXDRUInt32() == UInt32(100 + i))
+            #expect(body.readableBytesView.allSatisfy { $0 == UInt8(i) })
+            #expect(body.readableBytes == 3000)
+        }
     }
 }
