@@ -8,7 +8,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 DESTDIR ?=
 
-.PHONY: run build release test test-swift test-vm bench check-configs clean install install-files uninstall
+.PHONY: run build release test test-swift test-vm bench check-configs clean install install-files uninstall format lint
 
 ## make run: install what is missing, build release, serve the demo export (Config/strata.toml).
 run: release
@@ -41,6 +41,16 @@ test-vm:
 
 ## make bench (as root): Strata against nfs-ganesha (plain directory and overlayfs) on the same
 ## data in a private network namespace, measured by `strata bench`; prints one table.
+## make format: rewrite the Swift sources in the house style (.swift-format: 4 spaces, 120 columns,
+## ordered imports); make lint: report what differs, changing nothing (swift-format ships with
+## the toolchain as `swift format`).
+FORMATTED = Package.swift Sources Tests
+format:
+	$(SWIFT) format format --in-place --parallel --recursive $(FORMATTED)
+
+lint:
+	$(SWIFT) format lint --strict --parallel --recursive $(FORMATTED)
+
 bench:
 	@bash scripts/deps.sh bench
 	$(SWIFT) build -c release --product strata

@@ -1,11 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Module graph (one-way, see Docs/ARCHITECTURE.md):
-//   strata → StrataServer → {NFS3, SunRPC, Union}; NFS3 → XDR; SunRPC → {XDR, CTIRPC}; Union → GRDB;
-//   strata → BootTrace → NFS3.
-//   strata → StrataBench → NFS3Client → {NFS3, SunRPC}: the load generator; the server never
-//   depends on it.
+// Module graph (one-way; the compiler enforces it, Docs/ARCHITECTURE.md explains it):
+//   strata       → StrataServer, StrataBench, BootTrace, Union, SunRPC
+//   StrataServer → NFS3, SunRPC, SunRPCClient, Union, Basics
+//   StrataBench  → NFS3Client, BootTrace (the load generator; the server never depends on it)
+//   NFS3Client   → NFS3, SunRPC;   BootTrace → NFS3
+//   SunRPCClient → SunRPC (blocking client: tests, and the server's port-111 probe at start-up)
+//   SunRPC       → XDR, CTIRPC, Basics;   NFS3 → XDR;   Union → GRDB, Basics;   Basics → nothing
+//   TestSupport (Tests/TestSupport) → NFS3, for test targets only
 let package = Package(
     name: "Strata",
     platforms: [.macOS(.v15)],
@@ -116,7 +119,7 @@ let package = Package(
         .testTarget(name: "XDRTests", dependencies: ["XDR", "TestSupport"]),
         .testTarget(name: "SunRPCTests", dependencies: ["SunRPC", "SunRPCClient", "XDR", "TestSupport"]),
         .testTarget(name: "NFS3Tests", dependencies: ["NFS3", "XDR", "TestSupport"]),
-        .testTarget(name: "UnionTests", dependencies: ["Union", "TestSupport"]),
+        .testTarget(name: "UnionTests", dependencies: ["Basics", "Union", "TestSupport"]),
         .testTarget(
             name: "NFS3ClientTests",
             dependencies: [

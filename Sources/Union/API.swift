@@ -220,14 +220,11 @@ public struct ListingEntry: Sendable, Equatable {
 public struct ListingPage: Sendable {
     /// All remaining entries after the cookie (or at most `limit` of them), in cookie order.
     public var entries: [ListingEntry]
-    /// Always 0: cookies are always valid (RFC 1813 §3.3.16 allows a zero cookieverf then).
-    public var cookieVerifier: UInt64
     /// True when `entries` reaches the end of the listing.
     public var isComplete: Bool
 
-    public init(entries: [ListingEntry], cookieVerifier: UInt64, isComplete: Bool = true) {
+    public init(entries: [ListingEntry], isComplete: Bool = true) {
         self.entries = entries
-        self.cookieVerifier = cookieVerifier
         self.isComplete = isComplete
     }
 }
@@ -267,17 +264,17 @@ public enum UnionError: Error, Sendable, Equatable {
     case notPermitted
     case readOnly
     case stale
-    case badHandle
     case noSpace
     case quotaExceeded
     case fileTooLarge
     case crossDevice
     /// SETATTR's ctime guard did not match (NFS3ERR_NOT_SYNC).
     case guardMismatch
-    case badCookie
     case notSupported(String)
     /// A system call failed; `path` is layer-relative (never an absolute host path beyond the layer).
     case io(errno: Int32, call: String, path: String)
     /// A sidecar (SQLite) failure; the string names the operation and the cause.
     case sidecar(String)
+    /// A test's crash point stopped the change (`UnionHooks.crashAt`); never thrown without hooks.
+    case simulatedCrash(point: String)
 }

@@ -3,8 +3,8 @@ import GRDB
 
 // READDIR cookies (Docs/SEMANTICS.md, Identity): a stable hash of the name, so "resume after c" needs no server state and means the
 // same after other clients' changes and after a restart. RFC 1813 §3.3.16: a server whose cookies are always valid
-// may return a zero cookieverf, so `ListingPage.cookieVerifier` is always 0 and `badCookie` is never thrown for a
-// cookie we can serve: any cookie resumes at the first name whose cookie is above it.
+// may return a zero cookieverf, so the union has no verifier and no "bad cookie" error: any cookie resumes at the
+// first name whose cookie is above it.
 //
 // The hash is keyed (SipHash-2-4 with a random 128-bit key kept in the namespace's sidecar), so nobody can compute
 // colliding names. A cookie is 63 bits: 47 bits of hash (the name's slot), then 16 bits that order the names sharing

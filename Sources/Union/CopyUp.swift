@@ -8,13 +8,6 @@ import Glibc
 // of this namespace and others, go on meanwhile; only the publishing rename takes the write lock.
 
 extension UnionNamespace {
-    func requireUpper() throws(UnionError) -> UpperLayer {
-        guard let upper = self.upper, !self.isClosed.load(ordering: .relaxed) else { throw .readOnly }
-        return upper
-    }
-
-    func isUpper(_ loc: Location) -> Bool { self.layers[loc.layer].isUpper }
-
     func workName(_ what: String) -> [UInt8] {
         Array("\(what)-\(UInt64.random(in: 0...UInt64.max))".utf8)
     }
@@ -120,7 +113,7 @@ extension UnionNamespace {
             try self.restoreTimes(parent)
             self.changed(.directory(parentFD, path: parent.pathString))
         }
-        self.copyUpCount.add(1, ordering: .relaxed)
+        self.hooks?.copyUpCount.add(1, ordering: .relaxed)
         self.stats.copiedUp(bytes: tmpSt.isRegular ? UInt64(clamping: tmpSt.st_size) : 0)
         // The copied name is an upper link now; its lower inode's other names still count (see `linkCount`).
         if wasCountedLowerName { self.identities.lowerNameGone(node.fileid) }
@@ -207,7 +200,7 @@ extension UnionNamespace {
             _ = try Sys.retry("fchmod", tmpPath) { fchmod(d.raw, mode_t(st.permissionBits)) }
             var times = [st.st_atim, st.st_mtim]
             _ = try Sys.retry("futimens", tmpPath) { futimens(d.raw, &times) }
-            if let hook = self.whileCopying.withLock({ $0 }) { hook() }
+            if let hook = self.hooks?.whileCopying.withLock({ $0 }) { hook() }
             _ = try Sys.retry("fsync", tmpPath) { fsync(d.raw) }
             let tmpSt = try Files.fstat(d, path: tmpPath)
             return PreparedCopy(tmp: tmp, tmpSt: tmpSt)
@@ -226,7 +219,7 @@ extension UnionNamespace {
         do {
             return try body()
         } catch {
-            if case .io(0, "crash point", _) = error { throw error }  // a simulated crash cleans nothing
+            if case .simulatedCrash = error { throw error }  // a simulated crash cleans nothing
             if let upper = self.upper, let st = try? Files.statAt(upper.work, tmp, path: "work") {
                 self.identities.clearUpper(inodes: [UInt64(st.st_ino)])
                 try? Files.removeTree(upper.work, tmp, path: "work/" + tmp.displayString)
@@ -240,14 +233,6 @@ extension UnionNamespace {
         guard let fd = dir.dir else { return }
         var times = [dir.st.st_atim, dir.st.st_mtim]
         _ = try Sys.retry("utimensat", dir.pathString) { utimensat(fd.raw, "", &times, Sys.AT_EMPTY_PATH) }
-    }
-
-    /// The object at the same name again (not by fileid: a hard link's other names are other places).
-    func reresolve(_ node: Node) throws(UnionError) -> Node {
-        if node.fileid == self.rootFileid { return try self.rootNode() }
-        let parent = try self.resolve(self.handle(fileid: node.parentFileid))
-        guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
-        return n
     }
 
     func renameNoReplace(_ fromDir: FD, _ from: [UInt8], _ toDir: FD, _ to: [UInt8], path: String) throws(UnionError) {

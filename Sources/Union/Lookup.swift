@@ -164,7 +164,7 @@ extension UnionNamespace {
         return Location(layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index, name: iname, dir: nil, st: st)
     }
 
-    /// Resolves a file handle to the object it names now: `.stale` if it is gone, `.badHandle` if malformed.
+    /// Resolves a file handle to the object it names now: `.stale` if it is gone or malformed.
     func resolve(_ h: ObjectHandle) throws(UnionError) -> Node {
         if self.isClosed.load(ordering: .relaxed) { throw .stale }
         // A forged or foreign handle (wrong tag) names nothing here, as an unknown fileid.
@@ -301,5 +301,15 @@ extension UnionNamespace {
     func existsBelow(_ dir: Node, _ name: [UInt8]) throws(UnionError) -> Bool {
         let lowerDirs = dir.dirs.filter { !self.layers[$0.layer].isUpper }
         return try self.lookupIn(lowerDirs, name) != nil
+    }
+}
+
+extension UnionNamespace {
+    /// The object at the same name again (not by fileid: a hard link's other names are other places).
+    func reresolve(_ node: Node) throws(UnionError) -> Node {
+        if node.fileid == self.rootFileid { return try self.rootNode() }
+        let parent = try self.resolve(self.handle(fileid: node.parentFileid))
+        guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
+        return n
     }
 }

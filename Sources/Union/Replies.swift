@@ -64,8 +64,6 @@ public struct DirectoryPage: Sendable {
     public var entries: [DirectoryEntry]
     /// True when `entries` reaches the end of the listing.
     public var isComplete: Bool
-    /// Always 0: cookies are always valid.
-    public var cookieVerifier: UInt64
 }
 
 extension UnionNamespace {
@@ -300,7 +298,7 @@ extension UnionNamespace {
             }
             return DirectoryPage(
                 directory: FoundObject(handle: dir, attributes: self.attributes(d)), parent: parent,
-                entries: entries, isComplete: i == all.count, cookieVerifier: 0)
+                entries: entries, isComplete: i == all.count)
         }
     }
 

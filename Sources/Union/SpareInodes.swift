@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 // Spare inodes: a REMOVE of an empty upper-only file moves it to work/ instead of freeing its inode, and the next

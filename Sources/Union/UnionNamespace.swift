@@ -24,17 +24,13 @@ public final class UnionNamespace: Sendable {
     let rootFileid: UInt64
     /// The secret of READDIR cookies (`Cookies`), kept in the namespace's sidecar.
     let cookieKey: CookieKey
-    /// Copy-ups done since open (tests check "exactly one copy-up" with it).
-    let copyUpCount = Atomic<Int>(0)
     /// Public counters (`statistics`).
     let stats = StatisticsCounters()
     let nodeCache: Locked<NodeCache>
     /// Per-object serialisation of copy-ups for WRITE (striped by fileid).
     let copyUpLocks: [StripeLock] = (0..<64).map { _ in StripeLock() }
-    /// Tests: called while a copy for WRITE is being made (under the read lock only).
-    let whileCopying = Locked<(@Sendable () -> Void)?>(nil)
-    /// Tests: the named crash point at which the running change stops as if the process died there.
-    let crashAt = Locked<String?>(nil)
+    /// Tests' crash points and callbacks; nil in the server.
+    let hooks: UnionHooks?
     /// True while a namespace change runs (under the write lock): the node cache is bypassed.
     let isMutating = Atomic<Bool>(false)
     /// Empty files kept in work/ by REMOVE for the next CREATE (`SpareInodes.swift`).
@@ -65,11 +61,13 @@ public final class UnionNamespace: Sendable {
     }
 
     /// Opens the stack; see `init(upper:lowers:stateDirectory:logger:)`.
+    ///   - hooks: tests' crash points and callbacks (`UnionHooks`); nil outside tests.
     public init(
         upper: String?, lowers: [String], stateDirectory: String?, cachedObjects: Int,
-        logger: Logger
+        logger: Logger, hooks: UnionHooks? = nil
     ) throws(UnionError) {
         self.logger = logger
+        self.hooks = hooks
         self.nodeCache = Locked(NodeCache(capacity: max(0, cachedObjects)))
         var layers: [Layer] = []
         let sidecar: Sidecar
@@ -79,11 +77,19 @@ public final class UnionNamespace: Sendable {
             let isNewTree = stat(upper + "/tree", &st) != 0
             let u = try UpperLayer(directory: upper)
             if isNewTree, let first = lowers.first {
-                // A new upper's root takes the metadata of the top-most lower's root (what the union showed).
-                var lst = stat()
-                _ = stat((try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first, &lst)
-                chown(upper + "/tree", lst.st_uid, lst.st_gid)
-                chmod(upper + "/tree", lst.st_mode & 0o7777)
+                // A new upper's root takes the metadata of the top-most lower's root (what the union showed). A
+                // server without the privilege to give it away keeps its own owner: logged, not fatal.
+                let lowerRoot = try Files.openDirectoryAbsolute(
+                    (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
+                let lowerRootStat = try Files.fstat(lowerRoot, path: ".")
+                let upperRoot = try Files.openDirectoryAbsolute(upper + "/tree")
+                if fchown(upperRoot.raw, lowerRootStat.st_uid, lowerRootStat.st_gid) != 0
+                    || fchmod(upperRoot.raw, lowerRootStat.st_mode & 0o7777) != 0
+                {
+                    logger.warning(
+                        "the new upper's root keeps its own owner or mode instead of the top lower's",
+                        metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "errno": "\(errno)"])
+                }
             }
             self.upper = u
             sidecar = u.sidecar
@@ -247,11 +253,12 @@ public final class UnionNamespace: Sendable {
         }
     }
 
-    /// A named step of a multi-step change (see the crash-order comments). Tests set `crashAt` to stop a change
-    /// there, leaving exactly the on-disk state a crash at that point would leave; a reopen must show a consistent
-    /// union.
+    /// A named step of a multi-step change (see the crash-order comments). Tests set `hooks.crashAt` to stop a
+    /// change there, leaving exactly the on-disk state a crash at that point would leave; a reopen must show a
+    /// consistent union.
     func crashPoint(_ name: String) throws(UnionError) {
-        if self.crashAt.withLock({ $0 == name }) { throw .io(errno: 0, call: "crash point", path: name) }
+        guard let hooks = self.hooks else { return }
+        if hooks.crashAt.withLock({ $0 == name }) { throw .simulatedCrash(point: name) }
     }
 
     /// The root directory's handle.
@@ -353,7 +360,7 @@ public final class UnionNamespace: Sendable {
     }
 
     /// READDIR: the merged listing after `cookie` (0 = from the start), at most `limit` entries. "." and ".." are not
-    /// included. Any cookie resumes at the first name whose cookie is larger; `.badCookie` is never thrown.
+    /// included. Any cookie resumes at the first name whose cookie is larger: cookies are always valid.
     public func readdir(_ dir: ObjectHandle, after cookie: UInt64, limit: Int = Int.max, as cred: Credentials)
         throws(UnionError) -> ListingPage
     {
@@ -364,7 +371,7 @@ public final class UnionNamespace: Sendable {
         }
         return ListingPage(
             entries: page.entries.map { ListingEntry(name: $0.name, fileid: $0.fileid, cookie: $0.cookie) },
-            cookieVerifier: page.cookieVerifier, isComplete: page.isComplete)
+            isComplete: page.isComplete)
     }
 
     /// For READDIRPLUS: the handle and attributes of a listed entry, without a permission check beyond the listing.

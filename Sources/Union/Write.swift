@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 // WRITE, SETATTR, COMMIT-related: changes to an object's data or metadata copy it up first.
@@ -230,5 +231,25 @@ extension UnionNamespace {
             self.changed(.directory(dirFD, path: path))
         }
         return try self.reresolve(n)
+    }
+}
+
+extension UnionNamespace {
+    /// Sets atime/mtime of `name` in `dir` as asked (server time, client time, or left alone): SETATTR, and CREATE
+    /// for the times it was given.
+    func applyTimes(_ dir: FD, _ name: [UInt8], _ a: SetAttributes, path: String) throws(UnionError) {
+        guard a.atime != nil || a.mtime != nil else { return }
+        func ts(_ c: TimeChange?) -> timespec {
+            switch c {
+            case nil: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_OMIT)
+            case .serverTime: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
+            case .clientTime(let t):
+                return timespec(tv_sec: Int(t.seconds), tv_nsec: Int(min(t.nanoseconds, 999_999_999)))
+            }
+        }
+        var times = [ts(a.atime), ts(a.mtime)]
+        _ = try name.withCName { (c) throws(UnionError) -> CInt in
+            try Sys.retry("utimensat", path) { utimensat(dir.raw, c, &times, AT_SYMLINK_NOFOLLOW) }
+        }
     }
 }

@@ -96,7 +96,7 @@ import TestSupport
         let u = try f.open()
         let big = try u.h("big")
         let copying = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
-        u.whileCopying.withLock { $0 = { copying.signal(); _ = release.wait(timeout: .now() + 30) } }
+        u.hooks?.whileCopying.withLock { $0 = { copying.signal(); _ = release.wait(timeout: .now() + 30) } }
         let writer = Worker {
             try [UInt8](b("W")).withUnsafeBytes { try u.write(big, offset: 0, data: $0, stable: .fileSync, as: root) }
         }
@@ -104,7 +104,7 @@ import TestSupport
         _ = try u.create(in: u.rootHandle, b("new"), mode: .guarded, attributes: .init(), as: root)
         try u.rename(from: u.rootHandle, b("new"), to: u.rootHandle, b("renamed"), as: root)
         _ = try u.setattr(try u.h("renamed"), SetAttributes(mode: 0o600), guardCtime: nil, as: root)
-        u.whileCopying.withLock { $0 = nil }
+        u.hooks?.whileCopying.withLock { $0 = nil }
         release.signal()
         _ = try writer.join()
         #expect(try u.contents("big") == "Wower data")
@@ -120,14 +120,14 @@ import TestSupport
         let u = try f.open()
         let ids = try ["a", "b", "c"].map { try u.walk($0).1.fileid }
         let sawCopy = Count()
-        u.whileCopying.withLock { $0 = { sawCopy.add() } }
+        u.hooks?.whileCopying.withLock { $0 = { sawCopy.add() } }
         _ = try u.setattr(try u.h("a"), SetAttributes(size: 2), guardCtime: nil, as: root)
         #expect(sawCopy.value == 1, "SETATTR")
         _ = try u.link(try u.h("b"), in: u.rootHandle, b("b2"), as: root)
         #expect(sawCopy.value == 2, "LINK")
         try u.rename(from: u.rootHandle, b("c"), to: u.rootHandle, b("c2"), as: root)
         #expect(sawCopy.value == 3)
-        #expect(u.copyUpCount.load(ordering: .relaxed) == 3)
+        #expect(u.hooks?.copyUpCount.load(ordering: .relaxed) == 3)
         #expect(try u.contents("a") == "aa")
         #expect(try u.contents("b2") == "bbbb")
         #expect(try u.contents("c2") == "cccc")

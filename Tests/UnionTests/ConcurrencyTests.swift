@@ -36,7 +36,7 @@ import Testing
         let names = try u.names("d")
         #expect(names.count == Set(names).count)
         #expect((0..<20).allSatisfy { names.contains("f\($0)") })
-        let copies = u.copyUpCount.load(ordering: .relaxed)
+        let copies = try #require(u.hooks).copyUpCount.load(ordering: .relaxed)
         #expect(copies <= 21)  // at most once per lower file, plus the directory d
         u.close()
         let again = try f.open()
@@ -72,7 +72,7 @@ import Testing
         let big = try u.h("big"), other = try u.h("other")
         let copying = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        u.whileCopying.withLock {
+        u.hooks?.whileCopying.withLock {
             $0 = {
                 copying.signal(); release.wait()
             }
@@ -85,11 +85,11 @@ import Testing
         #expect(try u.read(other, offset: 0, count: 10, as: root).data == b("other"))
         #expect(try u.read(big, offset: 0, count: 10, as: root).data == b("lower data"))
         #expect(try u.names("") == ["big", "other"])
-        u.whileCopying.withLock { $0 = nil }
+        u.hooks?.whileCopying.withLock { $0 = nil }
         release.signal()
         _ = try await writer.value
         #expect(try u.contents("big") == "Wower data")
-        #expect(u.copyUpCount.load(ordering: .relaxed) == 1)
+        #expect(u.hooks?.copyUpCount.load(ordering: .relaxed) == 1)
     }
 
     /// First sightings from many threads share commits and still get one fileid per object.

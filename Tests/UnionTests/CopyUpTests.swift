@@ -117,7 +117,7 @@ import Testing
                 }
             }
         }
-        let copies = u.copyUpCount.load(ordering: .relaxed)
+        let copies = try #require(u.hooks).copyUpCount.load(ordering: .relaxed)
         #expect(copies == 1)
         let data = try u.read(h, offset: 0, count: 64, as: root).data
         let expected: [UInt8] = (0..<16).map { UInt8(65 + $0) }

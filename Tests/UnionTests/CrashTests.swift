@@ -72,8 +72,8 @@ import Testing
 /// after the change, never a mix, and the change can be done again.
 @Suite struct CrashPointTests {
     static func crash(_ u: UnionNamespace, at point: String, _ body: () throws -> Void) {
-        u.crashAt.withLock { $0 = point }
-        #expect(throws: UnionError.io(errno: 0, call: "crash point", path: point)) { try body() }
+        u.hooks?.crashAt.withLock { $0 = point }
+        #expect(throws: UnionError.simulatedCrash(point: point)) { try body() }
         u.close()
     }
 

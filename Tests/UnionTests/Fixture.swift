@@ -92,7 +92,7 @@ final class Fixture: Sendable {
         return try UnionNamespace(
             upper: upper ? self.upper : nil, lowers: (0..<lowers).map { self.lower($0) },
             stateDirectory: state ? self.state() : nil, cachedObjects: cachedObjects,
-            logger: Logger(label: "test"))
+            logger: Logger(label: "test"), hooks: UnionHooks())
     }
 }
 

@@ -88,8 +88,8 @@ import Testing
         _ = try u.create(in: u.rootHandle, b("a"), mode: .guarded, attributes: .init(), as: root)
         _ = try u.create(in: u.rootHandle, b("keep"), mode: .guarded, attributes: .init(), as: root)
         let kept = try u.walk("keep").1.fileid
-        u.crashAt.withLock { $0 = "remove.afterUnlink" }
-        #expect(throws: UnionError.io(errno: 0, call: "crash point", path: "remove.afterUnlink")) {
+        u.hooks?.crashAt.withLock { $0 = "remove.afterUnlink" }
+        #expect(throws: UnionError.simulatedCrash(point: "remove.afterUnlink")) {
             try u.remove(in: u.rootHandle, b("a"), as: root)
         }
         u.identities.commits.abandon()

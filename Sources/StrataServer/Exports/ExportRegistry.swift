@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Logging
 import NIOCore
@@ -84,12 +85,15 @@ public final class ExportRegistry: Sendable {
     /// Tests: called at named steps of a reset ("closed": the old namespace is closed, its
     /// upper not yet moved aside).
     let resetHook = Mutex<(@Sendable (String) -> Void)?>(nil)
+    /// Tests: the hooks every namespace this registry opens gets (`UnionHooks`); nil in the server.
+    let namespaceHooks: UnionHooks?
     let sweeper = Mutex<Task<Void, Never>?>(nil)
 
     public init(
         configuration: Configuration, logger: Logger, policy: NamespacePolicy = NamespacePolicy(),
-        clock: @escaping @Sendable () -> Double = monotonicSeconds
+        clock: @escaping @Sendable () -> Double = monotonicSeconds, namespaceHooks: UnionHooks? = nil
     ) {
+        self.namespaceHooks = namespaceHooks
         let stateDirectory = configuration.server.stateDirectory
         var configuration = configuration
         var exportIDs = ExportIDTable.load(stateDirectory: stateDirectory, logger: logger)

@@ -192,7 +192,8 @@ extension ExportRegistry {
             return try UnionNamespace(
                 upper: upper, lowers: lowers, stateDirectory: identityDirectory,
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
-                logger: self.logger.with(["export": "\(export.path)", "client": "\(key.clientKey)"]))
+                logger: self.logger.with(["export": "\(export.path)", "client": "\(key.clientKey)"]),
+                hooks: self.namespaceHooks)
         } catch {
             let detail = self.layerProblem(export: export, error: error)
             self.logger.error(

@@ -84,6 +84,6 @@ extension ExportCall {
                     cookie: DirectoryCookies.wire(fromUnion: entry.cookie), object: entry.object))
         }
         return DirectoryListing(
-            entries: entries, isComplete: page.isComplete, dirAttributes: dirAttributes, verifier: page.cookieVerifier)
+            entries: entries, isComplete: page.isComplete, dirAttributes: dirAttributes, verifier: 0)
     }
 }

@@ -86,16 +86,13 @@ extension NFSStatus3 {
         case .notPermitted: self = .perm
         case .readOnly: self = .rofs
         case .stale: self = .stale
-        case .badHandle: self = .badhandle
         case .noSpace: self = .nospc
         case .quotaExceeded: self = .dquot
         case .fileTooLarge: self = .fbig
         case .crossDevice: self = .xdev
         case .guardMismatch: self = .notSync
-        case .badCookie: self = .badCookie
         case .notSupported: self = .notsupp
-        case .io: self = .io
-        case .sidecar: self = .io
+        case .io, .sidecar, .simulatedCrash: self = .io
         }
     }
 }

@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 /// What a flush must make durable besides the sidecar records: an object whose inode or directory entries a change
@@ -95,7 +96,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
             if self.isAbandoned {
                 // The simulated process is dead: nothing it waits for will ever be durable.
                 self.monitor.unlock()
-                throw .io(errno: 0, call: "crash point", path: "abandoned group commit")
+                throw .simulatedCrash(point: "abandoned group commit")
             }
             if self.durableSeq >= seq {
                 self.monitor.unlock()

@@ -53,9 +53,11 @@ final class RegistryFixture {
 
     func registry(_ configuration: Configuration, policy: NamespacePolicy = NamespacePolicy(), clock: FakeClock? = nil) -> ExportRegistry {
         if let clock {
-            return ExportRegistry(configuration: configuration, logger: self.logger, policy: policy, clock: { clock.now })
+            return ExportRegistry(
+                configuration: configuration, logger: self.logger, policy: policy, clock: { clock.now },
+                namespaceHooks: UnionHooks())
         }
-        return ExportRegistry(configuration: configuration, logger: self.logger, policy: policy)
+        return ExportRegistry(configuration: configuration, logger: self.logger, policy: policy, namespaceHooks: UnionHooks())
     }
 }
 
@@ -263,7 +265,7 @@ extension ExportRegistry {
 
         let copying = DispatchSemaphore(value: 0)
         let releaseCopy = DispatchSemaphore(value: 0)
-        client.namespace.whileCopying.withLock {
+        client.namespace.hooks?.whileCopying.withLock {
             $0 = {
                 copying.signal()
                 _ = releaseCopy.wait(timeout: .now() + 30)

@@ -147,9 +147,10 @@ import XDR
             (UnionError.noEntry, NFSStatus3.noent), (.exists, .exist), (.notDirectory, .notdir),
             (.isDirectory, .isdir), (.invalid("x"), .inval), (.notEmpty, .notempty), (.nameTooLong, .nametoolong),
             (.badName, .inval), (.accessDenied, .acces), (.notPermitted, .perm), (.readOnly, .rofs),
-            (.stale, .stale), (.badHandle, .badhandle), (.noSpace, .nospc), (.quotaExceeded, .dquot),
-            (.fileTooLarge, .fbig), (.crossDevice, .xdev), (.guardMismatch, .notSync), (.badCookie, .badCookie),
+            (.stale, .stale), (.noSpace, .nospc), (.quotaExceeded, .dquot),
+            (.fileTooLarge, .fbig), (.crossDevice, .xdev), (.guardMismatch, .notSync),
             (.notSupported("x"), .notsupp), (.io(errno: 5, call: "pread", path: "a"), .io), (.sidecar("x"), .io),
+            (.simulatedCrash(point: "x"), .io),
         ])
     func unionErrorMapsToRFCStatus(error: UnionError, status: NFSStatus3) {
         #expect(NFSStatus3(error) == status)
