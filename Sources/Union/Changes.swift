@@ -1,6 +1,7 @@
 import Glibc
+import Synchronization
 
-// What a namespace change reports: the attributes it needs for its reply, taken under the same lock section as the
+// The namespace write transaction (`mutate`) and what a namespace change reports: the attributes it needs for its reply, taken under the same lock section as the
 // change itself (before the group commit's flush), so they bracket exactly this change and no other.
 
 /// An object's attributes just before and just after one change (NFS "wcc data"). `before` is nil only when the
@@ -64,5 +65,39 @@ extension UnionNamespace {
     var syncsEachObject: Bool {
         if case .eachObject = self.identities.sidecar.filesystemSync.withLock({ $0 }) { return true }
         return false
+    }
+}
+
+extension UnionNamespace {
+    /// Runs a namespace change under the write lock with the node cache out of the way, then, without the lock,
+    /// waits until what it queued for the group commit is durable (the reply may only leave after that).
+    func mutate<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
+        let commits = self.identities.commits
+        let (result, seq) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64) in
+            self.isMutating.store(true, ordering: .relaxed)
+            self.identities.insideChange.store(true, ordering: .relaxed)
+            defer {
+                self.identities.insideChange.store(false, ordering: .relaxed)
+                self.isMutating.store(false, ordering: .relaxed)
+            }
+            let r: Result<T, UnionError>
+            do throws(UnionError) { r = .success(try body()) } catch { r = .failure(error) }
+            self.attributeGeneration.add(1, ordering: .releasing)  // before any reader can see the change
+            return (r, commits.lastQueued)
+        }
+        if case .failure = result {
+            // A change that failed half-way may have left cached nodes describing what it undid.
+            self.nodeCache.withLock { $0.removeAll() }
+        }
+        if case .failure(.simulatedCrash) = result {
+            commits.abandon()  // a simulated crash: what was queued never reaches the disk
+            return try result.get()
+        }
+        do throws(UnionError) {
+            try BlockingWaits.run { () throws(UnionError) in try commits.waitDurable(seq) }
+        } catch {
+            if case .success = result { throw error }
+        }
+        return try result.get()
     }
 }

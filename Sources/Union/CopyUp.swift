@@ -8,13 +8,6 @@ import Glibc
 // of this namespace and others, go on meanwhile; only the publishing rename takes the write lock.
 
 extension UnionNamespace {
-    func requireUpper() throws(UnionError) -> UpperLayer {
-        guard let upper = self.upper, !self.isClosed.load(ordering: .relaxed) else { throw .readOnly }
-        return upper
-    }
-
-    func isUpper(_ loc: Location) -> Bool { self.layers[loc.layer].isUpper }
-
     func workName(_ what: String) -> [UInt8] {
         Array("\(what)-\(UInt64.random(in: 0...UInt64.max))".utf8)
     }
@@ -240,14 +233,6 @@ extension UnionNamespace {
         guard let fd = dir.dir else { return }
         var times = [dir.st.st_atim, dir.st.st_mtim]
         _ = try Sys.retry("utimensat", dir.pathString) { utimensat(fd.raw, "", &times, Sys.AT_EMPTY_PATH) }
-    }
-
-    /// The object at the same name again (not by fileid: a hard link's other names are other places).
-    func reresolve(_ node: Node) throws(UnionError) -> Node {
-        if node.fileid == self.rootFileid { return try self.rootNode() }
-        let parent = try self.resolve(self.handle(fileid: node.parentFileid))
-        guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
-        return n
     }
 
     func renameNoReplace(_ fromDir: FD, _ from: [UInt8], _ toDir: FD, _ to: [UInt8], path: String) throws(UnionError) {

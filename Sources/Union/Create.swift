@@ -169,22 +169,6 @@ extension UnionNamespace {
         }
     }
 
-    func applyTimes(_ dir: FD, _ name: [UInt8], _ a: SetAttributes, path: String) throws(UnionError) {
-        guard a.atime != nil || a.mtime != nil else { return }
-        func ts(_ c: TimeChange?) -> timespec {
-            switch c {
-            case nil: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_OMIT)
-            case .serverTime: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
-            case .clientTime(let t):
-                return timespec(tv_sec: Int(t.seconds), tv_nsec: Int(min(t.nanoseconds, 999_999_999)))
-            }
-        }
-        var times = [ts(a.atime), ts(a.mtime)]
-        _ = try name.withCName { (c) throws(UnionError) -> CInt in
-            try Sys.retry("utimensat", path) { utimensat(dir.raw, c, &times, AT_SYMLINK_NOFOLLOW) }
-        }
-    }
-
     /// CREATE. UNCHECKED returns an existing regular file (truncated if `attributes.size == 0`); GUARDED fails with
     /// `.exists`; EXCLUSIVE succeeds again only for the same verifier (kept in the sidecar, RFC 1813 §3.3.8).
     public func create(

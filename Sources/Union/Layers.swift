@@ -188,3 +188,13 @@ struct Node: Sendable {
     /// The stat of what holds the data now (the index copy for a not-yet-linked-up hard link).
     var dataStat: stat { self.indexed?.st ?? self.top.st }
 }
+
+extension UnionNamespace {
+    /// The upper layer, or `.readOnly` for a read-only or closed namespace.
+    func requireUpper() throws(UnionError) -> UpperLayer {
+        guard let upper = self.upper, !self.isClosed.load(ordering: .relaxed) else { throw .readOnly }
+        return upper
+    }
+
+    func isUpper(_ loc: Location) -> Bool { self.layers[loc.layer].isUpper }
+}

@@ -303,3 +303,13 @@ extension UnionNamespace {
         return try self.lookupIn(lowerDirs, name) != nil
     }
 }
+
+extension UnionNamespace {
+    /// The object at the same name again (not by fileid: a hard link's other names are other places).
+    func reresolve(_ node: Node) throws(UnionError) -> Node {
+        if node.fileid == self.rootFileid { return try self.rootNode() }
+        let parent = try self.resolve(self.handle(fileid: node.parentFileid))
+        guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
+        return n
+    }
+}

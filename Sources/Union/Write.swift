@@ -233,3 +233,23 @@ extension UnionNamespace {
         return try self.reresolve(n)
     }
 }
+
+extension UnionNamespace {
+    /// Sets atime/mtime of `name` in `dir` as asked (server time, client time, or left alone): SETATTR, and CREATE
+    /// for the times it was given.
+    func applyTimes(_ dir: FD, _ name: [UInt8], _ a: SetAttributes, path: String) throws(UnionError) {
+        guard a.atime != nil || a.mtime != nil else { return }
+        func ts(_ c: TimeChange?) -> timespec {
+            switch c {
+            case nil: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_OMIT)
+            case .serverTime: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
+            case .clientTime(let t):
+                return timespec(tv_sec: Int(t.seconds), tv_nsec: Int(min(t.nanoseconds, 999_999_999)))
+            }
+        }
+        var times = [ts(a.atime), ts(a.mtime)]
+        _ = try name.withCName { (c) throws(UnionError) -> CInt in
+            try Sys.retry("utimensat", path) { utimensat(dir.raw, c, &times, AT_SYMLINK_NOFOLLOW) }
+        }
+    }
+}
