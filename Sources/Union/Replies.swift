@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 
 // The calls a file server makes to answer one request: each returns everything the answer needs (the object, its
@@ -198,6 +199,7 @@ extension UnionNamespace {
                     got += r
                 }
             }
+            if got > 0 { self.readAhead(fd, fileid: n.fileid, offset: offset, count: got) }
             // The attributes after the read: size and atime as the data was read.
             let after = try Files.fstat(fd, path: loc.pathString)
             if after.st_atim.tv_sec != loc.st.st_atim.tv_sec || after.st_atim.tv_nsec != loc.st.st_atim.tv_nsec {
@@ -207,6 +209,31 @@ extension UnionNamespace {
             let size = UInt64(clamping: after.st_size)
             return ReadResult(count: got, isEOF: offset &+ UInt64(got) >= size, attributes: self.attributes(n))
         }
+    }
+
+    /// Readahead state lives in an open file, and each READ opens the file anew: the kernel takes every READ for the
+    /// first of a random reader and reads nothing ahead, so each READ of a cold file waits for the disk. A READ that
+    /// starts near where an earlier READ of the same file ended (READs in flight together arrive a little out of
+    /// order) asks the kernel to read the next stretch ahead, as its own sequential readahead would.
+    func readAhead(_ fd: FD, fileid: UInt64, offset: UInt64, count: Int) {
+        let end = offset &+ UInt64(count)
+        let last = self.readEnds.withLock { ends -> UInt64? in
+            let last = ends.value(for: fileid)
+            ends.set(max(last ?? 0, end), for: fileid)
+            return last
+        }
+        if Self.continuesSequentially(offset: offset, count: count, lastEnd: last) {
+            let ahead = min(count * 4, 8 << 20)
+            _ = posix_fadvise(fd.raw, off_t(clamping: end), off_t(ahead), POSIX_FADV_WILLNEED)
+        }
+    }
+
+    /// Whether a READ at `offset` continues a sequential reader whose READs so far ended at `lastEnd`: it starts
+    /// within eight READs of that end, either side.
+    static func continuesSequentially(offset: UInt64, count: Int, lastEnd: UInt64?) -> Bool {
+        guard let last = lastEnd, count > 0 else { return false }
+        let window = UInt64(count) &* 8
+        return offset <= last &+ window && offset &+ window >= last
     }
 
     /// A page of the merged listing of `dir` after `cookie` (0: from the start), for READDIR and READDIRPLUS.

@@ -39,6 +39,8 @@ public final class UnionNamespace: Sendable {
     /// READ, READLINK or listing that moved an access time. The handles and attributes a listing page found stay in
     /// its cached listing for as long as this has not moved (`MergedListing.objects`).
     let attributeGeneration = Atomic<UInt64>(0)
+    /// Where the last READs of recently read files ended (fileid → end offset), to tell sequential readers.
+    let readEnds = Locked(LRUMap<UInt64, UInt64>(capacity: 256))
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
@@ -75,11 +77,19 @@ public final class UnionNamespace: Sendable {
             let isNewTree = stat(upper + "/tree", &st) != 0
             let u = try UpperLayer(directory: upper)
             if isNewTree, let first = lowers.first {
-                // A new upper's root takes the metadata of the top-most lower's root (what the union showed).
-                var lst = stat()
-                _ = stat((try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first, &lst)
-                chown(upper + "/tree", lst.st_uid, lst.st_gid)
-                chmod(upper + "/tree", lst.st_mode & 0o7777)
+                // A new upper's root takes the metadata of the top-most lower's root (what the union showed). A
+                // server without the privilege to give it away keeps its own owner: logged, not fatal.
+                let lowerRoot = try Files.openDirectoryAbsolute(
+                    (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
+                let lowerRootStat = try Files.fstat(lowerRoot, path: ".")
+                let upperRoot = try Files.openDirectoryAbsolute(upper + "/tree")
+                if fchown(upperRoot.raw, lowerRootStat.st_uid, lowerRootStat.st_gid) != 0
+                    || fchmod(upperRoot.raw, lowerRootStat.st_mode & 0o7777) != 0
+                {
+                    logger.warning(
+                        "the new upper's root keeps its own owner or mode instead of the top lower's",
+                        metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "errno": "\(errno)"])
+                }
             }
             self.upper = u
             sidecar = u.sidecar

@@ -113,8 +113,9 @@ public final class LogRateLimiter: Sendable {
     public func countSuppressed(in metrics: ServerMetrics) {
         self.onSuppressed.withLock {
             $0 = { kind in
-                metrics.registry.makeCounter(
-                    name: "strata_log_lines_suppressed_total", labels: [("kind", kind)], help: "Log lines held back by rate limiting, by kind"
+                metrics.registry.counter(
+                    "strata_log_lines_suppressed_total", labels: [("kind", kind)],
+                    help: "Log lines held back by rate limiting, by kind"
                 ).increment()
             }
         }

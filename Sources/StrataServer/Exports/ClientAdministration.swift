@@ -70,7 +70,7 @@ extension ExportRegistry {
                 // handle is the intended outcome of a reset). Opens are held off while the
                 // namespace is taken out, so one in progress finishes first and is closed with
                 // it, and later ones wait for `closingKeys`.
-                let removed = self.openingLock.withLock { _ in
+                let removed = self.openingLock.exclusively {
                     self.state.withLock { state in
                         state.generations[key, default: 0] += 1
                         self.closingKeys.begin(namespaceKey)

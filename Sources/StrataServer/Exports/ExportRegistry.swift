@@ -68,8 +68,9 @@ public final class ExportRegistry: Sendable {
 
     /// Every call reads it (shared lock); opens, closes, reload and mounts change it.
     let state: ReadWriteLocked<State>
-    /// Held while a namespace is opened (see `withNamespace`).
-    let openingLock = Mutex(())
+    /// Held while a namespace is opened (per namespace, see `OpeningLock`), and exclusively
+    /// by what takes namespaces out of the table.
+    let openingLock = OpeningLock()
     /// Namespaces being closed (reset, idle, reload): opens of these wait until they are.
     let closingKeys = ClosingKeys()
     /// Orders writes of the small state files (mount table, reset generations).

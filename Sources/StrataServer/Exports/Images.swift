@@ -274,7 +274,7 @@ extension ExportRegistry {
                     try self.install(table, stateDirectory: stateDirectory)
                     // Namespaces still open on a removed version (the shared one of read-only
                     // clients, idle) close; calls running in them finish first.
-                    let closing = self.openingLock.withLock { _ in
+                    let closing = self.openingLock.exclusively {
                         self.state.withLock { state in
                             let keys = state.namespaces.keys.filter { $0.exportID == export.exportID && removed.contains($0.version) }
                             return self.removeNamespaces(Array(keys), from: &state)
@@ -337,7 +337,7 @@ extension ExportRegistry {
             let oldKey = NamespaceKey(exportID: export.exportID, clientKey: clientKey, version: current)
             let newKey = NamespaceKey(exportID: export.exportID, clientKey: clientKey, version: target)
             // Opens of the new version wait until the old namespace (same upper) is closed.
-            let removed = self.openingLock.withLock { _ in
+            let removed = self.openingLock.exclusively {
                 self.state.withLock { state in
                     state.images = newTable
                     guard isMove else { return [(NamespaceKey, UnionNamespace)]() }

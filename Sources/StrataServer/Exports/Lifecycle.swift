@@ -56,7 +56,7 @@ extension ExportRegistry {
             }
         }
         // Opens are held off while the table changes, so none finishes with the old layers.
-        let closing: [(NamespaceKey, UnionNamespace)] = self.openingLock.withLock { _ in
+        let closing: [(NamespaceKey, UnionNamespace)] = self.openingLock.exclusively {
             self.state.withLock { state in
                 var exportsByID: [UInt32: ExportConfiguration] = [:]
                 for export in configuration.exports { exportsByID[export.exportID] = export }

@@ -123,11 +123,10 @@ extension ExportRegistry {
             if !self.closingKeys.waitUntilClosed(key, deadline: deadline) {
                 throw .layerUnavailable("the layers of \(export.path) for client \(key.clientKey) are still being closed (client reset?); retry")
             }
-            // Opening is serialised: after a restart every client's first calls arrive at once,
-            // and two opens of one layer race on its sidecar (SQLite "database is locked") and
-            // on its work/ cleanup. Opens are rare (once per namespace), so one lock for all
-            // costs little.
-            let opened = try self.openingLock.withLock { (_: inout Void) throws(CallRejection) -> Bool in
+            // Opening is serialised per namespace: after a restart every client's first calls
+            // arrive at once, and two opens of one layer race on its sidecar (SQLite "database
+            // is locked") and on its work/ cleanup. Other clients' opens go on beside it.
+            let opened = try self.openingLock.opening(key) { () throws(CallRejection) -> Bool in
                 if self.state.withReadLock({ $0.namespaces[key] != nil }) { return false }
                 // A close that began after the wait above: wait again, without the lock.
                 if self.closingKeys.contains(key) { return false }
@@ -143,7 +142,7 @@ extension ExportRegistry {
         throw .layerUnavailable("the layers of \(export.path) for client \(key.clientKey) were closed again at every attempt; retry")
     }
 
-    /// Opens the layers of `key`. Caller holds `openingLock`.
+    /// Opens the layers of `key`. Caller holds `openingLock` for `key`.
     private func open(export: ExportConfiguration, key: NamespaceKey, create: Bool) throws(CallRejection) -> UnionNamespace {
         // The shared namespace of a per-client export has no upper: read-only clients see the
         // lowers, with the identity store in state_dir as a read-only export has.
@@ -164,13 +163,26 @@ extension ExportRegistry {
         } else if key.version != 1 {
             throw .stale
         }
+        // A new client's upper is counted against max_clients before it is made, in one step
+        // with the check: opens of different clients run at the same time, and two of them
+        // must not both take the last place.
+        var reservedUpper = false
         if let upper, export.hasPerClientUpper, !FileManager.default.fileExists(atPath: upper) {
             guard create else { throw .stale }
-            let count = self.clientsWithUpper(export).count
-            if count >= limit {
+            _ = self.clientsWithUpper(export)  // read from disk once, outside the state lock
+            let refusedAt: Int? = self.state.withLock { state in
+                var uppers = state.uppers[export.exportID] ?? []
+                if uppers.contains(key.clientKey) { return nil }
+                if uppers.count >= limit { return uppers.count }
+                uppers.insert(key.clientKey)
+                state.uppers[export.exportID] = uppers
+                return nil
+            }
+            if let count = refusedAt {
                 throw .clientLimitReached(
                     "export \(export.path) has \(count) client upper layers, its max_clients; raise max_clients in its [[export]] table (or [server]), or free one with `strata client reset KEY`")
             }
+            reservedUpper = true
         }
         let identityDirectory = ExportRegistry.identityDirectory(stateDirectory: stateDirectory, exportID: export.exportID, version: key.version)
         do {
@@ -180,6 +192,7 @@ extension ExportRegistry {
                 try FileManager.default.createDirectory(atPath: identityDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
         } catch {
+            if reservedUpper { self.state.withLock { _ = $0.uppers[export.exportID]?.remove(key.clientKey) } }
             throw .layerUnavailable("cannot create \(upper ?? identityDirectory): \(error.localizedDescription)")
         }
         if upper != nil, export.hasPerClientUpper {

@@ -39,6 +39,9 @@ final class Sidecar: Sendable {
             var config = Configuration()
             config.readonly = readOnly
             config.label = "strata.sidecar"
+            if let path, !readOnly, access(path, F_OK) != 0, errno == ENOENT {
+                try Self.create(path, configuration: config)
+            }
             if let path {
                 self.queue = try DatabaseQueue(path: path, configuration: config)
             } else {
@@ -55,6 +58,46 @@ final class Sidecar: Sendable {
             throw .sidecar("open \(path ?? ":memory:"): \(error)")
         }
         self.commits = GroupCommit { [unowned self] (batch) throws(UnionError) in try self.flush(batch) }
+    }
+
+    /// Creates the sidecar `path` whole: made and migrated under a temporary name without a flush per migration
+    /// step, flushed once, then renamed into place and its directory flushed. A new client's first MNT creates
+    /// one (a room of clients powering on creates hundreds): migrated in place, each step was its own durable
+    /// transaction, about 18 flushes per sidecar instead of 3. A crash before the rename leaves only the
+    /// temporary files, which the next creation removes; after it, the sidecar is complete.
+    private static func create(_ path: String, configuration: Configuration) throws {
+        let temporary = path + ".new"
+        for leftover in [temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal"] {
+            if unlink(leftover) != 0 && errno != ENOENT {
+                throw Sys.error(errno, "unlink (leftover of an interrupted sidecar creation)", leftover)
+            }
+        }
+        do {
+            let queue = try DatabaseQueue(path: temporary, configuration: configuration)
+            try queue.writeWithoutTransaction { db in
+                // No flush per step: nothing refers to this file until the rename below.
+                try db.execute(sql: "PRAGMA synchronous = OFF")
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+            }
+            try SidecarMigrations.migrator.migrate(queue)
+            try queue.writeWithoutTransaction { db in
+                // Everything into the main file, flushed (FULL: the checkpoint syncs the WAL and the file).
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            }
+            try queue.close()
+        } catch let error as UnionError {
+            throw error
+        } catch {
+            throw UnionError.sidecar("create \(temporary): \(error)")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let file = FD(try Sys.retry("open", temporary) { open(temporary, O_RDONLY | O_CLOEXEC) })
+        _ = try Sys.retry("fsync", temporary) { fsync(file.raw) }
+        _ = try Sys.retry("rename", temporary) { rename(temporary, path) }
+        _ = unlink(temporary + "-wal")
+        _ = unlink(temporary + "-shm")
+        try Files.fsyncDirectory(try Files.openDirectoryAbsolute(directory.isEmpty ? "." : directory), path: directory)
     }
 
     /// One batch of the group commit: one transaction with every queued record, then one sync. The changes of a

@@ -182,6 +182,28 @@ extension ExportRegistry {
         _ = try restarted.mountOK(from: "127.0.0.4")
     }
 
+    /// First mounts of different clients open their namespaces at the same time (a room powering
+    /// on): the limit still admits exactly max_clients of them, whatever the interleaving.
+    @Test func concurrentFirstMountsTakeExactlyTheFreePlaces() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration(export: "max_clients = 5"))
+        defer { registry.closeAll() }
+        let admitted = Atomic<Int>(0)
+        let refused = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 16) { index in
+            let result = (try? call(from: "127.0.1.\(index + 2)")).map { registry.mount(path: "/diskless", call: $0) }
+            switch result {
+            case .success?: admitted.add(1, ordering: .relaxed)
+            case .failure(.clientLimitReached)?: refused.add(1, ordering: .relaxed)
+            default: Issue.record("client \(index): \(String(describing: result))")
+            }
+        }
+        #expect(admitted.load(ordering: .relaxed) == 5)
+        #expect(refused.load(ordering: .relaxed) == 11)
+        let uppers = try FileManager.default.contentsOfDirectory(atPath: fixture.base + "/clients")
+        #expect(uppers.count == 5, "\(uppers)")
+    }
+
     @Test func theServerWideLimitAppliesToExportsWithoutTheirOwn() throws {
         let fixture = try RegistryFixture()
         let registry = fixture.registry(try fixture.configuration(server: "max_clients = 1"))
