@@ -359,26 +359,52 @@ extension UnionNamespace {
         }
     }
 
-    /// Copies extended attributes; an attribute the destination refuses (EPERM/ENOTSUP) is skipped.
+    /// Copies extended attributes. Skipped, as overlayfs skips them: a source file system without xattrs, an
+    /// attribute removed while copying, and one the destination refuses to take from us (EPERM: `trusted.*` or
+    /// `security.*` without the capability; ENOTSUP: a namespace it does not support). Any other failure (no space,
+    /// an I/O error) fails the copy-up: a copy silently missing an ACL or a capability must not be published.
     static func copyXattrs(from s: FD, to d: FD) throws(UnionError) {
         guard let list = Sys.gnu.flistxattr, let get = Sys.gnu.fgetxattr, let set = Sys.gnu.fsetxattr else { return }
-        let size = list(s.raw, nil, 0)
-        guard size > 0 else { return }
-        var names = [CChar](repeating: 0, count: size)
-        let got = list(s.raw, &names, size)
-        guard got > 0 else { return }
+        // The list (and a value) may grow between asking its size and reading it: ask again, a few times.
+        var names: [CChar] = []
+        var listed = -1
+        for _ in 0..<8 {
+            let size = list(s.raw, nil, 0)
+            if size < 0 {
+                if errno == ENOTSUP || errno == EOPNOTSUPP { return }
+                throw Sys.error(errno, "flistxattr", "copy-up source")
+            }
+            if size == 0 { return }
+            names = [CChar](repeating: 0, count: size)
+            listed = list(s.raw, &names, size)
+            if listed >= 0 { break }
+            if errno != ERANGE { throw Sys.error(errno, "flistxattr", "copy-up source") }
+        }
+        guard listed > 0 else { return }
         var start = 0
-        for i in 0..<got where names[i] == 0 {
-            let key = String(decoding: names[start..<i].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            start = i + 1
+        for index in 0..<listed where names[index] == 0 {
+            let key = String(decoding: names[start..<index].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            start = index + 1
             // overlayfs markers of a foreign lower mean nothing in our upper (and would mislead overlayfs later).
             if key.hasPrefix("trusted.overlay.") || key.hasPrefix("user.overlay.") { continue }
-            let vlen = get(s.raw, key, nil, 0)
-            guard vlen >= 0 else { continue }
-            var value = [UInt8](repeating: 0, count: max(vlen, 1))
-            let vgot = value.withUnsafeMutableBytes { get(s.raw, key, $0.baseAddress, vlen) }
-            guard vgot >= 0 else { continue }
-            _ = value.withUnsafeBytes { set(d.raw, key, $0.baseAddress, vgot, 0) }
+            var value: [UInt8] = []
+            var length = -1
+            for _ in 0..<8 {
+                let size = get(s.raw, key, nil, 0)
+                if size < 0 { break }
+                value = [UInt8](repeating: 0, count: max(size, 1))
+                length = value.withUnsafeMutableBytes { get(s.raw, key, $0.baseAddress, size) }
+                if length >= 0 || errno != ERANGE { break }
+            }
+            if length < 0 {
+                if errno == ENODATA { continue }  // removed since it was listed
+                throw Sys.error(errno, "fgetxattr \(key)", "copy-up source")
+            }
+            let stored = value.withUnsafeBytes { set(d.raw, key, $0.baseAddress, length, 0) }
+            if stored < 0 {
+                if errno == EPERM || errno == ENOTSUP || errno == EOPNOTSUPP { continue }
+                throw Sys.error(errno, "fsetxattr \(key)", "copy-up destination")
+            }
         }
     }
 }

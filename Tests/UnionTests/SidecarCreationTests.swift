@@ -39,3 +39,29 @@ import Testing
         #expect(try LayerFormat.isStrataLayer(upper))
     }
 }
+
+/// Extended attributes at copy-up: copied, overlayfs' markers left out, and a failure to store one is an error
+/// (only a destination refusing an attribute, EPERM/ENOTSUP, is skipped).
+@Suite struct CopyXattrTests {
+    @Test func attributesAreCopiedAndOverlayMarkersLeftOut() throws {
+        let f = Fixture()
+        f.file(f.base + "/source", "data")
+        f.file(f.base + "/destination", "")
+        f.setXattr(f.base + "/source", "user.kept", "yes")
+        f.setXattr(f.base + "/source", "user.overlay.origin", "x")
+        let from = FD(open(f.base + "/source", O_RDONLY | O_CLOEXEC))
+        let to = FD(open(f.base + "/destination", O_RDWR | O_CLOEXEC))
+        try UnionNamespace.copyXattrs(from: from, to: to)
+        #expect(f.getXattr(f.base + "/destination", "user.kept") == "yes")
+        #expect(f.getXattr(f.base + "/destination", "user.overlay.origin") == nil)
+    }
+
+    @Test func aDestinationThatCannotStoreThemFailsTheCopy() throws {
+        let f = Fixture()
+        f.file(f.base + "/source", "data")
+        f.setXattr(f.base + "/source", "user.kept", "yes")
+        let from = FD(open(f.base + "/source", O_RDONLY | O_CLOEXEC))
+        let closed = FD(-1)  // EBADF: an error other than a refusal, which the old copy ignored
+        #expect(throws: UnionError.self) { try UnionNamespace.copyXattrs(from: from, to: closed) }
+    }
+}
