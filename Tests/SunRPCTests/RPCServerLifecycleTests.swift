@@ -63,11 +63,18 @@ import SunRPCClient
     }
 
     @Test func shutdownClosesConnectionsAndRefusesNewBinds() async throws {
-        let server = try await TestServer.start(programs: [TestProgram()])
+        // An address of its own: a port freed by the shutdown is soon taken by another test's
+        // server on 127.0.0.1, and a connection to it then succeeds (seen in full runs).
+        let server = try await TestServer.start(programs: [TestProgram()], host: "127.77.0.1")
         let client = try server.client(.tcp)
         #expect(try client.call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
         try await server.server.shutdown()
         #expect(client.waitForClose(timeout: .seconds(5)))
+        // The listener is gone: its address and port can be bound again (SO_REUSEADDR passes
+        // the closed connections' TIME_WAIT, never a listener). The socket, bound and not
+        // listening, holds them, so the connect below reaches nobody else.
+        let holder = try #require(boundNonListeningSocket(host: server.host, port: server.port))
+        defer { close(holder) }
         await #expect(throws: RPCServerError.self) { _ = try await server.server.bind(host: "127.0.0.1", port: 0) }
         #expect(throws: RPCClientError.self) { _ = try server.client(.tcp, timeout: .milliseconds(500)) }
         try await server.stop()
@@ -119,4 +126,25 @@ import SunRPCClient
     func explicitPortmapperModesAreKept(mode: PortmapperMode) {
         #expect(resolvePortmapperMode(mode, logger: Logger(label: "t")) == mode)
     }
+}
+
+/// A TCP socket bound to `host:port` and not listening (connections to it are refused), or nil
+/// if a listener holds the address.
+func boundNonListeningSocket(host: String, port: Int) -> CInt? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var reuse: CInt = 1
+    _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<CInt>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr(host)
+    let bound = withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+    guard bound else {
+        close(fd)
+        return nil
+    }
+    return fd
 }

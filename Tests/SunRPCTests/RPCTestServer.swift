@@ -125,11 +125,12 @@ final class Gate: Sendable {
 }
 
 
-/// A running `RPCServer` on 127.0.0.1, port 0.
+/// A running `RPCServer` on a loopback address (127.0.0.1 unless given), port 0.
 struct TestServer {
     let group: MultiThreadedEventLoopGroup
     let pool: NIOThreadPool
     let server: RPCServer
+    let host: String
     let port: Int
 
     static func start(
@@ -150,7 +151,7 @@ struct TestServer {
             logger: logger
         )
         let port = try await server.bind(host: host, port: 0)
-        return TestServer(group: group, pool: pool, server: server, port: port)
+        return TestServer(group: group, pool: pool, server: server, host: host, port: port)
     }
 
     func stop() async throws {
@@ -167,7 +168,7 @@ struct TestServer {
         localPort: RPCSourcePort = .any
     ) throws -> RPCClient {
         try RPCClient(
-            host: "127.0.0.1",
+            host: self.host,
             port: self.port,
             transport: transport,
             localHost: localHost,
