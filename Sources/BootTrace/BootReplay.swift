@@ -155,12 +155,12 @@ public struct BootReplay: Sendable {
         }
         func name(_ encoded: String) -> [UInt8] { BootPath.decode(encoded) ?? [] }
         func encode(_ value: some XDREncodable) { value.encode(xdr: &p.arguments) }
-        func setProcedure(_ procedure: NFS3Procedure) { p.procedure = procedure.rawValue }
         // The status leads every NFSv3 result; procedures that teach handles read on.
         let statusOnly: @Sendable (inout ByteBuffer, inout Outcome) throws -> Void = { body, outcome in
             outcome.status = try body.readXDRUInt32()
         }
         p.interpret = statusOnly
+        if let procedure = call.operation.procedure { p.procedure = procedure.rawValue }
         switch call.operation {
         case .mount:
             (p.program, p.version, p.procedure) = (Mount.program, Mount.version3, MountProcedure.mnt.rawValue)
@@ -175,14 +175,11 @@ public struct BootReplay: Sendable {
             encode(DirPath(self.export))
             p.interpret = { _, outcome in outcome.status = 0 }
         case .null:
-            setProcedure(.null)
             p.interpret = { _, outcome in outcome.status = 0 }
-        case .getattr(let path): setProcedure(.getattr); encode(GetAttr3Args(object: handle(path)))
+        case .getattr(let path): encode(GetAttr3Args(object: handle(path)))
         case .setattr(let path, let attributes):
-            setProcedure(.setattr)
             encode(SetAttr3Args(object: handle(path), newAttributes: attributes.setAttributes, guardCtime: nil))
         case .lookup(let dir, let n):
-            setProcedure(.lookup)
             encode(Lookup3Args(what: DirOpArgs3(dir: handle(dir), name: name(n))))
             let path = BootPath.join(dir, n)
             p.interpret = { body, outcome in
@@ -190,13 +187,11 @@ public struct BootReplay: Sendable {
                 outcome.status = result.status.rawValue
                 if case .ok(let ok) = result { outcome.learned = [(path, ok.object)] }
             }
-        case .access(let path, let mask): setProcedure(.access); encode(Access3Args(object: handle(path), access: mask))
-        case .readlink(let path): setProcedure(.readlink); encode(ReadLink3Args(symlink: handle(path)))
+        case .access(let path, let mask): encode(Access3Args(object: handle(path), access: mask))
+        case .readlink(let path): encode(ReadLink3Args(symlink: handle(path)))
         case .read(let path, let offset, let count):
-            setProcedure(.read)
             encode(Read3Args(file: handle(path), offset: offset, count: count))
         case .write(let path, let offset, let count, let stable):
-            setProcedure(.write)
             let data = ByteBuffer(bytes: Self.payload(tag: self.clientTag, offset: offset, count: Int(count)))
             encode(Write3Args(file: handle(path), offset: offset, count: count, stable: stable, data: data))
             p.interpret = { body, outcome in
@@ -205,7 +200,6 @@ public struct BootReplay: Sendable {
                 if case .ok(let ok) = result { outcome.written = Int(ok.count) }
             }
         case .create(let dir, let n, let mode, let attributes):
-            setProcedure(.create)
             let how: CreateHow3
             switch mode {
             case .unchecked: how = .unchecked(attributes.setAttributes)
@@ -215,18 +209,15 @@ public struct BootReplay: Sendable {
             encode(Create3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), how: how))
             p.interpret = Self.creation(BootPath.join(dir, n))
         case .mkdir(let dir, let n, let attributes):
-            setProcedure(.mkdir)
             encode(MkDir3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), attributes: attributes.setAttributes))
             p.interpret = Self.creation(BootPath.join(dir, n))
         case .symlink(let dir, let n, let target, let attributes):
-            setProcedure(.symlink)
             encode(
                 Symlink3Args(
                     where: DirOpArgs3(dir: handle(dir), name: name(n)),
                     symlink: SymlinkData3(symlinkAttributes: attributes.setAttributes, symlinkData: name(target))))
             p.interpret = Self.creation(BootPath.join(dir, n))
         case .mknod(let dir, let n, let type):
-            setProcedure(.mknod)
             let what: MkNodData3
             switch type {
             case .chr: what = .chr(DeviceData3(devAttributes: .none, spec: SpecData3()))
@@ -237,7 +228,6 @@ public struct BootReplay: Sendable {
             encode(MkNod3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), what: what))
             p.interpret = Self.creation(BootPath.join(dir, n))
         case .remove(let dir, let n), .rmdir(let dir, let n):
-            if case .remove = call.operation { setProcedure(.remove) } else { setProcedure(.rmdir) }
             encode(DirOpArgs3(dir: handle(dir), name: name(n)))
             let path = BootPath.join(dir, n)
             p.interpret = { body, outcome in
@@ -245,7 +235,6 @@ public struct BootReplay: Sendable {
                 outcome.forgotten = path
             }
         case .rename(let dir, let n, let toDir, let toName):
-            setProcedure(.rename)
             encode(Rename3Args(from: DirOpArgs3(dir: handle(dir), name: name(n)), to: DirOpArgs3(dir: handle(toDir), name: name(toName))))
             let (from, to) = (BootPath.join(dir, n), BootPath.join(toDir, toName))
             p.interpret = { body, outcome in
@@ -253,7 +242,6 @@ public struct BootReplay: Sendable {
                 outcome.renamed = (from, to)
             }
         case .link(let path, let dir, let n):
-            setProcedure(.link)
             let file = handle(path)
             encode(Link3Args(file: file, link: DirOpArgs3(dir: handle(dir), name: name(n))))
             let linked = BootPath.join(dir, n)
@@ -262,7 +250,6 @@ public struct BootReplay: Sendable {
                 outcome.learned = [(linked, file)]
             }
         case .readdir(let dir, let continued, let count):
-            setProcedure(.readdir)
             let (cookie, verifier) = continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
             encode(ReadDir3Args(dir: handle(dir), cookie: cookie, cookieverf: verifier, count: count))
             p.interpret = { body, outcome in
@@ -271,7 +258,6 @@ public struct BootReplay: Sendable {
                 if case .ok(let ok) = result, let last = ok.entries.last { outcome.cookie = (dir, last.cookie, ok.cookieverf) }
             }
         case .readdirplus(let dir, let continued, let dircount, let maxcount):
-            setProcedure(.readdirplus)
             let (cookie, verifier) = continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
             encode(ReadDirPlus3Args(dir: handle(dir), cookie: cookie, cookieverf: verifier, dircount: dircount, maxcount: maxcount))
             p.interpret = { body, outcome in
@@ -283,11 +269,10 @@ public struct BootReplay: Sendable {
                 }
                 if let last = ok.entries.last { outcome.cookie = (dir, last.cookie, ok.cookieverf) }
             }
-        case .fsstat(let path): setProcedure(.fsstat); encode(FSStat3Args(fsroot: handle(path)))
-        case .fsinfo(let path): setProcedure(.fsinfo); encode(FSInfo3Args(fsroot: handle(path)))
-        case .pathconf(let path): setProcedure(.pathconf); encode(PathConf3Args(object: handle(path)))
+        case .fsstat(let path): encode(FSStat3Args(fsroot: handle(path)))
+        case .fsinfo(let path): encode(FSInfo3Args(fsroot: handle(path)))
+        case .pathconf(let path): encode(PathConf3Args(object: handle(path)))
         case .commit(let path, let offset, let count):
-            setProcedure(.commit)
             encode(Commit3Args(file: handle(path), offset: offset, count: count))
         }
         if let missing {

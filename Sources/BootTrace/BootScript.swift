@@ -50,33 +50,41 @@ public enum BootOperation: Sendable, Equatable {
     case pathconf(String)
     case commit(String, offset: UInt64, count: UInt32)
 
-    /// The keyword of the operation in the script.
+    /// The NFSv3 procedure of the operation; nil for the MOUNT calls.
+    public var procedure: NFS3Procedure? {
+        switch self {
+        case .mount, .unmount: return nil
+        case .null: return .null
+        case .getattr: return .getattr
+        case .setattr: return .setattr
+        case .lookup: return .lookup
+        case .access: return .access
+        case .readlink: return .readlink
+        case .read: return .read
+        case .write: return .write
+        case .create: return .create
+        case .mkdir: return .mkdir
+        case .symlink: return .symlink
+        case .mknod: return .mknod
+        case .remove: return .remove
+        case .rmdir: return .rmdir
+        case .rename: return .rename
+        case .link: return .link
+        case .readdir: return .readdir
+        case .readdirplus: return .readdirplus
+        case .fsstat: return .fsstat
+        case .fsinfo: return .fsinfo
+        case .pathconf: return .pathconf
+        case .commit: return .commit
+        }
+    }
+
+    /// The keyword of the operation in the script: the RFC's name of its procedure.
     public var keyword: String {
         switch self {
         case .mount: return "MNT"
         case .unmount: return "UMNT"
-        case .null: return "NULL"
-        case .getattr: return "GETATTR"
-        case .setattr: return "SETATTR"
-        case .lookup: return "LOOKUP"
-        case .access: return "ACCESS"
-        case .readlink: return "READLINK"
-        case .read: return "READ"
-        case .write: return "WRITE"
-        case .create: return "CREATE"
-        case .mkdir: return "MKDIR"
-        case .symlink: return "SYMLINK"
-        case .mknod: return "MKNOD"
-        case .remove: return "REMOVE"
-        case .rmdir: return "RMDIR"
-        case .rename: return "RENAME"
-        case .link: return "LINK"
-        case .readdir: return "READDIR"
-        case .readdirplus: return "READDIRPLUS"
-        case .fsstat: return "FSSTAT"
-        case .fsinfo: return "FSINFO"
-        case .pathconf: return "PATHCONF"
-        case .commit: return "COMMIT"
+        default: return self.procedure?.name ?? ""
         }
     }
 
