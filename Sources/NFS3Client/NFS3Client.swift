@@ -25,7 +25,7 @@
 //   throw on an NFS error) and is the cheap path: used from the connection's event loop
 //   (`client.eventLoop`, e.g. in a previous reply's callback) it costs no thread hop at all.
 // - Failures are typed (`NFS3ClientError`): an NFS status, a MOUNT status, an RPC refusal
-//   (`RPCRefusal`: AUTH_ERROR, PROG_UNAVAIL...), a closed connection (every call in flight
+//   (`RPCReplyStatus`: AUTH_ERROR, PROG_UNAVAIL...), a closed connection (every call in flight
 //   fails at once, none hangs), a timeout (`timeout` bounds every call; nil waits forever),
 //   a malformed reply.
 // - Credentials: AUTH_SYS (`.unix(uid:gid:groups:)`) or AUTH_NONE per connection, or per call

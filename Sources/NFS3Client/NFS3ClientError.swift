@@ -1,29 +1,6 @@
 import NFS3
 import SunRPC
 
-/// Why a server refused a call at the RPC level (RFC 5531 §9), before any NFS status.
-public enum RPCRefusal: Sendable, Equatable, Hashable, CustomStringConvertible {
-    case programUnavailable
-    case programMismatch(low: UInt32, high: UInt32)
-    case procedureUnavailable
-    case garbageArguments
-    case systemError
-    case rpcMismatch(low: UInt32, high: UInt32)
-    case authError(AuthStat)
-
-    public var description: String {
-        switch self {
-        case .programUnavailable: return "PROG_UNAVAIL (the server does not serve this program)"
-        case .programMismatch(let low, let high): return "PROG_MISMATCH (versions \(low)...\(high) served)"
-        case .procedureUnavailable: return "PROC_UNAVAIL"
-        case .garbageArguments: return "GARBAGE_ARGS (the server could not decode the arguments)"
-        case .systemError: return "SYSTEM_ERR"
-        case .rpcMismatch(let low, let high): return "RPC_MISMATCH (RPC versions \(low)...\(high))"
-        case .authError(let stat): return "AUTH_ERROR \(stat) (check the credential and the export's client rule)"
-        }
-    }
-}
-
 /// Every failure of the client, typed so that callers can tell an NFS answer (a status the
 /// server chose) from a transport failure.
 public enum NFS3ClientError: Error, Sendable, Equatable, Hashable, CustomStringConvertible {
@@ -31,8 +8,8 @@ public enum NFS3ClientError: Error, Sendable, Equatable, Hashable, CustomStringC
     case nfs(NFSStatus3, procedure: NFS3Procedure)
     /// The MOUNT server refused MNT of `path`.
     case mount(MountStatus3, path: String)
-    /// The RPC layer refused the call.
-    case rpc(RPCRefusal)
+    /// The RPC layer refused the call (never `.success`).
+    case rpc(RPCReplyStatus)
     /// The portmapper has no port for the program and version.
     case notRegistered(program: UInt32, version: UInt32)
     /// The TCP connection could not be made.

@@ -153,17 +153,17 @@ final class RPCClientHandler: ChannelDuplexHandler {
         var record = record
         let reply: RPCReplyHeader
         do {
-            reply = try RPCReplyHeader.parse(&record)
+            reply = try RPCReplyHeader.read(from: &record)
         } catch {
-            self.fail(context: context, error)
+            self.fail(context: context, NFS3ClientError.malformedReply("\(error)"))
             return
         }
         // A reply to a call that already timed out (or was never made) is dropped.
         guard let call = self.pending.removeValue(forKey: reply.xid) else { return }
-        if let refusal = reply.refusal {
-            call.promise.fail(NFS3ClientError.rpc(refusal))
-        } else {
+        if reply.status == .success {
             call.promise.succeed(record)
+        } else {
+            call.promise.fail(NFS3ClientError.rpc(reply.status))
         }
     }
 
@@ -206,61 +206,6 @@ final class RPCClientHandler: ChannelDuplexHandler {
 }
 
 /// The part of a reply message (RFC 5531 §9 `rpc_msg` with `reply_body`) before the results.
-struct RPCReplyHeader: Sendable, Equatable {
-    var xid: UInt32
-    /// nil: accepted with SUCCESS.
-    var refusal: RPCRefusal?
-
-    /// Parses the header; on `.success` the buffer's reader index is left at the results.
-    static func parse(_ buffer: inout ByteBuffer) throws(NFS3ClientError) -> RPCReplyHeader {
-        do {
-            let xid = try buffer.readXDRUInt32()
-            let messageType = try buffer.readXDRUInt32()
-            guard messageType == 1 else {
-                throw NFS3ClientError.malformedReply("msg_type \(messageType) where a REPLY (1) was expected")
-            }
-            switch try buffer.readXDRUInt32() {
-            case 0:  // MSG_ACCEPTED: verifier, then accept_stat
-                _ = try buffer.readXDRUInt32()
-                _ = try buffer.readXDRVariableOpaqueSlice(maxLength: RPCConstants.maxAuthBodyBytes)
-                let stat = try buffer.readXDRUInt32()
-                switch stat {
-                case 0: return RPCReplyHeader(xid: xid, refusal: nil)
-                case 1: return RPCReplyHeader(xid: xid, refusal: .programUnavailable)
-                case 2:
-                    let low = try buffer.readXDRUInt32()
-                    let high = try buffer.readXDRUInt32()
-                    return RPCReplyHeader(xid: xid, refusal: .programMismatch(low: low, high: high))
-                case 3: return RPCReplyHeader(xid: xid, refusal: .procedureUnavailable)
-                case 4: return RPCReplyHeader(xid: xid, refusal: .garbageArguments)
-                case 5: return RPCReplyHeader(xid: xid, refusal: .systemError)
-                default: throw NFS3ClientError.malformedReply("accept_stat \(stat) is not defined by RFC 5531")
-                }
-            case 1:  // MSG_DENIED
-                let reject = try buffer.readXDRUInt32()
-                switch reject {
-                case 0:
-                    let low = try buffer.readXDRUInt32()
-                    let high = try buffer.readXDRUInt32()
-                    return RPCReplyHeader(xid: xid, refusal: .rpcMismatch(low: low, high: high))
-                case 1:
-                    let raw = try buffer.readXDRUInt32()
-                    return RPCReplyHeader(xid: xid, refusal: .authError(AuthStat(rawValue: raw) ?? .failed))
-                default: throw NFS3ClientError.malformedReply("reject_stat \(reject) is not defined by RFC 5531")
-                }
-            case let other:
-                throw NFS3ClientError.malformedReply("reply_stat \(other) is not defined by RFC 5531")
-            }
-        } catch let error as XDRError {
-            throw NFS3ClientError.malformedReply("reply header: \(error)")
-        } catch let error as NFS3ClientError {
-            throw error
-        } catch {
-            throw NFS3ClientError.malformedReply("\(error)")
-        }
-    }
-}
-
 /// One TCP connection to an ONC RPC server with calls in flight, matched by xid.
 ///
 /// Thread-safe: `call` may be used from any thread; it is cheapest from the connection's own

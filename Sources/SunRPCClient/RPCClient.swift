@@ -31,18 +31,6 @@ public struct RPCClientError: Error, Sendable, CustomStringConvertible {
     public var description: String { "RPC client: \(self.message)" }
 }
 
-/// The status of a reply as the client sees it.
-public enum RPCReplyStatus: Sendable, Equatable {
-    case success
-    case programUnavailable
-    case programMismatch(low: UInt32, high: UInt32)
-    case procedureUnavailable
-    case garbageArguments
-    case systemError
-    case rpcMismatch(low: UInt32, high: UInt32)
-    case authError(AuthStat)
-}
-
 /// A reply received by `RPCClient`: its xid, status, and (for `.success`) the result bytes.
 public struct RPCCallReply: Sendable {
     public var xid: UInt32
@@ -499,47 +487,11 @@ public final class RPCClient: Sendable {
 
     /// Parses a reply message (RFC 5531 §9).
     public static func parseReply(_ record: inout ByteBuffer) throws(RPCClientError) -> RPCCallReply {
-        func malformed(_ what: String) -> RPCClientError {
-            RPCClientError(code: .malformedReply, message: "malformed reply: \(what)")
-        }
         do {
-            let xid = try record.readXDRUInt32()
-            guard try record.readXDRUInt32() == RPCConstants.messageTypeReply else { throw malformed("not a REPLY") }
-            switch try record.readXDRUInt32() {
-            case ReplyStat.accepted.rawValue:
-                _ = try record.readXDRUInt32()
-                _ = try record.readXDRVariableOpaque(maxLength: RPCConstants.maxAuthBodyBytes)
-                let status: RPCReplyStatus
-                switch try record.readXDRUInt32() {
-                case AcceptStat.success.rawValue: status = .success
-                case AcceptStat.programUnavailable.rawValue: status = .programUnavailable
-                case AcceptStat.programMismatch.rawValue:
-                    status = .programMismatch(low: try record.readXDRUInt32(), high: try record.readXDRUInt32())
-                case AcceptStat.procedureUnavailable.rawValue: status = .procedureUnavailable
-                case AcceptStat.garbageArguments.rawValue: status = .garbageArguments
-                case AcceptStat.systemError.rawValue: status = .systemError
-                case let other: throw malformed("accept_stat \(other)")
-                }
-                return RPCCallReply(xid: xid, status: status, body: record)
-            case ReplyStat.denied.rawValue:
-                let status: RPCReplyStatus
-                switch try record.readXDRUInt32() {
-                case RejectStat.rpcMismatch.rawValue:
-                    status = .rpcMismatch(low: try record.readXDRUInt32(), high: try record.readXDRUInt32())
-                case RejectStat.authError.rawValue:
-                    let raw = try record.readXDRUInt32()
-                    guard let stat = AuthStat(rawValue: raw) else { throw malformed("auth_stat \(raw)") }
-                    status = .authError(stat)
-                case let other: throw malformed("reject_stat \(other)")
-                }
-                return RPCCallReply(xid: xid, status: status, body: record)
-            case let other:
-                throw malformed("reply_stat \(other)")
-            }
-        } catch let error as RPCClientError {
-            throw error
+            let header = try RPCReplyHeader.read(from: &record)
+            return RPCCallReply(xid: header.xid, status: header.status, body: record)
         } catch {
-            throw malformed("\(error)")
+            throw RPCClientError(code: .malformedReply, message: "malformed reply: \(error)")
         }
     }
 

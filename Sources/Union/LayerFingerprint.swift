@@ -30,7 +30,7 @@ public struct LayerFingerprint: Codable, Sendable, Hashable {
 extension LayerTools {
     /// Walks `layerDirectory` (never following a symlink) and fingerprints it.
     public static func fingerprint(layerDirectory: String) throws -> LayerFingerprint {
-        try Self.scan(layerDirectory, newerThan: nil).fingerprint
+        try Self.scan(layerDirectory, changedSince: nil).fingerprint
     }
 
     /// Nil if `recorded`'s layer is as it was when fingerprinted; otherwise what changed, in words naming the layer,
@@ -38,7 +38,7 @@ extension LayerTools {
     public static func changes(since recorded: LayerFingerprint) throws -> String? {
         let now: (fingerprint: LayerFingerprint, newer: [String])
         do {
-            now = try Self.scan(recorded.directory, newerThan: recorded.newestChange)
+            now = try Self.scan(recorded.directory, changedSince: recorded.newestChange)
         } catch {
             return "lower layer \(recorded.directory) cannot be read: \(error)"
         }
@@ -47,7 +47,7 @@ extension LayerTools {
         if !now.newer.isEmpty {
             let shown = now.newer.prefix(5).map { $0.isEmpty ? "." : $0 }.joined(separator: ", ")
             parts.append(
-                "\(now.newer.count) entr\(now.newer.count == 1 ? "y" : "ies") changed since it was published (\(shown)\(now.newer.count > 5 ? ", ..." : ""))"
+                "\(now.newer.count) entr\(now.newer.count == 1 ? "y" : "ies") changed at or after its publication (\(shown)\(now.newer.count > 5 ? ", ..." : ""))"
             )
         }
         if now.fingerprint.entries != recorded.entries {
@@ -60,8 +60,11 @@ extension LayerTools {
         return "lower layer \(recorded.directory): " + parts.joined(separator: ", ")
     }
 
-    /// The fingerprint of `directory`, and the layer-relative paths of entries whose ctime is newer than `newerThan`.
-    static func scan(_ directory: String, newerThan: Int64?) throws -> (fingerprint: LayerFingerprint, newer: [String]) {
+    /// The fingerprint of `directory`, and the layer-relative paths of entries whose ctime is at or after
+    /// `changedSince`. At, not only after: the kernel stamps ctimes from a clock that advances in ticks of a few
+    /// milliseconds, so an entry changed just after the publish can carry the publish's newest ctime exactly (an
+    /// entry last changed at that tick before the publish is listed too; the digest, not this list, decides).
+    static func scan(_ directory: String, changedSince: Int64?) throws -> (fingerprint: LayerFingerprint, newer: [String]) {
         var digest = FingerprintDigest()
         var entries = 0
         var bytes: UInt64 = 0
@@ -72,7 +75,7 @@ extension LayerTools {
             let rootStat = try Files.fstat(root, path: directory)
             digest.add(entry: [], rootStat)
             newest = rootStat.changeTime
-            if let newerThan, rootStat.changeTime > newerThan { newer.append("") }
+            if let changedSince, rootStat.changeTime >= changedSince { newer.append("") }
             var dirPaths: [UInt64: String] = [:]
             try Self.walk(root, "", &dirPaths) { (_, path, entry, st) throws(UnionError) -> Bool in
                 let relative = Self.join(path, entry.name.displayString)
@@ -80,7 +83,7 @@ extension LayerTools {
                 if st.st_mode & S_IFMT == S_IFREG { bytes &+= UInt64(max(0, st.st_size)) }
                 digest.add(entry: Array(relative.utf8), st)
                 newest = max(newest, st.changeTime)
-                if let newerThan, st.changeTime > newerThan { newer.append(relative) }
+                if let changedSince, st.changeTime >= changedSince { newer.append(relative) }
                 return st.isDirectory
             }
         } catch {

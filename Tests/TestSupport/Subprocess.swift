@@ -50,6 +50,11 @@ public final class Subprocess: Sendable {
         } else {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
+        // Nothing but 0–2 reaches the child. Descriptors the test process holds without
+        // close-on-exec (NIO's listening sockets among them) would otherwise live on in every
+        // server a test starts: a test that closed its listener found it still LISTENing in
+        // a strata process started meanwhile by another test, which then took its connections.
+        Self.closeFrom3(&actions)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -78,6 +83,20 @@ public final class Subprocess: Sendable {
             throw TestSupportError("cannot start \(arguments[0]): \(String(cString: strerror(status)))")
         }
         self.pid = child
+    }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later; not in Swift's Glibc
+    /// module, hence by name).
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt)? = {
+        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(
+            symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt).self)
+    }()
+
+    private static func closeFrom3(_ actions: inout posix_spawn_file_actions_t) {
+        guard let addCloseFrom = Self.addCloseFrom, addCloseFrom(&actions, 3) == 0 else {
+            preconditionFailure("posix_spawn_file_actions_addclosefrom_np is missing: the tests need glibc 2.34 or later")
+        }
     }
 
     private static func redirect(_ actions: inout posix_spawn_file_actions_t, _ descriptor: Int32, to output: Output) {
