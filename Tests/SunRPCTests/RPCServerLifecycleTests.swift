@@ -63,8 +63,7 @@ import SunRPCClient
     }
 
     @Test func shutdownClosesConnectionsAndRefusesNewBinds() async throws {
-        // An address of its own: a port freed by the shutdown is soon taken by another test's
-        // server on 127.0.0.1, and a connection to it then succeeds (seen in full runs).
+        // An address of its own, so that no other test's server can take the freed port.
         let server = try await TestServer.start(programs: [TestProgram()], host: "127.77.0.1")
         let client = try server.client(.tcp)
         #expect(try client.call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
