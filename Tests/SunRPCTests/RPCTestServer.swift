@@ -28,7 +28,7 @@ final class TestProgram: RPCProgramHandler {
         case whoami = 5
         case systemError = 6
         case drop = 7
-        /// Waits until the gate opens (bounded to 10 s), then returns the argument.
+        /// Waits until the gate opens (bounded by `Gate.bound`), then returns the argument.
         case waitForGate = 8
         /// Opens the gate.
         case openGate = 9
@@ -84,12 +84,12 @@ final class TestProgram: RPCProgramHandler {
             return .drop
         case .waitForGate:
             guard let value = try? arguments.readXDRUInt32() else { return .garbageArguments }
-            _ = self.gate.wait(timeout: 10)
+            _ = self.gate.wait(timeout: Gate.bound)
             results.writeXDR(value)
         case .openGate:
             self.gate.open()
         case .incrementAfterGate:
-            _ = self.gate.wait(timeout: 10)
+            _ = self.gate.wait(timeout: Gate.bound)
             results.writeXDR(self.counter.add(1, ordering: .relaxed).newValue)
         case .blob:
             guard let count = try? arguments.readXDRUInt32(), count <= 4 << 20 else { return .garbageArguments }
@@ -103,6 +103,11 @@ final class TestProgram: RPCProgramHandler {
 
 /// A one-shot gate that blocking handlers wait on.
 final class Gate: Sendable {
+    /// How long a handler waits at most. Every test opens the gate itself; the bound only ends a
+    /// failed test's handlers. It is not 10 s: in a full run the tests' threads can stall that
+    /// long, the handlers then went on by themselves, and a test saw its calls finish early.
+    static let bound: TimeInterval = 120
+
     private let condition = NSCondition()
     private let isOpen = Atomic<Bool>(false)
 
