@@ -22,10 +22,12 @@ build:
 	@bash scripts/deps.sh run
 	$(SWIFT) build --build-tests
 
-## make test: install what the tests need, build, run every test (unit, integration with real
-## clients, the Linux kernel client in a VM). Fails on the first failing stage.
+## make test: install what the tests need, check the house style (make lint), build, run every
+## test (unit, integration with real clients, the Linux kernel client in a VM). Fails on the first
+## failing stage.
 test:
 	@bash scripts/deps.sh test
+	$(SWIFT) format lint --strict --parallel --recursive $(FORMATTED)
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product strata
 	STRATA_BIN=$(CURDIR)/.build/debug/strata $(SWIFT) test --skip-build

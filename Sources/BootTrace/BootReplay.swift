@@ -100,7 +100,9 @@ public struct BootReplay: Sendable {
                 failures.append(
                     BootReplayFailure(
                         line: call.line,
-                        message: "\(call.operation.keyword) \(call.operation.arguments.joined(separator: " ")) answered \(StatusNames.name(status, mount: mount)), recorded \(StatusNames.name(call.expectedStatus, mount: mount))"))
+                        message:
+                            "\(call.operation.keyword) \(call.operation.arguments.joined(separator: " ")) answered \(StatusNames.name(status, mount: mount)), recorded \(StatusNames.name(call.expectedStatus, mount: mount))"
+                    ))
             }
             guard outcome.status == 0 else { return }
             for (path, handle) in outcome.learned { state.handles[path] = handle }
@@ -130,7 +132,8 @@ public struct BootReplay: Sendable {
             while let outcome = await group.next() { absorb(outcome) }
         }
         return BootReplayResult(
-            duration: ContinuousClock.now - start, latencies: latencies, callLatencies: callLatencies, failures: failures, bytesWritten: written, calls: calls.count)
+            duration: ContinuousClock.now - start, latencies: latencies, callLatencies: callLatencies,
+            failures: failures, bytesWritten: written, calls: calls.count)
     }
 
     /// A call ready to send: its program, procedure and encoded arguments, and how to read the
@@ -235,7 +238,10 @@ public struct BootReplay: Sendable {
                 outcome.forgotten = path
             }
         case .rename(let dir, let n, let toDir, let toName):
-            encode(Rename3Args(from: DirOpArgs3(dir: handle(dir), name: name(n)), to: DirOpArgs3(dir: handle(toDir), name: name(toName))))
+            encode(
+                Rename3Args(
+                    from: DirOpArgs3(dir: handle(dir), name: name(n)),
+                    to: DirOpArgs3(dir: handle(toDir), name: name(toName))))
             let (from, to) = (BootPath.join(dir, n), BootPath.join(toDir, toName))
             p.interpret = { body, outcome in
                 outcome.status = try body.readXDRUInt32()
@@ -250,22 +256,30 @@ public struct BootReplay: Sendable {
                 outcome.learned = [(linked, file)]
             }
         case .readdir(let dir, let continued, let count):
-            let (cookie, verifier) = continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
+            let (cookie, verifier) =
+                continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
             encode(ReadDir3Args(dir: handle(dir), cookie: cookie, cookieverf: verifier, count: count))
             p.interpret = { body, outcome in
                 let result = try ReadDir3Res(xdr: &body)
                 outcome.status = result.status.rawValue
-                if case .ok(let ok) = result, let last = ok.entries.last { outcome.cookie = (dir, last.cookie, ok.cookieverf) }
+                if case .ok(let ok) = result, let last = ok.entries.last {
+                    outcome.cookie = (dir, last.cookie, ok.cookieverf)
+                }
             }
         case .readdirplus(let dir, let continued, let dircount, let maxcount):
-            let (cookie, verifier) = continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
-            encode(ReadDirPlus3Args(dir: handle(dir), cookie: cookie, cookieverf: verifier, dircount: dircount, maxcount: maxcount))
+            let (cookie, verifier) =
+                continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
+            encode(
+                ReadDirPlus3Args(
+                    dir: handle(dir), cookie: cookie, cookieverf: verifier, dircount: dircount, maxcount: maxcount))
             p.interpret = { body, outcome in
                 let result = try ReadDirPlus3Res(xdr: &body)
                 outcome.status = result.status.rawValue
                 guard case .ok(let ok) = result else { return }
                 for entry in ok.entries where entry.name != Array(".".utf8) && entry.name != Array("..".utf8) {
-                    if let h = entry.nameHandle.handle { outcome.learned.append((BootPath.join(dir, BootPath.encode(entry.name)), h)) }
+                    if let h = entry.nameHandle.handle {
+                        outcome.learned.append((BootPath.join(dir, BootPath.encode(entry.name)), h))
+                    }
                 }
                 if let last = ok.entries.last { outcome.cookie = (dir, last.cookie, ok.cookieverf) }
             }
@@ -276,7 +290,8 @@ public struct BootReplay: Sendable {
             encode(Commit3Args(file: handle(path), offset: offset, count: count))
         }
         if let missing {
-            p.failure = "\(call.operation.keyword) \(call.operation.arguments.joined(separator: " ")): no handle for \(missing) (the call that gives it failed or did not return it); not sent"
+            p.failure =
+                "\(call.operation.keyword) \(call.operation.arguments.joined(separator: " ")): no handle for \(missing) (the call that gives it failed or did not return it); not sent"
         }
         return p
     }
@@ -289,7 +304,8 @@ public struct BootReplay: Sendable {
         }
     }
 
-    static func execute(_ p: Prepared, nfs: some BootReplayTransport, mount: some BootReplayTransport) async -> Outcome {
+    static func execute(_ p: Prepared, nfs: some BootReplayTransport, mount: some BootReplayTransport) async -> Outcome
+    {
         var outcome = Outcome(index: p.index)
         if let failure = p.failure {
             outcome.failure = failure
@@ -298,9 +314,12 @@ public struct BootReplay: Sendable {
         let transport: any BootReplayTransport = p.program == Mount.program ? mount : nfs
         let sent = ContinuousClock.now
         do {
-            var body = try await transport.call(program: p.program, version: p.version, procedure: p.procedure, arguments: p.arguments)
+            var body = try await transport.call(
+                program: p.program, version: p.version, procedure: p.procedure, arguments: p.arguments)
             let elapsed = ContinuousClock.now - sent
-            outcome.latency = UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+            outcome.latency =
+                UInt64(elapsed.components.seconds) * 1_000_000_000
+                + UInt64(elapsed.components.attoseconds / 1_000_000_000)
             try p.interpret(&body, &outcome)
         } catch {
             outcome.failure = "\(error)"

@@ -16,7 +16,10 @@ public struct BootAttributes: Sendable, Equatable {
     public var atime: Time?
     public var mtime: Time?
 
-    public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil, atime: Time? = nil, mtime: Time? = nil) {
+    public init(
+        mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil, atime: Time? = nil,
+        mtime: Time? = nil
+    ) {
         (self.mode, self.uid, self.gid, self.size, self.atime, self.mtime) = (mode, uid, gid, size, atime, mtime)
     }
 }
@@ -104,7 +107,8 @@ public enum BootOperation: Sendable, Equatable {
             .write(let p, _, _, _), .readdir(let p, _, _), .readdirplus(let p, _, _, _), .fsstat(let p), .fsinfo(let p),
             .pathconf(let p), .commit(let p, _, _):
             return [p]
-        case .lookup(let d, _), .create(let d, _, _, _), .mkdir(let d, _, _), .symlink(let d, _, _, _), .mknod(let d, _, _),
+        case .lookup(let d, _), .create(let d, _, _, _), .mkdir(let d, _, _), .symlink(let d, _, _, _),
+            .mknod(let d, _, _),
             .remove(let d, _), .rmdir(let d, _):
             return [d]
         case .rename(let d, _, let t, _): return [d, t]
@@ -127,7 +131,9 @@ public struct BootCall: Sendable, Equatable {
     /// counts any other answer as an error.
     public var expectedStatus: UInt32
 
-    public init(line: Int, startMilliseconds: Double, overlapping: [Int], operation: BootOperation, expectedStatus: UInt32) {
+    public init(
+        line: Int, startMilliseconds: Double, overlapping: [Int], operation: BootOperation, expectedStatus: UInt32
+    ) {
         self.line = line
         self.startMilliseconds = startMilliseconds
         self.overlapping = overlapping
@@ -163,7 +169,9 @@ public enum BootPath {
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var out = ""
         for byte in bytes {
-            if byte > 0x20 && byte < 0x7f && byte != UInt8(ascii: "%") && byte != UInt8(ascii: "=") && byte != UInt8(ascii: ",") {
+            if byte > 0x20 && byte < 0x7f && byte != UInt8(ascii: "%") && byte != UInt8(ascii: "=")
+                && byte != UInt8(ascii: ",")
+            {
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
                 let hex = Array("0123456789ABCDEF".utf8)
@@ -179,7 +187,9 @@ public enum BootPath {
         var bytes = Array(text.utf8)[...]
         while let byte = bytes.popFirst() {
             if byte == UInt8(ascii: "%") {
-                guard bytes.count >= 2, let high = hexValue(bytes.removeFirst()), let low = hexValue(bytes.removeFirst()) else { return nil }
+                guard bytes.count >= 2, let high = hexValue(bytes.removeFirst()),
+                    let low = hexValue(bytes.removeFirst())
+                else { return nil }
                 out.append(high << 4 | low)
             } else {
                 out.append(byte)
@@ -244,7 +254,8 @@ extension BootScript {
         for (index, call) in self.calls.enumerated() {
             var keep: Bool
             switch call.operation {
-            case .create(let d, let n, _, _), .mkdir(let d, let n, _), .symlink(let d, let n, _, _), .mknod(let d, let n, _),
+            case .create(let d, let n, _, _), .mkdir(let d, let n, _), .symlink(let d, let n, _, _),
+                .mknod(let d, let n, _),
                 .remove(let d, let n), .rmdir(let d, let n), .link(_, let d, let n):
                 keep = false
                 if call.expectedStatus == 0 { changed.insert(BootPath.join(d, n)) }
@@ -264,6 +275,8 @@ extension BootScript {
             kept[index] = calls.count
             calls.append(copy)
         }
-        return BootScript(calls: calls, notes: self.notes + ["read-only part: calls that change nothing, on paths the boot did not change"])
+        return BootScript(
+            calls: calls,
+            notes: self.notes + ["read-only part: calls that change nothing, on paths the boot did not change"])
     }
 }

@@ -50,11 +50,17 @@ public enum BootScriptRecorder {
         for (offset, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.isEmpty || line.hasPrefix("#") { continue }
             let f = line.split(separator: " ").map(String.init)
-            func bytes(_ field: String) -> [UInt8]? { field == "-" ? [] : Data(base64Encoded: field).map { [UInt8]($0) } }
+            func bytes(_ field: String) -> [UInt8]? {
+                field == "-" ? [] : Data(base64Encoded: field).map { [UInt8]($0) }
+            }
             guard f.count == 10, let start = Int64(f[0]), let end = Int64(f[1]), let program = UInt32(f[3]),
-                let version = UInt32(f[4]), let procedure = UInt32(f[5]), let arguments = bytes(f[8]), let reply = bytes(f[9])
+                let version = UInt32(f[4]), let procedure = UInt32(f[5]), let arguments = bytes(f[8]),
+                let reply = bytes(f[9])
             else {
-                throw TraceError(message: "\(source):\(offset + 1): not a call trace line (START END PEER PROG VERS PROC XID REPLY ARGS BODY)")
+                throw TraceError(
+                    message:
+                        "\(source):\(offset + 1): not a call trace line (START END PEER PROG VERS PROC XID REPLY ARGS BODY)"
+                )
             }
             calls.append(
                 TracedCall(
@@ -70,12 +76,17 @@ public enum BootScriptRecorder {
         let chosen: String
         if let client {
             guard clients.contains(client) else {
-                throw TraceError(message: "no call from \(client) in the trace (clients: \(clients.sorted().joined(separator: ", ")))")
+                throw TraceError(
+                    message:
+                        "no call from \(client) in the trace (clients: \(clients.sorted().joined(separator: ", ")))")
             }
             chosen = client
         } else {
             guard clients.count == 1, let only = clients.first else {
-                throw TraceError(message: "the trace holds calls from \(clients.count) clients (\(clients.sorted().joined(separator: ", "))): choose one with --client")
+                throw TraceError(
+                    message:
+                        "the trace holds calls from \(clients.count) clients (\(clients.sorted().joined(separator: ", "))): choose one with --client"
+                )
             }
             chosen = only
         }
@@ -86,7 +97,9 @@ public enum BootScriptRecorder {
             guard call.succeeded else { converter.skip("refused by RPC"); continue }
             if let (operation, status) = converter.convert(call) { emitted.append((call, operation, status)) }
         }
-        guard let origin = emitted.first?.call.start else { throw TraceError(message: "no replayable call from \(chosen) in the trace") }
+        guard let origin = emitted.first?.call.start else {
+            throw TraceError(message: "no replayable call from \(chosen) in the trace")
+        }
         var script: [BootCall] = []
         for (index, entry) in emitted.enumerated() {
             // Overlap as the server saw it: an earlier call still running when this one started.
@@ -125,13 +138,18 @@ struct Converter {
                 if case .ok(let ok) = result { self.learn(ok.fhandle, "/") }
                 return (.mount, result.status.rawValue)
             case .umnt: return (.unmount, 0)
-            default: self.skip("MOUNT \(MountProcedure(rawValue: call.procedure)?.name ?? "proc \(call.procedure)")"); return nil
+            default:
+                self.skip("MOUNT \(MountProcedure(rawValue: call.procedure)?.name ?? "proc \(call.procedure)")");
+                return nil
             }
         }
-        guard call.program == NFS3.program, call.version == NFS3.version, let procedure = NFS3Procedure(rawValue: call.procedure) else {
+        guard call.program == NFS3.program, call.version == NFS3.version,
+            let procedure = NFS3Procedure(rawValue: call.procedure)
+        else {
             self.skip("not NFSv3 or MOUNT v3"); return nil
         }
-        guard let status = reply.getInteger(at: reply.readerIndex, as: UInt32.self) ?? (procedure == .null ? 0 : nil) else {
+        guard let status = reply.getInteger(at: reply.readerIndex, as: UInt32.self) ?? (procedure == .null ? 0 : nil)
+        else {
             self.skip("reply without a status"); return nil
         }
         do {
@@ -144,7 +162,9 @@ struct Converter {
         }
     }
 
-    mutating func operation(_ procedure: NFS3Procedure, _ a: inout ByteBuffer, _ r: inout ByteBuffer, status: UInt32) throws -> BootOperation? {
+    mutating func operation(
+        _ procedure: NFS3Procedure, _ a: inout ByteBuffer, _ r: inout ByteBuffer, status: UInt32
+    ) throws -> BootOperation? {
         let ok = status == 0
         switch procedure {
         case .null: return .null
@@ -176,7 +196,9 @@ struct Converter {
             let args = try Create3Args(xdr: &a)
             guard let dir = self.path(args.where.dir) else { return nil }
             let name = BootPath.encode(args.where.name)
-            if ok, case .ok(let body) = try Create3Res(xdr: &r) { self.learn(body.obj.handle, BootPath.join(dir, name)) }
+            if ok, case .ok(let body) = try Create3Res(xdr: &r) {
+                self.learn(body.obj.handle, BootPath.join(dir, name))
+            }
             let attributes: BootAttributes
             switch args.how {
             case .unchecked(let s), .guarded(let s): attributes = BootAttributes(s)
@@ -193,11 +215,17 @@ struct Converter {
             let args = try Symlink3Args(xdr: &a)
             guard let dir = self.path(args.where.dir) else { return nil }
             let name = BootPath.encode(args.where.name)
-            if ok, case .ok(let body) = try Symlink3Res(xdr: &r) { self.learn(body.obj.handle, BootPath.join(dir, name)) }
-            return .symlink(dir: dir, name: name, target: BootPath.encode(args.symlink.symlinkData), BootAttributes(args.symlink.symlinkAttributes))
+            if ok, case .ok(let body) = try Symlink3Res(xdr: &r) {
+                self.learn(body.obj.handle, BootPath.join(dir, name))
+            }
+            return .symlink(
+                dir: dir, name: name, target: BootPath.encode(args.symlink.symlinkData),
+                BootAttributes(args.symlink.symlinkAttributes))
         case .mknod:
             let args = try MkNod3Args(xdr: &a)
-            guard let dir = self.path(args.where.dir), let type = FileType3(rawValue: args.what.typeValue) else { return nil }
+            guard let dir = self.path(args.where.dir), let type = FileType3(rawValue: args.what.typeValue) else {
+                return nil
+            }
             let name = BootPath.encode(args.where.name)
             if ok, case .ok(let body) = try MkNod3Res(xdr: &r) { self.learn(body.obj.handle, BootPath.join(dir, name)) }
             return .mknod(dir: dir, name: name, type: type)
@@ -266,9 +294,12 @@ extension BootAttributes {
             case .server: return .setToServerTime
             case .client:
                 let now = Date().timeIntervalSince1970
-                return .setToClientTime(NFSTime3(seconds: UInt32(now), nseconds: UInt32((now - now.rounded(.down)) * 1e9)))
+                return .setToClientTime(
+                    NFSTime3(seconds: UInt32(now), nseconds: UInt32((now - now.rounded(.down)) * 1e9)))
             }
         }
-        return SetAttributes3(mode: self.mode, uid: self.uid, gid: self.gid, size: self.size, atime: time(self.atime), mtime: time(self.mtime))
+        return SetAttributes3(
+            mode: self.mode, uid: self.uid, gid: self.gid, size: self.size, atime: time(self.atime),
+            mtime: time(self.mtime))
     }
 }

@@ -16,7 +16,8 @@ extension BootScript {
         var out = Self.header + "\n"
         for note in self.notes { out += "# \(note)\n" }
         for (index, call) in self.calls.enumerated() {
-            let overlap = call.overlapping.isEmpty ? "-" : call.overlapping.map { "\(index - $0)" }.joined(separator: ",")
+            let overlap =
+                call.overlapping.isEmpty ? "-" : call.overlapping.map { "\(index - $0)" }.joined(separator: ",")
             let time = formatMilliseconds(call.startMilliseconds)
             var fields = [time, overlap, call.operation.keyword]
             fields += call.operation.arguments
@@ -32,7 +33,8 @@ extension BootScript {
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if lines.last == "" { lines.removeLast() }
         guard let first = lines.first, first.hasPrefix(Self.header) else {
-            throw BootScriptError(line: 1, message: "not a boot script: the first line must be '\(Self.header)'", source: source)
+            throw BootScriptError(
+                line: 1, message: "not a boot script: the first line must be '\(Self.header)'", source: source)
         }
         var notes: [String] = []
         var calls: [BootCall] = []
@@ -40,10 +42,14 @@ extension BootScript {
         var lastTime = 0.0
         for (offset, raw) in lines.enumerated().dropFirst() {
             let number = offset + 1
-            func fail(_ message: String) -> BootScriptError { BootScriptError(line: number, message: message, source: source) }
+            func fail(_ message: String) -> BootScriptError {
+                BootScriptError(line: number, message: message, source: source)
+            }
             let line = raw.hasSuffix("\r") ? String(raw.dropLast()) : raw
             if line.hasPrefix("#") {
-                if calls.isEmpty { notes.append(line.hasPrefix("# ") ? String(line.dropFirst(2)) : String(line.dropFirst())) }
+                if calls.isEmpty {
+                    notes.append(line.hasPrefix("# ") ? String(line.dropFirst(2)) : String(line.dropFirst()))
+                }
                 continue
             }
             if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
@@ -55,7 +61,9 @@ extension BootScript {
                 throw fail("the start time '\(fields[0])' is not a number of milliseconds")
             }
             guard time >= lastTime else {
-                throw fail("the start time \(fields[0]) ms is before the previous line's (\(formatMilliseconds(lastTime)) ms): lines are in start order")
+                throw fail(
+                    "the start time \(fields[0]) ms is before the previous line's (\(formatMilliseconds(lastTime)) ms): lines are in start order"
+                )
             }
             lastTime = time
             let index = calls.count
@@ -63,12 +71,16 @@ extension BootScript {
             if fields[1] != "-" {
                 for part in fields[1].split(separator: ",", omittingEmptySubsequences: false) {
                     guard let back = Int(part), back >= 1 else {
-                        throw fail("OVERLAP '\(fields[1])' must be '-' or distances back to earlier calls (1 = the call before)")
+                        throw fail(
+                            "OVERLAP '\(fields[1])' must be '-' or distances back to earlier calls (1 = the call before)"
+                        )
                     }
                     guard back <= index else {
                         throw fail("OVERLAP \(back) reaches before the first call (this is call \(index + 1))")
                     }
-                    guard !overlapping.contains(index - back) else { throw fail("OVERLAP '\(fields[1])' names a call twice") }
+                    guard !overlapping.contains(index - back) else {
+                        throw fail("OVERLAP '\(fields[1])' names a call twice")
+                    }
                     overlapping.append(index - back)
                 }
             }
@@ -85,9 +97,14 @@ extension BootScript {
             }
             if let problem = known.check(operation) { throw fail(problem) }
             known.apply(operation, succeeded: status == 0)
-            calls.append(BootCall(line: number, startMilliseconds: time, overlapping: overlapping, operation: operation, expectedStatus: status))
+            calls.append(
+                BootCall(
+                    line: number, startMilliseconds: time, overlapping: overlapping, operation: operation,
+                    expectedStatus: status))
         }
-        guard !calls.isEmpty else { throw BootScriptError(line: lines.count, message: "the script has no calls", source: source) }
+        guard !calls.isEmpty else {
+            throw BootScriptError(line: lines.count, message: "the script has no calls", source: source)
+        }
         return BootScript(calls: calls, notes: notes)
     }
 }
@@ -139,16 +156,23 @@ extension BootOperation {
     init(keyword: String, arguments a: [String]) throws(OperationSyntaxError) {
         func expect(_ count: Int, _ usage: String) throws(OperationSyntaxError) {
             guard a.count == count else {
-                throw OperationSyntaxError(message: "\(keyword) takes \(count) argument\(count == 1 ? "" : "s") (\(keyword)\(usage.isEmpty ? "" : " ")\(usage)), got \(a.count)")
+                throw OperationSyntaxError(
+                    message:
+                        "\(keyword) takes \(count) argument\(count == 1 ? "" : "s") (\(keyword)\(usage.isEmpty ? "" : " ")\(usage)), got \(a.count)"
+                )
             }
         }
         func path(_ i: Int) throws(OperationSyntaxError) -> String {
             let text = a[i]
-            guard text.hasPrefix("/") else { throw OperationSyntaxError(message: "\(keyword): '\(text)' is not a path from the export root (starts with /)") }
+            guard text.hasPrefix("/") else {
+                throw OperationSyntaxError(
+                    message: "\(keyword): '\(text)' is not a path from the export root (starts with /)")
+            }
             if text == "/" { return text }
             for component in text.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
                 guard !component.isEmpty, component != ".", component != ".." else {
-                    throw OperationSyntaxError(message: "\(keyword): path '\(text)' has an empty, '.' or '..' component")
+                    throw OperationSyntaxError(
+                        message: "\(keyword): path '\(text)' has an empty, '.' or '..' component")
                 }
                 guard BootPath.decode(String(component)) != nil else {
                     throw OperationSyntaxError(message: "\(keyword): path '\(text)' has a malformed %XX escape")
@@ -159,17 +183,23 @@ extension BootOperation {
         func name(_ i: Int) throws(OperationSyntaxError) -> String {
             let text = a[i]
             guard !text.contains("/"), let bytes = BootPath.decode(text), !bytes.isEmpty, bytes.count <= 255 else {
-                throw OperationSyntaxError(message: "\(keyword): '\(text)' is not a file name (one component, 1-255 bytes, %XX escapes)")
+                throw OperationSyntaxError(
+                    message: "\(keyword): '\(text)' is not a file name (one component, 1-255 bytes, %XX escapes)")
             }
             return text
         }
         func number<T: FixedWidthInteger>(_ i: Int, _ what: String) throws(OperationSyntaxError) -> T {
-            guard let value = T(a[i]) else { throw OperationSyntaxError(message: "\(keyword): \(what) '\(a[i])' is not a number in range") }
+            guard let value = T(a[i]) else {
+                throw OperationSyntaxError(message: "\(keyword): \(what) '\(a[i])' is not a number in range")
+            }
             return value
         }
         func attributes(_ i: Int) throws(OperationSyntaxError) -> BootAttributes {
             guard let value = BootAttributes(text: a[i]) else {
-                throw OperationSyntaxError(message: "\(keyword): attributes '\(a[i])' must be '-' or key=value,... (mode=OCTAL uid gid size atime=server|client mtime=server|client)")
+                throw OperationSyntaxError(
+                    message:
+                        "\(keyword): attributes '\(a[i])' must be '-' or key=value,... (mode=OCTAL uid gid size atime=server|client mtime=server|client)"
+                )
             }
             return value
         }
@@ -177,7 +207,9 @@ extension BootOperation {
             switch a[i] {
             case "0": return false
             case "+": return true
-            default: throw OperationSyntaxError(message: "\(keyword): cookie '\(a[i])' must be 0 (first page) or + (the next page)")
+            default:
+                throw OperationSyntaxError(
+                    message: "\(keyword): cookie '\(a[i])' must be 0 (first page) or + (the next page)")
             }
         }
         switch keyword {
@@ -195,28 +227,40 @@ extension BootOperation {
             let n = try name(1)
             self = .lookup(dir: try path(0), name: n)
         case "ACCESS": try expect(2, "PATH MASK"); self = .access(try path(0), mask: try number(1, "mask"))
-        case "READ": try expect(3, "PATH OFFSET COUNT"); self = .read(try path(0), offset: try number(1, "offset"), count: try number(2, "count"))
-        case "COMMIT": try expect(3, "PATH OFFSET COUNT"); self = .commit(try path(0), offset: try number(1, "offset"), count: try number(2, "count"))
+        case "READ":
+            try expect(3, "PATH OFFSET COUNT");
+            self = .read(try path(0), offset: try number(1, "offset"), count: try number(2, "count"))
+        case "COMMIT":
+            try expect(3, "PATH OFFSET COUNT");
+            self = .commit(try path(0), offset: try number(1, "offset"), count: try number(2, "count"))
         case "WRITE":
             try expect(4, "PATH OFFSET COUNT unstable|datasync|filesync")
             guard let stable = Self.stableNames.firstIndex(of: a[3]) else {
                 throw OperationSyntaxError(message: "WRITE: '\(a[3])' must be unstable, datasync or filesync")
             }
-            self = .write(try path(0), offset: try number(1, "offset"), count: try number(2, "count"), stable: StableHow3(rawValue: UInt32(stable))!)
+            self = .write(
+                try path(0), offset: try number(1, "offset"), count: try number(2, "count"),
+                stable: StableHow3(rawValue: UInt32(stable))!)
         case "CREATE":
             try expect(4, "DIR NAME unchecked|guarded|exclusive ATTRIBUTES")
             guard let mode = Self.createNames.firstIndex(of: a[2]) else {
                 throw OperationSyntaxError(message: "CREATE: '\(a[2])' must be unchecked, guarded or exclusive")
             }
-            self = .create(dir: try path(0), name: try name(1), mode: CreateMode3(rawValue: UInt32(mode))!, try attributes(3))
-        case "MKDIR": try expect(3, "DIR NAME ATTRIBUTES"); self = .mkdir(dir: try path(0), name: try name(1), try attributes(2))
+            self = .create(
+                dir: try path(0), name: try name(1), mode: CreateMode3(rawValue: UInt32(mode))!, try attributes(3))
+        case "MKDIR":
+            try expect(3, "DIR NAME ATTRIBUTES"); self = .mkdir(dir: try path(0), name: try name(1), try attributes(2))
         case "SYMLINK":
             try expect(4, "DIR NAME TARGET ATTRIBUTES")
-            guard BootPath.decode(a[2]) != nil else { throw OperationSyntaxError(message: "SYMLINK: target '\(a[2])' has a malformed %XX escape") }
+            guard BootPath.decode(a[2]) != nil else {
+                throw OperationSyntaxError(message: "SYMLINK: target '\(a[2])' has a malformed %XX escape")
+            }
             self = .symlink(dir: try path(0), name: try name(1), target: a[2], try attributes(3))
         case "MKNOD":
             try expect(3, "DIR NAME fifo|sock|chr|blk")
-            guard let type = FileType3.allCases.first(where: { Self.typeName($0) == a[2] }), [.fifo, .sock, .chr, .blk].contains(type) else {
+            guard let type = FileType3.allCases.first(where: { Self.typeName($0) == a[2] }),
+                [.fifo, .sock, .chr, .blk].contains(type)
+            else {
                 throw OperationSyntaxError(message: "MKNOD: type '\(a[2])' must be fifo, sock, chr or blk")
             }
             self = .mknod(dir: try path(0), name: try name(1), type: type)
@@ -231,17 +275,27 @@ extension BootOperation {
             self = .readdir(try path(0), continued: try cookie(1), count: try number(2, "count"))
         case "READDIRPLUS":
             try expect(4, "DIR 0|+ DIRCOUNT MAXCOUNT")
-            self = .readdirplus(try path(0), continued: try cookie(1), dircount: try number(2, "dircount"), maxcount: try number(3, "maxcount"))
+            self = .readdirplus(
+                try path(0), continued: try cookie(1), dircount: try number(2, "dircount"),
+                maxcount: try number(3, "maxcount"))
         default:
-            throw OperationSyntaxError(message: "unknown operation '\(keyword)' (MNT UMNT NULL GETATTR SETATTR LOOKUP ACCESS READLINK READ WRITE CREATE MKDIR SYMLINK MKNOD REMOVE RMDIR RENAME LINK READDIR READDIRPLUS FSSTAT FSINFO PATHCONF COMMIT)")
+            throw OperationSyntaxError(
+                message:
+                    "unknown operation '\(keyword)' (MNT UMNT NULL GETATTR SETATTR LOOKUP ACCESS READLINK READ WRITE CREATE MKDIR SYMLINK MKNOD REMOVE RMDIR RENAME LINK READDIR READDIRPLUS FSSTAT FSINFO PATHCONF COMMIT)"
+            )
         }
         // "." and ".." are lookups only: a created name is a real one.
         switch self {
-        case .create(_, let n, _, _), .mkdir(_, let n, _), .symlink(_, let n, _, _), .mknod(_, let n, _), .remove(_, let n),
+        case .create(_, let n, _, _), .mkdir(_, let n, _), .symlink(_, let n, _, _), .mknod(_, let n, _),
+            .remove(_, let n),
             .rmdir(_, let n), .link(_, _, let n):
-            if n == "." || n == ".." { throw OperationSyntaxError(message: "\(keyword): '\(n)' cannot be created or removed") }
+            if n == "." || n == ".." {
+                throw OperationSyntaxError(message: "\(keyword): '\(n)' cannot be created or removed")
+            }
         case .rename(_, let n, _, let t):
-            if n == "." || n == ".." || t == "." || t == ".." { throw OperationSyntaxError(message: "RENAME: '.' and '..' cannot be renamed") }
+            if n == "." || n == ".." || t == "." || t == ".." {
+                throw OperationSyntaxError(message: "RENAME: '.' and '..' cannot be renamed")
+            }
         default: break
         }
     }
@@ -294,7 +348,8 @@ struct KnownPaths {
         for path in operation.inputPaths where !self.isKnown(path) {
             if self.paths.isEmpty { return "\(operation.keyword) \(path) before any MNT: the client has no handle yet" }
             let parent = BootPath.parent(path)
-            return "\(operation.keyword) names \(path), which no earlier line looks up (LOOKUP \(parent) \(path.split(separator: "/").last.map(String.init) ?? "") or READDIRPLUS \(parent))"
+            return
+                "\(operation.keyword) names \(path), which no earlier line looks up (LOOKUP \(parent) \(path.split(separator: "/").last.map(String.init) ?? "") or READDIRPLUS \(parent))"
         }
         return nil
     }

@@ -33,7 +33,8 @@ public enum BootStorm {
     }
 
     /// A client's connections: NFS and MOUNT, both from the client's own source address.
-    public typealias Connect = @Sendable (_ client: Int) async throws -> (nfs: any BootReplayTransport, mount: any BootReplayTransport)
+    public typealias Connect =
+        @Sendable (_ client: Int) async throws -> (nfs: any BootReplayTransport, mount: any BootReplayTransport)
 
     /// Runs the storm. `export(client)` is the export client `client` mounts (one export for
     /// all with per-client uppers, or one export per client); `tag(client)` marks its writes.
@@ -95,14 +96,17 @@ public enum BootStorm {
         boots.sort()
         return Report(
             clients: clients, allBootedSeconds: last,
-            bootP50Seconds: percentile(boots, 0.50), bootP99Seconds: percentile(boots, 0.99), bootMaxSeconds: boots.last ?? 0,
-            callP50Milliseconds: Double(percentile(latencies, 0.50)) / 1e6, callP99Milliseconds: Double(percentile(latencies, 0.99)) / 1e6,
+            bootP50Seconds: percentile(boots, 0.50), bootP99Seconds: percentile(boots, 0.99),
+            bootMaxSeconds: boots.last ?? 0,
+            callP50Milliseconds: Double(percentile(latencies, 0.50)) / 1e6,
+            callP99Milliseconds: Double(percentile(latencies, 0.99)) / 1e6,
             calls: calls, errors: errors, bytesWritten: written, firstErrors: firstErrors,
             operations: byOperation.mapValues { values in
                 let sorted = values.sorted()
                 return OperationFigures(
                     calls: sorted.count, p50Milliseconds: Double(percentile(sorted, 0.50)) / 1e6,
-                    p99Milliseconds: Double(percentile(sorted, 0.99)) / 1e6, totalMilliseconds: Double(sorted.reduce(0, +)) / 1e6)
+                    p99Milliseconds: Double(percentile(sorted, 0.99)) / 1e6,
+                    totalMilliseconds: Double(sorted.reduce(0, +)) / 1e6)
             })
     }
 

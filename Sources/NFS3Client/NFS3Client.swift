@@ -39,7 +39,9 @@ import XDR
 
 extension RPCCredential {
     /// An AUTH_SYS credential (RFC 5531 §14).
-    public static func unix(uid: UInt32, gid: UInt32, groups: [UInt32] = [], machineName: String = "strata-bench") -> RPCCredential {
+    public static func unix(
+        uid: UInt32, gid: UInt32, groups: [UInt32] = [], machineName: String = "strata-bench"
+    ) -> RPCCredential {
         .sys(AuthSysParameters(machineName: machineName, uid: uid, gid: gid, groups: groups))
     }
 }
@@ -263,9 +265,12 @@ public final class NFS3Client: Sendable {
         try await self.ok(.getattr, GetAttr3Args(object: object), as: GetAttr3Res.self).objAttributes
     }
 
-    public func setattr(_ object: FileHandle3, _ attributes: SetAttributes3, guardCtime: NFSTime3? = nil) async throws -> WccData {
+    public func setattr(
+        _ object: FileHandle3, _ attributes: SetAttributes3, guardCtime: NFSTime3? = nil
+    ) async throws -> WccData {
         try await self.ok(
-            .setattr, SetAttr3Args(object: object, newAttributes: attributes, guardCtime: guardCtime), as: SetAttr3Res.self
+            .setattr, SetAttr3Args(object: object, newAttributes: attributes, guardCtime: guardCtime),
+            as: SetAttr3Res.self
         ).objWcc
     }
 
@@ -294,7 +299,9 @@ public final class NFS3Client: Sendable {
         try await self.ok(.read, Read3Args(file: file, offset: offset, count: count), as: Read3Res.self)
     }
 
-    public func write(_ file: FileHandle3, offset: UInt64, data: ByteBuffer, stable: StableHow3) async throws -> Write3ResOK {
+    public func write(
+        _ file: FileHandle3, offset: UInt64, data: ByteBuffer, stable: StableHow3
+    ) async throws -> Write3ResOK {
         try await self.writeCall(file, offset: offset, data: data, stable: stable).get().ok(.write)
     }
 
@@ -313,11 +320,14 @@ public final class NFS3Client: Sendable {
     }
 
     /// MKDIR; the handle comes from the reply, or from a LOOKUP.
-    public func mkdir(_ name: String, in dir: FileHandle3, attributes: SetAttributes3 = SetAttributes3(mode: 0o755)) async throws
+    public func mkdir(
+        _ name: String, in dir: FileHandle3, attributes: SetAttributes3 = SetAttributes3(mode: 0o755)
+    ) async throws
         -> FileHandle3
     {
         let result = try await self.ok(
-            .mkdir, MkDir3Args(where: DirOpArgs3(dir: dir, name: Array(name.utf8)), attributes: attributes), as: MkDir3Res.self)
+            .mkdir, MkDir3Args(where: DirOpArgs3(dir: dir, name: Array(name.utf8)), attributes: attributes),
+            as: MkDir3Res.self)
         if let handle = result.obj.handle { return handle }
         return try await self.lookup(name, in: dir).object
     }
@@ -333,18 +343,21 @@ public final class NFS3Client: Sendable {
     }
 
     public func remove(_ name: String, in dir: FileHandle3) async throws {
-        _ = try await self.ok(.remove, Remove3Args(object: DirOpArgs3(dir: dir, name: Array(name.utf8))), as: Remove3Res.self)
+        _ = try await self.ok(
+            .remove, Remove3Args(object: DirOpArgs3(dir: dir, name: Array(name.utf8))), as: Remove3Res.self)
     }
 
     public func rmdir(_ name: String, in dir: FileHandle3) async throws {
-        _ = try await self.ok(.rmdir, RmDir3Args(object: DirOpArgs3(dir: dir, name: Array(name.utf8))), as: RmDir3Res.self)
+        _ = try await self.ok(
+            .rmdir, RmDir3Args(object: DirOpArgs3(dir: dir, name: Array(name.utf8))), as: RmDir3Res.self)
     }
 
     public func rename(_ name: String, in dir: FileHandle3, to newName: String, in newDir: FileHandle3) async throws {
         _ = try await self.ok(
             .rename,
             Rename3Args(
-                from: DirOpArgs3(dir: dir, name: Array(name.utf8)), to: DirOpArgs3(dir: newDir, name: Array(newName.utf8))),
+                from: DirOpArgs3(dir: dir, name: Array(name.utf8)),
+                to: DirOpArgs3(dir: newDir, name: Array(newName.utf8))),
             as: Rename3Res.self)
     }
 
@@ -360,13 +373,16 @@ public final class NFS3Client: Sendable {
     }
 
     /// Every entry of `dir` (all READDIRPLUS pages), "." and ".." left out.
-    public func listDirectory(_ dir: FileHandle3, dircount: UInt32 = 8192, maxcount: UInt32 = 65536) async throws -> [EntryPlus3] {
+    public func listDirectory(
+        _ dir: FileHandle3, dircount: UInt32 = 8192, maxcount: UInt32 = 65536
+    ) async throws -> [EntryPlus3] {
         var entries: [EntryPlus3] = []
         var cookie: UInt64 = 0
         var verifier = CookieVerifier3.zero
         // Bounded: a server that never says eof cannot keep us here (2^20 pages).
         for _ in 0..<(1 << 20) {
-            let page = try await self.readdirplus(dir, cookie: cookie, verifier: verifier, dircount: dircount, maxcount: maxcount)
+            let page = try await self.readdirplus(
+                dir, cookie: cookie, verifier: verifier, dircount: dircount, maxcount: maxcount)
             for entry in page.entries where entry.name != [0x2e] && entry.name != [0x2e, 0x2e] {
                 entries.append(entry)
             }

@@ -32,7 +32,8 @@ public enum NFS3ClientError: Error, Sendable, Equatable, Hashable, CustomStringC
     public var description: String {
         switch self {
         case .nfs(let status, let procedure): return "\(procedure.name): \(status)"
-        case .mount(let status, let path): return "MNT \(path): \(status) (is the path exported to this client address?)"
+        case .mount(let status, let path):
+            return "MNT \(path): \(status) (is the path exported to this client address?)"
         case .rpc(let refusal): return "RPC: \(refusal)"
         case .notRegistered(let program, let version):
             return "the portmapper has no TCP port for program \(program) version \(version) (give the port explicitly)"

@@ -143,7 +143,9 @@ final class RPCClientHandler: ChannelDuplexHandler {
         } catch {
             switch error {
             case .recordTooLarge(let announced, let limit):
-                self.fail(context: context, NFS3ClientError.malformedReply("a reply of \(announced) bytes exceeds the limit of \(limit)"))
+                self.fail(
+                    context: context,
+                    NFS3ClientError.malformedReply("a reply of \(announced) bytes exceeds the limit of \(limit)"))
             }
         }
     }
@@ -282,10 +284,13 @@ public final class RPCConnection: Sendable {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             // Up to 2 MiB per read when replies are large (1 MiB READs): fewer read calls and
             // fewer pieces for the record decoder to gather; small replies keep small buffers.
-            .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 2 << 20))
+            .channelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 2 << 20)
+            )
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RPCClientHandler(firstXID: firstXID, timeout: timeout))
+                    try channel.pipeline.syncOperations.addHandler(
+                        RPCClientHandler(firstXID: firstXID, timeout: timeout))
                 }
             }
         if let timeout { bootstrap = bootstrap.connectTimeout(timeout) }
@@ -294,7 +299,8 @@ public final class RPCConnection: Sendable {
                 let local =
                     try sourceAddress.map { try SocketAddress(ipAddress: $0, port: port) }
                     ?? (remote.protocol == .inet6
-                        ? try SocketAddress(ipAddress: "::", port: port) : try SocketAddress(ipAddress: "0.0.0.0", port: port))
+                        ? try SocketAddress(ipAddress: "::", port: port)
+                        : try SocketAddress(ipAddress: "0.0.0.0", port: port))
                 bootstrap = bootstrap.bind(to: local)
             } catch {
                 return eventLoop.makeFailedFuture(
@@ -348,7 +354,9 @@ public final class RPCConnection: Sendable {
 
     /// Sends one call whose arguments are already encoded; awaits the results (as the
     /// closure form, for callers that hold encoded arguments, e.g. a replayed trace).
-    public func call(program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer) async throws -> ByteBuffer {
+    public func call(
+        program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer
+    ) async throws -> ByteBuffer {
         try await self.call(program: program, version: version, procedure: procedure) { buffer in
             buffer.writeImmutableBuffer(arguments)
         }.get()

@@ -43,7 +43,8 @@ public struct BenchWorkloads: AsyncParsableCommand {
     @Option(name: .customLong("mount-port"), help: "MOUNT port (default: ask the portmapper).")
     var mountPort: Int?
 
-    @Option(name: .long, help: "Workloads, comma-separated: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(
+        name: .long, help: "Workloads, comma-separated: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
     var workload: String
 
     @Option(name: .long, help: "Operations of getattr, lookup, create (k/M suffixes).")
@@ -57,10 +58,14 @@ public struct BenchWorkloads: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help: "Source addresses of the connections, taken in turn (repeatable): A, A-B (e.g. 127.0.0.2-127.0.0.200) or A/prefix.")
+        help:
+            "Source addresses of the connections, taken in turn (repeatable): A, A-B (e.g. 127.0.0.2-127.0.0.200) or A/prefix."
+    )
     var source: [String] = []
 
-    @Flag(name: .customLong("privileged-port"), help: "Bind source ports below 1024 (for servers that require them; needs root).")
+    @Flag(
+        name: .customLong("privileged-port"),
+        help: "Bind source ports below 1024 (for servers that require them; needs root).")
     var privilegedPort = false
 
     @Option(name: .long, help: "AUTH_SYS uid.")
@@ -117,7 +122,10 @@ public struct BenchWorkloads: AsyncParsableCommand {
     public func validate() throws {
         guard self.qd >= 1 else { throw ValidationError("--qd must be at least 1") }
         guard self.connections >= 1 else { throw ValidationError("-j must be at least 1") }
-        guard self.qd >= self.connections else { throw ValidationError("--qd \(self.qd) is less than -j \(self.connections): every connection needs a call in flight") }
+        guard self.qd >= self.connections else {
+            throw ValidationError(
+                "--qd \(self.qd) is less than -j \(self.connections): every connection needs a call in flight")
+        }
         guard self.threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         _ = try self.workloads()
         _ = try parseCount(self.n, option: "--n")
@@ -130,7 +138,8 @@ public struct BenchWorkloads: AsyncParsableCommand {
         try self.workload.split(separator: ",").map { name in
             guard let workload = Workload(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
                 throw ValidationError(
-                    "--workload: unknown workload '\(name)'; known: \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
+                    "--workload: unknown workload '\(name)'; known: \(Workload.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             return workload
         }
@@ -159,13 +168,17 @@ public struct BenchWorkloads: AsyncParsableCommand {
         if let port = self.nfsPort {
             nfsPort = port
         } else {
-            nfsPort = try await Portmapper.getport(host: self.server, program: NFS3.program, version: NFS3.version, group: group).get()
+            nfsPort = try await Portmapper.getport(
+                host: self.server, program: NFS3.program, version: NFS3.version, group: group
+            ).get()
         }
         let mountPort: Int
         if let port = self.mountPort {
             mountPort = port
         } else {
-            mountPort = try await Portmapper.getport(host: self.server, program: Mount.program, version: Mount.version3, group: group).get()
+            mountPort = try await Portmapper.getport(
+                host: self.server, program: Mount.program, version: Mount.version3, group: group
+            ).get()
         }
         var workers: [Worker] = []
         for index in 0..<self.connections {
@@ -179,14 +192,17 @@ public struct BenchWorkloads: AsyncParsableCommand {
                     timeout: .seconds(Int64(self.timeout)), group: group)
                 root = try await client.mount(self.export)
             } catch {
-                throw BenchError("connection \(index + 1) (from \(source ?? "any address")) to \(self.server):\(nfsPort): \(error)")
+                throw BenchError(
+                    "connection \(index + 1) (from \(source ?? "any address")) to \(self.server):\(nfsPort): \(error)")
             }
             // --qd spread over the connections, the first ones taking the remainder.
             let depth = self.qd / self.connections + (index < self.qd % self.connections ? 1 : 0)
-            workers.append(Worker(client: client, index: index, connections: self.connections, queueDepth: depth, root: root))
+            workers.append(
+                Worker(client: client, index: index, connections: self.connections, queueDepth: depth, root: root))
         }
         let settings = WorkloadSettings(
-            n: try parseCount(self.n, option: "--n"), path: self.path, directory: self.dir, size: try self.size.map { UInt64(try parseSize($0, option: "--size")) },
+            n: try parseCount(self.n, option: "--n"), path: self.path, directory: self.dir,
+            size: try self.size.map { UInt64(try parseSize($0, option: "--size")) },
             blockSize: try parseSize(self.bs, option: "--bs"), dirs: self.dirs, files: self.files, passes: self.passes,
             dircount: self.dircount, maxcount: self.maxcount, keep: self.keep, tag: "\(getpid())")
         let errors = NIOLockedValueBox(0)
@@ -221,7 +237,9 @@ func parseCount(_ text: String, option: String) throws -> Int {
         multiplier = m
         digits = String(text.dropLast())
     }
-    guard let value = Int(digits), value >= 0 else { throw ValidationError("\(option): '\(text)' is not a count (e.g. 5000, 10k, 1M)") }
+    guard let value = Int(digits), value >= 0 else {
+        throw ValidationError("\(option): '\(text)' is not a count (e.g. 5000, 10k, 1M)")
+    }
     return value * multiplier
 }
 
@@ -234,7 +252,9 @@ func parseSize(_ text: String, option: String) throws -> Int {
         shift = s
         digits = String(text.dropLast())
     }
-    guard let value = Int(digits), value > 0 else { throw ValidationError("\(option): '\(text)' is not a size (e.g. 4096, 64K, 1M, 2G)") }
+    guard let value = Int(digits), value > 0 else {
+        throw ValidationError("\(option): '\(text)' is not a size (e.g. 4096, 64K, 1M, 2G)")
+    }
     return value << shift
 }
 
@@ -258,7 +278,9 @@ func expandAddressRange(_ text: String) throws -> [String] {
     if let dash = text.firstIndex(of: "-") {
         let low = try parse(text[..<dash])
         let high = try parse(text[text.index(after: dash)...])
-        guard low <= high, high - low < limit else { throw ValidationError("--source: '\(text)' is not a range of at most \(limit) addresses") }
+        guard low <= high, high - low < limit else {
+            throw ValidationError("--source: '\(text)' is not a range of at most \(limit) addresses")
+        }
         return (low...high).map(format)
     }
     if let slash = text.firstIndex(of: "/") {

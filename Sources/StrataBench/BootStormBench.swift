@@ -26,7 +26,9 @@ public struct BootStormBench: Sendable {
     /// when the room powers on, as overlay directories made by hand do for the incumbent.
     public var premount = false
 
-    public init(host: String, nfsPort: Int, mountPort: Int, export: String, firstSource: String, clients: Int, serverPID: Int32?) {
+    public init(
+        host: String, nfsPort: Int, mountPort: Int, export: String, firstSource: String, clients: Int, serverPID: Int32?
+    ) {
         (self.host, self.nfsPort, self.mountPort, self.export, self.firstSource, self.clients, self.serverPID) =
             (host, nfsPort, mountPort, export, firstSource, clients, serverPID)
     }
@@ -59,12 +61,16 @@ public struct BootStormBench: Sendable {
             throw BenchError("--source \(self.firstSource) is not an IPv4 address")
         }
         let before = self.serverPID.flatMap { ProcessSample.read(pid: $0) }
-        if self.serverPID != nil && before == nil { throw BenchError("--watch-pid \(self.serverPID!): no such process") }
+        if self.serverPID != nil && before == nil {
+            throw BenchError("--watch-pid \(self.serverPID!): no such process")
+        }
         if self.premount { try await self.mountEveryClient(group: group) }
         let watch = self.serverPID.map { ProcessWatch(pid: $0) }
         let ownBefore = ProcessSample.ownProcess()
         let opened = OpenedConnections()
-        let (host, nfsPort, mountPort, first, export) = (self.host, self.nfsPort, self.mountPort, self.firstSource, self.export)
+        let (host, nfsPort, mountPort, first, export) = (
+            self.host, self.nfsPort, self.mountPort, self.firstSource, self.export
+        )
         let report = await BootStorm.run(
             script: script, clients: self.clients,
             export: { export.replacingOccurrences(of: "{n}", with: "\($0 + 1)") },
@@ -74,10 +80,12 @@ public struct BootStormBench: Sendable {
                 // As a kernel client: MOUNT over its own connection, NFS over one more, both
                 // from the client's address.
                 async let nfs = RPCConnection.connect(
-                    host: host, port: nfsPort, sourceAddress: source, credential: credential, timeout: .seconds(60), group: group
+                    host: host, port: nfsPort, sourceAddress: source, credential: credential, timeout: .seconds(60),
+                    group: group
                 ).get()
                 async let mount = RPCConnection.connect(
-                    host: host, port: mountPort, sourceAddress: source, credential: credential, timeout: .seconds(60), group: group
+                    host: host, port: mountPort, sourceAddress: source, credential: credential, timeout: .seconds(60),
+                    group: group
                 ).get()
                 let connections = try await (nfs, mount)
                 opened.add(connections.0)
@@ -87,7 +95,8 @@ public struct BootStormBench: Sendable {
         let ownAfter = ProcessSample.ownProcess()
         var result = Result(
             storm: report, clientCPUSeconds: ownAfter.cpuSeconds - ownBefore.cpuSeconds,
-            clientCPUPerCallMicroseconds: report.calls > 0 ? (ownAfter.cpuSeconds - ownBefore.cpuSeconds) / Double(report.calls) * 1e6 : 0)
+            clientCPUPerCallMicroseconds: report.calls > 0
+                ? (ownAfter.cpuSeconds - ownBefore.cpuSeconds) / Double(report.calls) * 1e6 : 0)
         if let watch, let before {
             let (cpu, peak, _) = watch.stop()
             // Clients mounted and idle (their connections open): what each costs the server.
@@ -115,11 +124,14 @@ extension BootStormBench {
                     let source = Self.sourceAddress(first, plus: client)!
                     let connection = try await RPCConnection.connect(
                         host: host, port: mountPort, sourceAddress: source,
-                        credential: .unix(uid: 0, gid: 0, machineName: "boot-\(client + 1)"), timeout: .seconds(120), group: group
+                        credential: .unix(uid: 0, gid: 0, machineName: "boot-\(client + 1)"), timeout: .seconds(120),
+                        group: group
                     ).get()
                     var arguments = ByteBuffer()
                     DirPath(export.replacingOccurrences(of: "{n}", with: "\(client + 1)")).encode(xdr: &arguments)
-                    var body = try await connection.call(program: Mount.program, version: Mount.version3, procedure: MountProcedure.mnt.rawValue) {
+                    var body = try await connection.call(
+                        program: Mount.program, version: Mount.version3, procedure: MountProcedure.mnt.rawValue
+                    ) {
                         $0.writeImmutableBuffer(arguments)
                     }.get()
                     try? await connection.close().get()
@@ -167,20 +179,29 @@ extension BootStormBench.Result {
     public var line: String {
         let s = self.storm
         var out = String(
-            format: "boot N=%d: all booted %.2f s, boot p50 %.2f s p99 %.2f s, call p50 %.2f ms p99 %.2f ms, %d calls, %d errors, %d bytes written",
-            s.clients, s.allBootedSeconds, s.bootP50Seconds, s.bootP99Seconds, s.callP50Milliseconds, s.callP99Milliseconds, s.calls,
+            format:
+                "boot N=%d: all booted %.2f s, boot p50 %.2f s p99 %.2f s, call p50 %.2f ms p99 %.2f ms, %d calls, %d errors, %d bytes written",
+            s.clients, s.allBootedSeconds, s.bootP50Seconds, s.bootP99Seconds, s.callP50Milliseconds,
+            s.callP99Milliseconds, s.calls,
             s.errors, s.bytesWritten)
-        if let cpu = self.serverCPUSeconds, let peak = self.serverPeakRSSBytes, let perClient = self.serverRSSPerClientBytes {
+        if let cpu = self.serverCPUSeconds, let peak = self.serverPeakRSSBytes,
+            let perClient = self.serverRSSPerClientBytes
+        {
             out += String(
                 format: "; server CPU %.2f s (%.0f us/call), peak RSS %.1f MiB, RSS/idle client %.0f KiB", cpu,
                 self.serverCPUPerCallMicroseconds ?? 0, Double(peak) / 1048576, Double(perClient) / 1024)
         }
-        out += String(format: "; client CPU %.2f s (%.0f us/call)", self.clientCPUSeconds, self.clientCPUPerCallMicroseconds)
+        out += String(
+            format: "; client CPU %.2f s (%.0f us/call)", self.clientCPUSeconds, self.clientCPUPerCallMicroseconds)
         // Where the time went: the operations with the most total latency.
         let heaviest = s.operations.sorted { $0.value.totalMilliseconds > $1.value.totalMilliseconds }.prefix(5)
-        out += "\n  by operation (total latency): " + heaviest.map {
-            String(format: "%@ %d calls p50 %.2f p99 %.2f ms", $0.key, $0.value.calls, $0.value.p50Milliseconds, $0.value.p99Milliseconds)
-        }.joined(separator: "; ")
+        out +=
+            "\n  by operation (total latency): "
+            + heaviest.map {
+                String(
+                    format: "%@ %d calls p50 %.2f p99 %.2f ms", $0.key, $0.value.calls, $0.value.p50Milliseconds,
+                    $0.value.p99Milliseconds)
+            }.joined(separator: "; ")
         return out
     }
 }

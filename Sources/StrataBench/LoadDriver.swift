@@ -173,7 +173,8 @@ private final class TreeWalk: @unchecked Sendable {
             let start = monotonicNanoseconds()
             self.worker.client.call(
                 .readdirplus,
-                ReadDirPlus3Args(dir: dir, cookie: cookie, cookieverf: verifier, dircount: self.dircount, maxcount: self.maxcount),
+                ReadDirPlus3Args(
+                    dir: dir, cookie: cookie, cookieverf: verifier, dircount: self.dircount, maxcount: self.maxcount),
                 as: ReadDirPlus3Res.self
             ).whenComplete { result in
                 _ = self.worker.end(start: start)

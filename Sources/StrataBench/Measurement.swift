@@ -86,10 +86,13 @@ struct PhaseReport: Sendable {
     var clientPercent: Double { self.seconds > 0 ? 100 * self.clientCPUSeconds / self.seconds : 0 }
     var serverPercent: Double? { self.serverCPUSeconds.map { self.seconds > 0 ? 100 * $0 / self.seconds : 0 } }
     var clientMicrosecondsPerOp: Double { self.ops > 0 ? 1e6 * self.clientCPUSeconds / Double(self.ops) : 0 }
-    var serverMicrosecondsPerOp: Double? { self.serverCPUSeconds.map { self.ops > 0 ? 1e6 * $0 / Double(self.ops) : 0 } }
+    var serverMicrosecondsPerOp: Double? {
+        self.serverCPUSeconds.map { self.ops > 0 ? 1e6 * $0 / Double(self.ops) : 0 }
+    }
 
     static func make(
-        workload: String, phase: String, unit: String, start: CPUSample, latencies: [UInt64], units: Double, errors: Int,
+        workload: String, phase: String, unit: String, start: CPUSample, latencies: [UInt64], units: Double,
+        errors: Int,
         firstError: String?, qd: Int, connections: Int
     ) -> PhaseReport {
         let end = CPUSample.take(serverPID: start.serverPID)
@@ -118,7 +121,8 @@ struct PhaseReport: Sendable {
     var line: String {
         var text = pad(self.phase, 20) + pad("ops \(self.ops)", 12) + pad(String(format: "%.2f s", self.seconds), 10)
         text += pad(String(format: "%.0f %@", self.rate, self.unit), 16)
-        text += String(format: "p50 %.0f µs  p99 %.0f µs  max %.0f µs  errors %d", self.p50, self.p99, self.max, self.errors)
+        text += String(
+            format: "p50 %.0f µs  p99 %.0f µs  max %.0f µs  errors %d", self.p50, self.p99, self.max, self.errors)
         text += String(format: "  client %.0f%% %.1f µs/op", self.clientPercent, self.clientMicrosecondsPerOp)
         if let server = self.serverPercent, let perOp = self.serverMicrosecondsPerOp {
             text += String(format: "  server %.0f%% %.1f µs/op", server, perOp)
@@ -136,7 +140,8 @@ struct PhaseReport: Sendable {
             ("units", number(self.units, 0)),
             ("p50_us", number(self.p50, 1)), ("p99_us", number(self.p99, 1)), ("max_us", number(self.max, 1)),
             ("qd", "\(self.qd)"), ("conns", "\(self.connections)"), ("errors", "\(self.errors)"),
-            ("client_cpu_pct", number(self.clientPercent, 1)), ("client_us_per_op", number(self.clientMicrosecondsPerOp, 2)),
+            ("client_cpu_pct", number(self.clientPercent, 1)),
+            ("client_us_per_op", number(self.clientMicrosecondsPerOp, 2)),
         ]
         if let server = self.serverPercent, let perOp = self.serverMicrosecondsPerOp {
             fields.append(("server_cpu_pct", number(server, 1)))
@@ -167,7 +172,11 @@ func quoted(_ text: String) -> String {
         case "\n": out += "\\n"
         case "\t": out += "\\t"
         default:
-            if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+            if scalar.value < 0x20 {
+                out += String(format: "\\u%04x", scalar.value)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
         }
     }
     return out + "\""

@@ -20,11 +20,17 @@ enum Workload: String, CaseIterable, Sendable {
         switch self {
         case .getattr: return "--n GETATTRs of --path (default the export root)"
         case .lookup: return "lists directory --path, then --n LOOKUPs cycling over its names"
-        case .readdirplus: return "lists the tree under --path with READDIRPLUS --passes times: phases readdirplus-first, readdirplus-warm (entries/s)"
-        case .create: return "MKDIR --dir (default bench-create.PID), --n CREATE GUARDED, then the REMOVEs (phases create, remove)"
-        case .mkdirTree: return "MKDIR --dir (default bench-tree.PID), --dirs MKDIRs, --files CREATEs in each (one phase)"
+        case .readdirplus:
+            return
+                "lists the tree under --path with READDIRPLUS --passes times: phases readdirplus-first, readdirplus-warm (entries/s)"
+        case .create:
+            return
+                "MKDIR --dir (default bench-create.PID), --n CREATE GUARDED, then the REMOVEs (phases create, remove)"
+        case .mkdirTree:
+            return "MKDIR --dir (default bench-tree.PID), --dirs MKDIRs, --files CREATEs in each (one phase)"
         case .read: return "sequential READs of --path in --bs, the whole file or --size (MiB/s)"
-        case .write: return "--size bytes to --path in --bs UNSTABLE WRITEs, then COMMIT (timed); the file is created if missing"
+        case .write:
+            return "--size bytes to --path in --bs UNSTABLE WRITEs, then COMMIT (timed); the file is created if missing"
         case .writeSync: return "as write, with FILE_SYNC WRITEs and no COMMIT"
         }
     }
@@ -74,7 +80,9 @@ struct WorkloadRunner {
         var firstError: String?
         // Read back on each loop (the fields are confined there).
         for worker in self.workers {
-            let (l, u, e, f) = try await worker.eventLoop.submit { (worker.latencies, worker.units, worker.errors, worker.firstError) }.get()
+            let (l, u, e, f) = try await worker.eventLoop.submit {
+                (worker.latencies, worker.units, worker.errors, worker.firstError)
+            }.get()
             latencies += l
             units += u
             errors += e
@@ -115,7 +123,9 @@ struct WorkloadRunner {
         _ = try await self.phase(.getattr, "getattr", unit: "ops/s", expected: n) { worker in
             let args = GetAttr3Args(object: worker.target)
             return worker.run(count: worker.share(of: n)) { worker, _ in
-                worker.client.call(.getattr, args) { reply in _ = try GetAttr3Res(xdr: &reply).ok(.getattr); return 1 }
+                worker.client.call(.getattr, args) { reply in
+                    _ = try GetAttr3Res(xdr: &reply).ok(.getattr); return 1
+                }
             }
         }
     }
@@ -126,14 +136,16 @@ struct WorkloadRunner {
             let entries = try await worker.client.listDirectory(worker.target)
             worker.names = entries.prefix(10_000).map(\.name)
             guard !worker.names.isEmpty else {
-                throw BenchError("lookup: directory \(self.settings.path ?? "/") is empty; give --path a directory with entries")
+                throw BenchError(
+                    "lookup: directory \(self.settings.path ?? "/") is empty; give --path a directory with entries")
             }
         }
         let n = self.settings.n
         _ = try await self.phase(.lookup, "lookup", unit: "ops/s", expected: n) { worker in
             worker.run(count: worker.share(of: n)) { worker, local in
                 let name = worker.names[worker.globalIndex(local) % worker.names.count]
-                return worker.client.call(.lookup, Lookup3Args(what: DirOpArgs3(dir: worker.target, name: name))) { reply in
+                return worker.client.call(.lookup, Lookup3Args(what: DirOpArgs3(dir: worker.target, name: name))) {
+                    reply in
                     _ = try Lookup3Res(xdr: &reply).ok(.lookup)
                     return 1
                 }
@@ -166,7 +178,9 @@ struct WorkloadRunner {
         for worker in self.workers {
             var parent = worker.root
             let components = path.split(separator: "/").map(String.init)
-            for component in components.dropLast() { parent = try await worker.client.lookup(component, in: parent).object }
+            for component in components.dropLast() {
+                parent = try await worker.client.lookup(component, in: parent).object
+            }
             let name = components.last ?? path
             if worker.index > 0, let existing = try? await worker.client.lookup(name, in: parent).object {
                 worker.target = existing
@@ -206,7 +220,8 @@ struct WorkloadRunner {
         _ = try await self.phase(.create, "remove", unit: "ops/s", expected: n) { worker in
             worker.run(count: worker.share(of: n)) { worker, local in
                 let name = fileName(worker.globalIndex(local))
-                return worker.client.call(.remove, Remove3Args(object: DirOpArgs3(dir: worker.target, name: name))) { reply in
+                return worker.client.call(.remove, Remove3Args(object: DirOpArgs3(dir: worker.target, name: name))) {
+                    reply in
                     _ = try Remove3Res(xdr: &reply).ok(.remove)
                     return 1
                 }
@@ -281,7 +296,8 @@ struct WorkloadRunner {
             worker.run(count: worker.share(of: blocks)) { worker, local in
                 let offset = UInt64(worker.globalIndex(local)) * UInt64(count)
                 let length = UInt32(min(UInt64(count), size - offset))
-                return worker.client.call(.read, Read3Args(file: worker.target, offset: offset, count: length)) { reply in
+                return worker.client.call(.read, Read3Args(file: worker.target, offset: offset, count: length)) {
+                    reply in
                     Double(try Read3Res(xdr: &reply).ok(.read).count)
                 }
             }
@@ -296,7 +312,9 @@ struct WorkloadRunner {
         for worker in self.workers {
             var parent = worker.root
             let components = path.split(separator: "/").map(String.init)
-            for component in components.dropLast() { parent = try await worker.client.lookup(component, in: parent).object }
+            for component in components.dropLast() {
+                parent = try await worker.client.lookup(component, in: parent).object
+            }
             let name = components.last ?? path
             // LOOKUP first (untimed), as a client opening the file does: an existing file is
             // overwritten in place, which on a union is the copy-up.
@@ -304,7 +322,8 @@ struct WorkloadRunner {
                 worker.target = try await worker.client.lookup(name, in: parent).object
             } catch NFS3ClientError.nfs(.noent, _) {
                 existed = false
-                worker.target = try await worker.client.create(name, in: parent, how: .unchecked(SetAttributes3(mode: 0o644)))
+                worker.target = try await worker.client.create(
+                    name, in: parent, how: .unchecked(SetAttributes3(mode: 0o644)))
             }
             let info = try await worker.client.fsinfo(worker.root)
             if info.wtmax > 0 { chosenBlockSize = min(chosenBlockSize, Int(info.wtmax)) }
@@ -323,10 +342,13 @@ struct WorkloadRunner {
                 let offset = UInt64(worker.globalIndex(local)) * UInt64(blockSize)
                 let length = Int(min(UInt64(blockSize), size - offset))
                 return worker.client.writeCall(
-                    worker.target, offset: offset, data: payload.getSlice(at: payload.readerIndex, length: length)!, stable: stable
+                    worker.target, offset: offset, data: payload.getSlice(at: payload.readerIndex, length: length)!,
+                    stable: stable
                 ).flatMapThrowing { result in
                     let ok = try result.ok(.write)
-                    guard ok.count == UInt32(length) else { throw BenchError("WRITE: short write \(ok.count) of \(length)") }
+                    guard ok.count == UInt32(length) else {
+                        throw BenchError("WRITE: short write \(ok.count) of \(length)")
+                    }
                     return Double(length)
                 }
             }.flatMap {

@@ -5,13 +5,13 @@ public enum StrataBuild {
     /// The compiler that built it.
     public static var swiftVersion: String {
         #if compiler(>=6.3)
-            return "6.3"
+        return "6.3"
         #elseif compiler(>=6.2)
-            return "6.2"
+        return "6.2"
         #elseif compiler(>=6.1)
-            return "6.1"
+        return "6.1"
         #else
-            return "6.0"
+        return "6.0"
         #endif
     }
 }

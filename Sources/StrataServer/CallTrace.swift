@@ -25,7 +25,8 @@ public final class CallTrace: Sendable {
         guard FileManager.default.createFile(atPath: path, contents: nil),
             let handle = FileHandle(forWritingAtPath: path)
         else {
-            throw StartupError(message: "cannot write the call trace --trace \(path): check the directory exists and is writable")
+            throw StartupError(
+                message: "cannot write the call trace --trace \(path): check the directory exists and is writable")
         }
         let stamp = ISO8601DateFormatter().string(from: Date())
         handle.write(Data("# strata call trace 1 opened \(stamp)\n".utf8))
@@ -102,7 +103,8 @@ struct TracedProgram: RPCProgramHandler {
         let reply = self.inner.handle(call, arguments: &arguments)
         self.trace.record(
             start: start, end: self.trace.now(), call: call, arguments: original,
-            argumentLimit: self.argumentLimit(call.procedure), reply: reply, replyLimit: self.replyLimit(call.procedure))
+            argumentLimit: self.argumentLimit(call.procedure), reply: reply, replyLimit: self.replyLimit(call.procedure)
+        )
         return reply
     }
 }

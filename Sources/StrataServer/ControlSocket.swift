@@ -18,7 +18,9 @@ public struct ControlRequest: Codable, Sendable {
     /// image-rollback: the version to make the newest; image-gc: the one version to remove.
     public var version: Int?
 
-    public init(command: String, key: String? = nil, export: String? = nil, lowers: [String]? = nil, version: Int? = nil) {
+    public init(
+        command: String, key: String? = nil, export: String? = nil, lowers: [String]? = nil, version: Int? = nil
+    ) {
         self.command = command
         self.key = key
         self.export = export
@@ -43,8 +45,10 @@ public struct ControlResponse: Codable, Sendable {
     public var pid: Int32?
 
     public init(
-        ok: Bool, error: String? = nil, clients: [ClientReport]? = nil, reset: [String]? = nil, reload: ReloadReport? = nil,
-        exports: [ExportReport]? = nil, images: [ImageReport]? = nil, version: Int? = nil, conflicts: ConflictReport? = nil,
+        ok: Bool, error: String? = nil, clients: [ClientReport]? = nil, reset: [String]? = nil,
+        reload: ReloadReport? = nil,
+        exports: [ExportReport]? = nil, images: [ImageReport]? = nil, version: Int? = nil,
+        conflicts: ConflictReport? = nil,
         collected: [CollectionReport]? = nil
     ) {
         self.images = images
@@ -113,25 +117,31 @@ public func askControlSocket(path: String, request: ControlRequest, timeout: Int
 /// A connected descriptor to the control socket at `path`.
 func connectControlSocket(path: String) throws -> Int32 {
     let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { throw AdministrationError("socket(AF_UNIX) failed: \(String(cString: strerror(errno)))") }
+    guard descriptor >= 0 else {
+        throw AdministrationError("socket(AF_UNIX) failed: \(String(cString: strerror(errno)))")
+    }
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
     let pathBytes = Array(path.utf8)
     guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
         close(descriptor)
-        throw AdministrationError("control socket path \(path) is too long; set server.control_socket to a shorter path")
+        throw AdministrationError(
+            "control socket path \(path) is too long; set server.control_socket to a shorter path")
     }
     withUnsafeMutableBytes(of: &address.sun_path) { raw in
         for (index, byte) in pathBytes.enumerated() { raw[index] = byte }
     }
     let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
     }
     guard connected == 0 else {
         let reason = String(cString: strerror(errno))
         close(descriptor)
         throw AdministrationError(
-            "no strata server answers on \(path) (\(reason)); start it with `strata serve --config FILE`, or check server.state_dir / server.control_socket")
+            "no strata server answers on \(path) (\(reason)); start it with `strata serve --config FILE`, or check server.state_dir / server.control_socket"
+        )
     }
     return descriptor
 }
@@ -150,7 +160,8 @@ final class ControlSocket: Sendable {
     }
 
     static func start(
-        path: String, registry: ExportRegistry, reloader: Reloader, threadPool: NIOThreadPool, group: EventLoopGroup, logger: Logger
+        path: String, registry: ExportRegistry, reloader: Reloader, threadPool: NIOThreadPool, group: EventLoopGroup,
+        logger: Logger
     ) async throws -> ControlSocket {
         try ControlSocket.refuseIfAnswering(path: path)
         // A socket file left by a crashed server would make bind fail; nothing else lives there.
@@ -158,7 +169,8 @@ final class ControlSocket: Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.pipeline.addHandler(ByteToMessageHandler(LineDecoder())).flatMap {
-                    channel.pipeline.addHandler(ControlHandler(registry: registry, reloader: reloader, threadPool: threadPool, logger: logger))
+                    channel.pipeline.addHandler(
+                        ControlHandler(registry: registry, reloader: reloader, threadPool: threadPool, logger: logger))
                 }
             }
         let previous = umask(0o077)
@@ -167,7 +179,10 @@ final class ControlSocket: Sendable {
             let channel = try await bootstrap.bind(unixDomainSocketPath: path).get()
             return ControlSocket(channel: channel, path: path)
         } catch {
-            throw StartupError(message: "cannot create the control socket \(path): \(error); set server.control_socket or fix server.state_dir")
+            throw StartupError(
+                message:
+                    "cannot create the control socket \(path): \(error); set server.control_socket or fix server.state_dir"
+            )
         }
     }
 
@@ -244,32 +259,44 @@ final class ControlHandler: ChannelInboundHandler, Sendable {
                     response = ControlResponse(ok: true, clients: registry.clients())
                 case "reset":
                     guard let key = request.key else { throw AdministrationError("reset needs a client key") }
-                    response = ControlResponse(ok: true, reset: try registry.resetClient(key: key, exportPath: request.export))
+                    response = ControlResponse(
+                        ok: true, reset: try registry.resetClient(key: key, exportPath: request.export))
                 case "reload":
                     let report = reloader.reloadFromSource()
-                    response = ControlResponse(ok: report.applied, error: report.applied ? nil : "configuration not reloaded", reload: report)
+                    response = ControlResponse(
+                        ok: report.applied, error: report.applied ? nil : "configuration not reloaded", reload: report)
                 case "exports":
                     response = ControlResponse(ok: true, exports: registry.exportReports())
                 case "image-publish":
                     guard let export = request.export, let lowers = request.lowers else {
                         throw AdministrationError("image-publish needs an export and lowers")
                     }
-                    response = ControlResponse(ok: true, version: try registry.publish(exportPath: export, lowers: lowers).number)
+                    response = ControlResponse(
+                        ok: true, version: try registry.publish(exportPath: export, lowers: lowers).number)
                 case "image-list":
-                    response = ControlResponse(ok: true, images: registry.imageReports().filter { request.export == nil || $0.export == request.export })
+                    response = ControlResponse(
+                        ok: true,
+                        images: registry.imageReports().filter { request.export == nil || $0.export == request.export })
                 case "image-rollback":
-                    guard let export = request.export else { throw AdministrationError("image-rollback needs an export") }
-                    response = ControlResponse(ok: true, version: try registry.rollback(exportPath: export, to: request.version))
+                    guard let export = request.export else {
+                        throw AdministrationError("image-rollback needs an export")
+                    }
+                    response = ControlResponse(
+                        ok: true, version: try registry.rollback(exportPath: export, to: request.version))
                 case "image-gc":
-                    response = ControlResponse(ok: true, collected: try registry.collectGarbage(exportPath: request.export, version: request.version))
+                    response = ControlResponse(
+                        ok: true,
+                        collected: try registry.collectGarbage(exportPath: request.export, version: request.version))
                 case "image-conflicts":
                     guard let export = request.export, let key = request.key else {
                         throw AdministrationError("image-conflicts needs an export and a client key")
                     }
-                    response = ControlResponse(ok: true, conflicts: try registry.conflicts(exportPath: export, clientKey: key))
+                    response = ControlResponse(
+                        ok: true, conflicts: try registry.conflicts(exportPath: export, clientKey: key))
                 default:
                     throw AdministrationError(
-                        "unknown command \(request.command); known: clients, reset, reload, exports, image-publish, image-list, image-rollback, image-gc, image-conflicts")
+                        "unknown command \(request.command); known: clients, reset, reload, exports, image-publish, image-list, image-rollback, image-gc, image-conflicts"
+                    )
                 }
             } catch {
                 response = ControlResponse(ok: false, error: "\(error)")

@@ -69,7 +69,8 @@ public struct StrataLogHandler: LogHandler {
         if let explicit = event.metadata { merged.merge(explicit) { $1 } }
         if let error = event.error { merged["error"] = "\(error)" }
         let text = StrataLogHandler.format(
-            level: event.level, message: "\(event.message)", metadata: merged, format: self.control.format, isJournal: self.control.isJournal,
+            level: event.level, message: "\(event.message)", metadata: merged, format: self.control.format,
+            isJournal: self.control.isJournal,
             date: Date())
         var bytes = Array(text.utf8)
         bytes.append(UInt8(ascii: "\n"))
@@ -102,7 +103,10 @@ public struct StrataLogHandler: LogHandler {
             for (key, value) in sorted { line += " \(key)=\(quotedIfNeeded("\(value)"))" }
             return line
         case .json:
-            var fields = ["\"time\":\(jsonString(timestamp(date)))", "\"level\":\(jsonString(level.rawValue))", "\"message\":\(jsonString(message))"]
+            var fields = [
+                "\"time\":\(jsonString(timestamp(date)))", "\"level\":\(jsonString(level.rawValue))",
+                "\"message\":\(jsonString(message))",
+            ]
             for (key, value) in sorted where !["time", "level", "message"].contains(key) {
                 fields.append("\(jsonString(key)):\(jsonString("\(value)"))")
             }
@@ -119,8 +123,10 @@ public struct StrataLogHandler: LogHandler {
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let millis = milliseconds < 10 ? "00\(milliseconds)" : milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)"
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millis)Z"
+        let millis =
+            milliseconds < 10 ? "00\(milliseconds)" : milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)"
+        return
+            "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millis)Z"
     }
 
     /// Control characters as escapes, so a name with a newline cannot forge a log line.
@@ -139,9 +145,15 @@ public struct StrataLogHandler: LogHandler {
     }
 
     static func quotedIfNeeded(_ value: String) -> String {
-        let plain = !value.isEmpty && !value.unicodeScalars.contains { $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || $0.value < 0x20 || $0.value == 0x7f }
+        let plain =
+            !value.isEmpty
+            && !value.unicodeScalars.contains {
+                $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || $0.value < 0x20 || $0.value == 0x7f
+            }
         guard !plain else { return value }
-        return "\"" + escapedText(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
+        return "\""
+            + escapedText(
+                value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
     }
 
     static func jsonString(_ text: String) -> String {

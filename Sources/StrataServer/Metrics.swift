@@ -35,8 +35,10 @@ public final class ServerMetrics: Sendable {
         self.bytesRead = self.registry.counter("strata_nfs_read_bytes_total", help: "Bytes returned by NFS READ")
         self.bytesWritten = self.registry.counter("strata_nfs_written_bytes_total", help: "Bytes accepted by NFS WRITE")
         self.copyUps = self.registry.counter("strata_copy_ups_total", help: "Objects copied up from a lower layer")
-        self.copyUpBytes = self.registry.counter("strata_copy_up_bytes_total", help: "Bytes copied up from lower layers")
-        self.whiteoutsCreated = self.registry.counter("strata_whiteouts_created_total", help: "Whiteouts recorded in sidecars")
+        self.copyUpBytes = self.registry.counter(
+            "strata_copy_up_bytes_total", help: "Bytes copied up from lower layers")
+        self.whiteoutsCreated = self.registry.counter(
+            "strata_whiteouts_created_total", help: "Whiteouts recorded in sidecars")
         self.clientsMounted = self.registry.gauge("strata_clients_mounted", help: "Entries in the mount table")
         self.registry.gauge(
             "strata_build_info", labels: [("version", StrataBuild.version), ("swift", StrataBuild.swiftVersion)],
@@ -63,7 +65,9 @@ public final class ServerMetrics: Sendable {
 
     /// Records one call of `procedure` of `program`: `errorStatus` names the error it was
     /// answered with (nil for success), `export` the export its file handle named.
-    public func recordCall(program: String, procedure: String, duration: Duration, errorStatus: String?, export: String? = nil) {
+    public func recordCall(
+        program: String, procedure: String, duration: Duration, errorStatus: String?, export: String? = nil
+    ) {
         self.record(
             self.callInstruments(program: program, procedure: procedure), program: program, procedure: procedure,
             duration: duration, errorStatus: errorStatus, export: export)
@@ -82,7 +86,8 @@ public final class ServerMetrics: Sendable {
                 let errorKey = "\(program).\(procedure).\(errorStatus)"
                 if let existing = errors[errorKey] { return existing }
                 let made = self.registry.counter(
-                    "strata_rpc_errors_total", labels: [("program", program), ("procedure", procedure), ("status", errorStatus)],
+                    "strata_rpc_errors_total",
+                    labels: [("program", program), ("procedure", procedure), ("status", errorStatus)],
                     help: "Calls answered with an error status, by status")
                 errors[errorKey] = made
                 return made
@@ -94,8 +99,12 @@ public final class ServerMetrics: Sendable {
                 if let existing = counters[export] { return existing }
                 let labels = [("export", export)]
                 let made = (
-                    calls: self.registry.counter("strata_export_calls_total", labels: labels, help: "Calls naming the export: NFS calls by their file handle, MNT and UMNT by their path"),
-                    errors: self.registry.counter("strata_export_errors_total", labels: labels, help: "Calls naming the export that were answered with an error")
+                    calls: self.registry.counter(
+                        "strata_export_calls_total", labels: labels,
+                        help: "Calls naming the export: NFS calls by their file handle, MNT and UMNT by their path"),
+                    errors: self.registry.counter(
+                        "strata_export_errors_total", labels: labels,
+                        help: "Calls naming the export that were answered with an error")
                 )
                 counters[export] = made
                 return made
@@ -124,7 +133,9 @@ public final class ServerMetrics: Sendable {
             let now = read()
             let before = source.exported
             if now.copyUps > before.copyUps { self.copyUps.increment(by: Int64(now.copyUps - before.copyUps)) }
-            if now.copyUpBytes > before.copyUpBytes { self.copyUpBytes.increment(by: Int64(now.copyUpBytes - before.copyUpBytes)) }
+            if now.copyUpBytes > before.copyUpBytes {
+                self.copyUpBytes.increment(by: Int64(now.copyUpBytes - before.copyUpBytes))
+            }
             if now.whiteoutsCreated > before.whiteoutsCreated {
                 self.whiteoutsCreated.increment(by: Int64(now.whiteoutsCreated - before.whiteoutsCreated))
             }
@@ -149,16 +160,24 @@ enum ProcessMetrics {
         }
         // /proc/self/stat: the fields after the command name (which may hold spaces) start at
         // field 3 (state); utime and stime are fields 14 and 15, vsize 23, rss 24.
-        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") {
+        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        {
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
             let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
             func field(_ number: Int) -> Double? { fields.count > number - 3 ? Double(fields[number - 3]) : nil }
             if let user = field(14), let system = field(15), ticks > 0 {
-                add("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds", (user + system) / ticks)
+                add(
+                    "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds",
+                    (user + system) / ticks)
             }
-            if let virtual = field(23) { add("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes", virtual) }
-            if let resident = field(24) { add("process_resident_memory_bytes", "gauge", "Resident memory size in bytes", resident * pageSize) }
+            if let virtual = field(23) {
+                add("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes", virtual)
+            }
+            if let resident = field(24) {
+                add("process_resident_memory_bytes", "gauge", "Resident memory size in bytes", resident * pageSize)
+            }
         }
         if let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
             // The listing itself holds one descriptor while it reads.
@@ -176,15 +195,20 @@ extension PrometheusCollectorRegistry {
     // The metric's whole name in one string (a descriptor splits it into namespace, subsystem,
     // name and unit; the names here are already whole).
     func counter(_ name: String, labels: [(String, String)] = [], help: String) -> Counter {
-        self.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+        self.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 
     func gauge(_ name: String, labels: [(String, String)] = [], help: String) -> Gauge {
         self.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 
-    func durationHistogram(_ name: String, labels: [(String, String)], buckets: [Duration], help: String) -> DurationHistogram {
-        self.makeDurationHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels, buckets: buckets)
+    func durationHistogram(
+        _ name: String, labels: [(String, String)], buckets: [Duration], help: String
+    ) -> DurationHistogram {
+        self.makeDurationHistogram(
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels,
+            buckets: buckets)
     }
 }
 
@@ -246,12 +270,16 @@ struct MeteredProgram: RPCProgramHandler {
         return reply
     }
 
-    private func record(_ reply: RPCReply, of call: RPCCallContext, arguments: ByteBuffer, since start: ContinuousClock.Instant) {
+    private func record(
+        _ reply: RPCReply, of call: RPCCallContext, arguments: ByteBuffer, since start: ContinuousClock.Instant
+    ) {
         let export = self.exportOfCall?(call, arguments)
         let errorStatus: String?
         switch reply {
         case .success(let body):
-            let status = self.resultsStartWithStatus(call.procedure) ? body.getInteger(at: body.readerIndex, as: UInt32.self) ?? 0 : 0
+            let status =
+                self.resultsStartWithStatus(call.procedure)
+                ? body.getInteger(at: body.readerIndex, as: UInt32.self) ?? 0 : 0
             errorStatus = status == 0 ? nil : self.statusName(status)
         case .drop:
             errorStatus = nil

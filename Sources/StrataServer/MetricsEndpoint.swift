@@ -14,10 +14,15 @@ final class MetricsEndpoint: Sendable {
 
     var port: Int? { self.channel.localAddress?.port }
 
-    static func start(address: String, metrics: ServerMetrics, group: EventLoopGroup, logger: Logger) async throws -> MetricsEndpoint {
+    static func start(
+        address: String, metrics: ServerMetrics, group: EventLoopGroup, logger: Logger
+    ) async throws -> MetricsEndpoint {
         // The configuration checked the address; this guards callers that did not.
         guard let parsed = MetricsAddress(address) else {
-            throw StartupError(message: "server.metrics = \"\(address)\": expected \"HOST:PORT\" with a port from 0 to 65535, e.g. \"127.0.0.1:9102\"")
+            throw StartupError(
+                message:
+                    "server.metrics = \"\(address)\": expected \"HOST:PORT\" with a port from 0 to 65535, e.g. \"127.0.0.1:9102\""
+            )
         }
         let (host, port) = (parsed.host, parsed.port)
         let bootstrap = ServerBootstrap(group: group)
@@ -33,7 +38,8 @@ final class MetricsEndpoint: Sendable {
             logger.info("metrics endpoint listening", metadata: ["address": "\(address)"])
             return MetricsEndpoint(channel: channel)
         } catch {
-            throw StartupError(message: "cannot serve metrics on \(address): \(error); change server.metrics or remove it")
+            throw StartupError(
+                message: "cannot serve metrics on \(address): \(error); change server.metrics or remove it")
         }
     }
 
@@ -55,7 +61,8 @@ final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let request) = self.unwrapInboundIn(data) else { return }
         let isHead = request.method == .HEAD
-        let isMetrics = (request.method == .GET || isHead) && (request.uri == "/metrics" || request.uri.hasPrefix("/metrics?"))
+        let isMetrics =
+            (request.method == .GET || isHead) && (request.uri == "/metrics" || request.uri.hasPrefix("/metrics?"))
         let body: [UInt8] = isMetrics ? self.metrics.exposition() : Array("not found; try /metrics\n".utf8)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: isMetrics ? "text/plain; version=0.0.4" : "text/plain")

@@ -14,7 +14,10 @@ public struct ReloadReport: Codable, Sendable, Equatable {
     /// Settings that differ in the file but take effect only after a restart.
     public var needsRestart: [String] = []
 
-    public init(applied: Bool, errors: [String] = [], warnings: [String] = [], changes: [String] = [], needsRestart: [String] = []) {
+    public init(
+        applied: Bool, errors: [String] = [], warnings: [String] = [], changes: [String] = [],
+        needsRestart: [String] = []
+    ) {
         self.applied = applied
         self.errors = errors
         self.warnings = warnings
@@ -50,14 +53,19 @@ final class Reloader: Sendable {
     /// happened, and the log says it too.
     func reloadFromSource() -> ReloadReport {
         guard let source = self.source else {
-            return self.logged(ReloadReport(applied: false, errors: ["this server was not started from a configuration file; nothing to reload"]))
+            return self.logged(
+                ReloadReport(
+                    applied: false, errors: ["this server was not started from a configuration file; nothing to reload"]
+                ))
         }
         let fresh: Configuration
         do {
             fresh = try source()
         } catch let problems as ConfigurationErrors {
             return self.logged(
-                ReloadReport(applied: false, errors: problems.errors.map(\.description), warnings: problems.warnings.map(\.description)))
+                ReloadReport(
+                    applied: false, errors: problems.errors.map(\.description),
+                    warnings: problems.warnings.map(\.description)))
         } catch {
             return self.logged(ReloadReport(applied: false, errors: ["\(error)"]))
         }
@@ -76,7 +84,9 @@ final class Reloader: Sendable {
                 changes += try self.registry.reload(applied)
             } catch let error as ConfigError {
                 // An export's id would change: nothing is applied.
-                return ReloadReport(applied: false, errors: fresh.located([error]).map(\.description), warnings: fresh.warnings.map(\.description))
+                return ReloadReport(
+                    applied: false, errors: fresh.located([error]).map(\.description),
+                    warnings: fresh.warnings.map(\.description))
             } catch {
                 return ReloadReport(applied: false, errors: ["\(error)"], warnings: fresh.warnings.map(\.description))
             }
@@ -86,7 +96,8 @@ final class Reloader: Sendable {
             }
             running = applied
             return ReloadReport(
-                applied: true, warnings: fresh.warnings.map(\.description), changes: changes, needsRestart: needsRestart)
+                applied: true, warnings: fresh.warnings.map(\.description), changes: changes, needsRestart: needsRestart
+            )
         }
         return self.logged(report)
     }
@@ -130,20 +141,25 @@ func describeChanges(from old: Configuration, to new: Configuration) -> (changes
             continue
         }
         if before.lowers != export.lowers {
-            changes.append("export \(export.path): lowers \(before.lowers.joined(separator: ", ")) → \(export.lowers.joined(separator: ", "))")
+            changes.append(
+                "export \(export.path): lowers \(before.lowers.joined(separator: ", ")) → \(export.lowers.joined(separator: ", "))"
+            )
         }
         if before.upper != export.upper {
             changes.append("export \(export.path): upper \(before.upper ?? "(none)") → \(export.upper ?? "(none)")")
         }
         if before.clientKey != export.clientKey {
-            changes.append("export \(export.path): client_key \(before.clientKey.rawValue) → \(export.clientKey.rawValue)")
+            changes.append(
+                "export \(export.path): client_key \(before.clientKey.rawValue) → \(export.clientKey.rawValue)")
         }
         changes += ruleChanges(export: export.path, from: before.clients, to: export.clients)
     }
     for export in old.exports where !newPaths.contains(export.path) {
         // Renamed with its id (an `id` kept, or given the identifier it had): handles stay valid.
         if let renamed = new.exports.first(where: { $0.exportID == export.exportID && oldExports[$0.path] == nil }) {
-            changes.append("export \(export.path) renamed \(renamed.path) (id \(export.exportID)): its clients' file handles stay valid")
+            changes.append(
+                "export \(export.path) renamed \(renamed.path) (id \(export.exportID)): its clients' file handles stay valid"
+            )
         } else {
             changes.append("export \(export.path) removed: its clients' file handles are now stale")
         }
@@ -158,13 +174,17 @@ func describeChanges(from old: Configuration, to new: Configuration) -> (changes
     for key in old.clientKeys.keys.sorted() where new.clientKeys[key] == nil {
         changes.append("[clients] \"\(key)\" removed")
     }
-    for key in Set(old.clientPins.keys).union(new.clientPins.keys).sorted() where old.clientPins[key] != new.clientPins[key] {
+    for key in Set(old.clientPins.keys).union(new.clientPins.keys).sorted()
+    where old.clientPins[key] != new.clientPins[key] {
         let shown = { (pin: Int?) in pin.map { "version \($0)" } ?? "the newest version" }
-        changes.append("client \(key) pinned: \(shown(old.clientPins[key])) → \(shown(new.clientPins[key])) at its next mount")
+        changes.append(
+            "client \(key) pinned: \(shown(old.clientPins[key])) → \(shown(new.clientPins[key])) at its next mount")
     }
     let (a, b) = (old.server, new.server)
     if a.logLevel != b.logLevel { changes.append("server.log_level: \(a.logLevel) → \(b.logLevel)") }
-    if a.logFormat != b.logFormat { changes.append("server.log_format: \(a.logFormat.rawValue) → \(b.logFormat.rawValue)") }
+    if a.logFormat != b.logFormat {
+        changes.append("server.log_format: \(a.logFormat.rawValue) → \(b.logFormat.rawValue)")
+    }
     let restartOnly: [(String, String, String)] = [
         ("server.listen", a.listen.joined(separator: ", "), b.listen.joined(separator: ", ")),
         ("server.nfs_port", "\(a.nfsPort)", "\(b.nfsPort)"),

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
+import NFS3
 import NIOCore
 import NIOPosix
-import NFS3
 import SunRPC
 import SunRPCClient
 import Union
@@ -45,9 +45,11 @@ public final class StrataServer: Sendable {
         raiseDescriptorLimit(logger: logger)
         do {
             try FileManager.default.createDirectory(
-                atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                atPath: settings.stateDirectory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch {
-            throw StartupError(message: "cannot create server.state_dir \(settings.stateDirectory): \(error.localizedDescription)")
+            throw StartupError(
+                message: "cannot create server.state_dir \(settings.stateDirectory): \(error.localizedDescription)")
         }
         // Before anything else touches the state directory or binds a port: a second server
         // must fail naming the first, not on a busy port or by taking its control socket.
@@ -59,7 +61,9 @@ public final class StrataServer: Sendable {
             throw error
         }
         let registry = ExportRegistry(configuration: configuration, logger: logger)
-        let reloader = Reloader(configuration: configuration, registry: registry, logger: logger, logControl: logControl, source: reloadSource)
+        let reloader = Reloader(
+            configuration: configuration, registry: registry, logger: logger, logControl: logControl,
+            source: reloadSource)
         let metrics = ServerMetrics()
         metrics.observeUnion { [registry] in registry.unionStatistics }
         metrics.observeImages { [registry] in registry.imageMetrics() }
@@ -72,7 +76,8 @@ public final class StrataServer: Sendable {
         registry.startClosingIdleNamespaces { work in _ = try? await threadPool.runIfActive(work) }
         var servers: [RPCServer] = []
         do {
-            var rpcConfiguration = RPCServerConfiguration(maxRecordBytes: settings.maxRecordBytes, threadPoolSize: settings.threads)
+            var rpcConfiguration = RPCServerConfiguration(
+                maxRecordBytes: settings.maxRecordBytes, threadPoolSize: settings.threads)
             rpcConfiguration.portSettingHint = "set [server] nfs_port in the configuration or pass --nfs-port"
             let writeVerifier = WriteVerifier.forThisStart()
             let nfsProgram = NFS3Program(
@@ -93,32 +98,47 @@ public final class StrataServer: Sendable {
                 // read from the handle's header without decoding it (the call decodes it once).
                 ServerFileHandle.exportID(peekingAt: arguments).flatMap(exportPaths.path)
             }
-            let nfsServer = RPCServer(programs: [trace.map { TracedProgram.nfs(meteredNFS, trace: $0) } ?? meteredNFS], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+            let nfsServer = RPCServer(
+                programs: [trace.map { TracedProgram.nfs(meteredNFS, trace: $0) } ?? meteredNFS],
+                configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(nfsServer)
-            let nfsPort = try await bindAll(nfsServer, hosts: settings.listen, port: settings.nfsPort, key: "server.nfs_port / --nfs-port")
+            let nfsPort = try await bindAll(
+                nfsServer, hosts: settings.listen, port: settings.nfsPort, key: "server.nfs_port / --nfs-port")
             rpcConfiguration.portSettingHint = "set [server] mount_port in the configuration or pass --mount-port"
             var meteredMount = MeteredProgram(mount: mountProgram, metrics: metrics)
-            meteredMount.statusName = { MountStatus3(rawValue: $0).map { "MNT3ERR_\($0)".uppercased() } ?? "MNT3ERR_\($0)" }
+            meteredMount.statusName = {
+                MountStatus3(rawValue: $0).map { "MNT3ERR_\($0)".uppercased() } ?? "MNT3ERR_\($0)"
+            }
             meteredMount.exportOfCall = { [registry] call, arguments in
                 // MNT and UMNT name a directory path: the export that holds it.
-                guard call.procedure == MountProcedure.mnt.rawValue || call.procedure == MountProcedure.umnt.rawValue else { return nil }
+                guard call.procedure == MountProcedure.mnt.rawValue || call.procedure == MountProcedure.umnt.rawValue
+                else { return nil }
                 var peek = arguments
                 guard let path = try? DirPath(xdr: &peek) else { return nil }
-                return registry.exports.filter { isSameOrInside(path.description, $0.path) }.max { $0.path.count < $1.path.count }?.path
+                return registry.exports.filter { isSameOrInside(path.description, $0.path) }.max {
+                    $0.path.count < $1.path.count
+                }?.path
             }
-            let mountServer = RPCServer(programs: [trace.map { TracedProgram.mount(meteredMount, trace: $0) } ?? meteredMount], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+            let mountServer = RPCServer(
+                programs: [trace.map { TracedProgram.mount(meteredMount, trace: $0) } ?? meteredMount],
+                configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
             servers.append(mountServer)
-            let mountPort = try await bindAll(mountServer, hosts: settings.listen, port: settings.mountPort, key: "server.mount_port / --mount-port")
+            let mountPort = try await bindAll(
+                mountServer, hosts: settings.listen, port: settings.mountPort, key: "server.mount_port / --mount-port")
 
             var registrations: [RPCRegistration] = []
             for transport in [RPCTransport.tcp, .udp] {
-                registrations.append(RPCRegistration(program: nfsProgram.program, version: 3, transport: transport, port: nfsPort))
+                registrations.append(
+                    RPCRegistration(program: nfsProgram.program, version: 3, transport: transport, port: nfsPort))
                 for version in mountProgram.versions {
-                    registrations.append(RPCRegistration(program: mountProgram.program, version: version, transport: transport, port: mountPort))
+                    registrations.append(
+                        RPCRegistration(
+                            program: mountProgram.program, version: version, transport: transport, port: mountPort))
                 }
             }
             let mode = resolvePortmapperMode(
-                settings.portmapper, bindHost: settings.listen.first ?? "0.0.0.0", nfsPort: nfsPort, mountPort: mountPort, logger: logger)
+                settings.portmapper, bindHost: settings.listen.first ?? "0.0.0.0", nfsPort: nfsPort,
+                mountPort: mountPort, logger: logger)
             var portmapperPort: Int?
             switch mode {
             case .system:
@@ -126,10 +146,14 @@ public final class StrataServer: Sendable {
                 try SystemRPCBind.register(registrations, includeIPv6: settings.listen.contains { $0.contains(":") })
             case .builtin:
                 let portmapper = BuiltinPortmapper(registrations: registrations)
-                rpcConfiguration.portSettingHint = "set [server] portmapper to \"system\" (with rpcbind running) or \"off\""
-                let pmServer = RPCServer(programs: [portmapper], configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+                rpcConfiguration.portSettingHint =
+                    "set [server] portmapper to \"system\" (with rpcbind running) or \"off\""
+                let pmServer = RPCServer(
+                    programs: [portmapper], configuration: rpcConfiguration, group: group, threadPool: threadPool,
+                    logger: logger)
                 servers.append(pmServer)
-                portmapperPort = try await bindAll(pmServer, hosts: settings.listen, port: 111, key: "server.portmapper (set \"system\" or \"off\")")
+                portmapperPort = try await bindAll(
+                    pmServer, hosts: settings.listen, port: 111, key: "server.portmapper (set \"system\" or \"off\")")
             case .off, .auto:
                 logger.notice(
                     "no portmapper: clients must name the ports",
@@ -137,10 +161,12 @@ public final class StrataServer: Sendable {
             }
             var endpoint: MetricsEndpoint?
             if let address = settings.metrics {
-                endpoint = try await MetricsEndpoint.start(address: address, metrics: metrics, group: group, logger: logger)
+                endpoint = try await MetricsEndpoint.start(
+                    address: address, metrics: metrics, group: group, logger: logger)
             }
             let control = try await ControlSocket.start(
-                path: controlSocketPath(configuration), registry: registry, reloader: reloader, threadPool: threadPool, group: group, logger: logger)
+                path: controlSocketPath(configuration), registry: registry, reloader: reloader, threadPool: threadPool,
+                group: group, logger: logger)
             let ports = ListeningPorts(nfs: nfsPort, mount: mountPort, portmapper: portmapperPort, portmapperMode: mode)
             logger.info(
                 "strata serving",
@@ -150,7 +176,8 @@ public final class StrataServer: Sendable {
                 ])
             return StrataServer(
                 registry: registry, logger: logger, group: group, threadPool: threadPool, rpcServers: servers,
-                registrations: mode == .system ? registrations : [], ports: ports, metrics: metrics, metricsEndpoint: endpoint, control: control,
+                registrations: mode == .system ? registrations : [], ports: ports, metrics: metrics,
+                metricsEndpoint: endpoint, control: control,
                 reloader: reloader, lock: lock, trace: trace)
         } catch {
             for server in servers { try? await server.shutdown() }
@@ -198,7 +225,9 @@ public final class StrataServer: Sendable {
             } catch {
                 // RPCServerError already names host, port, transport and the setting to change.
                 if error is RPCServerError { throw StartupError(message: "\(error)") }
-                throw StartupError(message: "cannot listen on \(host) port \(chosen): \(error); change \(key) or stop what uses the port")
+                throw StartupError(
+                    message:
+                        "cannot listen on \(host) port \(chosen): \(error); change \(key) or stop what uses the port")
             }
         }
         return chosen

@@ -22,7 +22,9 @@ public final class StateDirectoryLock: Sendable {
         let path = lockPath(stateDirectory: stateDirectory)
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw StartupError(message: "cannot open \(path): \(String(cString: strerror(errno))); fix server.state_dir or its permissions")
+            throw StartupError(
+                message:
+                    "cannot open \(path): \(String(cString: strerror(errno))); fix server.state_dir or its permissions")
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let holder = readPID(descriptor)

@@ -1,10 +1,11 @@
 import Logging
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import Synchronization
 import XDR
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Transcribed from RFC 1833 §3: the portmapper protocol, program 100000 version 2.
 
@@ -232,7 +233,8 @@ public final class BuiltinPortmapper: RPCProgramHandler {
     public func port(program: UInt32, version: UInt32, transport: RPCTransport) -> Int {
         self.table.withLock { table in
             var hit: RPCRegistration? = nil
-            for entry in table where entry.registration.program == program && entry.registration.transport == transport {
+            for entry in table where entry.registration.program == program && entry.registration.transport == transport
+            {
                 hit = entry.registration
                 if entry.registration.version == version { break }
             }
@@ -282,7 +284,8 @@ public final class BuiltinPortmapper: RPCProgramHandler {
                 // a mapping, its owner or root unsets it first).
                 let added = self.table.withLock { table -> Bool in
                     if table.contains(where: {
-                        $0.registration.program == registration.program && $0.registration.version == registration.version
+                        $0.registration.program == registration.program
+                            && $0.registration.version == registration.version
                             && $0.registration.transport == registration.transport
                     }) {
                         return false
@@ -295,11 +298,15 @@ public final class BuiltinPortmapper: RPCProgramHandler {
                 // UNSET ignores prot and port: every transport of (prog, vers). As rpcbind, it
                 // fails when one of them belongs to someone the caller may not remove.
                 let (removed, refusedOwner) = self.table.withLock { table -> (Bool, PortmapperOwner?) in
-                    let matching = table.filter { $0.registration.program == mapping.program && $0.registration.version == mapping.version }
+                    let matching = table.filter {
+                        $0.registration.program == mapping.program && $0.registration.version == mapping.version
+                    }
                     if let foreign = matching.first(where: { !caller.mayRemove(mappingOf: $0.owner) }) {
                         return (false, foreign.owner)
                     }
-                    table.removeAll { $0.registration.program == mapping.program && $0.registration.version == mapping.version }
+                    table.removeAll {
+                        $0.registration.program == mapping.program && $0.registration.version == mapping.version
+                    }
                     return (!matching.isEmpty, nil)
                 }
                 if let refusedOwner {
@@ -353,16 +360,22 @@ public final class BuiltinPortmapper: RPCProgramHandler {
     public static func callerOwner(of call: RPCCallContext) -> PortmapperOwner {
         guard let port = call.remoteAddress.port, let ip = call.remoteAddress.ipAddress else { return .unknown }
         if port < 1024 { return .superuser }
-        let server = call.transport == .tcp ? call.localAddress.flatMap { address in
-            address.ipAddress.flatMap { ip in address.port.map { (ip, $0) } }
-        } : nil
-        guard let uid = Self.socketOwner(ip: ip, port: port, transport: call.transport, peer: server) else { return .unknown }
+        let server =
+            call.transport == .tcp
+            ? call.localAddress.flatMap { address in
+                address.ipAddress.flatMap { ip in address.port.map { (ip, $0) } }
+            } : nil
+        guard let uid = Self.socketOwner(ip: ip, port: port, transport: call.transport, peer: server) else {
+            return .unknown
+        }
         return uid == 0 ? .superuser : .user(uid: uid)
     }
 
     /// The uid owning the local socket bound to `ip:port`, from /proc/net/{tcp,udp}{,6}. An
     /// unconnected UDP socket may be bound to the wildcard address: that matches too.
-    static func socketOwner(ip: String, port: Int, transport: RPCTransport, peer: (ip: String, port: Int)? = nil) -> UInt32? {
+    static func socketOwner(
+        ip: String, port: Int, transport: RPCTransport, peer: (ip: String, port: Int)? = nil
+    ) -> UInt32? {
         let mappedV4 = ip.hasPrefix("::ffff:") ? String(ip.dropFirst(7)) : nil
         let v4 = ip.contains(":") ? mappedV4 : ip
         var v4Addresses: [String] = []

@@ -59,7 +59,8 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         self.remoteAddress = context.channel.remoteAddress
         self.localAddress = context.channel.localAddress
         let resources = self.configuration.resources
-        let ledger = RPCConnectionLedger(channel: context.channel, resources: resources, configuration: self.configuration)
+        let ledger = RPCConnectionLedger(
+            channel: context.channel, resources: resources, configuration: self.configuration)
         self.ledger = ledger
         let work = RPCConnectionWork(
             dispatcher: self.dispatcher,
@@ -446,7 +447,8 @@ final class RPCUDPHandler: ChannelInboundHandler {
         // retransmits), so none starts that could not reply.
         if self.isDraining { return }
         if self.outstanding >= self.maxOutstanding {
-            self.logger.debug("dropping RPC datagram: too many calls outstanding", metadata: ["client": "\(remoteAddress)"])
+            self.logger.debug(
+                "dropping RPC datagram: too many calls outstanding", metadata: ["client": "\(remoteAddress)"])
             return
         }
         var localAddress = self.localAddress ?? context.channel.localAddress

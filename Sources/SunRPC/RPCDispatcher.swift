@@ -143,7 +143,8 @@ final class RPCDispatcher: Sendable {
         )
         let runsInline = program.isNonBlocking(version: header.version, procedure: header.procedure)
         let triesInline =
-            !runsInline && cacheKey == nil && program.mayAnswerInline(version: header.version, procedure: header.procedure)
+            !runsInline && cacheKey == nil
+            && program.mayAnswerInline(version: header.version, procedure: header.procedure)
         return .call(
             PreparedCall(
                 program: program, context: context, arguments: message, cacheKey: cacheKey, runsInline: runsInline,
@@ -202,7 +203,9 @@ final class RPCDispatcher: Sendable {
     }
 
     /// Runs a prepared call on the thread pool (see `run`).
-    func execute(_ call: PreparedCall, ledger: RPCConnectionLedger?, eventLoop: any EventLoop) -> EventLoopFuture<Execution> {
+    func execute(
+        _ call: PreparedCall, ledger: RPCConnectionLedger?, eventLoop: any EventLoop
+    ) -> EventLoopFuture<Execution> {
         let future = self.threadPool.runIfActive(eventLoop: eventLoop) { () -> Execution in
             self.run(call, ledger: ledger)
         }

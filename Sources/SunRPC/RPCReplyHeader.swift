@@ -69,7 +69,9 @@ public struct RPCReplyHeader: Sendable, Equatable {
                     status = .rpcMismatch(low: try buffer.readXDRUInt32(), high: try buffer.readXDRUInt32())
                 case RejectStat.authError.rawValue:
                     let raw = try buffer.readXDRUInt32()
-                    guard let stat = AuthStat(rawValue: raw) else { throw malformed("auth_stat \(raw) is not defined by RFC 5531") }
+                    guard let stat = AuthStat(rawValue: raw) else {
+                        throw malformed("auth_stat \(raw) is not defined by RFC 5531")
+                    }
                     status = .authError(stat)
                 case let other: throw malformed("reject_stat \(other) is not defined by RFC 5531")
                 }

@@ -26,7 +26,8 @@ public struct RPCServerError: Error, Sendable, CustomStringConvertible {
     public var underlying: (any Error)?
 
     public var description: String {
-        let what = "cannot listen for RPC over \(self.transport.rawValue.uppercased()) on \(self.host) port \(self.port)"
+        let what =
+            "cannot listen for RPC over \(self.transport.rawValue.uppercased()) on \(self.host) port \(self.port)"
         switch self.code {
         case .addressInUse:
             return
@@ -113,7 +114,8 @@ public final class RPCServer: Sendable {
         for program in self.programList {
             for version in program.versions {
                 for transport in RPCTransport.allCases {
-                    result.append(RPCRegistration(program: program.program, version: version, transport: transport, port: port))
+                    result.append(
+                        RPCRegistration(program: program.program, version: version, transport: transport, port: port))
                 }
             }
         }
@@ -203,7 +205,8 @@ public final class RPCServer: Sendable {
         guard accepted else {
             tcp.close(promise: nil)
             for channel in udp { channel.close(promise: nil) }
-            throw RPCServerError(code: .shutDown, host: "\(tcp.localAddress.map { "\($0)" } ?? "?")", port: port, transport: .tcp)
+            throw RPCServerError(
+                code: .shutDown, host: "\(tcp.localAddress.map { "\($0)" } ?? "?")", port: port, transport: .tcp)
         }
         self.logger.info(
             "RPC server listening",
@@ -365,7 +368,8 @@ public final class RPCServer: Sendable {
         for channel in callCarriers {
             channel.pipeline.fireUserInboundEventTriggered(RPCDrainEvent())
         }
-        let nanoseconds = gracePeriod.components.seconds * 1_000_000_000 + gracePeriod.components.attoseconds / 1_000_000_000
+        let nanoseconds =
+            gracePeriod.components.seconds * 1_000_000_000 + gracePeriod.components.attoseconds / 1_000_000_000
         let deadline = NIODeadline.now() + .nanoseconds(nanoseconds)
         for channel in callCarriers {
             // Force the close at the deadline if the drain has not closed the channel by then.

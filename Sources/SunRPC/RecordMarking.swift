@@ -56,7 +56,9 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder, Sendable {
     public let maxFragmentsPerRecord: Int
     let allocator: ByteBufferAllocator
 
-    public init(maxRecordBytes: Int, maxFragmentsPerRecord: Int = 4096, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+    public init(
+        maxRecordBytes: Int, maxFragmentsPerRecord: Int = 4096, allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) {
         precondition(maxRecordBytes > 0, "maxRecordBytes must be positive")
         precondition(maxFragmentsPerRecord > 0, "maxFragmentsPerRecord must be positive")
         self.maxRecordBytes = maxRecordBytes

@@ -10,7 +10,9 @@ import Glibc
 
 extension SystemRPCBind {
     /// True when something answers a portmapper NULL call on 127.0.0.1:111 within `timeout`.
-    public static func isRunning(timeout: Duration = .seconds(1), host: String = "127.0.0.1", port: Int = Portmapper.port) -> Bool {
+    public static func isRunning(
+        timeout: Duration = .seconds(1), host: String = "127.0.0.1", port: Int = Portmapper.port
+    ) -> Bool {
         for transport in [RPCTransport.tcp, .udp] {
             guard
                 let client = try? RPCClient(

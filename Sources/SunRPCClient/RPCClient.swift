@@ -1,6 +1,6 @@
 import NIOCore
-import SunRPC
 import NIOPosix
+import SunRPC
 import Synchronization
 import XDR
 
@@ -149,7 +149,8 @@ public final class RPCClient: Sendable {
             // A connected UDP socket only receives from the server.
             let rc = remote.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
             guard rc == 0 else {
-                throw RPCClientError(code: .connectFailed, message: "connect(\(remote)): \(String(cString: strerror(errno)))")
+                throw RPCClientError(
+                    code: .connectFailed, message: "connect(\(remote)): \(String(cString: strerror(errno)))")
             }
         }
 
@@ -275,7 +276,8 @@ public final class RPCClient: Sendable {
                 return reply
             }
             if ContinuousClock.now >= deadline {
-                throw RPCClientError(code: .timedOut, message: "no reply from \(self.remoteAddress) within \(self.timeout)")
+                throw RPCClientError(
+                    code: .timedOut, message: "no reply from \(self.remoteAddress) within \(self.timeout)")
             }
         }
     }
@@ -303,7 +305,8 @@ public final class RPCClient: Sendable {
     public func receiveRecord() throws(RPCClientError) -> ByteBuffer {
         let deadline = ContinuousClock.now + self.timeout
         guard let record = try self.receiveRecord(until: deadline) else {
-            throw RPCClientError(code: .timedOut, message: "nothing received from \(self.remoteAddress) within \(self.timeout)")
+            throw RPCClientError(
+                code: .timedOut, message: "nothing received from \(self.remoteAddress) within \(self.timeout)")
         }
         return record
     }
@@ -384,10 +387,12 @@ public final class RPCClient: Sendable {
         credential: RPCCredential?,
         xid: UInt32?
     ) -> (xid: UInt32, buffer: ByteBuffer) {
-        let xid = xid ?? self.state.withLock { state in
-            state.nextXID &+= 1
-            return state.nextXID
-        }
+        let xid =
+            xid
+            ?? self.state.withLock { state in
+                state.nextXID &+= 1
+                return state.nextXID
+            }
         var buffer = ByteBuffer()
         RPCMessageCodec.writeCallHeader(
             xid: xid,
@@ -424,7 +429,8 @@ public final class RPCClient: Sendable {
                         message: "send to \(self.remoteAddress) blocked for \(self.timeout): the server is not reading"
                     )
                 }
-                throw RPCClientError(code: .sendFailed, message: "send to \(self.remoteAddress): \(String(cString: strerror(errno)))")
+                throw RPCClientError(
+                    code: .sendFailed, message: "send to \(self.remoteAddress): \(String(cString: strerror(errno)))")
             }
             offset += n
             if self.transport == .udp { break }
@@ -446,7 +452,9 @@ public final class RPCClient: Sendable {
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 if self.transport == .udp && errno == ECONNREFUSED { continue }
-                throw RPCClientError(code: .receiveFailed, message: "recv from \(self.remoteAddress): \(String(cString: strerror(errno)))")
+                throw RPCClientError(
+                    code: .receiveFailed,
+                    message: "recv from \(self.remoteAddress): \(String(cString: strerror(errno)))")
             }
             if self.transport == .udp {
                 var buffer = ByteBuffer()
@@ -502,7 +510,8 @@ public final class RPCClient: Sendable {
         let rc = remote.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
         if rc == 0 { return }
         guard errno == EINPROGRESS else {
-            throw RPCClientError(code: .connectFailed, message: "connect(\(remote)): \(String(cString: strerror(errno)))")
+            throw RPCClientError(
+                code: .connectFailed, message: "connect(\(remote)): \(String(cString: strerror(errno)))")
         }
         guard Self.poll(fd: fd, events: Int16(POLLOUT), until: .now + timeout) else {
             throw RPCClientError(code: .timedOut, message: "connect(\(remote)) timed out after \(timeout)")
@@ -511,7 +520,8 @@ public final class RPCClient: Sendable {
         var length = socklen_t(MemoryLayout<Int32>.size)
         _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
         guard error == 0 else {
-            throw RPCClientError(code: .connectFailed, message: "connect(\(remote)): \(String(cString: strerror(error)))")
+            throw RPCClientError(
+                code: .connectFailed, message: "connect(\(remote)): \(String(cString: strerror(error)))")
         }
     }
 

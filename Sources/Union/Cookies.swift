@@ -23,7 +23,8 @@ struct CookieKey: Sendable, Equatable {
     static func load(_ sidecar: Sidecar) throws(UnionError) -> CookieKey {
         try sidecar.write("load the cookie key") { db -> CookieKey in
             let rows = try MetaRecord.filter(keys: ["cookieKey0", "cookieKey1"]).fetchAll(db)
-            if let a = rows.first(where: { $0.key == "cookieKey0" }), let b = rows.first(where: { $0.key == "cookieKey1" })
+            if let a = rows.first(where: { $0.key == "cookieKey0" }),
+                let b = rows.first(where: { $0.key == "cookieKey1" })
             {
                 return CookieKey(k0: UInt64(bitPattern: a.value), k1: UInt64(bitPattern: b.value))
             }

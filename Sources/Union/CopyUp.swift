@@ -248,13 +248,17 @@ extension UnionNamespace {
 
     /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
     /// `dataLimit`: copy at most this many bytes (a copy-up for a truncation need not copy what goes away).
-    func makeCopy(of src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil)
+    func makeCopy(
+        of src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil
+    )
         throws(UnionError)
     {
         try Self.copyObject(src, as: name, in: dir, path: path, dataLimit: dataLimit)
     }
 
-    static func copyObject(_ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil)
+    static func copyObject(
+        _ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil
+    )
         throws(UnionError)
     {
         let st = src.st

@@ -19,7 +19,9 @@ extension UnionNamespace {
     /// `inode_init_owner`: a directory never takes set-uid/set-gid from the request, only set-gid from a set-gid
     /// parent (with its group); a file keeps a requested set-gid unless it is group-executable, goes to the group of
     /// a set-gid parent and the caller is not in that group (`mode_strip_sgid`).
-    func newOwnership(_ dir: stat, _ cred: Credentials, _ requestedMode: UInt32, isDirectory: Bool) -> (
+    func newOwnership(
+        _ dir: stat, _ cred: Credentials, _ requestedMode: UInt32, isDirectory: Bool
+    ) -> (
         uid: UInt32, gid: UInt32, mode: UInt32
     ) {
         let parentSetgid = UInt32(dir.st_mode) & UInt32(S_ISGID) != 0
@@ -207,7 +209,9 @@ extension UnionNamespace {
     }
 
     /// MKDIR.
-    public func mkdir(in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials)
+    public func mkdir(
+        in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials
+    )
         throws(UnionError) -> (ObjectHandle, Attributes)
     {
         let r = try self.mkdirChange(in: dir, name, attributes: attributes, as: cred)
@@ -215,7 +219,9 @@ extension UnionNamespace {
     }
 
     /// MKDIR with the directory's attributes before and after.
-    public func mkdirChange(in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials)
+    public func mkdirChange(
+        in dir: ObjectHandle, _ name: [UInt8], attributes: SetAttributes, as cred: Credentials
+    )
         throws(UnionError) -> ChangeResult
     {
         try self.createObject(in: dir, name, .directory, attributes: attributes, as: cred) { _ in nil }

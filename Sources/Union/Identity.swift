@@ -279,7 +279,8 @@ final class IdentityStore: Sendable {
                 records.append { db in
                     if let stale {
                         try IdentityRecord.deleteOne(db, key: Int64(bitPattern: stale))
-                        try db.execute(sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: stale)])
+                        try db.execute(
+                            sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: stale)])
                     }
                     try Self.insert(r, db)
                 }
@@ -327,7 +328,8 @@ final class IdentityStore: Sendable {
                 { db in
                     if let other { try IdentityRecord.deleteOne(db, key: Int64(bitPattern: other)) }
                     try db.execute(
-                        sql: "UPDATE identity SET upperIno = ?, isIndexed = isIndexed OR ?, lowerLinkCount = ? WHERE fileid = ?",
+                        sql:
+                            "UPDATE identity SET upperIno = ?, isIndexed = isIndexed OR ?, lowerLinkCount = ? WHERE fileid = ?",
                         arguments: [
                             Int64(bitPattern: upperIno), isIndexed, Int64(lowerLinkCount), Int64(bitPattern: fileid),
                         ])

@@ -64,7 +64,9 @@ extension LayerTools {
     /// `changedSince`. At, not only after: the kernel stamps ctimes from a clock that advances in ticks of a few
     /// milliseconds, so an entry changed just after the publish can carry the publish's newest ctime exactly (an
     /// entry last changed at that tick before the publish is listed too; the digest, not this list, decides).
-    static func scan(_ directory: String, changedSince: Int64?) throws -> (fingerprint: LayerFingerprint, newer: [String]) {
+    static func scan(
+        _ directory: String, changedSince: Int64?
+    ) throws -> (fingerprint: LayerFingerprint, newer: [String]) {
         var digest = FingerprintDigest()
         var entries = 0
         var bytes: UInt64 = 0
@@ -110,9 +112,11 @@ extension LayerTools {
                 return st.isDirectory
             }
             let logger = Logger(label: "strata.conflicts")
-            let before = try UnionNamespace(upper: nil, lowers: old, stateDirectory: nil, cachedObjects: 0, logger: logger)
+            let before = try UnionNamespace(
+                upper: nil, lowers: old, stateDirectory: nil, cachedObjects: 0, logger: logger)
             defer { before.close() }
-            let after = try UnionNamespace(upper: nil, lowers: new, stateDirectory: nil, cachedObjects: 0, logger: logger)
+            let after = try UnionNamespace(
+                upper: nil, lowers: new, stateDirectory: nil, cachedObjects: 0, logger: logger)
             defer { after.close() }
             var conflicting: [String] = []
             for name in changed.sorted() where try Self.lowerView(before, name) != Self.lowerView(after, name) {

@@ -144,8 +144,9 @@ final class UpperLayer: Sendable {
         let tree = try Files.openDirectoryAbsolute(directory + "/tree")
         var mode = Files.filesystemSync(for: tree)
         var dst = stat(), tst = stat()
-        if case .wholeFilesystem = mode, stat(directory, &dst) != 0 || Glibc.fstat(tree.raw, &tst) != 0
-            || dst.st_dev != tst.st_dev
+        if case .wholeFilesystem = mode,
+            stat(directory, &dst) != 0 || Glibc.fstat(tree.raw, &tst) != 0
+                || dst.st_dev != tst.st_dev
         {
             mode = .eachObject  // a syncfs of tree/ would not cover the sidecar, which then syncs itself
         }

@@ -161,7 +161,8 @@ extension UnionNamespace {
         let fileid = ident.fileid
         let iname = Array(String(fileid).utf8)
         guard let st = try Files.statAt(upper.index, iname, path: "index/\(fileid)") else { return nil }
-        return Location(layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index, name: iname, dir: nil, st: st)
+        return Location(
+            layer: 0, path: Array("index/\(fileid)".utf8), parent: upper.index, name: iname, dir: nil, st: st)
     }
 
     /// Resolves a file handle to the object it names now: `.stale` if it is gone or malformed.
@@ -196,7 +197,9 @@ extension UnionNamespace {
         return try self.walkDown(from: try self.rootNode(), chain.reversed(), depth: depth)
     }
 
-    private func walkDown(from start: Node, _ steps: [(name: [UInt8], fileid: UInt64)], depth: Int) throws(UnionError)
+    private func walkDown(
+        from start: Node, _ steps: [(name: [UInt8], fileid: UInt64)], depth: Int
+    ) throws(UnionError)
         -> Node
     {
         var node = start

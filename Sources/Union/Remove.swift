@@ -23,7 +23,9 @@ extension UnionNamespace {
     }
 
     /// REMOVE with the directory's attributes before and after, taken with the change.
-    public func removeChange(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
+    public func removeChange(
+        in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials
+    ) throws(UnionError)
         -> ChangeResult
     {
         try Names.validate(name)
@@ -46,7 +48,9 @@ extension UnionNamespace {
     }
 
     /// RMDIR with the directory's attributes before and after.
-    public func rmdirChange(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
+    public func rmdirChange(
+        in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials
+    ) throws(UnionError)
         -> ChangeResult
     {
         try Names.validate(name)
@@ -108,7 +112,9 @@ extension UnionNamespace {
 
     /// LINK: a new name for a non-directory; a lower object is copied up first (its other lower names follow
     /// through the index). Linking someone else's file needs read and write permission on it (protected_hardlinks).
-    public func link(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
+    public func link(
+        _ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials
+    ) throws(UnionError)
         -> Attributes
     {
         try self.linkChange(h, in: dir, name, as: cred).attributes!
@@ -116,7 +122,9 @@ extension UnionNamespace {
 
     /// LINK with the object's attributes after and the directory's before and after, taken with the change. A lower
     /// file's data is copied up first without the namespace write lock.
-    public func linkChange(_ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials)
+    public func linkChange(
+        _ h: ObjectHandle, in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials
+    )
         throws(UnionError) -> ChangeResult
     {
         try Names.validate(name)

@@ -69,7 +69,9 @@ public struct DirectoryPage: Sendable {
 extension UnionNamespace {
     /// LOOKUP of `name` in `dir`, "." and ".." included; search permission on `dir` is needed for every name.
     /// - Throws: only when `dir` itself cannot be resolved (stale); everything else is in `found`.
-    public func lookupForReply(_ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError)
+    public func lookupForReply(
+        _ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials
+    ) throws(UnionError)
         -> DirectoryLookup
     {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryLookup in
@@ -123,7 +125,9 @@ extension UnionNamespace {
     }
 
     /// ACCESS: which of `requested` the caller has (see `access`), with the object's attributes.
-    public func accessForReply(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError)
+    public func accessForReply(
+        _ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials
+    ) throws(UnionError)
         -> AccessCheck
     {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> AccessCheck in
@@ -318,7 +322,8 @@ extension UnionNamespace {
             let node = Node(
                 fileid: entry.fileid, parentFileid: dir.fileid, name: entry.name, top: loc, dirs: [], lowerPath: [],
                 indexed: try self.indexedCopy(of: loc, identity: identity))
-            return FoundObject(handle: self.handle(fileid: entry.fileid), attributes: self.attributes(node, identity: identity))
+            return FoundObject(
+                handle: self.handle(fileid: entry.fileid), attributes: self.attributes(node, identity: identity))
         }
         do {
             guard let n = try self.child(of: dir, entry.name) else { return nil }

@@ -249,7 +249,8 @@ public final class UnionNamespace: Sendable {
             renamed += 1
         }
         if renamed > 0 {
-            self.logger.notice("identity names repaired from tree/ (renames cut short)", metadata: ["count": "\(renamed)"])
+            self.logger.notice(
+                "identity names repaired from tree/ (renames cut short)", metadata: ["count": "\(renamed)"])
         }
     }
 
@@ -304,7 +305,9 @@ public final class UnionNamespace: Sendable {
     }
 
     /// LOOKUP: needs search permission on `dir`.
-    public func lookup(_ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) -> (
+    public func lookup(
+        _ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials
+    ) throws(UnionError) -> (
         ObjectHandle, Attributes
     ) {
         try Names.validate(name)
@@ -328,7 +331,9 @@ public final class UnionNamespace: Sendable {
     }
 
     /// ACCESS: which of `requested` the caller has, as the kernel would answer.
-    public func access(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) throws(UnionError)
+    public func access(
+        _ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials
+    ) throws(UnionError)
         -> AccessMask
     {
         try self.accessForReply(h, requested, as: cred).granted
@@ -340,7 +345,9 @@ public final class UnionNamespace: Sendable {
     }
 
     /// READ into a new array; see `read(_:offset:into:as:)`.
-    public func read(_ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials) throws(UnionError) -> (
+    public func read(
+        _ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials
+    ) throws(UnionError) -> (
         data: [UInt8], isEOF: Bool
     ) {
         let want = max(0, min(count, 64 << 20))
@@ -361,7 +368,9 @@ public final class UnionNamespace: Sendable {
 
     /// READDIR: the merged listing after `cookie` (0 = from the start), at most `limit` entries. "." and ".." are not
     /// included. Any cookie resumes at the first name whose cookie is larger: cookies are always valid.
-    public func readdir(_ dir: ObjectHandle, after cookie: UInt64, limit: Int = Int.max, as cred: Credentials)
+    public func readdir(
+        _ dir: ObjectHandle, after cookie: UInt64, limit: Int = Int.max, as cred: Credentials
+    )
         throws(UnionError) -> ListingPage
     {
         var taken = 0

@@ -184,7 +184,9 @@ extension UnionNamespace {
         return mode
     }
 
-    func setattrLocked(_ n0: Node, _ changes: SetAttributes, guardCtime: Timespec?, as cred: Credentials)
+    func setattrLocked(
+        _ n0: Node, _ changes: SetAttributes, guardCtime: Timespec?, as cred: Credentials
+    )
         throws(UnionError) -> Node
     {
         if let g = guardCtime, self.attributes(n0).ctime != g { throw .guardMismatch }

@@ -15,7 +15,9 @@ func askServer(_ request: ControlRequest, configuration: Configuration, timeout:
 
 struct Clients: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List the clients of per-client exports: key, export, upper layer, size, last seen, mounted, image version.")
+        abstract:
+            "List the clients of per-client exports: key, export, upper layer, size, last seen, mounted, image version."
+    )
 
     @Option(name: .long, help: "The server's TOML configuration file.")
     var config: String = defaultConfigPath
@@ -39,7 +41,9 @@ struct Clients: ParsableCommand {
         let formatter = ISO8601DateFormatter()
         for client in clients {
             let seen = client.lastSeen.map { formatter.string(from: Date(timeIntervalSince1970: $0)) } ?? "-"
-            print("\(client.key)\t\(client.export)\t\(client.upper)\t\(client.sizeBytes)\t\(seen)\t\(client.isMounted ? "yes" : "no")\t\(client.version.map(String.init) ?? "-")")
+            print(
+                "\(client.key)\t\(client.export)\t\(client.upper)\t\(client.sizeBytes)\t\(seen)\t\(client.isMounted ? "yes" : "no")\t\(client.version.map(String.init) ?? "-")"
+            )
         }
     }
 }
@@ -62,13 +66,15 @@ struct Client: ParsableCommand {
 
         func run() throws {
             let configuration = try loadConfiguration(self.config)
-            let response = try askServer(ControlRequest(command: "reset", key: self.key, export: self.export), configuration: configuration)
+            let response = try askServer(
+                ControlRequest(command: "reset", key: self.key, export: self.export), configuration: configuration)
             guard response.ok else { throw RuntimeError(response.error ?? "the server refused the request") }
             let uppers = response.reset ?? []
             // A typo in the key must not look like a successful re-image.
             guard !uppers.isEmpty else {
                 let scope = self.export.map { "export \($0)" } ?? "any per-client export"
-                throw RuntimeError("no client \(self.key) in \(scope): it has no upper layer; `strata clients` lists the keys")
+                throw RuntimeError(
+                    "no client \(self.key) in \(scope): it has no upper layer; `strata clients` lists the keys")
             }
             print("reset \(uppers.joined(separator: ", "))")
         }

@@ -42,7 +42,9 @@ struct BenchBoot: AsyncParsableCommand {
     @Option(name: .customLong("mount-port"), help: "MOUNT port.")
     var mountPort: Int = 20048
 
-    @Option(name: .long, help: "The export each client mounts; {n} is replaced by the client's number from 1 (one export per client).")
+    @Option(
+        name: .long,
+        help: "The export each client mounts; {n} is replaced by the client's number from 1 (one export per client).")
     var export: String = "/diskless"
 
     @Option(name: .long, help: "The first client's source address; client n uses the (n-1)-th address after it.")
@@ -54,17 +56,27 @@ struct BenchBoot: AsyncParsableCommand {
     @Option(name: .long, help: "Event loop threads of the load generator.")
     var threads: Int = 1
 
-    @Flag(name: .long, help: "Every client mounts once before the storm, outside its clock: per-client uppers exist when the room powers on.")
+    @Flag(
+        name: .long,
+        help:
+            "Every client mounts once before the storm, outside its clock: per-client uppers exist when the room powers on."
+    )
     var premount = false
 
-    @Flag(name: .customLong("reads-only"), help: "Replay only the calls that change nothing, and none on what the boot created: a client whose writable directories are local (for a read-only export).")
+    @Flag(
+        name: .customLong("reads-only"),
+        help:
+            "Replay only the calls that change nothing, and none on what the boot created: a client whose writable directories are local (for a read-only export)."
+    )
     var readsOnly = false
 
     @Flag(name: .long, help: "One JSON object per storm instead of a text line.")
     var json = false
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: self.trace) else { throw RuntimeError("cannot read the boot script --trace \(self.trace)") }
+        guard let data = FileManager.default.contents(atPath: self.trace) else {
+            throw RuntimeError("cannot read the boot script --trace \(self.trace)")
+        }
         var script: BootScript
         do {
             script = try BootScript.parse(String(decoding: data, as: UTF8.self), source: self.trace)
@@ -73,7 +85,9 @@ struct BenchBoot: AsyncParsableCommand {
         }
         if self.readsOnly { script = script.readOnlyPart() }
         let counts = self.clients.flatMap { $0.split(separator: ",") }.map { Int($0) }
-        guard counts.allSatisfy({ ($0 ?? 0) > 0 }) else { throw RuntimeError("--clients takes positive numbers, got \(self.clients.joined(separator: ","))") }
+        guard counts.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw RuntimeError("--clients takes positive numbers, got \(self.clients.joined(separator: ","))")
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, self.threads))
         do {
             try await self.storms(counts.compactMap { $0 }, script: script, group: group)
@@ -86,7 +100,8 @@ struct BenchBoot: AsyncParsableCommand {
 
     func storms(_ counts: [Int], script: BootScript, group: MultiThreadedEventLoopGroup) async throws {
         if counts.count > 1 && self.export.contains("{n}") {
-            throw RuntimeError("with one export per client ({n} in --export) run one storm per server start: give one --clients")
+            throw RuntimeError(
+                "with one export per client ({n} in --export) run one storm per server start: give one --clients")
         }
         var used = 0
         for count in counts {
@@ -96,7 +111,8 @@ struct BenchBoot: AsyncParsableCommand {
             }
             used += count
             var bench = BootStormBench(
-                host: self.host, nfsPort: self.nfsPort, mountPort: self.mountPort, export: self.export, firstSource: source,
+                host: self.host, nfsPort: self.nfsPort, mountPort: self.mountPort, export: self.export,
+                firstSource: source,
                 clients: count, serverPID: self.watchPid)
             bench.premount = self.premount
             let result: BootStormBench.Result

@@ -26,26 +26,34 @@ struct Image: ParsableCommand {
 
     struct Publish: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Make the given layers the export's next version: mounted clients stay on theirs, each client moves at its next mount.")
+            abstract:
+                "Make the given layers the export's next version: mounted clients stay on theirs, each client moves at its next mount."
+        )
 
         @Argument(help: "The export path (as `strata exports` shows it).")
         var export: String
 
-        @Option(name: .long, parsing: .upToNextOption, help: "The version's layer directories, top-most first; they must not change afterwards.")
+        @Option(
+            name: .long, parsing: .upToNextOption,
+            help: "The version's layer directories, top-most first; they must not change afterwards.")
         var lowers: [String]
 
         @Option(name: .long, help: "The server's TOML configuration file.")
         var config: String = defaultConfigPath
 
         func run() throws {
-            let absolute = self.lowers.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
-            let response = try Image.ask(ControlRequest(command: "image-publish", export: self.export, lowers: absolute), config: self.config)
+            let absolute = self.lowers.map {
+                $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0
+            }
+            let response = try Image.ask(
+                ControlRequest(command: "image-publish", export: self.export, lowers: absolute), config: self.config)
             print("published \(self.export) version \(response.version ?? 0)")
         }
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show each export's versions, layers, size and the clients on each.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show each export's versions, layers, size and the clients on each.")
 
         @Argument(help: "Only this export.")
         var export: String?
@@ -57,9 +65,13 @@ struct Image: ParsableCommand {
         var json = false
 
         func run() throws {
-            let images = try Image.ask(ControlRequest(command: "image-list", export: self.export), config: self.config).images ?? []
+            let images =
+                try Image.ask(ControlRequest(command: "image-list", export: self.export), config: self.config).images
+                ?? []
             if self.json { return try Image.printJSON(images) }
-            if images.isEmpty { print("no export has image versions; `strata image publish EXPORT --lowers DIR...` makes them") }
+            if images.isEmpty {
+                print("no export has image versions; `strata image publish EXPORT --lowers DIR...` makes them")
+            }
             let formatter = ISO8601DateFormatter()
             for image in images {
                 print("\(image.export)")
@@ -69,7 +81,9 @@ struct Image: ParsableCommand {
                     let published = formatter.string(from: Date(timeIntervalSince1970: version.publishedAt))
                     let clients = version.clients.isEmpty ? "-" : version.clients.joined(separator: ",")
                     let pinned = version.pinned.isEmpty ? "-" : version.pinned.joined(separator: ",")
-                    print("\(mark)\t\(published)\t\(version.bytes)\t\(clients)\t\(pinned)\t\(version.lowers.joined(separator: " "))")
+                    print(
+                        "\(mark)\t\(published)\t\(version.bytes)\t\(clients)\t\(pinned)\t\(version.lowers.joined(separator: " "))"
+                    )
                 }
             }
             if !images.isEmpty { print("* the version next mounts get") }
@@ -90,7 +104,8 @@ struct Image: ParsableCommand {
         var config: String = defaultConfigPath
 
         func run() throws {
-            let response = try Image.ask(ControlRequest(command: "image-rollback", export: self.export, version: self.to), config: self.config)
+            let response = try Image.ask(
+                ControlRequest(command: "image-rollback", export: self.export, version: self.to), config: self.config)
             print("\(self.export): next mounts get version \(response.version ?? 0)")
         }
     }
@@ -111,9 +126,14 @@ struct Image: ParsableCommand {
 
         func run() throws {
             guard self.version == nil || self.export != nil else { throw ValidationError("--version needs an export") }
-            let reports = try Image.ask(ControlRequest(command: "image-gc", export: self.export, version: self.version), config: self.config).collected ?? []
+            let reports =
+                try Image.ask(
+                    ControlRequest(command: "image-gc", export: self.export, version: self.version), config: self.config
+                ).collected ?? []
             for report in reports {
-                let removed = report.removed.isEmpty ? "nothing" : "version " + report.removed.map(String.init).joined(separator: ", ")
+                let removed =
+                    report.removed.isEmpty
+                    ? "nothing" : "version " + report.removed.map(String.init).joined(separator: ", ")
                 print("\(report.export): removed \(removed); kept \(report.kept.joined(separator: " | "))")
             }
         }
@@ -121,7 +141,9 @@ struct Image: ParsableCommand {
 
     struct Conflicts: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Names a client's own changes hide in the version it moved to (it changed them; so did the new version).")
+            abstract:
+                "Names a client's own changes hide in the version it moved to (it changed them; so did the new version)."
+        )
 
         @Argument(help: "The export path.")
         var export: String
@@ -136,11 +158,16 @@ struct Image: ParsableCommand {
         var json = false
 
         func run() throws {
-            guard let report = try Image.ask(ControlRequest(command: "image-conflicts", key: self.key, export: self.export), config: self.config).conflicts
+            guard
+                let report = try Image.ask(
+                    ControlRequest(command: "image-conflicts", key: self.key, export: self.export), config: self.config
+                ).conflicts
             else { throw RuntimeError("the server sent no report") }
             if self.json { return try Image.printJSON(report) }
             guard let from = report.from else {
-                print("client \(report.client) is on version \(report.to) and has not moved since the export got versions")
+                print(
+                    "client \(report.client) is on version \(report.to) and has not moved since the export got versions"
+                )
                 return
             }
             print("client \(report.client): version \(from) → \(report.to), \(report.names.count) conflict(s)")

@@ -17,7 +17,9 @@ struct Layer: ParsableCommand {
 
         func run() throws {
             let report = try LayerTools.inspect(layerDirectory: self.directory)
-            print("layer \(self.directory) (\(report.kind == .strata ? "strata layer: tree/ + layer.db" : "plain directory"))")
+            print(
+                "layer \(self.directory) (\(report.kind == .strata ? "strata layer: tree/ + layer.db" : "plain directory"))"
+            )
             print("files: \(report.files)")
             print("directories: \(report.directories)")
             print("whiteouts: \(report.whiteouts.count)")
@@ -25,7 +27,9 @@ struct Layer: ParsableCommand {
             print("opaque directories: \(report.opaqueDirectories.count)")
             for path in report.opaqueDirectories.sorted() { print("  opaque /\(path)") }
             print("redirects: \(report.redirects.count)")
-            for (path, origin) in report.redirects.sorted(by: { $0.key < $1.key }) { print("  redirect /\(path) -> /\(origin)") }
+            for (path, origin) in report.redirects.sorted(by: { $0.key < $1.key }) {
+                print("  redirect /\(path) -> /\(origin)")
+            }
         }
     }
 
@@ -62,10 +66,13 @@ struct Layer: ParsableCommand {
         /// A copy of a layer a client is writing is torn: refuse while the running server has
         /// the client mounted.
         func refuseIfInUse(upper: String, configuration: Configuration) throws {
-            guard let pid = StateDirectoryLock.holder(stateDirectory: configuration.server.stateDirectory) else { return }
+            guard let pid = StateDirectoryLock.holder(stateDirectory: configuration.server.stateDirectory) else {
+                return
+            }
             let response: ControlResponse
             do {
-                response = try askControlSocket(path: controlSocketPath(configuration), request: ControlRequest(command: "clients"))
+                response = try askControlSocket(
+                    path: controlSocketPath(configuration), request: ControlRequest(command: "clients"))
             } catch {
                 throw RuntimeError(
                     "a strata server (pid \(pid)) serves \(configuration.server.stateDirectory) but does not answer on its control socket (\(error)); stop it before promoting \(upper)"

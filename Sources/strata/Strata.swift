@@ -12,7 +12,10 @@ struct Strata: AsyncParsableCommand {
         abstract: "An NFSv3 server exporting a union of directory layers.",
         discussion: "Every command that reads the configuration takes --config FILE (default \(defaultConfigPath)).",
         version: "strata \(StrataBuild.version)",
-        subcommands: [Serve.self, CheckConfig.self, Reload.self, Exports.self, Clients.self, Client.self, Layer.self, Image.self, Trace.self, Bench.self])
+        subcommands: [
+            Serve.self, CheckConfig.self, Reload.self, Exports.self, Clients.self, Client.self, Layer.self, Image.self,
+            Trace.self, Bench.self,
+        ])
 }
 
 /// Where the packaged service keeps its configuration (`make install`, the systemd unit).
@@ -27,7 +30,9 @@ struct RuntimeError: Error, CustomStringConvertible {
 
 /// Loads the configuration for a command; its errors, one a line, go to stderr, and the
 /// command exits with status 1.
-func loadConfiguration(_ path: String, overrides: ConfigurationOverrides = ConfigurationOverrides()) throws -> Configuration {
+func loadConfiguration(
+    _ path: String, overrides: ConfigurationOverrides = ConfigurationOverrides()
+) throws -> Configuration {
     do {
         return try Configuration.load(path: path, overrides: overrides)
     } catch let problems as ConfigurationErrors {
@@ -61,19 +66,29 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "State directory; overrides server.state_dir.")
     var stateDir: String?
 
-    @Option(name: .customLong("ready-file"), help: "Once serving, write 'nfs=PORT mount=PORT' to this file (for scripts and tests).")
+    @Option(
+        name: .customLong("ready-file"),
+        help: "Once serving, write 'nfs=PORT mount=PORT' to this file (for scripts and tests).")
     var readyFile: String?
 
-    @Option(name: .long, help: "Record every NFS and MOUNT call (arguments, reply, timing) to this file; off by default. Convert it with 'strata trace convert' (Docs/BOOT-TRACE.md).")
+    @Option(
+        name: .long,
+        help:
+            "Record every NFS and MOUNT call (arguments, reply, timing) to this file; off by default. Convert it with 'strata trace convert' (Docs/BOOT-TRACE.md)."
+    )
     var trace: String?
 
     var overrides: ConfigurationOverrides {
-        ConfigurationOverrides(listen: self.listen, nfsPort: self.nfsPort, mountPort: self.mountPort, portmapper: self.portmapper, stateDirectory: self.stateDir)
+        ConfigurationOverrides(
+            listen: self.listen, nfsPort: self.nfsPort, mountPort: self.mountPort, portmapper: self.portmapper,
+            stateDirectory: self.stateDir)
     }
 
     func run() async throws {
         let configuration = try loadConfiguration(self.config, overrides: self.overrides)
-        let control = LogControl(level: Logger.Level(rawValue: configuration.server.logLevel) ?? .info, format: configuration.server.logFormat)
+        let control = LogControl(
+            level: Logger.Level(rawValue: configuration.server.logLevel) ?? .info,
+            format: configuration.server.logFormat)
         LoggingSystem.bootstrap { label in StrataLogHandler(label: label, control: control) }
         let logger = Logger(label: "strata")
         for warning in configuration.warnings {
@@ -118,7 +133,9 @@ struct CheckConfig: ParsableCommand {
     @Option(name: .long, help: "The TOML configuration file (default \(defaultConfigPath)).")
     var config: String?
 
-    @Flag(name: .customLong("skip-paths"), help: "Check the file only, not whether its layer directories exist or can be created.")
+    @Flag(
+        name: .customLong("skip-paths"),
+        help: "Check the file only, not whether its layer directories exist or can be created.")
     var skipPaths = false
 
     func validate() throws {
@@ -137,7 +154,9 @@ struct CheckConfig: ParsableCommand {
             throw ExitCode(1)
         }
         printErrors(configuration.warnings.map { "warning: \($0)" })
-        print("\(path): OK (\(configuration.exports.count) export(s): \(configuration.exports.map(\.path).joined(separator: ", ")))")
+        print(
+            "\(path): OK (\(configuration.exports.count) export(s): \(configuration.exports.map(\.path).joined(separator: ", ")))"
+        )
     }
 }
 
@@ -159,11 +178,16 @@ struct Reload: ParsableCommand {
         do {
             configuration = try Configuration.load(path: self.config)
         } catch let problems as ConfigurationErrors {
-            printErrors(problems.errors.map(\.description) + ["configuration not reloaded: the server keeps running the previous one"])
+            printErrors(
+                problems.errors.map(\.description) + [
+                    "configuration not reloaded: the server keeps running the previous one"
+                ])
             throw ExitCode(1)
         }
         let response = try askServer(ControlRequest(command: "reload"), configuration: configuration)
-        guard let report = response.reload else { throw RuntimeError(response.error ?? "the server refused the request") }
+        guard let report = response.reload else {
+            throw RuntimeError(response.error ?? "the server refused the request")
+        }
         printErrors(report.warnings.map { "warning: \($0)" })
         guard report.applied else {
             printErrors(report.errors + ["configuration not reloaded: the server keeps running the previous one"])
@@ -188,7 +212,9 @@ struct Exports: ParsableCommand {
     func run() throws {
         let configuration = try loadConfiguration(self.config)
         let response = try askServer(ControlRequest(command: "exports"), configuration: configuration)
-        guard response.ok, let exports = response.exports else { throw RuntimeError(response.error ?? "the server refused the request") }
+        guard response.ok, let exports = response.exports else {
+            throw RuntimeError(response.error ?? "the server refused the request")
+        }
         if self.json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -204,7 +230,9 @@ struct Exports: ParsableCommand {
             }
             let indent = String(repeating: " ", count: width)
             print("\(indent)\tid: \(export.id)")
-            print("\(indent)\tlowers: \(export.lowers.isEmpty ? "(none)" : export.lowers.joined(separator: ", "))\(export.imageVersion.map { " (image version \($0))" } ?? "")")
+            print(
+                "\(indent)\tlowers: \(export.lowers.isEmpty ? "(none)" : export.lowers.joined(separator: ", "))\(export.imageVersion.map { " (image version \($0))" } ?? "")"
+            )
             if let upper = export.upper {
                 let perClient = upper.contains("{client}") ? " (one per client, keyed by \(export.clientKey))" : ""
                 print("\(indent)\tupper: \(upper)\(perClient)")

@@ -51,19 +51,24 @@ struct Trace: ParsableCommand {
                 print(text, terminator: "")
             }
             var summary = "\(report.script.calls.count) calls"
-            for (reason, count) in report.skipped.sorted(by: { $0.key < $1.key }) { summary += "; left out \(count): \(reason)" }
+            for (reason, count) in report.skipped.sorted(by: { $0.key < $1.key }) {
+                summary += "; left out \(count): \(reason)"
+            }
             printErrors([summary])
         }
     }
 
     struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Parse a boot script and print what it holds; errors name the line.")
+        static let configuration = CommandConfiguration(
+            abstract: "Parse a boot script and print what it holds; errors name the line.")
 
         @Argument(help: "The boot script.")
         var script: String
 
         func run() throws {
-            guard let data = FileManager.default.contents(atPath: self.script) else { throw RuntimeError("cannot read \(self.script)") }
+            guard let data = FileManager.default.contents(atPath: self.script) else {
+                throw RuntimeError("cannot read \(self.script)")
+            }
             let parsed: BootScript
             do {
                 parsed = try BootScript.parse(String(decoding: data, as: UTF8.self), source: self.script)
@@ -74,7 +79,9 @@ struct Trace: ParsableCommand {
             for call in parsed.calls { counts[call.operation.keyword, default: 0] += 1 }
             let concurrent = parsed.calls.filter { !$0.overlapping.isEmpty }.count
             let maxInFlight = (parsed.calls.map(\.overlapping.count).max() ?? 0) + 1
-            print("\(parsed.calls.count) calls over \(String(format: "%.1f", parsed.calls.last?.startMilliseconds ?? 0)) ms; \(concurrent) started while others ran (up to \(maxInFlight) at once)")
+            print(
+                "\(parsed.calls.count) calls over \(String(format: "%.1f", parsed.calls.last?.startMilliseconds ?? 0)) ms; \(concurrent) started while others ran (up to \(maxInFlight) at once)"
+            )
             print(counts.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
     }

@@ -18,7 +18,8 @@ import Testing
 
     @Test func sourceRangesExpand() throws {
         #expect(try expandAddressRange("127.0.0.5") == ["127.0.0.5"])
-        #expect(try expandAddressRange("127.0.0.254-127.0.1.1") == ["127.0.0.254", "127.0.0.255", "127.0.1.0", "127.0.1.1"])
+        #expect(
+            try expandAddressRange("127.0.0.254-127.0.1.1") == ["127.0.0.254", "127.0.0.255", "127.0.1.0", "127.0.1.1"])
         let network = try expandAddressRange("127.0.3.0/29")
         #expect(network == (1...6).map { "127.0.3.\($0)" }, "network and broadcast addresses left out")
         #expect(try expandAddressRange("127.1.0.0/16").count == 65534)
@@ -45,7 +46,8 @@ import Testing
 
     @Test func reportLineAndJSONCarryEveryFigure() {
         var report = PhaseReport(
-            workload: "getattr", phase: "getattr", ops: 1000, units: 1000, unit: "ops/s", seconds: 0.5, p50: 100, p99: 300,
+            workload: "getattr", phase: "getattr", ops: 1000, units: 1000, unit: "ops/s", seconds: 0.5, p50: 100,
+            p99: 300,
             max: 900, errors: 2, firstError: "GETATTR: \"stale\"", qd: 32, connections: 2, clientCPUSeconds: 0.01,
             serverCPUSeconds: 0.05, hostBusyPercent: 150)
         report.extra = [("label", "x"), ("bytes", "42")]
@@ -55,7 +57,8 @@ import Testing
         let json = report.json
         for fragment in [
             "\"ops\":1000", "\"rate\":2000.0", "\"p99_us\":300.0", "\"errors\":2", "\"client_us_per_op\":10.00",
-            "\"server_us_per_op\":50.00", "\"label\":\"x\"", "\"bytes\":42", "\"first_error\":\"GETATTR: \\\"stale\\\"\"",
+            "\"server_us_per_op\":50.00", "\"label\":\"x\"", "\"bytes\":42",
+            "\"first_error\":\"GETATTR: \\\"stale\\\"\"",
         ] {
             #expect(json.contains(fragment), "\(fragment) missing from \(json)")
         }

@@ -40,7 +40,11 @@ final class FakeServer: BootReplayTransport {
             let args = try Lookup3Args(xdr: &a)
             let p = BootPath.join(path(args.what.dir), BootPath.encode(args.what.name))
             if exists(p) {
-                Lookup3Res.ok(Lookup3ResOK(object: FileHandle3(Array(p.utf8)), objAttributes: PostOpAttr(nil), dirAttributes: PostOpAttr(nil))).encode(xdr: &reply)
+                Lookup3Res.ok(
+                    Lookup3ResOK(
+                        object: FileHandle3(Array(p.utf8)), objAttributes: PostOpAttr(nil),
+                        dirAttributes: PostOpAttr(nil))
+                ).encode(xdr: &reply)
             } else {
                 Lookup3Res.fail(.noent, Lookup3ResFail(dirAttributes: PostOpAttr(nil))).encode(xdr: &reply)
             }
@@ -60,19 +64,28 @@ final class FakeServer: BootReplayTransport {
                 self.log.withLock { $0.bigReadsInFlight -= 1 }
             }
             self.log.withLock { $0.events.append(("done READ \(p) \(args.offset)", 0)) }
-            Read3Res.ok(Read3ResOK(fileAttributes: PostOpAttr(nil), eof: false, data: ByteBuffer(bytes: [1, 2, 3, 4]))).encode(xdr: &reply)
+            Read3Res.ok(Read3ResOK(fileAttributes: PostOpAttr(nil), eof: false, data: ByteBuffer(bytes: [1, 2, 3, 4])))
+                .encode(xdr: &reply)
         case .create:
             let args = try Create3Args(xdr: &a)
             let p = BootPath.join(path(args.where.dir), BootPath.encode(args.where.name))
             self.log.withLock { _ = $0.files.insert(p) }
-            Create3Res.ok(Create3ResOK(obj: PostOpFileHandle3(FileHandle3(Array(p.utf8))), objAttributes: PostOpAttr(nil), dirWcc: WccData(before: PreOpAttr(nil), after: PostOpAttr(nil)))).encode(xdr: &reply)
+            Create3Res.ok(
+                Create3ResOK(
+                    obj: PostOpFileHandle3(FileHandle3(Array(p.utf8))), objAttributes: PostOpAttr(nil),
+                    dirWcc: WccData(before: PreOpAttr(nil), after: PostOpAttr(nil)))
+            ).encode(xdr: &reply)
         case .write:
             let args = try Write3Args(xdr: &a)
             let p = path(args.file)
             var data = args.data
             let bytes = data.readBytes(length: data.readableBytes) ?? []
             self.log.withLock { $0.written[p, default: []] += bytes }
-            Write3Res.ok(Write3ResOK(fileWcc: WccData(before: PreOpAttr(nil), after: PostOpAttr(nil)), count: args.count, committed: .fileSync, verf: WriteVerifier3(rawValue: 1))).encode(xdr: &reply)
+            Write3Res.ok(
+                Write3ResOK(
+                    fileWcc: WccData(before: PreOpAttr(nil), after: PostOpAttr(nil)), count: args.count,
+                    committed: .fileSync, verf: WriteVerifier3(rawValue: 1))
+            ).encode(xdr: &reply)
         default:
             status(.notsupp)
         }
@@ -145,7 +158,9 @@ extension FileAttributes3 {
         #expect(report.operations["READ"]?.calls == 6 && report.operations["LOOKUP"]?.calls == 18)
         #expect(report.bootP50Seconds <= report.bootP99Seconds && report.bootP99Seconds <= report.allBootedSeconds)
         for (index, server) in servers.enumerated() {
-            #expect(server.log.withLock { $0.written["/var/log"] } == BootReplay.payload(tag: "client-\(index)", offset: 0, count: 40))
+            #expect(
+                server.log.withLock { $0.written["/var/log"] }
+                    == BootReplay.payload(tag: "client-\(index)", offset: 0, count: 40))
         }
         // A client that cannot connect counts every call of its boot as an error.
         let failed = await BootStorm.run(

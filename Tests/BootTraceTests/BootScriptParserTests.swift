@@ -37,7 +37,9 @@ import Testing
         #expect(script.calls[7].overlapping == [6])
         #expect(script.calls[8].overlapping == [7, 6])
         #expect(script.calls[5].operation == .readdirplus("/etc", continued: true, dircount: 4096, maxcount: 32768))
-        #expect(script.calls[9].operation == .create(dir: "/etc", name: "hostname", mode: .guarded, BootAttributes(mode: 0o644, uid: 0, gid: 0)))
+        #expect(
+            script.calls[9].operation
+                == .create(dir: "/etc", name: "hostname", mode: .guarded, BootAttributes(mode: 0o644, uid: 0, gid: 0)))
         #expect(script.calls[11].operation == .setattr("/etc/hostname", BootAttributes(mode: 0o600, mtime: .server)))
         // Written back and parsed again: the same script.
         let again = try BootScript.parse(script.text, source: "t2")
@@ -73,13 +75,22 @@ import Testing
         ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - GETATTR /a/../b = OK\n", 3, "'..' component"),
         ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - LOOKUP / a%G1 = OK\n", 3, "is not a file name"),
         ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - READ / -1 10 = OK\n", 3, "offset '-1'"),
-        ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - WRITE / 0 10 sometimes = OK\n", 3, "unstable, datasync or filesync"),
-        ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - CREATE / f guarded mode=999 = OK\n", 3, "attributes 'mode=999'"),
+        (
+            "# strata boot script 1\n0.000 - MNT = OK\n1.000 - WRITE / 0 10 sometimes = OK\n", 3,
+            "unstable, datasync or filesync"
+        ),
+        (
+            "# strata boot script 1\n0.000 - MNT = OK\n1.000 - CREATE / f guarded mode=999 = OK\n", 3,
+            "attributes 'mode=999'"
+        ),
         ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - READDIRPLUS / 7 10 10 = OK\n", 3, "cookie '7'"),
         ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - GETATTR / = MAYBE\n", 3, "unknown status 'MAYBE'"),
         ("# strata boot script 1\n0.000 - GETATTR / = OK\n", 2, "before any MNT"),
         ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - GETATTR /etc/passwd = OK\n", 3, "no earlier line looks up"),
-        ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - LOOKUP / etc = NOENT\n2.000 - GETATTR /etc = OK\n", 4, "no earlier line looks up"),
+        (
+            "# strata boot script 1\n0.000 - MNT = OK\n1.000 - LOOKUP / etc = NOENT\n2.000 - GETATTR /etc = OK\n", 4,
+            "no earlier line looks up"
+        ),
         ("# strata boot script 1\n0.000 - MNT = OK\n1.000 - REMOVE / .. = OK\n", 3, "cannot be created or removed"),
     ])
     func malformedScriptIsRefusedNamingTheLine(text: String, line: Int, message: String) {
@@ -87,7 +98,8 @@ import Testing
             _ = try BootScript.parse(text, source: "bad.script")
         } throws: { error in
             guard let error = error as? BootScriptError else { return false }
-            return error.line == line && error.message.contains(message) && error.description.hasPrefix("bad.script:\(line): ")
+            return error.line == line && error.message.contains(message)
+                && error.description.hasPrefix("bad.script:\(line): ")
         }
     }
 }
@@ -97,10 +109,12 @@ import Testing
         let script = try BootScript.parse(BootScriptParserTests.valid)
         let part = script.readOnlyPart()
         let keywords = part.calls.map { "\($0.operation.keyword) \($0.operation.arguments.joined(separator: " "))" }
-        #expect(keywords == [
-            "MNT ", "FSINFO /", "LOOKUP / etc", "LOOKUP /etc missing%20name", "READDIRPLUS /etc 0 4096 32768",
-            "READDIRPLUS /etc + 4096 32768", "READ /etc/passwd 0 4096", "READ /etc/passwd 4096 4096", "GETATTR /etc/group", "UMNT ",
-        ])
+        #expect(
+            keywords == [
+                "MNT ", "FSINFO /", "LOOKUP / etc", "LOOKUP /etc missing%20name", "READDIRPLUS /etc 0 4096 32768",
+                "READDIRPLUS /etc + 4096 32768", "READ /etc/passwd 0 4096", "READ /etc/passwd 4096 4096",
+                "GETATTR /etc/group", "UMNT ",
+            ])
         // Overlaps follow the calls that remain.
         #expect(part.calls[7].overlapping == [6])
         #expect(part.calls[8].overlapping == [7, 6])

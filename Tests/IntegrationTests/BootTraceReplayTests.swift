@@ -3,9 +3,9 @@ import Foundation
 import NFS3
 import NIOCore
 import NIOPosix
-import Synchronization
 import SunRPC
 import SunRPCClient
+import Synchronization
 import TestSupport
 import Testing
 import XDR
@@ -17,8 +17,11 @@ final class SerialRPCTransport: BootReplayTransport {
     let lock = Mutex(())
 
     init(port: Int, localHost: String) throws {
-        let credential = RPCCredential.sys(AuthSysParameters(stamp: 1, machineName: "replay", uid: 0, gid: 0, groups: []))
-        self.client = try RPCClient(host: "127.0.0.1", port: port, transport: .tcp, localHost: localHost, credential: credential, timeout: .seconds(15))
+        let credential = RPCCredential.sys(
+            AuthSysParameters(stamp: 1, machineName: "replay", uid: 0, gid: 0, groups: []))
+        self.client = try RPCClient(
+            host: "127.0.0.1", port: port, transport: .tcp, localHost: localHost, credential: credential,
+            timeout: .seconds(15))
     }
 
     deinit { self.client.close() }
@@ -26,7 +29,9 @@ final class SerialRPCTransport: BootReplayTransport {
     func call(program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer) async throws -> ByteBuffer {
         let reply = try await NIOThreadPool.singleton.runIfActive {
             let result: Result<RPCCallReply, any Error> = self.lock.withLock { _ in
-                Result { try self.client.call(program: program, version: version, procedure: procedure, arguments: arguments) }
+                Result {
+                    try self.client.call(program: program, version: version, procedure: procedure, arguments: arguments)
+                }
             }
             return try result.get()
         }
@@ -66,14 +71,18 @@ final class SerialRPCTransport: BootReplayTransport {
         let _: ReadDirPlus3Res = try client.call(
             .readdirplus, ReadDirPlus3Args(dir: etc, cookie: 0, cookieverf: .zero, dircount: 4096, maxcount: 32768))
         let tmp = try client.handle("tmp")
-        let log = try #require(try client.create("boot.log", in: tmp, how: .guarded(SetAttributes3(mode: 0o644))).get().obj.handle)
+        let log = try #require(
+            try client.create("boot.log", in: tmp, how: .guarded(SetAttributes3(mode: 0o644))).get().obj.handle)
         _ = try client.write(log, Array(repeating: UInt8(ascii: "x"), count: 3000), stable: .unstable)
         let _: Commit3Res = try client.call(.commit, Commit3Args(file: log, offset: 0, count: 0))
         let scratch = try #require(try client.create("scratch", in: tmp).get().obj.handle)
         _ = try client.write(scratch, [1, 2, 3])
         #expect(try client.remove("scratch", in: tmp).status == .ok)
         let _: Rename3Res = try client.call(
-            .rename, Rename3Args(from: DirOpArgs3(dir: tmp, name: Array("boot.log".utf8)), to: DirOpArgs3(dir: tmp, name: Array("boot.done".utf8))))
+            .rename,
+            Rename3Args(
+                from: DirOpArgs3(dir: tmp, name: Array("boot.log".utf8)),
+                to: DirOpArgs3(dir: tmp, name: Array("boot.done".utf8))))
         _ = try client.getattr(log)
     }
 
@@ -83,19 +92,22 @@ final class SerialRPCTransport: BootReplayTransport {
         let tracePath = directory.file("calls.trace")
         // Record.
         do {
-            let server = try ServerProcess(config: Self.config("recorded"), directory: directory, extraArguments: ["--trace", tracePath])
+            let server = try ServerProcess(
+                config: Self.config("recorded"), directory: directory, extraArguments: ["--trace", tracePath])
             let client = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
             try Self.boot(client)
             #expect(server.stop() == 0)
         }
         // Convert.
         let scriptPath = directory.file("boot.script")
-        let converted = try runSplit(strataBinary, ["trace", "convert", tracePath, "-o", scriptPath, "--note", "integration test"])
+        let converted = try runSplit(
+            strataBinary, ["trace", "convert", tracePath, "-o", scriptPath, "--note", "integration test"])
         #expect(converted.succeeded, "\(converted.stderr)")
         let text = try #require(directory.read("boot.script"))
         for expected in [
             " - MNT = OK", " LOOKUP / etc = OK", " LOOKUP /etc motd = NOENT", " READ /etc/passwd 0 1048576 = OK",
-            " READDIRPLUS /etc 0 4096 32768 = OK", " CREATE /tmp boot.log guarded mode=644 = OK", " WRITE /tmp/boot.log 0 3000 unstable = OK",
+            " READDIRPLUS /etc 0 4096 32768 = OK", " CREATE /tmp boot.log guarded mode=644 = OK",
+            " WRITE /tmp/boot.log 0 3000 unstable = OK",
             " COMMIT /tmp/boot.log 0 0 = OK", " REMOVE /tmp scratch = OK", " RENAME /tmp boot.log /tmp boot.done = OK",
             " GETATTR /tmp/boot.done = OK",
         ] {
@@ -109,7 +121,8 @@ final class SerialRPCTransport: BootReplayTransport {
         for (address, tag) in [("127.0.3.10", "first"), ("127.0.3.11", "second")] {
             let nfs = try SerialRPCTransport(port: server.nfsPort, localHost: address)
             let mount = try SerialRPCTransport(port: server.mountPort, localHost: address)
-            let result = await BootReplay(script: script, export: "/diskless", clientTag: tag).run(nfs: nfs, mount: mount)
+            let result = await BootReplay(script: script, export: "/diskless", clientTag: tag).run(
+                nfs: nfs, mount: mount)
             // Every call got the answer the recorded boot got (the second client's guarded
             // creates would answer EXIST had it seen the first one's files).
             #expect(result.failures.isEmpty, "\(tag): \(result.failures)")
@@ -121,17 +134,24 @@ final class SerialRPCTransport: BootReplayTransport {
         let second = try #require(directory.read("clients/127.0.3.11/tree/tmp/boot.done"))
         #expect(Array(first.utf8) == BootReplay.payload(tag: "first", offset: 0, count: 3000))
         #expect(Array(second.utf8) == BootReplay.payload(tag: "second", offset: 0, count: 3000))
-        #expect(!directory.exists("clients/127.0.3.10/tree/tmp/scratch") && !directory.exists("clients/127.0.3.10/tree/tmp/boot.log"))
+        #expect(
+            !directory.exists("clients/127.0.3.10/tree/tmp/scratch")
+                && !directory.exists("clients/127.0.3.10/tree/tmp/boot.log"))
         #expect(!directory.exists("lower1/tmp/boot.done") && !directory.exists("lower2/tmp/boot.done"))
         // And through NFS the second client reads its own log, not the first's.
         let reader = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.3.11")
-        #expect(try reader.readAll(try reader.handle("tmp/boot.done")) == BootReplay.payload(tag: "second", offset: 0, count: 3000))
+        #expect(
+            try reader.readAll(try reader.handle("tmp/boot.done"))
+                == BootReplay.payload(tag: "second", offset: 0, count: 3000))
 
         // The load generator's storm: three clients at once on the asynchronous client.
         let storm = try runSplit(
             strataBinary,
-            ["bench", "boot", "--clients", "3", "--trace", scriptPath, "--nfs-port", "\(server.nfsPort)", "--mount-port", "\(server.mountPort)",
-             "--export", "/diskless", "--source", "127.0.4.1", "--watch-pid", "\(server.pid)", "--json"])
+            [
+                "bench", "boot", "--clients", "3", "--trace", scriptPath, "--nfs-port", "\(server.nfsPort)",
+                "--mount-port", "\(server.mountPort)",
+                "--export", "/diskless", "--source", "127.0.4.1", "--watch-pid", "\(server.pid)", "--json",
+            ])
         #expect(storm.succeeded, "\(storm.stderr)")
         let report = try JSONSerialization.jsonObject(with: Data(storm.stdout.utf8)) as? [String: Any]
         let figures = try #require(report?["storm"] as? [String: Any], "\(storm.stdout)")

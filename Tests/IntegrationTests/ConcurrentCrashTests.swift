@@ -2,9 +2,9 @@ import Foundation
 import NFS3
 import NIOCore
 import SunRPC
+import TestSupport
 import Testing
 import XDR
-import TestSupport
 
 /// SIGKILL at random moments while 32 clients create, write FILE_SYNC, rename and remove in several directories (their
 /// own names, upper-only and lower ones): after each restart every change whose reply was received is there, nothing
@@ -57,7 +57,9 @@ import TestSupport
                 ClientThread { () -> Model in
                     var m = snapshot[c]
                     var g = SplitMix64(seed: seed &+ UInt64(round * 1000 + c))
-                    guard let client = try? NFSTestClient(nfsPort: nfsPort, mountPort: mountPort), let dir = try? client.handle("c\(c)") else {
+                    guard let client = try? NFSTestClient(nfsPort: nfsPort, mountPort: mountPort),
+                        let dir = try? client.handle("c\(c)")
+                    else {
                         return m
                     }
                     var n = round * 10_000
@@ -99,7 +101,9 @@ import TestSupport
                 let name = "n\(n)"
                 touched = [name]
                 let made = try client.create(name, in: dir, how: .guarded(SetAttributes3(mode: 0o644))).get("CREATE")
-                let fileid = try made.objAttributes.attributes?.fileid ?? client.lookup(name, in: dir).get().objAttributes.attributes?.fileid
+                let fileid =
+                    try made.objAttributes.attributes?.fileid
+                    ?? client.lookup(name, in: dir).get().objAttributes.attributes?.fileid
                 m.files[name] = (fileid ?? 0, "")
             case 1:
                 guard let name = pick, let id = m.files[name]?.fileid else { return }
@@ -114,7 +118,8 @@ import TestSupport
                 guard let name = pick, let old = m.files[name] else { return }
                 let to = "r\(n)"
                 touched = [name, to]
-                let args = Rename3Args(from: DirOpArgs3(dir: dir, name: Array(name.utf8)), to: DirOpArgs3(dir: dir, name: Array(to.utf8)))
+                let args = Rename3Args(
+                    from: DirOpArgs3(dir: dir, name: Array(name.utf8)), to: DirOpArgs3(dir: dir, name: Array(to.utf8)))
                 _ = try client.call(.rename, args, as: Rename3Res.self).get("RENAME")
                 m.files[name] = nil
                 m.gone.insert(name)
@@ -141,10 +146,16 @@ import TestSupport
             let listed = Set(listing.entries.map { String(decoding: $0.name, as: UTF8.self) }).subtracting([".", ".."])
             var m = models[c]
             for (name, want) in m.files where !m.uncertain.contains(name) {
-                let ok = try #require(client.lookup(name, in: dir).success, "seed \(seed) round \(round): acknowledged c\(c)/\(name) is gone")
-                #expect(ok.objAttributes.attributes?.fileid == want.fileid, "seed \(seed) round \(round): c\(c)/\(name) fileid")
+                let ok = try #require(
+                    client.lookup(name, in: dir).success,
+                    "seed \(seed) round \(round): acknowledged c\(c)/\(name) is gone")
+                #expect(
+                    ok.objAttributes.attributes?.fileid == want.fileid,
+                    "seed \(seed) round \(round): c\(c)/\(name) fileid")
                 let text = String(decoding: try client.readAll(ok.object), as: UTF8.self)
-                #expect(text == want.content, "seed \(seed) round \(round): c\(c)/\(name) content \(text) != \(want.content)")
+                #expect(
+                    text == want.content,
+                    "seed \(seed) round \(round): c\(c)/\(name) content \(text) != \(want.content)")
             }
             for name in m.gone where !m.uncertain.contains(name) && m.files[name] == nil {
                 #expect(!listed.contains(name), "seed \(seed) round \(round): removed c\(c)/\(name) came back")
@@ -157,7 +168,10 @@ import TestSupport
             }
             for name in m.uncertain {
                 if case .ok(let ok) = try client.lookup(name, in: dir) {
-                    m.files[name] = (ok.objAttributes.attributes?.fileid ?? 0, String(decoding: try client.readAll(ok.object), as: UTF8.self))
+                    m.files[name] = (
+                        ok.objAttributes.attributes?.fileid ?? 0,
+                        String(decoding: try client.readAll(ok.object), as: UTF8.self)
+                    )
                     m.gone.remove(name)
                 } else {
                     m.files[name] = nil
@@ -195,4 +209,3 @@ final class ClientThread<T: Sendable>: @unchecked Sendable {
         return try self.result!.get()
     }
 }
-

@@ -32,7 +32,10 @@ import Testing
         ("[[export]]\npath = \"/x\"\nlowers = [\"/\"]\nclients = [\"*(rw,fast)\"]\n", "export[0].clients"),
         ("[[export]]\npath = \"/x\"\nlowers = [\"/\"]\nclients = []\n", "export[0].clients"),
         ("[[export]]\npath = \"/x\"\nlowers = [\"/\"]\nupper = \"/u/{host}\"\nclients = [\"*\"]\n", "export[0].upper"),
-        ("[[export]]\npath = \"/x\"\nlowers = [\"/\"]\nclients = [\"*\"]\nclient_key = \"mac\"\n", "export[0].client_key"),
+        (
+            "[[export]]\npath = \"/x\"\nlowers = [\"/\"]\nclients = [\"*\"]\nclient_key = \"mac\"\n",
+            "export[0].client_key"
+        ),
         ("[server]\nlisten = [\"localhost\"]\n", "server.listen"),
         ("[sever]\n", "sever"),
         ("[server\n", "bad.toml:1: invalid TOML at column"),
@@ -47,10 +50,13 @@ import Testing
 
     @Test func missingLowerIsNamed() throws {
         let directory = try TemporaryDirectory()
-        try directory.write("c.toml", "[[export]]\npath = \"/x\"\nlowers = [\"\(directory.path)/nope\"]\nclients = [\"*\"]\n")
+        try directory.write(
+            "c.toml", "[[export]]\npath = \"/x\"\nlowers = [\"\(directory.path)/nope\"]\nclients = [\"*\"]\n")
         let result = try run(strataBinary, ["check-config", directory.file("c.toml")])
         #expect(!result.succeeded)
-        #expect(result.output.contains("c.toml:3: export[0].lowers = \"\(directory.path)/nope\": no such directory"), "\(result.output)")
+        #expect(
+            result.output.contains("c.toml:3: export[0].lowers = \"\(directory.path)/nope\": no such directory"),
+            "\(result.output)")
     }
 }
 
@@ -58,7 +64,9 @@ import Testing
 /// once, each as FILE:LINE on stderr, warnings for options accepted without effect.
 @Suite struct ConfigCheckMessageTests {
     /// Writes `toml` (`@DIR@` → a scratch directory) and runs check-config on it.
-    func check(_ toml: String, arguments: [String] = [], prepare: (TemporaryDirectory) throws -> Void = { _ in }) throws
+    func check(
+        _ toml: String, arguments: [String] = [], prepare: (TemporaryDirectory) throws -> Void = { _ in }
+    ) throws
         -> (result: SplitResult, file: String, dir: String)
     {
         let directory = try TemporaryDirectory()
@@ -132,7 +140,9 @@ import Testing
         let (toml, line, message) = Self.layerCases[index]
         let (result, file, dir) = try self.check(toml, arguments: ["--skip-paths"])
         #expect(result.status == 1)
-        #expect(result.stderr == "\(file):\(line): \(message.replacingOccurrences(of: "@DIR@", with: dir))\n", "\(result.stderr)")
+        #expect(
+            result.stderr == "\(file):\(line): \(message.replacingOccurrences(of: "@DIR@", with: dir))\n",
+            "\(result.stderr)")
     }
 
     @Test func anUpperOrStateDirThatCannotBeCreatedIsNamed() throws {
@@ -153,7 +163,8 @@ import Testing
 
     @Test func errorsOfTheFileAndOfTheDiskAreReportedTogether() throws {
         let (result, file, dir) = try self.check(
-            "[server]\nstate_dir = \"@DIR@/state\"\n[[export]]\npath = \"/a\"\nlowers = [\"@DIR@/missing\"]\nclients = [\"*(rw,nosquash)\"]\n")
+            "[server]\nstate_dir = \"@DIR@/state\"\n[[export]]\npath = \"/a\"\nlowers = [\"@DIR@/missing\"]\nclients = [\"*(rw,nosquash)\"]\n"
+        )
         #expect(result.status == 1)
         #expect(
             result.stderr == """
@@ -165,7 +176,8 @@ import Testing
 
     @Test func theSameClientsInTwoRulesAreRefused() throws {
         let (result, file, _) = try self.check(
-            "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"10.0.0.0/24(rw)\", \"10.0.0.7/255.255.255.0(ro)\"]\n", arguments: ["--skip-paths"])
+            "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"10.0.0.0/24(rw)\", \"10.0.0.7/255.255.255.0(ro)\"]\n",
+            arguments: ["--skip-paths"])
         #expect(result.status == 1)
         #expect(
             result.stderr
@@ -176,21 +188,30 @@ import Testing
     @Test(arguments: [
         ("async", "option async is accepted but ignored: Strata makes every change durable before it replies (sync)"),
         ("wdelay", "option wdelay is accepted but ignored: Strata does not delay writes to gather them"),
-        ("subtree_check", "option subtree_check is accepted but ignored: file handles name an export's namespace, never a subtree"),
+        (
+            "subtree_check",
+            "option subtree_check is accepted but ignored: file handles name an export's namespace, never a subtree"
+        ),
     ])
     func optionsWithoutEffectAreWarnings(option: String, message: String) throws {
         let (result, file, _) = try self.check(
-            "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\n  \"*(ro)\",\n  \"10.0.0.0/8(rw,\(option))\",\n]\n", arguments: ["--skip-paths"])
+            "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\n  \"*(ro)\",\n  \"10.0.0.0/8(rw,\(option))\",\n]\n",
+            arguments: ["--skip-paths"])
         #expect(result.succeeded, "a warning does not fail the check: \(result.stderr)")
-        #expect(result.stderr == "warning: \(file):6: export[0].clients = \"10.0.0.0/8(rw,\(option))\": \(message)\n", "\(result.stderr)")
+        #expect(
+            result.stderr == "warning: \(file):6: export[0].clients = \"10.0.0.0/8(rw,\(option))\": \(message)\n",
+            "\(result.stderr)")
         #expect(result.stdout.contains("OK"))
     }
 
     @Test func secSysIsAcceptedAndKerberosRefused() throws {
-        let good = try self.check("[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"*(ro,sec=sys)\"]\n", arguments: ["--skip-paths"])
+        let good = try self.check(
+            "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"*(ro,sec=sys)\"]\n", arguments: ["--skip-paths"])
         #expect(good.result.succeeded, "\(good.result.stderr)")
         for flavor in ["krb5", "krb5p", "sys:krb5i"] {
-            let bad = try self.check("[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"*(ro,sec=\(flavor))\"]\n", arguments: ["--skip-paths"])
+            let bad = try self.check(
+                "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"*(ro,sec=\(flavor))\"]\n",
+                arguments: ["--skip-paths"])
             let refused = flavor.split(separator: ":").last.map(String.init) ?? flavor
             #expect(
                 bad.result.stderr
@@ -201,11 +222,17 @@ import Testing
 
     @Test func dottedNetmasksAreAcceptedAsExports5Does() throws {
         let good = try self.check(
-            "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"10.0.0.0/255.255.255.0(rw)\", \"10.1.0.0/255.255.0.0\"]\n", arguments: ["--skip-paths"])
+            "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"10.0.0.0/255.255.255.0(rw)\", \"10.1.0.0/255.255.0.0\"]\n",
+            arguments: ["--skip-paths"])
         #expect(good.result.succeeded, "\(good.result.stderr)")
-        let bad = try self.check("[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"10.0.0.0/255.0.255.0\"]\n", arguments: ["--skip-paths"])
+        let bad = try self.check(
+            "[[export]]\npath = \"/a\"\nlowers = [\"/\"]\nclients = [\"10.0.0.0/255.0.255.0\"]\n",
+            arguments: ["--skip-paths"])
         #expect(bad.result.status == 1)
-        #expect(bad.result.stderr.hasPrefix("\(bad.file):4: export[0].clients = \"10.0.0.0/255.0.255.0\": a prefix length from 0 to 32 or a contiguous netmask"), "\(bad.result.stderr)")
+        #expect(
+            bad.result.stderr.hasPrefix(
+                "\(bad.file):4: export[0].clients = \"10.0.0.0/255.0.255.0\": a prefix length from 0 to 32 or a contiguous netmask"
+            ), "\(bad.result.stderr)")
     }
 
     @Test func theSamePortForNFSAndMountHasItsOwnMessage() throws {
@@ -244,7 +271,8 @@ import Testing
         try makeThreeLayerFixture(directory)
         try threeLayerConfig().replacingOccurrences(of: "@DIR@", with: directory.path).write(
             toFile: directory.file("strata.toml"), atomically: true, encoding: .utf8)
-        let result = try runSplit(strataBinary, ["serve", "--config", directory.file("strata.toml")] + arguments, timeout: 30)
+        let result = try runSplit(
+            strataBinary, ["serve", "--config", directory.file("strata.toml")] + arguments, timeout: 30)
         #expect(result.status == 1)
         #expect(result.stderr == message + "\n", "\(result.stderr)")
         #expect(!result.stderr.contains("USAGE"))
@@ -267,7 +295,8 @@ import Testing
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(holder, pointer, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, pointer, &length) == 0
+                bind(holder, pointer, length) == 0 && listen(holder, 1) == 0
+                    && getsockname(holder, pointer, &length) == 0
             }
         }
         try #require(bound)

@@ -17,14 +17,18 @@ import Testing
             for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
         }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard connected == 0 else { throw HarnessError("connect \(path): \(errno)") }
         var limit = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             if sent <= 0 { break }  // the server closed the connection while we were sending
             offset += sent
         }
@@ -49,7 +53,9 @@ import Testing
         let endless = try self.exchange(path: path, [UInt8](repeating: UInt8(ascii: "x"), count: 200 << 10))
         #expect(endless.closed && endless.reply.isEmpty, "the connection is closed, with no answer")
         let good = try self.exchange(path: path, Array("{\"command\":\"exports\"}\n".utf8))
-        #expect(String(decoding: good.reply, as: UTF8.self).contains("\"ok\":true"), "\(String(decoding: good.reply, as: UTF8.self))")
+        #expect(
+            String(decoding: good.reply, as: UTF8.self).contains("\"ok\":true"),
+            "\(String(decoding: good.reply, as: UTF8.self))")
         #expect(server.isRunning)
     }
 }

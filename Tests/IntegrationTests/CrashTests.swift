@@ -1,8 +1,8 @@
 import Foundation
-import TestSupport
 import NFS3
 import NIOCore
 import SunRPC
+import TestSupport
 import Testing
 import XDR
 
@@ -25,7 +25,9 @@ import XDR
         let file = try client.handle("big.bin")
         // WRITE one byte at the start: the whole file must be copied up first.
         let arguments = Write3Args(file: file, offset: 0, stable: .fileSync, data: ByteBuffer(bytes: [0x42]))
-        try client.rpc.send(program: NFS3.program, version: 3, procedure: NFS3Procedure.write.rawValue, arguments: xdrEncoded(arguments))
+        try client.rpc.send(
+            program: NFS3.program, version: 3, procedure: NFS3Procedure.write.rawValue, arguments: xdrEncoded(arguments)
+        )
         usleep(useconds_t(delayMilliseconds * 1000))
         try server.restart(crash: true)
         client = try NFSTestClient(server: server)
@@ -33,7 +35,9 @@ import XDR
         let attributes = try client.getattr(handle).get().objAttributes
         #expect(attributes.size == UInt64(size), "size after the crash: \(attributes.size)")
         let content = Data(try client.readAll(handle))
-        let modified = { () -> Data in var d = original; d[0] = 0x42; return d }()
+        let modified = { () -> Data in
+            var d = original; d[0] = 0x42; return d
+        }()
         #expect(content == original || content == modified, "neither the old nor the new content")
         // Nothing half-done is left in work/ once the layer is open again.
         let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: directory.file("upper/work"))) ?? []

@@ -1,8 +1,8 @@
 import Foundation
-import TestSupport
 import NFS3
-import Synchronization
 import SunRPC
+import Synchronization
+import TestSupport
 import Testing
 
 /// Per-client upper layers and exports(5)-style access control, with loopback clients that each
@@ -70,21 +70,27 @@ import Testing
     @Test func aFleetOfClientsWorksConcurrently() throws {
         let directory = try TemporaryDirectory()
         try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: Self.config(clients: "\"127.0.1.0/24(rw,no_root_squash,insecure)\""), directory: directory)
+        let server = try ServerProcess(
+            config: Self.config(clients: "\"127.0.1.0/24(rw,no_root_squash,insecure)\""), directory: directory)
         defer { server.stop() }
         let failures = Mutex<[String]>([])
         let (nfsPort, mountPort) = (server.nfsPort, server.mountPort)
         DispatchQueue.concurrentPerform(iterations: 24) { index in
             let address = "127.0.1.\(index + 10)"
             do {
-                let client = try NFSTestClient(nfsPort: nfsPort, mountPort: mountPort, export: "/diskless", localHost: address)
+                let client = try NFSTestClient(
+                    nfsPort: nfsPort, mountPort: mountPort, export: "/diskless", localHost: address)
                 let data = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &+ index) }
                 let file = try #require(try client.create("mine-\(index)").get("CREATE").obj.handle)
                 _ = try client.write(file, data).get("WRITE")
                 guard try client.readAll(file) == data else { throw HarnessError("data of \(address) differs") }
                 _ = try client.remove("passwd", in: try client.handle("etc")).get("REMOVE")
-                let names = try client.readdir(client.root, count: 65536).get("READDIR").entries.map { String(decoding: $0.name, as: UTF8.self) }
-                guard names.contains("mine-\(index)"), !names.contains(where: { $0.hasPrefix("mine-") && $0 != "mine-\(index)" }) else {
+                let names = try client.readdir(client.root, count: 65536).get("READDIR").entries.map {
+                    String(decoding: $0.name, as: UTF8.self)
+                }
+                guard names.contains("mine-\(index)"),
+                    !names.contains(where: { $0.hasPrefix("mine-") && $0 != "mine-\(index)" })
+                else {
                     throw HarnessError("\(address) sees \(names)")
                 }
             } catch {
@@ -94,7 +100,8 @@ import Testing
         #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
         for index in 0..<24 {
             let upper = "clients/127.0.1.\(index + 10)/tree"
-            #expect(directory.exists("\(upper)/mine-\(index)") && !directory.exists("\(upper)/mine-\((index + 1) % 24)"))
+            #expect(
+                directory.exists("\(upper)/mine-\(index)") && !directory.exists("\(upper)/mine-\((index + 1) % 24)"))
         }
         #expect(directory.read("lower2/etc/passwd") != nil)
     }
@@ -181,9 +188,13 @@ import Testing
         // Removing the export makes its handles stale and refuses new mounts.
         try server.writeConfig(Self.config())
         server.signal(SIGHUP)
-        try waitFor("the second reload", timeout: 10) { server.log.components(separatedBy: "configuration reloaded").count >= 3 }
+        try waitFor("the second reload", timeout: 10) {
+            server.log.components(separatedBy: "configuration reloaded").count >= 3
+        }
         #expect(try added.getattr(added.root).status == .stale)
-        #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server, export: "/added", localHost: "127.0.0.2") }
+        #expect(throws: NFSTestClient.MountRefused.self) {
+            try NFSTestClient(server: server, export: "/added", localHost: "127.0.0.2")
+        }
     }
 
     @Test func metricsEndpointCountsCallsAndBytes() throws {
@@ -222,7 +233,13 @@ func waitFor(_ what: String, timeout: Double, _ condition: () throws -> Bool) th
 
 /// A bounded HTTP GET on loopback (python3's urllib: an independent client).
 func fetch(_ url: String) throws -> String {
-    let result = try run("python3", ["-c", "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())", url], timeout: 30)
+    let result = try run(
+        "python3",
+        [
+            "-c",
+            "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
+            url,
+        ], timeout: 30)
     guard result.succeeded else { throw HarnessError("GET \(url): \(result.output)") }
     return result.output
 }

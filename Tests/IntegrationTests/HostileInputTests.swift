@@ -16,7 +16,9 @@ import XDR
         try makeThreeLayerFixture(directory)
         let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
         defer { server.stop() }
-        let seed = ProcessInfo.processInfo.environment["STRATA_FUZZ_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        let seed =
+            ProcessInfo.processInfo.environment["STRATA_FUZZ_SEED"].flatMap { UInt64($0) }
+            ?? UInt64.random(in: 0...UInt64.max)
         print("HostileInputTests seed \(seed) (replay with STRATA_FUZZ_SEED=\(seed))")
         var generator = SplitMix64(seed: seed)
         let valid = try NFSTestClient(server: server)
@@ -27,7 +29,8 @@ import XDR
             var bytes = ByteBuffer(bytes: (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) })
             for port in [server.nfsPort, server.mountPort] {
                 // Raw garbage as one TCP record, and as a datagram.
-                if let tcp = try? RPCClient(host: "127.0.0.1", port: port, transport: .tcp, timeout: .milliseconds(300)) {
+                if let tcp = try? RPCClient(host: "127.0.0.1", port: port, transport: .tcp, timeout: .milliseconds(300))
+                {
                     var record = ByteBuffer()
                     record.writeInteger(UInt32(0x8000_0000) | UInt32(bytes.readableBytes), endianness: .big)
                     record.writeBuffer(&bytes)
@@ -35,21 +38,31 @@ import XDR
                     _ = try? tcp.receiveRecord()
                     tcp.close()
                 }
-                if let udp = try? RPCClient(host: "127.0.0.1", port: port, transport: .udp, timeout: .milliseconds(100)) {
-                    try? udp.sendRaw(ByteBuffer(bytes: (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+                if let udp = try? RPCClient(host: "127.0.0.1", port: port, transport: .udp, timeout: .milliseconds(100))
+                {
+                    try? udp.sendRaw(
+                        ByteBuffer(bytes: (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }))
                     udp.close()
                 }
             }
             // A well-formed call with random arguments, to a random procedure (and handle prefix).
             var arguments = ByteBuffer()
             if round % 2 == 0 { FileHandle3(root.data).encode(xdr: &arguments) }
-            arguments.writeBytes((0..<Int.random(in: 0...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            arguments.writeBytes(
+                (0..<Int.random(in: 0...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator)
+                })
             let procedure = UInt32.random(in: 0...23, using: &generator)
-            if let reply = try? valid.rpc.call(program: NFS3.program, version: 3, procedure: procedure, arguments: arguments) {
-                #expect(reply.status != .systemError, "procedure \(procedure) answered SYSTEM_ERR (seed \(seed), round \(round))")
+            if let reply = try? valid.rpc.call(
+                program: NFS3.program, version: 3, procedure: procedure, arguments: arguments)
+            {
+                #expect(
+                    reply.status != .systemError,
+                    "procedure \(procedure) answered SYSTEM_ERR (seed \(seed), round \(round))")
             }
             if round % 50 == 49 {
-                #expect(server.isRunning, "the server died (seed \(seed), round \(round)); log:\n\(server.log.suffix(3000))")
+                #expect(
+                    server.isRunning, "the server died (seed \(seed), round \(round)); log:\n\(server.log.suffix(3000))"
+                )
             }
         }
         // An oversized record closes the connection without hurting the server.
@@ -93,7 +106,8 @@ import XDR
         let credential = RPCCredential.sys(AuthSysParameters(machineName: "greedy", uid: 0, gid: 0))
         var greedy: [RPCClient] = []
         for _ in 0..<16 {
-            let client = try RPCClient(host: "127.0.0.1", port: server.nfsPort, transport: .tcp, credential: credential, timeout: .seconds(5))
+            let client = try RPCClient(
+                host: "127.0.0.1", port: server.nfsPort, transport: .tcp, credential: credential, timeout: .seconds(5))
             for index in 0..<64 {
                 try client.send(
                     program: NFS3.program, version: 3, procedure: NFS3Procedure.read.rawValue,
@@ -123,7 +137,9 @@ import XDR
             usleep(50_000)
         }
         let grownMiB = (Self.memoryKiB(server.pid, "VmHWM") - baseline) / 1024
-        print("clientsThatNeverReadRepliesKeepTheServerBounded: peak RSS grew by \(grownMiB) MiB, slowest NULL+GETATTR \(slowest) s")
+        print(
+            "clientsThatNeverReadRepliesKeepTheServerBounded: peak RSS grew by \(grownMiB) MiB, slowest NULL+GETATTR \(slowest) s"
+        )
         #expect(grownMiB < 384, "the server's peak RSS grew by \(grownMiB) MiB for clients that never read")
         #expect(slowest < 5, "another client waited \(slowest) s")
         #expect(server.isRunning)

@@ -1,5 +1,4 @@
 import Foundation
-import TestSupport
 import NFS3
 import SunRPC
 import TestSupport
@@ -53,7 +52,8 @@ import Testing
     }
 
     func names(_ client: NFSTestClient, _ path: String) throws -> Set<String> {
-        let listing = try client.readdir(path.isEmpty ? client.root : try client.handle(path), count: 65536).get("READDIR \(path)")
+        let listing = try client.readdir(path.isEmpty ? client.root : try client.handle(path), count: 65536).get(
+            "READDIR \(path)")
         return Set(listing.entries.map { String(decoding: $0.name, as: UTF8.self) }).subtracting([".", ".."])
     }
 
@@ -106,14 +106,19 @@ import Testing
 
         // The conflict: A changed etc/motd, and so did version 2.
         let conflicts = try self.strata(server, ["image", "conflicts", "/diskless", "127.0.0.2"])
-        #expect(conflicts.succeeded && conflicts.output.contains("version 1 → 2") && conflicts.output.contains("/etc/motd"), "\(conflicts.output)")
+        #expect(
+            conflicts.succeeded && conflicts.output.contains("version 1 → 2") && conflicts.output.contains("/etc/motd"),
+            "\(conflicts.output)")
         #expect(!conflicts.output.contains("/mine"), "a name only the client has is no conflict")
         #expect(server.log.contains("image conflicts") && server.log.contains("etc/motd"))
         let metrics = try fetch("http://127.0.0.1:\(try #require(server.metricsPort))/metrics")
-        #expect(metrics.contains("strata_client_image_version{export=\"/diskless\",client=\"127.0.0.2\"} 2"), "\(metrics)")
+        #expect(
+            metrics.contains("strata_client_image_version{export=\"/diskless\",client=\"127.0.0.2\"} 2"), "\(metrics)")
         #expect(metrics.contains("strata_image_newest_version{export=\"/diskless\"} 2"))
         let clients = try self.strata(server, ["clients"])
-        #expect(clients.output.contains("VERSION") && clients.output.split(separator: "\n").filter { $0.hasSuffix("\t2") }.count == 2, "\(clients.output)")
+        #expect(
+            clients.output.contains("VERSION")
+                && clients.output.split(separator: "\n").filter { $0.hasSuffix("\t2") }.count == 2, "\(clients.output)")
 
         // Rollback: the next mount sees 1.
         let rolledBack = try self.strata(server, ["image", "rollback", "/diskless"])
@@ -125,7 +130,9 @@ import Testing
 
         // gc refuses version 2 while A and B are on it.
         let refused = try self.strata(server, ["image", "gc", "/diskless", "--version", "2"])
-        #expect(!refused.succeeded && refused.output.contains("in use") && refused.output.contains("127.0.0.3"), "\(refused.output)")
+        #expect(
+            !refused.succeeded && refused.output.contains("in use") && refused.output.contains("127.0.0.3"),
+            "\(refused.output)")
         // Both reboot onto 1; then 2 goes, and B's old handles are stale.
         _ = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         let b2 = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.3")
@@ -192,17 +199,23 @@ import Testing
         try Self.makeImages(directory)
         // Enough entries that a publish spends a while fingerprinting.
         for index in 0..<500 { try directory.write("v2/many/f\(index)", "\(index)\n") }
-        let server = try ServerProcess(config: Self.config(clients: "\"127.0.0.0/8(ro,insecure)\""), directory: directory)
+        let server = try ServerProcess(
+            config: Self.config(clients: "\"127.0.0.0/8(ro,insecure)\""), directory: directory)
         defer { server.stop() }
 
         // Publishes one after another; the server is killed once the first is done, so the kill
         // lands inside a later one (fingerprinting or writing the table).
-        let publishes = (0..<4).map { _ in ["image", "publish", "/diskless", "--lowers", directory.file("v2"), "--config", server.configPath] }
+        let publishes = (0..<4).map { _ in
+            ["image", "publish", "/diskless", "--lowers", directory.file("v2"), "--config", server.configPath]
+        }
         var launched: [Subprocess] = []
         let output = directory.file("publish.out")
-        for arguments in publishes { launched.append(try Subprocess([strataBinary] + arguments, output: .file(output))) }
+        for arguments in publishes {
+            launched.append(try Subprocess([strataBinary] + arguments, output: .file(output)))
+        }
         let deadline = Date().addingTimeInterval(60)
-        while !server.log.contains("image version published"), Date() < deadline, launched.contains(where: \.isRunning) {
+        while !server.log.contains("image version published"), Date() < deadline, launched.contains(where: \.isRunning)
+        {
             usleep(5000)
         }
         server.crash()
@@ -212,17 +225,21 @@ import Testing
         let numbers = afterPublish.keys.sorted()
         #expect(numbers.first == 1 && numbers == Array(1...(numbers.last ?? 1)), "versions after a kill: \(numbers)")
         #expect(numbers.count >= 2, "the first publish finished before the kill")
-        #expect(afterPublish[1] == [directory.file("v1")] && numbers.dropFirst().allSatisfy { afterPublish[$0] == [directory.file("v2")] })
+        #expect(
+            afterPublish[1] == [directory.file("v1")]
+                && numbers.dropFirst().allSatisfy { afterPublish[$0] == [directory.file("v2")] })
         // Every version is servable: its layers match their fingerprints.
         let reader = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.5")
         #expect(try self.text(reader, "etc/hostname") == "image-2\n")
 
         // gc: the orphan identity store of a version removed just before a crash is deleted at
         // start, and a kill during gc leaves each version either listed or gone.
-        let exportHex = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.file("state/exports")).first)
+        let exportHex = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: directory.file("state/exports")).first)
         try directory.mkdir("state/exports/\(exportHex)/v999")
         _ = try self.strata(server, ["image", "rollback", "/diskless", "--to", "1"])
-        let gc = try Subprocess([strataBinary, "image", "gc", "--config", server.configPath], output: .file(directory.file("gc.out")))
+        let gc = try Subprocess(
+            [strataBinary, "image", "gc", "--config", server.configPath], output: .file(directory.file("gc.out")))
         server.crash()
         _ = gc.wait(timeout: 30)
         try server.restart()

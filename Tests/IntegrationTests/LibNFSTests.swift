@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The real `strata` binary driven by an independent NFS client: the libnfs tools
 /// (nfs-ls, nfs-cp, nfs-cat from Debian's libnfs-utils), over a three-layer export.
@@ -14,7 +14,9 @@ import TestSupport
         let root = try run("nfs-ls", [server.url("/union")])
         #expect(root.succeeded, "\(root.output)\n\(server.log)")
         for name in ["etc", "usr", "shared", "opt"] {
-            #expect(root.output.contains(" \(name)\n") || root.output.hasSuffix(" \(name)"), "missing \(name) in:\n\(root.output)")
+            #expect(
+                root.output.contains(" \(name)\n") || root.output.hasSuffix(" \(name)"),
+                "missing \(name) in:\n\(root.output)")
         }
         let shared = try run("nfs-ls", [server.url("/union", path: "/shared")])
         #expect(shared.succeeded)
@@ -107,7 +109,8 @@ import TestSupport
     @Test func readOnlyClientCannotWrite() throws {
         let directory = try TemporaryDirectory()
         try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(clients: "\"127.0.0.0/8(ro,insecure)\""), directory: directory)
+        let server = try ServerProcess(
+            config: threeLayerConfig(clients: "\"127.0.0.0/8(ro,insecure)\""), directory: directory)
         defer { server.stop() }
         try directory.write("f", "x\n")
         let copy = try run("nfs-cp", [directory.file("f"), server.url("/union", path: "/f")])
@@ -117,4 +120,3 @@ import TestSupport
         #expect(read.output == "site\n")
     }
 }
-

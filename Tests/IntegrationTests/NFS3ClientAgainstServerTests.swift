@@ -29,7 +29,9 @@ import Testing
         #expect(try await client.getattr(hostname).size == 5)
         let access = try await client.access(hostname, [.read, .modify])
         #expect(Access3(rawValue: access.access).contains(.read))
-        let names = try await client.listDirectory(try await client.resolve("shared", from: root)).map { String(decoding: $0.name, as: UTF8.self) }
+        let names = try await client.listDirectory(try await client.resolve("shared", from: root)).map {
+            String(decoding: $0.name, as: UTF8.self)
+        }
         #expect(Set(names) == ["only-in-lower1", "only-in-lower2", "in-both"])
 
         // Typed NFS errors.

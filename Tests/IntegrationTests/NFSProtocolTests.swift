@@ -1,10 +1,10 @@
 import Foundation
-import TestSupport
 import NFS3
-import Synchronization
 import NIOCore
 import SunRPC
 import SunRPCClient
+import Synchronization
+import TestSupport
 import Testing
 import XDR
 
@@ -54,7 +54,8 @@ import XDR
         // size of 0 if asked): what `cp` over an existing file relies on.
         let client = try NFSTestClient(server: self.server)
         let etc = try client.handle("etc")
-        let opened = try client.create("passwd", in: etc, how: .unchecked(SetAttributes3(size: 0))).get("UNCHECKED over a lower file")
+        let opened = try client.create("passwd", in: etc, how: .unchecked(SetAttributes3(size: 0))).get(
+            "UNCHECKED over a lower file")
         #expect(opened.objAttributes.attributes?.size == 0)
         #expect(self.directory.read("upper/tree/etc/passwd") == "")
         #expect(self.directory.read("lower2/etc/passwd") == "root:x:0:0:root:/root:/bin/sh\n")
@@ -67,9 +68,12 @@ import XDR
         let handle = try #require(file)
         let attributes = try client.getattr(handle).get().objAttributes
         let wrong = NFSTime3(seconds: attributes.ctime.seconds &- 100, nseconds: 0)
-        let refused: SetAttr3Res = try client.call(.setattr, SetAttr3Args(object: handle, newAttributes: SetAttributes3(mode: 0o600), guardCtime: wrong))
+        let refused: SetAttr3Res = try client.call(
+            .setattr, SetAttr3Args(object: handle, newAttributes: SetAttributes3(mode: 0o600), guardCtime: wrong))
         #expect(refused.status == .notSync)
-        let accepted: SetAttr3Res = try client.call(.setattr, SetAttr3Args(object: handle, newAttributes: SetAttributes3(mode: 0o600), guardCtime: attributes.ctime))
+        let accepted: SetAttr3Res = try client.call(
+            .setattr,
+            SetAttr3Args(object: handle, newAttributes: SetAttributes3(mode: 0o600), guardCtime: attributes.ctime))
         let body = try accepted.get("SETATTR with the right guard")
         #expect(body.objWcc.after.attributes?.mode == 0o600)
         #expect(body.objWcc.before.attributes != nil, "wcc_data must carry pre-op attributes")
@@ -79,7 +83,8 @@ import XDR
         let client = try NFSTestClient(server: self.server)
         let passwd = try client.handle("etc/passwd")
         let etc = try client.handle("etc")
-        let linked: Link3Res = try client.call(.link, Link3Args(file: passwd, link: DirOpArgs3(dir: etc, name: Array("passwd-link".utf8))))
+        let linked: Link3Res = try client.call(
+            .link, Link3Args(file: passwd, link: DirOpArgs3(dir: etc, name: Array("passwd-link".utf8))))
         let body = try linked.get("LINK")
         #expect(body.fileAttributes.attributes?.nlink == 2)
         let viaLink = try client.handle("etc/passwd-link")
@@ -87,7 +92,8 @@ import XDR
         let b = try client.getattr(try client.handle("etc/passwd")).get().objAttributes
         #expect(a.fileid == b.fileid)
         _ = try client.write(viaLink, Array("changed through the link\n".utf8)).get("WRITE")
-        #expect(try client.readAll(try client.handle("etc/passwd")).starts(with: Array("changed through the link\n".utf8)))
+        #expect(
+            try client.readAll(try client.handle("etc/passwd")).starts(with: Array("changed through the link\n".utf8)))
         // The lower layer is untouched.
         #expect(self.directory.read("lower2/etc/passwd") == "root:x:0:0:root:/root:/bin/sh\n")
     }
@@ -97,17 +103,32 @@ import XDR
         let cases: [(String, MkNodData3, FileType3)] = [
             ("fifo", .fifo(SetAttributes3(mode: 0o600)), .fifo),
             ("socket", .sock(SetAttributes3(mode: 0o600)), .sock),
-            ("chardev", .chr(DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: SpecData3(specdata1: 1, specdata2: 3))), .chr),
-            ("blockdev", .blk(DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: SpecData3(specdata1: 7, specdata2: 0))), .blk),
+            (
+                "chardev",
+                .chr(
+                    DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: SpecData3(specdata1: 1, specdata2: 3))
+                ), .chr
+            ),
+            (
+                "blockdev",
+                .blk(
+                    DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: SpecData3(specdata1: 7, specdata2: 0))
+                ), .blk
+            ),
         ]
         for (name, data, type) in cases {
-            let made: MkNod3Res = try client.call(.mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array(name.utf8)), what: data))
+            let made: MkNod3Res = try client.call(
+                .mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array(name.utf8)), what: data))
             let body = try made.get("MKNOD \(name)")
             #expect(body.objAttributes.attributes?.type == type, "\(name)")
         }
         let chardev = try client.getattr(try client.handle("chardev")).get().objAttributes
         #expect(chardev.rdev == SpecData3(specdata1: 1, specdata2: 3))
-        let bad: MkNod3Res = try client.call(.mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array("regular".utf8)), what: .otherType(FileType3.reg.rawValue)))
+        let bad: MkNod3Res = try client.call(
+            .mknod,
+            MkNod3Args(
+                where: DirOpArgs3(dir: client.root, name: Array("regular".utf8)),
+                what: .otherType(FileType3.reg.rawValue)))
         #expect(bad.status == .badtype)
         // Device numbers Linux cannot hold (12-bit major, 20-bit minor) are invalid arguments, not I/O errors.
         let huge: [SpecData3] = [
@@ -115,13 +136,27 @@ import XDR
             SpecData3(specdata1: 0, specdata2: 1 << 20),
         ]
         for (i, spec) in huge.enumerated() {
-            let made: MkNod3Res = try client.call(.mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array("huge\(i)".utf8)), what: .chr(DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: spec))))
+            let made: MkNod3Res = try client.call(
+                .mknod,
+                MkNod3Args(
+                    where: DirOpArgs3(dir: client.root, name: Array("huge\(i)".utf8)),
+                    what: .chr(DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: spec))))
             #expect(made.status == .inval, "\(spec)")
         }
-        let largest: MkNod3Res = try client.call(.mknod, MkNod3Args(where: DirOpArgs3(dir: client.root, name: Array("largest".utf8)), what: .blk(DeviceData3(devAttributes: SetAttributes3(mode: 0o600), spec: SpecData3(specdata1: 4095, specdata2: (1 << 20) - 1)))))
-        #expect(try largest.get("MKNOD largest").objAttributes.attributes?.rdev == SpecData3(specdata1: 4095, specdata2: (1 << 20) - 1))
+        let largest: MkNod3Res = try client.call(
+            .mknod,
+            MkNod3Args(
+                where: DirOpArgs3(dir: client.root, name: Array("largest".utf8)),
+                what: .blk(
+                    DeviceData3(
+                        devAttributes: SetAttributes3(mode: 0o600),
+                        spec: SpecData3(specdata1: 4095, specdata2: (1 << 20) - 1)))))
+        #expect(
+            try largest.get("MKNOD largest").objAttributes.attributes?.rdev
+                == SpecData3(specdata1: 4095, specdata2: (1 << 20) - 1))
         // LINK of a directory: EPERM as link(2) (RFC 1813 lists no ISDIR for LINK).
-        let dirLink: Link3Res = try client.call(.link, Link3Args(file: client.root, link: DirOpArgs3(dir: client.root, name: Array("rootlink".utf8))))
+        let dirLink: Link3Res = try client.call(
+            .link, Link3Args(file: client.root, link: DirOpArgs3(dir: client.root, name: Array("rootlink".utf8))))
         #expect(dirLink.status == .perm)
     }
 
@@ -174,17 +209,27 @@ import XDR
         let handles = try (0..<8).map { index in try #require(try client.create("c\(index)").get().obj.handle) }
         for attempt in 0..<3 {
             try self.server.restart()
-            let clients = try (0..<8).map { _ in try RPCClient(host: "127.0.0.1", port: self.server.nfsPort, transport: .tcp, credential: .sys(AuthSysParameters(stamp: 0, machineName: "c", uid: 0, gid: 0, groups: [])), timeout: .seconds(20)) }
+            let clients = try (0..<8).map { _ in
+                try RPCClient(
+                    host: "127.0.0.1", port: self.server.nfsPort, transport: .tcp,
+                    credential: .sys(AuthSysParameters(stamp: 0, machineName: "c", uid: 0, gid: 0, groups: [])),
+                    timeout: .seconds(20))
+            }
             let statuses = Mutex<[String]>([])
             DispatchQueue.concurrentPerform(iterations: 8) { index in
                 var status = "?"
-                if let reply = try? clients[index].call(program: NFS3.program, version: 3, procedure: NFS3Procedure.getattr.rawValue, arguments: xdrEncoded(GetAttr3Args(object: handles[index]))) {
+                if let reply = try? clients[index].call(
+                    program: NFS3.program, version: 3, procedure: NFS3Procedure.getattr.rawValue,
+                    arguments: xdrEncoded(GetAttr3Args(object: handles[index])))
+                {
                     var body = reply.body
                     status = (try? GetAttr3Res(xdr: &body)).map { "\($0.status)" } ?? "undecodable"
                 }
                 statuses.withLock { $0.append(status) }
             }
-            #expect(statuses.withLock { $0 } == Array(repeating: "ok", count: 8), "attempt \(attempt): \(statuses.withLock { $0 })\n\(self.server.log.suffix(2000))")
+            #expect(
+                statuses.withLock { $0 } == Array(repeating: "ok", count: 8),
+                "attempt \(attempt): \(statuses.withLock { $0 })\n\(self.server.log.suffix(2000))")
             for client in clients { client.close() }
         }
     }
@@ -192,7 +237,8 @@ import XDR
     @Test func commitAfterARestartReportsANewVerifier() throws {
         var client = try NFSTestClient(server: self.server)
         let file = try #require(try client.create("unstable").get().obj.handle)
-        let written = try client.write(file, Array(repeating: 0x61, count: 10000), stable: .unstable).get("WRITE UNSTABLE")
+        let written = try client.write(file, Array(repeating: 0x61, count: 10000), stable: .unstable).get(
+            "WRITE UNSTABLE")
         let before: Commit3Res = try client.call(.commit, Commit3Args(file: file, offset: 0, count: 0))
         #expect(try before.get().verf == written.verf, "COMMIT in the same server life keeps the verifier")
         try self.server.restart()
@@ -224,15 +270,22 @@ import XDR
         #expect(self.directory.exists("lower1/shared/in-both") && self.directory.exists("lower2/shared/in-both"))
         try self.server.restart()
         let again = try NFSTestClient(server: self.server)
-        #expect(try again.lookup("in-both", in: try again.handle("shared")).status == .noent, "the whiteout did not survive a restart")
+        #expect(
+            try again.lookup("in-both", in: try again.handle("shared")).status == .noent,
+            "the whiteout did not survive a restart")
     }
 
-    @Test(arguments: [(".", NFSStatus3.exist), ("..", .exist), ("a/b", .inval), ("nul\u{0}", .inval), (String(repeating: "n", count: 256), .nametoolong)])
+    @Test(arguments: [
+        (".", NFSStatus3.exist), ("..", .exist), ("a/b", .inval), ("nul\u{0}", .inval),
+        (String(repeating: "n", count: 256), .nametoolong),
+    ])
     func badNamesGetTheRightError(name: String, status: NFSStatus3) throws {
         let client = try NFSTestClient(server: self.server)
         let result = try client.create(name)
         #expect(result.status != .ok, "CREATE \(name.prefix(10)) succeeded")
-        #expect(result.status == status || (name == "." || name == "..") && result.status == .inval, "CREATE \(name.prefix(10)): \(result.status)")
+        #expect(
+            result.status == status || (name == "." || name == "..") && result.status == .inval,
+            "CREATE \(name.prefix(10)): \(result.status)")
     }
 
     @Test func malformedAndForeignHandlesAreRefused() throws {
@@ -251,7 +304,8 @@ import XDR
         let client = try NFSTestClient(server: self.server)
         var junk = ByteBuffer()
         junk.writeInteger(UInt32(0xffff_ffff))
-        let reply = try client.rpc.call(program: NFS3.program, version: 3, procedure: NFS3Procedure.lookup.rawValue, arguments: junk)
+        let reply = try client.rpc.call(
+            program: NFS3.program, version: 3, procedure: NFS3Procedure.lookup.rawValue, arguments: junk)
         #expect(reply.status == .garbageArguments)
         let mismatch = try client.rpc.call(program: NFS3.program, version: 2, procedure: 0)
         #expect(mismatch.status == .programMismatch(low: 3, high: 3))
@@ -266,8 +320,12 @@ import XDR
         let privileged = try NFSTestClient(server: server, localPort: .privileged)
         #expect(try privileged.getattr(privileged.root).status == .ok)
         // The same handle from an unprivileged port: AUTH_TOOWEAK.
-        let rpc = try RPCClient(host: "127.0.0.1", port: server.nfsPort, transport: .tcp, credential: .sys(AuthSysParameters(stamp: 0, machineName: "x", uid: 0, gid: 0, groups: [])))
-        let reply = try rpc.call(program: NFS3.program, version: 3, procedure: NFS3Procedure.getattr.rawValue, arguments: xdrEncoded(GetAttr3Args(object: privileged.root)))
+        let rpc = try RPCClient(
+            host: "127.0.0.1", port: server.nfsPort, transport: .tcp,
+            credential: .sys(AuthSysParameters(stamp: 0, machineName: "x", uid: 0, gid: 0, groups: [])))
+        let reply = try rpc.call(
+            program: NFS3.program, version: 3, procedure: NFS3Procedure.getattr.rawValue,
+            arguments: xdrEncoded(GetAttr3Args(object: privileged.root)))
         #expect(reply.status == .authError(.tooWeak))
     }
 

@@ -1,6 +1,6 @@
 import Foundation
-import TestSupport
 import NFS3
+import TestSupport
 import Testing
 
 /// One server per state directory: a second `serve` names the first and leaves its control
@@ -30,7 +30,8 @@ import Testing
         let directory = try TemporaryDirectory()
         try makeThreeLayerFixture(directory)
         let socket = directory.file("control.sock")
-        let server = try ServerProcess(config: threeLayerConfig(server: "control_socket = \"\(socket)\""), directory: directory)
+        let server = try ServerProcess(
+            config: threeLayerConfig(server: "control_socket = \"\(socket)\""), directory: directory)
         defer { server.stop() }
         let other = threeLayerConfig(server: "control_socket = \"\(socket)\"")
             .replacingOccurrences(of: "@DIR@/state", with: "@DIR@/state2")
@@ -58,14 +59,15 @@ import Testing
         #expect(try client.getattr(FileHandle3([9, 9, 9, 9, 9, 9, 9, 9, 9])).status == .badhandle)
         #expect(!server.log.contains("debug bad file handle"), "log_level = info hides debug lines")
         try server.writeConfig(
-            threeLayerConfig(clients: "\"127.0.0.0/8(ro,insecure)\"").replacingOccurrences(of: "log_level = \"info\"", with: "log_level = \"debug\"\nthreads = 4")
-                + """
+            threeLayerConfig(clients: "\"127.0.0.0/8(ro,insecure)\"").replacingOccurrences(
+                of: "log_level = \"info\"", with: "log_level = \"debug\"\nthreads = 4")
+                    + """
 
-                [[export]]
-                path = "/added"
-                lowers = ["@DIR@/lower2"]
-                clients = ["127.0.0.0/8(ro,insecure)"]
-                """)
+                    [[export]]
+                    path = "/added"
+                    lowers = ["@DIR@/lower2"]
+                    clients = ["127.0.0.0/8(ro,insecure)"]
+                    """)
         let result = try runSplit(strataBinary, ["reload", "--config", server.configPath])
         #expect(result.succeeded, "\(result.stderr)")
         #expect(
@@ -81,9 +83,13 @@ import Testing
         #expect(try client.getattr(FileHandle3([9, 9, 9, 9, 9, 9, 9, 9, 9])).status == .badhandle)
         try waitFor("a debug line after the reload", timeout: 10) { server.log.contains("debug bad file handle") }
         let exports = try run(strataBinary, ["exports", "--config", server.configPath])
-        let ids = try #require(try run(strataBinary, ["exports", "--json", "--config", server.configPath]).output.data(using: .utf8))
+        let ids = try #require(
+            try run(strataBinary, ["exports", "--json", "--config", server.configPath]).output.data(using: .utf8))
         let reports = try #require(try JSONSerialization.jsonObject(with: ids) as? [[String: Any]])
-        let idOf = Dictionary(uniqueKeysWithValues: reports.compactMap { report in (report["path"] as? String).map { ($0, report["id"] as? Int ?? -1) } })
+        let idOf = Dictionary(
+            uniqueKeysWithValues: reports.compactMap { report in
+                (report["path"] as? String).map { ($0, report["id"] as? Int ?? -1) }
+            })
         #expect(
             exports.output == """
                 /union\t127.0.0.0/8(ro,root_squash,insecure,anonuid=65534,anongid=65534)
@@ -106,7 +112,9 @@ import Testing
         try makeThreeLayerFixture(directory)
         let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
         defer { server.stop() }
-        try server.writeConfig(threeLayerConfig(clients: "\"127.0.0.0/8(rw,nosquash)\"").replacingOccurrences(of: "portmapper = \"off\"", with: "portmapper = \"never\""))
+        try server.writeConfig(
+            threeLayerConfig(clients: "\"127.0.0.0/8(rw,nosquash)\"").replacingOccurrences(
+                of: "portmapper = \"off\"", with: "portmapper = \"never\""))
         let result = try runSplit(strataBinary, ["reload", "--config", server.configPath])
         #expect(result.status == 1)
         #expect(
@@ -135,12 +143,16 @@ import Testing
         let port = try #require(tooWeak.firstMatch(of: /port (\d+),/)?.1)
         #expect(
             tooWeak.contains(
-                "MNT refused: client 127.0.0.2 port \(port), export /union: source port \(port) is not privileged: add insecure to rule 127.0.0.2(rw)"),
+                "MNT refused: client 127.0.0.2 port \(port), export /union: source port \(port) is not privileged: add insecure to rule 127.0.0.2(rw)"
+            ),
             "\(tooWeak)")
         // From 127.0.0.3: no rule at all.
         #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server, localHost: "127.0.0.3") }
         try waitFor("the second refusal", timeout: 10) { server.log.contains("no rule matches 127.0.0.3") }
-        #expect(server.log.contains("export /union: no rule matches 127.0.0.3 (rules: 127.0.0.2(rw)); add one for it to export[0].clients if it should mount"), "\(server.log)")
+        #expect(
+            server.log.contains(
+                "export /union: no rule matches 127.0.0.3 (rules: 127.0.0.2(rw)); add one for it to export[0].clients if it should mount"
+            ), "\(server.log)")
     }
 
     @Test func aMissingLayerIsNamedByItsPath() throws {
@@ -153,7 +165,8 @@ import Testing
         try waitFor("the refusal in the log", timeout: 10) { server.log.contains("MNT refused") }
         #expect(
             server.log.contains(
-                "export /union: its layers cannot be opened: lower layer \(directory.path)/lower2: No such file or directory; create it or fix export[0].lowers"),
+                "export /union: its layers cannot be opened: lower layer \(directory.path)/lower2: No such file or directory; create it or fix export[0].lowers"
+            ),
             "\(server.log)")
     }
 
@@ -184,7 +197,10 @@ import Testing
         var environment = ProcessInfo.processInfo.environment
         environment["JOURNAL_STREAM"] = "\(info.st_dev):\(info.st_ino)"
         let child = try Subprocess(
-            [strataBinary, "serve", "--config", directory.file("strata.toml"), "--ready-file", directory.file("ready")],
+            [
+                strataBinary, "serve", "--config", directory.file("strata.toml"), "--ready-file",
+                directory.file("ready"),
+            ],
             output: .file(directory.file("stdout.log")), error: .file(logPath), environment: environment)
         try waitFor("the server to serve", timeout: 30) { directory.exists("ready") || !child.isRunning }
         child.terminate()
@@ -205,16 +221,24 @@ import Testing
         #expect(try client.lookup("no-such-file").status == .noent)
         let port = try #require(server.metricsPort)
         let text = try fetch("http://127.0.0.1:\(port)/metrics")
-        #expect(text.contains("strata_rpc_errors_total{program=\"nfs\",procedure=\"LOOKUP\",status=\"NFS3ERR_NOENT\"} 1"), "\(text.prefix(4000))")
+        #expect(
+            text.contains("strata_rpc_errors_total{program=\"nfs\",procedure=\"LOOKUP\",status=\"NFS3ERR_NOENT\"} 1"),
+            "\(text.prefix(4000))")
         #expect(text.contains("strata_export_calls_total{export=\"/diskless\"}"), "\(text.prefix(4000))")
         #expect(text.contains("strata_export_errors_total{export=\"/diskless\"} 1"), "\(text.prefix(4000))")
         // A refused MNT counts against the export it asked for.
-        #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.9") }
+        #expect(throws: NFSTestClient.MountRefused.self) {
+            try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.9")
+        }
         let after = try fetch("http://127.0.0.1:\(port)/metrics")
-        #expect(after.contains("strata_rpc_errors_total{program=\"mount\",procedure=\"MNT\",status=\"MNT3ERR_ACCES\"} 1"), "\(after.prefix(4000))")
+        #expect(
+            after.contains("strata_rpc_errors_total{program=\"mount\",procedure=\"MNT\",status=\"MNT3ERR_ACCES\"} 1"),
+            "\(after.prefix(4000))")
         #expect(after.contains("strata_export_errors_total{export=\"/diskless\"} 2"), "\(after.prefix(4000))")
         #expect(text.contains("strata_build_info{version=\""), "\(text.prefix(4000))")
-        for name in ["process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total", "process_max_fds"] {
+        for name in [
+            "process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total", "process_max_fds",
+        ] {
             #expect(text.contains("\n\(name) "), "\(name) missing")
         }
         let head = try run(
@@ -263,7 +287,8 @@ import Testing
         let result = try runSplit(strataBinary, ["client", "reset", "no-such-client", "--config", server.configPath])
         #expect(result.status == 1)
         #expect(
-            result.stderr == "Error: no client no-such-client in any per-client export: it has no upper layer; `strata clients` lists the keys\n",
+            result.stderr
+                == "Error: no client no-such-client in any per-client export: it has no upper layer; `strata clients` lists the keys\n",
             "\(result.stderr)")
     }
 }
@@ -292,7 +317,9 @@ import Testing
         #expect(folders.count == 2, "\(compose)")
         for folder in folders {
             var isDirectory: ObjCBool = false
-            #expect(FileManager.default.fileExists(atPath: "\(packageRoot)/Docker/\(folder)", isDirectory: &isDirectory) && isDirectory.boolValue, "\(folder)")
+            #expect(
+                FileManager.default.fileExists(atPath: "\(packageRoot)/Docker/\(folder)", isDirectory: &isDirectory)
+                    && isDirectory.boolValue, "\(folder)")
         }
     }
 
@@ -309,23 +336,35 @@ import Testing
     @Test func installPlacesEverythingTheUnitNames() throws {
         let destination = try TemporaryDirectory()
         let result = try run(
-            "make", ["-C", packageRoot, "install-files", "BIN=\(strataBinary)", "DESTDIR=\(destination.path)", "PREFIX=/opt/strata"], timeout: 120)
+            "make",
+            [
+                "-C", packageRoot, "install-files", "BIN=\(strataBinary)", "DESTDIR=\(destination.path)",
+                "PREFIX=/opt/strata",
+            ], timeout: 120)
         #expect(result.succeeded, "\(result.output)")
         for file in [
-            "opt/strata/bin/strata", "etc/systemd/system/strata.service", "etc/strata/strata.toml", "opt/strata/share/doc/strata/README.md",
+            "opt/strata/bin/strata", "etc/systemd/system/strata.service", "etc/strata/strata.toml",
+            "opt/strata/share/doc/strata/README.md",
             "opt/strata/share/doc/strata/commands.txt", "opt/strata/share/doc/strata/examples/diskless.toml",
         ] {
             #expect(destination.exists(file), "\(file) missing")
         }
         let unit = destination.read("etc/systemd/system/strata.service") ?? ""
-        #expect(unit.contains("ExecStartPre=/opt/strata/bin/strata check-config --config /etc/strata/strata.toml"), "\(unit)")
+        #expect(
+            unit.contains("ExecStartPre=/opt/strata/bin/strata check-config --config /etc/strata/strata.toml"),
+            "\(unit)")
         #expect(unit.contains("ExecReload=/opt/strata/bin/strata reload --config /etc/strata/strata.toml"), "\(unit)")
         #expect(destination.read("opt/strata/share/doc/strata/commands.txt")?.contains("== strata reload ==") == true)
-        let check = try run(destination.file("opt/strata/bin/strata"), ["check-config", "--skip-paths", "--config", destination.file("etc/strata/strata.toml")])
+        let check = try run(
+            destination.file("opt/strata/bin/strata"),
+            ["check-config", "--skip-paths", "--config", destination.file("etc/strata/strata.toml")])
         #expect(check.succeeded, "\(check.output)")
         // A second install keeps the operator's configuration.
-        try "# edited\n[server]\n".write(toFile: destination.file("etc/strata/strata.toml"), atomically: true, encoding: .utf8)
-        let again = try run("make", ["-C", packageRoot, "install-files", "BIN=\(strataBinary)", "DESTDIR=\(destination.path)"], timeout: 120)
+        try "# edited\n[server]\n".write(
+            toFile: destination.file("etc/strata/strata.toml"), atomically: true, encoding: .utf8)
+        let again = try run(
+            "make", ["-C", packageRoot, "install-files", "BIN=\(strataBinary)", "DESTDIR=\(destination.path)"],
+            timeout: 120)
         #expect(again.succeeded, "\(again.output)")
         #expect(destination.read("etc/strata/strata.toml") == "# edited\n[server]\n")
     }

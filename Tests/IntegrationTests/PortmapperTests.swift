@@ -37,10 +37,15 @@ import Testing
     @Test func builtinPortmapperAnswersRpcinfoAndShowmount() throws {
         let result = try self.inNamespace(
             portmapper: "builtin", startRPCBind: false,
-            body: "echo RPCINFO; rpcinfo -p 127.0.0.1; echo SHOWMOUNT; showmount -e 127.0.0.1; echo PROBE; rpcinfo -t 127.0.0.1 nfs 3; rpcinfo -u 127.0.0.1 mountd 3")
+            body:
+                "echo RPCINFO; rpcinfo -p 127.0.0.1; echo SHOWMOUNT; showmount -e 127.0.0.1; echo PROBE; rpcinfo -t 127.0.0.1 nfs 3; rpcinfo -u 127.0.0.1 mountd 3"
+        )
         let output = result.output
         let rpcinfo = section(output, "RPCINFO", "SHOWMOUNT")
-        for needle in ["100000    2   tcp    111", "100000    2   udp    111", "100003    3   tcp", "100003    3   udp", "100005    1   tcp", "100005    3   udp"] {
+        for needle in [
+            "100000    2   tcp    111", "100000    2   udp    111", "100003    3   tcp", "100003    3   udp",
+            "100005    1   tcp", "100005    3   udp",
+        ] {
             #expect(rpcinfo.contains(needle), "rpcinfo -p lacks \"\(needle)\":\n\(output)")
         }
         let showmount = section(output, "SHOWMOUNT", "PROBE")
@@ -65,13 +70,15 @@ import Testing
     }
 
     @Test func autoPrefersARunningRpcbind() throws {
-        let result = try self.inNamespace(portmapper: "auto", startRPCBind: true, body: "echo RPCINFO; rpcinfo -p 127.0.0.1; echo SHOWMOUNT")
+        let result = try self.inNamespace(
+            portmapper: "auto", startRPCBind: true, body: "echo RPCINFO; rpcinfo -p 127.0.0.1; echo SHOWMOUNT")
         #expect(result.output.contains("portmapper=system"), "\(result.output)")
         #expect(section(result.output, "RPCINFO", "SHOWMOUNT").contains("100003    3   tcp"), "\(result.output)")
     }
 
     @Test func autoFallsBackToBuiltin() throws {
-        let result = try self.inNamespace(portmapper: "auto", startRPCBind: false, body: "echo RPCINFO; rpcinfo -p 127.0.0.1; echo END")
+        let result = try self.inNamespace(
+            portmapper: "auto", startRPCBind: false, body: "echo RPCINFO; rpcinfo -p 127.0.0.1; echo END")
         #expect(result.output.contains("portmapper=builtin"), "\(result.output)")
         #expect(section(result.output, "RPCINFO", "END").contains("100005    3   tcp"), "\(result.output)")
     }

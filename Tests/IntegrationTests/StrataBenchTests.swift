@@ -30,11 +30,16 @@ import Testing
     }
 
     /// Runs `strata bench --json` with `arguments`; returns the phases by name.
-    static func bench(_ server: ServerProcess, _ export: String, _ arguments: [String]) throws -> [String: [String: Any]] {
+    static func bench(
+        _ server: ServerProcess, _ export: String, _ arguments: [String]
+    ) throws -> [String: [String: Any]] {
         let result = try runSplit(
             strataBinary,
-            ["bench", "--export", export, "--nfs-port", "\(server.nfsPort)", "--mount-port", "\(server.mountPort)", "--json",
-             "--watch-pid", "\(server.pid)", "--timeout", "30"] + arguments,
+            [
+                "bench", "--export", export, "--nfs-port", "\(server.nfsPort)", "--mount-port", "\(server.mountPort)",
+                "--json",
+                "--watch-pid", "\(server.pid)", "--timeout", "30",
+            ] + arguments,
             timeout: 120)
         #expect(result.succeeded, "strata bench \(arguments) failed: \(result.stderr)")
         var phases: [String: [String: Any]] = [:]
@@ -67,8 +72,11 @@ import Testing
 
         var phases = try Self.bench(
             server, "/union",
-            ["--workload", "getattr,lookup,readdirplus", "--n", "300", "--qd", "8", "-j", "2", "--source", "127.0.0.71-127.0.0.72",
-             "--path", "tree", "--passes", "2"])
+            [
+                "--workload", "getattr,lookup,readdirplus", "--n", "300", "--qd", "8", "-j", "2", "--source",
+                "127.0.0.71-127.0.0.72",
+                "--path", "tree", "--passes", "2",
+            ])
         for name in ["getattr", "lookup", "readdirplus-first", "readdirplus-warm"] {
             #expect(phases[name] != nil, "phase \(name) missing")
             #expect(Self.int(phases[name], "errors") == 0, "\(name) had errors: \(phases[name] ?? [:])")
@@ -83,7 +91,10 @@ import Testing
 
         phases = try Self.bench(
             server, "/union",
-            ["--workload", "create,mkdir-tree", "--n", "50", "--qd", "4", "--dir", "made", "--dirs", "3", "--files", "4"])
+            [
+                "--workload", "create,mkdir-tree", "--n", "50", "--qd", "4", "--dir", "made", "--dirs", "3", "--files",
+                "4",
+            ])
         #expect(Self.int(phases["create"], "ops") == 50)
         #expect(Self.int(phases["remove"], "ops") == 50)
         #expect(Self.int(phases["create"], "errors") == 0)
@@ -97,13 +108,19 @@ import Testing
         // A second create into the same directory is refused with a clear message.
         let again = try runSplit(
             strataBinary,
-            ["bench", "--export", "/union", "--nfs-port", "\(server.nfsPort)", "--mount-port", "\(server.mountPort)",
-             "--workload", "mkdir-tree", "--dir", "made"], timeout: 60)
+            [
+                "bench", "--export", "/union", "--nfs-port", "\(server.nfsPort)", "--mount-port", "\(server.mountPort)",
+                "--workload", "mkdir-tree", "--dir", "made",
+            ], timeout: 60)
         #expect(!again.succeeded)
         #expect(again.stderr.contains("made already exists"), "stderr: \(again.stderr)")
 
         phases = try Self.bench(
-            server, "/union", ["--workload", "read,write,write-sync", "--path", "data.dat", "--size", "100000", "--bs", "32K", "--qd", "4"])
+            server, "/union",
+            [
+                "--workload", "read,write,write-sync", "--path", "data.dat", "--size", "100000", "--bs", "32K", "--qd",
+                "4",
+            ])
         #expect(Self.int(phases["read"], "units") == 100_000)
         #expect(Self.int(phases["read"], "ops") == 4)
         #expect(Self.int(phases["write"], "units") == 100_000)
@@ -129,13 +146,17 @@ import Testing
         defer { server.stop() }
         let phases = try Self.bench(
             server, "/perclient",
-            ["--workload", "mkdir-tree", "--dir", "mine", "--dirs", "4", "--files", "2", "--qd", "4", "-j", "2",
-             "--source", "127.0.0.81", "--source", "127.0.0.82"])
+            [
+                "--workload", "mkdir-tree", "--dir", "mine", "--dirs", "4", "--files", "2", "--qd", "4", "-j", "2",
+                "--source", "127.0.0.81", "--source", "127.0.0.82",
+            ])
         #expect(Self.int(phases["mkdir-tree"], "errors") == 0)
         #expect(Self.int(phases["mkdir-tree"], "ops") == 4 + 4 * 2)
         // Connection k makes directories k, k+2: each in its own client's upper.
-        let first = try FileManager.default.contentsOfDirectory(atPath: directory.file("clients/127.0.0.81/tree/mine")).sorted()
-        let second = try FileManager.default.contentsOfDirectory(atPath: directory.file("clients/127.0.0.82/tree/mine")).sorted()
+        let first = try FileManager.default.contentsOfDirectory(atPath: directory.file("clients/127.0.0.81/tree/mine"))
+            .sorted()
+        let second = try FileManager.default.contentsOfDirectory(atPath: directory.file("clients/127.0.0.82/tree/mine"))
+            .sorted()
         #expect(first == ["d0000", "d0002"])
         #expect(second == ["d0001", "d0003"])
     }
@@ -144,11 +165,14 @@ import Testing
         let unknown = try runSplit(strataBinary, ["bench", "--export", "/x", "--workload", "getattr,fly"], timeout: 30)
         #expect(!unknown.succeeded)
         #expect(unknown.stderr.contains("unknown workload 'fly'"))
-        let range = try runSplit(strataBinary, ["bench", "--export", "/x", "--workload", "getattr", "--source", "127.0.0.9-127.0.0.2"], timeout: 30)
+        let range = try runSplit(
+            strataBinary, ["bench", "--export", "/x", "--workload", "getattr", "--source", "127.0.0.9-127.0.0.2"],
+            timeout: 30)
         #expect(!range.succeeded)
         #expect(range.stderr.contains("--source"))
         let refused = try runSplit(
-            strataBinary, ["bench", "--export", "/x", "--workload", "getattr", "--nfs-port", "1", "--mount-port", "1"], timeout: 30)
+            strataBinary, ["bench", "--export", "/x", "--workload", "getattr", "--nfs-port", "1", "--mount-port", "1"],
+            timeout: 30)
         #expect(!refused.succeeded)
         #expect(refused.stderr.contains("connection 1"), "stderr: \(refused.stderr)")
     }

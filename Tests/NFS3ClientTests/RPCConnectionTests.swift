@@ -5,12 +5,13 @@ import NIOEmbedded
 import NIOPosix
 import SunRPC
 import Testing
-#if canImport(Glibc)
-import Glibc
-#endif
 import XDR
 
 @testable import NFS3Client
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An `RPCConnection` on an `EmbeddedChannel`: the test plays the server by reading the
 /// calls written and writing replies in.
@@ -18,7 +19,10 @@ struct EmbeddedRPC {
     let channel: EmbeddedChannel
     let connection: RPCConnection
 
-    init(timeout: TimeAmount? = nil, credential: RPCCredential = .unix(uid: 1000, gid: 100, groups: [4, 27], machineName: "host")) throws {
+    init(
+        timeout: TimeAmount? = nil,
+        credential: RPCCredential = .unix(uid: 1000, gid: 100, groups: [4, 27], machineName: "host")
+    ) throws {
         self.channel = EmbeddedChannel()
         try self.channel.pipeline.syncOperations.addHandler(RPCClientHandler(firstXID: 100, timeout: timeout))
         try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2049)).wait()
@@ -229,7 +233,8 @@ func outcome<Value: Sendable>(_ future: EventLoopFuture<Value>) -> Result<Value,
         defer { server.close(promise: nil) }
         let port = try #require(server.localAddress?.port)
         let connection = try await RPCConnection.connect(
-            host: "127.0.0.1", port: port, sourceAddress: "127.0.0.9", credential: .none, timeout: .seconds(60), group: group
+            host: "127.0.0.1", port: port, sourceAddress: "127.0.0.9", credential: .none, timeout: .seconds(60),
+            group: group
         ).get()
         #expect(connection.localAddress?.ipAddress == "127.0.0.9")
         let call = connection.call(program: 1, version: 1, procedure: 0) { _ in }
@@ -290,7 +295,9 @@ final class CloseOnRead: ChannelInboundHandler, Sendable {
 
     @Test(arguments: [1, 3, 7, 64, 100_000])
     func recordsComeOutWholeWhateverTheReadSizes(readBytes: Int) throws {
-        let records: [[UInt8]] = [Array(0..<200).map { UInt8($0) }, [9, 9, 9, 9], Array(repeating: 7, count: 5000), []]
+        let records: [[UInt8]] = [
+            Array(0..<200).map { UInt8($0) }, [9, 9, 9, 9], Array(repeating: 7, count: 5000), [],
+        ]
         for fragmentBytes in [1000, 4, 100_000] {
             let bytes = Self.stream(records, fragmentBytes: fragmentBytes)
             var reassembler = ReplyReassembler(maxRecordBytes: 1 << 20)

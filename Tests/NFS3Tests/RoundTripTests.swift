@@ -1,7 +1,7 @@
 import NIOCore
+import TestSupport
 import Testing
 import XDR
-import TestSupport
 
 @testable import NFS3
 
@@ -88,4 +88,3 @@ import TestSupport
         print("garbageNeverTraps(\(procedure.name)) seed \(seed)")
     }
 }
-

@@ -1,9 +1,9 @@
 import NIOCore
+import SunRPCClient
 import Testing
 import XDR
 
 @testable import SunRPC
-import SunRPCClient
 
 @Suite struct DuplicateRequestCacheTests {
     @Test(arguments: RPCTransport.allCases)
@@ -75,8 +75,10 @@ import SunRPCClient
         let program = TestProgram()
         try await withTestServer(programs: [program]) { server in
             let client = try server.client(.udp)
-            _ = try client.call(program: TestProgram.number, version: 1, procedure: 3, arguments: uint32Buffer(1), xid: 5)
-            var other = try client.call(program: TestProgram.number, version: 1, procedure: 3, arguments: uint32Buffer(2), xid: 5)
+            _ = try client.call(
+                program: TestProgram.number, version: 1, procedure: 3, arguments: uint32Buffer(1), xid: 5)
+            var other = try client.call(
+                program: TestProgram.number, version: 1, procedure: 3, arguments: uint32Buffer(2), xid: 5)
             #expect(try other.body.readXDRUInt32() == 2)
         }
     }
@@ -86,7 +88,8 @@ import SunRPCClient
         let key = Self.key(xid: 1)
         guard case .new = cache.begin(key) else { Issue.record("expected new"); return }
         guard case .inProgress = cache.begin(key) else { Issue.record("expected in progress"); return }
-        cache.complete(key, reply: RPCReplyMessage(xid: 1234, body: .success, results: ByteBuffer(bytes: [1, 2, 3, 4])))
+        cache.complete(
+            key, reply: RPCReplyMessage(xid: 1234, body: .success, results: ByteBuffer(bytes: [1, 2, 3, 4])))
         guard case .replay(let reply) = cache.begin(key) else { Issue.record("expected replay"); return }
         #expect(reply.xid == 1234)
         #expect(Array(reply.results?.readableBytesView ?? ByteBuffer().readableBytesView) == [1, 2, 3, 4])

@@ -43,7 +43,10 @@ enum TestNamespace {
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             once.set(continuation)
             let thread = Thread {
-                once.finish(Result { try Self.enter(); return try body() })
+                once.finish(
+                    Result {
+                        try Self.enter(); return try body()
+                    })
             }
             thread.stackSize = 8 << 20
             thread.start()

@@ -2,12 +2,12 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SunRPCClient
+import TestSupport
 import Testing
 import XDR
 
 @testable import SunRPC
-import SunRPCClient
-import TestSupport
 
 /// The builtin portmapper's procedures, on an arbitrary port.
 @Suite struct BuiltinPortmapperTests {
@@ -45,9 +45,11 @@ import TestSupport
             #expect(try getport(100000, 2, 6) == 111)
             #expect(try getport(4242, 1, 6) == 0)
 
-            var set = try client.call(program: 100000, version: 2, procedure: 1, arguments: Self.mapping(4242, 1, 6, 999))
+            var set = try client.call(
+                program: 100000, version: 2, procedure: 1, arguments: Self.mapping(4242, 1, 6, 999))
             #expect(try set.body.readXDRBool() == true)
-            var setAgain = try client.call(program: 100000, version: 2, procedure: 1, arguments: Self.mapping(4242, 1, 6, 998))
+            var setAgain = try client.call(
+                program: 100000, version: 2, procedure: 1, arguments: Self.mapping(4242, 1, 6, 998))
             #expect(try setAgain.body.readXDRBool() == false)
             #expect(try getport(4242, 1, 6) == 999)
 
@@ -63,7 +65,8 @@ import TestSupport
 
             #expect(try client.call(program: 100000, version: 2, procedure: 5).status == .procedureUnavailable)
             #expect(try client.call(program: 100000, version: 2, procedure: 3).status == .garbageArguments)
-            #expect(try client.call(program: 100000, version: 3, procedure: 0).status == .programMismatch(low: 2, high: 2))
+            #expect(
+                try client.call(program: 100000, version: 3, procedure: 0).status == .programMismatch(low: 2, high: 2))
         }
     }
 
@@ -106,7 +109,9 @@ import TestSupport
         }
     }
 
-    static func change(_ portmapper: BuiltinPortmapper, _ procedure: Portmapper.Procedure, from port: Int, _ arguments: ByteBuffer) throws -> Bool {
+    static func change(
+        _ portmapper: BuiltinPortmapper, _ procedure: Portmapper.Procedure, from port: Int, _ arguments: ByteBuffer
+    ) throws -> Bool {
         var arguments = arguments
         let context = RPCCallContext(
             xid: 1, program: 100000, version: 2, procedure: procedure.rawValue, credential: .none,
@@ -190,8 +195,15 @@ import TestSupport
                     return Result { try server.client(transport) }
                 }.get()
             }
-            func call(_ client: RPCClient, _ procedure: Portmapper.Procedure, _ arguments: ByteBuffer) async throws -> Bool {
-                var reply = try await onThread { Result { try client.call(program: 100000, version: 2, procedure: procedure.rawValue, arguments: arguments) } }.get()
+            func call(
+                _ client: RPCClient, _ procedure: Portmapper.Procedure, _ arguments: ByteBuffer
+            ) async throws -> Bool {
+                var reply = try await onThread {
+                    Result {
+                        try client.call(
+                            program: 100000, version: 2, procedure: procedure.rawValue, arguments: arguments)
+                    }
+                }.get()
                 try #require(reply.status == .success)
                 return try reply.body.readXDRBool()
             }
@@ -278,54 +290,54 @@ struct PortmapperNamespaceTests {
         pool.start()
         let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
         let outcome = try await stoppingAfterwards(group: group, pool: pool) {
-          let problems = try await TestNamespace.run { () throws -> [String] in
-            var problems: [String] = []
-            debugLog("starting rpcbind")
-            let rpcbind = try Self.startRPCBind()
-            debugLog("rpcbind up")
-            defer { rpcbind.terminate(grace: 5) }
-            let port = try server.bindBlocking(host: "127.0.0.1", port: 0)
-            if resolvePortmapperMode(.auto, logger: Self.logger) != .system {
-                problems.append("auto did not resolve to system with rpcbind running")
-            }
-            let registrations = server.registrations()
-            if registrations.count != 4 { problems.append("registrations: \(registrations)") }
-            debugLog("registering")
-            try SystemRPCBind.register(registrations)
-            debugLog("registered")
-
-            debugLog("rpcinfo -p")
-            let listing = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
-            debugLog("rpcinfo -p done")
-            for (version, proto) in [("1", "tcp"), ("2", "tcp"), ("1", "udp"), ("2", "udp")] {
-                let line = listing.output.split(separator: "\n").contains {
-                    $0.split(separator: " ", omittingEmptySubsequences: true) == [
-                        "\(TestProgram.number)", Substring(version), Substring(proto), "\(port)",
-                    ]
+            let problems = try await TestNamespace.run { () throws -> [String] in
+                var problems: [String] = []
+                debugLog("starting rpcbind")
+                let rpcbind = try Self.startRPCBind()
+                debugLog("rpcbind up")
+                defer { rpcbind.terminate(grace: 5) }
+                let port = try server.bindBlocking(host: "127.0.0.1", port: 0)
+                if resolvePortmapperMode(.auto, logger: Self.logger) != .system {
+                    problems.append("auto did not resolve to system with rpcbind running")
                 }
-                if !line { problems.append("rpcinfo -p lacks v\(version) \(proto) \(port): \(listing.output)") }
-            }
-            // rpcinfo asks rpcbind for the port, then calls NULL on our server.
-            for flag in ["-t", "-u"] {
-                let ping = try run("/usr/sbin/rpcinfo", [flag, "127.0.0.1", "\(TestProgram.number)", "1"])
-                if !ping.output.contains("ready and waiting") {
-                    problems.append("rpcinfo \(flag): \(ping.output)")
-                }
-            }
+                let registrations = server.registrations()
+                if registrations.count != 4 { problems.append("registrations: \(registrations)") }
+                debugLog("registering")
+                try SystemRPCBind.register(registrations)
+                debugLog("registered")
 
-            debugLog("unregistering")
-            SystemRPCBind.unregister(registrations)
-            debugLog("unregistered")
-            let after = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
-            if after.output.contains("\(TestProgram.number)") {
-                problems.append("still registered after unregister: \(after.output)")
+                debugLog("rpcinfo -p")
+                let listing = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
+                debugLog("rpcinfo -p done")
+                for (version, proto) in [("1", "tcp"), ("2", "tcp"), ("1", "udp"), ("2", "udp")] {
+                    let line = listing.output.split(separator: "\n").contains {
+                        $0.split(separator: " ", omittingEmptySubsequences: true) == [
+                            "\(TestProgram.number)", Substring(version), Substring(proto), "\(port)",
+                        ]
+                    }
+                    if !line { problems.append("rpcinfo -p lacks v\(version) \(proto) \(port): \(listing.output)") }
+                }
+                // rpcinfo asks rpcbind for the port, then calls NULL on our server.
+                for flag in ["-t", "-u"] {
+                    let ping = try run("/usr/sbin/rpcinfo", [flag, "127.0.0.1", "\(TestProgram.number)", "1"])
+                    if !ping.output.contains("ready and waiting") {
+                        problems.append("rpcinfo \(flag): \(ping.output)")
+                    }
+                }
+
+                debugLog("unregistering")
+                SystemRPCBind.unregister(registrations)
+                debugLog("unregistered")
+                let after = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
+                if after.output.contains("\(TestProgram.number)") {
+                    problems.append("still registered after unregister: \(after.output)")
+                }
+                if !after.output.contains("portmapper") { problems.append("rpcbind listing broken: \(after.output)") }
+                debugLog("stopping rpcbind")
+                return problems
             }
-            if !after.output.contains("portmapper") { problems.append("rpcbind listing broken: \(after.output)") }
-            debugLog("stopping rpcbind")
+            try await server.shutdown()
             return problems
-          }
-          try await server.shutdown()
-          return problems
         }
         #expect(outcome == [])
     }
@@ -338,40 +350,40 @@ struct PortmapperNamespaceTests {
         let portmapperServer = RPCServer(programs: [portmapper], group: group, threadPool: pool, logger: Self.logger)
         let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
         let outcome = try await stoppingAfterwards(group: group, pool: pool) {
-          let problems = try await TestNamespace.run { () throws -> [String] in
-            var problems: [String] = []
-            let mode = resolvePortmapperMode(.auto, probeTimeout: .milliseconds(300), logger: Self.logger)
-            if mode != .builtin { problems.append("auto resolved to \(mode) in an empty namespace") }
-            let port = try server.bindBlocking(host: "127.0.0.1", port: 0)
-            portmapper.register(server.registrations())
-            portmapper.register([RPCRegistration(program: 536871170, version: 1, transport: .udp, port: port)])
-            _ = try portmapperServer.bindBlocking(host: "127.0.0.1", port: 111)
+            let problems = try await TestNamespace.run { () throws -> [String] in
+                var problems: [String] = []
+                let mode = resolvePortmapperMode(.auto, probeTimeout: .milliseconds(300), logger: Self.logger)
+                if mode != .builtin { problems.append("auto resolved to \(mode) in an empty namespace") }
+                let port = try server.bindBlocking(host: "127.0.0.1", port: 0)
+                portmapper.register(server.registrations())
+                portmapper.register([RPCRegistration(program: 536871170, version: 1, transport: .udp, port: port)])
+                _ = try portmapperServer.bindBlocking(host: "127.0.0.1", port: 111)
 
-            let listing = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
-            let rows = listing.output.split(separator: "\n").map {
-                $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-            }
-            for expected in [
-                ["100000", "2", "tcp", "111", "portmapper"], ["100000", "2", "udp", "111", "portmapper"],
-                ["\(TestProgram.number)", "1", "tcp", "\(port)"], ["\(TestProgram.number)", "2", "udp", "\(port)"],
-            ] where !rows.contains(where: { Array($0.prefix(expected.count)) == expected }) {
-                problems.append("rpcinfo -p lacks \(expected): \(listing.output)")
-            }
-            for flag in ["-t", "-u"] {
-                let ping = try run("/usr/sbin/rpcinfo", [flag, "127.0.0.1", "\(TestProgram.number)", "2"])
-                if !ping.output.contains("ready and waiting") {
-                    problems.append("rpcinfo \(flag) through the builtin portmapper: \(ping.output)")
+                let listing = try run("/usr/sbin/rpcinfo", ["-p", "127.0.0.1"])
+                let rows = listing.output.split(separator: "\n").map {
+                    $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
                 }
+                for expected in [
+                    ["100000", "2", "tcp", "111", "portmapper"], ["100000", "2", "udp", "111", "portmapper"],
+                    ["\(TestProgram.number)", "1", "tcp", "\(port)"], ["\(TestProgram.number)", "2", "udp", "\(port)"],
+                ] where !rows.contains(where: { Array($0.prefix(expected.count)) == expected }) {
+                    problems.append("rpcinfo -p lacks \(expected): \(listing.output)")
+                }
+                for flag in ["-t", "-u"] {
+                    let ping = try run("/usr/sbin/rpcinfo", [flag, "127.0.0.1", "\(TestProgram.number)", "2"])
+                    if !ping.output.contains("ready and waiting") {
+                        problems.append("rpcinfo \(flag) through the builtin portmapper: \(ping.output)")
+                    }
+                }
+                if !SystemRPCBind.isRunning(timeout: .seconds(1)) {
+                    problems.append("our own portmapper does not answer a NULL call")
+                }
+                problems += try Self.rpcinfoChecksStatuses(port: port)
+                return problems
             }
-            if !SystemRPCBind.isRunning(timeout: .seconds(1)) {
-                problems.append("our own portmapper does not answer a NULL call")
-            }
-            problems += try Self.rpcinfoChecksStatuses(port: port)
+            try await portmapperServer.shutdown()
+            try await server.shutdown()
             return problems
-          }
-          try await portmapperServer.shutdown()
-          try await server.shutdown()
-          return problems
         }
         #expect(outcome == [])
     }

@@ -1,11 +1,11 @@
 import Foundation
 import NIOCore
+import SunRPCClient
 import Synchronization
 import Testing
 import XDR
 
 @testable import SunRPC
-import SunRPCClient
 
 /// Denial of service by unauthenticated clients and credential flavors
 /// (item 14), on the wire against an in-process server.
@@ -34,7 +34,9 @@ import SunRPCClient
                                 client.close()
                                 finished.value.add(1, ordering: .relaxed)
                             }
-                            guard (try? client.sendRaw(stream)) != nil, let reply = try? client.receiveReply() else { return false }
+                            guard (try? client.sendRaw(stream)) != nil, let reply = try? client.receiveReply() else {
+                                return false
+                            }
                             return reply.xid == 42 && reply.status == .success
                         }
                     })
@@ -47,7 +49,8 @@ import SunRPCClient
                     var probes = 0
                     while (finished.value.load(ordering: .relaxed) < 4 || probes < 10) && probes < 100_000 {
                         let started = ContinuousClock.now
-                        guard try probe.call(program: TestProgram.number, version: 1, procedure: 0).status == .success else {
+                        guard try probe.call(program: TestProgram.number, version: 1, procedure: 0).status == .success
+                        else {
                             return .seconds(1000)
                         }
                         slowest = max(slowest, ContinuousClock.now - started)
@@ -78,7 +81,8 @@ import SunRPCClient
             let tiny = fragmented(callMessage(xid: 8, arguments: arguments), fragmentBytes: 4)
             try? client.sendRaw(tiny)
             #expect(await onThread { client.waitForClose(timeout: .seconds(10)) })
-            #expect(try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+            #expect(
+                try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
         }
     }
 
@@ -87,7 +91,9 @@ import SunRPCClient
     static func pipelinedBlobCalls(_ calls: Int, replyBytes: UInt32) -> ByteBuffer {
         var stream = ByteBuffer()
         for xid in 0..<calls {
-            var message = callMessage(xid: UInt32(1000 + xid), procedure: TestProgram.Procedure.blob.rawValue, arguments: Self.blobArguments(replyBytes))
+            var message = callMessage(
+                xid: UInt32(1000 + xid), procedure: TestProgram.Procedure.blob.rawValue,
+                arguments: Self.blobArguments(replyBytes))
             stream.writeInteger(RecordMarking.header(length: message.readableBytes), endianness: .big)
             stream.writeBuffer(&message)
         }
@@ -114,19 +120,28 @@ import SunRPCClient
             while resources.queuedReplyBytes.load(ordering: .relaxed) == 0, ContinuousClock.now < piling {
                 try await Task.sleep(for: .milliseconds(10))
             }
-            let queued = try await settledValue(quiet: .seconds(1)) { resources.queuedReplyBytes.load(ordering: .relaxed) }
+            let queued = try await settledValue(quiet: .seconds(1)) {
+                resources.queuedReplyBytes.load(ordering: .relaxed)
+            }
             // At most the connection's limit plus one reply per pool thread that had already
             // started (8 threads), however many calls were sent.
             let bound = (1 << 20) + 8 * (Int(replyBytes) + 64)
             #expect(queued > 0)
             #expect(queued <= bound, "\(queued) reply bytes queued for a client that does not read (bound \(bound))")
-            #expect(program.calls.load(ordering: .relaxed) < calls, "every call ran although its replies were never read")
+            #expect(
+                program.calls.load(ordering: .relaxed) < calls, "every call ran although its replies were never read")
 
             // Others are served meanwhile, large replies included.
             let other = try server.client(.tcp)
-            #expect(try await onThread { Result { try other.call(program: TestProgram.number, version: 1, procedure: 0) } }.get().status == .success)
+            #expect(
+                try await onThread { Result { try other.call(program: TestProgram.number, version: 1, procedure: 0) } }
+                    .get().status == .success)
             let blob = try await onThread {
-                Result { try other.call(program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.blob.rawValue, arguments: Self.blobArguments(replyBytes)) }
+                Result {
+                    try other.call(
+                        program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.blob.rawValue,
+                        arguments: Self.blobArguments(replyBytes))
+                }
             }.get()
             #expect(blob.status == .success)
             other.close()
@@ -159,9 +174,14 @@ import SunRPCClient
             #expect(program.calls.load(ordering: .relaxed) > 0)
             #expect(program.calls.load(ordering: .relaxed) < 200, "every call ran although its replies were never read")
             #expect(server.server.connectionCount == 0, "a client that never reads was not disconnected")
-            #expect(resources.queuedReplyBytes.load(ordering: .relaxed) == 0, "replies of a closed connection are still counted")
+            #expect(
+                resources.queuedReplyBytes.load(ordering: .relaxed) == 0,
+                "replies of a closed connection are still counted")
             #expect(await onThread { greedy.waitForClose(timeout: .seconds(5)) })
-            #expect(try await onThread { Result { try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0) } }.get().status == .success)
+            #expect(
+                try await onThread {
+                    Result { try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0) }
+                }.get().status == .success)
         }
     }
 
@@ -184,14 +204,20 @@ import SunRPCClient
             while resources.queuedReplyBytes.load(ordering: .relaxed) == 0, ContinuousClock.now < piling {
                 try await Task.sleep(for: .milliseconds(10))
             }
-            let queued = try await settledValue(quiet: .seconds(1)) { resources.queuedReplyBytes.load(ordering: .relaxed) }
+            let queued = try await settledValue(quiet: .seconds(1)) {
+                resources.queuedReplyBytes.load(ordering: .relaxed)
+            }
             // Over the budget, a connection with replies waiting starts nothing; each may have
             // had up to the pool's 8 threads running when it crossed.
             let bound = (3 << 20) + 4 * 8 * (Int(replyBytes) + 64)
             #expect(queued <= bound, "\(queued) reply bytes queued by 4 clients that do not read (bound \(bound))")
             let reader = try server.client(.tcp)
             let reply = try await onThread {
-                Result { try reader.call(program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.blob.rawValue, arguments: Self.blobArguments(replyBytes)) }
+                Result {
+                    try reader.call(
+                        program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.blob.rawValue,
+                        arguments: Self.blobArguments(replyBytes))
+                }
             }.get()
             #expect(reply.status == .success)
             reader.close()
@@ -209,33 +235,49 @@ import SunRPCClient
             var clients: [RPCClient] = []
             for _ in 0..<4 {
                 let client = try server.client(.tcp)
-                #expect(try await onThread { Result { try client.call(program: TestProgram.number, version: 1, procedure: 0) } }.get().status == .success)
+                #expect(
+                    try await onThread {
+                        Result { try client.call(program: TestProgram.number, version: 1, procedure: 0) }
+                    }.get().status == .success)
                 clients.append(client)
             }
             // The first client becomes the one idle longest when the second is used again.
             let second = clients[1]
-            #expect(try await onThread { Result { try second.call(program: TestProgram.number, version: 1, procedure: 0) } }.get().status == .success)
+            #expect(
+                try await onThread { Result { try second.call(program: TestProgram.number, version: 1, procedure: 0) } }
+                    .get().status == .success)
 
             let fifth = try server.client(.tcp)
-            #expect(try await onThread { Result { try fifth.call(program: TestProgram.number, version: 1, procedure: 0) } }.get().status == .success)
+            #expect(
+                try await onThread { Result { try fifth.call(program: TestProgram.number, version: 1, procedure: 0) } }
+                    .get().status == .success)
             let first = clients[0]
-            #expect(await onThread { first.waitForClose(timeout: .seconds(5)) }, "the connection idle longest was not closed")
+            #expect(
+                await onThread { first.waitForClose(timeout: .seconds(5)) },
+                "the connection idle longest was not closed")
             for client in clients[1...] {
-                #expect(try await onThread { Result { try client.call(program: TestProgram.number, version: 1, procedure: 0) } }.get().status == .success)
+                #expect(
+                    try await onThread {
+                        Result { try client.call(program: TestProgram.number, version: 1, procedure: 0) }
+                    }.get().status == .success)
             }
             #expect(server.server.connectionCount <= 4)
 
             // Every connection busy: a call waits on the gate in each.
             let busy = Array(clients[1...]) + [fifth]
             for client in busy {
-                _ = try client.send(program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.waitForGate.rawValue, arguments: uint32Buffer(1))
+                _ = try client.send(
+                    program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.waitForGate.rawValue,
+                    arguments: uint32Buffer(1))
             }
             let deadline = ContinuousClock.now + .seconds(10)
             while program.calls.load(ordering: .relaxed) < 4 + 1 + 1 + 3 + 4, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))
             }
             let sixth = try server.client(.tcp)
-            #expect(await onThread { sixth.waitForClose(timeout: .seconds(5)) }, "a connection over the limit was accepted with none idle")
+            #expect(
+                await onThread { sixth.waitForClose(timeout: .seconds(5)) },
+                "a connection over the limit was accepted with none idle")
             program.gate.open()
             for client in busy {
                 #expect(try await onThread { Result { try client.receiveReply() } }.get().status == .success)
@@ -260,15 +302,25 @@ import SunRPCClient
         try await withTestServer(programs: [program]) { server in
             let client = try server.client(transport)
             for flavor: UInt32 in [AuthFlavor.short, AuthFlavor.dh, AuthFlavor.rpcsecGSS, 99, 0xffff_ffff] {
-                for (programNumber, procedure) in [(TestProgram.number, UInt32(0)), (TestProgram.number, UInt32(5)), (UInt32(0x2000_0999), UInt32(0))] {
+                for (programNumber, procedure) in [
+                    (TestProgram.number, UInt32(0)), (TestProgram.number, UInt32(5)), (UInt32(0x2000_0999), UInt32(0)),
+                ] {
                     let reply = try await onThread {
-                        Result { try client.call(program: programNumber, version: 1, procedure: procedure, credential: .other(flavor: flavor)) }
+                        Result {
+                            try client.call(
+                                program: programNumber, version: 1, procedure: procedure,
+                                credential: .other(flavor: flavor))
+                        }
                     }.get()
-                    #expect(reply.status == .authError(.badCredential), "flavor \(flavor) program \(programNumber) procedure \(procedure)")
+                    #expect(
+                        reply.status == .authError(.badCredential),
+                        "flavor \(flavor) program \(programNumber) procedure \(procedure)")
                 }
             }
             #expect(program.calls.load(ordering: .relaxed) == 0, "a call with an unknown flavor reached the program")
-            #expect(try await onThread { Result { try client.call(program: TestProgram.number, version: 1, procedure: 0) } }.get().status == .success)
+            #expect(
+                try await onThread { Result { try client.call(program: TestProgram.number, version: 1, procedure: 0) } }
+                    .get().status == .success)
         }
     }
 }

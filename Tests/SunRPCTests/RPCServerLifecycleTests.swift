@@ -2,11 +2,11 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SunRPCClient
 import Testing
 import XDR
 
 @testable import SunRPC
-import SunRPCClient
 
 @Suite struct RPCServerLifecycleTests {
     @Test func idleConnectionIsClosed() async throws {
@@ -139,7 +139,9 @@ func boundNonListeningSocket(host: String, port: Int) -> CInt? {
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr(host)
     let bound = withUnsafePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
     }
     guard bound else {
         close(fd)

@@ -1,10 +1,10 @@
 import Foundation
 import NIOCore
+import SunRPCClient
 import Testing
 import XDR
 
 @testable import SunRPC
-import SunRPCClient
 
 @Suite struct RPCServerTests {
     @Test(arguments: RPCTransport.allCases)
@@ -98,7 +98,9 @@ import SunRPCClient
             try #require(reply.status == .success)
             #expect(try reply.body.readXDRUInt32() == 1000)
             #expect(try reply.body.readXDRUInt32() == 100)
-            #expect(try reply.body.readXDRArray(maxCount: 16) { (b) throws(XDRError) in try b.readXDRUInt32() } == Array(1...16))
+            #expect(
+                try reply.body.readXDRArray(maxCount: 16) { (b) throws(XDRError) in try b.readXDRUInt32() }
+                    == Array(1...16))
             #expect(try reply.body.readXDRString(maxLength: 255) == "client.example")
             #expect(try reply.body.readXDRString(maxLength: 255) == "127.0.0.1")
             #expect(try reply.body.readXDRUInt32() == UInt32(client.localPort))

@@ -2,11 +2,11 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SunRPCClient
 import Synchronization
 import XDR
 
 @testable import SunRPC
-import SunRPCClient
 
 /// A program for tests, number 0x2000_0101 (the "defined by user" range of RFC 5531 §7.3),
 /// versions 1 and 2.
@@ -129,7 +129,6 @@ final class Gate: Sendable {
     }
 }
 
-
 /// A running `RPCServer` on a loopback address (127.0.0.1 unless given), port 0.
 struct TestServer {
     let group: MultiThreadedEventLoopGroup
@@ -147,7 +146,8 @@ struct TestServer {
         let pool = NIOThreadPool(numberOfThreads: 8)
         pool.start()
         var logger = Logger(label: "test.rpc")
-        logger.logLevel = ProcessInfo.processInfo.environment["STRATA_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["STRATA_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
         let server = RPCServer(
             programs: programs,
             configuration: configuration,
@@ -258,7 +258,9 @@ final class SharedCounter: Sendable {
 }
 
 /// Waits (bounded) until `value` stops changing for `quiet`, and returns it.
-func settledValue(quiet: Duration = .milliseconds(300), within: Duration = .seconds(10), _ value: () -> Int) async throws -> Int {
+func settledValue(
+    quiet: Duration = .milliseconds(300), within: Duration = .seconds(10), _ value: () -> Int
+) async throws -> Int {
     let deadline = ContinuousClock.now + within
     var last = value()
     var since = ContinuousClock.now
@@ -274,4 +276,3 @@ func settledValue(quiet: Duration = .milliseconds(300), within: Duration = .seco
     }
     return last
 }
-

@@ -1,12 +1,12 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import SunRPCClient
+import TestSupport
 import Testing
 import XDR
 
 @testable import SunRPC
-import SunRPCClient
-import TestSupport
 
 /// Framing, robustness and concurrency of the server, checked on the wire.
 @Suite struct RPCWireTests {
@@ -60,7 +60,8 @@ import TestSupport
             try client.sendRaw(header)
             #expect(client.waitForClose(timeout: .seconds(5)))
             // The server still serves others.
-            #expect(try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+            #expect(
+                try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
         }
     }
 
@@ -126,7 +127,8 @@ import TestSupport
             for client in clients {
                 var arguments = ByteBuffer()
                 arguments.writeXDR(UInt32(50))
-                xids.append(try client.send(program: TestProgram.number, version: 1, procedure: 2, arguments: arguments))
+                xids.append(
+                    try client.send(program: TestProgram.number, version: 1, procedure: 2, arguments: arguments))
             }
             let start = ContinuousClock.now
             for (client, xid) in zip(clients, xids) {
@@ -144,7 +146,8 @@ import TestSupport
         let program = TestProgram()
         try await withTestServer(programs: [program]) { server in
             let client = try server.client(.tcp)
-            let slow = try client.send(program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(1))
+            let slow = try client.send(
+                program: TestProgram.number, version: 1, procedure: 8, arguments: uint32Buffer(1))
             let fast = try client.send(program: TestProgram.number, version: 1, procedure: 0)
             let opener = try client.send(program: TestProgram.number, version: 1, procedure: 9)
             var order: [UInt32] = []
@@ -205,7 +208,8 @@ import TestSupport
             }
             #expect(blocked, "512 MiB of replies were accepted without backpressure")
             #expect(program.calls.load(ordering: .relaxed) < sent)
-            #expect(try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+            #expect(
+                try server.client(.tcp).call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
             client.close()
         }
     }
@@ -312,7 +316,8 @@ import TestSupport
             for xid in UInt32(1)...300 {
                 let size: UInt32 = xid % 7 == 0 ? 100_000 + xid : xid * 3
                 expected[xid] = size
-                var message = callMessage(xid: xid, procedure: TestProgram.Procedure.blob.rawValue, arguments: uint32Buffer(size))
+                var message = callMessage(
+                    xid: xid, procedure: TestProgram.Procedure.blob.rawValue, arguments: uint32Buffer(size))
                 stream.writeInteger(RecordMarking.header(length: message.readableBytes), endianness: .big)
                 stream.writeBuffer(&message)
             }

@@ -1,11 +1,11 @@
 import Foundation
 import NIOCore
+import SunRPCClient
 import Synchronization
 import Testing
 import XDR
 
 @testable import SunRPC
-import SunRPCClient
 
 /// A program whose one procedure sleeps "on the disk" through `RPCWorker.blocking` until `expected` calls sleep at once
 /// (bounded to 10 s): a namespace change waiting for its group commit.
@@ -47,7 +47,8 @@ final class SleepingProgram: RPCProgramHandler, @unchecked Sendable {  // `condi
             let client = try server.client(.tcp, timeout: .seconds(30))
             var stream = ByteBuffer()
             for xid in UInt32(1)...8 {
-                var framed = fragmented(callMessage(xid: xid, program: program.program, procedure: 1), fragmentBytes: 1 << 20)
+                var framed = fragmented(
+                    callMessage(xid: xid, program: program.program, procedure: 1), fragmentBytes: 1 << 20)
                 stream.writeBuffer(&framed)
             }
             try client.sendRaw(stream)

@@ -1,12 +1,13 @@
+@_spi(CustomByteBufferAllocator) import NIOCore
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import SunRPC
+
 #if canImport(Glibc)
 import Glibc
 #endif
-@_spi(CustomByteBufferAllocator) import NIOCore
-import Synchronization
-import Testing
-import TestSupport
-
-@testable import SunRPC
 
 @Suite struct RecordMarkingDecoderTests {
     /// A stream of records of random sizes, each cut into random fragments.
@@ -197,8 +198,12 @@ private let countingAllocator = ByteBufferAllocator(
             // Linear: the accumulator is never copied (only grown by doubling, at most about
             // twice the record in all), whatever the number of fragments. The quadratic decoder
             // copied about fragments × recordBytes / 2 bytes here (2 GiB for 128 KiB).
-            #expect(cost.copied <= recordBytes, "\(cost.fragments) fragments of a \(recordBytes)-byte record copied \(cost.copied) bytes")
-            #expect(cost.allocated <= 4 * recordBytes, "\(cost.fragments) fragments of a \(recordBytes)-byte record allocated \(cost.allocated) bytes")
+            #expect(
+                cost.copied <= recordBytes,
+                "\(cost.fragments) fragments of a \(recordBytes)-byte record copied \(cost.copied) bytes")
+            #expect(
+                cost.allocated <= 4 * recordBytes,
+                "\(cost.fragments) fragments of a \(recordBytes)-byte record allocated \(cost.allocated) bytes")
         }
     }
 }

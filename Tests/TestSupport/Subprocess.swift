@@ -87,15 +87,19 @@ public final class Subprocess: Sendable {
 
     /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later; not in Swift's Glibc
     /// module, hence by name).
-    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt)? = {
-        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(
-            symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt).self)
-    }()
+    private static let addCloseFrom:
+        (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt)? = {
+            guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else {
+                return nil
+            }
+            return unsafeBitCast(
+                symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt).self)
+        }()
 
     private static func closeFrom3(_ actions: inout posix_spawn_file_actions_t) {
         guard let addCloseFrom = Self.addCloseFrom, addCloseFrom(&actions, 3) == 0 else {
-            preconditionFailure("posix_spawn_file_actions_addclosefrom_np is missing: the tests need glibc 2.34 or later")
+            preconditionFailure(
+                "posix_spawn_file_actions_addclosefrom_np is missing: the tests need glibc 2.34 or later")
         }
     }
 

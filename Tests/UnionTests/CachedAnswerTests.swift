@@ -45,7 +45,8 @@ import Testing
         let mib = 1 << 20
         #expect(!UnionNamespace.continuesSequentially(offset: 0, count: mib, lastEnd: nil), "a file's first READ")
         #expect(UnionNamespace.continuesSequentially(offset: 4 << 20, count: mib, lastEnd: 4 << 20), "right after")
-        #expect(UnionNamespace.continuesSequentially(offset: 2 << 20, count: mib, lastEnd: 5 << 20), "in flight together")
+        #expect(
+            UnionNamespace.continuesSequentially(offset: 2 << 20, count: mib, lastEnd: 5 << 20), "in flight together")
         #expect(!UnionNamespace.continuesSequentially(offset: 100 << 20, count: mib, lastEnd: 4 << 20), "a jump ahead")
         #expect(!UnionNamespace.continuesSequentially(offset: 0, count: mib, lastEnd: 100 << 20), "back to the start")
         #expect(!UnionNamespace.continuesSequentially(offset: 4096, count: 0, lastEnd: 4096), "an empty READ")

@@ -1,8 +1,8 @@
 import Foundation
 import Glibc
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import Union
 
@@ -81,7 +81,8 @@ import TestSupport
         release.signal()
         _ = try first.join()
         for o in others { _ = try o.join() }
-        #expect(sidecar.commits.flushes - flushesBefore <= 2, "15 changes made during one flush took more than one more")
+        #expect(
+            sidecar.commits.flushes - flushesBefore <= 2, "15 changes made during one flush took more than one more")
         sidecar.beforeFlush.withLock { $0 = nil }
         u.close()
         let again = try f.open()
@@ -96,7 +97,11 @@ import TestSupport
         let u = try f.open()
         let big = try u.h("big")
         let copying = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
-        u.hooks?.whileCopying.withLock { $0 = { copying.signal(); _ = release.wait(timeout: .now() + 30) } }
+        u.hooks?.whileCopying.withLock {
+            $0 = {
+                copying.signal(); _ = release.wait(timeout: .now() + 30)
+            }
+        }
         let writer = Worker {
             try [UInt8](b("W")).withUnsafeBytes { try u.write(big, offset: 0, data: $0, stable: .fileSync, as: root) }
         }
@@ -141,7 +146,8 @@ import TestSupport
         try u.mkfile("", "a", "x")
         let (h, a) = try u.walk("a")
         u.close()
-        #expect(Glibc.rename(f.upper + "/tree/a", f.upper + "/tree/b") == 0)  // rename(2) reached the disk, its record not
+        // rename(2) reached the disk, its record not
+        #expect(Glibc.rename(f.upper + "/tree/a", f.upper + "/tree/b") == 0)
         let again = try f.open()
         #expect(try again.walk("b").1.fileid == a.fileid)
         #expect(try again.getattr(h).fileid == a.fileid)

@@ -85,7 +85,9 @@ final class Fixture: Sendable {
         FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    func open(upper: Bool = true, lowers: Int = 1, state: Bool = false, cachedObjects: Int = 256) throws
+    func open(
+        upper: Bool = true, lowers: Int = 1, state: Bool = false, cachedObjects: Int = 256
+    ) throws
         -> UnionNamespace
     {
         for i in 0..<lowers where !self.exists(self.lower(i)) { self.mkdir(self.lower(i)) }

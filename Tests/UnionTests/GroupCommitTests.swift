@@ -77,7 +77,9 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
             if pthread_equal(pthread_self(), me) != 0 {
                 // Free to take: the change no longer holds the namespace lock.
                 let free = u.namespaceLock.tryWriteLock()
-                seen.withLock { $0.calls += 1; $0.lockFree = $0.lockFree && free }
+                seen.withLock {
+                    $0.calls += 1; $0.lockFree = $0.lockFree && free
+                }
                 if free { u.namespaceLock.unlockWrite() }
             }
             wait()

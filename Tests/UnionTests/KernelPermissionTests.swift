@@ -69,7 +69,8 @@ import Testing
             var command = ["perl", quoted(scriptPath)] + c.arguments.map(quoted)
             if !c.cred.isRoot {
                 let groups =
-                    c.cred.groups.isEmpty ? "--clear-groups" : "--groups=" + c.cred.groups.map { "\($0)" }.joined(separator: ",")
+                    c.cred.groups.isEmpty
+                    ? "--clear-groups" : "--groups=" + c.cred.groups.map { "\($0)" }.joined(separator: ",")
                 command = ["setpriv", "--reuid=\(c.cred.uid)", "--regid=\(c.cred.gid)", groups] + command
             }
             lines.append(command.joined(separator: " ") + " </dev/null 2>/dev/null; echo $?")
@@ -166,10 +167,13 @@ import Testing
                         + "\(unionError.map { "\($0)" } ?? "ok") → \(a.uid):\(a.gid) 0\(String(a.mode, radix: 8))")
             }
         }
-        #expect(mismatches.isEmpty, Comment(rawValue: "\(mismatches.count) of \(cases.count):\n" + mismatches.joined(separator: "\n")))
+        #expect(
+            mismatches.isEmpty,
+            Comment(rawValue: "\(mismatches.count) of \(cases.count):\n" + mismatches.joined(separator: "\n")))
         // Not vacuous: the kernel allowed some, and refused some with each errno.
         #expect(kernelErrors[0, default: 0] > 0 && kernelErrors[EPERM, default: 0] > 0)
-        #expect(kernelErrors[EACCES, default: 0] > 0 && kernelErrors.keys.allSatisfy { [0, EPERM, EACCES].contains($0) })
+        #expect(
+            kernelErrors[EACCES, default: 0] > 0 && kernelErrors.keys.allSatisfy { [0, EPERM, EACCES].contains($0) })
     }
 
     /// MKDIR and CREATE modes (set-gid, set-uid, sticky) and groups in set-gid and plain parents, as the kernel's
@@ -199,7 +203,8 @@ import Testing
         for (who, cred) in callers {
             for dir in ["plain", "sgid"] {
                 for (kind, modes) in [
-                    ("mkdir", [0o2775, 0o4755, 0o1777, 0o755, 0o6777]), ("create", [0o2755, 0o2745, 0o4755, 0o6711, 0o644]),
+                    ("mkdir", [0o2775, 0o4755, 0o1777, 0o755, 0o6777]),
+                    ("create", [0o2755, 0o2745, 0o4755, 0o6711, 0o644]),
                 ] {
                     for mode in modes { cases.append((who, cred, dir, kind, mode, "o\(cases.count)")) }
                 }
@@ -224,7 +229,9 @@ import Testing
                         + "0\(String(kernel.2, radix: 8)), union \(a.uid):\(a.gid) 0\(String(a.mode, radix: 8))")
             }
         }
-        #expect(mismatches.isEmpty, Comment(rawValue: "\(mismatches.count) of \(n):\n" + mismatches.joined(separator: "\n")))
+        #expect(
+            mismatches.isEmpty, Comment(rawValue: "\(mismatches.count) of \(n):\n" + mismatches.joined(separator: "\n"))
+        )
     }
 
     /// MKNOD with a device number Linux cannot hold is an invalid argument (NFS3ERR_INVAL), not an I/O error.

@@ -114,7 +114,8 @@ import Testing
 
         try Self.edit(layer) { db in
             try db.execute(
-                sql: "UPDATE meta SET value = ? WHERE key = ?", arguments: [LayerFormat.version + 1, LayerFormat.markerKey])
+                sql: "UPDATE meta SET value = ? WHERE key = ?",
+                arguments: [LayerFormat.version + 1, LayerFormat.markerKey])
         }
         #expect(throws: UnionError.self) { try LayerFormat.isStrataLayer(layer) }
         #expect(throws: UnionError.self) { try UnionNamespace(upper: nil, lowers: [layer], logger: .init(label: "t")) }
@@ -130,7 +131,8 @@ import Testing
         let (h, _) = try u.walk("a")
         u.close()
         try LayerFormatTests.edit(f.upper) { db in
-            try db.execute(sql: "UPDATE identity SET name = ? WHERE fileid = ?", arguments: [Data("..".utf8), Int64(h.fileid)])
+            try db.execute(
+                sql: "UPDATE identity SET name = ? WHERE fileid = ?", arguments: [Data("..".utf8), Int64(h.fileid)])
         }
         let again = try f.open()
         defer { again.close() }

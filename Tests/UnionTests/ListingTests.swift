@@ -107,7 +107,8 @@ import Testing
         f.mkdir(f.lower(0) + "/mnt")
         f.file(f.base + "/elsewhere/inside", "i")
         // make test runs as root; a failed mount is a failure, not a silent pass.
-        try #require(mount(f.base + "/elsewhere", f.lower(0) + "/mnt", nil, UInt(MS_BIND), nil) == 0, "bind mount needs root")
+        try #require(
+            mount(f.base + "/elsewhere", f.lower(0) + "/mnt", nil, UInt(MS_BIND), nil) == 0, "bind mount needs root")
         defer { umount(f.lower(0) + "/mnt") }
         let u = try f.open()
         let entry = try #require(u.readdir(u.rootHandle, after: 0, as: root).entries.first { $0.name == b("mnt") })

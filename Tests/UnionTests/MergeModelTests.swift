@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import Testing
 import TestSupport
+import Testing
 
 @testable import Union
 
@@ -88,7 +88,9 @@ import TestSupport
         var queue = [""]
         while let d = queue.popLast() {
             for e in try u.readdir(u.h(d), after: 0, as: root).entries {
-                let p = d.isEmpty ? String(decoding: e.name, as: UTF8.self) : d + "/" + String(decoding: e.name, as: UTF8.self)
+                let p =
+                    d.isEmpty
+                    ? String(decoding: e.name, as: UTF8.self) : d + "/" + String(decoding: e.name, as: UTF8.self)
                 let a = try u.walk(p).1
                 #expect(a.fileid == e.fileid)
                 if a.type == .directory {

@@ -183,7 +183,9 @@ import Testing
         let u = try f.open()
         let d = try u.h("wonly")
         #expect(throws: UnionError.accessDenied) { try u.remove(in: d, b("x"), as: alice) }
-        #expect(throws: UnionError.accessDenied) { try u.create(in: d, b("y"), mode: .guarded, attributes: .init(), as: alice) }
+        #expect(throws: UnionError.accessDenied) {
+            try u.create(in: d, b("y"), mode: .guarded, attributes: .init(), as: alice)
+        }
     }
 
     @Test func ownerKeepsAccessThroughNFSOverride() throws {
@@ -211,7 +213,8 @@ import Testing
         // "now" needs write permission (bob is in group 100); explicit times need ownership.
         _ = try u.setattr(u.h("groupw"), .init(atime: .serverTime, mtime: .serverTime), guardCtime: nil, as: bob)
         #expect(throws: UnionError.notPermitted) {
-            try u.setattr(u.h("groupw"), .init(mtime: .clientTime(.init(seconds: 1, nanoseconds: 0))), guardCtime: nil, as: bob)
+            try u.setattr(
+                u.h("groupw"), .init(mtime: .clientTime(.init(seconds: 1, nanoseconds: 0))), guardCtime: nil, as: bob)
         }
         #expect(throws: UnionError.accessDenied) {
             try u.setattr(u.h("readonly"), .init(mtime: .serverTime), guardCtime: nil, as: bob)

@@ -105,7 +105,9 @@ import Testing
         #expect(throws: XDRError.self) { _ = try buffer.readXDRBool() }
         #expect(throws: XDRError.self) { _ = try buffer.readXDRFixedOpaque(count: 1) }
         #expect(throws: XDRError.self) { _ = try buffer.readXDRString(maxLength: 1) }
-        #expect(throws: XDRError.self) { _ = try buffer.readXDROptional { (b) throws(XDRError) in try b.readXDRUInt32() } }
+        #expect(throws: XDRError.self) {
+            _ = try buffer.readXDROptional { (b) throws(XDRError) in try b.readXDRUInt32() }
+        }
     }
 
     @Test func randomGarbageNeverTraps() {

@@ -1,6 +1,6 @@
 import NIOCore
-import Testing
 import TestSupport
+import Testing
 
 @testable import XDR
 
@@ -81,9 +81,13 @@ struct Sample: XDRCodable, Equatable {
             signedHyper: Int64.random(in: .min ... .max, using: &rng),
             flag: Bool.random(using: &rng),
             fixed: (0..<Self.fixedBytes).map { _ in UInt8.random(in: 0...255, using: &rng) },
-            opaque: (0..<Int.random(in: 0...Self.maxOpaque, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) },
-            name: String((0..<Int.random(in: 0...8, using: &rng)).map { _ in letters.randomElement(using: &rng) ?? "a" }),
-            list: (0..<Int.random(in: 0...Self.maxList, using: &rng)).map { _ in UInt32.random(in: 0...9, using: &rng) },
+            opaque: (0..<Int.random(in: 0...Self.maxOpaque, using: &rng)).map { _ in
+                UInt8.random(in: 0...255, using: &rng)
+            },
+            name: String(
+                (0..<Int.random(in: 0...8, using: &rng)).map { _ in letters.randomElement(using: &rng) ?? "a" }),
+            list: (0..<Int.random(in: 0...Self.maxList, using: &rng)).map { _ in UInt32.random(in: 0...9, using: &rng)
+            },
             maybe: Bool.random(using: &rng) ? UInt64.random(in: .min ... .max, using: &rng) : nil
         )
     }

@@ -80,7 +80,9 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
         var optionText: Substring = ""
         if let open = trimmed.firstIndex(of: "(") {
             guard trimmed.hasSuffix(")") else {
-                throw ConfigError(key: key, value: "\"\(text)\"", allowed: "options in parentheses closed by ')', e.g. \"10.0.0.0/24(rw,no_root_squash)\"")
+                throw ConfigError(
+                    key: key, value: "\"\(text)\"",
+                    allowed: "options in parentheses closed by ')', e.g. \"10.0.0.0/24(rw,no_root_squash)\"")
             }
             specText = String(trimmed[..<open])
             optionText = trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)]
@@ -110,7 +112,8 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
             }
             throw ConfigError(
                 key: key, value: "\"\(entry)\"",
-                allowed: "a prefix length from 0 to \(address.bitWidth) or a contiguous netmask after the slash; \(allowed)")
+                allowed:
+                    "a prefix length from 0 to \(address.bitWidth) or a contiguous netmask after the slash; \(allowed)")
         }
         guard let address = IPAddress(spec) else {
             throw ConfigError(key: key, value: "\"\(entry)\"", allowed: allowed)
@@ -130,7 +133,9 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
             // export, so it lives in the [[export]] table.
             throw ConfigError(
                 key: key, value: quoted,
-                allowed: "fsid= is not a client option in Strata: set id = \(parts[1]) in this [[export]] table (the export's identifier in file handles)")
+                allowed:
+                    "fsid= is not a client option in Strata: set id = \(parts[1]) in this [[export]] table (the export's identifier in file handles)"
+            )
         }
         if parts.count == 2 {
             switch name {
@@ -144,10 +149,14 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
                 for flavor in parts[1].split(separator: ":", omittingEmptySubsequences: false) where flavor != "sys" {
                     throw ConfigError(
                         key: key, value: quoted,
-                        allowed: "sec=\(flavor) is not supported: Strata serves AUTH_SYS only (no Kerberos/RPCSEC_GSS); use sec=sys or drop the option")
+                        allowed:
+                            "sec=\(flavor) is not supported: Strata serves AUTH_SYS only (no Kerberos/RPCSEC_GSS); use sec=sys or drop the option"
+                    )
                 }
             default:
-                throw ConfigError(key: key, value: quoted, allowed: "unknown option \"\(option)\"; options are \(ClientRule.knownOptions)")
+                throw ConfigError(
+                    key: key, value: quoted,
+                    allowed: "unknown option \"\(option)\"; options are \(ClientRule.knownOptions)")
             }
             return
         }
@@ -165,15 +174,26 @@ public struct ClientRule: Sendable, Hashable, CustomStringConvertible {
         case "sync", "no_subtree_check", "no_wdelay": break
         case "async":
             warnings.append(
-                ConfigError(key: key, value: quoted, allowed: "option async is accepted but ignored: Strata makes every change durable before it replies (sync)"))
+                ConfigError(
+                    key: key, value: quoted,
+                    allowed:
+                        "option async is accepted but ignored: Strata makes every change durable before it replies (sync)"
+                ))
         case "wdelay":
             warnings.append(
-                ConfigError(key: key, value: quoted, allowed: "option wdelay is accepted but ignored: Strata does not delay writes to gather them"))
+                ConfigError(
+                    key: key, value: quoted,
+                    allowed: "option wdelay is accepted but ignored: Strata does not delay writes to gather them"))
         case "subtree_check":
             warnings.append(
-                ConfigError(key: key, value: quoted, allowed: "option subtree_check is accepted but ignored: file handles name an export's namespace, never a subtree"))
+                ConfigError(
+                    key: key, value: quoted,
+                    allowed:
+                        "option subtree_check is accepted but ignored: file handles name an export's namespace, never a subtree"
+                ))
         default:
-            throw ConfigError(key: key, value: quoted, allowed: "unknown option \"\(name)\"; options are \(ClientRule.knownOptions)")
+            throw ConfigError(
+                key: key, value: quoted, allowed: "unknown option \"\(name)\"; options are \(ClientRule.knownOptions)")
         }
     }
 }

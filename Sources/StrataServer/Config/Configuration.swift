@@ -94,7 +94,10 @@ public struct ConfigurationOverrides: Sendable, Equatable {
     /// Relative to the current directory.
     public var stateDirectory: String?
 
-    public init(listen: [String] = [], nfsPort: Int? = nil, mountPort: Int? = nil, portmapper: String? = nil, stateDirectory: String? = nil) {
+    public init(
+        listen: [String] = [], nfsPort: Int? = nil, mountPort: Int? = nil, portmapper: String? = nil,
+        stateDirectory: String? = nil
+    ) {
         self.listen = listen
         self.nfsPort = nfsPort
         self.mountPort = mountPort
@@ -124,15 +127,18 @@ public struct Configuration: Sendable {
     public static func load(
         path: String, overrides: ConfigurationOverrides = ConfigurationOverrides(), checkingFileSystem: Bool = false
     ) throws -> Configuration {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+        else {
             let reason = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "not a regular file of UTF-8 text"
             throw ConfigurationErrors(errors: [
-                ConfigError(key: "--config", value: path, allowed: "a readable TOML file (\(reason)); pass --config FILE")
+                ConfigError(
+                    key: "--config", value: path, allowed: "a readable TOML file (\(reason)); pass --config FILE")
             ])
         }
         let directory = (path as NSString).deletingLastPathComponent
         return try Configuration(
-            toml: text, relativeTo: directory.isEmpty ? "." : directory, overrides: overrides, file: path, checkingFileSystem: checkingFileSystem)
+            toml: text, relativeTo: directory.isEmpty ? "." : directory, overrides: overrides, file: path,
+            checkingFileSystem: checkingFileSystem)
     }
 
     /// Parses and validates TOML text. Relative layer and state paths are taken relative to
@@ -141,7 +147,8 @@ public struct Configuration: Sendable {
     /// - Throws: `ConfigurationErrors` listing every problem in file order.
     public init(
         toml text: String, relativeTo baseDirectory: String = FileManager.default.currentDirectoryPath,
-        overrides: ConfigurationOverrides = ConfigurationOverrides(), file: String? = nil, checkingFileSystem: Bool = false
+        overrides: ConfigurationOverrides = ConfigurationOverrides(), file: String? = nil,
+        checkingFileSystem: Bool = false
     ) throws {
         var problems = ProblemList()
         let table: TOMLTable
@@ -156,7 +163,9 @@ public struct Configuration: Sendable {
             ])
         }
         for key in table.keys where !["server", "export", "clients"].contains(key) {
-            problems.error(ConfigError(key: key, value: "(table)", allowed: "top-level tables are [server], [[export]] and [clients]"))
+            problems.error(
+                ConfigError(
+                    key: key, value: "(table)", allowed: "top-level tables are [server], [[export]] and [clients]"))
         }
         if let server = table["server"] {
             if let serverTable = server.table {
@@ -178,7 +187,9 @@ public struct Configuration: Sendable {
                             problems.error(
                                 ConfigError(
                                     key: "clients.\"\(key)\"", value: shown(clientTable[key]),
-                                    allowed: "{ key = \"client key\", pin = N }: a non-empty key and an image version number >= 1"))
+                                    allowed:
+                                        "{ key = \"client key\", pin = N }: a non-empty key and an image version number >= 1"
+                                ))
                             continue
                         }
                         self.clientKeys[key] = value
@@ -195,14 +206,18 @@ public struct Configuration: Sendable {
                     self.clientKeys[key] = value
                 }
             } else {
-                problems.error(ConfigError(key: "clients", value: shown(clients), allowed: "a table mapping addresses or machine names to client keys"))
+                problems.error(
+                    ConfigError(
+                        key: "clients", value: shown(clients),
+                        allowed: "a table mapping addresses or machine names to client keys"))
             }
         }
         if let exports = table["export"] {
             if let array = exports.array {
                 for (index, element) in array.enumerated() {
                     guard let exportTable = element.table else {
-                        problems.error(ConfigError(key: "export[\(index)]", value: shown(element), allowed: "an [[export]] table"))
+                        problems.error(
+                            ConfigError(key: "export[\(index)]", value: shown(element), allowed: "an [[export]] table"))
                         continue
                     }
                     if let export = Configuration.parseExport(exportTable, index: index, problems: &problems) {
@@ -210,7 +225,8 @@ public struct Configuration: Sendable {
                     }
                 }
             } else {
-                problems.error(ConfigError(key: "export", value: "(not an array of tables)", allowed: "[[export]] tables"))
+                problems.error(
+                    ConfigError(key: "export", value: "(not an array of tables)", allowed: "[[export]] tables"))
             }
         }
         self.resolvePaths(against: baseDirectory)
@@ -237,7 +253,9 @@ public struct Configuration: Sendable {
             problem.line = problem.line ?? source.locator.line(of: problem)
             return problem
         }
-        return withLines.enumerated().sorted { ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset) }.map(\.element)
+        return withLines.enumerated().sorted {
+            ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset)
+        }.map(\.element)
     }
 
     mutating func resolvePaths(against base: String) {
@@ -249,14 +267,17 @@ public struct Configuration: Sendable {
     }
 
     static let serverKeys = [
-        "listen", "nfs_port", "mount_port", "portmapper", "state_dir", "metrics", "max_record_bytes", "threads", "log_level", "log_format",
+        "listen", "nfs_port", "mount_port", "portmapper", "state_dir", "metrics", "max_record_bytes", "threads",
+        "log_level", "log_format",
         "control_socket", "max_clients",
     ]
 
     static func parseServer(_ table: TOMLTable, into settings: inout ServerSettings, problems: inout ProblemList) {
         for key in table.keys where !serverKeys.contains(key) {
             problems.error(
-                ConfigError(key: "server.\(key)", value: shown(table[key]), allowed: "known keys are \(serverKeys.joined(separator: ", "))"))
+                ConfigError(
+                    key: "server.\(key)", value: shown(table[key]),
+                    allowed: "known keys are \(serverKeys.joined(separator: ", "))"))
         }
         problems.check { () throws(ConfigError) in
             guard let listen = table["listen"] else { return }
@@ -266,17 +287,24 @@ public struct Configuration: Sendable {
             } else if let array = listen.array {
                 for value in array {
                     guard let text = value.string else {
-                        throw ConfigError(key: "server.listen", value: shown(value), allowed: "addresses as strings, e.g. [\"0.0.0.0\", \"::\"]")
+                        throw ConfigError(
+                            key: "server.listen", value: shown(value),
+                            allowed: "addresses as strings, e.g. [\"0.0.0.0\", \"::\"]")
                     }
                     addresses.append(text)
                 }
             } else {
-                throw ConfigError(key: "server.listen", value: shown(listen), allowed: "an address or a list of addresses")
+                throw ConfigError(
+                    key: "server.listen", value: shown(listen), allowed: "an address or a list of addresses")
             }
             settings.listen = try checkedListen(addresses, key: "server.listen")
         }
-        problems.check { () throws(ConfigError) in settings.nfsPort = try port(table, "nfs_port", default: settings.nfsPort) }
-        problems.check { () throws(ConfigError) in settings.mountPort = try port(table, "mount_port", default: settings.mountPort) }
+        problems.check { () throws(ConfigError) in
+            settings.nfsPort = try port(table, "nfs_port", default: settings.nfsPort)
+        }
+        problems.check { () throws(ConfigError) in
+            settings.mountPort = try port(table, "mount_port", default: settings.mountPort)
+        }
         problems.check { () throws(ConfigError) in
             guard let mode = table["portmapper"] else { return }
             settings.portmapper = try checkedPortmapper(mode.string, shown: shown(mode), key: "server.portmapper")
@@ -285,7 +313,8 @@ public struct Configuration: Sendable {
             guard let stateDir = table["state_dir"] else { return }
             guard let text = stateDir.string, !text.isEmpty, !text.contains("\0") else {
                 throw ConfigError(
-                    key: "server.state_dir", value: shown(stateDir), allowed: "a directory path (relative paths start at the configuration file's directory)")
+                    key: "server.state_dir", value: shown(stateDir),
+                    allowed: "a directory path (relative paths start at the configuration file's directory)")
             }
             settings.stateDirectory = text
         }
@@ -294,42 +323,54 @@ public struct Configuration: Sendable {
             guard let text = metrics.string, MetricsAddress(text) != nil else {
                 throw ConfigError(
                     key: "server.metrics", value: shown(metrics),
-                    allowed: "\"HOST:PORT\" with a port from 0 to 65535, e.g. \"127.0.0.1:9102\" (omit the key to turn metrics off)")
+                    allowed:
+                        "\"HOST:PORT\" with a port from 0 to 65535, e.g. \"127.0.0.1:9102\" (omit the key to turn metrics off)"
+                )
             }
             settings.metrics = text
         }
         problems.check { () throws(ConfigError) in
             guard let socket = table["control_socket"] else { return }
             guard let text = socket.string, text.hasPrefix("/"), !text.contains("\0") else {
-                throw ConfigError(key: "server.control_socket", value: shown(socket), allowed: "an absolute path for the control socket")
+                throw ConfigError(
+                    key: "server.control_socket", value: shown(socket),
+                    allowed: "an absolute path for the control socket")
             }
             settings.controlSocket = text
         }
         problems.check { () throws(ConfigError) in
             guard let bytes = table["max_record_bytes"] else { return }
             guard let value = bytes.int, value >= 64 << 10, value <= 64 << 20 else {
-                throw ConfigError(key: "server.max_record_bytes", value: shown(bytes), allowed: "a number of bytes from 65536 to 67108864 (default 4194304)")
+                throw ConfigError(
+                    key: "server.max_record_bytes", value: shown(bytes),
+                    allowed: "a number of bytes from 65536 to 67108864 (default 4194304)")
             }
             settings.maxRecordBytes = value
         }
         problems.check { () throws(ConfigError) in
             guard let threads = table["threads"] else { return }
             guard let value = threads.int, value >= 1, value <= 512 else {
-                throw ConfigError(key: "server.threads", value: shown(threads), allowed: "a number of worker threads from 1 to 512 (default 16)")
+                throw ConfigError(
+                    key: "server.threads", value: shown(threads),
+                    allowed: "a number of worker threads from 1 to 512 (default 16)")
             }
             settings.threads = value
         }
         problems.check { () throws(ConfigError) in
             guard let level = table["log_level"] else { return }
             guard let text = level.string, ServerSettings.logLevels.contains(text) else {
-                throw ConfigError(key: "server.log_level", value: shown(level), allowed: "one of \(ServerSettings.logLevels.joined(separator: ", "))")
+                throw ConfigError(
+                    key: "server.log_level", value: shown(level),
+                    allowed: "one of \(ServerSettings.logLevels.joined(separator: ", "))")
             }
             settings.logLevel = text
         }
         problems.check { () throws(ConfigError) in
             guard let format = table["log_format"] else { return }
             guard let text = format.string, let parsed = LogFormat(rawValue: text) else {
-                throw ConfigError(key: "server.log_format", value: shown(format), allowed: "\"text\" (default) or \"json\" (one object a line)")
+                throw ConfigError(
+                    key: "server.log_format", value: shown(format),
+                    allowed: "\"text\" (default) or \"json\" (one object a line)")
             }
             settings.logFormat = parsed
         }
@@ -375,26 +416,34 @@ public struct Configuration: Sendable {
     /// Command-line options replace keys of `[server]` after the same checks.
     mutating func apply(_ overrides: ConfigurationOverrides, problems: inout ProblemList) {
         if !overrides.listen.isEmpty {
-            problems.check { () throws(ConfigError) in self.server.listen = try Configuration.checkedListen(overrides.listen, key: "--listen") }
+            problems.check { () throws(ConfigError) in
+                self.server.listen = try Configuration.checkedListen(overrides.listen, key: "--listen")
+            }
         }
         if let nfsPort = overrides.nfsPort {
-            problems.check { () throws(ConfigError) in self.server.nfsPort = try Configuration.checkedPort(nfsPort, shown: "\(nfsPort)", key: "--nfs-port") }
+            problems.check { () throws(ConfigError) in
+                self.server.nfsPort = try Configuration.checkedPort(nfsPort, shown: "\(nfsPort)", key: "--nfs-port")
+            }
         }
         if let mountPort = overrides.mountPort {
             problems.check { () throws(ConfigError) in
-                self.server.mountPort = try Configuration.checkedPort(mountPort, shown: "\(mountPort)", key: "--mount-port")
+                self.server.mountPort = try Configuration.checkedPort(
+                    mountPort, shown: "\(mountPort)", key: "--mount-port")
             }
         }
         if let portmapper = overrides.portmapper {
             problems.check { () throws(ConfigError) in
-                self.server.portmapper = try Configuration.checkedPortmapper(portmapper, shown: portmapper, key: "--portmapper")
+                self.server.portmapper = try Configuration.checkedPortmapper(
+                    portmapper, shown: portmapper, key: "--portmapper")
             }
         }
         if let stateDirectory = overrides.stateDirectory {
             if stateDirectory.isEmpty || stateDirectory.contains("\0") {
-                problems.error(ConfigError(key: "--state-dir", value: "\"\(stateDirectory)\"", allowed: "a directory path"))
+                problems.error(
+                    ConfigError(key: "--state-dir", value: "\"\(stateDirectory)\"", allowed: "a directory path"))
             } else {
-                self.server.stateDirectory = resolvedPath(stateDirectory, against: FileManager.default.currentDirectoryPath)
+                self.server.stateDirectory = resolvedPath(
+                    stateDirectory, against: FileManager.default.currentDirectoryPath)
             }
         }
     }
@@ -406,7 +455,9 @@ public struct Configuration: Sendable {
         let prefix = "export[\(index)]"
         for key in table.keys where !exportKeys.contains(key) {
             problems.error(
-                ConfigError(key: "\(prefix).\(key)", value: shown(table[key]), allowed: "known keys are \(exportKeys.joined(separator: ", "))"))
+                ConfigError(
+                    key: "\(prefix).\(key)", value: shown(table[key]),
+                    allowed: "known keys are \(exportKeys.joined(separator: ", "))"))
         }
         var path: String?
         problems.check { () throws(ConfigError) in
@@ -425,13 +476,15 @@ public struct Configuration: Sendable {
             if lower.isEmpty || lower.contains("\0") {
                 problems.error(
                     ConfigError(
-                        key: "\(prefix).lowers", value: "\"\(lower)\"", allowed: "directory paths (relative ones start at the configuration file's directory)",
+                        key: "\(prefix).lowers", value: "\"\(lower)\"",
+                        allowed: "directory paths (relative ones start at the configuration file's directory)",
                         entry: position))
             } else if lower.contains(ExportConfiguration.clientPlaceholder) {
                 problems.error(
                     ConfigError(
                         key: "\(prefix).lowers", value: "\"\(lower)\"",
-                        allowed: "{client} only works in upper: lowers are shared by every client; give each client its own layer with upper = \".../{client}\"",
+                        allowed:
+                            "{client} only works in upper: lowers are shared by every client; give each client its own layer with upper = \".../{client}\"",
                         entry: position))
             }
         }
@@ -440,24 +493,32 @@ public struct Configuration: Sendable {
             guard let raw = table["upper"] else { return }
             guard let text = raw.string, !text.isEmpty, !text.contains("\0") else {
                 throw ConfigError(
-                    key: "\(prefix).upper", value: shown(raw), allowed: "a directory path, optionally containing {client}; omit it for a read-only export")
+                    key: "\(prefix).upper", value: shown(raw),
+                    allowed: "a directory path, optionally containing {client}; omit it for a read-only export")
             }
             let withoutPlaceholder = text.replacingOccurrences(of: ExportConfiguration.clientPlaceholder, with: "")
             if withoutPlaceholder.contains("{") || withoutPlaceholder.contains("}") {
-                throw ConfigError(key: "\(prefix).upper", value: "\"\(text)\"", allowed: "the only placeholder is {client}")
+                throw ConfigError(
+                    key: "\(prefix).upper", value: "\"\(text)\"", allowed: "the only placeholder is {client}")
             }
             upper = text
         }
         if lowers.isEmpty && upper == nil && table["lowers"] != nil && table["upper"] == nil {
-            problems.error(ConfigError(key: "\(prefix).lowers", value: "[]", allowed: "at least one lower layer, or an upper layer"))
+            problems.error(
+                ConfigError(
+                    key: "\(prefix).lowers", value: "[]", allowed: "at least one lower layer, or an upper layer"))
         } else if table["lowers"] == nil && table["upper"] == nil {
-            problems.error(ConfigError(key: "\(prefix).lowers", value: "(missing)", allowed: "at least one lower layer, or an upper layer"))
+            problems.error(
+                ConfigError(
+                    key: "\(prefix).lowers", value: "(missing)", allowed: "at least one lower layer, or an upper layer")
+            )
         }
         var rules: [ClientRule] = []
         var clientTexts: [String] = []
         problems.check { () throws(ConfigError) in
             clientTexts = try stringList(
-                table, "clients", key: "\(prefix).clients", what: "client rules such as \"10.0.0.0/24(rw,no_root_squash)\" or \"*(ro)\"")
+                table, "clients", key: "\(prefix).clients",
+                what: "client rules such as \"10.0.0.0/24(rw,no_root_squash)\" or \"*(ro)\"")
             if clientTexts.isEmpty {
                 throw ConfigError(
                     key: "\(prefix).clients", value: table["clients"] == nil ? "(missing)" : "[]",
@@ -471,7 +532,8 @@ public struct Configuration: Sendable {
                     problems.error(
                         ConfigError(
                             key: "\(prefix).clients", value: "\"\(text)\"",
-                            allowed: "the same clients as the earlier rule \"\(earlier.text)\"; only one of them would apply: merge their options into one rule",
+                            allowed:
+                                "the same clients as the earlier rule \"\(earlier.text)\"; only one of them would apply: merge their options into one rule",
                             entry: position))
                 }
                 rules.append(rule)
@@ -482,7 +544,8 @@ public struct Configuration: Sendable {
             }
         }
         // Warnings of a rule name its line too.
-        for index in problems.warnings.indices where problems.warnings[index].key == "\(prefix).clients" && problems.warnings[index].entry == nil {
+        for index in problems.warnings.indices
+        where problems.warnings[index].key == "\(prefix).clients" && problems.warnings[index].entry == nil {
             let value = problems.warnings[index].value
             problems.warnings[index].entry = clientTexts.firstIndex { "\"\($0)\"" == value }
         }
@@ -491,21 +554,27 @@ public struct Configuration: Sendable {
             guard let raw = table["client_key"] else { return }
             guard let text = raw.string, let parsed = ClientKeySource(rawValue: text) else {
                 throw ConfigError(
-                    key: "\(prefix).client_key", value: shown(raw), allowed: "\"address\" (the client's IP, default) or \"hostname\" (the AUTH_SYS machine name)")
+                    key: "\(prefix).client_key", value: shown(raw),
+                    allowed: "\"address\" (the client's IP, default) or \"hostname\" (the AUTH_SYS machine name)")
             }
             keySource = parsed
         }
         var id: UInt32?
         problems.check { () throws(ConfigError) in id = try parseExportID(table, prefix: prefix) }
         var maxClients: Int?
-        problems.check { () throws(ConfigError) in maxClients = try parseMaxClients(table, key: "\(prefix).max_clients") }
+        problems.check { () throws(ConfigError) in maxClients = try parseMaxClients(table, key: "\(prefix).max_clients")
+        }
         // Kept when only its rules are broken (those are errors already), so its layers are
         // still checked.
         guard let path, !(lowers.isEmpty && upper == nil) else { return nil }
-        return ExportConfiguration(path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource, id: id, maxClients: maxClients)
+        return ExportConfiguration(
+            path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource, id: id,
+            maxClients: maxClients)
     }
 
-    static func stringList(_ table: TOMLTable, _ name: String, key: String, what: String) throws(ConfigError) -> [String] {
+    static func stringList(
+        _ table: TOMLTable, _ name: String, key: String, what: String
+    ) throws(ConfigError) -> [String] {
         guard let raw = table[name] else { return [] }
         if let single = raw.string { return [single] }
         guard let array = raw.array else {
@@ -539,7 +608,9 @@ public struct Configuration: Sendable {
             problems.error(
                 ConfigError(
                     key: mountKey, value: "\(settings.mountPort)",
-                    allowed: "the same port as \(nfsKey); NFS and MOUNT each need a port of their own (usually 2049 and 20048)"))
+                    allowed:
+                        "the same port as \(nfsKey); NFS and MOUNT each need a port of their own (usually 2049 and 20048)"
+                ))
         }
         if let metrics = settings.metrics.flatMap(MetricsAddress.init), metrics.port != 0 {
             for (key, port) in [(nfsKey, settings.nfsPort), (mountKey, settings.mountPort)] where port == metrics.port {
@@ -582,7 +653,8 @@ public struct Configuration: Sendable {
                         problems.error(
                             ConfigError(
                                 key: "export[\(otherIndex)].lowers", value: "\"\(lower)\"",
-                                allowed: "inside the upper of \(prefix) (\"\(upper)\"), where clients write; a lower layer must lie outside every upper",
+                                allowed:
+                                    "inside the upper of \(prefix) (\"\(upper)\"), where clients write; a lower layer must lie outside every upper",
                                 entry: position))
                     }
                 }
@@ -591,12 +663,16 @@ public struct Configuration: Sendable {
                 problems.error(
                     ConfigError(
                         key: "\(prefix).upper", value: "\"\(upper)\"",
-                        allowed: "inside server.state_dir \"\(stateDirectory)\", which holds the server's own files: put the upper elsewhere"))
+                        allowed:
+                            "inside server.state_dir \"\(stateDirectory)\", which holds the server's own files: put the upper elsewhere"
+                    ))
             } else if isSameOrInside(stateDirectory, upperRoot) {
                 problems.error(
                     ConfigError(
                         key: "server.state_dir", value: "\"\(stateDirectory)\"",
-                        allowed: "inside the upper of \(prefix) (\"\(upper)\"), where clients could see and change it: put state_dir elsewhere"))
+                        allowed:
+                            "inside the upper of \(prefix) (\"\(upper)\"), where clients could see and change it: put state_dir elsewhere"
+                    ))
             }
         }
     }
@@ -612,23 +688,32 @@ public struct Configuration: Sendable {
         var problems: [ConfigError] = []
         for (index, export) in self.exports.enumerated() {
             // A lower with {client} is an error of its own already.
-            for (position, lower) in export.lowers.enumerated() where !lower.contains(ExportConfiguration.clientPlaceholder) {
+            for (position, lower) in export.lowers.enumerated()
+            where !lower.contains(ExportConfiguration.clientPlaceholder) {
                 var isDirectory: ObjCBool = false
                 if !FileManager.default.fileExists(atPath: lower, isDirectory: &isDirectory) {
                     problems.append(
                         ConfigError(
-                            key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "no such directory (create it or fix the path)", entry: position))
+                            key: "export[\(index)].lowers", value: "\"\(lower)\"",
+                            allowed: "no such directory (create it or fix the path)", entry: position))
                 } else if !isDirectory.boolValue {
                     problems.append(
-                        ConfigError(key: "export[\(index)].lowers", value: "\"\(lower)\"", allowed: "not a directory (fix the path)", entry: position))
+                        ConfigError(
+                            key: "export[\(index)].lowers", value: "\"\(lower)\"",
+                            allowed: "not a directory (fix the path)", entry: position))
                 }
             }
             if let upper = export.upper, let reason = whyCannotCreate(upperDirectoryRoot(upper)) {
-                problems.append(ConfigError(key: "export[\(index)].upper", value: "\"\(upper)\"", allowed: "cannot be created: \(reason)"))
+                problems.append(
+                    ConfigError(
+                        key: "export[\(index)].upper", value: "\"\(upper)\"", allowed: "cannot be created: \(reason)"))
             }
         }
         if let reason = whyCannotCreate(self.server.stateDirectory) {
-            problems.append(ConfigError(key: "server.state_dir", value: "\"\(self.server.stateDirectory)\"", allowed: "cannot be created: \(reason)"))
+            problems.append(
+                ConfigError(
+                    key: "server.state_dir", value: "\"\(self.server.stateDirectory)\"",
+                    allowed: "cannot be created: \(reason)"))
         }
         return problems
     }
@@ -651,7 +736,9 @@ public struct MetricsAddress: Sendable, Equatable {
     public var port: Int
 
     public init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), port >= 0, port <= 65535 else {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), port >= 0,
+            port <= 65535
+        else {
             return nil
         }
         var host = String(text[..<colon])

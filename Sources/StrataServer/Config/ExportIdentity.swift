@@ -9,7 +9,9 @@ extension ExportConfiguration {
 
     /// The identifier derived from the path, which every export had before `id` existed; an
     /// export without `id` keeps it (see `ExportIDTable`), so handles from before stay valid.
-    public var pathHashID: UInt32 { UInt32(truncatingIfNeeded: FNV1a64.hash(self.path.utf8) & UInt64(ExportConfiguration.maxID)) }
+    public var pathHashID: UInt32 {
+        UInt32(truncatingIfNeeded: FNV1a64.hash(self.path.utf8) & UInt64(ExportConfiguration.maxID))
+    }
 
     /// The identifier carried in file handles: `id` when the file gives one, else the one
     /// assigned once and kept in `state_dir/export-ids`, else the path's hash.
@@ -20,7 +22,8 @@ extension ExportConfiguration {
 }
 
 extension Configuration {
-    static let idAllowed = "a number from 1 to 16777215: the export's identifier in file handles (exports(5) fsid=); once clients have mounted, keep it, or their handles go stale"
+    static let idAllowed =
+        "a number from 1 to 16777215: the export's identifier in file handles (exports(5) fsid=); once clients have mounted, keep it, or their handles go stale"
 
     /// `id` of an export table, if present.
     static func parseExportID(_ table: TOMLTable, prefix: String) throws(ConfigError) -> UInt32? {
@@ -37,7 +40,9 @@ extension Configuration {
         guard let value = raw.int, value >= 1, value <= 1_000_000 else {
             throw ConfigError(
                 key: key, value: shown(raw),
-                allowed: "a number of client upper layers from 1 to 1000000 (default \(ServerSettings.defaultMaxClients)); a new client beyond it is refused at mount")
+                allowed:
+                    "a number of client upper layers from 1 to 1000000 (default \(ServerSettings.defaultMaxClients)); a new client beyond it is refused at mount"
+            )
         }
         return value
     }
@@ -49,14 +54,20 @@ extension Configuration {
         for (index, export) in self.exports.enumerated() {
             if let other = byID[export.exportID] {
                 if other == export.path {
-                    throw ConfigError(key: "export[\(index)].path", value: "\"\(export.path)\"", allowed: "each export path may appear once")
+                    throw ConfigError(
+                        key: "export[\(index)].path", value: "\"\(export.path)\"",
+                        allowed: "each export path may appear once")
                 }
                 if let id = export.id {
-                    throw ConfigError(key: "export[\(index)].id", value: "\(id)", allowed: "export \"\(other)\" has the same identifier; give each export its own id")
+                    throw ConfigError(
+                        key: "export[\(index)].id", value: "\(id)",
+                        allowed: "export \"\(other)\" has the same identifier; give each export its own id")
                 }
                 throw ConfigError(
                     key: "export[\(index)].id", value: "(none)",
-                    allowed: "the identifier derived from \"\(export.path)\" (\(export.exportID)) is that of export \"\(other)\"; give this export an id of its own")
+                    allowed:
+                        "the identifier derived from \"\(export.path)\" (\(export.exportID)) is that of export \"\(other)\"; give this export an id of its own"
+                )
             }
             byID[export.exportID] = export.path
         }

@@ -18,7 +18,9 @@ struct SourceLocator {
             let number = offset + 1
             let line = Substring(rawLine)
             if let list = openList {
-                let depth = Self.scanStrings(line, depth: list.depth) { self.entryLines[list.key, default: []].append(number) }
+                let depth = Self.scanStrings(line, depth: list.depth) {
+                    self.entryLines[list.key, default: []].append(number)
+                }
                 openList = depth > 0 ? (list.key, depth) : nil
                 continue
             }

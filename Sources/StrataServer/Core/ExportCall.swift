@@ -51,7 +51,8 @@ public struct ExportCall: Sendable {
     ) {
         self.init(
             namespace: namespace, credentials: credentials, isReadOnly: isReadOnly, exportPath: exportPath,
-            exportID: exportID, clientKey: clientKey, clientTag: clientTag, options: options, logSource: .logger(logger))
+            exportID: exportID, clientKey: clientKey, clientTag: clientTag, options: options, logSource: .logger(logger)
+        )
     }
 
     init(

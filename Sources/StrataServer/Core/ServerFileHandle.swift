@@ -51,7 +51,8 @@ public struct ServerFileHandle: Sendable, Hashable {
         [UInt8](unsafeUninitializedCapacity: ServerFileHandle.encodedBytes) { buffer, count in
             let b = UnsafeMutableRawBufferPointer(buffer)
             b.storeBytes(
-                of: (UInt32(ServerFileHandle.version) << 24 | self.exportID).bigEndian, toByteOffset: 0, as: UInt32.self)
+                of: (UInt32(ServerFileHandle.version) << 24 | self.exportID).bigEndian, toByteOffset: 0, as: UInt32.self
+            )
             b.storeBytes(of: self.clientTag.bigEndian, toByteOffset: 4, as: UInt32.self)
             self.object.write(to: UnsafeMutableRawBufferPointer(rebasing: b[ServerFileHandle.headerBytes...]))
             count = ServerFileHandle.encodedBytes

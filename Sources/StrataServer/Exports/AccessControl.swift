@@ -21,7 +21,9 @@ extension ExportRegistry {
     /// caller's address. Anyone else is keyed by address, so a guest admitted by a network or
     /// `*` rule can neither reach another client's upper by sending its name nor make an upper
     /// for every name it invents.
-    func clientKey(for export: ExportConfiguration, rule: ClientRule, call: RPCCallContext, clientKeys: [String: String]) -> String {
+    func clientKey(
+        for export: ExportConfiguration, rule: ClientRule, call: RPCCallContext, clientKeys: [String: String]
+    ) -> String {
         let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
         var raw = address
         if export.clientKey == .hostname, case .sys(let auth) = call.credential, !auth.machineName.isEmpty {
@@ -67,7 +69,8 @@ extension ExportRegistry {
     ///   the same lock section as the export (each call takes the state lock as few times as
     ///   it can, and only shared).
     func admit(
-        export: ExportConfiguration, call: RPCCallContext, create: Bool, known: (clientKeys: [String: String], image: ExportImage?)? = nil,
+        export: ExportConfiguration, call: RPCCallContext, create: Bool,
+        known: (clientKeys: [String: String], image: ExportImage?)? = nil,
         mayBlock: Bool = true
     ) throws(CallRejection) -> ExportCall {
         guard let rule = self.rule(for: export, call: call) else { throw .accessDenied }
@@ -75,7 +78,8 @@ extension ExportRegistry {
         guard let credentials = ExportRegistry.squash(call.credential, options: rule.options) else {
             throw .unsupportedCredential
         }
-        let (clientKeys, image) = known ?? self.state.withReadLock { ($0.configuration.clientKeys, self.image(of: export, in: $0)) }
+        let (clientKeys, image) =
+            known ?? self.state.withReadLock { ($0.configuration.clientKeys, self.image(of: export, in: $0)) }
         let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: clientKeys)
         var isShared = !export.hasPerClientUpper
         if export.hasPerClientUpper, rule.options.isReadOnly {
@@ -94,7 +98,9 @@ extension ExportRegistry {
         // the one and bumps the other in one section too, so a call never pairs a new
         // generation with the namespace of the upper the reset deletes.
         let now = wallClockSeconds()
-        let (namespace, generation, isSeen) = try self.withNamespace(key, export: export, create: create && !rule.options.isReadOnly, mayOpen: mayBlock) { state, open in
+        let (namespace, generation, isSeen) = try self.withNamespace(
+            key, export: export, create: create && !rule.options.isReadOnly, mayOpen: mayBlock
+        ) { state, open in
             let seen = state.lastSeen[clientKey]
             seen?.advance(to: now, granularity: 1)
             return (open.namespace, state.generations[clientKey] ?? 0, seen != nil)

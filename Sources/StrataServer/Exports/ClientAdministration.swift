@@ -51,19 +51,26 @@ extension ExportRegistry {
     public func resetClient(key rawKey: String, exportPath: String?) throws -> [String] {
         let key = sanitizedClientKey(rawKey)
         let configuration = self.configuration
-        let exports = configuration.exports.filter { $0.hasPerClientUpper && (exportPath == nil || $0.path == exportPath) }
+        let exports = configuration.exports.filter {
+            $0.hasPerClientUpper && (exportPath == nil || $0.path == exportPath)
+        }
         guard !exports.isEmpty else {
-            throw AdministrationError("no per-client export \(exportPath.map { "named \($0)" } ?? "") in the configuration; check [[export]] upper = \"...{client}...\"")
+            throw AdministrationError(
+                "no per-client export \(exportPath.map { "named \($0)" } ?? "") in the configuration; check [[export]] upper = \"...{client}...\""
+            )
         }
         var resetUppers: [String] = []
         for export in exports {
-            guard let upper = self.upperPath(export: export, clientKey: key), FileManager.default.fileExists(atPath: upper) else { continue }
+            guard let upper = self.upperPath(export: export, clientKey: key),
+                FileManager.default.fileExists(atPath: upper)
+            else { continue }
             // No image version move while the client is reset: its namespace key (which names
             // its version) must stay the one held off below until the upper is moved aside.
             let aside = try self.imagesLock.withLock { _ throws -> String in
-                let version = self.state.withReadLock { state in
-                    state.exportsByID[export.exportID].flatMap { self.image(of: $0, in: state) }?.placement(of: key)
-                } ?? 1
+                let version =
+                    self.state.withReadLock { state in
+                        state.exportsByID[export.exportID].flatMap { self.image(of: $0, in: state) }?.placement(of: key)
+                    } ?? 1
                 let namespaceKey = NamespaceKey(exportID: export.exportID, clientKey: key, version: version)
                 // Crash order: the generation is bumped and saved first, so from here on the
                 // client's old handles are stale even if a crash interrupts the rest (a stale
@@ -79,14 +86,17 @@ extension ExportRegistry {
                 }
                 defer { self.closingKeys.end(namespaceKey) }
                 self.persistLock.withLock { _ in
-                    let (generations, stateDirectory) = self.state.withLock { ($0.generations, $0.configuration.server.stateDirectory) }
+                    let (generations, stateDirectory) = self.state.withLock {
+                        ($0.generations, $0.configuration.server.stateDirectory)
+                    }
                     do {
                         try ExportRegistry.saveGenerations(generations, stateDirectory: stateDirectory)
                     } catch {
                         // The reset goes on: the new upper has a new handle key, so the client's
                         // old handles are refused even if the generation is lost.
                         self.logger.error(
-                            "cannot record the client's reset generation", metadata: ["client": "\(key)", "error": "\(error)"])
+                            "cannot record the client's reset generation",
+                            metadata: ["client": "\(key)", "error": "\(error)"])
                     }
                 }
                 self.resetHook.withLock { $0 }?("closing")
@@ -113,7 +123,8 @@ extension ExportRegistry {
             resetUppers.append(upper)
         }
         self.changeMountTable { $0.removeAll { $0.clientKey == key } }
-        self.logger.notice("client reset", metadata: ["client": "\(key)", "uppers": "\(resetUppers.joined(separator: ","))"])
+        self.logger.notice(
+            "client reset", metadata: ["client": "\(key)", "uppers": "\(resetUppers.joined(separator: ","))"])
         return resetUppers
     }
 
@@ -121,13 +132,17 @@ extension ExportRegistry {
     /// first per-client export when nil), for `layer promote`.
     public func upperDirectory(forClient rawKey: String, exportPath: String?) throws -> String {
         let key = sanitizedClientKey(rawKey)
-        guard let export = self.configuration.exports.first(where: { $0.hasPerClientUpper && (exportPath == nil || $0.path == exportPath) }),
+        guard
+            let export = self.configuration.exports.first(where: {
+                $0.hasPerClientUpper && (exportPath == nil || $0.path == exportPath)
+            }),
             let upper = self.upperPath(export: export, clientKey: key)
         else {
             throw AdministrationError("no per-client export \(exportPath ?? "") in the configuration")
         }
         guard FileManager.default.fileExists(atPath: upper) else {
-            throw AdministrationError("client \(key) has no upper layer at \(upper) (it has never mounted \(export.path))")
+            throw AdministrationError(
+                "client \(key) has no upper layer at \(upper) (it has never mounted \(export.path))")
         }
         return upper
     }
@@ -136,14 +151,18 @@ extension ExportRegistry {
     /// `/srv/strata/clients/{client}` or `/srv/{client}-upper/layer`.
     static func clientKeysOnDisk(template: String) -> [String] {
         let components = template.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        guard let index = components.firstIndex(where: { $0.contains(ExportConfiguration.clientPlaceholder) }) else { return [] }
+        guard let index = components.firstIndex(where: { $0.contains(ExportConfiguration.clientPlaceholder) }) else {
+            return []
+        }
         let parent = components[..<index].joined(separator: "/")
         let pattern = components[index]
         let rest = components[(index + 1)...].joined(separator: "/")
         let parts = pattern.components(separatedBy: ExportConfiguration.clientPlaceholder)
         let prefix = parts.first ?? ""
         let suffix = parts.count > 1 ? parts[1] : ""
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: parent.isEmpty ? "/" : parent) else { return [] }
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: parent.isEmpty ? "/" : parent) else {
+            return []
+        }
         return entries.compactMap { entry in
             guard entry.hasPrefix(prefix), entry.hasSuffix(suffix), entry.count > prefix.count + suffix.count,
                 !entry.contains(".reset-")

@@ -20,7 +20,9 @@ struct ExportIDTable: Equatable {
         for line in text.split(separator: "\n") {
             // The path may contain spaces: it is the rest of the line.
             let fields = line.split(separator: " ", maxSplits: 1).map(String.init)
-            guard fields.count == 2, let id = UInt32(fields[0]), id >= 1, id <= ExportConfiguration.maxID else { continue }
+            guard fields.count == 2, let id = UInt32(fields[0]), id >= 1, id <= ExportConfiguration.maxID else {
+                continue
+            }
             table.idsByPath[fields[1]] = id
         }
         return table

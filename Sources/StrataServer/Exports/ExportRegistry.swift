@@ -103,7 +103,10 @@ public final class ExportRegistry: Sendable {
             let export = configuration.exports[index]
             logger.warning(
                 "export identifier changed: file handles clients hold from before are stale",
-                metadata: ["export": "\(export.path)", "key": "export[\(index)].id", "was": "\(recorded)", "now": "\(export.exportID)"])
+                metadata: [
+                    "export": "\(export.path)", "key": "export[\(index)].id", "was": "\(recorded)",
+                    "now": "\(export.exportID)",
+                ])
         }
         if exportIDs != before {
             do {
@@ -147,7 +150,6 @@ extension Logger {
         return copy
     }
 }
-
 
 extension UnionStatistics {
     mutating func add(_ other: UnionStatistics) {

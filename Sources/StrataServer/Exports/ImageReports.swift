@@ -47,7 +47,9 @@ extension ExportRegistry {
         let (exports, table) = self.state.withReadLock { ($0.configuration.exports, $0.images) }
         return exports.map { export in
             var report = ExportReport(export)
-            if ExportRegistry.isVersionable(export), let image = table[export.exportID], let newest = image.version(image.newest) {
+            if ExportRegistry.isVersionable(export), let image = table[export.exportID],
+                let newest = image.version(image.newest)
+            {
                 report.lowers = newest.lowers
                 report.imageVersion = newest.number
             }
@@ -57,7 +59,9 @@ extension ExportRegistry {
 
     /// `strata image list`.
     public func imageReports() -> [ImageReport] {
-        let (exports, table, pins) = self.state.withReadLock { ($0.configuration.exports, $0.images, $0.configuration.clientPins) }
+        let (exports, table, pins) = self.state.withReadLock {
+            ($0.configuration.exports, $0.images, $0.configuration.clientPins)
+        }
         return exports.compactMap { export -> ImageReport? in
             guard ExportRegistry.isVersionable(export), let image = table[export.exportID] else { return nil }
             let byVersion = self.clientsByVersion(export, image: image)
@@ -65,7 +69,8 @@ extension ExportRegistry {
                 export: export.path, newest: image.newest,
                 versions: image.versions.map { version in
                     VersionReport(
-                        number: version.number, lowers: version.lowers, bytes: version.layers.reduce(0) { $0 + $1.bytes },
+                        number: version.number, lowers: version.lowers,
+                        bytes: version.layers.reduce(0) { $0 + $1.bytes },
                         publishedAt: version.publishedAt, clients: byVersion[version.number] ?? [],
                         pinned: pins.filter { $0.value == version.number }.map(\.key).sorted())
                 })
@@ -81,10 +86,12 @@ extension ExportRegistry {
             throw AdministrationError("export \(exportPath) has no image versions")
         }
         let placement = image.clients[key] ?? ClientPlacement(version: image.placement(of: key), previous: nil)
-        var report = ConflictReport(export: exportPath, client: key, from: placement.previous, to: placement.version, names: [])
+        var report = ConflictReport(
+            export: exportPath, client: key, from: placement.previous, to: placement.version, names: [])
         guard let from = placement.previous else { return report }
         guard let old = image.version(from), let new = image.version(placement.version) else {
-            throw AdministrationError("version \(from) of \(exportPath), which client \(key) left, was removed (gc): nothing to compare with")
+            throw AdministrationError(
+                "version \(from) of \(exportPath), which client \(key) left, was removed (gc): nothing to compare with")
         }
         guard export.hasPerClientUpper, let upper = self.upperPath(export: export, clientKey: key),
             FileManager.default.fileExists(atPath: upper)
@@ -99,18 +106,22 @@ extension ExportRegistry {
         let reports = self.imageReports()
         guard !reports.isEmpty else { return "" }
         func quoted(_ text: String) -> String {
-            "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            "\""
+                + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
                 .replacingOccurrences(of: "\n", with: "\\n") + "\""
         }
         var text = "# HELP strata_image_newest_version The image version the next mounts of the export get\n"
         text += "# TYPE strata_image_newest_version gauge\n"
-        for report in reports { text += "strata_image_newest_version{export=\(quoted(report.export))} \(report.newest)\n" }
+        for report in reports {
+            text += "strata_image_newest_version{export=\(quoted(report.export))} \(report.newest)\n"
+        }
         text += "# HELP strata_client_image_version The image version a client of a versioned export is on\n"
         text += "# TYPE strata_client_image_version gauge\n"
         for report in reports {
             for version in report.versions {
                 for client in version.clients {
-                    text += "strata_client_image_version{export=\(quoted(report.export)),client=\(quoted(client))} \(version.number)\n"
+                    text +=
+                        "strata_client_image_version{export=\(quoted(report.export)),client=\(quoted(client))} \(version.number)\n"
                 }
             }
         }

@@ -66,7 +66,8 @@ extension ExportRegistry {
     /// Deletes the shared identity stores of `export`'s versions not in `keeping`.
     func removeIdentityStores(of export: ExportConfiguration, keeping: Set<Int>) {
         let stateDirectory = self.configuration.server.stateDirectory
-        let base = ExportRegistry.identityDirectory(stateDirectory: stateDirectory, exportID: export.exportID, version: 1)
+        let base = ExportRegistry.identityDirectory(
+            stateDirectory: stateDirectory, exportID: export.exportID, version: 1)
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
         for entry in entries where entry.hasPrefix("v") {
             guard let number = Int(entry.dropFirst()), number > 1, !keeping.contains(number) else { continue }
@@ -74,7 +75,8 @@ extension ExportRegistry {
                 try LayerTools.deleteDiscarded("\(base)/\(entry)")
             } catch {
                 self.logger.error(
-                    "cannot delete the identity store of a removed image version", metadata: ["directory": "\(base)/\(entry)", "error": "\(error)"])
+                    "cannot delete the identity store of a removed image version",
+                    metadata: ["directory": "\(base)/\(entry)", "error": "\(error)"])
             }
         }
     }
@@ -86,11 +88,13 @@ extension ExportRegistry {
         let exports = self.exports
         guard let export = exports.first(where: { $0.path == path }) else {
             throw AdministrationError(
-                "no export \(path) (exports: \(exports.map(\.path).joined(separator: ", "))); `strata exports` lists them")
+                "no export \(path) (exports: \(exports.map(\.path).joined(separator: ", "))); `strata exports` lists them"
+            )
         }
         guard ExportRegistry.isVersionable(export) else {
             throw AdministrationError(
-                "export \(path) has one upper shared by every client, which cannot sit on two image versions at once: give each client its own (upper = \".../{client}\") or none")
+                "export \(path) has one upper shared by every client, which cannot sit on two image versions at once: give each client its own (upper = \".../{client}\") or none"
+            )
         }
         return export
     }
@@ -107,8 +111,12 @@ extension ExportRegistry {
     /// version published, nil if none was.
     func publishConfigured(export: ExportConfiguration, running: ExportConfiguration? = nil) throws -> ImageVersion? {
         let adopted = try self.imagesLock.withLock { _ throws -> Bool in
-            let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
-            guard var image = current[export.exportID], image.version(image.newest)?.lowers == export.lowers else { return false }
+            let (current, stateDirectory) = self.state.withReadLock {
+                ($0.images, $0.configuration.server.stateDirectory)
+            }
+            guard var image = current[export.exportID], image.version(image.newest)?.lowers == export.lowers else {
+                return false
+            }
             image.configuredLowers = export.lowers
             var table = current
             table[export.exportID] = image
@@ -124,7 +132,9 @@ extension ExportRegistry {
     /// `fromConfiguration`: the lowers come from the configuration file, which is recorded as
     /// compared.
     func publish(export: ExportConfiguration, lowers: [String], fromConfiguration: Bool) throws -> ImageVersion {
-        guard !lowers.isEmpty else { throw AdministrationError("publish needs at least one lower layer: --lowers DIR...") }
+        guard !lowers.isEmpty else {
+            throw AdministrationError("publish needs at least one lower layer: --lowers DIR...")
+        }
         for lower in lowers {
             var info = stat()
             guard lower.hasPrefix("/") else { throw AdministrationError("lower layer \(lower): give an absolute path") }
@@ -133,15 +143,20 @@ extension ExportRegistry {
             }
             // As the configuration checks: a published layer must be where nobody writes.
             let configuration = self.configuration
-            if isSameOrInside(lower, configuration.server.stateDirectory) || isSameOrInside(configuration.server.stateDirectory, lower) {
-                throw AdministrationError("lower layer \(lower) overlaps server.state_dir \(configuration.server.stateDirectory); publish a directory outside it")
+            if isSameOrInside(lower, configuration.server.stateDirectory)
+                || isSameOrInside(configuration.server.stateDirectory, lower)
+            {
+                throw AdministrationError(
+                    "lower layer \(lower) overlaps server.state_dir \(configuration.server.stateDirectory); publish a directory outside it"
+                )
             }
             for other in configuration.exports {
                 guard let upper = other.upper else { continue }
                 let root = upperDirectoryRoot(upper)
                 if isSameOrInside(lower, root) || isSameOrInside(root, lower) {
                     throw AdministrationError(
-                        "lower layer \(lower) overlaps the upper \(upper) of export \(other.path), where clients write; publish a directory outside every upper")
+                        "lower layer \(lower) overlaps the upper \(upper) of export \(other.path), where clients write; publish a directory outside every upper"
+                    )
                 }
             }
         }
@@ -150,18 +165,22 @@ extension ExportRegistry {
         let hasImage = self.state.withReadLock { $0.images[export.exportID] != nil }
         let firstLayers = hasImage ? nil : try export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) }
         let published = try self.imagesLock.withLock { _ throws -> ImageVersion in
-            let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
+            let (current, stateDirectory) = self.state.withReadLock {
+                ($0.images, $0.configuration.server.stateDirectory)
+            }
             var table = current
             var image: ExportImage
             if let existing = table[export.exportID] {
                 image = existing
             } else {
                 let first = ImageVersion(
-                    number: 1, layers: try firstLayers ?? export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) },
+                    number: 1,
+                    layers: try firstLayers ?? export.lowers.map { try LayerTools.fingerprint(layerDirectory: $0) },
                     publishedAt: Date().timeIntervalSince1970)
                 image = ExportImage(versions: [first], newest: 1, nextNumber: 2, configuredLowers: export.lowers)
             }
-            let version = ImageVersion(number: image.nextNumber, layers: fingerprints, publishedAt: Date().timeIntervalSince1970)
+            let version = ImageVersion(
+                number: image.nextNumber, layers: fingerprints, publishedAt: Date().timeIntervalSince1970)
             image.versions.append(version)
             image.newest = version.number
             image.nextNumber += 1
@@ -174,7 +193,10 @@ extension ExportRegistry {
         }
         self.logger.notice(
             "image version published; mounted clients stay on theirs, next mounts get it",
-            metadata: ["export": "\(export.path)", "version": "\(published.number)", "lowers": "\(lowers.joined(separator: ","))"])
+            metadata: [
+                "export": "\(export.path)", "version": "\(published.number)",
+                "lowers": "\(lowers.joined(separator: ","))",
+            ])
         return published
     }
 
@@ -198,21 +220,27 @@ extension ExportRegistry {
     public func rollback(exportPath: String, to requested: Int?) throws -> Int {
         let export = try self.versionableExport(exportPath)
         let target = try self.imagesLock.withLock { _ throws -> Int in
-            let (current, stateDirectory) = self.state.withReadLock { ($0.images, $0.configuration.server.stateDirectory) }
+            let (current, stateDirectory) = self.state.withReadLock {
+                ($0.images, $0.configuration.server.stateDirectory)
+            }
             var table = current
             guard var image = table[export.exportID] else {
-                throw AdministrationError("export \(exportPath) has no image versions yet; `strata image publish` makes them")
+                throw AdministrationError(
+                    "export \(exportPath) has no image versions yet; `strata image publish` makes them")
             }
             let numbers = image.versions.map(\.number)
             let target: Int
             if let requested {
                 guard numbers.contains(requested) else {
-                    throw AdministrationError("export \(exportPath) has no version \(requested) (versions: \(numbers.map(String.init).joined(separator: ", ")))")
+                    throw AdministrationError(
+                        "export \(exportPath) has no version \(requested) (versions: \(numbers.map(String.init).joined(separator: ", ")))"
+                    )
                 }
                 target = requested
             } else {
                 guard let older = numbers.filter({ $0 < image.newest }).max() else {
-                    throw AdministrationError("export \(exportPath): no version older than \(image.newest) to roll back to")
+                    throw AdministrationError(
+                        "export \(exportPath): no version older than \(image.newest) to roll back to")
                 }
                 target = older
             }
@@ -221,7 +249,9 @@ extension ExportRegistry {
             try self.install(table, stateDirectory: stateDirectory)
             return target
         }
-        self.logger.notice("image rolled back: next mounts get this version", metadata: ["export": "\(exportPath)", "version": "\(target)"])
+        self.logger.notice(
+            "image rolled back: next mounts get this version",
+            metadata: ["export": "\(exportPath)", "version": "\(target)"])
         return target
     }
 
@@ -230,8 +260,11 @@ extension ExportRegistry {
     func clientsByVersion(_ export: ExportConfiguration, image: ExportImage) -> [Int: [String]] {
         var result: [Int: [String]] = [:]
         for (key, placement) in image.clients { result[placement.version, default: []].append(key) }
-        var implicit = Set(self.state.withReadLock { $0.mounts.filter { $0.directory == export.path }.map(\.clientKey) })
-        if export.hasPerClientUpper { implicit.formUnion(ExportRegistry.clientKeysOnDisk(template: export.upper ?? "")) }
+        var implicit = Set(
+            self.state.withReadLock { $0.mounts.filter { $0.directory == export.path }.map(\.clientKey) })
+        if export.hasPerClientUpper {
+            implicit.formUnion(ExportRegistry.clientKeysOnDisk(template: export.upper ?? ""))
+        }
         if let first = image.versions.first?.number {
             for key in implicit where image.clients[key] == nil { result[first, default: []].append(key) }
         }
@@ -243,7 +276,8 @@ extension ExportRegistry {
     /// refused with the clients using it. The table is written first, then the removed
     /// versions' identity stores deleted (a crash in between leaves them for the next start).
     public func collectGarbage(exportPath: String?, version: Int?) throws -> [CollectionReport] {
-        let exports = try exportPath.map { [try self.versionableExport($0)] } ?? self.exports.filter(ExportRegistry.isVersionable)
+        let exports =
+            try exportPath.map { [try self.versionableExport($0)] } ?? self.exports.filter(ExportRegistry.isVersionable)
         var reports: [CollectionReport] = []
         for export in exports {
             let report = try self.imagesLock.withLock { _ throws -> CollectionReport? in
@@ -258,13 +292,21 @@ extension ExportRegistry {
                 let byVersion = self.clientsByVersion(export, image: image)
                 var reasons: [Int: [String]] = [:]
                 reasons[image.newest, default: []].append("newest")
-                for (number, keys) in byVersion { reasons[number, default: []].append("clients \(keys.joined(separator: ","))") }
-                for (key, pin) in pins.sorted(by: { $0.key < $1.key }) { reasons[pin, default: []].append("pinned by \(key)") }
+                for (number, keys) in byVersion {
+                    reasons[number, default: []].append("clients \(keys.joined(separator: ","))")
+                }
+                for (key, pin) in pins.sorted(by: { $0.key < $1.key }) {
+                    reasons[pin, default: []].append("pinned by \(key)")
+                }
                 let candidates = version.map { [$0] } ?? image.versions.map(\.number)
                 if let version {
-                    guard image.version(version) != nil else { throw AdministrationError("export \(export.path) has no version \(version)") }
+                    guard image.version(version) != nil else {
+                        throw AdministrationError("export \(export.path) has no version \(version)")
+                    }
                     if let why = reasons[version] {
-                        throw AdministrationError("version \(version) of \(export.path) is in use (\(why.joined(separator: "; "))); move its clients first (rollback, pin, or their next mount)")
+                        throw AdministrationError(
+                            "version \(version) of \(export.path) is in use (\(why.joined(separator: "; "))); move its clients first (rollback, pin, or their next mount)"
+                        )
                     }
                 }
                 let removed = candidates.filter { reasons[$0] == nil }
@@ -276,7 +318,9 @@ extension ExportRegistry {
                     // clients, idle) close; calls running in them finish first.
                     let closing = self.openingLock.exclusively {
                         self.state.withLock { state in
-                            let keys = state.namespaces.keys.filter { $0.exportID == export.exportID && removed.contains($0.version) }
+                            let keys = state.namespaces.keys.filter {
+                                $0.exportID == export.exportID && removed.contains($0.version)
+                            }
                             return self.removeNamespaces(Array(keys), from: &state)
                         }
                     }
@@ -291,7 +335,10 @@ extension ExportRegistry {
                 if !report.removed.isEmpty {
                     self.logger.notice(
                         "image versions removed; their file handles are stale",
-                        metadata: ["export": "\(export.path)", "versions": "\(report.removed.map(String.init).joined(separator: ","))"])
+                        metadata: [
+                            "export": "\(export.path)",
+                            "versions": "\(report.removed.map(String.init).joined(separator: ","))",
+                        ])
                 }
                 reports.append(report)
             }
@@ -307,8 +354,10 @@ extension ExportRegistry {
     /// move and the names its own changes hide in the new version.
     func moveIfDue(export: ExportConfiguration, clientKey: String) throws(CallRejection) {
         // Most exports have no image: their mounts never wait for the images lock.
-        guard ExportRegistry.isVersionable(export), self.state.withReadLock({ $0.images[export.exportID] != nil }) else { return }
-        let outcome = try self.imagesLock.withLock { _ throws(CallRejection) -> (from: Int, to: Int, old: [String], new: [String])? in
+        guard ExportRegistry.isVersionable(export), self.state.withReadLock({ $0.images[export.exportID] != nil })
+        else { return }
+        let outcome = try self.imagesLock.withLock {
+            _ throws(CallRejection) -> (from: Int, to: Int, old: [String], new: [String])? in
             let (table, stateDirectory, pin) = self.state.withReadLock {
                 ($0.images, $0.configuration.server.stateDirectory, $0.configuration.clientPins[clientKey])
             }
@@ -316,7 +365,8 @@ extension ExportRegistry {
             let target = pin ?? image.newest
             guard let newVersion = image.version(target) else {
                 throw .layerUnavailable(
-                    "client \(clientKey) is pinned to version \(target) of \(export.path), which has versions \(image.versions.map { String($0.number) }.joined(separator: ", ")); fix its pin in [clients]")
+                    "client \(clientKey) is pinned to version \(target) of \(export.path), which has versions \(image.versions.map { String($0.number) }.joined(separator: ", ")); fix its pin in [clients]"
+                )
             }
             let current = image.placement(of: clientKey)
             if image.clients[clientKey]?.version == target { return nil }
@@ -353,8 +403,11 @@ extension ExportRegistry {
         guard let outcome else { return }
         self.logger.notice(
             "client moves to image version \(outcome.to)",
-            metadata: ["export": "\(export.path)", "client": "\(clientKey)", "from": "\(outcome.from)", "to": "\(outcome.to)"])
-        guard export.hasPerClientUpper, !outcome.old.isEmpty, let upper = self.upperPath(export: export, clientKey: clientKey),
+            metadata: [
+                "export": "\(export.path)", "client": "\(clientKey)", "from": "\(outcome.from)", "to": "\(outcome.to)",
+            ])
+        guard export.hasPerClientUpper, !outcome.old.isEmpty,
+            let upper = self.upperPath(export: export, clientKey: clientKey),
             FileManager.default.fileExists(atPath: upper)
         else { return }
         do {
@@ -369,7 +422,8 @@ extension ExportRegistry {
             }
         } catch {
             self.logger.error(
-                "cannot compare the client's changes with the new image version", metadata: ["client": "\(clientKey)", "error": "\(error)"])
+                "cannot compare the client's changes with the new image version",
+                metadata: ["client": "\(clientKey)", "error": "\(error)"])
         }
     }
 
@@ -390,7 +444,9 @@ extension ExportRegistry {
             if let change {
                 let message =
                     "\(change) since version \(version.number) of \(export.path) was published; a published layer must not change: restore it, or publish the changed tree as a new version (strata image publish)"
-                self.logger.error("refusing to serve a changed image layer", metadata: ["export": "\(export.path)", "problem": "\(message)"])
+                self.logger.error(
+                    "refusing to serve a changed image layer",
+                    metadata: ["export": "\(export.path)", "problem": "\(message)"])
                 throw .layerUnavailable(message)
             }
             self.state.withLock { _ = $0.verifiedLayers.insert(layer) }

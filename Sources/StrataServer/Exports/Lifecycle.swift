@@ -17,36 +17,46 @@ extension ExportRegistry {
     @discardableResult
     public func reload(_ newConfiguration: Configuration) throws(ConfigError) -> [String] {
         var configuration = newConfiguration
-        let (running, stateDirectory, recorded) = self.state.withLock { ($0.configuration.exports, $0.configuration.server.stateDirectory, $0.exportIDs) }
+        let (running, stateDirectory, recorded) = self.state.withLock {
+            ($0.configuration.exports, $0.configuration.server.stateDirectory, $0.exportIDs)
+        }
         var exportIDs = recorded
         exportIDs.assign(&configuration)
         for (index, export) in configuration.exports.enumerated() {
-            guard let served = running.first(where: { $0.path == export.path }), served.exportID != export.exportID else { continue }
+            guard let served = running.first(where: { $0.path == export.path }), served.exportID != export.exportID
+            else { continue }
             throw ConfigError(
                 key: "export[\(index)].id", value: export.id.map { "\($0)" } ?? "(none)",
-                allowed: "export \"\(export.path)\" is served with id \(served.exportID); changing it would make every file handle its clients hold stale: set id = \(served.exportID), or restart the server to change it")
+                allowed:
+                    "export \"\(export.path)\" is served with id \(served.exportID); changing it would make every file handle its clients hold stale: set id = \(served.exportID), or restart the server to change it"
+            )
         }
         if exportIDs != recorded {
             do {
                 try exportIDs.save(stateDirectory: stateDirectory)
             } catch {
                 self.logger.error(
-                    "cannot record export identifiers", metadata: ["file": "\(ExportIDTable.path(stateDirectory))", "error": "\(error)"])
+                    "cannot record export identifiers",
+                    metadata: ["file": "\(ExportIDTable.path(stateDirectory))", "error": "\(error)"])
             }
         }
         // Lowers changed in the file: published as a version before the new configuration is
         // installed, so no call sees the new lowers outside a version.
         var published: [String] = []
         for export in configuration.exports where ExportRegistry.isVersionable(export) {
-            guard let served = running.first(where: { $0.exportID == export.exportID }), ExportRegistry.isVersionable(served)
+            guard let served = running.first(where: { $0.exportID == export.exportID }),
+                ExportRegistry.isVersionable(served)
             else { continue }
             let image = self.state.withReadLock { $0.images[export.exportID] }
             guard export.lowers != (image?.configuredLowers ?? served.lowers) else { continue }
             do {
                 if let version = try self.publishConfigured(export: export, running: served) {
-                    published.append("export \(export.path): lowers published as image version \(version.number); mounted clients move at their next mount")
+                    published.append(
+                        "export \(export.path): lowers published as image version \(version.number); mounted clients move at their next mount"
+                    )
                 } else {
-                    published.append("export \(export.path): lowers are those of its newest image version; nothing published")
+                    published.append(
+                        "export \(export.path): lowers are those of its newest image version; nothing published")
                 }
             } catch {
                 throw ConfigError(
@@ -66,7 +76,8 @@ extension ExportRegistry {
                     let new = exportsByID[key.exportID]
                     // A namespace survives only if its export still exists with the same layers
                     // (the lowers of a versioned export are those of the namespace's version).
-                    let isVersioned = new.map { state.images[$0.exportID] != nil && ExportRegistry.isVersionable($0) } ?? false
+                    let isVersioned =
+                        new.map { state.images[$0.exportID] != nil && ExportRegistry.isVersionable($0) } ?? false
                     if new == nil || (old?.lowers != new?.lowers && !isVersioned) || old?.upper != new?.upper {
                         dropped.append((key, open.namespace))
                     }

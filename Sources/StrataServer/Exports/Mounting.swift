@@ -24,15 +24,19 @@ extension ExportRegistry {
         do {
             // A mount is where a client moves to its due image version (a reboot): its calls
             // until then stay on the version they started on.
-            if let rule = self.rule(for: export, call: call), !(rule.options.requiresPrivilegedPort && call.remotePort >= 1024) {
-                let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: self.configuration.clientKeys)
+            if let rule = self.rule(for: export, call: call),
+                !(rule.options.requiresPrivilegedPort && call.remotePort >= 1024)
+            {
+                let clientKey = self.clientKey(
+                    for: export, rule: rule, call: call, clientKeys: self.configuration.clientKeys)
                 try self.moveIfDue(export: export, clientKey: clientKey)
             }
             let admitted = try self.admit(export: export, call: call, create: true)
             var object = admitted.namespace.rootHandle
             for component in below {
                 do {
-                    let (next, attributes) = try admitted.namespace.lookup(object, Array(component.utf8), as: admitted.credentials)
+                    let (next, attributes) = try admitted.namespace.lookup(
+                        object, Array(component.utf8), as: admitted.credentials)
                     guard attributes.type == .directory else { return .failure(.notDirectory) }
                     object = next
                 } catch {

@@ -121,7 +121,9 @@ extension ExportRegistry {
             if let found { return found }
             guard mayOpen else { throw .layerUnavailable("not open") }
             if !self.closingKeys.waitUntilClosed(key, deadline: deadline) {
-                throw .layerUnavailable("the layers of \(export.path) for client \(key.clientKey) are still being closed (client reset?); retry")
+                throw .layerUnavailable(
+                    "the layers of \(export.path) for client \(key.clientKey) are still being closed (client reset?); retry"
+                )
             }
             // Opening is serialised per namespace: after a restart every client's first calls
             // arrive at once, and two opens of one layer race on its sidecar (SQLite "database
@@ -139,16 +141,24 @@ extension ExportRegistry {
             }
             if opened { self.closeIdleNamespaces() }
         }
-        throw .layerUnavailable("the layers of \(export.path) for client \(key.clientKey) were closed again at every attempt; retry")
+        throw .layerUnavailable(
+            "the layers of \(export.path) for client \(key.clientKey) were closed again at every attempt; retry")
     }
 
     /// Opens the layers of `key`. Caller holds `openingLock` for `key`.
-    private func open(export: ExportConfiguration, key: NamespaceKey, create: Bool) throws(CallRejection) -> UnionNamespace {
+    private func open(
+        export: ExportConfiguration, key: NamespaceKey, create: Bool
+    ) throws(CallRejection) -> UnionNamespace {
         // The shared namespace of a per-client export has no upper: read-only clients see the
         // lowers, with the identity store in state_dir as a read-only export has.
-        let upper = key.clientKey.isEmpty && export.hasPerClientUpper ? nil : self.upperPath(export: export, clientKey: key.clientKey)
+        let upper =
+            key.clientKey.isEmpty && export.hasPerClientUpper
+            ? nil : self.upperPath(export: export, clientKey: key.clientKey)
         let (stateDirectory, limit, image) = self.state.withReadLock {
-            ($0.configuration.server.stateDirectory, export.clientLimit(server: $0.configuration.server), self.image(of: export, in: $0))
+            (
+                $0.configuration.server.stateDirectory, export.clientLimit(server: $0.configuration.server),
+                self.image(of: export, in: $0)
+            )
         }
         // The version: it must still be the client's (a move at MNT since the call read it
         // closes the old one, and two namespaces on one upper must never be open), and still
@@ -180,16 +190,21 @@ extension ExportRegistry {
             }
             if let count = refusedAt {
                 throw .clientLimitReached(
-                    "export \(export.path) has \(count) client upper layers, its max_clients; raise max_clients in its [[export]] table (or [server]), or free one with `strata client reset KEY`")
+                    "export \(export.path) has \(count) client upper layers, its max_clients; raise max_clients in its [[export]] table (or [server]), or free one with `strata client reset KEY`"
+                )
             }
             reservedUpper = true
         }
-        let identityDirectory = ExportRegistry.identityDirectory(stateDirectory: stateDirectory, exportID: export.exportID, version: key.version)
+        let identityDirectory = ExportRegistry.identityDirectory(
+            stateDirectory: stateDirectory, exportID: export.exportID, version: key.version)
         do {
             if let upper {
-                try FileManager.default.createDirectory(atPath: upper, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                try FileManager.default.createDirectory(
+                    atPath: upper, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } else {
-                try FileManager.default.createDirectory(atPath: identityDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                try FileManager.default.createDirectory(
+                    atPath: identityDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
+                )
             }
         } catch {
             if reservedUpper { self.state.withLock { _ = $0.uppers[export.exportID]?.remove(key.clientKey) } }
@@ -210,7 +225,11 @@ extension ExportRegistry {
         } catch {
             let detail = self.layerProblem(export: export, error: error)
             self.logger.error(
-                "cannot open layers: \(detail)", metadata: ["export": "\(export.path)", "client": "\(key.clientKey)", "upper": "\(upper ?? "-")", "error": "\(error)"])
+                "cannot open layers: \(detail)",
+                metadata: [
+                    "export": "\(export.path)", "client": "\(key.clientKey)", "upper": "\(upper ?? "-")",
+                    "error": "\(error)",
+                ])
             throw .layerUnavailable(detail)
         }
     }
@@ -270,7 +289,9 @@ extension ExportRegistry {
             }
             let excess = state.namespaces.count - chosen.count - policy.maxOpen
             if excess > 0 {
-                for candidate in candidates.sorted(by: { $0.lastUsed < $1.lastUsed }).prefix(excess) { chosen.insert(candidate.key) }
+                for candidate in candidates.sorted(by: { $0.lastUsed < $1.lastUsed }).prefix(excess) {
+                    chosen.insert(candidate.key)
+                }
             }
             return self.removeNamespaces(Array(chosen), from: &state)
         }
@@ -284,7 +305,9 @@ extension ExportRegistry {
     /// True if the mount table holds a mount the namespace `key` serves.
     private func isMounted(_ key: NamespaceKey, _ state: State) -> Bool {
         guard let export = state.exportsByID[key.exportID] else { return false }
-        return state.mounts.contains { $0.directory == export.path && (key.clientKey.isEmpty || $0.clientKey == key.clientKey) }
+        return state.mounts.contains {
+            $0.directory == export.path && (key.clientKey.isEmpty || $0.clientKey == key.clientKey)
+        }
     }
 
     /// Number of open namespaces.

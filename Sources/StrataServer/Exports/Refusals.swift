@@ -16,15 +16,18 @@ extension ExportRegistry {
         switch rejection {
         case .noSuchExport:
             let known = exports.map(\.path).joined(separator: ", ")
-            why = "no export \(path) (exports: \(known.isEmpty ? "none" : known)); the client must mount one of them, or add an [[export]] with that path"
+            why =
+                "no export \(path) (exports: \(known.isEmpty ? "none" : known)); the client must mount one of them, or add an [[export]] with that path"
         case .accessDenied where rule == nil:
             let rules = export.map { $0.clients.map(\.text).joined(separator: " ") } ?? ""
             let key = position.map { "export[\($0)].clients" } ?? "the export's clients"
             why = "no rule matches \(client) (rules: \(rules)); add one for it to \(key) if it should mount"
         case .accessDenied:
-            why = "rule \(rule?.text ?? "?") matched, but the file handle belongs to another client's layer or was refused by the union's permissions"
+            why =
+                "rule \(rule?.text ?? "?") matched, but the file handle belongs to another client's layer or was refused by the union's permissions"
         case .tooWeak:
-            why = "source port \(call.remotePort) is not privileged: add insecure to rule \(rule?.text ?? "?") (or mount from a port below 1024, as a root client does)"
+            why =
+                "source port \(call.remotePort) is not privileged: add insecure to rule \(rule?.text ?? "?") (or mount from a port below 1024, as a root client does)"
         case .unsupportedCredential:
             why = "the call's credential flavor is not supported: the client must use AUTH_SYS (sec=sys)"
         case .layerUnavailable(let reason):

@@ -22,7 +22,8 @@ enum StateFile {
             return try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             if access(path, F_OK) == 0 || errno != ENOENT {
-                logger?.error("cannot read a state file; going on without it", metadata: ["file": "\(path)", "error": "\(error)"])
+                logger?.error(
+                    "cannot read a state file; going on without it", metadata: ["file": "\(path)", "error": "\(error)"])
             }
             return nil
         }

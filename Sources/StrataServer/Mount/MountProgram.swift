@@ -16,7 +16,9 @@ public final class MountProgram: RPCProgramHandler {
     /// Anyone may send MNT: refusals are logged at a bounded rate, the rest counted.
     let refusalLog: LogRateLimiter
 
-    public init(registry: ExportRegistry, metrics: ServerMetrics, logger: Logger, refusalLog: LogRateLimiter = .refusals) {
+    public init(
+        registry: ExportRegistry, metrics: ServerMetrics, logger: Logger, refusalLog: LogRateLimiter = .refusals
+    ) {
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
@@ -60,7 +62,8 @@ public final class MountProgram: RPCProgramHandler {
             case .export:
                 // showmount -e: each export with its client list, as exportfs shows them.
                 let nodes = self.registry.exports.map { export in
-                    ExportNode(directory: DirPath(export.path), groups: export.clients.map { Array("\($0.match)".utf8) })
+                    ExportNode(
+                        directory: DirPath(export.path), groups: export.clients.map { Array("\($0.match)".utf8) })
                 }
                 return .success(xdrEncoded(Exports(nodes)))
             }
@@ -76,12 +79,21 @@ public final class MountProgram: RPCProgramHandler {
         case .success(let (admitted, handle)):
             self.metrics.clientsMounted.set(to: Double(self.registry.mountTable.count))
             call.logger.info(
-                "MNT", metadata: ["export": "\(loggable(path.bytes))", "client": "\(client)", "client_key": "\(loggable(admitted.clientKey))",
-                    "access": "\(admitted.isReadOnly ? "ro" : "rw")"])
+                "MNT",
+                metadata: [
+                    "export": "\(loggable(path.bytes))", "client": "\(client)",
+                    "client_key": "\(loggable(admitted.clientKey))",
+                    "access": "\(admitted.isReadOnly ? "ro" : "rw")",
+                ])
             if call.version == Mount.version1 {
                 // MOUNT v1 carries a fixed 32-byte handle (for NFSv2, which Strata does not serve).
-                guard handle.count <= Mount.fileHandle1Bytes else { return .success(xdrEncoded(FHStatus1.fail(errno: 13))) }
-                return .success(xdrEncoded(FHStatus1.ok(fhandle: handle + [UInt8](repeating: 0, count: Mount.fileHandle1Bytes - handle.count))))
+                guard handle.count <= Mount.fileHandle1Bytes else {
+                    return .success(xdrEncoded(FHStatus1.fail(errno: 13)))
+                }
+                return .success(
+                    xdrEncoded(
+                        FHStatus1.ok(
+                            fhandle: handle + [UInt8](repeating: 0, count: Mount.fileHandle1Bytes - handle.count))))
             }
             // AUTH_SYS (1) preferred, AUTH_NONE (0) taken as the anonymous user.
             return .success(xdrEncoded(MountRes3.ok(MountRes3OK(fhandle: FileHandle3(handle), authFlavors: [1, 0]))))
@@ -96,11 +108,14 @@ public final class MountProgram: RPCProgramHandler {
             }
             if let suppressed = self.refusalLog.admit("mnt_refused") {
                 if suppressed > 0 {
-                    call.logger.notice("\(suppressed) more MNT refusals suppressed", metadata: ["counter": "strata_log_lines_suppressed_total"])
+                    call.logger.notice(
+                        "\(suppressed) more MNT refusals suppressed",
+                        metadata: ["counter": "strata_log_lines_suppressed_total"])
                 }
                 // The path and the reason may carry bytes from the wire: escaped.
                 var metadata: Logger.Metadata = [
-                    "export": "\(loggable(path.bytes))", "client": "\(client)", "reason": "\(loggable("\(rejection)"))", "status": "\(status)",
+                    "export": "\(loggable(path.bytes))", "client": "\(client)", "reason": "\(loggable("\(rejection)"))",
+                    "status": "\(status)",
                 ]
                 if case .clientLimitReached = rejection { metadata["key"] = "max_clients" }
                 let message = self.registry.refusalMessage(rejection, path: path.description, call: call)

@@ -22,7 +22,8 @@ extension NFS3Service {
         case .success(let found):
             return .ok(
                 Lookup3ResOK(
-                    object: call.fileHandle3(found.handle), objAttributes: PostOpAttr(FileAttributes3(found.attributes)),
+                    object: call.fileHandle3(found.handle),
+                    objAttributes: PostOpAttr(FileAttributes3(found.attributes)),
                     dirAttributes: dirAttributes))
         case .failure(let error):
             return .fail(call.status(error, name: name), Lookup3ResFail(dirAttributes: dirAttributes))

@@ -175,7 +175,8 @@ extension NFS3Service {
             guard let args = try? GetAttr3Args(xdr: &arguments), let (call, object) = resolve(args.object),
                 let attributes = call.namespace.getattrIfCached(object)
             else { return nil }
-            return .success(NFS3Request.encoded(GetAttr3Res.ok(GetAttr3ResOK(objAttributes: FileAttributes3(attributes)))))
+            return .success(
+                NFS3Request.encoded(GetAttr3Res.ok(GetAttr3ResOK(objAttributes: FileAttributes3(attributes)))))
         case .access:
             guard let args = try? Access3Args(xdr: &arguments), let (call, object) = resolve(args.object) else {
                 return nil

@@ -5,7 +5,8 @@ extension NFS3Service {
     /// RENAME (RFC 1813 §3.3.14). Both directories must be in the caller's namespace
     /// (NFS3ERR_XDEV otherwise); both wcc_data are returned in every answer (on success taken by
     /// the union with the change).
-    func rename(_ args: Rename3Args, _ call: ExportCall, _ fromDir: ObjectHandle, _ target: SecondHandle) -> Rename3Res {
+    func rename(_ args: Rename3Args, _ call: ExportCall, _ fromDir: ObjectHandle, _ target: SecondHandle) -> Rename3Res
+    {
         let toDir: ObjectHandle
         switch target {
         case .resolved(let object):

@@ -1,4 +1,5 @@
 import Basics
+
 /// Where the union tells its host that the calling thread is about to sleep on the disk (a group commit's flush, a
 /// shared fsync), so the host can let another thread take up work meanwhile (a thread pool that bounds the workers
 /// of one connection counts a sleeping one as not busy). Group commit only pays when the changes that arrive during a

@@ -19,7 +19,9 @@ enum Files {
     }
 
     /// Opens `name` under `dir` with `flags | O_NOFOLLOW | O_CLOEXEC`.
-    static func openAt(_ dir: FD, _ name: [UInt8], _ flags: CInt, mode: mode_t = 0, path: @autoclosure () -> String)
+    static func openAt(
+        _ dir: FD, _ name: [UInt8], _ flags: CInt, mode: mode_t = 0, path: @autoclosure () -> String
+    )
         throws(UnionError) -> FD
     {
         let fd = try name.withCName { (c) throws(UnionError) -> CInt in

@@ -92,7 +92,9 @@ enum Sys {
 
     /// Runs `body` until it does not fail with EINTR; returns its result or throws the mapped error.
     @inline(__always)
-    static func retry<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T)
+    static func retry<T: BinaryInteger>(
+        _ call: String, _ path: @autoclosure () -> String, _ body: () -> T
+    )
         throws(UnionError) -> T
     {
         while true {
@@ -105,7 +107,9 @@ enum Sys {
     }
 
     /// Like `retry` but returns `nil` for ENOENT.
-    static func retryOrMissing<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T)
+    static func retryOrMissing<T: BinaryInteger>(
+        _ call: String, _ path: @autoclosure () -> String, _ body: () -> T
+    )
         throws(UnionError) -> T?
     {
         while true {

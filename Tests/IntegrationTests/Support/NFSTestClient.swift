@@ -20,15 +20,18 @@ final class NFSTestClient {
         localPort: RPCSourcePort = .any, uid: UInt32 = 0, gid: UInt32 = 0, machineName: String = "testclient"
     ) throws {
         try self.init(
-            nfsPort: server.nfsPort, mountPort: server.mountPort, export: export, localHost: localHost, transport: transport,
+            nfsPort: server.nfsPort, mountPort: server.mountPort, export: export, localHost: localHost,
+            transport: transport,
             localPort: localPort, uid: uid, gid: gid, machineName: machineName)
     }
 
     init(
-        nfsPort: Int, mountPort: Int, export: String = "/union", localHost: String? = nil, transport: RPCTransport = .tcp,
+        nfsPort: Int, mountPort: Int, export: String = "/union", localHost: String? = nil,
+        transport: RPCTransport = .tcp,
         localPort: RPCSourcePort = .any, uid: UInt32 = 0, gid: UInt32 = 0, machineName: String = "testclient"
     ) throws {
-        let credential = RPCCredential.sys(AuthSysParameters(stamp: 1, machineName: machineName, uid: uid, gid: gid, groups: []))
+        let credential = RPCCredential.sys(
+            AuthSysParameters(stamp: 1, machineName: machineName, uid: uid, gid: gid, groups: []))
         self.rpc = try RPCClient(
             host: "127.0.0.1", port: nfsPort, transport: transport, localHost: localHost, localPort: localPort,
             credential: credential, timeout: .seconds(15))
@@ -46,7 +49,9 @@ final class NFSTestClient {
 
     /// MOUNT v3 MNT of the export; throws on a refusal.
     func mount() throws -> FileHandle3 {
-        let reply = try self.mountRPC.call(program: Mount.program, version: 3, procedure: MountProcedure.mnt.rawValue, arguments: xdrEncoded(DirPath(self.export)))
+        let reply = try self.mountRPC.call(
+            program: Mount.program, version: 3, procedure: MountProcedure.mnt.rawValue,
+            arguments: xdrEncoded(DirPath(self.export)))
         guard reply.status == .success else { throw HarnessError("MNT \(self.export): RPC status \(reply.status)") }
         var body = reply.body
         switch try MountRes3(xdr: &body) {
@@ -58,8 +63,12 @@ final class NFSTestClient {
     struct MountRefused: Error { var status: MountStatus3 }
 
     /// Calls an NFSv3 procedure and decodes its result.
-    func call<Result: XDRDecodable>(_ procedure: NFS3Procedure, _ arguments: some XDREncodable, as: Result.Type = Result.self, xid: UInt32? = nil) throws -> Result {
-        let reply = try self.rpc.call(program: NFS3.program, version: 3, procedure: procedure.rawValue, arguments: xdrEncoded(arguments), xid: xid)
+    func call<Result: XDRDecodable>(
+        _ procedure: NFS3Procedure, _ arguments: some XDREncodable, as: Result.Type = Result.self, xid: UInt32? = nil
+    ) throws -> Result {
+        let reply = try self.rpc.call(
+            program: NFS3.program, version: 3, procedure: procedure.rawValue, arguments: xdrEncoded(arguments), xid: xid
+        )
         guard reply.status == .success else { throw RPCRefused(status: reply.status) }
         var body = reply.body
         return try Result(xdr: &body)
@@ -89,11 +98,17 @@ final class NFSTestClient {
         try self.call(.getattr, GetAttr3Args(object: handle))
     }
 
-    func create(_ name: String, in dir: FileHandle3? = nil, how: CreateHow3 = .unchecked(SetAttributes3(mode: 0o644)), xid: UInt32? = nil) throws -> Create3Res {
-        try self.call(.create, Create3Args(where: DirOpArgs3(dir: dir ?? self.root, name: Array(name.utf8)), how: how), xid: xid)
+    func create(
+        _ name: String, in dir: FileHandle3? = nil, how: CreateHow3 = .unchecked(SetAttributes3(mode: 0o644)),
+        xid: UInt32? = nil
+    ) throws -> Create3Res {
+        try self.call(
+            .create, Create3Args(where: DirOpArgs3(dir: dir ?? self.root, name: Array(name.utf8)), how: how), xid: xid)
     }
 
-    func write(_ file: FileHandle3, offset: UInt64 = 0, _ bytes: [UInt8], stable: StableHow3 = .fileSync) throws -> Write3Res {
+    func write(
+        _ file: FileHandle3, offset: UInt64 = 0, _ bytes: [UInt8], stable: StableHow3 = .fileSync
+    ) throws -> Write3Res {
         try self.call(.write, Write3Args(file: file, offset: offset, stable: stable, data: ByteBuffer(bytes: bytes)))
     }
 
@@ -105,7 +120,9 @@ final class NFSTestClient {
         try self.call(.remove, Remove3Args(object: DirOpArgs3(dir: dir ?? self.root, name: Array(name.utf8))), xid: xid)
     }
 
-    func readdir(_ dir: FileHandle3, cookie: UInt64 = 0, verifier: CookieVerifier3 = .zero, count: UInt32 = 8192) throws -> ReadDir3Res {
+    func readdir(
+        _ dir: FileHandle3, cookie: UInt64 = 0, verifier: CookieVerifier3 = .zero, count: UInt32 = 8192
+    ) throws -> ReadDir3Res {
         try self.call(.readdir, ReadDir3Args(dir: dir, cookie: cookie, cookieverf: verifier, count: count))
     }
 
@@ -124,7 +141,6 @@ final class NFSTestClient {
         throw HarnessError("READ did not reach eof")
     }
 }
-
 
 extension NFS3Result {
     /// The OK body, or a thrown error naming the status.

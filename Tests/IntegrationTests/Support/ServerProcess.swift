@@ -58,7 +58,9 @@ final class ServerProcess {
     /// Stops the server and starts it again on the same ports, state and layers.
     func restart(crash: Bool = false) throws {
         if crash { self.crash() } else { self.stop() }
-        try self.launch(arguments: self.extraArguments + ["--nfs-port", "\(self.nfsPort)", "--mount-port", "\(self.mountPort)"], timeout: 30)
+        try self.launch(
+            arguments: self.extraArguments + ["--nfs-port", "\(self.nfsPort)", "--mount-port", "\(self.mountPort)"],
+            timeout: 30)
     }
 
     func waitUntilReady(timeout: Double) throws {
@@ -142,7 +144,9 @@ func makeThreeLayerFixture(_ directory: TemporaryDirectory) throws {
 }
 
 /// The configuration of the three-layer fixture, served to loopback clients.
-func threeLayerConfig(clients: String = "\"127.0.0.0/8(rw,no_root_squash,insecure)\"", server extra: String = "") -> String {
+func threeLayerConfig(
+    clients: String = "\"127.0.0.0/8(rw,no_root_squash,insecure)\"", server extra: String = ""
+) -> String {
     """
     [server]
     listen = ["127.0.0.1"]

@@ -25,7 +25,9 @@ import Testing
     @Test func everyByteValueGivesPrintableText() {
         for byte in UInt8.min...UInt8.max {
             let text = loggable([byte, byte, 0x0a])
-            #expect(!text.unicodeScalars.contains { $0.value < 0x20 || ($0.value >= 0x7f && $0.value < 0xa0) }, "byte \(byte)")
+            #expect(
+                !text.unicodeScalars.contains { $0.value < 0x20 || ($0.value >= 0x7f && $0.value < 0xa0) },
+                "byte \(byte)")
         }
     }
 

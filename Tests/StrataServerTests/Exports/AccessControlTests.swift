@@ -7,7 +7,9 @@ import Union
 @testable import StrataServer
 
 @Suite struct IPAddressTests {
-    @Test(arguments: [("10.0.0.1", "10.0.0.1"), ("::1", "::1"), ("::ffff:10.1.2.3", "10.1.2.3"), ("fd00::5", "fd00::5")])
+    @Test(arguments: [
+        ("10.0.0.1", "10.0.0.1"), ("::1", "::1"), ("::ffff:10.1.2.3", "10.1.2.3"), ("fd00::5", "fd00::5"),
+    ])
     func parsesAndPrints(text: String, printed: String) throws {
         let address = try #require(IPAddress(text))
         #expect("\(address)" == printed)
@@ -37,7 +39,8 @@ import Union
     }
 
     @Test func parsesOptions() throws {
-        let rule = try ClientRule(parsing: " fd00::/64(rw, no_root_squash,insecure,anonuid=1000,anongid=100) ", key: "k")
+        let rule = try ClientRule(
+            parsing: " fd00::/64(rw, no_root_squash,insecure,anonuid=1000,anongid=100) ", key: "k")
         #expect(rule.match == .network(try #require(IPAddress("fd00::")), prefixLength: 64))
         #expect(!rule.options.isReadOnly && !rule.options.squashesRoot && !rule.options.requiresPrivilegedPort)
         #expect(rule.options.anonymousUID == 1000 && rule.options.anonymousGID == 100)
@@ -79,13 +82,17 @@ import Union
     @Test func noRootSquashKeepsRoot() throws {
         var options = ClientOptions()
         options.squashesRoot = false
-        #expect(ExportRegistry.squash(self.sys(uid: 0, gid: 0), options: options) == Credentials(uid: 0, gid: 0, groups: []))
+        #expect(
+            ExportRegistry.squash(self.sys(uid: 0, gid: 0), options: options) == Credentials(uid: 0, gid: 0, groups: [])
+        )
     }
 
     @Test func allSquashMapsEveryone() throws {
         var options = ClientOptions()
         options.squashesAll = true
-        #expect(ExportRegistry.squash(self.sys(uid: 1000, gid: 100, groups: [7]), options: options) == Credentials(uid: 65534, gid: 65534, groups: []))
+        #expect(
+            ExportRegistry.squash(self.sys(uid: 1000, gid: 100, groups: [7]), options: options)
+                == Credentials(uid: 65534, gid: 65534, groups: []))
     }
 
     @Test func authNoneIsAnonymousAndOtherFlavorsAreRefused() {
@@ -133,7 +140,8 @@ enum UnionNamespaceProbe {
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: "\(directory)/lower", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let namespace = try UnionNamespace(upper: "\(directory)/upper", lowers: ["\(directory)/lower"], logger: .init(label: "probe"))
+        let namespace = try UnionNamespace(
+            upper: "\(directory)/upper", lowers: ["\(directory)/lower"], logger: .init(label: "probe"))
         defer { namespace.close() }
         return namespace.rootHandle.bytes
     }

@@ -14,14 +14,17 @@ func errorText(_ body: () throws -> Void) -> String {
 }
 
 func exportTable(_ path: String, id: String? = nil, clients: String = "\"*(ro)\"") -> String {
-    "[[export]]\npath = \"\(path)\"\nlowers = [\"/srv/base\"]\nclients = [\(clients)]\n" + (id.map { "id = \($0)\n" } ?? "")
+    "[[export]]\npath = \"\(path)\"\nlowers = [\"/srv/base\"]\nclients = [\(clients)]\n"
+        + (id.map { "id = \($0)\n" } ?? "")
 }
 
 @Suite struct ExportIDConfigurationTests {
     @Test func anExplicitIDIsTheExportsIdentifier() throws {
         let configuration = try Configuration(toml: exportTable("/a", id: "7") + exportTable("/b"))
         #expect(configuration.exports[0].exportID == 7)
-        #expect(configuration.exports[1].exportID == configuration.exports[1].pathHashID, "without id, the path's hash as before")
+        #expect(
+            configuration.exports[1].exportID == configuration.exports[1].pathHashID,
+            "without id, the path's hash as before")
     }
 
     @Test(arguments: ["0", "16777216", "-1"])
@@ -29,38 +32,47 @@ func exportTable(_ path: String, id: String? = nil, clients: String = "\"*(ro)\"
         let text = errorText { _ = try Configuration(toml: exportTable("/a", id: id)) }
         #expect(
             text.contains(
-                "export[0].id = \(id): a number from 1 to 16777215: the export's identifier in file handles (exports(5) fsid=); once clients have mounted, keep it, or their handles go stale"),
+                "export[0].id = \(id): a number from 1 to 16777215: the export's identifier in file handles (exports(5) fsid=); once clients have mounted, keep it, or their handles go stale"
+            ),
             "\(text)")
     }
 
     @Test func twoExportsWithOneIDAreRefused() {
         let text = errorText { _ = try Configuration(toml: exportTable("/a", id: "5") + exportTable("/b", id: "5")) }
-        #expect(text.contains("export[1].id = 5: export \"/a\" has the same identifier; give each export its own id"), "\(text)")
+        #expect(
+            text.contains("export[1].id = 5: export \"/a\" has the same identifier; give each export its own id"),
+            "\(text)")
     }
 
     @Test func anIDEqualToAnotherExportsDerivedIDIsRefused() throws {
         let derived = try Configuration(toml: exportTable("/a")).exports[0].pathHashID
         let text = errorText { _ = try Configuration(toml: exportTable("/a") + exportTable("/b", id: "\(derived)")) }
-        #expect(text.contains("export[1].id = \(derived): export \"/a\" has the same identifier; give each export its own id"), "\(text)")
+        #expect(
+            text.contains(
+                "export[1].id = \(derived): export \"/a\" has the same identifier; give each export its own id"),
+            "\(text)")
     }
 
     @Test func fsidInAClientRulePointsToTheIDKey() {
         let text = errorText { _ = try Configuration(toml: exportTable("/a", clients: "\"*(rw,fsid=5)\"")) }
         #expect(
             text.contains(
-                "export[0].clients = \"*(rw,fsid=5)\": fsid= is not a client option in Strata: set id = 5 in this [[export]] table (the export's identifier in file handles)"),
+                "export[0].clients = \"*(rw,fsid=5)\": fsid= is not a client option in Strata: set id = 5 in this [[export]] table (the export's identifier in file handles)"
+            ),
             "\(text)")
     }
 
     @Test func maxClientsIsChecked() throws {
-        let configuration = try Configuration(toml: "[server]\nmax_clients = 3\n" + exportTable("/a") + "max_clients = 9\n" + exportTable("/b"))
+        let configuration = try Configuration(
+            toml: "[server]\nmax_clients = 3\n" + exportTable("/a") + "max_clients = 9\n" + exportTable("/b"))
         #expect(configuration.server.maxClients == 3)
         #expect(configuration.exports[0].clientLimit(server: configuration.server) == 9)
         #expect(configuration.exports[1].clientLimit(server: configuration.server) == 3)
         let text = errorText { _ = try Configuration(toml: exportTable("/a") + "max_clients = 0\n") }
         #expect(
             text.contains(
-                "export[0].max_clients = 0: a number of client upper layers from 1 to 1000000 (default 1024); a new client beyond it is refused at mount"),
+                "export[0].max_clients = 0: a number of client upper layers from 1 to 1000000 (default 1024); a new client beyond it is refused at mount"
+            ),
             "\(text)")
     }
 }
@@ -70,7 +82,9 @@ func exportTable(_ path: String, id: String? = nil, clients: String = "\"*(ro)\"
         var table = ExportIDTable()
         var first = try Configuration(toml: exportTable("/a") + exportTable("/b", id: "42"))
         table.assign(&first)
-        #expect(first.exports[0].exportID == first.exports[0].pathHashID, "an export seen first keeps the hash it always had")
+        #expect(
+            first.exports[0].exportID == first.exports[0].pathHashID,
+            "an export seen first keeps the hash it always had")
         #expect(table.idsByPath == ["/a": first.exports[0].pathHashID, "/b": 42])
         // `id` taken out of the file: the export keeps 42.
         var second = try Configuration(toml: exportTable("/a") + exportTable("/b"))
@@ -118,7 +132,8 @@ func exportTable(_ path: String, id: String? = nil, clients: String = "\"*(ro)\"
         let text = errorText { try registry.reload(try fixture.configuration(export: "id = 6")) }
         #expect(
             text.contains(
-                "export[0].id = 6: export \"/diskless\" is served with id 5; changing it would make every file handle its clients hold stale: set id = 5, or restart the server to change it"),
+                "export[0].id = 6: export \"/diskless\" is served with id 5; changing it would make every file handle its clients hold stale: set id = 5, or restart the server to change it"
+            ),
             "\(text)")
         #expect(registry.exports[0].exportID == 5, "nothing applied")
         #expect(throws: Never.self) { try registry.resolve(fileHandle: handle, for: try call(from: "127.0.0.2")).get() }

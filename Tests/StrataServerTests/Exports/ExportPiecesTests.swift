@@ -34,7 +34,8 @@ final class CapturedLog: Sendable {
             function: String, line: UInt
         ) {
             let all = self.metadata.merging(metadata ?? [:]) { $1 }
-            let text = "\(message) " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let text =
+                "\(message) " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             self.log.lines.withLock { $0.append((level, text)) }
         }
     }
@@ -52,7 +53,9 @@ final class CapturedLog: Sendable {
         let (admitted, _) = try registry.resolve(fileHandle: handleA, for: call(from: "127.0.0.2")).get()
         #expect(admitted.clientKey == "127.0.0.2")
         #expect(registry.resolve(fileHandle: handleA, for: try call(from: "127.0.0.3")).failure == .accessDenied)
-        #expect(registry.resolve(fileHandle: handleA, for: try call(from: "192.0.2.1")).failure == .accessDenied, "no rule matches")
+        #expect(
+            registry.resolve(fileHandle: handleA, for: try call(from: "192.0.2.1")).failure == .accessDenied,
+            "no rule matches")
     }
 
     @Test func malformedHandlesAreBadAndUnknownExportsStale() throws {
@@ -60,7 +63,9 @@ final class CapturedLog: Sendable {
         let registry = fixture.registry(try fixture.configuration())
         defer { registry.closeAll() }
         let (_, handle) = try registry.mountOK(from: "127.0.0.2")
-        #expect(registry.resolve(fileHandle: Array(handle.dropLast()), for: try call(from: "127.0.0.2")).failure == .badHandle)
+        #expect(
+            registry.resolve(fileHandle: Array(handle.dropLast()), for: try call(from: "127.0.0.2")).failure
+                == .badHandle)
         var otherExport = handle
         otherExport[3] ^= 0x55
         #expect(registry.resolve(fileHandle: otherExport, for: try call(from: "127.0.0.2")).failure == .stale)
@@ -90,7 +95,8 @@ final class CapturedLog: Sendable {
         registry.closeAll()
         let restarted = fixture.registry(configuration)
         defer { restarted.closeAll() }
-        #expect(restarted.mountTable == [MountRecord(host: "127.0.0.2", directory: "/diskless", clientKey: "127.0.0.2")])
+        #expect(
+            restarted.mountTable == [MountRecord(host: "127.0.0.2", directory: "/diskless", clientKey: "127.0.0.2")])
         restarted.unmountAll(host: "127.0.0.2")
         #expect(restarted.mountTable.isEmpty)
     }
@@ -103,7 +109,8 @@ final class CapturedLog: Sendable {
         _ = try registry.mountOK(from: "127.0.0.2")
         // The mount table's path becomes a directory: the rename over it fails.
         try FileManager.default.removeItem(atPath: "\(fixture.base)/state/rmtab")
-        try FileManager.default.createDirectory(atPath: "\(fixture.base)/state/rmtab/x", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: "\(fixture.base)/state/rmtab/x", withIntermediateDirectories: true)
         registry.unmountAll(host: "127.0.0.2")
         #expect(log.contains(.error, "cannot write the mount table"))
         #expect(log.contains(.error, "rmtab"))
@@ -111,7 +118,8 @@ final class CapturedLog: Sendable {
 
     @Test func anUnreadableStateFileIsLoggedAndMissingOnesAreNot() throws {
         let fixture = try RegistryFixture()
-        try FileManager.default.createDirectory(atPath: "\(fixture.base)/state/client-generations", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: "\(fixture.base)/state/client-generations", withIntermediateDirectories: true)
         let log = CapturedLog()
         let registry = ExportRegistry(configuration: try fixture.configuration(), logger: log.logger)
         registry.closeAll()
@@ -139,7 +147,8 @@ extension Result {
         let noExport = registry.refusalMessage(.noSuchExport, path: "/nope", call: known)
         #expect(noExport.contains("no export /nope") && noExport.contains("/diskless"))
         let noRule = registry.refusalMessage(.accessDenied, path: "/diskless", call: stranger)
-        #expect(noRule.contains("192.0.2.7") && noRule.contains("export[0].clients") && noRule.contains("127.0.0.2(rw)"))
+        #expect(
+            noRule.contains("192.0.2.7") && noRule.contains("export[0].clients") && noRule.contains("127.0.0.2(rw)"))
         var highPort = known
         highPort.remoteAddress = try SocketAddress(ipAddress: "127.0.0.2", port: 40123)
         let weak = registry.refusalMessage(.tooWeak, path: "/diskless", call: highPort)
@@ -153,7 +162,10 @@ extension Result {
         try FileManager.default.removeItem(atPath: "\(fixture.base)/lower")
         let registry = fixture.registry(configuration)
         defer { registry.closeAll() }
-        guard case .failure(.layerUnavailable(let message)) = registry.mount(path: "/diskless", call: try call(from: "127.0.0.2")) else {
+        guard
+            case .failure(.layerUnavailable(let message)) = registry.mount(
+                path: "/diskless", call: try call(from: "127.0.0.2"))
+        else {
             Issue.record("a mount over a missing lower was not refused as unavailable")
             return
         }

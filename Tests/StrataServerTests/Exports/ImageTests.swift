@@ -69,7 +69,9 @@ extension ExportRegistry {
         #expect(registry.resolve(fileHandle: rootA, for: try call(from: "127.0.0.2")).failure == .stale)
         let clients = registry.clients()
         #expect(clients.map(\.version) == [2, 2])
-        #expect(registry.imageMetrics().contains("strata_client_image_version{export=\"/diskless\",client=\"127.0.0.2\"} 2"))
+        #expect(
+            registry.imageMetrics().contains("strata_client_image_version{export=\"/diskless\",client=\"127.0.0.2\"} 2")
+        )
     }
 
     @Test func placementsAndVersionsSurviveARestart() throws {
@@ -115,7 +117,9 @@ extension ExportRegistry {
         let (_, rootC) = try registry.mountOK(from: "127.0.0.4")
         #expect(try registry.read("etc/hostname", from: "127.0.0.4", root: rootC) == "base\n")
         // Version 2 is B's: refused, with B named.
-        #expect { try registry.collectGarbage(exportPath: "/diskless", version: 2) } throws: { "\($0)".contains("127.0.0.3") }
+        #expect { try registry.collectGarbage(exportPath: "/diskless", version: 2) } throws: {
+            "\($0)".contains("127.0.0.3")
+        }
         // B moves back to 1; then 2 is unused and goes.
         _ = try registry.mountOK(from: "127.0.0.3")
         let reports = try registry.collectGarbage(exportPath: "/diskless", version: nil)
@@ -177,7 +181,10 @@ extension ExportRegistry {
         #expect(try registry.read("etc/hostname", from: "127.0.0.5", root: root) == "base\n")
         #expect(registry.imageReports().first?.versions.first?.pinned == ["pc5"])
         try registry.reload(try fixture.configuration(tables: "[clients]\n\"127.0.0.5\" = { key = \"pc5\", pin = 7 }"))
-        guard case .failure(.layerUnavailable(let message)) = registry.mount(path: "/diskless", call: try call(from: "127.0.0.5")) else {
+        guard
+            case .failure(.layerUnavailable(let message)) = registry.mount(
+                path: "/diskless", call: try call(from: "127.0.0.5"))
+        else {
             Issue.record("a pin to a missing version was accepted")
             return
         }
@@ -224,9 +231,13 @@ extension ExportRegistry {
             (["\(fixture.base)/clients/127.0.0.2/tree"], "upper"), (["\(fixture.base)/state"], "state_dir"),
             (["relative"], "absolute"), (["\(fixture.base)/none"], "not a directory"), ([], "at least one"),
         ] {
-            #expect { try registry.publish(exportPath: "/diskless", lowers: lowers) } throws: { "\($0)".contains(named) }
+            #expect { try registry.publish(exportPath: "/diskless", lowers: lowers) } throws: {
+                "\($0)".contains(named)
+            }
         }
-        #expect { try registry.publish(exportPath: "/other", lowers: ["\(fixture.base)/lower2"]) } throws: { "\($0)".contains("/diskless") }
+        #expect { try registry.publish(exportPath: "/other", lowers: ["\(fixture.base)/lower2"]) } throws: {
+            "\($0)".contains("/diskless")
+        }
         #expect(registry.imageReports().isEmpty, "nothing was published")
     }
 
@@ -255,13 +266,16 @@ extension ExportRegistry {
         _ = try registry.publish(exportPath: "/diskless", lowers: ["\(fixture.base)/lower2"])
         let (mounted, root) = try registry.mountOK(from: "127.0.0.2")
         let (admitted, object) = try registry.resolve(fileHandle: root, for: call(from: "127.0.0.2")).get()
-        try admitted.namespace.remove(in: try admitted.object("etc", from: object), Array("hostname".utf8), as: admitted.credentials)
+        try admitted.namespace.remove(
+            in: try admitted.object("etc", from: object), Array("hostname".utf8), as: admitted.credentials)
         #expect(registry.openNamespaceCount == 1)
         #expect(try registry.resetClient(key: "127.0.0.2", exportPath: nil).count == 1)
         #expect(registry.openNamespaceCount == 0, "the version-2 namespace of the client was closed")
         let isClosed = mounted.namespace.isClosed.load(ordering: .acquiring)
         #expect(isClosed)
         let (_, fresh) = try registry.mountOK(from: "127.0.0.2")
-        #expect(try registry.read("etc/hostname", from: "127.0.0.2", root: fresh) == "second\n", "a pristine upper over version 2")
+        #expect(
+            try registry.read("etc/hostname", from: "127.0.0.2", root: fresh) == "second\n",
+            "a pristine upper over version 2")
     }
 }

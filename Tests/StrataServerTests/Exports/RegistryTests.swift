@@ -26,14 +26,16 @@ final class RegistryFixture {
 
     func write(_ relative: String, _ text: String) throws {
         let path = "\(self.base)/\(relative)"
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try text.write(toFile: path, atomically: false, encoding: .utf8)
     }
 
     func exists(_ relative: String) -> Bool { FileManager.default.fileExists(atPath: "\(self.base)/\(relative)") }
 
     func configuration(
-        clients: String = "\"127.0.0.0/8(rw,no_root_squash,insecure)\"", export extra: String = "", server: String = "", tables: String = ""
+        clients: String = "\"127.0.0.0/8(rw,no_root_squash,insecure)\"", export extra: String = "", server: String = "",
+        tables: String = ""
     ) throws -> Configuration {
         try Configuration(
             toml: """
@@ -51,13 +53,16 @@ final class RegistryFixture {
                 """)
     }
 
-    func registry(_ configuration: Configuration, policy: NamespacePolicy = NamespacePolicy(), clock: FakeClock? = nil) -> ExportRegistry {
+    func registry(
+        _ configuration: Configuration, policy: NamespacePolicy = NamespacePolicy(), clock: FakeClock? = nil
+    ) -> ExportRegistry {
         if let clock {
             return ExportRegistry(
                 configuration: configuration, logger: self.logger, policy: policy, clock: { clock.now },
                 namespaceHooks: UnionHooks())
         }
-        return ExportRegistry(configuration: configuration, logger: self.logger, policy: policy, namespaceHooks: UnionHooks())
+        return ExportRegistry(
+            configuration: configuration, logger: self.logger, policy: policy, namespaceHooks: UnionHooks())
     }
 }
 
@@ -83,7 +88,9 @@ func call(from address: String, machineName: String = "m", uid: UInt32 = 0) thro
 }
 
 extension ExportRegistry {
-    func mountOK(_ path: String = "/diskless", from address: String, machineName: String = "m") throws -> (ExportCall, [UInt8]) {
+    func mountOK(
+        _ path: String = "/diskless", from address: String, machineName: String = "m"
+    ) throws -> (ExportCall, [UInt8]) {
         try self.mount(path: path, call: call(from: address, machineName: machineName)).get()
     }
 }
@@ -91,7 +98,8 @@ extension ExportRegistry {
 @Suite struct ReadOnlyClientTests {
     @Test func aReadOnlyClientGetsNoUpperAndSeesTheLowers() throws {
         let fixture = try RegistryFixture()
-        let registry = fixture.registry(try fixture.configuration(clients: "\"127.0.0.2(rw,insecure)\", \"*(ro,insecure)\""))
+        let registry = fixture.registry(
+            try fixture.configuration(clients: "\"127.0.0.2(rw,insecure)\", \"*(ro,insecure)\""))
         defer { registry.closeAll() }
         let (guest, handle) = try registry.mountOK(from: "127.0.0.9")
         #expect(guest.isReadOnly && guest.namespace.isReadOnly)
@@ -107,7 +115,8 @@ extension ExportRegistry {
         // A read-write client's handles are refused to a guest, and the other way round.
         let (writer, writerRoot) = try registry.mountOK(from: "127.0.0.2")
         #expect(!writer.isReadOnly && fixture.exists("clients/127.0.0.2/tree"))
-        guard case .failure(.accessDenied) = registry.resolve(fileHandle: writerRoot, for: try call(from: "127.0.0.9")) else {
+        guard case .failure(.accessDenied) = registry.resolve(fileHandle: writerRoot, for: try call(from: "127.0.0.9"))
+        else {
             Issue.record("a guest resolved a read-write client's handle")
             return
         }
@@ -143,18 +152,23 @@ extension ExportRegistry {
     @Test func aGuestSendingAnotherClientsNameDoesNotReadItsUpper() throws {
         let fixture = try RegistryFixture()
         let configuration = try fixture.configuration(
-            clients: "\"127.0.0.2(rw,no_root_squash,insecure)\", \"*(ro,insecure)\"", export: "client_key = \"hostname\"",
+            clients: "\"127.0.0.2(rw,no_root_squash,insecure)\", \"*(ro,insecure)\"",
+            export: "client_key = \"hostname\"",
             tables: "[clients]\n\"victim\" = \"victim\"\n")
         let registry = fixture.registry(configuration)
         defer { registry.closeAll() }
         let (victim, victimRoot) = try registry.mountOK(from: "127.0.0.2", machineName: "victim")
         #expect(victim.clientKey == "victim")
         let root = try ServerFileHandle(bytes: victimRoot).object
-        _ = try victim.namespace.create(in: root, Array("secret".utf8), mode: .guarded, attributes: SetAttributes(mode: 0o644), as: victim.credentials)
+        _ = try victim.namespace.create(
+            in: root, Array("secret".utf8), mode: .guarded, attributes: SetAttributes(mode: 0o644),
+            as: victim.credentials)
         let (guest, guestRoot) = try registry.mountOK(from: "127.0.0.9", machineName: "victim")
         #expect(guest.namespace !== victim.namespace)
         let guestObject = try ServerFileHandle(bytes: guestRoot).object
-        #expect(throws: UnionError.noEntry) { try guest.namespace.lookup(guestObject, Array("secret".utf8), as: guest.credentials) }
+        #expect(throws: UnionError.noEntry) {
+            try guest.namespace.lookup(guestObject, Array("secret".utf8), as: guest.credentials)
+        }
     }
 }
 
@@ -165,7 +179,10 @@ extension ExportRegistry {
         defer { registry.closeAll() }
         _ = try registry.mountOK(from: "127.0.0.2")
         _ = try registry.mountOK(from: "127.0.0.3")
-        guard case .failure(.clientLimitReached(let why)) = registry.mount(path: "/diskless", call: try call(from: "127.0.0.4")) else {
+        guard
+            case .failure(.clientLimitReached(let why)) = registry.mount(
+                path: "/diskless", call: try call(from: "127.0.0.4"))
+        else {
             Issue.record("a third client was admitted beyond max_clients = 2")
             return
         }
@@ -225,7 +242,8 @@ extension ExportRegistry {
         defer { registry.closeAll() }
         let (a, rootA) = try registry.mountOK(from: "127.0.0.2")
         let made = try a.namespace.create(
-            in: try ServerFileHandle(bytes: rootA).object, Array("kept".utf8), mode: .guarded, attributes: SetAttributes(mode: 0o644), as: a.credentials)
+            in: try ServerFileHandle(bytes: rootA).object, Array("kept".utf8), mode: .guarded,
+            attributes: SetAttributes(mode: 0o644), as: a.credentials)
         let fileHandle = a.fileHandle(made.0)
         _ = try registry.mountOK(from: "127.0.0.3")
         #expect(registry.openNamespaceCount == 2)
@@ -266,7 +284,8 @@ extension ExportRegistry {
         // One used within minimumIdleSeconds is never closed, even beyond the bound.
         _ = try registry.mountOK(from: "127.0.0.5")
         _ = try registry.mountOK(from: "127.0.0.6")
-        #expect(registry.openNamespaceCount == 3, "second closed; the two just used stay, the bound is exceeded for now")
+        #expect(
+            registry.openNamespaceCount == 3, "second closed; the two just used stay, the bound is exceeded for now")
     }
 }
 
@@ -334,9 +353,11 @@ extension ExportRegistry {
         #expect(!fresh.namespace.hasBeenClosed)
         let freshObject = try ServerFileHandle(bytes: freshRoot).object
         _ = try fresh.namespace.create(
-            in: freshObject, Array("after-reset".utf8), mode: .guarded, attributes: SetAttributes(mode: 0o644), as: fresh.credentials)
+            in: freshObject, Array("after-reset".utf8), mode: .guarded, attributes: SetAttributes(mode: 0o644),
+            as: fresh.credentials)
         #expect(fixture.exists("clients/127.0.0.2/tree/after-reset"), "the namespace is on the new upper")
-        #expect(!fixture.exists("clients/127.0.0.2/tree/big"), "the old namespace's copy-up did not land in the new upper")
+        #expect(
+            !fixture.exists("clients/127.0.0.2/tree/big"), "the old namespace's copy-up did not land in the new upper")
     }
 }
 

@@ -1,9 +1,9 @@
 import NFS3
 import NIOCore
+import TestSupport
 import Testing
 import Union
 import XDR
-import TestSupport
 
 @testable import StrataServer
 

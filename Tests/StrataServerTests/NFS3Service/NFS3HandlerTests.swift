@@ -133,7 +133,8 @@ import XDR
 
     @Test func fsinfoAdvertisesOneMebibyteTransfers() throws {
         let harness = try NFS3Harness()
-        let info = try #require(harness.call(.fsinfo, FSInfo3Args(fsroot: harness.root()), as: FSInfo3Res.self).success, "fsinfo failed")
+        let info = try #require(
+            harness.call(.fsinfo, FSInfo3Args(fsroot: harness.root()), as: FSInfo3Res.self).success, "fsinfo failed")
         #expect(info.rtmax == 1 << 20)
         #expect(info.wtmax == 1 << 20)
         #expect(info.rtpref == 1 << 20)
@@ -148,7 +149,8 @@ import XDR
 
     @Test func fsstatAndPathconf() throws {
         let harness = try NFS3Harness()
-        let stat = try #require(harness.call(.fsstat, FSStat3Args(fsroot: harness.root()), as: FSStat3Res.self).success, "fsstat failed")
+        let stat = try #require(
+            harness.call(.fsstat, FSStat3Args(fsroot: harness.root()), as: FSStat3Res.self).success, "fsstat failed")
         #expect(stat.tbytes > 0)
         #expect(stat.fbytes <= stat.tbytes)
         guard
@@ -184,7 +186,8 @@ import XDR
         let harness = try NFS3Harness()
         let verifier = Verifier3(rawValue: 0x1122_3344_5566_7788)
         let first = try #require(harness.createFile("x", how: .exclusive(verifier)).success, "exclusive create failed")
-        let again = try #require(harness.createFile("x", how: .exclusive(verifier)).success, "retransmitted exclusive create failed")
+        let again = try #require(
+            harness.createFile("x", how: .exclusive(verifier)).success, "retransmitted exclusive create failed")
         #expect(again.obj.handle == first.obj.handle)
         #expect(again.objAttributes.attributes?.fileid == first.objAttributes.attributes?.fileid)
         #expect(try harness.createFile("x", how: .exclusive(Verifier3(rawValue: 1))).status == .exist)
@@ -235,7 +238,8 @@ import XDR
         }
         #expect(link.objAttributes.attributes?.type == .lnk)
         let handle = try #require(link.obj.handle)
-        let read = try #require(harness.call(.readlink, ReadLink3Args(symlink: handle), as: ReadLink3Res.self).success, "readlink failed")
+        let read = try #require(
+            harness.call(.readlink, ReadLink3Args(symlink: handle), as: ReadLink3Res.self).success, "readlink failed")
         #expect(read.data == target)
         #expect(read.symlinkAttributes.attributes?.type == .lnk)
         #expect(

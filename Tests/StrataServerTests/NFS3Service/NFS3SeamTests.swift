@@ -52,7 +52,8 @@ import XDR
             .link, Link3Args(file: lowerB, link: DirOpArgs3(dir: merged, name: Array("hard-b".utf8))),
             as: Link3Res.self)
         _ = try harness.call(
-            .setattr, SetAttr3Args(object: try harness.handle("lower-a", in: merged), newAttributes: .init(mode: 0o600)),
+            .setattr,
+            SetAttr3Args(object: try harness.handle("lower-a", in: merged), newAttributes: .init(mode: 0o600)),
             as: SetAttr3Res.self)
         let page = try Self.readdirplus(harness, merged)
         #expect(page.eof)
@@ -98,10 +99,13 @@ import XDR
         }
         try expectPageIsGetattrs("create")
         _ = try harness.call(
-            .write, Write3Args(file: upperC, offset: 0, stable: .unstable, data: ByteBuffer(bytes: Array(repeating: 7, count: 100))),
+            .write,
+            Write3Args(
+                file: upperC, offset: 0, stable: .unstable, data: ByteBuffer(bytes: Array(repeating: 7, count: 100))),
             as: Write3Res.self)
         try expectPageIsGetattrs("write")
-        _ = try harness.call(.read, Read3Args(file: try harness.handle("lower-b", in: merged), offset: 0, count: 10), as: Read3Res.self)
+        _ = try harness.call(
+            .read, Read3Args(file: try harness.handle("lower-b", in: merged), offset: 0, count: 10), as: Read3Res.self)
         try expectPageIsGetattrs("read")
         _ = try harness.call(
             .symlink,
@@ -110,10 +114,12 @@ import XDR
                 symlink: SymlinkData3(symlinkAttributes: .init(), symlinkData: Array("lower-a".utf8))),
             as: Symlink3Res.self)
         try expectPageIsGetattrs("symlink")
-        _ = try harness.call(.readlink, ReadLink3Args(symlink: try harness.handle("link", in: merged)), as: ReadLink3Res.self)
+        _ = try harness.call(
+            .readlink, ReadLink3Args(symlink: try harness.handle("link", in: merged)), as: ReadLink3Res.self)
         try expectPageIsGetattrs("readlink")
         _ = try harness.call(
-            .setattr, SetAttr3Args(object: try harness.handle("lower-a", in: merged), newAttributes: .init(mode: 0o600)),
+            .setattr,
+            SetAttr3Args(object: try harness.handle("lower-a", in: merged), newAttributes: .init(mode: 0o600)),
             as: SetAttr3Res.self)
         try expectPageIsGetattrs("setattr")
         _ = try Self.readdirplus(harness, try harness.handle("sub", in: merged))
@@ -135,7 +141,9 @@ import XDR
             for credentials in [Credentials.root, Self.user] {
                 harness.credentials = credentials
                 let access = Access3Args(object: handle, access: 0x3f)
-                #expect(harness.inlineOutcome(.access, access) == harness.outcome(.access, access), "\(what)", sourceLocation: sourceLocation)
+                #expect(
+                    harness.inlineOutcome(.access, access) == harness.outcome(.access, access), "\(what)",
+                    sourceLocation: sourceLocation)
             }
             harness.credentials = .root
         }
@@ -164,7 +172,8 @@ import XDR
         _ = try harness.call(
             .remove, Remove3Args(object: DirOpArgs3(dir: merged, name: Array("lower-a".utf8))), as: Remove3Res.self)
         #expect(harness.inlineOutcome(.getattr, GetAttr3Args(object: lowerA)) == nil)
-        guard case .fail(.stale, _) = try harness.call(.getattr, GetAttr3Args(object: lowerA), as: GetAttr3Res.self) else {
+        guard case .fail(.stale, _) = try harness.call(.getattr, GetAttr3Args(object: lowerA), as: GetAttr3Res.self)
+        else {
             Issue.record("GETATTR of a removed file is not STALE")
             return
         }
@@ -173,7 +182,8 @@ import XDR
         var forged = merged
         forged.data[forged.data.count - 1] ^= 0x5a
         #expect(harness.inlineOutcome(.getattr, GetAttr3Args(object: forged)) == nil)
-        #expect(harness.inlineOutcome(.lookup, Lookup3Args(what: DirOpArgs3(dir: merged, name: Array("sub".utf8)))) == nil)
+        #expect(
+            harness.inlineOutcome(.lookup, Lookup3Args(what: DirOpArgs3(dir: merged, name: Array("sub".utf8)))) == nil)
         #expect(harness.inlineOutcome(.readlink, ReadLink3Args(symlink: merged)) == nil)
     }
 
@@ -218,7 +228,8 @@ import XDR
         for (i, byte) in zip(fileidRange, file.data[fileidRange]) { forged[i] = byte }
         let status = try harness.call(.getattr, GetAttr3Args(object: FileHandle3(forged)), as: GetAttr3Res.self).status
         #expect(status == .stale || status == .badhandle)
-        let read = try harness.call(.read, Read3Args(file: FileHandle3(forged), offset: 0, count: 10), as: Read3Res.self)
+        let read = try harness.call(
+            .read, Read3Args(file: FileHandle3(forged), offset: 0, count: 10), as: Read3Res.self)
         #expect(read.status == .stale || read.status == .badhandle)
 
         for index in [10, 11] {

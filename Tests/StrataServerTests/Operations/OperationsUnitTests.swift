@@ -9,28 +9,44 @@ import Testing
 
     @Test func textEscapesWhatAClientMaySend() {
         let line = StrataLogHandler.format(
-            level: .notice, message: "MNT refused: /a\nforged", metadata: ["client": "10.0.0.1", "name": "x y\"z"], format: .text,
+            level: .notice, message: "MNT refused: /a\nforged", metadata: ["client": "10.0.0.1", "name": "x y\"z"],
+            format: .text,
             isJournal: false, date: self.date)
         #expect(line == "1970-01-01T00:00:00.000Z notice MNT refused: /a\\nforged client=10.0.0.1 name=\"x y\\\"z\"")
     }
 
     @Test func timestampsAreRFC3339InUTC() {
-        #expect(StrataLogHandler.timestamp(Date(timeIntervalSince1970: 1_796_096_116.736)) == "2026-12-01T03:35:16.736Z")
+        #expect(
+            StrataLogHandler.timestamp(Date(timeIntervalSince1970: 1_796_096_116.736)) == "2026-12-01T03:35:16.736Z")
         #expect(StrataLogHandler.timestamp(Date(timeIntervalSince1970: 5.007)) == "1970-01-01T00:00:05.007Z")
     }
 
     @Test func journalLinesStartWithThePriorityAndHaveNoTime() {
-        #expect(StrataLogHandler.format(level: .warning, message: "m", metadata: [:], format: .text, isJournal: true, date: self.date) == "<4>warning m")
-        #expect(StrataLogHandler.format(level: .debug, message: "m", metadata: [:], format: .text, isJournal: true, date: self.date) == "<7>debug m")
-        #expect(StrataLogHandler.format(level: .error, message: "m", metadata: [:], format: .json, isJournal: true, date: self.date).hasPrefix("<3>{"))
+        #expect(
+            StrataLogHandler.format(
+                level: .warning, message: "m", metadata: [:], format: .text, isJournal: true, date: self.date)
+                == "<4>warning m")
+        #expect(
+            StrataLogHandler.format(
+                level: .debug, message: "m", metadata: [:], format: .text, isJournal: true, date: self.date)
+                == "<7>debug m")
+        #expect(
+            StrataLogHandler.format(
+                level: .error, message: "m", metadata: [:], format: .json, isJournal: true, date: self.date
+            ).hasPrefix("<3>{"))
     }
 
     @Test func jsonIsOneParsableObject() throws {
         let line = StrataLogHandler.format(
-            level: .info, message: "a \"quoted\"\nmessage", metadata: ["export": "/x", "control": "\u{1}"], format: .json, isJournal: false, date: self.date)
+            level: .info, message: "a \"quoted\"\nmessage", metadata: ["export": "/x", "control": "\u{1}"],
+            format: .json, isJournal: false, date: self.date)
         #expect(!line.contains("\n"))
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
-        #expect(object == ["time": "1970-01-01T00:00:00.000Z", "level": "info", "message": "a \"quoted\"\nmessage", "export": "/x", "control": "\u{1}"])
+        #expect(
+            object == [
+                "time": "1970-01-01T00:00:00.000Z", "level": "info", "message": "a \"quoted\"\nmessage", "export": "/x",
+                "control": "\u{1}",
+            ])
     }
 
     @Test func journalStreamCountsOnlyWhenItIsStderr() {
@@ -87,7 +103,8 @@ import Testing
 @Suite struct ReloadDescriptionTests {
     @Test func changesAndRestartsAreNamed() throws {
         let old = try Configuration(
-            toml: "[server]\nnfs_port = 2049\n[[export]]\npath = \"/a\"\nlowers = [\"/l\"]\nclients = [\"10.0.0.0/24(rw)\", \"*(ro)\"]\n[[export]]\npath = \"/gone\"\nlowers = [\"/l\"]\nclients = [\"*\"]\n",
+            toml:
+                "[server]\nnfs_port = 2049\n[[export]]\npath = \"/a\"\nlowers = [\"/l\"]\nclients = [\"10.0.0.0/24(rw)\", \"*(ro)\"]\n[[export]]\npath = \"/gone\"\nlowers = [\"/l\"]\nclients = [\"*\"]\n",
             relativeTo: "/")
         let new = try Configuration(
             toml:
