@@ -64,7 +64,8 @@ let package = Package(
                 "Basics",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            exclude: ["API.md"]
         ),
         .target(
             name: "StrataServer",
