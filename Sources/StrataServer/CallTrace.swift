@@ -1,7 +1,7 @@
+import Basics
 import Foundation
 import NIOCore
 import SunRPC
-import Synchronization
 
 /// `strata serve --trace FILE`: every NFS and MOUNT call with its arguments and its reply, as
 /// the server saw them, one line each (the call log format, Docs/BOOT-TRACE.md). What a client
@@ -16,7 +16,7 @@ import Synchronization
 /// base64 (`-` when empty). Large payloads are cut (WRITE data, READ data): the converter
 /// needs their headers, not the bytes.
 public final class CallTrace: Sendable {
-    private let file: Mutex<FileHandle?>
+    private let file: Locked<FileHandle?>
     private let origin: ContinuousClock.Instant
     public let path: String
 
@@ -30,7 +30,7 @@ public final class CallTrace: Sendable {
         }
         let stamp = ISO8601DateFormatter().string(from: Date())
         handle.write(Data("# strata call trace 1 opened \(stamp)\n".utf8))
-        self.file = Mutex(handle)
+        self.file = Locked(handle)
         self.origin = ContinuousClock.now
         self.path = path
     }

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Logging
 import Synchronization
@@ -8,14 +9,14 @@ public final class LogControl: Sendable {
     /// Index of the level in `Logger.Level.allCases`: every call reads it (an atomic, as a
     /// lock here was taken by all pool threads at once).
     private let levelIndex: Atomic<Int>
-    private let state: Mutex<LogFormat>
+    private let state: Locked<LogFormat>
     /// True when stderr is the systemd journal's stream: lines then start with a syslog
     /// priority (`<6>`) and carry no timestamp (the journal stamps them).
     public let isJournal: Bool
 
     public init(level: Logger.Level, format: LogFormat, isJournal: Bool = LogControl.stderrIsJournal()) {
         self.levelIndex = Atomic(Logger.Level.allCases.firstIndex(of: level) ?? 0)
-        self.state = Mutex(format)
+        self.state = Locked(format)
         self.isJournal = isJournal
     }
 
