@@ -78,24 +78,13 @@ public final class CallTrace: Sendable {
 }
 
 /// Wraps a program so that `trace` records each of its calls. Installed only with --trace.
-struct TracedProgram: RPCProgramHandler {
+struct TracedProgram: ProgramWrapper {
     let inner: any RPCProgramHandler
     let trace: CallTrace
     /// How many bytes of a procedure's arguments and reply are kept (WRITE's data and READ's
     /// are not needed to replay a trace).
     let argumentLimit: @Sendable (UInt32) -> Int
     let replyLimit: @Sendable (UInt32) -> Int
-
-    var program: UInt32 { self.inner.program }
-    var versions: ClosedRange<UInt32> { self.inner.versions }
-
-    func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool {
-        self.inner.isNonIdempotent(version: version, procedure: procedure)
-    }
-
-    func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool {
-        self.inner.isNonBlocking(version: version, procedure: procedure)
-    }
 
     func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         let start = self.trace.now()

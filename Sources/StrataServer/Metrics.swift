@@ -215,7 +215,7 @@ extension PrometheusCollectorRegistry {
 /// Wraps an RPC program to count its calls, errors and latency per procedure. For programs
 /// whose every result starts with a status word (NFSv3: nfsstat3, MOUNT v3 MNT: mountstat3),
 /// a non-zero first word counts as an error.
-struct MeteredProgram: RPCProgramHandler {
+struct MeteredProgram: ProgramWrapper {
     let inner: any RPCProgramHandler
     let metrics: ServerMetrics
     let name: String
@@ -238,17 +238,6 @@ struct MeteredProgram: RPCProgramHandler {
         self.procedureNames = procedureNames
         self.resultsStartWithStatus = resultsStartWithStatus
         self.known = procedureNames.mapValues { metrics.callInstruments(program: name, procedure: $0) }
-    }
-
-    var program: UInt32 { self.inner.program }
-    var versions: ClosedRange<UInt32> { self.inner.versions }
-
-    func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool {
-        self.inner.isNonIdempotent(version: version, procedure: procedure)
-    }
-
-    func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool {
-        self.inner.isNonBlocking(version: version, procedure: procedure)
     }
 
     func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool {
