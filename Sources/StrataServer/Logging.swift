@@ -132,17 +132,7 @@ public struct StrataLogHandler: LogHandler {
 
     /// Control characters as escapes, so a name with a newline cannot forge a log line.
     static func escapedText(_ text: String) -> String {
-        var result = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f: result += String(format: "\\x%02x", scalar.value)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
+        Self.escaped(text) { String(format: "\\x%02x", $0) }
     }
 
     static func quotedIfNeeded(_ value: String) -> String {
@@ -152,24 +142,28 @@ public struct StrataLogHandler: LogHandler {
                 $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || $0.value < 0x20 || $0.value == 0x7f
             }
         guard !plain else { return value }
-        return "\""
-            + escapedText(
-                value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
+        return "\"" + Self.escaped(value, quotes: true) { String(format: "\\x%02x", $0) } + "\""
     }
 
     static func jsonString(_ text: String) -> String {
-        var result = "\""
+        "\"" + Self.escaped(text, quotes: true) { String(format: "\\u%04x", $0) } + "\""
+    }
+
+    /// `text` with `\n`, `\r` and `\t` escaped, other control characters as `control` spells them, and with `quotes`
+    /// a double quote and a backslash escaped too.
+    static func escaped(_ text: String, quotes: Bool = false, control: (UInt32) -> String) -> String {
+        var result = ""
         for scalar in text.unicodeScalars {
             switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
+            case "\"" where quotes: result += "\\\""
+            case "\\" where quotes: result += "\\\\"
             case "\n": result += "\\n"
             case "\r": result += "\\r"
             case "\t": result += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f: result += String(format: "\\u%04x", scalar.value)
+            case _ where scalar.value < 0x20 || scalar.value == 0x7f: result += control(scalar.value)
             default: result.unicodeScalars.append(scalar)
             }
         }
-        return result + "\""
+        return result
     }
 }
