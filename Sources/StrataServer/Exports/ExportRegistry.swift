@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import SunRPC
+import Synchronization
 import Union
 
 /// One line of the mount table (MOUNT DUMP, `showmount -a`).
