@@ -30,10 +30,10 @@ public enum LayerToolError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .notALayer(let p):
-            return "\(p) is not a strata layer directory (needs tree/ and a layer.db written by Strata)"
-        case .destinationExists(let p): return "\(p) already exists: promote creates a new layer directory"
-        case .failed(let what, let e): return "\(what): \(e)"
+        case .notALayer(let path):
+            return "\(path) is not a strata layer directory (needs tree/ and a layer.db written by Strata)"
+        case .destinationExists(let path): return "\(path) already exists: promote creates a new layer directory"
+        case .failed(let what, let error): return "\(what): \(error)"
         }
     }
 }
