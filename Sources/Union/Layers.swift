@@ -140,7 +140,7 @@ final class UpperLayer: Sendable {
         try Files.mkdirAll(directory + "/index", mode: 0o700)
         let lockPath = directory + "/lock"
         self.lock = FD(try Sys.retry("open", lockPath) { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) })
-        self.isExclusive = flock(self.lock.raw, LOCK_EX | LOCK_NB) == 0
+        self.isExclusive = try Sys.tryLock(self.lock, path: lockPath)
         self.work = try Files.openDirectoryAbsolute(directory + "/work")
         self.index = try Files.openDirectoryAbsolute(directory + "/index")
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)

@@ -142,6 +142,17 @@ enum Sys {
         }
     }
 
+    /// flock(2) exclusively without waiting: false when another open file description holds the lock.
+    static func tryLock(_ fd: FD, path: @autoclosure () -> String) throws(UnionError) -> Bool {
+        while true {
+            if flock(fd.raw, LOCK_EX | LOCK_NB) == 0 { return true }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EWOULDBLOCK { return false }
+            throw Self.error(e, "flock", path())
+        }
+    }
+
     /// Like `retry` but returns `nil` for ENOENT.
     static func retryOrMissing<T: BinaryInteger>(
         _ call: String, _ path: @autoclosure () -> String, _ body: () -> T
