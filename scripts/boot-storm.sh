@@ -259,6 +259,19 @@ for r in sorted(rows, key=lambda r: (r["n"], r["server"])):
           f'{r.get("serverCPUPerCallMicroseconds", 0):>11.0f} {r["clientCPUPerCallMicroseconds"]:>11.0f} '
           f'{r.get("serverPeakRSSBytes", 0) / 1048576:>12.1f} {r.get("serverRSSPerClientBytes", 0) / 1024:>14.0f} {r["upperBytes"] / 1024:>9.0f}')
 print()
+# Where a client's boot goes: each instant of a boot given to the oldest call outstanding then (strata bench boot).
+reads = {"LOOKUP", "GETATTR", "ACCESS", "READ", "READLINK", "READDIR", "READDIRPLUS", "FSSTAT", "FSINFO", "PATHCONF", "NULL"}
+hdr = f'{"where a boot goes (s)":22} {"N":>4} {"mean boot":>9} {"(client)":>8} {"MNT":>6} {"reads":>6} {"changes":>7}  heaviest'
+print(hdr); print("-" * len(hdr))
+for r in sorted(rows, key=lambda r: (r["n"], r["server"])):
+    b = r["storm"].get("bootSeconds") or {}
+    if not b: continue
+    client, mnt = b.get("(client)", 0), b.get("MNT", 0)
+    rd = sum(v for k, v in b.items() if k in reads)
+    ch = sum(v for k, v in b.items() if k not in reads and k not in ("(client)", "MNT", "UMNT"))
+    top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(b.items(), key=lambda kv: -kv[1])[:3])
+    print(f'{r["server"]:22} {r["n"]:>4} {sum(b.values()):>9.2f} {client:>8.2f} {mnt:>6.2f} {rd:>6.2f} {ch:>7.2f}  {top}')
+print()
 for strata in ("strata", "strata-premounted"):
     if not any(r["server"] == strata for r in rows): continue
     print(f"ratios ganesha-overlay / {strata} (above 1: Strata faster):")

@@ -25,6 +25,8 @@ public struct BootReplayResult: Sendable {
     public var latencies: [UInt64]
     /// The same latencies with the call's index in the script.
     public var callLatencies: [(index: Int, nanoseconds: UInt64)]
+    /// When each answered call was sent and answered, with its index in the script (the boot's timeline).
+    public var callSpans: [(index: Int, sent: ContinuousClock.Instant, answered: ContinuousClock.Instant)] = []
     public var failures: [BootReplayFailure]
     /// Bytes sent in WRITE calls that the server accepted.
     public var bytesWritten: Int
@@ -64,6 +66,7 @@ public struct BootReplay: Sendable {
         var status: UInt32?
         var failure: String?
         var latency: UInt64?
+        var span: (sent: ContinuousClock.Instant, answered: ContinuousClock.Instant)?
         var learned: [(String, FileHandle3)] = []
         var forgotten: String?
         var renamed: (String, String)?
@@ -80,6 +83,8 @@ public struct BootReplay: Sendable {
         latencies.reserveCapacity(calls.count)
         var callLatencies: [(index: Int, nanoseconds: UInt64)] = []
         callLatencies.reserveCapacity(calls.count)
+        var callSpans: [(index: Int, sent: ContinuousClock.Instant, answered: ContinuousClock.Instant)] = []
+        callSpans.reserveCapacity(calls.count)
         var failures: [BootReplayFailure] = []
         var written = 0
         let start = ContinuousClock.now
@@ -91,6 +96,7 @@ public struct BootReplay: Sendable {
                 latencies.append(latency)
                 callLatencies.append((outcome.index, latency))
             }
+            if let span = outcome.span { callSpans.append((outcome.index, span.sent, span.answered)) }
             written += outcome.written
             let call = calls[outcome.index]
             if let failure = outcome.failure {
@@ -133,7 +139,7 @@ public struct BootReplay: Sendable {
         }
         return BootReplayResult(
             duration: ContinuousClock.now - start, latencies: latencies, callLatencies: callLatencies,
-            failures: failures, bytesWritten: written, calls: calls.count)
+            callSpans: callSpans, failures: failures, bytesWritten: written, calls: calls.count)
     }
 
     /// A call ready to send: its program, procedure and encoded arguments, and how to read the
@@ -316,7 +322,9 @@ public struct BootReplay: Sendable {
         do {
             var body = try await transport.call(
                 program: p.program, version: p.version, procedure: p.procedure, arguments: p.arguments)
-            let elapsed = ContinuousClock.now - sent
+            let answered = ContinuousClock.now
+            let elapsed = answered - sent
+            outcome.span = (sent, answered)
             outcome.latency =
                 UInt64(elapsed.components.seconds) * 1_000_000_000
                 + UInt64(elapsed.components.attoseconds / 1_000_000_000)

@@ -21,8 +21,12 @@ public enum BootStorm {
         public var bytesWritten: Int
         /// The first few errors, with client and script line.
         public var firstErrors: [String]
-        /// Latency by operation (MNT, LOOKUP, WRITE...): where a boot's time goes.
+        /// Latency by operation (MNT, LOOKUP, WRITE...).
         public var operations: [String: OperationFigures]
+        /// Where a boot's time goes: seconds of a client's boot (mean over the clients that booted) spent waiting
+        /// for each operation, every instant of a boot counted once (see `BootTimeline`). "(client)" is time with
+        /// no call outstanding: connecting, and the load generator itself. The values add up to the mean boot.
+        public var bootSeconds: [String: Double] = [:]
     }
 
     public struct OperationFigures: Sendable, Codable {
@@ -69,6 +73,7 @@ public enum BootStorm {
         var calls = 0
         var last = 0.0
         var byOperation: [String: [UInt64]] = [:]
+        var bootShares: [String: Double] = [:]
         for (client, result, finished) in results {
             last = max(last, finished.seconds)
             switch result {
@@ -79,6 +84,14 @@ public enum BootStorm {
                 latencies += replay.latencies
                 for (index, nanoseconds) in replay.callLatencies {
                     byOperation[script.calls[index].operation.keyword, default: []].append(nanoseconds)
+                }
+                let spans = replay.callSpans.map {
+                    BootTimeline.Span(
+                        operation: script.calls[$0.index].operation.keyword, sent: ($0.sent - start).seconds,
+                        answered: ($0.answered - start).seconds)
+                }
+                for (operation, seconds) in BootTimeline.attribute(spans, until: finished.seconds) {
+                    bootShares[operation, default: 0] += seconds
                 }
                 errors += replay.failures.count
                 written += replay.bytesWritten
@@ -94,7 +107,7 @@ public enum BootStorm {
         }
         latencies.sort()
         boots.sort()
-        return Report(
+        var report = Report(
             clients: clients, allBootedSeconds: last,
             bootP50Seconds: percentile(boots, 0.50), bootP99Seconds: percentile(boots, 0.99),
             bootMaxSeconds: boots.last ?? 0,
@@ -108,6 +121,8 @@ public enum BootStorm {
                     p99Milliseconds: Double(percentile(sorted, 0.99)) / 1e6,
                     totalMilliseconds: Double(sorted.reduce(0, +)) / 1e6)
             })
+        if !boots.isEmpty { report.bootSeconds = bootShares.mapValues { $0 / Double(boots.count) } }
+        return report
     }
 
     /// Nearest-rank percentile of sorted values (0 when empty).
@@ -115,6 +130,51 @@ public enum BootStorm {
         guard !sorted.isEmpty else { return 0 }
         let rank = Int((p * Double(sorted.count)).rounded(.up))
         return sorted[min(max(rank, 1), sorted.count) - 1]
+    }
+}
+
+/// Where one client's boot went. Calls overlap (the recorded client had several outstanding), so their latencies do
+/// not add up to the boot; here every instant of the boot, from the storm's start to its last answer, is given to
+/// one operation: the one of the oldest call outstanding then (what the client was waiting on first), or
+/// "(client)" when none was (connecting, or the load generator preparing the next call).
+public enum BootTimeline {
+    public struct Span: Sendable, Equatable {
+        public var operation: String
+        /// Seconds since the storm's start.
+        public var sent: Double
+        public var answered: Double
+        public init(operation: String, sent: Double, answered: Double) {
+            (self.operation, self.sent, self.answered) = (operation, sent, answered)
+        }
+    }
+
+    public static let idle = "(client)"
+
+    /// Seconds per operation; they add up to `until` (the boot's end, seconds since the storm's start).
+    public static func attribute(_ spans: [Span], until end: Double) -> [String: Double] {
+        var result: [String: Double] = [:]
+        let ordered = spans.sorted { $0.sent < $1.sent }
+        var points = Set(ordered.flatMap { [$0.sent, $0.answered] }.filter { $0 > 0 && $0 < end })
+        points.insert(0)
+        points.insert(end)
+        let boundaries = points.sorted()
+        // `first`: the oldest span not yet answered at the interval's start (spans answered earlier are behind it).
+        var first = 0
+        for (from, to) in zip(boundaries, boundaries.dropFirst()) {
+            while first < ordered.count && ordered[first].answered <= from && ordered[first].sent <= from {
+                first += 1
+            }
+            var owner = Self.idle
+            for span in ordered[first...] {
+                if span.sent > from { break }
+                if span.answered >= to {
+                    owner = span.operation
+                    break
+                }
+            }
+            result[owner, default: 0] += to - from
+        }
+        return result
     }
 }
 

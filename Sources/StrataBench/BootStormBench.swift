@@ -202,6 +202,13 @@ extension BootStormBench.Result {
                     format: "%@ %d calls p50 %.2f p99 %.2f ms", $0.key, $0.value.calls, $0.value.p50Milliseconds,
                     $0.value.p99Milliseconds)
             }.joined(separator: "; ")
+        if !s.bootSeconds.isEmpty {
+            out +=
+                "\n  where a boot goes (mean s per client, the oldest call outstanding): "
+                + s.bootSeconds.sorted { $0.value > $1.value }.prefix(8).map {
+                    String(format: "%@ %.2f", $0.key, $0.value)
+                }.joined(separator: ", ")
+        }
         return out
     }
 }

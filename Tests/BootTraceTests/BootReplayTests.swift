@@ -157,6 +157,10 @@ extension FileAttributes3 {
         #expect(report.bytesWritten == 120)
         #expect(report.operations["READ"]?.calls == 6 && report.operations["LOOKUP"]?.calls == 18)
         #expect(report.bootP50Seconds <= report.bootP99Seconds && report.bootP99Seconds <= report.allBootedSeconds)
+        // Where the boots went adds up to a mean boot, and names the operations the script has.
+        let accounted = report.bootSeconds.values.reduce(0, +)
+        #expect(accounted > 0 && accounted <= report.allBootedSeconds + 1e-9, "\(report.bootSeconds)")
+        #expect(report.bootSeconds["MNT"] != nil && report.bootSeconds["LOOKUP"] != nil, "\(report.bootSeconds)")
         for (index, server) in servers.enumerated() {
             #expect(
                 server.log.withLock { $0.written["/var/log"] }
@@ -167,6 +171,24 @@ extension FileAttributes3 {
             script: try BootScript.parse(Self.script), clients: 1, export: { _ in "/" },
             connect: { _ in throw CancellationError() })
         #expect(failed.errors == 13 && failed.firstErrors.count == 1)
+    }
+
+    /// Each instant of a boot goes to the oldest call outstanding then, or to the client when none is.
+    @Test func bootTimeGoesToTheOldestCallOutstanding() {
+        let spans = [
+            BootTimeline.Span(operation: "MNT", sent: 0.1, answered: 0.5),
+            BootTimeline.Span(operation: "LOOKUP", sent: 0.5, answered: 0.7),
+            BootTimeline.Span(operation: "WRITE", sent: 0.6, answered: 1.0),
+            BootTimeline.Span(operation: "GETATTR", sent: 0.65, answered: 0.8),
+            BootTimeline.Span(operation: "GETATTR", sent: 1.05, answered: 1.1),
+        ]
+        let shares = BootTimeline.attribute(spans.shuffled(), until: 1.2)
+        let expected = ["(client)": 0.1 + 0.05 + 0.1, "MNT": 0.4, "LOOKUP": 0.2, "WRITE": 0.3, "GETATTR": 0.05]
+        #expect(Set(shares.keys) == Set(expected.keys), "\(shares)")
+        for (operation, seconds) in expected {
+            #expect(abs((shares[operation] ?? -1) - seconds) < 1e-9, "\(operation): \(shares)")
+        }
+        #expect(BootTimeline.attribute([], until: 2) == ["(client)": 2])
     }
 
     @Test func percentileIsNearestRank() {
