@@ -19,20 +19,29 @@ struct CookieKey: Sendable, Equatable {
 
     static func random() -> CookieKey { CookieKey(k0: .random(in: .min ... .max), k1: .random(in: .min ... .max)) }
 
-    /// The namespace's key, made on first use and kept in `meta` (`cookieKey0`, `cookieKey1`).
+    /// The namespace's key, made on first use and kept in `meta` (`cookieKey0`, `cookieKey1`). Read first: a
+    /// sidecar made by `UnionNamespace.createUpper` has it already, and a durable write per open would cost a flush.
     static func load(_ sidecar: Sidecar) throws(UnionError) -> CookieKey {
-        try sidecar.write("load the cookie key") { db -> CookieKey in
-            let rows = try MetaRecord.filter(keys: ["cookieKey0", "cookieKey1"]).fetchAll(db)
-            if let a = rows.first(where: { $0.key == "cookieKey0" }),
-                let b = rows.first(where: { $0.key == "cookieKey1" })
-            {
-                return CookieKey(k0: UInt64(bitPattern: a.value), k1: UInt64(bitPattern: b.value))
-            }
+        if let known = try sidecar.read("read the cookie key", Self.fetch) { return known }
+        return try sidecar.write("make the cookie key") { db -> CookieKey in
+            if let known = try Self.fetch(db) { return known }
             let k = CookieKey.random()
-            try MetaRecord(key: "cookieKey0", value: Int64(bitPattern: k.k0)).save(db)
-            try MetaRecord(key: "cookieKey1", value: Int64(bitPattern: k.k1)).save(db)
+            try k.store(db)
             return k
         }
+    }
+
+    private static func fetch(_ db: Database) throws -> CookieKey? {
+        let rows = try MetaRecord.filter(keys: ["cookieKey0", "cookieKey1"]).fetchAll(db)
+        guard let a = rows.first(where: { $0.key == "cookieKey0" }),
+            let b = rows.first(where: { $0.key == "cookieKey1" })
+        else { return nil }
+        return CookieKey(k0: UInt64(bitPattern: a.value), k1: UInt64(bitPattern: b.value))
+    }
+
+    func store(_ db: Database) throws {
+        try MetaRecord(key: "cookieKey0", value: Int64(bitPattern: self.k0)).save(db)
+        try MetaRecord(key: "cookieKey1", value: Int64(bitPattern: self.k1)).save(db)
     }
 }
 
