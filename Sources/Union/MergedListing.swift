@@ -13,7 +13,7 @@ struct MergedListing: Sendable {
     /// Each entry's handle and attributes as a listing page found them (same order as `entries`, empty until a page
     /// asked), valid while the namespace's `attributeGeneration` is `objectsGeneration`: a warm READDIRPLUS page
     /// costs no system call and no identity lookup per entry. Exact: every step that may change an attribute moves
-    /// the generation.
+    /// the generation, and a directory entry also needs its own `directoryAtimeGeneration` (see `ListedObject`).
     var objects: [ListedObject] = []
     var objectsGeneration: UInt64 = .max
 }
@@ -23,7 +23,10 @@ enum ListedObject: Sendable {
     case unknown
     /// Vanished since the listing was made (the page gives its name without handle and attributes).
     case absent
-    case found(FoundObject)
+    /// `directoryAtimes`: the namespace's `directoryAtimeGeneration` when the page began. A listing moves only its
+    /// directory's access time, which only that directory's own entry shows: a directory entry is taken again once
+    /// that generation moved, every other entry stays.
+    case found(FoundObject, directoryAtimes: UInt64)
 }
 
 /// The layer and inode a listing entry showed.
