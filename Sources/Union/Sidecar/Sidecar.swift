@@ -27,6 +27,8 @@ final class Sidecar: Sendable {
     let queue: DatabaseQueue
     let path: String
     let filesystemSync = Locked<FilesystemSync>(.none)
+    /// With `.wholeFilesystem`: the shared syncfs calls and the file system's `st_dev`.
+    private let sharedSyncfs = Locked<(FileSyncs, UInt64)>((Sidecar.filesystemSyncs, 0))
     /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread).
     let beforeFlush = Locked<(@Sendable () -> Void)?>(nil)
     /// Set by `init`; never nil afterwards (a closure over `self` cannot be made before `self` exists).
@@ -105,13 +107,36 @@ final class Sidecar: Sendable {
     /// record before making the step; `afterSync` records come in a later batch).
     private func flush(_ batch: GroupCommit<SidecarRecord>.Batch) throws(UnionError) {
         if let hook = self.beforeFlush.withLock({ $0 }) { hook() }
+        let mode = self.filesystemSync.withLock { $0 }
+        if case .wholeFilesystem(let fd) = mode {
+            // Only sidecar records (a first sighting's identity, a whiteout that must precede an unlink, a dropped
+            // whiteout): the WAL's own sync makes them durable, without writing back the whole file system.
+            if batch.syncs.isEmpty {
+                if !batch.records.isEmpty {
+                    try self.transaction(
+                        "commit \(batch.records.count) changes (batch \(batch.number))", syncingWAL: true
+                    ) { db in
+                        for r in batch.records { try r(db) }
+                    }
+                }
+                return
+            }
+            if !batch.records.isEmpty {
+                try self.transaction("commit \(batch.records.count) changes (batch \(batch.number))") { db in
+                    for r in batch.records { try r(db) }
+                }
+            }
+            // The sidecar runs with synchronous = NORMAL on the same file system: one syncfs covers it and the tree.
+            try self.syncFilesystem(fd)
+            return
+        }
         if !batch.records.isEmpty {
             try self.transaction("commit \(batch.records.count) changes (batch \(batch.number))") { db in
                 for r in batch.records { try r(db) }
             }
         }
-        switch self.filesystemSync.withLock({ $0 }) {
-        case .none:
+        switch mode {
+        case .none, .wholeFilesystem:
             break
         case .orderedJournal:
             // The sidecar synced itself (synchronous = FULL). The object changed last: its fsync commits the journal
@@ -119,23 +144,35 @@ final class Sidecar: Sendable {
             if let last = batch.syncs.last { try Self.sync(last) }
         case .eachObject:
             for t in batch.syncs { try Self.sync(t) }
-        case .wholeFilesystem(let fd):
-            // The sidecar runs with synchronous = NORMAL on the same file system: one syncfs covers it and the tree.
-            if !batch.records.isEmpty || !batch.syncs.isEmpty {
-                _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
-            }
         }
     }
 
+    /// A syncfs of the sidecar's file system that starts after this call, shared with every other namespace on that
+    /// file system: a syncfs writes back the whole file system, so one that started after a batch was committed
+    /// covers that batch whichever namespace asked for it (a room of clients booting: one syncfs, not one each).
+    private func syncFilesystem(_ fd: FD) throws(UnionError) {
+        let (syncs, device) = self.sharedSyncfs.withLock { $0 }
+        try syncs.sync(device) { () throws(UnionError) in
+            _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
+        }
+    }
+
+    /// The syncfs calls of every namespace of this process, shared per file system (keyed by `st_dev`).
+    static let filesystemSyncs = FileSyncs()
+
     /// Chooses how batches are made durable. With `.wholeFilesystem` the sidecar stops syncing its own WAL (each
-    /// batch's syncfs does it); the caller checks the sidecar lives on that file system.
-    func useFilesystemSync(_ mode: FilesystemSync) throws(UnionError) {
-        if case .wholeFilesystem = mode {
+    /// batch's syncfs does it, shared through `syncs`, keyed by the file system); the caller checks the sidecar lives
+    /// on that file system.
+    func useFilesystemSync(_ mode: FilesystemSync, syncs: FileSyncs = Sidecar.filesystemSyncs) throws(UnionError) {
+        if case .wholeFilesystem(let fd) = mode {
+            var st = stat()
+            guard Glibc.fstat(fd.raw, &st) == 0 else { throw Sys.error(errno, "fstat", self.path) }
             do {
                 try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             } catch {
                 throw .sidecar("set synchronous in \(self.path): \(error)")
             }
+            self.sharedSyncfs.withLock { $0 = (syncs, UInt64(st.st_dev)) }
         }
         self.filesystemSync.withLock { $0 = mode }
     }
@@ -147,18 +184,31 @@ final class Sidecar: Sendable {
         }
     }
 
-    /// One durable transaction, outside the group commit (open, repairs, tools).
+    /// One durable transaction, outside the group commit (open, repairs, tools). Its records are all it makes
+    /// durable: the WAL's own sync suffices.
     func write<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
-        let r = try self.transaction(what, body)
-        if case .wholeFilesystem(let fd) = self.filesystemSync.withLock({ $0 }) {
-            _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
-        }
-        return r
+        try self.transaction(what, syncingWAL: true, body)
     }
 
-    private func transaction<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
+    /// `syncingWAL`: durable when it returns, also where batches run with synchronous = NORMAL (`.wholeFilesystem`):
+    /// this one commit runs with FULL (an fdatasync of the WAL, which holds every earlier commit too).
+    private func transaction<T>(
+        _ what: String, syncingWAL: Bool = false, _ body: (Database) throws -> T
+    ) throws(UnionError) -> T {
         do {
-            return try self.queue.write(body)
+            guard syncingWAL, case .wholeFilesystem = self.filesystemSync.withLock({ $0 }) else {
+                return try self.queue.write(body)
+            }
+            return try self.queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                var result: T?
+                try db.inTransaction {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
+            }
         } catch let e as UnionError {
             throw e
         } catch {
