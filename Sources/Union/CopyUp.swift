@@ -2,9 +2,9 @@ import Glibc
 
 // Copy-up (Docs/SEMANTICS.md, overlayfs copy_up.c): parents first, with their lower metadata; then the object, written
 // under work/, fsynced and renamed into place, so a client never sees a half-copied file. This file is the policy and
-// the crash order; how bytes and xattrs are copied (holes kept) is `FileCopy`. A regular file's data is copied
-// without any namespace lock (`copyUpOutsideChange`): other calls, of this namespace and others, go on meanwhile;
-// only the publishing rename takes the write lock.
+// the crash order; how an object, its metadata and its data (holes kept) are copied is `FileCopy`. A regular file's
+// data is copied without any namespace lock (`copyUpOutsideChange`): other calls, of this namespace and others, go on
+// meanwhile; only the publishing rename takes the write lock.
 
 extension UnionNamespace {
     func workName(_ what: String) -> [UInt8] {
@@ -58,7 +58,7 @@ extension UnionNamespace {
         let tmp = self.workName("copyup")
         let tmpPath = "work/" + tmp.displayString
         return try self.cleaningWork(tmp) { () throws(UnionError) -> PreparedCopy in
-            try self.makeCopy(of: node.top, as: tmp, in: upper.work, path: tmpPath, dataLimit: dataLimit)
+            try FileCopy.copyObject(node.top, as: tmp, in: upper.work, path: tmpPath, dataLimit: dataLimit)
             guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else {
                 throw .io(errno: ENOENT, call: "fstatat", path: tmpPath)
             }
@@ -246,78 +246,6 @@ extension UnionNamespace {
                 }
                 return try Sys.retry("renameat", path) { renameat(fromDir.raw, fromName, toDir.raw, toName) }
             }
-        }
-    }
-
-    /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
-    /// `dataLimit`: copy at most this many bytes (a copy-up for a truncation need not copy what goes away).
-    func makeCopy(
-        of src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil
-    )
-        throws(UnionError)
-    {
-        try Self.copyObject(src, as: name, in: dir, path: path, dataLimit: dataLimit)
-    }
-
-    static func copyObject(
-        _ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil
-    )
-        throws(UnionError)
-    {
-        let st = src.st
-        let srcPath = src.pathString
-        var dataFD: FD?
-        switch st.fileType {
-        case .regular:
-            guard let sourceParent = src.parent else { throw .isDirectory }
-            let source = try Files.openAt(sourceParent, src.name, O_RDONLY, path: srcPath)
-            let copy = try Files.openAt(dir, name, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: path)
-            let size = min(Int64(st.st_size), Int64(clamping: dataLimit ?? UInt64(Int64.max)))
-            try FileCopy.copyData(from: source, to: copy, size: size, path: srcPath)
-            try FileCopy.copyXattrs(from: source, to: copy)
-            dataFD = copy
-        case .directory:
-            _ = try name.withCName { (cName) throws(UnionError) -> CInt in
-                try Sys.retry("mkdirat", path) { mkdirat(dir.raw, cName, 0o700) }
-            }
-            if let sourceDir = src.dir {
-                let source = try Files.reopenDirectory(sourceDir, path: srcPath)
-                let copy = try Files.openAt(dir, name, O_RDONLY | O_DIRECTORY, path: path)
-                try FileCopy.copyXattrs(from: source, to: copy)
-                dataFD = copy
-            }
-        case .symlink:
-            guard let parent = src.parent else { throw .invalid("symlink without parent") }
-            var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let length = try src.name.withCName { (cName) throws(UnionError) -> Int in
-                try Sys.retry("readlinkat", srcPath) { readlinkat(parent.raw, cName, &target, target.count - 1) }
-            }
-            target[length] = 0
-            _ = try name.withCName { (cName) throws(UnionError) -> CInt in
-                try Sys.retry("symlinkat", path) { symlinkat(target, dir.raw, cName) }
-            }
-        default:
-            _ = try name.withCName { (cName) throws(UnionError) -> CInt in
-                try Sys.retry("mknodat", path) {
-                    mknodat(dir.raw, cName, (st.st_mode & S_IFMT) | 0o600, st.st_rdev)
-                }
-            }
-        }
-        try Self.setOwnerModeTimes(dir, name, st: st, path: path)
-        if let dataFD { _ = try Sys.retry("fsync", path) { fsync(dataFD.raw) } }
-    }
-
-    /// Owner first (chown clears set-id bits), then mode, then times (last: the others change ctime only).
-    static func setOwnerModeTimes(_ dir: FD, _ name: [UInt8], st: stat, path: String) throws(UnionError) {
-        try name.withCName { (cName) throws(UnionError) in
-            _ = try Sys.retry("fchownat", path) {
-                fchownat(dir.raw, cName, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW)
-            }
-            if !(st.fileType == .symlink) {
-                _ = try Sys.retry("fchmodat", path) { fchmodat(dir.raw, cName, mode_t(st.permissionBits), 0) }
-            }
-            var times = [st.st_atim, st.st_mtim]
-            _ = try Sys.retry("utimensat", path) { utimensat(dir.raw, cName, &times, AT_SYMLINK_NOFOLLOW) }
         }
     }
 }

@@ -150,7 +150,7 @@ public enum LayerTools {
             var links: [UInt64: (FD, [UInt8])] = [:]  // old file inode (nlink > 1) → first copy
             try Self.copyTree(src, dst, "", &inoMap, &links)
             try Self.carryIndexedNames(upper: upper, lowers: lowers, into: dst, links: links)
-            try UnionNamespace.setOwnerModeTimes(
+            try FileCopy.setOwnerModeTimes(
                 dst, Array(".".utf8), st: try Files.fstat(src, path: "tree"), path: "tree")
             let oldSidecar = try Sidecar(path: upper + "/layer.db", readOnly: true)
             let records = try oldSidecar.loadLayerRecords()
@@ -233,12 +233,12 @@ public enum LayerTools {
             let location = Location(
                 layer: 0, path: Array(entryPath.utf8), parent: src, name: entry.name,
                 dir: st.isDirectory ? try Files.openDirPath(src, entry.name, path: entryPath) : nil, st: st)
-            try UnionNamespace.copyObject(location, as: entry.name, in: dst, path: entryPath)
+            try FileCopy.copyObject(location, as: entry.name, in: dst, path: entryPath)
             if st.isDirectory, let sourceDir = location.dir {
                 let copyDir = try Files.openDirPath(dst, entry.name, path: entryPath)
                 try Self.copyTree(sourceDir, copyDir, entryPath, &inoMap, &links)
                 // Its children changed its times.
-                try UnionNamespace.setOwnerModeTimes(dst, entry.name, st: st, path: entryPath)
+                try FileCopy.setOwnerModeTimes(dst, entry.name, st: st, path: entryPath)
             } else if st.st_nlink > 1 {
                 links[UInt64(st.st_ino)] = (dst, entry.name)
             }
@@ -356,7 +356,7 @@ public enum LayerTools {
                     // The parent (already in `touched`) keeps its times: they are restored at the end.
                     if try Files.statAt(fd, name, path: subPath) == nil {
                         // The union showed a lower directory here: it takes that directory's metadata (a copy-up).
-                        try UnionNamespace.copyObject(location, as: name, in: fd, path: subPath)
+                        try FileCopy.copyObject(location, as: name, in: fd, path: subPath)
                     }
                     let sub = try Files.openDirPath(fd, name, path: subPath)
                     touched[key] = (sub, try Files.fstat(sub, path: subPath), subPath)
@@ -383,13 +383,13 @@ public enum LayerTools {
                     let location = Location(
                         layer: 0, path: Array("index/\(copied.fileid)".utf8), parent: index,
                         name: Array(String(copied.fileid).utf8), dir: nil, st: copied.st)
-                    try UnionNamespace.copyObject(location, as: name.name, in: dir, path: namePath)
+                    try FileCopy.copyObject(location, as: name.name, in: dir, path: namePath)
                     first = (dir, name.name)
                 }
             }
         }
         for (_, touchedDir) in touched.sorted(by: { $0.key.count > $1.key.count }) {
-            try UnionNamespace.setOwnerModeTimes(
+            try FileCopy.setOwnerModeTimes(
                 touchedDir.fd, Array(".".utf8), st: touchedDir.st, path: touchedDir.path)
             try Files.fsyncDirectory(touchedDir.fd, path: touchedDir.path)
         }

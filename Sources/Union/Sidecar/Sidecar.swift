@@ -62,12 +62,19 @@ final class Sidecar: Sendable {
         self.commits = GroupCommit { [unowned self] (batch) throws(UnionError) in try self.flush(batch) }
     }
 
-    /// Creates the sidecar `path` whole: made and migrated under a temporary name without a flush per migration
-    /// step, flushed once, then renamed into place and its directory flushed. A new client's first MNT creates
-    /// one (a room of clients powering on creates hundreds): migrated in place, each step was its own durable
-    /// transaction, about 18 flushes per sidecar instead of 3. A crash before the rename leaves only the
-    /// temporary files, which the next creation removes; after it, the sidecar is complete.
-    private static func create(_ path: String, configuration: Configuration) throws {
+    /// Creates the sidecar `path` whole: made under a temporary name, flushed once, then renamed into place and its
+    /// directory flushed. A crash before the rename leaves only the temporary files, which the next creation
+    /// removes; after it, the sidecar is complete, `initial` included.
+    ///
+    /// A new client's first MNT creates one (a room of clients powering on creates hundreds at once), so the work per
+    /// sidecar is kept small: the migrated, empty database is made once per process (`template`) and each new
+    /// sidecar starts as a copy of its bytes; `initial` then writes the records of this one sidecar (its secrets,
+    /// the stack it was made for) in one transaction, so that opening it afterwards needs no durable write of them.
+    /// Migrated in place, each step was its own durable transaction: about 18 flushes per sidecar, and the
+    /// migrations' CPU for every client.
+    static func create(
+        _ path: String, configuration: Configuration, initial: ((Database) throws -> Void)? = nil
+    ) throws {
         let temporary = path + ".new"
         for leftover in [temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal"] {
             if unlink(leftover) != 0 && errno != ENOENT {
@@ -75,19 +82,26 @@ final class Sidecar: Sendable {
             }
         }
         do {
-            let queue = try DatabaseQueue(path: temporary, configuration: configuration)
-            try queue.writeWithoutTransaction { db in
-                // No flush per step: nothing refers to this file until the rename below.
-                try db.execute(sql: "PRAGMA synchronous = OFF")
-                try db.execute(sql: "PRAGMA journal_mode = WAL")
+            if let template = Self.template.withLock({ $0 }) {
+                try Self.writeFile(temporary, template)
+            } else {
+                try Self.migrateEmpty(temporary, configuration: configuration)
+                let made = try Self.readFile(temporary)
+                Self.template.withLock { if $0 == nil { $0 = made } }
             }
-            try SidecarMigrations.migrator.migrate(queue)
-            try queue.writeWithoutTransaction { db in
-                // Everything into the main file, flushed (FULL: the checkpoint syncs the WAL and the file).
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            if let initial {
+                let queue = try DatabaseQueue(path: temporary, configuration: configuration)
+                try queue.writeWithoutTransaction { db in
+                    // No flush here either: the fsync below makes the file durable before anything refers to it.
+                    try db.execute(sql: "PRAGMA synchronous = OFF")
+                    try db.inTransaction {
+                        try initial(db)
+                        return .commit
+                    }
+                    try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+                }
+                try queue.close()
             }
-            try queue.close()
         } catch let error as UnionError {
             throw error
         } catch {
@@ -100,6 +114,46 @@ final class Sidecar: Sendable {
         _ = unlink(temporary + "-wal")
         _ = unlink(temporary + "-shm")
         try Files.fsyncDirectory(try Files.openDirectoryAbsolute(directory.isEmpty ? "." : directory), path: directory)
+    }
+
+    /// The bytes of an empty sidecar with every migration applied (WAL mode, checkpointed: a complete database in one
+    /// file), made by the first creation of the process. The migrations are the same for every sidecar of one binary.
+    private static let template = Locked<[UInt8]?>(nil)
+
+    /// Makes the empty, migrated database at `path` (no flush: its creator flushes the copy it makes).
+    private static func migrateEmpty(_ path: String, configuration: Configuration) throws {
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = OFF")
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+        }
+        try SidecarMigrations.migrator.migrate(queue)
+        try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try queue.close()
+    }
+
+    private static func readFile(_ path: String) throws(UnionError) -> [UInt8] {
+        let fd = FD(try Sys.retry("open", path) { open(path, O_RDONLY | O_CLOEXEC) })
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = try Sys.retry("read", path) {
+                chunk.withUnsafeMutableBytes { Glibc.read(fd.raw, $0.baseAddress, $0.count) }
+            }
+            if n == 0 { return bytes }
+            bytes += chunk[0..<n]
+        }
+    }
+
+    private static func writeFile(_ path: String, _ bytes: [UInt8]) throws(UnionError) {
+        let fd = FD(try Sys.retry("open", path) { open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) })
+        var done = 0
+        while done < bytes.count {
+            let n = try Sys.retry("write", path) {
+                bytes.withUnsafeBytes { Glibc.write(fd.raw, $0.baseAddress! + done, $0.count - done) }
+            }
+            done += n
+        }
     }
 
     /// One batch of the group commit: one transaction with every queued record, then one sync. The changes of a

@@ -1,11 +1,76 @@
 import Glibc
 
-// The bytes of a copy (copy-up, `strata layer promote`), apart from the policy of what is copied when. Data keeps its
-// holes: FICLONE where the file system can share extents (overlayfs: "Try to use clone_file_range to clone up within
-// the same fs"), else copy_file_range over each data extent found with SEEK_DATA/SEEK_HOLE; a read/write loop only
-// where the kernel refuses both. Extended attributes are copied as overlayfs copies them.
+// How one object is copied (copy-up, `strata layer promote`), apart from the policy of what is copied when: the
+// object by its type, its owner, mode and times, its extended attributes as overlayfs copies them, and its data. Data
+// keeps its holes: FICLONE where the file system can share extents (overlayfs: "Try to use clone_file_range to clone
+// up within the same fs"), else copy_file_range over each data extent found with SEEK_DATA/SEEK_HOLE; a read/write
+// loop only where the kernel refuses both.
 
 enum FileCopy {
+    /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
+    /// `dataLimit`: copy at most this many bytes (a copy-up for a truncation need not copy what goes away).
+    static func copyObject(
+        _ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil
+    )
+        throws(UnionError)
+    {
+        let st = src.st
+        let srcPath = src.pathString
+        var dataFD: FD?
+        switch st.fileType {
+        case .regular:
+            guard let sourceParent = src.parent else { throw .isDirectory }
+            let source = try Files.openAt(sourceParent, src.name, O_RDONLY, path: srcPath)
+            let copy = try Files.openAt(dir, name, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: path)
+            let size = min(Int64(st.st_size), Int64(clamping: dataLimit ?? UInt64(Int64.max)))
+            try FileCopy.copyData(from: source, to: copy, size: size, path: srcPath)
+            try FileCopy.copyXattrs(from: source, to: copy)
+            dataFD = copy
+        case .directory:
+            _ = try name.withCName { (cName) throws(UnionError) -> CInt in
+                try Sys.retry("mkdirat", path) { mkdirat(dir.raw, cName, 0o700) }
+            }
+            if let sourceDir = src.dir {
+                let source = try Files.reopenDirectory(sourceDir, path: srcPath)
+                let copy = try Files.openAt(dir, name, O_RDONLY | O_DIRECTORY, path: path)
+                try FileCopy.copyXattrs(from: source, to: copy)
+                dataFD = copy
+            }
+        case .symlink:
+            guard let parent = src.parent else { throw .invalid("symlink without parent") }
+            var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let length = try src.name.withCName { (cName) throws(UnionError) -> Int in
+                try Sys.retry("readlinkat", srcPath) { readlinkat(parent.raw, cName, &target, target.count - 1) }
+            }
+            target[length] = 0
+            _ = try name.withCName { (cName) throws(UnionError) -> CInt in
+                try Sys.retry("symlinkat", path) { symlinkat(target, dir.raw, cName) }
+            }
+        default:
+            _ = try name.withCName { (cName) throws(UnionError) -> CInt in
+                try Sys.retry("mknodat", path) {
+                    mknodat(dir.raw, cName, (st.st_mode & S_IFMT) | 0o600, st.st_rdev)
+                }
+            }
+        }
+        try Self.setOwnerModeTimes(dir, name, st: st, path: path)
+        if let dataFD { _ = try Sys.retry("fsync", path) { fsync(dataFD.raw) } }
+    }
+
+    /// Owner first (chown clears set-id bits), then mode, then times (last: the others change ctime only).
+    static func setOwnerModeTimes(_ dir: FD, _ name: [UInt8], st: stat, path: String) throws(UnionError) {
+        try name.withCName { (cName) throws(UnionError) in
+            _ = try Sys.retry("fchownat", path) {
+                fchownat(dir.raw, cName, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW)
+            }
+            if !(st.fileType == .symlink) {
+                _ = try Sys.retry("fchmodat", path) { fchmodat(dir.raw, cName, mode_t(st.permissionBits), 0) }
+            }
+            var times = [st.st_atim, st.st_mtim]
+            _ = try Sys.retry("utimensat", path) { utimensat(dir.raw, cName, &times, AT_SYMLINK_NOFOLLOW) }
+        }
+    }
+
     /// Copies the first `size` bytes of `source` into the empty file `destination` and makes that its size.
     static func copyData(from source: FD, to destination: FD, size: Int64, path: String) throws(UnionError) {
         if try Sys.cloneFile(from: source, to: destination, path: path) { return }
