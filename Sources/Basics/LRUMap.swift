@@ -26,21 +26,17 @@ public struct LRUMap<Key: Hashable, Value> {
     }
 
     /// Stores `value` for `key` as the most recently used, evicting the oldest entries beyond
-    /// `capacity`; returns the keys evicted (for owners that keep something per entry).
-    @discardableResult
-    public mutating func set(_ value: Value, for key: Key) -> [Key] {
+    /// `capacity`.
+    public mutating func set(_ value: Value, for key: Key) {
         self.touch(key, value)
-        var evicted: [Key] = []
         while self.entries.count > self.capacity, self.head < self.order.count {
             let oldest = self.order[self.head]
             self.head += 1
             if self.entries[oldest.key]?.generation == oldest.generation {
                 self.entries[oldest.key] = nil
-                evicted.append(oldest.key)
             }
         }
         self.compactIfStale()
-        return evicted
     }
 
     public mutating func removeValue(for key: Key) {

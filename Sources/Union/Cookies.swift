@@ -68,25 +68,39 @@ enum Cookies {
     static func assign(
         _ items: [(name: [UInt8], fileid: UInt64)], key: CookieKey, slotBits: Int = Cookies.slotBits
     ) -> [ListingEntry] {
-        var bySlot: [UInt64: Int] = [:]
-        let slotted = items.map { (slot: Self.slot($0.name, key, bits: slotBits), name: $0.name, fileid: $0.fileid) }
-        for s in slotted { bySlot[s.slot, default: 0] += 1 }
-        let keyed = slotted.map { s in
-            (
-                cookie: s.slot | (bySlot[s.slot] == 1 ? Self.alone : Self.collisionCookie(s.name, key)), name: s.name,
-                fileid: s.fileid
-            )
+        Self.order(items.map(\.name), key: key, slotBits: slotBits).map {
+            ListingEntry(name: items[$0.index].name, fileid: items[$0.index].fileid, cookie: $0.cookie)
         }
-        .sorted { a, b in a.cookie != b.cookie ? a.cookie < b.cookie : a.name.lexicographicallyPrecedes(b.name) }
-        var out: [ListingEntry] = []
-        out.reserveCapacity(keyed.count)
+    }
+
+    /// `assign` as positions in `names`: each name's index and cookie, in cookie order. Sorted by slot, so only the
+    /// names of a shared slot (rare) need their collision value and a second sort.
+    static func order(
+        _ names: [[UInt8]], key: CookieKey, slotBits: Int = Cookies.slotBits
+    ) -> [(index: Int, cookie: UInt64)] {
+        var keyed = names.indices.map { (cookie: Self.slot(names[$0], key, bits: slotBits), index: $0) }
+        func precedes(_ a: (cookie: UInt64, index: Int), _ b: (cookie: UInt64, index: Int)) -> Bool {
+            a.cookie != b.cookie ? a.cookie < b.cookie : names[a.index].lexicographicallyPrecedes(names[b.index])
+        }
+        keyed.sort(by: precedes)
+        var i = 0
+        while i < keyed.count {
+            var j = i + 1
+            while j < keyed.count && keyed[j].cookie == keyed[i].cookie { j += 1 }
+            if j - i == 1 {
+                keyed[i].cookie |= Self.alone
+            } else {
+                for k in i..<j { keyed[k].cookie |= Self.collisionCookie(names[keyed[k].index], key) }
+                keyed[i..<j].sort(by: precedes)
+            }
+            i = j
+        }
         var prev: UInt64 = 0
-        for k in keyed {
+        return keyed.map { k in
             let c = max(k.cookie, prev &+ 1)
-            out.append(ListingEntry(name: k.name, fileid: k.fileid, cookie: c))
             prev = c
+            return (k.index, c)
         }
-        return out
     }
 }
 

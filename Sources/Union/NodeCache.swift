@@ -16,11 +16,9 @@ struct NodeCache: Sendable {
 
     mutating func get(_ fileid: UInt64) -> Node? { self.nodes.value(for: fileid) }
 
-    /// Returns the fileids evicted to make room.
-    @discardableResult
-    mutating func put(_ node: Node) -> [UInt64] {
-        guard self.nodes.capacity > 0 else { return [] }
-        return self.nodes.set(node, for: node.fileid)
+    mutating func put(_ node: Node) {
+        guard self.nodes.capacity > 0 else { return }
+        self.nodes.set(node, for: node.fileid)
     }
 
     mutating func remove(_ fileid: UInt64) { self.nodes.removeValue(for: fileid) }

@@ -39,6 +39,10 @@ public final class UnionNamespace: Sendable {
     /// READ, READLINK or listing that moved an access time. The handles and attributes a listing page found stay in
     /// its cached listing for as long as this has not moved (`MergedListing.objects`).
     let attributeGeneration = Atomic<UInt64>(0)
+    /// Moves when a listing moved its directory's access time (reading a directory may set it). Listed directories'
+    /// attributes are taken again after it moved (`ListedObject`); it spares the other entries, so listing a tree
+    /// does not make every listing already cached read its attributes again.
+    let directoryAtimeGeneration = Atomic<UInt64>(0)
     /// Where the last READs of recently read files ended (fileid → end offset), to tell sequential readers.
     let readEnds = Locked(LRUMap<UInt64, UInt64>(capacity: 256))
 
