@@ -7,11 +7,17 @@ import Synchronization
 // that does it (`evictNode`: a copy-up, a removal, a rename; a directory's copy-up, removal or rename, and a change of
 // merge records, empty the whole cache, since descendants describe their paths). A cached node's stat is refreshed on
 // each use and its inode checked (data writes run under the read lock and change size and times).
+//
+// A cached regular file may also keep the descriptor READ opened its data with (`readers`, ReadDescriptors.swift), so
+// a sequential reader costs no open and close per call and the kernel's readahead state survives between calls. It
+// goes with its node: every eviction above drops it, so a removed file's space is not held open.
 
 struct NodeCache: Sendable {
     var capacity: Int
     var items: [UInt64: (node: Node, tick: UInt64)] = [:]
     var tick: UInt64 = 0
+    /// Open data descriptors of cached files, for READ (only for fileids in `items`).
+    var readers: [UInt64: ReadDescriptor] = [:]
 
     mutating func get(_ fileid: UInt64) -> Node? {
         guard let v = self.items[fileid] else { return nil }
@@ -30,10 +36,14 @@ struct NodeCache: Sendable {
             // Evict the older half at once: amortised O(1) per insert.
             let cutoff = self.items.values.map(\.tick).sorted()[self.items.count / 2]
             self.items = self.items.filter { $0.value.tick >= cutoff }
+            self.readers = self.readers.filter { self.items[$0.key] != nil }
         }
     }
 
-    mutating func removeAll() { self.items = [:] }
+    mutating func removeAll() {
+        self.items = [:]
+        self.readers = [:]
+    }
 }
 
 extension UnionNamespace {
@@ -44,9 +54,17 @@ extension UnionNamespace {
     /// A change moved, replaced or copied up object `fileid`: its cached node is wrong now. A directory: every
     /// cached node below it describes its path through it, so all go.
     func evictNode(_ fileid: UInt64, isDirectory: Bool) {
-        self.nodeCache.withLock { c in
-            if isDirectory { c.removeAll() } else { c.items[fileid] = nil }
+        // The dropped descriptors are closed here, after the lock (the last close of a removed file frees its blocks).
+        let dropped = self.nodeCache.withLock { c -> [UInt64: ReadDescriptor] in
+            if isDirectory {
+                let readers = c.readers
+                c.removeAll()
+                return readers
+            }
+            c.items[fileid] = nil
+            return c.readers.removeValue(forKey: fileid).map { [fileid: $0] } ?? [:]
         }
+        withExtendedLifetime(dropped) {}
     }
 
     /// A cached node with fresh stats, or nil when it is not cached or no longer where it was.
