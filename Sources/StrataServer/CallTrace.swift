@@ -1,7 +1,7 @@
+import Basics
 import Foundation
 import NIOCore
 import SunRPC
-import Synchronization
 
 /// `strata serve --trace FILE`: every NFS and MOUNT call with its arguments and its reply, as
 /// the server saw them, one line each (the call log format, Docs/BOOT-TRACE.md). What a client
@@ -16,7 +16,7 @@ import Synchronization
 /// base64 (`-` when empty). Large payloads are cut (WRITE data, READ data): the converter
 /// needs their headers, not the bytes.
 public final class CallTrace: Sendable {
-    private let file: Mutex<FileHandle?>
+    private let file: Locked<FileHandle?>
     private let origin: ContinuousClock.Instant
     public let path: String
 
@@ -30,7 +30,7 @@ public final class CallTrace: Sendable {
         }
         let stamp = ISO8601DateFormatter().string(from: Date())
         handle.write(Data("# strata call trace 1 opened \(stamp)\n".utf8))
-        self.file = Mutex(handle)
+        self.file = Locked(handle)
         self.origin = ContinuousClock.now
         self.path = path
     }
@@ -78,24 +78,13 @@ public final class CallTrace: Sendable {
 }
 
 /// Wraps a program so that `trace` records each of its calls. Installed only with --trace.
-struct TracedProgram: RPCProgramHandler {
+struct TracedProgram: ProgramWrapper {
     let inner: any RPCProgramHandler
     let trace: CallTrace
     /// How many bytes of a procedure's arguments and reply are kept (WRITE's data and READ's
     /// are not needed to replay a trace).
     let argumentLimit: @Sendable (UInt32) -> Int
     let replyLimit: @Sendable (UInt32) -> Int
-
-    var program: UInt32 { self.inner.program }
-    var versions: ClosedRange<UInt32> { self.inner.versions }
-
-    func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool {
-        self.inner.isNonIdempotent(version: version, procedure: procedure)
-    }
-
-    func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool {
-        self.inner.isNonBlocking(version: version, procedure: procedure)
-    }
 
     func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         let start = self.trace.now()

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOExtras
 import NIOFoundationCompat
 import NIOPosix
 
@@ -153,6 +154,8 @@ public func controlSocketPath(_ configuration: Configuration) -> String {
 final class ControlSocket: Sendable {
     let channel: Channel
     let path: String
+    /// The longest request line a connection may send; beyond it the connection is closed.
+    static let maximumRequestBytes = 64 << 10
 
     private init(channel: Channel, path: String) {
         self.channel = channel
@@ -168,8 +171,11 @@ final class ControlSocket: Sendable {
         unlink(path)
         let bootstrap = ServerBootstrap(group: group)
             .childChannelInitializer { channel in
-                channel.pipeline.addHandler(ByteToMessageHandler(LineDecoder())).flatMap {
-                    channel.pipeline.addHandler(
+                // One request a line, refused beyond 64 KiB so a local client cannot make the server buffer without
+                // limit (the handler's bound: the decoder has none).
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: Self.maximumRequestBytes),
                         ControlHandler(registry: registry, reloader: reloader, threadPool: threadPool, logger: logger))
                 }
             }
@@ -200,25 +206,6 @@ final class ControlSocket: Sendable {
     func shutdown() async throws {
         try await self.channel.close()
         unlink(self.path)
-    }
-}
-
-/// One request a line. Not NIOExtras' `LineBasedFrameDecoder` (1.35): it has no bound on a
-/// line's length, and a request line is refused beyond 64 KiB so a local client cannot make the
-/// server buffer without limit; the bound is the only thing this adds to splitting on "\n".
-struct LineDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
-
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
-            if buffer.readableBytes > 64 << 10 { throw AdministrationError("control request longer than 64 KiB") }
-            return .needMoreData
-        }
-        let length = newline - buffer.readerIndex
-        guard let line = buffer.readSlice(length: length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 1)
-        context.fireChannelRead(Self.wrapInboundOut(line))
-        return .continue
     }
 }
 

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Logging
 import Synchronization
@@ -8,14 +9,14 @@ public final class LogControl: Sendable {
     /// Index of the level in `Logger.Level.allCases`: every call reads it (an atomic, as a
     /// lock here was taken by all pool threads at once).
     private let levelIndex: Atomic<Int>
-    private let state: Mutex<LogFormat>
+    private let state: Locked<LogFormat>
     /// True when stderr is the systemd journal's stream: lines then start with a syslog
     /// priority (`<6>`) and carry no timestamp (the journal stamps them).
     public let isJournal: Bool
 
     public init(level: Logger.Level, format: LogFormat, isJournal: Bool = LogControl.stderrIsJournal()) {
         self.levelIndex = Atomic(Logger.Level.allCases.firstIndex(of: level) ?? 0)
-        self.state = Mutex(format)
+        self.state = Locked(format)
         self.isJournal = isJournal
     }
 
@@ -131,17 +132,7 @@ public struct StrataLogHandler: LogHandler {
 
     /// Control characters as escapes, so a name with a newline cannot forge a log line.
     static func escapedText(_ text: String) -> String {
-        var result = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f: result += String(format: "\\x%02x", scalar.value)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
+        Self.escaped(text) { String(format: "\\x%02x", $0) }
     }
 
     static func quotedIfNeeded(_ value: String) -> String {
@@ -151,24 +142,28 @@ public struct StrataLogHandler: LogHandler {
                 $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || $0.value < 0x20 || $0.value == 0x7f
             }
         guard !plain else { return value }
-        return "\""
-            + escapedText(
-                value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
+        return "\"" + Self.escaped(value, quotes: true) { String(format: "\\x%02x", $0) } + "\""
     }
 
     static func jsonString(_ text: String) -> String {
-        var result = "\""
+        "\"" + Self.escaped(text, quotes: true) { String(format: "\\u%04x", $0) } + "\""
+    }
+
+    /// `text` with `\n`, `\r` and `\t` escaped, other control characters as `control` spells them, and with `quotes`
+    /// a double quote and a backslash escaped too.
+    static func escaped(_ text: String, quotes: Bool = false, control: (UInt32) -> String) -> String {
+        var result = ""
         for scalar in text.unicodeScalars {
             switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
+            case "\"" where quotes: result += "\\\""
+            case "\\" where quotes: result += "\\\\"
             case "\n": result += "\\n"
             case "\r": result += "\\r"
             case "\t": result += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f: result += String(format: "\\u%04x", scalar.value)
+            case _ where scalar.value < 0x20 || scalar.value == 0x7f: result += control(scalar.value)
             default: result.unicodeScalars.append(scalar)
             }
         }
-        return result + "\""
+        return result
     }
 }

@@ -1,19 +1,19 @@
+import Basics
 import Foundation
 import NIOCore
 import Prometheus
 import SunRPC
-import Synchronization
 import Union
 
 /// The server's Prometheus metrics. One registry per server (not the process-global
 /// MetricsSystem), so several servers in one test process do not share counts.
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
-    let calls = Mutex<[String: (count: Counter, latency: DurationHistogram)]>([:])
+    let calls = Locked<[String: (count: Counter, latency: DurationHistogram)]>([:])
     /// Error counters by program, procedure and status name (`NFS3ERR_NOENT`, `AUTH_TOOWEAK`).
-    let errors = Mutex<[String: Counter]>([:])
+    let errors = Locked<[String: Counter]>([:])
     /// Calls and error replies by export path.
-    let exportCounters = Mutex<[String: (calls: Counter, errors: Counter)]>([:])
+    let exportCounters = Locked<[String: (calls: Counter, errors: Counter)]>([:])
     public let bytesRead: Counter
     public let bytesWritten: Counter
     public let copyUps: Counter
@@ -22,7 +22,7 @@ public final class ServerMetrics: Sendable {
     public let clientsMounted: Gauge
     /// Where the union's counters come from, and what was last exported of them: the union keeps
     /// totals, Prometheus counters only go up, so each scrape adds the difference.
-    let unionSource = Mutex<(read: (@Sendable () -> UnionStatistics)?, exported: UnionStatistics)>(
+    let unionSource = Locked<(read: (@Sendable () -> UnionStatistics)?, exported: UnionStatistics)>(
         (nil, UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 0)))
 
     static let latencyBuckets: [Duration] = [
@@ -120,7 +120,7 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Text exposition of the image versions (`ExportRegistry.imageMetrics`), read at every scrape.
-    let imageSource = Mutex<(@Sendable () -> String)?>(nil)
+    let imageSource = Locked<(@Sendable () -> String)?>(nil)
 
     public func observeImages(_ read: @escaping @Sendable () -> String) {
         self.imageSource.withLock { $0 = read }
@@ -215,7 +215,7 @@ extension PrometheusCollectorRegistry {
 /// Wraps an RPC program to count its calls, errors and latency per procedure. For programs
 /// whose every result starts with a status word (NFSv3: nfsstat3, MOUNT v3 MNT: mountstat3),
 /// a non-zero first word counts as an error.
-struct MeteredProgram: RPCProgramHandler {
+struct MeteredProgram: ProgramWrapper {
     let inner: any RPCProgramHandler
     let metrics: ServerMetrics
     let name: String
@@ -238,17 +238,6 @@ struct MeteredProgram: RPCProgramHandler {
         self.procedureNames = procedureNames
         self.resultsStartWithStatus = resultsStartWithStatus
         self.known = procedureNames.mapValues { metrics.callInstruments(program: name, procedure: $0) }
-    }
-
-    var program: UInt32 { self.inner.program }
-    var versions: ClosedRange<UInt32> { self.inner.versions }
-
-    func isNonIdempotent(version: UInt32, procedure: UInt32) -> Bool {
-        self.inner.isNonIdempotent(version: version, procedure: procedure)
-    }
-
-    func isNonBlocking(version: UInt32, procedure: UInt32) -> Bool {
-        self.inner.isNonBlocking(version: version, procedure: procedure)
     }
 
     func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool {
@@ -322,7 +311,7 @@ struct MeteredProgram: RPCProgramHandler {
 /// in the labels within a second.
 final class ExportPathCache: Sendable {
     let registry: ExportRegistry
-    let paths = Mutex<[UInt32: (path: String, until: ContinuousClock.Instant)]>([:])
+    let paths = Locked<[UInt32: (path: String, until: ContinuousClock.Instant)]>([:])
 
     init(registry: ExportRegistry) {
         self.registry = registry

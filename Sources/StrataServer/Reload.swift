@@ -1,6 +1,6 @@
+import Basics
 import Foundation
 import Logging
-import Synchronization
 
 /// The outcome of a reload (`strata reload`, SIGHUP): what changed, or why nothing did.
 public struct ReloadReport: Codable, Sendable, Equatable {
@@ -36,13 +36,13 @@ final class Reloader: Sendable {
     /// Reads the file again (with the command-line overrides); nil when the server was started
     /// from a configuration in memory.
     let source: (@Sendable () throws -> Configuration)?
-    let running: Mutex<Configuration>
+    let running: Locked<Configuration>
 
     init(
         configuration: Configuration, registry: ExportRegistry, logger: Logger, logControl: LogControl?,
         source: (@Sendable () throws -> Configuration)?
     ) {
-        self.running = Mutex(configuration)
+        self.running = Locked(configuration)
         self.registry = registry
         self.logger = logger
         self.logControl = logControl

@@ -3,9 +3,11 @@ import Logging
 import NFS3
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import SunRPC
 import SunRPCClient
 import Union
+import UnixSignals
 
 /// The ports a started server actually listens on (port 0 in the configuration picks free ones).
 public struct ListeningPorts: Sendable, Equatable {
@@ -263,6 +265,28 @@ public final class StrataServer: Sendable {
         try? await self.group.shutdownGracefully()
         self.lock.release()
         self.logger.info("strata stopped")
+    }
+}
+
+extension StrataServer: Service {
+    public func run() async throws { try await self.serve(onceSignalsTrapped: {}) }
+
+    /// Serves until its service group shuts down gracefully (`strata serve`: SIGTERM or SIGINT), re-reading the
+    /// configuration on each SIGHUP meanwhile (as `strata reload` does: on the thread pool, it reads files), then
+    /// stops as `shutdown()` does. `ready` runs once SIGHUP is trapped: the group traps its shutdown signals before it
+    /// starts its services, so from then on no signal the server handles can kill it.
+    public func serve(onceSignalsTrapped ready: () throws -> Void) async throws {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        do {
+            try ready()
+        } catch {
+            await self.shutdown()
+            throw error
+        }
+        for await _ in hangups.cancelOnGracefulShutdown() {
+            _ = try? await self.threadPool.runIfActive { self.reload() }
+        }
+        await self.shutdown()
     }
 }
 

@@ -140,17 +140,19 @@ public struct ObjectHandle: Sendable, Hashable {
     /// - Returns: `nil` if the bytes are not a handle of this format (wrong length, magic or version, nonzero
     ///   reserved bytes).
     public init?(bytes: [UInt8]) {
-        guard let h = bytes.withUnsafeBytes({ ObjectHandle(raw: $0) }) else { return nil }
-        self = h
+        guard let handle = bytes.withUnsafeBytes({ ObjectHandle(raw: $0) }) else { return nil }
+        self = handle
     }
 
     /// Decodes a handle from raw bytes (no copy); see `init(bytes:)`.
-    public init?(raw b: UnsafeRawBufferPointer) {
-        guard b.count == Self.length, b[0] == Self.magic, b[1] == Self.version, b[2] == 0, b[3] == 0 else {
+    public init?(raw bytes: UnsafeRawBufferPointer) {
+        guard bytes.count == Self.length, bytes[0] == Self.magic, bytes[1] == Self.version, bytes[2] == 0,
+            bytes[3] == 0
+        else {
             return nil
         }
-        self.fileid = UInt64(bigEndian: b.loadUnaligned(fromByteOffset: 4, as: UInt64.self))
-        self.tag = UInt64(bigEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt64.self))
+        self.fileid = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt64.self))
+        self.tag = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt64.self))
     }
 
     init(fileid: UInt64, tag: UInt64) {
@@ -166,15 +168,15 @@ public struct ObjectHandle: Sendable, Hashable {
         }
     }
 
-    /// Writes the `length` encoded bytes at the start of `b`.
-    public func write(to b: UnsafeMutableRawBufferPointer) {
-        precondition(b.count >= Self.length)
-        b[0] = Self.magic
-        b[1] = Self.version
-        b[2] = 0
-        b[3] = 0
-        b.storeBytes(of: self.fileid.bigEndian, toByteOffset: 4, as: UInt64.self)
-        b.storeBytes(of: self.tag.bigEndian, toByteOffset: 12, as: UInt64.self)
+    /// Writes the `length` encoded bytes at the start of `buffer`.
+    public func write(to buffer: UnsafeMutableRawBufferPointer) {
+        precondition(buffer.count >= Self.length)
+        buffer[0] = Self.magic
+        buffer[1] = Self.version
+        buffer[2] = 0
+        buffer[3] = 0
+        buffer.storeBytes(of: self.fileid.bigEndian, toByteOffset: 4, as: UInt64.self)
+        buffer.storeBytes(of: self.tag.bigEndian, toByteOffset: 12, as: UInt64.self)
     }
 
     /// The size of every encoded handle.

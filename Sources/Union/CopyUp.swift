@@ -1,11 +1,10 @@
 import Glibc
 
 // Copy-up (Docs/SEMANTICS.md, overlayfs copy_up.c): parents first, with their lower metadata; then the object, written
-// under work/, fsynced and renamed into place, so a client never sees a half-copied file. Data keeps its holes:
-// FICLONE where the file system can ("Try to use clone_file_range to clone up within the same fs"), else
-// copy_file_range over each data extent found with SEEK_DATA/SEEK_HOLE; a read/write loop only where the kernel
-// refuses both. A regular file's data is copied without any namespace lock (`copyUpOutsideChange`): other calls,
-// of this namespace and others, go on meanwhile; only the publishing rename takes the write lock.
+// under work/, fsynced and renamed into place, so a client never sees a half-copied file. This file is the policy and
+// the crash order; how an object, its metadata and its data (holes kept) are copied is `FileCopy`. A regular file's
+// data is copied without any namespace lock (`copyUpOutsideChange`): other calls, of this namespace and others, go on
+// meanwhile; only the publishing rename takes the write lock.
 
 extension UnionNamespace {
     func workName(_ what: String) -> [UInt8] {
@@ -31,9 +30,9 @@ extension UnionNamespace {
         let path = Names.join(parent.path, node.name).displayString
         if let indexed = node.indexed {
             // Another name of a hard-linked lower inode that was copied up: link the upper copy in.
-            _ = try indexed.name.withCName { (src) throws(UnionError) -> CInt in
-                try node.name.withCName { (dst) throws(UnionError) -> CInt in
-                    try Sys.retry("linkat", path) { linkat(upper.index.raw, src, parentFD.raw, dst, 0) }
+            _ = try indexed.name.withCName { (indexName) throws(UnionError) -> CInt in
+                try node.name.withCName { (name) throws(UnionError) -> CInt in
+                    try Sys.retry("linkat", path) { linkat(upper.index.raw, indexName, parentFD.raw, name, 0) }
                 }
             }
             self.changed(.directory(parentFD, path: parent.pathString))
@@ -59,7 +58,7 @@ extension UnionNamespace {
         let tmp = self.workName("copyup")
         let tmpPath = "work/" + tmp.displayString
         return try self.cleaningWork(tmp) { () throws(UnionError) -> PreparedCopy in
-            try self.makeCopy(of: node.top, as: tmp, in: upper.work, path: tmpPath, dataLimit: dataLimit)
+            try FileCopy.copyObject(node.top, as: tmp, in: upper.work, path: tmpPath, dataLimit: dataLimit)
             guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else {
                 throw .io(errno: ENOENT, call: "fstatat", path: tmpPath)
             }
@@ -85,13 +84,15 @@ extension UnionNamespace {
             let isIndexed = st.isRegular && st.st_nlink > 1
             if isIndexed {
                 // Keep the copy reachable for the other names of the lower inode (overlayfs index=on).
-                let iname = Array(String(node.fileid).utf8)
-                _ = try? iname.withCName { (c) throws(UnionError) -> CInt in unlinkat(upper.index.raw, c, 0) }
-                _ = try tmp.withCName { (src) throws(UnionError) -> CInt in
-                    try iname.withCName { (dst) throws(UnionError) -> CInt in
-                        try Sys.retry("linkat", "index/\(node.fileid)") {
-                            linkat(upper.work.raw, src, upper.index.raw, dst, 0)
-                        }
+                let indexName = Array(String(node.fileid).utf8)
+                let indexPath = "index/\(node.fileid)"
+                // A leftover of a copy-up that crashed before its publish: this copy replaces it.
+                _ = try indexName.withCName { (name) throws(UnionError) -> CInt? in
+                    try Sys.retryOrMissing("unlinkat", indexPath) { unlinkat(upper.index.raw, name, 0) }
+                }
+                _ = try tmp.withCName { (tmpName) throws(UnionError) -> CInt in
+                    try indexName.withCName { (name) throws(UnionError) -> CInt in
+                        try Sys.retry("linkat", indexPath) { linkat(upper.work.raw, tmpName, upper.index.raw, name, 0) }
                     }
                 }
                 self.changed(.directory(upper.index, path: "index"))
@@ -123,9 +124,9 @@ extension UnionNamespace {
     }
 
     /// Copy-up for WRITE: see `copyUpOutsideChange`.
-    func copyUpForWrite(_ h: ObjectHandle, check: (Node) throws(UnionError) -> Void) throws(UnionError) {
-        try self.copyUpOutsideChange(h) { (n) throws(UnionError) -> Bool in
-            try check(n)
+    func copyUpForWrite(_ handle: ObjectHandle, check: (Node) throws(UnionError) -> Void) throws(UnionError) {
+        try self.copyUpOutsideChange(handle) { (node) throws(UnionError) -> Bool in
+            try check(node)
             return true
         }
     }
@@ -138,22 +139,22 @@ extension UnionNamespace {
     /// up itself, under its lock). A per-object lock around A–C makes concurrent writers of one file copy it once
     /// ("Raced with another copy-up? Nothing to do"). `shouldCopy` false: leave it to the change (it will fail).
     func copyUpOutsideChange(
-        _ h: ObjectHandle, dataLimit: UInt64? = nil, shouldCopy: (Node) throws(UnionError) -> Bool
+        _ handle: ObjectHandle, dataLimit: UInt64? = nil, shouldCopy: (Node) throws(UnionError) -> Bool
     ) throws(UnionError) {
-        let stripe = self.copyUpLocks[Int(h.fileid % UInt64(self.copyUpLocks.count))]
+        let stripe = self.copyUpLocks[Int(handle.fileid % UInt64(self.copyUpLocks.count))]
         try stripe.lock.withLock { (_) throws(UnionError) in
             // Cheap first look under the read lock: most calls find the object in the upper layer already.
             let needed = try self.namespaceLock.withReadLock { () throws(UnionError) -> Bool in
-                let n = try self.resolve(h)
-                return !self.isUpper(n.top)
+                let node = try self.resolve(handle)
+                return !self.isUpper(node.top)
             }
             guard needed else { return }
             let pending = try self.mutate { () throws(UnionError) -> Node? in
-                let n = try self.resolve(h)
-                guard try shouldCopy(n) else { return nil }
-                if self.isUpper(n.top) { return nil }
-                let parent = try self.upperDirectory(n.parentFileid)
-                let fresh = try self.reresolve(n)
+                let node = try self.resolve(handle)
+                guard try shouldCopy(node) else { return nil }
+                if self.isUpper(node.top) { return nil }
+                let parent = try self.upperDirectory(node.parentFileid)
+                let fresh = try self.reresolve(node)
                 if self.isUpper(fresh.top) { return nil }
                 if fresh.indexed != nil || !fresh.top.st.isRegular {
                     _ = try self.copyUp(fresh, into: parent)  // no data to copy: publish right away
@@ -183,26 +184,26 @@ extension UnionNamespace {
         let tmp = self.workName("copyup")
         let tmpPath = "work/" + tmp.displayString
         let srcPath = node.top.pathString
-        let (s, d) = try self.namespaceLock.withReadLock { () throws(UnionError) -> (FD, FD) in
+        let (source, copy) = try self.namespaceLock.withReadLock { () throws(UnionError) -> (FD, FD) in
             if self.isClosed.load(ordering: .relaxed) { throw .stale }
             let upper = try self.requireUpper()
-            guard let sp = node.top.parent else { throw .isDirectory }
-            let s = try Files.openAt(sp, node.top.name, O_RDONLY, path: srcPath)
-            let d = try Files.openAt(upper.work, tmp, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: tmpPath)
-            return (s, d)
+            guard let sourceParent = node.top.parent else { throw .isDirectory }
+            let source = try Files.openAt(sourceParent, node.top.name, O_RDONLY, path: srcPath)
+            let copy = try Files.openAt(upper.work, tmp, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: tmpPath)
+            return (source, copy)
         }
         do throws(UnionError) {
             let st = node.top.st
             let size = min(Int64(st.st_size), Int64(clamping: dataLimit ?? UInt64(Int64.max)))
-            try Self.copyData(from: s, to: d, size: size, path: srcPath)
-            try Self.copyXattrs(from: s, to: d)
-            _ = try Sys.retry("fchown", tmpPath) { fchown(d.raw, st.st_uid, st.st_gid) }
-            _ = try Sys.retry("fchmod", tmpPath) { fchmod(d.raw, mode_t(st.permissionBits)) }
+            try FileCopy.copyData(from: source, to: copy, size: size, path: srcPath)
+            try FileCopy.copyXattrs(from: source, to: copy)
+            _ = try Sys.retry("fchown", tmpPath) { fchown(copy.raw, st.st_uid, st.st_gid) }
+            _ = try Sys.retry("fchmod", tmpPath) { fchmod(copy.raw, mode_t(st.permissionBits)) }
             var times = [st.st_atim, st.st_mtim]
-            _ = try Sys.retry("futimens", tmpPath) { futimens(d.raw, &times) }
+            _ = try Sys.retry("futimens", tmpPath) { futimens(copy.raw, &times) }
             if let hook = self.hooks?.whileCopying.withLock({ $0 }) { hook() }
-            _ = try Sys.retry("fsync", tmpPath) { fsync(d.raw) }
-            let tmpSt = try Files.fstat(d, path: tmpPath)
+            _ = try Sys.retry("fsync", tmpPath) { fsync(copy.raw) }
+            let tmpSt = try Files.fstat(copy, path: tmpPath)
             return PreparedCopy(tmp: tmp, tmpSt: tmpSt)
         } catch {
             self.attributeGeneration.add(1, ordering: .releasing)  // reading the source may have moved its atime
@@ -236,178 +237,14 @@ extension UnionNamespace {
     }
 
     func renameNoReplace(_ fromDir: FD, _ from: [UInt8], _ toDir: FD, _ to: [UInt8], path: String) throws(UnionError) {
-        _ = try from.withCName { (f) throws(UnionError) -> CInt in
-            try to.withCName { (t) throws(UnionError) -> CInt in
-                if let r2 = Sys.gnu.renameat2 {
-                    return try Sys.retry("renameat2", path) { r2(fromDir.raw, f, toDir.raw, t, Sys.RENAME_NOREPLACE) }
+        _ = try from.withCName { (fromName) throws(UnionError) -> CInt in
+            try to.withCName { (toName) throws(UnionError) -> CInt in
+                if let renameat2 = Sys.gnu.renameat2 {
+                    return try Sys.retry("renameat2", path) {
+                        renameat2(fromDir.raw, fromName, toDir.raw, toName, Sys.RENAME_NOREPLACE)
+                    }
                 }
-                return try Sys.retry("renameat", path) { renameat(fromDir.raw, f, toDir.raw, t) }
-            }
-        }
-    }
-
-    /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
-    /// `dataLimit`: copy at most this many bytes (a copy-up for a truncation need not copy what goes away).
-    func makeCopy(
-        of src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil
-    )
-        throws(UnionError)
-    {
-        try Self.copyObject(src, as: name, in: dir, path: path, dataLimit: dataLimit)
-    }
-
-    static func copyObject(
-        _ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil
-    )
-        throws(UnionError)
-    {
-        let st = src.st
-        let srcPath = src.pathString
-        var dataFD: FD?
-        switch st.fileType {
-        case .regular:
-            guard let sp = src.parent else { throw .isDirectory }
-            let s = try Files.openAt(sp, src.name, O_RDONLY, path: srcPath)
-            let d = try Files.openAt(dir, name, O_CREAT | O_EXCL | O_WRONLY, mode: 0o600, path: path)
-            let size = min(Int64(st.st_size), Int64(clamping: dataLimit ?? UInt64(Int64.max)))
-            try Self.copyData(from: s, to: d, size: size, path: srcPath)
-            try Self.copyXattrs(from: s, to: d)
-            dataFD = d
-        case .directory:
-            _ = try name.withCName { (c) throws(UnionError) -> CInt in
-                try Sys.retry("mkdirat", path) { mkdirat(dir.raw, c, 0o700) }
-            }
-            if let sd = src.dir {
-                let s = try Files.reopenDirectory(sd, path: srcPath)
-                let d = try Files.openAt(dir, name, O_RDONLY | O_DIRECTORY, path: path)
-                try Self.copyXattrs(from: s, to: d)
-                dataFD = d
-            }
-        case .symlink:
-            guard let parent = src.parent else { throw .invalid("symlink without parent") }
-            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = try src.name.withCName { (c) throws(UnionError) -> Int in
-                try Sys.retry("readlinkat", srcPath) { readlinkat(parent.raw, c, &buf, buf.count - 1) }
-            }
-            buf[n] = 0
-            _ = try name.withCName { (c) throws(UnionError) -> CInt in
-                try Sys.retry("symlinkat", path) { symlinkat(buf, dir.raw, c) }
-            }
-        default:
-            _ = try name.withCName { (c) throws(UnionError) -> CInt in
-                try Sys.retry("mknodat", path) { mknodat(dir.raw, c, (st.st_mode & S_IFMT) | 0o600, st.st_rdev) }
-            }
-        }
-        try Self.setOwnerModeTimes(dir, name, st: st, path: path)
-        if let dataFD { _ = try Sys.retry("fsync", path) { fsync(dataFD.raw) } }
-    }
-
-    /// Owner first (chown clears set-id bits), then mode, then times (last: the others change ctime only).
-    static func setOwnerModeTimes(_ dir: FD, _ name: [UInt8], st: stat, path: String) throws(UnionError) {
-        try name.withCName { (c) throws(UnionError) in
-            _ = try Sys.retry("fchownat", path) { fchownat(dir.raw, c, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
-            if !(st.fileType == .symlink) {
-                _ = try Sys.retry("fchmodat", path) { fchmodat(dir.raw, c, mode_t(st.permissionBits), 0) }
-            }
-            var times = [st.st_atim, st.st_mtim]
-            _ = try Sys.retry("utimensat", path) { utimensat(dir.raw, c, &times, AT_SYMLINK_NOFOLLOW) }
-        }
-    }
-
-    static func copyData(from s: FD, to d: FD, size: Int64, path: String) throws(UnionError) {
-        if ioctl(d.raw, Sys.FICLONE, s.raw) == 0 { return }
-        var off: Int64 = 0
-        while off < size {
-            let dataStart = lseek(s.raw, off_t(off), Sys.SEEK_DATA)
-            if dataStart < 0 {
-                if errno == ENXIO { break }  // only a hole remains
-                try Self.copyRange(s, d, from: off, to: size, path: path)  // SEEK_DATA unsupported
-                break
-            }
-            var holeStart = lseek(s.raw, dataStart, Sys.SEEK_HOLE)
-            if holeStart < 0 { holeStart = off_t(size) }
-            try Self.copyRange(s, d, from: Int64(dataStart), to: min(Int64(holeStart), size), path: path)
-            off = Int64(holeStart)
-        }
-        _ = try Sys.retry("ftruncate", path) { ftruncate(d.raw, off_t(size)) }
-    }
-
-    static func copyRange(_ s: FD, _ d: FD, from: Int64, to: Int64, path: String) throws(UnionError) {
-        var inOff = from, outOff = from
-        if let cfr = Sys.gnu.copyFileRange {
-            while inOff < to {
-                let n = cfr(s.raw, &inOff, d.raw, &outOff, Int(min(to - inOff, 1 << 30)), 0)
-                if n > 0 { continue }
-                if n == 0 { return }
-                if errno == EINTR { continue }
-                if errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP { break }
-                throw Sys.error(errno, "copy_file_range", path)
-            }
-            if inOff >= to { return }
-        }
-        let chunk = 1 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
-        defer { buf.deallocate() }
-        while inOff < to {
-            let want = Int(min(Int64(chunk), to - inOff))
-            let n = try Sys.retry("pread", path) { pread(s.raw, buf.baseAddress, want, off_t(inOff)) }
-            if n == 0 { return }
-            var done = 0
-            while done < n {
-                let w = try Sys.retry("pwrite", path) {
-                    pwrite(d.raw, buf.baseAddress! + done, n - done, off_t(inOff) + off_t(done))
-                }
-                done += w
-            }
-            inOff += Int64(n)
-        }
-    }
-
-    /// Copies extended attributes. Skipped, as overlayfs skips them: a source file system without xattrs, an
-    /// attribute removed while copying, and one the destination refuses to take from us (EPERM: `trusted.*` or
-    /// `security.*` without the capability; ENOTSUP: a namespace it does not support). Any other failure (no space,
-    /// an I/O error) fails the copy-up: a copy silently missing an ACL or a capability must not be published.
-    static func copyXattrs(from s: FD, to d: FD) throws(UnionError) {
-        guard let list = Sys.gnu.flistxattr, let get = Sys.gnu.fgetxattr, let set = Sys.gnu.fsetxattr else { return }
-        // The list (and a value) may grow between asking its size and reading it: ask again, a few times.
-        var names: [CChar] = []
-        var listed = -1
-        for _ in 0..<8 {
-            let size = list(s.raw, nil, 0)
-            if size < 0 {
-                if errno == ENOTSUP || errno == EOPNOTSUPP { return }
-                throw Sys.error(errno, "flistxattr", "copy-up source")
-            }
-            if size == 0 { return }
-            names = [CChar](repeating: 0, count: size)
-            listed = list(s.raw, &names, size)
-            if listed >= 0 { break }
-            if errno != ERANGE { throw Sys.error(errno, "flistxattr", "copy-up source") }
-        }
-        guard listed > 0 else { return }
-        var start = 0
-        for index in 0..<listed where names[index] == 0 {
-            let key = String(decoding: names[start..<index].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            start = index + 1
-            // overlayfs markers of a foreign lower mean nothing in our upper (and would mislead overlayfs later).
-            if key.hasPrefix("trusted.overlay.") || key.hasPrefix("user.overlay.") { continue }
-            var value: [UInt8] = []
-            var length = -1
-            for _ in 0..<8 {
-                let size = get(s.raw, key, nil, 0)
-                if size < 0 { break }
-                value = [UInt8](repeating: 0, count: max(size, 1))
-                length = value.withUnsafeMutableBytes { get(s.raw, key, $0.baseAddress, size) }
-                if length >= 0 || errno != ERANGE { break }
-            }
-            if length < 0 {
-                if errno == ENODATA { continue }  // removed since it was listed
-                throw Sys.error(errno, "fgetxattr \(key)", "copy-up source")
-            }
-            let stored = value.withUnsafeBytes { set(d.raw, key, $0.baseAddress, length, 0) }
-            if stored < 0 {
-                if errno == EPERM || errno == ENOTSUP || errno == EOPNOTSUPP { continue }
-                throw Sys.error(errno, "fsetxattr \(key)", "copy-up destination")
+                return try Sys.retry("renameat", path) { renameat(fromDir.raw, fromName, toDir.raw, toName) }
             }
         }
     }

@@ -21,9 +21,9 @@ struct HandleKey: Sendable, Equatable {
 
     @inline(__always)
     private static func rounds(
-        _ v0: inout UInt64, _ v1: inout UInt64, _ v2: inout UInt64, _ v3: inout UInt64, _ n: Int
+        _ v0: inout UInt64, _ v1: inout UInt64, _ v2: inout UInt64, _ v3: inout UInt64, _ count: Int
     ) {
-        for _ in 0..<n {
+        for _ in 0..<count {
             v0 = v0 &+ v1
             v1 = (v1 << 13) | (v1 >> 51)
             v1 ^= v0
@@ -42,19 +42,19 @@ struct HandleKey: Sendable, Equatable {
     }
 
     /// SipHash-2-4 (Aumasson and Bernstein, 2012) of one 64-bit little-endian word, i.e. an 8-byte message.
-    static func hash(word m: UInt64, k0: UInt64, k1: UInt64) -> UInt64 {
+    static func hash(word: UInt64, k0: UInt64, k1: UInt64) -> UInt64 {
         var v0 = k0 ^ 0x736f_6d65_7073_6575
         var v1 = k1 ^ 0x646f_7261_6e64_6f6d
         var v2 = k0 ^ 0x6c79_6765_6e65_7261
         var v3 = k1 ^ 0x7465_6462_7974_6573
-        v3 ^= m
+        v3 ^= word
         Self.rounds(&v0, &v1, &v2, &v3, 2)
-        v0 ^= m
+        v0 ^= word
         // Final block: no message bytes left, the length (8) in the top byte.
-        let b: UInt64 = 8 << 56
-        v3 ^= b
+        let lastBlock: UInt64 = 8 << 56
+        v3 ^= lastBlock
         Self.rounds(&v0, &v1, &v2, &v3, 2)
-        v0 ^= b
+        v0 ^= lastBlock
         v2 ^= 0xff
         Self.rounds(&v0, &v1, &v2, &v3, 4)
         return v0 ^ v1 ^ v2 ^ v3

@@ -30,10 +30,10 @@ public enum LayerToolError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .notALayer(let p):
-            return "\(p) is not a strata layer directory (needs tree/ and a layer.db written by Strata)"
-        case .destinationExists(let p): return "\(p) already exists: promote creates a new layer directory"
-        case .failed(let what, let e): return "\(what): \(e)"
+        case .notALayer(let path):
+            return "\(path) is not a strata layer directory (needs tree/ and a layer.db written by Strata)"
+        case .destinationExists(let path): return "\(path) already exists: promote creates a new layer directory"
+        case .failed(let what, let error): return "\(what): \(error)"
         }
     }
 }
@@ -52,41 +52,42 @@ public enum LayerTools {
         do throws(UnionError) {
             let root = try Files.openDirectoryAbsolute(isStrata ? layerDirectory + "/tree" : layerDirectory)
             var dirPaths: [UInt64: String] = [:]
-            try Self.walk(root, "", &dirPaths) { (dir, path, e, est) throws(UnionError) in
+            try Self.walk(root, "", &dirPaths) { (dir, path, entry, entryStat) throws(UnionError) in
                 if !isStrata {
-                    if Names.isOCIMarker(e.name) {
-                        if e.name == Names.ociOpaqueMarker {
+                    if Names.isOCIMarker(entry.name) {
+                        if entry.name == Names.ociOpaqueMarker {
                             report.opaqueDirectories.append(path)
                         } else {
                             report.whiteouts.append(
-                                Self.join(path, String(decoding: e.name.dropFirst(4), as: UTF8.self)))
+                                Self.join(path, String(decoding: entry.name.dropFirst(4), as: UTF8.self)))
                         }
                         return false
                     }
-                    if est.isOverlayWhiteout {
-                        report.whiteouts.append(Self.join(path, e.name.displayString))
+                    if entryStat.isOverlayWhiteout {
+                        report.whiteouts.append(Self.join(path, entry.name.displayString))
                         return false
                     }
                 }
-                if est.isDirectory {
+                if entryStat.isDirectory {
                     report.directories += 1
                     if !isStrata {
-                        let sub = try Files.openAt(dir, e.name, O_RDONLY | O_DIRECTORY, path: e.name.displayString)
+                        let sub = try Files.openAt(
+                            dir, entry.name, O_RDONLY | O_DIRECTORY, path: entry.name.displayString)
                         for key in ["trusted.overlay.opaque", "user.overlay.opaque"]
                         where Files.getXattr(sub, key) == [0x79] {
-                            report.opaqueDirectories.append(Self.join(path, e.name.displayString))
+                            report.opaqueDirectories.append(Self.join(path, entry.name.displayString))
                         }
                     }
                 } else {
                     report.files += 1
                 }
-                return est.isDirectory
+                return entryStat.isDirectory
             }
             if isStrata {
                 let records = try LayerFormat.withStrataSidecar(layerDirectory, LayerRecords.load) ?? LayerRecords()
                 for (ino, names) in records.whiteouts {
                     let base = dirPaths[ino] ?? "<missing directory inode \(ino)>"
-                    for n in names { report.whiteouts.append(Self.join(base, n.displayString)) }
+                    for name in names { report.whiteouts.append(Self.join(base, name.displayString)) }
                 }
                 for ino in records.opaque {
                     report.opaqueDirectories.append(dirPaths[ino] ?? "<missing directory inode \(ino)>")
@@ -103,7 +104,7 @@ public enum LayerTools {
         return report
     }
 
-    static func join(_ a: String, _ b: String) -> String { a.isEmpty ? b : a + "/" + b }
+    static func join(_ path: String, _ name: String) -> String { path.isEmpty ? name : path + "/" + name }
 
     /// Depth-first walk; `visit` returns whether to descend. `dirPaths` maps directory inodes to paths ("" = root).
     static func walk(
@@ -112,11 +113,11 @@ public enum LayerTools {
     ) throws(UnionError) {
         let st = try Files.fstat(dir, path: path)
         dirPaths[UInt64(st.st_ino)] = path
-        for e in try Files.list(dir, path: path).sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
-            guard let est = try Files.statAt(dir, e.name, path: path) else { continue }
-            if try visit(dir, path, e, est) {
-                let sub = try Files.openDirPath(dir, e.name, path: path)
-                try Self.walk(sub, Self.join(path, e.name.displayString), &dirPaths, visit)
+        for entry in try Files.list(dir, path: path).sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
+            guard let entryStat = try Files.statAt(dir, entry.name, path: path) else { continue }
+            if try visit(dir, path, entry, entryStat) {
+                let sub = try Files.openDirPath(dir, entry.name, path: path)
+                try Self.walk(sub, Self.join(path, entry.name.displayString), &dirPaths, visit)
             }
         }
     }
@@ -130,13 +131,16 @@ public enum LayerTools {
     /// `lowers` if given (top-most first, as for the namespace). Not carried over: identities (a new stack is a new
     /// namespace). The upper must not be in use.
     public static func promote(upper: String, lowers: [String]? = nil, to destination: String) throws {
-        var st = stat()
         let isStrata: Bool
-        do { isStrata = try LayerFormat.isStrataLayer(upper) } catch {
+        let existing: stat?
+        do {
+            isStrata = try LayerFormat.isStrataLayer(upper)
+            existing = try Files.statAbsolute(destination, followingLinks: true)
+        } catch {
             throw LayerToolError.failed("promote \(upper)", error)
         }
         guard isStrata else { throw LayerToolError.notALayer(upper) }
-        guard stat(destination, &st) != 0 else { throw LayerToolError.destinationExists(destination) }
+        guard existing == nil else { throw LayerToolError.destinationExists(destination) }
         do throws(UnionError) {
             let staging = destination + ".promote-\(getpid())"
             try Files.mkdirAll(staging + "/tree")
@@ -146,7 +150,7 @@ public enum LayerTools {
             var links: [UInt64: (FD, [UInt8])] = [:]  // old file inode (nlink > 1) → first copy
             try Self.copyTree(src, dst, "", &inoMap, &links)
             try Self.carryIndexedNames(upper: upper, lowers: lowers, into: dst, links: links)
-            try UnionNamespace.setOwnerModeTimes(
+            try FileCopy.setOwnerModeTimes(
                 dst, Array(".".utf8), st: try Files.fstat(src, path: "tree"), path: "tree")
             let oldSidecar = try Sidecar(path: upper + "/layer.db", readOnly: true)
             let records = try oldSidecar.loadLayerRecords()
@@ -154,16 +158,18 @@ public enum LayerTools {
             let newSidecar = try Sidecar(path: staging + "/layer.db", readOnly: false)
             try newSidecar.write("promote records") { db in
                 for (ino, names) in records.whiteouts {
-                    guard let n = inoMap[ino] else { continue }
-                    for name in names { try WhiteoutRecord(dirIno: Int64(bitPattern: n), name: Data(name)).insert(db) }
+                    guard let newIno = inoMap[ino] else { continue }
+                    for name in names {
+                        try WhiteoutRecord(dirIno: Int64(bitPattern: newIno), name: Data(name)).insert(db)
+                    }
                 }
                 for ino in records.opaque {
-                    guard let n = inoMap[ino] else { continue }
-                    try OpaqueRecord(dirIno: Int64(bitPattern: n)).insert(db)
+                    guard let newIno = inoMap[ino] else { continue }
+                    try OpaqueRecord(dirIno: Int64(bitPattern: newIno)).insert(db)
                 }
                 for (ino, path) in records.redirects {
-                    guard let n = inoMap[ino] else { continue }
-                    try RedirectRecord(dirIno: Int64(bitPattern: n), path: Data(path)).insert(db)
+                    guard let newIno = inoMap[ino] else { continue }
+                    try RedirectRecord(dirIno: Int64(bitPattern: newIno), path: Data(path)).insert(db)
                 }
             }
             // A lower may sit on read-only storage, where SQLite cannot open a WAL database: leave a rollback journal.
@@ -217,31 +223,40 @@ public enum LayerTools {
         _ links: inout [UInt64: (FD, [UInt8])]
     ) throws(UnionError) {
         inoMap[UInt64(try Files.fstat(src, path: path).st_ino)] = UInt64(try Files.fstat(dst, path: path).st_ino)
-        for e in try Files.list(src, path: path) {
-            guard let st = try Files.statAt(src, e.name, path: path) else { continue }
-            let p = Self.join(path, e.name.displayString)
+        for entry in try Files.list(src, path: path) {
+            guard let st = try Files.statAt(src, entry.name, path: path) else { continue }
+            let entryPath = Self.join(path, entry.name.displayString)
             if !st.isDirectory && st.st_nlink > 1, let (firstDir, firstName) = links[UInt64(st.st_ino)] {
-                _ = try firstName.withCName { (a) throws(UnionError) -> CInt in
-                    try e.name.withCName { (b) throws(UnionError) -> CInt in
-                        try Sys.retry("linkat", p) { linkat(firstDir.raw, a, dst.raw, b, 0) }
-                    }
-                }
+                try Self.link(firstDir, firstName, dst, entry.name, path: entryPath)
                 continue
             }
-            let parent = src
-            let loc = Location(
-                layer: 0, path: Array(p.utf8), parent: parent, name: e.name,
-                dir: st.isDirectory ? try Files.openDirPath(src, e.name, path: p) : nil, st: st)
-            try UnionNamespace.copyObject(loc, as: e.name, in: dst, path: p)
-            if st.isDirectory, let sd = loc.dir {
-                let dd = try Files.openDirPath(dst, e.name, path: p)
-                try Self.copyTree(sd, dd, p, &inoMap, &links)
-                try UnionNamespace.setOwnerModeTimes(dst, e.name, st: st, path: p)  // children changed its times
+            let location = Location(
+                layer: 0, path: Array(entryPath.utf8), parent: src, name: entry.name,
+                dir: st.isDirectory ? try Files.openDirPath(src, entry.name, path: entryPath) : nil, st: st)
+            try FileCopy.copyObject(location, as: entry.name, in: dst, path: entryPath)
+            if st.isDirectory, let sourceDir = location.dir {
+                let copyDir = try Files.openDirPath(dst, entry.name, path: entryPath)
+                try Self.copyTree(sourceDir, copyDir, entryPath, &inoMap, &links)
+                // Its children changed its times.
+                try FileCopy.setOwnerModeTimes(dst, entry.name, st: st, path: entryPath)
             } else if st.st_nlink > 1 {
-                links[UInt64(st.st_ino)] = (dst, e.name)
+                links[UInt64(st.st_ino)] = (dst, entry.name)
             }
         }
         try Files.fsyncDirectory(dst, path: path)  // files were fsynced by copyObject; their names now too
+    }
+
+    /// Another name `name` in `dir` for the file `firstName` in `firstDir`.
+    static func link(
+        _ firstDir: FD, _ firstName: [UInt8], _ dir: FD, _ name: [UInt8], path: String
+    )
+        throws(UnionError)
+    {
+        _ = try firstName.withCName { (firstCName) throws(UnionError) -> CInt in
+            try name.withCName { (cName) throws(UnionError) -> CInt in
+                try Sys.retry("linkat", path) { linkat(firstDir.raw, firstCName, dir.raw, cName, 0) }
+            }
+        }
     }
 
     /// The lowers recorded in an upper's sidecar (nil: never recorded, an upper from before `v4-lower-layers`).
@@ -251,7 +266,7 @@ public enum LayerTools {
                 let signature = try MetaRecord.fetchOne(db, key: "lowerStack")
             else { return nil }
             let paths = try Row.fetchAll(db, sql: "SELECT path FROM lowerLayer ORDER BY position").map {
-                (r: Row) -> String in String(decoding: r["path"] as Data, as: UTF8.self)
+                (row: Row) -> String in String(decoding: row["path"] as Data, as: UTF8.self)
             }
             // Recorded with the signature in one transaction; an empty table with a non-empty stack is an upper
             // opened before v4 only.
@@ -274,17 +289,18 @@ public enum LayerTools {
             return (records, try Self.recordedLowers(sidecar))
         }()
         // Indexed objects whose index/ copy still exists: origin (layer, ino) → (fileid, upper inode).
-        var ist = stat()
-        guard !records.isEmpty, stat(upper + "/index", &ist) == 0 else { return }
+        guard !records.isEmpty, try Files.statAbsolute(upper + "/index", followingLinks: true) != nil else { return }
         let index = try Files.openDirectoryAbsolute(upper + "/index")
         var wanted: [OriginKey: (fileid: UInt64, upperIno: UInt64, st: stat)] = [:]
-        for r in records {
-            let fileid = UInt64(bitPattern: r.fileid ?? 0)
-            guard let upperIno = r.upperIno.map({ UInt64(bitPattern: $0) }), r.originLayer > 0,
+        for record in records {
+            let fileid = UInt64(bitPattern: record.fileid ?? 0)
+            guard let upperIno = record.upperIno.map({ UInt64(bitPattern: $0) }), record.originLayer > 0,
                 let st = try Files.statAt(index, Array(String(fileid).utf8), path: "index/\(fileid)"),
                 UInt64(st.st_ino) == upperIno, st.isRegular
             else { continue }
-            wanted[OriginKey(layer: Int(r.originLayer), ino: UInt64(bitPattern: r.originIno))] = (fileid, upperIno, st)
+            wanted[OriginKey(layer: Int(record.originLayer), ino: UInt64(bitPattern: record.originIno))] = (
+                fileid, upperIno, st
+            )
         }
         if wanted.isEmpty { return }
         guard let lowers = explicit ?? recorded else {
@@ -304,19 +320,20 @@ public enum LayerTools {
         }
         var found: [OriginKey: [Found]] = [:]
         func visit(_ dir: Node, _ chain: [Location]) throws(UnionError) {
-            for e in try view.mergedNames(dir).sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
-                let key = OriginKey(layer: e.key.layer, ino: e.key.ino)
-                if e.key.layer > 0, wanted[key] != nil {
-                    guard let n = try view.child(of: dir, e.name), !n.isDirectory,
-                        n.top.layer == key.layer, n.top.ino == key.ino
+            for entry in try view.mergedNames(dir).sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
+                let key = OriginKey(layer: entry.key.layer, ino: entry.key.ino)
+                if entry.key.layer > 0, wanted[key] != nil {
+                    guard let node = try view.child(of: dir, entry.name), !node.isDirectory,
+                        node.top.layer == key.layer, node.top.ino == key.ino
                     else { continue }
-                    found[key, default: []].append(Found(dirs: chain, name: e.name))
+                    found[key, default: []].append(Found(dirs: chain, name: entry.name))
                     continue
                 }
                 // Descend into directories that merge some lower directory (only those can hold lower names).
-                guard let n = try view.child(of: dir, e.name), n.isDirectory, n.dirs.contains(where: { $0.layer > 0 })
+                guard let node = try view.child(of: dir, entry.name), node.isDirectory,
+                    node.dirs.contains(where: { $0.layer > 0 })
                 else { continue }
-                try visit(n, chain + [n.top])
+                try visit(node, chain + [node.top])
             }
         }
         try visit(try view.rootNode(), [])
@@ -329,55 +346,52 @@ public enum LayerTools {
             var fd = dst
             var path = ""
             var key: [[UInt8]] = []
-            for loc in chain {
-                let name = loc.name
-                let p = Self.join(path, name.displayString)
+            for location in chain {
+                let name = location.name
+                let subPath = Self.join(path, name.displayString)
                 key.append(name)
-                if let t = touched[key] {
-                    fd = t.fd
+                if let known = touched[key] {
+                    fd = known.fd
                 } else {
                     // The parent (already in `touched`) keeps its times: they are restored at the end.
-                    if try Files.statAt(fd, name, path: p) == nil {
+                    if try Files.statAt(fd, name, path: subPath) == nil {
                         // The union showed a lower directory here: it takes that directory's metadata (a copy-up).
-                        try UnionNamespace.copyObject(loc, as: name, in: fd, path: p)
+                        try FileCopy.copyObject(location, as: name, in: fd, path: subPath)
                     }
-                    let sub = try Files.openDirPath(fd, name, path: p)
-                    touched[key] = (sub, try Files.fstat(sub, path: p), p)
+                    let sub = try Files.openDirPath(fd, name, path: subPath)
+                    touched[key] = (sub, try Files.fstat(sub, path: subPath), subPath)
                     fd = sub
                 }
-                path = p
+                path = subPath
             }
             return fd
         }
-        func pathOf(_ f: Found) -> String {
-            (f.dirs.map { $0.name.displayString } + [f.name.displayString]).joined(separator: "/")
+        func pathOf(_ name: Found) -> String {
+            (name.dirs.map { $0.name.displayString } + [name.name.displayString]).joined(separator: "/")
         }
 
         for (key, names) in found.sorted(by: { ($0.key.layer, $0.key.ino) < ($1.key.layer, $1.key.ino) }) {
-            guard let w = wanted[key], !names.isEmpty else { continue }
-            var first = links[w.upperIno]
-            for f in names {
-                let dir = try directory(f.dirs)
-                let p = pathOf(f)
+            guard let copied = wanted[key], !names.isEmpty else { continue }
+            var first = links[copied.upperIno]
+            for name in names {
+                let dir = try directory(name.dirs)
+                let namePath = pathOf(name)
                 if let (firstDir, firstName) = first {
-                    _ = try firstName.withCName { (a) throws(UnionError) -> CInt in
-                        try f.name.withCName { (b) throws(UnionError) -> CInt in
-                            try Sys.retry("linkat", p) { linkat(firstDir.raw, a, dir.raw, b, 0) }
-                        }
-                    }
+                    try Self.link(firstDir, firstName, dir, name.name, path: namePath)
                 } else {
                     // No name of the copy in the upper tree: the index/ copy itself is promoted under this name.
-                    let iname = Array(String(w.fileid).utf8)
-                    let loc = Location(
-                        layer: 0, path: Array("index/\(w.fileid)".utf8), parent: index, name: iname, dir: nil, st: w.st)
-                    try UnionNamespace.copyObject(loc, as: f.name, in: dir, path: p)
-                    first = (dir, f.name)
+                    let location = Location(
+                        layer: 0, path: Array("index/\(copied.fileid)".utf8), parent: index,
+                        name: Array(String(copied.fileid).utf8), dir: nil, st: copied.st)
+                    try FileCopy.copyObject(location, as: name.name, in: dir, path: namePath)
+                    first = (dir, name.name)
                 }
             }
         }
-        for (_, t) in touched.sorted(by: { $0.key.count > $1.key.count }) {
-            try UnionNamespace.setOwnerModeTimes(t.fd, Array(".".utf8), st: t.st, path: t.path)
-            try Files.fsyncDirectory(t.fd, path: t.path)
+        for (_, touchedDir) in touched.sorted(by: { $0.key.count > $1.key.count }) {
+            try FileCopy.setOwnerModeTimes(
+                touchedDir.fd, Array(".".utf8), st: touchedDir.st, path: touchedDir.path)
+            try Files.fsyncDirectory(touchedDir.fd, path: touchedDir.path)
         }
     }
 }

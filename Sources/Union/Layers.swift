@@ -68,9 +68,8 @@ enum LayerFormat {
 
     /// Runs `body` on the layer's sidecar (read-only) if `directory` is a Strata layer; nil if it is plain.
     static func withStrataSidecar<T>(_ directory: String, _ body: (Database) throws -> T) throws(UnionError) -> T? {
-        var st = stat()
-        guard lstat(directory + "/tree", &st) == 0, st.isDirectory,
-            lstat(directory + "/layer.db", &st) == 0, st.st_mode & S_IFMT == S_IFREG
+        guard let tree = try Files.statAbsolute(directory + "/tree", followingLinks: false), tree.isDirectory,
+            let sidecar = try Files.statAbsolute(directory + "/layer.db", followingLinks: false), sidecar.isRegular
         else { return nil }
         let dbPath = directory + "/layer.db"
         // A WAL database on read-only storage cannot be opened normally: then it is read as immutable (SQLite URI).
@@ -86,9 +85,9 @@ enum LayerFormat {
                     guard try Self.isStrataDatabase(db, path: dbPath) else { return nil }
                     return try body(db)
                 }
-            } catch let e as UnionError {
-                throw e
-            } catch let e as DatabaseError where e.resultCode == .SQLITE_NOTADB {
+            } catch let error as UnionError {
+                throw error
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
                 return nil  // some other file that happens to be called layer.db: a plain tree
             } catch {
                 if firstError == nil { firstError = error }
@@ -99,11 +98,13 @@ enum LayerFormat {
 
     static func isStrataDatabase(_ db: Database, path: String) throws -> Bool {
         if try db.tableExists("meta"),
-            let v = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [Self.markerKey])
+            let format = try Int64.fetchOne(
+                db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [Self.markerKey])
         {
-            guard v <= Self.version else {
+            guard format <= Self.version else {
                 throw UnionError.invalid(
-                    "\(path) is a layer of format \(v), newer than this Strata reads (\(Self.version)): upgrade Strata")
+                    "\(path) is a layer of format \(format), newer than this Strata reads (\(Self.version)): upgrade Strata"
+                )
             }
             return true
         }
@@ -111,7 +112,9 @@ enum LayerFormat {
         guard try db.tableExists("grdb_migrations"),
             try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM grdb_migrations WHERE identifier = 'v1')") == true
         else { return false }
-        for t in ["meta", "whiteout", "opaque", "redirect", "identity"] where try !db.tableExists(t) { return false }
+        for table in ["meta", "whiteout", "opaque", "redirect", "identity"] where try !db.tableExists(table) {
+            return false
+        }
         return true
     }
 }
@@ -137,18 +140,17 @@ final class UpperLayer: Sendable {
         try Files.mkdirAll(directory + "/index", mode: 0o700)
         let lockPath = directory + "/lock"
         self.lock = FD(try Sys.retry("open", lockPath) { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) })
-        self.isExclusive = flock(self.lock.raw, LOCK_EX | LOCK_NB) == 0
+        self.isExclusive = try Sys.tryLock(self.lock, path: lockPath)
         self.work = try Files.openDirectoryAbsolute(directory + "/work")
         self.index = try Files.openDirectoryAbsolute(directory + "/index")
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)
         let tree = try Files.openDirectoryAbsolute(directory + "/tree")
         var mode = Files.filesystemSync(for: tree)
-        var dst = stat(), tst = stat()
-        if case .wholeFilesystem = mode,
-            stat(directory, &dst) != 0 || Glibc.fstat(tree.raw, &tst) != 0
-                || dst.st_dev != tst.st_dev
-        {
-            mode = .eachObject  // a syncfs of tree/ would not cover the sidecar, which then syncs itself
+        if case .wholeFilesystem = mode {
+            let layerDevice = try Files.statAbsolute(directory, followingLinks: true)?.st_dev
+            if layerDevice != (try Files.fstat(tree, path: directory + "/tree")).st_dev {
+                mode = .eachObject  // a syncfs of tree/ would not cover the sidecar, which then syncs itself
+            }
         }
         try self.sidecar.useFilesystemSync(mode)
     }
@@ -183,6 +185,8 @@ struct Node: Sendable {
     var lowerPath: [[UInt8]]
     /// A lower hard link whose inode was copied up: the upper copy in `index/` holds its data.
     var indexed: Location?
+    /// Regular files: the descriptor READ opened the data with, kept with the cached node (`readDescriptor`).
+    var reader: ReadDescriptor? = nil
 
     var isDirectory: Bool { self.top.st.isDirectory }
     var type: FileType { self.top.st.fileType }
@@ -197,5 +201,5 @@ extension UnionNamespace {
         return upper
     }
 
-    func isUpper(_ loc: Location) -> Bool { self.layers[loc.layer].isUpper }
+    func isUpper(_ location: Location) -> Bool { self.layers[location.layer].isUpper }
 }

@@ -25,7 +25,7 @@ enum Names {
 
     static func joinAll(_ components: [[UInt8]]) -> [UInt8] {
         var out: [UInt8] = []
-        for c in components { out = Self.join(out, c) }
+        for component in components { out = Self.join(out, component) }
         return out
     }
 }

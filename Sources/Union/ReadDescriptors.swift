@@ -11,32 +11,36 @@ struct ReadDescriptor: Sendable {
     var inode: UInt64
     var fd: FD
 
-    func holds(_ loc: Location) -> Bool {
-        self.layer == loc.layer && self.device == UInt64(loc.st.st_dev) && self.inode == UInt64(loc.st.st_ino)
+    func holds(_ location: Location) -> Bool {
+        self.layer == location.layer && self.device == UInt64(location.st.st_dev)
+            && self.inode == UInt64(location.st.st_ino)
     }
 }
 
 extension UnionNamespace {
-    /// A read-only descriptor of `loc`, the data of cached object `fileid` as just resolved: the kept one when it
-    /// holds that file, else one opened now (the same `openat` with O_NOFOLLOW relative to the layer's directory) and
-    /// kept while the object's node stays cached. Data writes, truncations included, change the inode in place, so
-    /// the kept descriptor reads them.
-    func readDescriptor(_ fileid: UInt64, _ loc: Location) throws(UnionError) -> FD {
-        if let kept = self.nodeCache.withLock({ $0.readers[fileid] }), kept.holds(loc) {
-            return kept.fd
-        }
-        let fd = try self.openData(loc, O_RDONLY)
+    /// A read-only descriptor of the data of `node` as just resolved: the one kept with its cached node when it holds
+    /// that file, else one opened now (`openat` with O_NOFOLLOW relative to the layer's directory, as every open) and
+    /// kept with the cached node. Data writes, truncations included, change the inode in place, so a kept descriptor
+    /// reads them; every change that moves, replaces or copies up the object evicts its node, and the descriptor
+    /// with it (a removed file's blocks are not held open).
+    func readDescriptor(_ node: Node) throws(UnionError) -> FD {
+        let location = node.indexed ?? node.top
+        if let kept = node.reader, kept.holds(location) { return kept.fd }
+        let fd = try self.openData(location, O_RDONLY)
         self.stats.readDescriptorsOpened.add(1, ordering: .relaxed)
-        let st = try Files.fstat(fd, path: loc.pathString)
-        let opened = ReadDescriptor(layer: loc.layer, device: UInt64(st.st_dev), inode: UInt64(st.st_ino), fd: fd)
-        // Kept only when it is the file the resolution saw (a rename between the stat and the open gives another)
-        // and the node is still cached (an evicted node's descriptor would be kept past the change that evicted it).
-        if opened.holds(loc) {
-            let replaced = self.nodeCache.withLock { c -> ReadDescriptor? in
-                guard c.items[fileid] != nil else { return nil }
-                return c.readers.updateValue(opened, forKey: fileid)
+        let st = try Files.fstat(fd, path: location.pathString)
+        let opened = ReadDescriptor(
+            layer: location.layer, device: UInt64(st.st_dev), inode: UInt64(st.st_ino), fd: fd)
+        // Kept only when it is the file the resolution saw (a rename between the stat and the open gives another),
+        // with a node still cached that describes that file (an evicted node's descriptor would outlive the change
+        // that evicted it).
+        guard opened.holds(location) else { return fd }
+        self.nodeCache.withLock { cache in
+            guard var cached = cache.value(for: node.fileid), opened.holds(cached.indexed ?? cached.top) else {
+                return
             }
-            withExtendedLifetime(replaced) {}  // closed here, outside the lock
+            cached.reader = opened
+            cache.set(cached, for: node.fileid)
         }
         return fd
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ServiceLifecycle
 import StrataBench
 import StrataServer
 import SunRPC
@@ -107,14 +108,25 @@ struct Serve: AsyncParsableCommand {
         } catch let error as StartupError {
             throw RuntimeError(error.message)
         }
-        if let readyFile {
-            let ports = server.ports
+        // SIGINT or SIGTERM: stop cleanly (unregistered from rpcbind, layers closed); SIGHUP: reload.
+        let serving = Serving(server: server, readyFile: self.readyFile)
+        try await ServiceGroup(services: [serving], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+    }
+}
+
+/// `strata serve` in its service group: the server, and the ready file written once signals are handled.
+struct Serving: Service {
+    let server: StrataServer
+    let readyFile: String?
+
+    func run() async throws {
+        try await self.server.serve(onceSignalsTrapped: {
+            guard let readyFile = self.readyFile else { return }
+            let ports = self.server.ports
             var line = "nfs=\(ports.nfs) mount=\(ports.mount) portmapper=\(ports.portmapperMode.rawValue)"
-            if let metricsPort = server.metricsPort { line += " metrics=\(metricsPort)" }
+            if let metricsPort = self.server.metricsPort { line += " metrics=\(metricsPort)" }
             try (line + "\n").write(toFile: readyFile, atomically: true, encoding: .utf8)
-        }
-        await SignalLoop.run(onReload: { server.reload() })
-        await server.shutdown()
+        })
     }
 }
 

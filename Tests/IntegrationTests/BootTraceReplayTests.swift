@@ -45,12 +45,7 @@ final class SerialRPCTransport: BootReplayTransport {
 @Suite(.serialized) struct BootTraceReplayTests {
     static func config(_ clients: String) -> String {
         """
-        [server]
-        listen = ["127.0.0.1"]
-        nfs_port = 0
-        mount_port = 0
-        portmapper = "off"
-        state_dir = "@DIR@/state"
+        \(testServerSection())
 
         [[export]]
         path = "/diskless"

@@ -10,13 +10,7 @@ import Testing
 @Suite(.serialized) struct DisklessTests {
     static func config(metrics: Bool = false, clients: String? = nil) -> String {
         """
-        [server]
-        listen = ["127.0.0.1"]
-        nfs_port = 0
-        mount_port = 0
-        portmapper = "off"
-        state_dir = "@DIR@/state"
-        \(metrics ? "metrics = \"127.0.0.1:0\"" : "")
+        \(testServerSection(metrics ? "metrics = \"127.0.0.1:0\"" : ""))
 
         [clients]
         "127.0.0.3" = "lab-3"

@@ -11,14 +11,7 @@ import Testing
 @Suite(.serialized) struct ImageVersionTests {
     static func config(clients: String? = nil) -> String {
         """
-        [server]
-        listen = ["127.0.0.1"]
-        nfs_port = 0
-        mount_port = 0
-        portmapper = "off"
-        state_dir = "@DIR@/state"
-        log_level = "info"
-        metrics = "127.0.0.1:0"
+        \(testServerSection("log_level = \"info\"\nmetrics = \"127.0.0.1:0\""))
 
         [[export]]
         path = "/diskless"

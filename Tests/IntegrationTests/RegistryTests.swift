@@ -13,13 +13,7 @@ import XDR
         clients: String, export extra: String = "", server: String = "", tables: String = "", path: String = "/diskless"
     ) -> String {
         """
-        [server]
-        listen = ["127.0.0.1"]
-        nfs_port = 0
-        mount_port = 0
-        portmapper = "off"
-        state_dir = "@DIR@/state"
-        \(server)
+        \(testServerSection(server))
 
         \(tables)
 

@@ -7,13 +7,7 @@ import Testing
 @Suite(.serialized) struct StrataBenchTests {
     static func config() -> String {
         """
-        [server]
-        listen = ["127.0.0.1"]
-        nfs_port = 0
-        mount_port = 0
-        portmapper = "off"
-        state_dir = "@DIR@/state"
-        log_level = "warning"
+        \(testServerSection("log_level = \"warning\""))
 
         [[export]]
         path = "/union"

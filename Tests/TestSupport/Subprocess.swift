@@ -161,6 +161,15 @@ public final class Subprocess: Sendable {
         if self.status == nil { kill(self.pid, signal) }
     }
 
+    /// Waits up to `timeout` seconds for the exit status; then kills the whole group and fails, naming `command`
+    /// and showing its output.
+    func finish(within timeout: Double, _ command: @autoclosure () -> String) throws -> Int32 {
+        if let status = self.wait(timeout: timeout) { return status }
+        self.signalGroup(SIGKILL)
+        _ = self.wait(timeout: 10)
+        throw TestSupportError("\(command()) did not finish within \(timeout) s; output:\n\(self.output)")
+    }
+
     /// SIGTERM, then SIGKILL to the group after `grace` seconds; always reaps.
     @discardableResult
     public func terminate(grace: Double = 10) -> Int32 {
@@ -204,13 +213,7 @@ public func run(
     let outputPath = "/tmp/strata-test-output-\(getpid())-\(UUID().uuidString)"
     defer { unlink(outputPath) }
     let child = try Subprocess([executable] + arguments, output: .file(outputPath), environment: environment)
-    guard let status = child.wait(timeout: timeout) else {
-        child.signalGroup(SIGKILL)
-        _ = child.wait(timeout: 10)
-        throw TestSupportError(
-            "\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s; output:\n\(child.output)"
-        )
-    }
+    let status = try child.finish(within: timeout, "\(executable) \(arguments.joined(separator: " "))")
     return CommandResult(status: status, output: child.output)
 }
 
@@ -240,11 +243,7 @@ public func runSplit(
         error: .file(base + ".err"),
         environment: environment
     )
-    guard let status = child.wait(timeout: timeout) else {
-        child.signalGroup(SIGKILL)
-        _ = child.wait(timeout: 10)
-        throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
-    }
+    let status = try child.finish(within: timeout, "\(executable) \(arguments.joined(separator: " "))")
     let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
     return SplitResult(status: status, stdout: read(base + ".out"), stderr: read(base + ".err"))
 }

@@ -51,7 +51,7 @@ import Testing
         f.setXattr(f.base + "/source", "user.overlay.origin", "x")
         let from = FD(open(f.base + "/source", O_RDONLY | O_CLOEXEC))
         let to = FD(open(f.base + "/destination", O_RDWR | O_CLOEXEC))
-        try UnionNamespace.copyXattrs(from: from, to: to)
+        try FileCopy.copyXattrs(from: from, to: to)
         #expect(f.getXattr(f.base + "/destination", "user.kept") == "yes")
         #expect(f.getXattr(f.base + "/destination", "user.overlay.origin") == nil)
     }
@@ -62,6 +62,6 @@ import Testing
         f.setXattr(f.base + "/source", "user.kept", "yes")
         let from = FD(open(f.base + "/source", O_RDONLY | O_CLOEXEC))
         let closed = FD(-1)  // EBADF: an error other than a refusal, which the old copy ignored
-        #expect(throws: UnionError.self) { try UnionNamespace.copyXattrs(from: from, to: closed) }
+        #expect(throws: UnionError.self) { try FileCopy.copyXattrs(from: from, to: closed) }
     }
 }

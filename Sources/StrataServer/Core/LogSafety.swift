@@ -1,5 +1,5 @@
+import Basics
 import Prometheus
-import Synchronization
 
 /// A name from the wire (MNT path, file name, machine name) as it may appear in a log line:
 /// control characters (C0, DEL, C1), line and paragraph separators, bidirectional overrides and
@@ -71,12 +71,12 @@ public final class LogRateLimiter: Sendable {
         var suppressed: Int
     }
 
-    let buckets = Mutex<[String: Bucket]>([:])
+    let buckets = Locked<[String: Bucket]>([:])
     let burst: Double
     let perSecond: Double
     let clock: @Sendable () -> Double
     /// Called with the kind of every line held back (the server counts them in a metric).
-    let onSuppressed = Mutex<(@Sendable (String) -> Void)?>(nil)
+    let onSuppressed = Locked<(@Sendable (String) -> Void)?>(nil)
 
     /// Refusals of unauthenticated clients (MNT refused, file handle refused), process-wide.
     public static let refusals = LogRateLimiter()

@@ -3,7 +3,6 @@ import Foundation
 import Logging
 import NIOCore
 import SunRPC
-import Synchronization
 import Union
 
 /// One line of the mount table (MOUNT DUMP, `showmount -a`).
@@ -74,21 +73,21 @@ public final class ExportRegistry: Sendable {
     /// Namespaces being closed (reset, idle, reload): opens of these wait until they are.
     let closingKeys = ClosingKeys()
     /// Orders writes of the small state files (mount table, reset generations).
-    let persistLock = Mutex(())
+    let persistLock = Locked(())
     /// Held across a change of the image versions: from reading the table, through writing
     /// `images.json`, to installing it (publish, rollback, gc, a client's move). Taken before
     /// `openingLock` and the state lock, never while holding them.
-    let imagesLock = Mutex(())
+    let imagesLock = Locked(())
     let logger: Logger
     let policy: NamespacePolicy
     /// Monotonic seconds (tests pass their own).
     let clock: @Sendable () -> Double
     /// Tests: called at named steps of a reset ("closed": the old namespace is closed, its
     /// upper not yet moved aside).
-    let resetHook = Mutex<(@Sendable (String) -> Void)?>(nil)
+    let resetHook = Locked<(@Sendable (String) -> Void)?>(nil)
     /// Tests: the hooks every namespace this registry opens gets (`UnionHooks`); nil in the server.
     let namespaceHooks: UnionHooks?
-    let sweeper = Mutex<Task<Void, Never>?>(nil)
+    let sweeper = Locked<Task<Void, Never>?>(nil)
 
     public init(
         configuration: Configuration, logger: Logger, policy: NamespacePolicy = NamespacePolicy(),

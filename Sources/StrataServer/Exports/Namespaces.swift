@@ -1,6 +1,5 @@
 import Basics
 import Foundation
-import Synchronization
 import Union
 
 /// When the registry closes namespaces nobody uses. A closed namespace reopens on its next

@@ -119,6 +119,19 @@ enum Files {
         }
     }
 
+    /// stat(2) of an absolute path (`followingLinks`), else lstat(2): nil where nothing is there (ENOENT, or a
+    /// component that is not a directory).
+    static func statAbsolute(_ path: String, followingLinks: Bool) throws(UnionError) -> stat? {
+        var st = stat()
+        while true {
+            if fstatat(AT_FDCWD, path, &st, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW) == 0 { return st }
+            let e = errno
+            if e == EINTR { continue }
+            if e == ENOENT || e == ENOTDIR { return nil }
+            throw Sys.error(e, "fstatat", path)
+        }
+    }
+
     static func openDirectoryAbsolute(_ path: String) throws(UnionError) -> FD {
         let fd = try Sys.retry("open", path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         return FD(fd)

@@ -106,6 +106,53 @@ enum Sys {
         }
     }
 
+    /// ioctl(FICLONE): `destination` shares the extents of `source`. False where the file systems cannot (not the
+    /// same one, no reflinks: EXDEV, EOPNOTSUPP, EINVAL, ENOTTY...): the caller then copies the bytes. Out of space
+    /// or an I/O error is a failure: a copy would meet it too.
+    static func cloneFile(
+        from source: FD, to destination: FD, path: @autoclosure () -> String
+    ) throws(UnionError)
+        -> Bool
+    {
+        while true {
+            if ioctl(destination.raw, Self.FICLONE, source.raw) == 0 { return true }
+            let e = errno
+            switch e {
+            case EINTR: continue
+            case ENOSPC, EDQUOT, EIO: throw Self.error(e, "ioctl FICLONE", path())
+            default: return false
+            }
+        }
+    }
+
+    /// lseek(2) with `SEEK_DATA` or `SEEK_HOLE`: the offset found, or nil for ENXIO (no data at or after `offset`;
+    /// `offset` at or past the end). A file system without them fails with `.io(errno: EINVAL, ...)`.
+    static func seek(
+        _ fd: FD, _ offset: Int64, _ whence: CInt, path: @autoclosure () -> String
+    ) throws(UnionError)
+        -> Int64?
+    {
+        while true {
+            let found = lseek(fd.raw, off_t(offset), whence)
+            if found >= 0 { return Int64(found) }
+            let e = errno
+            if e == EINTR { continue }
+            if e == ENXIO { return nil }
+            throw Self.error(e, whence == Self.SEEK_DATA ? "lseek SEEK_DATA" : "lseek SEEK_HOLE", path())
+        }
+    }
+
+    /// flock(2) exclusively without waiting: false when another open file description holds the lock.
+    static func tryLock(_ fd: FD, path: @autoclosure () -> String) throws(UnionError) -> Bool {
+        while true {
+            if flock(fd.raw, LOCK_EX | LOCK_NB) == 0 { return true }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EWOULDBLOCK { return false }
+            throw Self.error(e, "flock", path())
+        }
+    }
+
     /// Like `retry` but returns `nil` for ENOENT.
     static func retryOrMissing<T: BinaryInteger>(
         _ call: String, _ path: @autoclosure () -> String, _ body: () -> T

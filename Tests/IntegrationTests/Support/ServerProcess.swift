@@ -143,10 +143,9 @@ func makeThreeLayerFixture(_ directory: TemporaryDirectory) throws {
     try directory.mkdir("upper")
 }
 
-/// The configuration of the three-layer fixture, served to loopback clients.
-func threeLayerConfig(
-    clients: String = "\"127.0.0.0/8(rw,no_root_squash,insecure)\"", server extra: String = ""
-) -> String {
+/// The `[server]` table of a test server: loopback, ports the kernel picks, no portmapper, the state directory in
+/// the test's directory; then `extra` lines.
+func testServerSection(_ extra: String = "") -> String {
     """
     [server]
     listen = ["127.0.0.1"]
@@ -154,8 +153,16 @@ func threeLayerConfig(
     mount_port = 0
     portmapper = "off"
     state_dir = "@DIR@/state"
-    log_level = "info"
     \(extra)
+    """
+}
+
+/// The configuration of the three-layer fixture, served to loopback clients.
+func threeLayerConfig(
+    clients: String = "\"127.0.0.0/8(rw,no_root_squash,insecure)\"", server extra: String = ""
+) -> String {
+    """
+    \(testServerSection("log_level = \"info\"\n" + extra))
 
     [[export]]
     path = "/union"
