@@ -20,6 +20,8 @@
 #                /var/tmp/boot-storm-DATE directory: results.jsonl, table.txt, logs, configs)
 #                WORKDIR (default /var/tmp; images, uppers, overlay mounts; removed at the end;
 #                "tmpfs": a private tmpfs, so that neither server waits for a shared, busy disk)
+#                PROFILE=1: each Strata storm runs under `perf record -e cpu-clock -g -p PID`
+#                (RESULTS/perf-SERVER-N.data and a report, RESULTS/perf-SERVER-N.txt)
 # Everything runs in a private network and mount namespace (only lo; the overlay mounts, rpcbind
 # and the servers exist only there). Needs: nfs-ganesha, nfs-ganesha-vfs, rpcbind, python3.
 set -euo pipefail
@@ -150,7 +152,16 @@ EOF
   "$STRATA_BIN" serve --config "$RESULTS/strata-$n.toml" >"$RESULTS/strata-$n.log" 2>&1 &
   SERVER_PID=$!
   wait_ports "$SERVER_PID" 30 3049 30048 || { log "strata did not listen (see $RESULTS/strata-$n.log)"; stop_pid "$SERVER_PID"; SERVER_PID=; return 1; }
+  local perf_pid=
+  if [ "${PROFILE:-}" = 1 ]; then
+    perf record -q -e cpu-clock -g -p "$SERVER_PID" -o "$RESULTS/perf-$name-$n.data" 2>>"$LOG" &
+    perf_pid=$!
+  fi
   bench "$name" "$n" "$SERVER_PID" /diskless 3049 30048 "$@" || true
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true
+    perf report -i "$RESULTS/perf-$name-$n.data" --no-children --percent-limit 1 --stdio >"$RESULTS/perf-$name-$n.txt" 2>>"$LOG" || true
+  fi
   stop_pid "$SERVER_PID"; SERVER_PID=
   [ -f "$RESULTS/$name-$n.json" ] && record "$name" "$n" "$(du -sb "$d/uppers" | cut -f1)"
   rm -rf "$d"

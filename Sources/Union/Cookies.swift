@@ -19,20 +19,29 @@ struct CookieKey: Sendable, Equatable {
 
     static func random() -> CookieKey { CookieKey(k0: .random(in: .min ... .max), k1: .random(in: .min ... .max)) }
 
-    /// The namespace's key, made on first use and kept in `meta` (`cookieKey0`, `cookieKey1`).
+    /// The namespace's key, made on first use and kept in `meta` (`cookieKey0`, `cookieKey1`). Read first: a
+    /// sidecar made by `UnionNamespace.createUpper` has it already, and a durable write per open would cost a flush.
     static func load(_ sidecar: Sidecar) throws(UnionError) -> CookieKey {
-        try sidecar.write("load the cookie key") { db -> CookieKey in
-            let rows = try MetaRecord.filter(keys: ["cookieKey0", "cookieKey1"]).fetchAll(db)
-            if let a = rows.first(where: { $0.key == "cookieKey0" }),
-                let b = rows.first(where: { $0.key == "cookieKey1" })
-            {
-                return CookieKey(k0: UInt64(bitPattern: a.value), k1: UInt64(bitPattern: b.value))
-            }
+        if let known = try sidecar.read("read the cookie key", Self.fetch) { return known }
+        return try sidecar.write("make the cookie key") { db -> CookieKey in
+            if let known = try Self.fetch(db) { return known }
             let k = CookieKey.random()
-            try MetaRecord(key: "cookieKey0", value: Int64(bitPattern: k.k0)).save(db)
-            try MetaRecord(key: "cookieKey1", value: Int64(bitPattern: k.k1)).save(db)
+            try k.store(db)
             return k
         }
+    }
+
+    private static func fetch(_ db: Database) throws -> CookieKey? {
+        let rows = try MetaRecord.filter(keys: ["cookieKey0", "cookieKey1"]).fetchAll(db)
+        guard let a = rows.first(where: { $0.key == "cookieKey0" }),
+            let b = rows.first(where: { $0.key == "cookieKey1" })
+        else { return nil }
+        return CookieKey(k0: UInt64(bitPattern: a.value), k1: UInt64(bitPattern: b.value))
+    }
+
+    func store(_ db: Database) throws {
+        try MetaRecord(key: "cookieKey0", value: Int64(bitPattern: self.k0)).save(db)
+        try MetaRecord(key: "cookieKey1", value: Int64(bitPattern: self.k1)).save(db)
     }
 }
 
@@ -59,25 +68,39 @@ enum Cookies {
     static func assign(
         _ items: [(name: [UInt8], fileid: UInt64)], key: CookieKey, slotBits: Int = Cookies.slotBits
     ) -> [ListingEntry] {
-        var bySlot: [UInt64: Int] = [:]
-        let slotted = items.map { (slot: Self.slot($0.name, key, bits: slotBits), name: $0.name, fileid: $0.fileid) }
-        for s in slotted { bySlot[s.slot, default: 0] += 1 }
-        let keyed = slotted.map { s in
-            (
-                cookie: s.slot | (bySlot[s.slot] == 1 ? Self.alone : Self.collisionCookie(s.name, key)), name: s.name,
-                fileid: s.fileid
-            )
+        Self.order(items.map(\.name), key: key, slotBits: slotBits).map {
+            ListingEntry(name: items[$0.index].name, fileid: items[$0.index].fileid, cookie: $0.cookie)
         }
-        .sorted { a, b in a.cookie != b.cookie ? a.cookie < b.cookie : a.name.lexicographicallyPrecedes(b.name) }
-        var out: [ListingEntry] = []
-        out.reserveCapacity(keyed.count)
+    }
+
+    /// `assign` as positions in `names`: each name's index and cookie, in cookie order. Sorted by slot, so only the
+    /// names of a shared slot (rare) need their collision value and a second sort.
+    static func order(
+        _ names: [[UInt8]], key: CookieKey, slotBits: Int = Cookies.slotBits
+    ) -> [(index: Int, cookie: UInt64)] {
+        var keyed = names.indices.map { (cookie: Self.slot(names[$0], key, bits: slotBits), index: $0) }
+        func precedes(_ a: (cookie: UInt64, index: Int), _ b: (cookie: UInt64, index: Int)) -> Bool {
+            a.cookie != b.cookie ? a.cookie < b.cookie : names[a.index].lexicographicallyPrecedes(names[b.index])
+        }
+        keyed.sort(by: precedes)
+        var i = 0
+        while i < keyed.count {
+            var j = i + 1
+            while j < keyed.count && keyed[j].cookie == keyed[i].cookie { j += 1 }
+            if j - i == 1 {
+                keyed[i].cookie |= Self.alone
+            } else {
+                for k in i..<j { keyed[k].cookie |= Self.collisionCookie(names[keyed[k].index], key) }
+                keyed[i..<j].sort(by: precedes)
+            }
+            i = j
+        }
         var prev: UInt64 = 0
-        for k in keyed {
+        return keyed.map { k in
             let c = max(k.cookie, prev &+ 1)
-            out.append(ListingEntry(name: k.name, fileid: k.fileid, cookie: c))
             prev = c
+            return (k.index, c)
         }
-        return out
     }
 }
 

@@ -13,7 +13,7 @@ struct MergedListing: Sendable {
     /// Each entry's handle and attributes as a listing page found them (same order as `entries`, empty until a page
     /// asked), valid while the namespace's `attributeGeneration` is `objectsGeneration`: a warm READDIRPLUS page
     /// costs no system call and no identity lookup per entry. Exact: every step that may change an attribute moves
-    /// the generation.
+    /// the generation, and a directory entry also needs its own `directoryAtimeGeneration` (see `ListedObject`).
     var objects: [ListedObject] = []
     var objectsGeneration: UInt64 = .max
 }
@@ -23,7 +23,10 @@ enum ListedObject: Sendable {
     case unknown
     /// Vanished since the listing was made (the page gives its name without handle and attributes).
     case absent
-    case found(FoundObject)
+    /// `directoryAtimes`: the namespace's `directoryAtimeGeneration` when the page began. A listing moves only its
+    /// directory's access time, which only that directory's own entry shows: a directory entry is taken again once
+    /// that generation moved, every other entry stays.
+    case found(FoundObject, directoryAtimes: UInt64)
 }
 
 /// The layer and inode a listing entry showed.
@@ -37,7 +40,9 @@ extension UnionNamespace {
         var seen: Set<[UInt8]> = []
         var hidden: Set<[UInt8]> = []
         var out: [(name: [UInt8], key: IdentityStore.Key)] = []
-        for d in dir.dirs {
+        // The names of the last layer need not be remembered: nothing below them is read.
+        let last = dir.dirs.lastIndex { $0.dir != nil }
+        for (position, d) in dir.dirs.enumerated() {
             guard let dfd = d.dir else { continue }
             let layer = self.layers[d.layer]
             var whiteoutsHere: Set<[UInt8]> = []
@@ -54,8 +59,8 @@ extension UnionNamespace {
                         continue
                     }
                 }
-                if seen.contains(e.name) || hidden.contains(e.name) { continue }
-                seen.insert(e.name)
+                if (!seen.isEmpty && seen.contains(e.name)) || (!hidden.isEmpty && hidden.contains(e.name)) { continue }
+                if position != last { seen.insert(e.name) }
                 var ino = e.ino
                 if e.type == UInt8(DT_DIR) || e.type == UInt8(DT_UNKNOWN),
                     let st = try Files.statAt(dfd, e.name, path: d.pathString)
@@ -79,12 +84,12 @@ extension UnionNamespace {
         if let cached = self.listings.withLock({ $0.value(for: dir.fileid) }) { return cached }
         let names = try self.mergedNames(dir)
         let fileids = try self.identities.fileids(names.map { .init(key: $0.key, parent: dir.fileid, name: $0.name) })
-        let entries = Cookies.assign(zip(names, fileids).map { ($0.name, $1) }, key: self.cookieKey)
-        var topOf: [[UInt8]: ListedTop] = [:]
-        topOf.reserveCapacity(names.count)
-        for n in names { topOf[n.name] = ListedTop(layer: n.key.layer, ino: n.key.ino) }
+        let order = Cookies.order(names.map(\.name), key: self.cookieKey)
         let listing = MergedListing(
-            entries: entries, tops: entries.map { topOf[$0.name] ?? ListedTop(layer: -1, ino: 0) })
+            entries: order.map {
+                ListingEntry(name: names[$0.index].name, fileid: fileids[$0.index], cookie: $0.cookie)
+            },
+            tops: order.map { ListedTop(layer: names[$0.index].key.layer, ino: names[$0.index].key.ino) })
         self.listings.withLock { $0.set(listing, for: dir.fileid) }
         return listing
     }

@@ -12,35 +12,47 @@ import Glibc
 // so a sequential reader costs no open and close per call and the kernel's readahead state survives between calls.
 // It goes with its node: every eviction above closes it, so a removed file's space is not held open.
 
-/// Resolved nodes by fileid, the least recently used forgotten first beyond the namespace's `cachedObjects`.
-typealias NodeCache = LRUMap<UInt64, Node>
+/// Resolved nodes by fileid; beyond the namespace's `cachedObjects` the least recently used is forgotten.
+struct NodeCache: Sendable {
+    private var nodes: LRUMap<UInt64, Node>
+
+    init(capacity: Int) { self.nodes = LRUMap(capacity: capacity) }
+
+    mutating func get(_ fileid: UInt64) -> Node? { self.nodes.value(for: fileid) }
+
+    mutating func put(_ node: Node) {
+        guard self.nodes.capacity > 0 else { return }
+        var node = node
+        // A file resolved again (a LOOKUP of its name) keeps the descriptor READ opened, while that is its data.
+        if node.reader == nil, let kept = self.nodes.value(for: node.fileid)?.reader,
+            kept.holds(node.indexed ?? node.top)
+        {
+            node.reader = kept
+        }
+        self.nodes.set(node, for: node.fileid)
+    }
+
+    mutating func remove(_ fileid: UInt64) { self.nodes.removeValue(for: fileid) }
+
+    mutating func removeAll() { self.nodes.removeAll() }
+}
 
 extension UnionNamespace {
     func cacheNode(_ node: Node) {
-        self.nodeCache.withLock { cache in
-            guard cache.capacity > 0 else { return }
-            var node = node
-            // A file resolved again (a LOOKUP of its name) keeps the descriptor READ opened, while that is its data.
-            if node.reader == nil, let kept = cache.value(for: node.fileid)?.reader,
-                kept.holds(node.indexed ?? node.top)
-            {
-                node.reader = kept
-            }
-            cache.set(node, for: node.fileid)
-        }
+        self.nodeCache.withLock { $0.put(node) }
     }
 
     /// A change moved, replaced or copied up object `fileid`: its cached node is wrong now. A directory: every
     /// cached node below it describes its path through it, so all go.
     func evictNode(_ fileid: UInt64, isDirectory: Bool) {
         self.nodeCache.withLock { cache in
-            if isDirectory { cache.removeAll() } else { cache.removeValue(for: fileid) }
+            if isDirectory { cache.removeAll() } else { cache.remove(fileid) }
         }
     }
 
     /// A cached node with fresh stats, or nil when it is not cached or no longer where it was.
     func cachedNode(_ fileid: UInt64) throws(UnionError) -> Node? {
-        guard var node = self.nodeCache.withLock({ $0.value(for: fileid) }) else { return nil }
+        guard var node = self.nodeCache.withLock({ $0.get(fileid) }) else { return nil }
         guard let st = try Self.restat(node.top), st.st_ino == node.top.st.st_ino else { return nil }
         node.top.st = st
         if !node.dirs.isEmpty { node.dirs[0].st = st }

@@ -36,11 +36,9 @@ extension UnionNamespace {
         // that evicted it).
         guard opened.holds(location) else { return fd }
         self.nodeCache.withLock { cache in
-            guard var cached = cache.value(for: node.fileid), opened.holds(cached.indexed ?? cached.top) else {
-                return
-            }
+            guard var cached = cache.get(node.fileid), opened.holds(cached.indexed ?? cached.top) else { return }
             cached.reader = opened
-            cache.set(cached, for: node.fileid)
+            cache.put(cached)
         }
         return fd
     }

@@ -252,19 +252,23 @@ extension UnionNamespace {
         while wants: (_ nameLength: Int) -> Bool
     ) throws(UnionError) -> DirectoryPage {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryPage in
-            // Read before anything is looked at: objects found from here on are kept as of this generation.
+            // Read before anything is looked at: objects found from here on are kept as of these generations.
             let generation = self.attributeGeneration.load(ordering: .acquiring)
             var d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.read)
             let maySearch = Permission.allows(d.top.st, cred, Permission.exec)
             let listing = try self.listing(d)
-            // The directory's attributes after the listing (reading it may have set its atime).
+            // The directory's attributes after the listing (reading it may have set its atime, which only its own
+            // entry in its parent's listing shows).
             if let st = try Self.restat(d.top), st.st_ino == d.top.st.st_ino {
                 if st.st_atim.tv_sec != d.top.st.st_atim.tv_sec || st.st_atim.tv_nsec != d.top.st.st_atim.tv_nsec {
-                    self.attributeGeneration.add(1, ordering: .releasing)
+                    self.directoryAtimeGeneration.add(1, ordering: .releasing)
                 }
                 d.top.st = st
             }
+            // After this directory's own move (so it does not outdate the subdirectories this page finds), before any
+            // entry is looked at.
+            let directoryAtimes = self.directoryAtimeGeneration.load(ordering: .acquiring)
             let known = listing.objectsGeneration == generation && listing.objects.count == listing.entries.count
             let all = listing.entries
             var lo = 0
@@ -273,23 +277,42 @@ extension UnionNamespace {
                 let mid = (lo + hi) / 2
                 if all[mid].cookie <= cookie { lo = mid + 1 } else { hi = mid }
             }
+            let withObjects = withObjects && maySearch
             var entries: [DirectoryEntry] = []
+            entries.reserveCapacity(min(all.count - lo, 512))
+            // What this page found, for the listing's cache; made only once an entry had to be looked up.
             var found: [ListedObject] = []
             var computed = false
             var i = lo
             while i < all.count, wants(all[i].name.count) {
-                let e = all[i]
                 var object: FoundObject?
-                if withObjects && maySearch {
-                    switch known ? listing.objects[i] : .unknown {
-                    case .found(let cached): object = cached
-                    case .absent: object = nil
-                    case .unknown:
-                        object = try self.listedObject(d, e, listing.tops[i])
-                        computed = true
+                if withObjects {
+                    var cached = false
+                    if known {
+                        switch listing.objects[i] {
+                        case .found(let o, let atimes)
+                        where o.attributes.type != .directory || atimes == directoryAtimes:
+                            object = o
+                            cached = true
+                        case .absent: cached = true
+                        case .found, .unknown: break
+                        }
                     }
-                    found.append(object.map { .found($0) } ?? .absent)
+                    if !cached {
+                        if !computed {
+                            computed = true
+                            found.reserveCapacity(entries.capacity)
+                            for e in entries {
+                                found.append(e.object.map { .found($0, directoryAtimes: directoryAtimes) } ?? .absent)
+                            }
+                        }
+                        object = try self.listedObject(d, all[i], listing.tops[i])
+                    }
+                    if computed {
+                        found.append(object.map { .found($0, directoryAtimes: directoryAtimes) } ?? .absent)
+                    }
                 }
+                let e = all[i]
                 entries.append(DirectoryEntry(name: e.name, fileid: e.fileid, cookie: e.cookie, object: object))
                 i += 1
             }
@@ -314,6 +337,7 @@ extension UnionNamespace {
     /// The object a cached listing entry names, from one stat in the layer the listing found it in; a full lookup
     /// when that is not conclusive (the entry changed, or a hard link whose other names must be recorded).
     func listedObject(_ dir: Node, _ entry: ListingEntry, _ top: ListedTop) throws(UnionError) -> FoundObject? {
+        self.stats.listedObjectLookups.add(1, ordering: .relaxed)
         if let d = dir.dirs.first(where: { $0.layer == top.layer }), let dfd = d.dir,
             let st = try Files.statAt(dfd, entry.name, path: Names.join(d.path, entry.name).displayString),
             UInt64(st.st_ino) == top.ino, st.isDirectory || st.st_nlink <= 1

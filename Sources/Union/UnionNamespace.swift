@@ -39,6 +39,10 @@ public final class UnionNamespace: Sendable {
     /// READ, READLINK or listing that moved an access time. The handles and attributes a listing page found stay in
     /// its cached listing for as long as this has not moved (`MergedListing.objects`).
     let attributeGeneration = Atomic<UInt64>(0)
+    /// Moves when a listing moved its directory's access time (reading a directory may set it). Listed directories'
+    /// attributes are taken again after it moved (`ListedObject`); it spares the other entries, so listing a tree
+    /// does not make every listing already cached read its attributes again.
+    let directoryAtimeGeneration = Atomic<UInt64>(0)
     /// Where the last READs of recently read files ended (fileid → end offset), to tell sequential readers.
     let readEnds = Locked(LRUMap<UInt64, UInt64>(capacity: 256))
 
@@ -73,24 +77,10 @@ public final class UnionNamespace: Sendable {
         let sidecar: Sidecar
         var upperRejected = 0
         if let upper {
-            var st = stat()
-            let isNewTree = stat(upper + "/tree", &st) != 0
-            let u = try UpperLayer(directory: upper)
-            if isNewTree, let first = lowers.first {
-                // A new upper's root takes the metadata of the top-most lower's root (what the union showed). A
-                // server without the privilege to give it away keeps its own owner: logged, not fatal.
-                let lowerRoot = try Files.openDirectoryAbsolute(
-                    (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
-                let lowerRootStat = try Files.fstat(lowerRoot, path: ".")
-                let upperRoot = try Files.openDirectoryAbsolute(upper + "/tree")
-                if fchown(upperRoot.raw, lowerRootStat.st_uid, lowerRootStat.st_gid) != 0
-                    || fchmod(upperRoot.raw, lowerRootStat.st_mode & 0o7777) != 0
-                {
-                    logger.warning(
-                        "the new upper's root keeps its own owner or mode instead of the top lower's",
-                        metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "errno": "\(errno)"])
-                }
+            if Glibc.access(upper + "/layer.db", F_OK) != 0 {
+                try Self.createUpper(upper, lowers: lowers, logger: logger)
             }
+            let u = try UpperLayer(directory: upper)
             self.upper = u
             sidecar = u.sidecar
             layers.append(
@@ -126,8 +116,12 @@ public final class UnionNamespace: Sendable {
         self.layers = layers
         self.identities = try IdentityStore(sidecar: sidecar)
         self.cookieKey = try CookieKey.load(sidecar)
-        try self.identities.checkStack(
-            signature: Self.stackSignature(lowers), lowerPaths: lowers.map(Self.realPath), logger: logger)
+        let signature = Self.stackSignature(lowers)
+        let lowerPaths = lowers.map(Self.realPath)
+        // The stack is rewritten only when it changed: an open with nothing to record makes no durable write.
+        if try !Self.recordsStack(sidecar, signature: signature, lowerPaths: lowerPaths) {
+            try self.identities.checkStack(signature: signature, lowerPaths: lowerPaths, logger: logger)
+        }
         let rootSt = try Files.fstat(top.tree, path: top.directory)
         self.rootFileid = try self.identities.fileid(
             .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))

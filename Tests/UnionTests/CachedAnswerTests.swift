@@ -52,3 +52,46 @@ import Testing
         #expect(!UnionNamespace.continuesSequentially(offset: 4096, count: 0, lastEnd: 4096), "an empty READ")
     }
 }
+
+/// The handles and attributes a READDIRPLUS page keeps with its cached listing.
+@Suite struct ListedObjectCacheTests {
+    /// Listing a subdirectory may move its access time, which only that subdirectory's entry in
+    /// its parent's listing shows: the parent's next page looks up that one entry again (and shows
+    /// GETATTR's attributes for it), not every entry. Listing a tree used to make every listing
+    /// cached so far look up all its entries again.
+    @Test func aSubdirectoryListingRefreshesOnlyItsOwnEntry() throws {
+        let f = Fixture(in: "/dev/shm")
+        for i in 0..<10 { f.file(f.lower(0) + "/dir/f\(i)", "data") }
+        f.file(f.lower(0) + "/dir/sub/inner", "x")
+        // An access time older than the modification time: relatime sets it on the next read of the directory.
+        var times = [timespec(tv_sec: 1_000_000, tv_nsec: 0), timespec(tv_sec: 2_000_000, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, f.lower(0) + "/dir/sub", &times, 0) == 0)
+        let u = try f.open()
+        defer { u.close() }
+        let dir = try u.h("dir")
+        func page() throws -> DirectoryPage {
+            try u.listDirectory(dir, after: 0, withObjects: true, withParent: false, as: root) { _ in true }
+        }
+        func lookups() -> UInt64 { u.stats.listedObjectLookups.load(ordering: .relaxed) }
+        _ = try page()
+        #expect(lookups() == 11, "a cold page looks up every entry")
+        _ = try page()
+        #expect(lookups() == 11, "a warm page none")
+
+        let sub = try u.h("dir/sub")
+        let before = try u.getattr(sub)
+        _ = try u.listDirectory(sub, after: 0, withObjects: true, withParent: false, as: root) { _ in true }
+        let after = try u.getattr(sub)
+        let warm = try page()
+        let entry = try #require(warm.entries.first { $0.name == b("sub") })
+        #expect(entry.object?.attributes == after, "the subdirectory's entry is GETATTR's")
+        if after.atime != before.atime {
+            #expect(lookups() == 11 + 1 + 1, "the subdirectory's own listing, then its entry in the parent's")
+        } else {
+            #expect(lookups() == 11 + 1, "no access time moved (a noatime mount): nothing looked up again")
+        }
+        for e in warm.entries {
+            #expect(e.object?.attributes == (try u.getattr(#require(e.object?.handle))), "\(e.name)")
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import Basics
 import Foundation
+import GRDB
 import Glibc
 import Testing
 
@@ -166,6 +167,123 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
             try syncs.sync(1) { () throws(UnionError) in throw .io(errno: EIO, call: "fsync", path: "f") }
         }
         try syncs.sync(1) { () throws(UnionError) in }  // the next one succeeds
+    }
+}
+
+/// Group commits of several namespaces on one file system: they share its syncfs calls, and batches of sidecar
+/// records alone sync only the WAL.
+@Suite struct SharedFilesystemSyncTests {
+    /// `count` sidecars on one tmpfs directory, each making its batches durable with a syncfs shared through `syncs`.
+    func sidecars(_ f: Fixture, _ count: Int, _ syncs: FileSyncs) throws -> (sidecars: [Sidecar], dir: FD, dev: UInt64)
+    {
+        let dir = FD(open(f.base, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        var st = stat()
+        #expect(fstat(dir.raw, &st) == 0)
+        let all = try (0..<count).map { i in
+            let s = try Sidecar(path: f.base + "/s\(i).db", readOnly: false)
+            try s.useFilesystemSync(.wholeFilesystem(dir), syncs: syncs)
+            return s
+        }
+        return (all, dir, UInt64(st.st_dev))
+    }
+
+    /// 32 namespaces commit a batch each while another namespace's syncfs runs: that syncfs may have started before
+    /// their records were committed, so they need one more, and share it.
+    @Test func namespacesWaitingWhileASyncfsRunsShareTheNextOne() throws {
+        let f = Fixture(in: "/dev/shm")
+        let syncs = FileSyncs()
+        let (all, dir, dev) = try self.sidecars(f, 32, syncs)
+        defer { for s in all { s.close() } }
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let running = Worker {
+            try syncs.sync(dev) { () throws(UnionError) in
+                entered.signal()
+                _ = release.wait(timeout: .now() + 30)
+            }
+        }
+        #expect(entered.wait(timeout: .now() + 20) == .success)
+        let waiters = all.map { s in
+            let seq = s.commits.enqueue(
+                [{ db in try db.execute(sql: "PRAGMA user_version = 1") }],
+                syncs: [
+                    .directory(dir, path: f.base)
+                ])
+            return Worker { try s.commits.waitDurable(seq) }
+        }
+        #expect(eventually { syncs.waiting(dev) == 33 })
+        release.signal()
+        try running.join()
+        for w in waiters { try w.join() }
+        #expect(syncs.syncs == 2, "one syncfs running, one shared by the 32 namespaces that came after it")
+    }
+
+    /// Waiters of a syncfs that fails fail (their batches are retried by their group commits); those that came while
+    /// it ran share the next one and succeed.
+    @Test func aFailingSyncfsFailsExactlyTheWaitersItCovered() throws {
+        let syncs = FileSyncs()
+        let dev: UInt64 = 42
+        let enteredFirst = DispatchSemaphore(value: 0), releaseFirst = DispatchSemaphore(value: 0)
+        let enteredFailing = DispatchSemaphore(value: 0), releaseFailing = DispatchSemaphore(value: 0)
+        let first = Worker {
+            try syncs.sync(dev) { () throws(UnionError) in
+                enteredFirst.signal()
+                _ = releaseFirst.wait(timeout: .now() + 30)
+            }
+        }
+        #expect(enteredFirst.wait(timeout: .now() + 20) == .success)
+        // Eight callers while the first runs: they share the second, which fails.
+        let covered = (0..<8).map { _ in
+            Worker { () -> Bool in
+                do {
+                    try syncs.sync(dev) { () throws(UnionError) in
+                        enteredFailing.signal()
+                        _ = releaseFailing.wait(timeout: .now() + 30)
+                        throw .io(errno: EIO, call: "syncfs", path: "test")
+                    }
+                    return true
+                } catch {
+                    return false
+                }
+            }
+        }
+        #expect(eventually { syncs.waiting(dev) == 9 })
+        releaseFirst.signal()
+        try first.join()
+        #expect(enteredFailing.wait(timeout: .now() + 20) == .success)
+        // Four callers while the failing one runs: they need the third.
+        let later = (0..<4).map { _ in Worker { try syncs.sync(dev) { () throws(UnionError) in } } }
+        #expect(eventually { syncs.waiting(dev) == 12 })
+        releaseFailing.signal()
+        for c in covered { #expect(try c.join() == false, "a caller of the failed syncfs was told it succeeded") }
+        for l in later { try l.join() }
+        #expect(syncs.syncs == 3)
+    }
+
+    /// A batch of sidecar records alone (a LOOKUP's first sighting) commits with synchronous = FULL (the WAL's
+    /// fdatasync) and no syncfs; a batch with a file system change commits with NORMAL and one syncfs.
+    @Test func batchesOfRecordsAloneSyncTheWALInsteadOfTheFileSystem() throws {
+        let f = Fixture(in: "/dev/shm")
+        let syncs = FileSyncs()
+        let (all, dir, _) = try self.sidecars(f, 1, syncs)
+        let s = all[0]
+        defer { s.close() }
+        let seen = Locked<[Int]>([])
+        let record: SidecarRecord = { db in
+            let mode = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
+            seen.withLock { $0.append(mode) }
+        }
+        try s.commits.waitDurable(s.commits.enqueue([record]))
+        #expect(seen.withLock { $0 } == [2])  // FULL
+        #expect(syncs.syncs == 0)
+        try s.commits.waitDurable(s.commits.enqueue([record], syncs: [.directory(dir, path: f.base)]))
+        #expect(seen.withLock { $0 } == [2, 1])  // NORMAL, then the syncfs
+        #expect(syncs.syncs == 1)
+        // A transaction outside the group commit (open, repairs) is one of records alone too.
+        try s.write("test") { db in try record(db) }
+        #expect(seen.withLock { $0 } == [2, 1, 2])
+        #expect(syncs.syncs == 1)
+        #expect(try s.read("test") { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } == 1)
     }
 }
 

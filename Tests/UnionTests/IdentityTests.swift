@@ -1,4 +1,6 @@
+import Basics
 import Foundation
+import GRDB
 import Glibc
 import Testing
 
@@ -43,6 +45,39 @@ import Testing
         try u.mkfile("", "upper", "again")
         #expect(throws: UnionError.stale) { try u.getattr(hu) }
         #expect(try u.walk("upper").1.fileid != hu.fileid)
+    }
+
+    /// A REMOVE forgets its object's rows with the statements it needs: identity and verifier; linkName only for an
+    /// object that has other names recorded (the in-memory mirror of that table says so).
+    @Test func forgettingAnObjectDeletesOnlyTheRowsItCanHave() throws {
+        let f = Fixture(in: "/dev/shm")
+        let u = try f.open()
+        defer { u.close() }
+        try u.mkfile("", "plain", "")
+        let plain = try u.h("plain").fileid
+        let deletes = Locked<[String]>([])
+        try u.identities.sidecar.queue.inDatabase { db in
+            db.trace(options: .statement) { event in
+                let sql = "\(event)"
+                if sql.hasPrefix("DELETE") { deletes.withLock { $0.append(sql) } }
+            }
+        }
+        try u.remove(in: u.rootHandle, b("plain"), as: root)
+        #expect(
+            deletes.withLock { $0 } == [
+                "DELETE FROM identity WHERE fileid = ?", "DELETE FROM verifier WHERE fileid = ?",
+            ])
+        #expect(u.identities.identity(plain) == nil)
+        // An object forgotten with other names still recorded: its linkName rows go too.
+        try u.mkfile("", "x", "")
+        let x = try u.h("x").fileid
+        u.identities.addName(x, LinkName(parent: u.rootHandle.fileid, name: b("y")))
+        try u.identities.commits.drain()
+        try u.remove(in: u.rootHandle, b("x"), as: root)
+        let left = try u.identities.sidecar.read("test") { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM linkName WHERE fileid = ?", arguments: [Int64(x)])
+        }
+        #expect(left == 0)
     }
 
     @Test func malformedHandlesAreRejected() throws {

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import GRDB
 import Glibc
@@ -37,6 +38,121 @@ import Testing
         let names = try FileManager.default.contentsOfDirectory(atPath: upper)
         #expect(!names.contains { $0.hasPrefix("layer.db.new") }, "\(names)")
         #expect(try LayerFormat.isStrataLayer(upper))
+    }
+}
+
+/// A new upper is made whole for its first open (`UnionNamespace.createUpper`): its sidecar from the process's
+/// template, with the records an open would otherwise write.
+@Suite struct UpperCreationTests {
+    /// The schema and migrations of a sidecar copied from the template are those the migrator makes.
+    @Test func aSidecarMadeFromTheTemplateHasTheMigratedSchema() throws {
+        let f = Fixture()
+        // Two uppers: the first may build the template, the second is certainly a copy of it.
+        for name in ["first", "second"] {
+            let u = try UnionNamespace(upper: f.base + "/" + name, lowers: [], logger: .init(label: "t"))
+            u.close()
+        }
+        let migrated = try DatabaseQueue(path: f.base + "/migrated.db")
+        try SidecarMigrations.migrator.migrate(migrated)
+        func schema(_ queue: DatabaseQueue) throws -> [String] {
+            try queue.read { db in
+                try String.fetchAll(
+                    db, sql: "SELECT type || ' ' || name || ' ' || IFNULL(sql, '') FROM sqlite_master ORDER BY name")
+                    + String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier")
+            }
+        }
+        let expected = try schema(migrated)
+        for name in ["first", "second"] {
+            let queue = try DatabaseQueue(path: f.base + "/" + name + "/layer.db")
+            #expect(try schema(queue) == expected, "\(name)")
+            try queue.close()
+        }
+    }
+
+    /// Every upper made from the template gets its own secrets, and its stack recorded: reopening it with the same
+    /// lowers has nothing to write.
+    @Test func eachNewUpperHasItsOwnSecretsAndItsStackRecorded() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        var keys: Set<[Int64]> = []
+        for i in 0..<4 {
+            let upper = f.base + "/upper\(i)"
+            let u = try UnionNamespace(upper: upper, lowers: [f.lower(0)], logger: .init(label: "t"))
+            #expect(
+                try UnionNamespace.recordsStack(
+                    u.identities.sidecar, signature: UnionNamespace.stackSignature([f.lower(0)]),
+                    lowerPaths: [UnionNamespace.realPath(f.lower(0))]))
+            u.close()
+            let queue = try DatabaseQueue(path: upper + "/layer.db")
+            keys.insert(
+                try queue.read { db in
+                    try Int64.fetchAll(
+                        db, sql: "SELECT value FROM meta WHERE key IN ('cookieKey0', 'cookieKey1') ORDER BY key")
+                })
+            try queue.close()
+        }
+        #expect(keys.count == 4, "new uppers share a cookie key: \(keys)")
+        #expect(keys.allSatisfy { $0.count == 2 })
+    }
+
+    /// A crash after `tree/` was made and before the sidecar was renamed into place: the next open finishes the
+    /// creation, the root's owner and mode taken from the top lower's root as a creation in one go takes them.
+    @Test func anUpperLeftWithoutItsSidecarIsFinishedWithTheLowerRootsMode() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0), mode: 0o751)
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        f.mkdir(f.upper, mode: 0o755)
+        f.mkdir(f.upper + "/tree", mode: 0o700)  // as mkdir left it, before the owner and mode were copied
+        #expect(FileManager.default.createFile(atPath: f.upper + "/layer.db.new", contents: Data("torn".utf8)))
+        let u = try UnionNamespace(upper: f.upper, lowers: [f.lower(0)], logger: .init(label: "t"))
+        defer { u.close() }
+        #expect(try u.getattr(u.rootHandle).mode & 0o7777 == 0o751)
+        var st = stat()
+        #expect(stat(f.upper + "/tree", &st) == 0 && st.st_mode & 0o7777 == 0o751)
+        #expect(!f.exists(f.upper + "/layer.db.new"))
+        #expect(try LayerFormat.isStrataLayer(f.upper))
+    }
+
+    /// A tree/ with entries and no sidecar was not left by a creation: its root keeps its metadata.
+    @Test func aTreeWithEntriesKeepsItsRootsMode() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0), mode: 0o751)
+        f.mkdir(f.upper + "/tree", mode: 0o700)
+        f.file(f.upper + "/tree/kept", "mine")
+        let u = try UnionNamespace(upper: f.upper, lowers: [f.lower(0)], logger: .init(label: "t"))
+        defer { u.close() }
+        var st = stat()
+        #expect(stat(f.upper + "/tree", &st) == 0 && st.st_mode & 0o7777 == 0o700)
+    }
+
+    /// A room powering on: many first opens at once, each of its own upper, each a working, distinct upper that
+    /// keeps what was written in it across a reopen.
+    @Test func concurrentFirstOpensEachGetAWorkingDistinctUpper() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        let clients = 32
+        let failures = Locked<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: clients) { i in
+            do {
+                let u = try UnionNamespace(
+                    upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], logger: .init(label: "t"))
+                defer { u.close() }
+                let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
+                _ = try u.create(
+                    in: etc, Array("client-\(i)".utf8), mode: .guarded, attributes: .init(mode: 0o644), as: root)
+            } catch {
+                failures.withLock { $0.append("client \(i): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        for i in 0..<clients {
+            let u = try UnionNamespace(upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], logger: .init(label: "t"))
+            defer { u.close() }
+            let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
+            #expect(try u.lookup(etc, Array("client-\(i)".utf8), as: root).1.type == .regular)
+            let other = Array("client-\((i + 1) % clients)".utf8)
+            #expect(throws: UnionError.noEntry) { try u.lookup(etc, other, as: root) }
+        }
     }
 }
 

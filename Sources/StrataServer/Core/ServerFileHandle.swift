@@ -49,14 +49,18 @@ public struct ServerFileHandle: Sendable, Hashable {
 
     public var bytes: [UInt8] {
         [UInt8](unsafeUninitializedCapacity: ServerFileHandle.encodedBytes) { buffer, count in
-            let b = UnsafeMutableRawBufferPointer(buffer)
-            b.storeBytes(
-                of: (UInt32(ServerFileHandle.version) << 24 | self.exportID).bigEndian, toByteOffset: 0, as: UInt32.self
-            )
-            b.storeBytes(of: self.clientTag.bigEndian, toByteOffset: 4, as: UInt32.self)
-            self.object.write(to: UnsafeMutableRawBufferPointer(rebasing: b[ServerFileHandle.headerBytes...]))
+            self.write(to: UnsafeMutableRawBufferPointer(buffer))
             count = ServerFileHandle.encodedBytes
         }
+    }
+
+    /// Writes the `encodedBytes` bytes at the start of `b` (a reply encoder writes handles in place).
+    public func write(to b: UnsafeMutableRawBufferPointer) {
+        precondition(b.count >= ServerFileHandle.encodedBytes)
+        b.storeBytes(
+            of: (UInt32(ServerFileHandle.version) << 24 | self.exportID).bigEndian, toByteOffset: 0, as: UInt32.self)
+        b.storeBytes(of: self.clientTag.bigEndian, toByteOffset: 4, as: UInt32.self)
+        self.object.write(to: UnsafeMutableRawBufferPointer(rebasing: b[ServerFileHandle.headerBytes...]))
     }
 
     /// The export identifier of the handle an XDR-encoded call's arguments start with, read

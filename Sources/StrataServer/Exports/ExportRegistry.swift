@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import SunRPC
+import Synchronization
 import Union
 
 /// One line of the mount table (MOUNT DUMP, `showmount -a`).
@@ -74,6 +75,9 @@ public final class ExportRegistry: Sendable {
     let closingKeys = ClosingKeys()
     /// Orders writes of the small state files (mount table, reset generations).
     let persistLock = Locked(())
+    /// Changes made to the mount table, and how many of them the file on disk holds (`changeMountTable`).
+    let mountTableChanges = Atomic<UInt64>(0)
+    let mountTableWritten = Atomic<UInt64>(0)
     /// Held across a change of the image versions: from reading the table, through writing
     /// `images.json`, to installing it (publish, rollback, gc, a client's move). Taken before
     /// `openingLock` and the state lock, never while holding them.

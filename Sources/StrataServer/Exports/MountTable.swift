@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// The mount table (MOUNT DUMP, `showmount -a`) and the reset generations: small state files
 /// in `state_dir`, written whole at each change.
@@ -19,13 +20,22 @@ extension ExportRegistry {
     /// Changes the mount table and writes it to disk. The file is written outside the state
     /// lock, which every NFS call takes, under a lock of its own that also orders the writes:
     /// each one writes the table as it is when it gets that lock, so the last write wins with
-    /// the newest table.
+    /// the newest table. A change that a write made meanwhile already holds is not written
+    /// again: when a room powers on, the MNTs that queued behind one write (a file flush and a
+    /// directory flush) share the next, instead of each waiting for all the writes before it.
     func changeMountTable(_ change: (inout [MountRecord]) -> Void) {
-        self.state.withLock { change(&$0.mounts) }
+        let mine = self.state.withLock { state in
+            change(&state.mounts)
+            return self.mountTableChanges.add(1, ordering: .relaxed).newValue
+        }
         self.persistLock.withLock { _ in
-            let (mounts, stateDirectory) = self.state.withLock { ($0.mounts, $0.configuration.server.stateDirectory) }
+            if self.mountTableWritten.load(ordering: .relaxed) >= mine { return }
+            let (mounts, stateDirectory, changes) = self.state.withLock {
+                ($0.mounts, $0.configuration.server.stateDirectory, self.mountTableChanges.load(ordering: .relaxed))
+            }
             do {
                 try ExportRegistry.saveMountTable(mounts, stateDirectory: stateDirectory)
+                self.mountTableWritten.store(changes, ordering: .relaxed)
             } catch {
                 self.logger.error(
                     "cannot write the mount table; showmount -a may be out of date until the next change",

@@ -140,9 +140,9 @@ public struct NFS3Service: Sendable {
             return request.run(
                 &arguments, ReadDir3Args.self, \.dir, ReadDir3ResFail(dirAttributes: .absent), resolve, self.readdir)
         case .readdirplus:
-            return request.run(
-                &arguments, ReadDirPlus3Args.self, \.dir, ReadDirPlus3ResFail(dirAttributes: .absent), resolve,
-                self.readdirplus)
+            return request.runEncoding(
+                &arguments, ReadDirPlus3Args.self, \.dir,
+                ReadDirPlus3Res.fail(.stale, ReadDirPlus3ResFail(dirAttributes: .absent)), resolve, self.readdirplus)
         case .fsstat:
             return request.run(
                 &arguments, FSStat3Args.self, \.fsroot, FSStat3ResFail(objAttributes: .absent), resolve, self.fsstat)

@@ -27,6 +27,8 @@ final class Sidecar: Sendable {
     let queue: DatabaseQueue
     let path: String
     let filesystemSync = Locked<FilesystemSync>(.none)
+    /// With `.wholeFilesystem`: the shared syncfs calls and the file system's `st_dev`.
+    private let sharedSyncfs = Locked<(FileSyncs, UInt64)>((Sidecar.filesystemSyncs, 0))
     /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread).
     let beforeFlush = Locked<(@Sendable () -> Void)?>(nil)
     /// Set by `init`; never nil afterwards (a closure over `self` cannot be made before `self` exists).
@@ -60,12 +62,19 @@ final class Sidecar: Sendable {
         self.commits = GroupCommit { [unowned self] (batch) throws(UnionError) in try self.flush(batch) }
     }
 
-    /// Creates the sidecar `path` whole: made and migrated under a temporary name without a flush per migration
-    /// step, flushed once, then renamed into place and its directory flushed. A new client's first MNT creates
-    /// one (a room of clients powering on creates hundreds): migrated in place, each step was its own durable
-    /// transaction, about 18 flushes per sidecar instead of 3. A crash before the rename leaves only the
-    /// temporary files, which the next creation removes; after it, the sidecar is complete.
-    private static func create(_ path: String, configuration: Configuration) throws {
+    /// Creates the sidecar `path` whole: made under a temporary name, flushed once, then renamed into place and its
+    /// directory flushed. A crash before the rename leaves only the temporary files, which the next creation
+    /// removes; after it, the sidecar is complete, `initial` included.
+    ///
+    /// A new client's first MNT creates one (a room of clients powering on creates hundreds at once), so the work per
+    /// sidecar is kept small: the migrated, empty database is made once per process (`template`) and each new
+    /// sidecar starts as a copy of its bytes; `initial` then writes the records of this one sidecar (its secrets,
+    /// the stack it was made for) in one transaction, so that opening it afterwards needs no durable write of them.
+    /// Migrated in place, each step was its own durable transaction: about 18 flushes per sidecar, and the
+    /// migrations' CPU for every client.
+    static func create(
+        _ path: String, configuration: Configuration, initial: ((Database) throws -> Void)? = nil
+    ) throws {
         let temporary = path + ".new"
         for leftover in [temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal"] {
             if unlink(leftover) != 0 && errno != ENOENT {
@@ -73,19 +82,26 @@ final class Sidecar: Sendable {
             }
         }
         do {
-            let queue = try DatabaseQueue(path: temporary, configuration: configuration)
-            try queue.writeWithoutTransaction { db in
-                // No flush per step: nothing refers to this file until the rename below.
-                try db.execute(sql: "PRAGMA synchronous = OFF")
-                try db.execute(sql: "PRAGMA journal_mode = WAL")
+            if let template = Self.template.withLock({ $0 }) {
+                try Self.writeFile(temporary, template)
+            } else {
+                try Self.migrateEmpty(temporary, configuration: configuration)
+                let made = try Self.readFile(temporary)
+                Self.template.withLock { if $0 == nil { $0 = made } }
             }
-            try SidecarMigrations.migrator.migrate(queue)
-            try queue.writeWithoutTransaction { db in
-                // Everything into the main file, flushed (FULL: the checkpoint syncs the WAL and the file).
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            if let initial {
+                let queue = try DatabaseQueue(path: temporary, configuration: configuration)
+                try queue.writeWithoutTransaction { db in
+                    // No flush here either: the fsync below makes the file durable before anything refers to it.
+                    try db.execute(sql: "PRAGMA synchronous = OFF")
+                    try db.inTransaction {
+                        try initial(db)
+                        return .commit
+                    }
+                    try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+                }
+                try queue.close()
             }
-            try queue.close()
         } catch let error as UnionError {
             throw error
         } catch {
@@ -100,18 +116,81 @@ final class Sidecar: Sendable {
         try Files.fsyncDirectory(try Files.openDirectoryAbsolute(directory.isEmpty ? "." : directory), path: directory)
     }
 
+    /// The bytes of an empty sidecar with every migration applied (WAL mode, checkpointed: a complete database in one
+    /// file), made by the first creation of the process. The migrations are the same for every sidecar of one binary.
+    private static let template = Locked<[UInt8]?>(nil)
+
+    /// Makes the empty, migrated database at `path` (no flush: its creator flushes the copy it makes).
+    private static func migrateEmpty(_ path: String, configuration: Configuration) throws {
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = OFF")
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+        }
+        try SidecarMigrations.migrator.migrate(queue)
+        try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try queue.close()
+    }
+
+    private static func readFile(_ path: String) throws(UnionError) -> [UInt8] {
+        let fd = FD(try Sys.retry("open", path) { open(path, O_RDONLY | O_CLOEXEC) })
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = try Sys.retry("read", path) {
+                chunk.withUnsafeMutableBytes { Glibc.read(fd.raw, $0.baseAddress, $0.count) }
+            }
+            if n == 0 { return bytes }
+            bytes += chunk[0..<n]
+        }
+    }
+
+    private static func writeFile(_ path: String, _ bytes: [UInt8]) throws(UnionError) {
+        let fd = FD(try Sys.retry("open", path) { open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) })
+        var done = 0
+        while done < bytes.count {
+            let n = try Sys.retry("write", path) {
+                bytes.withUnsafeBytes { Glibc.write(fd.raw, $0.baseAddress! + done, $0.count - done) }
+            }
+            done += n
+        }
+    }
+
     /// One batch of the group commit: one transaction with every queued record, then one sync. The changes of a
     /// batch need no order among themselves (a change whose record must precede its file system step waits for that
     /// record before making the step; `afterSync` records come in a later batch).
     private func flush(_ batch: GroupCommit<SidecarRecord>.Batch) throws(UnionError) {
         if let hook = self.beforeFlush.withLock({ $0 }) { hook() }
+        let mode = self.filesystemSync.withLock { $0 }
+        if case .wholeFilesystem(let fd) = mode {
+            // Only sidecar records (a first sighting's identity, a whiteout that must precede an unlink, a dropped
+            // whiteout): the WAL's own sync makes them durable, without writing back the whole file system.
+            if batch.syncs.isEmpty {
+                if !batch.records.isEmpty {
+                    try self.transaction(
+                        "commit \(batch.records.count) changes (batch \(batch.number))", syncingWAL: true
+                    ) { db in
+                        for r in batch.records { try r(db) }
+                    }
+                }
+                return
+            }
+            if !batch.records.isEmpty {
+                try self.transaction("commit \(batch.records.count) changes (batch \(batch.number))") { db in
+                    for r in batch.records { try r(db) }
+                }
+            }
+            // The sidecar runs with synchronous = NORMAL on the same file system: one syncfs covers it and the tree.
+            try self.syncFilesystem(fd)
+            return
+        }
         if !batch.records.isEmpty {
             try self.transaction("commit \(batch.records.count) changes (batch \(batch.number))") { db in
                 for r in batch.records { try r(db) }
             }
         }
-        switch self.filesystemSync.withLock({ $0 }) {
-        case .none:
+        switch mode {
+        case .none, .wholeFilesystem:
             break
         case .orderedJournal:
             // The sidecar synced itself (synchronous = FULL). The object changed last: its fsync commits the journal
@@ -119,23 +198,35 @@ final class Sidecar: Sendable {
             if let last = batch.syncs.last { try Self.sync(last) }
         case .eachObject:
             for t in batch.syncs { try Self.sync(t) }
-        case .wholeFilesystem(let fd):
-            // The sidecar runs with synchronous = NORMAL on the same file system: one syncfs covers it and the tree.
-            if !batch.records.isEmpty || !batch.syncs.isEmpty {
-                _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
-            }
         }
     }
 
+    /// A syncfs of the sidecar's file system that starts after this call, shared with every other namespace on that
+    /// file system: a syncfs writes back the whole file system, so one that started after a batch was committed
+    /// covers that batch whichever namespace asked for it (a room of clients booting: one syncfs, not one each).
+    private func syncFilesystem(_ fd: FD) throws(UnionError) {
+        let (syncs, device) = self.sharedSyncfs.withLock { $0 }
+        try syncs.sync(device) { () throws(UnionError) in
+            _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
+        }
+    }
+
+    /// The syncfs calls of every namespace of this process, shared per file system (keyed by `st_dev`).
+    static let filesystemSyncs = FileSyncs()
+
     /// Chooses how batches are made durable. With `.wholeFilesystem` the sidecar stops syncing its own WAL (each
-    /// batch's syncfs does it); the caller checks the sidecar lives on that file system.
-    func useFilesystemSync(_ mode: FilesystemSync) throws(UnionError) {
-        if case .wholeFilesystem = mode {
+    /// batch's syncfs does it, shared through `syncs`, keyed by the file system); the caller checks the sidecar lives
+    /// on that file system.
+    func useFilesystemSync(_ mode: FilesystemSync, syncs: FileSyncs = Sidecar.filesystemSyncs) throws(UnionError) {
+        if case .wholeFilesystem(let fd) = mode {
+            var st = stat()
+            guard Glibc.fstat(fd.raw, &st) == 0 else { throw Sys.error(errno, "fstat", self.path) }
             do {
                 try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             } catch {
                 throw .sidecar("set synchronous in \(self.path): \(error)")
             }
+            self.sharedSyncfs.withLock { $0 = (syncs, UInt64(st.st_dev)) }
         }
         self.filesystemSync.withLock { $0 = mode }
     }
@@ -147,18 +238,31 @@ final class Sidecar: Sendable {
         }
     }
 
-    /// One durable transaction, outside the group commit (open, repairs, tools).
+    /// One durable transaction, outside the group commit (open, repairs, tools). Its records are all it makes
+    /// durable: the WAL's own sync suffices.
     func write<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
-        let r = try self.transaction(what, body)
-        if case .wholeFilesystem(let fd) = self.filesystemSync.withLock({ $0 }) {
-            _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
-        }
-        return r
+        try self.transaction(what, syncingWAL: true, body)
     }
 
-    private func transaction<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
+    /// `syncingWAL`: durable when it returns, also where batches run with synchronous = NORMAL (`.wholeFilesystem`):
+    /// this one commit runs with FULL (an fdatasync of the WAL, which holds every earlier commit too).
+    private func transaction<T>(
+        _ what: String, syncingWAL: Bool = false, _ body: (Database) throws -> T
+    ) throws(UnionError) -> T {
         do {
-            return try self.queue.write(body)
+            guard syncingWAL, case .wholeFilesystem = self.filesystemSync.withLock({ $0 }) else {
+                return try self.queue.write(body)
+            }
+            return try self.queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                var result: T?
+                try db.inTransaction {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
+            }
         } catch let e as UnionError {
             throw e
         } catch {

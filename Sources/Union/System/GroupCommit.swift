@@ -172,9 +172,11 @@ final class GroupCommit<Record>: @unchecked Sendable {
     }
 }
 
-/// Shared fsyncs of one file (WRITE FILE_SYNC / DATA_SYNC and COMMIT): a caller needs an fsync that started after
-/// its own write; callers arriving while one runs share the next. Striped by fileid. `@unchecked Sendable`: each
-/// stripe's monitor protects its state.
+/// Shared syncs of one key: the fsyncs of one file (WRITE FILE_SYNC / DATA_SYNC and COMMIT, keyed by fileid), and the
+/// syncfs calls of one file system (every namespace's group commits, keyed by `st_dev`: `Sidecar.filesystemSyncs`).
+/// A caller needs a sync that started after its own write; callers arriving while one runs share the next, and a
+/// failing sync fails exactly the callers it was to cover. Striped by key. `@unchecked Sendable`: each stripe's
+/// monitor protects its state.
 final class FileSyncs: @unchecked Sendable {
     private struct State {
         var started: UInt64 = 0
@@ -203,8 +205,8 @@ final class FileSyncs: @unchecked Sendable {
         return s.files[key]?.waiters ?? 0
     }
 
-    /// Makes the data (and metadata) of file `key` written before this call durable, sharing the fsync with
-    /// concurrent callers for the same file. `sync` runs the fsync (on whichever caller leads).
+    /// Makes what was written to `key` before this call durable, sharing the sync with concurrent callers for the same
+    /// key. `sync` runs the fsync or syncfs (on whichever caller leads).
     func sync(_ key: UInt64, _ sync: () throws(UnionError) -> Void) throws(UnionError) {
         let s = self.stripes[Int(key % UInt64(self.stripes.count))]
         s.monitor.lock()

@@ -221,6 +221,58 @@ extension ExportRegistry {
         #expect(uppers.count == 5, "\(uppers)")
     }
 
+    /// A room powering on: 48 first MNTs at once, each client its own working upper (a complete layer on disk, a
+    /// file it makes lands there and nowhere else), and each of its handles resolves after a restart.
+    @Test func concurrentFirstMountsEachGetAWorkingDistinctUpper() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration())
+        let clients = 48
+        let made = Mutex<[Int: [UInt8]]>([:])
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: clients) { index in
+            do {
+                let (admitted, root) = try registry.mountOK(from: "127.0.2.\(index + 2)")
+                let (object, _) = try admitted.namespace.create(
+                    in: try ServerFileHandle(bytes: root).object, Array("mine-\(index)".utf8), mode: .guarded,
+                    attributes: SetAttributes(mode: 0o644), as: admitted.credentials)
+                made.withLock { $0[index] = admitted.fileHandle(object) }
+            } catch {
+                failures.withLock { $0.append("client \(index): \(error)") }
+            }
+        }
+        registry.closeAll()
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        let uppers = try FileManager.default.contentsOfDirectory(atPath: fixture.base + "/clients")
+        #expect(uppers.count == clients, "\(uppers)")
+        for index in 0..<clients {
+            let upper = fixture.base + "/clients/127.0.2.\(index + 2)"
+            #expect(try LayerFormat.isStrataLayer(upper))
+            let mine = try FileManager.default.contentsOfDirectory(atPath: upper + "/tree")
+            #expect(mine == ["mine-\(index)"], "\(upper): \(mine)")
+        }
+        let restarted = fixture.registry(try fixture.configuration())
+        defer { restarted.closeAll() }
+        for (index, handle) in made.withLock({ $0 }) {
+            let (admitted, _) = try restarted.mountOK(from: "127.0.2.\(index + 2)")
+            let object = try ServerFileHandle(bytes: handle).object
+            #expect(try admitted.namespace.getattr(object).type == Union.FileType.regular, "client \(index)")
+        }
+    }
+
+    /// MNTs at once share writes of the mount table: none of them is lost on disk.
+    @Test func concurrentMountsAreAllInTheMountTableOnDisk() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        DispatchQueue.concurrentPerform(iterations: 24) { index in
+            #expect(throws: Never.self) { try registry.mountOK(from: "127.0.3.\(index + 2)") }
+        }
+        let onDisk = ExportRegistry.loadMountTable(stateDirectory: fixture.base + "/state")
+        #expect(Set(onDisk.map(\.host)) == Set((0..<24).map { "127.0.3.\($0 + 2)" }), "\(onDisk)")
+        registry.unmount(path: "/diskless", host: "127.0.3.2")
+        #expect(ExportRegistry.loadMountTable(stateDirectory: fixture.base + "/state").count == 23)
+    }
+
     @Test func theServerWideLimitAppliesToExportsWithoutTheirOwn() throws {
         let fixture = try RegistryFixture()
         let registry = fixture.registry(try fixture.configuration(server: "max_clients = 1"))

@@ -215,4 +215,68 @@ import XDR
             }
         }
     }
+
+    /// The READDIRPLUS reply encoder writes what the RFC types' encoders write, byte for byte:
+    /// entries with and without attributes and handle, a bare first entry, names of every length
+    /// modulo 4, extreme attribute values, with and without directory attributes.
+    @Test func readdirplusEncoderMatchesTheTypesEncoding() throws {
+        func handle(_ fileid: UInt64) throws -> ObjectHandle {
+            var bytes: [UInt8] = [0x53, 2, 0, 0]
+            for v in [fileid, fileid &* 0x9e37_79b9_7f4a_7c15] {
+                bytes += (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * UInt64($0))) }
+            }
+            return try #require(ObjectHandle(bytes: bytes))
+        }
+        func attributes(_ fileid: UInt64, _ type: FileType) -> Attributes {
+            Attributes(
+                type: type, mode: 0o7777, nlink: .max, uid: 1000, gid: .max, size: .max, usedBytes: 1 << 40,
+                rdev: DeviceNumber(major: 8, minor: .max), fsid: 0xdead_beef_0000_0001, fileid: fileid,
+                atime: Timespec(seconds: -1, nanoseconds: 999_999_999),
+                mtime: Timespec(seconds: 1 << 40, nanoseconds: 1_500_000_000),
+                ctime: Timespec(seconds: 1_700_000_000, nanoseconds: 1))
+        }
+        var entries: [DirectoryListingEntry] = []
+        for (i, type) in [FileType.regular, .directory, .symlink, .characterDevice, .fifo, .socket, .blockDevice]
+            .enumerated()
+        {
+            let fileid = UInt64(100 + i)
+            entries.append(
+                DirectoryListingEntry(
+                    kind: .member, name: Array(String(repeating: "n", count: i + 1).utf8), fileid: fileid,
+                    cookie: UInt64.max - UInt64(i),
+                    object: i == 4 ? nil : FoundObject(handle: try handle(fileid), attributes: attributes(fileid, type))
+                ))
+        }
+        let encoder = ReadDirPlusEncoder(exportID: 0xab_cdef, clientTag: 0x1234_5678)
+        for withDirAttributes in [true, false] {
+            for firstWhole in [true, false] {
+                for eof in [true, false] {
+                    let dirAttributes = attributes(1, .directory)
+                    let expected = ReadDirPlus3Res.ok(
+                        ReadDirPlus3ResOK(
+                            dirAttributes: withDirAttributes ? PostOpAttr(FileAttributes3(dirAttributes)) : .absent,
+                            cookieverf: CookieVerifier3(rawValue: 0x0102_0304_0506_0708),
+                            entries: entries.enumerated().map { i, e in
+                                let object = i == 0 && !firstWhole ? nil : e.object
+                                return EntryPlus3(
+                                    fileid: e.fileid, name: e.name, cookie: e.cookie,
+                                    nameAttributes: PostOpAttr(object.map { FileAttributes3($0.attributes) }),
+                                    nameHandle: PostOpFileHandle3(
+                                        object.map {
+                                            FileHandle3(
+                                                ServerFileHandle(
+                                                    exportID: 0xab_cdef, clientTag: 0x1234_5678, object: $0.handle
+                                                ).bytes)
+                                        }))
+                            }, eof: eof))
+                    let want = NFS3Request.encoded(expected)
+                    let got = encoder.encode(
+                        replyBytes: want.readableBytes, dirAttributes: withDirAttributes ? dirAttributes : nil,
+                        verifier: CookieVerifier3(rawValue: 0x0102_0304_0506_0708), entries: entries[...],
+                        firstWhole: firstWhole, eof: eof)
+                    #expect(got == want, "dir attributes \(withDirAttributes), first whole \(firstWhole), eof \(eof)")
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,83 @@
+import Basics
+import Foundation
+import GRDB
+import Glibc
+import Logging
+
+/// The first open of an upper layer, and what an open reads instead of writing (Docs/CRASH-ORDER.md, "Opening").
+extension UnionNamespace {
+    /// Makes the upper layer `upper` for its first open: `tree/` with the metadata of the top-most lower's root (what
+    /// the union showed), `work/`, `index/`, then its sidecar, made whole and renamed into place
+    /// (`Sidecar.create`) with the records an open would otherwise write (cookie key, the stack): the sidecar is the
+    /// last step, so an upper without one is an unfinished creation and is finished here, its root's metadata
+    /// included (a crash between the `mkdir` of `tree/` and the copy of the root's owner must not leave the
+    /// server's owner and mode on the root). Everything is flushed before the sidecar's rename (`tree/`, whose
+    /// owner changed) and after it (the upper's directory, by `Sidecar.create`, and the entry of the upper in its
+    /// parent): a client's upper survives a crash once its MNT has been answered, without a `syncfs` of the whole
+    /// file system per client (a storm of first mounts made hundreds).
+    static func createUpper(_ upper: String, lowers: [String], logger: Logger) throws(UnionError) {
+        var st = stat()
+        // An existing `tree/` with entries and no sidecar was not made here (a sidecar lost by hand): its root keeps
+        // its metadata.
+        var treeIsNew = true
+        if stat(upper + "/tree", &st) == 0 {
+            treeIsNew = try Files.list(try Files.openDirectoryAbsolute(upper + "/tree"), path: upper + "/tree").isEmpty
+        }
+        try Files.mkdirAll(upper + "/tree")
+        try Files.mkdirAll(upper + "/work", mode: 0o700)
+        try Files.mkdirAll(upper + "/index", mode: 0o700)
+        let tree = try Files.openDirectoryAbsolute(upper + "/tree")
+        if treeIsNew, let first = lowers.first {
+            // A server without the privilege to give it away keeps its own owner: logged, not fatal.
+            let lowerRoot = try Files.openDirectoryAbsolute(
+                (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
+            let lowerRootStat = try Files.fstat(lowerRoot, path: ".")
+            if fchown(tree.raw, lowerRootStat.st_uid, lowerRootStat.st_gid) != 0
+                || fchmod(tree.raw, lowerRootStat.st_mode & 0o7777) != 0
+            {
+                logger.warning(
+                    "the new upper's root keeps its own owner or mode instead of the top lower's",
+                    metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "errno": "\(errno)"])
+            }
+        }
+        try Files.fsyncDirectory(tree, path: upper + "/tree")
+        let key = CookieKey.random()
+        let signature = Self.stackSignature(lowers)
+        let lowerPaths = lowers.map(Self.realPath)
+        do {
+            var configuration = Configuration()
+            configuration.label = "strata.sidecar"
+            try Sidecar.create(upper + "/layer.db", configuration: configuration) { db in
+                try key.store(db)
+                try Self.recordStack(db, signature: signature, lowerPaths: lowerPaths)
+            }
+        } catch let error as UnionError {
+            throw error
+        } catch {
+            throw .sidecar("create \(upper)/layer.db: \(error)")
+        }
+        let parent = (upper as NSString).deletingLastPathComponent
+        try Files.fsyncDirectory(try Files.openDirectoryAbsolute(parent.isEmpty ? "." : parent), path: parent)
+    }
+
+    /// Records the lower stack a new sidecar is made for, as `IdentityStore.checkStack` records it.
+    static func recordStack(_ db: Database, signature: UInt64, lowerPaths: [String]) throws {
+        for (i, p) in lowerPaths.enumerated() {
+            try db.execute(
+                sql: "INSERT INTO lowerLayer (position, path) VALUES (?, ?)", arguments: [i + 1, Data(p.utf8)])
+        }
+        try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
+    }
+
+    /// True if the sidecar already records exactly this stack (`checkStack` would change nothing).
+    static func recordsStack(_ sidecar: Sidecar, signature: UInt64, lowerPaths: [String]) throws(UnionError) -> Bool {
+        try sidecar.read("read the recorded layer stack") { db in
+            guard try db.tableExists("lowerLayer") else { return false }
+            let recorded = try Row.fetchAll(db, sql: "SELECT path FROM lowerLayer ORDER BY position").map {
+                (r: Row) -> Data in r["path"]
+            }
+            let stack = try MetaRecord.fetchOne(db, key: "lowerStack")
+            return stack?.value == Int64(bitPattern: signature) && recorded == lowerPaths.map { Data($0.utf8) }
+        }
+    }
+}
