@@ -65,6 +65,27 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(r.batches == [[0], Array(1...31)])
     }
 
+    /// A flush's end wakes the waiters it made durable and one waiter to lead the next flush, not every waiter: 31
+    /// changes arriving during a flush cost one wake-up at its end (their leader) and 30 at the end of theirs.
+    @Test func aFlushWakesOnlyTheWaitersItCoveredAndOneLeader() throws {
+        let r = Recorder()
+        let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }
+        r.holdNext = true
+        let first = g.enqueue([0])
+        let leader = Worker { try g.waitDurable(first) }
+        #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        let waiters = (1...31).map { i in
+            let seq = g.enqueue([i])
+            return Worker { try g.waitDurable(seq) }
+        }
+        #expect(eventually { g.sleeping == 31 })
+        r.release.signal()
+        try leader.join()
+        for w in waiters { try w.join() }
+        #expect(r.batches == [[0], Array(1...31)])
+        #expect(g.wakeUpCount == 31, "a broadcast would have woken all 31 twice")
+    }
+
     /// A change waits for its flush through the host's hook (`BlockingWaits`), on the caller's thread, after the
     /// namespace lock is released (the hook lets the host's thread pool run other calls meanwhile).
     @Test func aChangeWaitsForItsFlushThroughTheHostsHook() throws {

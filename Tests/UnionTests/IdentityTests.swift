@@ -56,7 +56,7 @@ import Testing
         try u.mkfile("", "plain", "")
         let plain = try u.h("plain").fileid
         let deletes = Locked<[String]>([])
-        try u.identities.sidecar.queue.inDatabase { db in
+        u.identities.sidecar.queue.inDatabase { db in
             db.trace(options: .statement) { event in
                 let sql = "\(event)"
                 if sql.hasPrefix("DELETE") { deletes.withLock { $0.append(sql) } }

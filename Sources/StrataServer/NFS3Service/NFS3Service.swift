@@ -240,7 +240,7 @@ struct NFS3Request {
             return .garbageArguments
         }
         switch resolve(args[keyPath: primary]) {
-        case .success(var (call, object)):
+        case .success((var call, let object)):
             call.procedureName = self.procedure.name
             return .success(Self.encoded(body(args, call, object)))
         case .failure(let rejection):

@@ -255,7 +255,7 @@ extension NFS3Request {
             return .garbageArguments
         }
         switch resolve(args[keyPath: primary]) {
-        case .success(var (call, object)):
+        case .success((var call, let object)):
             call.procedureName = self.procedure.name
             return .success(body(args, call, object))
         case .failure(let rejection):

@@ -48,6 +48,11 @@ final class GroupCommit<Record>: @unchecked Sendable {
     private var failures: [(from: UInt64, through: UInt64, error: UnionError)] = []
     private var isAbandoned = false
     private var flushCount: UInt64 = 0
+    /// Waiters asleep, by the change they wait for. A flush's end wakes only those it covered (or failed) and, when
+    /// others still wait, one of them to lead the next flush: a broadcast woke every waiter of the next batch too, and
+    /// they all fought for the mutex only to sleep again (the futex calls were a tenth of a create profile).
+    private var sleepers: [ObjectIdentifier: (seq: UInt64, sleeper: Sleeper, isWoken: Bool)] = [:]
+    private var wakeUps: UInt64 = 0
 
     /// `flush` makes one batch durable; it runs on whichever waiter leads, without the group's lock held.
     init(flush: @escaping (Batch) throws(UnionError) -> Void) {
@@ -88,10 +93,25 @@ final class GroupCommit<Record>: @unchecked Sendable {
         return self.flushCount
     }
 
+    /// Times a waiter was woken (tests: "only the waiters a flush covered, and one leader").
+    var wakeUpCount: UInt64 {
+        self.monitor.lock()
+        defer { self.monitor.unlock() }
+        return self.wakeUps
+    }
+
+    /// Waiters asleep now (tests).
+    var sleeping: Int {
+        self.monitor.lock()
+        defer { self.monitor.unlock() }
+        return self.sleepers.count
+    }
+
     /// Returns once change `seq` (and everything queued before it) is durable; throws the error of the flush that
     /// failed to make it so. The first waiter to find no flush running leads the next one.
     func waitDurable(_ seq: UInt64) throws(UnionError) {
         self.monitor.lock()
+        var me: Sleeper?
         while true {
             if self.isAbandoned {
                 // The simulated process is dead: nothing it waits for will ever be durable.
@@ -107,14 +127,22 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 throw f.error
             }
             if self.isFlushing {
-                self.monitor.wait()
+                let sleeper = me ?? Sleeper()
+                me = sleeper
+                // Registered only while asleep: once awake (the mutex held), it checks again and returns, leads the
+                // next flush, or registers again because a flush runs (whose end elects a leader anew).
+                self.sleepers[ObjectIdentifier(sleeper)] = (seq, sleeper, false)
+                self.monitor.wait(sleeper)
+                self.sleepers[ObjectIdentifier(sleeper)] = nil
                 continue
             }
             let number = self.batchesStarted + 1
             var n = 0
             while n < self.queue.count && self.queue[n].eligible <= number { n += 1 }
             guard n > 0 else {
-                // Nothing can be eligible only if `seq` was never queued (an abandoned or foreign number).
+                // Nothing can be eligible only if `seq` was never queued (an abandoned or foreign number). Any
+                // sleeper checks again for itself.
+                for s in self.sleepers.values { s.sleeper.signal() }
                 self.monitor.unlock()
                 return
             }
@@ -151,7 +179,34 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 self.durableSeq = through
             }
             self.isFlushing = false
-            self.monitor.broadcast()
+            self.wakeCoveredAndNextLeader(failedFrom: failure == nil ? nil : from, through: through)
+        }
+    }
+
+    /// At a flush's end (monitor locked): wakes the sleepers it made durable or failed, and, unless one is already
+    /// woken to do so, the sleeper of the oldest change left to lead the next flush (a sleeper woken while another
+    /// flush runs sleeps again, and that flush's end elects anew, so someone always leads while changes wait).
+    private func wakeCoveredAndNextLeader(failedFrom: UInt64?, through: UInt64) {
+        var next: (key: ObjectIdentifier, seq: UInt64)?
+        var leaderWoken = false
+        for (key, s) in self.sleepers {
+            let covered = s.seq <= self.durableSeq || (failedFrom.map { $0 < s.seq && s.seq <= through } ?? false)
+            if covered {
+                if !s.isWoken {
+                    self.sleepers[key]?.isWoken = true
+                    self.wakeUps += 1
+                    s.sleeper.signal()
+                }
+            } else if s.isWoken {
+                leaderWoken = true
+            } else if next == nil || s.seq < next!.seq {
+                next = (key, s.seq)
+            }
+        }
+        if !leaderWoken, let next, let s = self.sleepers[next.key] {
+            self.sleepers[next.key]?.isWoken = true
+            self.wakeUps += 1
+            s.sleeper.signal()
         }
     }
 
@@ -167,7 +222,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.monitor.lock()
         self.isAbandoned = true
         self.queue = []
-        self.monitor.broadcast()
+        for s in self.sleepers.values { s.sleeper.signal() }
         self.monitor.unlock()
     }
 }

@@ -25,4 +25,24 @@ final class Monitor: @unchecked Sendable {
     /// Releases the mutex while asleep; holds it again on return. Callers re-check their condition.
     @inline(__always) func wait() { pthread_cond_wait(self.condition, self.mutex) }
     @inline(__always) func broadcast() { pthread_cond_broadcast(self.condition) }
+    /// Sleeps on `sleeper`'s own condition (woken alone by `sleeper.signal()`), with the same mutex.
+    @inline(__always) func wait(_ sleeper: Sleeper) { pthread_cond_wait(sleeper.condition, self.mutex) }
+}
+
+/// A condition of one waiter of a `Monitor`: waking it wakes no other (see `GroupCommit`). Signal it with the monitor
+/// locked. `@unchecked Sendable`: the pthread condition is the synchronisation.
+final class Sleeper: @unchecked Sendable {
+    fileprivate let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        self.condition.initialize(to: pthread_cond_t())
+        pthread_cond_init(self.condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(self.condition)
+        self.condition.deallocate()
+    }
+
+    @inline(__always) func signal() { pthread_cond_signal(self.condition) }
 }

@@ -31,7 +31,7 @@ final class NFS3Harness {
             let full = lower + "/" + path
             try FileManager.default.createDirectory(
                 atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: full, contents: Data(content.utf8))
+            try Data(content.utf8).write(to: URL(fileURLWithPath: full))
         }
         var namespaces: [UnionNamespace] = []
         for index in 0..<namespaceCount {
