@@ -185,6 +185,8 @@ struct Node: Sendable {
     var lowerPath: [[UInt8]]
     /// A lower hard link whose inode was copied up: the upper copy in `index/` holds its data.
     var indexed: Location?
+    /// Regular files: the descriptor READ opened the data with, kept with the cached node (`readDescriptor`).
+    var reader: ReadDescriptor? = nil
 
     var isDirectory: Bool { self.top.st.isDirectory }
     var type: FileType { self.top.st.fileType }

@@ -7,6 +7,10 @@ import Glibc
 // that does it (`evictNode`: a copy-up, a removal, a rename; a directory's copy-up, removal or rename, and a change of
 // merge records, empty the whole cache, since descendants describe their paths). A cached node's stat is refreshed on
 // each use and its inode checked (data writes run under the read lock and change size and times).
+//
+// A cached regular file also keeps the descriptor READ opened its data with (`Node.reader`, ReadDescriptors.swift),
+// so a sequential reader costs no open and close per call and the kernel's readahead state survives between calls.
+// It goes with its node: every eviction above closes it, so a removed file's space is not held open.
 
 /// Resolved nodes by fileid; beyond the namespace's `cachedObjects` the least recently used is forgotten.
 struct NodeCache: Sendable {
@@ -18,6 +22,13 @@ struct NodeCache: Sendable {
 
     mutating func put(_ node: Node) {
         guard self.nodes.capacity > 0 else { return }
+        var node = node
+        // A file resolved again (a LOOKUP of its name) keeps the descriptor READ opened, while that is its data.
+        if node.reader == nil, let kept = self.nodes.value(for: node.fileid)?.reader,
+            kept.holds(node.indexed ?? node.top)
+        {
+            node.reader = kept
+        }
         self.nodes.set(node, for: node.fileid)
     }
 

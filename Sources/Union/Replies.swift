@@ -191,7 +191,7 @@ extension UnionNamespace {
                 throw .accessDenied
             }
             let loc = n.indexed ?? n.top
-            let fd = try self.openData(loc, O_RDONLY)
+            let fd = try self.readDescriptor(n)
             let want = buffer.count
             var got = 0
             if want > 0, offset <= UInt64(Int64.max) - UInt64(want) {
@@ -215,10 +215,11 @@ extension UnionNamespace {
         }
     }
 
-    /// Readahead state lives in an open file, and each READ opens the file anew: the kernel takes every READ for the
-    /// first of a random reader and reads nothing ahead, so each READ of a cold file waits for the disk. A READ that
-    /// starts near where an earlier READ of the same file ended (READs in flight together arrive a little out of
-    /// order) asks the kernel to read the next stretch ahead, as its own sequential readahead would.
+    /// Readahead state lives in an open file. READs of one file share a kept descriptor (`readDescriptor`), but only
+    /// while its node stays cached, and they come from several pool threads at once, a little out of order: the
+    /// kernel may take them for a random reader's and read nothing ahead, so each READ of a cold file would wait for
+    /// the disk. A READ that starts near where an earlier READ of the same file ended asks the kernel to read the
+    /// next stretch ahead, as its own sequential readahead would.
     func readAhead(_ fd: FD, fileid: UInt64, offset: UInt64, count: Int) {
         let end = offset &+ UInt64(count)
         let last = self.readEnds.withLock { ends -> UInt64? in

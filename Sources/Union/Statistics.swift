@@ -34,6 +34,9 @@ final class StatisticsCounters: Sendable {
     /// Names looked up to resolve handles that were not cached (tests check that resolving a handle after a change
     /// costs a step or two, not a walk from the root).
     let resolutionSteps = Atomic<UInt64>(0)
+    /// Data descriptors READ opened (not counted: READs served by a kept one; tests check that they are kept and
+    /// given up exactly when the file changes).
+    let readDescriptorsOpened = Atomic<UInt64>(0)
     /// Listing entries whose handle and attributes a READDIRPLUS page looked up instead of taking them from the
     /// cached listing (tests check what a warm page still costs).
     let listedObjectLookups = Atomic<UInt64>(0)
