@@ -79,9 +79,10 @@ extension UnionNamespace {
         return out
     }
 
-    /// The sorted merged listing of `dir`, cached per directory until a change in it.
-    func listing(_ dir: Node) throws(UnionError) -> MergedListing {
-        if let cached = self.listings.withLock({ $0.value(for: dir.fileid) }) { return cached }
+    /// The sorted merged listing of `dir`, cached per directory until a change in it; `didRead` tells whether its
+    /// directories were read for it (which may have set their access times).
+    func listing(_ dir: Node) throws(UnionError) -> (listing: MergedListing, didRead: Bool) {
+        if let cached = self.listings.withLock({ $0.value(for: dir.fileid) }) { return (cached, false) }
         let names = try self.mergedNames(dir)
         let fileids = try self.identities.fileids(names.map { .init(key: $0.key, parent: dir.fileid, name: $0.name) })
         let order = Cookies.order(names.map(\.name), key: self.cookieKey)
@@ -91,7 +92,7 @@ extension UnionNamespace {
             },
             tops: order.map { ListedTop(layer: names[$0.index].key.layer, ino: names[$0.index].key.ino) })
         self.listings.withLock { $0.set(listing, for: dir.fileid) }
-        return listing
+        return (listing, true)
     }
 
     func invalidateListing(_ fileids: UInt64...) {

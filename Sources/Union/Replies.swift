@@ -257,10 +257,11 @@ extension UnionNamespace {
             var d = try self.resolveDirectory(dir)
             try Permission.require(d.top.st, cred, Permission.read)
             let maySearch = Permission.allows(d.top.st, cred, Permission.exec)
-            let listing = try self.listing(d)
-            // The directory's attributes after the listing (reading it may have set its atime, which only its own
-            // entry in its parent's listing shows).
-            if let st = try Self.restat(d.top), st.st_ino == d.top.st.st_ino {
+            let (listing, didRead) = try self.listing(d)
+            // The directory's attributes after the listing when it was read (that may have set its atime, which only
+            // its own entry in its parent's listing shows); a cached listing read nothing, and `d` was stat'ed just
+            // now, when resolved.
+            if didRead, let st = try Self.restat(d.top), st.st_ino == d.top.st.st_ino {
                 if st.st_atim.tv_sec != d.top.st.st_atim.tv_sec || st.st_atim.tv_nsec != d.top.st.st_atim.tv_nsec {
                     self.directoryAtimeGeneration.add(1, ordering: .releasing)
                 }
