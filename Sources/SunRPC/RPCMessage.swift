@@ -170,17 +170,9 @@ enum RPCCallParseResult: Sendable, Equatable {
     case unparseable(String)
 }
 
-/// Every reply the server can send, without xid (RFC 5531 §9 `reply_body`).
-enum RPCReplyBody: Sendable, Equatable {
-    case success
-    case programUnavailable
-    case programMismatch(low: UInt32, high: UInt32)
-    case procedureUnavailable
-    case garbageArguments
-    case systemError
-    case rpcMismatch(low: UInt32, high: UInt32)
-    case authError(AuthStat)
-}
+/// Every reply the server can send, without xid (RFC 5531 §9 `reply_body`): the same outcomes a
+/// client reads back from a reply header, so one type serves both directions.
+typealias RPCReplyBody = RPCReplyStatus
 
 package enum RPCMessageCodec {
     /// Parses the header of a call. Never traps; see `RPCCallParseResult`.

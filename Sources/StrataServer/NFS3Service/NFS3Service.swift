@@ -221,6 +221,24 @@ struct NFS3Request {
             primary, rejectedBody, resolve, body)
     }
 
+    /// The call's arguments, or nil (logged) when they do not decode: the caller answers GARBAGE_ARGS.
+    func decodeArguments<Args>(
+        _ arguments: inout ByteBuffer, _ decode: (inout ByteBuffer) throws(XDRError) -> Args
+    ) -> Args? {
+        do {
+            return try decode(&arguments)
+        } catch {
+            self.logger.debug("NFS arguments could not be decoded", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// As `decodeArguments(_:_:)`, for arguments that decode themselves.
+    func decodeArguments<Args: XDRDecodable>(_ type: Args.Type, _ arguments: inout ByteBuffer) -> Args? {
+        self.decodeArguments(&arguments) { (buffer: inout ByteBuffer) throws(XDRError) -> Args in try Args(xdr: &buffer)
+        }
+    }
+
     /// Decodes the arguments, resolves the file handle `primary` names, and runs `body`; a
     /// rejected handle answers its status with `rejectedBody` (no attributes: the object is not
     /// ours to describe).
@@ -232,13 +250,7 @@ struct NFS3Request {
         _ resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>,
         _ body: (Args, ExportCall, ObjectHandle) -> NFS3Result<OK, Fail>
     ) -> NFS3Outcome {
-        let args: Args
-        do {
-            args = try decode(&arguments)
-        } catch {
-            self.logger.debug("NFS arguments could not be decoded", metadata: ["error": "\(error)"])
-            return .garbageArguments
-        }
+        guard let args = self.decodeArguments(&arguments, decode) else { return .garbageArguments }
         switch resolve(args[keyPath: primary]) {
         case .success((var call, let object)):
             call.procedureName = self.procedure.name
@@ -284,13 +296,7 @@ struct NFS3Request {
         _ arguments: inout ByteBuffer,
         _ resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>
     ) -> NFS3Outcome {
-        let args: Read3Args
-        do {
-            args = try Read3Args(xdr: &arguments)
-        } catch {
-            self.logger.debug("NFS arguments could not be decoded", metadata: ["error": "\(error)"])
-            return .garbageArguments
-        }
+        guard let args = self.decodeArguments(Read3Args.self, &arguments) else { return .garbageArguments }
         var call: ExportCall
         let object: ObjectHandle
         switch resolve(args.file) {

@@ -247,13 +247,7 @@ extension NFS3Request {
         _ resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>,
         _ body: (Args, ExportCall, ObjectHandle) -> ByteBuffer
     ) -> NFS3Outcome {
-        let args: Args
-        do {
-            args = try Args(xdr: &arguments)
-        } catch {
-            self.logger.debug("NFS arguments could not be decoded", metadata: ["error": "\(error)"])
-            return .garbageArguments
-        }
+        guard let args = self.decodeArguments(Args.self, &arguments) else { return .garbageArguments }
         switch resolve(args[keyPath: primary]) {
         case .success((var call, let object)):
             call.procedureName = self.procedure.name
