@@ -66,7 +66,7 @@ extension UnionNamespace {
             try db.execute(
                 sql: "INSERT INTO lowerLayer (position, path) VALUES (?, ?)", arguments: [i + 1, Data(p.utf8)])
         }
-        try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
+        try MetaRecord(key: "lowerStack", value: signature).save(db)
     }
 
     /// True if the sidecar already records exactly this stack (`checkStack` would change nothing).
@@ -77,7 +77,7 @@ extension UnionNamespace {
                 (r: Row) -> Data in r["path"]
             }
             let stack = try MetaRecord.fetchOne(db, key: "lowerStack")
-            return stack?.value == Int64(bitPattern: signature) && recorded == lowerPaths.map { Data($0.utf8) }
+            return stack?.value == signature && recorded == lowerPaths.map { Data($0.utf8) }
         }
     }
 }

@@ -312,16 +312,16 @@ struct LayerRecords: Sendable {
                 r.rejected += 1
                 continue
             }
-            r.whiteouts[UInt64(bitPattern: w.dirIno), default: []].insert(name)
+            r.whiteouts[w.dirIno, default: []].insert(name)
         }
-        for o in try OpaqueRecord.fetchAll(db) { r.opaque.insert(UInt64(bitPattern: o.dirIno)) }
+        for o in try OpaqueRecord.fetchAll(db) { r.opaque.insert(o.dirIno) }
         for d in try RedirectRecord.fetchAll(db) {
             let path = [UInt8](d.path)
             guard Self.isValidRedirect(path) else {
                 r.rejected += 1
                 continue
             }
-            r.redirects[UInt64(bitPattern: d.dirIno)] = path
+            r.redirects[d.dirIno] = path
         }
         return r
     }
