@@ -219,8 +219,7 @@ final class Sidecar: Sendable {
     /// on that file system.
     func useFilesystemSync(_ mode: FilesystemSync, syncs: FileSyncs = Sidecar.filesystemSyncs) throws(UnionError) {
         if case .wholeFilesystem(let fd) = mode {
-            var st = stat()
-            guard Glibc.fstat(fd.raw, &st) == 0 else { throw Sys.error(errno, "fstat", self.path) }
+            let st = try Files.fstat(fd, path: self.path)
             do {
                 try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             } catch {
