@@ -77,7 +77,7 @@ public final class UnionNamespace: Sendable {
         let sidecar: Sidecar
         var upperRejected = 0
         if let upper {
-            if Glibc.access(upper + "/layer.db", F_OK) != 0 {
+            if try Files.statAbsolute(upper + "/layer.db", followingLinks: true) == nil {
                 try Self.createUpper(upper, lowers: lowers, logger: logger)
             }
             let u = try UpperLayer(directory: upper)
