@@ -18,13 +18,14 @@ extension UnionNamespace {
             return
         }
         var inodes: [UInt64] = []
-        for e in try Files.list(upper.work, path: "work") {
-            inodes.append(e.ino)
-            try Files.removeTree(upper.work, e.name, path: "work/" + e.name.displayString)
+        for entry in try Files.list(upper.work, path: "work") {
+            inodes.append(entry.ino)
+            try Files.removeTree(upper.work, entry.name, path: "work/" + entry.name.displayString)
             // Spare inodes of the last run are expected there (`SpareInodes`); anything else was cut short.
-            if e.name.starts(with: Array("spare-".utf8)) { continue }
+            if entry.name.starts(with: Array("spare-".utf8)) { continue }
             self.logger.notice(
-                "removed work/ leftover", metadata: ["layer": "\(upper.directory)", "name": "\(e.name.displayString)"])
+                "removed work/ leftover",
+                metadata: ["layer": "\(upper.directory)", "name": "\(entry.name.displayString)"])
         }
         self.identities.clearUpper(inodes: inodes)
         try self.clearDirectoryRecords(inodes)
@@ -43,13 +44,14 @@ extension UnionNamespace {
         let known = self.identities.tables.withLock { Set($0.byUpper.keys) }
         var foundAt: [UInt64: [(parentIno: UInt64, name: [UInt8])]] = [:]
         func walk(_ fd: FD, _ dirIno: UInt64, _ path: String) throws(UnionError) {
-            for e in try Files.list(fd, path: path) {
-                allInodes.insert(e.ino)
-                if known.contains(e.ino) { foundAt[e.ino, default: []].append((dirIno, e.name)) }
-                if e.type == UInt8(DT_DIR) {
-                    dirInodes.insert(e.ino)
+            for entry in try Files.list(fd, path: path) {
+                allInodes.insert(entry.ino)
+                if known.contains(entry.ino) { foundAt[entry.ino, default: []].append((dirIno, entry.name)) }
+                if entry.type == UInt8(DT_DIR) {
+                    dirInodes.insert(entry.ino)
                     try walk(
-                        try Files.openDirPath(fd, e.name, path: path), e.ino, path + "/" + e.name.displayString)
+                        try Files.openDirPath(fd, entry.name, path: path), entry.ino,
+                        path + "/" + entry.name.displayString)
                 }
             }
         }
@@ -57,18 +59,20 @@ extension UnionNamespace {
         dirInodes.insert(rootIno)
         allInodes.insert(rootIno)
         try walk(self.layers[0].tree, rootIno, "tree")
-        for e in try Files.list(upper.index, path: "index") { allInodes.insert(e.ino) }
-        let staleDirs = self.upperRecords.withLock { r in
-            Set(r.whiteouts.keys).union(r.opaque).union(r.redirects.keys).subtracting(dirInodes)
+        for entry in try Files.list(upper.index, path: "index") { allInodes.insert(entry.ino) }
+        let staleDirs = self.upperRecords.withLock { records in
+            Set(records.whiteouts.keys).union(records.opaque).union(records.redirects.keys).subtracting(dirInodes)
         }
         if !staleDirs.isEmpty {
-            var c = RecordChange()
-            c.clearDirectories = Array(staleDirs)
-            try self.commit(c, "drop records of vanished directories")
+            var change = RecordChange()
+            change.clearDirectories = Array(staleDirs)
+            try self.commit(change, "drop records of vanished directories")
             self.logger.notice(
                 "dropped sidecar records of vanished directories", metadata: ["count": "\(staleDirs.count)"])
         }
-        let goneUpper = self.identities.tables.withLock { t in t.byUpper.keys.filter { !allInodes.contains($0) } }
+        let goneUpper = self.identities.tables.withLock { tables in
+            tables.byUpper.keys.filter { !allInodes.contains($0) }
+        }
         if !goneUpper.isEmpty {
             self.identities.clearUpper(inodes: goneUpper)
             self.logger.notice(
@@ -79,21 +83,23 @@ extension UnionNamespace {
         // of whose known names leads to it any more gets the name it was found at.
         var renamed = 0
         for (ino, places) in foundAt {
-            let fix = self.identities.tables.withLock { (t) -> (UInt64, LinkName, LinkName)? in
-                guard let f = t.byUpper[ino], f != self.rootFileid, let i = t.byFileid[f] else { return nil }
-                func name(_ p: (parentIno: UInt64, name: [UInt8])) -> LinkName? {
-                    let parent = p.parentIno == rootIno ? self.rootFileid : t.byUpper[p.parentIno]
-                    return parent.map { LinkName(parent: $0, name: p.name) }
+            let fix = self.identities.tables.withLock { (tables) -> (UInt64, LinkName, LinkName)? in
+                guard let fileid = tables.byUpper[ino], fileid != self.rootFileid,
+                    let identity = tables.byFileid[fileid]
+                else { return nil }
+                func name(_ place: (parentIno: UInt64, name: [UInt8])) -> LinkName? {
+                    let parent = place.parentIno == rootIno ? self.rootFileid : tables.byUpper[place.parentIno]
+                    return parent.map { LinkName(parent: $0, name: place.name) }
                 }
                 let names = places.compactMap(name)
-                let recorded = LinkName(parent: i.parent, name: i.name)
-                let others = t.otherNames[f] ?? []
+                let recorded = LinkName(parent: identity.parent, name: identity.name)
+                let others = tables.otherNames[fileid] ?? []
                 guard let first = names.first, !names.contains(recorded), !names.contains(where: others.contains)
                 else { return nil }
-                return (f, recorded, first)
+                return (fileid, recorded, first)
             }
-            guard let (f, from, to) = fix else { continue }
-            self.identities.moved(f, from: from, to: to)
+            guard let (fileid, from, to) = fix else { continue }
+            self.identities.moved(fileid, from: from, to: to)
             renamed += 1
         }
         if renamed > 0 {
