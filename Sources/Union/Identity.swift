@@ -19,12 +19,12 @@ struct Identity: Sendable {
     init(_ r: IdentityRecord) {
         self.lowerLinkCount = UInt32(clamping: r.lowerLinkCount)
         self.lowerNamesGone = UInt32(clamping: r.lowerNamesGone)
-        self.fileid = UInt64(bitPattern: r.fileid ?? 0)
-        self.parent = UInt64(bitPattern: r.parent)
+        self.fileid = r.fileid ?? 0
+        self.parent = r.parent
         self.name = [UInt8](r.name)
         self.originLayer = Int(r.originLayer)
-        self.originIno = UInt64(bitPattern: r.originIno)
-        self.upperIno = r.upperIno.map { UInt64(bitPattern: $0) }
+        self.originIno = r.originIno
+        self.upperIno = r.upperIno
         self.isIndexed = r.isIndexed
     }
 }
@@ -112,16 +112,15 @@ final class IdentityStore: Sendable {
         var t = Tables()
         for r in loaded.all { t.insert(Identity(r)) }
         for n in loaded.names {
-            t.otherNames[UInt64(bitPattern: n.fileid), default: []].insert(
-                LinkName(parent: UInt64(bitPattern: n.parent), name: [UInt8](n.name)))
+            t.otherNames[n.fileid, default: []].insert(LinkName(parent: n.parent, name: [UInt8](n.name)))
         }
         self.tables = Locked(t)
         self.namespaceID = loaded.namespaceID
         // Fileids of the per-client range only: rows of shared fileids (objects this namespace changed) are above it.
         let maxOwn =
-            loaded.all.lazy.compactMap(\.fileid).map { UInt64(bitPattern: $0) }
+            loaded.all.lazy.compactMap(\.fileid)
             .filter { $0 < SharedIdentities.span }.max() ?? 0
-        let reserved = UInt64(clamping: max(loaded.reserved, 0))
+        let reserved = loaded.reserved
         if fresh {
             self.allocator = Locked((maxOwn + 1, reserved))
         } else {
@@ -140,7 +139,7 @@ final class IdentityStore: Sendable {
         var namespaceID: UInt64
         var handleKey: HandleKey
         var sequence: UInt64
-        var reserved: Int64
+        var reserved: UInt64
         var needsWrite: Bool
     }
 
@@ -150,7 +149,9 @@ final class IdentityStore: Sendable {
         var all = try IdentityRecord.fetchAll(db)
         var names = try LinkNameRecord.fetchAll(db)
         var needsWrite = false
-        let bad = all.filter { $0.parent != 0 && !LayerRecords.isValidName([UInt8]($0.name)) }.compactMap(\.fileid)
+        let bad = all.filter { $0.parent != 0 && !LayerRecords.isValidName([UInt8]($0.name)) }.compactMap {
+            $0.fileid?.sqliteValue
+        }
         if !bad.isEmpty || names.contains(where: { !LayerRecords.isValidName([UInt8]($0.name)) }) {
             needsWrite = true
             if repair {
@@ -165,10 +166,10 @@ final class IdentityStore: Sendable {
         let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
         var nsid: UInt64 = 0
         if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
-            nsid = UInt64(bitPattern: m.value)
+            nsid = m.value
         } else if repair {
             nsid = UInt64.random(in: 1...UInt64(Int64.max))
-            try MetaRecord(key: "namespaceID", value: Int64(bitPattern: nsid)).insert(db)
+            try MetaRecord(key: "namespaceID", value: nsid).insert(db)
         } else {
             needsWrite = true
         }
@@ -177,11 +178,11 @@ final class IdentityStore: Sendable {
         if let k0 = try MetaRecord.fetchOne(db, key: "handleKey0"),
             let k1 = try MetaRecord.fetchOne(db, key: "handleKey1")
         {
-            key = HandleKey(k0: UInt64(bitPattern: k0.value), k1: UInt64(bitPattern: k1.value))
+            key = HandleKey(k0: k0.value, k1: k1.value)
         } else if repair {
             key = HandleKey.random()
-            try MetaRecord(key: "handleKey0", value: Int64(bitPattern: key.k0)).save(db)
-            try MetaRecord(key: "handleKey1", value: Int64(bitPattern: key.k1)).save(db)
+            try MetaRecord(key: "handleKey0", value: key.k0).save(db)
+            try MetaRecord(key: "handleKey1", value: key.k1).save(db)
         } else {
             needsWrite = true
         }
@@ -197,7 +198,7 @@ final class IdentityStore: Sendable {
     /// The records of a shared store an upper made with (`createUpper`).
     static func recordShared(_ shared: SharedIdentities, _ db: Database) throws {
         let values = [shared.namespaceID, shared.store.handleKey.k0, shared.store.handleKey.k1, shared.base]
-        for (k, v) in zip(Self.sharedStoreKeys, values) { try MetaRecord(key: k, value: Int64(bitPattern: v)).save(db) }
+        for (k, v) in zip(Self.sharedStoreKeys, values) { try MetaRecord(key: k, value: v).save(db) }
     }
 
     /// Which shared store this store's handles of the shared range are tagged with (`store` set if lower fileids
@@ -211,12 +212,12 @@ final class IdentityStore: Sendable {
         let (recorded, inRange) = try sidecar.read("read the shared identity store") { db -> ([UInt64]?, Bool) in
             let rows = try MetaRecord.filter(keys: Self.sharedStoreKeys).fetchAll(db)
             let values = Self.sharedStoreKeys.compactMap { k in
-                rows.first(where: { $0.key == k }).map { UInt64(bitPattern: $0.value) }
+                rows.first(where: { $0.key == k })?.value
             }
             guard let shared else { return (values.count == 4 ? values : nil, false) }
             let inRange = try Bool.fetchOne(
                 db, sql: "SELECT EXISTS (SELECT 1 FROM identity WHERE fileid >= ? AND fileid < ?)",
-                arguments: [Int64(bitPattern: shared.range.lowerBound), Int64(bitPattern: shared.range.upperBound)])
+                arguments: [shared.range.lowerBound.sqliteValue, shared.range.upperBound.sqliteValue])
             return (values.count == 4 ? values : nil, inRange ?? false)
         }
         let old = recorded.map {
@@ -263,7 +264,7 @@ final class IdentityStore: Sendable {
             a.next += 1
             if f > a.reservedThrough {
                 a.reservedThrough = f + Self.reservationChunk - 1
-                let through = Int64(bitPattern: a.reservedThrough)
+                let through = a.reservedThrough
                 records.append { db in try MetaRecord(key: "fileidReserved", value: through).save(db) }
                 mustWait = true
             }
@@ -290,8 +291,8 @@ final class IdentityStore: Sendable {
                     }
                 }
                 let old = try MetaRecord.fetchOne(db, key: "lowerStack")
-                try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
-                guard let old, old.value != Int64(bitPattern: signature) else { return false }
+                try MetaRecord(key: "lowerStack", value: signature).save(db)
+                guard let old, old.value != signature else { return false }
                 try db.execute(
                     sql: "DELETE FROM linkName WHERE fileid IN (SELECT fileid FROM identity WHERE upperIno IS NULL)")
                 try db.execute(sql: "DELETE FROM identity WHERE upperIno IS NULL")
@@ -408,8 +409,8 @@ final class IdentityStore: Sendable {
         guard t.byFileid[fileid] == nil, let i = self.sharedIdentity(fileid) else { return [] }
         t.insert(i)
         let r = IdentityRecord(
-            fileid: Int64(bitPattern: i.fileid), parent: Int64(bitPattern: i.parent), name: Data(i.name),
-            originLayer: Int64(i.originLayer), originIno: Int64(bitPattern: i.originIno), upperIno: nil,
+            fileid: i.fileid, parent: i.parent, name: Data(i.name), originLayer: Int64(i.originLayer),
+            originIno: i.originIno, upperIno: nil,
             isIndexed: false, lowerLinkCount: Int64(i.lowerLinkCount), lowerNamesGone: Int64(i.lowerNamesGone))
         return [{ db in try Self.insert(r, db) }]
     }
@@ -435,7 +436,7 @@ final class IdentityStore: Sendable {
                         t.otherNames[f, default: []].insert(n)
                         records.append { db in
                             try LinkNameRecord(
-                                fileid: Int64(bitPattern: f), parent: Int64(bitPattern: n.parent), name: Data(n.name)
+                                fileid: f, parent: n.parent, name: Data(n.name)
                             ).save(db)
                         }
                     }
@@ -454,17 +455,16 @@ final class IdentityStore: Sendable {
                 }
                 let f = self.allocateFileid(&records, &mustWait)
                 let r = IdentityRecord(
-                    fileid: Int64(bitPattern: f), parent: Int64(bitPattern: s.parent), name: Data(s.name),
-                    originLayer: Int64(s.key.layer), originIno: Int64(bitPattern: s.key.ino),
-                    upperIno: s.key.isUpper ? Int64(bitPattern: s.key.ino) : nil, isIndexed: false,
+                    fileid: f, parent: s.parent, name: Data(s.name), originLayer: Int64(s.key.layer),
+                    originIno: s.key.ino, upperIno: s.key.isUpper ? s.key.ino : nil, isIndexed: false,
                     lowerLinkCount: 1)
                 t.insert(Identity(r))
                 result[i] = f
                 records.append { db in
                     if let stale {
-                        try IdentityRecord.deleteOne(db, key: Int64(bitPattern: stale))
+                        try IdentityRecord.deleteOne(db, key: stale.sqliteValue)
                         try db.execute(
-                            sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: stale)])
+                            sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [stale.sqliteValue])
                     }
                     try Self.insert(r, db)
                 }
@@ -512,13 +512,12 @@ final class IdentityStore: Sendable {
             return self.queue(
                 own + [
                     { db in
-                        if let other { try IdentityRecord.deleteOne(db, key: Int64(bitPattern: other)) }
+                        if let other { try IdentityRecord.deleteOne(db, key: other.sqliteValue) }
                         try db.execute(
                             sql:
                                 "UPDATE identity SET upperIno = ?, isIndexed = isIndexed OR ?, lowerLinkCount = ? WHERE fileid = ?",
                             arguments: [
-                                Int64(bitPattern: upperIno), isIndexed, Int64(lowerLinkCount),
-                                Int64(bitPattern: fileid),
+                                upperIno.sqliteValue, isIndexed, Int64(lowerLinkCount), fileid.sqliteValue,
                             ])
                     }
                 ])
@@ -542,7 +541,7 @@ final class IdentityStore: Sendable {
         for f in fileids {
             try db.execute(
                 sql: "UPDATE identity SET lowerNamesGone = lowerNamesGone + 1 WHERE fileid = ?",
-                arguments: [Int64(bitPattern: f)])
+                arguments: [f.sqliteValue])
         }
     }
 
@@ -571,13 +570,12 @@ final class IdentityStore: Sendable {
                     { db in
                         try db.execute(
                             sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                            arguments: [Int64(bitPattern: to.parent), Data(to.name), Int64(bitPattern: fileid)])
+                            arguments: [to.parent.sqliteValue, Data(to.name), fileid.sqliteValue])
                         try Self.deleteName(db, fileid, from)
                         try Self.deleteName(db, fileid, to)
                         if primary != from {
                             try LinkNameRecord(
-                                fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: primary.parent),
-                                name: Data(primary.name)
+                                fileid: fileid, parent: primary.parent, name: Data(primary.name)
                             ).save(db)
                         }
                     }
@@ -588,7 +586,7 @@ final class IdentityStore: Sendable {
     private static func deleteName(_ db: Database, _ fileid: UInt64, _ n: LinkName) throws {
         try db.execute(
             sql: "DELETE FROM linkName WHERE fileid = ? AND parent = ? AND name = ?",
-            arguments: [Int64(bitPattern: fileid), Int64(bitPattern: n.parent), Data(n.name)])
+            arguments: [fileid.sqliteValue, n.parent.sqliteValue, Data(n.name)])
     }
 
     /// Records another name of a (hard-linked) object. Queued; returns the change for a caller that needs it durable
@@ -602,7 +600,7 @@ final class IdentityStore: Sendable {
                 own + [
                     { db in
                         try LinkNameRecord(
-                            fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: n.parent), name: Data(n.name)
+                            fileid: fileid, parent: n.parent, name: Data(n.name)
                         ).save(db)
                     }
                 ])
@@ -630,7 +628,7 @@ final class IdentityStore: Sendable {
                         if let r = replacement {
                             try db.execute(
                                 sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                                arguments: [Int64(bitPattern: r.parent), Data(r.name), Int64(bitPattern: fileid)])
+                                arguments: [r.parent.sqliteValue, Data(r.name), fileid.sqliteValue])
                             try Self.deleteName(db, fileid, r)
                         }
                     }
@@ -656,7 +654,7 @@ final class IdentityStore: Sendable {
     /// The rows of a forgotten object, with cached statements: through the query interface (`deleteOne`), each delete
     /// resolved generic metadata by its mangled name and built its SQL anew, most of a REMOVE's sidecar cost.
     static func deleteIdentity(_ db: Database, _ fileid: UInt64, otherNames: Bool) throws {
-        let key = Int64(bitPattern: fileid)
+        let key = fileid.sqliteValue
         try db.cachedStatement(sql: "DELETE FROM identity WHERE fileid = ?").execute(arguments: [key])
         try db.cachedStatement(sql: "DELETE FROM verifier WHERE fileid = ?").execute(arguments: [key])
         if otherNames {
@@ -681,7 +679,7 @@ final class IdentityStore: Sendable {
                     for f in affected {
                         try db.execute(
                             sql: "UPDATE identity SET upperIno = NULL WHERE fileid = ?",
-                            arguments: [Int64(bitPattern: f)])
+                            arguments: [f.sqliteValue])
                     }
                 }
             ])
@@ -691,14 +689,14 @@ final class IdentityStore: Sendable {
     func verifier(_ fileid: UInt64) throws(UnionError) -> UInt64? {
         if let v = self.recentVerifiers.withLock({ $0[fileid] }) { return v }
         return try self.sidecar.read("read verifier") { db in
-            try VerifierRecord.fetchOne(db, key: Int64(bitPattern: fileid)).map { UInt64(bitPattern: $0.verifier) }
+            try VerifierRecord.fetchOne(db, key: fileid.sqliteValue)?.verifier
         }
     }
 
     func setVerifier(_ fileid: UInt64, _ v: UInt64) {
         self.recentVerifiers.withLock { $0[fileid] = v }
         self.queue([
-            { db in try VerifierRecord(fileid: Int64(bitPattern: fileid), verifier: Int64(bitPattern: v)).save(db) }
+            { db in try VerifierRecord(fileid: fileid, verifier: v).save(db) }
         ])
     }
 }
