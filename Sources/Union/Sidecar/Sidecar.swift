@@ -14,8 +14,10 @@ enum FilesystemSync: Sendable {
     case orderedJournal
     /// Any other file system: `syncfs` once per batch (POSIX would need an fsync of every new inode and directory).
     case wholeFilesystem(FD)
-    /// `tree/` on another file system than the sidecar: an fsync of every object changed (directories and files).
-    case eachObject
+    /// ext4 without a journal, and `tree/` on another file system than the sidecar: an fsync of every object changed
+    /// (new and changed inodes first, then the directories naming them), the sidecar syncing its own WAL. A batch
+    /// with a change no such fsync covers (`SyncTarget.filesystem`) syncs the file system of `tree/` (the FD) instead.
+    case eachObject(FD)
 }
 
 /// One sidecar connection per layer, opened once (GRDB: one DatabaseQueue per database file).
@@ -27,7 +29,7 @@ final class Sidecar: Sendable {
     let queue: DatabaseQueue
     let path: String
     let filesystemSync = Locked<FilesystemSync>(.none)
-    /// With `.wholeFilesystem`: the shared syncfs calls and the file system's `st_dev`.
+    /// With `.wholeFilesystem` and `.eachObject`: the shared syncfs calls and the file system's `st_dev`.
     private let sharedSyncfs = Locked<(FileSyncs, UInt64)>((Sidecar.filesystemSyncs, 0))
     /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread).
     let beforeFlush = Locked<(@Sendable () -> Void)?>(nil)
@@ -195,10 +197,54 @@ final class Sidecar: Sendable {
         case .orderedJournal:
             // The sidecar synced itself (synchronous = FULL). The object changed last: its fsync commits the journal
             // transaction that holds every earlier change of the file system.
-            if let last = batch.syncs.last { try Self.sync(last) }
-        case .eachObject:
-            for t in batch.syncs { try Self.sync(t) }
+            if let last = batch.syncs.last(where: { if case .filesystem = $0 { false } else { true } }) {
+                try Self.sync(last)
+            }
+        case .eachObject(let tree):
+            // The sidecar synced itself (synchronous = FULL); now every object the batch changed, each once.
+            if let phases = Self.syncOrder(batch.syncs) {
+                for phase in phases { try ParallelSyncs.shared.sync(phase) }
+            } else {
+                try self.syncFilesystem(tree)
+            }
         }
+    }
+
+    /// The targets of a batch in the order they are fsynced, each object once (by device and inode; a directory that
+    /// received a hundred entries is fsynced once), in three rounds, each fsynced at once (`ParallelSyncs`): inodes
+    /// that are not directories, then new directories, then the other directories. A name then never reaches the disk
+    /// before the inode it names: ext4 without a journal writes only what is fsynced, and a removed file's inode is
+    /// freed in memory only, so an entry durable before its new inode could name, after a power cut, the old inode's
+    /// content or owner. (A new directory holds no other new one of its batch: a client needs the MKDIR's reply before
+    /// it can make anything in it.) Nil when a target needs the whole file system synced (`SyncTarget.filesystem`).
+    static func syncOrder(_ targets: [SyncTarget]) -> [[SyncTarget]]? {
+        struct Key: Hashable {
+            var dev: UInt64
+            var ino: UInt64
+        }
+        var seen = Set<Key>()
+        var inodes: [SyncTarget] = [], newDirectories: [SyncTarget] = [], directories: [SyncTarget] = []
+        for t in targets {
+            let fd: FD
+            switch t {
+            case .filesystem: return nil
+            case .file(let f, _), .directory(let f, _): fd = f
+            }
+            var st = stat()
+            let isDirectory: Bool
+            if Glibc.fstat(fd.raw, &st) == 0 {
+                // The first sighting decides: a new directory first named as made, then as the parent of its entries.
+                if !seen.insert(Key(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))).inserted { continue }
+                isDirectory = st.isDirectory
+            } else {
+                if case .directory = t { isDirectory = true } else { isDirectory = false }
+            }
+            switch t {
+            case .file: if isDirectory { newDirectories.append(t) } else { inodes.append(t) }
+            default: directories.append(t)
+            }
+        }
+        return [inodes, newDirectories, directories].filter { !$0.isEmpty }
     }
 
     /// A syncfs of the sidecar's file system that starts after this call, shared with every other namespace on that
@@ -216,17 +262,22 @@ final class Sidecar: Sendable {
 
     /// Chooses how batches are made durable. With `.wholeFilesystem` the sidecar stops syncing its own WAL (each
     /// batch's syncfs does it, shared through `syncs`, keyed by the file system); the caller checks the sidecar lives
-    /// on that file system.
+    /// on that file system. With `.eachObject` the syncfs of a batch that needs one is shared the same way.
     func useFilesystemSync(_ mode: FilesystemSync, syncs: FileSyncs = Sidecar.filesystemSyncs) throws(UnionError) {
-        if case .wholeFilesystem(let fd) = mode {
+        switch mode {
+        case .wholeFilesystem(let fd), .eachObject(let fd):
             var st = stat()
             guard Glibc.fstat(fd.raw, &st) == 0 else { throw Sys.error(errno, "fstat", self.path) }
-            do {
-                try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-            } catch {
-                throw .sidecar("set synchronous in \(self.path): \(error)")
+            if case .wholeFilesystem = mode {
+                do {
+                    try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                } catch {
+                    throw .sidecar("set synchronous in \(self.path): \(error)")
+                }
             }
             self.sharedSyncfs.withLock { $0 = (syncs, UInt64(st.st_dev)) }
+        case .none, .orderedJournal:
+            break
         }
         self.filesystemSync.withLock { $0 = mode }
     }
@@ -235,6 +286,7 @@ final class Sidecar: Sendable {
         switch t {
         case .directory(let fd, let path): try Files.fsyncDirectory(fd, path: path)
         case .file(let fd, let path): _ = try Sys.retry("fsync", path) { fsync(fd.raw) }
+        case .filesystem(let path): throw .invalid("no single fsync makes \(path) durable")
         }
     }
 
