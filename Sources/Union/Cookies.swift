@@ -36,12 +36,12 @@ struct CookieKey: Sendable, Equatable {
         guard let a = rows.first(where: { $0.key == "cookieKey0" }),
             let b = rows.first(where: { $0.key == "cookieKey1" })
         else { return nil }
-        return CookieKey(k0: UInt64(bitPattern: a.value), k1: UInt64(bitPattern: b.value))
+        return CookieKey(k0: a.value, k1: b.value)
     }
 
     func store(_ db: Database) throws {
-        try MetaRecord(key: "cookieKey0", value: Int64(bitPattern: self.k0)).save(db)
-        try MetaRecord(key: "cookieKey1", value: Int64(bitPattern: self.k1)).save(db)
+        try MetaRecord(key: "cookieKey0", value: self.k0).save(db)
+        try MetaRecord(key: "cookieKey1", value: self.k1).save(db)
     }
 }
 

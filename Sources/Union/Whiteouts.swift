@@ -32,7 +32,7 @@ extension UnionNamespace {
         let records: [SidecarRecord] = [
             { db in
                 for d in change.clearDirectories {
-                    let k = Int64(bitPattern: d)
+                    let k = d.sqliteValue
                     try db.execute(sql: "DELETE FROM whiteout WHERE dirIno = ?", arguments: [k])
                     try db.execute(sql: "DELETE FROM opaque WHERE dirIno = ?", arguments: [k])
                     try db.execute(sql: "DELETE FROM redirect WHERE dirIno = ?", arguments: [k])
@@ -40,14 +40,14 @@ extension UnionNamespace {
                 for w in change.dropWhiteouts {
                     try db.execute(
                         sql: "DELETE FROM whiteout WHERE dirIno = ? AND name = ?",
-                        arguments: [Int64(bitPattern: w.dirIno), Data(w.name)])
+                        arguments: [w.dirIno.sqliteValue, Data(w.name)])
                 }
                 for w in change.addWhiteouts {
-                    try WhiteoutRecord(dirIno: Int64(bitPattern: w.dirIno), name: Data(w.name)).save(db)
+                    try WhiteoutRecord(dirIno: w.dirIno, name: Data(w.name)).save(db)
                 }
-                for o in change.addOpaque { try OpaqueRecord(dirIno: Int64(bitPattern: o)).save(db) }
+                for o in change.addOpaque { try OpaqueRecord(dirIno: o).save(db) }
                 for d in change.setRedirects {
-                    try RedirectRecord(dirIno: Int64(bitPattern: d.dirIno), path: Data(d.path)).save(db)
+                    try RedirectRecord(dirIno: d.dirIno, path: Data(d.path)).save(db)
                 }
                 try IdentityStore.recordLowerNamesGone(db, change.lowerNamesGone)
             }
