@@ -336,18 +336,18 @@ final class Worker<T: Sendable>: @unchecked Sendable {
 @Suite struct EachObjectSyncTests {
     func path(_ t: SyncTarget) -> String {
         switch t {
-        case .directory(_, let p), .file(_, let p), .filesystem(let p): return p
+        case .directory(_, let p), .file(_, let p), .data(_, let p), .filesystem(let p): return p
         }
     }
 
-    @Test func eachObjectOnceInodesFirstThenNewDirectoriesThenTheirParents() throws {
+    @Test func eachObjectOnceInodesAndTheWALFirstThenTheDirectories() throws {
         let f = Fixture(in: "/dev/shm")
         f.mkdir(f.base + "/p")
         f.mkdir(f.base + "/p/d")
         f.mkdir(f.base + "/p/d/e")
         f.file(f.base + "/p/a")
         f.file(f.base + "/p/d/b")
-        func pathFD(_ p: String) -> FD { FD(open(f.base + p, O_PATH | O_DIRECTORY | O_CLOEXEC)) }
+        func pathFD(_ p: String) -> FD { FD(open(f.base + p, Sys.O_PATH | O_DIRECTORY | O_CLOEXEC)) }
         func readFD(_ p: String) -> FD { FD(open(f.base + p, O_RDONLY | O_CLOEXEC)) }
         let p = pathFD("/p")
         // A batch as mkdir-tree makes it: MKDIR d in p, CREATE a in p, MKDIR e in d, CREATE b in d.
@@ -357,10 +357,11 @@ final class Worker<T: Sendable>: @unchecked Sendable {
             .file(readFD("/p/d/e"), path: "e"), .directory(pathFD("/p/d"), path: "d as parent"),
             .file(readFD("/p/d/b"), path: "b"), .directory(pathFD("/p/d"), path: "d again"),
         ]
-        let phases = try #require(Sidecar.syncOrder(targets))
-        #expect(phases.map { $0.map(self.path) } == [["a", "b"], ["d", "e"], ["p"]])
-        for phase in phases { try ParallelSyncs.shared.sync(phase) }
-        #expect(Sidecar.syncOrder(targets + [.filesystem(path: "s")]) == nil)
+        let wal = SyncTarget.data(readFD("/p/a"), path: "wal")
+        let rounds = try #require(Sidecar.syncOrder(targets, with: wal))
+        #expect(rounds.map { $0.map(self.path) } == [["wal", "d", "a", "e", "b"], ["p"]])
+        for round in rounds { try ParallelSyncs.shared.sync(round) }
+        #expect(Sidecar.syncOrder(targets + [.filesystem(path: "s")], with: wal) == nil)
     }
 
     /// fsyncs run at once: all of them run, and the first failure is the caller's.
@@ -372,7 +373,7 @@ final class Worker<T: Sendable>: @unchecked Sendable {
         }
         try ParallelSyncs.shared.sync(files)
         // fsync of an O_PATH descriptor fails (EBADF).
-        let bad = SyncTarget.file(FD(open(f.base + "/f0", O_PATH | O_CLOEXEC)), path: "bad")
+        let bad = SyncTarget.file(FD(open(f.base + "/f0", Sys.O_PATH | O_CLOEXEC)), path: "bad")
         #expect(throws: UnionError.self) { try ParallelSyncs.shared.sync(files + [bad] + files) }
         try ParallelSyncs.shared.sync(files)
     }
@@ -387,7 +388,7 @@ final class Worker<T: Sendable>: @unchecked Sendable {
         let dir = FD(open(f.base, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
         try s.useFilesystemSync(.eachObject(dir), syncs: syncs)
         f.file(f.base + "/a")
-        let bad = SyncTarget.file(FD(open(f.base + "/a", O_PATH | O_CLOEXEC)), path: "a")  // fsync: EBADF
+        let bad = SyncTarget.file(FD(open(f.base + "/a", Sys.O_PATH | O_CLOEXEC)), path: "a")  // fsync: EBADF
         let record: SidecarRecord = { db in try db.execute(sql: "PRAGMA user_version = 7") }
         let first = s.commits.enqueue([record], syncs: [.directory(dir, path: f.base), bad])
         let second = s.commits.enqueue([record], syncs: [.directory(dir, path: f.base)])
@@ -401,6 +402,8 @@ final class Worker<T: Sendable>: @unchecked Sendable {
         let seq = g.commits.enqueue([record], syncs: [.filesystem(path: "s"), bad])
         try g.commits.waitDurable(seq)
         #expect(syncs.syncs == 1)
+        // Commits do not sync the WAL themselves: the batch fdatasyncs it with its objects.
+        #expect(try g.read("test") { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } == 1)
         #expect(try g.read("test") { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == 7)
     }
 

@@ -140,9 +140,10 @@ enum Files {
 
 extension Files {
     /// How group commits make changes under `tree` durable: one fsync where the file system journals metadata in
-    /// order (ext4 with a journal, XFS), an fsync of each changed object on ext4 without a journal (a `syncfs` would
-    /// also write back every other dirty file of the file system), nothing on tmpfs (nothing survives a reboot there
-    /// anyway), `syncfs` elsewhere.
+    /// order (ext4 with a journal, XFS), nothing on tmpfs (nothing survives a reboot there anyway), `syncfs` elsewhere.
+    /// On ext4 without a journal an fsync of each changed object was measured slower than the `syncfs` and costlier in
+    /// CPU: each such fsync sends its own disk cache flush, and the order a batch needs (inodes before the names of
+    /// them) takes two rounds of them (Docs/CRASH-ORDER.md).
     static func filesystemSync(for tree: FD) -> FilesystemSync {
         guard let fstatfs = Sys.gnu.fstatfs else { return .wholeFilesystem(tree) }
         // struct statfs starts with `long f_type` on Linux; the rest is not needed.
@@ -170,7 +171,7 @@ extension Files {
             var line = [CChar](repeating: 0, count: 64)
             guard fgets(&line, CInt(line.count), f) != nil else { return .wholeFilesystem(tree) }
             let task = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            return task.hasPrefix("<none>") || task.isEmpty ? .eachObject(tree) : .orderedJournal
+            return task.hasPrefix("<none>") || task.isEmpty ? .wholeFilesystem(tree) : .orderedJournal
         default:
             return .wholeFilesystem(tree)
         }

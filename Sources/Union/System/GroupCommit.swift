@@ -10,6 +10,8 @@ enum SyncTarget {
     /// An object whose inode changed (a new file or directory, a file whose attributes or link count changed), open
     /// for reading.
     case file(FD, path: String)
+    /// A file whose data changed (fdatasync: the sidecar's WAL).
+    case data(FD, path: String)
     /// A change no fsync of single objects makes durable (a new symlink or device node, which cannot be opened; a
     /// removal that frees data blocks): where batches fsync each object, the batch syncs the whole file system instead.
     case filesystem(path: String)
@@ -315,11 +317,11 @@ final class FileSyncs: @unchecked Sendable {
     }
 }
 
-/// fsyncs of many objects at once (one group-commit batch's new inodes, or its directories), on a few threads kept
-/// for it. Concurrent fsyncs share the disk's cache flushes: the block layer sends one flush for every fsync that
-/// asked while another ran, where fsyncs one after another wait for a flush each (33 fsyncs of a batch on the shared
-/// benchmark disk: 1.5 ms at once, 3 to 170 ms one by one while other tenants wrote). `@unchecked Sendable`:
-/// `monitor` protects the queue and every group's count.
+/// fsyncs of many objects at once (one group-commit batch's new inodes, or its directories: `FilesystemSync.eachObject`),
+/// on a few threads kept for it, started at first use. Concurrent fsyncs share the disk's cache flushes: the block
+/// layer sends one flush for every fsync that asked while another ran, where fsyncs one after another wait for a flush
+/// each (33 fsyncs on the shared benchmark disk: 1.5 ms at once, 3 to 170 ms one by one while other tenants wrote).
+/// `@unchecked Sendable`: `monitor` protects the queue and every group's count.
 final class ParallelSyncs: @unchecked Sendable {
     /// The process's pool: its threads sleep in the kernel while the disk works, so a few more than the cores.
     static let shared = ParallelSyncs(threads: 8)
