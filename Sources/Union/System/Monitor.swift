@@ -46,3 +46,55 @@ final class Sleeper: @unchecked Sendable {
 
     @inline(__always) func signal() { pthread_cond_signal(self.condition) }
 }
+
+/// One waiter of a group commit, asleep on its own mutex and condition until told how its wait ended: the thread that
+/// wakes it decides the outcome, so the waiter needs no shared lock to learn it (`GroupCommit`).
+/// `@unchecked Sendable`: the pthread objects are the synchronisation.
+final class Parker: @unchecked Sendable {
+    enum Outcome {
+        /// The change waited for is durable.
+        case durable
+        /// The flush that was to make it durable failed.
+        case failed(UnionError)
+        /// Lead the next flush (or look again: another may have started meanwhile).
+        case lead
+        /// The group commit was abandoned (a simulated crash).
+        case abandoned
+    }
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var outcome: Outcome?
+
+    init() {
+        self.mutex.initialize(to: pthread_mutex_t())
+        self.condition.initialize(to: pthread_cond_t())
+        pthread_mutex_init(self.mutex, nil)
+        pthread_cond_init(self.condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(self.condition)
+        pthread_mutex_destroy(self.mutex)
+        self.condition.deallocate()
+        self.mutex.deallocate()
+    }
+
+    /// Sleeps until `unpark`; returns its outcome (and is ready to park again).
+    func park() -> Outcome {
+        pthread_mutex_lock(self.mutex)
+        while self.outcome == nil { pthread_cond_wait(self.condition, self.mutex) }
+        let o = self.outcome!
+        self.outcome = nil
+        pthread_mutex_unlock(self.mutex)
+        return o
+    }
+
+    /// Wakes the parked thread (or the next `park`) with `outcome`.
+    func unpark(_ outcome: Outcome) {
+        pthread_mutex_lock(self.mutex)
+        self.outcome = outcome
+        pthread_cond_signal(self.condition)
+        pthread_mutex_unlock(self.mutex)
+    }
+}
