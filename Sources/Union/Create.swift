@@ -166,7 +166,7 @@ extension UnionNamespace {
                 if let verifier { self.identities.setVerifier(fileid, verifier) }
                 try self.crashPoint("create.afterRecord")
                 // Step 3: publish.
-                try self.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
+                try Files.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
                 self.changed(.directory(parentFD, path: parent.pathString))
                 if spare != nil { self.changed(.directory(upper.work, path: "work")) }  // its entry there went away
                 return whitedOut

@@ -31,7 +31,7 @@ extension UnionNamespace {
     func keepAsSpare(_ parentFD: FD, _ name: [UInt8], path: String) throws(UnionError) {
         guard let upper = self.upper else { throw .readOnly }
         let spare = self.workName("spare")
-        try self.renameNoReplace(parentFD, name, upper.work, spare, path: path)
+        try Files.renameNoReplace(parentFD, name, upper.work, spare, path: path)
         self.changed(.directory(upper.work, path: "work"))
         self.spareInodes.withLock { $0.names.append(spare) }
     }
