@@ -119,7 +119,8 @@ extension UnionNamespace {
                 // The copy itself was fsynced before its rename (a directory's ".." changed with it); a symlink or
                 // device node cannot be.
                 if tmpSt.isDirectory {
-                    self.changed(.file(try Files.openAt(parentFD, node.name, O_RDONLY | O_DIRECTORY, path: path), path: path))
+                    self.changed(
+                        .file(try Files.openAt(parentFD, node.name, O_RDONLY | O_DIRECTORY, path: path), path: path))
                 } else if !tmpSt.isRegular {
                     self.changed(.filesystem(path: path))
                 }
