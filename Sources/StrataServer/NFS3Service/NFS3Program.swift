@@ -55,9 +55,8 @@ public final class NFS3Program: RPCProgramHandler {
     }
 
     /// GETATTR, ACCESS and READ are offered to `handleInline` first: most name an object the
-    /// union has cached (and most READs data in the page cache), and answering those on the event
-    /// loop saves the two thread hops, which cost more than a GETATTR and, under load, limit
-    /// READ throughput.
+    /// union has cached (and most small READs data in the page cache), and answering those on the
+    /// event loop saves the two thread hops, which cost more than the call itself.
     public func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool {
         version == NFS3.version
             && (procedure == NFS3Procedure.getattr.rawValue || procedure == NFS3Procedure.access.rawValue

@@ -10,8 +10,8 @@ import XDR
 
 @testable import StrataServer
 
-/// READ answered on the event loop (`NFS3Service.handleInline`): only from the page cache, and then byte for byte
-/// the pool's reply.
+/// READ answered on the event loop (`NFS3Service.handleInline`): only small ones, only from the page cache, and then
+/// byte for byte the pool's reply.
 @Suite struct NFS3InlineReadTests {
     static let content = String((0..<20_000).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) })
 
@@ -21,7 +21,7 @@ import XDR
         let args = Read3Args(file: file, offset: 100, count: 8192)
         #expect(harness.inlineOutcome(.read, args) == nil, "the first READ opens the file, on the pool")
         let pool = harness.outcome(.read, args)
-        for (offset, count) in [(100, 8192), (0, 0), (19_990, 100), (30_000, 10), (0, 1 << 22)] as [(UInt64, UInt32)] {
+        for (offset, count) in [(100, 8192), (0, 0), (19_990, 100), (30_000, 10), (0, 65536)] as [(UInt64, UInt32)] {
             let args = Read3Args(file: file, offset: offset, count: count)
             let inline = try #require(harness.inlineOutcome(.read, args), "\(offset)+\(count)")
             #expect(inline == harness.outcome(.read, args), "\(offset)+\(count)")
@@ -31,6 +31,8 @@ import XDR
             return
         }
         #expect(ok.data.readableBytesView.elementsEqual(Array(Self.content.utf8)[100..<8292]) && !ok.eof)
+        let large = Read3Args(file: file, offset: 0, count: harness.service.limits.maxInlineReadBytes + 1)
+        #expect(harness.inlineOutcome(.read, large) == nil, "a large READ's copy runs on the pool")
 
         // Refusals and failures are the pool's to answer (with their log lines): a directory, bad arguments.
         #expect(harness.inlineOutcome(.read, Read3Args(file: try harness.handle("dir"), offset: 0, count: 1)) == nil)
