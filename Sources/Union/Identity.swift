@@ -19,12 +19,12 @@ struct Identity: Sendable {
     init(_ r: IdentityRecord) {
         self.lowerLinkCount = UInt32(clamping: r.lowerLinkCount)
         self.lowerNamesGone = UInt32(clamping: r.lowerNamesGone)
-        self.fileid = UInt64(bitPattern: r.fileid ?? 0)
-        self.parent = UInt64(bitPattern: r.parent)
+        self.fileid = r.fileid ?? 0
+        self.parent = r.parent
         self.name = [UInt8](r.name)
         self.originLayer = Int(r.originLayer)
-        self.originIno = UInt64(bitPattern: r.originIno)
-        self.upperIno = r.upperIno.map { UInt64(bitPattern: $0) }
+        self.originIno = r.originIno
+        self.upperIno = r.upperIno
         self.isIndexed = r.isIndexed
     }
 }
@@ -93,7 +93,9 @@ final class IdentityStore: Sendable {
             // Strata) is deleted, so its object gets a new fileid when seen (its handles go stale).
             var all = try IdentityRecord.fetchAll(db)
             var names = try LinkNameRecord.fetchAll(db)
-            let bad = all.filter { $0.parent != 0 && !LayerRecords.isValidName([UInt8]($0.name)) }.compactMap(\.fileid)
+            let bad = all.filter { $0.parent != 0 && !LayerRecords.isValidName([UInt8]($0.name)) }.compactMap {
+                $0.fileid?.sqliteValue
+            }
             if !bad.isEmpty || names.contains(where: { !LayerRecords.isValidName([UInt8]($0.name)) }) {
                 try IdentityRecord.deleteAll(db, keys: bad)
                 try LinkNameRecord.filter(bad.contains(Column("fileid"))).deleteAll(db)
@@ -104,33 +106,32 @@ final class IdentityStore: Sendable {
             let seq = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'identity'") ?? 0
             let maxID = try Int64.fetchOne(db, sql: "SELECT MAX(fileid) FROM identity") ?? 0
             let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
-            let next = UInt64(max(seq, maxID, reserved, 0)) + 1
-            try MetaRecord(key: "fileidReserved", value: Int64(next + Self.reservationChunk - 1)).save(db)
+            let next = max(UInt64(max(seq, maxID, 0)), reserved) + 1
+            try MetaRecord(key: "fileidReserved", value: next + Self.reservationChunk - 1).save(db)
             let nsid: UInt64
             if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
-                nsid = UInt64(bitPattern: m.value)
+                nsid = m.value
             } else {
                 nsid = UInt64.random(in: 1...UInt64(Int64.max))
-                try MetaRecord(key: "namespaceID", value: Int64(bitPattern: nsid)).insert(db)
+                try MetaRecord(key: "namespaceID", value: nsid).insert(db)
             }
             // The secret of the handles' tags, drawn once and kept: handles stay valid across restarts.
             let key: HandleKey
             if let k0 = try MetaRecord.fetchOne(db, key: "handleKey0"),
                 let k1 = try MetaRecord.fetchOne(db, key: "handleKey1")
             {
-                key = HandleKey(k0: UInt64(bitPattern: k0.value), k1: UInt64(bitPattern: k1.value))
+                key = HandleKey(k0: k0.value, k1: k1.value)
             } else {
                 key = HandleKey.random()
-                try MetaRecord(key: "handleKey0", value: Int64(bitPattern: key.k0)).save(db)
-                try MetaRecord(key: "handleKey1", value: Int64(bitPattern: key.k1)).save(db)
+                try MetaRecord(key: "handleKey0", value: key.k0).save(db)
+                try MetaRecord(key: "handleKey1", value: key.k1).save(db)
             }
             return (all, names, nsid, next, key)
         }
         var t = Tables()
         for r in all { t.insert(Identity(r)) }
         for n in names {
-            t.otherNames[UInt64(bitPattern: n.fileid), default: []].insert(
-                LinkName(parent: UInt64(bitPattern: n.parent), name: [UInt8](n.name)))
+            t.otherNames[n.fileid, default: []].insert(LinkName(parent: n.parent, name: [UInt8](n.name)))
         }
         self.tables = Locked(t)
         self.namespaceID = nsid
@@ -159,7 +160,7 @@ final class IdentityStore: Sendable {
             a.next += 1
             if f > a.reservedThrough {
                 a.reservedThrough = f + Self.reservationChunk - 1
-                let through = Int64(bitPattern: a.reservedThrough)
+                let through = a.reservedThrough
                 records.append { db in try MetaRecord(key: "fileidReserved", value: through).save(db) }
                 mustWait = true
             }
@@ -186,8 +187,8 @@ final class IdentityStore: Sendable {
                     }
                 }
                 let old = try MetaRecord.fetchOne(db, key: "lowerStack")
-                try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
-                guard let old, old.value != Int64(bitPattern: signature) else { return false }
+                try MetaRecord(key: "lowerStack", value: signature).save(db)
+                guard let old, old.value != signature else { return false }
                 try db.execute(
                     sql: "DELETE FROM linkName WHERE fileid IN (SELECT fileid FROM identity WHERE upperIno IS NULL)")
                 try db.execute(sql: "DELETE FROM identity WHERE upperIno IS NULL")
@@ -255,7 +256,7 @@ final class IdentityStore: Sendable {
                         t.otherNames[f, default: []].insert(n)
                         records.append { db in
                             try LinkNameRecord(
-                                fileid: Int64(bitPattern: f), parent: Int64(bitPattern: n.parent), name: Data(n.name)
+                                fileid: f, parent: n.parent, name: Data(n.name)
                             ).save(db)
                         }
                     }
@@ -270,17 +271,16 @@ final class IdentityStore: Sendable {
                 }
                 let f = self.allocateFileid(&records, &mustWait)
                 let r = IdentityRecord(
-                    fileid: Int64(bitPattern: f), parent: Int64(bitPattern: s.parent), name: Data(s.name),
-                    originLayer: Int64(s.key.layer), originIno: Int64(bitPattern: s.key.ino),
-                    upperIno: s.key.isUpper ? Int64(bitPattern: s.key.ino) : nil, isIndexed: false,
+                    fileid: f, parent: s.parent, name: Data(s.name), originLayer: Int64(s.key.layer),
+                    originIno: s.key.ino, upperIno: s.key.isUpper ? s.key.ino : nil, isIndexed: false,
                     lowerLinkCount: 1)
                 t.insert(Identity(r))
                 result[i] = f
                 records.append { db in
                     if let stale {
-                        try IdentityRecord.deleteOne(db, key: Int64(bitPattern: stale))
+                        try IdentityRecord.deleteOne(db, key: stale.sqliteValue)
                         try db.execute(
-                            sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [Int64(bitPattern: stale)])
+                            sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [stale.sqliteValue])
                     }
                     try Self.insert(r, db)
                 }
@@ -304,8 +304,8 @@ final class IdentityStore: Sendable {
                 lowerNamesGone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
         try statement.execute(arguments: [
-            r.fileid, r.parent, r.name, r.originLayer, r.originIno, r.upperIno, r.isIndexed, r.lowerLinkCount,
-            r.lowerNamesGone,
+            r.fileid.sqliteValue, r.parent.sqliteValue, r.name, r.originLayer, r.originIno.sqliteValue,
+            r.upperIno.sqliteValue, r.isIndexed, r.lowerLinkCount, r.lowerNamesGone,
         ])
     }
 
@@ -326,12 +326,12 @@ final class IdentityStore: Sendable {
             }
             return self.queue([
                 { db in
-                    if let other { try IdentityRecord.deleteOne(db, key: Int64(bitPattern: other)) }
+                    if let other { try IdentityRecord.deleteOne(db, key: other.sqliteValue) }
                     try db.execute(
                         sql:
                             "UPDATE identity SET upperIno = ?, isIndexed = isIndexed OR ?, lowerLinkCount = ? WHERE fileid = ?",
                         arguments: [
-                            Int64(bitPattern: upperIno), isIndexed, Int64(lowerLinkCount), Int64(bitPattern: fileid),
+                            upperIno.sqliteValue, isIndexed, Int64(lowerLinkCount), fileid.sqliteValue,
                         ])
                 }
             ])
@@ -354,7 +354,7 @@ final class IdentityStore: Sendable {
         for f in fileids {
             try db.execute(
                 sql: "UPDATE identity SET lowerNamesGone = lowerNamesGone + 1 WHERE fileid = ?",
-                arguments: [Int64(bitPattern: f)])
+                arguments: [f.sqliteValue])
         }
     }
 
@@ -381,13 +381,12 @@ final class IdentityStore: Sendable {
                 { db in
                     try db.execute(
                         sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                        arguments: [Int64(bitPattern: to.parent), Data(to.name), Int64(bitPattern: fileid)])
+                        arguments: [to.parent.sqliteValue, Data(to.name), fileid.sqliteValue])
                     try Self.deleteName(db, fileid, from)
                     try Self.deleteName(db, fileid, to)
                     if primary != from {
                         try LinkNameRecord(
-                            fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: primary.parent),
-                            name: Data(primary.name)
+                            fileid: fileid, parent: primary.parent, name: Data(primary.name)
                         ).save(db)
                     }
                 }
@@ -398,7 +397,7 @@ final class IdentityStore: Sendable {
     private static func deleteName(_ db: Database, _ fileid: UInt64, _ n: LinkName) throws {
         try db.execute(
             sql: "DELETE FROM linkName WHERE fileid = ? AND parent = ? AND name = ?",
-            arguments: [Int64(bitPattern: fileid), Int64(bitPattern: n.parent), Data(n.name)])
+            arguments: [fileid.sqliteValue, n.parent.sqliteValue, Data(n.name)])
     }
 
     /// Records another name of a (hard-linked) object. Queued; returns the change for a caller that needs it durable
@@ -410,7 +409,7 @@ final class IdentityStore: Sendable {
             return self.queue([
                 { db in
                     try LinkNameRecord(
-                        fileid: Int64(bitPattern: fileid), parent: Int64(bitPattern: n.parent), name: Data(n.name)
+                        fileid: fileid, parent: n.parent, name: Data(n.name)
                     ).save(db)
                 }
             ])
@@ -436,7 +435,7 @@ final class IdentityStore: Sendable {
                     if let r = replacement {
                         try db.execute(
                             sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                            arguments: [Int64(bitPattern: r.parent), Data(r.name), Int64(bitPattern: fileid)])
+                            arguments: [r.parent.sqliteValue, Data(r.name), fileid.sqliteValue])
                         try Self.deleteName(db, fileid, r)
                     }
                 }
@@ -462,7 +461,7 @@ final class IdentityStore: Sendable {
     /// The rows of a forgotten object, with cached statements: through the query interface (`deleteOne`), each delete
     /// resolved generic metadata by its mangled name and built its SQL anew, most of a REMOVE's sidecar cost.
     static func deleteIdentity(_ db: Database, _ fileid: UInt64, otherNames: Bool) throws {
-        let key = Int64(bitPattern: fileid)
+        let key = fileid.sqliteValue
         try db.cachedStatement(sql: "DELETE FROM identity WHERE fileid = ?").execute(arguments: [key])
         try db.cachedStatement(sql: "DELETE FROM verifier WHERE fileid = ?").execute(arguments: [key])
         if otherNames {
@@ -487,7 +486,7 @@ final class IdentityStore: Sendable {
                     for f in affected {
                         try db.execute(
                             sql: "UPDATE identity SET upperIno = NULL WHERE fileid = ?",
-                            arguments: [Int64(bitPattern: f)])
+                            arguments: [f.sqliteValue])
                     }
                 }
             ])
@@ -497,14 +496,14 @@ final class IdentityStore: Sendable {
     func verifier(_ fileid: UInt64) throws(UnionError) -> UInt64? {
         if let v = self.recentVerifiers.withLock({ $0[fileid] }) { return v }
         return try self.sidecar.read("read verifier") { db in
-            try VerifierRecord.fetchOne(db, key: Int64(bitPattern: fileid)).map { UInt64(bitPattern: $0.verifier) }
+            try VerifierRecord.fetchOne(db, key: fileid.sqliteValue)?.verifier
         }
     }
 
     func setVerifier(_ fileid: UInt64, _ v: UInt64) {
         self.recentVerifiers.withLock { $0[fileid] = v }
         self.queue([
-            { db in try VerifierRecord(fileid: Int64(bitPattern: fileid), verifier: Int64(bitPattern: v)).save(db) }
+            { db in try VerifierRecord(fileid: fileid, verifier: v).save(db) }
         ])
     }
 }

@@ -77,7 +77,7 @@ public final class UnionNamespace: Sendable {
         let sidecar: Sidecar
         var upperRejected = 0
         if let upper {
-            if Glibc.access(upper + "/layer.db", F_OK) != 0 {
+            if try Files.statAbsolute(upper + "/layer.db", followingLinks: true) == nil {
                 try Self.createUpper(upper, lowers: lowers, logger: logger)
             }
             let u = try UpperLayer(directory: upper)
@@ -149,103 +149,6 @@ public final class UnionNamespace: Sendable {
             hasher.combine(CollectionOfOne(0))
         }
         return hasher.value
-    }
-
-    /// Open-time repair: `work/` leftovers of interrupted copy-ups and creations are removed, and identity records
-    /// that already pointed at them (committed just before the publishing rename) are reset to their lower origin.
-    /// Sidecar records keyed by a directory inode are not swept (it would need a walk of `tree/`): a record of a
-    /// removed directory is deleted with it, and a new upper directory clears any record left on its inode.
-    private func cleanWork() throws(UnionError) {
-        guard let upper = self.upper else { return }
-        guard upper.isExclusive else {
-            self.logger.warning(
-                "upper layer is open in another namespace: work/ not cleaned", metadata: ["layer": "\(upper.directory)"]
-            )
-            return
-        }
-        var inodes: [UInt64] = []
-        for e in try Files.list(upper.work, path: "work") {
-            inodes.append(e.ino)
-            try Files.removeTree(upper.work, e.name, path: "work/" + e.name.displayString)
-            // Spare inodes of the last run are expected there (`SpareInodes`); anything else was cut short.
-            if e.name.starts(with: Array("spare-".utf8)) { continue }
-            self.logger.notice(
-                "removed work/ leftover", metadata: ["layer": "\(upper.directory)", "name": "\(e.name.displayString)"])
-        }
-        self.identities.clearUpper(inodes: inodes)
-        try self.clearDirectoryRecords(inodes)
-        try self.checkSidecarAgainstTree(upper)
-    }
-
-    /// Open-time check of the sidecar against `tree/` (and `index/`): directory records (whiteouts, opaque markers,
-    /// redirects) whose directory inode is no longer a directory of the tree are dropped (a crash between an rmdir
-    /// and the record cleanup leaves them, and a reused inode must not inherit them); identities whose upper inode
-    /// is gone fall back to their lower origin (or are forgotten when they had none). Whiteouts shadowed by a real
-    /// entry are left alone: the real entry beats them, and create drops them anyway.
-    private func checkSidecarAgainstTree(_ upper: UpperLayer) throws(UnionError) {
-        var dirInodes: Set<UInt64> = []
-        var allInodes: Set<UInt64> = []
-        // Where each upper object with an identity was found: its recorded name is checked against it below.
-        let known = self.identities.tables.withLock { Set($0.byUpper.keys) }
-        var foundAt: [UInt64: [(parentIno: UInt64, name: [UInt8])]] = [:]
-        func walk(_ fd: FD, _ dirIno: UInt64, _ path: String) throws(UnionError) {
-            for e in try Files.list(fd, path: path) {
-                allInodes.insert(e.ino)
-                if known.contains(e.ino) { foundAt[e.ino, default: []].append((dirIno, e.name)) }
-                if e.type == UInt8(DT_DIR) {
-                    dirInodes.insert(e.ino)
-                    try walk(
-                        try Files.openDirPath(fd, e.name, path: path), e.ino, path + "/" + e.name.displayString)
-                }
-            }
-        }
-        let rootIno = UInt64(try Files.fstat(self.layers[0].tree, path: "tree").st_ino)
-        dirInodes.insert(rootIno)
-        allInodes.insert(rootIno)
-        try walk(self.layers[0].tree, rootIno, "tree")
-        for e in try Files.list(upper.index, path: "index") { allInodes.insert(e.ino) }
-        let staleDirs = self.upperRecords.withLock { r in
-            Set(r.whiteouts.keys).union(r.opaque).union(r.redirects.keys).subtracting(dirInodes)
-        }
-        if !staleDirs.isEmpty {
-            var c = RecordChange()
-            c.clearDirectories = Array(staleDirs)
-            try self.commit(c, "drop records of vanished directories")
-            self.logger.notice(
-                "dropped sidecar records of vanished directories", metadata: ["count": "\(staleDirs.count)"])
-        }
-        let goneUpper = self.identities.tables.withLock { t in t.byUpper.keys.filter { !allInodes.contains($0) } }
-        if !goneUpper.isEmpty {
-            self.identities.clearUpper(inodes: goneUpper)
-            self.logger.notice(
-                "identities whose upper object vanished fell back to their origin",
-                metadata: ["count": "\(goneUpper.count)"])
-        }
-        // A rename reaches tree/ before its identity record is durable (both are in one group commit): an object none
-        // of whose known names leads to it any more gets the name it was found at.
-        var renamed = 0
-        for (ino, places) in foundAt {
-            let fix = self.identities.tables.withLock { (t) -> (UInt64, LinkName, LinkName)? in
-                guard let f = t.byUpper[ino], f != self.rootFileid, let i = t.byFileid[f] else { return nil }
-                func name(_ p: (parentIno: UInt64, name: [UInt8])) -> LinkName? {
-                    let parent = p.parentIno == rootIno ? self.rootFileid : t.byUpper[p.parentIno]
-                    return parent.map { LinkName(parent: $0, name: p.name) }
-                }
-                let names = places.compactMap(name)
-                let recorded = LinkName(parent: i.parent, name: i.name)
-                let others = t.otherNames[f] ?? []
-                guard let first = names.first, !names.contains(recorded), !names.contains(where: others.contains)
-                else { return nil }
-                return (f, recorded, first)
-            }
-            guard let (f, from, to) = fix else { continue }
-            self.identities.moved(f, from: from, to: to)
-            renamed += 1
-        }
-        if renamed > 0 {
-            self.logger.notice(
-                "identity names repaired from tree/ (renames cut short)", metadata: ["count": "\(renamed)"])
-        }
     }
 
     /// A named step of a multi-step change (see the crash-order comments). Tests set `hooks.crashAt` to stop a

@@ -16,11 +16,10 @@ extension UnionNamespace {
     /// parent): a client's upper survives a crash once its MNT has been answered, without a `syncfs` of the whole
     /// file system per client (a storm of first mounts made hundreds).
     static func createUpper(_ upper: String, lowers: [String], logger: Logger) throws(UnionError) {
-        var st = stat()
         // An existing `tree/` with entries and no sidecar was not made here (a sidecar lost by hand): its root keeps
         // its metadata.
         var treeIsNew = true
-        if stat(upper + "/tree", &st) == 0 {
+        if try Files.statAbsolute(upper + "/tree", followingLinks: true) != nil {
             treeIsNew = try Files.list(try Files.openDirectoryAbsolute(upper + "/tree"), path: upper + "/tree").isEmpty
         }
         try Files.mkdirAll(upper + "/tree")
@@ -32,12 +31,15 @@ extension UnionNamespace {
             let lowerRoot = try Files.openDirectoryAbsolute(
                 (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
             let lowerRootStat = try Files.fstat(lowerRoot, path: ".")
-            if fchown(tree.raw, lowerRootStat.st_uid, lowerRootStat.st_gid) != 0
-                || fchmod(tree.raw, lowerRootStat.st_mode & 0o7777) != 0
-            {
+            do throws(UnionError) {
+                _ = try Sys.retry("fchown", upper + "/tree") {
+                    fchown(tree.raw, lowerRootStat.st_uid, lowerRootStat.st_gid)
+                }
+                _ = try Sys.retry("fchmod", upper + "/tree") { fchmod(tree.raw, lowerRootStat.st_mode & 0o7777) }
+            } catch {
                 logger.warning(
                     "the new upper's root keeps its own owner or mode instead of the top lower's",
-                    metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "errno": "\(errno)"])
+                    metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "error": "\(error)"])
             }
         }
         try Files.fsyncDirectory(tree, path: upper + "/tree")
@@ -66,7 +68,7 @@ extension UnionNamespace {
             try db.execute(
                 sql: "INSERT INTO lowerLayer (position, path) VALUES (?, ?)", arguments: [i + 1, Data(p.utf8)])
         }
-        try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
+        try MetaRecord(key: "lowerStack", value: signature).save(db)
     }
 
     /// True if the sidecar already records exactly this stack (`checkStack` would change nothing).
@@ -77,7 +79,7 @@ extension UnionNamespace {
                 (r: Row) -> Data in r["path"]
             }
             let stack = try MetaRecord.fetchOne(db, key: "lowerStack")
-            return stack?.value == Int64(bitPattern: signature) && recorded == lowerPaths.map { Data($0.utf8) }
+            return stack?.value == signature && recorded == lowerPaths.map { Data($0.utf8) }
         }
     }
 }
