@@ -161,7 +161,7 @@ public struct NFS3Service: Sendable {
 }
 
 extension NFS3Service {
-    /// GETATTR and ACCESS answered from the union's caches without blocking, for the event loop
+    /// GETATTR, ACCESS and LOOKUP answered from the union's caches without blocking, for the event loop
     /// (`NFS3Program.handleInline`): nil when the arguments do not decode, the handle does not
     /// resolve without blocking, or the object is not cached. `handle` answers those, with the
     /// same results this would have given.
@@ -184,6 +184,11 @@ extension NFS3Service {
             let requested = AccessMask(rawValue: args.access & AccessMask.all.rawValue)
             guard let check = call.namespace.accessIfCached(object, requested, as: call.credentials) else { return nil }
             return .success(NFS3Request.encoded(self.accessResult(check, call)))
+        case .lookup:
+            guard let args = try? Lookup3Args(xdr: &arguments), let (call, dir) = resolve(args.what.dir),
+                let answer = call.namespace.lookupIfCached(dir, args.what.name, as: call.credentials)
+            else { return nil }
+            return .success(NFS3Request.encoded(Self.lookupResult(answer, call, name: args.what.name)))
         default:
             return nil
         }
