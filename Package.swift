@@ -1,13 +1,14 @@
 // swift-tools-version:6.2
 import PackageDescription
 
-// Module graph (one-way; the compiler enforces it, Docs/ARCHITECTURE.md explains it):
+// Module graph, the project's modules each depends on directly (one-way; the compiler enforces it,
+// Docs/ARCHITECTURE.md explains it):
 //   strata       → StrataServer, StrataBench, BootTrace, Union, SunRPC
-//   StrataServer → NFS3, SunRPC, SunRPCClient, Union, Basics
-//   StrataBench  → NFS3Client, BootTrace (the load generator; the server never depends on it)
-//   NFS3Client   → NFS3, SunRPC;   BootTrace → NFS3
-//   SunRPCClient → SunRPC (blocking client: tests, and the server's port-111 probe at start-up)
-//   SunRPC       → XDR, CTIRPC, Basics;   NFS3 → XDR;   Union → GRDB, Basics;   Basics → nothing
+//   StrataServer → NFS3, SunRPC, SunRPCClient, Union, XDR, Basics
+//   StrataBench  → NFS3Client, BootTrace, NFS3, SunRPC, XDR (the load generator; the server never depends on it)
+//   NFS3Client   → NFS3, SunRPC, XDR;   BootTrace → NFS3, XDR
+//   SunRPCClient → SunRPC, XDR (blocking client: tests, and the server's port-111 probe at start-up)
+//   SunRPC       → XDR, CTIRPC, Basics;   NFS3 → XDR;   Union → Basics (and GRDB);   Basics → nothing
 //   TestSupport (Tests/TestSupport) → NFS3, for test targets only
 let package = Package(
     name: "Strata",

@@ -176,12 +176,7 @@ struct WorkloadRunner {
     /// (its own upper) makes its own.
     private func makeFreshDirectoryForEveryWorker(_ path: String) async throws {
         for worker in self.workers {
-            var parent = worker.root
-            let components = path.split(separator: "/").map(String.init)
-            for component in components.dropLast() {
-                parent = try await worker.client.lookup(component, in: parent).object
-            }
-            let name = components.last ?? path
+            let (parent, name) = try await Self.parentAndName(path, as: worker)
             if worker.index > 0, let existing = try? await worker.client.lookup(name, in: parent).object {
                 worker.target = existing
                 continue
@@ -195,10 +190,17 @@ struct WorkloadRunner {
     }
 
     private func removeDirectory(_ path: String, from worker: Worker) async throws {
+        let (parent, name) = try await Self.parentAndName(path, as: worker)
+        try await worker.client.rmdir(name, in: parent)
+    }
+
+    /// The directory that holds `path` (its components before the last, looked up from the export root as `worker`
+    /// sees it) and the last component.
+    private static func parentAndName(_ path: String, as worker: Worker) async throws -> (FileHandle3, String) {
         var parent = worker.root
         let components = path.split(separator: "/").map(String.init)
         for component in components.dropLast() { parent = try await worker.client.lookup(component, in: parent).object }
-        try await worker.client.rmdir(components.last ?? path, in: parent)
+        return (parent, components.last ?? path)
     }
 
     private func create() async throws {
@@ -310,12 +312,7 @@ struct WorkloadRunner {
         var chosenBlockSize = self.settings.blockSize
         var existed = true
         for worker in self.workers {
-            var parent = worker.root
-            let components = path.split(separator: "/").map(String.init)
-            for component in components.dropLast() {
-                parent = try await worker.client.lookup(component, in: parent).object
-            }
-            let name = components.last ?? path
+            let (parent, name) = try await Self.parentAndName(path, as: worker)
             // LOOKUP first (untimed), as a client opening the file does: an existing file is
             // overwritten in place, which on a union is the copy-up.
             do {

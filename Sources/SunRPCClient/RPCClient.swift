@@ -207,23 +207,13 @@ public final class RPCClient: Sendable {
     ///   - credential: overrides the client's credential for this call.
     ///   - xid: a fixed xid (to test retransmissions); default: the next one.
     public func call(
-        program: UInt32,
-        version: UInt32,
-        procedure: UInt32,
-        arguments: ByteBuffer = ByteBuffer(),
-        credential: RPCCredential? = nil,
-        xid: UInt32? = nil
+        program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer = ByteBuffer(),
+        credential: RPCCredential? = nil, xid: UInt32? = nil
     ) throws(RPCClientError) -> RPCCallReply {
-        let message = self.makeCall(
-            program: program,
-            version: version,
-            procedure: procedure,
-            arguments: arguments,
-            credential: credential,
-            xid: xid
-        )
         let deadline = ContinuousClock.now + self.timeout
-        try self.sendMessage(message.buffer)
+        let message = try self.sendCall(
+            program: program, version: version, procedure: procedure, arguments: arguments, credential: credential,
+            xid: xid)
         var nextSend = ContinuousClock.now + self.udpRetransmitInterval
         while true {
             let waitUntil = self.transport == .udp ? min(deadline, nextSend) : deadline
@@ -249,23 +239,13 @@ public final class RPCClient: Sendable {
     /// Sends a call without waiting (for pipelining on TCP); returns its xid.
     @discardableResult
     public func send(
-        program: UInt32,
-        version: UInt32,
-        procedure: UInt32,
-        arguments: ByteBuffer = ByteBuffer(),
-        credential: RPCCredential? = nil,
-        xid: UInt32? = nil
+        program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer = ByteBuffer(),
+        credential: RPCCredential? = nil, xid: UInt32? = nil
     ) throws(RPCClientError) -> UInt32 {
-        let message = self.makeCall(
-            program: program,
-            version: version,
-            procedure: procedure,
-            arguments: arguments,
-            credential: credential,
+        try self.sendCall(
+            program: program, version: version, procedure: procedure, arguments: arguments, credential: credential,
             xid: xid
-        )
-        try self.sendMessage(message.buffer)
-        return message.xid
+        ).xid
     }
 
     /// Waits for the next reply, whatever its xid.
@@ -379,14 +359,11 @@ public final class RPCClient: Sendable {
 
     // MARK: Internals
 
-    private func makeCall(
-        program: UInt32,
-        version: UInt32,
-        procedure: UInt32,
-        arguments: ByteBuffer,
-        credential: RPCCredential?,
+    /// Encodes a call (the next xid unless one is given) and sends it; returns its xid and bytes, for a resend.
+    private func sendCall(
+        program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer, credential: RPCCredential?,
         xid: UInt32?
-    ) -> (xid: UInt32, buffer: ByteBuffer) {
+    ) throws(RPCClientError) -> (xid: UInt32, buffer: ByteBuffer) {
         let xid =
             xid
             ?? self.state.withLock { state in
@@ -404,6 +381,7 @@ public final class RPCClient: Sendable {
         )
         var arguments = arguments
         buffer.writeBuffer(&arguments)
+        try self.sendMessage(buffer)
         return (xid, buffer)
     }
 

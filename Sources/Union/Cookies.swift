@@ -25,23 +25,23 @@ struct CookieKey: Sendable, Equatable {
         if let known = try sidecar.read("read the cookie key", Self.fetch) { return known }
         return try sidecar.write("make the cookie key") { db -> CookieKey in
             if let known = try Self.fetch(db) { return known }
-            let k = CookieKey.random()
-            try k.store(db)
-            return k
+            let key = CookieKey.random()
+            try key.store(db)
+            return key
         }
     }
 
     private static func fetch(_ db: Database) throws -> CookieKey? {
         let rows = try MetaRecord.filter(keys: ["cookieKey0", "cookieKey1"]).fetchAll(db)
-        guard let a = rows.first(where: { $0.key == "cookieKey0" }),
-            let b = rows.first(where: { $0.key == "cookieKey1" })
+        guard let first = rows.first(where: { $0.key == "cookieKey0" }),
+            let second = rows.first(where: { $0.key == "cookieKey1" })
         else { return nil }
-        return CookieKey(k0: UInt64(bitPattern: a.value), k1: UInt64(bitPattern: b.value))
+        return CookieKey(k0: first.value, k1: second.value)
     }
 
     func store(_ db: Database) throws {
-        try MetaRecord(key: "cookieKey0", value: Int64(bitPattern: self.k0)).save(db)
-        try MetaRecord(key: "cookieKey1", value: Int64(bitPattern: self.k1)).save(db)
+        try MetaRecord(key: "cookieKey0", value: self.k0).save(db)
+        try MetaRecord(key: "cookieKey1", value: self.k1).save(db)
     }
 }
 
@@ -96,10 +96,10 @@ enum Cookies {
             i = j
         }
         var prev: UInt64 = 0
-        return keyed.map { k in
-            let c = max(k.cookie, prev &+ 1)
-            prev = c
-            return (k.index, c)
+        return keyed.map { entry in
+            let cookie = max(entry.cookie, prev &+ 1)
+            prev = cookie
+            return (entry.index, cookie)
         }
     }
 }

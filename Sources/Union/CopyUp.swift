@@ -107,7 +107,7 @@ extension UnionNamespace {
             try self.durable(seq)
             try self.crashPoint("copyUp.afterRecord")
             // Step 3: publish. A crash after it: the copy is the object.
-            try self.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
+            try Files.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)
             self.evictNode(node.fileid, isDirectory: st.isDirectory)
             // The cached listing found the name in a lower layer: its pages would stat the lower object.
             self.invalidateListing(node.parentFileid)
@@ -234,18 +234,5 @@ extension UnionNamespace {
         guard let fd = dir.dir else { return }
         var times = [dir.st.st_atim, dir.st.st_mtim]
         _ = try Sys.retry("utimensat", dir.pathString) { utimensat(fd.raw, "", &times, Sys.AT_EMPTY_PATH) }
-    }
-
-    func renameNoReplace(_ fromDir: FD, _ from: [UInt8], _ toDir: FD, _ to: [UInt8], path: String) throws(UnionError) {
-        _ = try from.withCName { (fromName) throws(UnionError) -> CInt in
-            try to.withCName { (toName) throws(UnionError) -> CInt in
-                if let renameat2 = Sys.gnu.renameat2 {
-                    return try Sys.retry("renameat2", path) {
-                        renameat2(fromDir.raw, fromName, toDir.raw, toName, Sys.RENAME_NOREPLACE)
-                    }
-                }
-                return try Sys.retry("renameat", path) { renameat(fromDir.raw, fromName, toDir.raw, toName) }
-            }
-        }
     }
 }

@@ -150,7 +150,7 @@ extension UnionNamespace {
                 if let verifier { self.identities.setVerifier(fileid, verifier) }
                 try self.crashPoint("create.afterRecord")
                 // Step 3: publish.
-                try self.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
+                try Files.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
                 self.changed(.directory(parentFD, path: parent.pathString))
                 return whitedOut
             }

@@ -160,16 +160,16 @@ public enum LayerTools {
                 for (ino, names) in records.whiteouts {
                     guard let newIno = inoMap[ino] else { continue }
                     for name in names {
-                        try WhiteoutRecord(dirIno: Int64(bitPattern: newIno), name: Data(name)).insert(db)
+                        try WhiteoutRecord(dirIno: newIno, name: Data(name)).insert(db)
                     }
                 }
                 for ino in records.opaque {
                     guard let newIno = inoMap[ino] else { continue }
-                    try OpaqueRecord(dirIno: Int64(bitPattern: newIno)).insert(db)
+                    try OpaqueRecord(dirIno: newIno).insert(db)
                 }
                 for (ino, path) in records.redirects {
                     guard let newIno = inoMap[ino] else { continue }
-                    try RedirectRecord(dirIno: Int64(bitPattern: newIno), path: Data(path)).insert(db)
+                    try RedirectRecord(dirIno: newIno, path: Data(path)).insert(db)
                 }
             }
             // A lower may sit on read-only storage, where SQLite cannot open a WAL database: leave a rollback journal.
@@ -270,7 +270,7 @@ public enum LayerTools {
             }
             // Recorded with the signature in one transaction; an empty table with a non-empty stack is an upper
             // opened before v4 only.
-            return UnionNamespace.stackSignature(paths) == UInt64(bitPattern: signature.value) ? paths : nil
+            return UnionNamespace.stackSignature(paths) == signature.value ? paths : nil
         }
     }
 
@@ -293,12 +293,12 @@ public enum LayerTools {
         let index = try Files.openDirectoryAbsolute(upper + "/index")
         var wanted: [OriginKey: (fileid: UInt64, upperIno: UInt64, st: stat)] = [:]
         for record in records {
-            let fileid = UInt64(bitPattern: record.fileid ?? 0)
-            guard let upperIno = record.upperIno.map({ UInt64(bitPattern: $0) }), record.originLayer > 0,
+            let fileid = record.fileid ?? 0
+            guard let upperIno = record.upperIno, record.originLayer > 0,
                 let st = try Files.statAt(index, Array(String(fileid).utf8), path: "index/\(fileid)"),
                 UInt64(st.st_ino) == upperIno, st.isRegular
             else { continue }
-            wanted[OriginKey(layer: Int(record.originLayer), ino: UInt64(bitPattern: record.originIno))] = (
+            wanted[OriginKey(layer: Int(record.originLayer), ino: record.originIno)] = (
                 fileid, upperIno, st
             )
         }

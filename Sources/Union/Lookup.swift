@@ -21,8 +21,8 @@ extension UnionNamespace {
         case .strataLower:
             return layer.lowerRecords.isWhiteout(dirIno: dir.ino, name)
         case .plainLower:
-            guard let d = dir.dir, name.count + 4 <= Names.maxLength else { return false }
-            return try Files.statAt(d, Names.ociWhiteoutPrefix + name, path: dir.pathString) != nil
+            guard let fd = dir.dir, name.count + 4 <= Names.maxLength else { return false }
+            return try Files.statAt(fd, Names.ociWhiteoutPrefix + name, path: dir.pathString) != nil
         }
     }
 
@@ -35,10 +35,10 @@ extension UnionNamespace {
             return layer.lowerRecords.opaque.contains(loc.ino)
         case .plainLower:
             if let known = layer.foreignOpaque.withLock({ $0[loc.ino] }) { return known }
-            guard let d = loc.dir else { return false }
-            var opaque = try Files.statAt(d, Names.ociOpaqueMarker, path: loc.pathString) != nil
+            guard let fd = loc.dir else { return false }
+            var opaque = try Files.statAt(fd, Names.ociOpaqueMarker, path: loc.pathString) != nil
             if !opaque {
-                let rfd = try Files.reopenDirectory(d, path: loc.pathString)
+                let rfd = try Files.reopenDirectory(fd, path: loc.pathString)
                 for key in ["trusted.overlay.opaque", "user.overlay.opaque"] where Files.getXattr(rfd, key) == [0x79] {
                     opaque = true
                 }
@@ -73,9 +73,9 @@ extension UnionNamespace {
     func resolveDirs(_ components: [[UInt8]], from: Int) throws(UnionError) -> [Location] {
         guard from < self.layers.count else { return [] }
         var dirs = try self.rootDirs(from: from)
-        for c in components {
-            guard let r = try self.lookupIn(dirs, c), r.top.st.isDirectory else { return [] }
-            dirs = r.dirs
+        for component in components {
+            guard let found = try self.lookupIn(dirs, component), found.top.st.isDirectory else { return [] }
+            dirs = found.dirs
         }
         return dirs
     }
@@ -85,18 +85,18 @@ extension UnionNamespace {
         var top: Location?
         var childDirs: [Location] = []
         var upperRedirect: [UInt8]?
-        for d in dirs {
-            guard let dfd = d.dir else { continue }
-            let layer = self.layers[d.layer]
-            let childPath = Names.join(d.path, name)
+        for dir in dirs {
+            guard let dfd = dir.dir else { continue }
+            let layer = self.layers[dir.layer]
+            let childPath = Names.join(dir.path, name)
             if layer.kind == .plainLower && Names.isOCIMarker(name) { continue }  // markers are never shown
             guard let st = try Files.statAt(dfd, name, path: childPath.displayString) else {
-                if try self.isWhiteout(in: d, name) { break }
+                if try self.isWhiteout(in: dir, name) { break }
                 continue
             }
             if layer.kind == .plainLower && st.isOverlayWhiteout { break }
             if top != nil && !st.isDirectory { break }  // a non-directory below a directory is hidden
-            var loc = Location(layer: d.layer, path: childPath, parent: dfd, name: name, dir: nil, st: st)
+            var loc = Location(layer: dir.layer, path: childPath, parent: dfd, name: name, dir: nil, st: st)
             if st.isDirectory {
                 loc.dir = try Files.openDirPath(dfd, name, path: childPath.displayString)
             }
@@ -106,9 +106,9 @@ extension UnionNamespace {
             }
             childDirs.append(loc)
             if try self.isOpaque(loc) { break }
-            if let r = self.redirect(loc) {
-                if layer.isUpper { upperRedirect = r }
-                childDirs += try self.resolveDirs(Names.split(r), from: d.layer + 1)
+            if let target = self.redirect(loc) {
+                if layer.isUpper { upperRedirect = target }
+                childDirs += try self.resolveDirs(Names.split(target), from: dir.layer + 1)
                 break
             }
         }
@@ -130,13 +130,13 @@ extension UnionNamespace {
 
     /// The child `name` of directory `parent`, identified (fileid allocated on first sight), or nil.
     func child(of parent: Node, _ name: [UInt8]) throws(UnionError) -> Node? {
-        guard let r = try self.lookupIn(parent.dirs, name) else { return nil }
-        let multi = !r.top.st.isDirectory && r.top.st.st_nlink > 1
+        guard let found = try self.lookupIn(parent.dirs, name) else { return nil }
+        let multi = !found.top.st.isDirectory && found.top.st.st_nlink > 1
         let fileid = try self.identities.fileid(
             .init(
-                key: self.identityKey(r.top), parent: parent.fileid, name: name,
+                key: self.identityKey(found.top), parent: parent.fileid, name: name,
                 mayHaveOtherNames: multi))
-        return try self.makeNode(r, fileid: fileid, parent: parent, name: name)
+        return try self.makeNode(found, fileid: fileid, parent: parent, name: name)
     }
 
     func makeNode(_ r: ChildLookup, fileid: UInt64, parent: Node, name: [UInt8]) throws(UnionError) -> Node {
@@ -179,18 +179,18 @@ extension UnionNamespace {
     private func resolve(fileid target: UInt64, depth: Int) throws(UnionError) -> Node {
         if let cached = try self.cachedNode(target) { return cached }
         if target == self.rootFileid {
-            let r = try self.rootNode()
-            self.cacheNode(r)
-            return r
+            let root = try self.rootNode()
+            self.cacheNode(root)
+            return root
         }
         guard depth < 64 else { throw .stale }
         var chain: [(name: [UInt8], fileid: UInt64)] = []
-        var f = target
-        while f != self.rootFileid {
-            guard let ident = self.identities.identity(f), chain.count < 4096 else { throw .stale }
-            chain.append((ident.name, f))
-            f = ident.parent
-            if let cached = try self.cachedNode(f) {
+        var fileid = target
+        while fileid != self.rootFileid {
+            guard let ident = self.identities.identity(fileid), chain.count < 4096 else { throw .stale }
+            chain.append((ident.name, fileid))
+            fileid = ident.parent
+            if let cached = try self.cachedNode(fileid) {
                 return try self.walkDown(from: cached, chain.reversed(), depth: depth)
             }
         }
@@ -207,7 +207,9 @@ extension UnionNamespace {
         for (name, fileid) in steps {
             var found: Node?
             do throws(UnionError) {
-                if node.isDirectory, let c = try self.child(of: node, name), c.fileid == fileid { found = c }
+                if node.isDirectory, let child = try self.child(of: node, name), child.fileid == fileid {
+                    found = child
+                }
             } catch {
                 switch error {
                 case .noEntry, .notDirectory: break
@@ -223,19 +225,19 @@ extension UnionNamespace {
     }
 
     private func resolveByOtherNames(_ fileid: UInt64, depth: Int) throws(UnionError) -> Node? {
-        for n in self.identities.otherNames(fileid) {
-            guard let parent = try? self.resolve(fileid: n.parent, depth: depth + 1), parent.isDirectory,
-                let c = try? self.child(of: parent, n.name), c.fileid == fileid
+        for other in self.identities.otherNames(fileid) {
+            guard let parent = try? self.resolve(fileid: other.parent, depth: depth + 1), parent.isDirectory,
+                let child = try? self.child(of: parent, other.name), child.fileid == fileid
             else { continue }
-            return c
+            return child
         }
         return nil
     }
 
     func resolveDirectory(_ h: ObjectHandle) throws(UnionError) -> Node {
-        let n = try self.resolve(h)
-        guard n.isDirectory else { throw .notDirectory }
-        return n
+        let node = try self.resolve(h)
+        guard node.isDirectory else { throw .notDirectory }
+        return node
     }
 
     func handle(_ n: Node) -> ObjectHandle {
@@ -312,7 +314,7 @@ extension UnionNamespace {
     func reresolve(_ node: Node) throws(UnionError) -> Node {
         if node.fileid == self.rootFileid { return try self.rootNode() }
         let parent = try self.resolve(self.handle(fileid: node.parentFileid))
-        guard let n = try self.child(of: parent, node.name) else { throw .noEntry }
-        return n
+        guard let again = try self.child(of: parent, node.name) else { throw .noEntry }
+        return again
     }
 }

@@ -42,36 +42,38 @@ extension UnionNamespace {
         var out: [(name: [UInt8], key: IdentityStore.Key)] = []
         // The names of the last layer need not be remembered: nothing below them is read.
         let last = dir.dirs.lastIndex { $0.dir != nil }
-        for (position, d) in dir.dirs.enumerated() {
-            guard let dfd = d.dir else { continue }
-            let layer = self.layers[d.layer]
+        for (position, location) in dir.dirs.enumerated() {
+            guard let dfd = location.dir else { continue }
+            let layer = self.layers[location.layer]
             var whiteoutsHere: Set<[UInt8]> = []
-            for e in try Files.list(dfd, path: d.pathString) {
+            for entry in try Files.list(dfd, path: location.pathString) {
                 if layer.kind == .plainLower {
-                    if Names.isOCIMarker(e.name) {
-                        if e.name != Names.ociOpaqueMarker { whiteoutsHere.insert(Array(e.name.dropFirst(4))) }
+                    if Names.isOCIMarker(entry.name) {
+                        if entry.name != Names.ociOpaqueMarker { whiteoutsHere.insert(Array(entry.name.dropFirst(4))) }
                         continue
                     }
-                    if e.type == UInt8(DT_CHR) || e.type == UInt8(DT_UNKNOWN),
-                        let st = try Files.statAt(dfd, e.name, path: d.pathString), st.isOverlayWhiteout
+                    if entry.type == UInt8(DT_CHR) || entry.type == UInt8(DT_UNKNOWN),
+                        let st = try Files.statAt(dfd, entry.name, path: location.pathString), st.isOverlayWhiteout
                     {
-                        whiteoutsHere.insert(e.name)
+                        whiteoutsHere.insert(entry.name)
                         continue
                     }
                 }
-                if (!seen.isEmpty && seen.contains(e.name)) || (!hidden.isEmpty && hidden.contains(e.name)) { continue }
-                if position != last { seen.insert(e.name) }
-                var ino = e.ino
-                if e.type == UInt8(DT_DIR) || e.type == UInt8(DT_UNKNOWN),
-                    let st = try Files.statAt(dfd, e.name, path: d.pathString)
+                if (!seen.isEmpty && seen.contains(entry.name)) || (!hidden.isEmpty && hidden.contains(entry.name)) {
+                    continue
+                }
+                if position != last { seen.insert(entry.name) }
+                var ino = entry.ino
+                if entry.type == UInt8(DT_DIR) || entry.type == UInt8(DT_UNKNOWN),
+                    let st = try Files.statAt(dfd, entry.name, path: location.pathString)
                 {
                     ino = UInt64(st.st_ino)  // d_ino of a mount point is not the inode a lookup finds
                 }
-                out.append((e.name, IdentityStore.Key(layer: d.layer, ino: ino, isUpper: layer.isUpper)))
+                out.append((entry.name, IdentityStore.Key(layer: location.layer, ino: ino, isUpper: layer.isUpper)))
             }
             switch layer.kind {
-            case .upper: whiteoutsHere = self.upperRecords.withLock { $0.whiteouts[d.ino] ?? [] }
-            case .strataLower: whiteoutsHere = layer.lowerRecords.whiteouts[d.ino] ?? []
+            case .upper: whiteoutsHere = self.upperRecords.withLock { $0.whiteouts[location.ino] ?? [] }
+            case .strataLower: whiteoutsHere = layer.lowerRecords.whiteouts[location.ino] ?? []
             case .plainLower: break
             }
             hidden.formUnion(whiteoutsHere)

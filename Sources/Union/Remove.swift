@@ -28,18 +28,7 @@ extension UnionNamespace {
     ) throws(UnionError)
         -> ChangeResult
     {
-        try Names.validate(name)
-        _ = try self.requireUpper()
-        return try self.mutate { () throws(UnionError) -> ChangeResult in
-            let d = try self.resolveDirectory(dir)
-            let before = self.attributes(d)
-            try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
-            guard let n = try self.child(of: d, name) else { throw .noEntry }
-            if n.isDirectory { throw .isDirectory }
-            try self.requireDeletable(d, n, cred)
-            let after = try self.removeEntry(d, n)
-            return ChangeResult(directory: BeforeAfter(before: before, after: after))
-        }
+        try self.removeNamed(in: dir, name, as: cred, directory: false)
     }
 
     /// RMDIR: the *merged* directory must be empty.
@@ -53,6 +42,13 @@ extension UnionNamespace {
     ) throws(UnionError)
         -> ChangeResult
     {
+        try self.removeNamed(in: dir, name, as: cred, directory: true)
+    }
+
+    /// REMOVE (`directory` false) or RMDIR (true, and the merged directory must be empty) of `name` in `dir`.
+    private func removeNamed(
+        in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials, directory: Bool
+    ) throws(UnionError) -> ChangeResult {
         try Names.validate(name)
         _ = try self.requireUpper()
         return try self.mutate { () throws(UnionError) -> ChangeResult in
@@ -60,9 +56,9 @@ extension UnionNamespace {
             let before = self.attributes(d)
             try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
             guard let n = try self.child(of: d, name) else { throw .noEntry }
-            guard n.isDirectory else { throw .notDirectory }
+            if n.isDirectory != directory { throw directory ? .notDirectory : .isDirectory }
             try self.requireDeletable(d, n, cred)
-            guard try self.mergedNames(n).isEmpty else { throw .notEmpty }
+            if directory, try !self.mergedNames(n).isEmpty { throw .notEmpty }
             let after = try self.removeEntry(d, n)
             return ChangeResult(directory: BeforeAfter(before: before, after: after))
         }

@@ -1,5 +1,6 @@
 import Basics
 import Glibc
+import Logging
 
 // Spare inodes: a REMOVE of an empty upper-only file moves it to work/ instead of freeing its inode, and the next
 // CREATE of a regular file takes it (new owner, mode and times; a new fileid) instead of allocating one.
@@ -30,7 +31,7 @@ extension UnionNamespace {
     func keepAsSpare(_ parentFD: FD, _ name: [UInt8], path: String) throws(UnionError) {
         guard let upper = self.upper else { throw .readOnly }
         let spare = self.workName("spare")
-        try self.renameNoReplace(parentFD, name, upper.work, spare, path: path)
+        try Files.renameNoReplace(parentFD, name, upper.work, spare, path: path)
         self.spareInodes.withLock { $0.names.append(spare) }
     }
 
@@ -41,15 +42,22 @@ extension UnionNamespace {
         guard let upper = self.upper else { return nil }
         while let spare = self.spareInodes.withLock({ $0.names.popLast() }) {
             guard let fd = try? Files.openAt(upper.work, spare, O_WRONLY, path: "work") else { continue }
-            var st = stat()
             let hasXattrs = (Sys.gnu.flistxattr.map { $0(fd.raw, nil, 0) } ?? 1) != 0
-            if Glibc.fstat(fd.raw, &st) == 0, st.isRegular, st.st_nlink == 1, st.st_size == 0, !hasXattrs,
-                fchown(fd.raw, uid, gid) == 0, fchmod(fd.raw, mode_t(mode)) == 0
-            {
-                var times = [
-                    timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW), timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW),
-                ]
-                if futimens(fd.raw, &times) == 0 { return spare }
+            do throws(UnionError) {
+                let st = try Files.fstat(fd, path: "work")
+                if st.isRegular, st.st_nlink == 1, st.st_size == 0, !hasXattrs {
+                    _ = try Sys.retry("fchown", "work") { fchown(fd.raw, uid, gid) }
+                    _ = try Sys.retry("fchmod", "work") { fchmod(fd.raw, mode_t(mode)) }
+                    var times = [
+                        timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW), timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW),
+                    ]
+                    _ = try Sys.retry("futimens", "work") { futimens(fd.raw, &times) }
+                    return spare
+                }
+            } catch {
+                // The create makes a new file instead (a server without the privilege to give files away meets
+                // this on every spare: not worth more than a debug line).
+                self.logger.debug("a spare inode was dropped", metadata: ["error": "\(error)"])
             }
             _ = try? spare.withCName { unlinkat(upper.work.raw, $0, 0) }
         }

@@ -24,6 +24,9 @@ public final class UnionNamespace: Sendable {
     let rootFileid: UInt64
     /// The secret of READDIR cookies (`Cookies`), kept in the namespace's sidecar.
     let cookieKey: CookieKey
+    /// False when the identity store is a `SharedIdentities` one (a read-only namespace of a per-client export): it
+    /// outlives the namespace.
+    let ownsIdentities: Bool
     /// Public counters (`statistics`).
     let stats = StatisticsCounters()
     let nodeCache: Locked<NodeCache>
@@ -71,9 +74,12 @@ public final class UnionNamespace: Sendable {
 
     /// Opens the stack; see `init(upper:lowers:stateDirectory:logger:)`.
     ///   - hooks: tests' crash points and callbacks (`UnionHooks`); nil outside tests.
+    ///   - sharedIdentities: the identities of these lowers' objects shared by every client stacked on them. With an
+    ///     upper, lower objects it never changed take their fileids from there (when it is of this very stack);
+    ///     without one, it is this namespace's identity store (`stateDirectory` is then not used).
     public init(
         upper: String?, lowers: [String], stateDirectory: String?, cachedObjects: Int,
-        logger: Logger, hooks: UnionHooks? = nil
+        logger: Logger, hooks: UnionHooks? = nil, sharedIdentities: SharedIdentities? = nil
     ) throws(UnionError) {
         self.logger = logger
         self.hooks = hooks
@@ -81,9 +87,17 @@ public final class UnionNamespace: Sendable {
         var layers: [Layer] = []
         let sidecar: Sidecar
         var upperRejected = 0
+        let signature = Self.stackSignature(lowers)
+        let shared = sharedIdentities.flatMap { $0.signature == signature ? $0 : nil }
+        if upper == nil, sharedIdentities != nil, shared == nil {
+            // Its store is that shared one: opening identity.db a second time would hand out fileids twice.
+            throw .invalid("the shared identity store given is of other lowers than \(lowers)")
+        }
+        var fresh = false
         if let upper {
-            if Glibc.access(upper + "/layer.db", F_OK) != 0 {
-                try Self.createUpper(upper, lowers: lowers, logger: logger)
+            if try Files.statAbsolute(upper + "/layer.db", followingLinks: true) == nil {
+                try Self.createUpper(upper, lowers: lowers, shared: shared, logger: logger)
+                fresh = true
             }
             let u = try UpperLayer(directory: upper)
             self.upper = u
@@ -97,7 +111,9 @@ public final class UnionNamespace: Sendable {
             self.upperRecords = Locked(records)
         } else {
             self.upper = nil
-            if let stateDirectory {
+            if let shared {
+                sidecar = shared.store.sidecar
+            } else if let stateDirectory {
                 try Files.mkdirAll(stateDirectory)
                 sidecar = try Sidecar(path: stateDirectory + "/identity.db", readOnly: false)
             } else {
@@ -119,9 +135,14 @@ public final class UnionNamespace: Sendable {
             throw .invalid("a union namespace needs an upper or at least one lower layer")
         }
         self.layers = layers
-        self.identities = try IdentityStore(sidecar: sidecar)
+        if upper == nil, let shared {
+            self.identities = shared.store
+            self.ownsIdentities = false
+        } else {
+            self.identities = try IdentityStore(sidecar: sidecar, fresh: fresh, shared: shared, logger: logger)
+            self.ownsIdentities = true
+        }
         self.cookieKey = try CookieKey.load(sidecar)
-        let signature = Self.stackSignature(lowers)
         let lowerPaths = lowers.map(Self.realPath)
         // The stack is rewritten only when it changed: an open with nothing to record makes no durable write.
         if try !Self.recordsStack(sidecar, signature: signature, lowerPaths: lowerPaths) {
@@ -130,6 +151,7 @@ public final class UnionNamespace: Sendable {
         let rootSt = try Files.fstat(top.tree, path: top.directory)
         self.rootFileid = try self.identities.fileid(
             .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))
+        if self.ownsIdentities { self.identities.attachRoot(self.rootFileid) }
         do {
             try self.cleanWork()
             try self.identities.commits.drain()
@@ -154,103 +176,6 @@ public final class UnionNamespace: Sendable {
             hasher.combine(CollectionOfOne(0))
         }
         return hasher.value
-    }
-
-    /// Open-time repair: `work/` leftovers of interrupted copy-ups and creations are removed, and identity records
-    /// that already pointed at them (committed just before the publishing rename) are reset to their lower origin.
-    /// Sidecar records keyed by a directory inode are not swept (it would need a walk of `tree/`): a record of a
-    /// removed directory is deleted with it, and a new upper directory clears any record left on its inode.
-    private func cleanWork() throws(UnionError) {
-        guard let upper = self.upper else { return }
-        guard upper.isExclusive else {
-            self.logger.warning(
-                "upper layer is open in another namespace: work/ not cleaned", metadata: ["layer": "\(upper.directory)"]
-            )
-            return
-        }
-        var inodes: [UInt64] = []
-        for e in try Files.list(upper.work, path: "work") {
-            inodes.append(e.ino)
-            try Files.removeTree(upper.work, e.name, path: "work/" + e.name.displayString)
-            // Spare inodes of the last run are expected there (`SpareInodes`); anything else was cut short.
-            if e.name.starts(with: Array("spare-".utf8)) { continue }
-            self.logger.notice(
-                "removed work/ leftover", metadata: ["layer": "\(upper.directory)", "name": "\(e.name.displayString)"])
-        }
-        self.identities.clearUpper(inodes: inodes)
-        try self.clearDirectoryRecords(inodes)
-        try self.checkSidecarAgainstTree(upper)
-    }
-
-    /// Open-time check of the sidecar against `tree/` (and `index/`): directory records (whiteouts, opaque markers,
-    /// redirects) whose directory inode is no longer a directory of the tree are dropped (a crash between an rmdir
-    /// and the record cleanup leaves them, and a reused inode must not inherit them); identities whose upper inode
-    /// is gone fall back to their lower origin (or are forgotten when they had none). Whiteouts shadowed by a real
-    /// entry are left alone: the real entry beats them, and create drops them anyway.
-    private func checkSidecarAgainstTree(_ upper: UpperLayer) throws(UnionError) {
-        var dirInodes: Set<UInt64> = []
-        var allInodes: Set<UInt64> = []
-        // Where each upper object with an identity was found: its recorded name is checked against it below.
-        let known = self.identities.tables.withLock { Set($0.byUpper.keys) }
-        var foundAt: [UInt64: [(parentIno: UInt64, name: [UInt8])]] = [:]
-        func walk(_ fd: FD, _ dirIno: UInt64, _ path: String) throws(UnionError) {
-            for e in try Files.list(fd, path: path) {
-                allInodes.insert(e.ino)
-                if known.contains(e.ino) { foundAt[e.ino, default: []].append((dirIno, e.name)) }
-                if e.type == UInt8(DT_DIR) {
-                    dirInodes.insert(e.ino)
-                    try walk(
-                        try Files.openDirPath(fd, e.name, path: path), e.ino, path + "/" + e.name.displayString)
-                }
-            }
-        }
-        let rootIno = UInt64(try Files.fstat(self.layers[0].tree, path: "tree").st_ino)
-        dirInodes.insert(rootIno)
-        allInodes.insert(rootIno)
-        try walk(self.layers[0].tree, rootIno, "tree")
-        for e in try Files.list(upper.index, path: "index") { allInodes.insert(e.ino) }
-        let staleDirs = self.upperRecords.withLock { r in
-            Set(r.whiteouts.keys).union(r.opaque).union(r.redirects.keys).subtracting(dirInodes)
-        }
-        if !staleDirs.isEmpty {
-            var c = RecordChange()
-            c.clearDirectories = Array(staleDirs)
-            try self.commit(c, "drop records of vanished directories")
-            self.logger.notice(
-                "dropped sidecar records of vanished directories", metadata: ["count": "\(staleDirs.count)"])
-        }
-        let goneUpper = self.identities.tables.withLock { t in t.byUpper.keys.filter { !allInodes.contains($0) } }
-        if !goneUpper.isEmpty {
-            self.identities.clearUpper(inodes: goneUpper)
-            self.logger.notice(
-                "identities whose upper object vanished fell back to their origin",
-                metadata: ["count": "\(goneUpper.count)"])
-        }
-        // A rename reaches tree/ before its identity record is durable (both are in one group commit): an object none
-        // of whose known names leads to it any more gets the name it was found at.
-        var renamed = 0
-        for (ino, places) in foundAt {
-            let fix = self.identities.tables.withLock { (t) -> (UInt64, LinkName, LinkName)? in
-                guard let f = t.byUpper[ino], f != self.rootFileid, let i = t.byFileid[f] else { return nil }
-                func name(_ p: (parentIno: UInt64, name: [UInt8])) -> LinkName? {
-                    let parent = p.parentIno == rootIno ? self.rootFileid : t.byUpper[p.parentIno]
-                    return parent.map { LinkName(parent: $0, name: p.name) }
-                }
-                let names = places.compactMap(name)
-                let recorded = LinkName(parent: i.parent, name: i.name)
-                let others = t.otherNames[f] ?? []
-                guard let first = names.first, !names.contains(recorded), !names.contains(where: others.contains)
-                else { return nil }
-                return (f, recorded, first)
-            }
-            guard let (f, from, to) = fix else { continue }
-            self.identities.moved(f, from: from, to: to)
-            renamed += 1
-        }
-        if renamed > 0 {
-            self.logger.notice(
-                "identity names repaired from tree/ (renames cut short)", metadata: ["count": "\(renamed)"])
-        }
     }
 
     /// A named step of a multi-step change (see the crash-order comments). Tests set `hooks.crashAt` to stop a
@@ -286,7 +211,7 @@ public final class UnionNamespace: Sendable {
                 }
                 self.spareInodes.withLock { $0.names = [] }
             }
-            self.identities.sidecar.close()
+            if self.ownsIdentities { self.identities.sidecar.close() }
             for layer in self.layers { layer.tree.close() }
             self.upper?.work.close()
             self.upper?.index.close()

@@ -15,12 +15,17 @@ extension UnionNamespace {
     /// owner changed) and after it (the upper's directory, by `Sidecar.create`, and the entry of the upper in its
     /// parent): a client's upper survives a crash once its MNT has been answered, without a `syncfs` of the whole
     /// file system per client (a storm of first mounts made hundreds).
-    static func createUpper(_ upper: String, lowers: [String], logger: Logger) throws(UnionError) {
-        var st = stat()
+    ///
+    /// The sidecar is also made with everything its first open would write: the namespace id, the handle key, the
+    /// root's identity (fileid 1) with the first fileid reservation, and the shared identity store it takes lower
+    /// fileids from: that open writes nothing (`IdentityStore.init(fresh:)`).
+    static func createUpper(
+        _ upper: String, lowers: [String], shared: SharedIdentities? = nil, logger: Logger
+    ) throws(UnionError) {
         // An existing `tree/` with entries and no sidecar was not made here (a sidecar lost by hand): its root keeps
         // its metadata.
         var treeIsNew = true
-        if stat(upper + "/tree", &st) == 0 {
+        if try Files.statAbsolute(upper + "/tree", followingLinks: true) != nil {
             treeIsNew = try Files.list(try Files.openDirectoryAbsolute(upper + "/tree"), path: upper + "/tree").isEmpty
         }
         try Files.mkdirAll(upper + "/tree")
@@ -32,15 +37,21 @@ extension UnionNamespace {
             let lowerRoot = try Files.openDirectoryAbsolute(
                 (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
             let lowerRootStat = try Files.fstat(lowerRoot, path: ".")
-            if fchown(tree.raw, lowerRootStat.st_uid, lowerRootStat.st_gid) != 0
-                || fchmod(tree.raw, lowerRootStat.st_mode & 0o7777) != 0
-            {
+            do throws(UnionError) {
+                _ = try Sys.retry("fchown", upper + "/tree") {
+                    fchown(tree.raw, lowerRootStat.st_uid, lowerRootStat.st_gid)
+                }
+                _ = try Sys.retry("fchmod", upper + "/tree") { fchmod(tree.raw, lowerRootStat.st_mode & 0o7777) }
+            } catch {
                 logger.warning(
                     "the new upper's root keeps its own owner or mode instead of the top lower's",
-                    metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "errno": "\(errno)"])
+                    metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "error": "\(error)"])
             }
         }
         try Files.fsyncDirectory(tree, path: upper + "/tree")
+        let rootIno = UInt64(try Files.fstat(tree, path: upper + "/tree").st_ino)
+        let handleKey = HandleKey.random()
+        let namespaceID = UInt64.random(in: 1...UInt64(Int64.max))
         let key = CookieKey.random()
         let signature = Self.stackSignature(lowers)
         let lowerPaths = lowers.map(Self.realPath)
@@ -50,6 +61,15 @@ extension UnionNamespace {
             try Sidecar.create(upper + "/layer.db", configuration: configuration) { db in
                 try key.store(db)
                 try Self.recordStack(db, signature: signature, lowerPaths: lowerPaths)
+                try MetaRecord(key: "namespaceID", value: namespaceID).save(db)
+                try MetaRecord(key: "handleKey0", value: handleKey.k0).save(db)
+                try MetaRecord(key: "handleKey1", value: handleKey.k1).save(db)
+                try MetaRecord(key: "fileidReserved", value: IdentityStore.reservationChunk).save(db)
+                try IdentityStore.insert(
+                    IdentityRecord(
+                        fileid: 1, parent: 0, name: Data(), originLayer: 0, originIno: rootIno, upperIno: rootIno,
+                        isIndexed: false, lowerLinkCount: 1), db)
+                if let shared { try IdentityStore.recordShared(shared, db) }
             }
         } catch let error as UnionError {
             throw error
@@ -66,7 +86,7 @@ extension UnionNamespace {
             try db.execute(
                 sql: "INSERT INTO lowerLayer (position, path) VALUES (?, ?)", arguments: [i + 1, Data(p.utf8)])
         }
-        try MetaRecord(key: "lowerStack", value: Int64(bitPattern: signature)).save(db)
+        try MetaRecord(key: "lowerStack", value: signature).save(db)
     }
 
     /// True if the sidecar already records exactly this stack (`checkStack` would change nothing).
@@ -77,7 +97,7 @@ extension UnionNamespace {
                 (r: Row) -> Data in r["path"]
             }
             let stack = try MetaRecord.fetchOne(db, key: "lowerStack")
-            return stack?.value == Int64(bitPattern: signature) && recorded == lowerPaths.map { Data($0.utf8) }
+            return stack?.value == signature && recorded == lowerPaths.map { Data($0.utf8) }
         }
     }
 }

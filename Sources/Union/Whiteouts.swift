@@ -31,44 +31,44 @@ extension UnionNamespace {
         guard self.upper != nil else { throw .readOnly }
         let records: [SidecarRecord] = [
             { db in
-                for d in change.clearDirectories {
-                    let k = Int64(bitPattern: d)
-                    try db.execute(sql: "DELETE FROM whiteout WHERE dirIno = ?", arguments: [k])
-                    try db.execute(sql: "DELETE FROM opaque WHERE dirIno = ?", arguments: [k])
-                    try db.execute(sql: "DELETE FROM redirect WHERE dirIno = ?", arguments: [k])
+                for dirIno in change.clearDirectories {
+                    let key = dirIno.sqliteValue
+                    try db.execute(sql: "DELETE FROM whiteout WHERE dirIno = ?", arguments: [key])
+                    try db.execute(sql: "DELETE FROM opaque WHERE dirIno = ?", arguments: [key])
+                    try db.execute(sql: "DELETE FROM redirect WHERE dirIno = ?", arguments: [key])
                 }
-                for w in change.dropWhiteouts {
+                for whiteout in change.dropWhiteouts {
                     try db.execute(
                         sql: "DELETE FROM whiteout WHERE dirIno = ? AND name = ?",
-                        arguments: [Int64(bitPattern: w.dirIno), Data(w.name)])
+                        arguments: [whiteout.dirIno.sqliteValue, Data(whiteout.name)])
                 }
-                for w in change.addWhiteouts {
-                    try WhiteoutRecord(dirIno: Int64(bitPattern: w.dirIno), name: Data(w.name)).save(db)
+                for whiteout in change.addWhiteouts {
+                    try WhiteoutRecord(dirIno: whiteout.dirIno, name: Data(whiteout.name)).save(db)
                 }
-                for o in change.addOpaque { try OpaqueRecord(dirIno: Int64(bitPattern: o)).save(db) }
-                for d in change.setRedirects {
-                    try RedirectRecord(dirIno: Int64(bitPattern: d.dirIno), path: Data(d.path)).save(db)
+                for dirIno in change.addOpaque { try OpaqueRecord(dirIno: dirIno).save(db) }
+                for redirect in change.setRedirects {
+                    try RedirectRecord(dirIno: redirect.dirIno, path: Data(redirect.path)).save(db)
                 }
                 try IdentityStore.recordLowerNamesGone(db, change.lowerNamesGone)
             }
         ]
-        let (newWhiteouts, seq) = self.upperRecords.withLock { (r) -> (Int, UInt64) in
+        let (newWhiteouts, seq) = self.upperRecords.withLock { (mirror) -> (Int, UInt64) in
             // Whiteout records that did not exist before (a re-committed one is not a new whiteout).
             var added = 0
-            for d in change.clearDirectories {
-                r.whiteouts[d] = nil
-                r.opaque.remove(d)
-                r.redirects[d] = nil
+            for dirIno in change.clearDirectories {
+                mirror.whiteouts[dirIno] = nil
+                mirror.opaque.remove(dirIno)
+                mirror.redirects[dirIno] = nil
             }
-            for w in change.dropWhiteouts {
-                r.whiteouts[w.dirIno]?.remove(w.name)
-                if r.whiteouts[w.dirIno]?.isEmpty == true { r.whiteouts[w.dirIno] = nil }
+            for whiteout in change.dropWhiteouts {
+                mirror.whiteouts[whiteout.dirIno]?.remove(whiteout.name)
+                if mirror.whiteouts[whiteout.dirIno]?.isEmpty == true { mirror.whiteouts[whiteout.dirIno] = nil }
             }
-            for w in change.addWhiteouts {
-                if r.whiteouts[w.dirIno, default: []].insert(w.name).inserted { added += 1 }
+            for whiteout in change.addWhiteouts {
+                if mirror.whiteouts[whiteout.dirIno, default: []].insert(whiteout.name).inserted { added += 1 }
             }
-            for o in change.addOpaque { r.opaque.insert(o) }
-            for d in change.setRedirects { r.redirects[d.dirIno] = d.path }
+            for dirIno in change.addOpaque { mirror.opaque.insert(dirIno) }
+            for redirect in change.setRedirects { mirror.redirects[redirect.dirIno] = redirect.path }
             let commits = self.identities.commits
             let seq = afterSync ? commits.enqueue([], afterSync: records) : commits.enqueue(records)
             return (added, seq)
@@ -92,11 +92,13 @@ extension UnionNamespace {
 
     func clearDirectoryRecords(_ inodes: [UInt64]) throws(UnionError) {
         guard self.upper != nil, !inodes.isEmpty else { return }
-        let known = self.upperRecords.withLock { r in
-            inodes.filter { r.whiteouts[$0] != nil || r.opaque.contains($0) || r.redirects[$0] != nil }
+        let known = self.upperRecords.withLock { records in
+            inodes.filter {
+                records.whiteouts[$0] != nil || records.opaque.contains($0) || records.redirects[$0] != nil
+            }
         }
-        var c = RecordChange()
-        c.clearDirectories = known
-        try self.commit(c, "clear records of removed directories")
+        var change = RecordChange()
+        change.clearDirectories = known
+        try self.commit(change, "clear records of removed directories")
     }
 }

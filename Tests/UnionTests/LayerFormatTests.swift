@@ -8,13 +8,13 @@ import Testing
 /// What counts as a Strata layer, and what a lower's sidecar may make the union do.
 @Suite struct LayerFormatTests {
     /// A Strata layer at `dir` (made as an upper) holding the empty directory `d`; returns d's inode in `tree/`.
-    static func strataLayer(_ f: Fixture, _ dir: String) throws -> Int64 {
+    static func strataLayer(_ f: Fixture, _ dir: String) throws -> UInt64 {
         let u = try UnionNamespace(upper: dir, lowers: [], logger: .init(label: "t"))
         _ = try u.mkdir(in: u.rootHandle, b("d"), attributes: .init(), as: root)
         u.close()
         var st = stat()
         #expect(stat(dir + "/tree/d", &st) == 0)
-        return Int64(bitPattern: UInt64(st.st_ino))
+        return UInt64(st.st_ino)
     }
 
     static func edit(_ dir: String, _ body: (Database) throws -> Void) throws {
@@ -119,6 +119,31 @@ import Testing
         }
         #expect(throws: UnionError.self) { try LayerFormat.isStrataLayer(layer) }
         #expect(throws: UnionError.self) { try UnionNamespace(upper: nil, lowers: [layer], logger: .init(label: "t")) }
+    }
+}
+
+/// The sidecar's UInt64 columns (inodes, fileids, keys) are SQLite integers holding the value's bit pattern.
+@Suite struct RecordColumnTests {
+    @Test func valuesAboveInt64MaxKeepTheirBitPattern() throws {
+        let f = Fixture()
+        let s = try Sidecar(path: f.base + "/layer.db", readOnly: false)
+        defer { s.close() }
+        let high: UInt64 = 1 << 63 | 5
+        try s.write("test write") { db in
+            try WhiteoutRecord(dirIno: high, name: Data("x".utf8)).insert(db)
+            var identity = IdentityRecord(
+                fileid: high, parent: .max, name: Data("y".utf8), originLayer: 1, originIno: high, isIndexed: false,
+                lowerLinkCount: 1)
+            try identity.insert(db)
+        }
+        try s.read("test read") { db in
+            #expect(try Int64.fetchOne(db, sql: "SELECT dirIno FROM whiteout") == Int64(bitPattern: high))
+            #expect(try Int64.fetchOne(db, sql: "SELECT parent FROM identity") == -1)
+            #expect(try WhiteoutRecord.fetchOne(db)?.dirIno == high)
+            let identity = try IdentityRecord.fetchOne(db, key: high.sqliteValue)
+            #expect(identity?.fileid == high && identity?.parent == .max && identity?.originIno == high)
+            #expect(identity.map { $0.upperIno == nil } == true)
+        }
     }
 }
 

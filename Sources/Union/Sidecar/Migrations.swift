@@ -3,78 +3,78 @@ import GRDB
 /// The sidecar schema. A shipped migration is never modified: add a new one instead.
 enum SidecarMigrations {
     static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
-            try db.create(table: MetaRecord.databaseTableName) { t in
-                t.primaryKey("key", .text)
-                t.column("value", .integer).notNull()
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: MetaRecord.databaseTableName) { table in
+                table.primaryKey("key", .text)
+                table.column("value", .integer).notNull()
             }
             // Directory-scoped records are keyed by the inode of the directory inside this layer's tree/: an inode
             // moves with the directory on rename(2), so no record needs rewriting (and no crash window opens) when a
             // directory is renamed.
-            try db.create(table: WhiteoutRecord.databaseTableName) { t in
-                t.column("dirIno", .integer).notNull()
-                t.column("name", .blob).notNull()
-                t.primaryKey(["dirIno", "name"])
+            try db.create(table: WhiteoutRecord.databaseTableName) { table in
+                table.column("dirIno", .integer).notNull()
+                table.column("name", .blob).notNull()
+                table.primaryKey(["dirIno", "name"])
             }
-            try db.create(table: OpaqueRecord.databaseTableName) { t in
-                t.primaryKey("dirIno", .integer)
+            try db.create(table: OpaqueRecord.databaseTableName) { table in
+                table.primaryKey("dirIno", .integer)
             }
-            try db.create(table: RedirectRecord.databaseTableName) { t in
-                t.primaryKey("dirIno", .integer)
-                t.column("path", .blob).notNull()
+            try db.create(table: RedirectRecord.databaseTableName) { table in
+                table.primaryKey("dirIno", .integer)
+                table.column("path", .blob).notNull()
             }
-            try db.create(table: IdentityRecord.databaseTableName) { t in
-                t.autoIncrementedPrimaryKey("fileid")
-                t.column("parent", .integer).notNull()
-                t.column("name", .blob).notNull()
-                t.column("originLayer", .integer).notNull()
-                t.column("originIno", .integer).notNull()
-                t.column("upperIno", .integer)
-                t.column("isIndexed", .boolean).notNull().defaults(to: false)
-                t.column("lowerLinkCount", .integer).notNull().defaults(to: 1)
+            try db.create(table: IdentityRecord.databaseTableName) { table in
+                table.autoIncrementedPrimaryKey("fileid")
+                table.column("parent", .integer).notNull()
+                table.column("name", .blob).notNull()
+                table.column("originLayer", .integer).notNull()
+                table.column("originIno", .integer).notNull()
+                table.column("upperIno", .integer)
+                table.column("isIndexed", .boolean).notNull().defaults(to: false)
+                table.column("lowerLinkCount", .integer).notNull().defaults(to: 1)
             }
             try db.create(
                 index: "identity_origin", on: IdentityRecord.databaseTableName, columns: ["originLayer", "originIno"],
                 unique: true)
             try db.create(
                 index: "identity_upper", on: IdentityRecord.databaseTableName, columns: ["upperIno"], unique: true)
-            try db.create(table: VerifierRecord.databaseTableName) { t in
-                t.primaryKey("fileid", .integer)
-                t.column("verifier", .integer).notNull()
+            try db.create(table: VerifierRecord.databaseTableName) { table in
+                table.primaryKey("fileid", .integer)
+                table.column("verifier", .integer).notNull()
             }
         }
-        m.registerMigration("v2-link-names") { db in
-            try db.create(table: LinkNameRecord.databaseTableName) { t in
-                t.column("fileid", .integer).notNull()
-                t.column("parent", .integer).notNull()
-                t.column("name", .blob).notNull()
-                t.primaryKey(["fileid", "parent", "name"])
+        migrator.registerMigration("v2-link-names") { db in
+            try db.create(table: LinkNameRecord.databaseTableName) { table in
+                table.column("fileid", .integer).notNull()
+                table.column("parent", .integer).notNull()
+                table.column("name", .blob).notNull()
+                table.primaryKey(["fileid", "parent", "name"])
             }
         }
-        m.registerMigration("v3-lower-names-gone") { db in
+        migrator.registerMigration("v3-lower-names-gone") { db in
             // Lower names of a hard-linked lower inode that no longer show it (linked up into the upper layer, copied
             // up, whited out, renamed over): nlink counts the visible names (see `UnionNamespace.attributes`).
-            try db.alter(table: IdentityRecord.databaseTableName) { t in
-                t.add(column: "lowerNamesGone", .integer).notNull().defaults(to: 0)
+            try db.alter(table: IdentityRecord.databaseTableName) { table in
+                table.add(column: "lowerNamesGone", .integer).notNull().defaults(to: 0)
             }
             // Indexed copies made before v3: their copied-up name is no longer a lower name.
             try db.execute(sql: "UPDATE identity SET lowerNamesGone = 1 WHERE isIndexed AND upperIno IS NOT NULL")
         }
-        m.registerMigration("v4-lower-layers") { db in
+        migrator.registerMigration("v4-lower-layers") { db in
             // The real paths of the lowers the store was last opened with (top-most first, position 1 = layer 1):
             // `LayerTools.promote` walks them to carry the other lower names of `index/` copies.
-            try db.create(table: "lowerLayer") { t in
-                t.primaryKey("position", .integer)
-                t.column("path", .blob).notNull()
+            try db.create(table: "lowerLayer") { table in
+                table.primaryKey("position", .integer)
+                table.column("path", .blob).notNull()
             }
         }
-        m.registerMigration("v5-layer-format") { db in
+        migrator.registerMigration("v5-layer-format") { db in
             // Marks the database as a Strata layer (`LayerFormat`): a tree/ + layer.db that lacks it is a plain tree.
             try db.execute(
                 sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 arguments: [LayerFormat.markerKey, LayerFormat.version])
         }
-        return m
+        return migrator
     }
 }

@@ -219,8 +219,7 @@ final class Sidecar: Sendable {
     /// on that file system.
     func useFilesystemSync(_ mode: FilesystemSync, syncs: FileSyncs = Sidecar.filesystemSyncs) throws(UnionError) {
         if case .wholeFilesystem(let fd) = mode {
-            var st = stat()
-            guard Glibc.fstat(fd.raw, &st) == 0 else { throw Sys.error(errno, "fstat", self.path) }
+            let st = try Files.fstat(fd, path: self.path)
             do {
                 try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             } catch {
@@ -312,16 +311,16 @@ struct LayerRecords: Sendable {
                 r.rejected += 1
                 continue
             }
-            r.whiteouts[UInt64(bitPattern: w.dirIno), default: []].insert(name)
+            r.whiteouts[w.dirIno, default: []].insert(name)
         }
-        for o in try OpaqueRecord.fetchAll(db) { r.opaque.insert(UInt64(bitPattern: o.dirIno)) }
+        for o in try OpaqueRecord.fetchAll(db) { r.opaque.insert(o.dirIno) }
         for d in try RedirectRecord.fetchAll(db) {
             let path = [UInt8](d.path)
             guard Self.isValidRedirect(path) else {
                 r.rejected += 1
                 continue
             }
-            r.redirects[UInt64(bitPattern: d.dirIno)] = path
+            r.redirects[d.dirIno] = path
         }
         return r
     }

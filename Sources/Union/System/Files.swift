@@ -79,6 +79,23 @@ enum Files {
         return out
     }
 
+    /// Renames `from` in `fromDir` to `to` in `toDir` with renameat2 RENAME_NOREPLACE (`.exists` where `to` is taken);
+    /// a C library without renameat2 gets a plain renameat.
+    static func renameNoReplace(
+        _ fromDir: FD, _ from: [UInt8], _ toDir: FD, _ to: [UInt8], path: String
+    ) throws(UnionError) {
+        _ = try from.withCName { (fromName) throws(UnionError) -> CInt in
+            try to.withCName { (toName) throws(UnionError) -> CInt in
+                if let renameat2 = Sys.gnu.renameat2 {
+                    return try Sys.retry("renameat2", path) {
+                        renameat2(fromDir.raw, fromName, toDir.raw, toName, Sys.RENAME_NOREPLACE)
+                    }
+                }
+                return try Sys.retry("renameat", path) { renameat(fromDir.raw, fromName, toDir.raw, toName) }
+            }
+        }
+    }
+
     static func fsyncDirectory(_ dir: FD, path: @autoclosure () -> String) throws(UnionError) {
         let rfd = try Self.reopenDirectory(dir, path: path())
         _ = try Sys.retry("fsync", path()) { fsync(rfd.raw) }

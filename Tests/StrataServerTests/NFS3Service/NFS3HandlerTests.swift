@@ -70,31 +70,18 @@ import XDR
     @Test func readReturnsDataAndEOF() throws {
         let harness = try NFS3Harness(lowerFiles: ["f": "hello world"])
         let file = try harness.handle("f")
-        guard
-            case .ok(let all) = try harness.call(.read, Read3Args(file: file, offset: 0, count: 100), as: Read3Res.self)
-        else {
-            Issue.record("read failed")
-            return
-        }
+        let all = try #require(
+            try harness.call(.read, Read3Args(file: file, offset: 0, count: 100), as: Read3Res.self).success)
         #expect(all.data == ByteBuffer(string: "hello world"))
         #expect(all.count == 11)
         #expect(all.eof)
         #expect(all.fileAttributes.attributes?.size == 11)
-        guard
-            case .ok(let part) = try harness.call(.read, Read3Args(file: file, offset: 2, count: 3), as: Read3Res.self)
-        else {
-            Issue.record("read failed")
-            return
-        }
+        let part = try #require(
+            try harness.call(.read, Read3Args(file: file, offset: 2, count: 3), as: Read3Res.self).success)
         #expect(part.data == ByteBuffer(string: "llo"))
         #expect(!part.eof)
-        guard
-            case .ok(let beyond) = try harness.call(
-                .read, Read3Args(file: file, offset: 50, count: 3), as: Read3Res.self)
-        else {
-            Issue.record("read failed")
-            return
-        }
+        let beyond = try #require(
+            try harness.call(.read, Read3Args(file: file, offset: 50, count: 3), as: Read3Res.self).success)
         #expect(beyond.count == 0)
         #expect(beyond.eof)
     }
@@ -110,23 +97,13 @@ import XDR
         let harness = try NFS3Harness(lowerFiles: ["f": "x"])
         let file = try harness.handle("f")
         let all = Access3.read.rawValue | Access3.modify.rawValue | Access3.extend.rawValue | Access3.execute.rawValue
-        guard
-            case .ok(let asRoot) = try harness.call(
-                .access, Access3Args(object: file, access: all), as: Access3Res.self)
-        else {
-            Issue.record("access failed")
-            return
-        }
+        let asRoot = try #require(
+            try harness.call(.access, Access3Args(object: file, access: all), as: Access3Res.self).success)
         #expect(Access3(rawValue: asRoot.access).isSuperset(of: [.read, .modify, .extend]))
         #expect(asRoot.objAttributes.attributes != nil)
         harness.credentials = Credentials(uid: 1000, gid: 1000, groups: [])
-        guard
-            case .ok(let asUser) = try harness.call(
-                .access, Access3Args(object: file, access: all), as: Access3Res.self)
-        else {
-            Issue.record("access failed")
-            return
-        }
+        let asUser = try #require(
+            try harness.call(.access, Access3Args(object: file, access: all), as: Access3Res.self).success)
         // The lower file is 0644 root:root (created by the test as root).
         #expect(Access3(rawValue: asUser.access) == [.read])
     }
@@ -134,7 +111,8 @@ import XDR
     @Test func fsinfoAdvertisesOneMebibyteTransfers() throws {
         let harness = try NFS3Harness()
         let info = try #require(
-            harness.call(.fsinfo, FSInfo3Args(fsroot: harness.root()), as: FSInfo3Res.self).success, "fsinfo failed")
+            try harness.call(.fsinfo, FSInfo3Args(fsroot: harness.root()), as: FSInfo3Res.self).success, "fsinfo failed"
+        )
         #expect(info.rtmax == 1 << 20)
         #expect(info.wtmax == 1 << 20)
         #expect(info.rtpref == 1 << 20)
@@ -150,16 +128,12 @@ import XDR
     @Test func fsstatAndPathconf() throws {
         let harness = try NFS3Harness()
         let stat = try #require(
-            harness.call(.fsstat, FSStat3Args(fsroot: harness.root()), as: FSStat3Res.self).success, "fsstat failed")
+            try harness.call(.fsstat, FSStat3Args(fsroot: harness.root()), as: FSStat3Res.self).success, "fsstat failed"
+        )
         #expect(stat.tbytes > 0)
         #expect(stat.fbytes <= stat.tbytes)
-        guard
-            case .ok(let conf) = try harness.call(
-                .pathconf, PathConf3Args(object: harness.root()), as: PathConf3Res.self)
-        else {
-            Issue.record("pathconf failed")
-            return
-        }
+        let conf = try #require(
+            try harness.call(.pathconf, PathConf3Args(object: harness.root()), as: PathConf3Res.self).success)
         #expect(conf.nameMax == 255)
         #expect(conf.noTrunc)
         #expect(conf.chownRestricted)
@@ -210,36 +184,29 @@ import XDR
 
     @Test func mkdirSymlinkReadlink() throws {
         let harness = try NFS3Harness()
-        guard
-            case .ok(let dir) = try harness.call(
+        let dir = try #require(
+            try harness.call(
                 .mkdir,
                 MkDir3Args(
                     where: DirOpArgs3(dir: harness.root(), name: Array("d".utf8)),
-                    attributes: SetAttributes3(mode: 0o750)),
-                as: MkDir3Res.self)
-        else {
-            Issue.record("mkdir failed")
-            return
-        }
+                    attributes: SetAttributes3(mode: 0o750)), as: MkDir3Res.self
+            ).success)
         #expect(dir.objAttributes.attributes?.type == .dir)
         #expect(dir.objAttributes.attributes?.mode == 0o750)
         #expect(dir.dirWcc.isComplete)
         let target: [UInt8] = Array("../some/where".utf8) + [0xFF]
-        guard
-            case .ok(let link) = try harness.call(
+        let link = try #require(
+            try harness.call(
                 .symlink,
                 Symlink3Args(
                     where: DirOpArgs3(dir: harness.root(), name: Array("l".utf8)),
-                    symlink: SymlinkData3(symlinkAttributes: .none, symlinkData: target)),
-                as: Symlink3Res.self)
-        else {
-            Issue.record("symlink failed")
-            return
-        }
+                    symlink: SymlinkData3(symlinkAttributes: .none, symlinkData: target)), as: Symlink3Res.self
+            ).success)
         #expect(link.objAttributes.attributes?.type == .lnk)
         let handle = try #require(link.obj.handle)
         let read = try #require(
-            harness.call(.readlink, ReadLink3Args(symlink: handle), as: ReadLink3Res.self).success, "readlink failed")
+            try harness.call(.readlink, ReadLink3Args(symlink: handle), as: ReadLink3Res.self).success,
+            "readlink failed")
         #expect(read.data == target)
         #expect(read.symlinkAttributes.attributes?.type == .lnk)
         #expect(
@@ -284,20 +251,15 @@ import XDR
         let created = try #require(harness.createFile("w").success, "create failed")
         let file = try #require(created.obj.handle)
         let args = Write3Args(file: file, offset: 0, stable: stable, data: ByteBuffer(string: "hello"))
-        let written = try #require(harness.call(.write, args, as: Write3Res.self).success, "write failed")
+        let written = try #require(try harness.call(.write, args, as: Write3Res.self).success, "write failed")
         #expect(written.count == 5)
         #expect(written.committed >= stable)
         #expect(written.verf == harness.service.writeVerifier)
         #expect(written.fileWcc.isComplete)
         #expect(written.fileWcc.before.attributes?.size == 0)
         #expect(written.fileWcc.after.attributes?.size == 5)
-        guard
-            case .ok(let committed) = try harness.call(
-                .commit, Commit3Args(file: file, offset: 0, count: 0), as: Commit3Res.self)
-        else {
-            Issue.record("commit failed")
-            return
-        }
+        let committed = try #require(
+            try harness.call(.commit, Commit3Args(file: file, offset: 0, count: 0), as: Commit3Res.self).success)
         #expect(committed.verf == written.verf)
         #expect(committed.fileWcc.isComplete)
     }
@@ -308,12 +270,8 @@ import XDR
         let before = try harness.attributes(file)
         let args = Write3Args(file: file, offset: 2, stable: .fileSync, data: ByteBuffer(string: "ab"))
         #expect(try harness.call(.write, args, as: Write3Res.self).status == .ok)
-        guard
-            case .ok(let read) = try harness.call(.read, Read3Args(file: file, offset: 0, count: 20), as: Read3Res.self)
-        else {
-            Issue.record("read failed")
-            return
-        }
+        let read = try #require(
+            try harness.call(.read, Read3Args(file: file, offset: 0, count: 20), as: Read3Res.self).success)
         #expect(read.data == ByteBuffer(string: "01ab456789"))
         #expect(try harness.attributes(file).fileid == before.fileid)
     }
@@ -511,13 +469,8 @@ import XDR
         for (procedure, status) in calls {
             #expect(status == .rofs, "\(procedure.name) answered \(status)")
         }
-        guard
-            case .ok(let access) = try harness.call(
-                .access, Access3Args(object: root, access: 0x3F), as: Access3Res.self)
-        else {
-            Issue.record("access failed")
-            return
-        }
+        let access = try #require(
+            try harness.call(.access, Access3Args(object: root, access: 0x3F), as: Access3Res.self).success)
         #expect(Access3(rawValue: access.access).isDisjoint(with: [.modify, .extend, .delete]))
         #expect(Access3(rawValue: access.access).contains(.read))
         #expect(try harness.lookup("new").status == .noent)

@@ -75,14 +75,11 @@ import XDR
 
     @Test func readdirCookiesOfDotEntriesAreOneAndTwoAndOthersAbove() throws {
         let harness = try Self.harness()
-        guard
-            case .ok(let page) = try harness.call(
+        let page = try #require(
+            try harness.call(
                 .readdir, ReadDir3Args(dir: harness.root(), cookie: 0, cookieverf: .zero, count: 65536),
-                as: ReadDir3Res.self)
-        else {
-            Issue.record("readdir failed")
-            return
-        }
+                as: ReadDir3Res.self
+            ).success)
         #expect(page.entries[0].cookie == 1)
         #expect(page.entries[1].cookie == 2)
         #expect(page.entries.dropFirst(2).allSatisfy { $0.cookie > 2 })
@@ -95,14 +92,11 @@ import XDR
 
     @Test func readdirResumesFromSavedCookieAfterChanges() throws {
         let harness = try Self.harness()
-        guard
-            case .ok(let first) = try harness.call(
+        let first = try #require(
+            try harness.call(
                 .readdir, ReadDir3Args(dir: harness.root(), cookie: 0, cookieverf: .zero, count: 600),
-                as: ReadDir3Res.self)
-        else {
-            Issue.record("readdir failed")
-            return
-        }
+                as: ReadDir3Res.self
+            ).success)
         #expect(!first.eof)
         let seen = Set(first.entries.map { String(decoding: $0.name, as: UTF8.self) })
         let saved = try #require(first.entries.last).cookie

@@ -6,12 +6,12 @@ import GRDB
 /// it now (parent fileid + name, updated on rename) to resolve a file handle after a restart.
 struct IdentityRecord: Codable, FetchableRecord, MutablePersistableRecord {
     static let databaseTableName = "identity"
-    var fileid: Int64?
-    var parent: Int64
+    @BitPattern var fileid: UInt64? = nil
+    @BitPattern var parent: UInt64
     var name: Data
     var originLayer: Int64
-    var originIno: Int64
-    var upperIno: Int64?
+    @BitPattern var originIno: UInt64
+    @BitPattern var upperIno: UInt64? = nil
     /// A copy-up of a hard-linked lower file keeps a link under the upper layer's `index/` directory so every
     /// other name of the lower inode shows the upper copy.
     var isIndexed: Bool
@@ -23,6 +23,6 @@ struct IdentityRecord: Codable, FetchableRecord, MutablePersistableRecord {
     var lowerNamesGone: Int64 = 0
 
     mutating func didInsert(_ inserted: InsertionSuccess) {
-        self.fileid = inserted.rowID
+        self.fileid = UInt64(bitPattern: inserted.rowID)
     }
 }

@@ -5,7 +5,7 @@ import GRDB
 /// name is removed while other links remain).
 struct LinkNameRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "linkName"
-    var fileid: Int64
-    var parent: Int64
+    @BitPattern var fileid: UInt64
+    @BitPattern var parent: UInt64
     var name: Data
 }

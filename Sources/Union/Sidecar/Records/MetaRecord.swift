@@ -4,5 +4,5 @@ import GRDB
 struct MetaRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "meta"
     var key: String
-    var value: Int64
+    @BitPattern var value: UInt64
 }

@@ -3,5 +3,5 @@ import GRDB
 /// An opaque marker: the layer directory with inode `dirIno` hides everything below it.
 struct OpaqueRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "opaque"
-    var dirIno: Int64
+    @BitPattern var dirIno: UInt64
 }

@@ -6,6 +6,6 @@ import GRDB
 /// of the directory's own path.
 struct RedirectRecord: Codable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "redirect"
-    var dirIno: Int64
+    @BitPattern var dirIno: UInt64
     var path: Data
 }
