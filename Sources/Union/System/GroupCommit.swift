@@ -59,13 +59,8 @@ final class GroupCommit<Record>: @unchecked Sendable {
     private var flushCount: UInt64 = 0
     /// Waiters asleep, by the change they wait for. A flush's end wakes only those it covered (or failed) and, when
     /// others still wait, one of them to lead the next flush: a broadcast woke every waiter of the next batch too, and
-    /// they all fought for the mutex only to sleep again (the futex calls were a tenth of a create profile). A waiter
-    /// sleeps on its own `Parker`, not on `monitor`: the flush's end tells it the outcome and takes it off this table,
-    /// so a covered waiter returns without taking the group's mutex (waking on a condition of `monitor`, each of 30
-    /// woken waiters had to take the mutex in turn, and most slept once more on it).
-    private var sleepers: [ObjectIdentifier: (seq: UInt64, parker: Parker)] = [:]
-    /// A waiter woken to lead the next flush has not yet taken the mutex: no other is woken to lead meanwhile.
-    private var leaderWoken = false
+    /// they all fought for the mutex only to sleep again (the futex calls were a tenth of a create profile).
+    private var sleepers: [ObjectIdentifier: (seq: UInt64, sleeper: Sleeper, isWoken: Bool)] = [:]
     private var wakeUps: UInt64 = 0
 
     /// `flush` makes one batch durable; it runs on whichever waiter leads, without the group's lock held.
@@ -125,7 +120,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// failed to make it so. The first waiter to find no flush running leads the next one.
     func waitDurable(_ seq: UInt64) throws(UnionError) {
         self.monitor.lock()
-        var me: Parker?
+        var me: Sleeper?
         while true {
             if self.isAbandoned {
                 // The simulated process is dead: nothing it waits for will ever be durable.
@@ -141,19 +136,14 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 throw f.error
             }
             if self.isFlushing {
-                let parker = me ?? Parker()
-                me = parker
-                self.sleepers[ObjectIdentifier(parker)] = (seq, parker)
-                self.monitor.unlock()
-                switch parker.park() {
-                case .durable: return
-                case .failed(let error): throw error
-                case .abandoned: throw .simulatedCrash(point: "abandoned group commit")
-                case .lead:
-                    self.monitor.lock()
-                    self.leaderWoken = false
-                    continue
-                }
+                let sleeper = me ?? Sleeper()
+                me = sleeper
+                // Registered only while asleep: once awake (the mutex held), it checks again and returns, leads the
+                // next flush, or registers again because a flush runs (whose end elects a leader anew).
+                self.sleepers[ObjectIdentifier(sleeper)] = (seq, sleeper, false)
+                self.monitor.wait(sleeper)
+                self.sleepers[ObjectIdentifier(sleeper)] = nil
+                continue
             }
             let number = self.batchesStarted + 1
             var n = 0
@@ -161,10 +151,8 @@ final class GroupCommit<Record>: @unchecked Sendable {
             guard n > 0 else {
                 // Nothing can be eligible only if `seq` was never queued (an abandoned or foreign number). Any
                 // sleeper checks again for itself.
-                let woken = self.sleepers.values.map(\.parker)
-                self.sleepers = [:]
+                for s in self.sleepers.values { s.sleeper.signal() }
                 self.monitor.unlock()
-                for p in woken { p.unpark(.lead) }
                 return
             }
             self.isFlushing = true
@@ -200,39 +188,35 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 self.durableSeq = through
             }
             self.isFlushing = false
-            let woken = self.coveredAndNextLeader(failure.map { (from, through, $0) })
-            self.monitor.unlock()
-            for (parker, outcome) in woken { parker.unpark(outcome) }
-            self.monitor.lock()
+            self.wakeCoveredAndNextLeader(failedFrom: failure == nil ? nil : from, through: through)
         }
     }
 
-    /// At a flush's end (monitor locked): takes off `sleepers` those the flush made durable or failed and, unless one
-    /// is already woken to do so, the sleeper of the oldest change left, to lead the next flush; returns them with
-    /// what to tell them, to be woken once the monitor is unlocked. A waiter woken to lead that finds another flush
-    /// running sleeps again, and that flush's end elects anew, so someone always leads while changes wait.
-    private func coveredAndNextLeader(
-        _ failed: (from: UInt64, through: UInt64, error: UnionError)?
-    ) -> [(Parker, Parker.Outcome)] {
-        var woken: [(Parker, Parker.Outcome)] = []
+    /// At a flush's end (monitor locked): wakes the sleepers it made durable or failed, and, unless one is already
+    /// woken to do so, the sleeper of the oldest change left to lead the next flush (a sleeper woken while another
+    /// flush runs sleeps again, and that flush's end elects anew, so someone always leads while changes wait).
+    private func wakeCoveredAndNextLeader(failedFrom: UInt64?, through: UInt64) {
         var next: (key: ObjectIdentifier, seq: UInt64)?
+        var leaderWoken = false
         for (key, s) in self.sleepers {
-            if s.seq <= self.durableSeq {
-                woken.append((s.parker, .durable))
-            } else if let failed, failed.from < s.seq && s.seq <= failed.through {
-                woken.append((s.parker, .failed(failed.error)))
-            } else {
-                if next == nil || s.seq < next!.seq { next = (key, s.seq) }
-                continue
+            let covered = s.seq <= self.durableSeq || (failedFrom.map { $0 < s.seq && s.seq <= through } ?? false)
+            if covered {
+                if !s.isWoken {
+                    self.sleepers[key]?.isWoken = true
+                    self.wakeUps += 1
+                    s.sleeper.signal()
+                }
+            } else if s.isWoken {
+                leaderWoken = true
+            } else if next == nil || s.seq < next!.seq {
+                next = (key, s.seq)
             }
-            self.sleepers[key] = nil
         }
-        if !self.leaderWoken, let next, let s = self.sleepers.removeValue(forKey: next.key) {
-            self.leaderWoken = true
-            woken.append((s.parker, .lead))
+        if !leaderWoken, let next, let s = self.sleepers[next.key] {
+            self.sleepers[next.key]?.isWoken = true
+            self.wakeUps += 1
+            s.sleeper.signal()
         }
-        self.wakeUps += UInt64(woken.count)
-        return woken
     }
 
     /// Waits until everything queued so far is durable (close, tests).
@@ -247,10 +231,8 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.monitor.lock()
         self.isAbandoned = true
         self.queue = []
-        let woken = self.sleepers.values.map(\.parker)
-        self.sleepers = [:]
+        for s in self.sleepers.values { s.sleeper.signal() }
         self.monitor.unlock()
-        for p in woken { p.unpark(.abandoned) }
     }
 }
 
