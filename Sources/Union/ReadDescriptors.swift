@@ -43,3 +43,60 @@ extension UnionNamespace {
         return fd
     }
 }
+
+extension UnionNamespace {
+    /// READ from the page cache alone, for a caller that must not block (an event loop): nil unless the namespace
+    /// lock is free at once, the object is in the node cache with its data descriptor kept (`readDescriptor`; the
+    /// first READ of a file opens it on the pool), the caller may read it, and every byte asked for is in the page
+    /// cache (`Sys.preadWithoutWaiting`). Then the answer is the one `read(_:offset:into:as:)` gives. A nil answer
+    /// says nothing, and `buffer` may hold part of the data: ask `read`, which reads the range again.
+    public func readIfCached(
+        _ h: ObjectHandle, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, as cred: Credentials
+    ) -> ReadResult? {
+        self.namespaceLock.withReadLockIfFree { () -> ReadResult? in
+            guard let n = self.cachedNodeIfValid(h), n.type == .regular, Self.mayRead(n.dataStat, cred) else {
+                return nil
+            }
+            let location = n.indexed ?? n.top
+            guard let kept = n.reader, kept.holds(location) else { return nil }
+            let want = Self.readableCount(buffer.count, at: offset)
+            guard
+                let got = Sys.preadWithoutWaiting(
+                    kept.fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: offset)
+            else {
+                self.stats.readsNotCached.add(1, ordering: .relaxed)
+                return nil
+            }
+            // The kernel's own readahead follows this descriptor's reads; the hint is for reads from the pool.
+            if got > 0 { _ = self.noteReadEnd(fileid: n.fileid, offset: offset, count: got) }
+            return try? self.readResult(n, kept.fd, offset: offset, count: got)
+        }
+    }
+
+    /// The owner may always read (knfsd's owner override), and execute permission allows reading (a client executing
+    /// a binary reads it).
+    static func mayRead(_ st: stat, _ cred: Credentials) -> Bool {
+        cred.uid == st.st_uid || Permission.allows(st, cred, Permission.read)
+            || Permission.allows(st, cred, Permission.exec)
+    }
+
+    /// How many of `count` bytes at `offset` a READ asks for: none when the range would end past the largest offset a
+    /// file can have (`pread` would fail with EINVAL; the READ answers zero bytes and EOF, as knfsd does).
+    static func readableCount(_ count: Int, at offset: UInt64) -> Int {
+        count > 0 && offset <= UInt64(Int64.max) - UInt64(count) ? count : 0
+    }
+
+    /// The reply of a READ of `n` that read `count` bytes at `offset` through `fd`: the attributes after the read
+    /// (size and atime as the data was read), EOF when the read reached the size.
+    func readResult(_ n: Node, _ fd: FD, offset: UInt64, count: Int) throws(UnionError) -> ReadResult {
+        var n = n
+        let location = n.indexed ?? n.top
+        let after = try Files.fstat(fd, path: location.pathString)
+        if after.st_atim.tv_sec != location.st.st_atim.tv_sec || after.st_atim.tv_nsec != location.st.st_atim.tv_nsec {
+            self.attributeGeneration.add(1, ordering: .releasing)  // listings' attributes show the old atime
+        }
+        if n.indexed != nil { n.indexed?.st = after } else { n.top.st = after }
+        let size = UInt64(clamping: after.st_size)
+        return ReadResult(count: count, isEOF: offset &+ UInt64(count) >= size, attributes: self.attributes(n))
+    }
+}

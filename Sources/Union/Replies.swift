@@ -85,8 +85,7 @@ extension UnionNamespace {
                 try Permission.require(d.top.st, cred, Permission.exec)
                 if isDot { return FoundObject(handle: dir, attributes: dirAttributes) }
                 if isDotDot { return self.found(try self.resolve(self.handle(fileid: d.parentFileid))) }
-                guard let n = try self.child(of: d, name) else { throw .noEntry }
-                self.cacheNode(n)
+                guard let n = try self.lookupChild(of: d, name) else { throw .noEntry }
                 return self.found(n)
             }
             do throws(UnionError) {
@@ -117,7 +116,7 @@ extension UnionNamespace {
     }
 
     /// The node of `h` if the node cache holds it and it is still where it was (as `resolve`, without the walk).
-    private func cachedNodeIfValid(_ h: ObjectHandle) -> Node? {
+    func cachedNodeIfValid(_ h: ObjectHandle) -> Node? {
         guard !self.isClosed.load(ordering: .relaxed), h.tag == self.identities.handleKey.tag(h.fileid) else {
             return nil
         }
@@ -175,43 +174,28 @@ extension UnionNamespace {
     }
 
     /// READ of up to `buffer.count` bytes at `offset` straight into `buffer` (the caller's reply buffer: the bytes are
-    /// copied once, by the kernel). The owner may always read (knfsd's owner override), and execute permission allows
-    /// reading (a client executing a binary reads it).
+    /// copied once, by the kernel). Who may read: `mayRead`. An event loop asks `readIfCached` first.
     public func read(
         _ h: ObjectHandle, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, as cred: Credentials
     ) throws(UnionError) -> ReadResult {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> ReadResult in
-            var n = try self.resolve(h)
+            let n = try self.resolve(h)
             if n.isDirectory { throw .isDirectory }
             guard n.type == .regular else { throw .invalid("not a regular file") }
-            let st = n.dataStat
-            if !(cred.uid == st.st_uid || Permission.allows(st, cred, Permission.read)
-                || Permission.allows(st, cred, Permission.exec))
-            {
-                throw .accessDenied
-            }
+            guard Self.mayRead(n.dataStat, cred) else { throw .accessDenied }
             let loc = n.indexed ?? n.top
             let fd = try self.readDescriptor(n)
-            let want = buffer.count
+            let want = Self.readableCount(buffer.count, at: offset)
             var got = 0
-            if want > 0, offset <= UInt64(Int64.max) - UInt64(want) {
-                while got < want {
-                    let r = try Sys.retry("pread", loc.pathString) {
-                        pread(fd.raw, buffer.baseAddress! + got, want - got, off_t(offset) + off_t(got))
-                    }
-                    if r == 0 { break }
-                    got += r
+            while got < want {
+                let r = try Sys.retry("pread", loc.pathString) {
+                    pread(fd.raw, buffer.baseAddress! + got, want - got, off_t(offset) + off_t(got))
                 }
+                if r == 0 { break }
+                got += r
             }
             if got > 0 { self.readAhead(fd, fileid: n.fileid, offset: offset, count: got) }
-            // The attributes after the read: size and atime as the data was read.
-            let after = try Files.fstat(fd, path: loc.pathString)
-            if after.st_atim.tv_sec != loc.st.st_atim.tv_sec || after.st_atim.tv_nsec != loc.st.st_atim.tv_nsec {
-                self.attributeGeneration.add(1, ordering: .releasing)  // listings' attributes show the old atime
-            }
-            if n.indexed != nil { n.indexed?.st = after } else { n.top.st = after }
-            let size = UInt64(clamping: after.st_size)
-            return ReadResult(count: got, isEOF: offset &+ UInt64(got) >= size, attributes: self.attributes(n))
+            return try self.readResult(n, fd, offset: offset, count: got)
         }
     }
 
@@ -222,14 +206,20 @@ extension UnionNamespace {
     /// next stretch ahead, as its own sequential readahead would.
     func readAhead(_ fd: FD, fileid: UInt64, offset: UInt64, count: Int) {
         let end = offset &+ UInt64(count)
-        let last = self.readEnds.withLock { ends -> UInt64? in
-            let last = ends.value(for: fileid)
-            ends.set(max(last ?? 0, end), for: fileid)
-            return last
-        }
+        let last = self.noteReadEnd(fileid: fileid, offset: offset, count: count)
         if Self.continuesSequentially(offset: offset, count: count, lastEnd: last) {
             let ahead = min(count * 4, 8 << 20)
             _ = posix_fadvise(fd.raw, off_t(clamping: end), off_t(ahead), POSIX_FADV_WILLNEED)
+        }
+    }
+
+    /// Records where a READ of `fileid` ended; returns where the READs before it ended.
+    func noteReadEnd(fileid: UInt64, offset: UInt64, count: Int) -> UInt64? {
+        let end = offset &+ UInt64(count)
+        return self.readEnds.withLock { ends -> UInt64? in
+            let last = ends.value(for: fileid)
+            ends.set(max(last ?? 0, end), for: fileid)
+            return last
         }
     }
 

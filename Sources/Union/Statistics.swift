@@ -37,9 +37,14 @@ final class StatisticsCounters: Sendable {
     /// Data descriptors READ opened (not counted: READs served by a kept one; tests check that they are kept and
     /// given up exactly when the file changes).
     let readDescriptorsOpened = Atomic<UInt64>(0)
+    /// READs `readIfCached` declined because some of their data was not in the page cache (tests check the fallback).
+    let readsNotCached = Atomic<UInt64>(0)
     /// Listing entries whose handle and attributes a READDIRPLUS page looked up instead of taking them from the
     /// cached listing (tests check what a warm page still costs).
     let listedObjectLookups = Atomic<UInt64>(0)
+    /// LOOKUPs answered from the lookup cache (tests check that a repeated LOOKUP is one, and that a change makes the
+    /// next one look again).
+    let lookupCacheHits = Atomic<UInt64>(0)
 
     func copiedUp(bytes: UInt64) {
         self.copyUpBytes.add(bytes, ordering: .relaxed)

@@ -48,6 +48,11 @@ public final class UnionNamespace: Sendable {
     let directoryAtimeGeneration = Atomic<UInt64>(0)
     /// Where the last READs of recently read files ended (fileid → end offset), to tell sequential readers.
     let readEnds = Locked(LRUMap<UInt64, UInt64>(capacity: 256))
+    /// Moves at the end of every namespace change (`mutate`), inside its write lock: what a name shows may have
+    /// changed. The lookup cache answers only at the generation its entries were taken at (LookupCache.swift).
+    let namesGeneration = Atomic<UInt64>(0)
+    /// What LOOKUPs of names gave, at `namesGeneration`.
+    let lookups = Locked(LookupCache(capacity: 4096))
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`

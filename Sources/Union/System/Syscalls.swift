@@ -16,6 +16,8 @@ enum Sys {
     static let RENAME_NOREPLACE: UInt32 = 1
     static let RENAME_EXCHANGE: UInt32 = 2
     static let XATTR_CREATE: CInt = 1
+    /// preadv2's flag: fail with EAGAIN rather than wait for data not in the page cache.
+    static let RWF_NOWAIT: CInt = 0x0000_0008
 
     static func makedev(_ major: UInt32, _ minor: UInt32) -> dev_t {
         let ma = UInt64(major), mi = UInt64(minor)
@@ -37,6 +39,7 @@ enum Sys {
     typealias FstatfsFn = @convention(c) (CInt, UnsafeMutableRawPointer) -> CInt
     typealias Renameat2Fn =
         @convention(c) (CInt, UnsafePointer<CChar>, CInt, UnsafePointer<CChar>, CUnsignedInt) -> CInt
+    typealias Preadv2Fn = @convention(c) (CInt, UnsafePointer<iovec>?, CInt, off_t, CInt) -> Int
 
     struct GNU: @unchecked Sendable {  // immutable after init: function pointers only
         let copyFileRange: CopyFileRangeFn?
@@ -46,6 +49,7 @@ enum Sys {
         let renameat2: Renameat2Fn?
         let syncfs: SyncfsFn?
         let fstatfs: FstatfsFn?
+        let preadv2: Preadv2Fn?
 
         init() {
             let h = dlopen(nil, RTLD_NOW)
@@ -60,6 +64,7 @@ enum Sys {
             self.renameat2 = sym("renameat2", Renameat2Fn.self)
             self.syncfs = sym("syncfs", SyncfsFn.self)
             self.fstatfs = sym("fstatfs", FstatfsFn.self)
+            self.preadv2 = sym("preadv2", Preadv2Fn.self)
         }
     }
     static let gnu = GNU()
@@ -123,6 +128,36 @@ enum Sys {
             default: return false
             }
         }
+    }
+
+    /// `preadv2` with RWF_NOWAIT until `buffer` is full or the file ends: the bytes read, only when every one of them
+    /// was in the page cache. nil when the kernel would have waited for any of them (EAGAIN, possibly after a partial
+    /// read), cannot say without waiting (no RWF_NOWAIT for this file system: EOPNOTSUPP), or failed: the caller then
+    /// reads the range the ordinary way, which waits and reports errors. A partial read is not offered as a short
+    /// READ: the client would ask for the rest in another READ, a round trip more than the blocking read costs.
+    static func preadWithoutWaiting(_ fd: FD, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int? {
+        guard let preadv2 = Self.gnu.preadv2 else { return nil }
+        return Self.fillWithoutWaiting(buffer.count) { done in
+            var iov = iovec(iov_base: buffer.baseAddress! + done, iov_len: buffer.count - done)
+            return preadv2(fd.raw, &iov, 1, off_t(offset) + off_t(done), Self.RWF_NOWAIT)
+        }
+    }
+
+    /// The loop of `preadWithoutWaiting`: `read(done)` reads at `done` bytes into the range and returns the bytes
+    /// read, 0 at the end of the file, or -1 with `errno` set.
+    static func fillWithoutWaiting(_ count: Int, _ read: (_ done: Int) -> Int) -> Int? {
+        var done = 0
+        while done < count {
+            let r = read(done)
+            if r > 0 {
+                done += r
+            } else if r == 0 {
+                break
+            } else if errno != EINTR {
+                return nil
+            }
+        }
+        return done
     }
 
     /// lseek(2) with `SEEK_DATA` or `SEEK_HOLE`: the offset found, or nil for ENXIO (no data at or after `offset`;
