@@ -2,33 +2,49 @@
 ///
 /// Reading or writing an entry makes it the most recent; eviction costs O(1) amortized. Not
 /// thread-safe: keep it behind the owner's lock.
+///
+/// `@inlinable` so that callers in other modules get it specialized for their key and value: unspecialized, every
+/// call looked up the metadata of its entry tuple in the runtime's caches, which cost more than the hashing (the
+/// node cache is asked on every call).
 public struct LRUMap<Key: Hashable, Value> {
     public let capacity: Int
-    private var entries: [Key: (value: Value, generation: UInt64)] = [:]
+    @usableFromInline var entries: [Key: (value: Value, generation: UInt64)] = [:]
     /// Recency order, oldest first, from `head` on; an item is stale when its generation is no
     /// longer its entry's.
-    private var order: [(key: Key, generation: UInt64)] = []
-    private var head = 0
-    private var nextGeneration: UInt64 = 0
+    @usableFromInline var order: [(key: Key, generation: UInt64)] = []
+    @usableFromInline var head = 0
+    @usableFromInline var nextGeneration: UInt64 = 0
 
+    @inlinable
     public init(capacity: Int) {
         self.capacity = max(0, capacity)
     }
 
+    @inlinable
     public var count: Int { self.entries.count }
 
     /// The value for `key`, now the most recently used; nil if absent.
+    @inlinable
     public mutating func value(for key: Key) -> Value? {
-        guard let value = self.entries[key]?.value else { return nil }
-        self.touch(key, value)
+        guard let index = self.entries.index(forKey: key) else { return nil }
+        // One hash lookup: the entry's generation is updated in place.
+        let generation = self.nextGeneration
+        self.nextGeneration &+= 1
+        self.entries.values[index].generation = generation
+        self.order.append((key, generation))
+        let value = self.entries.values[index].value
         self.compactIfStale()
         return value
     }
 
     /// Stores `value` for `key` as the most recently used, evicting the oldest entries beyond
     /// `capacity`.
+    @inlinable
     public mutating func set(_ value: Value, for key: Key) {
-        self.touch(key, value)
+        let generation = self.nextGeneration
+        self.nextGeneration &+= 1
+        self.entries[key] = (value, generation)
+        self.order.append((key, generation))
         while self.entries.count > self.capacity, self.head < self.order.count {
             let oldest = self.order[self.head]
             self.head += 1
@@ -39,25 +55,21 @@ public struct LRUMap<Key: Hashable, Value> {
         self.compactIfStale()
     }
 
+    @inlinable
     public mutating func removeValue(for key: Key) {
         self.entries[key] = nil
     }
 
+    @inlinable
     public mutating func removeAll() {
         self.entries = [:]
         self.order = []
         self.head = 0
     }
 
-    private mutating func touch(_ key: Key, _ value: Value) {
-        let generation = self.nextGeneration
-        self.nextGeneration &+= 1
-        self.entries[key] = (value, generation)
-        self.order.append((key, generation))
-    }
-
     /// Stale order items pile up when entries are touched repeatedly: drop them.
-    private mutating func compactIfStale() {
+    @inlinable
+    mutating func compactIfStale() {
         guard self.order.count - self.head > 4 * self.capacity + 64 else { return }
         self.order = self.order[self.head...].filter { self.entries[$0.key]?.generation == $0.generation }
         self.head = 0

@@ -44,6 +44,10 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     private var batchWrites: [ByteBuffer] = []
     private var batchBytes = 0
     private var flushScheduled = false
+    /// Inside a section that flushes at its end (a read burst, up to `channelReadComplete`; a delivery of results):
+    /// replies written meanwhile need no task scheduled for their flush. At one call in flight that task (a closure
+    /// allocated, the loop's task queue locked and drained) was a good part of an inline GETATTR's own cost.
+    private var flushesAtEnd = false
     private var remoteAddress: SocketAddress?
     private var localAddress: SocketAddress?
 
@@ -142,6 +146,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
             return
         }
         ledger.touch()
+        self.flushesAtEnd = true
         switch self.dispatcher.prepare(
             message: record,
             remoteAddress: remoteAddress,
@@ -163,6 +168,14 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
             self.waiting.append(call)
             self.startWaitingCalls(context: context)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.flushesAtEnd = false
+        if self.flushScheduled {
+            self.flushReplies(context: context)
+        }
+        context.fireChannelReadComplete()
     }
 
     /// Hands waiting calls to the pool while the connection's limits allow.
@@ -200,6 +213,9 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     /// Results of calls from the pool, delivered in batches (`RPCConnectionWork`).
     private func deliverResults(context: ChannelHandlerContext) {
         guard let work = self.work, let ledger = self.ledger else { return }
+        let flushesAtEnd = self.flushesAtEnd
+        self.flushesAtEnd = true
+        defer { self.flushesAtEnd = flushesAtEnd }
         for result in work.takeResults() {
             self.executing -= 1
             switch result {
@@ -330,8 +346,10 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         if !self.flushScheduled {
             // Replies completing in this event-loop tick leave in one write and one flush.
             self.flushScheduled = true
-            context.eventLoop.assumeIsolated().execute {
-                self.flushReplies(context: context)
+            if !self.flushesAtEnd {
+                context.eventLoop.assumeIsolated().execute {
+                    self.flushReplies(context: context)
+                }
             }
         }
     }

@@ -83,6 +83,7 @@ extension UnionNamespace {
             let r: Result<T, UnionError>
             do throws(UnionError) { r = .success(try body()) } catch { r = .failure(error) }
             self.attributeGeneration.add(1, ordering: .releasing)  // before any reader can see the change
+            self.namesGeneration.add(1, ordering: .releasing)  // a failed change too: it may have undone half a step
             return (r, commits.lastQueued)
         }
         if case .failure = result {

@@ -36,6 +36,7 @@ extension UnionNamespace {
                 }
             }
             self.changed(.directory(parentFD, path: parent.pathString))
+            if self.syncsEachObject { self.changed(.filesystem(path: path)) }  // the inode's link count
             self.evictNode(node.fileid, isDirectory: false)
             self.invalidateListing(node.parentFileid)  // the listing found the name in a lower layer
             // The lower name is an upper link now (a crash before this commit: nlink one too high, never too low).
@@ -96,6 +97,7 @@ extension UnionNamespace {
                     }
                 }
                 self.changed(.directory(upper.index, path: "index"))
+                if self.syncsEachObject { self.changed(.filesystem(path: indexPath)) }  // the inode's link count
             }
             try self.crashPoint("copyUp.afterCopy")
             // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
@@ -113,6 +115,16 @@ extension UnionNamespace {
             self.invalidateListing(node.parentFileid)
             try self.restoreTimes(parent)
             self.changed(.directory(parentFD, path: parent.pathString))
+            if self.syncsEachObject {
+                // The copy itself was fsynced before its rename (a directory's ".." changed with it); a symlink or
+                // device node cannot be.
+                if tmpSt.isDirectory {
+                    self.changed(
+                        .file(try Files.openAt(parentFD, node.name, O_RDONLY | O_DIRECTORY, path: path), path: path))
+                } else if !tmpSt.isRegular {
+                    self.changed(.filesystem(path: path))
+                }
+            }
         }
         self.hooks?.copyUpCount.add(1, ordering: .relaxed)
         self.stats.copiedUp(bytes: tmpSt.isRegular ? UInt64(clamping: tmpSt.st_size) : 0)

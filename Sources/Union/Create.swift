@@ -63,7 +63,7 @@ extension UnionNamespace {
             if case .node(let t, _) = kind, t == .characterDevice || t == .blockDevice, !cred.isRoot {
                 throw .notPermitted
             }
-            let parent = try self.upperDirectory(d.fileid)
+            let parent = try self.upperDirectory(of: d)
             guard let parentFD = parent.dir else { throw .notDirectory }
             let isDir: Bool
             let defaultMode: UInt32
@@ -74,22 +74,28 @@ extension UnionNamespace {
             }
             let own = self.newOwnership(parent.st, cred, attributes.mode ?? defaultMode, isDirectory: isDir)
             // A regular file takes a spare inode when REMOVE left one (`SpareInodes.swift`): no inode to allocate.
-            var spare: [UInt8]?
+            var spare: (name: [UInt8], fd: FD)?
             if case .regular = kind { spare = self.takeSpare(uid: own.uid, gid: own.gid, mode: own.mode) }
-            let tmp = spare ?? self.workName("new")
+            let tmp = spare?.name ?? self.workName("new")
             let tmpPath = "work/" + tmp.displayString
             let path = Names.join(parent.path, name).displayString
             let whitedOut = try self.cleaningWork(tmp) { () throws(UnionError) -> Bool in
-                // Step 1: build it under work/ (no fsync: the batch's sync covers it with the rename).
+                // Step 1: build it under work/ (no fsync: the batch's sync covers it with the rename). A regular file
+                // is made through its descriptor (owner, mode, size, stat), kept for the batch's fsync where there is one.
+                var file = spare?.fd
                 try tmp.withCName { (c) throws(UnionError) in
                     switch kind {
                     case .regular where spare != nil:
-                        break  // owner, mode and times already set
+                        return  // owner, mode and times already set
                     case .regular:
-                        let fd = try Sys.retry("openat", tmpPath) {
-                            openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-                        }
-                        Glibc.close(fd)
+                        let fd = FD(
+                            try Sys.retry("openat", tmpPath) {
+                                openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+                            })
+                        file = fd
+                        _ = try Sys.retry("fchown", tmpPath) { fchown(fd.raw, own.uid, own.gid) }
+                        _ = try Sys.retry("fchmod", tmpPath) { fchmod(fd.raw, mode_t(own.mode)) }
+                        return
                     case .directory:
                         _ = try Sys.retry("mkdirat", tmpPath) { mkdirat(upper.work.raw, c, 0o700) }
                     case .symlink(let target):
@@ -109,7 +115,6 @@ extension UnionNamespace {
                             mknodat(upper.work.raw, c, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor))
                         }
                     }
-                    if spare != nil { return }
                     _ = try Sys.retry("fchownat", tmpPath) {
                         fchownat(upper.work.raw, c, own.uid, own.gid, AT_SYMLINK_NOFOLLOW)
                     }
@@ -118,15 +123,26 @@ extension UnionNamespace {
                         _ = try Sys.retry("fchmodat", tmpPath) { fchmodat(upper.work.raw, c, mode_t(own.mode), 0) }
                     }
                 }
-                if case .regular = kind, let size = attributes.size, size > 0 {
-                    let fd = try Files.openAt(upper.work, tmp, O_WRONLY, path: tmpPath)
+                if let fd = file, let size = attributes.size, size > 0 {
                     _ = try Sys.retry("ftruncate", tmpPath) { ftruncate(fd.raw, off_t(clamping: size)) }
                 }
                 try self.applyTimes(upper.work, tmp, attributes, path: tmpPath)
-                guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else { throw .noEntry }
-                if self.syncsEachObject, isDir || tmpSt.isRegular {
-                    let fd = try Files.openAt(upper.work, tmp, O_RDONLY, path: tmpPath)
-                    self.changed(.file(fd, path: tmpPath))
+                let tmpSt: stat
+                if let fd = file {
+                    tmpSt = try Files.fstat(fd, path: tmpPath)
+                } else {
+                    guard let st = try Files.statAt(upper.work, tmp, path: tmpPath) else { throw .noEntry }
+                    tmpSt = st
+                }
+                if self.syncsEachObject {
+                    if let fd = file {
+                        self.changed(.file(fd, path: tmpPath))
+                    } else if isDir {
+                        let fd = try Files.openAt(upper.work, tmp, O_RDONLY, path: tmpPath)
+                        self.changed(.file(fd, path: tmpPath))
+                    } else {
+                        self.changed(.filesystem(path: path))  // a symlink or device node: no descriptor to fsync
+                    }
                 }
                 try self.crashPoint("create.afterBuild")
                 // Step 2: identity, and for a directory its opaque marker (new inode: stale records cleared).
@@ -152,6 +168,7 @@ extension UnionNamespace {
                 // Step 3: publish.
                 try Files.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
                 self.changed(.directory(parentFD, path: parent.pathString))
+                if spare != nil { self.changed(.directory(upper.work, path: "work")) }  // its entry there went away
                 return whitedOut
             }
             try self.crashPoint("create.afterPublish")

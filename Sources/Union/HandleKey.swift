@@ -8,15 +8,37 @@
 struct HandleKey: Sendable, Equatable {
     var k0: UInt64
     var k1: UInt64
+    /// fileids in `sharedRange` come from a store of lower identities shared by every client of one image
+    /// (`SharedIdentities`): their tags are taken under this key combined with the shared store's, so that a handle
+    /// stays this namespace's and also dies with that store (a store made anew hands the same numbers to other
+    /// objects). Empty without a shared store.
+    var sharedRange: Range<UInt64> = 0..<0
+    var sharedK0: UInt64 = 0
+    var sharedK1: UInt64 = 0
+
+    init(k0: UInt64, k1: UInt64) {
+        self.k0 = k0
+        self.k1 = k1
+    }
 
     static func random() -> HandleKey {
         HandleKey(k0: UInt64.random(in: .min ... .max), k1: UInt64.random(in: .min ... .max))
     }
 
+    /// This key, with `shared`'s mixed in for the fileids of `range`.
+    func sharing(_ shared: HandleKey, for range: Range<UInt64>) -> HandleKey {
+        var k = self
+        k.sharedRange = range
+        k.sharedK0 = self.k0 ^ shared.k0
+        k.sharedK1 = self.k1 ^ shared.k1
+        return k
+    }
+
     /// The tag of the handle of `fileid`: SipHash-2-4 of its 8 little-endian bytes (`SipHash24` of those bytes,
     /// without building them: one handle is tagged per reply entry).
     func tag(_ fileid: UInt64) -> UInt64 {
-        Self.hash(word: fileid, k0: self.k0, k1: self.k1)
+        if self.sharedRange.contains(fileid) { return Self.hash(word: fileid, k0: self.sharedK0, k1: self.sharedK1) }
+        return Self.hash(word: fileid, k0: self.k0, k1: self.k1)
     }
 
     @inline(__always)

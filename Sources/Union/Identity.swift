@@ -45,6 +45,12 @@ struct OriginKey: Hashable, Sendable {
 /// that names them is returned. The whole table is mirrored in memory.
 final class IdentityStore: Sendable {
     let sidecar: Sidecar
+    /// The identities of lower objects shared by every client of the same lowers (`SharedIdentities`): a lower object
+    /// this namespace never changed has no row here, its fileid is the shared one moved into `shared.range`. nil for
+    /// a namespace without one (and for the shared store itself).
+    let shared: SharedIdentities?
+    /// This namespace's root fileid, stands for the shared store's root (set by `attachRoot` once allocated).
+    private let clientRoot = Atomic<UInt64>(0)
 
     struct Tables: Sendable {
         var byFileid: [UInt64: Identity] = [:]
@@ -85,58 +91,156 @@ final class IdentityStore: Sendable {
 
     var commits: GroupCommit<SidecarRecord> { self.sidecar.commits }
 
-    init(sidecar: Sidecar) throws(UnionError) {
+    /// Loads the store. An open writes nothing when the store has its keys and sound names (the fileid reservation is
+    /// raised by the first allocation, not at open).
+    /// - Parameters:
+    ///   - fresh: the sidecar was just made by `createUpper`, with its reservation and root row: nothing was handed out
+    ///     above its rows, so allocation goes on below the recorded reservation instead of above it.
+    ///   - shared: the lower identities shared by the clients of these lowers; used only if this store has no row of
+    ///     its range made against another shared store (`adoptShared`).
+    init(
+        sidecar: Sidecar, fresh: Bool = false, shared: SharedIdentities? = nil, logger: Logger? = nil
+    )
+        throws(UnionError)
+    {
         self.sidecar = sidecar
-        let (all, names, nsid, next, key) = try sidecar.write("load identities") {
-            db -> ([IdentityRecord], [LinkNameRecord], UInt64, UInt64, HandleKey) in
-            // Names are walked by handle resolution: a record whose name could leave a directory (never written by
-            // Strata) is deleted, so its object gets a new fileid when seen (its handles go stale).
-            var all = try IdentityRecord.fetchAll(db)
-            var names = try LinkNameRecord.fetchAll(db)
-            let bad = all.filter { $0.parent != 0 && !LayerRecords.isValidName([UInt8]($0.name)) }.compactMap {
-                $0.fileid?.sqliteValue
-            }
-            if !bad.isEmpty || names.contains(where: { !LayerRecords.isValidName([UInt8]($0.name)) }) {
+        let load = { (db: Database) throws -> Loaded in try Self.load(db, repair: false) }
+        var loaded = try sidecar.read("load identities", load)
+        if loaded.needsWrite {
+            loaded = try sidecar.write("repair identities") { db in try Self.load(db, repair: true) }
+        }
+        var t = Tables()
+        for r in loaded.all { t.insert(Identity(r)) }
+        for n in loaded.names {
+            t.otherNames[n.fileid, default: []].insert(LinkName(parent: n.parent, name: [UInt8](n.name)))
+        }
+        self.tables = Locked(t)
+        self.namespaceID = loaded.namespaceID
+        // Fileids of the per-client range only: rows of shared fileids (objects this namespace changed) are above it.
+        let maxOwn =
+            loaded.all.lazy.compactMap(\.fileid)
+            .filter { $0 < SharedIdentities.span }.max() ?? 0
+        let reserved = loaded.reserved
+        if fresh {
+            self.allocator = Locked((maxOwn + 1, reserved))
+        } else {
+            let seq = loaded.sequence < SharedIdentities.span ? loaded.sequence : 0
+            let next = max(seq, maxOwn, reserved) + 1
+            self.allocator = Locked((next, next - 1))
+        }
+        let recorded = try Self.adoptShared(shared, sidecar: sidecar, logger: logger)
+        self.shared = recorded?.store
+        self.handleKey = recorded.map { loaded.handleKey.sharing($0.key, for: $0.range) } ?? loaded.handleKey
+    }
+
+    private struct Loaded {
+        var all: [IdentityRecord]
+        var names: [LinkNameRecord]
+        var namespaceID: UInt64
+        var handleKey: HandleKey
+        var sequence: UInt64
+        var reserved: UInt64
+        var needsWrite: Bool
+    }
+
+    private static func load(_ db: Database, repair: Bool) throws -> Loaded {
+        // Names are walked by handle resolution: a record whose name could leave a directory (never written by
+        // Strata) is deleted, so its object gets a new fileid when seen (its handles go stale).
+        var all = try IdentityRecord.fetchAll(db)
+        var names = try LinkNameRecord.fetchAll(db)
+        var needsWrite = false
+        let bad = all.filter { $0.parent != 0 && !LayerRecords.isValidName([UInt8]($0.name)) }.compactMap {
+            $0.fileid?.sqliteValue
+        }
+        if !bad.isEmpty || names.contains(where: { !LayerRecords.isValidName([UInt8]($0.name)) }) {
+            needsWrite = true
+            if repair {
                 try IdentityRecord.deleteAll(db, keys: bad)
                 try LinkNameRecord.filter(bad.contains(Column("fileid"))).deleteAll(db)
                 for n in names where !LayerRecords.isValidName([UInt8](n.name)) { try n.delete(db) }
                 all = try IdentityRecord.fetchAll(db)
                 names = try LinkNameRecord.fetchAll(db)
             }
-            let seq = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'identity'") ?? 0
-            let maxID = try Int64.fetchOne(db, sql: "SELECT MAX(fileid) FROM identity") ?? 0
-            let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
-            let next = max(UInt64(max(seq, maxID, 0)), reserved) + 1
-            try MetaRecord(key: "fileidReserved", value: next + Self.reservationChunk - 1).save(db)
-            let nsid: UInt64
-            if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
-                nsid = m.value
-            } else {
-                nsid = UInt64.random(in: 1...UInt64(Int64.max))
-                try MetaRecord(key: "namespaceID", value: nsid).insert(db)
-            }
-            // The secret of the handles' tags, drawn once and kept: handles stay valid across restarts.
-            let key: HandleKey
-            if let k0 = try MetaRecord.fetchOne(db, key: "handleKey0"),
-                let k1 = try MetaRecord.fetchOne(db, key: "handleKey1")
-            {
-                key = HandleKey(k0: k0.value, k1: k1.value)
-            } else {
-                key = HandleKey.random()
-                try MetaRecord(key: "handleKey0", value: key.k0).save(db)
-                try MetaRecord(key: "handleKey1", value: key.k1).save(db)
-            }
-            return (all, names, nsid, next, key)
         }
-        var t = Tables()
-        for r in all { t.insert(Identity(r)) }
-        for n in names {
-            t.otherNames[n.fileid, default: []].insert(LinkName(parent: n.parent, name: [UInt8](n.name)))
+        let seq = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'identity'") ?? 0
+        let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
+        var nsid: UInt64 = 0
+        if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
+            nsid = m.value
+        } else if repair {
+            nsid = UInt64.random(in: 1...UInt64(Int64.max))
+            try MetaRecord(key: "namespaceID", value: nsid).insert(db)
+        } else {
+            needsWrite = true
         }
-        self.tables = Locked(t)
-        self.namespaceID = nsid
-        self.handleKey = key
-        self.allocator = Locked((next, next + Self.reservationChunk - 1))
+        // The secret of the handles' tags, drawn once and kept: handles stay valid across restarts.
+        var key = HandleKey(k0: 0, k1: 0)
+        if let k0 = try MetaRecord.fetchOne(db, key: "handleKey0"),
+            let k1 = try MetaRecord.fetchOne(db, key: "handleKey1")
+        {
+            key = HandleKey(k0: k0.value, k1: k1.value)
+        } else if repair {
+            key = HandleKey.random()
+            try MetaRecord(key: "handleKey0", value: key.k0).save(db)
+            try MetaRecord(key: "handleKey1", value: key.k1).save(db)
+        } else {
+            needsWrite = true
+        }
+        return Loaded(
+            all: all, names: names, namespaceID: nsid, handleKey: key, sequence: UInt64(clamping: max(seq, 0)),
+            reserved: reserved, needsWrite: needsWrite)
+    }
+
+    /// The meta keys of the shared store a per-client store takes lower fileids from: its id (`namespaceID`), its
+    /// handle key and the first fileid of its range (`SharedIdentities.base`).
+    static let sharedStoreKeys = ["sharedIdentities", "sharedKey0", "sharedKey1", "sharedBase"]
+
+    /// The records of a shared store an upper made with (`createUpper`).
+    static func recordShared(_ shared: SharedIdentities, _ db: Database) throws {
+        let values = [shared.namespaceID, shared.store.handleKey.k0, shared.store.handleKey.k1, shared.base]
+        for (k, v) in zip(Self.sharedStoreKeys, values) { try MetaRecord(key: k, value: v).save(db) }
+    }
+
+    /// Which shared store this store's handles of the shared range are tagged with (`store` set if lower fileids
+    /// come from `shared`). An upper takes `shared` if it recorded that store, or if it has no row in its range (then
+    /// it records it, once). A row in the range made against another store (its `identity.db` lost and made anew)
+    /// could name another object than the new store gives that fileid: such an upper keeps numbering lower objects
+    /// itself, as before shared stores, and its copied-up objects keep the tags of the store they were numbered in.
+    private static func adoptShared(
+        _ shared: SharedIdentities?, sidecar: Sidecar, logger: Logger?
+    ) throws(UnionError) -> (store: SharedIdentities?, key: HandleKey, range: Range<UInt64>)? {
+        let (recorded, inRange) = try sidecar.read("read the shared identity store") { db -> ([UInt64]?, Bool) in
+            let rows = try MetaRecord.filter(keys: Self.sharedStoreKeys).fetchAll(db)
+            let values = Self.sharedStoreKeys.compactMap { k in
+                rows.first(where: { $0.key == k })?.value
+            }
+            guard let shared else { return (values.count == 4 ? values : nil, false) }
+            let inRange = try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM identity WHERE fileid >= ? AND fileid < ?)",
+                arguments: [shared.range.lowerBound.sqliteValue, shared.range.upperBound.sqliteValue])
+            return (values.count == 4 ? values : nil, inRange ?? false)
+        }
+        let old = recorded.map {
+            (
+                store: nil as SharedIdentities?, key: HandleKey(k0: $0[1], k1: $0[2]),
+                range: $0[3]..<($0[3] + SharedIdentities.span)
+            )
+        }
+        guard let shared else { return old }
+        if recorded?[0] == shared.namespaceID { return (shared, shared.store.handleKey, shared.range) }
+        if inRange {
+            logger?.warning(
+                "this upper holds fileids of another shared identity store than its export's (state_dir/exports made anew?): it numbers its lower objects itself"
+            )
+            return old
+        }
+        try sidecar.write("record the shared identity store") { db in try Self.recordShared(shared, db) }
+        return (shared, shared.store.handleKey, shared.range)
+    }
+
+    /// Records the namespace's root fileid, which stands for the shared store's root in shared identities' parents.
+    func attachRoot(_ fileid: UInt64) {
+        self.clientRoot.store(fileid, ordering: .relaxed)
     }
 
     /// Queues one change's records (call under `tables`' lock, so the queue order is the order of the table
@@ -208,7 +312,8 @@ final class IdentityStore: Sendable {
     }
 
     func identity(_ fileid: UInt64) -> Identity? {
-        self.tables.withLock { $0.byFileid[fileid] }
+        if let i = self.tables.withLock({ $0.byFileid[fileid] }) { return i }
+        return self.sharedIdentity(fileid)
     }
 
     /// What an object found at `loc` is keyed by.
@@ -232,8 +337,82 @@ final class IdentityStore: Sendable {
 
     /// The fileid of the object, allocated (and committed) on first sight.
     func fileid(_ s: Sighting) throws(UnionError) -> UInt64 {
-        if !s.mayHaveOtherNames, let f = self.tables.withLock({ Self.existing($0, s.key) }) { return f }
+        if !s.mayHaveOtherNames {
+            if let f = self.tables.withLock({ Self.existing($0, s.key) }) { return f }
+            if let shared = self.shared, let q = self.sharedSighting(s, shared),
+                let f = shared.store.tables.withLock({ Self.existing($0, q.key) }), f < SharedIdentities.span
+            {
+                return shared.base + f
+            }
+        }
         return try self.fileids([s])[0]
+    }
+
+    // MARK: Shared lower identities
+
+    /// `s` as the shared store sees it, if its fileid may come from there: a lower object seen under the root or
+    /// under a directory with a shared fileid (in an upper made before shared stores, a directory may have a fileid
+    /// of its own: its lower children keep getting theirs), and with one name (a hard-linked file's names are
+    /// this namespace's bookkeeping). The shared store numbers the lowers from 0 and has no upper.
+    private func sharedSighting(_ s: Sighting, _ shared: SharedIdentities) -> Sighting? {
+        guard !s.key.isUpper, !s.mayHaveOtherNames, s.key.layer >= 1 else { return nil }
+        let parent: UInt64
+        let root = self.clientRoot.load(ordering: .relaxed)
+        if s.parent == root && root != 0 {
+            parent = shared.rootFileid
+        } else if shared.range.contains(s.parent) {
+            parent = s.parent - shared.base
+        } else {
+            return nil
+        }
+        return Sighting(key: Key(layer: s.key.layer - 1, ino: s.key.ino, isUpper: false), parent: parent, name: s.name)
+    }
+
+    /// The identity of shared fileid `fileid` as this namespace numbers it; nil outside the shared range.
+    private func sharedIdentity(_ fileid: UInt64) -> Identity? {
+        guard let shared = self.shared, shared.range.contains(fileid) else { return nil }
+        let root = self.clientRoot.load(ordering: .relaxed)
+        let f = fileid - shared.base
+        guard root != 0, f != shared.rootFileid, var i = shared.store.identity(f), i.upperIno == nil,
+            i.parent < SharedIdentities.span
+        else { return nil }
+        i.fileid = fileid
+        i.parent = i.parent == shared.rootFileid ? root : shared.base + i.parent
+        i.originLayer += 1
+        return i
+    }
+
+    /// fileids of `sightings` from the shared store (nil where it does not give one); new ones are allocated and made
+    /// durable there, so a reply naming one survives a crash as any first sighting.
+    private func sharedFileids(_ sightings: [Sighting]) throws(UnionError) -> [UInt64?]? {
+        guard let shared = self.shared else { return nil }
+        let (asked, translated) = self.tables.withLock { t -> ([Int], [Sighting]) in
+            var asked: [Int] = []
+            var translated: [Sighting] = []
+            for (i, s) in sightings.enumerated() where Self.existing(t, s.key) == nil {
+                guard let q = self.sharedSighting(s, shared) else { continue }
+                asked.append(i)
+                translated.append(q)
+            }
+            return (asked, translated)
+        }
+        guard !asked.isEmpty else { return nil }
+        let got = try shared.store.fileids(translated)
+        var out = [UInt64?](repeating: nil, count: sightings.count)
+        for (j, i) in asked.enumerated() where got[j] < SharedIdentities.span { out[i] = shared.base + got[j] }
+        return out
+    }
+
+    /// Before this namespace changes what it knows of a shared fileid (copy-up, rename, names): the identity becomes
+    /// a row of its own, with the same fileid, queued ahead of the change's records. Other clients keep the shared one.
+    private func ownRow(_ t: inout Tables, _ fileid: UInt64) -> [SidecarRecord] {
+        guard t.byFileid[fileid] == nil, let i = self.sharedIdentity(fileid) else { return [] }
+        t.insert(i)
+        let r = IdentityRecord(
+            fileid: i.fileid, parent: i.parent, name: Data(i.name), originLayer: Int64(i.originLayer),
+            originIno: i.originIno, upperIno: nil,
+            isIndexed: false, lowerLinkCount: Int64(i.lowerLinkCount), lowerNamesGone: Int64(i.lowerNamesGone))
+        return [{ db in try Self.insert(r, db) }]
     }
 
     private static func isNewName(_ t: Tables, _ f: UInt64, _ s: Sighting) -> Bool {
@@ -244,6 +423,7 @@ final class IdentityStore: Sendable {
 
     /// fileids of many objects (one listing): new ones allocated from memory, their records queued as one change.
     func fileids(_ sightings: [Sighting]) throws(UnionError) -> [UInt64] {
+        let fromShared = try self.sharedFileids(sightings)
         var mustWait = false
         let (result, seq) = self.tables.withLock { (t) -> ([UInt64], UInt64) in
             var result = [UInt64](repeating: 0, count: sightings.count)
@@ -260,6 +440,10 @@ final class IdentityStore: Sendable {
                             ).save(db)
                         }
                     }
+                    continue
+                }
+                if let f = fromShared?[i] {
+                    result[i] = f
                     continue
                 }
                 let ok = OriginKey(layer: s.key.layer, ino: s.key.ino)
@@ -304,8 +488,8 @@ final class IdentityStore: Sendable {
                 lowerNamesGone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
         try statement.execute(arguments: [
-            r.fileid.sqliteValue, r.parent.sqliteValue, r.name, r.originLayer, r.originIno.sqliteValue,
-            r.upperIno.sqliteValue, r.isIndexed, r.lowerLinkCount, r.lowerNamesGone,
+            r.fileid, r.parent, r.name, r.originLayer, r.originIno, r.upperIno, r.isIndexed, r.lowerLinkCount,
+            r.lowerNamesGone,
         ])
     }
 
@@ -315,6 +499,7 @@ final class IdentityStore: Sendable {
     @discardableResult
     func setUpper(_ fileid: UInt64, upperIno: UInt64, isIndexed: Bool, lowerLinkCount: UInt32 = 1) -> UInt64 {
         self.tables.withLock { (t) -> UInt64 in
+            let own = self.ownRow(&t, fileid)
             let other = t.byUpper[upperIno].flatMap { $0 != fileid ? $0 : nil }
             if let other { t.remove(other) }
             if var i = t.byFileid[fileid] {
@@ -324,17 +509,18 @@ final class IdentityStore: Sendable {
                 i.lowerLinkCount = lowerLinkCount
                 t.insert(i)
             }
-            return self.queue([
-                { db in
-                    if let other { try IdentityRecord.deleteOne(db, key: other.sqliteValue) }
-                    try db.execute(
-                        sql:
-                            "UPDATE identity SET upperIno = ?, isIndexed = isIndexed OR ?, lowerLinkCount = ? WHERE fileid = ?",
-                        arguments: [
-                            upperIno.sqliteValue, isIndexed, Int64(lowerLinkCount), fileid.sqliteValue,
-                        ])
-                }
-            ])
+            return self.queue(
+                own + [
+                    { db in
+                        if let other { try IdentityRecord.deleteOne(db, key: other.sqliteValue) }
+                        try db.execute(
+                            sql:
+                                "UPDATE identity SET upperIno = ?, isIndexed = isIndexed OR ?, lowerLinkCount = ? WHERE fileid = ?",
+                            arguments: [
+                                upperIno.sqliteValue, isIndexed, Int64(lowerLinkCount), fileid.sqliteValue,
+                            ])
+                    }
+                ])
         }
     }
 
@@ -342,9 +528,10 @@ final class IdentityStore: Sendable {
     /// it: linked or copied up (it counts as an upper link now), whited out, or replaced. Queued.
     func lowerNameGone(_ fileid: UInt64) {
         self.tables.withLock { t in
+            let own = self.ownRow(&t, fileid)
             guard t.byFileid[fileid] != nil else { return }
             Self.applyLowerNamesGone(&t, [fileid])
-            self.queue([{ db in try Self.recordLowerNamesGone(db, [fileid]) }])
+            self.queue(own + [{ db in try Self.recordLowerNamesGone(db, [fileid]) }])
         }
     }
 
@@ -370,6 +557,7 @@ final class IdentityStore: Sendable {
     /// Records a rename: the new name becomes the recorded one; the old one is no longer a name of the object.
     func moved(_ fileid: UInt64, from: LinkName, to: LinkName) {
         self.tables.withLock { t in
+            let own = self.ownRow(&t, fileid)
             guard let i = t.byFileid[fileid] else { return }
             let primary = LinkName(parent: i.parent, name: i.name)
             t.byFileid[fileid]?.parent = to.parent
@@ -377,20 +565,21 @@ final class IdentityStore: Sendable {
             t.otherNames[fileid]?.remove(from)
             t.otherNames[fileid]?.remove(to)
             if primary != from { t.otherNames[fileid, default: []].insert(primary) }
-            self.queue([
-                { db in
-                    try db.execute(
-                        sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                        arguments: [to.parent.sqliteValue, Data(to.name), fileid.sqliteValue])
-                    try Self.deleteName(db, fileid, from)
-                    try Self.deleteName(db, fileid, to)
-                    if primary != from {
-                        try LinkNameRecord(
-                            fileid: fileid, parent: primary.parent, name: Data(primary.name)
-                        ).save(db)
+            self.queue(
+                own + [
+                    { db in
+                        try db.execute(
+                            sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
+                            arguments: [to.parent.sqliteValue, Data(to.name), fileid.sqliteValue])
+                        try Self.deleteName(db, fileid, from)
+                        try Self.deleteName(db, fileid, to)
+                        if primary != from {
+                            try LinkNameRecord(
+                                fileid: fileid, parent: primary.parent, name: Data(primary.name)
+                            ).save(db)
+                        }
                     }
-                }
-            ])
+                ])
         }
     }
 
@@ -405,14 +594,16 @@ final class IdentityStore: Sendable {
     @discardableResult
     func addName(_ fileid: UInt64, _ n: LinkName) -> UInt64 {
         self.tables.withLock { (t) -> UInt64 in
+            let own = self.ownRow(&t, fileid)
             t.otherNames[fileid, default: []].insert(n)
-            return self.queue([
-                { db in
-                    try LinkNameRecord(
-                        fileid: fileid, parent: n.parent, name: Data(n.name)
-                    ).save(db)
-                }
-            ])
+            return self.queue(
+                own + [
+                    { db in
+                        try LinkNameRecord(
+                            fileid: fileid, parent: n.parent, name: Data(n.name)
+                        ).save(db)
+                    }
+                ])
         }
     }
 
@@ -420,6 +611,7 @@ final class IdentityStore: Sendable {
     /// name takes its place, so the object's handle keeps resolving.
     func removedName(_ fileid: UInt64, _ n: LinkName) {
         self.tables.withLock { t in
+            let own = self.ownRow(&t, fileid)
             guard let i = t.byFileid[fileid] else { return }
             let isPrimary = i.parent == n.parent && i.name == n.name
             let replacement = isPrimary ? t.otherNames[fileid]?.first(where: { $0 != n }) : nil
@@ -429,17 +621,18 @@ final class IdentityStore: Sendable {
                 t.byFileid[fileid]?.name = r.name
                 t.otherNames[fileid]?.remove(r)
             }
-            self.queue([
-                { db in
-                    try Self.deleteName(db, fileid, n)
-                    if let r = replacement {
-                        try db.execute(
-                            sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                            arguments: [r.parent.sqliteValue, Data(r.name), fileid.sqliteValue])
-                        try Self.deleteName(db, fileid, r)
+            self.queue(
+                own + [
+                    { db in
+                        try Self.deleteName(db, fileid, n)
+                        if let r = replacement {
+                            try db.execute(
+                                sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
+                                arguments: [r.parent.sqliteValue, Data(r.name), fileid.sqliteValue])
+                            try Self.deleteName(db, fileid, r)
+                        }
                     }
-                }
-            ])
+                ])
         }
     }
 
@@ -505,5 +698,56 @@ final class IdentityStore: Sendable {
         self.queue([
             { db in try VerifierRecord(fileid: fileid, verifier: v).save(db) }
         ])
+    }
+}
+
+/// The identities of the objects of one stack of lowers (an export's image version), shared by every client whose
+/// upper is stacked on it and by the read-only namespace of those lowers: a client resolving a lower object another
+/// client (or the read-only namespace) saw first writes nothing (Docs/FORMAT.md, "Shared lower identities").
+///
+/// A per-client namespace shows the shared fileid `f` as `base + f` (`range`), disjoint from the fileids it
+/// allocates itself (below `span`) and from every other version's; its handles of them are tagged under its own key
+/// combined with the store's (`HandleKey.sharing`), so they name objects of that client's namespace only. The store
+/// stays open for the server's life (`close`), across the opens and closes of the namespaces that use it.
+public final class SharedIdentities: Sendable {
+    /// The numbers a per-client namespace allocates itself stay below this; shared fileids of version v are shown
+    /// from `v × span` on.
+    static let span: UInt64 = 1 << 40
+    let store: IdentityStore
+    let signature: UInt64
+    let rootFileid: UInt64
+    let base: UInt64
+    var range: Range<UInt64> { self.base..<(self.base + Self.span) }
+
+    /// Opens (or makes) `directory/identity.db` for `lowers` (top-most first), image version `version` (1 for an
+    /// export without images).
+    public init(directory: String, lowers: [String], version: Int, logger: Logger) throws(UnionError) {
+        guard let top = lowers.first else { throw .invalid("a shared identity store needs at least one lower") }
+        guard version >= 1, UInt64(version) < (1 << 23) else {
+            throw .invalid("image version \(version) is out of the range of shared identity stores (1 to 2^23)")
+        }
+        try Files.mkdirAll(directory)
+        self.store = try IdentityStore(sidecar: try Sidecar(path: directory + "/identity.db", readOnly: false))
+        self.base = UInt64(version) * Self.span
+        self.signature = UnionNamespace.stackSignature(lowers)
+        let lowerPaths = lowers.map(UnionNamespace.realPath)
+        if try !UnionNamespace.recordsStack(self.store.sidecar, signature: self.signature, lowerPaths: lowerPaths) {
+            try self.store.checkStack(signature: self.signature, lowerPaths: lowerPaths, logger: logger)
+        }
+        // The root as the read-only namespace of these lowers identifies it (its layer 0 is the top-most lower).
+        let layer = try Layer.openLower(index: 0, directory: top)
+        defer { layer.tree.close() }
+        let st = try Files.fstat(layer.tree, path: layer.directory)
+        self.rootFileid = try self.store.fileid(
+            .init(key: .init(layer: 0, ino: UInt64(st.st_ino), isUpper: false), parent: 0, name: []))
+    }
+
+    /// The store's id, recorded by each client upper that takes fileids from it.
+    var namespaceID: UInt64 { self.store.namespaceID }
+
+    /// Commits what is queued and closes the database; namespaces using the store must be closed first.
+    public func close() {
+        try? self.store.commits.drain()
+        self.store.sidecar.close()
     }
 }

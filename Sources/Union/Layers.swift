@@ -149,7 +149,7 @@ final class UpperLayer: Sendable {
         if case .wholeFilesystem = mode {
             let layerDevice = try Files.statAbsolute(directory, followingLinks: true)?.st_dev
             if layerDevice != (try Files.fstat(tree, path: directory + "/tree")).st_dev {
-                mode = .eachObject  // a syncfs of tree/ would not cover the sidecar, which then syncs itself
+                mode = .eachObject(tree)  // a syncfs of tree/ would not cover the sidecar, which then syncs itself
             }
         }
         try self.sidecar.useFilesystemSync(mode)

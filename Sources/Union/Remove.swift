@@ -10,6 +10,13 @@ extension UnionNamespace {
         if !Permission.mayDeleteEntry(dir: dir.top.st, entry: entry.top.st, cred) { throw .accessDenied }
     }
 
+    /// The upper directory of `d`, resolved under the running change's lock: `d` itself when it is in the upper layer
+    /// (no second resolution and stat of it), else copied up.
+    func upperDirectory(of d: Node) throws(UnionError) -> Location {
+        if self.isUpper(d.top), d.top.dir != nil { return d.top }
+        return try self.upperDirectory(d.fileid)
+    }
+
     /// Whether `n` is gone once its entry in `dir` is removed (no other hard link keeps it).
     func isLastLink(_ n: Node) -> Bool {
         if n.isDirectory { return true }
@@ -68,7 +75,7 @@ extension UnionNamespace {
     func removeEntry(_ d: Node, _ n: Node) throws(UnionError) -> Attributes {
         let below = try self.existsBelow(d, n.name)
         let inUpper = self.isUpper(n.top)
-        let parent: Location? = below || inUpper ? try self.upperDirectory(d.fileid) : nil
+        let parent: Location? = below || inUpper ? try self.upperDirectory(of: d) : nil
         // Step 1: whiteout (a crash now: the upper entry, if any, beats it; nothing changed for clients). It must be
         // durable before the unlink below, else a crash could bring the lower object back.
         if below, let parent {
@@ -87,12 +94,14 @@ extension UnionNamespace {
             try self.keepAsSpare(pfd, n.name, path: Names.join(parent.path, n.name).displayString)
             self.changed(.directory(pfd, path: parent.pathString))
         } else if inUpper, let parent, let pfd = parent.dir {
+            let path = Names.join(parent.path, n.name).displayString
+            // Its blocks and links as they are now (the node may have been resolved before a WRITE).
+            let fresh = self.syncsEachObject ? try Files.statAt(pfd, n.name, path: path) : nil
             _ = try n.name.withCName { (c) throws(UnionError) -> CInt in
-                try Sys.retry("unlinkat", Names.join(parent.path, n.name).displayString) {
-                    unlinkat(pfd.raw, c, n.isDirectory ? AT_REMOVEDIR : 0)
-                }
+                try Sys.retry("unlinkat", path) { unlinkat(pfd.raw, c, n.isDirectory ? AT_REMOVEDIR : 0) }
             }
             self.changed(.directory(pfd, path: parent.pathString))
+            if let fresh { self.changedByUnlink(fresh, path: path) }
         }
         try self.crashPoint("remove.afterUnlink")
         // Step 3: forget what went away.
@@ -148,6 +157,14 @@ extension UnionNamespace {
                 }
             }
             self.changed(.directory(pfd, path: parent.pathString))
+            if self.syncsEachObject {
+                // The inode's link count changed: a regular file is fsynced, anything else cannot be opened for it.
+                if t.top.st.isRegular {
+                    self.changed(.file(try Files.openAt(pfd, name, O_RDONLY | O_NOFOLLOW, path: path), path: path))
+                } else {
+                    self.changed(.filesystem(path: path))
+                }
+            }
             if whitedOut {
                 var c = RecordChange()
                 c.dropWhiteouts = [(parent.ino, name)]
@@ -160,6 +177,18 @@ extension UnionNamespace {
                 handle: self.handle(t), attributes: self.attributes(try self.reresolve(t)),
                 directory: BeforeAfter(before: before, after: after))
         }
+    }
+
+    /// Where batches fsync each changed object: what the unlink of an upper object with stat `st` changed besides its
+    /// directory. The last link of an inode without data blocks (an empty file, a fast symlink, a device node) needs
+    /// nothing more: its inode is freed in memory, and after a power cut the file system check clears the unattached
+    /// inode still marked in use on disk. Otherwise the batch syncs the whole file system: the inode's link count
+    /// changed (a surviving hard link), or its data blocks were freed, and a new file could take them while the disk
+    /// still gives them to the removed inode (blocks claimed twice, which the file system check does not repair by
+    /// itself).
+    func changedByUnlink(_ st: stat, path: String) {
+        guard self.syncsEachObject else { return }
+        if st.isDirectory || st.st_nlink > 1 || st.st_blocks > 0 { self.changed(.filesystem(path: path)) }
     }
 
     /// protected_hardlinks: linking someone else's file needs read and write permission on it, and not a set-id one.

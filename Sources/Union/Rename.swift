@@ -118,6 +118,13 @@ extension UnionNamespace {
             }
             if fromUpper.ino != toUpper.ino { self.changed(.directory(fromFD, path: fromUpper.path.displayString)) }
             self.changed(.directory(toFD, path: toUpper.path.displayString))
+            if self.syncsEachObject {
+                // A directory moved to another parent: its ".." entry changed.
+                if s.isDirectory, fromUpper.ino != toUpper.ino {
+                    self.changed(.file(try Files.openAt(toFD, toName, O_RDONLY | O_DIRECTORY, path: path), path: path))
+                }
+                if let old = dstInUpper { self.changedByUnlink(old.st, path: path) }
+            }
 
             try self.crashPoint("rename.afterRename")
             // Step 4: records that follow the rename (the identity's new name first: open repairs it from tree/ if a

@@ -85,8 +85,7 @@ extension UnionNamespace {
                 try Permission.require(d.top.st, cred, Permission.exec)
                 if isDot { return FoundObject(handle: dir, attributes: dirAttributes) }
                 if isDotDot { return self.found(try self.resolve(self.handle(fileid: d.parentFileid))) }
-                guard let n = try self.child(of: d, name) else { throw .noEntry }
-                self.cacheNode(n)
+                guard let n = try self.lookupChild(of: d, name) else { throw .noEntry }
                 return self.found(n)
             }
             do throws(UnionError) {

@@ -32,13 +32,14 @@ extension UnionNamespace {
         guard let upper = self.upper else { throw .readOnly }
         let spare = self.workName("spare")
         try Files.renameNoReplace(parentFD, name, upper.work, spare, path: path)
+        self.changed(.directory(upper.work, path: "work"))
         self.spareInodes.withLock { $0.names.append(spare) }
     }
 
     /// A spare file of work/ made ready for a new regular file: owner, mode and times (now) set through its
-    /// descriptor, still under work/ (the caller publishes it with its rename). Nil when none is left (or the one taken
-    /// is not an empty plain file any more: it is dropped).
-    func takeSpare(uid: UInt32, gid: UInt32, mode: UInt32) -> [UInt8]? {
+    /// descriptor, still under work/ (the caller publishes it with its rename); its name and that descriptor (open for
+    /// writing). Nil when none is left (or the one taken is not an empty plain file any more: it is dropped).
+    func takeSpare(uid: UInt32, gid: UInt32, mode: UInt32) -> (name: [UInt8], fd: FD)? {
         guard let upper = self.upper else { return nil }
         while let spare = self.spareInodes.withLock({ $0.names.popLast() }) {
             guard let fd = try? Files.openAt(upper.work, spare, O_WRONLY, path: "work") else { continue }
@@ -52,7 +53,7 @@ extension UnionNamespace {
                         timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW), timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW),
                     ]
                     _ = try Sys.retry("futimens", "work") { futimens(fd.raw, &times) }
-                    return spare
+                    return (spare, fd)
                 }
             } catch {
                 // The create makes a new file instead (a server without the privilege to give files away meets

@@ -42,6 +42,9 @@ final class StatisticsCounters: Sendable {
     /// Listing entries whose handle and attributes a READDIRPLUS page looked up instead of taking them from the
     /// cached listing (tests check what a warm page still costs).
     let listedObjectLookups = Atomic<UInt64>(0)
+    /// LOOKUPs answered from the lookup cache (tests check that a repeated LOOKUP is one, and that a change makes the
+    /// next one look again).
+    let lookupCacheHits = Atomic<UInt64>(0)
 
     func copiedUp(bytes: UInt64) {
         self.copyUpBytes.add(bytes, ordering: .relaxed)

@@ -24,6 +24,9 @@ public final class UnionNamespace: Sendable {
     let rootFileid: UInt64
     /// The secret of READDIR cookies (`Cookies`), kept in the namespace's sidecar.
     let cookieKey: CookieKey
+    /// False when the identity store is a `SharedIdentities` one (a read-only namespace of a per-client export): it
+    /// outlives the namespace.
+    let ownsIdentities: Bool
     /// Public counters (`statistics`).
     let stats = StatisticsCounters()
     let nodeCache: Locked<NodeCache>
@@ -45,6 +48,11 @@ public final class UnionNamespace: Sendable {
     let directoryAtimeGeneration = Atomic<UInt64>(0)
     /// Where the last READs of recently read files ended (fileid → end offset), to tell sequential readers.
     let readEnds = Locked(LRUMap<UInt64, UInt64>(capacity: 256))
+    /// Moves at the end of every namespace change (`mutate`), inside its write lock: what a name shows may have
+    /// changed. The lookup cache answers only at the generation its entries were taken at (LookupCache.swift).
+    let namesGeneration = Atomic<UInt64>(0)
+    /// What LOOKUPs of names gave, at `namesGeneration`.
+    let lookups = Locked(LookupCache(capacity: 4096))
 
     /// - Parameters:
     ///   - upper: a writable layer directory (`tree/`, `work/`, `index/`, `layer.db` created if missing), or `nil`
@@ -66,9 +74,12 @@ public final class UnionNamespace: Sendable {
 
     /// Opens the stack; see `init(upper:lowers:stateDirectory:logger:)`.
     ///   - hooks: tests' crash points and callbacks (`UnionHooks`); nil outside tests.
+    ///   - sharedIdentities: the identities of these lowers' objects shared by every client stacked on them. With an
+    ///     upper, lower objects it never changed take their fileids from there (when it is of this very stack);
+    ///     without one, it is this namespace's identity store (`stateDirectory` is then not used).
     public init(
         upper: String?, lowers: [String], stateDirectory: String?, cachedObjects: Int,
-        logger: Logger, hooks: UnionHooks? = nil
+        logger: Logger, hooks: UnionHooks? = nil, sharedIdentities: SharedIdentities? = nil
     ) throws(UnionError) {
         self.logger = logger
         self.hooks = hooks
@@ -76,9 +87,17 @@ public final class UnionNamespace: Sendable {
         var layers: [Layer] = []
         let sidecar: Sidecar
         var upperRejected = 0
+        let signature = Self.stackSignature(lowers)
+        let shared = sharedIdentities.flatMap { $0.signature == signature ? $0 : nil }
+        if upper == nil, sharedIdentities != nil, shared == nil {
+            // Its store is that shared one: opening identity.db a second time would hand out fileids twice.
+            throw .invalid("the shared identity store given is of other lowers than \(lowers)")
+        }
+        var fresh = false
         if let upper {
             if try Files.statAbsolute(upper + "/layer.db", followingLinks: true) == nil {
-                try Self.createUpper(upper, lowers: lowers, logger: logger)
+                try Self.createUpper(upper, lowers: lowers, shared: shared, logger: logger)
+                fresh = true
             }
             let u = try UpperLayer(directory: upper)
             self.upper = u
@@ -92,7 +111,9 @@ public final class UnionNamespace: Sendable {
             self.upperRecords = Locked(records)
         } else {
             self.upper = nil
-            if let stateDirectory {
+            if let shared {
+                sidecar = shared.store.sidecar
+            } else if let stateDirectory {
                 try Files.mkdirAll(stateDirectory)
                 sidecar = try Sidecar(path: stateDirectory + "/identity.db", readOnly: false)
             } else {
@@ -114,9 +135,14 @@ public final class UnionNamespace: Sendable {
             throw .invalid("a union namespace needs an upper or at least one lower layer")
         }
         self.layers = layers
-        self.identities = try IdentityStore(sidecar: sidecar)
+        if upper == nil, let shared {
+            self.identities = shared.store
+            self.ownsIdentities = false
+        } else {
+            self.identities = try IdentityStore(sidecar: sidecar, fresh: fresh, shared: shared, logger: logger)
+            self.ownsIdentities = true
+        }
         self.cookieKey = try CookieKey.load(sidecar)
-        let signature = Self.stackSignature(lowers)
         let lowerPaths = lowers.map(Self.realPath)
         // The stack is rewritten only when it changed: an open with nothing to record makes no durable write.
         if try !Self.recordsStack(sidecar, signature: signature, lowerPaths: lowerPaths) {
@@ -125,6 +151,7 @@ public final class UnionNamespace: Sendable {
         let rootSt = try Files.fstat(top.tree, path: top.directory)
         self.rootFileid = try self.identities.fileid(
             .init(key: .init(layer: 0, ino: UInt64(rootSt.st_ino), isUpper: top.isUpper), parent: 0, name: []))
+        if self.ownsIdentities { self.identities.attachRoot(self.rootFileid) }
         do {
             try self.cleanWork()
             try self.identities.commits.drain()
@@ -184,7 +211,7 @@ public final class UnionNamespace: Sendable {
                 }
                 self.spareInodes.withLock { $0.names = [] }
             }
-            self.identities.sidecar.close()
+            if self.ownsIdentities { self.identities.sidecar.close() }
             for layer in self.layers { layer.tree.close() }
             self.upper?.work.close()
             self.upper?.index.close()

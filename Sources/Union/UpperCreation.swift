@@ -15,7 +15,13 @@ extension UnionNamespace {
     /// owner changed) and after it (the upper's directory, by `Sidecar.create`, and the entry of the upper in its
     /// parent): a client's upper survives a crash once its MNT has been answered, without a `syncfs` of the whole
     /// file system per client (a storm of first mounts made hundreds).
-    static func createUpper(_ upper: String, lowers: [String], logger: Logger) throws(UnionError) {
+    ///
+    /// The sidecar is also made with everything its first open would write: the namespace id, the handle key, the
+    /// root's identity (fileid 1) with the first fileid reservation, and the shared identity store it takes lower
+    /// fileids from: that open writes nothing (`IdentityStore.init(fresh:)`).
+    static func createUpper(
+        _ upper: String, lowers: [String], shared: SharedIdentities? = nil, logger: Logger
+    ) throws(UnionError) {
         // An existing `tree/` with entries and no sidecar was not made here (a sidecar lost by hand): its root keeps
         // its metadata.
         var treeIsNew = true
@@ -43,6 +49,9 @@ extension UnionNamespace {
             }
         }
         try Files.fsyncDirectory(tree, path: upper + "/tree")
+        let rootIno = UInt64(try Files.fstat(tree, path: upper + "/tree").st_ino)
+        let handleKey = HandleKey.random()
+        let namespaceID = UInt64.random(in: 1...UInt64(Int64.max))
         let key = CookieKey.random()
         let signature = Self.stackSignature(lowers)
         let lowerPaths = lowers.map(Self.realPath)
@@ -52,6 +61,15 @@ extension UnionNamespace {
             try Sidecar.create(upper + "/layer.db", configuration: configuration) { db in
                 try key.store(db)
                 try Self.recordStack(db, signature: signature, lowerPaths: lowerPaths)
+                try MetaRecord(key: "namespaceID", value: namespaceID).save(db)
+                try MetaRecord(key: "handleKey0", value: handleKey.k0).save(db)
+                try MetaRecord(key: "handleKey1", value: handleKey.k1).save(db)
+                try MetaRecord(key: "fileidReserved", value: IdentityStore.reservationChunk).save(db)
+                try IdentityStore.insert(
+                    IdentityRecord(
+                        fileid: 1, parent: 0, name: Data(), originLayer: 0, originIno: rootIno, upperIno: rootIno,
+                        isIndexed: false, lowerLinkCount: 1), db)
+                if let shared { try IdentityStore.recordShared(shared, db) }
             }
         } catch let error as UnionError {
             throw error

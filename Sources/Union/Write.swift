@@ -229,6 +229,8 @@ extension UnionNamespace {
             self.changed(.file(try self.openData(loc, O_RDONLY), path: path))
         } else if n.isDirectory, let d = loc.dir {
             self.changed(.directory(d, path: path))
+        } else if self.syncsEachObject {
+            self.changed(.filesystem(path: path))  // a symlink or device node: no descriptor to fsync
         } else {
             self.changed(.directory(dirFD, path: path))
         }

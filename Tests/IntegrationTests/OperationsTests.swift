@@ -76,7 +76,7 @@ import Testing
                   export /union: rule 127.0.0.0/8(rw,no_root_squash,insecure) → 127.0.0.0/8(ro,insecure)
                   export /added added (lowers \(directory.path)/lower2; rules 127.0.0.0/8(ro,insecure))
                   server.log_level: info → debug
-                  not applied: server.threads: 16 → 4 takes effect after a restart (systemctl restart strata)
+                  not applied: server.threads: 64 → 4 takes effect after a restart (systemctl restart strata)
 
                 """, "\(result.stdout)")
         #expect(server.log.contains("configuration reloaded"))

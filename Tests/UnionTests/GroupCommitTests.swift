@@ -330,3 +330,109 @@ final class Worker<T: Sendable>: @unchecked Sendable {
         return try self.result!.get()
     }
 }
+
+/// Batches that fsync each changed object (ext4 without a journal): each object once, inodes before the names that
+/// lead to them, and a sync of the whole file system for the changes no single fsync covers.
+@Suite struct EachObjectSyncTests {
+    func path(_ t: SyncTarget) -> String {
+        switch t {
+        case .directory(_, let p), .file(_, let p), .data(_, let p), .filesystem(let p): return p
+        }
+    }
+
+    @Test func eachObjectOnceInodesAndTheWALFirstThenTheDirectories() throws {
+        let f = Fixture(in: "/dev/shm")
+        f.mkdir(f.base + "/p")
+        f.mkdir(f.base + "/p/d")
+        f.mkdir(f.base + "/p/d/e")
+        f.file(f.base + "/p/a")
+        f.file(f.base + "/p/d/b")
+        func pathFD(_ p: String) -> FD { FD(open(f.base + p, Sys.O_PATH | O_DIRECTORY | O_CLOEXEC)) }
+        func readFD(_ p: String) -> FD { FD(open(f.base + p, O_RDONLY | O_CLOEXEC)) }
+        let p = pathFD("/p")
+        // A batch as mkdir-tree makes it: MKDIR d in p, CREATE a in p, MKDIR e in d, CREATE b in d.
+        let targets: [SyncTarget] = [
+            .file(readFD("/p/d"), path: "d"), .directory(p, path: "p"),
+            .file(readFD("/p/a"), path: "a"), .directory(pathFD("/p"), path: "p again"),
+            .file(readFD("/p/d/e"), path: "e"), .directory(pathFD("/p/d"), path: "d as parent"),
+            .file(readFD("/p/d/b"), path: "b"), .directory(pathFD("/p/d"), path: "d again"),
+        ]
+        let wal = SyncTarget.data(readFD("/p/a"), path: "wal")
+        let rounds = try #require(Sidecar.syncOrder(targets, with: wal))
+        #expect(rounds.map { $0.map(self.path) } == [["wal", "d", "a", "e", "b"], ["p"]])
+        for round in rounds { try ParallelSyncs.shared.sync(round) }
+        #expect(Sidecar.syncOrder(targets + [.filesystem(path: "s")], with: wal) == nil)
+    }
+
+    /// fsyncs run at once: all of them run, and the first failure is the caller's.
+    @Test func parallelSyncsRunEveryTargetAndThrowAFailure() throws {
+        let f = Fixture(in: "/dev/shm")
+        let files = (0..<20).map { i -> SyncTarget in
+            f.file(f.base + "/f\(i)")
+            return .file(FD(open(f.base + "/f\(i)", O_RDONLY | O_CLOEXEC)), path: "f\(i)")
+        }
+        try ParallelSyncs.shared.sync(files)
+        // fsync of an O_PATH descriptor fails (EBADF).
+        let bad = SyncTarget.file(FD(open(f.base + "/f0", Sys.O_PATH | O_CLOEXEC)), path: "bad")
+        #expect(throws: UnionError.self) { try ParallelSyncs.shared.sync(files + [bad] + files) }
+        try ParallelSyncs.shared.sync(files)
+    }
+
+    /// A batch whose fsync of one object fails fails every waiter of it, none acknowledged; a batch that needs the
+    /// whole file system synced runs one shared syncfs and no fsync of its objects.
+    @Test func aFailingObjectFsyncFailsTheBatchAndAFilesystemTargetSyncsTheFilesystem() throws {
+        let f = Fixture(in: "/dev/shm")
+        let s = try Sidecar(path: f.base + "/s.db", readOnly: false)
+        defer { s.close() }
+        let syncs = FileSyncs()
+        let dir = FD(open(f.base, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        try s.useFilesystemSync(.eachObject(dir), syncs: syncs)
+        f.file(f.base + "/a")
+        let bad = SyncTarget.file(FD(open(f.base + "/a", Sys.O_PATH | O_CLOEXEC)), path: "a")  // fsync: EBADF
+        let record: SidecarRecord = { db in try db.execute(sql: "PRAGMA user_version = 7") }
+        let first = s.commits.enqueue([record], syncs: [.directory(dir, path: f.base), bad])
+        let second = s.commits.enqueue([record], syncs: [.directory(dir, path: f.base)])
+        #expect(throws: UnionError.self) { try s.commits.waitDurable(first) }
+        #expect(throws: UnionError.self) { try s.commits.waitDurable(second) }
+        #expect(syncs.syncs == 0)
+
+        let g = try Sidecar(path: f.base + "/g.db", readOnly: false)
+        defer { g.close() }
+        try g.useFilesystemSync(.eachObject(dir), syncs: syncs)
+        let seq = g.commits.enqueue([record], syncs: [.filesystem(path: "s"), bad])
+        try g.commits.waitDurable(seq)
+        #expect(syncs.syncs == 1)
+        // Commits do not sync the WAL themselves: the batch fdatasyncs it with its objects.
+        #expect(try g.read("test") { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } == 1)
+        #expect(try g.read("test") { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == 7)
+    }
+
+    /// A namespace whose batches fsync each object: CREATE, MKDIR and REMOVE of an empty file need no syncfs; a
+    /// symlink (no descriptor to fsync), the removal of a file with data blocks, RMDIR and a LINK of a symlink do.
+    @Test func onlyChangesNoSingleFsyncCoversSyncTheFileSystem() throws {
+        let f = Fixture(in: "/dev/shm")
+        let u = try f.open()
+        defer { u.close() }
+        let syncs = FileSyncs()
+        let tree = try Files.openDirectoryAbsolute(f.upper + "/tree")
+        try u.identities.sidecar.useFilesystemSync(.eachObject(tree), syncs: syncs)
+        #expect(u.syncsEachObject)
+        let d = try u.mkdir(in: u.rootHandle, b("d"), attributes: .init(), as: root).0
+        _ = try u.create(in: d, b("empty"), mode: .guarded, attributes: .init(), as: root)
+        try u.remove(in: d, b("empty"), as: root)  // kept as a spare
+        _ = try u.create(in: d, b("again"), mode: .guarded, attributes: .init(), as: root)  // takes it
+        try u.mkfile("d", "full", String(repeating: "x", count: 10000))
+        try u.rename(from: d, b("again"), to: u.rootHandle, b("moved"), as: root)
+        #expect(syncs.syncs == 0)
+        _ = try u.symlink(in: d, b("s"), target: b("full"), attributes: .init(), as: root)
+        #expect(syncs.syncs == 1)
+        try u.remove(in: d, b("full"), as: root)  // its data blocks are freed
+        #expect(syncs.syncs == 2)
+        try u.remove(in: d, b("s"), as: root)  // a fast symlink: nothing but its inode
+        try u.remove(in: u.rootHandle, b("moved"), as: root)
+        #expect(syncs.syncs == 2)
+        try u.rmdir(in: u.rootHandle, b("d"), as: root)
+        #expect(syncs.syncs == 3)
+        #expect(try u.names("") == [])
+    }
+}

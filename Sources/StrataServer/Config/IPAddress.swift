@@ -75,7 +75,29 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .v4(let value):
-            return "\(value >> 24).\(value >> 16 & 0xff).\(value >> 8 & 0xff).\(value & 0xff)"
+            // Written digit by digit into the string's own (inline) storage: every call's admission
+            // formats its client's address, and interpolation cost more than the rest of the key.
+            return String(unsafeUninitializedCapacity: 15) { text in
+                var count = 0
+                for shift in [24, 16, 8, 0] {
+                    let octet = Int(value >> UInt32(shift) & 0xff)
+                    if octet >= 100 {
+                        text[count] = UInt8(ascii: "0") + UInt8(octet / 100)
+                        count += 1
+                    }
+                    if octet >= 10 {
+                        text[count] = UInt8(ascii: "0") + UInt8(octet / 10 % 10)
+                        count += 1
+                    }
+                    text[count] = UInt8(ascii: "0") + UInt8(octet % 10)
+                    count += 1
+                    if shift != 0 {
+                        text[count] = UInt8(ascii: ".")
+                        count += 1
+                    }
+                }
+                return count
+            }
         case .v6(var bytes):
             var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
             let ok = bytes.withUnsafeMutableBytes { raw in

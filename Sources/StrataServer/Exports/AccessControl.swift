@@ -24,7 +24,7 @@ extension ExportRegistry {
     func clientKey(
         for export: ExportConfiguration, rule: ClientRule, call: RPCCallContext, clientKeys: [String: String]
     ) -> String {
-        let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
+        let address = call.remoteIPAddress?.description ?? "unknown"
         var raw = address
         if export.clientKey == .hostname, case .sys(let auth) = call.credential, !auth.machineName.isEmpty {
             var isVouchedFor = clientKeys[auth.machineName] != nil || clientKeys[address] != nil

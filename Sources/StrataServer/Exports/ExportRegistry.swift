@@ -73,6 +73,9 @@ public final class ExportRegistry: Sendable {
     let openingLock = OpeningLock()
     /// Namespaces being closed (reset, idle, reload): opens of these wait until they are.
     let closingKeys = ClosingKeys()
+    /// The lower identities shared by the clients of each version of a per-client export (`SharedIdentities`), by
+    /// export and version (client key ""), opened on first need and kept until shutdown or gc.
+    let sharedIdentityStores = Locked<[NamespaceKey: SharedIdentities]>([:])
     /// Orders writes of the small state files (mount table, reset generations).
     let persistLock = Locked(())
     /// Changes made to the mount table, and how many of them the file on disk holds (`changeMountTable`).

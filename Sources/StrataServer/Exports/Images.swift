@@ -65,6 +65,7 @@ extension ExportRegistry {
 
     /// Deletes the shared identity stores of `export`'s versions not in `keeping`.
     func removeIdentityStores(of export: ExportConfiguration, keeping: Set<Int>) {
+        self.closeSharedIdentities(exportID: export.exportID, keeping: keeping)
         let stateDirectory = self.configuration.server.stateDirectory
         let base = ExportRegistry.identityDirectory(
             stateDirectory: stateDirectory, exportID: export.exportID, version: 1)

@@ -110,5 +110,6 @@ extension ExportRegistry {
         }
         let all = self.state.withLock { state in self.removeNamespaces(Array(state.namespaces.keys), from: &state) }
         self.close(all)
+        self.closeSharedIdentities()
     }
 }

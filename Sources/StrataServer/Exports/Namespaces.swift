@@ -212,6 +212,8 @@ extension ExportRegistry {
         if upper != nil, export.hasPerClientUpper {
             self.state.withLock { _ = $0.uppers[export.exportID]?.insert(key.clientKey) }
         }
+        let shared = self.sharedIdentities(
+            export: export, version: key.version, lowers: lowers, directory: identityDirectory)
         do {
             // Each cached object may hold a descriptor per layer. A fleet has one namespace per
             // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below
@@ -220,7 +222,7 @@ extension ExportRegistry {
                 upper: upper, lowers: lowers, stateDirectory: identityDirectory,
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(key.clientKey)"]),
-                hooks: self.namespaceHooks)
+                hooks: self.namespaceHooks, sharedIdentities: shared)
         } catch {
             let detail = self.layerProblem(export: export, error: error)
             self.logger.error(
@@ -231,6 +233,45 @@ extension ExportRegistry {
                 ])
             throw .layerUnavailable(detail)
         }
+    }
+
+    /// The lower identities shared by every client of `export` on `version` (and its read-only namespace), opened on
+    /// first need; nil for an export without per-client uppers. A store that cannot be opened is logged and the
+    /// clients allocate lower fileids in their own uppers, as before shared stores.
+    private func sharedIdentities(
+        export: ExportConfiguration, version: Int, lowers: [String], directory: String
+    ) -> SharedIdentities? {
+        guard export.hasPerClientUpper else { return nil }
+        let key = NamespaceKey(exportID: export.exportID, clientKey: "", version: version)
+        return self.sharedIdentityStores.withLock { stores -> SharedIdentities? in
+            if let known = stores[key] { return known }
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                let store = try SharedIdentities(
+                    directory: directory, lowers: lowers, version: version,
+                    logger: self.logger.with(["export": "\(export.path)"]))
+                stores[key] = store
+                return store
+            } catch {
+                self.logger.error(
+                    "cannot open the shared identity store: each client numbers the lower objects in its own upper",
+                    metadata: ["export": "\(export.path)", "directory": "\(directory)", "error": "\(error)"])
+                return nil
+            }
+        }
+    }
+
+    /// Closes the shared identity stores of `exportID` whose version is not in `keeping` (all of them when nil).
+    /// Their namespaces must be closed already.
+    func closeSharedIdentities(exportID: UInt32? = nil, keeping: Set<Int>? = nil) {
+        let closing = self.sharedIdentityStores.withLock { stores -> [SharedIdentities] in
+            let keys = stores.keys.filter {
+                (exportID == nil || $0.exportID == exportID) && !(keeping?.contains($0.version) ?? false)
+            }
+            return keys.compactMap { stores.removeValue(forKey: $0) }
+        }
+        for store in closing { store.close() }
     }
 
     /// Client keys with an upper layer of the per-client `export`, read from disk once.

@@ -17,6 +17,11 @@ extension NFS3Service {
         } catch {
             return .fail(call.status(error, name: name), Lookup3ResFail(dirAttributes: .absent))
         }
+        return Self.lookupResult(answer, call, name: name)
+    }
+
+    /// The LOOKUP result of the union's answer (the pool's and the event loop's, `handleInline`).
+    static func lookupResult(_ answer: DirectoryLookup, _ call: ExportCall, name: [UInt8]) -> Lookup3Res {
         let dirAttributes = PostOpAttr(FileAttributes3(answer.directory))
         switch answer.found {
         case .success(let found):

@@ -54,13 +54,14 @@ public final class NFS3Program: RPCProgramHandler {
         NFS3Procedure(rawValue: procedure)?.isNonIdempotent ?? false
     }
 
-    /// GETATTR, ACCESS and READ are offered to `handleInline` first: most name an object the
-    /// union has cached (and most small READs data in the page cache), and answering those on the
-    /// event loop saves the two thread hops, which cost more than the call itself.
+    /// GETATTR, ACCESS, LOOKUP and READ are offered to `handleInline` first: most name an object
+    /// (a LOOKUP a name) the union has cached, and most small READs data in the page cache, and
+    /// answering those on the event loop saves the two thread hops, which cost more than the call
+    /// itself.
     public func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool {
         version == NFS3.version
             && (procedure == NFS3Procedure.getattr.rawValue || procedure == NFS3Procedure.access.rawValue
-                || procedure == NFS3Procedure.read.rawValue)
+                || procedure == NFS3Procedure.lookup.rawValue || procedure == NFS3Procedure.read.rawValue)
     }
 
     public func handleInline(_ call: RPCCallContext, arguments: ByteBuffer) -> RPCReply? {

@@ -167,10 +167,11 @@ public struct NFS3Service: Sendable {
 }
 
 extension NFS3Service {
-    /// GETATTR and ACCESS answered from the union's caches, and READ of up to `maxInlineReadBytes`
-    /// from the page cache, without blocking, for the event loop (`NFS3Program.handleInline`): nil when the arguments do not
-    /// decode, the handle does not resolve without blocking, the object is not cached, or (READ)
-    /// its data is not all in the page cache. `handle` answers those, with the
+    /// GETATTR, ACCESS and LOOKUP answered from the union's caches, and READ of up to
+    /// `maxInlineReadBytes` from the page cache, without blocking, for the event loop
+    /// (`NFS3Program.handleInline`): nil when the arguments do not decode, the handle does not
+    /// resolve without blocking, the object (LOOKUP: the name) is not cached, or (READ) its data
+    /// is not all in the page cache. `handle` answers those, with the
     /// same results this would have given.
     public func handleInline(
         procedure rawProcedure: UInt32, arguments: ByteBuffer,
@@ -191,6 +192,11 @@ extension NFS3Service {
             let requested = AccessMask(rawValue: args.access & AccessMask.all.rawValue)
             guard let check = call.namespace.accessIfCached(object, requested, as: call.credentials) else { return nil }
             return .success(NFS3Request.encoded(self.accessResult(check, call)))
+        case .lookup:
+            guard let args = try? Lookup3Args(xdr: &arguments), let (call, dir) = resolve(args.what.dir),
+                let answer = call.namespace.lookupIfCached(dir, args.what.name, as: call.credentials)
+            else { return nil }
+            return .success(NFS3Request.encoded(Self.lookupResult(answer, call, name: args.what.name)))
         case .read:
             guard let args = try? Read3Args(xdr: &arguments), args.count <= self.limits.maxInlineReadBytes,
                 let (call, object) = resolve(args.file),

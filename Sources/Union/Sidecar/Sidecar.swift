@@ -14,8 +14,10 @@ enum FilesystemSync: Sendable {
     case orderedJournal
     /// Any other file system: `syncfs` once per batch (POSIX would need an fsync of every new inode and directory).
     case wholeFilesystem(FD)
-    /// `tree/` on another file system than the sidecar: an fsync of every object changed (directories and files).
-    case eachObject
+    /// `tree/` on another file system than the sidecar: an fsync of every object changed (new and changed inodes with
+    /// the sidecar's WAL first, then the directories naming them). A batch with a change no such fsync covers
+    /// (`SyncTarget.filesystem`) syncs the file system of `tree/` (the FD) instead.
+    case eachObject(FD)
 }
 
 /// One sidecar connection per layer, opened once (GRDB: one DatabaseQueue per database file).
@@ -27,7 +29,7 @@ final class Sidecar: Sendable {
     let queue: DatabaseQueue
     let path: String
     let filesystemSync = Locked<FilesystemSync>(.none)
-    /// With `.wholeFilesystem`: the shared syncfs calls and the file system's `st_dev`.
+    /// With `.wholeFilesystem` and `.eachObject`: the shared syncfs calls and the file system's `st_dev`.
     private let sharedSyncfs = Locked<(FileSyncs, UInt64)>((Sidecar.filesystemSyncs, 0))
     /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread).
     let beforeFlush = Locked<(@Sendable () -> Void)?>(nil)
@@ -156,49 +158,95 @@ final class Sidecar: Sendable {
         }
     }
 
-    /// One batch of the group commit: one transaction with every queued record, then one sync. The changes of a
-    /// batch need no order among themselves (a change whose record must precede its file system step waits for that
-    /// record before making the step; `afterSync` records come in a later batch).
+    /// One batch of the group commit: one transaction with every queued record, then what makes the batch's file
+    /// system changes durable. The changes of a batch need no order among themselves (a change whose record must
+    /// precede its file system step waits for that record before making the step; `afterSync` records come in a later
+    /// batch).
     private func flush(_ batch: GroupCommit<SidecarRecord>.Batch) throws(UnionError) {
         if let hook = self.beforeFlush.withLock({ $0 }) { hook() }
         let mode = self.filesystemSync.withLock { $0 }
-        if case .wholeFilesystem(let fd) = mode {
-            // Only sidecar records (a first sighting's identity, a whiteout that must precede an unlink, a dropped
-            // whiteout): the WAL's own sync makes them durable, without writing back the whole file system.
+        let what = "commit \(batch.records.count) changes (batch \(batch.number))"
+        switch mode {
+        case .wholeFilesystem, .eachObject:
+            // The sidecar runs with synchronous = NORMAL. Only sidecar records (a first sighting's identity, a
+            // whiteout that must precede an unlink, a dropped whiteout): the WAL's own sync makes them durable.
             if batch.syncs.isEmpty {
                 if !batch.records.isEmpty {
-                    try self.transaction(
-                        "commit \(batch.records.count) changes (batch \(batch.number))", syncingWAL: true
-                    ) { db in
-                        for r in batch.records { try r(db) }
-                    }
+                    try self.transaction(what, syncingWAL: true) { db in for r in batch.records { try r(db) } }
                 }
                 return
             }
             if !batch.records.isEmpty {
-                try self.transaction("commit \(batch.records.count) changes (batch \(batch.number))") { db in
-                    for r in batch.records { try r(db) }
-                }
+                try self.transaction(what) { db in for r in batch.records { try r(db) } }
             }
-            // The sidecar runs with synchronous = NORMAL on the same file system: one syncfs covers it and the tree.
-            try self.syncFilesystem(fd)
-            return
-        }
-        if !batch.records.isEmpty {
-            try self.transaction("commit \(batch.records.count) changes (batch \(batch.number))") { db in
-                for r in batch.records { try r(db) }
+        case .none, .orderedJournal:
+            if !batch.records.isEmpty {
+                try self.transaction(what) { db in for r in batch.records { try r(db) } }
             }
         }
         switch mode {
-        case .none, .wholeFilesystem:
+        case .none:
             break
+        case .wholeFilesystem(let fd):
+            // One syncfs covers the sidecar's WAL (same file system) and the tree.
+            try self.syncFilesystem(fd)
         case .orderedJournal:
             // The sidecar synced itself (synchronous = FULL). The object changed last: its fsync commits the journal
             // transaction that holds every earlier change of the file system.
-            if let last = batch.syncs.last { try Self.sync(last) }
-        case .eachObject:
-            for t in batch.syncs { try Self.sync(t) }
+            if let last = batch.syncs.last(where: { if case .filesystem = $0 { false } else { true } }) {
+                try Self.sync(last)
+            }
+        case .eachObject(let tree):
+            // The WAL's fdatasync in the first round, with the new inodes (the records need no order with them).
+            let wal = self.walTarget()
+            if let rounds = Self.syncOrder(batch.syncs, with: wal) {
+                for round in rounds { try ParallelSyncs.shared.sync(round) }
+            } else {
+                if let wal { try Self.sync(wal) }  // `tree/` may be on another file system than the sidecar
+                try self.syncFilesystem(tree)
+            }
         }
+    }
+
+    /// The sidecar's WAL, for an fdatasync that makes the transactions committed with synchronous = NORMAL durable;
+    /// nil when there is none (an in-memory sidecar).
+    private func walTarget() -> SyncTarget? {
+        let wal = self.path + "-wal"
+        let fd = open(wal, O_RDONLY | O_CLOEXEC)
+        return fd < 0 ? nil : .data(FD(fd), path: wal)
+    }
+
+    /// The targets of a batch in the order they are fsynced, each object once (by device and inode; a directory that
+    /// received a hundred entries is fsynced once), in two rounds, each fsynced at once (`ParallelSyncs`): `first`
+    /// (the WAL), the new and changed inodes (files, new directories), then the directories whose entries changed. A
+    /// name then never reaches the disk before the inode it names: ext4 without a journal writes only what is fsynced,
+    /// and a removed file's inode is freed in memory only, so an entry durable before its new inode could name, after
+    /// a power cut, the old inode's content or owner. (A new directory holds nothing new of its own batch: a client
+    /// needs the MKDIR's reply before it can make anything in it.) Nil when a target needs the whole file system synced
+    /// (`SyncTarget.filesystem`).
+    static func syncOrder(_ targets: [SyncTarget], with first: SyncTarget? = nil) -> [[SyncTarget]]? {
+        struct Key: Hashable {
+            var dev: UInt64
+            var ino: UInt64
+        }
+        var seen = Set<Key>()
+        var inodes: [SyncTarget] = first.map { [$0] } ?? [], directories: [SyncTarget] = []
+        for t in targets {
+            let fd: FD
+            switch t {
+            case .filesystem: return nil
+            case .file(let f, _), .directory(let f, _), .data(let f, _): fd = f
+            }
+            var st = stat()
+            // The first sighting decides: a new directory first named as made, then as the parent of its entries.
+            if Glibc.fstat(fd.raw, &st) == 0,
+                !seen.insert(Key(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))).inserted
+            {
+                continue
+            }
+            if case .directory = t { directories.append(t) } else { inodes.append(t) }
+        }
+        return [inodes, directories].filter { !$0.isEmpty }
     }
 
     /// A syncfs of the sidecar's file system that starts after this call, shared with every other namespace on that
@@ -214,11 +262,13 @@ final class Sidecar: Sendable {
     /// The syncfs calls of every namespace of this process, shared per file system (keyed by `st_dev`).
     static let filesystemSyncs = FileSyncs()
 
-    /// Chooses how batches are made durable. With `.wholeFilesystem` the sidecar stops syncing its own WAL (each
-    /// batch's syncfs does it, shared through `syncs`, keyed by the file system); the caller checks the sidecar lives
-    /// on that file system.
+    /// Chooses how batches are made durable. With `.wholeFilesystem` the sidecar stops syncing its own WAL at each
+    /// commit (each batch's syncfs does it, shared through `syncs`, keyed by the file system); the caller checks the
+    /// sidecar lives on that file system. With `.eachObject` each batch fdatasyncs the WAL with its objects, and the
+    /// syncfs of a batch that needs one is shared the same way.
     func useFilesystemSync(_ mode: FilesystemSync, syncs: FileSyncs = Sidecar.filesystemSyncs) throws(UnionError) {
-        if case .wholeFilesystem(let fd) = mode {
+        switch mode {
+        case .wholeFilesystem(let fd), .eachObject(let fd):
             let st = try Files.fstat(fd, path: self.path)
             do {
                 try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
@@ -226,6 +276,8 @@ final class Sidecar: Sendable {
                 throw .sidecar("set synchronous in \(self.path): \(error)")
             }
             self.sharedSyncfs.withLock { $0 = (syncs, UInt64(st.st_dev)) }
+        case .none, .orderedJournal:
+            break
         }
         self.filesystemSync.withLock { $0 = mode }
     }
@@ -234,6 +286,8 @@ final class Sidecar: Sendable {
         switch t {
         case .directory(let fd, let path): try Files.fsyncDirectory(fd, path: path)
         case .file(let fd, let path): _ = try Sys.retry("fsync", path) { fsync(fd.raw) }
+        case .data(let fd, let path): _ = try Sys.retry("fdatasync", path) { fdatasync(fd.raw) }
+        case .filesystem(let path): throw .invalid("no single fsync makes \(path) durable")
         }
     }
 
@@ -249,9 +303,12 @@ final class Sidecar: Sendable {
         _ what: String, syncingWAL: Bool = false, _ body: (Database) throws -> T
     ) throws(UnionError) -> T {
         do {
-            guard syncingWAL, case .wholeFilesystem = self.filesystemSync.withLock({ $0 }) else {
-                return try self.queue.write(body)
+            let walSyncedByBatch: Bool
+            switch self.filesystemSync.withLock({ $0 }) {
+            case .wholeFilesystem, .eachObject: walSyncedByBatch = true
+            case .none, .orderedJournal: walSyncedByBatch = false
             }
+            guard syncingWAL, walSyncedByBatch else { return try self.queue.write(body) }
             return try self.queue.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
                 defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }

@@ -158,6 +158,9 @@ enum Files {
 extension Files {
     /// How group commits make changes under `tree` durable: one fsync where the file system journals metadata in
     /// order (ext4 with a journal, XFS), nothing on tmpfs (nothing survives a reboot there anyway), `syncfs` elsewhere.
+    /// On ext4 without a journal an fsync of each changed object was measured slower than the `syncfs` and costlier in
+    /// CPU: each such fsync sends its own disk cache flush, and the order a batch needs (inodes before the names of
+    /// them) takes two rounds of them (Docs/CRASH-ORDER.md).
     static func filesystemSync(for tree: FD) -> FilesystemSync {
         guard let fstatfs = Sys.gnu.fstatfs else { return .wholeFilesystem(tree) }
         // struct statfs starts with `long f_type` on Linux; the rest is not needed.

@@ -115,6 +115,17 @@ import Union
 
     @Test func keysAreBounded() {
         #expect(sanitizedClientKey(String(repeating: "x", count: 1000)).utf8.count <= 128)
+        #expect(sanitizedClientKey(String(repeating: "x", count: 128)) == String(repeating: "x", count: 128))
+        #expect(sanitizedClientKey(String(repeating: "x", count: 129)) == String(repeating: "x", count: 128))
+    }
+
+    /// IPv4 addresses are written without interpolation (every call's admission formats one):
+    /// the same text as the usual dotted quad, for every width of octet.
+    @Test(arguments: [0, 0xffff_ffff, 0x0a00_6407, 0x7f00_0001, 0xc0a8_0a63, 0x6463_0a09] as [UInt32])
+    func ipv4AddressesAreDottedQuads(value: UInt32) {
+        let expected = "\(value >> 24).\(value >> 16 & 0xff).\(value >> 8 & 0xff).\(value & 0xff)"
+        #expect("\(IPAddress.v4(value))" == expected)
+        #expect(sanitizedClientKey("\(IPAddress.v4(value))") == expected)
     }
 }
 

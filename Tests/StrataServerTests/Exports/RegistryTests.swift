@@ -416,3 +416,36 @@ extension ExportRegistry {
 extension UnionNamespace {
     var hasBeenClosed: Bool { self.isClosed.load(ordering: .relaxed) }
 }
+
+@Suite struct SharedIdentityRegistryTests {
+    /// The clients of a per-client export and its read-only namespace take lower fileids from one shared store: the
+    /// same numbers in every client, no row in any client's upper, each client's handles its own; across a server
+    /// restart the handles stay valid.
+    @Test func clientsShareOneStoreOfLowerIdentitiesAndKeepTheirHandles() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration(
+            clients: "\"127.0.0.2(rw,insecure)\", \"127.0.0.3(rw,insecure)\", \"*(ro,insecure)\"")
+        var registry = fixture.registry(configuration)
+        func lookupEtc(_ address: String) throws -> (ExportCall, ObjectHandle, UInt64) {
+            let (admitted, rootBytes) = try registry.mountOK(from: address)
+            let root = try ServerFileHandle(bytes: rootBytes).object
+            let (h, a) = try admitted.namespace.lookup(root, Array("etc".utf8), as: admitted.credentials)
+            return (admitted, h, a.fileid)
+        }
+        let (a, etcOfA, fileidA) = try lookupEtc("127.0.0.2")
+        let (c, _, fileidC) = try lookupEtc("127.0.0.3")
+        let (guest, _, _) = try lookupEtc("127.0.0.9")
+        #expect(fileidA == fileidC)
+        #expect(a.namespace.identities.shared != nil)
+        #expect(a.namespace.identities.shared === c.namespace.identities.shared)
+        #expect(guest.namespace.identities === a.namespace.identities.shared?.store)
+        #expect(throws: UnionError.stale) { try c.namespace.getattr(etcOfA) }
+        registry.closeAll()
+
+        registry = fixture.registry(configuration)
+        defer { registry.closeAll() }
+        let (again, _, fileidAgain) = try lookupEtc("127.0.0.2")
+        #expect(fileidAgain == fileidA)
+        #expect(try again.namespace.getattr(etcOfA).fileid == fileidA)
+    }
+}

@@ -178,13 +178,62 @@ import XDR
             return
         }
 
-        // A forged handle (its tag changed) and other procedures: declined.
+        // A forged handle (its tag changed), a name not looked up since the last change, other procedures: declined.
         var forged = merged
         forged.data[forged.data.count - 1] ^= 0x5a
         #expect(harness.inlineOutcome(.getattr, GetAttr3Args(object: forged)) == nil)
         #expect(
             harness.inlineOutcome(.lookup, Lookup3Args(what: DirOpArgs3(dir: merged, name: Array("sub".utf8)))) == nil)
         #expect(harness.inlineOutcome(.readlink, ReadLink3Args(symlink: merged)) == nil)
+    }
+
+    /// LOOKUP answered on the event loop (a name the lookup cache knows, found or not) is the
+    /// pool's answer, byte for byte; what the caches do not know, ".", "..", a caller who may not
+    /// search the directory, and anything after a change until the pool looked again: declined.
+    @Test func inlineLookupsAreThePoolsLookups() throws {
+        let harness = try Self.harness()
+        let merged = try harness.handle("merged")
+        func args(_ name: String, in dir: FileHandle3? = nil) -> Lookup3Args {
+            Lookup3Args(what: DirOpArgs3(dir: dir ?? merged, name: Array(name.utf8)))
+        }
+        func expectSame(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            let inline = harness.inlineOutcome(.lookup, args(name))
+            #expect(inline != nil, "\(name) answered inline", sourceLocation: sourceLocation)
+            #expect(inline == harness.outcome(.lookup, args(name)), "\(name)", sourceLocation: sourceLocation)
+        }
+        for name in ["lower-a", "sub", "missing"] {
+            #expect(harness.inlineOutcome(.lookup, args(name)) == nil, "\(name) not looked up yet")
+            _ = harness.outcome(.lookup, args(name))
+            expectSame(name)
+        }
+        guard case .fail(.noent, _) = try harness.lookup("missing", in: merged) else {
+            Issue.record("LOOKUP of a missing name is not NOENT")
+            return
+        }
+        for name in [".", ".."] {
+            _ = harness.outcome(.lookup, args(name))
+            #expect(harness.inlineOutcome(.lookup, args(name)) == nil, "\(name)")
+        }
+
+        // Without search permission on the directory: declined; the pool answers ACCES.
+        _ = try harness.call(
+            .setattr, SetAttr3Args(object: merged, newAttributes: .init(mode: 0o744)), as: SetAttr3Res.self)
+        _ = harness.outcome(.lookup, args("lower-a"))
+        harness.credentials = Self.user
+        #expect(harness.inlineOutcome(.lookup, args("lower-a")) == nil)
+        harness.credentials = .root
+
+        // A change (the name made): declined until the pool looked again, then the new object.
+        _ = try harness.call(
+            .create,
+            Create3Args(where: DirOpArgs3(dir: merged, name: Array("missing".utf8)), how: .unchecked(.init())),
+            as: Create3Res.self)
+        #expect(harness.inlineOutcome(.lookup, args("missing")) == nil)
+        guard case .ok = try harness.lookup("missing", in: merged) else {
+            Issue.record("LOOKUP of a created name failed")
+            return
+        }
+        expectSame("missing")
     }
 
     /// A caller who may read but not search a directory gets its names, never
