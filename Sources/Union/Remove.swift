@@ -26,7 +26,12 @@ extension UnionNamespace {
 
     /// REMOVE of a non-directory.
     public func remove(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
-        _ = try self.removeChange(in: dir, name, as: cred)
+        _ = try self.removeNamed(in: dir, name, as: cred, directory: false)
+    }
+
+    /// RMDIR: the *merged* directory must be empty.
+    public func rmdir(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
+        _ = try self.removeNamed(in: dir, name, as: cred, directory: true)
     }
 
     /// REMOVE with the directory's attributes before and after, taken with the change.
@@ -36,11 +41,6 @@ extension UnionNamespace {
         -> ChangeResult
     {
         try self.removeNamed(in: dir, name, as: cred, directory: false)
-    }
-
-    /// RMDIR: the *merged* directory must be empty.
-    public func rmdir(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
-        _ = try self.rmdirChange(in: dir, name, as: cred)
     }
 
     /// RMDIR with the directory's attributes before and after.

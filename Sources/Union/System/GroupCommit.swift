@@ -89,32 +89,16 @@ final class GroupCommit<Record>: @unchecked Sendable {
     }
 
     /// The sequence number of the last change queued (wait for it to cover everything queued so far).
-    var lastQueued: UInt64 {
-        self.monitor.lock()
-        defer { self.monitor.unlock() }
-        return self.lastSeq
-    }
+    var lastQueued: UInt64 { self.monitor.withLock { self.lastSeq } }
 
     /// Flushes done so far (tests: "many waiters, one flush").
-    var flushes: UInt64 {
-        self.monitor.lock()
-        defer { self.monitor.unlock() }
-        return self.flushCount
-    }
+    var flushes: UInt64 { self.monitor.withLock { self.flushCount } }
 
     /// Times a waiter was woken (tests: "only the waiters a flush covered, and one leader").
-    var wakeUpCount: UInt64 {
-        self.monitor.lock()
-        defer { self.monitor.unlock() }
-        return self.wakeUps
-    }
+    var wakeUpCount: UInt64 { self.monitor.withLock { self.wakeUps } }
 
     /// Waiters asleep now (tests).
-    var sleeping: Int {
-        self.monitor.lock()
-        defer { self.monitor.unlock() }
-        return self.sleepers.count
-    }
+    var sleeping: Int { self.monitor.withLock { self.sleepers.count } }
 
     /// Returns once change `seq` (and everything queued before it) is durable; throws the error of the flush that
     /// failed to make it so. The first waiter to find no flush running leads the next one.
@@ -266,9 +250,7 @@ final class FileSyncs: @unchecked Sendable {
     /// Callers waiting for (or running) an fsync of `key` (tests).
     func waiting(_ key: UInt64) -> Int {
         let stripe = self.stripes[Int(key % UInt64(self.stripes.count))]
-        stripe.monitor.lock()
-        defer { stripe.monitor.unlock() }
-        return stripe.files[key]?.waiters ?? 0
+        return stripe.monitor.withLock { stripe.files[key]?.waiters ?? 0 }
     }
 
     /// Makes what was written to `key` before this call durable, sharing the sync with concurrent callers for the same
