@@ -65,7 +65,8 @@ extension UnionNamespace {
 
     /// Depth-first search of `dir` for inode `ino`; on success `path` holds the names (and inodes) leading to it.
     private static func search(
-        _ dir: FD, for ino: UInt64, in directory: String, _ path: inout [(name: [UInt8], ino: UInt64)], _ budget: inout Int
+        _ dir: FD, for ino: UInt64, in directory: String, _ path: inout [(name: [UInt8], ino: UInt64)],
+        _ budget: inout Int
     ) throws(UnionError) -> Bool {
         budget -= 1
         guard budget >= 0, path.count < 256 else { return false }
