@@ -5,7 +5,7 @@ import PackageDescription
 // Docs/ARCHITECTURE.md explains it):
 //   strata       → StrataServer, StrataBench, BootTrace, Union, SunRPC
 //   StrataServer → NFS3, SunRPC, SunRPCClient, Union, XDR, Basics
-//   StrataBench  → NFS3Client, BootTrace, NFS3, SunRPC, XDR (the load generator; the server never depends on it)
+//   StrataBench  → NFS3Client, BootTrace, NFS3, SunRPC, XDR, Basics (the load generator; the server never depends on it)
 //   NFS3Client   → NFS3, SunRPC, XDR;   BootTrace → NFS3, XDR
 //   SunRPCClient → SunRPC, XDR (blocking client: tests, and the server's port-111 probe at start-up)
 //   SunRPC       → XDR, CTIRPC, Basics;   NFS3 → XDR;   Union → Basics (and GRDB);   Basics → nothing
@@ -99,10 +99,9 @@ let package = Package(
         .target(
             name: "StrataBench",
             dependencies: [
-                "NFS3Client", "BootTrace", "NFS3", "SunRPC", "XDR",
+                "NFS3Client", "BootTrace", "NFS3", "SunRPC", "XDR", "Basics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

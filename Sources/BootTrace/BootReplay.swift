@@ -155,43 +155,47 @@ public struct BootReplay: Sendable {
     }
 
     func prepare(_ index: Int, _ call: BootCall, _ state: State) -> Prepared {
-        var p = Prepared(index: index)
+        var prepared = Prepared(index: index)
         var missing: String?
         func handle(_ path: String) -> FileHandle3 {
-            if let h = state.handles[path] { return h }
+            if let known = state.handles[path] { return known }
             if missing == nil { missing = path }
             return FileHandle3([])
         }
         func name(_ encoded: String) -> [UInt8] { BootPath.decode(encoded) ?? [] }
-        func encode(_ value: some XDREncodable) { value.encode(xdr: &p.arguments) }
+        func encode(_ value: some XDREncodable) { value.encode(xdr: &prepared.arguments) }
         // The status leads every NFSv3 result; procedures that teach handles read on.
         let statusOnly: @Sendable (inout ByteBuffer, inout Outcome) throws -> Void = { body, outcome in
             outcome.status = try body.readXDRUInt32()
         }
-        p.interpret = statusOnly
-        if let procedure = call.operation.procedure { p.procedure = procedure.rawValue }
+        prepared.interpret = statusOnly
+        if let procedure = call.operation.procedure { prepared.procedure = procedure.rawValue }
         switch call.operation {
         case .mount:
-            (p.program, p.version, p.procedure) = (Mount.program, Mount.version3, MountProcedure.mnt.rawValue)
+            (prepared.program, prepared.version, prepared.procedure) = (
+                Mount.program, Mount.version3, MountProcedure.mnt.rawValue
+            )
             encode(DirPath(self.export))
-            p.interpret = { body, outcome in
+            prepared.interpret = { body, outcome in
                 let result = try MountRes3(xdr: &body)
                 outcome.status = result.status.rawValue
                 if case .ok(let ok) = result { outcome.learned = [("/", ok.fhandle)] }
             }
         case .unmount:
-            (p.program, p.version, p.procedure) = (Mount.program, Mount.version3, MountProcedure.umnt.rawValue)
+            (prepared.program, prepared.version, prepared.procedure) = (
+                Mount.program, Mount.version3, MountProcedure.umnt.rawValue
+            )
             encode(DirPath(self.export))
-            p.interpret = { _, outcome in outcome.status = 0 }
+            prepared.interpret = { _, outcome in outcome.status = 0 }
         case .null:
-            p.interpret = { _, outcome in outcome.status = 0 }
+            prepared.interpret = { _, outcome in outcome.status = 0 }
         case .getattr(let path): encode(GetAttr3Args(object: handle(path)))
         case .setattr(let path, let attributes):
             encode(SetAttr3Args(object: handle(path), newAttributes: attributes.setAttributes, guardCtime: nil))
-        case .lookup(let dir, let n):
-            encode(Lookup3Args(what: DirOpArgs3(dir: handle(dir), name: name(n))))
-            let path = BootPath.join(dir, n)
-            p.interpret = { body, outcome in
+        case .lookup(let dir, let entryName):
+            encode(Lookup3Args(what: DirOpArgs3(dir: handle(dir), name: name(entryName))))
+            let path = BootPath.join(dir, entryName)
+            prepared.interpret = { body, outcome in
                 let result = try Lookup3Res(xdr: &body)
                 outcome.status = result.status.rawValue
                 if case .ok(let ok) = result { outcome.learned = [(path, ok.object)] }
@@ -203,30 +207,32 @@ public struct BootReplay: Sendable {
         case .write(let path, let offset, let count, let stable):
             let data = ByteBuffer(bytes: Self.payload(tag: self.clientTag, offset: offset, count: Int(count)))
             encode(Write3Args(file: handle(path), offset: offset, count: count, stable: stable, data: data))
-            p.interpret = { body, outcome in
+            prepared.interpret = { body, outcome in
                 let result = try Write3Res(xdr: &body)
                 outcome.status = result.status.rawValue
                 if case .ok(let ok) = result { outcome.written = Int(ok.count) }
             }
-        case .create(let dir, let n, let mode, let attributes):
+        case .create(let dir, let entryName, let mode, let attributes):
             let how: CreateHow3
             switch mode {
             case .unchecked: how = .unchecked(attributes.setAttributes)
             case .guarded: how = .guarded(attributes.setAttributes)
             case .exclusive: how = .exclusive(CreateVerifier3(rawValue: UInt64.random(in: 1...UInt64.max)))
             }
-            encode(Create3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), how: how))
-            p.interpret = Self.creation(BootPath.join(dir, n))
-        case .mkdir(let dir, let n, let attributes):
-            encode(MkDir3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), attributes: attributes.setAttributes))
-            p.interpret = Self.creation(BootPath.join(dir, n))
-        case .symlink(let dir, let n, let target, let attributes):
+            encode(Create3Args(where: DirOpArgs3(dir: handle(dir), name: name(entryName)), how: how))
+            prepared.interpret = Self.creation(BootPath.join(dir, entryName))
+        case .mkdir(let dir, let entryName, let attributes):
+            encode(
+                MkDir3Args(
+                    where: DirOpArgs3(dir: handle(dir), name: name(entryName)), attributes: attributes.setAttributes))
+            prepared.interpret = Self.creation(BootPath.join(dir, entryName))
+        case .symlink(let dir, let entryName, let target, let attributes):
             encode(
                 Symlink3Args(
-                    where: DirOpArgs3(dir: handle(dir), name: name(n)),
+                    where: DirOpArgs3(dir: handle(dir), name: name(entryName)),
                     symlink: SymlinkData3(symlinkAttributes: attributes.setAttributes, symlinkData: name(target))))
-            p.interpret = Self.creation(BootPath.join(dir, n))
-        case .mknod(let dir, let n, let type):
+            prepared.interpret = Self.creation(BootPath.join(dir, entryName))
+        case .mknod(let dir, let entryName, let type):
             let what: MkNodData3
             switch type {
             case .chr: what = .chr(DeviceData3(devAttributes: .none, spec: SpecData3()))
@@ -234,30 +240,30 @@ public struct BootReplay: Sendable {
             case .sock: what = .sock(.none)
             default: what = .fifo(.none)
             }
-            encode(MkNod3Args(where: DirOpArgs3(dir: handle(dir), name: name(n)), what: what))
-            p.interpret = Self.creation(BootPath.join(dir, n))
-        case .remove(let dir, let n), .rmdir(let dir, let n):
-            encode(DirOpArgs3(dir: handle(dir), name: name(n)))
-            let path = BootPath.join(dir, n)
-            p.interpret = { body, outcome in
+            encode(MkNod3Args(where: DirOpArgs3(dir: handle(dir), name: name(entryName)), what: what))
+            prepared.interpret = Self.creation(BootPath.join(dir, entryName))
+        case .remove(let dir, let entryName), .rmdir(let dir, let entryName):
+            encode(DirOpArgs3(dir: handle(dir), name: name(entryName)))
+            let path = BootPath.join(dir, entryName)
+            prepared.interpret = { body, outcome in
                 outcome.status = try body.readXDRUInt32()
                 outcome.forgotten = path
             }
-        case .rename(let dir, let n, let toDir, let toName):
+        case .rename(let dir, let entryName, let toDir, let toName):
             encode(
                 Rename3Args(
-                    from: DirOpArgs3(dir: handle(dir), name: name(n)),
+                    from: DirOpArgs3(dir: handle(dir), name: name(entryName)),
                     to: DirOpArgs3(dir: handle(toDir), name: name(toName))))
-            let (from, to) = (BootPath.join(dir, n), BootPath.join(toDir, toName))
-            p.interpret = { body, outcome in
+            let (from, to) = (BootPath.join(dir, entryName), BootPath.join(toDir, toName))
+            prepared.interpret = { body, outcome in
                 outcome.status = try body.readXDRUInt32()
                 outcome.renamed = (from, to)
             }
-        case .link(let path, let dir, let n):
+        case .link(let path, let dir, let entryName):
             let file = handle(path)
-            encode(Link3Args(file: file, link: DirOpArgs3(dir: handle(dir), name: name(n))))
-            let linked = BootPath.join(dir, n)
-            p.interpret = { body, outcome in
+            encode(Link3Args(file: file, link: DirOpArgs3(dir: handle(dir), name: name(entryName))))
+            let linked = BootPath.join(dir, entryName)
+            prepared.interpret = { body, outcome in
                 outcome.status = try body.readXDRUInt32()
                 outcome.learned = [(linked, file)]
             }
@@ -265,7 +271,7 @@ public struct BootReplay: Sendable {
             let (cookie, verifier) =
                 continued ? state.cookies[dir] ?? (0, CookieVerifier3(rawValue: 0)) : (0, CookieVerifier3(rawValue: 0))
             encode(ReadDir3Args(dir: handle(dir), cookie: cookie, cookieverf: verifier, count: count))
-            p.interpret = { body, outcome in
+            prepared.interpret = { body, outcome in
                 let result = try ReadDir3Res(xdr: &body)
                 outcome.status = result.status.rawValue
                 if case .ok(let ok) = result, let last = ok.entries.last {
@@ -278,13 +284,13 @@ public struct BootReplay: Sendable {
             encode(
                 ReadDirPlus3Args(
                     dir: handle(dir), cookie: cookie, cookieverf: verifier, dircount: dircount, maxcount: maxcount))
-            p.interpret = { body, outcome in
+            prepared.interpret = { body, outcome in
                 let result = try ReadDirPlus3Res(xdr: &body)
                 outcome.status = result.status.rawValue
                 guard case .ok(let ok) = result else { return }
                 for entry in ok.entries where entry.name != Array(".".utf8) && entry.name != Array("..".utf8) {
-                    if let h = entry.nameHandle.handle {
-                        outcome.learned.append((BootPath.join(dir, BootPath.encode(entry.name)), h))
+                    if let entryHandle = entry.nameHandle.handle {
+                        outcome.learned.append((BootPath.join(dir, BootPath.encode(entry.name)), entryHandle))
                     }
                 }
                 if let last = ok.entries.last { outcome.cookie = (dir, last.cookie, ok.cookieverf) }
@@ -296,17 +302,17 @@ public struct BootReplay: Sendable {
             encode(Commit3Args(file: handle(path), offset: offset, count: count))
         }
         if let missing {
-            p.failure =
+            prepared.failure =
                 "\(call.operation.keyword) \(call.operation.arguments.joined(separator: " ")): no handle for \(missing) (the call that gives it failed or did not return it); not sent"
         }
-        return p
+        return prepared
     }
 
     static func creation(_ path: String) -> @Sendable (inout ByteBuffer, inout Outcome) throws -> Void {
         { body, outcome in
             let result = try Create3Res(xdr: &body)
             outcome.status = result.status.rawValue
-            if case .ok(let ok) = result, let h = ok.obj.handle { outcome.learned = [(path, h)] }
+            if case .ok(let ok) = result, let created = ok.obj.handle { outcome.learned = [(path, created)] }
         }
     }
 

@@ -103,16 +103,18 @@ public enum BootOperation: Sendable, Equatable {
     public var inputPaths: [String] {
         switch self {
         case .mount, .unmount, .null: return []
-        case .getattr(let p), .setattr(let p, _), .access(let p, _), .readlink(let p), .read(let p, _, _),
-            .write(let p, _, _, _), .readdir(let p, _, _), .readdirplus(let p, _, _, _), .fsstat(let p), .fsinfo(let p),
-            .pathconf(let p), .commit(let p, _, _):
-            return [p]
-        case .lookup(let d, _), .create(let d, _, _, _), .mkdir(let d, _, _), .symlink(let d, _, _, _),
-            .mknod(let d, _, _),
-            .remove(let d, _), .rmdir(let d, _):
-            return [d]
-        case .rename(let d, _, let t, _): return [d, t]
-        case .link(let p, let d, _): return [p, d]
+        case .getattr(let path), .setattr(let path, _), .access(let path, _), .readlink(let path),
+            .read(let path, _, _),
+            .write(let path, _, _, _), .readdir(let path, _, _), .readdirplus(let path, _, _, _), .fsstat(let path),
+            .fsinfo(let path),
+            .pathconf(let path), .commit(let path, _, _):
+            return [path]
+        case .lookup(let dir, _), .create(let dir, _, _, _), .mkdir(let dir, _, _), .symlink(let dir, _, _, _),
+            .mknod(let dir, _, _),
+            .remove(let dir, _), .rmdir(let dir, _):
+            return [dir]
+        case .rename(let dir, _, let toDir, _): return [dir, toDir]
+        case .link(let path, let dir, _): return [path, dir]
         }
     }
 }
@@ -254,18 +256,20 @@ extension BootScript {
         for (index, call) in self.calls.enumerated() {
             var keep: Bool
             switch call.operation {
-            case .create(let d, let n, _, _), .mkdir(let d, let n, _), .symlink(let d, let n, _, _),
-                .mknod(let d, let n, _),
-                .remove(let d, let n), .rmdir(let d, let n), .link(_, let d, let n):
+            case .create(let dir, let name, _, _), .mkdir(let dir, let name, _), .symlink(let dir, let name, _, _),
+                .mknod(let dir, let name, _),
+                .remove(let dir, let name), .rmdir(let dir, let name), .link(_, let dir, let name):
                 keep = false
-                if call.expectedStatus == 0 { changed.insert(BootPath.join(d, n)) }
-            case .rename(let d, let n, let td, let tn):
+                if call.expectedStatus == 0 { changed.insert(BootPath.join(dir, name)) }
+            case .rename(let dir, let name, let toDir, let toName):
                 keep = false
-                if call.expectedStatus == 0 { changed.formUnion([BootPath.join(d, n), BootPath.join(td, tn)]) }
+                if call.expectedStatus == 0 {
+                    changed.formUnion([BootPath.join(dir, name), BootPath.join(toDir, toName)])
+                }
             case .write, .setattr, .commit:
                 keep = false
-            case .lookup(let d, let n):
-                keep = !touchesChanged(d) && !touchesChanged(BootPath.join(d, n))
+            case .lookup(let dir, let name):
+                keep = !touchesChanged(dir) && !touchesChanged(BootPath.join(dir, name))
             default:
                 keep = !call.operation.inputPaths.contains(where: touchesChanged)
             }

@@ -49,13 +49,14 @@ public enum BootScriptRecorder {
         var calls: [TracedCall] = []
         for (offset, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.isEmpty || line.hasPrefix("#") { continue }
-            let f = line.split(separator: " ").map(String.init)
+            let fields = line.split(separator: " ").map(String.init)
             func bytes(_ field: String) -> [UInt8]? {
                 field == "-" ? [] : Data(base64Encoded: field).map { [UInt8]($0) }
             }
-            guard f.count == 10, let start = Int64(f[0]), let end = Int64(f[1]), let program = UInt32(f[3]),
-                let version = UInt32(f[4]), let procedure = UInt32(f[5]), let arguments = bytes(f[8]),
-                let reply = bytes(f[9])
+            guard fields.count == 10, let start = Int64(fields[0]), let end = Int64(fields[1]),
+                let program = UInt32(fields[3]),
+                let version = UInt32(fields[4]), let procedure = UInt32(fields[5]), let arguments = bytes(fields[8]),
+                let reply = bytes(fields[9])
             else {
                 throw TraceError(
                     message:
@@ -64,8 +65,8 @@ public enum BootScriptRecorder {
             }
             calls.append(
                 TracedCall(
-                    start: start, end: end, peer: f[2], program: program, version: version, procedure: procedure,
-                    succeeded: f[7] == "ok", arguments: arguments, reply: reply))
+                    start: start, end: end, peer: fields[2], program: program, version: version, procedure: procedure,
+                    succeeded: fields[7] == "ok", arguments: arguments, reply: reply))
         }
         return calls
     }
@@ -201,7 +202,7 @@ struct Converter {
             }
             let attributes: BootAttributes
             switch args.how {
-            case .unchecked(let s), .guarded(let s): attributes = BootAttributes(s)
+            case .unchecked(let requested), .guarded(let requested): attributes = BootAttributes(requested)
             case .exclusive: attributes = BootAttributes()
             }
             return .create(dir: dir, name: name, mode: args.how.mode, attributes)

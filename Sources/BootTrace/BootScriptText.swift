@@ -122,20 +122,25 @@ extension BootOperation {
     var arguments: [String] {
         switch self {
         case .mount, .unmount, .null: return []
-        case .getattr(let p), .readlink(let p), .fsstat(let p), .fsinfo(let p), .pathconf(let p): return [p]
-        case .setattr(let p, let a): return [p, a.text]
-        case .lookup(let d, let n), .remove(let d, let n), .rmdir(let d, let n): return [d, n]
-        case .access(let p, let mask): return [p, "\(mask)"]
-        case .read(let p, let o, let c), .commit(let p, let o, let c): return [p, "\(o)", "\(c)"]
-        case .write(let p, let o, let c, let s): return [p, "\(o)", "\(c)", Self.stableNames[Int(s.rawValue)]]
-        case .create(let d, let n, let m, let a): return [d, n, Self.createNames[Int(m.rawValue)], a.text]
-        case .mkdir(let d, let n, let a): return [d, n, a.text]
-        case .symlink(let d, let n, let t, let a): return [d, n, t, a.text]
-        case .mknod(let d, let n, let t): return [d, n, Self.typeName(t)]
-        case .rename(let d, let n, let td, let tn): return [d, n, td, tn]
-        case .link(let p, let d, let n): return [p, d, n]
-        case .readdir(let d, let c, let count): return [d, c ? "+" : "0", "\(count)"]
-        case .readdirplus(let d, let c, let dc, let mc): return [d, c ? "+" : "0", "\(dc)", "\(mc)"]
+        case .getattr(let path), .readlink(let path), .fsstat(let path), .fsinfo(let path), .pathconf(let path):
+            return [path]
+        case .setattr(let path, let attributes): return [path, attributes.text]
+        case .lookup(let dir, let name), .remove(let dir, let name), .rmdir(let dir, let name): return [dir, name]
+        case .access(let path, let mask): return [path, "\(mask)"]
+        case .read(let path, let offset, let count), .commit(let path, let offset, let count):
+            return [path, "\(offset)", "\(count)"]
+        case .write(let path, let offset, let count, let stable):
+            return [path, "\(offset)", "\(count)", Self.stableNames[Int(stable.rawValue)]]
+        case .create(let dir, let name, let mode, let attributes):
+            return [dir, name, Self.createNames[Int(mode.rawValue)], attributes.text]
+        case .mkdir(let dir, let name, let attributes): return [dir, name, attributes.text]
+        case .symlink(let dir, let name, let target, let attributes): return [dir, name, target, attributes.text]
+        case .mknod(let dir, let name, let fileType): return [dir, name, Self.typeName(fileType)]
+        case .rename(let dir, let name, let toDir, let toName): return [dir, name, toDir, toName]
+        case .link(let path, let dir, let name): return [path, dir, name]
+        case .readdir(let dir, let continued, let count): return [dir, continued ? "+" : "0", "\(count)"]
+        case .readdirplus(let dir, let continued, let dircount, let maxcount):
+            return [dir, continued ? "+" : "0", "\(dircount)", "\(maxcount)"]
         }
     }
 
@@ -153,17 +158,17 @@ extension BootOperation {
         }
     }
 
-    init(keyword: String, arguments a: [String]) throws(OperationSyntaxError) {
+    init(keyword: String, arguments words: [String]) throws(OperationSyntaxError) {
         func expect(_ count: Int, _ usage: String) throws(OperationSyntaxError) {
-            guard a.count == count else {
+            guard words.count == count else {
                 throw OperationSyntaxError(
                     message:
-                        "\(keyword) takes \(count) argument\(count == 1 ? "" : "s") (\(keyword)\(usage.isEmpty ? "" : " ")\(usage)), got \(a.count)"
+                        "\(keyword) takes \(count) argument\(count == 1 ? "" : "s") (\(keyword)\(usage.isEmpty ? "" : " ")\(usage)), got \(words.count)"
                 )
             }
         }
-        func path(_ i: Int) throws(OperationSyntaxError) -> String {
-            let text = a[i]
+        func path(_ index: Int) throws(OperationSyntaxError) -> String {
+            let text = words[index]
             guard text.hasPrefix("/") else {
                 throw OperationSyntaxError(
                     message: "\(keyword): '\(text)' is not a path from the export root (starts with /)")
@@ -180,36 +185,36 @@ extension BootOperation {
             }
             return text
         }
-        func name(_ i: Int) throws(OperationSyntaxError) -> String {
-            let text = a[i]
+        func name(_ index: Int) throws(OperationSyntaxError) -> String {
+            let text = words[index]
             guard !text.contains("/"), let bytes = BootPath.decode(text), !bytes.isEmpty, bytes.count <= 255 else {
                 throw OperationSyntaxError(
                     message: "\(keyword): '\(text)' is not a file name (one component, 1-255 bytes, %XX escapes)")
             }
             return text
         }
-        func number<T: FixedWidthInteger>(_ i: Int, _ what: String) throws(OperationSyntaxError) -> T {
-            guard let value = T(a[i]) else {
-                throw OperationSyntaxError(message: "\(keyword): \(what) '\(a[i])' is not a number in range")
+        func number<T: FixedWidthInteger>(_ index: Int, _ what: String) throws(OperationSyntaxError) -> T {
+            guard let value = T(words[index]) else {
+                throw OperationSyntaxError(message: "\(keyword): \(what) '\(words[index])' is not a number in range")
             }
             return value
         }
-        func attributes(_ i: Int) throws(OperationSyntaxError) -> BootAttributes {
-            guard let value = BootAttributes(text: a[i]) else {
+        func attributes(_ index: Int) throws(OperationSyntaxError) -> BootAttributes {
+            guard let value = BootAttributes(text: words[index]) else {
                 throw OperationSyntaxError(
                     message:
-                        "\(keyword): attributes '\(a[i])' must be '-' or key=value,... (mode=OCTAL uid gid size atime=server|client mtime=server|client)"
+                        "\(keyword): attributes '\(words[index])' must be '-' or key=value,... (mode=OCTAL uid gid size atime=server|client mtime=server|client)"
                 )
             }
             return value
         }
-        func cookie(_ i: Int) throws(OperationSyntaxError) -> Bool {
-            switch a[i] {
+        func cookie(_ index: Int) throws(OperationSyntaxError) -> Bool {
+            switch words[index] {
             case "0": return false
             case "+": return true
             default:
                 throw OperationSyntaxError(
-                    message: "\(keyword): cookie '\(a[i])' must be 0 (first page) or + (the next page)")
+                    message: "\(keyword): cookie '\(words[index])' must be 0 (first page) or + (the next page)")
             }
         }
         switch keyword {
@@ -224,8 +229,8 @@ extension BootOperation {
         case "SETATTR": try expect(2, "PATH ATTRIBUTES"); self = .setattr(try path(0), try attributes(1))
         case "LOOKUP":
             try expect(2, "DIR NAME")
-            let n = try name(1)
-            self = .lookup(dir: try path(0), name: n)
+            let entryName = try name(1)
+            self = .lookup(dir: try path(0), name: entryName)
         case "ACCESS": try expect(2, "PATH MASK"); self = .access(try path(0), mask: try number(1, "mask"))
         case "READ":
             try expect(3, "PATH OFFSET COUNT");
@@ -235,16 +240,16 @@ extension BootOperation {
             self = .commit(try path(0), offset: try number(1, "offset"), count: try number(2, "count"))
         case "WRITE":
             try expect(4, "PATH OFFSET COUNT unstable|datasync|filesync")
-            guard let stable = Self.stableNames.firstIndex(of: a[3]) else {
-                throw OperationSyntaxError(message: "WRITE: '\(a[3])' must be unstable, datasync or filesync")
+            guard let stable = Self.stableNames.firstIndex(of: words[3]) else {
+                throw OperationSyntaxError(message: "WRITE: '\(words[3])' must be unstable, datasync or filesync")
             }
             self = .write(
                 try path(0), offset: try number(1, "offset"), count: try number(2, "count"),
                 stable: StableHow3(rawValue: UInt32(stable))!)
         case "CREATE":
             try expect(4, "DIR NAME unchecked|guarded|exclusive ATTRIBUTES")
-            guard let mode = Self.createNames.firstIndex(of: a[2]) else {
-                throw OperationSyntaxError(message: "CREATE: '\(a[2])' must be unchecked, guarded or exclusive")
+            guard let mode = Self.createNames.firstIndex(of: words[2]) else {
+                throw OperationSyntaxError(message: "CREATE: '\(words[2])' must be unchecked, guarded or exclusive")
             }
             self = .create(
                 dir: try path(0), name: try name(1), mode: CreateMode3(rawValue: UInt32(mode))!, try attributes(3))
@@ -252,16 +257,16 @@ extension BootOperation {
             try expect(3, "DIR NAME ATTRIBUTES"); self = .mkdir(dir: try path(0), name: try name(1), try attributes(2))
         case "SYMLINK":
             try expect(4, "DIR NAME TARGET ATTRIBUTES")
-            guard BootPath.decode(a[2]) != nil else {
-                throw OperationSyntaxError(message: "SYMLINK: target '\(a[2])' has a malformed %XX escape")
+            guard BootPath.decode(words[2]) != nil else {
+                throw OperationSyntaxError(message: "SYMLINK: target '\(words[2])' has a malformed %XX escape")
             }
-            self = .symlink(dir: try path(0), name: try name(1), target: a[2], try attributes(3))
+            self = .symlink(dir: try path(0), name: try name(1), target: words[2], try attributes(3))
         case "MKNOD":
             try expect(3, "DIR NAME fifo|sock|chr|blk")
-            guard let type = FileType3.allCases.first(where: { Self.typeName($0) == a[2] }),
+            guard let type = FileType3.allCases.first(where: { Self.typeName($0) == words[2] }),
                 [.fifo, .sock, .chr, .blk].contains(type)
             else {
-                throw OperationSyntaxError(message: "MKNOD: type '\(a[2])' must be fifo, sock, chr or blk")
+                throw OperationSyntaxError(message: "MKNOD: type '\(words[2])' must be fifo, sock, chr or blk")
             }
             self = .mknod(dir: try path(0), name: try name(1), type: type)
         case "REMOVE": try expect(2, "DIR NAME"); self = .remove(dir: try path(0), name: try name(1))
@@ -286,14 +291,15 @@ extension BootOperation {
         }
         // "." and ".." are lookups only: a created name is a real one.
         switch self {
-        case .create(_, let n, _, _), .mkdir(_, let n, _), .symlink(_, let n, _, _), .mknod(_, let n, _),
-            .remove(_, let n),
-            .rmdir(_, let n), .link(_, _, let n):
-            if n == "." || n == ".." {
-                throw OperationSyntaxError(message: "\(keyword): '\(n)' cannot be created or removed")
+        case .create(_, let newName, _, _), .mkdir(_, let newName, _), .symlink(_, let newName, _, _),
+            .mknod(_, let newName, _),
+            .remove(_, let newName),
+            .rmdir(_, let newName), .link(_, _, let newName):
+            if newName == "." || newName == ".." {
+                throw OperationSyntaxError(message: "\(keyword): '\(newName)' cannot be created or removed")
             }
-        case .rename(_, let n, _, let t):
-            if n == "." || n == ".." || t == "." || t == ".." {
+        case .rename(_, let newName, _, let toName):
+            if newName == "." || newName == ".." || toName == "." || toName == ".." {
                 throw OperationSyntaxError(message: "RENAME: '.' and '..' cannot be renamed")
             }
         default: break
@@ -320,12 +326,13 @@ extension BootAttributes {
             let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
             guard pair.count == 2 else { return nil }
             switch pair[0] {
-            case "mode": guard let v = UInt32(pair[1], radix: 8), v <= 0o7777 else { return nil }; self.mode = v
-            case "uid": guard let v = UInt32(pair[1]) else { return nil }; self.uid = v
-            case "gid": guard let v = UInt32(pair[1]) else { return nil }; self.gid = v
-            case "size": guard let v = UInt64(pair[1]) else { return nil }; self.size = v
-            case "atime": guard let v = Time(rawValue: pair[1]) else { return nil }; self.atime = v
-            case "mtime": guard let v = Time(rawValue: pair[1]) else { return nil }; self.mtime = v
+            case "mode":
+                guard let value = UInt32(pair[1], radix: 8), value <= 0o7777 else { return nil }; self.mode = value
+            case "uid": guard let value = UInt32(pair[1]) else { return nil }; self.uid = value
+            case "gid": guard let value = UInt32(pair[1]) else { return nil }; self.gid = value
+            case "size": guard let value = UInt64(pair[1]) else { return nil }; self.size = value
+            case "atime": guard let value = Time(rawValue: pair[1]) else { return nil }; self.atime = value
+            case "mtime": guard let value = Time(rawValue: pair[1]) else { return nil }; self.mtime = value
             default: return nil
             }
         }
@@ -358,13 +365,14 @@ struct KnownPaths {
         guard succeeded else { return }
         switch operation {
         case .mount: self.paths.insert("/")
-        case .lookup(let d, let n), .create(let d, let n, _, _), .mkdir(let d, let n, _), .symlink(let d, let n, _, _),
-            .mknod(let d, let n, _), .link(_, let d, let n):
-            self.paths.insert(BootPath.join(d, n))
-        case .readdirplus(let d, _, _, _): self.listed.insert(d)
-        case .rename(let d, let n, let td, let tn):
-            let from = BootPath.join(d, n)
-            let to = BootPath.join(td, tn)
+        case .lookup(let dir, let name), .create(let dir, let name, _, _), .mkdir(let dir, let name, _),
+            .symlink(let dir, let name, _, _),
+            .mknod(let dir, let name, _), .link(_, let dir, let name):
+            self.paths.insert(BootPath.join(dir, name))
+        case .readdirplus(let dir, _, _, _): self.listed.insert(dir)
+        case .rename(let dir, let name, let toDir, let toName):
+            let from = BootPath.join(dir, name)
+            let to = BootPath.join(toDir, toName)
             for path in self.paths where path == from || path.hasPrefix(from + "/") {
                 self.paths.insert(to + path.dropFirst(from.count))
             }

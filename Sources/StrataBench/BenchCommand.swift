@@ -1,8 +1,8 @@
 import ArgumentParser
+import Basics
 import Foundation
 import NFS3
 import NFS3Client
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SunRPC
@@ -201,15 +201,15 @@ public struct BenchWorkloads: AsyncParsableCommand {
                 Worker(client: client, index: index, connections: self.connections, queueDepth: depth, root: root))
         }
         let settings = WorkloadSettings(
-            n: try parseCount(self.n, option: "--n"), path: self.path, directory: self.dir,
+            count: try parseCount(self.n, option: "--n"), path: self.path, directory: self.dir,
             size: try self.size.map { UInt64(try parseSize($0, option: "--size")) },
             blockSize: try parseSize(self.bs, option: "--bs"), dirs: self.dirs, files: self.files, passes: self.passes,
             dircount: self.dircount, maxcount: self.maxcount, keep: self.keep, tag: "\(getpid())")
-        let errors = NIOLockedValueBox(0)
+        let errors = Locked(0)
         let json = self.json
         let label = self.label
         let runner = WorkloadRunner(workers: workers, settings: settings, serverPID: self.watchPID) { report in
-            errors.withLockedValue { $0 += report.errors }
+            errors.withLock { $0 += report.errors }
             var report = report
             if let label { report.extra.insert(("label", label), at: 0) }
             FileHandle.standardOutput.write(Data(((json ? report.json : report.line) + "\n").utf8))
@@ -224,7 +224,7 @@ public struct BenchWorkloads: AsyncParsableCommand {
             throw BenchError("\(error)")
         }
         for worker in workers { try? await worker.client.close() }
-        if errors.withLockedValue({ $0 }) > 0 { throw ExitCode(1) }
+        if errors.withLock({ $0 }) > 0 { throw ExitCode(1) }
     }
 }
 
@@ -233,8 +233,8 @@ func parseCount(_ text: String, option: String) throws -> Int {
     let multipliers: [Character: Int] = ["k": 1000, "K": 1000, "m": 1_000_000, "M": 1_000_000]
     var digits = text
     var multiplier = 1
-    if let last = text.last, let m = multipliers[last] {
-        multiplier = m
+    if let last = text.last, let factor = multipliers[last] {
+        multiplier = factor
         digits = String(text.dropLast())
     }
     guard let value = Int(digits), value >= 0 else {
@@ -248,8 +248,8 @@ func parseSize(_ text: String, option: String) throws -> Int {
     let shifts: [Character: Int] = ["k": 10, "K": 10, "m": 20, "M": 20, "g": 30, "G": 30]
     var digits = text
     var shift = 0
-    if let last = text.last, let s = shifts[last] {
-        shift = s
+    if let last = text.last, let bits = shifts[last] {
+        shift = bits
         digits = String(text.dropLast())
     }
     guard let value = Int(digits), value > 0 else {

@@ -1,3 +1,4 @@
+import Basics
 import BootTrace
 import Foundation
 import NFS3
@@ -154,16 +155,15 @@ struct ConnectionTransport: BootReplayTransport {
     }
 }
 
-final class OpenedConnections: @unchecked Sendable {
-    let lock = NSLock()
-    var connections: [RPCConnection] = []
+final class OpenedConnections: Sendable {
+    let connections = Locked<[RPCConnection]>([])
     func add(_ connection: RPCConnection) {
-        self.lock.withLock { self.connections.append(connection) }
+        self.connections.withLock { $0.append(connection) }
     }
     func closeAll() async {
-        let all = self.lock.withLock {
-            defer { self.connections = [] }
-            return self.connections
+        let all = self.connections.withLock { connections in
+            defer { connections = [] }
+            return connections
         }
         for connection in all { try? await connection.close().get() }
     }
@@ -177,13 +177,14 @@ public struct BenchError: Error, CustomStringConvertible {
 extension BootStormBench.Result {
     /// One line for humans.
     public var line: String {
-        let s = self.storm
+        let storm = self.storm
         var out = String(
             format:
                 "boot N=%d: all booted %.2f s, boot p50 %.2f s p99 %.2f s, call p50 %.2f ms p99 %.2f ms, %d calls, %d errors, %d bytes written",
-            s.clients, s.allBootedSeconds, s.bootP50Seconds, s.bootP99Seconds, s.callP50Milliseconds,
-            s.callP99Milliseconds, s.calls,
-            s.errors, s.bytesWritten)
+            storm.clients, storm.allBootedSeconds, storm.bootP50Seconds, storm.bootP99Seconds,
+            storm.callP50Milliseconds,
+            storm.callP99Milliseconds, storm.calls,
+            storm.errors, storm.bytesWritten)
         if let cpu = self.serverCPUSeconds, let peak = self.serverPeakRSSBytes,
             let perClient = self.serverRSSPerClientBytes
         {
@@ -194,7 +195,7 @@ extension BootStormBench.Result {
         out += String(
             format: "; client CPU %.2f s (%.0f us/call)", self.clientCPUSeconds, self.clientCPUPerCallMicroseconds)
         // Where the time went: the operations with the most total latency.
-        let heaviest = s.operations.sorted { $0.value.totalMilliseconds > $1.value.totalMilliseconds }.prefix(5)
+        let heaviest = storm.operations.sorted { $0.value.totalMilliseconds > $1.value.totalMilliseconds }.prefix(5)
         out +=
             "\n  by operation (total latency): "
             + heaviest.map {
@@ -202,10 +203,10 @@ extension BootStormBench.Result {
                     format: "%@ %d calls p50 %.2f p99 %.2f ms", $0.key, $0.value.calls, $0.value.p50Milliseconds,
                     $0.value.p99Milliseconds)
             }.joined(separator: "; ")
-        if !s.bootSeconds.isEmpty {
+        if !storm.bootSeconds.isEmpty {
             out +=
                 "\n  where a boot goes (mean s per client, the oldest call outstanding): "
-                + s.bootSeconds.sorted { $0.value > $1.value }.prefix(8).map {
+                + storm.bootSeconds.sorted { $0.value > $1.value }.prefix(8).map {
                     String(format: "%@ %.2f", $0.key, $0.value)
                 }.joined(separator: ", ")
         }

@@ -98,18 +98,20 @@ struct PhaseReport: Sendable {
         let end = CPUSample.take(serverPID: start.serverPID)
         let seconds = Double(end.wall - start.wall) / 1e9
         let sorted = latencies.sorted()
-        func percentile(_ p: Double) -> Double {
+        func percentile(_ fraction: Double) -> Double {
             guard !sorted.isEmpty else { return 0 }
-            let index = min(sorted.count - 1, Int((p * Double(sorted.count)).rounded(.up)) - 1)
+            let index = min(sorted.count - 1, Int((fraction * Double(sorted.count)).rounded(.up)) - 1)
             return Double(sorted[Swift.max(0, index)]) / 1000
         }
         var host: Double?
-        if let a = start.host, let b = end.host, b.total > a.total {
+        if let before = start.host, let after = end.host, after.total > before.total {
             // Percent of one CPU, summed over CPUs (200 = two busy CPUs), as nfsbench reports.
-            host = 100 * (b.busy - a.busy) / (b.total - a.total) * Double(ProcessInfo.processInfo.activeProcessorCount)
+            host =
+                100 * (after.busy - before.busy) / (after.total - before.total)
+                * Double(ProcessInfo.processInfo.activeProcessorCount)
         }
         var server: Double?
-        if let a = start.server, let b = end.server { server = b - a }
+        if let before = start.server, let after = end.server { server = after - before }
         return PhaseReport(
             workload: workload, phase: phase, ops: latencies.count, units: units, unit: unit, seconds: seconds,
             p50: percentile(0.50), p99: percentile(0.99), max: Double(sorted.last ?? 0) / 1000, errors: errors,

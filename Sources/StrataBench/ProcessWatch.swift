@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// CPU time and memory of a process, read from /proc (Linux): the server a benchmark measures
@@ -31,13 +32,17 @@ public struct ProcessSample: Sendable, Equatable {
     }
 }
 
-/// Samples a process every `interval` until stopped: its CPU over the watch and its peak RSS.
+/// Samples a process every `interval` until stopped: its CPU over the watch and its peak RSS. `@unchecked Sendable`:
+/// `task` is set once, in `init`, before anything else can see the watch; the samples are behind their lock.
 public final class ProcessWatch: @unchecked Sendable {
+    struct Samples {
+        var first: ProcessSample?
+        var last: ProcessSample?
+        var peakResident = 0
+    }
+
     let pid: Int32
-    let lock = NSLock()
-    var first: ProcessSample?
-    var last: ProcessSample?
-    var peakResident = 0
+    let samples = Locked(Samples())
     var task: Task<Void, Never>?
 
     public init(pid: Int32, interval: Duration = .milliseconds(50)) {
@@ -53,20 +58,20 @@ public final class ProcessWatch: @unchecked Sendable {
 
     func record() {
         guard let sample = ProcessSample.read(pid: self.pid) else { return }
-        self.lock.lock()
-        defer { self.lock.unlock() }
-        if self.first == nil { self.first = sample }
-        self.last = sample
-        self.peakResident = max(self.peakResident, sample.residentBytes)
+        self.samples.withLock { samples in
+            if samples.first == nil { samples.first = sample }
+            samples.last = sample
+            samples.peakResident = max(samples.peakResident, sample.residentBytes)
+        }
     }
 
     /// Stops sampling; CPU seconds used during the watch, peak and last RSS.
     public func stop() -> (cpuSeconds: Double, peakResidentBytes: Int, lastResidentBytes: Int) {
         self.task?.cancel()
         self.record()
-        self.lock.lock()
-        defer { self.lock.unlock() }
-        let cpu = (self.last?.cpuSeconds ?? 0) - (self.first?.cpuSeconds ?? 0)
-        return (cpu, self.peakResident, self.last?.residentBytes ?? 0)
+        return self.samples.withLock { samples in
+            let cpu = (samples.last?.cpuSeconds ?? 0) - (samples.first?.cpuSeconds ?? 0)
+            return (cpu, samples.peakResident, samples.last?.residentBytes ?? 0)
+        }
     }
 }

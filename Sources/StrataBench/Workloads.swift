@@ -1,6 +1,6 @@
+import Basics
 import NFS3
 import NFS3Client
-import NIOConcurrencyHelpers
 import NIOCore
 import XDR
 
@@ -38,7 +38,8 @@ enum Workload: String, CaseIterable, Sendable {
 
 /// What the workloads need from the command line.
 struct WorkloadSettings: Sendable {
-    var n: Int
+    /// `--n`: how many calls (or objects) a phase makes, shared among the workers.
+    var count: Int
     var path: String?
     /// The fresh directory of create and mkdir-tree.
     var directory: String?
@@ -119,10 +120,10 @@ struct WorkloadRunner {
 
     private func getattr() async throws {
         try await self.resolveTargets(self.settings.path)
-        let n = self.settings.n
-        _ = try await self.phase(.getattr, "getattr", unit: "ops/s", expected: n) { worker in
+        let calls = self.settings.count
+        _ = try await self.phase(.getattr, "getattr", unit: "ops/s", expected: calls) { worker in
             let args = GetAttr3Args(object: worker.target)
-            return worker.run(count: worker.share(of: n)) { worker, _ in
+            return worker.run(count: worker.share(of: calls)) { worker, _ in
                 worker.client.call(.getattr, args) { reply in
                     _ = try GetAttr3Res(xdr: &reply).ok(.getattr); return 1
                 }
@@ -140,9 +141,9 @@ struct WorkloadRunner {
                     "lookup: directory \(self.settings.path ?? "/") is empty; give --path a directory with entries")
             }
         }
-        let n = self.settings.n
-        _ = try await self.phase(.lookup, "lookup", unit: "ops/s", expected: n) { worker in
-            worker.run(count: worker.share(of: n)) { worker, local in
+        let calls = self.settings.count
+        _ = try await self.phase(.lookup, "lookup", unit: "ops/s", expected: calls) { worker in
+            worker.run(count: worker.share(of: calls)) { worker, local in
                 let name = worker.names[worker.globalIndex(local) % worker.names.count]
                 return worker.client.call(.lookup, Lookup3Args(what: DirOpArgs3(dir: worker.target, name: name))) {
                     reply in
@@ -206,10 +207,10 @@ struct WorkloadRunner {
     private func create() async throws {
         let path = self.settings.directory ?? "bench-create.\(self.settings.tag)"
         try await self.makeFreshDirectoryForEveryWorker(path)
-        let n = self.settings.n
+        let objects = self.settings.count
         let attributes = SetAttributes3(mode: 0o644)
-        _ = try await self.phase(.create, "create", unit: "ops/s", expected: n) { worker in
-            worker.run(count: worker.share(of: n)) { worker, local in
+        _ = try await self.phase(.create, "create", unit: "ops/s", expected: objects) { worker in
+            worker.run(count: worker.share(of: objects)) { worker, local in
                 let name = fileName(worker.globalIndex(local))
                 return worker.client.call(
                     .create, Create3Args(where: DirOpArgs3(dir: worker.target, name: name), how: .guarded(attributes))
@@ -219,8 +220,8 @@ struct WorkloadRunner {
                 }
             }
         }
-        _ = try await self.phase(.create, "remove", unit: "ops/s", expected: n) { worker in
-            worker.run(count: worker.share(of: n)) { worker, local in
+        _ = try await self.phase(.create, "remove", unit: "ops/s", expected: objects) { worker in
+            worker.run(count: worker.share(of: objects)) { worker, local in
                 let name = fileName(worker.globalIndex(local))
                 return worker.client.call(.remove, Remove3Args(object: DirOpArgs3(dir: worker.target, name: name))) {
                     reply in
@@ -364,9 +365,9 @@ struct WorkloadRunner {
 
 /// The longest COMMIT of a phase (set from several loops).
 final class CommitClock: Sendable {
-    private let value = NIOLockedValueBox<UInt64?>(nil)
-    func record(_ nanoseconds: UInt64) { self.value.withLockedValue { $0 = max($0 ?? 0, nanoseconds) } }
-    var longest: UInt64? { self.value.withLockedValue { $0 } }
+    private let value = Locked<UInt64?>(nil)
+    func record(_ nanoseconds: UInt64) { self.value.withLock { $0 = max($0 ?? 0, nanoseconds) } }
+    var longest: UInt64? { self.value.withLock { $0 } }
 }
 
 func fileName(_ index: Int) -> [UInt8] { Array(String(format: "f%07d", index).utf8) }

@@ -300,9 +300,9 @@ public final class RPCClient: Sendable {
         var scratch = [UInt8](repeating: 0, count: 65536)
         while ContinuousClock.now < deadline {
             guard Self.poll(fd: fd, events: Int16(POLLIN), until: deadline) else { return false }
-            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { return true }
-            if n < 0 {
+            let received = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if received == 0 { return true }
+            if received < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 return true
             }
@@ -334,27 +334,9 @@ public final class RPCClient: Sendable {
         }
     }
 
-    /// Opens a client on `NIOThreadPool.singleton` (connecting may block up to `timeout`).
-    public static func connect(
-        host: String,
-        port: Int,
-        transport: RPCTransport,
-        localHost: String? = nil,
-        localPort: RPCSourcePort = .any,
-        credential: RPCCredential = .none,
-        timeout: Duration = .seconds(5)
-    ) async throws -> RPCClient {
-        try await NIOThreadPool.singleton.runIfActive {
-            try RPCClient(
-                host: host,
-                port: port,
-                transport: transport,
-                localHost: localHost,
-                localPort: localPort,
-                credential: credential,
-                timeout: timeout
-            )
-        }
+    /// Runs `open` (an `RPCClient(...)`, whose connecting may block up to its `timeout`) on `NIOThreadPool.singleton`.
+    public static func connect(_ open: @escaping @Sendable () throws -> RPCClient) async throws -> RPCClient {
+        try await NIOThreadPool.singleton.runIfActive { try open() }
     }
 
     // MARK: Internals
@@ -370,19 +352,25 @@ public final class RPCClient: Sendable {
                 state.nextXID &+= 1
                 return state.nextXID
             }
-        var buffer = ByteBuffer()
-        RPCMessageCodec.writeCallHeader(
-            xid: xid,
-            program: program,
-            version: version,
-            procedure: procedure,
-            credential: credential ?? self.credential,
-            into: &buffer
-        )
-        var arguments = arguments
-        buffer.writeBuffer(&arguments)
+        let buffer = Self.callMessage(
+            xid: xid, program: program, version: version, procedure: procedure,
+            credential: credential ?? self.credential, arguments: arguments)
         try self.sendMessage(buffer)
         return (xid, buffer)
+    }
+
+    /// A call message: the RPC header (`rpcVersion` other than 2 only to test a server's refusal), then `arguments`.
+    public static func callMessage(
+        xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32, credential: RPCCredential,
+        rpcVersion: UInt32 = RPCConstants.rpcVersion, arguments: ByteBuffer
+    ) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        RPCMessageCodec.writeCallHeader(
+            xid: xid, program: program, version: version, procedure: procedure, credential: credential,
+            rpcVersion: rpcVersion, into: &buffer)
+        var arguments = arguments
+        buffer.writeBuffer(&arguments)
+        return buffer
     }
 
     private func writeAll(_ bytes: ByteBuffer) throws(RPCClientError) {
@@ -392,10 +380,10 @@ public final class RPCClient: Sendable {
         let total = bytes.readableBytes
         let deadline = ContinuousClock.now + self.timeout
         while offset < total {
-            let n = bytes.withUnsafeReadableBytes { raw in
+            let sent = bytes.withUnsafeReadableBytes { raw in
                 Glibc.send(fd, raw.baseAddress.map { $0 + offset }, total - offset, Int32(MSG_NOSIGNAL))
             }
-            if n < 0 {
+            if sent < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK {
                     if ContinuousClock.now < deadline {
@@ -410,7 +398,7 @@ public final class RPCClient: Sendable {
                 throw RPCClientError(
                     code: .sendFailed, message: "send to \(self.remoteAddress): \(String(cString: strerror(errno)))")
             }
-            offset += n
+            offset += sent
             if self.transport == .udp { break }
         }
     }
@@ -426,8 +414,8 @@ public final class RPCClient: Sendable {
         var scratch = [UInt8](repeating: 0, count: 65536 + 1024)
         while true {
             guard Self.poll(fd: fd, events: Int16(POLLIN), until: until) else { return nil }
-            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 {
+            let received = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if received < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 if self.transport == .udp && errno == ECONNREFUSED { continue }
                 throw RPCClientError(
@@ -436,13 +424,13 @@ public final class RPCClient: Sendable {
             }
             if self.transport == .udp {
                 var buffer = ByteBuffer()
-                buffer.writeBytes(scratch[0..<n])
+                buffer.writeBytes(scratch[0..<received])
                 return buffer
             }
-            if n == 0 {
+            if received == 0 {
                 throw RPCClientError(code: .connectionClosed, message: "\(self.remoteAddress) closed the connection")
             }
-            _ = self.state.withLock { $0.pending.writeBytes(scratch[0..<n]) }
+            _ = self.state.withLock { $0.pending.writeBytes(scratch[0..<received]) }
             if let record = try self.decodeBuffered() { return record }
         }
     }

@@ -42,23 +42,25 @@ public struct ChangeResult: Sendable {
 }
 
 extension UnionNamespace {
-    /// The attributes of directory `d` as it is now: its upper copy's fresh stat when it has one (a change made in it
+    /// The attributes of directory `dir` as it is now: its upper copy's fresh stat when it has one (a change made in it
     /// changed it), else as resolved.
-    func attributesNow(_ d: Node, upper: Location?) throws(UnionError) -> Attributes {
-        var n = d
-        if let u = upper {
+    func attributesNow(_ dir: Node, upper: Location?) throws(UnionError) -> Attributes {
+        var node = dir
+        if let upperLocation = upper {
             let st: stat
-            if let fd = u.dir {
-                st = try Files.fstat(fd, path: u.pathString)
-            } else if let p = u.parent, let s = try Files.statAt(p, u.name, path: u.pathString) {
-                st = s
+            if let fd = upperLocation.dir {
+                st = try Files.fstat(fd, path: upperLocation.pathString)
+            } else if let parent = upperLocation.parent,
+                let fresh = try Files.statAt(parent, upperLocation.name, path: upperLocation.pathString)
+            {
+                st = fresh
             } else {
-                return self.attributes(d)
+                return self.attributes(dir)
             }
-            n.top = u
-            n.top.st = st
+            node.top = upperLocation
+            node.top.st = st
         }
-        return self.attributes(n)
+        return self.attributes(node)
     }
 
     /// True when every changed object must be fsynced by itself (see `FilesystemSync.eachObject`).
@@ -80,11 +82,11 @@ extension UnionNamespace {
                 self.identities.insideChange.store(false, ordering: .relaxed)
                 self.isMutating.store(false, ordering: .relaxed)
             }
-            let r: Result<T, UnionError>
-            do throws(UnionError) { r = .success(try body()) } catch { r = .failure(error) }
+            let outcome: Result<T, UnionError>
+            do throws(UnionError) { outcome = .success(try body()) } catch { outcome = .failure(error) }
             self.attributeGeneration.add(1, ordering: .releasing)  // before any reader can see the change
             self.namesGeneration.add(1, ordering: .releasing)  // a failed change too: it may have undone half a step
-            return (r, commits.lastQueued)
+            return (outcome, commits.lastQueued)
         }
         if case .failure = result {
             // A change that failed half-way may have left cached nodes describing what it undid.

@@ -83,17 +83,19 @@ enum Cookies {
             a.cookie != b.cookie ? a.cookie < b.cookie : names[a.index].lexicographicallyPrecedes(names[b.index])
         }
         keyed.sort(by: precedes)
-        var i = 0
-        while i < keyed.count {
-            var j = i + 1
-            while j < keyed.count && keyed[j].cookie == keyed[i].cookie { j += 1 }
-            if j - i == 1 {
-                keyed[i].cookie |= Self.alone
+        var runStart = 0
+        while runStart < keyed.count {
+            var runEnd = runStart + 1
+            while runEnd < keyed.count && keyed[runEnd].cookie == keyed[runStart].cookie { runEnd += 1 }
+            if runEnd - runStart == 1 {
+                keyed[runStart].cookie |= Self.alone
             } else {
-                for k in i..<j { keyed[k].cookie |= Self.collisionCookie(names[keyed[k].index], key) }
-                keyed[i..<j].sort(by: precedes)
+                for position in runStart..<runEnd {
+                    keyed[position].cookie |= Self.collisionCookie(names[keyed[position].index], key)
+                }
+                keyed[runStart..<runEnd].sort(by: precedes)
             }
-            i = j
+            runStart = runEnd
         }
         var prev: UInt64 = 0
         return keyed.map { entry in
@@ -129,20 +131,20 @@ enum SipHash24 {
             v1 ^= v2
             v2 = rotl(v2, 32)
         }
-        let n = data.count
-        let full = n & ~7
-        var i = 0
-        while i < full {
-            var m: UInt64 = 0
-            for j in 0..<8 { m |= UInt64(data[i + j]) << UInt64(8 * j) }
-            v3 ^= m
+        let length = data.count
+        let full = length & ~7
+        var offset = 0
+        while offset < full {
+            var word: UInt64 = 0
+            for byte in 0..<8 { word |= UInt64(data[offset + byte]) << UInt64(8 * byte) }
+            v3 ^= word
             round()
             round()
-            v0 ^= m
-            i += 8
+            v0 ^= word
+            offset += 8
         }
-        var last = UInt64(n & 0xff) << 56
-        for j in 0..<(n - full) { last |= UInt64(data[full + j]) << UInt64(8 * j) }
+        var last = UInt64(length & 0xff) << 56
+        for byte in 0..<(length - full) { last |= UInt64(data[full + byte]) << UInt64(8 * byte) }
         v3 ^= last
         round()
         round()

@@ -46,24 +46,27 @@ extension UnionNamespace {
         try Names.validate(name)
         let upper = try self.requireUpper()
         return try self.mutate { () throws(UnionError) -> ChangeResult in
-            let d = try self.resolveDirectory(dirH)
-            let dirBefore = self.attributes(d)
+            let directory = try self.resolveDirectory(dirH)
+            let dirBefore = self.attributes(directory)
             // As knfsd: search permission finds an existing entry; only a new one needs write permission.
-            try Permission.require(d.top.st, cred, Permission.exec)
-            if let n = try self.child(of: d, name) {
-                if let r = try existing(n) {
-                    let dirAfter = try self.attributesNow(d, upper: self.isUpper(d.top) ? d.top : nil)
+            try Permission.require(directory.top.st, cred, Permission.exec)
+            if let node = try self.child(of: directory, name) {
+                if let kept = try existing(node) {
+                    let dirAfter = try self.attributesNow(
+                        directory, upper: self.isUpper(directory.top) ? directory.top : nil)
                     return ChangeResult(
-                        handle: self.handle(r), attributes: self.attributes(r),
+                        handle: self.handle(kept), attributes: self.attributes(kept),
                         directory: BeforeAfter(before: dirBefore, after: dirAfter))
                 }
                 throw .exists
             }
-            try Permission.require(d.top.st, cred, Permission.write)
-            if case .node(let t, _) = kind, t == .characterDevice || t == .blockDevice, !cred.isRoot {
+            try Permission.require(directory.top.st, cred, Permission.write)
+            if case .node(let nodeType, _) = kind, nodeType == .characterDevice || nodeType == .blockDevice,
+                !cred.isRoot
+            {
                 throw .notPermitted
             }
-            let parent = try self.upperDirectory(of: d)
+            let parent = try self.upperDirectory(of: directory)
             guard let parentFD = parent.dir else { throw .notDirectory }
             let isDir: Bool
             let defaultMode: UInt32
@@ -83,44 +86,44 @@ extension UnionNamespace {
                 // Step 1: build it under work/ (no fsync: the batch's sync covers it with the rename). A regular file
                 // is made through its descriptor (owner, mode, size, stat), kept for the batch's fsync where there is one.
                 var file = spare?.fd
-                try tmp.withCName { (c) throws(UnionError) in
+                try tmp.withCName { (cName) throws(UnionError) in
                     switch kind {
                     case .regular where spare != nil:
                         return  // owner, mode and times already set
                     case .regular:
                         let fd = FD(
                             try Sys.retry("openat", tmpPath) {
-                                openat(upper.work.raw, c, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+                                openat(upper.work.raw, cName, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
                             })
                         file = fd
                         _ = try Sys.retry("fchown", tmpPath) { fchown(fd.raw, own.uid, own.gid) }
                         _ = try Sys.retry("fchmod", tmpPath) { fchmod(fd.raw, mode_t(own.mode)) }
                         return
                     case .directory:
-                        _ = try Sys.retry("mkdirat", tmpPath) { mkdirat(upper.work.raw, c, 0o700) }
+                        _ = try Sys.retry("mkdirat", tmpPath) { mkdirat(upper.work.raw, cName, 0o700) }
                     case .symlink(let target):
-                        _ = try target.withCName { (t) throws(UnionError) -> CInt in
-                            try Sys.retry("symlinkat", tmpPath) { symlinkat(t, upper.work.raw, c) }
+                        _ = try target.withCName { (cTarget) throws(UnionError) -> CInt in
+                            try Sys.retry("symlinkat", tmpPath) { symlinkat(cTarget, upper.work.raw, cName) }
                         }
-                    case .node(let t, let rdev):
+                    case .node(let nodeType, let rdev):
                         let fmt: mode_t
-                        switch t {
+                        switch nodeType {
                         case .characterDevice: fmt = S_IFCHR
                         case .blockDevice: fmt = S_IFBLK
                         case .socket: fmt = S_IFSOCK
                         case .fifo: fmt = S_IFIFO
-                        default: throw .notSupported("mknod of type \(t)")
+                        default: throw .notSupported("mknod of type \(nodeType)")
                         }
                         _ = try Sys.retry("mknodat", tmpPath) {
-                            mknodat(upper.work.raw, c, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor))
+                            mknodat(upper.work.raw, cName, fmt | 0o600, Sys.makedev(rdev.major, rdev.minor))
                         }
                     }
                     _ = try Sys.retry("fchownat", tmpPath) {
-                        fchownat(upper.work.raw, c, own.uid, own.gid, AT_SYMLINK_NOFOLLOW)
+                        fchownat(upper.work.raw, cName, own.uid, own.gid, AT_SYMLINK_NOFOLLOW)
                     }
                     if case .symlink = kind {
                     } else {
-                        _ = try Sys.retry("fchmodat", tmpPath) { fchmodat(upper.work.raw, c, mode_t(own.mode), 0) }
+                        _ = try Sys.retry("fchmodat", tmpPath) { fchmodat(upper.work.raw, cName, mode_t(own.mode), 0) }
                     }
                 }
                 if let fd = file, let size = attributes.size, size > 0 {
@@ -150,10 +153,11 @@ extension UnionNamespace {
                 let whitedOut = try self.isWhiteout(in: parent, name)
                 if isDir {
                     var change = RecordChange()
-                    change.clearDirectories = self.upperRecords.withLock { r in
-                        r.whiteouts[ino] != nil || r.opaque.contains(ino) || r.redirects[ino] != nil ? [ino] : []
+                    change.clearDirectories = self.upperRecords.withLock { records in
+                        records.whiteouts[ino] != nil || records.opaque.contains(ino) || records.redirects[ino] != nil
+                            ? [ino] : []
                     }
-                    let below = try self.existsBelow(d, name)
+                    let below = try self.existsBelow(directory, name)
                     if whitedOut || below { change.addOpaque = [ino] }
                     // What describes the new directory must be on disk before the directory can be.
                     if !change.isEmpty {
@@ -162,7 +166,7 @@ extension UnionNamespace {
                     }
                 }
                 let fileid = try self.identities.fileid(
-                    .init(key: .init(layer: 0, ino: ino, isUpper: true), parent: d.fileid, name: name))
+                    .init(key: .init(layer: 0, ino: ino, isUpper: true), parent: directory.fileid, name: name))
                 if let verifier { self.identities.setVerifier(fileid, verifier) }
                 try self.crashPoint("create.afterRecord")
                 // Step 3: publish.
@@ -178,12 +182,12 @@ extension UnionNamespace {
                 drop.dropWhiteouts = [(parent.ino, name)]
                 try self.commit(drop, "drop whiteout under new entry", afterSync: true)
             }
-            self.invalidateListing(d.fileid)
-            let fresh = self.isUpper(d.top) ? d : try self.resolveDirectory(dirH)
-            guard let n = try self.child(of: fresh, name) else { throw .noEntry }
+            self.invalidateListing(directory.fileid)
+            let fresh = self.isUpper(directory.top) ? directory : try self.resolveDirectory(dirH)
+            guard let created = try self.child(of: fresh, name) else { throw .noEntry }
             let dirAfter = try self.attributesNow(fresh, upper: parent)
             return ChangeResult(
-                handle: self.handle(n), attributes: self.attributes(n),
+                handle: self.handle(created), attributes: self.attributes(created),
                 directory: BeforeAfter(before: dirBefore, after: dirAfter))
         }
     }
@@ -194,8 +198,8 @@ extension UnionNamespace {
         in dir: ObjectHandle, _ name: [UInt8], mode: CreateMode, attributes: SetAttributes,
         as cred: Credentials
     ) throws(UnionError) -> (ObjectHandle, Attributes) {
-        let r = try self.createChange(in: dir, name, mode: mode, attributes: attributes, as: cred)
-        return (r.handle!, r.attributes!)
+        let change = try self.createChange(in: dir, name, mode: mode, attributes: attributes, as: cred)
+        return (change.handle!, change.attributes!)
     }
 
     /// CREATE with the directory's attributes before and after, taken with the change.
@@ -205,22 +209,22 @@ extension UnionNamespace {
     ) throws(UnionError) -> ChangeResult {
         var attrs = attributes
         var verifier: UInt64?
-        if case .exclusive(let v) = mode {
+        if case .exclusive(let requestVerifier) = mode {
             attrs = SetAttributes()
-            verifier = v
+            verifier = requestVerifier
         }
         return try self.createObject(in: dir, name, .regular, attributes: attrs, verifier: verifier, as: cred) {
-            (n) throws(UnionError) -> Node? in
+            (node) throws(UnionError) -> Node? in
             switch mode {
             case .guarded: return nil
-            case .exclusive(let v):
-                return try self.identities.verifier(n.fileid) == v ? n : nil
+            case .exclusive(let requestVerifier):
+                return try self.identities.verifier(node.fileid) == requestVerifier ? node : nil
             case .unchecked:
-                guard n.type == .regular else { return nil }
-                if attributes.size == 0 && n.dataStat.st_size != 0 {
-                    return try self.setattrLocked(n, SetAttributes(size: 0), guardCtime: nil, as: cred)
+                guard node.type == .regular else { return nil }
+                if attributes.size == 0 && node.dataStat.st_size != 0 {
+                    return try self.setattrLocked(node, SetAttributes(size: 0), guardCtime: nil, as: cred)
                 }
-                return n
+                return node
             }
         }
     }
@@ -231,8 +235,8 @@ extension UnionNamespace {
     )
         throws(UnionError) -> (ObjectHandle, Attributes)
     {
-        let r = try self.mkdirChange(in: dir, name, attributes: attributes, as: cred)
-        return (r.handle!, r.attributes!)
+        let change = try self.mkdirChange(in: dir, name, attributes: attributes, as: cred)
+        return (change.handle!, change.attributes!)
     }
 
     /// MKDIR with the directory's attributes before and after.
@@ -248,8 +252,8 @@ extension UnionNamespace {
     public func symlink(
         in dir: ObjectHandle, _ name: [UInt8], target: [UInt8], attributes: SetAttributes, as cred: Credentials
     ) throws(UnionError) -> (ObjectHandle, Attributes) {
-        let r = try self.symlinkChange(in: dir, name, target: target, attributes: attributes, as: cred)
-        return (r.handle!, r.attributes!)
+        let change = try self.symlinkChange(in: dir, name, target: target, attributes: attributes, as: cred)
+        return (change.handle!, change.attributes!)
     }
 
     /// SYMLINK with the directory's attributes before and after.
@@ -267,8 +271,8 @@ extension UnionNamespace {
         in dir: ObjectHandle, _ name: [UInt8], type: FileType, rdev: DeviceNumber, attributes: SetAttributes,
         as cred: Credentials
     ) throws(UnionError) -> (ObjectHandle, Attributes) {
-        let r = try self.mknodChange(in: dir, name, type: type, rdev: rdev, attributes: attributes, as: cred)
-        return (r.handle!, r.attributes!)
+        let change = try self.mknodChange(in: dir, name, type: type, rdev: rdev, attributes: attributes, as: cred)
+        return (change.handle!, change.attributes!)
     }
 
     /// MKNOD with the directory's attributes before and after.

@@ -27,11 +27,11 @@ struct HandleKey: Sendable, Equatable {
 
     /// This key, with `shared`'s mixed in for the fileids of `range`.
     func sharing(_ shared: HandleKey, for range: Range<UInt64>) -> HandleKey {
-        var k = self
-        k.sharedRange = range
-        k.sharedK0 = self.k0 ^ shared.k0
-        k.sharedK1 = self.k1 ^ shared.k1
-        return k
+        var key = self
+        key.sharedRange = range
+        key.sharedK0 = self.k0 ^ shared.k0
+        key.sharedK1 = self.k1 ^ shared.k1
+        return key
     }
 
     /// The tag of the handle of `fileid`: SipHash-2-4 of its 8 little-endian bytes (`SipHash24` of those bytes,

@@ -44,28 +44,30 @@ struct LookupCache: Sendable {
 }
 
 extension UnionNamespace {
-    /// What the lookup cache says of `name` in directory `d` now: nil when it does not know (or the object it named
+    /// What the lookup cache says of `name` in directory `dir` now: nil when it does not know (or the object it named
     /// has left the node cache), `.some(nil)` for no such name. Caller holds the namespace read lock.
-    private func cachedLookup(_ d: Node, _ name: [UInt8], generation: UInt64) throws(UnionError) -> Node?? {
-        guard let known = self.lookups.withLock({ $0.get(d.fileid, name, generation: generation) }) else { return nil }
+    private func cachedLookup(_ dir: Node, _ name: [UInt8], generation: UInt64) throws(UnionError) -> Node?? {
+        guard let known = self.lookups.withLock({ $0.get(dir.fileid, name, generation: generation) }) else {
+            return nil
+        }
         guard let fileid = known else {
             self.stats.lookupCacheHits.add(1, ordering: .relaxed)
             return .some(nil)
         }
-        guard let n = try self.cachedNode(fileid) else { return nil }
+        guard let child = try self.cachedNode(fileid) else { return nil }
         self.stats.lookupCacheHits.add(1, ordering: .relaxed)
-        return n
+        return child
     }
 
-    /// The child `name` of directory `d` for a LOOKUP, from the lookup cache when it knows the name; nil when there is
+    /// The child `name` of directory `dir` for a LOOKUP, from the lookup cache when it knows the name; nil when there is
     /// no such name. Caller holds the namespace read lock.
-    func lookupChild(of d: Node, _ name: [UInt8]) throws(UnionError) -> Node? {
+    func lookupChild(of dir: Node, _ name: [UInt8]) throws(UnionError) -> Node? {
         let generation = self.namesGeneration.load(ordering: .acquiring)
-        if let known = try self.cachedLookup(d, name, generation: generation) { return known }
-        let n = try self.child(of: d, name)
-        if let n { self.cacheNode(n) }
-        self.lookups.withLock { $0.put(d.fileid, name, n?.fileid, generation: generation) }
-        return n
+        if let known = try self.cachedLookup(dir, name, generation: generation) { return known }
+        let child = try self.child(of: dir, name)
+        if let child { self.cacheNode(child) }
+        self.lookups.withLock { $0.put(dir.fileid, name, child?.fileid, generation: generation) }
+        return child
     }
 
     /// LOOKUP from the caches alone, for a caller that must not block (an event loop), as `getattrIfCached`: nil
@@ -75,13 +77,14 @@ extension UnionNamespace {
     public func lookupIfCached(_ dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) -> DirectoryLookup? {
         guard name != [0x2e], name != [0x2e, 0x2e], (try? Names.validate(name)) != nil else { return nil }
         return self.namespaceLock.withReadLockIfFree { () -> DirectoryLookup? in
-            guard let d = self.cachedNodeIfValid(dir), d.isDirectory,
-                Permission.allows(d.top.st, cred, Permission.exec),
-                let known = try? self.cachedLookup(d, name, generation: self.namesGeneration.load(ordering: .acquiring))
+            guard let dirNode = self.cachedNodeIfValid(dir), dirNode.isDirectory,
+                Permission.allows(dirNode.top.st, cred, Permission.exec),
+                let known = try? self.cachedLookup(
+                    dirNode, name, generation: self.namesGeneration.load(ordering: .acquiring))
             else { return nil }
-            let directory = self.attributes(d)
-            guard let n = known else { return DirectoryLookup(directory: directory, found: .failure(.noEntry)) }
-            return DirectoryLookup(directory: directory, found: .success(self.found(n)))
+            let directory = self.attributes(dirNode)
+            guard let child = known else { return DirectoryLookup(directory: directory, found: .failure(.noEntry)) }
+            return DirectoryLookup(directory: directory, found: .success(self.found(child)))
         }
     }
 }

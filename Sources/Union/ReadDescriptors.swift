@@ -54,11 +54,11 @@ extension UnionNamespace {
         _ h: ObjectHandle, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, as cred: Credentials
     ) -> ReadResult? {
         self.namespaceLock.withReadLockIfFree { () -> ReadResult? in
-            guard let n = self.cachedNodeIfValid(h), n.type == .regular, Self.mayRead(n.dataStat, cred) else {
+            guard let node = self.cachedNodeIfValid(h), node.type == .regular, Self.mayRead(node.dataStat, cred) else {
                 return nil
             }
-            let location = n.indexed ?? n.top
-            guard let kept = n.reader, kept.holds(location) else { return nil }
+            let location = node.indexed ?? node.top
+            guard let kept = node.reader, kept.holds(location) else { return nil }
             let want = Self.readableCount(buffer.count, at: offset)
             guard
                 let got = Sys.preadWithoutWaiting(
@@ -68,8 +68,8 @@ extension UnionNamespace {
                 return nil
             }
             // The kernel's own readahead follows this descriptor's reads; the hint is for reads from the pool.
-            if got > 0 { _ = self.noteReadEnd(fileid: n.fileid, offset: offset, count: got) }
-            return try? self.readResult(n, kept.fd, offset: offset, count: got)
+            if got > 0 { _ = self.noteReadEnd(fileid: node.fileid, offset: offset, count: got) }
+            return try? self.readResult(node, kept.fd, offset: offset, count: got)
         }
     }
 
@@ -86,18 +86,18 @@ extension UnionNamespace {
         count > 0 && offset <= UInt64(Int64.max) - UInt64(count) ? count : 0
     }
 
-    /// The reply of a READ of `n` that read `count` bytes at `offset` through `fd`: the attributes after the read
+    /// The reply of a READ of `node` that read `count` bytes at `offset` through `fd`: the attributes after the read
     /// (size and atime as the data was read), EOF when the read reached the size.
-    func readResult(_ n: Node, _ fd: FD, offset: UInt64, count: Int) throws(UnionError) -> ReadResult {
-        var n = n
-        let location = n.indexed ?? n.top
+    func readResult(_ node: Node, _ fd: FD, offset: UInt64, count: Int) throws(UnionError) -> ReadResult {
+        var node = node
+        let location = node.indexed ?? node.top
         let after = try Files.fstat(fd, path: location.pathString)
         if after.st_atim.tv_sec != location.st.st_atim.tv_sec || after.st_atim.tv_nsec != location.st.st_atim.tv_nsec {
             self.attributeGeneration.add(1, ordering: .releasing)  // listings' attributes show the old atime
         }
-        if n.indexed != nil { n.indexed?.st = after } else { n.top.st = after }
+        if node.indexed != nil { node.indexed?.st = after } else { node.top.st = after }
         let size = UInt64(clamping: after.st_size)
-        return ReadResult(count: count, isEOF: offset &+ UInt64(count) >= size, attributes: self.attributes(n))
+        return ReadResult(count: count, isEOF: offset &+ UInt64(count) >= size, attributes: self.attributes(node))
     }
 }
 

@@ -10,23 +10,28 @@ extension UnionNamespace {
         if !Permission.mayDeleteEntry(dir: dir.top.st, entry: entry.top.st, cred) { throw .accessDenied }
     }
 
-    /// The upper directory of `d`, resolved under the running change's lock: `d` itself when it is in the upper layer
+    /// The upper directory of `dir`, resolved under the running change's lock: `dir` itself when it is in the upper layer
     /// (no second resolution and stat of it), else copied up.
-    func upperDirectory(of d: Node) throws(UnionError) -> Location {
-        if self.isUpper(d.top), d.top.dir != nil { return d.top }
-        return try self.upperDirectory(d.fileid)
+    func upperDirectory(of dir: Node) throws(UnionError) -> Location {
+        if self.isUpper(dir.top), dir.top.dir != nil { return dir.top }
+        return try self.upperDirectory(dir.fileid)
     }
 
-    /// Whether `n` is gone once its entry in `dir` is removed (no other hard link keeps it).
-    func isLastLink(_ n: Node) -> Bool {
-        if n.isDirectory { return true }
-        if self.identities.identity(n.fileid)?.isIndexed == true { return false }
-        return n.top.st.st_nlink <= 1
+    /// Whether `node` is gone once its entry in `dir` is removed (no other hard link keeps it).
+    func isLastLink(_ node: Node) -> Bool {
+        if node.isDirectory { return true }
+        if self.identities.identity(node.fileid)?.isIndexed == true { return false }
+        return node.top.st.st_nlink <= 1
     }
 
     /// REMOVE of a non-directory.
     public func remove(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
-        _ = try self.removeChange(in: dir, name, as: cred)
+        _ = try self.removeNamed(in: dir, name, as: cred, directory: false)
+    }
+
+    /// RMDIR: the *merged* directory must be empty.
+    public func rmdir(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
+        _ = try self.removeNamed(in: dir, name, as: cred, directory: true)
     }
 
     /// REMOVE with the directory's attributes before and after, taken with the change.
@@ -36,11 +41,6 @@ extension UnionNamespace {
         -> ChangeResult
     {
         try self.removeNamed(in: dir, name, as: cred, directory: false)
-    }
-
-    /// RMDIR: the *merged* directory must be empty.
-    public func rmdir(in dir: ObjectHandle, _ name: [UInt8], as cred: Credentials) throws(UnionError) {
-        _ = try self.rmdirChange(in: dir, name, as: cred)
     }
 
     /// RMDIR with the directory's attributes before and after.
@@ -59,60 +59,60 @@ extension UnionNamespace {
         try Names.validate(name)
         _ = try self.requireUpper()
         return try self.mutate { () throws(UnionError) -> ChangeResult in
-            let d = try self.resolveDirectory(dir)
-            let before = self.attributes(d)
-            try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
-            guard let n = try self.child(of: d, name) else { throw .noEntry }
-            if n.isDirectory != directory { throw directory ? .notDirectory : .isDirectory }
-            try self.requireDeletable(d, n, cred)
-            if directory, try !self.mergedNames(n).isEmpty { throw .notEmpty }
-            let after = try self.removeEntry(d, n)
+            let parent = try self.resolveDirectory(dir)
+            let before = self.attributes(parent)
+            try Permission.require(parent.top.st, cred, Permission.write | Permission.exec)
+            guard let entry = try self.child(of: parent, name) else { throw .noEntry }
+            if entry.isDirectory != directory { throw directory ? .notDirectory : .isDirectory }
+            try self.requireDeletable(parent, entry, cred)
+            if directory, try !self.mergedNames(entry).isEmpty { throw .notEmpty }
+            let after = try self.removeEntry(parent, entry)
             return ChangeResult(directory: BeforeAfter(before: before, after: after))
         }
     }
 
-    /// Removes `n` from `d`; returns `d`'s attributes after.
-    func removeEntry(_ d: Node, _ n: Node) throws(UnionError) -> Attributes {
-        let below = try self.existsBelow(d, n.name)
-        let inUpper = self.isUpper(n.top)
-        let parent: Location? = below || inUpper ? try self.upperDirectory(of: d) : nil
+    /// Removes `entry` from `dir`; returns `dir`'s attributes after.
+    func removeEntry(_ dir: Node, _ entry: Node) throws(UnionError) -> Attributes {
+        let below = try self.existsBelow(dir, entry.name)
+        let inUpper = self.isUpper(entry.top)
+        let parent: Location? = below || inUpper ? try self.upperDirectory(of: dir) : nil
         // Step 1: whiteout (a crash now: the upper entry, if any, beats it; nothing changed for clients). It must be
         // durable before the unlink below, else a crash could bring the lower object back.
         if below, let parent {
-            var c = RecordChange()
-            c.addWhiteouts = [(parent.ino, n.name)]
-            if self.isCountedLowerName(n) { c.lowerNamesGone = [n.fileid] }  // one visible name fewer
-            let seq = try self.commit(c, "whiteout removed name")
+            var change = RecordChange()
+            change.addWhiteouts = [(parent.ino, entry.name)]
+            if self.isCountedLowerName(entry) { change.lowerNamesGone = [entry.fileid] }  // one visible name fewer
+            let seq = try self.commit(change, "whiteout removed name")
             if inUpper { try self.durable(seq) }
         }
-        self.evictNode(n.fileid, isDirectory: n.isDirectory)
+        self.evictNode(entry.fileid, isDirectory: entry.isDirectory)
         try self.crashPoint("remove.afterWhiteout")
         // Step 2: unlink the upper entry (a crash now: the whiteout hides what is below; records are stale only). An
         // empty upper-only file is moved to work/ instead, its inode kept for the next CREATE (`SpareInodes.swift`; a
         // crash: a work/ leftover, removed at open).
-        if inUpper, !below, let parent, let pfd = parent.dir, self.mayKeepAsSpare(n) {
-            try self.keepAsSpare(pfd, n.name, path: Names.join(parent.path, n.name).displayString)
+        if inUpper, !below, let parent, let pfd = parent.dir, self.mayKeepAsSpare(entry) {
+            try self.keepAsSpare(pfd, entry.name, path: Names.join(parent.path, entry.name).displayString)
             self.changed(.directory(pfd, path: parent.pathString))
         } else if inUpper, let parent, let pfd = parent.dir {
-            let path = Names.join(parent.path, n.name).displayString
+            let path = Names.join(parent.path, entry.name).displayString
             // Its blocks and links as they are now (the node may have been resolved before a WRITE).
-            let fresh = self.syncsEachObject ? try Files.statAt(pfd, n.name, path: path) : nil
-            _ = try n.name.withCName { (c) throws(UnionError) -> CInt in
-                try Sys.retry("unlinkat", path) { unlinkat(pfd.raw, c, n.isDirectory ? AT_REMOVEDIR : 0) }
+            let fresh = self.syncsEachObject ? try Files.statAt(pfd, entry.name, path: path) : nil
+            _ = try entry.name.withCName { (cName) throws(UnionError) -> CInt in
+                try Sys.retry("unlinkat", path) { unlinkat(pfd.raw, cName, entry.isDirectory ? AT_REMOVEDIR : 0) }
             }
             self.changed(.directory(pfd, path: parent.pathString))
             if let fresh { self.changedByUnlink(fresh, path: path) }
         }
         try self.crashPoint("remove.afterUnlink")
         // Step 3: forget what went away.
-        if n.isDirectory && inUpper { try self.clearDirectoryRecords([n.top.ino]) }
-        if self.isLastLink(n) {
-            self.identities.forget(n.fileid)
+        if entry.isDirectory && inUpper { try self.clearDirectoryRecords([entry.top.ino]) }
+        if self.isLastLink(entry) {
+            self.identities.forget(entry.fileid)
         } else {
-            self.identities.removedName(n.fileid, LinkName(parent: d.fileid, name: n.name))
+            self.identities.removedName(entry.fileid, LinkName(parent: dir.fileid, name: entry.name))
         }
-        self.invalidateListing(d.fileid, n.fileid)
-        return try self.attributesNow(d, upper: parent)
+        self.invalidateListing(dir.fileid, entry.fileid)
+        return try self.attributesNow(dir, upper: parent)
     }
 
     /// LINK: a new name for a non-directory; a lower object is copied up first (its other lower names follow
@@ -134,24 +134,24 @@ extension UnionNamespace {
     {
         try Names.validate(name)
         _ = try self.requireUpper()
-        try self.copyUpOutsideChange(h) { (n) throws(UnionError) -> Bool in
+        try self.copyUpOutsideChange(h) { (node) throws(UnionError) -> Bool in
             // Only what the change would do anyway: a refused LINK copies nothing.
-            !n.isDirectory && (try? self.requireLinkable(n, cred)) != nil
+            !node.isDirectory && (try? self.requireLinkable(node, cred)) != nil
         }
         return try self.mutate { () throws(UnionError) -> ChangeResult in
             let target = try self.resolve(h)
             if target.isDirectory { throw .notPermitted }  // link(2) and RFC 1813 (no ISDIR for LINK): EPERM
-            let d = try self.resolveDirectory(dir)
-            let before = self.attributes(d)
-            try Permission.require(d.top.st, cred, Permission.write | Permission.exec)
-            if try self.child(of: d, name) != nil { throw .exists }
+            let directory = try self.resolveDirectory(dir)
+            let before = self.attributes(directory)
+            try Permission.require(directory.top.st, cred, Permission.write | Permission.exec)
+            if try self.child(of: directory, name) != nil { throw .exists }
             try self.requireLinkable(target, cred)
-            let t = try self.ensureUpper(target)
-            let parent = try self.upperDirectory(d.fileid)
-            guard let pfd = parent.dir, let tparent = t.top.parent else { throw .notDirectory }
+            let linked = try self.ensureUpper(target)
+            let parent = try self.upperDirectory(directory.fileid)
+            guard let pfd = parent.dir, let tparent = linked.top.parent else { throw .notDirectory }
             let whitedOut = try self.isWhiteout(in: parent, name)
             let path = Names.join(parent.path, name).displayString
-            _ = try t.top.name.withCName { (src) throws(UnionError) -> CInt in
+            _ = try linked.top.name.withCName { (src) throws(UnionError) -> CInt in
                 try name.withCName { (dst) throws(UnionError) -> CInt in
                     try Sys.retry("linkat", path) { linkat(tparent.raw, src, pfd.raw, dst, 0) }
                 }
@@ -159,22 +159,22 @@ extension UnionNamespace {
             self.changed(.directory(pfd, path: parent.pathString))
             if self.syncsEachObject {
                 // The inode's link count changed: a regular file is fsynced, anything else cannot be opened for it.
-                if t.top.st.isRegular {
+                if linked.top.st.isRegular {
                     self.changed(.file(try Files.openAt(pfd, name, O_RDONLY | O_NOFOLLOW, path: path), path: path))
                 } else {
                     self.changed(.filesystem(path: path))
                 }
             }
             if whitedOut {
-                var c = RecordChange()
-                c.dropWhiteouts = [(parent.ino, name)]
-                try self.commit(c, "drop whiteout under new link", afterSync: true)
+                var change = RecordChange()
+                change.dropWhiteouts = [(parent.ino, name)]
+                try self.commit(change, "drop whiteout under new link", afterSync: true)
             }
-            self.identities.addName(t.fileid, LinkName(parent: d.fileid, name: name))
-            self.invalidateListing(d.fileid)
-            let after = try self.attributesNow(d, upper: parent)
+            self.identities.addName(linked.fileid, LinkName(parent: directory.fileid, name: name))
+            self.invalidateListing(directory.fileid)
+            let after = try self.attributesNow(directory, upper: parent)
             return ChangeResult(
-                handle: self.handle(t), attributes: self.attributes(try self.reresolve(t)),
+                handle: self.handle(linked), attributes: self.attributes(try self.reresolve(linked)),
                 directory: BeforeAfter(before: before, after: after))
         }
     }

@@ -12,13 +12,13 @@ import Glibc
 extension UnionNamespace {
     /// Whether `ancestor` is `dir` or one of its ancestors (by the identity chain).
     func isAncestor(_ ancestor: UInt64, of dir: UInt64) -> Bool {
-        var f = dir
+        var current = dir
         var steps = 0
         while steps < 4096 {
-            if f == ancestor { return true }
-            if f == self.rootFileid { return false }
-            guard let i = self.identities.identity(f) else { return false }
-            f = i.parent
+            if current == ancestor { return true }
+            if current == self.rootFileid { return false }
+            guard let identity = self.identities.identity(current) else { return false }
+            current = identity.parent
             steps += 1
         }
         return false
@@ -47,8 +47,8 @@ extension UnionNamespace {
             try self.child(of: try self.resolveDirectory(from), fromName)
         }
         if let src = source, !src.isDirectory, !self.isUpper(src.top) {
-            try self.copyUpOutsideChange(self.handle(src)) { (n) throws(UnionError) -> Bool in
-                n.fileid == src.fileid && !n.isDirectory
+            try self.copyUpOutsideChange(self.handle(src)) { (node) throws(UnionError) -> Bool in
+                node.fileid == src.fileid && !node.isDirectory
             }
         }
         return try self.mutate { () throws(UnionError) -> ChangeResult in
@@ -81,7 +81,7 @@ extension UnionNamespace {
             let srcBelow = try self.existsBelow(fd, fromName)
             let dstBelow = try self.existsBelow(td, toName)
             _ = try self.upperDirectory(fd.fileid)
-            let s = try self.ensureUpper(src)
+            let moved = try self.ensureUpper(src)
             let fromUpper = try self.upperDirectory(fd.fileid)
             let toUpper = try self.upperDirectory(td.fileid)
             guard let fromFD = fromUpper.dir, let toFD = toUpper.dir else { throw .notDirectory }
@@ -94,33 +94,34 @@ extension UnionNamespace {
 
             try self.crashPoint("rename.afterCopyUp")
             // Step 2: whiteout of the old name, redirect / opaque of a moved directory: durable before the rename.
-            var c = RecordChange()
-            if srcBelow { c.addWhiteouts.append((fromUpper.ino, fromName)) }
-            if s.isDirectory && self.redirect(s.top) == nil {
-                let hasLower = s.dirs.contains { !self.isUpper($0) }
+            var change = RecordChange()
+            if srcBelow { change.addWhiteouts.append((fromUpper.ino, fromName)) }
+            if moved.isDirectory && self.redirect(moved.top) == nil {
+                let hasLower = moved.dirs.contains { !self.isUpper($0) }
                 if hasLower {
-                    c.setRedirects.append((s.top.ino, Names.joinAll(s.lowerPath)))
+                    change.setRedirects.append((moved.top.ino, Names.joinAll(moved.lowerPath)))
                 } else if dstBelow {
-                    c.addOpaque.append(s.top.ino)
+                    change.addOpaque.append(moved.top.ino)
                 }
             }
-            if !c.isEmpty { try self.durable(try self.commit(c, "prepare rename")) }
-            self.evictNode(src.fileid, isDirectory: s.isDirectory || !c.setRedirects.isEmpty || !c.addOpaque.isEmpty)
+            if !change.isEmpty { try self.durable(try self.commit(change, "prepare rename")) }
+            self.evictNode(
+                src.fileid, isDirectory: moved.isDirectory || !change.setRedirects.isEmpty || !change.addOpaque.isEmpty)
             if let dst { self.evictNode(dst.fileid, isDirectory: dst.isDirectory) }
 
             try self.crashPoint("rename.afterPrepare")
             // Step 3: the rename itself.
             let path = Names.join(toUpper.path, toName).displayString
-            _ = try fromName.withCName { (f) throws(UnionError) -> CInt in
-                try toName.withCName { (t) throws(UnionError) -> CInt in
-                    try Sys.retry("renameat", path) { renameat(fromFD.raw, f, toFD.raw, t) }
+            _ = try fromName.withCName { (cFrom) throws(UnionError) -> CInt in
+                try toName.withCName { (cTo) throws(UnionError) -> CInt in
+                    try Sys.retry("renameat", path) { renameat(fromFD.raw, cFrom, toFD.raw, cTo) }
                 }
             }
             if fromUpper.ino != toUpper.ino { self.changed(.directory(fromFD, path: fromUpper.path.displayString)) }
             self.changed(.directory(toFD, path: toUpper.path.displayString))
             if self.syncsEachObject {
                 // A directory moved to another parent: its ".." entry changed.
-                if s.isDirectory, fromUpper.ino != toUpper.ino {
+                if moved.isDirectory, fromUpper.ino != toUpper.ino {
                     self.changed(.file(try Files.openAt(toFD, toName, O_RDONLY | O_DIRECTORY, path: path), path: path))
                 }
                 if let old = dstInUpper { self.changedByUnlink(old.st, path: path) }

@@ -75,18 +75,18 @@ extension UnionNamespace {
         -> DirectoryLookup
     {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryLookup in
-            let d = try self.resolve(dir)
-            let dirAttributes = self.attributes(d)
+            let directory = try self.resolve(dir)
+            let dirAttributes = self.attributes(directory)
             func find() throws(UnionError) -> FoundObject {
                 let isDot = name == [0x2e]
                 let isDotDot = name == [0x2e, 0x2e]
                 if !isDot && !isDotDot { try Names.validate(name) }
-                guard d.isDirectory else { throw .notDirectory }
-                try Permission.require(d.top.st, cred, Permission.exec)
+                guard directory.isDirectory else { throw .notDirectory }
+                try Permission.require(directory.top.st, cred, Permission.exec)
                 if isDot { return FoundObject(handle: dir, attributes: dirAttributes) }
-                if isDotDot { return self.found(try self.resolve(self.handle(fileid: d.parentFileid))) }
-                guard let n = try self.lookupChild(of: d, name) else { throw .noEntry }
-                return self.found(n)
+                if isDotDot { return self.found(try self.resolve(self.handle(fileid: directory.parentFileid))) }
+                guard let child = try self.lookupChild(of: directory, name) else { throw .noEntry }
+                return self.found(child)
             }
             do throws(UnionError) {
                 return DirectoryLookup(directory: dirAttributes, found: .success(try find()))
@@ -102,16 +102,16 @@ extension UnionNamespace {
     /// no disk for a local file system. A nil answer says nothing: ask `getattr`.
     public func getattrIfCached(_ h: ObjectHandle) -> Attributes? {
         self.namespaceLock.withReadLockIfFree { () -> Attributes? in
-            guard let n = self.cachedNodeIfValid(h) else { return nil }
-            return self.attributes(n)
+            guard let node = self.cachedNodeIfValid(h) else { return nil }
+            return self.attributes(node)
         }
     }
 
     /// ACCESS from the caches alone (see `getattrIfCached`).
     public func accessIfCached(_ h: ObjectHandle, _ requested: AccessMask, as cred: Credentials) -> AccessCheck? {
         self.namespaceLock.withReadLockIfFree { () -> AccessCheck? in
-            guard let n = self.cachedNodeIfValid(h) else { return nil }
-            return AccessCheck(granted: self.granted(n, requested, cred), attributes: self.attributes(n))
+            guard let node = self.cachedNodeIfValid(h) else { return nil }
+            return AccessCheck(granted: self.granted(node, requested, cred), attributes: self.attributes(node))
         }
     }
 
@@ -130,8 +130,8 @@ extension UnionNamespace {
         -> AccessCheck
     {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> AccessCheck in
-            let n = try self.resolve(h)
-            return AccessCheck(granted: self.granted(n, requested, cred), attributes: self.attributes(n))
+            let node = try self.resolve(h)
+            return AccessCheck(granted: self.granted(node, requested, cred), attributes: self.attributes(node))
         }
     }
 
@@ -151,24 +151,25 @@ extension UnionNamespace {
     /// READLINK with the link's attributes.
     public func readlinkForReply(_ h: ObjectHandle, as cred: Credentials) throws(UnionError) -> LinkTarget {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> LinkTarget in
-            var n = try self.resolve(h)
-            let target = try self.linkTarget(n)
+            var node = try self.resolve(h)
+            let target = try self.linkTarget(node)
             // The link's attributes after the read, which may have set its atime (as GETATTR would show them next).
-            if let st = try Self.restat(n.top), st.st_ino == n.top.st.st_ino {
-                if st.st_atim.tv_sec != n.top.st.st_atim.tv_sec || st.st_atim.tv_nsec != n.top.st.st_atim.tv_nsec {
+            if let st = try Self.restat(node.top), st.st_ino == node.top.st.st_ino {
+                if st.st_atim.tv_sec != node.top.st.st_atim.tv_sec || st.st_atim.tv_nsec != node.top.st.st_atim.tv_nsec
+                {
                     self.attributeGeneration.add(1, ordering: .releasing)
                 }
-                n.top.st = st
+                node.top.st = st
             }
-            return LinkTarget(target: target, attributes: self.attributes(n))
+            return LinkTarget(target: target, attributes: self.attributes(node))
         }
     }
 
     func linkTarget(_ n: Node) throws(UnionError) -> [UInt8] {
         guard n.type == .symlink, let parent = n.top.parent else { throw .invalid("not a symbolic link") }
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = try n.top.name.withCName { (c) throws(UnionError) -> Int in
-            try Sys.retry("readlinkat", n.top.pathString) { readlinkat(parent.raw, c, &buf, buf.count) }
+        let count = try n.top.name.withCName { (cName) throws(UnionError) -> Int in
+            try Sys.retry("readlinkat", n.top.pathString) { readlinkat(parent.raw, cName, &buf, buf.count) }
         }
         return buf[0..<count].map { UInt8(bitPattern: $0) }
     }
@@ -179,23 +180,23 @@ extension UnionNamespace {
         _ h: ObjectHandle, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, as cred: Credentials
     ) throws(UnionError) -> ReadResult {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> ReadResult in
-            let n = try self.resolve(h)
-            if n.isDirectory { throw .isDirectory }
-            guard n.type == .regular else { throw .invalid("not a regular file") }
-            guard Self.mayRead(n.dataStat, cred) else { throw .accessDenied }
-            let loc = n.indexed ?? n.top
-            let fd = try self.readDescriptor(n)
+            let node = try self.resolve(h)
+            if node.isDirectory { throw .isDirectory }
+            guard node.type == .regular else { throw .invalid("not a regular file") }
+            guard Self.mayRead(node.dataStat, cred) else { throw .accessDenied }
+            let loc = node.indexed ?? node.top
+            let fd = try self.readDescriptor(node)
             let want = Self.readableCount(buffer.count, at: offset)
             var got = 0
             while got < want {
-                let r = try Sys.retry("pread", loc.pathString) {
+                let bytes = try Sys.retry("pread", loc.pathString) {
                     pread(fd.raw, buffer.baseAddress! + got, want - got, off_t(offset) + off_t(got))
                 }
-                if r == 0 { break }
-                got += r
+                if bytes == 0 { break }
+                got += bytes
             }
-            if got > 0 { self.readAhead(fd, fileid: n.fileid, offset: offset, count: got) }
-            return try self.readResult(n, fd, offset: offset, count: got)
+            if got > 0 { self.readAhead(fd, fileid: node.fileid, offset: offset, count: got) }
+            return try self.readResult(node, fd, offset: offset, count: got)
         }
     }
 
@@ -244,18 +245,20 @@ extension UnionNamespace {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryPage in
             // Read before anything is looked at: objects found from here on are kept as of these generations.
             let generation = self.attributeGeneration.load(ordering: .acquiring)
-            var d = try self.resolveDirectory(dir)
-            try Permission.require(d.top.st, cred, Permission.read)
-            let maySearch = Permission.allows(d.top.st, cred, Permission.exec)
-            let (listing, didRead) = try self.listing(d)
+            var directory = try self.resolveDirectory(dir)
+            try Permission.require(directory.top.st, cred, Permission.read)
+            let maySearch = Permission.allows(directory.top.st, cred, Permission.exec)
+            let (listing, didRead) = try self.listing(directory)
             // The directory's attributes after the listing when it was read (that may have set its atime, which only
-            // its own entry in its parent's listing shows); a cached listing read nothing, and `d` was stat'ed just
+            // its own entry in its parent's listing shows); a cached listing read nothing, and `directory` was stat'ed just
             // now, when resolved.
-            if didRead, let st = try Self.restat(d.top), st.st_ino == d.top.st.st_ino {
-                if st.st_atim.tv_sec != d.top.st.st_atim.tv_sec || st.st_atim.tv_nsec != d.top.st.st_atim.tv_nsec {
+            if didRead, let st = try Self.restat(directory.top), st.st_ino == directory.top.st.st_ino {
+                if st.st_atim.tv_sec != directory.top.st.st_atim.tv_sec
+                    || st.st_atim.tv_nsec != directory.top.st.st_atim.tv_nsec
+                {
                     self.directoryAtimeGeneration.add(1, ordering: .releasing)
                 }
-                d.top.st = st
+                directory.top.st = st
             }
             // After this directory's own move (so it does not outdate the subdirectories this page finds), before any
             // entry is looked at.
@@ -274,16 +277,16 @@ extension UnionNamespace {
             // What this page found, for the listing's cache; made only once an entry had to be looked up.
             var found: [ListedObject] = []
             var computed = false
-            var i = lo
-            while i < all.count, wants(all[i].name.count) {
+            var index = lo
+            while index < all.count, wants(all[index].name.count) {
                 var object: FoundObject?
                 if withObjects {
                     var cached = false
                     if known {
-                        switch listing.objects[i] {
-                        case .found(let o, let atimes)
-                        where o.attributes.type != .directory || atimes == directoryAtimes:
-                            object = o
+                        switch listing.objects[index] {
+                        case .found(let cachedObject, let atimes)
+                        where cachedObject.attributes.type != .directory || atimes == directoryAtimes:
+                            object = cachedObject
                             cached = true
                         case .absent: cached = true
                         case .found, .unknown: break
@@ -293,31 +296,33 @@ extension UnionNamespace {
                         if !computed {
                             computed = true
                             found.reserveCapacity(entries.capacity)
-                            for e in entries {
-                                found.append(e.object.map { .found($0, directoryAtimes: directoryAtimes) } ?? .absent)
+                            for entry in entries {
+                                found.append(
+                                    entry.object.map { .found($0, directoryAtimes: directoryAtimes) } ?? .absent)
                             }
                         }
-                        object = try self.listedObject(d, all[i], listing.tops[i])
+                        object = try self.listedObject(directory, all[index], listing.tops[index])
                     }
                     if computed {
                         found.append(object.map { .found($0, directoryAtimes: directoryAtimes) } ?? .absent)
                     }
                 }
-                let e = all[i]
-                entries.append(DirectoryEntry(name: e.name, fileid: e.fileid, cookie: e.cookie, object: object))
-                i += 1
+                let entry = all[index]
+                entries.append(
+                    DirectoryEntry(name: entry.name, fileid: entry.fileid, cookie: entry.cookie, object: object))
+                index += 1
             }
             if computed {
                 let current = self.attributeGeneration.load(ordering: .acquiring)
-                self.keepObjects(d.fileid, from: lo, found, generation: generation, current: current)
+                self.keepObjects(directory.fileid, from: lo, found, generation: generation, current: current)
             }
             var parent: FoundObject?
             if withParent && maySearch {
-                parent = self.found(try self.resolve(self.handle(fileid: d.parentFileid)))
+                parent = self.found(try self.resolve(self.handle(fileid: directory.parentFileid)))
             }
             return DirectoryPage(
-                directory: FoundObject(handle: dir, attributes: self.attributes(d)), parent: parent,
-                entries: entries, isComplete: i == all.count)
+                directory: FoundObject(handle: dir, attributes: self.attributes(directory)), parent: parent,
+                entries: entries, isComplete: index == all.count)
         }
     }
 
@@ -329,11 +334,11 @@ extension UnionNamespace {
     /// when that is not conclusive (the entry changed, or a hard link whose other names must be recorded).
     func listedObject(_ dir: Node, _ entry: ListingEntry, _ top: ListedTop) throws(UnionError) -> FoundObject? {
         self.stats.listedObjectLookups.add(1, ordering: .relaxed)
-        if let d = dir.dirs.first(where: { $0.layer == top.layer }), let dfd = d.dir,
-            let st = try Files.statAt(dfd, entry.name, path: Names.join(d.path, entry.name).displayString),
+        if let layerDir = dir.dirs.first(where: { $0.layer == top.layer }), let dfd = layerDir.dir,
+            let st = try Files.statAt(dfd, entry.name, path: Names.join(layerDir.path, entry.name).displayString),
             UInt64(st.st_ino) == top.ino, st.isDirectory || st.st_nlink <= 1
         {
-            let loc = Location(layer: d.layer, path: [], parent: dfd, name: entry.name, dir: nil, st: st)
+            let loc = Location(layer: layerDir.layer, path: [], parent: dfd, name: entry.name, dir: nil, st: st)
             let identity = st.isDirectory ? nil : self.identities.identity(entry.fileid)
             let node = Node(
                 fileid: entry.fileid, parentFileid: dir.fileid, name: entry.name, top: loc, dirs: [], lowerPath: [],
@@ -342,8 +347,8 @@ extension UnionNamespace {
                 handle: self.handle(fileid: entry.fileid), attributes: self.attributes(node, identity: identity))
         }
         do {
-            guard let n = try self.child(of: dir, entry.name) else { return nil }
-            return self.found(n)
+            guard let child = try self.child(of: dir, entry.name) else { return nil }
+            return self.found(child)
         } catch {
             switch error {
             case .noEntry, .notDirectory, .stale: return nil

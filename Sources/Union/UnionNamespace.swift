@@ -99,9 +99,9 @@ public final class UnionNamespace: Sendable {
                 try Self.createUpper(upper, lowers: lowers, shared: shared, logger: logger)
                 fresh = true
             }
-            let u = try UpperLayer(directory: upper)
-            self.upper = u
-            sidecar = u.sidecar
+            let upperLayer = try UpperLayer(directory: upper)
+            self.upper = upperLayer
+            sidecar = upperLayer.sidecar
             layers.append(
                 Layer(
                     index: 0, kind: .upper, directory: upper,
@@ -121,8 +121,8 @@ public final class UnionNamespace: Sendable {
             }
             self.upperRecords = Locked(LayerRecords())
         }
-        for l in lowers {
-            layers.append(try Layer.openLower(index: layers.count, directory: l))
+        for lower in lowers {
+            layers.append(try Layer.openLower(index: layers.count, directory: lower))
         }
         for (layer, count) in [(upper ?? "", upperRejected)]
             + layers.map({ ($0.directory, $0.lowerRecords.rejected) }) where count > 0
@@ -161,11 +161,11 @@ public final class UnionNamespace: Sendable {
         }
     }
 
-    static func realPath(_ l: String) -> String {
-        realpath(l, nil).map { p -> String in
-            defer { free(p) }
-            return String(cString: p)
-        } ?? l
+    static func realPath(_ path: String) -> String {
+        realpath(path, nil).map { resolved -> String in
+            defer { free(resolved) }
+            return String(cString: resolved)
+        } ?? path
     }
 
     /// FNV-1a 64 of the lowers' real paths, in order, each ended by a NUL.
@@ -236,10 +236,10 @@ public final class UnionNamespace: Sendable {
     ) {
         try Names.validate(name)
         return try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
-            let d = try self.resolveDirectory(dir)
-            try Permission.require(d.top.st, cred, Permission.exec)
-            guard let n = try self.child(of: d, name) else { throw .noEntry }
-            return (self.handle(n), self.attributes(n))
+            let directory = try self.resolveDirectory(dir)
+            try Permission.require(directory.top.st, cred, Permission.exec)
+            guard let child = try self.child(of: directory, name) else { throw .noEntry }
+            return (self.handle(child), self.attributes(child))
         }
     }
 
@@ -247,10 +247,10 @@ public final class UnionNamespace: Sendable {
     public func lookupParent(_ dir: ObjectHandle, as cred: Credentials) throws(UnionError) -> (ObjectHandle, Attributes)
     {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
-            let d = try self.resolveDirectory(dir)
-            try Permission.require(d.top.st, cred, Permission.exec)
-            let p = try self.resolve(self.handle(fileid: d.parentFileid))
-            return (self.handle(p), self.attributes(p))
+            let directory = try self.resolveDirectory(dir)
+            try Permission.require(directory.top.st, cred, Permission.exec)
+            let parent = try self.resolve(self.handle(fileid: directory.parentFileid))
+            return (self.handle(parent), self.attributes(parent))
         }
     }
 
@@ -311,9 +311,9 @@ public final class UnionNamespace: Sendable {
     public func handle(forEntry name: [UInt8], in dir: ObjectHandle) throws(UnionError) -> (ObjectHandle, Attributes) {
         try Names.validate(name)
         return try self.namespaceLock.withReadLock { () throws(UnionError) -> (ObjectHandle, Attributes) in
-            let d = try self.resolveDirectory(dir)
-            guard let n = try self.child(of: d, name) else { throw .noEntry }
-            return (self.handle(n), self.attributes(n))
+            let directory = try self.resolveDirectory(dir)
+            guard let child = try self.child(of: directory, name) else { throw .noEntry }
+            return (self.handle(child), self.attributes(child))
         }
     }
 
@@ -323,10 +323,11 @@ public final class UnionNamespace: Sendable {
             _ = try self.resolve(h)
             var sv = statvfs()
             _ = try Sys.retry("fstatvfs", self.layers[0].directory) { fstatvfs(self.layers[0].tree.raw, &sv) }
-            let f = UInt64(sv.f_frsize)
+            let fragmentSize = UInt64(sv.f_frsize)
             return FileSystemStats(
-                totalBytes: UInt64(sv.f_blocks) &* f, freeBytes: UInt64(sv.f_bfree) &* f,
-                availableBytes: self.isReadOnly ? 0 : UInt64(sv.f_bavail) &* f, totalFiles: UInt64(sv.f_files),
+                totalBytes: UInt64(sv.f_blocks) &* fragmentSize, freeBytes: UInt64(sv.f_bfree) &* fragmentSize,
+                availableBytes: self.isReadOnly ? 0 : UInt64(sv.f_bavail) &* fragmentSize,
+                totalFiles: UInt64(sv.f_files),
                 freeFiles: UInt64(sv.f_ffree), availableFiles: self.isReadOnly ? 0 : UInt64(sv.f_favail))
         }
     }

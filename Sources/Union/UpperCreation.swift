@@ -82,9 +82,9 @@ extension UnionNamespace {
 
     /// Records the lower stack a new sidecar is made for, as `IdentityStore.checkStack` records it.
     static func recordStack(_ db: Database, signature: UInt64, lowerPaths: [String]) throws {
-        for (i, p) in lowerPaths.enumerated() {
+        for (index, path) in lowerPaths.enumerated() {
             try db.execute(
-                sql: "INSERT INTO lowerLayer (position, path) VALUES (?, ?)", arguments: [i + 1, Data(p.utf8)])
+                sql: "INSERT INTO lowerLayer (position, path) VALUES (?, ?)", arguments: [index + 1, Data(path.utf8)])
         }
         try MetaRecord(key: "lowerStack", value: signature).save(db)
     }

@@ -28,8 +28,8 @@ extension UnionNamespace {
         if mode & UInt32(S_ISUID) != 0 { newMode &= ~UInt32(S_ISUID) }
         if mode & UInt32(S_ISGID) != 0 && mode & 0o010 != 0 { newMode &= ~UInt32(S_ISGID) }
         guard newMode != mode & 0o7777 else { return }
-        _ = try loc.name.withCName { (c) throws(UnionError) -> CInt in
-            try Sys.retry("fchmodat", loc.pathString) { fchmodat(parent.raw, c, mode_t(newMode), 0) }
+        _ = try loc.name.withCName { (cName) throws(UnionError) -> CInt in
+            try Sys.retry("fchmodat", loc.pathString) { fchmodat(parent.raw, cName, mode_t(newMode), 0) }
         }
     }
 
@@ -50,10 +50,10 @@ extension UnionNamespace {
             defer { self.attributeGeneration.add(1, ordering: .releasing) }
             var done = 0
             while done < data.count {
-                let w = try Sys.retry("pwrite", n.top.pathString) {
+                let written = try Sys.retry("pwrite", n.top.pathString) {
                     pwrite(fd.raw, data.baseAddress! + done, data.count - done, off_t(offset) + off_t(done))
                 }
-                done += w
+                done += written
             }
             try self.killSetID(n.top, cred)
             return (done, fd, n.fileid, n.top.pathString)
@@ -65,22 +65,22 @@ extension UnionNamespace {
         }
         func fastPath() throws(UnionError) -> Written? {
             try self.namespaceLock.withReadLock { () throws(UnionError) -> Written? in
-                let n = try self.resolve(h)
-                try check(n)
-                guard self.isUpper(n.top) else { return nil }
-                return try doWrite(n)
+                let node = try self.resolve(h)
+                try check(node)
+                guard self.isUpper(node.top) else { return nil }
+                return try doWrite(node)
             }
         }
-        func finish(_ w: Written) throws(UnionError) -> (count: Int, committed: StableHow) {
+        func finish(_ written: Written) throws(UnionError) -> (count: Int, committed: StableHow) {
             if stable != .unstable {
                 // FILE_SYNC covers DATA_SYNC: one shared fsync serves both.
                 try BlockingWaits.run { () throws(UnionError) in
-                    try upper.fileSyncs.sync(w.fileid) { () throws(UnionError) in
-                        _ = try Sys.retry("fsync", w.path) { fsync(w.fd.raw) }
+                    try upper.fileSyncs.sync(written.fileid) { () throws(UnionError) in
+                        _ = try Sys.retry("fsync", written.path) { fsync(written.fd.raw) }
                     }
                 }
             }
-            return (w.count, stable)
+            return (written.count, stable)
         }
         if let done = try fastPath() { return try finish(done) }
         for _ in 0..<3 {
@@ -89,9 +89,9 @@ extension UnionNamespace {
         }
         // Lost every race to a change of the same name: copy up and write in one change.
         let done = try self.mutate { () throws(UnionError) -> Written in
-            let n = try self.resolve(h)
-            try check(n)
-            return try doWrite(try self.ensureUpper(n))
+            let node = try self.resolve(h)
+            try check(node)
+            return try doWrite(try self.ensureUpper(node))
         }
         return try finish(done)
     }
@@ -101,9 +101,9 @@ extension UnionNamespace {
     func commitData(_ h: ObjectHandle) throws(UnionError) {
         guard let upper = self.upper else { return }
         let open = try self.namespaceLock.withReadLock { () throws(UnionError) -> (FD, UInt64, String)? in
-            let n = try self.resolve(h)
-            guard self.isUpper(n.top), n.type == .regular else { return nil }
-            return (try self.openData(n.top, O_RDONLY), n.fileid, n.top.pathString)
+            let node = try self.resolve(h)
+            guard self.isUpper(node.top), node.type == .regular else { return nil }
+            return (try self.openData(node.top, O_RDONLY), node.fileid, node.top.pathString)
         }
         guard let (fd, fileid, path) = open else { return }
         try BlockingWaits.run { () throws(UnionError) in
@@ -131,29 +131,30 @@ extension UnionNamespace {
     ) throws(UnionError) -> ChangeResult {
         if changes.isEmpty {
             return try self.namespaceLock.withReadLock { () throws(UnionError) -> ChangeResult in
-                let n = try self.resolve(h)
-                let a = self.attributes(n)
-                if let g = guardCtime, a.ctime != g { throw .guardMismatch }
-                return ChangeResult(handle: h, attributes: a, object: BeforeAfter(before: a, after: a))
+                let node = try self.resolve(h)
+                let current = self.attributes(node)
+                if let expected = guardCtime, current.ctime != expected { throw .guardMismatch }
+                return ChangeResult(
+                    handle: h, attributes: current, object: BeforeAfter(before: current, after: current))
             }
         }
         _ = try self.requireUpper()
-        try self.copyUpOutsideChange(h, dataLimit: changes.size) { (n) throws(UnionError) -> Bool in
+        try self.copyUpOutsideChange(h, dataLimit: changes.size) { (node) throws(UnionError) -> Bool in
             // Only what the change would do anyway: a refused SETATTR copies nothing.
-            guard !n.isDirectory else { return false }
-            if let g = guardCtime, self.attributes(n).ctime != g { return false }
+            guard !node.isDirectory else { return false }
+            if let expected = guardCtime, self.attributes(node).ctime != expected { return false }
             do {
-                _ = try self.checkSetattr(n, changes, as: cred)
+                _ = try self.checkSetattr(node, changes, as: cred)
                 return true
             } catch {
                 return false
             }
         }
         return try self.mutate { () throws(UnionError) -> ChangeResult in
-            let n = try self.resolve(h)
-            let before = self.attributes(n)
-            let a = self.attributes(try self.setattrLocked(n, changes, guardCtime: guardCtime, as: cred))
-            return ChangeResult(handle: h, attributes: a, object: BeforeAfter(before: before, after: a))
+            let node = try self.resolve(h)
+            let before = self.attributes(node)
+            let after = self.attributes(try self.setattrLocked(node, changes, guardCtime: guardCtime, as: cred))
+            return ChangeResult(handle: h, attributes: after, object: BeforeAfter(before: before, after: after))
         }
     }
 
@@ -165,7 +166,7 @@ extension UnionNamespace {
         if mode != nil {
             guard isOwner else { throw .notPermitted }
             let gid = changes.gid ?? st.st_gid
-            if !cred.isRoot && !cred.isInGroup(gid), let m = mode { mode = m & ~UInt32(S_ISGID) }
+            if !cred.isRoot && !cred.isInGroup(gid), let requested = mode { mode = requested & ~UInt32(S_ISGID) }
         }
         if let uid = changes.uid, !Permission.mayChown(st, cred, to: uid) { throw .notPermitted }
         if let gid = changes.gid, !Permission.mayChgrp(st, cred, to: gid) { throw .notPermitted }
@@ -174,8 +175,8 @@ extension UnionNamespace {
             guard n0.type == .regular else { throw .invalid("size of a non-regular file") }
             try self.requireWrite(st, cred)
         }
-        for t in [changes.atime, changes.mtime] {
-            switch t {
+        for time in [changes.atime, changes.mtime] {
+            switch time {
             case nil: break
             case .serverTime: if !isOwner { try Permission.require(st, cred, Permission.write) }
             case .clientTime: if !isOwner { throw .notPermitted }
@@ -189,28 +190,28 @@ extension UnionNamespace {
     )
         throws(UnionError) -> Node
     {
-        if let g = guardCtime, self.attributes(n0).ctime != g { throw .guardMismatch }
+        if let expected = guardCtime, self.attributes(n0).ctime != expected { throw .guardMismatch }
         let mode = try self.checkSetattr(n0, changes, as: cred)
         let st = n0.dataStat
-        let n = try self.ensureUpper(n0, dataLimit: changes.size)
-        let loc = n.top
+        let node = try self.ensureUpper(n0, dataLimit: changes.size)
+        let loc = node.top
         let path = loc.pathString
         // A directory's own descriptor (the root has no parent in its layer) or parent + name.
         let (dirFD, name): (FD, [UInt8]) = {
-            if let p = loc.parent { return (p, loc.name) }
+            if let parent = loc.parent { return (parent, loc.name) }
             return (loc.dir ?? self.layers[0].tree, Array(".".utf8))
         }()
-        try name.withCName { (c) throws(UnionError) in
+        try name.withCName { (cName) throws(UnionError) in
             if changes.uid != nil || changes.gid != nil {
                 let uid = changes.uid ?? UInt32.max, gid = changes.gid ?? UInt32.max  // -1: unchanged
-                _ = try Sys.retry("fchownat", path) { fchownat(dirFD.raw, c, uid, gid, AT_SYMLINK_NOFOLLOW) }
-                if mode == nil, n.type != .symlink, Permission.chownDropsSetgid(st, cred) {
-                    let m = mode_t(UInt32(st.st_mode) & 0o7777 & ~UInt32(S_ISGID))
-                    _ = try Sys.retry("fchmodat", path) { fchmodat(dirFD.raw, c, m, 0) }
+                _ = try Sys.retry("fchownat", path) { fchownat(dirFD.raw, cName, uid, gid, AT_SYMLINK_NOFOLLOW) }
+                if mode == nil, node.type != .symlink, Permission.chownDropsSetgid(st, cred) {
+                    let cleared = mode_t(UInt32(st.st_mode) & 0o7777 & ~UInt32(S_ISGID))
+                    _ = try Sys.retry("fchmodat", path) { fchmodat(dirFD.raw, cName, cleared, 0) }
                 }
             }
-            if let m = mode, n.type != .symlink {
-                _ = try Sys.retry("fchmodat", path) { fchmodat(dirFD.raw, c, mode_t(m), 0) }
+            if let newMode = mode, node.type != .symlink {
+                _ = try Sys.retry("fchmodat", path) { fchmodat(dirFD.raw, cName, mode_t(newMode), 0) }
             }
         }
         if let size = changes.size {
@@ -218,23 +219,23 @@ extension UnionNamespace {
             let fd = try self.openData(loc, O_WRONLY)
             _ = try Sys.retry("ftruncate", path) { ftruncate(fd.raw, off_t(size)) }
             if mode == nil, let fresh = try Files.statAt(dirFD, name, path: path) {
-                var l = loc
-                l.st = fresh
-                try self.killSetID(l, cred)
+                var updated = loc
+                updated.st = fresh
+                try self.killSetID(updated, cred)
             }
         }
         try self.applyTimes(dirFD, name, changes, path: path)
         // What the batch syncs: the object itself where it can be opened, else its directory.
-        if n.type == .regular {
+        if node.type == .regular {
             self.changed(.file(try self.openData(loc, O_RDONLY), path: path))
-        } else if n.isDirectory, let d = loc.dir {
-            self.changed(.directory(d, path: path))
+        } else if node.isDirectory, let ownFD = loc.dir {
+            self.changed(.directory(ownFD, path: path))
         } else if self.syncsEachObject {
             self.changed(.filesystem(path: path))  // a symlink or device node: no descriptor to fsync
         } else {
             self.changed(.directory(dirFD, path: path))
         }
-        return try self.reresolve(n)
+        return try self.reresolve(node)
     }
 }
 
@@ -243,17 +244,17 @@ extension UnionNamespace {
     /// for the times it was given.
     func applyTimes(_ dir: FD, _ name: [UInt8], _ a: SetAttributes, path: String) throws(UnionError) {
         guard a.atime != nil || a.mtime != nil else { return }
-        func ts(_ c: TimeChange?) -> timespec {
-            switch c {
+        func ts(_ change: TimeChange?) -> timespec {
+            switch change {
             case nil: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_OMIT)
             case .serverTime: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
-            case .clientTime(let t):
-                return timespec(tv_sec: Int(t.seconds), tv_nsec: Int(min(t.nanoseconds, 999_999_999)))
+            case .clientTime(let time):
+                return timespec(tv_sec: Int(time.seconds), tv_nsec: Int(min(time.nanoseconds, 999_999_999)))
             }
         }
         var times = [ts(a.atime), ts(a.mtime)]
-        _ = try name.withCName { (c) throws(UnionError) -> CInt in
-            try Sys.retry("utimensat", path) { utimensat(dir.raw, c, &times, AT_SYMLINK_NOFOLLOW) }
+        _ = try name.withCName { (cName) throws(UnionError) -> CInt in
+            try Sys.retry("utimensat", path) { utimensat(dir.raw, cName, &times, AT_SYMLINK_NOFOLLOW) }
         }
     }
 }

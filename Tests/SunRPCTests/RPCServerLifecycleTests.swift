@@ -100,7 +100,9 @@ import XDR
     @Test func asyncClientConveniences() async throws {
         try await withTestServer { server in
             for transport in RPCTransport.allCases {
-                let client = try await RPCClient.connect(host: "127.0.0.1", port: server.port, transport: transport)
+                let client = try await RPCClient.connect {
+                    try RPCClient(host: "127.0.0.1", port: server.port, transport: transport)
+                }
                 let reply = try await client.callAsync(program: TestProgram.number, version: 1, procedure: 0)
                 #expect(reply.status == .success)
             }

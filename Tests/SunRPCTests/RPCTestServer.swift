@@ -217,19 +217,9 @@ func callMessage(
     rpcVersion: UInt32 = 2,
     arguments: ByteBuffer = ByteBuffer()
 ) -> ByteBuffer {
-    var buffer = ByteBuffer()
-    RPCMessageCodec.writeCallHeader(
-        xid: xid,
-        program: program,
-        version: version,
-        procedure: procedure,
-        credential: credential,
-        rpcVersion: rpcVersion,
-        into: &buffer
-    )
-    var arguments = arguments
-    buffer.writeBuffer(&arguments)
-    return buffer
+    RPCClient.callMessage(
+        xid: xid, program: program, version: version, procedure: procedure, credential: credential,
+        rpcVersion: rpcVersion, arguments: arguments)
 }
 
 /// Splits `message` into record-marking fragments of at most `fragmentBytes`.

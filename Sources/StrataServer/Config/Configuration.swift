@@ -831,9 +831,9 @@ extension ClientMatch {
     func coversSameClients(as other: ClientMatch) -> Bool {
         switch (self, other) {
         case (.everyone, .everyone): return true
-        case (.host(let a), .host(let b)): return a == b
-        case (.network(let a, let lengthA), .network(let b, let lengthB)):
-            return lengthA == lengthB && a.sharesPrefix(with: b, length: lengthA)
+        case (.host(let address), .host(let otherAddress)): return address == otherAddress
+        case (.network(let address, let lengthA), .network(let otherAddress, let lengthB)):
+            return lengthA == lengthB && address.sharesPrefix(with: otherAddress, length: lengthA)
         default: return false
         }
     }

@@ -54,16 +54,16 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// the same family).
     public func sharesPrefix(with other: IPAddress, length prefixLength: Int) -> Bool {
         switch (self, other) {
-        case (.v4(let a), .v4(let b)):
+        case (.v4(let mine), .v4(let theirs)):
             guard prefixLength > 0 else { return true }
             let mask: UInt32 = prefixLength >= 32 ? .max : ~(UInt32.max >> UInt32(prefixLength))
-            return a & mask == b & mask
-        case (.v6(let a), .v6(let b)):
+            return mine & mask == theirs & mask
+        case (.v6(let mine), .v6(let theirs)):
             var remaining = prefixLength
             for index in 0..<16 where remaining > 0 {
                 let bits = min(8, remaining)
                 let mask = UInt8(truncatingIfNeeded: 0xff << (8 - bits))
-                if a[index] & mask != b[index] & mask { return false }
+                if mine[index] & mask != theirs[index] & mask { return false }
                 remaining -= bits
             }
             return true

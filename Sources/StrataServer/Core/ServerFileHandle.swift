@@ -35,12 +35,12 @@ public struct ServerFileHandle: Sendable, Hashable {
     }
 
     public init(bytes: [UInt8]) throws(DecodeFailure) {
-        let decoded = bytes.withUnsafeBytes { (b) -> ServerFileHandle? in
-            guard b.count == ServerFileHandle.encodedBytes, b[0] == ServerFileHandle.version,
-                let object = ObjectHandle(raw: UnsafeRawBufferPointer(rebasing: b[ServerFileHandle.headerBytes...]))
+        let decoded = bytes.withUnsafeBytes { (raw) -> ServerFileHandle? in
+            guard raw.count == ServerFileHandle.encodedBytes, raw[0] == ServerFileHandle.version,
+                let object = ObjectHandle(raw: UnsafeRawBufferPointer(rebasing: raw[ServerFileHandle.headerBytes...]))
             else { return nil }
-            let word = UInt32(bigEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
-            let tag = UInt32(bigEndian: b.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+            let word = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+            let tag = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
             return ServerFileHandle(exportID: word & 0xff_ffff, clientTag: tag, object: object)
         }
         guard let decoded else { throw .malformed }

@@ -139,11 +139,11 @@ final class Sidecar: Sendable {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = try Sys.retry("read", path) {
+            let count = try Sys.retry("read", path) {
                 chunk.withUnsafeMutableBytes { Glibc.read(fd.raw, $0.baseAddress, $0.count) }
             }
-            if n == 0 { return bytes }
-            bytes += chunk[0..<n]
+            if count == 0 { return bytes }
+            bytes += chunk[0..<count]
         }
     }
 
@@ -151,10 +151,10 @@ final class Sidecar: Sendable {
         let fd = FD(try Sys.retry("open", path) { open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) })
         var done = 0
         while done < bytes.count {
-            let n = try Sys.retry("write", path) {
+            let count = try Sys.retry("write", path) {
                 bytes.withUnsafeBytes { Glibc.write(fd.raw, $0.baseAddress! + done, $0.count - done) }
             }
-            done += n
+            done += count
         }
     }
 
@@ -172,16 +172,17 @@ final class Sidecar: Sendable {
             // whiteout that must precede an unlink, a dropped whiteout): the WAL's own sync makes them durable.
             if batch.syncs.isEmpty {
                 if !batch.records.isEmpty {
-                    try self.transaction(what, syncingWAL: true) { db in for r in batch.records { try r(db) } }
+                    try self.transaction(what, syncingWAL: true) { db in for record in batch.records { try record(db) }
+                    }
                 }
                 return
             }
             if !batch.records.isEmpty {
-                try self.transaction(what) { db in for r in batch.records { try r(db) } }
+                try self.transaction(what) { db in for record in batch.records { try record(db) } }
             }
         case .none, .orderedJournal:
             if !batch.records.isEmpty {
-                try self.transaction(what) { db in for r in batch.records { try r(db) } }
+                try self.transaction(what) { db in for record in batch.records { try record(db) } }
             }
         }
         switch mode {
@@ -231,11 +232,11 @@ final class Sidecar: Sendable {
         }
         var seen = Set<Key>()
         var inodes: [SyncTarget] = first.map { [$0] } ?? [], directories: [SyncTarget] = []
-        for t in targets {
+        for target in targets {
             let fd: FD
-            switch t {
+            switch target {
             case .filesystem: return nil
-            case .file(let f, _), .directory(let f, _), .data(let f, _): fd = f
+            case .file(let descriptor, _), .directory(let descriptor, _), .data(let descriptor, _): fd = descriptor
             }
             var st = stat()
             // The first sighting decides: a new directory first named as made, then as the parent of its entries.
@@ -244,7 +245,7 @@ final class Sidecar: Sendable {
             {
                 continue
             }
-            if case .directory = t { directories.append(t) } else { inodes.append(t) }
+            if case .directory = target { directories.append(target) } else { inodes.append(target) }
         }
         return [inodes, directories].filter { !$0.isEmpty }
     }
@@ -319,8 +320,8 @@ final class Sidecar: Sendable {
                 }
                 return result!
             }
-        } catch let e as UnionError {
-            throw e
+        } catch let unionError as UnionError {
+            throw unionError
         } catch {
             throw .sidecar("\(what) in \(self.path): \(error)")
         }
@@ -360,26 +361,26 @@ struct LayerRecords: Sendable {
     /// be a valid name and a redirect a relative path of valid names (no `..`, `.`, empty component or leading `/`),
     /// else the record is left out (counted in `rejected`), so following a redirect never leaves the layers' roots.
     static func load(_ db: Database) throws -> LayerRecords {
-        var r = LayerRecords()
-        guard try db.tableExists(WhiteoutRecord.databaseTableName) else { return r }
-        for w in try WhiteoutRecord.fetchAll(db) {
-            let name = [UInt8](w.name)
+        var records = LayerRecords()
+        guard try db.tableExists(WhiteoutRecord.databaseTableName) else { return records }
+        for whiteout in try WhiteoutRecord.fetchAll(db) {
+            let name = [UInt8](whiteout.name)
             guard Self.isValidName(name) else {
-                r.rejected += 1
+                records.rejected += 1
                 continue
             }
-            r.whiteouts[w.dirIno, default: []].insert(name)
+            records.whiteouts[whiteout.dirIno, default: []].insert(name)
         }
-        for o in try OpaqueRecord.fetchAll(db) { r.opaque.insert(o.dirIno) }
-        for d in try RedirectRecord.fetchAll(db) {
-            let path = [UInt8](d.path)
+        for opaque in try OpaqueRecord.fetchAll(db) { records.opaque.insert(opaque.dirIno) }
+        for redirect in try RedirectRecord.fetchAll(db) {
+            let path = [UInt8](redirect.path)
             guard Self.isValidRedirect(path) else {
-                r.rejected += 1
+                records.rejected += 1
                 continue
             }
-            r.redirects[d.dirIno] = path
+            records.redirects[redirect.dirIno] = path
         }
-        return r
+        return records
     }
 
     static func isValidName(_ name: [UInt8]) -> Bool {

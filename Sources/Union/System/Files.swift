@@ -6,10 +6,10 @@ import Glibc
 enum Files {
     static func statAt(_ dir: FD, _ name: [UInt8], path: @autoclosure () -> String) throws(UnionError) -> stat? {
         var st = stat()
-        let r = try name.withCName { (c) throws(UnionError) -> CInt? in
-            try Sys.retryOrMissing("fstatat", path()) { fstatat(dir.raw, c, &st, AT_SYMLINK_NOFOLLOW) }
+        let found = try name.withCName { (cName) throws(UnionError) -> CInt? in
+            try Sys.retryOrMissing("fstatat", path()) { fstatat(dir.raw, cName, &st, AT_SYMLINK_NOFOLLOW) }
         }
-        return r == nil ? nil : st
+        return found == nil ? nil : st
     }
 
     static func fstat(_ fd: FD, path: @autoclosure () -> String) throws(UnionError) -> stat {
@@ -24,8 +24,8 @@ enum Files {
     )
         throws(UnionError) -> FD
     {
-        let fd = try name.withCName { (c) throws(UnionError) -> CInt in
-            try Sys.retry("openat", path()) { openat(dir.raw, c, flags | O_NOFOLLOW | O_CLOEXEC, mode) }
+        let fd = try name.withCName { (cName) throws(UnionError) -> CInt in
+            try Sys.retry("openat", path()) { openat(dir.raw, cName, flags | O_NOFOLLOW | O_CLOEXEC, mode) }
         }
         return FD(fd)
     }
@@ -53,12 +53,12 @@ enum Files {
     /// All entries of a directory except `.` and `..`.
     static func list(_ dir: FD, path: @autoclosure () -> String) throws(UnionError) -> [DirEntry] {
         let rfd = try Self.reopenDirectory(dir, path: path())
-        let d = dup(rfd.raw)
-        if d < 0 { throw Sys.error(errno, "dup", path()) }
-        guard let dirp = fdopendir(d) else {
-            let e = errno
-            Glibc.close(d)
-            throw Sys.error(e, "fdopendir", path())
+        let listFD = dup(rfd.raw)
+        if listFD < 0 { throw Sys.error(errno, "dup", path()) }
+        guard let dirp = fdopendir(listFD) else {
+            let code = errno
+            Glibc.close(listFD)
+            throw Sys.error(code, "fdopendir", path())
         }
         defer { closedir(dirp) }
         var out: [DirEntry] = []
@@ -70,8 +70,8 @@ enum Files {
             }
             let name: [UInt8] = withUnsafeBytes(of: ent.pointee.d_name) { raw in
                 let bytes = raw.bindMemory(to: UInt8.self)
-                let n = bytes.firstIndex(of: 0) ?? bytes.count
-                return Array(bytes[0..<n])
+                let length = bytes.firstIndex(of: 0) ?? bytes.count
+                return Array(bytes[0..<length])
             }
             if name == [0x2e] || name == [0x2e, 0x2e] { continue }
             out.append(DirEntry(name: name, ino: UInt64(ent.pointee.d_ino), type: ent.pointee.d_type))
@@ -106,15 +106,15 @@ enum Files {
         guard let st = try Self.statAt(dir, name, path: path) else { return }
         if st.isDirectory {
             let sub = try Self.openDirPath(dir, name, path: path)
-            for e in try Self.list(sub, path: path) {
-                try Self.removeTree(sub, e.name, path: path + "/" + e.name.displayString)
+            for entry in try Self.list(sub, path: path) {
+                try Self.removeTree(sub, entry.name, path: path + "/" + entry.name.displayString)
             }
-            _ = try name.withCName { (c) throws(UnionError) -> CInt in
-                try Sys.retry("unlinkat", path) { unlinkat(dir.raw, c, AT_REMOVEDIR) }
+            _ = try name.withCName { (cName) throws(UnionError) -> CInt in
+                try Sys.retry("unlinkat", path) { unlinkat(dir.raw, cName, AT_REMOVEDIR) }
             }
         } else {
-            _ = try name.withCName { (c) throws(UnionError) -> CInt in
-                try Sys.retry("unlinkat", path) { unlinkat(dir.raw, c, 0) }
+            _ = try name.withCName { (cName) throws(UnionError) -> CInt in
+                try Sys.retry("unlinkat", path) { unlinkat(dir.raw, cName, 0) }
             }
         }
     }
@@ -123,9 +123,9 @@ enum Files {
     static func getXattr(_ fd: FD, _ key: String) -> [UInt8]? {
         guard let fget = Sys.gnu.fgetxattr else { return nil }
         var buf = [UInt8](repeating: 0, count: 256)
-        let n = buf.withUnsafeMutableBytes { b in fget(fd.raw, key, b.baseAddress, b.count) }
-        guard n >= 0 else { return nil }
-        return Array(buf[0..<n])
+        let length = buf.withUnsafeMutableBytes { raw in fget(fd.raw, key, raw.baseAddress, raw.count) }
+        guard length >= 0 else { return nil }
+        return Array(buf[0..<length])
     }
 
     static func mkdirAll(_ path: String, mode: mode_t = 0o755) throws(UnionError) {
@@ -142,10 +142,10 @@ enum Files {
         var st = stat()
         while true {
             if fstatat(AT_FDCWD, path, &st, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW) == 0 { return st }
-            let e = errno
-            if e == EINTR { continue }
-            if e == ENOENT || e == ENOTDIR { return nil }
-            throw Sys.error(e, "fstatat", path)
+            let code = errno
+            if code == EINTR { continue }
+            if code == ENOENT || code == ENOTDIR { return nil }
+            throw Sys.error(code, "fstatat", path)
         }
     }
 
@@ -178,15 +178,17 @@ extension Files {
             guard Glibc.fstat(tree.raw, &st) == 0 else { return .wholeFilesystem(tree) }
             let link = "/sys/dev/block/\(Sys.major(st.st_dev)):\(Sys.minor(st.st_dev))"
             var buf = [CChar](repeating: 0, count: 4096)
-            let n = readlink(link, &buf, buf.count - 1)
-            guard n > 0 else { return .wholeFilesystem(tree) }
-            let target = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let length = readlink(link, &buf, buf.count - 1)
+            guard length > 0 else { return .wholeFilesystem(tree) }
+            let target = String(decoding: buf[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             guard let device = target.split(separator: "/").last else { return .wholeFilesystem(tree) }
             // "<none>" without a journal (then an fsync covers only its own inode).
-            guard let f = fopen("/sys/fs/ext4/\(device)/journal_task", "r") else { return .wholeFilesystem(tree) }
-            defer { fclose(f) }
+            guard let journalTask = fopen("/sys/fs/ext4/\(device)/journal_task", "r") else {
+                return .wholeFilesystem(tree)
+            }
+            defer { fclose(journalTask) }
             var line = [CChar](repeating: 0, count: 64)
-            guard fgets(&line, CInt(line.count), f) != nil else { return .wholeFilesystem(tree) }
+            guard fgets(&line, CInt(line.count), journalTask) != nil else { return .wholeFilesystem(tree) }
             let task = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             return task.hasPrefix("<none>") || task.isEmpty ? .wholeFilesystem(tree) : .orderedJournal
         default:

@@ -89,32 +89,16 @@ final class GroupCommit<Record>: @unchecked Sendable {
     }
 
     /// The sequence number of the last change queued (wait for it to cover everything queued so far).
-    var lastQueued: UInt64 {
-        self.monitor.lock()
-        defer { self.monitor.unlock() }
-        return self.lastSeq
-    }
+    var lastQueued: UInt64 { self.monitor.withLock { self.lastSeq } }
 
     /// Flushes done so far (tests: "many waiters, one flush").
-    var flushes: UInt64 {
-        self.monitor.lock()
-        defer { self.monitor.unlock() }
-        return self.flushCount
-    }
+    var flushes: UInt64 { self.monitor.withLock { self.flushCount } }
 
     /// Times a waiter was woken (tests: "only the waiters a flush covered, and one leader").
-    var wakeUpCount: UInt64 {
-        self.monitor.lock()
-        defer { self.monitor.unlock() }
-        return self.wakeUps
-    }
+    var wakeUpCount: UInt64 { self.monitor.withLock { self.wakeUps } }
 
     /// Waiters asleep now (tests).
-    var sleeping: Int {
-        self.monitor.lock()
-        defer { self.monitor.unlock() }
-        return self.sleepers.count
-    }
+    var sleeping: Int { self.monitor.withLock { self.sleepers.count } }
 
     /// Returns once change `seq` (and everything queued before it) is durable; throws the error of the flush that
     /// failed to make it so. The first waiter to find no flush running leads the next one.
@@ -131,9 +115,9 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 self.monitor.unlock()
                 return
             }
-            if let f = self.failures.last(where: { $0.from < seq && seq <= $0.through }) {
+            if let failed = self.failures.last(where: { $0.from < seq && seq <= $0.through }) {
                 self.monitor.unlock()
-                throw f.error
+                throw failed.error
             }
             if self.isFlushing {
                 let sleeper = me ?? Sleeper()
@@ -146,27 +130,27 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 continue
             }
             let number = self.batchesStarted + 1
-            var n = 0
-            while n < self.queue.count && self.queue[n].eligible <= number { n += 1 }
-            guard n > 0 else {
+            var ready = 0
+            while ready < self.queue.count && self.queue[ready].eligible <= number { ready += 1 }
+            guard ready > 0 else {
                 // Nothing can be eligible only if `seq` was never queued (an abandoned or foreign number). Any
                 // sleeper checks again for itself.
-                for s in self.sleepers.values { s.sleeper.signal() }
+                for waiting in self.sleepers.values { waiting.sleeper.signal() }
                 self.monitor.unlock()
                 return
             }
             self.isFlushing = true
             self.batchesStarted = number
-            let taken = Array(self.queue[0..<n])
-            self.queue.removeFirst(n)
+            let taken = Array(self.queue[0..<ready])
+            self.queue.removeFirst(ready)
             let from = self.durableSeq
-            let through = taken[n - 1].seq
+            let through = taken[ready - 1].seq
             self.monitor.unlock()
 
             var batch = Batch(number: number)
-            for e in taken {
-                batch.records += e.records
-                batch.syncs += e.syncs
+            for entry in taken {
+                batch.records += entry.records
+                batch.syncs += entry.syncs
             }
             var failure: UnionError?
             do throws(UnionError) {
@@ -180,7 +164,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
             if let failure {
                 // Retry in the next batch; everything behind moves one batch later so `afterSync` order holds.
                 self.queue.insert(contentsOf: taken, at: 0)
-                for i in self.queue.indices { self.queue[i].eligible += 1 }
+                for index in self.queue.indices { self.queue[index].eligible += 1 }
                 self.lastEligible += 1
                 self.failures.append((from, through, failure))
                 if self.failures.count > 64 { self.failures.removeFirst() }
@@ -198,24 +182,26 @@ final class GroupCommit<Record>: @unchecked Sendable {
     private func wakeCoveredAndNextLeader(failedFrom: UInt64?, through: UInt64) {
         var next: (key: ObjectIdentifier, seq: UInt64)?
         var leaderWoken = false
-        for (key, s) in self.sleepers {
-            let covered = s.seq <= self.durableSeq || (failedFrom.map { $0 < s.seq && s.seq <= through } ?? false)
+        for (key, waiting) in self.sleepers {
+            let covered =
+                waiting.seq <= self.durableSeq
+                || (failedFrom.map { $0 < waiting.seq && waiting.seq <= through } ?? false)
             if covered {
-                if !s.isWoken {
+                if !waiting.isWoken {
                     self.sleepers[key]?.isWoken = true
                     self.wakeUps += 1
-                    s.sleeper.signal()
+                    waiting.sleeper.signal()
                 }
-            } else if s.isWoken {
+            } else if waiting.isWoken {
                 leaderWoken = true
-            } else if next == nil || s.seq < next!.seq {
-                next = (key, s.seq)
+            } else if next == nil || waiting.seq < next!.seq {
+                next = (key, waiting.seq)
             }
         }
-        if !leaderWoken, let next, let s = self.sleepers[next.key] {
+        if !leaderWoken, let next, let leader = self.sleepers[next.key] {
             self.sleepers[next.key]?.isWoken = true
             self.wakeUps += 1
-            s.sleeper.signal()
+            leader.sleeper.signal()
         }
     }
 
@@ -231,7 +217,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.monitor.lock()
         self.isAbandoned = true
         self.queue = []
-        for s in self.sleepers.values { s.sleeper.signal() }
+        for waiting in self.sleepers.values { waiting.sleeper.signal() }
         self.monitor.unlock()
     }
 }
@@ -263,56 +249,54 @@ final class FileSyncs: @unchecked Sendable {
 
     /// Callers waiting for (or running) an fsync of `key` (tests).
     func waiting(_ key: UInt64) -> Int {
-        let s = self.stripes[Int(key % UInt64(self.stripes.count))]
-        s.monitor.lock()
-        defer { s.monitor.unlock() }
-        return s.files[key]?.waiters ?? 0
+        let stripe = self.stripes[Int(key % UInt64(self.stripes.count))]
+        return stripe.monitor.withLock { stripe.files[key]?.waiters ?? 0 }
     }
 
     /// Makes what was written to `key` before this call durable, sharing the sync with concurrent callers for the same
     /// key. `sync` runs the fsync or syncfs (on whichever caller leads).
     func sync(_ key: UInt64, _ sync: () throws(UnionError) -> Void) throws(UnionError) {
-        let s = self.stripes[Int(key % UInt64(self.stripes.count))]
-        s.monitor.lock()
-        var st = s.files[key] ?? State()
+        let stripe = self.stripes[Int(key % UInt64(self.stripes.count))]
+        stripe.monitor.lock()
+        var st = stripe.files[key] ?? State()
         // An fsync already running may have started before our write: we need the next one.
         let target = st.started + 1
         st.waiters += 1
-        s.files[key] = st
+        stripe.files[key] = st
         var result: UnionError?
         while true {
-            st = s.files[key]!
+            st = stripe.files[key]!
             if st.finished >= target {
                 result = st.errors[target]
                 break
             }
             if st.isRunning {
-                s.monitor.wait()
+                stripe.monitor.wait()
                 continue
             }
             st.isRunning = true
             st.started += 1
             let mine = st.started
-            s.files[key] = st
-            s.monitor.unlock()
+            stripe.files[key] = st
+            stripe.monitor.unlock()
             var failure: UnionError?
             do throws(UnionError) { try sync() } catch { failure = error }
             self.syncCount.withLock { $0 += 1 }
-            s.monitor.lock()
-            st = s.files[key]!
+            stripe.monitor.lock()
+            st = stripe.files[key]!
             st.isRunning = false
             st.finished = mine
             if let failure { st.errors[mine] = failure }
-            s.files[key] = st
-            s.monitor.broadcast()
+            stripe.files[key] = st
+            stripe.monitor.broadcast()
         }
         st.waiters -= 1
         if st.waiters == 0 && !st.isRunning {
-            s.files[key] = nil
+            stripe.files[key] = nil
         } else {
-            s.files[key] = st
+            stripe.files[key] = st
         }
-        s.monitor.unlock()
+        stripe.monitor.unlock()
         if let result { throw result }
     }
 }
@@ -339,21 +323,21 @@ final class ParallelSyncs: @unchecked Sendable {
 
     init(threads: Int) {
         for _ in 0..<threads {
-            let t = Thread { [unowned self] in self.work() }
-            t.name = "strata-fsync"
-            t.start()
+            let thread = Thread { [unowned self] in self.work() }
+            thread.name = "strata-fsync"
+            thread.start()
         }
     }
 
     /// fsyncs every target, at the same time; returns when all are done, throwing the first failure.
     func sync(_ targets: [SyncTarget]) throws(UnionError) {
         if targets.count <= 1 {
-            for t in targets { try Sidecar.sync(t) }
+            for target in targets { try Sidecar.sync(target) }
             return
         }
         let group = Group(targets.count)
         self.monitor.lock()
-        for t in targets { self.queue.append((t, group)) }
+        for target in targets { self.queue.append((target, group)) }
         self.monitor.broadcast()
         // The caller takes jobs too rather than only sleeping (any group's: they are all somebody's batch).
         while group.left > 0 {

@@ -22,6 +22,12 @@ final class Monitor: @unchecked Sendable {
 
     @inline(__always) func lock() { pthread_mutex_lock(self.mutex) }
     @inline(__always) func unlock() { pthread_mutex_unlock(self.mutex) }
+    /// `body` with the mutex held (a read of the state it protects).
+    @inline(__always) func withLock<T>(_ body: () -> T) -> T {
+        self.lock()
+        defer { self.unlock() }
+        return body()
+    }
     /// Releases the mutex while asleep; holds it again on return. Callers re-check their condition.
     @inline(__always) func wait() { pthread_cond_wait(self.condition, self.mutex) }
     @inline(__always) func broadcast() { pthread_cond_broadcast(self.condition) }

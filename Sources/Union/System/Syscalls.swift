@@ -57,10 +57,10 @@ enum Sys {
         let cachestat: CachestatFn?
 
         init() {
-            let h = dlopen(nil, RTLD_NOW)
+            let handle = dlopen(nil, RTLD_NOW)
             func sym<T>(_ name: String, _: T.Type) -> T? {
-                guard let p = dlsym(h, name) else { return nil }
-                return unsafeBitCast(p, to: T.self)
+                guard let symbol = dlsym(handle, name) else { return nil }
+                return unsafeBitCast(symbol, to: T.self)
             }
             self.copyFileRange = sym("copy_file_range", CopyFileRangeFn.self)
             self.fgetxattr = sym("fgetxattr", FGetXattrFn.self)
@@ -81,13 +81,13 @@ enum Sys {
 
     /// syncfs(2); `sync()` of everything where the C library lacks it.
     static func syncfs(_ fd: CInt) -> CInt {
-        if let f = Self.gnu.syncfs { return f(fd) }
+        if let libcSyncfs = Self.gnu.syncfs { return libcSyncfs(fd) }
         Glibc.sync()
         return 0
     }
 
-    static func error(_ e: Int32, _ call: String, _ path: String) -> UnionError {
-        switch e {
+    static func error(_ code: Int32, _ call: String, _ path: String) -> UnionError {
+        switch code {
         case ENOENT: return .noEntry
         case EEXIST: return .exists
         case ENOTDIR: return .notDirectory
@@ -101,7 +101,7 @@ enum Sys {
         case EROFS: return .readOnly
         case ENAMETOOLONG: return .nameTooLong
         case EXDEV: return .crossDevice
-        default: return .io(errno: e, call: call, path: path)
+        default: return .io(errno: code, call: call, path: path)
         }
     }
 
@@ -113,11 +113,11 @@ enum Sys {
         throws(UnionError) -> T
     {
         while true {
-            let r = body()
-            if r >= 0 { return r }
-            let e = errno
-            if e == EINTR { continue }
-            throw Self.error(e, call, path())
+            let result = body()
+            if result >= 0 { return result }
+            let code = errno
+            if code == EINTR { continue }
+            throw Self.error(code, call, path())
         }
     }
 
@@ -131,10 +131,10 @@ enum Sys {
     {
         while true {
             if ioctl(destination.raw, Self.FICLONE, source.raw) == 0 { return true }
-            let e = errno
-            switch e {
+            let code = errno
+            switch code {
             case EINTR: continue
-            case ENOSPC, EDQUOT, EIO: throw Self.error(e, "ioctl FICLONE", path())
+            case ENOSPC, EDQUOT, EIO: throw Self.error(code, "ioctl FICLONE", path())
             default: return false
             }
         }
@@ -181,10 +181,10 @@ enum Sys {
     static func fillWithoutWaiting(_ count: Int, _ read: (_ done: Int) -> Int) -> Int? {
         var done = 0
         while done < count {
-            let r = read(done)
-            if r > 0 {
-                done += r
-            } else if r == 0 {
+            let got = read(done)
+            if got > 0 {
+                done += got
+            } else if got == 0 {
                 break
             } else if errno != EINTR {
                 return nil
@@ -203,10 +203,10 @@ enum Sys {
         while true {
             let found = lseek(fd.raw, off_t(offset), whence)
             if found >= 0 { return Int64(found) }
-            let e = errno
-            if e == EINTR { continue }
-            if e == ENXIO { return nil }
-            throw Self.error(e, whence == Self.SEEK_DATA ? "lseek SEEK_DATA" : "lseek SEEK_HOLE", path())
+            let code = errno
+            if code == EINTR { continue }
+            if code == ENXIO { return nil }
+            throw Self.error(code, whence == Self.SEEK_DATA ? "lseek SEEK_DATA" : "lseek SEEK_HOLE", path())
         }
     }
 
@@ -214,10 +214,10 @@ enum Sys {
     static func tryLock(_ fd: FD, path: @autoclosure () -> String) throws(UnionError) -> Bool {
         while true {
             if flock(fd.raw, LOCK_EX | LOCK_NB) == 0 { return true }
-            let e = errno
-            if e == EINTR { continue }
-            if e == EWOULDBLOCK { return false }
-            throw Self.error(e, "flock", path())
+            let code = errno
+            if code == EINTR { continue }
+            if code == EWOULDBLOCK { return false }
+            throw Self.error(code, "flock", path())
         }
     }
 
@@ -228,12 +228,12 @@ enum Sys {
         throws(UnionError) -> T?
     {
         while true {
-            let r = body()
-            if r >= 0 { return r }
-            let e = errno
-            if e == EINTR { continue }
-            if e == ENOENT { return nil }
-            throw Self.error(e, call, path())
+            let result = body()
+            if result >= 0 { return result }
+            let code = errno
+            if code == EINTR { continue }
+            if code == ENOENT { return nil }
+            throw Self.error(code, call, path())
         }
     }
 }
@@ -259,12 +259,12 @@ extension Array where Element == UInt8 {
         // allocations here (a READDIRPLUS page makes one such call per entry).
         let count = self.count
         let result = withUnsafeTemporaryAllocation(of: CChar.self, capacity: count + 1) {
-            (c) -> Result<R, UnionError> in
+            (cString) -> Result<R, UnionError> in
             self.withUnsafeBytes { bytes in
-                UnsafeMutableRawBufferPointer(c).copyMemory(from: bytes)
+                UnsafeMutableRawBufferPointer(cString).copyMemory(from: bytes)
             }
-            c[count] = 0
-            return Result { () throws(UnionError) -> R in try body(c.baseAddress!) }
+            cString[count] = 0
+            return Result { () throws(UnionError) -> R in try body(cString.baseAddress!) }
         }
         return try result.get()
     }
