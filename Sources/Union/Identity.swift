@@ -82,6 +82,13 @@ final class IdentityStore: Sendable {
     /// change waits for them once, after it releases the lock. Outside a change (a LOOKUP's first sighting) a new
     /// fileid is durable before it is returned.
     let insideChange = Atomic<Bool>(false)
+    /// Lower objects take derived fileids (`DerivedFileids`), whose rows need not be durable before a reply: true until
+    /// the store's stack of lowers changes (`checkStack`), then false for good (`meta.derivedFileidsEnded`).
+    let derivesFileids: Atomic<Bool>
+    /// Derived fileids a search found no object for (`rediscover`): a stale handle costs one search per run.
+    private let unfound = Locked<Set<UInt64>>([])
+    /// A background flush of rows nobody waits for is under way (`flushSoon`).
+    private let flushing = Atomic<Bool>(false)
     /// fileids are handed out from memory, below a durable reservation (`meta.fileidReserved`): a fileid seen by a
     /// client before its record is durable is still never given to another object after a crash.
     private let allocator: Locked<(next: UInt64, reservedThrough: UInt64)>
@@ -116,15 +123,16 @@ final class IdentityStore: Sendable {
         }
         self.tables = Locked(t)
         self.namespaceID = loaded.namespaceID
-        // Fileids of the per-client range only: rows of shared fileids (objects this namespace changed) are above it.
+        self.derivesFileids = Atomic(!loaded.derivedFileidsEnded)
+        // Allocated fileids only: derived ones and rows of shared fileids (objects this namespace changed) are above.
         let maxOwn =
             loaded.all.lazy.compactMap(\.fileid)
-            .filter { $0 < SharedIdentities.span }.max() ?? 0
+            .filter { $0 < DerivedFileids.base }.max() ?? 0
         let reserved = loaded.reserved
         if fresh {
             self.allocator = Locked((maxOwn + 1, reserved))
         } else {
-            let seq = loaded.sequence < SharedIdentities.span ? loaded.sequence : 0
+            let seq = loaded.sequence < DerivedFileids.base ? loaded.sequence : 0
             let next = max(seq, maxOwn, reserved) + 1
             self.allocator = Locked((next, next - 1))
         }
@@ -140,6 +148,7 @@ final class IdentityStore: Sendable {
         var handleKey: HandleKey
         var sequence: UInt64
         var reserved: UInt64
+        var derivedFileidsEnded: Bool
         var needsWrite: Bool
     }
 
@@ -164,6 +173,7 @@ final class IdentityStore: Sendable {
         }
         let seq = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'identity'") ?? 0
         let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
+        let derivedEnded = try MetaRecord.fetchOne(db, key: "derivedFileidsEnded") != nil
         var nsid: UInt64 = 0
         if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
             nsid = m.value
@@ -188,7 +198,7 @@ final class IdentityStore: Sendable {
         }
         return Loaded(
             all: all, names: names, namespaceID: nsid, handleKey: key, sequence: UInt64(clamping: max(seq, 0)),
-            reserved: reserved, needsWrite: needsWrite)
+            reserved: reserved, derivedFileidsEnded: derivedEnded, needsWrite: needsWrite)
     }
 
     /// The meta keys of the shared store a per-client store takes lower fileids from: its id (`namespaceID`), its
@@ -293,6 +303,8 @@ final class IdentityStore: Sendable {
                 let old = try MetaRecord.fetchOne(db, key: "lowerStack")
                 try MetaRecord(key: "lowerStack", value: signature).save(db)
                 guard let old, old.value != signature else { return false }
+                // The same layer index and inode may be another object now: derived fileids would name it.
+                try MetaRecord(key: "derivedFileidsEnded", value: 1).save(db)
                 try db.execute(
                     sql: "DELETE FROM linkName WHERE fileid IN (SELECT fileid FROM identity WHERE upperIno IS NULL)")
                 try db.execute(sql: "DELETE FROM identity WHERE upperIno IS NULL")
@@ -301,6 +313,7 @@ final class IdentityStore: Sendable {
                 return true
             }
             guard changed else { return }
+            self.derivesFileids.store(false, ordering: .relaxed)
             logger.warning(
                 "the lower layers changed since this identity store was written: lower objects get new fileids")
             let all = try self.sidecar.read("reload identities") { db in try IdentityRecord.fetchAll(db) }
@@ -425,58 +438,131 @@ final class IdentityStore: Sendable {
     func fileids(_ sightings: [Sighting]) throws(UnionError) -> [UInt64] {
         let fromShared = try self.sharedFileids(sightings)
         var mustWait = false
-        let (result, seq) = self.tables.withLock { (t) -> ([UInt64], UInt64) in
+        // Rows of derived fileids alone need no flush before the reply (`DerivedFileids`); anything else does.
+        var onlyDerived = true
+        let (result, seq) = self.tables.withLock { (tables) -> ([UInt64], UInt64) in
             var result = [UInt64](repeating: 0, count: sightings.count)
             var records: [SidecarRecord] = []
-            for (i, s) in sightings.enumerated() {
-                if let f = Self.existing(t, s.key) {
-                    result[i] = f
-                    if Self.isNewName(t, f, s) {
-                        let n = LinkName(parent: s.parent, name: s.name)
-                        t.otherNames[f, default: []].insert(n)
+            for (index, sighting) in sightings.enumerated() {
+                if let fileid = Self.existing(tables, sighting.key) {
+                    result[index] = fileid
+                    if Self.isNewName(tables, fileid, sighting) {
+                        let name = LinkName(parent: sighting.parent, name: sighting.name)
+                        tables.otherNames[fileid, default: []].insert(name)
+                        onlyDerived = false
                         records.append { db in
-                            try LinkNameRecord(
-                                fileid: f, parent: n.parent, name: Data(n.name)
-                            ).save(db)
+                            try LinkNameRecord(fileid: fileid, parent: name.parent, name: Data(name.name)).save(db)
                         }
                     }
                     continue
                 }
-                if let f = fromShared?[i] {
-                    result[i] = f
+                if let fileid = fromShared?[index] {
+                    result[index] = fileid
                     continue
                 }
-                let ok = OriginKey(layer: s.key.layer, ino: s.key.ino)
+                let origin = OriginKey(layer: sighting.key.layer, ino: sighting.key.ino)
                 var stale: UInt64?
-                if s.key.isUpper, let old = t.byOrigin[ok] {
+                if sighting.key.isUpper, let old = tables.byOrigin[origin] {
                     // An upper inode reused after its object went away without its record.
                     stale = old
-                    t.remove(old)
+                    tables.remove(old)
                 }
-                let f = self.allocateFileid(&records, &mustWait)
-                let r = IdentityRecord(
-                    fileid: f, parent: s.parent, name: Data(s.name), originLayer: Int64(s.key.layer),
-                    originIno: s.key.ino, upperIno: s.key.isUpper ? s.key.ino : nil, isIndexed: false,
-                    lowerLinkCount: 1)
-                t.insert(Identity(r))
-                result[i] = f
+                let fileid: UInt64
+                if let derived = self.derivedFileid(tables, sighting.key) {
+                    fileid = derived
+                } else {
+                    fileid = self.allocateFileid(&records, &mustWait)
+                    onlyDerived = false
+                }
+                let record = IdentityRecord(
+                    fileid: fileid, parent: sighting.parent, name: Data(sighting.name),
+                    originLayer: Int64(sighting.key.layer), originIno: sighting.key.ino,
+                    upperIno: sighting.key.isUpper ? sighting.key.ino : nil, isIndexed: false, lowerLinkCount: 1)
+                tables.insert(Identity(record))
+                result[index] = fileid
                 records.append { db in
                     if let stale {
                         try IdentityRecord.deleteOne(db, key: stale.sqliteValue)
                         try db.execute(
                             sql: "DELETE FROM linkName WHERE fileid = ?", arguments: [stale.sqliteValue])
                     }
-                    try Self.insert(r, db)
+                    try Self.insert(record, db)
                 }
             }
             return (result, records.isEmpty ? 0 : self.queue(records))
         }
         if mustWait {
             try self.commits.waitDurable(seq)
+        } else if onlyDerived {
+            if seq != 0 && !self.insideChange.load(ordering: .relaxed) { self.flushSoon() }
         } else {
             try self.durableUnlessInsideChange(seq)
         }
         return result
+    }
+
+    // MARK: Derived lower fileids
+
+    /// The derived fileid of a lower object seen first, if this store derives them and the number is free (a
+    /// copied-up object keeps its fileid when a change of the stack re-keys it by its upper inode; derivation ends
+    /// then, but a number is never given twice).
+    private func derivedFileid(_ tables: Tables, _ key: Key) -> UInt64? {
+        guard !key.isUpper, self.derivesFileids.load(ordering: .relaxed),
+            let fileid = DerivedFileids.fileid(layer: key.layer, ino: key.ino), tables.byFileid[fileid] == nil
+        else { return nil }
+        return fileid
+    }
+
+    /// Where to look for the object of `fileid` when it has no identity row (`rediscover`), as this namespace numbers
+    /// its layers: a derived fileid of this store, or of the shared store (whose layer 0 is this namespace's layer 1).
+    func derivedOrigin(_ fileid: UInt64) -> OriginKey? {
+        if self.derivesFileids.load(ordering: .relaxed), let origin = DerivedFileids.origin(fileid) { return origin }
+        guard let shared = self.shared, shared.range.contains(fileid),
+            shared.store.derivesFileids.load(ordering: .relaxed),
+            let origin = DerivedFileids.origin(fileid - shared.base)
+        else { return nil }
+        return OriginKey(layer: origin.layer + 1, ino: origin.ino)
+    }
+
+    /// The fileid this namespace shows for the lower object `origin`, if it has an identity already.
+    func knownFileid(_ origin: OriginKey) -> UInt64? {
+        if let fileid = self.tables.withLock({ $0.byOrigin[origin] }) { return fileid }
+        guard let shared = self.shared, origin.layer >= 1,
+            let fileid = shared.store.tables.withLock({
+                $0.byOrigin[OriginKey(layer: origin.layer - 1, ino: origin.ino)]
+            }), fileid < SharedIdentities.span
+        else { return nil }
+        return shared.base + fileid
+    }
+
+    func isUnfound(_ fileid: UInt64) -> Bool {
+        self.unfound.withLock { $0.contains(fileid) }
+    }
+
+    func markUnfound(_ fileid: UInt64) {
+        self.unfound.withLock { set in
+            if set.count >= 65_536 { set.removeAll() }
+            set.insert(fileid)
+        }
+    }
+
+    /// Commits the rows nobody waits for soon, on a thread of its own: one flush at a time, and another right after it
+    /// while rows arrived meanwhile (a listing's pages share them). Until then a crash may lose them; their objects
+    /// are found again by their derived fileids.
+    private func flushSoon() {
+        guard !self.flushing.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        DispatchQueue.global(qos: .utility).async {
+            while true {
+                let target = self.commits.lastQueued
+                // A failed flush keeps its records queued for the next one; an abandoned store (a simulated crash)
+                // flushes nothing more.
+                try? self.commits.waitDurable(target)
+                self.flushing.store(false, ordering: .releasing)
+                guard self.commits.lastQueued != target,
+                    !self.flushing.exchange(true, ordering: .acquiringAndReleasing)
+                else { return }
+            }
+        }
     }
 
     /// Inserts a new identity with one cached statement: the record's Codable insert cost a third of a first listing
@@ -643,6 +729,7 @@ final class IdentityStore: Sendable {
     /// Forgets a removed object: its handle becomes stale.
     func forget(_ fileid: UInt64) {
         self.recentVerifiers.withLock { $0[fileid] = nil }
+        if self.derivedOrigin(fileid) != nil { self.markUnfound(fileid) }
         self.tables.withLock { t in
             // `otherNames` mirrors the whole linkName table: an object without other names has no row there.
             let hadOtherNames = !(t.otherNames[fileid]?.isEmpty ?? true)

@@ -176,7 +176,7 @@ extension UnionNamespace {
     /// Walks from the root along the recorded names (parent fileid + name). An object whose recorded name does not
     /// lead to it any more (a hard link whose first name was removed; a crash between a rename(2) and the identity
     /// update) is looked for under its other known names.
-    private func resolve(fileid target: UInt64, depth: Int) throws(UnionError) -> Node {
+    func resolve(fileid target: UInt64, depth: Int) throws(UnionError) -> Node {
         if let cached = try self.cachedNode(target) { return cached }
         if target == self.rootFileid {
             let root = try self.rootNode()
@@ -187,7 +187,13 @@ extension UnionNamespace {
         var chain: [(name: [UInt8], fileid: UInt64)] = []
         var fileid = target
         while fileid != self.rootFileid {
-            guard let ident = self.identities.identity(fileid), chain.count < 4096 else { throw .stale }
+            guard chain.count < 4096 else { throw .stale }
+            guard let ident = self.identities.identity(fileid) else {
+                // A derived fileid whose row a crash lost (or a removed object's).
+                guard let found = try self.rediscover(fileid, depth: depth) else { throw .stale }
+                self.cacheNode(found)
+                return try self.walkDown(from: found, chain.reversed(), depth: depth)
+            }
             chain.append((ident.name, fileid))
             fileid = ident.parent
             if let cached = try self.cachedNode(fileid) {

@@ -45,6 +45,9 @@ final class StatisticsCounters: Sendable {
     /// LOOKUPs answered from the lookup cache (tests check that a repeated LOOKUP is one, and that a change makes the
     /// next one look again).
     let lookupCacheHits = Atomic<UInt64>(0)
+    /// Objects whose identity row was lost (a crash before its group commit) found again by their derived fileid
+    /// (`rediscover`; tests check that a replied handle survives the loss).
+    let rediscoveries = Atomic<UInt64>(0)
 
     func copiedUp(bytes: UInt64) {
         self.copyUpBytes.add(bytes, ordering: .relaxed)

@@ -35,7 +35,8 @@ import Testing
         try u.identities.sidecar.read("rows") { db in try Int64.fetchAll(db, sql: "SELECT fileid FROM identity") }
     }
 
-    @Test func lowerObjectsHaveNoRowsOfTheirOwnAndTheSameNumberInEveryClient() throws {
+    /// The shared store and two clients (1 and 2) over it, all closed after `body`.
+    func withTwoClients(_ body: (SharedIdentities, UnionNamespace, UnionNamespace) throws -> Void) throws {
         let store = try self.openShared()
         defer { store.close() }
         let a = try self.open(1, store), c = try self.open(2, store)
@@ -43,39 +44,40 @@ import Testing
             a.close()
             c.close()
         }
-        for path in ["etc", "etc/hostname", "usr/bin/sh", "var/log"] {
-            let ia = try a.walk(path).1.fileid, ic = try c.walk(path).1.fileid
-            #expect(ia == ic)
-            #expect(store.range.contains(ia))
+        try body(store, a, c)
+    }
+
+    @Test func lowerObjectsHaveNoRowsOfTheirOwnAndTheSameNumberInEveryClient() throws {
+        try self.withTwoClients { store, a, c in
+            for path in ["etc", "etc/hostname", "usr/bin/sh", "var/log"] {
+                let ia = try a.walk(path).1.fileid, ic = try c.walk(path).1.fileid
+                #expect(ia == ic)
+                #expect(store.range.contains(ia))
+            }
+            // Only each upper's root has a row of its own.
+            #expect(try self.identityRows(a) == [1])
+            #expect(try self.identityRows(c) == [1])
+            #expect(try a.contents("etc/hostname") == "image")
         }
-        // Only each upper's root has a row of its own.
-        #expect(try self.identityRows(a) == [1])
-        #expect(try self.identityRows(c) == [1])
-        #expect(try a.contents("etc/hostname") == "image")
     }
 
     @Test func oneClientsHandlesNeverResolveInAnothers() throws {
-        let store = try self.openShared()
-        defer { store.close() }
-        let a = try self.open(1, store), c = try self.open(2, store)
-        defer {
-            a.close()
-            c.close()
+        try self.withTwoClients { store, a, c in
+            try a.mkfile("etc", "mine", "a's")
+            let lowerOfA = try a.h("etc/hostname"), upperOfA = try a.h("etc/mine")
+            _ = try c.h("etc/hostname")
+            #expect(throws: UnionError.stale) { try c.getattr(lowerOfA) }
+            #expect(throws: UnionError.stale) { try c.getattr(upperOfA) }
+            #expect(try c.names("etc") == ["hostname"])
+            #expect(throws: UnionError.noEntry) { try c.walk("etc/mine") }
+            // The read-only namespace of the same store does not take a client's handles either.
+            let ro = try UnionNamespace(
+                upper: nil, lowers: [self.f.lower(0)], stateDirectory: nil, cachedObjects: 16,
+                logger: Logger(label: "test"), sharedIdentities: store)
+            defer { ro.close() }
+            #expect(throws: UnionError.stale) { try ro.getattr(lowerOfA) }
+            #expect(ro.identities === store.store)
         }
-        try a.mkfile("etc", "mine", "a's")
-        let lowerOfA = try a.h("etc/hostname"), upperOfA = try a.h("etc/mine")
-        _ = try c.h("etc/hostname")
-        #expect(throws: UnionError.stale) { try c.getattr(lowerOfA) }
-        #expect(throws: UnionError.stale) { try c.getattr(upperOfA) }
-        #expect(try c.names("etc") == ["hostname"])
-        #expect(throws: UnionError.noEntry) { try c.walk("etc/mine") }
-        // The read-only namespace of the same store does not take a client's handles either.
-        let ro = try UnionNamespace(
-            upper: nil, lowers: [self.f.lower(0)], stateDirectory: nil, cachedObjects: 16,
-            logger: Logger(label: "test"), sharedIdentities: store)
-        defer { ro.close() }
-        #expect(throws: UnionError.stale) { try ro.getattr(lowerOfA) }
-        #expect(ro.identities === store.store)
     }
 
     @Test func handlesSurviveRestartCopyUpAndRename() throws {
@@ -176,25 +178,29 @@ import Testing
         #expect(r1.lowerBound >= SharedIdentities.span)
     }
 
-    /// A fileid in a reply is durable before the reply: the shared row is committed when the LOOKUP returns (a copy of
-    /// the store's files, as a crash would leave them, holds it).
-    @Test func aFirstSightingIsDurableInTheSharedStoreWhenItReturns() throws {
-        let store = try self.openShared()
+    /// A fileid in a reply survives a crash: the shared row of a lower object is committed after the reply (its
+    /// fileid is derived from its layer and inode), and when a crash lost the rows of the object and of the directories
+    /// above it, the client's handle still resolves, to the same object and fileid.
+    @Test func aFirstSightingSurvivesACrashThatLostItsSharedRows() throws {
+        var store = try self.openShared()
+        var a = try self.open(1, store)
+        let paths = ["usr", "usr/bin", "usr/bin/sh"]
+        let handles = try paths.map { try a.h($0) }
+        let fileids = try paths.map { try a.walk($0).1.fileid }
+        #expect(fileids.allSatisfy { DerivedFileids.origin($0 - store.base) != nil })
+        a.close()
+        let base = store.base
+        store.close()
+        try DerivedFileidTests.loseRows(self.shared + "/identity.db", fileids.map { $0 - base })
+        store = try self.openShared()
         defer { store.close() }
-        let a = try self.open(1, store)
+        a = try self.open(1, store)
         defer { a.close() }
-        let (h, attributes) = try a.walk("usr/bin/sh")
-        let copy = self.f.base + "/copy"
-        try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
-        for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: self.shared + "/identity.db" + suffix) {
-            try FileManager.default.copyItem(
-                atPath: self.shared + "/identity.db" + suffix, toPath: copy + "/identity.db" + suffix)
-        }
-        let crashed = try SharedIdentities(
-            directory: copy, lowers: [self.f.lower(0)], version: 1, logger: Logger(label: "test"))
-        defer { crashed.close() }
-        #expect(crashed.store.identity(attributes.fileid - crashed.base)?.name == b("sh"))
-        #expect(h.fileid == attributes.fileid)
+        #expect(try a.getattr(handles[2]).fileid == fileids[2])
+        for (handle, fileid) in zip(handles, fileids) { #expect(try a.getattr(handle).fileid == fileid) }
+        #expect(try a.contents("usr/bin/sh") == "sh")
+        // The client's own rows still name none of them: they are shared again.
+        #expect(try self.identityRows(a) == [1])
     }
 
     /// Opening an existing layer writes nothing (the fileid reservation is raised by the first allocation), and a
