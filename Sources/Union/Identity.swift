@@ -324,6 +324,17 @@ final class IdentityStore: Sendable {
         }
     }
 
+    /// Whether an identity row names upper inode `upperIno`.
+    func hasUpperRow(_ upperIno: UInt64) -> Bool {
+        self.tables.withLock { $0.byUpper[upperIno] != nil }
+    }
+
+    /// The upper inodes of `inodes` that no identity row names.
+    func upperInodesWithoutRows(_ inodes: [UInt64]) -> Set<UInt64> {
+        guard !inodes.isEmpty else { return [] }
+        return self.tables.withLock { tables in Set(inodes.filter { tables.byUpper[$0] == nil }) }
+    }
+
     func identity(_ fileid: UInt64) -> Identity? {
         if let i = self.tables.withLock({ $0.byFileid[fileid] }) { return i }
         return self.sharedIdentity(fileid)
