@@ -47,8 +47,10 @@ public struct BenchWorkloads: AsyncParsableCommand {
         name: .long, help: "Workloads, comma-separated: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
     var workload: String
 
-    @Option(name: .long, help: "Operations of getattr, lookup, create (k/M suffixes).")
-    var n: String = "10k"
+    @Option(
+        name: .customLong("n"),
+        help: ArgumentHelp("Operations of getattr, lookup, create (k/M suffixes).", valueName: "n"))
+    var count: String = "10k"
 
     @Option(name: .long, help: "Calls in flight in total.")
     var qd: Int = 32
@@ -128,7 +130,7 @@ public struct BenchWorkloads: AsyncParsableCommand {
         }
         guard self.threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         _ = try self.workloads()
-        _ = try parseCount(self.n, option: "--n")
+        _ = try parseCount(self.count, option: "--n")
         _ = try parseSize(self.bs, option: "--bs")
         if let size { _ = try parseSize(size, option: "--size") }
         _ = try self.sourceAddresses()
@@ -201,7 +203,7 @@ public struct BenchWorkloads: AsyncParsableCommand {
                 Worker(client: client, index: index, connections: self.connections, queueDepth: depth, root: root))
         }
         let settings = WorkloadSettings(
-            count: try parseCount(self.n, option: "--n"), path: self.path, directory: self.dir,
+            count: try parseCount(self.count, option: "--n"), path: self.path, directory: self.dir,
             size: try self.size.map { UInt64(try parseSize($0, option: "--size")) },
             blockSize: try parseSize(self.bs, option: "--bs"), dirs: self.dirs, files: self.files, passes: self.passes,
             dircount: self.dircount, maxcount: self.maxcount, keep: self.keep, tag: "\(getpid())")

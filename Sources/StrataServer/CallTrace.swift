@@ -49,6 +49,7 @@ public final class CallTrace: Sendable {
         var body = ByteBuffer()
         switch reply {
         case .success(let result): (outcome, body) = ("ok", result)
+        case .successFromFile(let results): (outcome, body) = ("ok", results.joined() ?? results.head)
         case .garbageArguments: outcome = "garbage"
         case .procedureUnavailable: outcome = "procunavail"
         case .systemError: outcome = "syserr"

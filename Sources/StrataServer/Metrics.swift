@@ -266,10 +266,9 @@ struct MeteredProgram: ProgramWrapper {
         let errorStatus: String?
         switch reply {
         case .success(let body):
-            let status =
-                self.resultsStartWithStatus(call.procedure)
-                ? body.getInteger(at: body.readerIndex, as: UInt32.self) ?? 0 : 0
-            errorStatus = status == 0 ? nil : self.statusName(status)
+            errorStatus = self.errorStatus(body, of: call)
+        case .successFromFile(let results):
+            errorStatus = self.errorStatus(results.head, of: call)
         case .drop:
             errorStatus = nil
         case .procedureUnavailable:
@@ -291,6 +290,14 @@ struct MeteredProgram: ProgramWrapper {
                 program: self.name, procedure: "proc\(call.procedure)", duration: duration, errorStatus: errorStatus,
                 export: export)
         }
+    }
+
+    /// The status a procedure's results start with, if they do and it is not OK.
+    private func errorStatus(_ body: ByteBuffer, of call: RPCCallContext) -> String? {
+        let status =
+            self.resultsStartWithStatus(call.procedure)
+            ? body.getInteger(at: body.readerIndex, as: UInt32.self) ?? 0 : 0
+        return status == 0 ? nil : self.statusName(status)
     }
 
     static func authStatusName(_ stat: AuthStat) -> String {

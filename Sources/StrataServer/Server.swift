@@ -100,12 +100,19 @@ public final class StrataServer: Sendable {
                 // read from the handle's header without decoding it (the call decodes it once).
                 ServerFileHandle.exportID(peekingAt: arguments).flatMap(exportPaths.path)
             }
-            let nfsServer = RPCServer(
-                programs: [trace.map { TracedProgram.nfs(meteredNFS, trace: $0) } ?? meteredNFS],
-                configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
-            servers.append(nfsServer)
-            let nfsPort = try await bindAll(
-                nfsServer, hosts: settings.listen, port: settings.nfsPort, key: "server.nfs_port / --nfs-port")
+            /// Serves `program` (wrapped by `traced` when calls are traced) on every listen address; returns its port.
+            func serve(
+                _ program: any RPCProgramHandler, traced: (any RPCProgramHandler, CallTrace) -> TracedProgram,
+                port: Int, key: String
+            ) async throws -> Int {
+                let server = RPCServer(
+                    programs: [trace.map { traced(program, $0) } ?? program],
+                    configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
+                servers.append(server)
+                return try await bindAll(server, hosts: settings.listen, port: port, key: key)
+            }
+            let nfsPort = try await serve(
+                meteredNFS, traced: TracedProgram.nfs, port: settings.nfsPort, key: "server.nfs_port / --nfs-port")
             rpcConfiguration.portSettingHint = "set [server] mount_port in the configuration or pass --mount-port"
             var meteredMount = MeteredProgram(mount: mountProgram, metrics: metrics)
             meteredMount.statusName = {
@@ -121,12 +128,9 @@ public final class StrataServer: Sendable {
                     $0.path.count < $1.path.count
                 }?.path
             }
-            let mountServer = RPCServer(
-                programs: [trace.map { TracedProgram.mount(meteredMount, trace: $0) } ?? meteredMount],
-                configuration: rpcConfiguration, group: group, threadPool: threadPool, logger: logger)
-            servers.append(mountServer)
-            let mountPort = try await bindAll(
-                mountServer, hosts: settings.listen, port: settings.mountPort, key: "server.mount_port / --mount-port")
+            let mountPort = try await serve(
+                meteredMount, traced: TracedProgram.mount, port: settings.mountPort,
+                key: "server.mount_port / --mount-port")
 
             var registrations: [RPCRegistration] = []
             for transport in [RPCTransport.tcp, .udp] {

@@ -51,20 +51,28 @@ struct RPCReplyMessage: Sendable {
     var xid: UInt32
     var body: RPCReplyBody
     var results: ByteBuffer?
+    /// Results sent partly from a file (then `results` is nil).
+    var fileResults: RPCFileResults? = nil
 
     var headerByteCount: Int { RPCMessageCodec.replyHeaderByteCount(self.body) }
 
-    var byteCount: Int { self.headerByteCount + (self.results?.readableBytes ?? 0) }
+    var byteCount: Int {
+        self.headerByteCount + (self.results?.readableBytes ?? 0) + (self.fileResults?.byteCount ?? 0)
+    }
 
     func writeHeader(into buffer: inout ByteBuffer) {
         RPCMessageCodec.writeReplyHeader(xid: self.xid, body: self.body, into: &buffer)
     }
 
-    /// Header and results in one buffer (for a datagram).
-    func joined(allocator: ByteBufferAllocator) -> ByteBuffer {
+    /// Header and results in one buffer (for a datagram); nil when results from a file can no longer be read whole.
+    func joined(allocator: ByteBufferAllocator) -> ByteBuffer? {
         var buffer = allocator.buffer(capacity: self.byteCount)
         self.writeHeader(into: &buffer)
         if let results = self.results {
+            buffer.writeImmutableBuffer(results)
+        }
+        if let fileResults = self.fileResults {
+            guard let results = fileResults.joined(allocator: allocator) else { return nil }
             buffer.writeImmutableBuffer(results)
         }
         return buffer

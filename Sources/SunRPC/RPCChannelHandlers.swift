@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import NIOCore
 
@@ -16,7 +17,7 @@ import NIOCore
 final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    typealias OutboundOut = IOData
 
     private let dispatcher: RPCDispatcher
     private let configuration: RPCServerConfiguration
@@ -41,7 +42,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     /// Replies written since the last flush: coalesced bytes, then buffers to write as they
     /// are, and the reply bytes they account for.
     private var batchBuffer: ByteBuffer?
-    private var batchWrites: [ByteBuffer] = []
+    private var batchWrites: [Outgoing] = []
     private var batchBytes = 0
     private var flushScheduled = false
     /// Inside a section that flushes at its end (a read burst, up to `channelReadComplete`; a delivery of results):
@@ -50,6 +51,16 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     private var flushesAtEnd = false
     private var remoteAddress: SocketAddress?
     private var localAddress: SocketAddress?
+    /// Ranges of files being sent (written, not yet all out), by file; `fileCheck` watches that the files still hold
+    /// them while they are.
+    private var sendingFiles: [ObjectIdentifier: RPCFileResults] = [:]
+    private var fileCheck: Scheduled<Void>?
+
+    /// What a flush writes: bytes, or a range of a file.
+    private enum Outgoing {
+        case bytes(ByteBuffer)
+        case file(RPCFileResults)
+    }
 
     init(dispatcher: RPCDispatcher, configuration: RPCServerConfiguration, maxConnections: Int, logger: Logger) {
         self.dispatcher = dispatcher
@@ -119,6 +130,8 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         self.work?.close()
         self.stallCheck?.cancel()
         self.stallCheck = nil
+        self.fileCheck?.cancel()
+        self.fileCheck = nil
         if let ledger = self.ledger {
             ledger.resources.remove(ledger)
         }
@@ -324,7 +337,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
             return
         }
         if !alreadyCounted { ledger.replyQueued(bytes: bytes) }
-        let results = reply.results
+        let results = reply.results ?? reply.fileResults?.head
         let resultBytes = results?.readableBytes ?? 0
         let coalesce = resultBytes <= Self.coalescedResultBytes
         let needed = 4 + reply.headerByteCount + (coalesce ? resultBytes : 0)
@@ -338,8 +351,18 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
                 self.batchBuffer!.writeImmutableBuffer(results)
             } else {
                 // Keep the order: what is coalesced so far, then these results uncopied.
-                self.batchWrites.append(self.batchBuffer.take()!)
-                self.batchWrites.append(results)
+                self.batchWrites.append(.bytes(self.batchBuffer.take()!))
+                self.batchWrites.append(.bytes(results))
+            }
+        }
+        if let file = reply.fileResults {
+            if let buffer = self.batchBuffer.take(), buffer.readableBytes > 0 {
+                self.batchWrites.append(.bytes(buffer))
+            }
+            self.batchWrites.append(.file(file))
+            if file.tail.readableBytes > 0 {
+                self.batchBuffer = context.channel.allocator.buffer(capacity: 2048)
+                self.batchBuffer!.writeImmutableBuffer(file.tail)
             }
         }
         self.batchBytes += bytes
@@ -359,7 +382,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     private func flushReplies(context: ChannelHandlerContext) {
         self.flushScheduled = false
         if let buffer = self.batchBuffer.take(), buffer.readableBytes > 0 {
-            self.batchWrites.append(buffer)
+            self.batchWrites.append(.bytes(buffer))
         }
         let bytes = self.batchBytes
         self.batchBytes = 0
@@ -371,8 +394,14 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         }
         let written = context.eventLoop.makePromise(of: Void.self)
         let last = self.batchWrites.count - 1
-        for (index, buffer) in self.batchWrites.enumerated() {
-            context.write(Self.wrapOutboundOut(buffer), promise: index == last ? written : nil)
+        for (index, outgoing) in self.batchWrites.enumerated() {
+            let promise = index == last ? written : nil
+            switch outgoing {
+            case .bytes(let buffer):
+                context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+            case .file(let file):
+                self.writeFile(file, promise: promise, context: context)
+            }
         }
         self.batchWrites.removeAll(keepingCapacity: true)
         context.flush()
@@ -385,6 +414,52 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
             self.resumeReadingIfPossible(context: context)
         }
         self.watchForStall(context: context)
+        if !self.sendingFiles.isEmpty {
+            self.watchSendingFiles(context: context)
+        }
+    }
+
+    /// Writes a range of a file (sendfile). NIO's handle borrows the reply's descriptor while the write lasts; the
+    /// reply closes it when it goes.
+    private func writeFile(_ file: RPCFileResults, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
+        let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.file.descriptor)
+        let region = FileRegion(fileHandle: handle, readerIndex: file.offset, endIndex: file.offset + file.count)
+        let done = promise ?? context.eventLoop.makePromise(of: Void.self)
+        let key = ObjectIdentifier(file.file)
+        self.sendingFiles[key] = file
+        done.futureResult.assumeIsolated().whenComplete { _ in
+            _ = try? handle.takeDescriptorOwnership()
+            self.sendingFiles[key] = nil
+        }
+        context.write(Self.wrapOutboundOut(.fileRegion(region)), promise: done)
+    }
+
+    /// While ranges of files are being sent, checks now and then that each file still holds its range. One that got
+    /// shorter (truncated meanwhile) can no longer be sent whole: NIO would retry the send for ever, and the reply's
+    /// length already went out. The connection is closed instead; the client sends its calls again.
+    private func watchSendingFiles(context: ChannelHandlerContext) {
+        guard self.fileCheck == nil, !self.isClosed else { return }
+        self.fileCheck = context.eventLoop.assumeIsolated().scheduleTask(in: Self.fileCheckInterval) {
+            self.fileCheck = nil
+            guard !self.isClosed, !self.sendingFiles.isEmpty else { return }
+            for file in self.sendingFiles.values where !Self.stillHolds(file) {
+                self.logger.notice(
+                    "closing RPC connection: a file a reply was being sent from got shorter meanwhile (truncated)",
+                    metadata: ["client": "\(self.clientDescription)"])
+                self.closeNow(context: context)
+                return
+            }
+            self.watchSendingFiles(context: context)
+        }
+    }
+
+    static let fileCheckInterval = TimeAmount.milliseconds(20)
+
+    /// Whether the file of `file` still holds its whole range.
+    static func stillHolds(_ file: RPCFileResults) -> Bool {
+        var st = stat()
+        guard fstat(file.file.descriptor, &st) == 0 else { return false }
+        return Int(st.st_size) >= file.offset + file.count
     }
 
     /// A client that never reads: once replies are waiting, check that some go out within
@@ -521,7 +596,10 @@ final class RPCUDPHandler: ChannelInboundHandler {
     }
 
     private func send(_ reply: RPCReplyMessage, to remoteAddress: SocketAddress, context: ChannelHandlerContext) {
-        let datagram = reply.joined(allocator: context.channel.allocator)
+        guard let datagram = reply.joined(allocator: context.channel.allocator) else {
+            self.logger.debug("not answering: the file the reply's bytes came from is shorter now")
+            return
+        }
         let sent = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(
             Self.wrapOutboundOut(AddressedEnvelope(remoteAddress: remoteAddress, data: datagram)),

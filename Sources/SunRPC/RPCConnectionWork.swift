@@ -32,8 +32,8 @@ final class ThreadLocalWork: @unchecked Sendable {
     }
 
     func get() -> RPCConnectionWork? {
-        guard let p = pthread_getspecific(self.key) else { return nil }
-        return Unmanaged<RPCConnectionWork>.fromOpaque(p).takeUnretainedValue()
+        guard let pointer = pthread_getspecific(self.key) else { return nil }
+        return Unmanaged<RPCConnectionWork>.fromOpaque(pointer).takeUnretainedValue()
     }
 }
 

@@ -187,6 +187,8 @@ final class RPCDispatcher: Sendable {
         let message: RPCReplyMessage?
         switch reply {
         case .success(let results): message = Self.reply(xid: context.xid, .success, results: results)
+        case .successFromFile(let results):
+            message = RPCReplyMessage(xid: context.xid, body: .success, results: nil, fileResults: results)
         case .procedureUnavailable: message = Self.reply(xid: context.xid, .procedureUnavailable)
         case .garbageArguments: message = Self.reply(xid: context.xid, .garbageArguments)
         case .systemError: message = Self.reply(xid: context.xid, .systemError)

@@ -57,8 +57,8 @@ extension AuthSysParameters: XDRCodable {
         self.machineName = try buffer.readXDRString(maxLength: RPCConstants.maxMachineNameBytes)
         self.uid = try buffer.readXDRUInt32()
         self.gid = try buffer.readXDRUInt32()
-        self.groups = try buffer.readXDRArray(maxCount: RPCConstants.maxAuthSysGroups) { (b) throws(XDRError) in
-            try b.readXDRUInt32()
+        self.groups = try buffer.readXDRArray(maxCount: RPCConstants.maxAuthSysGroups) { (source) throws(XDRError) in
+            try source.readXDRUInt32()
         }
     }
 

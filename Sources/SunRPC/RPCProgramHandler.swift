@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import NIOCore
 
@@ -70,6 +71,9 @@ struct RPCClientName: CustomStringConvertible, Sendable {
 public enum RPCReply: Sendable {
     /// SUCCESS with the XDR-encoded results.
     case success(ByteBuffer)
+    /// SUCCESS with results whose middle part is sent from a file (`RPCFileResults`). Over UDP the bytes are read
+    /// into the datagram.
+    case successFromFile(RPCFileResults)
     /// PROC_UNAVAIL.
     case procedureUnavailable
     /// GARBAGE_ARGS: the arguments could not be decoded.
@@ -81,6 +85,71 @@ public enum RPCReply: Sendable {
     case authError(AuthStat)
     /// Send nothing (the client will retransmit or give up).
     case drop
+}
+
+/// Results of which a range of bytes is sent straight from a file (sendfile), not copied through the server's
+/// memory: `head`, then `count` bytes of `file` at `offset`, then `tail` (an NFS READ reply: status, attributes and
+/// lengths; the data; the XDR padding). The program promises the range is there when it answers; if the file has
+/// fewer bytes by the time they are sent, the connection is closed rather than a reply sent whose length disagrees
+/// with its bytes (the client sends the call again on a new connection).
+public struct RPCFileResults: Sendable, Equatable {
+    public var head: ByteBuffer
+    public var file: RPCReplyFile
+    public var offset: Int
+    public var count: Int
+    public var tail: ByteBuffer
+
+    public init(head: ByteBuffer, file: RPCReplyFile, offset: Int, count: Int, tail: ByteBuffer) {
+        self.head = head
+        self.file = file
+        self.offset = offset
+        self.count = count
+        self.tail = tail
+    }
+
+    /// All the bytes of the results.
+    public var byteCount: Int { self.head.readableBytes + self.count + self.tail.readableBytes }
+
+    public static func == (a: RPCFileResults, b: RPCFileResults) -> Bool {
+        a.head == b.head && a.file === b.file && a.offset == b.offset && a.count == b.count && a.tail == b.tail
+    }
+
+    /// The results as one buffer, the file's bytes read into it (a datagram, a test); nil when the file no
+    /// longer holds the whole range.
+    public func joined(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer? {
+        var buffer = allocator.buffer(capacity: self.byteCount)
+        buffer.writeImmutableBuffer(self.head)
+        var complete = true
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: self.count) { space in
+            var done = 0
+            while done < self.count {
+                let r = pread(
+                    self.file.descriptor, space.baseAddress! + done, self.count - done, off_t(self.offset + done))
+                if r < 0, errno == EINTR { continue }
+                if r <= 0 { break }
+                done += r
+            }
+            complete = done == self.count
+            return done
+        }
+        guard complete else { return nil }
+        buffer.writeImmutableBuffer(self.tail)
+        return buffer
+    }
+}
+
+/// A descriptor a reply's bytes are sent from, owned by the reply: closed when the last reference to it goes (its
+/// bytes were sent, or the reply was dropped).
+public final class RPCReplyFile: Sendable {
+    public let descriptor: CInt
+
+    public init(takingOwnershipOf descriptor: CInt) {
+        self.descriptor = descriptor
+    }
+
+    deinit {
+        close(self.descriptor)
+    }
 }
 
 /// An RPC program (e.g. NFS 100003, MOUNT 100005) served by `RPCServer`.

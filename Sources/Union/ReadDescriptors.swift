@@ -100,3 +100,96 @@ extension UnionNamespace {
         return ReadResult(count: count, isEOF: offset &+ UInt64(count) >= size, attributes: self.attributes(node))
     }
 }
+
+/// A READ answered as a range of the file's data rather than bytes: a server sends the range from the file itself
+/// (sendfile), so the data is not copied through its memory. The descriptor is a duplicate, the caller's to close
+/// once the bytes are sent; the range is the one the file held when this was taken (`count` may be below the count
+/// asked for at the end of the file), with the READ's EOF and the attributes after it.
+public struct ReadRange: Sendable {
+    /// A read-only descriptor of the file's data, owned by the caller (close it).
+    public var descriptor: CInt
+    public var offset: UInt64
+    public var count: Int
+    public var isEOF: Bool
+    public var attributes: Attributes
+}
+
+extension UnionNamespace {
+    /// READ as a range to send from the file (`ReadRange`), when every byte of it is in the page cache (sending it
+    /// then reads no disk, on whatever thread sends it) and sending it does not move the file's access time (so the
+    /// attributes returned are those after the read, as `read` returns them). nil otherwise, and for a range that
+    /// holds no byte: `read` answers those. Refusals and errors are `read`'s.
+    public func readRange(
+        _ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials
+    ) throws(UnionError) -> ReadRange? {
+        try self.namespaceLock.withReadLock { () throws(UnionError) -> ReadRange? in
+            let n = try self.resolve(h)
+            if n.isDirectory { throw .isDirectory }
+            guard n.type == .regular else { throw .invalid("not a regular file") }
+            guard Self.mayRead(n.dataStat, cred) else { throw .accessDenied }
+            let fd = try self.readDescriptor(n)
+            guard let range = self.cachedRange(n, fd, offset: offset, count: count) else { return nil }
+            self.readAhead(fd, fileid: n.fileid, offset: offset, count: range.count)
+            return range
+        }
+    }
+
+    /// `readRange` for a caller that must not block (an event loop), with the conditions of `readIfCached`: nil
+    /// unless the namespace lock is free at once and the object is cached with its data descriptor kept.
+    public func readRangeIfCached(
+        _ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials
+    ) -> ReadRange? {
+        self.namespaceLock.withReadLockIfFree { () -> ReadRange? in
+            guard let n = self.cachedNodeIfValid(h), n.type == .regular, Self.mayRead(n.dataStat, cred) else {
+                return nil
+            }
+            guard let kept = n.reader, kept.holds(n.indexed ?? n.top),
+                let range = self.cachedRange(n, kept.fd, offset: offset, count: count)
+            else { return nil }
+            _ = self.noteReadEnd(fileid: n.fileid, offset: offset, count: range.count)
+            return range
+        }
+    }
+
+    /// The range of `n`'s data at `offset` a READ of `count` bytes answers, with a descriptor of its own, if it holds
+    /// at least one byte, all in the page cache, and sending it leaves the access time as it is.
+    func cachedRange(_ n: Node, _ fd: FD, offset: UInt64, count: Int) -> ReadRange? {
+        var n = n
+        let location = n.indexed ?? n.top
+        guard let st = try? Files.fstat(fd, path: location.pathString) else { return nil }
+        let size = UInt64(clamping: st.st_size)
+        let want = Self.readableCount(count, at: offset)
+        guard want > 0, offset < size else { return nil }
+        let available = min(UInt64(want), size - offset)
+        guard Self.accessTimeStays(fd, st), Sys.isCached(fd, offset: offset, count: available) else { return nil }
+        let copy = fcntl(fd.raw, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { return nil }
+        if st.st_atim.tv_sec != location.st.st_atim.tv_sec || st.st_atim.tv_nsec != location.st.st_atim.tv_nsec {
+            self.attributeGeneration.add(1, ordering: .releasing)  // listings' attributes show the old atime
+        }
+        if n.indexed != nil { n.indexed?.st = st } else { n.top.st = st }
+        return ReadRange(
+            descriptor: copy, offset: offset, count: Int(available), isEOF: offset &+ available >= size,
+            attributes: self.attributes(n))
+    }
+
+    /// statvfs(3)'s mount flags (an enum in C that Swift's Glibc module leaves out).
+    static let ST_NOATIME: UInt = 1024
+    static let ST_RELATIME: UInt = 4096
+
+    /// Whether reading `fd` now leaves its access time as `st` shows it: on a `noatime` mount always; on a
+    /// `relatime` mount (Linux's default) when the access time is later than the modification and change times and
+    /// less than a day old; on a `strictatime` mount never.
+    static func accessTimeStays(_ fd: FD, _ st: stat) -> Bool {
+        var fs = statvfs()
+        guard fstatvfs(fd.raw, &fs) == 0 else { return false }
+        if fs.f_flag & Self.ST_NOATIME != 0 { return true }
+        guard fs.f_flag & Self.ST_RELATIME != 0 else { return false }
+        func later(_ a: timespec, _ b: timespec) -> Bool {
+            a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec)
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return later(st.st_atim, st.st_mtim) && later(st.st_atim, st.st_ctim) && now.tv_sec - st.st_atim.tv_sec < 86_400
+    }
+}

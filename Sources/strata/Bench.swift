@@ -74,15 +74,7 @@ struct BenchBoot: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: self.trace) else {
-            throw RuntimeError("cannot read the boot script --trace \(self.trace)")
-        }
-        var script: BootScript
-        do {
-            script = try BootScript.parse(String(decoding: data, as: UTF8.self), source: self.trace)
-        } catch {
-            throw RuntimeError("\(error)")
-        }
+        var script = try readBootScript(self.trace, unreadable: "cannot read the boot script --trace \(self.trace)")
         if self.readsOnly { script = script.readOnlyPart() }
         let counts = self.clients.flatMap { $0.split(separator: ",") }.map { Int($0) }
         guard counts.allSatisfy({ ($0 ?? 0) > 0 }) else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BootTrace
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -27,6 +28,22 @@ let defaultConfigPath = "/etc/strata/strata.toml"
 struct RuntimeError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The text of the file at `path`; `unreadable` is the error when it cannot be read.
+func readText(_ path: String, unreadable: @autoclosure () -> String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else { throw RuntimeError(unreadable()) }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// The boot script at `path`, parsed (its errors name the line); `unreadable` is the error when it cannot be read.
+func readBootScript(_ path: String, unreadable: @autoclosure () -> String) throws -> BootScript {
+    let text = try readText(path, unreadable: unreadable())
+    do {
+        return try BootScript.parse(text, source: path)
+    } catch {
+        throw RuntimeError("\(error)")
+    }
 }
 
 /// Loads the configuration for a command; its errors, one a line, go to stderr, and the

@@ -28,12 +28,10 @@ struct Trace: ParsableCommand {
         var note: [String] = []
 
         func run() throws {
-            guard let data = FileManager.default.contents(atPath: self.trace) else {
-                throw RuntimeError("cannot read the call trace \(self.trace)")
-            }
+            let trace = try readText(self.trace, unreadable: "cannot read the call trace \(self.trace)")
             let report: BootScriptRecorder.Report
             do {
-                let calls = try BootScriptRecorder.parseTrace(String(decoding: data, as: UTF8.self), source: self.trace)
+                let calls = try BootScriptRecorder.parseTrace(trace, source: self.trace)
                 report = try BootScriptRecorder.script(from: calls, client: self.client, notes: self.note)
             } catch {
                 throw RuntimeError("\(error)")
@@ -66,15 +64,7 @@ struct Trace: ParsableCommand {
         var script: String
 
         func run() throws {
-            guard let data = FileManager.default.contents(atPath: self.script) else {
-                throw RuntimeError("cannot read \(self.script)")
-            }
-            let parsed: BootScript
-            do {
-                parsed = try BootScript.parse(String(decoding: data, as: UTF8.self), source: self.script)
-            } catch {
-                throw RuntimeError("\(error)")
-            }
+            let parsed = try readBootScript(self.script, unreadable: "cannot read \(self.script)")
             var counts: [String: Int] = [:]
             for call in parsed.calls { counts[call.operation.keyword, default: 0] += 1 }
             let concurrent = parsed.calls.filter { !$0.overlapping.isEmpty }.count

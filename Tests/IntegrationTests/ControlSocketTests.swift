@@ -45,9 +45,8 @@ import Testing
     }
 
     @Test func anEndlessLineIsCutOffAndOthersAreStillAnswered() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
+        let directory = server.directory
         defer { server.stop() }
         let path = directory.file("state/control.sock")
         let endless = try self.exchange(path: path, [UInt8](repeating: UInt8(ascii: "x"), count: 200 << 10))

@@ -24,9 +24,8 @@ import Testing
     }
 
     @Test func eachClientGetsItsOwnUpperAndSeesOnlyItsOwnChanges() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: Self.config(), directory: directory)
+        let server = try ServerProcess(threeLayers: Self.config())
+        let directory = server.directory
         defer { server.stop() }
         let a = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         let b = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.3")
@@ -62,10 +61,9 @@ import Testing
     /// A fleet booting at once: 24 clients with their own addresses mount, write, read back,
     /// delete a shared file and list, all concurrently; each upper holds exactly its own changes.
     @Test func aFleetOfClientsWorksConcurrently() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
         let server = try ServerProcess(
-            config: Self.config(clients: "\"127.0.1.0/24(rw,no_root_squash,insecure)\""), directory: directory)
+            threeLayers: Self.config(clients: "\"127.0.1.0/24(rw,no_root_squash,insecure)\""))
+        let directory = server.directory
         defer { server.stop() }
         let failures = Mutex<[String]>([])
         let (nfsPort, mountPort) = (server.nfsPort, server.mountPort)
@@ -101,9 +99,8 @@ import Testing
     }
 
     @Test func clientsOutsideEveryRuleAreRefusedAndReadOnlyClientsCannotWrite() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: Self.config(), directory: directory)
+        let server = try ServerProcess(threeLayers: Self.config())
+        let directory = server.directory
         defer { server.stop() }
         do {
             _ = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.9")
@@ -130,9 +127,7 @@ import Testing
     }
 
     @Test func clientResetWhileMountedMakesOldHandlesStaleAndShowsThePristineImage() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: Self.config(), directory: directory)
+        let server = try ServerProcess(threeLayers: Self.config())
         defer { server.stop() }
         let client = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         let file = try #require(try client.create("scribble").get().obj.handle)
@@ -151,9 +146,7 @@ import Testing
     }
 
     @Test func sighupReloadsTheConfiguration() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: Self.config(), directory: directory)
+        let server = try ServerProcess(threeLayers: Self.config())
         defer { server.stop() }
         let client = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         let before = try #require(try client.create("before-reload").get().obj.handle)
@@ -192,9 +185,7 @@ import Testing
     }
 
     @Test func metricsEndpointCountsCallsAndBytes() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: Self.config(metrics: true), directory: directory)
+        let server = try ServerProcess(threeLayers: Self.config(metrics: true))
         defer { server.stop() }
         let client = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         let file = try #require(try client.create("m").get().obj.handle)

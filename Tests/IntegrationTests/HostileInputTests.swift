@@ -12,9 +12,7 @@ import XDR
 /// answer or close the connection, never crash, and keep serving.
 @Suite(.serialized) struct HostileInputTests {
     @Test func garbageNeverTakesTheServerDown() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
         defer { server.stop() }
         let seed =
             ProcessInfo.processInfo.environment["STRATA_FUZZ_SEED"].flatMap { UInt64($0) }

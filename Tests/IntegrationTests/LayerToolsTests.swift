@@ -7,9 +7,8 @@ import Testing
 /// read-only layer whose whiteouts keep hiding what they hid.
 @Suite(.serialized) struct LayerToolsTests {
     @Test func promotedClientLayerServesAsALowerWithItsWhiteouts() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: DisklessTests.config(), directory: directory)
+        let server = try ServerProcess(threeLayers: DisklessTests.config())
+        let directory = server.directory
         let client = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         let file = try #require(try client.create("added-by-client").get().obj.handle)
         _ = try client.write(file, Array("promoted\n".utf8)).get()

@@ -6,9 +6,7 @@ import Testing
 /// (nfs-ls, nfs-cp, nfs-cat from Debian's libnfs-utils), over a three-layer export.
 @Suite(.serialized) struct LibNFSTests {
     @Test func listingMergesLayersAndHidesNothingTwice() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
         defer { server.stop() }
 
         let root = try run("nfs-ls", [server.url("/union")])
@@ -47,9 +45,7 @@ import Testing
     }
 
     @Test func readsTheTopMostCopy() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
         defer { server.stop() }
         let hostname = try run("nfs-cat", [server.url("/union", path: "/etc/hostname")])
         #expect(hostname.succeeded, "\(hostname.output)")
@@ -62,9 +58,8 @@ import Testing
 
     @Test(arguments: [0, 1, 4095, 65536, 1 << 20, 9 << 20 | 12345])
     func copiesFilesInAndOutIntact(size: Int) throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
+        let directory = server.directory
         defer { server.stop() }
 
         var generator = SplitMix64(seed: UInt64(size) &+ 17)
@@ -107,10 +102,9 @@ import Testing
     }
 
     @Test func readOnlyClientCannotWrite() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
         let server = try ServerProcess(
-            config: threeLayerConfig(clients: "\"127.0.0.0/8(ro,insecure)\""), directory: directory)
+            threeLayers: threeLayerConfig(clients: "\"127.0.0.0/8(ro,insecure)\""))
+        let directory = server.directory
         defer { server.stop() }
         try directory.write("f", "x\n")
         let copy = try run("nfs-cp", [directory.file("f"), server.url("/union", path: "/f")])

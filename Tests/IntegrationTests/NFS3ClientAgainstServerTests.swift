@@ -10,9 +10,8 @@ import Testing
 /// load generator and the boot replay use, many calls in flight, typed errors.
 @Suite(.serialized) struct NFS3ClientAgainstServerTests {
     @Test func everyProcedureRoundTripsAgainstStrata() async throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
+        let directory = server.directory
         let group = MultiThreadedEventLoopGroup.singleton
         let client = try await NFS3Client.connect(
             host: "127.0.0.1", nfsPort: server.nfsPort, mountPort: server.mountPort, sourceAddress: "127.0.0.61",

@@ -312,9 +312,7 @@ import XDR
     }
 
     @Test func secureExportRefusesUnprivilegedPorts() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(clients: "\"127.0.0.0/8(rw)\""), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig(clients: "\"127.0.0.0/8(rw)\""))
         defer { server.stop() }
         #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server) }
         let privileged = try NFSTestClient(server: server, localPort: .privileged)

@@ -7,9 +7,8 @@ import Testing
 /// socket alone.
 @Suite struct StateDirectoryLockTests {
     @Test func aSecondServerOnTheSameStateDirectoryIsRefused() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
+        let directory = server.directory
         defer { server.stop() }
         let second = try runSplit(strataBinary, ["serve", "--config", server.configPath], timeout: 30)
         #expect(second.status == 1)
@@ -51,9 +50,8 @@ import Testing
 /// `strata reload` and `strata exports` through the control socket.
 @Suite struct ReloadCommandTests {
     @Test func reloadPrintsWhatChanged() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
+        let directory = server.directory
         defer { server.stop() }
         let client = try NFSTestClient(server: server)
         #expect(try client.getattr(FileHandle3([9, 9, 9, 9, 9, 9, 9, 9, 9])).status == .badhandle)
@@ -108,9 +106,7 @@ import Testing
     }
 
     @Test func reloadOfABadFileFailsAndKeepsTheRunningConfiguration() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
         defer { server.stop() }
         try server.writeConfig(
             threeLayerConfig(clients: "\"127.0.0.0/8(rw,nosquash)\"").replacingOccurrences(
@@ -132,9 +128,7 @@ import Testing
 /// Logs name the client, port, export, rule and fix; formats for people and for machines.
 @Suite struct OperatorLogTests {
     @Test func aRefusalNamesTheRuleAndTheFix() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(clients: "\"127.0.0.2(rw)\""), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig(clients: "\"127.0.0.2(rw)\""))
         defer { server.stop() }
         // From 127.0.0.2 on an unprivileged port: the rule matches but is `secure`.
         #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server, localHost: "127.0.0.2") }
@@ -156,9 +150,8 @@ import Testing
     }
 
     @Test func aMissingLayerIsNamedByItsPath() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
+        let directory = server.directory
         defer { server.stop() }
         try FileManager.default.removeItem(atPath: directory.file("lower2"))
         #expect(throws: NFSTestClient.MountRefused.self) { try NFSTestClient(server: server) }
@@ -171,9 +164,7 @@ import Testing
     }
 
     @Test func jsonLogsAreOneObjectALine() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(server: "log_format = \"json\""), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig(server: "log_format = \"json\""))
         server.stop()
         let lines = server.log.split(separator: "\n")
         #expect(lines.count >= 2, "\(server.log)")
@@ -213,9 +204,7 @@ import Testing
 /// Metrics: error statuses, exports, build and process.
 @Suite struct MetricsEndpointTests {
     @Test func metricsNameErrorsExportsBuildAndProcess() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: DisklessTests.config(metrics: true), directory: directory)
+        let server = try ServerProcess(threeLayers: DisklessTests.config(metrics: true))
         defer { server.stop() }
         let client = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         #expect(try client.lookup("no-such-file").status == .noent)
@@ -280,9 +269,7 @@ import Testing
     }
 
     @Test func resettingAnUnknownClientFails() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: DisklessTests.config(), directory: directory)
+        let server = try ServerProcess(threeLayers: DisklessTests.config())
         defer { server.stop() }
         let result = try runSplit(strataBinary, ["client", "reset", "no-such-client", "--config", server.configPath])
         #expect(result.status == 1)

@@ -28,11 +28,9 @@ import XDR
 
     /// The README's `*(ro)` guest gets no upper layer on disk.
     @Test func readOnlyClientsGetNoUpperLayer() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
         let server = try ServerProcess(
-            config: Self.config(clients: "\"127.0.0.2(rw,no_root_squash,insecure)\", \"*(ro,insecure)\""),
-            directory: directory)
+            threeLayers: Self.config(clients: "\"127.0.0.2(rw,no_root_squash,insecure)\", \"*(ro,insecure)\""))
+        let directory = server.directory
         defer { server.stop() }
         let writer = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         _ = try writer.create("mine").get("CREATE")
@@ -54,11 +52,9 @@ import XDR
     }
 
     @Test func aNewClientBeyondMaxClientsIsRefusedWithALogLineNamingTheKey() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
         let server = try ServerProcess(
-            config: Self.config(clients: "\"127.0.0.0/8(rw,insecure)\"", export: "max_clients = 2"),
-            directory: directory)
+            threeLayers: Self.config(clients: "\"127.0.0.0/8(rw,insecure)\"", export: "max_clients = 2"))
+        let directory = server.directory
         defer { server.stop() }
         _ = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.2")
         _ = try NFSTestClient(server: server, export: "/diskless", localHost: "127.0.0.3")
@@ -77,13 +73,11 @@ import XDR
 
     /// `client_key = "hostname"` with a network rule: invented machine names do not make uppers.
     @Test func machineNamesOfUnnamedHostsDoNotNameUppers() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
         let server = try ServerProcess(
-            config: Self.config(
+            threeLayers: Self.config(
                 clients: "\"127.0.0.0/8(rw,insecure)\"", export: "client_key = \"hostname\"",
-                tables: "[clients]\n\"lab-pc\" = \"lab-pc\"\n"),
-            directory: directory)
+                tables: "[clients]\n\"lab-pc\" = \"lab-pc\"\n"))
+        let directory = server.directory
         defer { server.stop() }
         for index in 0..<5 {
             _ = try NFSTestClient(
@@ -140,11 +134,8 @@ import XDR
     /// Names from the wire are escaped in the log, and refusals are logged at a
     /// bounded rate with the rest counted.
     @Test func refusedMountsCannotForgeLogLinesOrFloodTheLog() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
         let server = try ServerProcess(
-            config: Self.config(clients: "\"127.0.0.2(rw,insecure)\"", server: "metrics = \"127.0.0.1:0\""),
-            directory: directory)
+            threeLayers: Self.config(clients: "\"127.0.0.2(rw,insecure)\"", server: "metrics = \"127.0.0.1:0\""))
         defer { server.stop() }
         let rpc = try RPCClient(
             host: "127.0.0.1", port: server.mountPort, transport: .tcp, localHost: "127.0.0.3",

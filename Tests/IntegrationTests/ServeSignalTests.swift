@@ -7,9 +7,8 @@ import Testing
 @Suite struct ServeSignalTests {
     @Test(arguments: [SIGTERM, SIGINT])
     func aHangupReloadsAndAStopSignalStopsCleanly(stopSignal: Int32) throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: threeLayerConfig(), directory: directory)
+        let server = try ServerProcess(threeLayers: threeLayerConfig())
+        let directory = server.directory
         defer { server.stop() }
         let socket = directory.file("state/control.sock")
         #expect(FileManager.default.fileExists(atPath: socket))

@@ -134,9 +134,8 @@ import Testing
     }
 
     @Test func connectionsFromTwoAddressesGetTheirOwnUppers() throws {
-        let directory = try TemporaryDirectory()
-        try makeThreeLayerFixture(directory)
-        let server = try ServerProcess(config: Self.config(), directory: directory)
+        let server = try ServerProcess(threeLayers: Self.config())
+        let directory = server.directory
         defer { server.stop() }
         let phases = try Self.bench(
             server, "/perclient",

@@ -6,13 +6,20 @@ import XDR
 @testable import SunRPC
 
 @Suite struct DuplicateRequestCacheTests {
+    /// One call of `procedure` of the test program sent twice with the same `xid` (a retransmission): both replies.
+    static func callTwice(
+        _ client: RPCClient, procedure: UInt32, xid: UInt32
+    ) throws -> (first: RPCCallReply, again: RPCCallReply) {
+        let first = try client.call(program: TestProgram.number, version: 1, procedure: procedure, xid: xid)
+        return (first, try client.call(program: TestProgram.number, version: 1, procedure: procedure, xid: xid))
+    }
+
     @Test(arguments: RPCTransport.allCases)
     func retransmittedNonIdempotentCallGetsTheOriginalReply(transport: RPCTransport) async throws {
         let program = TestProgram()
         try await withTestServer(programs: [program]) { server in
             let client = try server.client(transport)
-            var first = try client.call(program: TestProgram.number, version: 1, procedure: 3, xid: 4242)
-            var again = try client.call(program: TestProgram.number, version: 1, procedure: 3, xid: 4242)
+            var (first, again) = try Self.callTwice(client, procedure: 3, xid: 4242)
             #expect(try first.body.readXDRUInt32() == 1)
             #expect(try again.body.readXDRUInt32() == 1)
             #expect(program.counter.load(ordering: .relaxed) == 1)
@@ -27,8 +34,7 @@ import XDR
         let program = TestProgram()
         try await withTestServer(programs: [program]) { server in
             let client = try server.client(transport)
-            var first = try client.call(program: TestProgram.number, version: 1, procedure: 4, xid: 777)
-            var again = try client.call(program: TestProgram.number, version: 1, procedure: 4, xid: 777)
+            var (first, again) = try Self.callTwice(client, procedure: 4, xid: 777)
             #expect(try first.body.readXDRUInt32() == 1)
             #expect(try again.body.readXDRUInt32() == 2)
         }

@@ -88,6 +88,17 @@ import XDR
 
     static func blobArguments(_ bytes: UInt32) -> ByteBuffer { uint32Buffer(bytes) }
 
+    /// A call of the blob procedure (a reply of `replyBytes`) from `client`, on a thread of its own (it blocks).
+    static func callBlob(_ client: RPCClient, replyBytes: UInt32) async throws -> RPCCallReply {
+        try await onThread {
+            Result {
+                try client.call(
+                    program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.blob.rawValue,
+                    arguments: Self.blobArguments(replyBytes))
+            }
+        }.get()
+    }
+
     static func pipelinedBlobCalls(_ calls: Int, replyBytes: UInt32) -> ByteBuffer {
         var stream = ByteBuffer()
         for xid in 0..<calls {
@@ -136,13 +147,7 @@ import XDR
             #expect(
                 try await onThread { Result { try other.call(program: TestProgram.number, version: 1, procedure: 0) } }
                     .get().status == .success)
-            let blob = try await onThread {
-                Result {
-                    try other.call(
-                        program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.blob.rawValue,
-                        arguments: Self.blobArguments(replyBytes))
-                }
-            }.get()
+            let blob = try await Self.callBlob(other, replyBytes: replyBytes)
             #expect(blob.status == .success)
             other.close()
             greedy.close()
@@ -212,13 +217,7 @@ import XDR
             let bound = (3 << 20) + 4 * 8 * (Int(replyBytes) + 64)
             #expect(queued <= bound, "\(queued) reply bytes queued by 4 clients that do not read (bound \(bound))")
             let reader = try server.client(.tcp)
-            let reply = try await onThread {
-                Result {
-                    try reader.call(
-                        program: TestProgram.number, version: 1, procedure: TestProgram.Procedure.blob.rawValue,
-                        arguments: Self.blobArguments(replyBytes))
-                }
-            }.get()
+            let reply = try await Self.callBlob(reader, replyBytes: replyBytes)
             #expect(reply.status == .success)
             reader.close()
             for client in greedy { client.close() }

@@ -6,6 +6,18 @@ import XDR
 
 @testable import SunRPC
 
+/// The status the test server answers one call with.
+func replyStatus(
+    _ transport: RPCTransport, program: UInt32 = TestProgram.number, version: UInt32, procedure: UInt32,
+    arguments: ByteBuffer = ByteBuffer()
+) async throws -> RPCReplyStatus {
+    try await withTestServer { server in
+        try server.client(transport).call(
+            program: program, version: version, procedure: procedure, arguments: arguments
+        ).status
+    }
+}
+
 @Suite struct RPCServerTests {
     @Test(arguments: RPCTransport.allCases)
     func nullAndEchoSucceed(transport: RPCTransport) async throws {
@@ -25,50 +37,30 @@ import XDR
 
     @Test(arguments: RPCTransport.allCases)
     func programUnavailable(transport: RPCTransport) async throws {
-        try await withTestServer { server in
-            let reply = try server.client(transport).call(program: 0x2000_0999, version: 1, procedure: 0)
-            #expect(reply.status == .programUnavailable)
-        }
+        #expect(try await replyStatus(transport, program: 0x2000_0999, version: 1, procedure: 0) == .programUnavailable)
     }
 
     @Test(arguments: RPCTransport.allCases)
     func programMismatchCarriesRegisteredVersions(transport: RPCTransport) async throws {
-        try await withTestServer { server in
-            let reply = try server.client(transport).call(program: TestProgram.number, version: 7, procedure: 0)
-            #expect(reply.status == .programMismatch(low: 1, high: 2))
-        }
+        #expect(try await replyStatus(transport, version: 7, procedure: 0) == .programMismatch(low: 1, high: 2))
     }
 
     @Test(arguments: RPCTransport.allCases)
     func procedureUnavailable(transport: RPCTransport) async throws {
-        try await withTestServer { server in
-            let reply = try server.client(transport).call(program: TestProgram.number, version: 1, procedure: 99)
-            #expect(reply.status == .procedureUnavailable)
-        }
+        #expect(try await replyStatus(transport, version: 1, procedure: 99) == .procedureUnavailable)
     }
 
     @Test(arguments: RPCTransport.allCases)
     func garbageArguments(transport: RPCTransport) async throws {
-        try await withTestServer { server in
-            var arguments = ByteBuffer()
-            arguments.writeXDR(UInt32(1000))  // announces 1000 bytes, sends 2
-            arguments.writeBytes([1, 2])
-            let reply = try server.client(transport).call(
-                program: TestProgram.number,
-                version: 1,
-                procedure: 1,
-                arguments: arguments
-            )
-            #expect(reply.status == .garbageArguments)
-        }
+        var arguments = ByteBuffer()
+        arguments.writeXDR(UInt32(1000))  // announces 1000 bytes, sends 2
+        arguments.writeBytes([1, 2])
+        #expect(try await replyStatus(transport, version: 1, procedure: 1, arguments: arguments) == .garbageArguments)
     }
 
     @Test(arguments: RPCTransport.allCases)
     func systemError(transport: RPCTransport) async throws {
-        try await withTestServer { server in
-            let reply = try server.client(transport).call(program: TestProgram.number, version: 1, procedure: 6)
-            #expect(reply.status == .systemError)
-        }
+        #expect(try await replyStatus(transport, version: 1, procedure: 6) == .systemError)
     }
 
     @Test(arguments: RPCTransport.allCases)
@@ -109,10 +101,7 @@ import XDR
 
     @Test(arguments: RPCTransport.allCases)
     func handlerMayAnswerAuthTooWeak(transport: RPCTransport) async throws {
-        try await withTestServer { server in
-            let reply = try server.client(transport).call(program: TestProgram.number, version: 1, procedure: 5)
-            #expect(reply.status == .authError(.tooWeak))
-        }
+        #expect(try await replyStatus(transport, version: 1, procedure: 5) == .authError(.tooWeak))
     }
 
     /// AUTH_SYS bodies that break RFC 5531 §14: 17 groups, a 256-byte machine name, a

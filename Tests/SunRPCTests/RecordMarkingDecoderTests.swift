@@ -88,12 +88,18 @@ import Glibc
         #expect(throws: RecordMarkingError.self) { _ = try decoder.decode(buffer: &buffer) }
     }
 
-    @Test func fragmentsAddingUpOverTheLimitThrow() throws {
-        var decoder = RecordMarkingDecoder(maxRecordBytes: 100)
+    /// A first fragment of 60 bytes, then the header of a last fragment of `bytes`.
+    static func sixtyBytesThenLastFragmentHeader(_ bytes: UInt32) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.writeInteger(UInt32(60), endianness: .big)
         buffer.writeRepeatingByte(1, count: 60)
-        buffer.writeInteger(UInt32(0x8000_0000 | 41), endianness: .big)
+        buffer.writeInteger(UInt32(0x8000_0000) | bytes, endianness: .big)
+        return buffer
+    }
+
+    @Test func fragmentsAddingUpOverTheLimitThrow() throws {
+        var decoder = RecordMarkingDecoder(maxRecordBytes: 100)
+        var buffer = Self.sixtyBytesThenLastFragmentHeader(41)
         #expect(throws: RecordMarkingError.recordTooLarge(announcedBytes: 101, limit: 100)) {
             _ = try decoder.decode(buffer: &buffer)
         }
@@ -101,10 +107,7 @@ import Glibc
 
     @Test func recordOfExactlyTheLimitIsAccepted() throws {
         var decoder = RecordMarkingDecoder(maxRecordBytes: 100)
-        var buffer = ByteBuffer()
-        buffer.writeInteger(UInt32(60), endianness: .big)
-        buffer.writeRepeatingByte(1, count: 60)
-        buffer.writeInteger(UInt32(0x8000_0000 | 40), endianness: .big)
+        var buffer = Self.sixtyBytesThenLastFragmentHeader(40)
         buffer.writeRepeatingByte(2, count: 40)
         let record = try #require(try decoder.decode(buffer: &buffer))
         #expect(record.readableBytes == 100)
@@ -124,8 +127,7 @@ import Glibc
     }
 
     @Test func randomGarbageNeverTraps() {
-        let seed = UInt64.random(in: 0...UInt64.max)
-        print("RecordMarkingDecoderTests garbage seed \(seed)")
+        let seed = SplitMix64.printedSeed("RecordMarkingDecoderTests garbage")
         var rng = SplitMix64(seed: seed)
         for _ in 0..<500 {
             var decoder = RecordMarkingDecoder(maxRecordBytes: 512)

@@ -5,6 +5,13 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 
     public init(seed: UInt64) { self.state = seed }
 
+    /// A fresh random seed, printed as "`label` seed N" so that a failing run can be replayed with it.
+    public static func printedSeed(_ label: String) -> UInt64 {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        print("\(label) seed \(seed)")
+        return seed
+    }
+
     public mutating func next() -> UInt64 {
         self.state &+= 0x9E37_79B9_7F4A_7C15
         var mixed = self.state

@@ -119,9 +119,7 @@ import Testing
     /// SETATTR, LINK and RENAME of a lower file copy its data without the write lock too, exactly once.
     @Test func setattrLinkAndRenameCopyUpOutsideTheChange() throws {
         let f = Fixture()
-        f.file(f.lower(0) + "/a", "aaaa")
-        f.file(f.lower(0) + "/b", "bbbb")
-        f.file(f.lower(0) + "/c", "cccc")
+        f.files(lower: 0, ["/a": "aaaa", "/b": "bbbb", "/c": "cccc"])
         let u = try f.open()
         let ids = try ["a", "b", "c"].map { try u.walk($0).1.fileid }
         let sawCopy = Count()

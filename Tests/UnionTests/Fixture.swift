@@ -47,6 +47,11 @@ final class Fixture: Sendable {
         chmod(path, mode)
     }
 
+    /// Files of lower layer `index`, path from the layer's root → contents, made in this order.
+    func files(lower index: Int, _ files: KeyValuePairs<String, String>) {
+        for (path, content) in files { self.file(self.lower(index) + path, content) }
+    }
+
     func symlink(_ path: String, to target: String) {
         try? FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent,
@@ -116,6 +121,25 @@ extension UnionNamespace {
     }
 
     func h(_ path: String) throws(UnionError) -> ObjectHandle { try self.walk(path).0 }
+
+    /// The merged tree as path → what `describe` says of it: every name READDIR lists (with the fileid it lists),
+    /// its attributes by walking its path, every directory descended into.
+    func mergedTree(
+        _ describe: (_ path: String, _ listedFileid: UInt64, _ attributes: Attributes) throws -> String
+    ) throws -> [String: String] {
+        var out: [String: String] = [:]
+        var queue = [""]
+        while let dir = queue.popLast() {
+            for entry in try self.readdir(self.h(dir), after: 0, as: root).entries {
+                let name = String(decoding: entry.name, as: UTF8.self)
+                let path = dir.isEmpty ? name : dir + "/" + name
+                let attributes = try self.walk(path).1
+                if attributes.type == .directory { queue.append(path) }
+                out[path] = try describe(path, entry.fileid, attributes)
+            }
+        }
+        return out
+    }
 
     func names(_ path: String, as cred: Credentials = .root) throws(UnionError) -> [String] {
         try self.readdir(self.h(path), after: 0, as: cred).entries.map { String(decoding: $0.name, as: UTF8.self) }

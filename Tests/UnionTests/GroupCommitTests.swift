@@ -45,18 +45,28 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         }
     }
 
+    /// A group commit flushing through `recorder` whose first flush (of change 0) is held while changes
+    /// 1...`count` queue behind it, each waited for by a worker of its own running `wait`.
+    func heldFirstFlush<T: Sendable>(
+        _ recorder: Recorder, queueing count: Int,
+        wait: @escaping @Sendable (GroupCommit<Int>, UInt64) throws -> T
+    ) -> (commits: GroupCommit<Int>, leader: Worker<Void>, waiters: [Worker<T>]) {
+        let commits = GroupCommit<Int> { (batch) throws(UnionError) in try recorder.flush(batch) }
+        recorder.holdNext = true
+        let first = commits.enqueue([0])
+        let leader = Worker { try commits.waitDurable(first) }
+        #expect(recorder.entered.wait(timeout: .now() + 20) == .success)
+        let waiters = (1...count).map { change in
+            let seq = commits.enqueue([change])
+            return Worker { try wait(commits, seq) }
+        }
+        return (commits, leader, waiters)
+    }
+
     @Test func waitersArrivingDuringAFlushShareTheNextOne() async throws {
         let r = Recorder()
-        let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }
-        r.holdNext = true
-        let first = g.enqueue([0])
-        let leader = Worker { try g.waitDurable(first) }
-        #expect(r.entered.wait(timeout: .now() + 20) == .success)
         // 31 changes arrive while the first flush runs.
-        let waiters = (1...31).map { i in
-            let seq = g.enqueue([i])
-            return Worker { try g.waitDurable(seq) }
-        }
+        let (g, leader, waiters) = self.heldFirstFlush(r, queueing: 31) { g, seq in try g.waitDurable(seq) }
         #expect(eventually { g.lastQueued == 32 })
         r.release.signal()
         try leader.join()
@@ -69,15 +79,7 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
     /// changes arriving during a flush cost one wake-up at its end (their leader) and 30 at the end of theirs.
     @Test func aFlushWakesOnlyTheWaitersItCoveredAndOneLeader() throws {
         let r = Recorder()
-        let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }
-        r.holdNext = true
-        let first = g.enqueue([0])
-        let leader = Worker { try g.waitDurable(first) }
-        #expect(r.entered.wait(timeout: .now() + 20) == .success)
-        let waiters = (1...31).map { i in
-            let seq = g.enqueue([i])
-            return Worker { try g.waitDurable(seq) }
-        }
+        let (g, leader, waiters) = self.heldFirstFlush(r, queueing: 31) { g, seq in try g.waitDurable(seq) }
         #expect(eventually { g.sleeping == 31 })
         r.release.signal()
         try leader.join()
@@ -115,20 +117,12 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
     @Test func aFailingFlushFailsEveryWaiterOfItsBatchAndIsRetried() async throws {
         let r = Recorder()
         r.failBatches = [2]
-        let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }
-        r.holdNext = true
-        let first = g.enqueue([0])
-        let leader = Worker { try g.waitDurable(first) }
-        #expect(r.entered.wait(timeout: .now() + 20) == .success)
-        let waiters = (1...8).map { i in
-            let seq = g.enqueue([i])
-            return Worker { () -> Bool in
-                do {
-                    try g.waitDurable(seq)
-                    return true
-                } catch {
-                    return false
-                }
+        let (g, leader, waiters) = self.heldFirstFlush(r, queueing: 8) { g, seq -> Bool in
+            do {
+                try g.waitDurable(seq)
+                return true
+            } catch {
+                return false
             }
         }
         #expect(eventually { g.lastQueued == 9 })

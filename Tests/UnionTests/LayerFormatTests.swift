@@ -69,8 +69,7 @@ import Testing
         _ = try Self.strataLayer(f, strata)
         // 1: any file called layer.db; 2: an SQLite database some other program made; 3: a real Strata layer.db
         // next to a tree/ that is a symlink.
-        f.file(f.lower(0) + "/tree/x", "X")
-        f.file(f.lower(0) + "/layer.db", "not a database")
+        f.files(lower: 0, ["/tree/x": "X", "/layer.db": "not a database"])
         f.file(f.lower(1) + "/tree/y", "Y")
         let other = try DatabaseQueue(path: f.lower(1) + "/layer.db")
         try other.write { db in

@@ -6,32 +6,18 @@ import Testing
 
 @Suite struct LayerToolsTests {
     static func tree(_ u: UnionNamespace) throws -> [String: String] {
-        var out: [String: String] = [:]
-        var queue = [""]
-        while let d = queue.popLast() {
-            for e in try u.readdir(u.h(d), after: 0, as: root).entries {
-                let p =
-                    d.isEmpty
-                    ? String(decoding: e.name, as: UTF8.self) : d + "/" + String(decoding: e.name, as: UTF8.self)
-                let a = try u.walk(p).1
-                switch a.type {
-                case .directory:
-                    out[p] = "dir \(String(a.mode, radix: 8))"
-                    queue.append(p)
-                case .regular: out[p] = "file " + (try u.contents(p))
-                default: out[p] = "\(a.type)"
-                }
+        try u.mergedTree { path, _, attributes in
+            switch attributes.type {
+            case .directory: return "dir \(String(attributes.mode, radix: 8))"
+            case .regular: return "file " + (try u.contents(path))
+            default: return "\(attributes.type)"
             }
         }
-        return out
     }
 
     @Test func promotedUpperReproducesTheUnion() throws {
         let f = Fixture()
-        f.file(f.lower(0) + "/keep/a", "A")
-        f.file(f.lower(0) + "/gone", "G")
-        f.file(f.lower(0) + "/wiped/x", "X")
-        f.file(f.lower(0) + "/moved/deep/y", "Y")
+        f.files(lower: 0, ["/keep/a": "A", "/gone": "G", "/wiped/x": "X", "/moved/deep/y": "Y"])
         let u = try f.open()
         try u.remove(in: u.rootHandle, b("gone"), as: root)
         try u.remove(in: u.h("wiped"), b("x"), as: root)

@@ -8,9 +8,7 @@ import Testing
     @Test func topLayerWinsAndDirectoriesMerge() throws {
         let f = Fixture()
         f.file(f.lower(0) + "/d/a", "A0")
-        f.file(f.lower(1) + "/d/a", "A1")
-        f.file(f.lower(1) + "/d/b", "B1")
-        f.file(f.lower(1) + "/x", "X1")
+        f.files(lower: 1, ["/d/a": "A1", "/d/b": "B1", "/x": "X1"])
         let u = try f.open(lowers: 2)
         #expect(try u.contents("d/a") == "A0")
         #expect(try u.contents("d/b") == "B1")
@@ -66,10 +64,8 @@ import Testing
     @Test func whiteoutInMiddleLayerHidesOnlyBelow() throws {
         let f = Fixture()
         f.file(f.lower(0) + "/n", "top")
-        f.file(f.lower(1) + "/.wh.n")
-        f.file(f.lower(2) + "/n", "bottom")
-        f.file(f.lower(1) + "/m", "mid")
-        f.file(f.lower(2) + "/.wh.m")
+        f.files(lower: 1, ["/.wh.n": "", "/m": "mid"])
+        f.files(lower: 2, ["/n": "bottom", "/.wh.m": ""])
         let u = try f.open(lowers: 3)
         #expect(try u.contents("n") == "top")  // a real entry above the whiteout wins
         #expect(try u.contents("m") == "mid")  // a whiteout only hides layers below it
@@ -78,8 +74,7 @@ import Testing
 
     @Test func realEntryBeatsWhiteoutInSameLayer() throws {
         let f = Fixture()
-        f.file(f.lower(0) + "/n", "real")
-        f.file(f.lower(0) + "/.wh.n")
+        f.files(lower: 0, ["/n": "real", "/.wh.n": ""])
         f.file(f.lower(1) + "/n", "below")
         let u = try f.open(lowers: 2)
         #expect(try u.contents("n") == "real")

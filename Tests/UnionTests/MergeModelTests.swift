@@ -84,24 +84,10 @@ import Testing
     }
 
     static func view(_ u: UnionNamespace) throws -> [String: String] {
-        var out: [String: String] = [:]
-        var queue = [""]
-        while let d = queue.popLast() {
-            for e in try u.readdir(u.h(d), after: 0, as: root).entries {
-                let p =
-                    d.isEmpty
-                    ? String(decoding: e.name, as: UTF8.self) : d + "/" + String(decoding: e.name, as: UTF8.self)
-                let a = try u.walk(p).1
-                #expect(a.fileid == e.fileid)
-                if a.type == .directory {
-                    out[p] = "dir"
-                    queue.append(p)
-                } else {
-                    out[p] = "file:" + (try u.contents(p))
-                }
-            }
+        try u.mergedTree { path, listedFileid, attributes in
+            #expect(attributes.fileid == listedFileid)
+            return attributes.type == .directory ? "dir" : "file:" + (try u.contents(path))
         }
-        return out
     }
 
     @Test(arguments: Array(UInt64(1)...12))

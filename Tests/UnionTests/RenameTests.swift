@@ -111,8 +111,7 @@ import Testing
 
     @Test func nestedRenamesThroughRedirects() throws {
         let f = Fixture()
-        f.file(f.lower(1) + "/A/sub/deep/file", "F")
-        f.file(f.lower(1) + "/A/x", "X")
+        f.files(lower: 1, ["/A/sub/deep/file": "F", "/A/x": "X"])
         f.file(f.lower(0) + "/A/sub/mid", "M")
         let u = try f.open(lowers: 2)
         let ids = try ["A/sub", "A/sub/deep/file", "A/sub/mid"].map { try u.walk($0).1.fileid }

@@ -35,7 +35,8 @@ import Testing
         try u.identities.sidecar.read("rows") { db in try Int64.fetchAll(db, sql: "SELECT fileid FROM identity") }
     }
 
-    @Test func lowerObjectsHaveNoRowsOfTheirOwnAndTheSameNumberInEveryClient() throws {
+    /// The shared store and two clients (1 and 2) over it, all closed after `body`.
+    func withTwoClients(_ body: (SharedIdentities, UnionNamespace, UnionNamespace) throws -> Void) throws {
         let store = try self.openShared()
         defer { store.close() }
         let a = try self.open(1, store), c = try self.open(2, store)
@@ -43,39 +44,40 @@ import Testing
             a.close()
             c.close()
         }
-        for path in ["etc", "etc/hostname", "usr/bin/sh", "var/log"] {
-            let ia = try a.walk(path).1.fileid, ic = try c.walk(path).1.fileid
-            #expect(ia == ic)
-            #expect(store.range.contains(ia))
+        try body(store, a, c)
+    }
+
+    @Test func lowerObjectsHaveNoRowsOfTheirOwnAndTheSameNumberInEveryClient() throws {
+        try self.withTwoClients { store, a, c in
+            for path in ["etc", "etc/hostname", "usr/bin/sh", "var/log"] {
+                let ia = try a.walk(path).1.fileid, ic = try c.walk(path).1.fileid
+                #expect(ia == ic)
+                #expect(store.range.contains(ia))
+            }
+            // Only each upper's root has a row of its own.
+            #expect(try self.identityRows(a) == [1])
+            #expect(try self.identityRows(c) == [1])
+            #expect(try a.contents("etc/hostname") == "image")
         }
-        // Only each upper's root has a row of its own.
-        #expect(try self.identityRows(a) == [1])
-        #expect(try self.identityRows(c) == [1])
-        #expect(try a.contents("etc/hostname") == "image")
     }
 
     @Test func oneClientsHandlesNeverResolveInAnothers() throws {
-        let store = try self.openShared()
-        defer { store.close() }
-        let a = try self.open(1, store), c = try self.open(2, store)
-        defer {
-            a.close()
-            c.close()
+        try self.withTwoClients { store, a, c in
+            try a.mkfile("etc", "mine", "a's")
+            let lowerOfA = try a.h("etc/hostname"), upperOfA = try a.h("etc/mine")
+            _ = try c.h("etc/hostname")
+            #expect(throws: UnionError.stale) { try c.getattr(lowerOfA) }
+            #expect(throws: UnionError.stale) { try c.getattr(upperOfA) }
+            #expect(try c.names("etc") == ["hostname"])
+            #expect(throws: UnionError.noEntry) { try c.walk("etc/mine") }
+            // The read-only namespace of the same store does not take a client's handles either.
+            let ro = try UnionNamespace(
+                upper: nil, lowers: [self.f.lower(0)], stateDirectory: nil, cachedObjects: 16,
+                logger: Logger(label: "test"), sharedIdentities: store)
+            defer { ro.close() }
+            #expect(throws: UnionError.stale) { try ro.getattr(lowerOfA) }
+            #expect(ro.identities === store.store)
         }
-        try a.mkfile("etc", "mine", "a's")
-        let lowerOfA = try a.h("etc/hostname"), upperOfA = try a.h("etc/mine")
-        _ = try c.h("etc/hostname")
-        #expect(throws: UnionError.stale) { try c.getattr(lowerOfA) }
-        #expect(throws: UnionError.stale) { try c.getattr(upperOfA) }
-        #expect(try c.names("etc") == ["hostname"])
-        #expect(throws: UnionError.noEntry) { try c.walk("etc/mine") }
-        // The read-only namespace of the same store does not take a client's handles either.
-        let ro = try UnionNamespace(
-            upper: nil, lowers: [self.f.lower(0)], stateDirectory: nil, cachedObjects: 16,
-            logger: Logger(label: "test"), sharedIdentities: store)
-        defer { ro.close() }
-        #expect(throws: UnionError.stale) { try ro.getattr(lowerOfA) }
-        #expect(ro.identities === store.store)
     }
 
     @Test func handlesSurviveRestartCopyUpAndRename() throws {

@@ -8,13 +8,18 @@ import Testing
 
 /// A new sidecar is made under a temporary name and renamed into place whole.
 @Suite struct SidecarCreationTests {
-    @Test func aNewSidecarIsCompleteAndLeavesNoTemporaryFiles() throws {
-        let f = Fixture()
-        let upper = f.base + "/upper"
+    /// Opens a namespace on `upper`, makes the directory `d` in it and closes it; the names then in `upper`.
+    static func makeDirectoryAndClose(_ upper: String) throws -> [String] {
         let u = try UnionNamespace(upper: upper, lowers: [], logger: .init(label: "t"))
         _ = try u.mkdir(in: u.rootHandle, Array("d".utf8), attributes: .init(), as: root)
         u.close()
-        let names = try FileManager.default.contentsOfDirectory(atPath: upper)
+        return try FileManager.default.contentsOfDirectory(atPath: upper)
+    }
+
+    @Test func aNewSidecarIsCompleteAndLeavesNoTemporaryFiles() throws {
+        let f = Fixture()
+        let upper = f.base + "/upper"
+        let names = try Self.makeDirectoryAndClose(upper)
         #expect(!names.contains { $0.hasPrefix("layer.db.new") }, "\(names)")
         // Every migration was applied (a Strata layer's format row is the last one).
         #expect(try LayerFormat.isStrataLayer(upper))
@@ -32,10 +37,7 @@ import Testing
         for name in ["layer.db.new", "layer.db.new-wal", "layer.db.new-shm"] {
             #expect(FileManager.default.createFile(atPath: upper + "/" + name, contents: Data("torn".utf8)))
         }
-        let u = try UnionNamespace(upper: upper, lowers: [], logger: .init(label: "t"))
-        _ = try u.mkdir(in: u.rootHandle, Array("d".utf8), attributes: .init(), as: root)
-        u.close()
-        let names = try FileManager.default.contentsOfDirectory(atPath: upper)
+        let names = try Self.makeDirectoryAndClose(upper)
         #expect(!names.contains { $0.hasPrefix("layer.db.new") }, "\(names)")
         #expect(try LayerFormat.isStrataLayer(upper))
     }

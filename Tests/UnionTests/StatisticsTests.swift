@@ -82,9 +82,7 @@ import Testing
 
     @Test func whiteoutsOfRmdirRenameAndCopiedUpNamesCount() throws {
         let f = Fixture()
-        f.file(f.lower(0) + "/d/a", "x")
-        f.file(f.lower(0) + "/d/b", "y")
-        f.file(f.lower(0) + "/c", "z")
+        f.files(lower: 0, ["/d/a": "x", "/d/b": "y", "/c": "z"])
         let u = try f.open()
         // A copied-up name that exists below: one whiteout (and its parent `d` was copied up with it).
         try u.put("d/a", "X")

@@ -78,5 +78,18 @@ struct ProblemList {
 
     mutating func error(_ error: ConfigError) { self.errors.append(error) }
 
+    /// Of two directories that must not hold one another, the error of whichever lies inside the other (the same
+    /// directory counts as the first inside the second).
+    mutating func refuseNesting(
+        _ first: String, _ firstInside: @autoclosure () -> ConfigError, _ second: String,
+        _ secondInside: @autoclosure () -> ConfigError
+    ) {
+        if isSameOrInside(first, second) {
+            self.error(firstInside())
+        } else if isSameOrInside(second, first) {
+            self.error(secondInside())
+        }
+    }
+
     mutating func warning(_ warning: ConfigError) { self.warnings.append(warning) }
 }

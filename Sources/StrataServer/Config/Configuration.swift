@@ -645,38 +645,34 @@ public struct Configuration: Sendable {
             // inside an upper is changed by clients.
             for (otherIndex, other) in self.exports.enumerated() {
                 for (position, lower) in other.lowers.enumerated() {
-                    if isSameOrInside(upperRoot, lower) {
-                        problems.error(
-                            ConfigError(
-                                key: "\(prefix).upper", value: "\"\(upper)\"",
-                                allowed:
-                                    "inside export[\(otherIndex)].lowers \"\(lower)\"; a lower layer must not change under the union: put the upper outside every lower"
-                            ))
-                    } else if isSameOrInside(lower, upperRoot) {
-                        problems.error(
-                            ConfigError(
-                                key: "export[\(otherIndex)].lowers", value: "\"\(lower)\"",
-                                allowed:
-                                    "inside the upper of \(prefix) (\"\(upper)\"), where clients write; a lower layer must lie outside every upper",
-                                entry: position))
-                    }
+                    problems.refuseNesting(
+                        upperRoot,
+                        ConfigError(
+                            key: "\(prefix).upper", value: "\"\(upper)\"",
+                            allowed:
+                                "inside export[\(otherIndex)].lowers \"\(lower)\"; a lower layer must not change under the union: put the upper outside every lower"
+                        ),
+                        lower,
+                        ConfigError(
+                            key: "export[\(otherIndex)].lowers", value: "\"\(lower)\"",
+                            allowed:
+                                "inside the upper of \(prefix) (\"\(upper)\"), where clients write; a lower layer must lie outside every upper",
+                            entry: position))
                 }
             }
-            if isSameOrInside(upperRoot, stateDirectory) {
-                problems.error(
-                    ConfigError(
-                        key: "\(prefix).upper", value: "\"\(upper)\"",
-                        allowed:
-                            "inside server.state_dir \"\(stateDirectory)\", which holds the server's own files: put the upper elsewhere"
-                    ))
-            } else if isSameOrInside(stateDirectory, upperRoot) {
-                problems.error(
-                    ConfigError(
-                        key: "server.state_dir", value: "\"\(stateDirectory)\"",
-                        allowed:
-                            "inside the upper of \(prefix) (\"\(upper)\"), where clients could see and change it: put state_dir elsewhere"
-                    ))
-            }
+            problems.refuseNesting(
+                upperRoot,
+                ConfigError(
+                    key: "\(prefix).upper", value: "\"\(upper)\"",
+                    allowed:
+                        "inside server.state_dir \"\(stateDirectory)\", which holds the server's own files: put the upper elsewhere"
+                ),
+                stateDirectory,
+                ConfigError(
+                    key: "server.state_dir", value: "\"\(stateDirectory)\"",
+                    allowed:
+                        "inside the upper of \(prefix) (\"\(upper)\"), where clients could see and change it: put state_dir elsewhere"
+                ))
         }
     }
 

@@ -67,20 +67,28 @@ public final class NFS3Program: RPCProgramHandler {
     public func handleInline(_ call: RPCCallContext, arguments: ByteBuffer) -> RPCReply? {
         guard call.version == NFS3.version,
             let outcome = self.service.handleInline(
-                procedure: call.procedure, arguments: arguments,
-                resolve: { handle in self.resolver.resolveWithoutBlocking(fileHandle: handle.data, for: call) }),
-            case .success(let result) = outcome
+                procedure: call.procedure, arguments: arguments, sendsFileRanges: call.transport == .tcp,
+                resolve: { handle in self.resolver.resolveWithoutBlocking(fileHandle: handle.data, for: call) })
         else { return nil }
-        return .success(result)
+        switch outcome {
+        case .success, .successFromFile: return Self.reply(outcome)
+        default: return nil
+        }
     }
 
     public func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {
         guard call.version == NFS3.version else { return .procedureUnavailable }
         let outcome = self.service.handle(
             procedure: call.procedure, arguments: &arguments, logger: call.logger,
+            sendsFileRanges: call.transport == .tcp,
             resolve: { handle in self.resolver.resolve(fileHandle: handle.data, for: call) })
+        return Self.reply(outcome)
+    }
+
+    static func reply(_ outcome: NFS3Outcome) -> RPCReply {
         switch outcome {
         case .success(let result): return .success(result)
+        case .successFromFile(let results): return .successFromFile(results)
         case .garbageArguments: return .garbageArguments
         case .procedureUnavailable: return .procedureUnavailable
         case .authTooWeak: return .authError(.tooWeak)

@@ -1,6 +1,7 @@
 import Logging
 import NFS3
 import NIOCore
+import SunRPC
 import Union
 import XDR
 
@@ -8,6 +9,8 @@ import XDR
 public enum NFS3Outcome: Sendable, Equatable {
     /// The XDR-encoded result (status and body).
     case success(ByteBuffer)
+    /// The encoded result with a range of a file in the middle, sent from the file (a READ's data).
+    case successFromFile(RPCFileResults)
     /// The arguments did not decode: GARBAGE_ARGS.
     case garbageArguments
     /// Not an NFSv3 procedure: PROC_UNAVAIL.
@@ -29,12 +32,16 @@ public struct NFS3Limits: Sendable {
     /// The largest READDIR and READDIRPLUS reply, whatever count the client asks (a count of
     /// 2^32-1 must not make an 18 MiB reply to a 120-byte call): 1 MiB, as knfsd's payload limit.
     public var maxReaddirReplyBytes: Int = 1 << 20
-    /// The largest READ answered on the event loop (from the page cache); larger ones go to the
-    /// pool. For a small READ the two thread hops cost more than the copy; a large READ's copy is
-    /// the larger part, and on the pool it runs beside the event loop's socket writes, on another
-    /// core. Measured with 1 MiB READs on two busy cores, answering them inline cut the throughput
-    /// by a third: the pool's threads also get the server a larger share of contended CPUs.
+    /// The largest READ answered on the event loop by copying (from the page cache); larger ones are
+    /// sent from the file where they can be (`minFileRangeReadBytes`), else copied on the pool. For a
+    /// small READ the two thread hops cost more than the copy; a large READ's copy is the larger
+    /// part, and on the pool it runs beside the event loop's socket writes, on another core
+    /// (measured with 1 MiB READs on two busy cores, copying them inline cut the throughput by a
+    /// third).
     public var maxInlineReadBytes: UInt32 = 64 << 10
+    /// Larger READs, over TCP, are sent from the file (sendfile) when their data is in the page cache: no copy through
+    /// the server's memory, and so, like the small ones, answered on the event loop.
+    public var minFileRangeReadBytes: UInt32 { self.maxInlineReadBytes + 1 }
     /// The largest WRITE payload accepted by the decoder: wtmax plus slack for clients that
     /// round up; larger is GARBAGE_ARGS before the payload is looked at.
     public var maxDecodedWriteBytes: Int { self.maxWriteBytes + 64 << 10 }
@@ -74,14 +81,17 @@ public struct NFS3Service: Sendable {
     ///     export is known.
     ///   - resolve: turns a wire file handle into the caller's export and the union object
     ///     (the server core: one decode and one namespace check per handle).
+    ///   - sendsFileRanges: the transport sends results from files (`.successFromFile`: TCP).
     public func handle(
         procedure rawProcedure: UInt32,
         arguments: inout ByteBuffer,
         logger: @autoclosure @escaping () -> Logger,
+        sendsFileRanges: Bool = false,
         resolve: (FileHandle3) -> Result<(ExportCall, ObjectHandle), CallRejection>
     ) -> NFS3Outcome {
         guard let procedure = NFS3Procedure(rawValue: rawProcedure) else { return .procedureUnavailable }
-        let request = NFS3Request(service: self, procedure: procedure, makeLogger: logger)
+        let request = NFS3Request(
+            service: self, procedure: procedure, makeLogger: logger, sendsFileRanges: sendsFileRanges)
         switch procedure {
         case .null:
             return .success(ByteBuffer())
@@ -171,10 +181,11 @@ extension NFS3Service {
     /// `maxInlineReadBytes` from the page cache, without blocking, for the event loop
     /// (`NFS3Program.handleInline`): nil when the arguments do not decode, the handle does not
     /// resolve without blocking, the object (LOOKUP: the name) is not cached, or (READ) its data
-    /// is not all in the page cache. `handle` answers those, with the
+    /// is not all in the page cache. A larger READ is answered only where the transport sends
+    /// from files (`sendsFileRanges`), as a range of the file. `handle` answers those, with the
     /// same results this would have given.
     public func handleInline(
-        procedure rawProcedure: UInt32, arguments: ByteBuffer,
+        procedure rawProcedure: UInt32, arguments: ByteBuffer, sendsFileRanges: Bool = false,
         resolve: (FileHandle3) -> (ExportCall, ObjectHandle)?
     ) -> NFS3Outcome? {
         var arguments = arguments
@@ -198,8 +209,16 @@ extension NFS3Service {
             else { return nil }
             return .success(NFS3Request.encoded(Self.lookupResult(answer, call, name: args.what.name)))
         case .read:
-            guard let args = try? Read3Args(xdr: &arguments), args.count <= self.limits.maxInlineReadBytes,
-                let (call, object) = resolve(args.file),
+            guard let args = try? Read3Args(xdr: &arguments) else { return nil }
+            if args.count >= self.limits.minFileRangeReadBytes {
+                guard sendsFileRanges, let (call, object) = resolve(args.file),
+                    let range = call.namespace.readRangeIfCached(
+                        object, offset: args.offset, count: min(Int(args.count), self.limits.maxReadBytes),
+                        as: call.credentials)
+                else { return nil }
+                return .successFromFile(self.readReply(range))
+            }
+            guard args.count <= self.limits.maxInlineReadBytes, let (call, object) = resolve(args.file),
                 case .success(let reply)? = self.readReply(
                     args,
                     { buffer in
@@ -255,6 +274,25 @@ extension NFS3Service {
     }
 }
 
+extension NFS3Service {
+    /// A READ reply (RFC 1813 §3.3.6) whose data is sent from the file: status, attributes, count, EOF and the
+    /// opaque's length, then the range, then the XDR padding. The range's descriptor is the reply's from here on.
+    func readReply(_ range: ReadRange) -> RPCFileResults {
+        self.didTransfer(.read, range.count)
+        var head = ByteBufferAllocator().buffer(capacity: 4 + 4 + FileAttributes3.encodedSize + 4 + 4 + 4)
+        head.writeXDR(NFSStatus3.ok.rawValue)
+        PostOpAttr(FileAttributes3(range.attributes)).encode(xdr: &head)
+        head.writeXDR(UInt32(truncatingIfNeeded: range.count))
+        head.writeXDR(range.isEOF)
+        head.writeXDR(UInt32(truncatingIfNeeded: range.count))
+        var tail = ByteBuffer()
+        tail.writeRepeatingByte(0, count: (4 - range.count % 4) % 4)
+        return RPCFileResults(
+            head: head, file: RPCReplyFile(takingOwnershipOf: range.descriptor), offset: Int(range.offset),
+            count: range.count, tail: tail)
+    }
+}
+
 /// A second file handle of a call (RENAME's target directory, LINK's directory), resolved
 /// like the first; it must be in the same namespace (NFS3ERR_XDEV otherwise, as knfsd answers
 /// across exports).
@@ -269,6 +307,8 @@ struct NFS3Request {
     let procedure: NFS3Procedure
     /// The call's logger, built only when something is logged (most calls never log).
     let makeLogger: () -> Logger
+    /// The transport sends results from files (`NFS3Outcome.successFromFile`).
+    var sendsFileRanges = false
 
     var logger: Logger { self.makeLogger() }
 
@@ -367,6 +407,20 @@ struct NFS3Request {
             return self.answer(rejection, Read3Res.fail(.stale, Read3ResFail(fileAttributes: .absent)))
         }
         call.procedureName = self.procedure.name
+        if self.sendsFileRanges, args.count >= self.service.limits.minFileRangeReadBytes {
+            do throws(UnionError) {
+                let count = min(Int(args.count), self.service.limits.maxReadBytes)
+                if let range = try call.namespace.readRange(
+                    object, offset: args.offset, count: count, as: call.credentials)
+                {
+                    return .successFromFile(self.service.readReply(range))
+                }
+            } catch {
+                return .success(
+                    Self.encoded(
+                        Read3Res.fail(call.status(error), Read3ResFail(fileAttributes: call.postOp(object)))))
+            }
+        }
         let reply = self.service.readReply(args) { buffer in
             Result { () throws(UnionError) -> ReadResult in
                 try call.namespace.read(object, offset: args.offset, into: buffer, as: call.credentials)

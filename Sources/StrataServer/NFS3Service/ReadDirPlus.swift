@@ -131,38 +131,38 @@ struct ReadDirPlusEncoder {
     ) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: replyBytes)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: replyBytes) { raw in
-            var w = XDRRawWriter(raw)
-            w.u32(NFSStatus3.ok.rawValue)
+            var writer = XDRRawWriter(raw)
+            writer.u32(NFSStatus3.ok.rawValue)
             if let dirAttributes {
-                w.u32(1)
-                w.attributes(dirAttributes)
+                writer.u32(1)
+                writer.attributes(dirAttributes)
             } else {
-                w.u32(0)
+                writer.u32(0)
             }
-            w.u64(verifier.rawValue)
+            writer.u64(verifier.rawValue)
             var isFirst = true
             for entry in entries {
-                w.u32(1)
-                w.u64(entry.fileid)
-                w.opaque(entry.name)
-                w.u64(entry.cookie)
+                writer.u32(1)
+                writer.u64(entry.fileid)
+                writer.opaque(entry.name)
+                writer.u64(entry.cookie)
                 if let object = entry.object, firstWhole || !isFirst {
-                    w.u32(1)
-                    w.attributes(object.attributes)
-                    w.u32(1)
-                    w.u32(UInt32(ServerFileHandle.encodedBytes))
-                    w.handle(
+                    writer.u32(1)
+                    writer.attributes(object.attributes)
+                    writer.u32(1)
+                    writer.u32(UInt32(ServerFileHandle.encodedBytes))
+                    writer.handle(
                         ServerFileHandle(exportID: self.exportID, clientTag: self.clientTag, object: object.handle))
                 } else {
-                    w.u32(0)
-                    w.u32(0)
+                    writer.u32(0)
+                    writer.u32(0)
                 }
                 isFirst = false
             }
-            w.u32(0)
-            w.u32(eof ? 1 : 0)
-            precondition(w.offset == replyBytes, "READDIRPLUS reply size miscounted")
-            return w.offset
+            writer.u32(0)
+            writer.u32(eof ? 1 : 0)
+            precondition(writer.offset == replyBytes, "READDIRPLUS reply size miscounted")
+            return writer.offset
         }
         return buffer
     }
@@ -194,9 +194,9 @@ struct XDRRawWriter {
     mutating func opaque(_ bytes: [UInt8]) {
         self.u32(UInt32(truncatingIfNeeded: bytes.count))
         precondition(self.offset + bytes.count + xdrPadding(bytes.count) <= self.raw.count)
-        bytes.withUnsafeBytes { b in
-            if let source = b.baseAddress, b.count > 0 {
-                (self.raw.baseAddress! + self.offset).copyMemory(from: source, byteCount: b.count)
+        bytes.withUnsafeBytes { raw in
+            if let source = raw.baseAddress, raw.count > 0 {
+                (self.raw.baseAddress! + self.offset).copyMemory(from: source, byteCount: raw.count)
             }
         }
         self.offset += bytes.count
@@ -216,24 +216,24 @@ struct XDRRawWriter {
 
     /// A fattr3, as `FileAttributes3(attributes).encode` writes it.
     mutating func attributes(_ attributes: Attributes) {
-        let a = FileAttributes3(attributes)
-        self.u32(a.type.rawValue)
-        self.u32(a.mode)
-        self.u32(a.nlink)
-        self.u32(a.uid)
-        self.u32(a.gid)
-        self.u64(a.size)
-        self.u64(a.used)
-        self.u32(a.rdev.specdata1)
-        self.u32(a.rdev.specdata2)
-        self.u64(a.fsid)
-        self.u64(a.fileid)
-        self.u32(a.atime.seconds)
-        self.u32(a.atime.nseconds)
-        self.u32(a.mtime.seconds)
-        self.u32(a.mtime.nseconds)
-        self.u32(a.ctime.seconds)
-        self.u32(a.ctime.nseconds)
+        let wire = FileAttributes3(attributes)
+        self.u32(wire.type.rawValue)
+        self.u32(wire.mode)
+        self.u32(wire.nlink)
+        self.u32(wire.uid)
+        self.u32(wire.gid)
+        self.u64(wire.size)
+        self.u64(wire.used)
+        self.u32(wire.rdev.specdata1)
+        self.u32(wire.rdev.specdata2)
+        self.u64(wire.fsid)
+        self.u64(wire.fileid)
+        self.u32(wire.atime.seconds)
+        self.u32(wire.atime.nseconds)
+        self.u32(wire.mtime.seconds)
+        self.u32(wire.mtime.nseconds)
+        self.u32(wire.ctime.seconds)
+        self.u32(wire.ctime.nseconds)
     }
 }
 

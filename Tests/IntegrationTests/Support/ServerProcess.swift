@@ -42,6 +42,13 @@ final class ServerProcess {
         try self.launch(arguments: extraArguments, timeout: timeout)
     }
 
+    /// Starts strata with `config` over a fresh `makeThreeLayerFixture` (the server keeps the directory).
+    convenience init(threeLayers config: String, extraArguments: [String] = [], timeout: Double = 30) throws {
+        let directory = try TemporaryDirectory()
+        try makeThreeLayerFixture(directory)
+        try self.init(config: config, directory: directory, extraArguments: extraArguments, timeout: timeout)
+    }
+
     func writeConfig(_ config: String) throws {
         try config.replacingOccurrences(of: "@DIR@", with: self.directory.path)
             .write(toFile: self.configPath, atomically: true, encoding: .utf8)

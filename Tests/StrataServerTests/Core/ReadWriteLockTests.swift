@@ -61,12 +61,7 @@ import Testing
     /// in use must not be closed as idle, and its client's last call is reported.
     @Test func aCallKeepsItsNamespaceOpenAndIsReportedAsSeen() throws {
         let fixture = try RegistryFixture()
-        var policy = NamespacePolicy()
-        policy.minimumIdleSeconds = 1
-        policy.unmountedIdleSeconds = 1000
-        policy.idleSeconds = 100
-        let clock = FakeClock()
-        let registry = fixture.registry(try fixture.configuration(), policy: policy, clock: clock)
+        let (registry, clock) = try fixture.clockedRegistry(.with(minimumIdle: 1, unmountedIdle: 1000, idle: 100))
         defer { registry.closeAll() }
         let before = Date().timeIntervalSince1970 - 2
         let (a, rootA) = try registry.mountOK(from: "127.0.0.2")

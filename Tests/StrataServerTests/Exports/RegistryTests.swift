@@ -64,6 +64,26 @@ final class RegistryFixture {
         return ExportRegistry(
             configuration: configuration, logger: self.logger, policy: policy, namespaceHooks: UnionHooks())
     }
+
+    /// A registry over `configuration()` on a fake clock, closing namespaces as `policy` says.
+    func clockedRegistry(_ policy: NamespacePolicy) throws -> (registry: ExportRegistry, clock: FakeClock) {
+        let clock = FakeClock()
+        return (self.registry(try self.configuration(), policy: policy, clock: clock), clock)
+    }
+}
+
+extension NamespacePolicy {
+    /// The defaults but for what a test sets (seconds).
+    static func with(
+        maxOpen: Int? = nil, minimumIdle: Double, unmountedIdle: Double? = nil, idle: Double? = nil
+    ) -> Self {
+        var policy = NamespacePolicy()
+        policy.minimumIdleSeconds = minimumIdle
+        if let maxOpen { policy.maxOpen = maxOpen }
+        if let unmountedIdle { policy.unmountedIdleSeconds = unmountedIdle }
+        if let idle { policy.idleSeconds = idle }
+        return policy
+    }
 }
 
 /// A value set by one thread and read by another.
@@ -285,12 +305,7 @@ extension ExportRegistry {
 @Suite struct IdleNamespaceTests {
     @Test func idleAndUnmountedNamespacesCloseAndReopenWithTheirHandles() throws {
         let fixture = try RegistryFixture()
-        var policy = NamespacePolicy()
-        policy.minimumIdleSeconds = 1
-        policy.unmountedIdleSeconds = 5
-        policy.idleSeconds = 100
-        let clock = FakeClock()
-        let registry = fixture.registry(try fixture.configuration(), policy: policy, clock: clock)
+        let (registry, clock) = try fixture.clockedRegistry(.with(minimumIdle: 1, unmountedIdle: 5, idle: 100))
         defer { registry.closeAll() }
         let (a, rootA) = try registry.mountOK(from: "127.0.0.2")
         let made = try a.namespace.create(
@@ -319,11 +334,7 @@ extension ExportRegistry {
 
     @Test func beyondTheBoundTheLeastRecentlyUsedCloses() throws {
         let fixture = try RegistryFixture()
-        var policy = NamespacePolicy()
-        policy.maxOpen = 2
-        policy.minimumIdleSeconds = 1
-        let clock = FakeClock()
-        let registry = fixture.registry(try fixture.configuration(), policy: policy, clock: clock)
+        let (registry, clock) = try fixture.clockedRegistry(.with(maxOpen: 2, minimumIdle: 1))
         defer { registry.closeAll() }
         let (first, _) = try registry.mountOK(from: "127.0.0.2")
         clock.advance(2)

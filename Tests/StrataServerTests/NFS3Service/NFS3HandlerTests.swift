@@ -195,13 +195,7 @@ import XDR
         #expect(dir.objAttributes.attributes?.mode == 0o750)
         #expect(dir.dirWcc.isComplete)
         let target: [UInt8] = Array("../some/where".utf8) + [0xFF]
-        let link = try #require(
-            try harness.call(
-                .symlink,
-                Symlink3Args(
-                    where: DirOpArgs3(dir: harness.root(), name: Array("l".utf8)),
-                    symlink: SymlinkData3(symlinkAttributes: .none, symlinkData: target)), as: Symlink3Res.self
-            ).success)
+        let link = try #require(try harness.symlink("l", to: target, attributes: .none).success)
         #expect(link.objAttributes.attributes?.type == .lnk)
         let handle = try #require(link.obj.handle)
         let read = try #require(
@@ -360,34 +354,19 @@ import XDR
     @Test func renameMovesAndCarriesBothWcc() throws {
         let harness = try NFS3Harness(lowerFiles: ["a": "x", "dir/keep": "k"])
         let dir = try harness.handle("dir")
-        let result = try harness.call(
-            .rename,
-            Rename3Args(
-                from: DirOpArgs3(dir: harness.root(), name: Array("a".utf8)),
-                to: DirOpArgs3(dir: dir, name: Array("b".utf8))),
-            as: Rename3Res.self)
+        let result = try harness.rename("a", in: harness.root(), to: "b", in: dir)
         let renamed = try #require(result.success, "rename answered \(result.status)")
         #expect(renamed.fromdirWcc.isComplete)
         #expect(renamed.todirWcc.isComplete)
         #expect(try harness.lookup("a").status == .noent)
         #expect(try harness.lookup("b", in: dir).status == .ok)
-        let dots = try harness.call(
-            .rename,
-            Rename3Args(
-                from: DirOpArgs3(dir: harness.root(), name: Array(".".utf8)),
-                to: DirOpArgs3(dir: dir, name: Array("c".utf8))),
-            as: Rename3Res.self)
+        let dots = try harness.rename(".", in: harness.root(), to: "c", in: dir)
         #expect(dots.status == .perm)
     }
 
     @Test func renameAndLinkAcrossNamespacesAreXdev() throws {
         let harness = try NFS3Harness(lowerFiles: ["a": "x"], namespaceCount: 2)
-        let result = try harness.call(
-            .rename,
-            Rename3Args(
-                from: DirOpArgs3(dir: harness.root(0), name: Array("a".utf8)),
-                to: DirOpArgs3(dir: harness.root(1), name: Array("b".utf8))),
-            as: Rename3Res.self)
+        let result = try harness.rename("a", in: harness.root(0), to: "b", in: harness.root(1))
         #expect(result.status == .xdev)
         let file = try harness.handle("a")
         let link = try harness.call(

@@ -131,6 +131,24 @@ final class NFS3Harness {
             .create, Create3Args(where: DirOpArgs3(dir: dir ?? self.root(), name: Array(name.utf8)), how: how))
     }
 
+    func symlink(
+        _ name: String, to target: [UInt8], in dir: FileHandle3? = nil, attributes: SetAttributes3 = .init()
+    ) throws -> Symlink3Res {
+        try self.call(
+            .symlink,
+            Symlink3Args(
+                where: DirOpArgs3(dir: dir ?? self.root(), name: Array(name.utf8)),
+                symlink: SymlinkData3(symlinkAttributes: attributes, symlinkData: target)))
+    }
+
+    func rename(_ from: String, in fromDir: FileHandle3, to: String, in toDir: FileHandle3) throws -> Rename3Res {
+        try self.call(
+            .rename,
+            Rename3Args(
+                from: DirOpArgs3(dir: fromDir, name: Array(from.utf8)), to: DirOpArgs3(dir: toDir, name: Array(to.utf8))
+            ))
+    }
+
     func attributes(_ handle: FileHandle3) throws -> FileAttributes3 {
         guard case .ok(let result) = try self.call(.getattr, GetAttr3Args(object: handle), as: GetAttr3Res.self) else {
             throw HarnessError.unexpected("getattr failed")

@@ -11,11 +11,7 @@ import Testing
     /// declined, never answered (the pool answers them, with their log line).
     @Test func resolvesOnlyWhatIsOpen() throws {
         let fixture = try RegistryFixture()
-        var policy = NamespacePolicy()
-        policy.minimumIdleSeconds = 1
-        policy.unmountedIdleSeconds = 5
-        let clock = FakeClock()
-        let registry = fixture.registry(try fixture.configuration(), policy: policy, clock: clock)
+        let (registry, clock) = try fixture.clockedRegistry(.with(minimumIdle: 1, unmountedIdle: 5))
         defer { registry.closeAll() }
         let (mounted, root) = try registry.mountOK(from: "127.0.0.2")
         let fromClient = try call(from: "127.0.0.2")

@@ -41,12 +41,7 @@ import XDR
         _ = try harness.call(
             .mkdir, MkDir3Args(where: DirOpArgs3(dir: merged, name: Array("upper-dir".utf8)), attributes: .init()),
             as: MkDir3Res.self)
-        _ = try harness.call(
-            .symlink,
-            Symlink3Args(
-                where: DirOpArgs3(dir: merged, name: Array("link".utf8)),
-                symlink: SymlinkData3(symlinkAttributes: .init(), symlinkData: Array("lower-a".utf8))),
-            as: Symlink3Res.self)
+        _ = try harness.symlink("link", to: Array("lower-a".utf8), in: merged)
         let lowerB = try harness.handle("lower-b", in: merged)
         _ = try harness.call(
             .link, Link3Args(file: lowerB, link: DirOpArgs3(dir: merged, name: Array("hard-b".utf8))),
@@ -107,12 +102,7 @@ import XDR
         _ = try harness.call(
             .read, Read3Args(file: try harness.handle("lower-b", in: merged), offset: 0, count: 10), as: Read3Res.self)
         try expectPageIsGetattrs("read")
-        _ = try harness.call(
-            .symlink,
-            Symlink3Args(
-                where: DirOpArgs3(dir: merged, name: Array("link".utf8)),
-                symlink: SymlinkData3(symlinkAttributes: .init(), symlinkData: Array("lower-a".utf8))),
-            as: Symlink3Res.self)
+        _ = try harness.symlink("link", to: Array("lower-a".utf8), in: merged)
         try expectPageIsGetattrs("symlink")
         _ = try harness.call(
             .readlink, ReadLink3Args(symlink: try harness.handle("link", in: merged)), as: ReadLink3Res.self)
