@@ -101,12 +101,21 @@ extension UnionNamespace {
             }
             try self.crashPoint("copyUp.afterCopy")
             // Step 2: the identity points at the copy (a crash now: open clears it, the lower object is still shown).
-            // It must be durable before the rename publishes the copy: the one flush waited for under the lock.
-            if st.isDirectory { try self.clearDirectoryRecords([UInt64(tmpSt.st_ino)]) }
+            // For a file it must be durable before the rename publishes the copy: the one flush waited for under the
+            // lock. A directory needs no wait: published without its row, it still merges the lower directory it was
+            // copied from and takes that one's identity (`mergedLowerWithoutRow`), unless records of a removed
+            // directory that had its inode number must be cleared first (they would apply to the copy).
+            let copyIno = UInt64(tmpSt.st_ino)
+            let clearsRecords =
+                st.isDirectory
+                && self.upperRecords.withLock {
+                    $0.whiteouts[copyIno] != nil || $0.opaque.contains(copyIno) || $0.redirects[copyIno] != nil
+                }
+            if st.isDirectory { try self.clearDirectoryRecords([copyIno]) }
             let seq = self.identities.setUpper(
-                node.fileid, upperIno: UInt64(tmpSt.st_ino), isIndexed: isIndexed,
+                node.fileid, upperIno: copyIno, isIndexed: isIndexed,
                 lowerLinkCount: UInt32(truncatingIfNeeded: st.st_nlink))
-            try self.durable(seq)
+            if !st.isDirectory || clearsRecords { try self.durable(seq) }
             try self.crashPoint("copyUp.afterRecord")
             // Step 3: publish. A crash after it: the copy is the object.
             try Files.renameNoReplace(upper.work, tmp, parentFD, node.name, path: path)

@@ -16,16 +16,16 @@ struct Identity: Sendable {
     var lowerLinkCount: UInt32
     var lowerNamesGone: UInt32
 
-    init(_ r: IdentityRecord) {
-        self.lowerLinkCount = UInt32(clamping: r.lowerLinkCount)
-        self.lowerNamesGone = UInt32(clamping: r.lowerNamesGone)
-        self.fileid = r.fileid ?? 0
-        self.parent = r.parent
-        self.name = [UInt8](r.name)
-        self.originLayer = Int(r.originLayer)
-        self.originIno = r.originIno
-        self.upperIno = r.upperIno
-        self.isIndexed = r.isIndexed
+    init(_ record: IdentityRecord) {
+        self.lowerLinkCount = UInt32(clamping: record.lowerLinkCount)
+        self.lowerNamesGone = UInt32(clamping: record.lowerNamesGone)
+        self.fileid = record.fileid ?? 0
+        self.parent = record.parent
+        self.name = [UInt8](record.name)
+        self.originLayer = Int(record.originLayer)
+        self.originIno = record.originIno
+        self.upperIno = record.upperIno
+        self.isIndexed = record.isIndexed
     }
 }
 
@@ -59,18 +59,18 @@ final class IdentityStore: Sendable {
         /// Other names of hard-linked objects.
         var otherNames: [UInt64: Set<LinkName>] = [:]
 
-        mutating func insert(_ i: Identity) {
-            self.byFileid[i.fileid] = i
-            if let u = i.upperIno { self.byUpper[u] = i.fileid }
-            self.byOrigin[OriginKey(layer: i.originLayer, ino: i.originIno)] = i.fileid
+        mutating func insert(_ identity: Identity) {
+            self.byFileid[identity.fileid] = identity
+            if let upperIno = identity.upperIno { self.byUpper[upperIno] = identity.fileid }
+            self.byOrigin[OriginKey(layer: identity.originLayer, ino: identity.originIno)] = identity.fileid
         }
 
         mutating func remove(_ fileid: UInt64) {
             self.otherNames[fileid] = nil
-            guard let i = self.byFileid.removeValue(forKey: fileid) else { return }
-            if let u = i.upperIno, self.byUpper[u] == fileid { self.byUpper[u] = nil }
-            let k = OriginKey(layer: i.originLayer, ino: i.originIno)
-            if self.byOrigin[k] == fileid { self.byOrigin[k] = nil }
+            guard let identity = self.byFileid.removeValue(forKey: fileid) else { return }
+            if let upperIno = identity.upperIno, self.byUpper[upperIno] == fileid { self.byUpper[upperIno] = nil }
+            let origin = OriginKey(layer: identity.originLayer, ino: identity.originIno)
+            if self.byOrigin[origin] == fileid { self.byOrigin[origin] = nil }
         }
     }
 
@@ -116,12 +116,13 @@ final class IdentityStore: Sendable {
         if loaded.needsWrite {
             loaded = try sidecar.write("repair identities") { db in try Self.load(db, repair: true) }
         }
-        var t = Tables()
-        for r in loaded.all { t.insert(Identity(r)) }
-        for n in loaded.names {
-            t.otherNames[n.fileid, default: []].insert(LinkName(parent: n.parent, name: [UInt8](n.name)))
+        var inMemory = Tables()
+        for record in loaded.all { inMemory.insert(Identity(record)) }
+        for linkName in loaded.names {
+            inMemory.otherNames[linkName.fileid, default: []].insert(
+                LinkName(parent: linkName.parent, name: [UInt8](linkName.name)))
         }
-        self.tables = Locked(t)
+        self.tables = Locked(inMemory)
         self.namespaceID = loaded.namespaceID
         self.derivesFileids = Atomic(!loaded.derivedFileidsEnded)
         // Allocated fileids only: derived ones and rows of shared fileids (objects this namespace changed) are above.
@@ -166,7 +167,9 @@ final class IdentityStore: Sendable {
             if repair {
                 try IdentityRecord.deleteAll(db, keys: bad)
                 try LinkNameRecord.filter(bad.contains(Column("fileid"))).deleteAll(db)
-                for n in names where !LayerRecords.isValidName([UInt8](n.name)) { try n.delete(db) }
+                for linkName in names where !LayerRecords.isValidName([UInt8](linkName.name)) {
+                    try linkName.delete(db)
+                }
                 all = try IdentityRecord.fetchAll(db)
                 names = try LinkNameRecord.fetchAll(db)
             }
@@ -175,8 +178,8 @@ final class IdentityStore: Sendable {
         let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
         let derivedEnded = try MetaRecord.fetchOne(db, key: "derivedFileidsEnded") != nil
         var nsid: UInt64 = 0
-        if let m = try MetaRecord.fetchOne(db, key: "namespaceID") {
-            nsid = m.value
+        if let meta = try MetaRecord.fetchOne(db, key: "namespaceID") {
+            nsid = meta.value
         } else if repair {
             nsid = UInt64.random(in: 1...UInt64(Int64.max))
             try MetaRecord(key: "namespaceID", value: nsid).insert(db)
@@ -221,8 +224,8 @@ final class IdentityStore: Sendable {
     ) throws(UnionError) -> (store: SharedIdentities?, key: HandleKey, range: Range<UInt64>)? {
         let (recorded, inRange) = try sidecar.read("read the shared identity store") { db -> ([UInt64]?, Bool) in
             let rows = try MetaRecord.filter(keys: Self.sharedStoreKeys).fetchAll(db)
-            let values = Self.sharedStoreKeys.compactMap { k in
-                rows.first(where: { $0.key == k })?.value
+            let values = Self.sharedStoreKeys.compactMap { key in
+                rows.first(where: { $0.key == key })?.value
             }
             guard let shared else { return (values.count == 4 ? values : nil, false) }
             let inRange = try Bool.fetchOne(
@@ -269,16 +272,16 @@ final class IdentityStore: Sendable {
     /// A new fileid; `mustWait` is set when a new reservation was queued (it must be durable before the fileid is
     /// shown to anyone, even inside a change).
     private func allocateFileid(_ records: inout [SidecarRecord], _ mustWait: inout Bool) -> UInt64 {
-        self.allocator.withLock { a in
-            let f = a.next
-            a.next += 1
-            if f > a.reservedThrough {
-                a.reservedThrough = f + Self.reservationChunk - 1
-                let through = a.reservedThrough
+        self.allocator.withLock { allocator in
+            let fileid = allocator.next
+            allocator.next += 1
+            if fileid > allocator.reservedThrough {
+                allocator.reservedThrough = fileid + Self.reservationChunk - 1
+                let through = allocator.reservedThrough
                 records.append { db in try MetaRecord(key: "fileidReserved", value: through).save(db) }
                 mustWait = true
             }
-            return f
+            return fileid
         }
     }
 
@@ -287,17 +290,17 @@ final class IdentityStore: Sendable {
     /// stale) and copied-up objects are re-keyed by their upper inode alone.
     /// `lowerPaths` (real paths, top-most first) are recorded for `LayerTools.promote`.
     func checkStack(signature: UInt64, lowerPaths: [String] = [], logger: Logger) throws(UnionError) {
-        try self.tables.withLock { (t) throws(UnionError) in
+        try self.tables.withLock { (tables) throws(UnionError) in
             let changed = try self.sidecar.write("check layer stack") { db -> Bool in
                 let recorded = try Row.fetchAll(db, sql: "SELECT path FROM lowerLayer ORDER BY position").map {
-                    (r: Row) -> Data in r["path"]
+                    (row: Row) -> Data in row["path"]
                 }
                 if recorded != lowerPaths.map({ Data($0.utf8) }) {
                     try db.execute(sql: "DELETE FROM lowerLayer")
-                    for (i, p) in lowerPaths.enumerated() {
+                    for (position, path) in lowerPaths.enumerated() {
                         try db.execute(
                             sql: "INSERT INTO lowerLayer (position, path) VALUES (?, ?)",
-                            arguments: [i + 1, Data(p.utf8)])
+                            arguments: [position + 1, Data(path.utf8)])
                     }
                 }
                 let old = try MetaRecord.fetchOne(db, key: "lowerStack")
@@ -317,15 +320,26 @@ final class IdentityStore: Sendable {
             logger.warning(
                 "the lower layers changed since this identity store was written: lower objects get new fileids")
             let all = try self.sidecar.read("reload identities") { db in try IdentityRecord.fetchAll(db) }
-            let names = t.otherNames
-            t = Tables()
-            for r in all { t.insert(Identity(r)) }
-            t.otherNames = names.filter { t.byFileid[$0.key] != nil }
+            let names = tables.otherNames
+            tables = Tables()
+            for row in all { tables.insert(Identity(row)) }
+            tables.otherNames = names.filter { tables.byFileid[$0.key] != nil }
         }
     }
 
+    /// Whether an identity row names upper inode `upperIno`.
+    func hasUpperRow(_ upperIno: UInt64) -> Bool {
+        self.tables.withLock { $0.byUpper[upperIno] != nil }
+    }
+
+    /// The upper inodes of `inodes` that no identity row names.
+    func upperInodesWithoutRows(_ inodes: [UInt64]) -> Set<UInt64> {
+        guard !inodes.isEmpty else { return [] }
+        return self.tables.withLock { tables in Set(inodes.filter { tables.byUpper[$0] == nil }) }
+    }
+
     func identity(_ fileid: UInt64) -> Identity? {
-        if let i = self.tables.withLock({ $0.byFileid[fileid] }) { return i }
+        if let identity = self.tables.withLock({ $0.byFileid[fileid] }) { return identity }
         return self.sharedIdentity(fileid)
     }
 
@@ -344,21 +358,22 @@ final class IdentityStore: Sendable {
         var mayHaveOtherNames = false
     }
 
-    private static func existing(_ t: Tables, _ k: Key) -> UInt64? {
-        k.isUpper ? t.byUpper[k.ino] : t.byOrigin[OriginKey(layer: k.layer, ino: k.ino)]
+    private static func existing(_ tables: Tables, _ key: Key) -> UInt64? {
+        key.isUpper ? tables.byUpper[key.ino] : tables.byOrigin[OriginKey(layer: key.layer, ino: key.ino)]
     }
 
     /// The fileid of the object, allocated (and committed) on first sight.
-    func fileid(_ s: Sighting) throws(UnionError) -> UInt64 {
-        if !s.mayHaveOtherNames {
-            if let f = self.tables.withLock({ Self.existing($0, s.key) }) { return f }
-            if let shared = self.shared, let q = self.sharedSighting(s, shared),
-                let f = shared.store.tables.withLock({ Self.existing($0, q.key) }), f < SharedIdentities.span
+    func fileid(_ sighting: Sighting) throws(UnionError) -> UInt64 {
+        if !sighting.mayHaveOtherNames {
+            if let fileid = self.tables.withLock({ Self.existing($0, sighting.key) }) { return fileid }
+            if let shared = self.shared, let asShared = self.sharedSighting(sighting, shared),
+                let fileid = shared.store.tables.withLock({ Self.existing($0, asShared.key) }),
+                fileid < SharedIdentities.span
             {
-                return shared.base + f
+                return shared.base + fileid
             }
         }
-        return try self.fileids([s])[0]
+        return try self.fileids([sighting])[0]
     }
 
     // MARK: Shared lower identities
@@ -367,71 +382,78 @@ final class IdentityStore: Sendable {
     /// under a directory with a shared fileid (in an upper made before shared stores, a directory may have a fileid
     /// of its own: its lower children keep getting theirs), and with one name (a hard-linked file's names are
     /// this namespace's bookkeeping). The shared store numbers the lowers from 0 and has no upper.
-    private func sharedSighting(_ s: Sighting, _ shared: SharedIdentities) -> Sighting? {
-        guard !s.key.isUpper, !s.mayHaveOtherNames, s.key.layer >= 1 else { return nil }
+    private func sharedSighting(_ sighting: Sighting, _ shared: SharedIdentities) -> Sighting? {
+        guard !sighting.key.isUpper, !sighting.mayHaveOtherNames, sighting.key.layer >= 1 else { return nil }
         let parent: UInt64
         let root = self.clientRoot.load(ordering: .relaxed)
-        if s.parent == root && root != 0 {
+        if sighting.parent == root && root != 0 {
             parent = shared.rootFileid
-        } else if shared.range.contains(s.parent) {
-            parent = s.parent - shared.base
+        } else if shared.range.contains(sighting.parent) {
+            parent = sighting.parent - shared.base
         } else {
             return nil
         }
-        return Sighting(key: Key(layer: s.key.layer - 1, ino: s.key.ino, isUpper: false), parent: parent, name: s.name)
+        return Sighting(
+            key: Key(layer: sighting.key.layer - 1, ino: sighting.key.ino, isUpper: false), parent: parent,
+            name: sighting.name)
     }
 
     /// The identity of shared fileid `fileid` as this namespace numbers it; nil outside the shared range.
     private func sharedIdentity(_ fileid: UInt64) -> Identity? {
         guard let shared = self.shared, shared.range.contains(fileid) else { return nil }
         let root = self.clientRoot.load(ordering: .relaxed)
-        let f = fileid - shared.base
-        guard root != 0, f != shared.rootFileid, var i = shared.store.identity(f), i.upperIno == nil,
-            i.parent < SharedIdentities.span
+        let sharedFileid = fileid - shared.base
+        guard root != 0, sharedFileid != shared.rootFileid, var identity = shared.store.identity(sharedFileid),
+            identity.upperIno == nil,
+            identity.parent < SharedIdentities.span
         else { return nil }
-        i.fileid = fileid
-        i.parent = i.parent == shared.rootFileid ? root : shared.base + i.parent
-        i.originLayer += 1
-        return i
+        identity.fileid = fileid
+        identity.parent = identity.parent == shared.rootFileid ? root : shared.base + identity.parent
+        identity.originLayer += 1
+        return identity
     }
 
     /// fileids of `sightings` from the shared store (nil where it does not give one); new ones are allocated and made
     /// durable there, so a reply naming one survives a crash as any first sighting.
     private func sharedFileids(_ sightings: [Sighting]) throws(UnionError) -> [UInt64?]? {
         guard let shared = self.shared else { return nil }
-        let (asked, translated) = self.tables.withLock { t -> ([Int], [Sighting]) in
+        let (asked, translated) = self.tables.withLock { tables -> ([Int], [Sighting]) in
             var asked: [Int] = []
             var translated: [Sighting] = []
-            for (i, s) in sightings.enumerated() where Self.existing(t, s.key) == nil {
-                guard let q = self.sharedSighting(s, shared) else { continue }
-                asked.append(i)
-                translated.append(q)
+            for (index, sighting) in sightings.enumerated() where Self.existing(tables, sighting.key) == nil {
+                guard let asShared = self.sharedSighting(sighting, shared) else { continue }
+                asked.append(index)
+                translated.append(asShared)
             }
             return (asked, translated)
         }
         guard !asked.isEmpty else { return nil }
         let got = try shared.store.fileids(translated)
         var out = [UInt64?](repeating: nil, count: sightings.count)
-        for (j, i) in asked.enumerated() where got[j] < SharedIdentities.span { out[i] = shared.base + got[j] }
+        for (position, index) in asked.enumerated() where got[position] < SharedIdentities.span {
+            out[index] = shared.base + got[position]
+        }
         return out
     }
 
     /// Before this namespace changes what it knows of a shared fileid (copy-up, rename, names): the identity becomes
     /// a row of its own, with the same fileid, queued ahead of the change's records. Other clients keep the shared one.
-    private func ownRow(_ t: inout Tables, _ fileid: UInt64) -> [SidecarRecord] {
-        guard t.byFileid[fileid] == nil, let i = self.sharedIdentity(fileid) else { return [] }
-        t.insert(i)
-        let r = IdentityRecord(
-            fileid: i.fileid, parent: i.parent, name: Data(i.name), originLayer: Int64(i.originLayer),
-            originIno: i.originIno, upperIno: nil,
-            isIndexed: false, lowerLinkCount: Int64(i.lowerLinkCount), lowerNamesGone: Int64(i.lowerNamesGone))
-        return [{ db in try Self.insert(r, db) }]
+    private func ownRow(_ tables: inout Tables, _ fileid: UInt64) -> [SidecarRecord] {
+        guard tables.byFileid[fileid] == nil, let identity = self.sharedIdentity(fileid) else { return [] }
+        tables.insert(identity)
+        let record = IdentityRecord(
+            fileid: identity.fileid, parent: identity.parent, name: Data(identity.name),
+            originLayer: Int64(identity.originLayer),
+            originIno: identity.originIno, upperIno: nil,
+            isIndexed: false, lowerLinkCount: Int64(identity.lowerLinkCount),
+            lowerNamesGone: Int64(identity.lowerNamesGone))
+        return [{ db in try Self.insert(record, db) }]
     }
 
-    private static func isNewName(_ t: Tables, _ f: UInt64, _ s: Sighting) -> Bool {
-        guard s.mayHaveOtherNames, let i = t.byFileid[f] else { return false }
-        if i.parent == s.parent && i.name == s.name { return false }
-        return !(t.otherNames[f]?.contains(LinkName(parent: s.parent, name: s.name)) ?? false)
+    private static func isNewName(_ tables: Tables, _ fileid: UInt64, _ sighting: Sighting) -> Bool {
+        guard sighting.mayHaveOtherNames, let identity = tables.byFileid[fileid] else { return false }
+        if identity.parent == sighting.parent && identity.name == sighting.name { return false }
+        return !(tables.otherNames[fileid]?.contains(LinkName(parent: sighting.parent, name: sighting.name)) ?? false)
     }
 
     /// fileids of many objects (one listing): new ones allocated from memory, their records queued as one change.
@@ -567,15 +589,16 @@ final class IdentityStore: Sendable {
 
     /// Inserts a new identity with one cached statement: the record's Codable insert cost a third of a first listing
     /// (encoding through a keyed container, the column-name lookups, the row fetched back).
-    static func insert(_ r: IdentityRecord, _ db: Database) throws {
+    static func insert(_ record: IdentityRecord, _ db: Database) throws {
         let statement = try db.cachedStatement(
             sql: """
                 INSERT INTO identity (fileid, parent, name, originLayer, originIno, upperIno, isIndexed, lowerLinkCount, \
                 lowerNamesGone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
         try statement.execute(arguments: [
-            r.fileid, r.parent, r.name, r.originLayer, r.originIno, r.upperIno, r.isIndexed, r.lowerLinkCount,
-            r.lowerNamesGone,
+            record.fileid, record.parent, record.name, record.originLayer, record.originIno, record.upperIno,
+            record.isIndexed, record.lowerLinkCount,
+            record.lowerNamesGone,
         ])
     }
 
@@ -584,16 +607,16 @@ final class IdentityStore: Sendable {
     /// Queued; the caller waits for the returned change before the rename.
     @discardableResult
     func setUpper(_ fileid: UInt64, upperIno: UInt64, isIndexed: Bool, lowerLinkCount: UInt32 = 1) -> UInt64 {
-        self.tables.withLock { (t) -> UInt64 in
-            let own = self.ownRow(&t, fileid)
-            let other = t.byUpper[upperIno].flatMap { $0 != fileid ? $0 : nil }
-            if let other { t.remove(other) }
-            if var i = t.byFileid[fileid] {
-                t.remove(fileid)
-                i.upperIno = upperIno
-                i.isIndexed = i.isIndexed || isIndexed
-                i.lowerLinkCount = lowerLinkCount
-                t.insert(i)
+        self.tables.withLock { (tables) -> UInt64 in
+            let own = self.ownRow(&tables, fileid)
+            let other = tables.byUpper[upperIno].flatMap { $0 != fileid ? $0 : nil }
+            if let other { tables.remove(other) }
+            if var identity = tables.byFileid[fileid] {
+                tables.remove(fileid)
+                identity.upperIno = upperIno
+                identity.isIndexed = identity.isIndexed || isIndexed
+                identity.lowerLinkCount = lowerLinkCount
+                tables.insert(identity)
             }
             return self.queue(
                 own + [
@@ -613,10 +636,10 @@ final class IdentityStore: Sendable {
     /// Records that one lower name of `fileid` (a name showing its lower inode, or its `index/` copy) stopped showing
     /// it: linked or copied up (it counts as an upper link now), whited out, or replaced. Queued.
     func lowerNameGone(_ fileid: UInt64) {
-        self.tables.withLock { t in
-            let own = self.ownRow(&t, fileid)
-            guard t.byFileid[fileid] != nil else { return }
-            Self.applyLowerNamesGone(&t, [fileid])
+        self.tables.withLock { tables in
+            let own = self.ownRow(&tables, fileid)
+            guard tables.byFileid[fileid] != nil else { return }
+            Self.applyLowerNamesGone(&tables, [fileid])
             self.queue(own + [{ db in try Self.recordLowerNamesGone(db, [fileid]) }])
         }
     }
@@ -624,10 +647,10 @@ final class IdentityStore: Sendable {
     /// The sidecar half of `lowerNameGone`, for a caller that commits it with other records in one transaction (a
     /// whiteout); it then calls `lowerNamesGoneCommitted`.
     static func recordLowerNamesGone(_ db: Database, _ fileids: [UInt64]) throws {
-        for f in fileids {
+        for fileid in fileids {
             try db.execute(
                 sql: "UPDATE identity SET lowerNamesGone = lowerNamesGone + 1 WHERE fileid = ?",
-                arguments: [f.sqliteValue])
+                arguments: [fileid.sqliteValue])
         }
     }
 
@@ -636,21 +659,21 @@ final class IdentityStore: Sendable {
         self.tables.withLock { Self.applyLowerNamesGone(&$0, fileids) }
     }
 
-    private static func applyLowerNamesGone(_ t: inout Tables, _ fileids: [UInt64]) {
-        for f in fileids { t.byFileid[f]?.lowerNamesGone &+= 1 }
+    private static func applyLowerNamesGone(_ tables: inout Tables, _ fileids: [UInt64]) {
+        for fileid in fileids { tables.byFileid[fileid]?.lowerNamesGone &+= 1 }
     }
 
     /// Records a rename: the new name becomes the recorded one; the old one is no longer a name of the object.
     func moved(_ fileid: UInt64, from: LinkName, to: LinkName) {
-        self.tables.withLock { t in
-            let own = self.ownRow(&t, fileid)
-            guard let i = t.byFileid[fileid] else { return }
-            let primary = LinkName(parent: i.parent, name: i.name)
-            t.byFileid[fileid]?.parent = to.parent
-            t.byFileid[fileid]?.name = to.name
-            t.otherNames[fileid]?.remove(from)
-            t.otherNames[fileid]?.remove(to)
-            if primary != from { t.otherNames[fileid, default: []].insert(primary) }
+        self.tables.withLock { tables in
+            let own = self.ownRow(&tables, fileid)
+            guard let identity = tables.byFileid[fileid] else { return }
+            let primary = LinkName(parent: identity.parent, name: identity.name)
+            tables.byFileid[fileid]?.parent = to.parent
+            tables.byFileid[fileid]?.name = to.name
+            tables.otherNames[fileid]?.remove(from)
+            tables.otherNames[fileid]?.remove(to)
+            if primary != from { tables.otherNames[fileid, default: []].insert(primary) }
             self.queue(
                 own + [
                     { db in
@@ -669,24 +692,24 @@ final class IdentityStore: Sendable {
         }
     }
 
-    private static func deleteName(_ db: Database, _ fileid: UInt64, _ n: LinkName) throws {
+    private static func deleteName(_ db: Database, _ fileid: UInt64, _ linkName: LinkName) throws {
         try db.execute(
             sql: "DELETE FROM linkName WHERE fileid = ? AND parent = ? AND name = ?",
-            arguments: [fileid.sqliteValue, n.parent.sqliteValue, Data(n.name)])
+            arguments: [fileid.sqliteValue, linkName.parent.sqliteValue, Data(linkName.name)])
     }
 
     /// Records another name of a (hard-linked) object. Queued; returns the change for a caller that needs it durable
     /// before a step.
     @discardableResult
-    func addName(_ fileid: UInt64, _ n: LinkName) -> UInt64 {
-        self.tables.withLock { (t) -> UInt64 in
-            let own = self.ownRow(&t, fileid)
-            t.otherNames[fileid, default: []].insert(n)
+    func addName(_ fileid: UInt64, _ linkName: LinkName) -> UInt64 {
+        self.tables.withLock { (tables) -> UInt64 in
+            let own = self.ownRow(&tables, fileid)
+            tables.otherNames[fileid, default: []].insert(linkName)
             return self.queue(
                 own + [
                     { db in
                         try LinkNameRecord(
-                            fileid: fileid, parent: n.parent, name: Data(n.name)
+                            fileid: fileid, parent: linkName.parent, name: Data(linkName.name)
                         ).save(db)
                     }
                 ])
@@ -695,27 +718,27 @@ final class IdentityStore: Sendable {
 
     /// One name of an object that lives on under other names went away: if it was the recorded one, another known
     /// name takes its place, so the object's handle keeps resolving.
-    func removedName(_ fileid: UInt64, _ n: LinkName) {
-        self.tables.withLock { t in
-            let own = self.ownRow(&t, fileid)
-            guard let i = t.byFileid[fileid] else { return }
-            let isPrimary = i.parent == n.parent && i.name == n.name
-            let replacement = isPrimary ? t.otherNames[fileid]?.first(where: { $0 != n }) : nil
-            t.otherNames[fileid]?.remove(n)
-            if let r = replacement {
-                t.byFileid[fileid]?.parent = r.parent
-                t.byFileid[fileid]?.name = r.name
-                t.otherNames[fileid]?.remove(r)
+    func removedName(_ fileid: UInt64, _ linkName: LinkName) {
+        self.tables.withLock { tables in
+            let own = self.ownRow(&tables, fileid)
+            guard let identity = tables.byFileid[fileid] else { return }
+            let isPrimary = identity.parent == linkName.parent && identity.name == linkName.name
+            let replacement = isPrimary ? tables.otherNames[fileid]?.first(where: { $0 != linkName }) : nil
+            tables.otherNames[fileid]?.remove(linkName)
+            if let other = replacement {
+                tables.byFileid[fileid]?.parent = other.parent
+                tables.byFileid[fileid]?.name = other.name
+                tables.otherNames[fileid]?.remove(other)
             }
             self.queue(
                 own + [
                     { db in
-                        try Self.deleteName(db, fileid, n)
-                        if let r = replacement {
+                        try Self.deleteName(db, fileid, linkName)
+                        if let other = replacement {
                             try db.execute(
                                 sql: "UPDATE identity SET parent = ?, name = ? WHERE fileid = ?",
-                                arguments: [r.parent.sqliteValue, Data(r.name), fileid.sqliteValue])
-                            try Self.deleteName(db, fileid, r)
+                                arguments: [other.parent.sqliteValue, Data(other.name), fileid.sqliteValue])
+                            try Self.deleteName(db, fileid, other)
                         }
                     }
                 ])
@@ -730,10 +753,10 @@ final class IdentityStore: Sendable {
     func forget(_ fileid: UInt64) {
         self.recentVerifiers.withLock { $0[fileid] = nil }
         if self.derivedOrigin(fileid) != nil { self.markUnfound(fileid) }
-        self.tables.withLock { t in
+        self.tables.withLock { tables in
             // `otherNames` mirrors the whole linkName table: an object without other names has no row there.
-            let hadOtherNames = !(t.otherNames[fileid]?.isEmpty ?? true)
-            t.remove(fileid)
+            let hadOtherNames = !(tables.otherNames[fileid]?.isEmpty ?? true)
+            tables.remove(fileid)
             self.queue([{ db in try Self.deleteIdentity(db, fileid, otherNames: hadOtherNames) }])
         }
     }
@@ -752,21 +775,21 @@ final class IdentityStore: Sendable {
     /// Clears upper inodes that turned out to be `work/` leftovers of an interrupted copy-up. Queued.
     func clearUpper(inodes: [UInt64]) {
         guard !inodes.isEmpty else { return }
-        self.tables.withLock { t in
-            let affected = inodes.compactMap { t.byUpper[$0] }
+        self.tables.withLock { tables in
+            let affected = inodes.compactMap { tables.byUpper[$0] }
             guard !affected.isEmpty else { return }
-            for f in affected {
-                guard var i = t.byFileid[f] else { continue }
-                t.remove(f)
-                i.upperIno = nil
-                t.insert(i)
+            for fileid in affected {
+                guard var identity = tables.byFileid[fileid] else { continue }
+                tables.remove(fileid)
+                identity.upperIno = nil
+                tables.insert(identity)
             }
             self.queue([
                 { db in
-                    for f in affected {
+                    for fileid in affected {
                         try db.execute(
                             sql: "UPDATE identity SET upperIno = NULL WHERE fileid = ?",
-                            arguments: [f.sqliteValue])
+                            arguments: [fileid.sqliteValue])
                     }
                 }
             ])
@@ -774,16 +797,16 @@ final class IdentityStore: Sendable {
     }
 
     func verifier(_ fileid: UInt64) throws(UnionError) -> UInt64? {
-        if let v = self.recentVerifiers.withLock({ $0[fileid] }) { return v }
+        if let verifier = self.recentVerifiers.withLock({ $0[fileid] }) { return verifier }
         return try self.sidecar.read("read verifier") { db in
             try VerifierRecord.fetchOne(db, key: fileid.sqliteValue)?.verifier
         }
     }
 
-    func setVerifier(_ fileid: UInt64, _ v: UInt64) {
-        self.recentVerifiers.withLock { $0[fileid] = v }
+    func setVerifier(_ fileid: UInt64, _ verifier: UInt64) {
+        self.recentVerifiers.withLock { $0[fileid] = verifier }
         self.queue([
-            { db in try VerifierRecord(fileid: fileid, verifier: v).save(db) }
+            { db in try VerifierRecord(fileid: fileid, verifier: verifier).save(db) }
         ])
     }
 }

@@ -132,11 +132,27 @@ extension UnionNamespace {
     func child(of parent: Node, _ name: [UInt8]) throws(UnionError) -> Node? {
         guard let found = try self.lookupIn(parent.dirs, name) else { return nil }
         let multi = !found.top.st.isDirectory && found.top.st.st_nlink > 1
+        let merged = self.mergedLowerWithoutRow(found)
         let fileid = try self.identities.fileid(
             .init(
-                key: self.identityKey(found.top), parent: parent.fileid, name: name,
+                key: self.identityKey(merged ?? found.top), parent: parent.fileid, name: name,
                 mayHaveOtherNames: multi))
+        if merged != nil {
+            // Record the upper inode again (queued: until it is durable, this same rule gives the same fileid).
+            self.identities.setUpper(fileid, upperIno: found.top.ino, isIndexed: false)
+        }
         return try self.makeNode(found, fileid: fileid, parent: parent, name: name)
+    }
+
+    /// A copied-up directory keeps the fileid of the lower directory it merges without its identity row having to be
+    /// durable before the copy is published (Docs/CRASH-ORDER.md, copy-up): an upper directory with no row of its own
+    /// that merges a lower one (not opaque, not renamed: those always have rows) takes that lower directory's identity,
+    /// as before its copy-up. The lower directory, or nil when `found` is anything else.
+    func mergedLowerWithoutRow(_ found: ChildLookup) -> Location? {
+        guard self.layers[found.top.layer].isUpper, found.top.st.isDirectory, found.upperRedirect == nil,
+            found.dirs.count > 1, !self.identities.hasUpperRow(found.top.ino)
+        else { return nil }
+        return found.dirs.first { !self.layers[$0.layer].isUpper && $0.dir != nil }
     }
 
     func makeNode(_ r: ChildLookup, fileid: UInt64, parent: Node, name: [UInt8]) throws(UnionError) -> Node {

@@ -85,7 +85,8 @@ extension UnionNamespace {
     /// directories were read for it (which may have set their access times).
     func listing(_ dir: Node) throws(UnionError) -> (listing: MergedListing, didRead: Bool) {
         if let cached = self.listings.withLock({ $0.value(for: dir.fileid) }) { return (cached, false) }
-        let names = try self.mergedNames(dir)
+        var names = try self.mergedNames(dir)
+        try self.keyMergedDirectoriesWithoutRows(dir, &names)
         let fileids = try self.identities.fileids(names.map { .init(key: $0.key, parent: dir.fileid, name: $0.name) })
         let order = Cookies.order(names.map(\.name), key: self.cookieKey)
         let listing = MergedListing(
@@ -95,6 +96,23 @@ extension UnionNamespace {
             tops: order.map { ListedTop(layer: names[$0.index].key.layer, ino: names[$0.index].key.ino) })
         self.listings.withLock { $0.set(listing, for: dir.fileid) }
         return (listing, true)
+    }
+
+    /// Upper entries no identity row names (rare: a copy-up whose row a crash lost, a directory made in the upper
+    /// outside Strata) are looked up as LOOKUP does, so that a copied-up directory gets the same fileid in a listing as
+    /// in a LOOKUP (`mergedLowerWithoutRow`).
+    private func keyMergedDirectoriesWithoutRows(
+        _ dir: Node, _ names: inout [(name: [UInt8], key: IdentityStore.Key)]
+    ) throws(UnionError) {
+        let upperInodes = names.lazy.filter(\.key.isUpper).map(\.key.ino)
+        let withoutRows = self.identities.upperInodesWithoutRows(Array(upperInodes))
+        guard !withoutRows.isEmpty else { return }
+        for index in names.indices where names[index].key.isUpper && withoutRows.contains(names[index].key.ino) {
+            guard let found = try self.lookupIn(dir.dirs, names[index].name),
+                let merged = self.mergedLowerWithoutRow(found)
+            else { continue }
+            names[index].key = self.identityKey(merged)
+        }
     }
 
     func invalidateListing(_ fileids: UInt64...) {

@@ -134,4 +134,48 @@ import Testing
         }
         #expect(committed)
     }
+    /// A directory copy-up publishes the copy without waiting for its row: when a crash lost the row, the upper
+    /// directory takes the identity of the lower one it merges, in a listing as in a LOOKUP, and a rename keeps it.
+    @Test func aCopiedUpDirectoryKeepsItsFileidWhenItsRowIsLost() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/x", "x")
+        var u = try f.open()
+        let hd = try u.h("d")
+        try u.mkfile("d", "new", "n")
+        #expect(f.exists(f.upper + "/tree/d/new"))
+        u.close()
+        try Self.loseRows(f.upper + "/layer.db", [hd.fileid])
+        u = try f.open()
+        defer { u.close() }
+        let listed = try u.readdir(u.rootHandle, after: 0, as: root).entries.first { $0.name == b("d") }
+        #expect(listed?.fileid == hd.fileid)
+        #expect(try u.getattr(hd).fileid == hd.fileid)
+        #expect(try u.walk("d").1.fileid == hd.fileid)
+        #expect(try u.contents("d/new") == "n")
+        #expect(try u.contents("d/x") == "x")
+        try u.rename(from: u.rootHandle, b("d"), to: u.rootHandle, b("e"), as: root)
+        #expect(try u.getattr(hd).fileid == hd.fileid)
+        #expect(try u.walk("e").1.fileid == hd.fileid)
+        #expect(try u.names("e") == ["new", "x"])
+    }
+
+    /// A directory made where a lower one was removed is opaque and a new object: without its row it does not take
+    /// the removed directory's identity, whose handle stays stale.
+    @Test func aDirectoryMadeOverARemovedLowerOneIsANewObject() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/d/x", "x")
+        var u = try f.open()
+        let old = try u.h("d")
+        try u.remove(in: old, b("x"), as: root)
+        try u.rmdir(in: u.rootHandle, b("d"), as: root)
+        _ = try u.mkdir(in: u.rootHandle, b("d"), attributes: .init(), as: root)
+        let made = try u.h("d")
+        u.close()
+        try Self.loseRows(f.upper + "/layer.db", [made.fileid])
+        u = try f.open()
+        defer { u.close() }
+        #expect(throws: UnionError.stale) { try u.getattr(old) }
+        #expect(try u.walk("d").1.fileid != old.fileid)
+        #expect(try u.names("d") == [])
+    }
 }
