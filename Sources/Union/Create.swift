@@ -2,7 +2,8 @@ import Basics
 import Glibc
 
 // CREATE, MKDIR, SYMLINK, MKNOD. Crash order (Docs/CRASH-ORDER.md): the object is made under work/ with the caller's
-// ownership and mode (a crash: a work/ leftover), then renamed into place; its identity record and the parent's sync
+// ownership and mode (a crash: a work/ leftover), then renamed into place (a regular file: made unnamed in its own
+// directory and linked, unless it takes a spare inode); its identity record and the parent's sync
 // go to the group commit, waited for after the namespace lock is released. A whiteout on the name is dropped only
 // in a later batch, once the entry that beats it is durable. MKDIR over a whiteout makes the new directory opaque,
 // durable before it becomes visible, so `rm -rf d; mkdir d` shows an empty `d`.
@@ -79,9 +80,18 @@ extension UnionNamespace {
             // A regular file takes a spare inode when REMOVE left one (`SpareInodes.swift`): no inode to allocate.
             var spare: (name: [UInt8], fd: FD)?
             if case .regular = kind { spare = self.takeSpare(uid: own.uid, gid: own.gid, mode: own.mode) }
+            let path = Names.join(parent.path, name).displayString
+            // Else an unnamed inode made in the directory itself (`O_TMPFILE`), so that ext4 takes it from that
+            // directory's block group, as it would for a plain create (one made under work/ came from work/'s group).
+            if case .regular = kind, spare == nil, let made = try self.unnamedFile(in: parentFD, upper, path: path) {
+                let whitedOut = try self.publishUnnamed(
+                    made.file, linking: made.linking, own: own, attributes: attributes, verifier: verifier,
+                    in: directory, parent, name,
+                    path: path)
+                return try self.created(name, in: directory, dirH, parent, whitedOut: whitedOut, before: dirBefore)
+            }
             let tmp = spare?.name ?? self.workName("new")
             let tmpPath = "work/" + tmp.displayString
-            let path = Names.join(parent.path, name).displayString
             let whitedOut = try self.cleaningWork(tmp) { () throws(UnionError) -> Bool in
                 // Step 1: build it under work/ (no fsync: the batch's sync covers it with the rename). A regular file
                 // is made through its descriptor (owner, mode, size, stat), kept for the batch's fsync where there is one.
@@ -175,20 +185,87 @@ extension UnionNamespace {
                 if spare != nil { self.changed(.directory(upper.work, path: "work")) }  // its entry there went away
                 return whitedOut
             }
-            try self.crashPoint("create.afterPublish")
-            // Step 4: the real entry beats the whiteout; drop it once that entry is durable.
-            if whitedOut {
-                var drop = RecordChange()
-                drop.dropWhiteouts = [(parent.ino, name)]
-                try self.commit(drop, "drop whiteout under new entry", afterSync: true)
+            return try self.created(name, in: directory, dirH, parent, whitedOut: whitedOut, before: dirBefore)
+        }
+    }
+
+    /// After the publishing step of a create: drops a whiteout the new entry beats, and the change's result.
+    private func created(
+        _ name: [UInt8], in directory: Node, _ dirH: ObjectHandle, _ parent: Location, whitedOut: Bool,
+        before dirBefore: Attributes
+    ) throws(UnionError) -> ChangeResult {
+        try self.crashPoint("create.afterPublish")
+        // Step 4: the real entry beats the whiteout; drop it once that entry is durable.
+        if whitedOut {
+            var drop = RecordChange()
+            drop.dropWhiteouts = [(parent.ino, name)]
+            try self.commit(drop, "drop whiteout under new entry", afterSync: true)
+        }
+        self.invalidateListing(directory.fileid)
+        let fresh = self.isUpper(directory.top) ? directory : try self.resolveDirectory(dirH)
+        guard let created = try self.child(of: fresh, name) else { throw .noEntry }
+        let dirAfter = try self.attributesNow(fresh, upper: parent)
+        return ChangeResult(
+            handle: self.handle(created), attributes: self.attributes(created),
+            directory: BeforeAfter(before: dirBefore, after: dirAfter))
+    }
+
+    /// A new regular file without a name yet, made in upper directory `dir` (`O_TMPFILE`), open for writing; nil
+    /// where the upper's file system cannot make one or link it afterwards (`UnnamedFiles`).
+    private func unnamedFile(
+        in dir: FD, _ upper: UpperLayer, path: String
+    ) throws(UnionError) -> (file: FD, linking: UnnamedFiles.Linking)? {
+        guard let linking = UnnamedFiles.linking(upper) else { return nil }
+        let file = FD(
+            try Sys.retry("openat(O_TMPFILE)", path) {
+                openat(dir.raw, ".", UnnamedFiles.openFlags | O_WRONLY | O_CLOEXEC, 0o600)
+            })
+        return (file, linking)
+    }
+
+    /// Steps 1 to 3 of a CREATE of a regular file made unnamed (`unnamedFile`): owner, mode, size and times through
+    /// its descriptor, its identity, then its name (`linkat`, which fails if the name exists, as the rename would).
+    /// A crash before the link leaves no name anywhere: the kernel frees the inode with its last descriptor (after a
+    /// power cut, the file system check clears it as an unattached inode without data blocks). Returns whether a whiteout was on
+    /// the name.
+    private func publishUnnamed(
+        _ file: FD, linking: UnnamedFiles.Linking, own: (uid: UInt32, gid: UInt32, mode: UInt32),
+        attributes: SetAttributes, verifier: UInt64?,
+        in directory: Node, _ parent: Location, _ name: [UInt8], path: String
+    ) throws(UnionError) -> Bool {
+        var recorded: UInt64?
+        do throws(UnionError) {
+            // Step 1: build it (no fsync: the batch's sync covers it with the link).
+            _ = try Sys.retry("fchown", path) { fchown(file.raw, own.uid, own.gid) }
+            _ = try Sys.retry("fchmod", path) { fchmod(file.raw, mode_t(own.mode)) }
+            if let size = attributes.size, size > 0 {
+                _ = try Sys.retry("ftruncate", path) { ftruncate(file.raw, off_t(clamping: size)) }
             }
-            self.invalidateListing(directory.fileid)
-            let fresh = self.isUpper(directory.top) ? directory : try self.resolveDirectory(dirH)
-            guard let created = try self.child(of: fresh, name) else { throw .noEntry }
-            let dirAfter = try self.attributesNow(fresh, upper: parent)
-            return ChangeResult(
-                handle: self.handle(created), attributes: self.attributes(created),
-                directory: BeforeAfter(before: dirBefore, after: dirAfter))
+            if var times = Self.timespecs(attributes) {
+                _ = try Sys.retry("futimens", path) { futimens(file.raw, &times) }
+            }
+            let st = try Files.fstat(file, path: path)
+            if self.syncsEachObject { self.changed(.file(file, path: path)) }
+            try self.crashPoint("create.afterBuild")
+            // Step 2: identity.
+            let ino = UInt64(st.st_ino)
+            let whitedOut = try self.isWhiteout(in: parent, name)
+            let fileid = try self.identities.fileid(
+                .init(key: .init(layer: 0, ino: ino, isUpper: true), parent: directory.fileid, name: name))
+            recorded = ino
+            if let verifier { self.identities.setVerifier(fileid, verifier) }
+            try self.crashPoint("create.afterRecord")
+            // Step 3: publish.
+            guard let parentFD = parent.dir else { throw .notDirectory }
+            try UnnamedFiles.link(file, parentFD, name, path: path, linking)
+            self.changed(.directory(parentFD, path: parent.pathString))
+            return whitedOut
+        } catch {
+            // The inode goes with its descriptor: an identity already pointing at it must not outlive it (the
+            // inode number would be given to another file).
+            if case .simulatedCrash = error { throw error }
+            if let recorded { self.identities.clearUpper(inodes: [recorded]) }
+            throw error
         }
     }
 
@@ -290,5 +367,64 @@ extension UnionNamespace {
         default: throw .notSupported("mknod of type \(type)")
         }
         return try self.createObject(in: dir, name, .node(type, rdev), attributes: attributes, as: cred) { _ in nil }
+    }
+}
+
+/// Regular files made unnamed in their directory (`O_TMPFILE`) and named by `linkat`: whether an upper's file system
+/// can, and how its descriptor is linked. `linkat(fd, "", AT_EMPTY_PATH)` needs CAP_DAC_READ_SEARCH before Linux
+/// 6.10; else `/proc/self/fd/N` with AT_SYMLINK_FOLLOW names the same inode. Found out once per file system, with a
+/// file made and linked under work/ and removed (a crash meanwhile: a work/ leftover, removed at open).
+enum UnnamedFiles {
+    enum Linking: Sendable {
+        case emptyPath
+        case procfs
+    }
+
+    /// O_TMPFILE (`__O_TMPFILE | O_DIRECTORY`; the Glibc module does not export the macro).
+    static let openFlags: CInt = 0o2000_0000 | O_DIRECTORY
+
+    private static let known = Locked<[UInt64: Linking?]>([:])
+
+    /// How unnamed files are linked on `upper`'s file system; nil when they cannot be made or linked there.
+    static func linking(_ upper: UpperLayer) -> Linking? {
+        var st = stat()
+        guard fstat(upper.work.raw, &st) == 0 else { return nil }
+        let device = UInt64(st.st_dev)
+        if let found = Self.known.withLock({ $0[device] }) { return found }
+        let found = Self.probe(upper.work)
+        Self.known.withLock { $0[device] = .some(found) }
+        return found
+    }
+
+    private static func probe(_ work: FD) -> Linking? {
+        let fd = openat(work.raw, ".", Self.openFlags | O_WRONLY | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return nil }
+        let file = FD(fd)
+        let name = Array("probe-\(UInt64.random(in: 0...UInt64.max))".utf8)
+        for way in [Linking.emptyPath, .procfs] {
+            do throws(UnionError) {
+                try Self.link(file, work, name, path: "work", way)
+                _ = try? name.withCName { unlinkat(work.raw, $0, 0) }
+                return way
+            } catch {
+                continue
+            }
+        }
+        return nil
+    }
+
+    /// Gives the unnamed `file` the name `name` in `dir` (on the file system `linking` was found for); `.exists`
+    /// when the name is taken.
+    static func link(_ file: FD, _ dir: FD, _ name: [UInt8], path: String, _ way: Linking) throws(UnionError) {
+        _ = try name.withCName { (cName) throws(UnionError) -> CInt in
+            switch way {
+            case .emptyPath:
+                return try Sys.retry("linkat", path) { linkat(file.raw, "", dir.raw, cName, Sys.AT_EMPTY_PATH) }
+            case .procfs:
+                return try Sys.retry("linkat", path) {
+                    linkat(AT_FDCWD, "/proc/self/fd/\(file.raw)", dir.raw, cName, AT_SYMLINK_FOLLOW)
+                }
+            }
+        }
     }
 }

@@ -140,7 +140,7 @@ final class UpperLayer: Sendable {
         try Files.mkdirAll(directory + "/index", mode: 0o700)
         let lockPath = directory + "/lock"
         self.lock = FD(try Sys.retry("open", lockPath) { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) })
-        self.isExclusive = try Sys.tryLock(self.lock, path: lockPath)
+        self.isExclusive = try Self.lockExclusively(self.lock, path: lockPath)
         self.work = try Files.openDirectoryAbsolute(directory + "/work")
         self.index = try Files.openDirectoryAbsolute(directory + "/index")
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)
@@ -153,6 +153,22 @@ final class UpperLayer: Sendable {
             }
         }
         try self.sidecar.useFilesystemSync(mode)
+    }
+
+    /// Takes the layer's `lock` for this namespace; false when another namespace still holds it after `within`. A
+    /// lock is held a moment longer than its namespace when another thread of the process forks (`posix_spawn`): the
+    /// child holds a copy of every descriptor until its exec closes it, so a reopen right after a close could find the
+    /// layer "open elsewhere" and leave work/ uncleaned. `onBusy` runs after each attempt that found it held (tests).
+    static func lockExclusively(
+        _ fd: FD, path: String, within: Duration = .seconds(1), onBusy: () -> Void = {}
+    ) throws(UnionError) -> Bool {
+        let deadline = ContinuousClock.now + within
+        while true {
+            if try Sys.tryLock(fd, path: path) { return true }
+            onBusy()
+            if ContinuousClock.now >= deadline { return false }
+            usleep(2000)
+        }
     }
 }
 

@@ -243,7 +243,15 @@ extension UnionNamespace {
     /// Sets atime/mtime of `name` in `dir` as asked (server time, client time, or left alone): SETATTR, and CREATE
     /// for the times it was given.
     func applyTimes(_ dir: FD, _ name: [UInt8], _ a: SetAttributes, path: String) throws(UnionError) {
-        guard a.atime != nil || a.mtime != nil else { return }
+        guard var times = Self.timespecs(a) else { return }
+        _ = try name.withCName { (cName) throws(UnionError) -> CInt in
+            try Sys.retry("utimensat", path) { utimensat(dir.raw, cName, &times, AT_SYMLINK_NOFOLLOW) }
+        }
+    }
+
+    /// The access and modification times `a` sets, for utimensat/futimens; nil when it sets neither.
+    static func timespecs(_ a: SetAttributes) -> [timespec]? {
+        guard a.atime != nil || a.mtime != nil else { return nil }
         func ts(_ change: TimeChange?) -> timespec {
             switch change {
             case nil: return timespec(tv_sec: 0, tv_nsec: Sys.UTIME_OMIT)
@@ -252,9 +260,6 @@ extension UnionNamespace {
                 return timespec(tv_sec: Int(time.seconds), tv_nsec: Int(min(time.nanoseconds, 999_999_999)))
             }
         }
-        var times = [ts(a.atime), ts(a.mtime)]
-        _ = try name.withCName { (cName) throws(UnionError) -> CInt in
-            try Sys.retry("utimensat", path) { utimensat(dir.raw, cName, &times, AT_SYMLINK_NOFOLLOW) }
-        }
+        return [ts(a.atime), ts(a.mtime)]
     }
 }

@@ -66,6 +66,34 @@ import Testing
         #expect(!f.exists(f.upper + "/work/copyup-in-progress"))
         third.close()
     }
+
+    /// A child forked by another thread (posix_spawn) holds a copy of the layer's lock descriptor until its exec: a
+    /// reopen right after a close waits for it instead of taking the layer for open elsewhere (work/ left uncleaned).
+    @Test func lockHeldAMomentLongerIsWaitedFor() throws {
+        let f = Fixture()
+        let u = try f.open()
+        let lockPath = f.upper + "/lock"
+        let copy = FD(dup(u.upper!.lock.raw))  // the forked child's copy
+        u.close()
+        let fresh = FD(Glibc.open(lockPath, O_RDWR | O_CLOEXEC))
+        let tried = Flag()
+        let taker = Worker { () -> Bool in
+            try UpperLayer.lockExclusively(fresh, path: lockPath, within: .seconds(60)) { tried.set() }
+        }
+        #expect(eventually(30) { tried.isSet })
+        copy.close()  // the child's exec
+        #expect(try taker.join())
+    }
+
+    @Test func lockHeldThroughoutMeansOpenElsewhere() throws {
+        let f = Fixture()
+        let first = try f.open()
+        defer { first.close() }
+        let fresh = FD(Glibc.open(f.upper + "/lock", O_RDWR | O_CLOEXEC))
+        var attempts = 0
+        let taken = try UpperLayer.lockExclusively(fresh, path: "lock", within: .milliseconds(20)) { attempts += 1 }
+        #expect(!taken && attempts >= 1)
+    }
 }
 
 /// Each change stopped at each of its named crash points, then a reopen: the union is one of the states before or
