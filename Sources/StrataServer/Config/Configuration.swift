@@ -705,29 +705,33 @@ extension ConfigError {
     static let syntaxKey = "(syntax)"
 }
 
-/// The string `name` of `table`, nil when the key is absent; anything else than a string `isValid` accepts is an
-/// error naming `key`, the value as written and what is `allowed`.
+/// The value `name` of `table` as `read` takes it, nil when the key is absent; anything `read` cannot take or
+/// `isValid` refuses is an error naming `key`, the value as written and what is `allowed`.
+func configValue<T>(
+    _ table: TOMLTable, _ name: String, _ read: (any TOMLValueConvertible) -> T?, key: String,
+    allowed: @autoclosure () -> String, where isValid: (T) -> Bool
+) throws(ConfigError) -> T? {
+    guard let raw = table[name] else { return nil }
+    guard let value = read(raw), isValid(value) else {
+        throw ConfigError(key: key, value: shown(raw), allowed: allowed())
+    }
+    return value
+}
+
+/// A string key (see `configValue`).
 func configString(
     _ table: TOMLTable, _ name: String, key: String, allowed: @autoclosure () -> String,
     where isValid: (String) -> Bool
 ) throws(ConfigError) -> String? {
-    guard let raw = table[name] else { return nil }
-    guard let text = raw.string, isValid(text) else {
-        throw ConfigError(key: key, value: shown(raw), allowed: allowed())
-    }
-    return text
+    try configValue(table, name, { $0.string }, key: key, allowed: allowed(), where: isValid)
 }
 
-/// The integer `name` of `table`, as `configString` reads a string.
+/// An integer key (see `configValue`).
 func configInt(
     _ table: TOMLTable, _ name: String, key: String, allowed: @autoclosure () -> String,
     where isValid: (Int) -> Bool
 ) throws(ConfigError) -> Int? {
-    guard let raw = table[name] else { return nil }
-    guard let value = raw.int, isValid(value) else {
-        throw ConfigError(key: key, value: shown(raw), allowed: allowed())
-    }
-    return value
+    try configValue(table, name, { $0.int }, key: key, allowed: allowed(), where: isValid)
 }
 
 /// A TOML value as the file spells it: strings in quotes, other values as they are.
