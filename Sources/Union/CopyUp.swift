@@ -52,14 +52,19 @@ extension UnionNamespace {
         var tmpSt: stat
     }
 
-    /// Step 1 of a copy-up: the copy under work/ (data, owner, mode, times, xattrs; fsynced). It touches nothing
+    /// Step 1 of a copy-up: the copy under work/ (data, owner, mode, times, xattrs; a file's fsynced). It touches nothing
     /// clients can see, so it may run under the read lock. A crash leaves a work/ leftover, removed on the next open.
     func prepareCopy(_ node: Node, dataLimit: UInt64?) throws(UnionError) -> PreparedCopy {
         let upper = try self.requireUpper()
         let tmp = self.workName("copyup")
         let tmpPath = "work/" + tmp.displayString
         return try self.cleaningWork(tmp) { () throws(UnionError) -> PreparedCopy in
-            try FileCopy.copyObject(node.top, as: tmp, in: upper.work, path: tmpPath, dataLimit: dataLimit)
+            // A directory's copy has no data to make durable first: like a new MKDIR's, its inode is made durable by
+            // the batch that covers the change it was copied up for (the copy's own fsync where each object is
+            // fsynced), before any reply.
+            try FileCopy.copyObject(
+                node.top, as: tmp, in: upper.work, path: tmpPath, dataLimit: dataLimit,
+                sync: !node.top.st.isDirectory)
             guard let tmpSt = try Files.statAt(upper.work, tmp, path: tmpPath) else {
                 throw .io(errno: ENOENT, call: "fstatat", path: tmpPath)
             }
@@ -125,8 +130,8 @@ extension UnionNamespace {
             try self.restoreTimes(parent)
             self.changed(.directory(parentFD, path: parent.pathString))
             if self.syncsEachObject {
-                // The copy itself was fsynced before its rename (a directory's ".." changed with it); a symlink or
-                // device node cannot be.
+                // A file's copy was fsynced before its rename; a directory's is fsynced here (its inode, and its ".."
+                // changed with the rename); a symlink or device node cannot be.
                 if tmpSt.isDirectory {
                     self.changed(
                         .file(try Files.openAt(parentFD, node.name, O_RDONLY | O_DIRECTORY, path: path), path: path))

@@ -13,6 +13,25 @@ func askServer(_ request: ControlRequest, configuration: Configuration, timeout:
     }
 }
 
+/// What `answer` takes from the server's response to `request`; fails with the server's reason when it refused or
+/// left that out.
+func askServer<T>(
+    _ request: ControlRequest, configuration: Configuration, for answer: (ControlResponse) -> T?
+) throws -> T {
+    let response = try askServer(request, configuration: configuration)
+    guard response.ok, let value = answer(response) else {
+        throw RuntimeError(response.error ?? "the server refused the request")
+    }
+    return value
+}
+
+/// `value` as indented JSON with sorted keys, on standard output.
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
 struct Clients: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
@@ -27,16 +46,8 @@ struct Clients: ParsableCommand {
 
     func run() throws {
         let configuration = try loadConfiguration(self.config)
-        let response = try askServer(ControlRequest(command: "clients"), configuration: configuration)
-        guard response.ok, let clients = response.clients else {
-            throw RuntimeError(response.error ?? "the server refused the request")
-        }
-        if self.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(clients), as: UTF8.self))
-            return
-        }
+        let clients = try askServer(ControlRequest(command: "clients"), configuration: configuration) { $0.clients }
+        if self.json { return try printJSON(clients) }
         print("KEY\tEXPORT\tUPPER\tSIZE\tLAST SEEN\tMOUNTED\tVERSION")
         let formatter = ISO8601DateFormatter()
         for client in clients {

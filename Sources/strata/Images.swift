@@ -18,12 +18,6 @@ struct Image: ParsableCommand {
         return response
     }
 
-    static func printJSON(_ value: some Encodable) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
-    }
-
     struct Publish: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
@@ -68,7 +62,7 @@ struct Image: ParsableCommand {
             let images =
                 try Image.ask(ControlRequest(command: "image-list", export: self.export), config: self.config).images
                 ?? []
-            if self.json { return try Image.printJSON(images) }
+            if self.json { return try printJSON(images) }
             if images.isEmpty {
                 print("no export has image versions; `strata image publish EXPORT --lowers DIR...` makes them")
             }
@@ -163,7 +157,7 @@ struct Image: ParsableCommand {
                     ControlRequest(command: "image-conflicts", key: self.key, export: self.export), config: self.config
                 ).conflicts
             else { throw RuntimeError("the server sent no report") }
-            if self.json { return try Image.printJSON(report) }
+            if self.json { return try printJSON(report) }
             guard let from = report.from else {
                 print(
                     "client \(report.client) is on version \(report.to) and has not moved since the export got versions"

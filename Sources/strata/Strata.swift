@@ -240,16 +240,8 @@ struct Exports: ParsableCommand {
 
     func run() throws {
         let configuration = try loadConfiguration(self.config)
-        let response = try askServer(ControlRequest(command: "exports"), configuration: configuration)
-        guard response.ok, let exports = response.exports else {
-            throw RuntimeError(response.error ?? "the server refused the request")
-        }
-        if self.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(exports), as: UTF8.self))
-            return
-        }
+        let exports = try askServer(ControlRequest(command: "exports"), configuration: configuration) { $0.exports }
+        if self.json { return try printJSON(exports) }
         if exports.isEmpty { print("no exports") }
         for export in exports {
             let width = export.path.count

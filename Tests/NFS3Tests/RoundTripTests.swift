@@ -16,6 +16,18 @@ import XDR
         }
     }
 
+    /// Every proper prefix of every sample's encoding fails to decode.
+    static func expectTruncationsThrow(_ samples: [CodableSample]) {
+        for sample in samples {
+            for length in 0..<sample.encoded.readableBytes {
+                var prefix = sample.encoded.getSlice(at: sample.encoded.readerIndex, length: length) ?? ByteBuffer()
+                #expect(throws: XDRError.self, "\(sample) decoded from \(length) bytes") {
+                    _ = try sample.decode(&prefix)
+                }
+            }
+        }
+    }
+
     @Test(arguments: NFS3Procedure.allCases)
     func argumentsRoundTrip(procedure: NFS3Procedure) throws {
         try Self.expectRoundTrips(Sample.arguments(procedure))
@@ -35,26 +47,12 @@ import XDR
 
     @Test(arguments: NFS3Procedure.allCases)
     func truncatedArgumentsThrow(procedure: NFS3Procedure) {
-        for sample in Sample.arguments(procedure) where sample.encoded.readableBytes > 0 {
-            for length in 0..<sample.encoded.readableBytes {
-                var prefix = sample.encoded.getSlice(at: sample.encoded.readerIndex, length: length) ?? ByteBuffer()
-                #expect(throws: XDRError.self, "\(sample) decoded from \(length) bytes") {
-                    _ = try sample.decode(&prefix)
-                }
-            }
-        }
+        Self.expectTruncationsThrow(Sample.arguments(procedure).filter { $0.encoded.readableBytes > 0 })
     }
 
     @Test(arguments: NFS3Procedure.allCases)
     func truncatedResultsThrow(procedure: NFS3Procedure) {
-        for sample in Sample.results(procedure) {
-            for length in 0..<sample.encoded.readableBytes {
-                var prefix = sample.encoded.getSlice(at: sample.encoded.readerIndex, length: length) ?? ByteBuffer()
-                #expect(throws: XDRError.self, "\(sample) decoded from \(length) bytes") {
-                    _ = try sample.decode(&prefix)
-                }
-            }
-        }
+        Self.expectTruncationsThrow(Sample.results(procedure))
     }
 
     @Test(arguments: Sample.mountSamples)

@@ -52,6 +52,12 @@ final class Fixture: Sendable {
         for (path, content) in files { self.file(self.lower(index) + path, content) }
     }
 
+    /// A file of lower layer 0 (path from the layer's root) with a second name, a hard link.
+    func hardLinkedLowerFile(_ path: String, alsoAt other: String, _ content: String) {
+        self.file(self.lower(0) + path, content)
+        link(self.lower(0) + path, self.lower(0) + other)
+    }
+
     func symlink(_ path: String, to target: String) {
         try? FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent,

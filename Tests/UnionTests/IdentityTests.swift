@@ -180,8 +180,7 @@ import Testing
 
     @Test func lowerHardLinkHandleSurvivesRemovalOfFirstName() throws {
         let f = Fixture()
-        f.file(f.lower(0) + "/x", "lower")
-        link(f.lower(0) + "/x", f.lower(0) + "/y")
+        f.hardLinkedLowerFile("/x", alsoAt: "/y", "lower")
         let u = try f.open()
         let h = try u.h("x")
         #expect(try u.h("y") == h)  // y seen: its name is remembered

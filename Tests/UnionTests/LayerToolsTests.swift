@@ -56,8 +56,7 @@ import Testing
     /// (it shows the `index/` copy). The promoted layer must show the new data under both names.
     @Test func promoteCarriesIndexedLowerHardLinks() throws {
         let f = Fixture()
-        f.file(f.lower(0) + "/hl/a", "old data")
-        link(f.lower(0) + "/hl/a", f.lower(0) + "/hl/b")
+        f.hardLinkedLowerFile("/hl/a", alsoAt: "/hl/b", "old data")
         let u = try f.open()
         try u.put("hl/a", "NEW data")
         u.close()

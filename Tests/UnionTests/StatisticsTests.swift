@@ -54,8 +54,7 @@ import Testing
 
     @Test func linkingUpAnotherNameOfAHardLinkIsNoCopyUp() throws {
         let f = Fixture()
-        f.file(f.lower(0) + "/x", "12345")
-        link(f.lower(0) + "/x", f.lower(0) + "/y")
+        f.hardLinkedLowerFile("/x", alsoAt: "/y", "12345")
         let u = try f.open()
         try u.put("x", "A")
         #expect(u.statistics == UnionStatistics(copyUps: 1, copyUpBytes: 5, whiteoutsCreated: 0))

@@ -313,69 +313,54 @@ public struct Configuration: Sendable {
             settings.portmapper = try checkedPortmapper(mode.string, shown: shown(mode), key: "server.portmapper")
         }
         problems.check { () throws(ConfigError) in
-            guard let stateDir = table["state_dir"] else { return }
-            guard let text = stateDir.string, !text.isEmpty, !text.contains("\0") else {
-                throw ConfigError(
-                    key: "server.state_dir", value: shown(stateDir),
-                    allowed: "a directory path (relative paths start at the configuration file's directory)")
-            }
-            settings.stateDirectory = text
+            settings.stateDirectory =
+                try configString(
+                    table, "state_dir", key: "server.state_dir",
+                    allowed: "a directory path (relative paths start at the configuration file's directory)"
+                ) { !$0.isEmpty && !$0.contains("\0") } ?? settings.stateDirectory
         }
         problems.check { () throws(ConfigError) in
-            guard let metrics = table["metrics"] else { return }
-            guard let text = metrics.string, MetricsAddress(text) != nil else {
-                throw ConfigError(
-                    key: "server.metrics", value: shown(metrics),
+            settings.metrics =
+                try configString(
+                    table, "metrics", key: "server.metrics",
                     allowed:
                         "\"HOST:PORT\" with a port from 0 to 65535, e.g. \"127.0.0.1:9102\" (omit the key to turn metrics off)"
-                )
-            }
-            settings.metrics = text
+                ) { MetricsAddress($0) != nil } ?? settings.metrics
         }
         problems.check { () throws(ConfigError) in
-            guard let socket = table["control_socket"] else { return }
-            guard let text = socket.string, text.hasPrefix("/"), !text.contains("\0") else {
-                throw ConfigError(
-                    key: "server.control_socket", value: shown(socket),
-                    allowed: "an absolute path for the control socket")
-            }
-            settings.controlSocket = text
+            settings.controlSocket =
+                try configString(
+                    table, "control_socket", key: "server.control_socket",
+                    allowed: "an absolute path for the control socket"
+                ) { $0.hasPrefix("/") && !$0.contains("\0") } ?? settings.controlSocket
         }
         problems.check { () throws(ConfigError) in
-            guard let bytes = table["max_record_bytes"] else { return }
-            guard let value = bytes.int, value >= 64 << 10, value <= 64 << 20 else {
-                throw ConfigError(
-                    key: "server.max_record_bytes", value: shown(bytes),
-                    allowed: "a number of bytes from 65536 to 67108864 (default 4194304)")
-            }
-            settings.maxRecordBytes = value
+            settings.maxRecordBytes =
+                try configInt(
+                    table, "max_record_bytes", key: "server.max_record_bytes",
+                    allowed: "a number of bytes from 65536 to 67108864 (default 4194304)"
+                ) { $0 >= 64 << 10 && $0 <= 64 << 20 } ?? settings.maxRecordBytes
         }
         problems.check { () throws(ConfigError) in
-            guard let threads = table["threads"] else { return }
-            guard let value = threads.int, value >= 1, value <= 512 else {
-                throw ConfigError(
-                    key: "server.threads", value: shown(threads),
-                    allowed: "a number of worker threads from 1 to 512 (default 64)")
-            }
-            settings.threads = value
+            settings.threads =
+                try configInt(
+                    table, "threads", key: "server.threads",
+                    allowed: "a number of worker threads from 1 to 512 (default 64)"
+                ) { $0 >= 1 && $0 <= 512 } ?? settings.threads
         }
         problems.check { () throws(ConfigError) in
-            guard let level = table["log_level"] else { return }
-            guard let text = level.string, ServerSettings.logLevels.contains(text) else {
-                throw ConfigError(
-                    key: "server.log_level", value: shown(level),
-                    allowed: "one of \(ServerSettings.logLevels.joined(separator: ", "))")
-            }
-            settings.logLevel = text
+            settings.logLevel =
+                try configString(
+                    table, "log_level", key: "server.log_level",
+                    allowed: "one of \(ServerSettings.logLevels.joined(separator: ", "))"
+                ) { ServerSettings.logLevels.contains($0) } ?? settings.logLevel
         }
         problems.check { () throws(ConfigError) in
-            guard let format = table["log_format"] else { return }
-            guard let text = format.string, let parsed = LogFormat(rawValue: text) else {
-                throw ConfigError(
-                    key: "server.log_format", value: shown(format),
-                    allowed: "\"text\" (default) or \"json\" (one object a line)")
-            }
-            settings.logFormat = parsed
+            let format = try configString(
+                table, "log_format", key: "server.log_format",
+                allowed: "\"text\" (default) or \"json\" (one object a line)"
+            ) { LogFormat(rawValue: $0) != nil }
+            settings.logFormat = format.flatMap(LogFormat.init(rawValue:)) ?? settings.logFormat
         }
         problems.check { () throws(ConfigError) in
             settings.maxClients = try parseMaxClients(table, key: "server.max_clients") ?? settings.maxClients
@@ -493,12 +478,12 @@ public struct Configuration: Sendable {
         }
         var upper: String?
         problems.check { () throws(ConfigError) in
-            guard let raw = table["upper"] else { return }
-            guard let text = raw.string, !text.isEmpty, !text.contains("\0") else {
-                throw ConfigError(
-                    key: "\(prefix).upper", value: shown(raw),
-                    allowed: "a directory path, optionally containing {client}; omit it for a read-only export")
-            }
+            guard
+                let text = try configString(
+                    table, "upper", key: "\(prefix).upper",
+                    allowed: "a directory path, optionally containing {client}; omit it for a read-only export",
+                    where: { !$0.isEmpty && !$0.contains("\0") })
+            else { return }
             let withoutPlaceholder = text.replacingOccurrences(of: ExportConfiguration.clientPlaceholder, with: "")
             if withoutPlaceholder.contains("{") || withoutPlaceholder.contains("}") {
                 throw ConfigError(
@@ -554,13 +539,11 @@ public struct Configuration: Sendable {
         }
         var keySource = ClientKeySource.address
         problems.check { () throws(ConfigError) in
-            guard let raw = table["client_key"] else { return }
-            guard let text = raw.string, let parsed = ClientKeySource(rawValue: text) else {
-                throw ConfigError(
-                    key: "\(prefix).client_key", value: shown(raw),
-                    allowed: "\"address\" (the client's IP, default) or \"hostname\" (the AUTH_SYS machine name)")
-            }
-            keySource = parsed
+            let source = try configString(
+                table, "client_key", key: "\(prefix).client_key",
+                allowed: "\"address\" (the client's IP, default) or \"hostname\" (the AUTH_SYS machine name)"
+            ) { ClientKeySource(rawValue: $0) != nil }
+            keySource = source.flatMap(ClientKeySource.init(rawValue:)) ?? keySource
         }
         var id: UInt32?
         problems.check { () throws(ConfigError) in id = try parseExportID(table, prefix: prefix) }
@@ -720,6 +703,35 @@ public struct Configuration: Sendable {
 
 extension ConfigError {
     static let syntaxKey = "(syntax)"
+}
+
+/// The value `name` of `table` as `read` takes it, nil when the key is absent; anything `read` cannot take or
+/// `isValid` refuses is an error naming `key`, the value as written and what is `allowed`.
+func configValue<T>(
+    _ table: TOMLTable, _ name: String, _ read: (any TOMLValueConvertible) -> T?, key: String,
+    allowed: @autoclosure () -> String, where isValid: (T) -> Bool
+) throws(ConfigError) -> T? {
+    guard let raw = table[name] else { return nil }
+    guard let value = read(raw), isValid(value) else {
+        throw ConfigError(key: key, value: shown(raw), allowed: allowed())
+    }
+    return value
+}
+
+/// A string key (see `configValue`).
+func configString(
+    _ table: TOMLTable, _ name: String, key: String, allowed: @autoclosure () -> String,
+    where isValid: (String) -> Bool
+) throws(ConfigError) -> String? {
+    try configValue(table, name, { $0.string }, key: key, allowed: allowed(), where: isValid)
+}
+
+/// An integer key (see `configValue`).
+func configInt(
+    _ table: TOMLTable, _ name: String, key: String, allowed: @autoclosure () -> String,
+    where isValid: (Int) -> Bool
+) throws(ConfigError) -> Int? {
+    try configValue(table, name, { $0.int }, key: key, allowed: allowed(), where: isValid)
 }
 
 /// A TOML value as the file spells it: strings in quotes, other values as they are.

@@ -27,24 +27,18 @@ extension Configuration {
 
     /// `id` of an export table, if present.
     static func parseExportID(_ table: TOMLTable, prefix: String) throws(ConfigError) -> UInt32? {
-        guard let raw = table["id"] else { return nil }
-        guard let value = raw.int, value >= 1, value <= Int(ExportConfiguration.maxID) else {
-            throw ConfigError(key: "\(prefix).id", value: shown(raw), allowed: Configuration.idAllowed)
-        }
-        return UInt32(value)
+        try configInt(table, "id", key: "\(prefix).id", allowed: Configuration.idAllowed) {
+            $0 >= 1 && $0 <= Int(ExportConfiguration.maxID)
+        }.map { UInt32($0) }
     }
 
     /// `max_clients` of an export table or of `[server]`, if present.
     static func parseMaxClients(_ table: TOMLTable, key: String) throws(ConfigError) -> Int? {
-        guard let raw = table["max_clients"] else { return nil }
-        guard let value = raw.int, value >= 1, value <= 1_000_000 else {
-            throw ConfigError(
-                key: key, value: shown(raw),
-                allowed:
-                    "a number of client upper layers from 1 to 1000000 (default \(ServerSettings.defaultMaxClients)); a new client beyond it is refused at mount"
-            )
-        }
-        return value
+        try configInt(
+            table, "max_clients", key: key,
+            allowed:
+                "a number of client upper layers from 1 to 1000000 (default \(ServerSettings.defaultMaxClients)); a new client beyond it is refused at mount"
+        ) { $0 >= 1 && $0 <= 1_000_000 }
     }
 
     /// Export identifiers must differ: explicit ones among themselves and from the path-derived

@@ -7,10 +7,11 @@ import Glibc
 // loop only where the kernel refuses both.
 
 enum FileCopy {
-    /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it.
+    /// Creates `name` in `dir` as a copy of `src` (data, owner, mode, times, xattrs) and fsyncs it (unless `sync` is
+    /// false: a caller whose later flush covers the copy).
     /// `dataLimit`: copy at most this many bytes (a copy-up for a truncation need not copy what goes away).
     static func copyObject(
-        _ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil
+        _ src: Location, as name: [UInt8], in dir: FD, path: String, dataLimit: UInt64? = nil, sync: Bool = true
     )
         throws(UnionError)
     {
@@ -54,7 +55,7 @@ enum FileCopy {
             }
         }
         try Self.setOwnerModeTimes(dir, name, st: st, path: path)
-        if let dataFD { _ = try Sys.retry("fsync", path) { fsync(dataFD.raw) } }
+        if sync, let dataFD { _ = try Sys.retry("fsync", path) { fsync(dataFD.raw) } }
     }
 
     /// Owner first (chown clears set-id bits), then mode, then times (last: the others change ctime only).

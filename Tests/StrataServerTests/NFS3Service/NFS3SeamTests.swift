@@ -252,8 +252,8 @@ import XDR
         #expect(open.entries.allSatisfy { $0.nameHandle.handle != nil && $0.nameAttributes.attributes != nil })
     }
 
-    /// The handle of `secret` with the fileid of the next object (`secret/file`)
-    /// is refused; so are nonzero reserved bytes and a handle of another length.
+    /// The handle of `secret` with the fileid of another object (`secret/file`; fileids are not sequential, so a
+    /// forger copies one) is refused; so are nonzero reserved bytes and a handle of another length.
     @Test func forgedHandlesAreRefused() throws {
         let harness = try NFS3Harness(lowerFiles: ["secret/file": "s"])
         let secret = try harness.handle("secret")
@@ -263,7 +263,7 @@ import XDR
         let fileidRange = 12..<20
         let fileid = forged[fileidRange].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let fileFileid = file.data[fileidRange].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        #expect(fileFileid == fileid + 1)
+        #expect(fileFileid != fileid)
         for (i, byte) in zip(fileidRange, file.data[fileidRange]) { forged[i] = byte }
         let status = try harness.call(.getattr, GetAttr3Args(object: FileHandle3(forged)), as: GetAttr3Res.self).status
         #expect(status == .stale || status == .badhandle)

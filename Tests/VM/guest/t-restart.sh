@@ -51,19 +51,18 @@ c0=$(cat /tmp/loop.count 2>/dev/null || echo 0)
 # read from the held files before the restart
 read -r l <&5; check held-read-before "1" "$l"
 
-echo during-term-restart >/tmp/phase
-host_req restart-term 90 && ok server-restart-term || bad server-restart-term
-echo after-term-restart >/tmp/phase
-# the loop goes on against the restarted server (a few iterations, bounded)
-c=$(cat /tmp/loop.count); wait_for 120 count_above /tmp/loop.count $((c+2)) || bad loop-after-term-restart "stuck at $(cat /tmp/loop.count)"
-echo "after term restart" >&3 && ok held-write-after-term || bad held-write-after-term
-read -r l <&5; check held-read-after-term "2" "$l"
-echo during-kill-restart >/tmp/phase
-host_req restart-kill 90 && ok server-restart-kill || bad server-restart-kill
-echo after-kill-restart >/tmp/phase
-c=$(cat /tmp/loop.count); wait_for 120 count_above /tmp/loop.count $((c+2)) || bad loop-after-kill-restart "stuck at $(cat /tmp/loop.count)"
-echo "after kill restart" >&3 && ok held-write-after-kill || bad held-write-after-kill
-read -r l <&5; check held-read-after-kill "3" "$l"
+# A restart by the host ($1: term or kill) under the loop; $2: the line the held file reads next.
+restart_under_load() {
+  echo during-$1-restart >/tmp/phase
+  host_req restart-$1 90 && ok server-restart-$1 || bad server-restart-$1
+  echo after-$1-restart >/tmp/phase
+  # the loop goes on against the restarted server (a few iterations, bounded)
+  c=$(cat /tmp/loop.count); wait_for 120 count_above /tmp/loop.count $((c+2)) || bad loop-after-$1-restart "stuck at $(cat /tmp/loop.count)"
+  echo "after $1 restart" >&3 && ok held-write-after-$1 || bad held-write-after-$1
+  read -r l <&5; check held-read-after-$1 "$2" "$l"
+}
+restart_under_load term 2
+restart_under_load kill 3
 check held-lower-read-after-restarts "lower1-a" "$(cat <&4)"
 c1=$(cat /tmp/loop.count)
 touch /tmp/stop
