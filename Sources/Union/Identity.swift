@@ -340,7 +340,17 @@ final class IdentityStore: Sendable {
             var result = [UInt64](repeating: 0, count: sightings.count)
             var records: [SidecarRecord] = []
             for (index, sighting) in sightings.enumerated() {
-                if let fileid = Self.existing(tables, sighting.key) {
+                var known = Self.existing(tables, sighting.key)
+                if known == nil, let fileid = fromShared?[index] {
+                    result[index] = fileid
+                    guard sighting.mayHaveOtherNames else { continue }
+                    // A hard-linked file keeps the shared fileid a listing (which cannot tell it is hard-linked) gives
+                    // it, but its names are this namespace's bookkeeping: its row becomes our own. Losing that row in
+                    // a crash loses nothing: the fileid resolves through the shared store as before.
+                    records += self.ownRow(&tables, fileid)
+                    known = fileid
+                }
+                if let fileid = known {
                     result[index] = fileid
                     if Self.isNewName(tables, fileid, sighting) {
                         let name = LinkName(parent: sighting.parent, name: sighting.name)
@@ -350,10 +360,6 @@ final class IdentityStore: Sendable {
                             try LinkNameRecord(fileid: fileid, parent: name.parent, name: Data(name.name)).save(db)
                         }
                     }
-                    continue
-                }
-                if let fileid = fromShared?[index] {
-                    result[index] = fileid
                     continue
                 }
                 let origin = OriginKey(layer: sighting.key.layer, ino: sighting.key.ino)

@@ -112,10 +112,11 @@ extension IdentityStore {
 
     /// `s` as the shared store sees it, if its fileid may come from there: a lower object seen under the root or
     /// under a directory with a shared fileid (in an upper made before shared stores, a directory may have a fileid
-    /// of its own: its lower children keep getting theirs), and with one name (a hard-linked file's names are
-    /// this namespace's bookkeeping). The shared store numbers the lowers from 0 and has no upper.
+    /// of its own: its lower children keep getting theirs). A hard-linked file takes its shared fileid too, as a
+    /// listing (which sees no link count) gives it, but in a row of this namespace's own (`fileids`): its names are
+    /// this namespace's bookkeeping. The shared store numbers the lowers from 0 and has no upper.
     func sharedSighting(_ sighting: Sighting, _ shared: SharedIdentities) -> Sighting? {
-        guard !sighting.key.isUpper, !sighting.mayHaveOtherNames, sighting.key.layer >= 1 else { return nil }
+        guard !sighting.key.isUpper, sighting.key.layer >= 1 else { return nil }
         let parent: UInt64
         let root = self.clientRoot.load(ordering: .relaxed)
         if sighting.parent == root && root != 0 {

@@ -233,4 +233,74 @@ import Testing
             a.close()
         }
     }
+    /// The names of a hard-linked lower file (in two directories) as READDIR and READDIRPLUS list them and as LOOKUP
+    /// finds them, listed first (`listFirst`) or looked up first: one object, so one fileid, and the same handle and
+    /// attributes in a listing as in a lookup.
+    func hardLinkSeenBothWays(
+        _ u: UnionNamespace, listFirst: Bool, names: [(String, String)] = [("hl", "x"), ("other", "y")]
+    ) throws -> UInt64 {
+        func listed() throws -> [(fileid: UInt64, object: FoundObject?)] {
+            try names.map { dir, name in
+                let plain = try #require(u.readdir(u.h(dir), after: 0, as: root).entries.first { $0.name == b(name) })
+                let page = try u.listDirectory(u.h(dir), after: 0, withObjects: true, withParent: false, as: root) {
+                    _ in true
+                }
+                let plus = try #require(page.entries.first { $0.name == b(name) })
+                #expect(plus.fileid == plain.fileid, "READDIRPLUS and READDIR list \(dir)/\(name) alike")
+                return (plain.fileid, plus.object)
+            }
+        }
+        func looked() throws -> [(ObjectHandle, Attributes)] { try names.map { try u.walk($0.0 + "/" + $0.1) } }
+        let inListings: [(fileid: UInt64, object: FoundObject?)]
+        let byLookup: [(ObjectHandle, Attributes)]
+        if listFirst {
+            inListings = try listed()
+            byLookup = try looked()
+        } else {
+            byLookup = try looked()
+            inListings = try listed()
+        }
+        for (index, (dir, name)) in names.enumerated() {
+            let (handle, attributes) = byLookup[index]
+            #expect(inListings[index].fileid == attributes.fileid, "\(dir)/\(name): listed fileid == LOOKUP's")
+            #expect(inListings[index].object?.handle == handle, "\(dir)/\(name): READDIRPLUS handle == LOOKUP's")
+            #expect(inListings[index].object?.attributes == attributes, "\(dir)/\(name): attributes")
+        }
+        #expect(Set(byLookup.map(\.1.fileid) + inListings.map(\.fileid)).count == 1, "one object, one fileid")
+        return byLookup[0].1.fileid
+    }
+
+    /// A hard-linked lower file had its client's own fileid from LOOKUP but the shared one in a listing made first.
+    @Test func aHardLinkedLowerFileHasOneFileidInListingsAndLookups() throws {
+        self.f.mkdir(self.f.lower(0) + "/other")
+        self.f.hardLinkedLowerFile("/hl/x", alsoAt: "/other/y", "linked")
+        var before: [UInt64] = []
+        try self.withTwoClients { store, a, c in
+            // a lists first, the object's first sighting anywhere; c looks it up first, after a's sighting.
+            before = [
+                try self.hardLinkSeenBothWays(a, listFirst: true), try self.hardLinkSeenBothWays(c, listFirst: false),
+            ]
+            #expect(before.allSatisfy(store.range.contains), "a lower object the client never changed: shared")
+        }
+        try self.withTwoClients { _, a, c in
+            // After a restart, in the other order: the same fileids.
+            let after = [
+                try self.hardLinkSeenBothWays(a, listFirst: false), try self.hardLinkSeenBothWays(c, listFirst: true),
+            ]
+            #expect(after == before)
+            // The client counts the names itself: one removed and one added in a, none in c; one fileid throughout.
+            try a.remove(in: a.h("hl"), b("x"), as: root)
+            _ = try a.link(a.h("other/y"), in: a.rootHandle, b("top"), as: root)
+            #expect(try ["other/y", "top"].map { try a.walk($0).1.nlink } == [2, 2])
+            #expect(try Set(["other/y", "top"].map { try a.walk($0).1.fileid }) == [before[0]])
+            #expect(try ["hl/x", "other/y"].map { try c.walk($0).1.nlink } == [2, 2])
+        }
+        try self.withTwoClients { _, a, _ in
+            // After a restart: the counts persisted, and a listing still gives the same fileid.
+            let counts = try ["other/y", "top"].map { try a.walk($0).1.nlink }
+            #expect(counts == [2, 2])
+            let fileid = try self.hardLinkSeenBothWays(a, listFirst: true, names: [("other", "y")])
+            #expect(fileid == before[0])
+        }
+    }
 }
