@@ -123,11 +123,11 @@ public struct RPCFileResults: Sendable, Equatable {
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: self.count) { space in
             var done = 0
             while done < self.count {
-                let r = pread(
+                let got = pread(
                     self.file.descriptor, space.baseAddress! + done, self.count - done, off_t(self.offset + done))
-                if r < 0, errno == EINTR { continue }
-                if r <= 0 { break }
-                done += r
+                if got < 0, errno == EINTR { continue }
+                if got <= 0 { break }
+                done += got
             }
             complete = done == self.count
             return done

@@ -1,4 +1,7 @@
+import Basics
+import Foundation
 import Glibc
+import Synchronization
 
 /// fileids of lower objects derived from where they come from (layer index and inode), as knfsd and ganesha derive
 /// handles from the kernel's: the same object always gets the same number, so a first sighting need not be durable
@@ -109,5 +112,69 @@ extension UnionNamespace {
             node = child
         }
         return node
+    }
+}
+
+extension IdentityStore {
+    /// The derived fileid of a lower object seen first, if this store derives them and the number is free (a
+    /// copied-up object keeps its fileid when a change of the stack re-keys it by its upper inode; derivation ends
+    /// then, but a number is never given twice).
+    func derivedFileid(_ tables: Tables, _ key: Key) -> UInt64? {
+        guard !key.isUpper, self.derivesFileids.load(ordering: .relaxed),
+            let fileid = DerivedFileids.fileid(layer: key.layer, ino: key.ino), tables.byFileid[fileid] == nil
+        else { return nil }
+        return fileid
+    }
+
+    /// Where to look for the object of `fileid` when it has no identity row (`rediscover`), as this namespace numbers
+    /// its layers: a derived fileid of this store, or of the shared store (whose layer 0 is this namespace's layer 1).
+    func derivedOrigin(_ fileid: UInt64) -> OriginKey? {
+        if self.derivesFileids.load(ordering: .relaxed), let origin = DerivedFileids.origin(fileid) { return origin }
+        guard let shared = self.shared, shared.range.contains(fileid),
+            shared.store.derivesFileids.load(ordering: .relaxed),
+            let origin = DerivedFileids.origin(fileid - shared.base)
+        else { return nil }
+        return OriginKey(layer: origin.layer + 1, ino: origin.ino)
+    }
+
+    /// The fileid this namespace shows for the lower object `origin`, if it has an identity already.
+    func knownFileid(_ origin: OriginKey) -> UInt64? {
+        if let fileid = self.tables.withLock({ $0.byOrigin[origin] }) { return fileid }
+        guard let shared = self.shared, origin.layer >= 1,
+            let fileid = shared.store.tables.withLock({
+                $0.byOrigin[OriginKey(layer: origin.layer - 1, ino: origin.ino)]
+            }), fileid < SharedIdentities.span
+        else { return nil }
+        return shared.base + fileid
+    }
+
+    func isUnfound(_ fileid: UInt64) -> Bool {
+        self.unfound.withLock { $0.contains(fileid) }
+    }
+
+    func markUnfound(_ fileid: UInt64) {
+        self.unfound.withLock { set in
+            if set.count >= 65_536 { set.removeAll() }
+            set.insert(fileid)
+        }
+    }
+
+    /// Commits the rows nobody waits for soon, on a thread of its own: one flush at a time, and another right after it
+    /// while rows arrived meanwhile (a listing's pages share them). Until then a crash may lose them; their objects
+    /// are found again by their derived fileids.
+    func flushSoon() {
+        guard !self.flushing.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        DispatchQueue.global(qos: .utility).async {
+            while true {
+                let target = self.commits.lastQueued
+                // A failed flush keeps its records queued for the next one; an abandoned store (a simulated crash)
+                // flushes nothing more.
+                try? self.commits.waitDurable(target)
+                self.flushing.store(false, ordering: .releasing)
+                guard self.commits.lastQueued != target,
+                    !self.flushing.exchange(true, ordering: .acquiringAndReleasing)
+                else { return }
+            }
+        }
     }
 }

@@ -123,13 +123,13 @@ extension UnionNamespace {
         _ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials
     ) throws(UnionError) -> ReadRange? {
         try self.namespaceLock.withReadLock { () throws(UnionError) -> ReadRange? in
-            let n = try self.resolve(h)
-            if n.isDirectory { throw .isDirectory }
-            guard n.type == .regular else { throw .invalid("not a regular file") }
-            guard Self.mayRead(n.dataStat, cred) else { throw .accessDenied }
-            let fd = try self.readDescriptor(n)
-            guard let range = self.cachedRange(n, fd, offset: offset, count: count) else { return nil }
-            self.readAhead(fd, fileid: n.fileid, offset: offset, count: range.count)
+            let node = try self.resolve(h)
+            if node.isDirectory { throw .isDirectory }
+            guard node.type == .regular else { throw .invalid("not a regular file") }
+            guard Self.mayRead(node.dataStat, cred) else { throw .accessDenied }
+            let fd = try self.readDescriptor(node)
+            guard let range = self.cachedRange(node, fd, offset: offset, count: count) else { return nil }
+            self.readAhead(fd, fileid: node.fileid, offset: offset, count: range.count)
             return range
         }
     }
@@ -140,22 +140,22 @@ extension UnionNamespace {
         _ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials
     ) -> ReadRange? {
         self.namespaceLock.withReadLockIfFree { () -> ReadRange? in
-            guard let n = self.cachedNodeIfValid(h), n.type == .regular, Self.mayRead(n.dataStat, cred) else {
+            guard let node = self.cachedNodeIfValid(h), node.type == .regular, Self.mayRead(node.dataStat, cred) else {
                 return nil
             }
-            guard let kept = n.reader, kept.holds(n.indexed ?? n.top),
-                let range = self.cachedRange(n, kept.fd, offset: offset, count: count)
+            guard let kept = node.reader, kept.holds(node.indexed ?? node.top),
+                let range = self.cachedRange(node, kept.fd, offset: offset, count: count)
             else { return nil }
-            _ = self.noteReadEnd(fileid: n.fileid, offset: offset, count: range.count)
+            _ = self.noteReadEnd(fileid: node.fileid, offset: offset, count: range.count)
             return range
         }
     }
 
-    /// The range of `n`'s data at `offset` a READ of `count` bytes answers, with a descriptor of its own, if it holds
+    /// The range of `node`'s data at `offset` a READ of `count` bytes answers, with a descriptor of its own, if it holds
     /// at least one byte, all in the page cache, and sending it leaves the access time as it is.
-    func cachedRange(_ n: Node, _ fd: FD, offset: UInt64, count: Int) -> ReadRange? {
-        var n = n
-        let location = n.indexed ?? n.top
+    func cachedRange(_ node: Node, _ fd: FD, offset: UInt64, count: Int) -> ReadRange? {
+        var node = node
+        let location = node.indexed ?? node.top
         guard let st = try? Files.fstat(fd, path: location.pathString) else { return nil }
         let size = UInt64(clamping: st.st_size)
         let want = Self.readableCount(count, at: offset)
@@ -167,10 +167,10 @@ extension UnionNamespace {
         if st.st_atim.tv_sec != location.st.st_atim.tv_sec || st.st_atim.tv_nsec != location.st.st_atim.tv_nsec {
             self.attributeGeneration.add(1, ordering: .releasing)  // listings' attributes show the old atime
         }
-        if n.indexed != nil { n.indexed?.st = st } else { n.top.st = st }
+        if node.indexed != nil { node.indexed?.st = st } else { node.top.st = st }
         return ReadRange(
             descriptor: copy, offset: offset, count: Int(available), isEOF: offset &+ available >= size,
-            attributes: self.attributes(n))
+            attributes: self.attributes(node))
     }
 
     /// statvfs(3)'s mount flags (an enum in C that Swift's Glibc module leaves out).

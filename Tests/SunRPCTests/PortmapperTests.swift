@@ -285,11 +285,8 @@ struct PortmapperNamespaceTests {
     }
 
     @Test func systemRegistrationIsVisibleToRpcinfoAndRemovedOnUnregister() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
-        let outcome = try await stoppingAfterwards(group: group, pool: pool) {
+        let outcome = try await withLoopsAndPool { group, pool in
+            let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
             let problems = try await TestNamespace.run { () throws -> [String] in
                 var problems: [String] = []
                 debugLog("starting rpcbind")
@@ -343,13 +340,11 @@ struct PortmapperNamespaceTests {
     }
 
     @Test func builtinPortmapperOnPort111AnswersRpcinfo() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        let portmapper = BuiltinPortmapper()
-        let portmapperServer = RPCServer(programs: [portmapper], group: group, threadPool: pool, logger: Self.logger)
-        let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
-        let outcome = try await stoppingAfterwards(group: group, pool: pool) {
+        let outcome = try await withLoopsAndPool { group, pool in
+            let portmapper = BuiltinPortmapper()
+            let portmapperServer = RPCServer(
+                programs: [portmapper], group: group, threadPool: pool, logger: Self.logger)
+            let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
             let problems = try await TestNamespace.run { () throws -> [String] in
                 var problems: [String] = []
                 let mode = resolvePortmapperMode(.auto, probeTimeout: .milliseconds(300), logger: Self.logger)
@@ -392,11 +387,8 @@ struct PortmapperNamespaceTests {
     /// (a connected UDP client accepts nothing else), and tells handlers which local address a
     /// call came to.
     @Test func localAddressOfCallsToAWildcardSocket() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
-        let locals = try await stoppingAfterwards(group: group, pool: pool) {
+        let locals = try await withLoopsAndPool { group, pool in
+            let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: Self.logger)
             let locals = try await TestNamespace.run { () throws -> [String] in
                 // A second address, as on a multi-homed server.
                 let added = try run("/usr/sbin/ip", ["addr", "add", "127.0.0.3/8", "dev", "lo"])
@@ -476,6 +468,14 @@ struct PortmapperNamespaceTests {
         }
         #expect(mode == .off)
     }
+}
+
+/// A one-thread event loop group and a two-thread pool for `body`, shut down afterwards.
+func withLoopsAndPool<T>(_ body: (MultiThreadedEventLoopGroup, NIOThreadPool) async throws -> T) async throws -> T {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let pool = NIOThreadPool(numberOfThreads: 2)
+    pool.start()
+    return try await stoppingAfterwards(group: group, pool: pool) { try await body(group, pool) }
 }
 
 /// Runs `body`, then shuts down `pool` and `group` whatever happened.

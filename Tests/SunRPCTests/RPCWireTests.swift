@@ -217,10 +217,7 @@ import XDR
 
     @Test(arguments: RPCTransport.allCases)
     func servesIPv6Loopback(transport: RPCTransport) async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        try await stoppingAfterwards(group: group, pool: pool) {
+        try await withLoopsAndPool { group, pool in
             let server = RPCServer(programs: [TestProgram()], group: group, threadPool: pool, logger: .init(label: "t"))
             let port = try await server.bind(host: "::1", port: 0)
             let client = try RPCClient(host: "::1", port: port, transport: transport)

@@ -15,6 +15,16 @@ import Testing
 
     /// A file of `size` pattern bytes in the lower layer of a fixture on a disk file system (the page cache may then
     /// be dropped: a tmpfs has nothing else to read from).
+    /// A lower file "data" of `size` bytes, its namespace open and its descriptor kept by a first READ from the pool.
+    static func openedLowerFile(size: Int) throws -> (Fixture, UnionNamespace, ObjectHandle) {
+        let f = Fixture()
+        Self.lowerFile(f, "data", size: size)
+        let u = try f.open()
+        let h = try u.h("data")
+        _ = try Self.pool(u, h, offset: 0, count: 1)
+        return (f, u, h)
+    }
+
     static func lowerFile(_ f: Fixture, _ name: String, size: Int) {
         f.file(f.lower(0) + "/" + name)
         let fd = open(f.lower(0) + "/" + name, O_WRONLY)
@@ -88,13 +98,9 @@ import Testing
     /// the bytes. Dropping a file's pages is a request the kernel may partly refuse, and the declined read may itself
     /// start readahead that completes at once: the inline answer is then complete and must be right.
     @Test func uncachedDataIsLeftToThePoolWithTheSameBytes() throws {
-        let f = Fixture()
         let size = 4 << 20
-        Self.lowerFile(f, "data", size: size)
-        let u = try f.open()
+        let (f, u, h) = try Self.openedLowerFile(size: size)
         defer { u.close() }
-        let h = try u.h("data")
-        _ = try Self.pool(u, h, offset: 0, count: 1)
         let fd = open(f.lower(0) + "/data", O_RDONLY)
         defer { close(fd) }
         var declined = 0
@@ -118,13 +124,9 @@ import Testing
     /// answer is a prefix of what the file held at that offset (a read that met the truncation is short), never bytes
     /// from elsewhere, and never more than was asked.
     @Test func concurrentTruncationGivesShortReadsOfTheRightBytes() throws {
-        let f = Fixture()
         let size = 256 << 10
-        Self.lowerFile(f, "data", size: size)
-        let u = try f.open()
+        let (f, u, h) = try Self.openedLowerFile(size: size)
         defer { u.close() }
-        let h = try u.h("data")
-        _ = try Self.pool(u, h, offset: 0, count: 1)
         let whole = Self.pattern(size)
         let flags = Flags()
         let changer = Thread {

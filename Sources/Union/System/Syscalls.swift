@@ -166,10 +166,10 @@ enum Sys {
         // nr_writeback, nr_evicted, nr_recently_evicted; }
         let range: (UInt64, UInt64) = (offset, count)
         var counts: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
-        let r = withUnsafePointer(to: range) { range in
+        let status = withUnsafePointer(to: range) { range in
             withUnsafeMutablePointer(to: &counts) { cachestat(Self.SYS_cachestat, fd.raw, range, $0, 0) }
         }
-        guard r == 0 else { return false }
+        guard status == 0 else { return false }
         let pageSize = Self.pageSize
         let firstPage = offset / pageSize
         let pages = (offset + count + pageSize - 1) / pageSize - firstPage

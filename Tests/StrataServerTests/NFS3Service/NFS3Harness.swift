@@ -131,6 +131,11 @@ final class NFS3Harness {
             .create, Create3Args(where: DirOpArgs3(dir: dir ?? self.root(), name: Array(name.utf8)), how: how))
     }
 
+    /// READDIR of `dir` (default the root) after `cookie`, with the zero verifier.
+    func readdir(_ dir: FileHandle3? = nil, cookie: UInt64 = 0, count: UInt32) throws -> ReadDir3Res {
+        try self.call(.readdir, ReadDir3Args(dir: dir ?? self.root(), cookie: cookie, cookieverf: .zero, count: count))
+    }
+
     func symlink(
         _ name: String, to target: [UInt8], in dir: FileHandle3? = nil, attributes: SetAttributes3 = .init()
     ) throws -> Symlink3Res {

@@ -59,14 +59,10 @@ import XDR
         let harness = try Self.harness()
         // Status 4, no dir attributes 4, verifier 8, one "." entry 28, end of list 4, eof 4: 52 bytes.
         for count in UInt32(0)..<52 {
-            let result = try harness.call(
-                .readdir, ReadDir3Args(dir: harness.root(), cookie: 0, cookieverf: .zero, count: count),
-                as: ReadDir3Res.self)
+            let result = try harness.readdir(count: count)
             #expect(result.status == .toosmall, "count \(count)")
         }
-        let smallest = try harness.call(
-            .readdir, ReadDir3Args(dir: harness.root(), cookie: 0, cookieverf: .zero, count: 52),
-            as: ReadDir3Res.self)
+        let smallest = try harness.readdir(count: 52)
         let page = try #require(smallest.success, "count 52 answered \(smallest.status)")
         #expect(page.entries.map(\.name) == [[0x2E]])
         #expect(page.dirAttributes.attributes == nil)
@@ -76,10 +72,7 @@ import XDR
     @Test func readdirCookiesOfDotEntriesAreOneAndTwoAndOthersAbove() throws {
         let harness = try Self.harness()
         let page = try #require(
-            try harness.call(
-                .readdir, ReadDir3Args(dir: harness.root(), cookie: 0, cookieverf: .zero, count: 65536),
-                as: ReadDir3Res.self
-            ).success)
+            try harness.readdir(count: 65536).success)
         #expect(page.entries[0].cookie == 1)
         #expect(page.entries[1].cookie == 2)
         #expect(page.entries.dropFirst(2).allSatisfy { $0.cookie > 2 })
@@ -93,10 +86,7 @@ import XDR
     @Test func readdirResumesFromSavedCookieAfterChanges() throws {
         let harness = try Self.harness()
         let first = try #require(
-            try harness.call(
-                .readdir, ReadDir3Args(dir: harness.root(), cookie: 0, cookieverf: .zero, count: 600),
-                as: ReadDir3Res.self
-            ).success)
+            try harness.readdir(count: 600).success)
         #expect(!first.eof)
         let seen = Set(first.entries.map { String(decoding: $0.name, as: UTF8.self) })
         let saved = try #require(first.entries.last).cookie
@@ -131,16 +121,13 @@ import XDR
     @Test func readdirOfAFileIsNotdir() throws {
         let harness = try Self.harness()
         let file = try harness.handle("file-001")
-        let result = try harness.call(
-            .readdir, ReadDir3Args(dir: file, cookie: 0, cookieverf: .zero, count: 4096), as: ReadDir3Res.self)
+        let result = try harness.readdir(file, count: 4096)
         #expect(result.status == .notdir)
     }
 
     @Test func readdirOfEmptyDirectoryAfterDotDotIsEOF() throws {
         let harness = try NFS3Harness()
-        let result = try harness.call(
-            .readdir, ReadDir3Args(dir: harness.root(), cookie: 2, cookieverf: .zero, count: 4096),
-            as: ReadDir3Res.self)
+        let result = try harness.readdir(cookie: 2, count: 4096)
         let page = try #require(result.success, "readdir answered \(result.status)")
         #expect(page.entries.isEmpty)
         #expect(page.eof)
