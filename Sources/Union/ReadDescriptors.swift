@@ -89,15 +89,23 @@ extension UnionNamespace {
     /// The reply of a READ of `node` that read `count` bytes at `offset` through `fd`: the attributes after the read
     /// (size and atime as the data was read), EOF when the read reached the size.
     func readResult(_ node: Node, _ fd: FD, offset: UInt64, count: Int) throws(UnionError) -> ReadResult {
-        var node = node
         let location = node.indexed ?? node.top
         let after = try Files.fstat(fd, path: location.pathString)
+        let size = UInt64(clamping: after.st_size)
+        return ReadResult(
+            count: count, isEOF: offset &+ UInt64(count) >= size, attributes: self.attributes(node, after: after))
+    }
+
+    /// `node`'s attributes with `after` (an fstat of its data taken at a READ) as its data's status; a READ that moved
+    /// the access time also ages listings' attributes, which show the old one.
+    func attributes(_ node: Node, after: stat) -> Attributes {
+        var node = node
+        let location = node.indexed ?? node.top
         if after.st_atim.tv_sec != location.st.st_atim.tv_sec || after.st_atim.tv_nsec != location.st.st_atim.tv_nsec {
-            self.attributeGeneration.add(1, ordering: .releasing)  // listings' attributes show the old atime
+            self.attributeGeneration.add(1, ordering: .releasing)
         }
         if node.indexed != nil { node.indexed?.st = after } else { node.top.st = after }
-        let size = UInt64(clamping: after.st_size)
-        return ReadResult(count: count, isEOF: offset &+ UInt64(count) >= size, attributes: self.attributes(node))
+        return self.attributes(node)
     }
 }
 
@@ -154,42 +162,17 @@ extension UnionNamespace {
     /// The range of `node`'s data at `offset` a READ of `count` bytes answers, with a descriptor of its own, if it holds
     /// at least one byte, all in the page cache, and sending it leaves the access time as it is.
     func cachedRange(_ node: Node, _ fd: FD, offset: UInt64, count: Int) -> ReadRange? {
-        var node = node
         let location = node.indexed ?? node.top
         guard let st = try? Files.fstat(fd, path: location.pathString) else { return nil }
         let size = UInt64(clamping: st.st_size)
         let want = Self.readableCount(count, at: offset)
         guard want > 0, offset < size else { return nil }
         let available = min(UInt64(want), size - offset)
-        guard Self.accessTimeStays(fd, st), Sys.isCached(fd, offset: offset, count: available) else { return nil }
-        let copy = fcntl(fd.raw, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0 else { return nil }
-        if st.st_atim.tv_sec != location.st.st_atim.tv_sec || st.st_atim.tv_nsec != location.st.st_atim.tv_nsec {
-            self.attributeGeneration.add(1, ordering: .releasing)  // listings' attributes show the old atime
-        }
-        if node.indexed != nil { node.indexed?.st = st } else { node.top.st = st }
+        guard Sys.readLeavesAccessTime(fd, st), Sys.isCached(fd, offset: offset, count: available),
+            let copy = Sys.duplicate(fd)
+        else { return nil }
         return ReadRange(
             descriptor: copy, offset: offset, count: Int(available), isEOF: offset &+ available >= size,
-            attributes: self.attributes(node))
-    }
-
-    /// statvfs(3)'s mount flags (an enum in C that Swift's Glibc module leaves out).
-    static let ST_NOATIME: UInt = 1024
-    static let ST_RELATIME: UInt = 4096
-
-    /// Whether reading `fd` now leaves its access time as `st` shows it: on a `noatime` mount always; on a
-    /// `relatime` mount (Linux's default) when the access time is later than the modification and change times and
-    /// less than a day old; on a `strictatime` mount never.
-    static func accessTimeStays(_ fd: FD, _ st: stat) -> Bool {
-        var fs = statvfs()
-        guard fstatvfs(fd.raw, &fs) == 0 else { return false }
-        if fs.f_flag & Self.ST_NOATIME != 0 { return true }
-        guard fs.f_flag & Self.ST_RELATIME != 0 else { return false }
-        func later(_ a: timespec, _ b: timespec) -> Bool {
-            a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec)
-        }
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return later(st.st_atim, st.st_mtim) && later(st.st_atim, st.st_ctim) && now.tv_sec - st.st_atim.tv_sec < 86_400
+            attributes: self.attributes(node, after: st))
     }
 }

@@ -176,6 +176,34 @@ enum Sys {
         return counts.0 >= pages
     }
 
+    /// statvfs(3)'s mount flags (an enum in C that Swift's Glibc module leaves out).
+    static let ST_NOATIME: UInt = 1024
+    static let ST_RELATIME: UInt = 4096
+
+    /// Whether reading `fd` now leaves its access time as `st` shows it: on a `noatime` mount always; on a
+    /// `relatime` mount (Linux's default) when the access time is later than the modification and change times and
+    /// less than a day old; on a `strictatime` mount never.
+    static func readLeavesAccessTime(_ fd: FD, _ st: stat) -> Bool {
+        var fs = statvfs()
+        guard fstatvfs(fd.raw, &fs) == 0 else { return false }
+        if fs.f_flag & Self.ST_NOATIME != 0 { return true }
+        guard fs.f_flag & Self.ST_RELATIME != 0 else { return false }
+        func later(_ time: timespec, than other: timespec) -> Bool {
+            time.tv_sec > other.tv_sec || (time.tv_sec == other.tv_sec && time.tv_nsec > other.tv_nsec)
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return later(st.st_atim, than: st.st_mtim) && later(st.st_atim, than: st.st_ctim)
+            && now.tv_sec - st.st_atim.tv_sec < 86_400
+    }
+
+    /// A descriptor of its own (close-on-exec) for what `fd` opens, for a caller that outlives `fd`'s holder; nil
+    /// when the process has no descriptor left.
+    static func duplicate(_ fd: FD) -> CInt? {
+        let copy = fcntl(fd.raw, F_DUPFD_CLOEXEC, 0)
+        return copy >= 0 ? copy : nil
+    }
+
     /// The loop of `preadWithoutWaiting`: `read(done)` reads at `done` bytes into the range and returns the bytes
     /// read, 0 at the end of the file, or -1 with `errno` set.
     static func fillWithoutWaiting(_ count: Int, _ read: (_ done: Int) -> Int) -> Int? {
