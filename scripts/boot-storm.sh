@@ -239,6 +239,9 @@ run_ganesha_ro() { # N
 
 for n in $COUNTS; do
   for s in $SERVERS; do
+    # What the previous step left dirty (the image, the last server's uppers) is written back now, not by the first
+    # syncfs of the next storm (Strata's first CREATE waited 30 ms for it at N = 1, and ganesha never syncs).
+    sync -f "$WORK"
     log "=== $s N=$n (load $(cut -d' ' -f1-3 /proc/loadavg))"
     case $s in
       strata) run_strata "$n" ;;
@@ -276,6 +279,23 @@ for r in sorted(rows, key=lambda r: (r["n"], r["server"])):
     top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(b.items(), key=lambda kv: -kv[1])[:3])
     print(f'{r["server"]:22} {r["n"]:>4} {sum(b.values()):>9.2f} {client:>8.2f} {mnt:>6.2f} {rd:>6.2f} {ch:>7.2f}  {top}')
 print()
+# Per operation, per server: call latency p50 / p99 (ms), the operations ordered by their total latency.
+for n in sorted({r["n"] for r in rows}):
+    servers = [r for r in sorted(rows, key=lambda r: r["server"]) if r["n"] == n and r["storm"].get("operations")]
+    if not servers: continue
+    totals = {}
+    for r in servers:
+        for op, f in r["storm"]["operations"].items(): totals[op] = totals.get(op, 0) + f["totalMilliseconds"]
+    print(f'call latency by operation, N={n}, p50 / p99 ms (calls per client):')
+    print(f'  {"":12}' + "".join(f'{r["server"]:>22}' for r in servers))
+    for op in sorted(totals, key=lambda op: -totals[op]):
+        cells = []
+        for r in servers:
+            f = r["storm"]["operations"].get(op)
+            cells.append(f'{f["p50Milliseconds"]:>9.2f} / {f["p99Milliseconds"]:>8.2f}' if f else f'{"-":>22}')
+        calls = next((r["storm"]["operations"][op]["calls"] // max(r["n"], 1) for r in servers if op in r["storm"]["operations"]), 0)
+        print(f'  {op:12}' + "".join(f'{c:>22}' for c in cells) + f'  ({calls})')
+    print()
 for strata in ("strata", "strata-premounted"):
     if not any(r["server"] == strata for r in rows): continue
     print(f"ratios ganesha-overlay / {strata} (above 1: Strata faster):")

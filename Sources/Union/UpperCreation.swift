@@ -80,6 +80,13 @@ extension UnionNamespace {
         try Files.fsyncDirectory(try Files.openDirectoryAbsolute(parent.isEmpty ? "." : parent), path: parent)
     }
 
+    /// Does now, once per process, what the first upper's creation would otherwise do on a client's MNT: the empty,
+    /// migrated sidecar every new upper's is copied from. `scratch` is a directory the server may write in (nothing
+    /// is left there).
+    public static func prepareUpperCreation(scratch: String) throws(UnionError) {
+        try Sidecar.prepareTemplate(in: scratch)
+    }
+
     /// Records the lower stack a new sidecar is made for, as `IdentityStore.checkStack` records it.
     static func recordStack(_ db: Database, signature: UInt64, lowerPaths: [String]) throws {
         for (index, path) in lowerPaths.enumerated() {

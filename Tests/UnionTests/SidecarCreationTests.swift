@@ -43,6 +43,53 @@ import Testing
     }
 }
 
+/// The empty, migrated sidecar new ones are copied from (`SidecarTemplate`): made once however many first MNTs ask
+/// for it at once, and made where nothing of it is left.
+@Suite struct SidecarTemplateTests {
+    @Test func concurrentFirstCreationsMakeTheTemplateOnce() throws {
+        let f = Fixture()
+        let template = SidecarTemplate()
+        let results = Locked<[[UInt8]]>([])
+        let failures = Locked<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            do {
+                let bytes = try template.bytes(configuration: Configuration(), scratch: f.base + "/c\(i)")
+                results.withLock { $0.append(bytes) }
+            } catch {
+                failures.withLock { $0.append("\(i): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        #expect(template.builds == 1)
+        let all = results.withLock { $0 }
+        #expect(all.count == 16 && Set(all).count == 1 && !all[0].isEmpty)
+        let left = try FileManager.default.contentsOfDirectory(atPath: f.base).filter { $0.hasPrefix("c") }
+        #expect(left.isEmpty, "the template's scratch files stay behind: \(left)")
+    }
+
+    /// A server prepares it before it listens, in its state directory, and leaves nothing there.
+    @Test func preparingTheTemplateLeavesNothingBehind() throws {
+        let f = Fixture()
+        let directory = f.base + "/state"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try UnionNamespace.prepareUpperCreation(scratch: directory)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+
+    /// A process stopped while it made the template in a new upper leaves `layer.db.new.template`: the next
+    /// creation of that upper removes it.
+    @Test func aTemplateCutShortInAnUpperIsRemovedByItsCreation() throws {
+        let f = Fixture()
+        let upper = f.base + "/upper"
+        try FileManager.default.createDirectory(atPath: upper, withIntermediateDirectories: true)
+        for name in ["layer.db.new.template", "layer.db.new.template-wal"] {
+            #expect(FileManager.default.createFile(atPath: upper + "/" + name, contents: Data("torn".utf8)))
+        }
+        let names = try SidecarCreationTests.makeDirectoryAndClose(upper)
+        #expect(!names.contains { $0.hasPrefix("layer.db.new") }, "\(names)")
+    }
+}
+
 /// A new upper is made whole for its first open (`UnionNamespace.createUpper`): its sidecar from the process's
 /// template, with the records an open would otherwise write.
 @Suite struct UpperCreationTests {

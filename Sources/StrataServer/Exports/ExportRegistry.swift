@@ -81,6 +81,8 @@ public final class ExportRegistry: Sendable {
     /// Changes made to the mount table, and how many of them the file on disk holds (`changeMountTable`).
     let mountTableChanges = Atomic<UInt64>(0)
     let mountTableWritten = Atomic<UInt64>(0)
+    /// A caller of `changeMountTable` is writing the file (and writes every change made meanwhile).
+    let mountTableWriting = Atomic<Bool>(false)
     /// Held across a change of the image versions: from reading the table, through writing
     /// `images.json`, to installing it (publish, rollback, gc, a client's move). Taken before
     /// `openingLock` and the state lock, never while holding them.

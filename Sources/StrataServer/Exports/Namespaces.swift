@@ -235,6 +235,38 @@ extension ExportRegistry {
         }
     }
 
+    /// What the first MNT of a new client would otherwise do once for the whole server, done before the server
+    /// listens: the empty sidecar every new upper is copied from, and the shared identity store of the version a new
+    /// client of each per-client export is placed on. When a room powers on, the first MNTs queued behind both (the
+    /// store's open held every other open of the export meanwhile). A failure here is not fatal: the first MNT tries
+    /// again, and reports it.
+    public func prepareForFirstMounts() {
+        let (exports, stateDirectory) = self.state.withReadLock {
+            ($0.configuration.exports.filter(\.hasPerClientUpper), $0.configuration.server.stateDirectory)
+        }
+        guard !exports.isEmpty else { return }
+        do {
+            try FileManager.default.createDirectory(
+                atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try UnionNamespace.prepareUpperCreation(scratch: stateDirectory)
+        } catch {
+            self.logger.warning(
+                "cannot prepare the sidecar of new uppers ahead; the first client's MNT makes it",
+                metadata: ["state_dir": "\(stateDirectory)", "error": "\(error)"])
+        }
+        for export in exports {
+            let (version, lowers) = self.state.withReadLock { state -> (Int, [String]) in
+                guard let image = self.image(of: export, in: state) else { return (1, export.lowers) }
+                let number = image.placement(of: "")
+                return (number, image.version(number)?.lowers ?? export.lowers)
+            }
+            _ = self.sharedIdentities(
+                export: export, version: version, lowers: lowers,
+                directory: ExportRegistry.identityDirectory(
+                    stateDirectory: stateDirectory, exportID: export.exportID, version: version))
+        }
+    }
+
     /// The lower identities shared by every client of `export` on `version` (and its read-only namespace), opened on
     /// first need; nil for an export without per-client uppers. A store that cannot be opened is logged and the
     /// clients allocate lower fileids in their own uppers, as before shared stores.

@@ -39,6 +39,49 @@ final class CapturedLog: Sendable {
     }
 }
 
+/// What a server prepares before it listens (`prepareForFirstMounts`): the shared identity store of a per-client
+/// export exists before its first MNT, and that MNT's handles are those it would have been given anyway.
+@Suite struct FirstMountPreparationTests {
+    @Test func theSharedStoreIsOpenBeforeTheFirstMount() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        registry.prepareForFirstMounts()
+        #expect(registry.sharedIdentityStores.withLock { $0.count } == 1)
+        let exportID = try #require(registry.exports.first).exportID
+        let store = ExportRegistry.identityDirectory(
+            stateDirectory: "\(fixture.base)/state", exportID: exportID, version: 1)
+        #expect(FileManager.default.fileExists(atPath: store + "/identity.db"))
+        let (admitted, handle) = try registry.mountOK(from: "127.0.0.2")
+        #expect(registry.sharedIdentityStores.withLock { $0.count } == 1, "the MNT opened no second store")
+        let (again, _) = try registry.resolve(fileHandle: handle, for: call(from: "127.0.0.2")).get()
+        #expect(again.clientKey == admitted.clientKey)
+        // A lower object's fileid comes from the store prepared above (its range), as it would without preparing.
+        let etc = try admitted.namespace.lookup(
+            admitted.namespace.rootHandle, Array("etc".utf8), as: admitted.credentials)
+        #expect(etc.0.fileid >= SharedIdentities.span)
+    }
+
+    @Test func aServerWithoutPerClientUppersPreparesNothing() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try Configuration(
+            toml: """
+                [server]
+                state_dir = "\(fixture.base)/state"
+
+                [[export]]
+                path = "/shared"
+                lowers = ["\(fixture.base)/lower"]
+                clients = ["127.0.0.0/8(ro)"]
+                """)
+        let registry = fixture.registry(configuration)
+        defer { registry.closeAll() }
+        registry.prepareForFirstMounts()
+        #expect(registry.sharedIdentityStores.withLock { $0.count } == 0)
+        #expect(!fixture.exists("state/.sidecar.template"))
+    }
+}
+
 /// Handle resolution (`HandleResolution.swift`): a handle from the wire names its caller's own
 /// namespace or is refused, with the answer a client can act on.
 @Suite struct HandleResolutionTests {
@@ -97,6 +140,28 @@ final class CapturedLog: Sendable {
             restarted.mountTable == [MountRecord(host: "127.0.0.2", directory: "/diskless", clientKey: "127.0.0.2")])
         restarted.unmountAll(host: "127.0.0.2")
         #expect(restarted.mountTable.isEmpty)
+    }
+
+    /// A room powering on: MNTs at once, each leaving its entry to the one writing the file meanwhile. When every
+    /// MNT has returned, the file holds every one of them (a change the writer missed would be lost until the next).
+    @Test func concurrentMountsAreAllInTheFileWhenTheyHaveReturned() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration()
+        let registry = fixture.registry(configuration)
+        defer { registry.closeAll() }
+        let clients = 24
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: clients) { i in
+            do {
+                _ = try registry.mountOK(from: "127.0.1.\(i + 1)")
+            } catch {
+                failures.withLock { $0.append("127.0.1.\(i + 1): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        let onDisk = ExportRegistry.loadMountTable(stateDirectory: configuration.server.stateDirectory)
+        #expect(onDisk.count == clients)
+        #expect(Set(onDisk.map(\.host)) == Set(registry.mountTable.map(\.host)))
     }
 
     @Test func aFailedWriteIsLogged() throws {
