@@ -174,6 +174,58 @@ import Testing
         #expect(stat(f.upper + "/tree", &st) == 0 && st.st_mode & 0o7777 == 0o700)
     }
 
+    /// A spare upper (`makeSpareUpper`) taken by a first open is renamed into place, whole: its root takes the top
+    /// lower's root's mode as it is at the claim (changed since the spare was made), and what is made in it stays
+    /// across a reopen with its fileid.
+    @Test func aSpareTakenByAFirstOpenBecomesTheUpper() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0), mode: 0o755)
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        let spare = f.base + "/.spare-1"
+        try UnionNamespace.makeSpareUpper(spare, lowers: [f.lower(0)], shared: nil, logger: .init(label: "t"))
+        #expect(UnionNamespace.isCompleteSpare(spare))
+        #expect(chmod(f.lower(0), 0o751) == 0)
+        f.mkdir(f.upper, mode: 0o700)  // the empty directory the server makes for a new client's upper
+        let u = try UnionNamespace(
+            upper: f.upper, lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64, logger: .init(label: "t"),
+            spareUpper: spare)
+        #expect(!f.exists(spare))
+        #expect(try u.getattr(u.rootHandle).mode & 0o7777 == 0o751)
+        let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
+        let (made, _) = try u.create(
+            in: etc, Array("mine".utf8), mode: .guarded, attributes: .init(mode: 0o644), as: root)
+        u.close()
+        let reopened = try UnionNamespace(upper: f.upper, lowers: [f.lower(0)], logger: .init(label: "t"))
+        defer { reopened.close() }
+        let etcAgain = try reopened.lookup(reopened.rootHandle, Array("etc".utf8), as: root).0
+        #expect(try reopened.lookup(etcAgain, Array("mine".utf8), as: root).0.fileid == made.fileid)
+    }
+
+    /// A spare is taken only over an absent or empty upper, and only whole: an unfinished creation (entries in
+    /// `tree/`, no sidecar) is finished as before, and a spare cut short (no sidecar) is never taken.
+    @Test func aSpareIsNotTakenOverAnUnfinishedUpperNorWhenCutShort() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        let spare = f.base + "/.spare-1"
+        try UnionNamespace.makeSpareUpper(spare, lowers: [f.lower(0)], shared: nil, logger: .init(label: "t"))
+        f.file(f.upper + "/tree/kept", "mine")
+        let u = try UnionNamespace(
+            upper: f.upper, lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64, logger: .init(label: "t"),
+            spareUpper: spare)
+        #expect(f.exists(spare + "/layer.db"), "the spare was left as it was")
+        #expect(try u.lookup(u.rootHandle, Array("kept".utf8), as: root).1.type == .regular)
+        u.close()
+        let cutShort = f.base + "/.spare-2"
+        f.mkdir(cutShort + "/tree")
+        let other = f.base + "/other"
+        let v = try UnionNamespace(
+            upper: other, lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64, logger: .init(label: "t"),
+            spareUpper: cutShort)
+        defer { v.close() }
+        #expect(f.exists(cutShort + "/tree") && !f.exists(cutShort + "/layer.db"))
+        #expect(try LayerFormat.isStrataLayer(other))
+    }
+
     /// A room powering on: many first opens at once, each of its own upper, each a working, distinct upper that
     /// keeps what was written in it across a reopen.
     @Test func concurrentFirstOpensEachGetAWorkingDistinctUpper() throws {

@@ -76,6 +76,8 @@ public final class ExportRegistry: Sendable {
     /// The lower identities shared by the clients of each version of a per-client export (`SharedIdentities`), by
     /// export and version (client key ""), opened on first need and kept until shutdown or gc.
     let sharedIdentityStores = Locked<[NamespaceKey: SharedIdentities]>([:])
+    /// Uppers made ahead for clients not seen yet (`SpareUppers.swift`).
+    let spareUppers = Locked(SparePools())
     /// Orders writes of the small state files (mount table, reset generations).
     let persistLock = Locked(())
     /// Changes made to the mount table, and how many of them the file on disk holds (`changeMountTable`).

@@ -62,6 +62,67 @@ final class CapturedLog: Sendable {
         #expect(etc.0.fileid >= SharedIdentities.span)
     }
 
+    /// `spare_uppers`: made before the server listens, invisible as clients, each new client's first MNT renames one
+    /// into its place; a client seen before takes none.
+    @Test func spareUppersAreMadeAheadAndTakenByNewClientsOnly() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration(export: "spare_uppers = 2")
+        let registry = fixture.registry(configuration)
+        defer { registry.closeAll() }
+        registry.prepareForFirstMounts()
+        #expect(registry.spareUpperCount(exportPath: "/diskless") == 2)
+        func spares() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: "\(fixture.base)/clients").filter {
+                $0.hasPrefix(".spare-")
+            }
+        }
+        #expect(try spares().count == 2)
+        #expect(ExportRegistry.clientKeysOnDisk(template: "\(fixture.base)/clients/{client}").isEmpty)
+        let (admitted, handle) = try registry.mountOK(from: "127.0.0.2")
+        #expect(registry.spareUpperCount(exportPath: "/diskless") == 1)
+        #expect(try spares().count == 1)
+        #expect(fixture.exists("clients/127.0.0.2/layer.db"))
+        #expect(ExportRegistry.clientKeysOnDisk(template: "\(fixture.base)/clients/{client}") == ["127.0.0.2"])
+        let etc = try admitted.namespace.lookup(
+            admitted.namespace.rootHandle, Array("etc".utf8), as: admitted.credentials)
+        _ = try admitted.namespace.create(
+            in: etc.0, Array("mine".utf8), mode: .guarded, attributes: .init(mode: 0o644), as: admitted.credentials)
+        #expect(fixture.exists("clients/127.0.0.2/tree/etc/mine"))
+        _ = try registry.resolve(fileHandle: handle, for: call(from: "127.0.0.2")).get()
+        // Mounted again (a reboot): its upper exists, no spare is taken.
+        _ = try registry.mountOK(from: "127.0.0.2")
+        #expect(registry.spareUpperCount(exportPath: "/diskless") == 1)
+    }
+
+    /// A restart takes the complete spares on disk made for the lowers new clients get; spares of other lowers and one
+    /// a crash cut short (no sidecar) are deleted, and the pool is filled again.
+    @Test func aRestartKeepsItsSparesAndDeletesOthers() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration(export: "spare_uppers = 2")
+        let first = fixture.registry(configuration)
+        first.prepareForFirstMounts()
+        first.closeAll()
+        let clients = "\(fixture.base)/clients"
+        let kept = try FileManager.default.contentsOfDirectory(atPath: clients).sorted()
+        #expect(kept.count == 2)
+        let exportID = try #require(first.exports.first).exportID
+        let stem = ExportRegistry.spareStem(
+            exportID: exportID, version: 1, lowers: ["\(fixture.base)/lower"])
+        #expect(kept.allSatisfy { $0.hasPrefix(stem) }, "\(kept)")
+        let cutShort = stem + "cut"
+        let otherLowers = ".spare-\(String(exportID, radix: 16))-v1-0-other"
+        for name in [cutShort, otherLowers] {
+            try FileManager.default.createDirectory(
+                atPath: "\(clients)/\(name)/tree", withIntermediateDirectories: true)
+        }
+        FileManager.default.createFile(atPath: "\(clients)/\(otherLowers)/layer.db", contents: Data("x".utf8))
+        let restarted = fixture.registry(configuration)
+        defer { restarted.closeAll() }
+        restarted.prepareForFirstMounts()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: clients).sorted() == kept)
+        #expect(restarted.spareUpperCount(exportPath: "/diskless") == 2)
+    }
+
     @Test func aServerWithoutPerClientUppersPreparesNothing() throws {
         let fixture = try RegistryFixture()
         let configuration = try Configuration(
