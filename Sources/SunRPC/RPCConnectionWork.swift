@@ -1,14 +1,14 @@
+import Basics
 import NIOCore
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// What a handler running on a pool worker may tell the RPC layer (see `blocking`).
+/// What a handler running on a pool worker may tell the RPC layer (see `blocking`, `holdReply`).
 public enum RPCWorker {
-    static let current = ThreadLocalWork()
+    static let current = ThreadLocalWorker()
 
     /// Runs `wait`, a sleep on the disk (a namespace change waiting for its group commit, a shared fsync), with the
     /// calling worker not counted against its connection's `maxWorkersPerConnection`: a call of the same connection
@@ -16,24 +16,65 @@ public enum RPCWorker {
     /// with at most 4 busy workers a connection's batch could never hold more than 4 changes. Outside a pool worker
     /// it just runs `wait`.
     public static func blocking(_ wait: () -> Void) {
-        guard let work = Self.current.get() else { return wait() }
-        work.blocking(wait)
+        guard let worker = Self.current.get() else { return wait() }
+        worker.work.blocking(wait)
+    }
+
+    /// True on a pool worker of a TCP connection, where the running call's reply may be held (`holdReply`).
+    public static var mayHoldReplies: Bool { Self.current.get() != nil }
+
+    /// Holds the reply of the call running on this thread until `hold` releases it; the worker takes the connection's
+    /// next call meanwhile. The duplicate request cache records the reply only when it is released. Only where
+    /// `mayHoldReplies`; elsewhere the program must wait itself.
+    public static func holdReply(_ hold: RPCReplyHold) {
+        guard let worker = Self.current.get() else {
+            preconditionFailure("RPCWorker.holdReply outside a connection's pool worker (check mayHoldReplies)")
+        }
+        worker.hold = hold
     }
 }
 
-/// The connection whose calls the current thread runs (a pthread key: pool threads are not tasks).
-final class ThreadLocalWork: @unchecked Sendable {
+/// What a held reply waits for (`RPCWorker.holdReply`): the reply of a namespace change may leave only once the
+/// change is durable, and the changes of many calls become durable together (one group commit's flush).
+public struct RPCReplyHold: Sendable {
+    /// Registers `release`, to be called once from any thread when the reply may leave: with nil to send it as the
+    /// program answered it, or with the reply to send instead (an error: what the reply reported could not be made
+    /// durable).
+    public var whenReleased: @Sendable (_ release: @escaping @Sendable (RPCReply?) -> Void) -> Void
+    /// Sees to it that the release comes (leads the flush when none runs; may block). The worker calls it right after
+    /// `whenReleased`.
+    public var settle: @Sendable () -> Void
+
+    public init(
+        whenReleased: @escaping @Sendable (_ release: @escaping @Sendable (RPCReply?) -> Void) -> Void,
+        settle: @escaping @Sendable () -> Void
+    ) {
+        self.whenReleased = whenReleased
+        self.settle = settle
+    }
+}
+
+/// One pool worker taking a connection's calls: the connection, and the hold the running call asked for.
+final class RPCWorkerThread {
+    unowned let work: RPCConnectionWork
+    var hold: RPCReplyHold?
+
+    init(work: RPCConnectionWork) { self.work = work }
+}
+
+/// The worker the current thread is (a pthread key: pool threads are not tasks).
+final class ThreadLocalWorker: @unchecked Sendable {
     private var key = pthread_key_t()
 
     init() { pthread_key_create(&self.key, nil) }
 
-    func set(_ work: RPCConnectionWork?) {
-        pthread_setspecific(self.key, work.map { Unmanaged.passUnretained($0).toOpaque() })
+    func set(_ worker: RPCWorkerThread?) {
+        pthread_setspecific(self.key, worker.map { Unmanaged.passUnretained($0).toOpaque() })
     }
 
-    func get() -> RPCConnectionWork? {
+    func get() -> RPCWorkerThread? {
         guard let pointer = pthread_getspecific(self.key) else { return nil }
-        return Unmanaged<RPCConnectionWork>.fromOpaque(pointer).takeUnretainedValue()
+        return Unmanaged<RPCWorkerThread>.fromOpaque(pointer).takeUnretainedValue()
     }
 }
 
@@ -44,7 +85,8 @@ final class ThreadLocalWork: @unchecked Sendable {
 /// signal to wake a pool thread, an event-loop wake-up per result) as the largest cost of the
 /// RPC layer. Here pool workers take calls from the connection's queue until it is empty, so a
 /// busy connection wakes a thread only when its backlog outgrows the workers already on their
-/// way; and results gather in one list that the event loop is woken once for.
+/// way; and results gather in one list that the event loop is woken once for. A held reply
+/// (`RPCWorker.holdReply`) joins that list when it is released, from whichever thread releases it.
 final class RPCConnectionWork: Sendable {
     private struct State {
         var calls = CircularBuffer<RPCDispatcher.PreparedCall>()
@@ -59,7 +101,9 @@ final class RPCConnectionWork: Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    // The house lock: `Synchronization.Mutex` spins before it sleeps, which on two busy cores burnt the CPU the
+    // thread holding it needed.
+    private let state = Locked(State())
     private let dispatcher: RPCDispatcher
     private let ledger: RPCConnectionLedger
     private let threadPool: NIOThreadPool
@@ -152,7 +196,8 @@ final class RPCConnectionWork: Sendable {
     }
 
     private func work(_ shouldRun: NIOThreadPool.WorkItemState) {
-        RPCWorker.current.set(self)
+        let worker = RPCWorkerThread(work: self)
+        RPCWorker.current.set(worker)
         defer { RPCWorker.current.set(nil) }
         var first = true
         while true {
@@ -166,23 +211,34 @@ final class RPCConnectionWork: Sendable {
                 return nil
             }
             guard let call else { return }
-            let result: RPCDispatcher.Execution
-            if case .active = shouldRun {
-                result = self.dispatcher.run(call, ledger: self.ledger)
-            } else {
-                result = .notRun(call)  // the pool is shutting down
+            guard case .active = shouldRun else {
+                self.add(.notRun(call))  // the pool is shutting down
+                continue
             }
-            let (deliver, closed) = self.state.withLock { state -> ((@Sendable () -> Void)?, Bool) in
-                if state.closed { return (nil, true) }
-                state.results.append(result)
-                guard !state.deliveryScheduled else { return (nil, false) }
-                state.deliveryScheduled = true
-                return (state.deliver, false)
+            switch self.dispatcher.runHolding(call, ledger: self.ledger) {
+            case .finished(let result):
+                self.add(result)
+            case .held(let reply, let hold):
+                hold.whenReleased { replacement in
+                    self.add(self.dispatcher.release(call, replacement ?? reply, ledger: self.ledger))
+                }
+                hold.settle()
             }
-            if closed {
-                self.drop(result)
-            }
-            deliver?()
         }
+    }
+
+    /// A call's result joins the list for the event loop (any thread).
+    private func add(_ result: RPCDispatcher.Execution) {
+        let (deliver, closed) = self.state.withLock { state -> ((@Sendable () -> Void)?, Bool) in
+            if state.closed { return (nil, true) }
+            state.results.append(result)
+            guard !state.deliveryScheduled else { return (nil, false) }
+            state.deliveryScheduled = true
+            return (state.deliver, false)
+        }
+        if closed {
+            self.drop(result)
+        }
+        deliver?()
     }
 }

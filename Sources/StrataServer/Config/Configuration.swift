@@ -73,9 +73,9 @@ public struct ServerSettings: Sendable, Equatable {
     /// `host:port` of the Prometheus text endpoint, nil when off (the default).
     public var metrics: String?
     public var maxRecordBytes: Int = 4 << 20
-    /// Pool workers. Most of them sleep on a group commit's flush while changes arrive: a batch holds the changes of
-    /// the workers waiting for it, so with 16 a client's 32 concurrent CREATEs made batches of 8 (half of them
-    /// flushing, half gathering the next batch), each paying a whole disk flush.
+    /// Pool workers. A namespace change's reply waits for its group commit's flush, not its worker (held replies), but
+    /// workers still sleep on the disk for stable WRITEs, copy-ups, cold reads and the flushes they lead; with 16, when
+    /// changes slept on their flushes, a client's 32 concurrent CREATEs made batches of 8.
     public var threads: Int = 64
     public var logLevel: String = "info"
     public var logFormat: LogFormat = .text
