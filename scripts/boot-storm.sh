@@ -155,7 +155,7 @@ path = "/diskless"
 lowers = ["$WORK/image"]
 upper = "$d/uppers/{client}"
 clients = ["127.0.0.0/8(rw,no_root_squash,insecure)"]
-spare_uppers = $spares
+$( [ "$spares" -gt 0 ] && echo "spare_uppers = $spares" )
 EOF
   local started; started=$(date +%s.%N)
   "$STRATA_BIN" serve --config "$RESULTS/$name-$n.toml" >"$RESULTS/$name-$n.log" 2>&1 &

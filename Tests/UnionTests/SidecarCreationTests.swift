@@ -201,6 +201,41 @@ import Testing
         #expect(try reopened.lookup(etcAgain, Array("mine".utf8), as: root).0.fileid == made.fileid)
     }
 
+    /// First MNTs at once, each taking its own spare: every client gets a working upper of its own (their directory
+    /// fsyncs shared), no spare is taken twice, and each keeps what was made in it across a reopen.
+    @Test func concurrentClaimsEachGetTheirOwnSpare() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        let clients = 16
+        for i in 0..<clients {
+            try UnionNamespace.makeSpareUpper(
+                f.base + "/uppers/.spare-\(i)", lowers: [f.lower(0)], shared: nil, logger: .init(label: "t"))
+        }
+        let failures = Locked<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: clients) { i in
+            do {
+                let u = try UnionNamespace(
+                    upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64,
+                    logger: .init(label: "t"), spareUpper: f.base + "/uppers/.spare-\(i)")
+                defer { u.close() }
+                let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
+                _ = try u.create(
+                    in: etc, Array("client-\(i)".utf8), mode: .guarded, attributes: .init(mode: 0o644), as: root)
+            } catch {
+                failures.withLock { $0.append("client \(i): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        let left = try FileManager.default.contentsOfDirectory(atPath: f.base + "/uppers").filter { $0.hasPrefix(".") }
+        #expect(left.isEmpty, "\(left)")
+        for i in 0..<clients {
+            let u = try UnionNamespace(upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], logger: .init(label: "t"))
+            defer { u.close() }
+            let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
+            #expect(try u.lookup(etc, Array("client-\(i)".utf8), as: root).1.type == .regular)
+        }
+    }
+
     /// A spare is taken only over an absent or empty upper, and only whole: an unfinished creation (entries in
     /// `tree/`, no sidecar) is finished as before, and a spare cut short (no sidecar) is never taken.
     @Test func aSpareIsNotTakenOverAnUnfinishedUpperNorWhenCutShort() throws {
