@@ -32,6 +32,10 @@ public enum RPCWorker {
         }
         worker.hold = hold
     }
+
+    /// The hold the running call asked for so far (nil: its reply leaves as soon as it is answered). A wrapper of a
+    /// program (metrics) replaces it with `holdReply` to learn when, and as what, the reply is released.
+    public static var currentHold: RPCReplyHold? { Self.current.get()?.hold }
 }
 
 /// What a held reply waits for (`RPCWorker.holdReply`): the reply of a namespace change may leave only once the
