@@ -1,6 +1,5 @@
 import Basics
 import NIOCore
-import Synchronization
 
 // The duplicate request cache, after Linux knfsd (fs/nfsd/nfscache.c): a retransmission is
 // recognised by client address, xid, program/version/procedure and a checksum of the first
@@ -96,11 +95,13 @@ final class DuplicateRequestCache: Sendable {
     }
 
     let capacity: Int
-    private let entries: Mutex<LRUMap<DuplicateRequestKey, Entry>>
+    // The house lock (`Synchronization.Mutex` spins): held replies are recorded here by the thread whose flush
+    // released them while the event loop looks up new calls.
+    private let entries: Locked<LRUMap<DuplicateRequestKey, Entry>>
 
     init(capacity: Int) {
         self.capacity = max(0, capacity)
-        self.entries = Mutex(LRUMap(capacity: self.capacity))
+        self.entries = Locked(LRUMap(capacity: self.capacity))
     }
 
     var count: Int { self.entries.withLock { $0.count } }

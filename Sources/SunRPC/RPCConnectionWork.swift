@@ -32,6 +32,10 @@ public enum RPCWorker {
         }
         worker.hold = hold
     }
+
+    /// The hold the running call asked for so far (nil: its reply leaves as soon as it is answered). A wrapper of a
+    /// program (metrics) replaces it with `holdReply` to learn when, and as what, the reply is released.
+    public static var currentHold: RPCReplyHold? { Self.current.get()?.hold }
 }
 
 /// What a held reply waits for (`RPCWorker.holdReply`): the reply of a namespace change may leave only once the
@@ -91,6 +95,9 @@ final class RPCConnectionWork: Sendable {
     private struct State {
         var calls = CircularBuffer<RPCDispatcher.PreparedCall>()
         var results: [RPCDispatcher.Execution] = []
+        /// Held replies released since the event loop last took the results: finished there (duplicate request
+        /// cache, reply bytes), not on the thread whose flush released them, which has the next flush to lead.
+        var released: [(call: RPCDispatcher.PreparedCall, reply: RPCReply)] = []
         /// Workers submitted to the pool and not yet finished.
         var workers = 0
         /// Of those, the ones not yet running (each will take a call).
@@ -124,20 +131,26 @@ final class RPCConnectionWork: Sendable {
     /// The connection closed: calls not started are forgotten, results not delivered are
     /// dropped (their reply bytes uncounted), and so are those of calls still running.
     func close() {
-        let (calls, results) = self.state.withLock { state in
+        let (calls, results, released) = self.state.withLock { state in
             state.deliver = nil
             state.closed = true
             let calls = Array(state.calls)
             state.calls.removeAll()
             let results = state.results
             state.results.removeAll()
-            return (calls, results)
+            let released = state.released
+            state.released.removeAll()
+            return (calls, results, released)
         }
         for call in calls {
             self.dispatcher.abandon(call)
         }
         for result in results {
             self.drop(result)
+        }
+        for (call, reply) in released {
+            // Finished anyway: the duplicate request cache keeps the reply for a retransmission on a new connection.
+            self.drop(self.dispatcher.release(call, reply, ledger: self.ledger))
         }
     }
 
@@ -187,12 +200,16 @@ final class RPCConnectionWork: Sendable {
 
     /// The results gathered since the last call (event loop).
     func takeResults() -> [RPCDispatcher.Execution] {
-        self.state.withLock { state in
+        let (results, released) = self.state.withLock { state in
             state.deliveryScheduled = false
             let results = state.results
             state.results.removeAll(keepingCapacity: true)
-            return results
+            let released = state.released
+            state.released.removeAll(keepingCapacity: true)
+            return (results, released)
         }
+        guard !released.isEmpty else { return results }
+        return results + released.map { self.dispatcher.release($0.call, $0.reply, ledger: self.ledger) }
     }
 
     private func work(_ shouldRun: NIOThreadPool.WorkItemState) {
@@ -219,12 +236,26 @@ final class RPCConnectionWork: Sendable {
             case .finished(let result):
                 self.add(result)
             case .held(let reply, let hold):
-                hold.whenReleased { replacement in
-                    self.add(self.dispatcher.release(call, replacement ?? reply, ledger: self.ledger))
-                }
+                hold.whenReleased { replacement in self.release(call, replacement ?? reply) }
                 hold.settle()
             }
         }
+    }
+
+    /// A held reply was released (any thread): the event loop finishes and sends it.
+    private func release(_ call: RPCDispatcher.PreparedCall, _ reply: RPCReply) {
+        let (deliver, closed) = self.state.withLock { state -> ((@Sendable () -> Void)?, Bool) in
+            if state.closed { return (nil, true) }
+            state.released.append((call, reply))
+            guard !state.deliveryScheduled else { return (nil, false) }
+            state.deliveryScheduled = true
+            return (state.deliver, false)
+        }
+        if closed {
+            // Finished anyway: the duplicate request cache keeps the reply for a retransmission on a new connection.
+            self.drop(self.dispatcher.release(call, reply, ledger: self.ledger))
+        }
+        deliver?()
     }
 
     /// A call's result joins the list for the event loop (any thread).

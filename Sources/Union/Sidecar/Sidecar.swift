@@ -31,8 +31,9 @@ final class Sidecar: Sendable {
     let filesystemSync = Locked<FilesystemSync>(.none)
     /// With `.wholeFilesystem` and `.eachObject`: the shared syncfs calls and the file system's `st_dev`.
     private let sharedSyncfs = Locked<(FileSyncs, UInt64)>((Sidecar.filesystemSyncs, 0))
-    /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread).
-    let beforeFlush = Locked<(@Sendable () -> Void)?>(nil)
+    /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread); what it throws fails the
+    /// flush.
+    let beforeFlush = Locked<(@Sendable () throws(UnionError) -> Void)?>(nil)
     /// Set by `init`; never nil afterwards (a closure over `self` cannot be made before `self` exists).
     nonisolated(unsafe) private(set) var commits: GroupCommit<SidecarRecord>!
 
@@ -175,7 +176,7 @@ final class Sidecar: Sendable {
     /// precede its file system step waits for that record before making the step; `afterSync` records come in a later
     /// batch).
     private func flush(_ batch: GroupCommit<SidecarRecord>.Batch) throws(UnionError) {
-        if let hook = self.beforeFlush.withLock({ $0 }) { hook() }
+        if let hook = self.beforeFlush.withLock({ $0 }) { try hook() }
         let mode = self.filesystemSync.withLock { $0 }
         let what = "commit \(batch.records.count) changes (batch \(batch.number))"
         switch mode {
