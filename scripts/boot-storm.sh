@@ -7,6 +7,8 @@
 #                    (upper = ".../{client}", made on the client's first MNT, inside the storm);
 #   strata-premounted the same, every client having mounted once before the storm (not timed):
 #                    the uppers exist, as the incumbent's overlay directories do;
+#   strata-spares    the same as strata, with spare_uppers = N: N blank uppers made when the server
+#                    starts (before the clock), each new client's first MNT renames one into place;
 #   ganesha-overlay  nfs-ganesha (FSAL_VFS) exporting one kernel overlayfs mount per client
 #                    (the image as the shared lower, a private upper each, one EXPORT each,
 #                    restricted to that client): what a site does by hand today;
@@ -27,7 +29,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 die() { echo "boot-storm: $*" >&2; exit 1; }
-ALL_SERVERS="strata strata-premounted ganesha-overlay ganesha-ro"
+ALL_SERVERS="strata strata-premounted strata-spares ganesha-overlay ganesha-ro"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 for s in $SERVERS; do [[ " $ALL_SERVERS " == *" $s "* ]] || die "SERVERS: unknown server $s (known: $ALL_SERVERS)"; done
 
@@ -135,10 +137,11 @@ EOF
   log "$1 N=$2: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["storm"]; print("all booted %.2f s, p99 boot %.2f s, %d errors" % (r["allBootedSeconds"], r["bootP99Seconds"], r["errors"]))' "$RESULTS/$1-$2.json")"
 }
 
-run_strata() { # N [NAME --premount]
-  local n=$1 name=${2:-strata} d=$WORK/strata-$1; shift; shift || true
+run_strata() { # N [NAME [--premount]]
+  local n=$1 name=${2:-strata} d=$WORK/${2:-strata}-$1 spares=0; shift; shift || true
+  [ "$name" = strata-spares ] && spares=$n
   mkdir -p "$d/state" "$d/uppers"
-  cat >"$RESULTS/strata-$n.toml" <<EOF
+  cat >"$RESULTS/$name-$n.toml" <<EOF
 [server]
 listen = ["127.0.0.1"]
 nfs_port = 3049
@@ -152,10 +155,16 @@ path = "/diskless"
 lowers = ["$WORK/image"]
 upper = "$d/uppers/{client}"
 clients = ["127.0.0.0/8(rw,no_root_squash,insecure)"]
+$( [ "$spares" -gt 0 ] && echo "spare_uppers = $spares" )
 EOF
-  "$STRATA_BIN" serve --config "$RESULTS/strata-$n.toml" >"$RESULTS/strata-$n.log" 2>&1 &
+  local started; started=$(date +%s.%N)
+  "$STRATA_BIN" serve --config "$RESULTS/$name-$n.toml" >"$RESULTS/$name-$n.log" 2>&1 &
   SERVER_PID=$!
-  wait_ports "$SERVER_PID" 30 3049 30048 || { log "strata did not listen (see $RESULTS/strata-$n.log)"; stop_pid "$SERVER_PID"; SERVER_PID=; return 1; }
+  # With spare uppers the server makes them before it listens.
+  wait_ports "$SERVER_PID" 300 3049 30048 || { log "strata did not listen (see $RESULTS/$name-$n.log)"; stop_pid "$SERVER_PID"; SERVER_PID=; return 1; }
+  log "$name N=$n: listening $(python3 -c 'import sys; print("%.2f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$started" "$(date +%s.%N)") s after its start"
+  # What the start left dirty (the spares) is not the storm's to flush.
+  sync -f "$d"
   local perf_pid=
   if [ "${PROFILE:-}" = 1 ]; then
     perf record -q -e cpu-clock -g -p "$SERVER_PID" -o "$RESULTS/perf-$name-$n.data" 2>>"$LOG" &
@@ -239,10 +248,14 @@ run_ganesha_ro() { # N
 
 for n in $COUNTS; do
   for s in $SERVERS; do
+    # What the previous step left dirty (the image, the last server's uppers) is written back now, not by the first
+    # syncfs of the next storm (Strata's first CREATE waited 30 ms for it at N = 1, and ganesha never syncs).
+    sync -f "$WORK"
     log "=== $s N=$n (load $(cut -d' ' -f1-3 /proc/loadavg))"
     case $s in
       strata) run_strata "$n" ;;
       strata-premounted) run_strata "$n" strata-premounted --premount ;;
+      strata-spares) run_strata "$n" strata-spares ;;
       ganesha-overlay) run_ganesha_overlay "$n" ;;
       ganesha-ro) run_ganesha_ro "$n" ;;
     esac
@@ -276,6 +289,23 @@ for r in sorted(rows, key=lambda r: (r["n"], r["server"])):
     top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(b.items(), key=lambda kv: -kv[1])[:3])
     print(f'{r["server"]:22} {r["n"]:>4} {sum(b.values()):>9.2f} {client:>8.2f} {mnt:>6.2f} {rd:>6.2f} {ch:>7.2f}  {top}')
 print()
+# Per operation, per server: call latency p50 / p99 (ms), the operations ordered by their total latency.
+for n in sorted({r["n"] for r in rows}):
+    servers = [r for r in sorted(rows, key=lambda r: r["server"]) if r["n"] == n and r["storm"].get("operations")]
+    if not servers: continue
+    totals = {}
+    for r in servers:
+        for op, f in r["storm"]["operations"].items(): totals[op] = totals.get(op, 0) + f["totalMilliseconds"]
+    print(f'call latency by operation, N={n}, p50 / p99 ms (calls per client):')
+    print(f'  {"":12}' + "".join(f'{r["server"]:>22}' for r in servers))
+    for op in sorted(totals, key=lambda op: -totals[op]):
+        cells = []
+        for r in servers:
+            f = r["storm"]["operations"].get(op)
+            cells.append(f'{f["p50Milliseconds"]:>9.2f} / {f["p99Milliseconds"]:>8.2f}' if f else f'{"-":>22}')
+        calls = next((r["storm"]["operations"][op]["calls"] // max(r["n"], 1) for r in servers if op in r["storm"]["operations"]), 0)
+        print(f'  {op:12}' + "".join(f'{c:>22}' for c in cells) + f'  ({calls})')
+    print()
 for strata in ("strata", "strata-premounted"):
     if not any(r["server"] == strata for r in rows): continue
     print(f"ratios ganesha-overlay / {strata} (above 1: Strata faster):")

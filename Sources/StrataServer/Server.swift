@@ -76,6 +76,7 @@ public final class StrataServer: Sendable {
         // changes arriving during a flush run and share the next one (Docs/CRASH-ORDER.md).
         BlockingWaits.install { wait in RPCWorker.blocking(wait) }
         registry.startClosingIdleNamespaces { work in _ = try? await threadPool.runIfActive(work) }
+        registry.prepareForFirstMounts()
         var servers: [RPCServer] = []
         do {
             var rpcConfiguration = RPCServerConfiguration(

@@ -1,14 +1,14 @@
+import Basics
 import NIOCore
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// What a handler running on a pool worker may tell the RPC layer (see `blocking`).
+/// What a handler running on a pool worker may tell the RPC layer (see `blocking`, `holdReply`).
 public enum RPCWorker {
-    static let current = ThreadLocalWork()
+    static let current = ThreadLocalWorker()
 
     /// Runs `wait`, a sleep on the disk (a namespace change waiting for its group commit, a shared fsync), with the
     /// calling worker not counted against its connection's `maxWorkersPerConnection`: a call of the same connection
@@ -16,24 +16,69 @@ public enum RPCWorker {
     /// with at most 4 busy workers a connection's batch could never hold more than 4 changes. Outside a pool worker
     /// it just runs `wait`.
     public static func blocking(_ wait: () -> Void) {
-        guard let work = Self.current.get() else { return wait() }
-        work.blocking(wait)
+        guard let worker = Self.current.get() else { return wait() }
+        worker.work.blocking(wait)
+    }
+
+    /// True on a pool worker of a TCP connection, where the running call's reply may be held (`holdReply`).
+    public static var mayHoldReplies: Bool { Self.current.get() != nil }
+
+    /// Holds the reply of the call running on this thread until `hold` releases it; the worker takes the connection's
+    /// next call meanwhile. The duplicate request cache records the reply only when it is released. Only where
+    /// `mayHoldReplies`; elsewhere the program must wait itself.
+    public static func holdReply(_ hold: RPCReplyHold) {
+        guard let worker = Self.current.get() else {
+            preconditionFailure("RPCWorker.holdReply outside a connection's pool worker (check mayHoldReplies)")
+        }
+        worker.hold = hold
+    }
+
+    /// The hold the running call asked for so far (nil: its reply leaves as soon as it is answered). A wrapper of a
+    /// program (metrics) replaces it with `holdReply` to learn when, and as what, the reply is released.
+    public static var currentHold: RPCReplyHold? { Self.current.get()?.hold }
+}
+
+/// What a held reply waits for (`RPCWorker.holdReply`): the reply of a namespace change may leave only once the
+/// change is durable, and the changes of many calls become durable together (one group commit's flush).
+public struct RPCReplyHold: Sendable {
+    /// Registers `release`, to be called once from any thread when the reply may leave: with nil to send it as the
+    /// program answered it, or with the reply to send instead (an error: what the reply reported could not be made
+    /// durable).
+    public var whenReleased: @Sendable (_ release: @escaping @Sendable (RPCReply?) -> Void) -> Void
+    /// Sees to it that the release comes (leads the flush when none runs; may block). The worker calls it right after
+    /// `whenReleased`.
+    public var settle: @Sendable () -> Void
+
+    public init(
+        whenReleased: @escaping @Sendable (_ release: @escaping @Sendable (RPCReply?) -> Void) -> Void,
+        settle: @escaping @Sendable () -> Void
+    ) {
+        self.whenReleased = whenReleased
+        self.settle = settle
     }
 }
 
-/// The connection whose calls the current thread runs (a pthread key: pool threads are not tasks).
-final class ThreadLocalWork: @unchecked Sendable {
+/// One pool worker taking a connection's calls: the connection, and the hold the running call asked for.
+final class RPCWorkerThread {
+    unowned let work: RPCConnectionWork
+    var hold: RPCReplyHold?
+
+    init(work: RPCConnectionWork) { self.work = work }
+}
+
+/// The worker the current thread is (a pthread key: pool threads are not tasks).
+final class ThreadLocalWorker: @unchecked Sendable {
     private var key = pthread_key_t()
 
     init() { pthread_key_create(&self.key, nil) }
 
-    func set(_ work: RPCConnectionWork?) {
-        pthread_setspecific(self.key, work.map { Unmanaged.passUnretained($0).toOpaque() })
+    func set(_ worker: RPCWorkerThread?) {
+        pthread_setspecific(self.key, worker.map { Unmanaged.passUnretained($0).toOpaque() })
     }
 
-    func get() -> RPCConnectionWork? {
+    func get() -> RPCWorkerThread? {
         guard let pointer = pthread_getspecific(self.key) else { return nil }
-        return Unmanaged<RPCConnectionWork>.fromOpaque(pointer).takeUnretainedValue()
+        return Unmanaged<RPCWorkerThread>.fromOpaque(pointer).takeUnretainedValue()
     }
 }
 
@@ -44,11 +89,15 @@ final class ThreadLocalWork: @unchecked Sendable {
 /// signal to wake a pool thread, an event-loop wake-up per result) as the largest cost of the
 /// RPC layer. Here pool workers take calls from the connection's queue until it is empty, so a
 /// busy connection wakes a thread only when its backlog outgrows the workers already on their
-/// way; and results gather in one list that the event loop is woken once for.
+/// way; and results gather in one list that the event loop is woken once for. A held reply
+/// (`RPCWorker.holdReply`) joins that list when it is released, from whichever thread releases it.
 final class RPCConnectionWork: Sendable {
     private struct State {
         var calls = CircularBuffer<RPCDispatcher.PreparedCall>()
         var results: [RPCDispatcher.Execution] = []
+        /// Held replies released since the event loop last took the results: finished there (duplicate request
+        /// cache, reply bytes), not on the thread whose flush released them, which has the next flush to lead.
+        var released: [(call: RPCDispatcher.PreparedCall, reply: RPCReply)] = []
         /// Workers submitted to the pool and not yet finished.
         var workers = 0
         /// Of those, the ones not yet running (each will take a call).
@@ -59,7 +108,9 @@ final class RPCConnectionWork: Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    // The house lock: `Synchronization.Mutex` spins before it sleeps, which on two busy cores burnt the CPU the
+    // thread holding it needed.
+    private let state = Locked(State())
     private let dispatcher: RPCDispatcher
     private let ledger: RPCConnectionLedger
     private let threadPool: NIOThreadPool
@@ -80,20 +131,26 @@ final class RPCConnectionWork: Sendable {
     /// The connection closed: calls not started are forgotten, results not delivered are
     /// dropped (their reply bytes uncounted), and so are those of calls still running.
     func close() {
-        let (calls, results) = self.state.withLock { state in
+        let (calls, results, released) = self.state.withLock { state in
             state.deliver = nil
             state.closed = true
             let calls = Array(state.calls)
             state.calls.removeAll()
             let results = state.results
             state.results.removeAll()
-            return (calls, results)
+            let released = state.released
+            state.released.removeAll()
+            return (calls, results, released)
         }
         for call in calls {
             self.dispatcher.abandon(call)
         }
         for result in results {
             self.drop(result)
+        }
+        for (call, reply) in released {
+            // Finished anyway: the duplicate request cache keeps the reply for a retransmission on a new connection.
+            self.drop(self.dispatcher.release(call, reply, ledger: self.ledger))
         }
     }
 
@@ -143,16 +200,21 @@ final class RPCConnectionWork: Sendable {
 
     /// The results gathered since the last call (event loop).
     func takeResults() -> [RPCDispatcher.Execution] {
-        self.state.withLock { state in
+        let (results, released) = self.state.withLock { state in
             state.deliveryScheduled = false
             let results = state.results
             state.results.removeAll(keepingCapacity: true)
-            return results
+            let released = state.released
+            state.released.removeAll(keepingCapacity: true)
+            return (results, released)
         }
+        guard !released.isEmpty else { return results }
+        return results + released.map { self.dispatcher.release($0.call, $0.reply, ledger: self.ledger) }
     }
 
     private func work(_ shouldRun: NIOThreadPool.WorkItemState) {
-        RPCWorker.current.set(self)
+        let worker = RPCWorkerThread(work: self)
+        RPCWorker.current.set(worker)
         defer { RPCWorker.current.set(nil) }
         var first = true
         while true {
@@ -166,23 +228,48 @@ final class RPCConnectionWork: Sendable {
                 return nil
             }
             guard let call else { return }
-            let result: RPCDispatcher.Execution
-            if case .active = shouldRun {
-                result = self.dispatcher.run(call, ledger: self.ledger)
-            } else {
-                result = .notRun(call)  // the pool is shutting down
+            guard case .active = shouldRun else {
+                self.add(.notRun(call))  // the pool is shutting down
+                continue
             }
-            let (deliver, closed) = self.state.withLock { state -> ((@Sendable () -> Void)?, Bool) in
-                if state.closed { return (nil, true) }
-                state.results.append(result)
-                guard !state.deliveryScheduled else { return (nil, false) }
-                state.deliveryScheduled = true
-                return (state.deliver, false)
+            switch self.dispatcher.runHolding(call, ledger: self.ledger) {
+            case .finished(let result):
+                self.add(result)
+            case .held(let reply, let hold):
+                hold.whenReleased { replacement in self.release(call, replacement ?? reply) }
+                hold.settle()
             }
-            if closed {
-                self.drop(result)
-            }
-            deliver?()
         }
+    }
+
+    /// A held reply was released (any thread): the event loop finishes and sends it.
+    private func release(_ call: RPCDispatcher.PreparedCall, _ reply: RPCReply) {
+        let (deliver, closed) = self.state.withLock { state -> ((@Sendable () -> Void)?, Bool) in
+            if state.closed { return (nil, true) }
+            state.released.append((call, reply))
+            guard !state.deliveryScheduled else { return (nil, false) }
+            state.deliveryScheduled = true
+            return (state.deliver, false)
+        }
+        if closed {
+            // Finished anyway: the duplicate request cache keeps the reply for a retransmission on a new connection.
+            self.drop(self.dispatcher.release(call, reply, ledger: self.ledger))
+        }
+        deliver?()
+    }
+
+    /// A call's result joins the list for the event loop (any thread).
+    private func add(_ result: RPCDispatcher.Execution) {
+        let (deliver, closed) = self.state.withLock { state -> ((@Sendable () -> Void)?, Bool) in
+            if state.closed { return (nil, true) }
+            state.results.append(result)
+            guard !state.deliveryScheduled else { return (nil, false) }
+            state.deliveryScheduled = true
+            return (state.deliver, false)
+        }
+        if closed {
+            self.drop(result)
+        }
+        deliver?()
     }
 }

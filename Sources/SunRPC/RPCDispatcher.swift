@@ -163,6 +163,33 @@ final class RPCDispatcher: Sendable {
         return self.finish(call, call.program.handle(call.context, arguments: &arguments), ledger: ledger)
     }
 
+    /// What `runHolding` made of a call.
+    enum HeldExecution {
+        case finished(Execution)
+        /// The program held its reply (`RPCWorker.holdReply`): finish it with `release` once `hold` releases it.
+        case held(RPCReply, RPCReplyHold)
+    }
+
+    /// `run` on a pool worker whose program may hold its reply: a held reply is neither recorded in the duplicate
+    /// request cache nor counted against the connection until `release`.
+    func runHolding(_ call: PreparedCall, ledger: RPCConnectionLedger) -> HeldExecution {
+        if !ledger.mayStartCall {
+            return .finished(.deferred(call))
+        }
+        var arguments = call.arguments
+        let reply = call.program.handle(call.context, arguments: &arguments)
+        if let worker = RPCWorker.current.get(), let hold = worker.hold {
+            worker.hold = nil
+            return .held(reply, hold)
+        }
+        return .finished(self.finish(call, reply, ledger: ledger))
+    }
+
+    /// Finishes a held call with the reply its hold released (any thread).
+    func release(_ call: PreparedCall, _ reply: RPCReply, ledger: RPCConnectionLedger) -> Execution {
+        self.finish(call, reply, ledger: ledger)
+    }
+
     /// Answers a call the program may answer from memory (`triesInline`) here, on the event
     /// loop: nil when the program declines (run it on the pool then). The caller checked that
     /// the connection may start a call.

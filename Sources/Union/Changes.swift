@@ -72,7 +72,8 @@ extension UnionNamespace {
 
 extension UnionNamespace {
     /// Runs a namespace change under the write lock with the node cache out of the way, then, without the lock,
-    /// waits until what it queued for the group commit is durable (the reply may only leave after that).
+    /// waits until what it queued for the group commit is durable (the reply may only leave after that). Inside
+    /// `DeferredDurability.deferring` a change that succeeded does not wait: the host holds the reply instead.
     func mutate<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
         let commits = self.identities.commits
         let (result, seq) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64) in
@@ -94,6 +95,11 @@ extension UnionNamespace {
         }
         if case .failure(.simulatedCrash) = result {
             commits.abandon()  // a simulated crash: what was queued never reaches the disk
+            return try result.get()
+        }
+        if case .success = result, let deferred = DeferredDurability.current {
+            // The host holds the reply until the flush covers `seq` and runs other calls meanwhile.
+            deferred.add(commits, seq)
             return try result.get()
         }
         do throws(UnionError) {

@@ -77,9 +77,13 @@ public final class UnionNamespace: Sendable {
     ///   - sharedIdentities: the identities of these lowers' objects shared by every client stacked on them. With an
     ///     upper, lower objects it never changed take their fileids from there (when it is of this very stack);
     ///     without one, it is this namespace's identity store (`stateDirectory` is then not used).
+    ///   - spareUpper: a spare upper made by `makeSpareUpper` for these lowers and shared store, in the directory of
+    ///     `upper`: when `upper` has no sidecar yet, it is made by renaming the spare into place (`claimSpare`) rather
+    ///     than afresh. The spare is gone afterwards if it was taken.
     public init(
         upper: String?, lowers: [String], stateDirectory: String?, cachedObjects: Int,
-        logger: Logger, hooks: UnionHooks? = nil, sharedIdentities: SharedIdentities? = nil
+        logger: Logger, hooks: UnionHooks? = nil, sharedIdentities: SharedIdentities? = nil,
+        spareUpper: String? = nil
     ) throws(UnionError) {
         self.logger = logger
         self.hooks = hooks
@@ -96,7 +100,11 @@ public final class UnionNamespace: Sendable {
         var fresh = false
         if let upper {
             if try Files.statAbsolute(upper + "/layer.db", followingLinks: true) == nil {
-                try Self.createUpper(upper, lowers: lowers, shared: shared, logger: logger)
+                let claimed =
+                    try spareUpper.map { spare throws(UnionError) in
+                        try Self.claimSpare(spare, as: upper, lowers: lowers, logger: logger)
+                    } ?? false
+                if !claimed { try Self.createUpper(upper, lowers: lowers, shared: shared, logger: logger) }
                 fresh = true
             }
             let upperLayer = try UpperLayer(directory: upper)

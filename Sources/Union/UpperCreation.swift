@@ -76,8 +76,91 @@ extension UnionNamespace {
         } catch {
             throw .sidecar("create \(upper)/layer.db: \(error)")
         }
+        try Self.syncDirectoryHolding(upper)
+    }
+
+    /// The fsyncs of the directories holding uppers, shared by the first MNTs that make or claim uppers in one
+    /// directory at once: each needs one that started after its rename, and one directory fsync writes every entry
+    /// made before it (a room of 200 first MNTs made 200 fsyncs of one directory, one after another).
+    static let upperDirectorySyncs = FileSyncs()
+
+    /// Makes the entry of `upper` in its directory durable, with a flush shared as `upperDirectorySyncs` says.
+    static func syncDirectoryHolding(_ upper: String) throws(UnionError) {
         let parent = (upper as NSString).deletingLastPathComponent
-        try Files.fsyncDirectory(try Files.openDirectoryAbsolute(parent.isEmpty ? "." : parent), path: parent)
+        let directory = try Files.openDirectoryAbsolute(parent.isEmpty ? "." : parent)
+        let st = try Files.fstat(directory, path: parent)
+        let key = UInt64(st.st_dev) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(st.st_ino)
+        try Self.upperDirectorySyncs.sync(key) { () throws(UnionError) in
+            try Files.fsyncDirectory(directory, path: parent)
+        }
+    }
+
+    /// Makes a spare upper at `path`: an upper made whole for `lowers` (as a first open makes one, every step durable)
+    /// under a name no client has, so that a new client's first MNT takes it (`claimSpare`) instead of making its own:
+    /// one rename and one directory flush on the MNT's path instead of the creation's chain of flushes and its
+    /// sidecar's making. It is as fresh as a new upper: nothing was handed out from it.
+    public static func makeSpareUpper(
+        _ path: String, lowers: [String], shared: SharedIdentities?, logger: Logger
+    ) throws(UnionError) {
+        let shared = shared.flatMap { $0.signature == Self.stackSignature(lowers) ? $0 : nil }
+        try Self.createUpper(path, lowers: lowers, shared: shared, logger: logger)
+    }
+
+    /// What a spare's name records of the lowers it was made for: the signature of their real paths, in order (the
+    /// stack its sidecar records).
+    public static func stackFingerprint(_ lowers: [String]) -> UInt64 { Self.stackSignature(lowers) }
+
+    /// True if `path` is a spare upper made whole (its sidecar renamed into place): one cut short by a crash is not.
+    public static func isCompleteSpare(_ path: String) -> Bool {
+        (try? Files.statAbsolute(path + "/layer.db", followingLinks: false)) != nil
+    }
+
+    /// Makes `upper` from the spare `spare` (`makeSpareUpper`, for these `lowers`, in the same directory as `upper`):
+    /// the root's owner and mode brought to the top-most lower's root as it is now (it may have changed since the
+    /// spare was made; flushed if so), then one `rename` over `upper` (absent, or the empty directory the server made
+    /// for it) and one flush of the directory holding both names. The rename is the commit point: a crash before it
+    /// leaves the spare (a spare again at the next start) and no upper, after it the upper, whole. False, the spare
+    /// left as it was, when it is not whole or `upper` holds something (an unfinished creation, finished instead).
+    static func claimSpare(
+        _ spare: String, as upper: String, lowers: [String], logger: Logger
+    ) throws(UnionError)
+        -> Bool
+    {
+        guard Self.isCompleteSpare(spare) else { return false }
+        if let first = lowers.first {
+            let tree = try Files.openDirectoryAbsolute(spare + "/tree")
+            let lowerRoot = try Files.openDirectoryAbsolute(
+                (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
+            let want = try Files.fstat(lowerRoot, path: first)
+            let have = try Files.fstat(tree, path: spare + "/tree")
+            if have.st_uid != want.st_uid || have.st_gid != want.st_gid
+                || have.st_mode & 0o7777 != want.st_mode & 0o7777
+            {
+                do throws(UnionError) {
+                    _ = try Sys.retry("fchown", spare + "/tree") { fchown(tree.raw, want.st_uid, want.st_gid) }
+                    _ = try Sys.retry("fchmod", spare + "/tree") { fchmod(tree.raw, want.st_mode & 0o7777) }
+                } catch {
+                    logger.warning(
+                        "the new upper's root keeps its own owner or mode instead of the top lower's",
+                        metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "error": "\(error)"])
+                }
+                try Files.fsyncDirectory(tree, path: spare + "/tree")
+            }
+        }
+        if Glibc.rename(spare, upper) != 0 {
+            let error = errno
+            if error == ENOTEMPTY || error == EEXIST { return false }
+            throw Sys.error(error, "rename (a spare upper into place)", upper)
+        }
+        try Self.syncDirectoryHolding(upper)
+        return true
+    }
+
+    /// Does now, once per process, what the first upper's creation would otherwise do on a client's MNT: the empty,
+    /// migrated sidecar every new upper's is copied from. `scratch` is a directory the server may write in (nothing
+    /// is left there).
+    public static func prepareUpperCreation(scratch: String) throws(UnionError) {
+        try Sidecar.prepareTemplate(in: scratch)
     }
 
     /// Records the lower stack a new sidecar is made for, as `IdentityStore.checkStack` records it.

@@ -137,6 +137,144 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(r.batches == [[0], Array(1...8), Array(1...9)])
     }
 
+    /// What callers that do not sleep (`whenDurable`, a held reply) were told, by change.
+    final class Told: @unchecked Sendable {
+        let lock = NSLock()
+        var answers: [UInt64: Bool] = [:]
+
+        func done(_ seq: UInt64) -> @Sendable (UnionError?) -> Void {
+            { error in self.lock.withLock { self.answers[seq] = error == nil } }
+        }
+
+        var count: Int { self.lock.withLock { self.answers.count } }
+        var acknowledged: Int { self.lock.withLock { self.answers.values.filter { $0 }.count } }
+    }
+
+    /// The deferred form: 31 changes whose callers register `whenDurable` and go on (no sleeper) while the first flush
+    /// runs share the next flush, which the first flush's leader runs right after it; none is told before then.
+    @Test func deferredChangesArrivingDuringAFlushShareTheNextOneWithoutSleeping() throws {
+        let r = Recorder()
+        let told = Told()
+        let g = GroupCommit<Int> { (batch) throws(UnionError) in try r.flush(batch) }
+        r.holdNext = true
+        let first = g.enqueue([0])
+        g.whenDurable(first, told.done(first))
+        let leader = Worker { g.flushQueued { lead in lead() } }
+        #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        for change in 1...31 {
+            let seq = g.enqueue([change])
+            g.whenDurable(seq, told.done(seq))
+            var led = false
+            g.flushQueued { lead in
+                led = true
+                lead()
+            }
+            #expect(!led, "a flush runs: its end leads the next one")
+        }
+        #expect(told.count == 0 && g.sleeping == 0)
+        r.release.signal()
+        try leader.join()
+        #expect(told.count == 32 && told.acknowledged == 32)
+        #expect(g.flushes == 2)
+        #expect(r.batches == [[0], Array(1...31)])
+        #expect(g.wakeUpCount == 0)
+    }
+
+    /// A failing flush tells every deferred caller of its batch of the failure (none is acknowledged); its records are
+    /// committed by the next flush, before anything queued later.
+    @Test func aFailingFlushFailsEveryDeferredCallerOfItsBatch() throws {
+        let r = Recorder()
+        r.failBatches = [2]
+        let told = Told()
+        let g = GroupCommit<Int> { (batch) throws(UnionError) in try r.flush(batch) }
+        r.holdNext = true
+        let first = g.enqueue([0])
+        g.whenDurable(first, told.done(first))
+        let leader = Worker { g.flushQueued { lead in lead() } }
+        #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        for change in 1...8 {
+            let seq = g.enqueue([change])
+            g.whenDurable(seq, told.done(seq))
+        }
+        r.release.signal()
+        try leader.join()
+        #expect(told.count == 9)
+        #expect(told.acknowledged == 1, "a caller of the failed batch was acknowledged")
+        // Asked again, a failed change is told of the failure at once.
+        let failedAgain = Told()
+        g.whenDurable(5, failedAgain.done(5))
+        #expect(failedAgain.count == 1 && failedAgain.acknowledged == 0)
+        let later = g.enqueue([9])
+        try g.waitDurable(later)
+        #expect(r.batches == [[0], Array(1...8), Array(1...9)])
+    }
+
+    /// A deferred caller that found a sleeper's flush running is not left behind when that sleeper, its own change
+    /// durable, returns: a flusher takes over.
+    @Test func deferredCallersBehindASleepersFlushAreFlushedAfterIt() throws {
+        let r = Recorder()
+        let told = Told()
+        let g = GroupCommit<Int> { (batch) throws(UnionError) in try r.flush(batch) }
+        r.holdNext = true
+        let first = g.enqueue([0])
+        let leader = Worker { try g.waitDurable(first) }
+        #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        for change in 1...5 {
+            let seq = g.enqueue([change])
+            g.whenDurable(seq, told.done(seq))
+            g.flushQueued { lead in lead() }  // returns at once: the sleeper's flush runs
+        }
+        r.release.signal()
+        try leader.join()
+        #expect(eventually { told.count == 5 })
+        #expect(told.acknowledged == 5)
+        #expect(r.batches == [[0], Array(1...5)])
+    }
+
+    /// A simulated crash tells every deferred caller of the failure.
+    @Test func anAbandonedGroupCommitFailsItsDeferredCallers() {
+        let told = Told()
+        let g = GroupCommit<Int> { (_) throws(UnionError) in }
+        let seq = g.enqueue([1])
+        g.whenDurable(seq, told.done(seq))
+        g.abandon()
+        #expect(told.count == 1 && told.acknowledged == 0)
+    }
+
+    /// Inside `DeferredDurability.deferring` a change that succeeded does not wait for its flush (not even through
+    /// the host's hook); its caller gets what to wait for, and `flush` leads the flush through the hook. A change that
+    /// failed waits as before and hands back nothing.
+    @Test func aDeferredChangeHandsBackItsFlushInsteadOfWaiting() throws {
+        let f = Fixture(in: "/dev/shm")
+        let u = try f.open()
+        defer { u.close() }
+        let me = pthread_self()
+        let hooked = Locked(0)
+        BlockingWaits.install { wait in
+            if pthread_equal(pthread_self(), me) != 0 { hooked.withLock { $0 += 1 } }
+            wait()
+        }
+        defer { BlockingWaits.install(nil) }
+        let name = Array("deferred".utf8)
+        let (made, pending) = DeferredDurability.deferring {
+            try? u.create(in: u.rootHandle, name, mode: .guarded, attributes: .init(), as: root)
+        }
+        #expect(made != nil)
+        let waiting = try #require(pending)
+        #expect(hooked.withLock { $0 } == 0, "the change waited for its flush")
+        let told = Told()
+        waiting.whenDurable(told.done(1))
+        waiting.flush()
+        #expect(told.count == 1 && told.acknowledged == 1)
+        #expect(hooked.withLock { $0 } == 1)
+
+        let (again, none) = DeferredDurability.deferring {
+            try? u.create(in: u.rootHandle, name, mode: .guarded, attributes: .init(), as: root)
+        }
+        #expect(again == nil)
+        #expect(none == nil)
+    }
+
     @Test func afterSyncRecordsWaitForTheNextBatchAndEverythingQueuedLaterWaitsBehindThem() throws {
         let r = Recorder()
         let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }

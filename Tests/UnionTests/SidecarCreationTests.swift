@@ -43,6 +43,53 @@ import Testing
     }
 }
 
+/// The empty, migrated sidecar new ones are copied from (`SidecarTemplate`): made once however many first MNTs ask
+/// for it at once, and made where nothing of it is left.
+@Suite struct SidecarTemplateTests {
+    @Test func concurrentFirstCreationsMakeTheTemplateOnce() throws {
+        let f = Fixture()
+        let template = SidecarTemplate()
+        let results = Locked<[[UInt8]]>([])
+        let failures = Locked<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            do {
+                let bytes = try template.bytes(configuration: Configuration(), scratch: f.base + "/c\(i)")
+                results.withLock { $0.append(bytes) }
+            } catch {
+                failures.withLock { $0.append("\(i): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        #expect(template.builds == 1)
+        let all = results.withLock { $0 }
+        #expect(all.count == 16 && Set(all).count == 1 && !all[0].isEmpty)
+        let left = try FileManager.default.contentsOfDirectory(atPath: f.base).filter { $0.hasPrefix("c") }
+        #expect(left.isEmpty, "the template's scratch files stay behind: \(left)")
+    }
+
+    /// A server prepares it before it listens, in its state directory, and leaves nothing there.
+    @Test func preparingTheTemplateLeavesNothingBehind() throws {
+        let f = Fixture()
+        let directory = f.base + "/state"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try UnionNamespace.prepareUpperCreation(scratch: directory)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+
+    /// A process stopped while it made the template in a new upper leaves `layer.db.new.template`: the next
+    /// creation of that upper removes it.
+    @Test func aTemplateCutShortInAnUpperIsRemovedByItsCreation() throws {
+        let f = Fixture()
+        let upper = f.base + "/upper"
+        try FileManager.default.createDirectory(atPath: upper, withIntermediateDirectories: true)
+        for name in ["layer.db.new.template", "layer.db.new.template-wal"] {
+            #expect(FileManager.default.createFile(atPath: upper + "/" + name, contents: Data("torn".utf8)))
+        }
+        let names = try SidecarCreationTests.makeDirectoryAndClose(upper)
+        #expect(!names.contains { $0.hasPrefix("layer.db.new") }, "\(names)")
+    }
+}
+
 /// A new upper is made whole for its first open (`UnionNamespace.createUpper`): its sidecar from the process's
 /// template, with the records an open would otherwise write.
 @Suite struct UpperCreationTests {
@@ -125,6 +172,93 @@ import Testing
         defer { u.close() }
         var st = stat()
         #expect(stat(f.upper + "/tree", &st) == 0 && st.st_mode & 0o7777 == 0o700)
+    }
+
+    /// A spare upper (`makeSpareUpper`) taken by a first open is renamed into place, whole: its root takes the top
+    /// lower's root's mode as it is at the claim (changed since the spare was made), and what is made in it stays
+    /// across a reopen with its fileid.
+    @Test func aSpareTakenByAFirstOpenBecomesTheUpper() throws {
+        let f = Fixture()
+        f.mkdir(f.lower(0), mode: 0o755)
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        let spare = f.base + "/.spare-1"
+        try UnionNamespace.makeSpareUpper(spare, lowers: [f.lower(0)], shared: nil, logger: .init(label: "t"))
+        #expect(UnionNamespace.isCompleteSpare(spare))
+        #expect(chmod(f.lower(0), 0o751) == 0)
+        f.mkdir(f.upper, mode: 0o700)  // the empty directory the server makes for a new client's upper
+        let u = try UnionNamespace(
+            upper: f.upper, lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64, logger: .init(label: "t"),
+            spareUpper: spare)
+        #expect(!f.exists(spare))
+        #expect(try u.getattr(u.rootHandle).mode & 0o7777 == 0o751)
+        let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
+        let (made, _) = try u.create(
+            in: etc, Array("mine".utf8), mode: .guarded, attributes: .init(mode: 0o644), as: root)
+        u.close()
+        let reopened = try UnionNamespace(upper: f.upper, lowers: [f.lower(0)], logger: .init(label: "t"))
+        defer { reopened.close() }
+        let etcAgain = try reopened.lookup(reopened.rootHandle, Array("etc".utf8), as: root).0
+        #expect(try reopened.lookup(etcAgain, Array("mine".utf8), as: root).0.fileid == made.fileid)
+    }
+
+    /// First MNTs at once, each taking its own spare: every client gets a working upper of its own (their directory
+    /// fsyncs shared), no spare is taken twice, and each keeps what was made in it across a reopen.
+    @Test func concurrentClaimsEachGetTheirOwnSpare() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        let clients = 16
+        for i in 0..<clients {
+            try UnionNamespace.makeSpareUpper(
+                f.base + "/uppers/.spare-\(i)", lowers: [f.lower(0)], shared: nil, logger: .init(label: "t"))
+        }
+        let failures = Locked<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: clients) { i in
+            do {
+                let u = try UnionNamespace(
+                    upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64,
+                    logger: .init(label: "t"), spareUpper: f.base + "/uppers/.spare-\(i)")
+                defer { u.close() }
+                let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
+                _ = try u.create(
+                    in: etc, Array("client-\(i)".utf8), mode: .guarded, attributes: .init(mode: 0o644), as: root)
+            } catch {
+                failures.withLock { $0.append("client \(i): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        let left = try FileManager.default.contentsOfDirectory(atPath: f.base + "/uppers").filter { $0.hasPrefix(".") }
+        #expect(left.isEmpty, "\(left)")
+        for i in 0..<clients {
+            let u = try UnionNamespace(upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], logger: .init(label: "t"))
+            defer { u.close() }
+            let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
+            #expect(try u.lookup(etc, Array("client-\(i)".utf8), as: root).1.type == .regular)
+        }
+    }
+
+    /// A spare is taken only over an absent or empty upper, and only whole: an unfinished creation (entries in
+    /// `tree/`, no sidecar) is finished as before, and a spare cut short (no sidecar) is never taken.
+    @Test func aSpareIsNotTakenOverAnUnfinishedUpperNorWhenCutShort() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        let spare = f.base + "/.spare-1"
+        try UnionNamespace.makeSpareUpper(spare, lowers: [f.lower(0)], shared: nil, logger: .init(label: "t"))
+        f.file(f.upper + "/tree/kept", "mine")
+        let u = try UnionNamespace(
+            upper: f.upper, lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64, logger: .init(label: "t"),
+            spareUpper: spare)
+        #expect(f.exists(spare + "/layer.db"), "the spare was left as it was")
+        #expect(try u.lookup(u.rootHandle, Array("kept".utf8), as: root).1.type == .regular)
+        u.close()
+        let cutShort = f.base + "/.spare-2"
+        f.mkdir(cutShort + "/tree")
+        let other = f.base + "/other"
+        let v = try UnionNamespace(
+            upper: other, lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64, logger: .init(label: "t"),
+            spareUpper: cutShort)
+        defer { v.close() }
+        #expect(f.exists(cutShort + "/tree") && !f.exists(cutShort + "/layer.db"))
+        #expect(try LayerFormat.isStrataLayer(other))
     }
 
     /// A room powering on: many first opens at once, each of its own upper, each a working, distinct upper that

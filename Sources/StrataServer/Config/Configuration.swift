@@ -49,6 +49,8 @@ public struct ExportConfiguration: Sendable, Equatable {
     var assignedID: UInt32? = nil
     /// `max_clients`: client upper layers this export may have (see `clientLimit`).
     public var maxClients: Int? = nil
+    /// `spare_uppers`: uppers made ahead for clients not seen yet (see `SpareUppers.swift`); 0 without the key.
+    public var spareUppers: Int = 0
 }
 
 /// How log lines are written (`[server] log_format`).
@@ -71,9 +73,9 @@ public struct ServerSettings: Sendable, Equatable {
     /// `host:port` of the Prometheus text endpoint, nil when off (the default).
     public var metrics: String?
     public var maxRecordBytes: Int = 4 << 20
-    /// Pool workers. Most of them sleep on a group commit's flush while changes arrive: a batch holds the changes of
-    /// the workers waiting for it, so with 16 a client's 32 concurrent CREATEs made batches of 8 (half of them
-    /// flushing, half gathering the next batch), each paying a whole disk flush.
+    /// Pool workers. A namespace change's reply waits for its group commit's flush, not its worker (held replies), but
+    /// workers still sleep on the disk for stable WRITEs, copy-ups, cold reads and the flushes they lead; with 16, when
+    /// changes slept on their flushes, a client's 32 concurrent CREATEs made batches of 8.
     public var threads: Int = 64
     public var logLevel: String = "info"
     public var logFormat: LogFormat = .text
@@ -436,7 +438,7 @@ public struct Configuration: Sendable {
         }
     }
 
-    static let exportKeys = ["path", "lowers", "upper", "clients", "client_key", "id", "max_clients"]
+    static let exportKeys = ["path", "lowers", "upper", "clients", "client_key", "id", "max_clients", "spare_uppers"]
 
     /// One `[[export]]` table; nil if it is too broken to check further (problems say why).
     static func parseExport(_ table: TOMLTable, index: Int, problems: inout ProblemList) -> ExportConfiguration? {
@@ -550,12 +552,16 @@ public struct Configuration: Sendable {
         var maxClients: Int?
         problems.check { () throws(ConfigError) in maxClients = try parseMaxClients(table, key: "\(prefix).max_clients")
         }
+        var spareUppers: Int?
+        problems.check { () throws(ConfigError) in
+            spareUppers = try parseSpareUppers(table, key: "\(prefix).spare_uppers", upper: upper)
+        }
         // Kept when only its rules are broken (those are errors already), so its layers are
         // still checked.
         guard let path, !(lowers.isEmpty && upper == nil) else { return nil }
         return ExportConfiguration(
             path: path, lowers: lowers, upper: upper, clients: rules, clientKey: keySource, id: id,
-            maxClients: maxClients)
+            maxClients: maxClients, spareUppers: spareUppers ?? 0)
     }
 
     static func stringList(

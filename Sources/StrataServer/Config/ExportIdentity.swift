@@ -32,6 +32,21 @@ extension Configuration {
         }.map { UInt32($0) }
     }
 
+    /// `spare_uppers` of an export table, if present: only for a per-client upper whose `{client}` is in its last
+    /// component (a spare is renamed into the client's place, within one directory).
+    static func parseSpareUppers(_ table: TOMLTable, key: String, upper: String?) throws(ConfigError) -> Int? {
+        let allowed =
+            "a number of uppers from 0 to 4096 made ahead for clients not seen yet (default 0), for an upper whose last path component holds {client}"
+        guard
+            let count = try configInt(
+                table, "spare_uppers", key: key, allowed: allowed, where: { $0 >= 0 && $0 <= 4096 })
+        else { return nil }
+        if count > 0, ExportRegistry.spareLocation(upper: upper) == nil {
+            throw ConfigError(key: key, value: "\(count)", allowed: allowed)
+        }
+        return count
+    }
+
     /// `max_clients` of an export table or of `[server]`, if present.
     static func parseMaxClients(_ table: TOMLTable, key: String) throws(ConfigError) -> Int? {
         try configInt(

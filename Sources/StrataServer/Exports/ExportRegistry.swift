@@ -76,11 +76,15 @@ public final class ExportRegistry: Sendable {
     /// The lower identities shared by the clients of each version of a per-client export (`SharedIdentities`), by
     /// export and version (client key ""), opened on first need and kept until shutdown or gc.
     let sharedIdentityStores = Locked<[NamespaceKey: SharedIdentities]>([:])
+    /// Uppers made ahead for clients not seen yet (`SpareUppers.swift`).
+    let spareUppers = Locked(SparePools())
     /// Orders writes of the small state files (mount table, reset generations).
     let persistLock = Locked(())
     /// Changes made to the mount table, and how many of them the file on disk holds (`changeMountTable`).
     let mountTableChanges = Atomic<UInt64>(0)
     let mountTableWritten = Atomic<UInt64>(0)
+    /// A caller of `changeMountTable` is writing the file (and writes every change made meanwhile).
+    let mountTableWriting = Atomic<Bool>(false)
     /// Held across a change of the image versions: from reading the table, through writing
     /// `images.json`, to installing it (publish, rollback, gc, a client's move). Taken before
     /// `openingLock` and the state lock, never while holding them.

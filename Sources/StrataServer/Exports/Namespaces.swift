@@ -214,6 +214,10 @@ extension ExportRegistry {
         }
         let shared = self.sharedIdentities(
             export: export, version: key.version, lowers: lowers, directory: identityDirectory)
+        // A new client's upper: from a spare made for these very lowers, if one is ready.
+        let spare = reservedUpper ? self.takeSpareUpper(export: export, version: key.version) : nil
+        if reservedUpper { self.noteUpperMade() }
+        defer { if let spare { self.returnSpareUpper(spare, export: export, version: key.version) } }
         do {
             // Each cached object may hold a descriptor per layer. A fleet has one namespace per
             // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below
@@ -222,7 +226,7 @@ extension ExportRegistry {
                 upper: upper, lowers: lowers, stateDirectory: identityDirectory,
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(key.clientKey)"]),
-                hooks: self.namespaceHooks, sharedIdentities: shared)
+                hooks: self.namespaceHooks, sharedIdentities: shared, spareUpper: spare)
         } catch {
             let detail = self.layerProblem(export: export, error: error)
             self.logger.error(
@@ -235,10 +239,39 @@ extension ExportRegistry {
         }
     }
 
+    /// What the first MNT of a new client would otherwise do once for the whole server, done before the server
+    /// listens: the empty sidecar every new upper is copied from, and the shared identity store of the version a new
+    /// client of each per-client export is placed on. When a room powers on, the first MNTs queued behind both (the
+    /// store's open held every other open of the export meanwhile). A failure here is not fatal: the first MNT tries
+    /// again, and reports it.
+    public func prepareForFirstMounts() {
+        let (exports, stateDirectory) = self.state.withReadLock {
+            ($0.configuration.exports.filter(\.hasPerClientUpper), $0.configuration.server.stateDirectory)
+        }
+        guard !exports.isEmpty else { return }
+        do {
+            try FileManager.default.createDirectory(
+                atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try UnionNamespace.prepareUpperCreation(scratch: stateDirectory)
+        } catch {
+            self.logger.warning(
+                "cannot prepare the sidecar of new uppers ahead; the first client's MNT makes it",
+                metadata: ["state_dir": "\(stateDirectory)", "error": "\(error)"])
+        }
+        for export in exports {
+            let (version, lowers) = self.newClientPlacement(export)
+            _ = self.sharedIdentities(
+                export: export, version: version, lowers: lowers,
+                directory: ExportRegistry.identityDirectory(
+                    stateDirectory: stateDirectory, exportID: export.exportID, version: version))
+        }
+        self.findSpareUppersOnDisk()
+    }
+
     /// The lower identities shared by every client of `export` on `version` (and its read-only namespace), opened on
     /// first need; nil for an export without per-client uppers. A store that cannot be opened is logged and the
     /// clients allocate lower fileids in their own uppers, as before shared stores.
-    private func sharedIdentities(
+    func sharedIdentities(
         export: ExportConfiguration, version: Int, lowers: [String], directory: String
     ) -> SharedIdentities? {
         guard export.hasPerClientUpper else { return nil }
@@ -361,7 +394,10 @@ extension ExportRegistry {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(seconds))
                 guard let self, !Task.isCancelled else { return }
-                await run { self.closeIdleNamespaces() }
+                await run {
+                    self.closeIdleNamespaces()
+                    self.topUpSpareUppersIfQuiet()
+                }
             }
         }
         self.sweeper.withLock { $0 = task }

@@ -359,10 +359,31 @@ struct NFS3Request {
         switch resolve(args[keyPath: primary]) {
         case .success((var call, let object)):
             call.procedureName = self.procedure.name
-            return .success(Self.encoded(body(args, call, object)))
+            guard self.procedure.isNonIdempotent, RPCWorker.mayHoldReplies else {
+                return .success(Self.encoded(body(args, call, object)))
+            }
+            let (result, pending) = DeferredDurability.deferring { body(args, call, object) }
+            if let pending {
+                Self.hold(until: pending, failure: NFS3Result<OK, Fail>.fail(.io, rejectedBody))
+            }
+            return .success(Self.encoded(result))
         case .failure(let rejection):
             return self.answer(rejection, NFS3Result<OK, Fail>.fail(.stale, rejectedBody))
         }
+    }
+
+    /// A change's reply leaves only once what it reports is durable: instead of sleeping until the group commit's
+    /// flush covers it, the call asks the RPC layer to hold its reply until then, and its worker takes the next call.
+    /// A flush that fails turns the reply into `failure` (NFS3ERR_IO, without attributes: the change may still
+    /// become durable when a later flush retries it).
+    static func hold<OK, Fail>(until pending: PendingDurability, failure: NFS3Result<OK, Fail>) {
+        let failed = Self.encoded(failure)
+        RPCWorker.holdReply(
+            RPCReplyHold(
+                whenReleased: { release in
+                    pending.whenDurable { error in release(error == nil ? nil : .success(failed)) }
+                },
+                settle: { pending.flush() }))
     }
 
     /// The answer to a refused primary handle; `template` is the procedure's failure result,

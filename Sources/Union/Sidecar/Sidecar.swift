@@ -31,8 +31,9 @@ final class Sidecar: Sendable {
     let filesystemSync = Locked<FilesystemSync>(.none)
     /// With `.wholeFilesystem` and `.eachObject`: the shared syncfs calls and the file system's `st_dev`.
     private let sharedSyncfs = Locked<(FileSyncs, UInt64)>((Sidecar.filesystemSyncs, 0))
-    /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread).
-    let beforeFlush = Locked<(@Sendable () -> Void)?>(nil)
+    /// Tests: runs at the start of each group-commit flush (on the leading waiter's thread); what it throws fails the
+    /// flush.
+    let beforeFlush = Locked<(@Sendable () throws(UnionError) -> Void)?>(nil)
     /// Set by `init`; never nil afterwards (a closure over `self` cannot be made before `self` exists).
     nonisolated(unsafe) private(set) var commits: GroupCommit<SidecarRecord>!
 
@@ -78,19 +79,17 @@ final class Sidecar: Sendable {
         _ path: String, configuration: Configuration, initial: ((Database) throws -> Void)? = nil
     ) throws {
         let temporary = path + ".new"
-        for leftover in [temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal"] {
+        let scratch = temporary + ".template"  // a template being made when the process stopped
+        for leftover in [
+            temporary, temporary + "-wal", temporary + "-shm", temporary + "-journal", scratch, scratch + "-wal",
+            scratch + "-shm",
+        ] {
             if unlink(leftover) != 0 && errno != ENOENT {
                 throw Sys.error(errno, "unlink (leftover of an interrupted sidecar creation)", leftover)
             }
         }
         do {
-            if let template = Self.template.withLock({ $0 }) {
-                try Self.writeFile(temporary, template)
-            } else {
-                try Self.migrateEmpty(temporary, configuration: configuration)
-                let made = try Self.readFile(temporary)
-                Self.template.withLock { if $0 == nil { $0 = made } }
-            }
+            try Self.writeFile(temporary, try Self.template.bytes(configuration: configuration, scratch: temporary))
             if let initial {
                 let queue = try DatabaseQueue(path: temporary, configuration: configuration)
                 try queue.writeWithoutTransaction { db in
@@ -120,10 +119,24 @@ final class Sidecar: Sendable {
 
     /// The bytes of an empty sidecar with every migration applied (WAL mode, checkpointed: a complete database in one
     /// file), made by the first creation of the process. The migrations are the same for every sidecar of one binary.
-    private static let template = Locked<[UInt8]?>(nil)
+    static let template = SidecarTemplate()
+
+    /// Makes the template now (in `directory`, nothing left there), so that the first new client's MNT does not run
+    /// the migrations: a server with per-client uppers calls it before it listens.
+    static func prepareTemplate(in directory: String) throws(UnionError) {
+        var configuration = Configuration()
+        configuration.label = "strata.sidecar"
+        do {
+            _ = try Self.template.bytes(configuration: configuration, scratch: directory + "/.sidecar")
+        } catch let error as UnionError {
+            throw error
+        } catch {
+            throw .sidecar("make the empty sidecar in \(directory): \(error)")
+        }
+    }
 
     /// Makes the empty, migrated database at `path` (no flush: its creator flushes the copy it makes).
-    private static func migrateEmpty(_ path: String, configuration: Configuration) throws {
+    fileprivate static func migrateEmpty(_ path: String, configuration: Configuration) throws {
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         try queue.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = OFF")
@@ -134,7 +147,7 @@ final class Sidecar: Sendable {
         try queue.close()
     }
 
-    private static func readFile(_ path: String) throws(UnionError) -> [UInt8] {
+    fileprivate static func readFile(_ path: String) throws(UnionError) -> [UInt8] {
         let fd = FD(try Sys.retry("open", path) { open(path, O_RDONLY | O_CLOEXEC) })
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
@@ -163,7 +176,7 @@ final class Sidecar: Sendable {
     /// precede its file system step waits for that record before making the step; `afterSync` records come in a later
     /// batch).
     private func flush(_ batch: GroupCommit<SidecarRecord>.Batch) throws(UnionError) {
-        if let hook = self.beforeFlush.withLock({ $0 }) { hook() }
+        if let hook = self.beforeFlush.withLock({ $0 }) { try hook() }
         let mode = self.filesystemSync.withLock { $0 }
         let what = "commit \(batch.records.count) changes (batch \(batch.number))"
         switch mode {
@@ -396,5 +409,34 @@ struct LayerRecords: Sendable {
     static func isValidRedirect(_ path: [UInt8]) -> Bool {
         guard !path.isEmpty, path.count <= 4096 else { return false }
         return path.split(separator: 0x2f, omittingEmptySubsequences: false).allSatisfy { Self.isValidName(Array($0)) }
+    }
+}
+
+/// The empty, migrated sidecar new ones are copied from, made once.
+final class SidecarTemplate: Sendable {
+    private let made = Locked<[UInt8]?>(nil)
+    /// Held while it is made. When a room of clients powers on, their first MNTs all found no template yet and each
+    /// made its own (the migrations' CPU fifty times over: at N = 50 the storm's first 200 ms), where one makes it
+    /// and the others wait for it, then copy it.
+    private let building = Locked(0)
+
+    /// How many times it was made (tests).
+    var builds: Int { self.building.withLock { $0 } }
+
+    /// The bytes, made at `scratch` + ".template" (removed after) by the first caller while the others wait.
+    func bytes(configuration: Configuration, scratch: String) throws -> [UInt8] {
+        if let made = self.made.withLock({ $0 }) { return made }
+        return try self.building.withLock { builds in
+            if let made = self.made.withLock({ $0 }) { return made }
+            let path = scratch + ".template"
+            let files = [path, path + "-wal", path + "-shm", path + "-journal"]
+            for leftover in files { _ = unlink(leftover) }
+            defer { for leftover in files { _ = unlink(leftover) } }
+            try Sidecar.migrateEmpty(path, configuration: configuration)
+            let bytes = try Sidecar.readFile(path)
+            builds += 1
+            self.made.withLock { $0 = bytes }
+            return bytes
+        }
     }
 }

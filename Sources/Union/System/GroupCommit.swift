@@ -62,6 +62,12 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// they all fought for the mutex only to sleep again (the futex calls were a tenth of a create profile).
     private var sleepers: [ObjectIdentifier: (seq: UInt64, sleeper: Sleeper, isWoken: Bool)] = [:]
     private var wakeUps: UInt64 = 0
+    /// Changes whose callers did not sleep (`whenDurable`): told by the end of the flush that covers (or fails) them,
+    /// on the flushing thread. Someone leads a flush while any is registered (`flushQueued`).
+    private var callbacks: [(seq: UInt64, done: Completion)] = []
+
+    /// Told once whether a change is durable (nil) or what failed.
+    typealias Completion = @Sendable (UnionError?) -> Void
 
     /// `flush` makes one batch durable; it runs on whichever waiter leads, without the group's lock held.
     init(flush: @escaping (Batch) throws(UnionError) -> Void) {
@@ -112,11 +118,11 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 throw .simulatedCrash(point: "abandoned group commit")
             }
             if self.durableSeq >= seq {
-                self.monitor.unlock()
+                self.leaveWaiting()
                 return
             }
             if let failed = self.failures.last(where: { $0.from < seq && seq <= $0.through }) {
-                self.monitor.unlock()
+                self.leaveWaiting()
                 throw failed.error
             }
             if self.isFlushing {
@@ -129,51 +135,138 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 self.sleepers[ObjectIdentifier(sleeper)] = nil
                 continue
             }
-            let number = self.batchesStarted + 1
-            var ready = 0
-            while ready < self.queue.count && self.queue[ready].eligible <= number { ready += 1 }
-            guard ready > 0 else {
+            switch self.leadOne() {
+            case .nothingEligible:
                 // Nothing can be eligible only if `seq` was never queued (an abandoned or foreign number). Any
                 // sleeper checks again for itself.
                 for waiting in self.sleepers.values { waiting.sleeper.signal() }
                 self.monitor.unlock()
                 return
+            case .flushed(let told):
+                guard !told.isEmpty else { continue }
+                self.monitor.unlock()
+                for (done, error) in told { done(error) }
+                self.monitor.lock()
             }
-            self.isFlushing = true
-            self.batchesStarted = number
-            let taken = Array(self.queue[0..<ready])
-            self.queue.removeFirst(ready)
-            let from = self.durableSeq
-            let through = taken[ready - 1].seq
-            self.monitor.unlock()
-
-            var batch = Batch(number: number)
-            for entry in taken {
-                batch.records += entry.records
-                batch.syncs += entry.syncs
-            }
-            var failure: UnionError?
-            do throws(UnionError) {
-                try self.flush(batch)
-            } catch {
-                failure = error
-            }
-
-            self.monitor.lock()
-            self.flushCount += 1
-            if let failure {
-                // Retry in the next batch; everything behind moves one batch later so `afterSync` order holds.
-                self.queue.insert(contentsOf: taken, at: 0)
-                for index in self.queue.indices { self.queue[index].eligible += 1 }
-                self.lastEligible += 1
-                self.failures.append((from, through, failure))
-                if self.failures.count > 64 { self.failures.removeFirst() }
-            } else {
-                self.durableSeq = through
-            }
-            self.isFlushing = false
-            self.wakeCoveredAndNextLeader(failedFrom: failure == nil ? nil : from, through: through)
         }
+    }
+
+    /// A sleeper's way out (monitor locked; returns with it unlocked): callers of `whenDurable` that still wait need
+    /// a flusher when nobody flushes, since a sleeper leads only until its own change is covered.
+    private func leaveWaiting() {
+        let needsFlusher = self.needsFlusher
+        self.monitor.unlock()
+        if needsFlusher {
+            DispatchQueue.global().async { self.leadWhileAwaited() }
+        }
+    }
+
+    private enum Lead {
+        case nothingEligible
+        /// The callbacks the flush covered or failed, to call with the monitor unlocked.
+        case flushed([(Completion, UnionError?)])
+    }
+
+    /// Leads one flush of everything eligible (monitor locked, no flush running; returns with it locked).
+    private func leadOne() -> Lead {
+        let number = self.batchesStarted + 1
+        var ready = 0
+        while ready < self.queue.count && self.queue[ready].eligible <= number { ready += 1 }
+        guard ready > 0 else { return .nothingEligible }
+        self.isFlushing = true
+        self.batchesStarted = number
+        let taken = Array(self.queue[0..<ready])
+        self.queue.removeFirst(ready)
+        let from = self.durableSeq
+        let through = taken[ready - 1].seq
+        self.monitor.unlock()
+
+        var batch = Batch(number: number)
+        for entry in taken {
+            batch.records += entry.records
+            batch.syncs += entry.syncs
+        }
+        var failure: UnionError?
+        do throws(UnionError) {
+            try self.flush(batch)
+        } catch {
+            failure = error
+        }
+
+        self.monitor.lock()
+        self.flushCount += 1
+        if let failure {
+            // Retry in the next batch; everything behind moves one batch later so `afterSync` order holds.
+            self.queue.insert(contentsOf: taken, at: 0)
+            for index in self.queue.indices { self.queue[index].eligible += 1 }
+            self.lastEligible += 1
+            self.failures.append((from, through, failure))
+            if self.failures.count > 64 { self.failures.removeFirst() }
+        } else {
+            self.durableSeq = through
+        }
+        self.isFlushing = false
+        self.wakeCoveredAndNextLeader(failedFrom: failure == nil ? nil : from, through: through)
+        var told: [(Completion, UnionError?)] = []
+        if !self.callbacks.isEmpty {
+            self.callbacks.removeAll { waiting in
+                if waiting.seq <= self.durableSeq {
+                    told.append((waiting.done, nil))
+                    return true
+                }
+                if let failure, from < waiting.seq && waiting.seq <= through {
+                    told.append((waiting.done, failure))
+                    return true
+                }
+                return false
+            }
+        }
+        return .flushed(told)
+    }
+
+    /// Callers of `whenDurable` wait and no flush runs (monitor locked).
+    private var needsFlusher: Bool { !self.callbacks.isEmpty && !self.isFlushing && !self.isAbandoned }
+
+    /// Calls `done` once change `seq` (and everything queued before it) is durable, or with the error of the flush that
+    /// failed to make it so: at once when that is already known, else on the thread of the flush that covers it. The
+    /// caller does not sleep; it must see to it that a flush runs (`flushQueued`).
+    func whenDurable(_ seq: UInt64, _ done: @escaping Completion) {
+        self.monitor.lock()
+        if self.isAbandoned {
+            self.monitor.unlock()
+            return done(.simulatedCrash(point: "abandoned group commit"))
+        }
+        if self.durableSeq >= seq {
+            self.monitor.unlock()
+            return done(nil)
+        }
+        if let failed = self.failures.last(where: { $0.from < seq && seq <= $0.through }) {
+            self.monitor.unlock()
+            return done(failed.error)
+        }
+        self.callbacks.append((seq, done))
+        self.monitor.unlock()
+    }
+
+    /// Unless a flush runs (whose end starts the next one while callers of `whenDurable` wait), leads flushes until no
+    /// such caller waits any more, inside `around` (the host's sleep on the disk), on this thread. Returns at once
+    /// otherwise.
+    func flushQueued(around: (() -> Void) -> Void) {
+        guard self.monitor.withLock({ self.needsFlusher }) else { return }
+        around { self.leadWhileAwaited() }
+    }
+
+    /// Leads flushes while callers of `whenDurable` wait and nobody else flushes.
+    private func leadWhileAwaited() {
+        self.monitor.lock()
+        while self.needsFlusher {
+            guard case .flushed(let told) = self.leadOne() else { break }
+            guard !told.isEmpty else { continue }
+            self.monitor.unlock()
+            for (done, error) in told { done(error) }
+            self.monitor.lock()
+        }
+        self.monitor.unlock()
     }
 
     /// At a flush's end (monitor locked): wakes the sleepers it made durable or failed, and, unless one is already
@@ -218,7 +311,10 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.isAbandoned = true
         self.queue = []
         for waiting in self.sleepers.values { waiting.sleeper.signal() }
+        let told = self.callbacks
+        self.callbacks = []
         self.monitor.unlock()
+        for waiting in told { waiting.done(.simulatedCrash(point: "abandoned group commit")) }
     }
 }
 

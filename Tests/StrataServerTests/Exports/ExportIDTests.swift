@@ -77,6 +77,23 @@ func exportTable(_ path: String, id: String? = nil, clients: String = "\"*(ro)\"
     }
 }
 
+@Suite struct SpareUpperConfigurationTests {
+    @Test func spareUppersNeedAPerClientUpperNamedInItsLastComponent() throws {
+        let fine = try Configuration(toml: exportTable("/a") + "upper = \"/srv/uppers/c-{client}\"\nspare_uppers = 8\n")
+        #expect(fine.exports[0].spareUppers == 8)
+        #expect(try Configuration(toml: exportTable("/a")).exports[0].spareUppers == 0)
+        for upper in ["/srv/{client}/upper", "/srv/upper"] {
+            let text = errorText {
+                _ = try Configuration(toml: exportTable("/a") + "upper = \"\(upper)\"\nspare_uppers = 2\n")
+            }
+            #expect(text.contains("export[0].spare_uppers = 2:"), "\(upper): \(text)")
+            #expect(text.contains("last path component holds {client}"), "\(text)")
+        }
+        let text = errorText { _ = try Configuration(toml: exportTable("/a") + "spare_uppers = -1\n") }
+        #expect(text.contains("export[0].spare_uppers = -1: a number of uppers from 0 to 4096"), "\(text)")
+    }
+}
+
 @Suite struct ExportIDTableTests {
     @Test func exportsKeepTheirIdentifierWhenTheirIDIsRemovedAndGetTheirHashWhenNew() throws {
         var table = ExportIDTable()

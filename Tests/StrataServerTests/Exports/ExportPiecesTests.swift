@@ -39,6 +39,110 @@ final class CapturedLog: Sendable {
     }
 }
 
+/// What a server prepares before it listens (`prepareForFirstMounts`): the shared identity store of a per-client
+/// export exists before its first MNT, and that MNT's handles are those it would have been given anyway.
+@Suite struct FirstMountPreparationTests {
+    @Test func theSharedStoreIsOpenBeforeTheFirstMount() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration())
+        defer { registry.closeAll() }
+        registry.prepareForFirstMounts()
+        #expect(registry.sharedIdentityStores.withLock { $0.count } == 1)
+        let exportID = try #require(registry.exports.first).exportID
+        let store = ExportRegistry.identityDirectory(
+            stateDirectory: "\(fixture.base)/state", exportID: exportID, version: 1)
+        #expect(FileManager.default.fileExists(atPath: store + "/identity.db"))
+        let (admitted, handle) = try registry.mountOK(from: "127.0.0.2")
+        #expect(registry.sharedIdentityStores.withLock { $0.count } == 1, "the MNT opened no second store")
+        let (again, _) = try registry.resolve(fileHandle: handle, for: call(from: "127.0.0.2")).get()
+        #expect(again.clientKey == admitted.clientKey)
+        // A lower object's fileid comes from the store prepared above (its range), as it would without preparing.
+        let etc = try admitted.namespace.lookup(
+            admitted.namespace.rootHandle, Array("etc".utf8), as: admitted.credentials)
+        #expect(etc.0.fileid >= SharedIdentities.span)
+    }
+
+    /// `spare_uppers`: made before the server listens, invisible as clients, each new client's first MNT renames one
+    /// into its place; a client seen before takes none.
+    @Test func spareUppersAreMadeAheadAndTakenByNewClientsOnly() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration(export: "spare_uppers = 2")
+        let registry = fixture.registry(configuration)
+        defer { registry.closeAll() }
+        registry.prepareForFirstMounts()
+        #expect(registry.spareUpperCount(exportPath: "/diskless") == 2)
+        func spares() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: "\(fixture.base)/clients").filter {
+                $0.hasPrefix(".spare-")
+            }
+        }
+        #expect(try spares().count == 2)
+        #expect(ExportRegistry.clientKeysOnDisk(template: "\(fixture.base)/clients/{client}").isEmpty)
+        let (admitted, handle) = try registry.mountOK(from: "127.0.0.2")
+        #expect(registry.spareUpperCount(exportPath: "/diskless") == 1)
+        #expect(try spares().count == 1)
+        #expect(fixture.exists("clients/127.0.0.2/layer.db"))
+        #expect(ExportRegistry.clientKeysOnDisk(template: "\(fixture.base)/clients/{client}") == ["127.0.0.2"])
+        let etc = try admitted.namespace.lookup(
+            admitted.namespace.rootHandle, Array("etc".utf8), as: admitted.credentials)
+        _ = try admitted.namespace.create(
+            in: etc.0, Array("mine".utf8), mode: .guarded, attributes: .init(mode: 0o644), as: admitted.credentials)
+        #expect(fixture.exists("clients/127.0.0.2/tree/etc/mine"))
+        _ = try registry.resolve(fileHandle: handle, for: call(from: "127.0.0.2")).get()
+        // Mounted again (a reboot): its upper exists, no spare is taken.
+        _ = try registry.mountOK(from: "127.0.0.2")
+        #expect(registry.spareUpperCount(exportPath: "/diskless") == 1)
+    }
+
+    /// A restart takes the complete spares on disk made for the lowers new clients get; spares of other lowers and one
+    /// a crash cut short (no sidecar) are deleted, and the pool is filled again.
+    @Test func aRestartKeepsItsSparesAndDeletesOthers() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration(export: "spare_uppers = 2")
+        let first = fixture.registry(configuration)
+        first.prepareForFirstMounts()
+        first.closeAll()
+        let clients = "\(fixture.base)/clients"
+        let kept = try FileManager.default.contentsOfDirectory(atPath: clients).sorted()
+        #expect(kept.count == 2)
+        let exportID = try #require(first.exports.first).exportID
+        let stem = ExportRegistry.spareStem(
+            exportID: exportID, version: 1, lowers: ["\(fixture.base)/lower"])
+        #expect(kept.allSatisfy { $0.hasPrefix(stem) }, "\(kept)")
+        let cutShort = stem + "cut"
+        let otherLowers = ".spare-\(String(exportID, radix: 16))-v1-0-other"
+        for name in [cutShort, otherLowers] {
+            try FileManager.default.createDirectory(
+                atPath: "\(clients)/\(name)/tree", withIntermediateDirectories: true)
+        }
+        FileManager.default.createFile(atPath: "\(clients)/\(otherLowers)/layer.db", contents: Data("x".utf8))
+        let restarted = fixture.registry(configuration)
+        defer { restarted.closeAll() }
+        restarted.prepareForFirstMounts()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: clients).sorted() == kept)
+        #expect(restarted.spareUpperCount(exportPath: "/diskless") == 2)
+    }
+
+    @Test func aServerWithoutPerClientUppersPreparesNothing() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try Configuration(
+            toml: """
+                [server]
+                state_dir = "\(fixture.base)/state"
+
+                [[export]]
+                path = "/shared"
+                lowers = ["\(fixture.base)/lower"]
+                clients = ["127.0.0.0/8(ro)"]
+                """)
+        let registry = fixture.registry(configuration)
+        defer { registry.closeAll() }
+        registry.prepareForFirstMounts()
+        #expect(registry.sharedIdentityStores.withLock { $0.count } == 0)
+        #expect(!fixture.exists("state/.sidecar.template"))
+    }
+}
+
 /// Handle resolution (`HandleResolution.swift`): a handle from the wire names its caller's own
 /// namespace or is refused, with the answer a client can act on.
 @Suite struct HandleResolutionTests {
@@ -97,6 +201,28 @@ final class CapturedLog: Sendable {
             restarted.mountTable == [MountRecord(host: "127.0.0.2", directory: "/diskless", clientKey: "127.0.0.2")])
         restarted.unmountAll(host: "127.0.0.2")
         #expect(restarted.mountTable.isEmpty)
+    }
+
+    /// A room powering on: MNTs at once, each leaving its entry to the one writing the file meanwhile. When every
+    /// MNT has returned, the file holds every one of them (a change the writer missed would be lost until the next).
+    @Test func concurrentMountsAreAllInTheFileWhenTheyHaveReturned() throws {
+        let fixture = try RegistryFixture()
+        let configuration = try fixture.configuration()
+        let registry = fixture.registry(configuration)
+        defer { registry.closeAll() }
+        let clients = 24
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: clients) { i in
+            do {
+                _ = try registry.mountOK(from: "127.0.1.\(i + 1)")
+            } catch {
+                failures.withLock { $0.append("127.0.1.\(i + 1): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        let onDisk = ExportRegistry.loadMountTable(stateDirectory: configuration.server.stateDirectory)
+        #expect(onDisk.count == clients)
+        #expect(Set(onDisk.map(\.host)) == Set(registry.mountTable.map(\.host)))
     }
 
     @Test func aFailedWriteIsLogged() throws {
