@@ -68,7 +68,9 @@ extension UnionNamespace {
 
     /// Whether two stats are the same, byte for byte.
     static func sameStat(_ a: stat, _ b: stat) -> Bool {
-        withUnsafeBytes(of: a) { a in withUnsafeBytes(of: b) { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
+        withUnsafeBytes(of: a) { a in
+            withUnsafeBytes(of: b) { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+        }
     }
 
     static func restat(_ location: Location) throws(UnionError) -> stat? {

@@ -38,7 +38,8 @@ import XDR
             try client.sendRaw(stream)
 
             let replies = try await onThread {
-                Result { () throws -> [RPCCallReply] in try (0..<(blobs + nulls)).map { _ in try client.receiveReply() } }
+                Result { () throws -> [RPCCallReply] in try (0..<(blobs + nulls)).map { _ in try client.receiveReply() }
+                }
             }.get()
             let blobXIDs: [UInt32] = (0..<blobs).map { UInt32(1000 + $0) }
             let nullXIDs: [UInt32] = (0..<nulls).map { UInt32(5000 + $0) }
