@@ -9,7 +9,7 @@ import NIOCore
 
 /// Identifies one call for the duplicate request cache.
 struct DuplicateRequestKey: Hashable, Sendable {
-    var client: String
+    var client: Client
     var xid: UInt32
     var program: UInt32
     var version: UInt32
@@ -18,6 +18,17 @@ struct DuplicateRequestKey: Hashable, Sendable {
     var argumentChecksum: UInt32
 
     static let checksummedBytes = 256
+
+    /// The client as its address bytes, not as text: every non-idempotent call makes a key and hashes it twice, and
+    /// formatting the address into a string cost more than the rest of the cache.
+    struct Client: Hashable, Sendable {
+        var isUDP: Bool
+        /// An IPv4 address in the low bits, an IPv6 address in both; a Unix socket's path hash.
+        var high: UInt64
+        var low: UInt64
+        /// UDP only: a TCP client may retransmit on a new connection from another port.
+        var port: UInt16
+    }
 
     init(
         remoteAddress: SocketAddress,
@@ -28,11 +39,23 @@ struct DuplicateRequestKey: Hashable, Sendable {
         procedure: UInt32,
         arguments: ByteBuffer
     ) {
-        let ip = remoteAddress.ipAddress ?? "\(remoteAddress)"
-        switch transport {
-        case .udp: self.client = "udp \(ip) \(remoteAddress.port ?? 0)"
-        case .tcp: self.client = "tcp \(ip)"
+        let isUDP = transport == .udp
+        let port = isUDP ? UInt16(truncatingIfNeeded: remoteAddress.port ?? 0) : 0
+        var client = Client(isUDP: isUDP, high: 0, low: 0, port: port)
+        switch remoteAddress {
+        case .v4(let address):
+            client.low = UInt64(address.address.sin_addr.s_addr)
+        case .v6(let address):
+            withUnsafeBytes(of: address.address.sin6_addr) { bytes in
+                client.high = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+                client.low = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            }
+        case .unixDomainSocket:
+            var hasher = Hasher()
+            hasher.combine("\(remoteAddress)")
+            client.high = UInt64(bitPattern: Int64(hasher.finalize()))
         }
+        self.client = client
         self.xid = xid
         self.program = program
         self.version = version

@@ -26,8 +26,8 @@ final class RPCConnectionLedger: Sendable {
         self.touch()
     }
 
-    func touch() {
-        self.lastActivity.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed)
+    func touch(at now: NIODeadline = .now()) {
+        self.lastActivity.store(now.uptimeNanoseconds, ordering: .relaxed)
     }
 
     /// Whether a call of this connection may start now. Checked on the event loop before a

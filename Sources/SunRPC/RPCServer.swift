@@ -287,9 +287,7 @@ public final class RPCServer: Sendable {
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    if let idle = configuration.idleConnectionTimeout {
-                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
-                    }
+                    // Idle connections are closed by RPCTCPConnectionHandler itself (`watchForIdle`).
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(
                             RecordMarkingDecoder(

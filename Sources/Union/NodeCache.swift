@@ -55,12 +55,22 @@ extension UnionNamespace {
         guard var node = self.nodeCache.withLock({ $0.get(fileid) }) else { return nil }
         guard let st = try Self.restat(node.top), st.st_ino == node.top.st.st_ino else { return nil }
         node.top.st = st
-        if !node.dirs.isEmpty { node.dirs[0].st = st }
+        // The copy shares `dirs` with the cached node: writing to it copies the whole array (every layer's
+        // descriptors retained), which was most of a LOOKUP's own cost in a directory that had not changed. The
+        // write is needed only when the stat did.
+        if !node.dirs.isEmpty, !Self.sameStat(node.dirs[0].st, st) { node.dirs[0].st = st }
         if let indexed = node.indexed {
             guard let indexedStat = try Self.restat(indexed) else { return nil }
             node.indexed?.st = indexedStat
         }
         return node
+    }
+
+    /// Whether two stats are the same, byte for byte.
+    static func sameStat(_ a: stat, _ b: stat) -> Bool {
+        withUnsafeBytes(of: a) { a in
+            withUnsafeBytes(of: b) { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+        }
     }
 
     static func restat(_ location: Location) throws(UnionError) -> stat? {

@@ -133,6 +133,23 @@ import XDR
         }
     }
 
+    /// A client is its address (a TCP client on any port, a UDP client on its port), compared as bytes.
+    @Test func aClientIsItsAddressAndForUDPItsPort() throws {
+        func key(_ ip: String, _ port: Int, _ transport: RPCTransport) throws -> DuplicateRequestKey {
+            DuplicateRequestKey(
+                remoteAddress: try SocketAddress(ipAddress: ip, port: port), transport: transport, xid: 7,
+                program: 1, version: 1, procedure: 1, arguments: ByteBuffer())
+        }
+        #expect(try key("192.0.2.7", 700, .tcp) == key("192.0.2.7", 800, .tcp))
+        #expect(try key("192.0.2.7", 700, .udp) != key("192.0.2.7", 800, .udp))
+        #expect(try key("192.0.2.7", 700, .udp) != key("192.0.2.7", 700, .tcp))
+        #expect(try key("192.0.2.7", 700, .tcp) != key("192.0.2.8", 700, .tcp))
+        #expect(try key("2001:db8::1", 700, .tcp) == key("2001:db8::1", 900, .tcp))
+        #expect(try key("2001:db8::1", 700, .tcp) != key("2001:db8::2", 700, .tcp))
+        #expect(try key("2001:db8::1", 700, .tcp) != key("2002:db8::1", 700, .tcp))
+        #expect(try key("::ffff:192.0.2.7", 700, .tcp) != key("192.0.2.7", 700, .tcp))
+    }
+
     static func key(xid: UInt32) -> DuplicateRequestKey {
         DuplicateRequestKey(
             remoteAddress: try! SocketAddress(ipAddress: "127.0.0.1", port: 700),

@@ -19,6 +19,39 @@ import XDR
         }
     }
 
+    /// A client that sent part of a record and then nothing is idle too: the idle time counts from the last call
+    /// read or reply written, not from bytes.
+    @Test func connectionStuckInARecordIsClosedWhenIdle() async throws {
+        var configuration = RPCServerConfiguration()
+        configuration.idleConnectionTimeout = .milliseconds(300)
+        try await withTestServer(configuration: configuration) { server in
+            let client = try server.client(.tcp)
+            var partial = ByteBuffer()
+            partial.writeInteger(RecordMarking.header(length: 100), endianness: .big)
+            partial.writeRepeatingByte(0, count: 10)
+            try client.sendRaw(partial)
+            #expect(client.waitForClose(timeout: .seconds(5)))
+        }
+    }
+
+    /// A connection that keeps calling stays open however long that lasts: each call moves its idle deadline.
+    @Test func connectionInUseIsNotClosedAsIdle() async throws {
+        var configuration = RPCServerConfiguration()
+        configuration.idleConnectionTimeout = .milliseconds(200)
+        try await withTestServer(configuration: configuration) { server in
+            let client = try server.client(.tcp)
+            let until = ContinuousClock.now + .milliseconds(1_000)
+            var calls = 0
+            while ContinuousClock.now < until {
+                #expect(try client.call(program: TestProgram.number, version: 1, procedure: 0).status == .success)
+                calls += 1
+            }
+            #expect(calls > 1)
+            // Then left alone, it is closed.
+            #expect(client.waitForClose(timeout: .seconds(5)))
+        }
+    }
+
     @Test func connectionWithACallExecutingIsNotIdle() async throws {
         let program = TestProgram()
         var configuration = RPCServerConfiguration()

@@ -37,6 +37,36 @@ import Testing
         u.close()
         #expect(u.getattrIfCached(file) == nil)
     }
+
+    /// A cached directory's refresh leaves its layer entries alone while its stat is unchanged (no copy of them per
+    /// call) and updates them all once it changed: the top entry and the first layer's are one directory.
+    @Test func aCachedDirectorysRefreshShowsItsChangeInEveryEntry() throws {
+        let f = Fixture(in: "/dev/shm")
+        f.file(f.lower(0) + "/keep", "x")
+        let u = try f.open()
+        defer { u.close() }
+        let (dir, _) = try u.mkdir(in: u.rootHandle, b("d"), attributes: .init(), as: root)
+        _ = try u.getattr(dir)
+        let before = try #require(u.cachedNodeIfValid(dir))
+        #expect(UnionNamespace.sameStat(before.top.st, before.dirs[0].st))
+        let again = try #require(u.cachedNodeIfValid(dir))
+        #expect(UnionNamespace.sameStat(again.dirs[0].st, before.dirs[0].st))
+
+        _ = try u.create(in: dir, b("f"), mode: .guarded, attributes: .init(), as: root)
+        let after = try #require(u.cachedNodeIfValid(dir), "a CREATE in it keeps the directory's node")
+        #expect(!UnionNamespace.sameStat(after.top.st, before.top.st), "a new entry changes the directory")
+        #expect(UnionNamespace.sameStat(after.dirs[0].st, after.top.st))
+        #expect(u.getattrIfCached(dir) == (try u.getattr(dir)))
+    }
+
+    @Test func statsCompareByteForByte() {
+        var a = stat()
+        a.st_ino = 7
+        var b = a
+        #expect(UnionNamespace.sameStat(a, b))
+        b.st_mtim.tv_nsec = 1
+        #expect(!UnionNamespace.sameStat(a, b))
+    }
 }
 
 /// Which READs count as sequential for the readahead hint (`UnionNamespace.readAhead`).

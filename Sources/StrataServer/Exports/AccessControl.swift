@@ -81,8 +81,9 @@ extension ExportRegistry {
         let (clientKeys, image) =
             known ?? self.state.withReadLock { ($0.configuration.clientKeys, self.image(of: export, in: $0)) }
         let clientKey = self.clientKey(for: export, rule: rule, call: call, clientKeys: clientKeys)
-        var isShared = !export.hasPerClientUpper
-        if export.hasPerClientUpper, rule.options.isReadOnly {
+        let hasPerClientUpper = export.hasPerClientUpper
+        var isShared = !hasPerClientUpper
+        if hasPerClientUpper, rule.options.isReadOnly {
             // May list the uppers on disk (once).
             guard mayBlock else { throw .layerUnavailable("not answered without blocking") }
             let address = call.remoteIPAddress.map { "\($0)" } ?? "unknown"
