@@ -7,9 +7,7 @@ import Glibc
 // meanwhile; only the publishing rename takes the write lock.
 
 extension UnionNamespace {
-    func workName(_ what: String) -> [UInt8] {
-        Array("\(what)-\(UInt64.random(in: 0...UInt64.max))".utf8)
-    }
+    func workName(_ what: String) -> [UInt8] { WorkNames.next(what) }
 
     /// The directory `fileid` in the upper layer (copied up with its parents if needed): its O_PATH descriptor and stat.
     /// Caller holds the namespace write lock.

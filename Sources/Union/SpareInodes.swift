@@ -1,6 +1,7 @@
 import Basics
 import Glibc
 import Logging
+import Synchronization
 
 // Spare inodes: a REMOVE of an empty upper-only file moves it to work/ instead of freeing its inode, and the next
 // CREATE of a regular file takes it (new owner, mode and times; a new fileid) instead of allocating one.
@@ -63,5 +64,18 @@ extension UnionNamespace {
             _ = try? spare.withCName { unlinkat(upper.work.raw, $0, 0) }
         }
         return nil
+    }
+}
+
+/// Names of entries made under work/ (spares, new objects, copies): unique in this process by a counter after a prefix
+/// drawn once. A random number per name cost a getrandom call on every REMOVE (its spare) and MKDIR; names of earlier
+/// runs cannot collide for long either way (open removes work/'s leftovers, and one process holds a layer at a time).
+enum WorkNames {
+    private static let prefix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+    private static let counter = Atomic<UInt64>(0)
+
+    static func next(_ what: String) -> [UInt8] {
+        let number = Self.counter.add(1, ordering: .relaxed).newValue
+        return Array("\(what)-\(Self.prefix)-\(number)".utf8)
     }
 }

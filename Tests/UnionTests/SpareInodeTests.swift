@@ -48,6 +48,13 @@ import Testing
         #expect(try u.names("pub") == ["new"])
     }
 
+    /// Names under work/ are unique without a random draw each, and keep their kind as prefix (open tells spares by it).
+    @Test func workNamesAreUniqueAndKeepTheirPrefix() {
+        let names = (0..<1000).map { _ in WorkNames.next("spare") }
+        #expect(Set(names).count == 1000)
+        #expect(names.allSatisfy { $0.starts(with: Array("spare-".utf8)) })
+    }
+
     @Test func onlyEmptyUpperOnlyFilesAreKept() throws {
         let f = Fixture(in: "/dev/shm")
         f.file(f.lower(0) + "/lowerEmpty", "")
