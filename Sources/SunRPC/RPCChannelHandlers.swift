@@ -2,7 +2,8 @@ import Glibc
 import Logging
 import NIOCore
 
-/// One TCP connection: records in, replies out in whatever order they complete.
+/// One TCP connection: bytes in, cut into records (`RecordMarkingDecoder`), replies out in whatever order they
+/// complete.
 ///
 /// Bounded in what it may take from the server:
 /// - at most `maxOutstandingPerConnection` calls execute at once;
@@ -24,6 +25,12 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     private let maxOutstanding: Int
     private let maxConnections: Int
     private let logger: Logger
+    /// Cuts the bytes read into records. Driven here rather than by NIO's `ByteToMessageHandler`: that was one more
+    /// pipeline step per read, and its generic code (not specialised across modules) looked up the decoder's
+    /// witness tables and metadata on every call.
+    private var decoder: RecordMarkingDecoder
+    /// Bytes read and not yet part of a whole record.
+    private var received: ByteBuffer?
     private var ledger: RPCConnectionLedger?
     private var work: RPCConnectionWork?
     /// Calls read but not handed to the pool yet (or handed back, deferred), oldest first.
@@ -70,7 +77,13 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         case file(RPCFileResults)
     }
 
-    init(dispatcher: RPCDispatcher, configuration: RPCServerConfiguration, maxConnections: Int, logger: Logger) {
+    init(
+        dispatcher: RPCDispatcher, configuration: RPCServerConfiguration, maxConnections: Int, logger: Logger,
+        allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) {
+        self.decoder = RecordMarkingDecoder(
+            maxRecordBytes: configuration.maxRecordBytes, maxFragmentsPerRecord: configuration.maxFragmentsPerRecord,
+            allocator: allocator)
         self.dispatcher = dispatcher
         self.configuration = configuration
         self.maxOutstanding = max(1, configuration.maxOutstandingPerConnection)
@@ -168,7 +181,34 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let record = Self.unwrapInboundIn(data)
+        guard !self.isClosed else { return }
+        var bytes = Self.unwrapInboundIn(data)
+        if var earlier = self.received.take() {
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        while !self.isClosed {
+            let record: ByteBuffer?
+            do {
+                record = try self.decoder.decode(buffer: &bytes)
+            } catch {
+                self.logger.debug(
+                    "closing RPC connection", metadata: ["client": "\(self.clientDescription)", "error": "\(error)"])
+                self.closeNow(context: context)
+                return
+            }
+            guard let record else { break }
+            self.received(record, context: context)
+        }
+        guard bytes.readableBytes > 0 else { return }
+        // What a record still needs stays; the bytes before it go once they are half the buffer (as NIO's
+        // ByteToMessageHandler does), so keeping a long record's start costs a copy of it at most once per doubling.
+        if bytes.readerIndex > bytes.capacity / 2 { bytes.discardReadBytes() }
+        self.received = bytes
+    }
+
+    /// One whole record read.
+    private func received(_ record: ByteBuffer, context: ChannelHandlerContext) {
         guard !self.isClosed, let ledger = self.ledger,
             let remoteAddress = self.remoteAddress ?? context.channel.remoteAddress
         else {

@@ -287,20 +287,14 @@ public final class RPCServer: Sendable {
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    // Idle connections are closed by RPCTCPConnectionHandler itself (`watchForIdle`).
-                    try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(
-                            RecordMarkingDecoder(
-                                maxRecordBytes: configuration.maxRecordBytes,
-                                maxFragmentsPerRecord: configuration.maxFragmentsPerRecord,
-                                allocator: channel.allocator
-                            )
-                        ),
+                    // RPCTCPConnectionHandler cuts the stream into records and times idleness itself.
+                    try channel.pipeline.syncOperations.addHandler(
                         RPCTCPConnectionHandler(
                             dispatcher: dispatcher,
                             configuration: configuration,
                             maxConnections: maxConnections,
-                            logger: logger
+                            logger: logger,
+                            allocator: channel.allocator
                         )
                     )
                 }

@@ -49,6 +49,43 @@ import XDR
         }
     }
 
+    /// Records larger than a read, back to back with small ones: the connection keeps the start of a record across
+    /// reads (and lets go of what it decoded) without losing or reordering a byte.
+    @Test func largeRecordsAmongSmallOnesInOneStream() async throws {
+        try await withTestServer { server in
+            let client = try server.client(.tcp, timeout: .seconds(20))
+            var stream = ByteBuffer()
+            var sent: [UInt32: [UInt8]] = [:]
+            for xid in UInt32(1)...6 {
+                var arguments = ByteBuffer()
+                var message: ByteBuffer
+                if xid % 2 == 1 {
+                    let bytes = (0..<(300 << 10) + Int(xid)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(xid)) }
+                    sent[xid] = bytes
+                    arguments.writeXDRVariableOpaque(bytes)
+                    message = callMessage(
+                        xid: xid, procedure: TestProgram.Procedure.echo.rawValue, arguments: arguments)
+                } else {
+                    message = callMessage(xid: xid)
+                }
+                stream.writeInteger(RecordMarking.header(length: message.readableBytes), endianness: .big)
+                stream.writeBuffer(&message)
+            }
+            try client.sendRaw(stream)
+            var replies: [UInt32: ByteBuffer] = [:]
+            for _ in 1...6 {
+                let reply = try client.receiveReply()
+                #expect(reply.status == .success)
+                replies[reply.xid] = reply.body
+            }
+            #expect(Set(replies.keys) == Set(1...6))
+            for (xid, bytes) in sent {
+                var body = try #require(replies[xid])
+                #expect(try body.readXDRVariableOpaque(maxLength: 1 << 20) == bytes)
+            }
+        }
+    }
+
     /// A test server taking records of at most 64 KiB, and a TCP client of it.
     static func withRecordLimitedServer(_ body: (TestServer, RPCClient) async throws -> Void) async throws {
         var configuration = RPCServerConfiguration()
