@@ -60,6 +60,9 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     /// replies written meanwhile need no task scheduled for their flush. At one call in flight that task (a closure
     /// allocated, the loop's task queue locked and drained) was a good part of an inline GETATTR's own cost.
     private var flushesAtEnd = false
+    /// Inside `flushReplies`. A write that completes at once lets waiting calls start there, and one answered at once
+    /// is flushed by a task: the section the flush ends has flushed already.
+    private var isFlushing = false
     private var remoteAddress: SocketAddress?
     private var localAddress: SocketAddress?
     /// Ranges of files being sent (written, not yet all out), by file; `fileCheck` watches that the files still hold
@@ -421,7 +424,7 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
         if !self.flushScheduled {
             // Replies completing in this event-loop tick leave in one write and one flush.
             self.flushScheduled = true
-            if !self.flushesAtEnd {
+            if !self.flushesAtEnd || self.isFlushing {
                 context.eventLoop.assumeIsolated().execute {
                     self.flushReplies(context: context)
                 }
@@ -432,6 +435,8 @@ final class RPCTCPConnectionHandler: ChannelDuplexHandler {
     /// Writes the replies gathered since the last flush, with one promise for all of them: NIO
     /// completes writes in order, so when the last is written, all are.
     private func flushReplies(context: ChannelHandlerContext) {
+        self.isFlushing = true
+        defer { self.isFlushing = false }
         self.flushScheduled = false
         if let buffer = self.batchBuffer.take(), buffer.readableBytes > 0 {
             self.batchWrites.append(.bytes(buffer))

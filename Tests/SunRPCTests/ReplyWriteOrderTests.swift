@@ -58,6 +58,33 @@ import XDR
         }
     }
 
+    /// Calls that wait for the connection's replies to go out (its reply bound at one byte: every call waits for the
+    /// reply before it) start as each write completes, also when that completion comes inside the flush that ends a
+    /// delivery of results from the pool; a NULL call answered there must still be flushed.
+    @Test func callsStartedByAWriteThatCompletesAtOnceAreAnswered() async throws {
+        var configuration = RPCServerConfiguration()
+        configuration.maxQueuedReplyBytesPerConnection = 1
+        try await withTestServer(configuration: configuration) { server in
+            let client = try server.client(.tcp, timeout: .seconds(20))
+            var stream = ByteBuffer()
+            var arguments = ByteBuffer()
+            arguments.writeXDRVariableOpaque([1, 2, 3])
+            for xid in UInt32(1)...40 {
+                var message =
+                    xid % 2 == 1
+                    ? callMessage(xid: xid, procedure: TestProgram.Procedure.echo.rawValue, arguments: arguments)
+                    : callMessage(xid: xid)
+                stream.writeInteger(RecordMarking.header(length: message.readableBytes), endianness: .big)
+                stream.writeBuffer(&message)
+            }
+            try client.sendRaw(stream)
+            let xids = try await onThread {
+                Result { () throws -> [UInt32] in try (1...40).map { _ in try client.receiveReply().xid } }
+            }.get()
+            #expect(Set(xids) == Set(1...40))
+        }
+    }
+
     /// The same while the client reads as fast as it can: NIO then sends the large replies in many writes, returning
     /// to the event loop between them with room in the socket, and NULL calls keep coming meanwhile.
     @Test func inlineRepliesDuringALargeReplyReadAsItComes() async throws {
