@@ -11,7 +11,7 @@ import SunRPC
 ///
 /// Line: `START_US END_US PEER PROG VERS PROC XID REPLY ARGS REPLY_BODY`, times in microseconds
 /// since the trace opened (monotonic clock; the call's start and end on the server, so two
-/// calls overlapped when their intervals do), PEER `ip:port` of the connection, REPLY `ok` or
+/// calls overlapped when their intervals do; a held reply ends when it left), PEER `ip:port` of the connection, REPLY `ok` or
 /// the RPC refusal (`garbage`, `procunavail`, `syserr`, `auth`, `drop`), ARGS and REPLY_BODY
 /// base64 (`-` when empty). Large payloads are cut (WRITE data, READ data): the converter
 /// needs their headers, not the bytes.
@@ -91,6 +91,23 @@ struct TracedProgram: ProgramWrapper {
         let start = self.trace.now()
         let original = arguments
         let reply = self.inner.handle(call, arguments: &arguments)
+        if let hold = RPCWorker.currentHold {
+            // A held reply (a change waiting for its flush) is recorded when it leaves, as what it leaves as: the
+            // call's interval then covers the wait the client saw, and a failed flush shows as the error it got.
+            RPCWorker.holdReply(
+                RPCReplyHold(
+                    whenReleased: { release in
+                        hold.whenReleased { replacement in
+                            self.trace.record(
+                                start: start, end: self.trace.now(), call: call, arguments: original,
+                                argumentLimit: self.argumentLimit(call.procedure), reply: replacement ?? reply,
+                                replyLimit: self.replyLimit(call.procedure))
+                            release(replacement)
+                        }
+                    },
+                    settle: hold.settle))
+            return reply
+        }
         self.trace.record(
             start: start, end: self.trace.now(), call: call, arguments: original,
             argumentLimit: self.argumentLimit(call.procedure), reply: reply, replyLimit: self.replyLimit(call.procedure)

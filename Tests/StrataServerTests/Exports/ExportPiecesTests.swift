@@ -115,7 +115,7 @@ final class CapturedLog: Sendable {
             try FileManager.default.createDirectory(
                 atPath: "\(clients)/\(name)/tree", withIntermediateDirectories: true)
         }
-        FileManager.default.createFile(atPath: "\(clients)/\(otherLowers)/layer.db", contents: Data("x".utf8))
+        #expect(FileManager.default.createFile(atPath: "\(clients)/\(otherLowers)/layer.db", contents: Data("x".utf8)))
         let restarted = fixture.registry(configuration)
         defer { restarted.closeAll() }
         restarted.prepareForFirstMounts()

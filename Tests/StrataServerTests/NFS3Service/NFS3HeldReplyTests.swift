@@ -4,6 +4,7 @@ import NFS3
 import NIOCore
 import SunRPC
 import SunRPCClient
+import TestSupport
 import Testing
 import XDR
 
@@ -89,6 +90,51 @@ import XDR
                 Create3Args(where: DirOpArgs3(dir: harness.root(), name: Array("later".utf8)), how: .guarded(.none)),
                 as: Create3Res.self)
             #expect(later.status == .ok)
+        }
+    }
+
+    /// `--trace` records a held reply when it leaves and as what it leaves as: the CREATE's interval ends after its
+    /// flush ended, and a CREATE whose flush failed shows the NFS3ERR_IO its client got, not the success first made.
+    @Test func theCallTraceRecordsAHeldReplyAsItLeaves() async throws {
+        let directory = try TemporaryDirectory()
+        let trace = try CallTrace(path: directory.file("calls.trace"))
+        try await self.wire.withServer(wrap: { TracedProgram.nfs($0, trace: trace) }) { harness, client in
+            let sidecar = harness.namespaces[0].identities.sidecar
+            let entered = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            let flushes = Locked(0)
+            sidecar.beforeFlush.withLock {
+                $0 = { () throws(UnionError) in
+                    let number = flushes.withLock { count in
+                        count += 1
+                        return count
+                    }
+                    guard number == 1 else { throw .io(errno: EIO, call: "syncfs", path: "test") }
+                    entered.signal()
+                    _ = release.wait(timeout: .now() + 30)
+                }
+            }
+            defer { sidecar.beforeFlush.withLock { $0 = nil } }
+            try client.sendRaw(self.createCall(harness, "held", xid: 51))
+            #expect(entered.wait(timeout: .now() + 20) == .success)
+            let beforeRelease = trace.now()
+            release.signal()
+            var held = try client.receiveReply()
+            #expect(held.xid == 51)
+            #expect(try Create3Res(xdr: &held.body).status == .ok)
+            try client.sendRaw(self.createCall(harness, "failed", xid: 52))
+            var failed = try client.receiveReply()
+            #expect(failed.xid == 52)
+            #expect(try Create3Res(xdr: &failed.body).status == .io)
+            trace.close()
+
+            let text = try #require(directory.read("calls.trace"))
+            let lines = text.split(separator: "\n").map { $0.split(separator: " ") }
+            let first = try #require(lines.first { $0.count == 10 && $0[6] == "51" })
+            #expect(try #require(Int64(first[1])) >= beforeRelease, "recorded before its flush ended: \(first)")
+            let second = try #require(lines.first { $0.count == 10 && $0[6] == "52" })
+            var body = ByteBuffer(bytes: try #require(Data(base64Encoded: String(second[9]))))
+            #expect(try Create3Res(xdr: &body).status == .io)
         }
     }
 }

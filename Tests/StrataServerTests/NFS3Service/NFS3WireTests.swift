@@ -40,6 +40,7 @@ import XDR
     /// Runs `body` with a served harness namespace and a client of `transport`.
     func withServer(
         transport: RPCTransport = .tcp,
+        wrap: (NFS3Program) -> any RPCProgramHandler = { $0 },
         _ body: (NFS3Harness, RPCClient) throws -> Void
     ) async throws {
         let harness = try NFS3Harness(lowerFiles: ["f": "lower data"])
@@ -49,7 +50,7 @@ import XDR
         let logger = Logger(label: "nfs3-wire") { _ in SwiftLogNoOpLogHandler() }
         let program = NFS3Program(
             resolver: Resolver(namespaces: harness.namespaces), writeVerifier: 99, logger: logger)
-        let server = RPCServer(programs: [program], group: group, threadPool: pool, logger: logger)
+        let server = RPCServer(programs: [wrap(program)], group: group, threadPool: pool, logger: logger)
         do {
             let port = try await server.bind(host: "127.0.0.1", port: 0)
             let client = try RPCClient(
