@@ -306,7 +306,7 @@ for n in sorted({r["n"] for r in rows}):
         calls = next((r["storm"]["operations"][op]["calls"] // max(r["n"], 1) for r in servers if op in r["storm"]["operations"]), 0)
         print(f'  {op:12}' + "".join(f'{c:>22}' for c in cells) + f'  ({calls})')
     print()
-for strata in ("strata", "strata-premounted"):
+for strata in ("strata", "strata-premounted", "strata-spares"):
     if not any(r["server"] == strata for r in rows): continue
     print(f"ratios ganesha-overlay / {strata} (above 1: Strata faster):")
     for n in sorted({r["n"] for r in rows}):

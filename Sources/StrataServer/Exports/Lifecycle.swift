@@ -108,6 +108,7 @@ extension ExportRegistry {
             task?.cancel()
             task = nil
         }
+        self.spareUppers.withLock { $0.closed = true }
         let all = self.state.withLock { state in self.removeNamespaces(Array(state.namespaces.keys), from: &state) }
         self.close(all)
         self.closeSharedIdentities()

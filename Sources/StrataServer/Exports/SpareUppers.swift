@@ -107,7 +107,7 @@ extension ExportRegistry {
     /// start).
     func topUpSpareUppers() {
         let mine = self.spareUppers.withLock { pools -> Bool in
-            if pools.toppingUp { return false }
+            if pools.toppingUp || pools.closed { return false }
             pools.toppingUp = true
             return true
         }
@@ -137,7 +137,8 @@ extension ExportRegistry {
                     metadata: ["export": "\(export.path)", "directory": "\(location.parent)", "error": "\(error)"])
                 continue
             }
-            while self.spareUppers.withLock({ $0.pool[key]?.count ?? 0 }) < export.spareUppers {
+            // A shutdown meanwhile stops it (the shared stores it would use are closed).
+            while self.spareUppers.withLock({ !$0.closed && ($0.pool[key]?.count ?? 0) < export.spareUppers }) {
                 let name =
                     location.prefix + stem + String(UInt64.random(in: 0...UInt64.max), radix: 16) + location.suffix
                 let path = location.parent + "/" + name
@@ -175,6 +176,8 @@ extension ExportRegistry {
 struct SparePools: Sendable {
     var pool: [ExportRegistry.SpareKey: [String]] = [:]
     var toppingUp = false
+    /// The registry is shutting down (`closeAll`): no more spares are made.
+    var closed = false
     /// Monotonic seconds of the last client upper made.
     var lastTaken = -Double.infinity
 }

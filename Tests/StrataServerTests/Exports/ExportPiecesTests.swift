@@ -123,6 +123,17 @@ final class CapturedLog: Sendable {
         #expect(restarted.spareUpperCount(exportPath: "/diskless") == 2)
     }
 
+    /// A shutdown stops the making of spares: the sweeper's top-up after `closeAll` makes none (it would reopen the
+    /// shared stores `closeAll` closed).
+    @Test func noSpareIsMadeAfterShutdown() throws {
+        let fixture = try RegistryFixture()
+        let registry = fixture.registry(try fixture.configuration(export: "spare_uppers = 2"))
+        registry.closeAll()
+        registry.topUpSpareUppers()
+        #expect(!fixture.exists("clients"))
+        #expect(registry.sharedIdentityStores.withLock { $0.isEmpty })
+    }
+
     @Test func aServerWithoutPerClientUppersPreparesNothing() throws {
         let fixture = try RegistryFixture()
         let configuration = try Configuration(
