@@ -83,7 +83,9 @@ extension UnionNamespace {
             let path = Names.join(parent.path, name).displayString
             // Else an unnamed inode made in the directory itself (`O_TMPFILE`), so that ext4 takes it from that
             // directory's block group, as it would for a plain create (one made under work/ came from work/'s group).
-            if case .regular = kind, spare == nil, let made = try self.unnamedFile(in: parentFD, upper, path: path) {
+            if case .regular = kind, spare == nil,
+                let made = try self.unnamedFile(in: parentFD, upper, mode: own.mode, path: path)
+            {
                 let whitedOut = try self.publishUnnamed(
                     made.file, linking: made.linking, own: own, attributes: attributes, verifier: verifier,
                     in: directory, parent, name,
@@ -212,13 +214,15 @@ extension UnionNamespace {
 
     /// A new regular file without a name yet, made in upper directory `dir` (`O_TMPFILE`), open for writing; nil
     /// where the upper's file system cannot make one or link it afterwards (`UnnamedFiles`).
+    /// It is made with the permission bits of `mode` (less the umask), so that usually no chmod is needed.
     private func unnamedFile(
-        in dir: FD, _ upper: UpperLayer, path: String
+        in dir: FD, _ upper: UpperLayer, mode: UInt32, path: String
     ) throws(UnionError) -> (file: FD, linking: UnnamedFiles.Linking)? {
         guard let linking = UnnamedFiles.linking(upper) else { return nil }
+        // No one else can open a file without a name, so its final mode is safe to give it at once.
         let file = FD(
             try Sys.retry("openat(O_TMPFILE)", path) {
-                openat(dir.raw, ".", UnnamedFiles.openFlags | O_WRONLY | O_CLOEXEC, 0o600)
+                openat(dir.raw, ".", UnnamedFiles.openFlags | O_WRONLY | O_CLOEXEC, mode_t(mode & 0o777))
             })
         return (file, linking)
     }
@@ -235,16 +239,26 @@ extension UnionNamespace {
     ) throws(UnionError) -> Bool {
         var recorded: UInt64?
         do throws(UnionError) {
-            // Step 1: build it (no fsync: the batch's sync covers it with the link).
-            _ = try Sys.retry("fchown", path) { fchown(file.raw, own.uid, own.gid) }
-            _ = try Sys.retry("fchmod", path) { fchmod(file.raw, mode_t(own.mode)) }
+            // Step 1: build it (no fsync: the batch's sync covers it with the link). A chown or chmod that changes
+            // nothing still dirties the inode (a journal handle each on ext4): owner and mode are set only when the
+            // file was not made with them (a caller other than the server's user, special bits, a umask that cut a bit).
+            var st = try Files.fstat(file, path: path)
+            var restat = false
+            if st.st_uid != own.uid || st.st_gid != own.gid || UInt32(st.st_mode) & 0o7777 != own.mode {
+                // chmod after chown: a chown clears set-uid and set-gid.
+                _ = try Sys.retry("fchown", path) { fchown(file.raw, own.uid, own.gid) }
+                _ = try Sys.retry("fchmod", path) { fchmod(file.raw, mode_t(own.mode)) }
+                restat = true
+            }
             if let size = attributes.size, size > 0 {
                 _ = try Sys.retry("ftruncate", path) { ftruncate(file.raw, off_t(clamping: size)) }
+                restat = true
             }
             if var times = Self.timespecs(attributes) {
                 _ = try Sys.retry("futimens", path) { futimens(file.raw, &times) }
+                restat = true
             }
-            let st = try Files.fstat(file, path: path)
+            if restat { st = try Files.fstat(file, path: path) }
             if self.syncsEachObject { self.changed(.file(file, path: path)) }
             try self.crashPoint("create.afterBuild")
             // Step 2: identity.
@@ -387,9 +401,7 @@ enum UnnamedFiles {
 
     /// How unnamed files are linked on `upper`'s file system; nil when they cannot be made or linked there.
     static func linking(_ upper: UpperLayer) -> Linking? {
-        var st = stat()
-        guard fstat(upper.work.raw, &st) == 0 else { return nil }
-        let device = UInt64(st.st_dev)
+        let device = upper.workDevice
         if let found = Self.known.withLock({ $0[device] }) { return found }
         let found = Self.probe(upper.work)
         Self.known.withLock { $0[device] = .some(found) }

@@ -132,6 +132,9 @@ final class UpperLayer: Sendable {
     let isExclusive: Bool
     /// Shared fsyncs of upper files (WRITE FILE_SYNC / DATA_SYNC, COMMIT).
     let fileSyncs = FileSyncs()
+    /// The device of `work/`, taken once: each CREATE asks how its file system names unnamed files
+    /// (`UnnamedFiles.linking`), and an fstat per CREATE for that was a system call of its own.
+    let workDevice: UInt64
 
     init(directory: String) throws(UnionError) {
         self.directory = directory
@@ -143,6 +146,7 @@ final class UpperLayer: Sendable {
         self.isExclusive = try Self.lockExclusively(self.lock, path: lockPath)
         self.work = try Files.openDirectoryAbsolute(directory + "/work")
         self.index = try Files.openDirectoryAbsolute(directory + "/index")
+        self.workDevice = UInt64(try Files.fstat(self.work, path: directory + "/work").st_dev)
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)
         let tree = try Files.openDirectoryAbsolute(directory + "/tree")
         var mode = Files.filesystemSync(for: tree)

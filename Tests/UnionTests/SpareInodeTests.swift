@@ -48,6 +48,37 @@ import Testing
         #expect(try u.names("pub") == ["new"])
     }
 
+    /// A spare taken by the owner and mode it had keeps them without a chown or chmod, and gets its times from now:
+    /// the new file shows nothing of the old one but its inode number.
+    @Test(arguments: [(root, UInt32(0o644)), (root, UInt32(0o4755)), (alice, UInt32(0o640))] as [(Credentials, UInt32)])
+    func aSpareTakenWithTheOwnerAndModeItHadIsANewFileToo(cred: Credentials, mode: UInt32) throws {
+        let f = Fixture(in: "/dev/shm")
+        let u = try f.open()
+        defer { u.close() }
+        var open = SetAttributes()
+        open.mode = 0o777
+        let pub = try u.mkdir(in: u.rootHandle, b("pub"), attributes: open, as: root).0
+        var attrs = SetAttributes()
+        attrs.mode = mode
+        attrs.mtime = .clientTime(Timespec(seconds: 1_000_000, nanoseconds: 0))
+        attrs.atime = .clientTime(Timespec(seconds: 1_000_000, nanoseconds: 0))
+        _ = try u.create(in: pub, b("old"), mode: .guarded, attributes: attrs, as: cred)
+        let oldIno = Self.ino(f.upper + "/tree/pub/old")
+        try u.remove(in: pub, b("old"), as: cred)
+        #expect(try Self.work(f).count == 1)
+        let before = Date().timeIntervalSince1970 - 1
+        var again = SetAttributes()
+        again.mode = mode
+        let (_, made) = try u.create(in: pub, b("new"), mode: .guarded, attributes: again, as: cred)
+        #expect(Self.ino(f.upper + "/tree/pub/new") == oldIno)  // the spare was taken
+        var st = stat()
+        #expect(lstat(f.upper + "/tree/pub/new", &st) == 0)
+        #expect(st.st_uid == cred.uid && st.st_gid == cred.gid && UInt32(st.st_mode) & 0o7777 == mode)
+        #expect(made.uid == cred.uid && made.gid == cred.gid && made.mode == mode)
+        #expect(Double(made.mtime.seconds) >= before && Double(made.atime.seconds) >= before)
+        #expect(Double(st.st_mtim.tv_sec) >= before)
+    }
+
     /// Names under work/ are unique without a random draw each, and keep their kind as prefix (open tells spares by it).
     @Test func workNamesAreUniqueAndKeepTheirPrefix() {
         let names = (0..<1000).map { _ in WorkNames.next("spare") }

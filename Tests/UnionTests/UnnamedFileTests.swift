@@ -41,6 +41,36 @@ import Testing
         #expect(try u.names("pub") == ["f"])
     }
 
+    /// The file is made with the requested permission bits and is chowned and chmodded only when that left it
+    /// other than asked: by another caller than the server's user, with bits the umask cuts (0o777 under the usual
+    /// 022) or that an open does not set (set-uid, set-gid, sticky), in a set-gid directory.
+    @Test(
+        arguments: [
+            (root, 0o644, false), (root, 0o777, false), (root, 0o4755, false), (root, 0o2750, false),
+            (root, 0o1644, false), (alice, 0o644, false), (alice, 0o600, true), (root, 0o640, true),
+        ] as [(Credentials, UInt32, Bool)])
+    func ownerAndModeAreTheRequestedOnes(cred: Credentials, mode: UInt32, setgidDirectory: Bool) throws {
+        let f = Fixture()
+        let u = try f.open()
+        defer { u.close() }
+        var open = SetAttributes()
+        open.mode = 0o777
+        let dir = try u.mkdir(in: u.rootHandle, b("d"), attributes: open, as: root).0
+        // MKDIR takes no set-gid from a request: set behind the union's back (a cached node's stat is refreshed).
+        if setgidDirectory {
+            #expect(chown(f.upper + "/tree/d", 0, bob.gid) == 0 && chmod(f.upper + "/tree/d", 0o2777) == 0)
+        }
+        var attrs = SetAttributes()
+        attrs.mode = mode
+        let (_, made) = try u.create(in: dir, b("f"), mode: .guarded, attributes: attrs, as: cred)
+        let gid = setgidDirectory ? bob.gid : cred.gid
+        var st = stat()
+        #expect(lstat(f.upper + "/tree/d/f", &st) == 0)
+        #expect(st.st_uid == cred.uid && st.st_gid == gid && UInt32(st.st_mode) & 0o7777 == mode)
+        #expect(made.uid == cred.uid && made.gid == gid && made.mode == mode)
+        #expect(made.ctime.seconds == Int64(st.st_ctim.tv_sec) && made.ctime.nanoseconds == UInt32(st.st_ctim.tv_nsec))
+    }
+
     @Test(arguments: ["create.afterBuild", "create.afterRecord"])
     func crashBeforeTheLinkLeavesNoNameAndNoLeftover(point: String) throws {
         let f = Fixture()
