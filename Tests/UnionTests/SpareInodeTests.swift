@@ -50,7 +50,8 @@ import Testing
 
     /// A spare taken by the owner and mode it had keeps them without a chown or chmod, and gets its times from now:
     /// the new file shows nothing of the old one but its inode number.
-    @Test(arguments: [(root, UInt32(0o644)), (root, UInt32(0o4755)), (alice, UInt32(0o640))] as [(Credentials, UInt32)])
+    @Test(
+        arguments: [(root, UInt32(0o644)), (root, UInt32(0o4755)), (alice, UInt32(0o640))] as [(Credentials, UInt32)])
     func aSpareTakenWithTheOwnerAndModeItHadIsANewFileToo(cred: Credentials, mode: UInt32) throws {
         let f = Fixture(in: "/dev/shm")
         let u = try f.open()
