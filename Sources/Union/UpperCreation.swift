@@ -33,20 +33,7 @@ extension UnionNamespace {
         try Files.mkdirAll(upper + "/index", mode: 0o700)
         let tree = try Files.openDirectoryAbsolute(upper + "/tree")
         if treeIsNew, let first = lowers.first {
-            // A server without the privilege to give it away keeps its own owner: logged, not fatal.
-            let lowerRoot = try Files.openDirectoryAbsolute(
-                (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
-            let lowerRootStat = try Files.fstat(lowerRoot, path: ".")
-            do throws(UnionError) {
-                _ = try Sys.retry("fchown", upper + "/tree") {
-                    fchown(tree.raw, lowerRootStat.st_uid, lowerRootStat.st_gid)
-                }
-                _ = try Sys.retry("fchmod", upper + "/tree") { fchmod(tree.raw, lowerRootStat.st_mode & 0o7777) }
-            } catch {
-                logger.warning(
-                    "the new upper's root keeps its own owner or mode instead of the top lower's",
-                    metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "error": "\(error)"])
-            }
+            _ = try Self.giveRootTheLowerRootsOwner(tree, treePath: upper + "/tree", lower: first, logger: logger)
         }
         try Files.fsyncDirectory(tree, path: upper + "/tree")
         let rootIno = UInt64(try Files.fstat(tree, path: upper + "/tree").st_ino)
@@ -129,21 +116,7 @@ extension UnionNamespace {
         guard Self.isCompleteSpare(spare) else { return false }
         if let first = lowers.first {
             let tree = try Files.openDirectoryAbsolute(spare + "/tree")
-            let lowerRoot = try Files.openDirectoryAbsolute(
-                (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
-            let want = try Files.fstat(lowerRoot, path: first)
-            let have = try Files.fstat(tree, path: spare + "/tree")
-            if have.st_uid != want.st_uid || have.st_gid != want.st_gid
-                || have.st_mode & 0o7777 != want.st_mode & 0o7777
-            {
-                do throws(UnionError) {
-                    _ = try Sys.retry("fchown", spare + "/tree") { fchown(tree.raw, want.st_uid, want.st_gid) }
-                    _ = try Sys.retry("fchmod", spare + "/tree") { fchmod(tree.raw, want.st_mode & 0o7777) }
-                } catch {
-                    logger.warning(
-                        "the new upper's root keeps its own owner or mode instead of the top lower's",
-                        metadata: ["upper": "\(upper)/tree", "lower": "\(first)", "error": "\(error)"])
-                }
+            if try Self.giveRootTheLowerRootsOwner(tree, treePath: spare + "/tree", lower: first, logger: logger) {
                 try Files.fsyncDirectory(tree, path: spare + "/tree")
             }
         }
@@ -153,6 +126,29 @@ extension UnionNamespace {
             throw Sys.error(error, "rename (a spare upper into place)", upper)
         }
         try Self.syncDirectoryHolding(upper)
+        return true
+    }
+
+    /// Gives a new upper's root (`tree`) the owner and mode of the top-most lower's root, what the union showed before
+    /// the upper existed; true if it changed them (the caller flushes). A server without the privilege to give it away
+    /// keeps its own owner: logged, not fatal.
+    private static func giveRootTheLowerRootsOwner(
+        _ tree: FD, treePath: String, lower first: String, logger: Logger
+    ) throws(UnionError) -> Bool {
+        let lowerRoot = try Files.openDirectoryAbsolute(
+            (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
+        let want = try Files.fstat(lowerRoot, path: first)
+        let have = try Files.fstat(tree, path: treePath)
+        guard have.st_uid != want.st_uid || have.st_gid != want.st_gid || have.st_mode & 0o7777 != want.st_mode & 0o7777
+        else { return false }
+        do throws(UnionError) {
+            _ = try Sys.retry("fchown", treePath) { fchown(tree.raw, want.st_uid, want.st_gid) }
+            _ = try Sys.retry("fchmod", treePath) { fchmod(tree.raw, want.st_mode & 0o7777) }
+        } catch {
+            logger.warning(
+                "the new upper's root keeps its own owner or mode instead of the top lower's",
+                metadata: ["upper": "\(treePath)", "lower": "\(first)", "error": "\(error)"])
+        }
         return true
     }
 

@@ -150,17 +150,24 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         var acknowledged: Int { self.lock.withLock { self.answers.values.filter { $0 }.count } }
     }
 
-    /// The deferred form: 31 changes whose callers register `whenDurable` and go on (no sleeper) while the first flush
-    /// runs share the next flush, which the first flush's leader runs right after it; none is told before then.
-    @Test func deferredChangesArrivingDuringAFlushShareTheNextOneWithoutSleeping() throws {
-        let r = Recorder()
-        let told = Told()
+    /// A group commit whose first flush (of change 0, whose caller is told through `told`) has begun on a worker
+    /// thread and is held by `r` until `r.release` is signalled.
+    static func leadingAHeldDeferredFlush(_ r: Recorder, _ told: Told) -> (GroupCommit<Int>, Worker<Void>) {
         let g = GroupCommit<Int> { (batch) throws(UnionError) in try r.flush(batch) }
         r.holdNext = true
         let first = g.enqueue([0])
         g.whenDurable(first, told.done(first))
         let leader = Worker { g.flushQueued { lead in lead() } }
         #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        return (g, leader)
+    }
+
+    /// The deferred form: 31 changes whose callers register `whenDurable` and go on (no sleeper) while the first flush
+    /// runs share the next flush, which the first flush's leader runs right after it; none is told before then.
+    @Test func deferredChangesArrivingDuringAFlushShareTheNextOneWithoutSleeping() throws {
+        let r = Recorder()
+        let told = Told()
+        let (g, leader) = Self.leadingAHeldDeferredFlush(r, told)
         for change in 1...31 {
             let seq = g.enqueue([change])
             g.whenDurable(seq, told.done(seq))
@@ -186,12 +193,7 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         let r = Recorder()
         r.failBatches = [2]
         let told = Told()
-        let g = GroupCommit<Int> { (batch) throws(UnionError) in try r.flush(batch) }
-        r.holdNext = true
-        let first = g.enqueue([0])
-        g.whenDurable(first, told.done(first))
-        let leader = Worker { g.flushQueued { lead in lead() } }
-        #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        let (g, leader) = Self.leadingAHeldDeferredFlush(r, told)
         for change in 1...8 {
             let seq = g.enqueue([change])
             g.whenDurable(seq, told.done(seq))

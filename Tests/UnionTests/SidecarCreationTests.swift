@@ -211,29 +211,13 @@ import Testing
             try UnionNamespace.makeSpareUpper(
                 f.base + "/uppers/.spare-\(i)", lowers: [f.lower(0)], shared: nil, logger: .init(label: "t"))
         }
-        let failures = Locked<[String]>([])
-        DispatchQueue.concurrentPerform(iterations: clients) { i in
-            do {
-                let u = try UnionNamespace(
-                    upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64,
-                    logger: .init(label: "t"), spareUpper: f.base + "/uppers/.spare-\(i)")
-                defer { u.close() }
-                let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
-                _ = try u.create(
-                    in: etc, Array("client-\(i)".utf8), mode: .guarded, attributes: .init(mode: 0o644), as: root)
-            } catch {
-                failures.withLock { $0.append("client \(i): \(error)") }
-            }
+        try Self.firstOpensAtOnce(f, clients: clients) { i in
+            try UnionNamespace(
+                upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64,
+                logger: .init(label: "t"), spareUpper: f.base + "/uppers/.spare-\(i)")
         }
-        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
         let left = try FileManager.default.contentsOfDirectory(atPath: f.base + "/uppers").filter { $0.hasPrefix(".") }
         #expect(left.isEmpty, "\(left)")
-        for i in 0..<clients {
-            let u = try UnionNamespace(upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], logger: .init(label: "t"))
-            defer { u.close() }
-            let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
-            #expect(try u.lookup(etc, Array("client-\(i)".utf8), as: root).1.type == .regular)
-        }
     }
 
     /// A spare is taken only over an absent or empty upper, and only whole: an unfinished creation (entries in
@@ -266,12 +250,20 @@ import Testing
     @Test func concurrentFirstOpensEachGetAWorkingDistinctUpper() throws {
         let f = Fixture()
         f.file(f.lower(0) + "/etc/hostname", "base")
-        let clients = 32
+        try Self.firstOpensAtOnce(f, clients: 32) { i in
+            try UnionNamespace(upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], logger: .init(label: "t"))
+        }
+    }
+
+    /// `clients` first opens at once (`open(i)` makes client i's namespace of upper `uppers/c<i>`), each creating a
+    /// file of its own in /etc; then each upper, reopened, holds its own file and not its neighbour's.
+    static func firstOpensAtOnce(
+        _ f: Fixture, clients: Int, open: @Sendable (Int) throws -> UnionNamespace
+    ) throws {
         let failures = Locked<[String]>([])
         DispatchQueue.concurrentPerform(iterations: clients) { i in
             do {
-                let u = try UnionNamespace(
-                    upper: f.base + "/uppers/c\(i)", lowers: [f.lower(0)], logger: .init(label: "t"))
+                let u = try open(i)
                 defer { u.close() }
                 let etc = try u.lookup(u.rootHandle, Array("etc".utf8), as: root).0
                 _ = try u.create(
