@@ -27,6 +27,17 @@ public final class Locked<Value: Sendable>: @unchecked Sendable {
         defer { pthread_mutex_unlock(self.mutex) }
         return try body(&self.value)
     }
+
+    /// A copy of the value, read without an `inout` access. Read stored closures (hooks, metric sources) this way: a
+    /// build that does not specialise `withLock` re-abstracts a function value on its way into the generic `inout`
+    /// and again on its way back, and stores the wrapped function, so every `withLock { $0 }` of a closure added two
+    /// thunks to it; a test hook read at every flush grew into a chain that overflowed a thread's stack.
+    @inlinable
+    public var current: Value {
+        pthread_mutex_lock(self.mutex)
+        defer { pthread_mutex_unlock(self.mutex) }
+        return self.value
+    }
 }
 
 /// A reader-writer lock. `@unchecked Sendable`: the pthread lock is the synchronisation.

@@ -20,10 +20,10 @@ public final class ServerMetrics: Sendable {
     public let copyUpBytes: Counter
     public let whiteoutsCreated: Counter
     public let clientsMounted: Gauge
-    /// Where the union's counters come from, and what was last exported of them: the union keeps
-    /// totals, Prometheus counters only go up, so each scrape adds the difference.
-    let unionSource = Locked<(read: (@Sendable () -> UnionStatistics)?, exported: UnionStatistics)>(
-        (nil, UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 0)))
+    /// Where the union's counters come from (`unionSource`), and what was last exported of them (`unionExported`): the
+    /// union keeps totals, Prometheus counters only go up, so each scrape adds the difference.
+    let unionSource = Locked<(@Sendable () -> UnionStatistics)?>(nil)
+    let unionExported = Locked(UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 0))
 
     static let latencyBuckets: [Duration] = [
         .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
@@ -116,7 +116,7 @@ public final class ServerMetrics: Sendable {
 
     /// Reads the union's copy-up and whiteout totals from `read` at every scrape.
     public func observeUnion(_ read: @escaping @Sendable () -> UnionStatistics) {
-        self.unionSource.withLock { $0.read = read }
+        self.unionSource.withLock { $0 = read }
     }
 
     /// Text exposition of the image versions (`ExportRegistry.imageMetrics`), read at every scrape.
@@ -126,24 +126,27 @@ public final class ServerMetrics: Sendable {
         self.imageSource.withLock { $0 = read }
     }
 
+    /// Adds to the counters what the union's totals `now` gained since `exported`, which becomes `now`.
+    private func export(_ now: UnionStatistics, after before: inout UnionStatistics) {
+        if now.copyUps > before.copyUps { self.copyUps.increment(by: Int64(now.copyUps - before.copyUps)) }
+        if now.copyUpBytes > before.copyUpBytes {
+            self.copyUpBytes.increment(by: Int64(now.copyUpBytes - before.copyUpBytes))
+        }
+        if now.whiteoutsCreated > before.whiteoutsCreated {
+            self.whiteoutsCreated.increment(by: Int64(now.whiteoutsCreated - before.whiteoutsCreated))
+        }
+        before = UnionStatistics(
+            copyUps: max(now.copyUps, before.copyUps), copyUpBytes: max(now.copyUpBytes, before.copyUpBytes),
+            whiteoutsCreated: max(now.whiteoutsCreated, before.whiteoutsCreated))
+    }
+
     /// The Prometheus text exposition of every metric.
     public func exposition() -> [UInt8] {
-        self.unionSource.withLock { source in
-            guard let read = source.read else { return }
+        if let read = self.unionSource.current {
             let now = read()
-            let before = source.exported
-            if now.copyUps > before.copyUps { self.copyUps.increment(by: Int64(now.copyUps - before.copyUps)) }
-            if now.copyUpBytes > before.copyUpBytes {
-                self.copyUpBytes.increment(by: Int64(now.copyUpBytes - before.copyUpBytes))
-            }
-            if now.whiteoutsCreated > before.whiteoutsCreated {
-                self.whiteoutsCreated.increment(by: Int64(now.whiteoutsCreated - before.whiteoutsCreated))
-            }
-            source.exported = UnionStatistics(
-                copyUps: max(now.copyUps, before.copyUps), copyUpBytes: max(now.copyUpBytes, before.copyUpBytes),
-                whiteoutsCreated: max(now.whiteoutsCreated, before.whiteoutsCreated))
+            self.unionExported.withLock { exported in self.export(now, after: &exported) }
         }
-        let images = self.imageSource.withLock { $0 }?() ?? ""
+        let images = self.imageSource.current?() ?? ""
         return self.registry.emitToBuffer() + Array(images.utf8) + Array(ProcessMetrics.exposition().utf8)
     }
 }

@@ -225,7 +225,7 @@ extension UnionNamespace {
             _ = try Sys.retry("fchmod", tmpPath) { fchmod(copy.raw, mode_t(st.permissionBits)) }
             var times = [st.st_atim, st.st_mtim]
             _ = try Sys.retry("futimens", tmpPath) { futimens(copy.raw, &times) }
-            if let hook = self.hooks?.whileCopying.withLock({ $0 }) { hook() }
+            if let hook = self.hooks?.whileCopying.current { hook() }
             _ = try Sys.retry("fsync", tmpPath) { fsync(copy.raw) }
             let tmpSt = try Files.fstat(copy, path: tmpPath)
             return PreparedCopy(tmp: tmp, tmpSt: tmpSt)

@@ -105,7 +105,7 @@ public final class LogRateLimiter: Sendable {
             bucket.suppressed = 0
             return suppressed
         }
-        if admitted == nil, let count = self.onSuppressed.withLock({ $0 }) { count(kind) }
+        if admitted == nil, let count = self.onSuppressed.current { count(kind) }
         return admitted
     }
 

@@ -99,10 +99,10 @@ extension ExportRegistry {
                             metadata: ["client": "\(key)", "error": "\(error)"])
                     }
                 }
-                self.resetHook.withLock { $0 }?("closing")
+                self.resetHook.current?("closing")
                 // Waits for calls running in it (a copy-up in flight ends with NFS3ERR_STALE).
                 self.close(removed, keepingClosing: true)
-                self.resetHook.withLock { $0 }?("closed")
+                self.resetHook.current?("closed")
                 let aside: String
                 do {
                     aside = try LayerTools.moveAside(layer: upper)

@@ -176,7 +176,7 @@ final class Sidecar: Sendable {
     /// precede its file system step waits for that record before making the step; `afterSync` records come in a later
     /// batch).
     private func flush(_ batch: GroupCommit<SidecarRecord>.Batch) throws(UnionError) {
-        if let hook = self.beforeFlush.withLock({ $0 }) { try hook() }
+        if let hook = self.beforeFlush.current { try hook() }
         let mode = self.filesystemSync.withLock { $0 }
         let what = "commit \(batch.records.count) changes (batch \(batch.number))"
         switch mode {
