@@ -277,6 +277,28 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(none == nil)
     }
 
+    /// A failed flush fails every deferred caller still waiting, also those queued behind its batch (behind a record
+    /// that must follow a sync, never eligible in a batch that failed): their flusher does not retry the failing flush
+    /// in a loop for as long as the disk fails. The records stay queued, and a later change's flush commits them.
+    @Test func aFailedFlushFailsTheDeferredCallersBehindItsBatchWithoutRetrying() throws {
+        let r = Recorder()
+        r.failBatches = Set(1...1_000)
+        let told = Told()
+        let g = GroupCommit<Int> { (batch) throws(UnionError) in try r.flush(batch) }
+        let dir = FD(open("/", O_RDONLY | O_DIRECTORY))
+        let first = g.enqueue([1], syncs: [.directory(dir, path: "/")], afterSync: [2])
+        let behind = g.enqueue([3])
+        g.whenDurable(first, told.done(first))
+        g.whenDurable(behind, told.done(behind))
+        g.flushQueued { lead in lead() }
+        #expect(told.count == 2 && told.acknowledged == 0)
+        #expect(g.flushes == 1, "the failing flush was retried \(g.flushes - 1) times for the caller behind it")
+        r.failBatches = []
+        try g.waitDurable(g.enqueue([4]))
+        #expect(r.batches.first == [1], "the failed flush")
+        #expect(r.batches.dropFirst().flatMap { $0 }.sorted() == [1, 2, 3, 4])
+    }
+
     @Test func afterSyncRecordsWaitForTheNextBatchAndEverythingQueuedLaterWaitsBehindThem() throws {
         let r = Recorder()
         let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }

@@ -214,7 +214,11 @@ final class GroupCommit<Record>: @unchecked Sendable {
                     told.append((waiting.done, nil))
                     return true
                 }
-                if let failure, from < waiting.seq && waiting.seq <= through {
+                // A failed flush also fails the callers queued behind its batch: none of them can be durable before
+                // it, and an entry that must follow a sync never became eligible in a batch that failed, so leading
+                // on for them retried the failing flush at once, in a loop, for as long as the disk failed. Their
+                // records stay queued; the next change's flush retries them.
+                if let failure {
                     told.append((waiting.done, failure))
                     return true
                 }
