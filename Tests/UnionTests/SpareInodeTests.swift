@@ -12,17 +12,27 @@ import Testing
         return stat(path, &st) == 0 ? UInt64(st.st_ino) : 0
     }
 
+    /// The namespace of `f`, with a directory /pub everyone may write in.
+    static func openWithPublicDirectory(_ f: Fixture) throws -> (UnionNamespace, ObjectHandle) {
+        let u = try f.open()
+        var open = SetAttributes()
+        open.mode = 0o777
+        do {
+            return (u, try u.mkdir(in: u.rootHandle, b("pub"), attributes: open, as: root).0)
+        } catch {
+            u.close()
+            throw error
+        }
+    }
+
     static func work(_ f: Fixture) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: f.upper + "/work").sorted()
     }
 
     @Test func createTakesTheInodeAnEmptyRemovedFileLeftAsANewObject() throws {
         let f = Fixture(in: "/dev/shm")
-        let u = try f.open()
+        let (u, pub) = try Self.openWithPublicDirectory(f)
         defer { u.close() }
-        var open = SetAttributes()
-        open.mode = 0o777
-        let pub = try u.mkdir(in: u.rootHandle, b("pub"), attributes: open, as: root).0
         var setuid = SetAttributes()
         setuid.mode = 0o4755
         let (oldH, oldA) = try u.create(in: pub, b("old"), mode: .guarded, attributes: setuid, as: root)
@@ -54,11 +64,8 @@ import Testing
         arguments: [(root, UInt32(0o644)), (root, UInt32(0o4755)), (alice, UInt32(0o640))] as [(Credentials, UInt32)])
     func aSpareTakenWithTheOwnerAndModeItHadIsANewFileToo(cred: Credentials, mode: UInt32) throws {
         let f = Fixture(in: "/dev/shm")
-        let u = try f.open()
+        let (u, pub) = try Self.openWithPublicDirectory(f)
         defer { u.close() }
-        var open = SetAttributes()
-        open.mode = 0o777
-        let pub = try u.mkdir(in: u.rootHandle, b("pub"), attributes: open, as: root).0
         var attrs = SetAttributes()
         attrs.mode = mode
         attrs.mtime = .clientTime(Timespec(seconds: 1_000_000, nanoseconds: 0))
