@@ -98,20 +98,29 @@ import XDR
             let blobsRead = Atomic<Int>(0)
             try client.sendRaw(RPCHardeningTests.pipelinedBlobCalls(blobs, replyBytes: blobBytes))
             let last: UInt32 = 999_999
-            async let sender: Int = onThread {
-                func sendNull(_ xid: UInt32) -> Bool {
-                    var stream = ByteBuffer()
-                    var message = callMessage(xid: xid)
-                    stream.writeInteger(RecordMarking.header(length: message.readableBytes), endianness: .big)
-                    stream.writeBuffer(&message)
-                    return (try? client.sendRaw(stream)) != nil
-                }
-                var sent = 0
-                // While the large replies arrive (bounded), then one more that tells the reader it was the last.
-                while blobsRead.load(ordering: .relaxed) < blobs, sent < 3_000, sendNull(UInt32(100_000 + sent)) {
-                    sent += 1
-                }
-                return sendNull(last) ? sent : -1
+            // The sender gets a thread of its own at once, not from a child task: a child task waits for a thread of the
+            // cooperative pool, which other tests' blocking calls may hold for longer than the reader waits for the
+            // last reply (the reader then timed out with the blobs read and the last NULL never sent).
+            let sentCount = Atomic<Int>(Int.min)
+            let senderDone = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                let count: Int = {
+                    func sendNull(_ xid: UInt32) -> Bool {
+                        var stream = ByteBuffer()
+                        var message = callMessage(xid: xid)
+                        stream.writeInteger(RecordMarking.header(length: message.readableBytes), endianness: .big)
+                        stream.writeBuffer(&message)
+                        return (try? client.sendRaw(stream)) != nil
+                    }
+                    var sent = 0
+                    // While the large replies arrive (bounded), then one more that tells the reader it was the last.
+                    while blobsRead.load(ordering: .relaxed) < blobs, sent < 3_000, sendNull(UInt32(100_000 + sent)) {
+                        sent += 1
+                    }
+                    return sendNull(last) ? sent : -1
+                }()
+                sentCount.store(count, ordering: .releasing)
+                senderDone.signal()
             }
             let reader = await onThread { () -> (blobsIntact: Int, nulls: Int, failure: String?) in
                 var intact = 0
@@ -131,7 +140,9 @@ import XDR
                 }
                 return (intact, nulls, nil)
             }
-            let sent = await sender
+            let sent = await onThread { () -> Int in
+                senderDone.wait(timeout: .now() + 120) == .success ? sentCount.load(ordering: .acquiring) : -1
+            }
             #expect(reader.failure == nil)
             #expect(reader.blobsIntact == blobs)
             #expect(reader.nulls == sent)
