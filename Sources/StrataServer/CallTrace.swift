@@ -91,27 +91,14 @@ struct TracedProgram: ProgramWrapper {
         let start = self.trace.now()
         let original = arguments
         let reply = self.inner.handle(call, arguments: &arguments)
-        if let hold = RPCWorker.currentHold {
-            // A held reply (a change waiting for its flush) is recorded when it leaves, as what it leaves as: the
-            // call's interval then covers the wait the client saw, and a failed flush shows as the error it got.
-            RPCWorker.holdReply(
-                RPCReplyHold(
-                    whenReleased: { release in
-                        hold.whenReleased { replacement in
-                            self.trace.record(
-                                start: start, end: self.trace.now(), call: call, arguments: original,
-                                argumentLimit: self.argumentLimit(call.procedure), reply: replacement ?? reply,
-                                replyLimit: self.replyLimit(call.procedure))
-                            release(replacement)
-                        }
-                    },
-                    settle: hold.settle))
-            return reply
+        // A held reply (a change waiting for its flush) is recorded when it leaves, as what it leaves as: the call's
+        // interval then covers the wait the client saw, and a failed flush shows as the error it got.
+        RPCWorker.whenReplyLeaves(reply) { left in
+            self.trace.record(
+                start: start, end: self.trace.now(), call: call, arguments: original,
+                argumentLimit: self.argumentLimit(call.procedure), reply: left,
+                replyLimit: self.replyLimit(call.procedure))
         }
-        self.trace.record(
-            start: start, end: self.trace.now(), call: call, arguments: original,
-            argumentLimit: self.argumentLimit(call.procedure), reply: reply, replyLimit: self.replyLimit(call.procedure)
-        )
         return reply
     }
 }

@@ -258,21 +258,9 @@ struct MeteredProgram: ProgramWrapper {
         let start = ContinuousClock.now
         let given = arguments
         let reply = self.inner.handle(call, arguments: &arguments)
-        if let hold = RPCWorker.currentHold {
-            // A held reply (a change waiting for its flush) is counted when it leaves, as what it leaves as: its
-            // latency includes the flush, and a failed flush counts as the error the client gets.
-            RPCWorker.holdReply(
-                RPCReplyHold(
-                    whenReleased: { release in
-                        hold.whenReleased { replacement in
-                            self.record(replacement ?? reply, of: call, arguments: given, since: start)
-                            release(replacement)
-                        }
-                    },
-                    settle: hold.settle))
-            return reply
-        }
-        self.record(reply, of: call, arguments: given, since: start)
+        // A held reply (a change waiting for its flush) is counted when it leaves, as what it leaves as: its latency
+        // includes the flush, and a failed flush counts as the error the client gets.
+        RPCWorker.whenReplyLeaves(reply) { left in self.record(left, of: call, arguments: given, since: start) }
         return reply
     }
 

@@ -36,6 +36,22 @@ public enum RPCWorker {
     /// The hold the running call asked for so far (nil: its reply leaves as soon as it is answered). A wrapper of a
     /// program (metrics) replaces it with `holdReply` to learn when, and as what, the reply is released.
     public static var currentHold: RPCReplyHold? { Self.current.get()?.hold }
+
+    /// For a wrapper of a program (metrics, the call trace): calls `left` with the reply the running call's `reply`
+    /// leaves as: at once, or, when the call's reply is held, once it is released (what it was answered, or the error
+    /// a failed flush made of it), before it is sent.
+    public static func whenReplyLeaves(_ reply: RPCReply, _ left: @escaping @Sendable (RPCReply) -> Void) {
+        guard let hold = Self.currentHold else { return left(reply) }
+        Self.holdReply(
+            RPCReplyHold(
+                whenReleased: { release in
+                    hold.whenReleased { replacement in
+                        left(replacement ?? reply)
+                        release(replacement)
+                    }
+                },
+                settle: hold.settle))
+    }
 }
 
 /// What a held reply waits for (`RPCWorker.holdReply`): the reply of a namespace change may leave only once the
