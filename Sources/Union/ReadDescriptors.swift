@@ -67,8 +67,9 @@ extension UnionNamespace {
                 self.stats.readsNotCached.add(1, ordering: .relaxed)
                 return nil
             }
-            // The kernel's own readahead follows this descriptor's reads; the hint is for reads from the pool.
-            if got > 0 { _ = self.noteReadEnd(fileid: node.fileid, offset: offset, count: got) }
+            if got > 0, let ahead = self.noteReadEnd(fileid: node.fileid, offset: offset, count: got) {
+                Self.readAheadLater(kept.fd, ahead)
+            }
             return try? self.readResult(node, kept.fd, offset: offset, count: got)
         }
     }
@@ -154,7 +155,9 @@ extension UnionNamespace {
             guard let kept = node.reader, kept.holds(node.indexed ?? node.top),
                 let range = self.cachedRange(node, kept.fd, offset: offset, count: count)
             else { return nil }
-            _ = self.noteReadEnd(fileid: node.fileid, offset: offset, count: range.count)
+            if let ahead = self.noteReadEnd(fileid: node.fileid, offset: offset, count: range.count) {
+                Self.readAheadLater(kept.fd, ahead)
+            }
             return range
         }
     }

@@ -203,24 +203,20 @@ extension UnionNamespace {
     /// Readahead state lives in an open file. READs of one file share a kept descriptor (`readDescriptor`), but only
     /// while its node stays cached, and they come from several pool threads at once, a little out of order: the
     /// kernel may take them for a random reader's and read nothing ahead, so each READ of a cold file would wait for
-    /// the disk. A READ that starts near where an earlier READ of the same file ended asks the kernel to read the
-    /// next stretch ahead, as its own sequential readahead would.
+    /// the disk. A READ that continues a sequential reader asks the kernel to read ahead of it, as its own sequential
+    /// readahead would, far enough for the READs a client keeps in flight (`ReadProgress.window`).
     func readAhead(_ fd: FD, fileid: UInt64, offset: UInt64, count: Int) {
-        let end = offset &+ UInt64(count)
-        let last = self.noteReadEnd(fileid: fileid, offset: offset, count: count)
-        if Self.continuesSequentially(offset: offset, count: count, lastEnd: last) {
-            let ahead = min(count * 4, 8 << 20)
-            _ = posix_fadvise(fd.raw, off_t(clamping: end), off_t(ahead), POSIX_FADV_WILLNEED)
-        }
+        guard let ahead = self.noteReadEnd(fileid: fileid, offset: offset, count: count) else { return }
+        _ = posix_fadvise(fd.raw, off_t(clamping: ahead.lowerBound), off_t(clamping: ahead.count), POSIX_FADV_WILLNEED)
     }
 
-    /// Records where a READ of `fileid` ended; returns where the READs before it ended.
-    func noteReadEnd(fileid: UInt64, offset: UInt64, count: Int) -> UInt64? {
-        let end = offset &+ UInt64(count)
-        return self.readEnds.withLock { ends -> UInt64? in
-            let last = ends.value(for: fileid)
-            ends.set(max(last ?? 0, end), for: fileid)
-            return last
+    /// Records where a READ of `fileid` ended; returns the stretch to read ahead of it, if any (see `ReadProgress`).
+    func noteReadEnd(fileid: UInt64, offset: UInt64, count: Int) -> Range<UInt64>? {
+        self.readEnds.withLock { ends -> Range<UInt64>? in
+            var progress = ends.value(for: fileid) ?? ReadProgress()
+            let ahead = progress.note(offset: offset, count: count)
+            ends.set(progress, for: fileid)
+            return ahead
         }
     }
 

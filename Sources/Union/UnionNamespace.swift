@@ -46,8 +46,9 @@ public final class UnionNamespace: Sendable {
     /// attributes are taken again after it moved (`ListedObject`); it spares the other entries, so listing a tree
     /// does not make every listing already cached read its attributes again.
     let directoryAtimeGeneration = Atomic<UInt64>(0)
-    /// Where the last READs of recently read files ended (fileid → end offset), to tell sequential readers.
-    let readEnds = Locked(LRUMap<UInt64, UInt64>(capacity: 256))
+    /// How far the READs of recently read files got (fileid → where they ended, how far they were read ahead), to
+    /// tell sequential readers and read ahead of them (`readAhead`).
+    let readEnds = Locked(LRUMap<UInt64, ReadProgress>(capacity: 256))
     /// Moves at the end of every namespace change (`mutate`), inside its write lock: what a name shows may have
     /// changed. The lookup cache answers only at the generation its entries were taken at (LookupCache.swift).
     let namesGeneration = Atomic<UInt64>(0)

@@ -81,6 +81,35 @@ import Testing
         #expect(!UnionNamespace.continuesSequentially(offset: 0, count: mib, lastEnd: 100 << 20), "back to the start")
         #expect(!UnionNamespace.continuesSequentially(offset: 4096, count: 0, lastEnd: 4096), "an empty READ")
     }
+
+    /// A sequential reader is read ahead of by a whole window at first, then by what it consumed, once half the
+    /// window is used; READs answered out of order, a jump and a restart do not ask for the same data twice. (Cold
+    /// sequential READs used to ask for four READs ahead only, and not at all when answered from the page cache: the
+    /// disk idled between stretches.)
+    @Test func aSequentialReaderIsReadAheadOfByAWindow() {
+        let mib = 1 << 20
+        let m = UInt64(mib)
+        let window = ReadProgress.window(count: mib)
+        #expect(window == 16 * m)
+        var progress = ReadProgress()
+        #expect(progress.note(offset: 0, count: mib) == nil, "a file's first READ")
+        #expect(progress.note(offset: m, count: mib) == 2 * m..<2 * m + window, "the second: a whole window")
+        for i in 2..<10 {
+            #expect(progress.note(offset: UInt64(i) * m, count: mib) == nil, "READ \(i): over half the window ahead")
+        }
+        // Out of order (READ 11 before 10): the end moves to 12 MiB, the window is half used up.
+        #expect(progress.note(offset: 11 * m, count: mib) == 18 * m..<28 * m)
+        #expect(progress.note(offset: 10 * m, count: mib) == nil, "a late READ asks for nothing")
+        #expect(progress.note(offset: 12 * m, count: mib) == nil)
+        // A jump: a new reader there; it is read ahead of from its second READ.
+        #expect(progress.note(offset: 200 * m, count: mib) == nil)
+        #expect(progress.note(offset: 201 * m, count: mib) == 202 * m..<202 * m + window)
+        // Back to the start, as a second pass does.
+        #expect(progress.note(offset: 0, count: mib) == nil)
+        #expect(progress.note(offset: m, count: mib) == 2 * m..<2 * m + window)
+        #expect(progress.note(offset: 0, count: 0) == nil, "an empty READ")
+        #expect(ReadProgress.window(count: 4096) == 16 * 4096, "small READs: sixteen of them")
+    }
 }
 
 /// The handles and attributes a READDIRPLUS page keeps with its cached listing.
