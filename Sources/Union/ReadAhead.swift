@@ -46,7 +46,8 @@ extension UnionNamespace {
     static func readAheadLater(_ fd: FD, _ range: Range<UInt64>) {
         guard let copy = Sys.duplicate(fd) else { return }
         Self.readAheadQueue.async {
-            _ = posix_fadvise(copy, off_t(clamping: range.lowerBound), off_t(clamping: range.count), POSIX_FADV_WILLNEED)
+            _ = posix_fadvise(
+                copy, off_t(clamping: range.lowerBound), off_t(clamping: range.count), POSIX_FADV_WILLNEED)
             Glibc.close(copy)
         }
     }
