@@ -86,15 +86,18 @@ extension UnionNamespace {
             if case .regular = kind, spare == nil,
                 let made = try self.unnamedFile(in: parentFD, upper, mode: own.mode, path: path)
             {
-                let whitedOut = try self.publishUnnamed(
+                let (whitedOut, fileid) = try self.publishUnnamed(
                     made.file, linking: made.linking, own: own, attributes: attributes, verifier: verifier,
                     in: directory, parent, name,
                     path: path)
-                return try self.created(name, in: directory, dirH, parent, whitedOut: whitedOut, before: dirBefore)
+                return try self.created(
+                    name, in: directory, dirH, parent, whitedOut: whitedOut, before: dirBefore,
+                    made: (fileid, made.file))
             }
             let tmp = spare?.name ?? self.workName("new")
             let tmpPath = "work/" + tmp.displayString
-            let whitedOut = try self.cleaningWork(tmp) { () throws(UnionError) -> Bool in
+            let (whitedOut, made) = try self.cleaningWork(tmp) {
+                () throws(UnionError) -> (Bool, (fileid: UInt64, file: FD)?) in
                 // Step 1: build it under work/ (no fsync: the batch's sync covers it with the rename). A regular file
                 // is made through its descriptor (owner, mode, size, stat), kept for the batch's fsync where there is one.
                 var file = spare?.fd
@@ -185,16 +188,17 @@ extension UnionNamespace {
                 try Files.renameNoReplace(upper.work, tmp, parentFD, name, path: path)
                 self.changed(.directory(parentFD, path: parent.pathString))
                 if spare != nil { self.changed(.directory(upper.work, path: "work")) }  // its entry there went away
-                return whitedOut
+                return (whitedOut, file.map { (fileid, $0) })
             }
-            return try self.created(name, in: directory, dirH, parent, whitedOut: whitedOut, before: dirBefore)
+            return try self.created(
+                name, in: directory, dirH, parent, whitedOut: whitedOut, before: dirBefore, made: made)
         }
     }
 
     /// After the publishing step of a create: drops a whiteout the new entry beats, and the change's result.
     private func created(
         _ name: [UInt8], in directory: Node, _ dirH: ObjectHandle, _ parent: Location, whitedOut: Bool,
-        before dirBefore: Attributes
+        before dirBefore: Attributes, made: (fileid: UInt64, file: FD)? = nil
     ) throws(UnionError) -> ChangeResult {
         try self.crashPoint("create.afterPublish")
         // Step 4: the real entry beats the whiteout; drop it once that entry is durable.
@@ -205,7 +209,20 @@ extension UnionNamespace {
         }
         self.invalidateListing(directory.fileid)
         let fresh = self.isUpper(directory.top) ? directory : try self.resolveDirectory(dirH)
-        guard let created = try self.child(of: fresh, name) else { throw .noEntry }
+        let created: Node
+        if let made, let parentFD = parent.dir {
+            // A regular file just linked into an upper directory: what a lookup of its name would find, from its
+            // descriptor (a lookup stats the name in every layer again).
+            let path = Names.join(parent.path, name)
+            let st = try Files.fstat(made.file, path: path.displayString)
+            let top = Location(layer: parent.layer, path: path, parent: parentFD, name: name, dir: nil, st: st)
+            created = Node(
+                fileid: made.fileid, parentFileid: fresh.fileid, name: name, top: top, dirs: [top],
+                lowerPath: fresh.lowerPath + [name], indexed: nil)
+        } else {
+            guard let found = try self.child(of: fresh, name) else { throw .noEntry }
+            created = found
+        }
         let dirAfter = try self.attributesNow(fresh, upper: parent)
         return ChangeResult(
             handle: self.handle(created), attributes: self.attributes(created),
@@ -231,12 +248,12 @@ extension UnionNamespace {
     /// its descriptor, its identity, then its name (`linkat`, which fails if the name exists, as the rename would).
     /// A crash before the link leaves no name anywhere: the kernel frees the inode with its last descriptor (after a
     /// power cut, the file system check clears it as an unattached inode without data blocks). Returns whether a whiteout was on
-    /// the name.
+    /// the name, and the file's fileid.
     private func publishUnnamed(
         _ file: FD, linking: UnnamedFiles.Linking, own: (uid: UInt32, gid: UInt32, mode: UInt32),
         attributes: SetAttributes, verifier: UInt64?,
         in directory: Node, _ parent: Location, _ name: [UInt8], path: String
-    ) throws(UnionError) -> Bool {
+    ) throws(UnionError) -> (whitedOut: Bool, fileid: UInt64) {
         var recorded: UInt64?
         do throws(UnionError) {
             // Step 1: build it (no fsync: the batch's sync covers it with the link). A chown or chmod that changes
@@ -273,7 +290,7 @@ extension UnionNamespace {
             guard let parentFD = parent.dir else { throw .notDirectory }
             try UnnamedFiles.link(file, parentFD, name, path: path, linking)
             self.changed(.directory(parentFD, path: parent.pathString))
-            return whitedOut
+            return (whitedOut, fileid)
         } catch {
             // The inode goes with its descriptor: an identity already pointing at it must not outlive it (the
             // inode number would be given to another file).
