@@ -299,6 +299,36 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(r.batches.dropFirst().flatMap { $0 }.sorted() == [1, 2, 3, 4])
     }
 
+    /// The same for a caller that sleeps until its change is durable (UDP, MOUNT, a wait under the lock): waiting for
+    /// a record that must follow a sync, it led the failing flush again for as long as the disk failed (here 1,000
+    /// times, then it returned as if nothing had happened). Now the first failure fails it, and every other sleeper.
+    @Test func aFailedFlushFailsTheSleepersBehindItsBatchWithoutRetrying() throws {
+        let r = Recorder()
+        r.failBatches = Set(1...1_000)
+        let g = GroupCommit<Int> { (batch) throws(UnionError) in try r.flush(batch) }
+        let dir = FD(open("/", O_RDONLY | O_DIRECTORY))
+        _ = g.enqueue([1], syncs: [.directory(dir, path: "/")], afterSync: [2])
+        let lastOfFirst = g.lastQueued
+        #expect(throws: UnionError.self) { try g.waitDurable(lastOfFirst) }
+        #expect(g.flushes == 1, "the failing flush was led \(g.flushes) times for the sleeper")
+        // Two sleepers behind a failing flush: both fail with it, neither is left asleep without a leader.
+        r.holdNext = true
+        let (third, fourth) = (g.enqueue([3]), g.enqueue([4]))
+        let leader = Worker { try g.waitDurable(third) }
+        #expect(r.entered.wait(timeout: .now() + 20) == .success)
+        let sleeper = Worker { try g.waitDurable(fourth) }
+        #expect(eventually { g.sleeping == 1 })
+        r.release.signal()
+        #expect(throws: UnionError.self) { try leader.join() }
+        #expect(throws: UnionError.self) { try sleeper.join() }
+        #expect(g.flushes == 2)
+        // The records stayed queued: the next change's flush commits them all, once each.
+        r.failBatches = []
+        let failed = r.batches.count
+        try g.waitDurable(g.enqueue([5]))
+        #expect(r.batches[failed...].flatMap { $0 }.sorted() == [1, 2, 3, 4, 5])
+    }
+
     @Test func afterSyncRecordsWaitForTheNextBatchAndEverythingQueuedLaterWaitsBehindThem() throws {
         let r = Recorder()
         let g = GroupCommit<Int> { (b) throws(UnionError) in try r.flush(b) }

@@ -26,8 +26,8 @@ enum SyncTarget {
 /// - `afterSync` records are committed only by a later batch than the one that syncs the change's targets (a
 ///   whiteout may be dropped only once the entry that beats it is durable), and everything queued after them waits
 ///   behind them, so records are committed in exactly the order the changes were made.
-/// - A failing flush fails every waiter of its batch (none is acknowledged) and puts the batch back at the head of
-///   the queue: memory already shows the changes, so the next flush retries them.
+/// - A failing flush fails every waiter of its batch and every waiter behind it (none is acknowledged) and puts the
+///   batch back at the head of the queue: memory already shows the changes, so the next flush retries them.
 ///
 /// `@unchecked Sendable`: `monitor` protects every mutable field.
 final class GroupCommit<Record>: @unchecked Sendable {
@@ -55,6 +55,8 @@ final class GroupCommit<Record>: @unchecked Sendable {
     private var batchesStarted: UInt64 = 0
     private var isFlushing = false
     private var failures: [(from: UInt64, through: UInt64, error: UnionError)] = []
+    /// Flushes failed so far: a waiter fails when one failed while it waited (see `waitDurable`).
+    private var failureCount: UInt64 = 0
     private var isAbandoned = false
     private var flushCount: UInt64 = 0
     /// Waiters asleep, by the change they wait for. A flush's end wakes only those it covered (or failed) and, when
@@ -108,8 +110,15 @@ final class GroupCommit<Record>: @unchecked Sendable {
 
     /// Returns once change `seq` (and everything queued before it) is durable; throws the error of the flush that
     /// failed to make it so. The first waiter to find no flush running leads the next one.
+    ///
+    /// A flush that fails while the caller waits fails it too, whether its change was in that batch or queued behind
+    /// it: it cannot be durable before that batch is. A change behind a record that must follow a sync (a whiteout
+    /// dropped once the entry beating it is durable) never becomes eligible in a batch that fails, so waiting on for
+    /// it led the failing flush again and again, in a loop, for as long as the disk failed. Its records stay queued;
+    /// the next change's flush retries them.
     func waitDurable(_ seq: UInt64) throws(UnionError) {
         self.monitor.lock()
+        let failuresBefore = self.failureCount
         var me: Sleeper?
         while true {
             if self.isAbandoned {
@@ -122,6 +131,10 @@ final class GroupCommit<Record>: @unchecked Sendable {
                 return
             }
             if let failed = self.failures.last(where: { $0.from < seq && seq <= $0.through }) {
+                self.leaveWaiting()
+                throw failed.error
+            }
+            if self.failureCount > failuresBefore, let failed = self.failures.last {
                 self.leaveWaiting()
                 throw failed.error
             }
@@ -202,11 +215,12 @@ final class GroupCommit<Record>: @unchecked Sendable {
             self.lastEligible += 1
             self.failures.append((from, through, failure))
             if self.failures.count > 64 { self.failures.removeFirst() }
+            self.failureCount += 1
         } else {
             self.durableSeq = through
         }
         self.isFlushing = false
-        self.wakeCoveredAndNextLeader(failedFrom: failure == nil ? nil : from, through: through)
+        self.wakeCoveredAndNextLeader(failed: failure != nil)
         var told: [(Completion, UnionError?)] = []
         if !self.callbacks.isEmpty {
             self.callbacks.removeAll { waiting in
@@ -273,16 +287,15 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.monitor.unlock()
     }
 
-    /// At a flush's end (monitor locked): wakes the sleepers it made durable or failed, and, unless one is already
-    /// woken to do so, the sleeper of the oldest change left to lead the next flush (a sleeper woken while another
-    /// flush runs sleeps again, and that flush's end elects anew, so someone always leads while changes wait).
-    private func wakeCoveredAndNextLeader(failedFrom: UInt64?, through: UInt64) {
+    /// At a flush's end (monitor locked): wakes the sleepers it made durable or failed (a failed flush fails every
+    /// sleeper: see `waitDurable`), and, unless one is already woken to do so, the sleeper of the oldest change left to
+    /// lead the next flush (a sleeper woken while another flush runs sleeps again, and that flush's end elects anew, so
+    /// someone always leads while changes wait).
+    private func wakeCoveredAndNextLeader(failed: Bool) {
         var next: (key: ObjectIdentifier, seq: UInt64)?
         var leaderWoken = false
         for (key, waiting) in self.sleepers {
-            let covered =
-                waiting.seq <= self.durableSeq
-                || (failedFrom.map { $0 < waiting.seq && waiting.seq <= through } ?? false)
+            let covered = waiting.seq <= self.durableSeq || failed
             if covered {
                 if !waiting.isWoken {
                     self.sleepers[key]?.isWoken = true
