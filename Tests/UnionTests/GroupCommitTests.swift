@@ -96,8 +96,8 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         defer { u.close() }
         let me = pthread_self()
         let seen = Locked<(calls: Int, lockFree: Bool)>((0, true))
-        BlockingWaits.install { wait in
-            // Other tests of this process may wait meanwhile: count only this test's thread.
+        // This thread's own hook: one installed for the process was replaced by servers other tests started.
+        let hook: BlockingWaits.Hook = { wait in
             if pthread_equal(pthread_self(), me) != 0 {
                 // Free to take: the change no longer holds the namespace lock.
                 let free = u.namespaceLock.tryWriteLock()
@@ -108,8 +108,9 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
             }
             wait()
         }
-        defer { BlockingWaits.install(nil) }
-        _ = try u.create(in: u.rootHandle, Array("hooked".utf8), mode: .guarded, attributes: .init(), as: root)
+        _ = try BlockingWaits.withHook(hook) {
+            try u.create(in: u.rootHandle, Array("hooked".utf8), mode: .guarded, attributes: .init(), as: root)
+        }
         #expect(seen.withLock { $0.calls } == 1)
         #expect(seen.withLock { $0.lockFree })
     }
@@ -252,21 +253,23 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         defer { u.close() }
         let me = pthread_self()
         let hooked = Locked(0)
-        BlockingWaits.install { wait in
+        // This thread's own hook: one installed for the process was replaced by servers other tests started.
+        let hook: BlockingWaits.Hook = { wait in
             if pthread_equal(pthread_self(), me) != 0 { hooked.withLock { $0 += 1 } }
             wait()
         }
-        defer { BlockingWaits.install(nil) }
         let name = Array("deferred".utf8)
-        let (made, pending) = DeferredDurability.deferring {
-            try? u.create(in: u.rootHandle, name, mode: .guarded, attributes: .init(), as: root)
+        let (made, pending) = BlockingWaits.withHook(hook) {
+            DeferredDurability.deferring {
+                try? u.create(in: u.rootHandle, name, mode: .guarded, attributes: .init(), as: root)
+            }
         }
         #expect(made != nil)
         let waiting = try #require(pending)
         #expect(hooked.withLock { $0 } == 0, "the change waited for its flush")
         let told = Told()
         waiting.whenDurable(told.done(1))
-        waiting.flush()
+        BlockingWaits.withHook(hook) { waiting.flush() }
         #expect(told.count == 1 && told.acknowledged == 1)
         #expect(hooked.withLock { $0 } == 1)
 

@@ -1,4 +1,5 @@
 import Basics
+import Glibc
 
 /// Where the union tells its host that the calling thread is about to sleep on the disk (a group commit's flush, a
 /// shared fsync), so the host can let another thread take up work meanwhile (a thread pool that bounds the workers
@@ -26,9 +27,33 @@ public enum BlockingWaits {
         Self.installed.withLock { $0 = box }
     }
 
-    /// Runs `wait` (a sleep on the disk) through the installed hook.
+    /// A hook for the calling thread alone, for the duration of `body`, in place of the process's (tests: installing
+    /// one for the process replaced the hook of a server running in another test of the same process, and a server
+    /// starting in another test replaced the test's).
+    public static func withHook<T>(_ hook: @escaping Hook, _ body: () throws -> T) rethrows -> T {
+        let outer = pthread_getspecific(Self.threadKey)
+        let box = Box(hook)
+        pthread_setspecific(Self.threadKey, Unmanaged.passUnretained(box).toOpaque())
+        defer { pthread_setspecific(Self.threadKey, outer) }
+        return try withExtendedLifetime(box) { try body() }
+    }
+
+    private static let threadKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Runs `wait` (a sleep on the disk) through the calling thread's hook (`withHook`), else the process's.
     static func run(_ wait: () throws(UnionError) -> Void) throws(UnionError) {
-        guard let hook = Self.installed.withLock({ $0 })?.hook else { return try wait() }
+        let hook: Hook
+        if let own = pthread_getspecific(Self.threadKey) {
+            hook = Unmanaged<Box>.fromOpaque(own).takeUnretainedValue().hook
+        } else if let installed = Self.installed.withLock({ $0 })?.hook {
+            hook = installed
+        } else {
+            return try wait()
+        }
         var failure: UnionError?
         hook {
             do throws(UnionError) { try wait() } catch { failure = error }
