@@ -22,6 +22,7 @@
 #                /var/tmp/boot-storm-DATE directory: results.jsonl, table.txt, logs, configs)
 #                WORKDIR (default /var/tmp; images, uppers, overlay mounts; removed at the end;
 #                "tmpfs": a private tmpfs, so that neither server waits for a shared, busy disk)
+#                STRATA_THREADS: Strata's `[server] threads` (default: the server's, 64)
 #                PROFILE=1: each Strata storm runs under `perf record -e cpu-clock -g -p PID`
 #                (RESULTS/perf-SERVER-N.data and a report, RESULTS/perf-SERVER-N.txt)
 # Everything runs in a private network and mount namespace (only lo; the overlay mounts, rpcbind
@@ -149,6 +150,7 @@ mount_port = 30048
 portmapper = "off"
 state_dir = "$d/state"
 log_level = "warning"
+${STRATA_THREADS:+threads = $STRATA_THREADS}
 
 [[export]]
 path = "/diskless"
