@@ -260,32 +260,29 @@ final class RPCConnectionWork: Sendable {
 
     /// A held reply was released (any thread): the event loop finishes and sends it.
     private func release(_ call: RPCDispatcher.PreparedCall, _ reply: RPCReply) {
-        let (deliver, closed) = self.state.withLock { state -> ((@Sendable () -> Void)?, Bool) in
-            if state.closed { return (nil, true) }
-            state.released.append((call, reply))
-            guard !state.deliveryScheduled else { return (nil, false) }
-            state.deliveryScheduled = true
-            return (state.deliver, false)
-        }
-        if closed {
+        let queued = self.handToEventLoop { $0.released.append((call, reply)) }
+        if !queued {
             // Finished anyway: the duplicate request cache keeps the reply for a retransmission on a new connection.
             self.drop(self.dispatcher.release(call, reply, ledger: self.ledger))
         }
-        deliver?()
     }
 
     /// A call's result joins the list for the event loop (any thread).
     private func add(_ result: RPCDispatcher.Execution) {
+        if !self.handToEventLoop({ $0.results.append(result) }) { self.drop(result) }
+    }
+
+    /// Queues something for the event loop with `append` and wakes it unless a wake-up is on its way already; false,
+    /// with nothing queued, once the connection closed.
+    private func handToEventLoop(_ append: (inout State) -> Void) -> Bool {
         let (deliver, closed) = self.state.withLock { state -> ((@Sendable () -> Void)?, Bool) in
             if state.closed { return (nil, true) }
-            state.results.append(result)
+            append(&state)
             guard !state.deliveryScheduled else { return (nil, false) }
             state.deliveryScheduled = true
             return (state.deliver, false)
         }
-        if closed {
-            self.drop(result)
-        }
         deliver?()
+        return !closed
     }
 }

@@ -256,17 +256,12 @@ extension UnionNamespace {
     ) throws(UnionError) -> (whitedOut: Bool, fileid: UInt64) {
         var recorded: UInt64?
         do throws(UnionError) {
-            // Step 1: build it (no fsync: the batch's sync covers it with the link). A chown or chmod that changes
-            // nothing still dirties the inode (a journal handle each on ext4): owner and mode are set only when the
-            // file was not made with them (a caller other than the server's user, special bits, a umask that cut a bit).
+            // Step 1: build it (no fsync: the batch's sync covers it with the link). Owner and mode are set only when
+            // the file was not made with them (a caller other than the server's user, special bits, a umask that cut a
+            // bit).
             var st = try Files.fstat(file, path: path)
-            var restat = false
-            if st.st_uid != own.uid || st.st_gid != own.gid || UInt32(st.st_mode) & 0o7777 != own.mode {
-                // chmod after chown: a chown clears set-uid and set-gid.
-                _ = try Sys.retry("fchown", path) { fchown(file.raw, own.uid, own.gid) }
-                _ = try Sys.retry("fchmod", path) { fchmod(file.raw, mode_t(own.mode)) }
-                restat = true
-            }
+            var restat = try Files.setOwnerAndMode(
+                file, from: st, uid: own.uid, gid: own.gid, mode: own.mode, path: path)
             if let size = attributes.size, size > 0 {
                 _ = try Sys.retry("ftruncate", path) { ftruncate(file.raw, off_t(clamping: size)) }
                 restat = true

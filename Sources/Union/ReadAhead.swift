@@ -44,11 +44,10 @@ extension UnionNamespace {
     /// Asks the kernel to read `range` of the file of `fd` ahead, on a queue of its own: for a caller that must not
     /// block (an event loop; `POSIX_FADV_WILLNEED` submits the reads itself and may wait for the disk's queue).
     static func readAheadLater(_ fd: FD, _ range: Range<UInt64>) {
-        guard let copy = Sys.duplicate(fd) else { return }
+        // The closure holds the descriptor open until it ran (`FD` closes it with its last reference).
         Self.readAheadQueue.async {
             _ = posix_fadvise(
-                copy, off_t(clamping: range.lowerBound), off_t(clamping: range.count), POSIX_FADV_WILLNEED)
-            Glibc.close(copy)
+                fd.raw, off_t(clamping: range.lowerBound), off_t(clamping: range.count), POSIX_FADV_WILLNEED)
         }
     }
 

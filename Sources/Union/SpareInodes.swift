@@ -48,13 +48,8 @@ extension UnionNamespace {
             do throws(UnionError) {
                 let st = try Files.fstat(fd, path: "work")
                 if st.isRegular, st.st_nlink == 1, st.st_size == 0, !hasXattrs {
-                    // Most spares come back to the owner and mode they had: a chown or chmod that changes nothing
-                    // still dirties the inode (a journal handle each on ext4). chmod after chown, which clears
-                    // set-uid and set-gid.
-                    if st.st_uid != uid || st.st_gid != gid || UInt32(st.st_mode) & 0o7777 != mode {
-                        _ = try Sys.retry("fchown", "work") { fchown(fd.raw, uid, gid) }
-                        _ = try Sys.retry("fchmod", "work") { fchmod(fd.raw, mode_t(mode)) }
-                    }
+                    // Most spares come back to the owner and mode they had.
+                    try Files.setOwnerAndMode(fd, from: st, uid: uid, gid: gid, mode: mode, path: "work")
                     var times = [
                         timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW), timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW),
                     ]

@@ -139,17 +139,15 @@ extension UnionNamespace {
             (try? LayerFormat.isStrataLayer(first)) == true ? first + "/tree" : first)
         let want = try Files.fstat(lowerRoot, path: first)
         let have = try Files.fstat(tree, path: treePath)
-        guard have.st_uid != want.st_uid || have.st_gid != want.st_gid || have.st_mode & 0o7777 != want.st_mode & 0o7777
-        else { return false }
         do throws(UnionError) {
-            _ = try Sys.retry("fchown", treePath) { fchown(tree.raw, want.st_uid, want.st_gid) }
-            _ = try Sys.retry("fchmod", treePath) { fchmod(tree.raw, want.st_mode & 0o7777) }
+            return try Files.setOwnerAndMode(
+                tree, from: have, uid: want.st_uid, gid: want.st_gid, mode: UInt32(want.st_mode), path: treePath)
         } catch {
             logger.warning(
                 "the new upper's root keeps its own owner or mode instead of the top lower's",
                 metadata: ["upper": "\(treePath)", "lower": "\(first)", "error": "\(error)"])
+            return true
         }
-        return true
     }
 
     /// Does now, once per process, what the first upper's creation would otherwise do on a client's MNT: the empty,

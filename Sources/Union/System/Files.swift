@@ -18,6 +18,20 @@ enum Files {
         return st
     }
 
+    /// Gives the object of `fd` (whose stat is `st`) owner `uid`:`gid` and permission bits `mode`, unless it has them
+    /// already: a chown or chmod that changes nothing still dirties the inode (a journal handle each on ext4). chmod
+    /// after chown, which clears set-uid and set-gid. Returns whether it changed them.
+    @discardableResult
+    static func setOwnerAndMode(
+        _ fd: FD, from st: stat, uid: UInt32, gid: UInt32, mode: UInt32, path: String
+    ) throws(UnionError) -> Bool {
+        let bits = mode & 0o7777
+        guard st.st_uid != uid || st.st_gid != gid || UInt32(st.st_mode) & 0o7777 != bits else { return false }
+        _ = try Sys.retry("fchown", path) { fchown(fd.raw, uid, gid) }
+        _ = try Sys.retry("fchmod", path) { fchmod(fd.raw, mode_t(bits)) }
+        return true
+    }
+
     /// Opens `name` under `dir` with `flags | O_NOFOLLOW | O_CLOEXEC`.
     static func openAt(
         _ dir: FD, _ name: [UInt8], _ flags: CInt, mode: mode_t = 0, path: @autoclosure () -> String
