@@ -28,6 +28,7 @@ extension UnionNamespace {
         if try Files.statAbsolute(upper + "/tree", followingLinks: true) != nil {
             treeIsNew = try Files.list(try Files.openDirectoryAbsolute(upper + "/tree"), path: upper + "/tree").isEmpty
         }
+        try Self.makeUpperDirectory(upper)
         try Files.mkdirAll(upper + "/tree")
         try Files.mkdirAll(upper + "/work", mode: 0o700)
         try Files.mkdirAll(upper + "/index", mode: 0o700)
@@ -64,6 +65,24 @@ extension UnionNamespace {
             throw .sidecar("create \(upper)/layer.db: \(error)")
         }
         try Self.syncDirectoryHolding(upper)
+    }
+
+    /// Who may enter an upper layer's directory: the server alone. It holds a client's files as the client left them
+    /// (copies of its `/etc`, its home directories); the modes inside are the client's, not meant for the server's
+    /// own users.
+    static let upperDirectoryMode: mode_t = 0o700
+
+    /// The directory of a new upper, `upperDirectoryMode` (its parents as `mkdir -p` makes them); one already there
+    /// keeps its mode.
+    static func makeUpperDirectory(_ upper: String) throws(UnionError) {
+        let parent = (upper as NSString).deletingLastPathComponent
+        if !parent.isEmpty { try Files.mkdirAll(parent) }
+        if Glibc.mkdir(upper, Self.upperDirectoryMode) == 0 {
+            // mkdir(2) applied the umask.
+            if Glibc.chmod(upper, Self.upperDirectoryMode) != 0 { throw Sys.error(errno, "chmod", upper) }
+        } else if errno != EEXIST {
+            throw Sys.error(errno, "mkdir", upper)
+        }
     }
 
     /// The fsyncs of the directories holding uppers, shared by the first MNTs that make or claim uppers in one
@@ -104,8 +123,7 @@ extension UnionNamespace {
 
     /// Makes `upper` from the spare `spare` (`makeSpareUpper`, for these `lowers`, in the same directory as `upper`):
     /// the root's owner and mode brought to the top-most lower's root as it is now (it may have changed since the
-    /// spare was made; flushed if so), then one `rename` over `upper` (absent, or the empty directory the server made
-    /// for it) and one flush of the directory holding both names. The rename is the commit point: a crash before it
+    /// spare was made; flushed if so), then one `rename` over `upper` (absent, or an empty directory) and one flush of the directory holding both names. The rename is the commit point: a crash before it
     /// leaves the spare (a spare again at the next start) and no upper, after it the upper, whole. False, the spare
     /// left as it was, when it is not whole or `upper` holds something (an unfinished creation, finished instead).
     static func claimSpare(
@@ -114,6 +132,12 @@ extension UnionNamespace {
         -> Bool
     {
         guard Self.isCompleteSpare(spare) else { return false }
+        // A spare made before uppers were made `upperDirectoryMode` (by an older server) is brought to it first.
+        let directory = try Files.openDirectoryAbsolute(spare)
+        if try Files.fstat(directory, path: spare).st_mode & 0o7777 != Self.upperDirectoryMode {
+            _ = try Sys.retry("fchmod", spare) { fchmod(directory.raw, Self.upperDirectoryMode) }
+            try Files.fsyncDirectory(directory, path: spare)
+        }
         if let first = lowers.first {
             let tree = try Files.openDirectoryAbsolute(spare + "/tree")
             if try Self.giveRootTheLowerRootsOwner(tree, treePath: spare + "/tree", lower: first, logger: logger) {

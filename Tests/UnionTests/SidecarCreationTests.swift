@@ -201,6 +201,32 @@ import Testing
         #expect(try reopened.lookup(etcAgain, Array("mine".utf8), as: root).0.fileid == made.fileid)
     }
 
+    /// An upper's directory is the server's alone (0700, whatever the umask): made at a first open, made as a spare,
+    /// and a spare an older server made with the umask's mode, brought to 0700 when it is claimed. The claim needs no
+    /// directory at the upper's name first.
+    @Test func uppersAndSparesAreTheServersAlone() throws {
+        let f = Fixture()
+        f.file(f.lower(0) + "/etc/hostname", "base")
+        func mode(_ path: String) -> mode_t {
+            var st = stat()
+            return stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0
+        }
+        let made = try UnionNamespace(upper: f.upper, lowers: [f.lower(0)], logger: .init(label: "t"))
+        made.close()
+        #expect(mode(f.upper) == 0o700)
+        let spare = f.base + "/uppers/.spare-1"
+        try UnionNamespace.makeSpareUpper(spare, lowers: [f.lower(0)], shared: nil, logger: .init(label: "t"))
+        #expect(mode(spare) == 0o700)
+        #expect(chmod(spare, 0o755) == 0)  // as an older server left it
+        let claimed = try UnionNamespace(
+            upper: f.base + "/uppers/c1", lowers: [f.lower(0)], stateDirectory: nil, cachedObjects: 64,
+            logger: .init(label: "t"), spareUpper: spare)
+        defer { claimed.close() }
+        #expect(!f.exists(spare))
+        #expect(mode(f.base + "/uppers/c1") == 0o700)
+        #expect(try claimed.lookup(claimed.rootHandle, Array("etc".utf8), as: root).1.type == .directory)
+    }
+
     /// First MNTs at once, each taking its own spare: every client gets a working upper of its own (their directory
     /// fsyncs shared), no spare is taken twice, and each keeps what was made in it across a reopen.
     @Test func concurrentClaimsEachGetTheirOwnSpare() throws {

@@ -196,10 +196,18 @@ extension ExportRegistry {
         }
         let identityDirectory = ExportRegistry.identityDirectory(
             stateDirectory: stateDirectory, exportID: export.exportID, version: key.version)
+        // A new client's upper: from a spare made for these very lowers, if one is ready.
+        let spare = reservedUpper ? self.takeSpareUpper(export: export, version: key.version) : nil
+        if reservedUpper { self.noteUpperMade() }
+        defer { if let spare { self.returnSpareUpper(spare, export: export, version: key.version) } }
         do {
             if let upper {
-                try FileManager.default.createDirectory(
-                    atPath: upper, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                // A spare is renamed into place as the upper: no directory of its own first (a rename over an empty
+                // directory frees that one again, in the directory every first MNT renames in).
+                if spare == nil {
+                    try FileManager.default.createDirectory(
+                        atPath: upper, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                }
             } else {
                 try FileManager.default.createDirectory(
                     atPath: identityDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
@@ -214,10 +222,6 @@ extension ExportRegistry {
         }
         let shared = self.sharedIdentities(
             export: export, version: key.version, lowers: lowers, directory: identityDirectory)
-        // A new client's upper: from a spare made for these very lowers, if one is ready.
-        let spare = reservedUpper ? self.takeSpareUpper(export: export, version: key.version) : nil
-        if reservedUpper { self.noteUpperMade() }
-        defer { if let spare { self.returnSpareUpper(spare, export: export, version: key.version) } }
         do {
             // Each cached object may hold a descriptor per layer. A fleet has one namespace per
             // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below

@@ -63,7 +63,7 @@ final class CapturedLog: Sendable {
     }
 
     /// `spare_uppers`: made before the server listens, invisible as clients, each new client's first MNT renames one
-    /// into its place; a client seen before takes none.
+    /// into its place (mode 0700, as an upper made at the MNT); a client seen before takes none.
     @Test func spareUppersAreMadeAheadAndTakenByNewClientsOnly() throws {
         let fixture = try RegistryFixture()
         let configuration = try fixture.configuration(export: "spare_uppers = 2")
@@ -82,6 +82,9 @@ final class CapturedLog: Sendable {
         #expect(registry.spareUpperCount(exportPath: "/diskless") == 1)
         #expect(try spares().count == 1)
         #expect(fixture.exists("clients/127.0.0.2/layer.db"))
+        // The server's alone, as an upper made at the MNT is (a spare's used to keep the umask's 0755).
+        var st = stat()
+        #expect(stat("\(fixture.base)/clients/127.0.0.2", &st) == 0 && st.st_mode & 0o7777 == 0o700)
         #expect(ExportRegistry.clientKeysOnDisk(template: "\(fixture.base)/clients/{client}") == ["127.0.0.2"])
         let etc = try admitted.namespace.lookup(
             admitted.namespace.rootHandle, Array("etc".utf8), as: admitted.credentials)
