@@ -75,6 +75,38 @@ enum SidecarMigrations {
                 sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 arguments: [LayerFormat.markerKey, LayerFormat.version])
         }
+        migrator.registerMigration("v6-identity-without-autoincrement") { db in
+            // fileids are Strata's own (allocated below `fileidReserved`, derived, or a shared store's), never picked
+            // by SQLite: AUTOINCREMENT only rewrote `sqlite_sequence` in every batch that made an object, one of the
+            // four pages such a batch wrote to the WAL. What it kept, the highest fileid ever inserted, is carried
+            // into the reservation (when it is an allocated one), so that no fileid is handed out twice.
+            let sequence = UInt64(
+                bitPattern: try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'identity'") ?? 0)
+            let reserved = try MetaRecord.fetchOne(db, key: "fileidReserved")?.value ?? 0
+            if sequence < DerivedFileids.base, sequence > reserved {
+                try MetaRecord(key: "fileidReserved", value: sequence).save(db)
+            }
+            try db.create(table: "identity_new") { table in
+                table.primaryKey("fileid", .integer)
+                table.column("parent", .integer).notNull()
+                table.column("name", .blob).notNull()
+                table.column("originLayer", .integer).notNull()
+                table.column("originIno", .integer).notNull()
+                table.column("upperIno", .integer)
+                table.column("isIndexed", .boolean).notNull().defaults(to: false)
+                table.column("lowerLinkCount", .integer).notNull().defaults(to: 1)
+                table.column("lowerNamesGone", .integer).notNull().defaults(to: 0)
+            }
+            let columns = "fileid, parent, name, originLayer, originIno, upperIno, isIndexed, lowerLinkCount, lowerNamesGone"
+            try db.execute(sql: "INSERT INTO identity_new (\(columns)) SELECT \(columns) FROM identity")
+            try db.drop(table: IdentityRecord.databaseTableName)  // its indexes and its sqlite_sequence row with it
+            try db.rename(table: "identity_new", to: IdentityRecord.databaseTableName)
+            try db.create(
+                index: "identity_origin", on: IdentityRecord.databaseTableName, columns: ["originLayer", "originIno"],
+                unique: true)
+            try db.create(
+                index: "identity_upper", on: IdentityRecord.databaseTableName, columns: ["upperIno"], unique: true)
+        }
         return migrator
     }
 }
