@@ -203,7 +203,8 @@ final class IdentityStore: Sendable {
             needsWrite = true
         }
         return Loaded(
-            all: all, names: names, namespaceID: nsid, handleKey: key, reserved: reserved, derivedFileidsEnded: derivedEnded, needsWrite: needsWrite)
+            all: all, names: names, namespaceID: nsid, handleKey: key, reserved: reserved,
+            derivedFileidsEnded: derivedEnded, needsWrite: needsWrite)
     }
 
     /// Queues one change's records (call under `tables`' lock, so the queue order is the order of the table

@@ -20,7 +20,8 @@ import Testing
                 for fileid in UInt64(1)...5 {
                     try IdentityStore.insert(
                         IdentityRecord(
-                            fileid: fileid, parent: fileid == 1 ? 0 : 1, name: Data(fileid == 1 ? [] : [0x60 + UInt8(fileid)]),
+                            fileid: fileid, parent: fileid == 1 ? 0 : 1,
+                            name: Data(fileid == 1 ? [] : [0x60 + UInt8(fileid)]),
                             originLayer: 0, originIno: 100 + fileid, upperIno: 100 + fileid, isIndexed: false,
                             lowerLinkCount: 1, lowerNamesGone: fileid == 3 ? 2 : 0), db)
                 }
@@ -45,7 +46,8 @@ import Testing
             #expect(rows[2].name == Data([0x63]) && rows[2].upperIno == 103 && rows[2].lowerNamesGone == 2)
         }
         let store = try IdentityStore(sidecar: sidecar)
-        let made = try store.fileid(.init(key: .init(layer: 0, ino: 900, isUpper: true), parent: 1, name: Array("new".utf8)))
+        let made = try store.fileid(
+            .init(key: .init(layer: 0, ino: 900, isUpper: true), parent: 1, name: Array("new".utf8)))
         #expect(made > 5, "fileid \(made) was given before the migration")
         #expect(try store.fileid(.init(key: .init(layer: 0, ino: 102, isUpper: true), parent: 1, name: [0x62])) == 2)
         try store.commits.drain()

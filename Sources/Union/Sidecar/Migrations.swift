@@ -97,7 +97,8 @@ enum SidecarMigrations {
                 table.column("lowerLinkCount", .integer).notNull().defaults(to: 1)
                 table.column("lowerNamesGone", .integer).notNull().defaults(to: 0)
             }
-            let columns = "fileid, parent, name, originLayer, originIno, upperIno, isIndexed, lowerLinkCount, lowerNamesGone"
+            let columns =
+                "fileid, parent, name, originLayer, originIno, upperIno, isIndexed, lowerLinkCount, lowerNamesGone"
             try db.execute(sql: "INSERT INTO identity_new (\(columns)) SELECT \(columns) FROM identity")
             try db.drop(table: IdentityRecord.databaseTableName)  // its indexes and its sqlite_sequence row with it
             try db.rename(table: "identity_new", to: IdentityRecord.databaseTableName)
