@@ -53,7 +53,15 @@ public struct BootReplay: Sendable {
     /// repeated, positioned by the file offset (a file written in pieces reads as one pattern).
     public static func payload(tag: String, offset: UInt64, count: Int) -> [UInt8] {
         let unit = Array("strata boot replay: \(tag)\n".utf8)
-        return (0..<count).map { unit[Int((offset + UInt64($0)) % UInt64(unit.count))] }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        var from = Int(offset % UInt64(unit.count))
+        while bytes.count < count {
+            let take = min(unit.count - from, count - bytes.count)
+            bytes.append(contentsOf: unit[from..<(from + take)])
+            from = 0
+        }
+        return bytes
     }
 
     struct State {
@@ -126,7 +134,8 @@ public struct BootReplay: Sendable {
             for index in calls.indices {
                 // Wait until every earlier call that had finished before this one started in
                 // the recording has finished here.
-                while !(lowest..<index).allSatisfy({ done[$0] || calls[index].overlapping.contains($0) }) {
+                let overlapping = Set(calls[index].overlapping)
+                while !(lowest..<index).allSatisfy({ done[$0] || overlapping.contains($0) }) {
                     guard let outcome = await group.next() else { break }
                     absorb(outcome)
                 }
@@ -149,7 +158,8 @@ public struct BootReplay: Sendable {
         var program: UInt32 = NFS3.program
         var version: UInt32 = NFS3.version
         var procedure: UInt32 = 0
-        var arguments = ByteBuffer()
+        /// Room for a call's arguments but a WRITE's data, so that encoding them does not grow the buffer.
+        var arguments = ByteBufferAllocator().buffer(capacity: 256)
         var failure: String?
         var interpret: @Sendable (inout ByteBuffer, inout Outcome) throws -> Void = { _, _ in }
     }
@@ -206,6 +216,7 @@ public struct BootReplay: Sendable {
             encode(Read3Args(file: handle(path), offset: offset, count: count))
         case .write(let path, let offset, let count, let stable):
             let data = ByteBuffer(bytes: Self.payload(tag: self.clientTag, offset: offset, count: Int(count)))
+            prepared.arguments.reserveCapacity(minimumWritableBytes: Int(count) + 256)
             encode(Write3Args(file: handle(path), offset: offset, count: count, stable: stable, data: data))
             prepared.interpret = { body, outcome in
                 let result = try Write3Res(xdr: &body)
@@ -323,11 +334,15 @@ public struct BootReplay: Sendable {
             outcome.failure = failure
             return outcome
         }
-        let transport: any BootReplayTransport = p.program == Mount.program ? mount : nfs
         let sent = ContinuousClock.now
         do {
-            var body = try await transport.call(
-                program: p.program, version: p.version, procedure: p.procedure, arguments: p.arguments)
+            // Each transport called as its own type: choosing one into an `any` boxed it for every call.
+            var body =
+                p.program == Mount.program
+                ? try await mount.call(
+                    program: p.program, version: p.version, procedure: p.procedure, arguments: p.arguments)
+                : try await nfs.call(
+                    program: p.program, version: p.version, procedure: p.procedure, arguments: p.arguments)
             let answered = ContinuousClock.now
             let elapsed = answered - sent
             outcome.span = (sent, answered)
