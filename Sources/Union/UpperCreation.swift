@@ -123,9 +123,10 @@ extension UnionNamespace {
 
     /// Makes `upper` from the spare `spare` (`makeSpareUpper`, for these `lowers`, in the same directory as `upper`):
     /// the root's owner and mode brought to the top-most lower's root as it is now (it may have changed since the
-    /// spare was made; flushed if so), then one `rename` over `upper` (absent, or an empty directory) and one flush of the directory holding both names. The rename is the commit point: a crash before it
-    /// leaves the spare (a spare again at the next start) and no upper, after it the upper, whole. False, the spare
-    /// left as it was, when it is not whole or `upper` holds something (an unfinished creation, finished instead).
+    /// spare was made; flushed if so), then one `rename` over `upper` (absent, or an empty directory) and one flush of
+    /// the directory holding both names. The rename is the commit point: a crash before it leaves the spare (a spare
+    /// again at the next start) and no upper, after it the upper, whole. False, the spare left as it was, when it is
+    /// not whole or `upper` holds something (an unfinished creation, finished instead).
     static func claimSpare(
         _ spare: String, as upper: String, lowers: [String], logger: Logger
     ) throws(UnionError)
