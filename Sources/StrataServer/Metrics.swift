@@ -20,6 +20,10 @@ public final class ServerMetrics: Sendable {
     public let copyUpBytes: Counter
     public let whiteoutsCreated: Counter
     public let clientsMounted: Gauge
+    /// `ChangeStatistics`, exported as counters (`changeCounters`) from the totals `changeSource` reads at each scrape.
+    let changeCounters: ChangeCounters
+    let changeSource = Locked<(@Sendable () -> ChangeStatistics)?>(nil)
+    let changesExported = Locked(ChangeStatistics())
     /// Where the union's counters come from (`unionSource`), and what was last exported of them (`unionExported`): the
     /// union keeps totals, Prometheus counters only go up, so each scrape adds the difference.
     let unionSource = Locked<(@Sendable () -> UnionStatistics)?>(nil)
@@ -40,6 +44,7 @@ public final class ServerMetrics: Sendable {
         self.whiteoutsCreated = self.registry.counter(
             "strata_whiteouts_created_total", help: "Whiteouts recorded in sidecars")
         self.clientsMounted = self.registry.gauge("strata_clients_mounted", help: "Entries in the mount table")
+        self.changeCounters = ChangeCounters(self.registry)
         self.registry.gauge(
             "strata_build_info", labels: [("version", StrataBuild.version), ("swift", StrataBuild.swiftVersion)],
             help: "The running Strata version (always 1)"
@@ -119,6 +124,11 @@ public final class ServerMetrics: Sendable {
         self.unionSource.withLock { $0 = read }
     }
 
+    /// Reads the namespaces' change totals (lock waits, batches, flushes) from `read` at every scrape.
+    public func observeChanges(_ read: @escaping @Sendable () -> ChangeStatistics) {
+        self.changeSource.withLock { $0 = read }
+    }
+
     /// Text exposition of the image versions (`ExportRegistry.imageMetrics`), read at every scrape.
     let imageSource = Locked<(@Sendable () -> String)?>(nil)
 
@@ -146,8 +156,64 @@ public final class ServerMetrics: Sendable {
             let now = read()
             self.unionExported.withLock { exported in self.export(now, after: &exported) }
         }
+        if let read = self.changeSource.current {
+            let now = read()
+            self.changesExported.withLock { exported in self.changeCounters.export(now, after: &exported) }
+        }
         let images = self.imageSource.current?() ?? ""
         return self.registry.emitToBuffer() + Array(images.utf8) + Array(ProcessMetrics.exposition().utf8)
+    }
+}
+
+/// The counters of `ChangeStatistics`: where namespace changes spend their time. Divided, they give the mean wait
+/// for the namespace write lock and hold of it per change, changes per group-commit flush, and the mean flush.
+struct ChangeCounters: Sendable {
+    let changes: Counter
+    let lockWaitSeconds: Counter
+    let lockHeldSeconds: Counter
+    let flushes: Counter
+    let flushedChanges: Counter
+    let flushSeconds: Counter
+
+    init(_ registry: PrometheusCollectorRegistry) {
+        self.changes = registry.counter(
+            "strata_namespace_changes_total", help: "Namespace changes run under a namespace's write lock")
+        self.lockWaitSeconds = registry.counter(
+            "strata_namespace_change_lock_wait_seconds_total",
+            help: "Time namespace changes waited for their namespace's write lock")
+        self.lockHeldSeconds = registry.counter(
+            "strata_namespace_change_lock_held_seconds_total",
+            help: "Time namespace changes held their namespace's write lock")
+        self.flushes = registry.counter(
+            "strata_group_commit_flushes_total", help: "Group-commit flushes of upper layers (one transaction and sync)"
+        )
+        self.flushedChanges = registry.counter(
+            "strata_group_commit_changes_total", help: "Namespace changes made durable by group-commit flushes")
+        self.flushSeconds = registry.counter(
+            "strata_group_commit_flush_seconds_total", help: "Time group-commit flushes took")
+    }
+
+    /// Adds to the counters what the totals `now` gained since `before`, which becomes `now` (a total that went down,
+    /// which closing a namespace cannot do, adds nothing).
+    func export(_ now: ChangeStatistics, after before: inout ChangeStatistics) {
+        func add(_ counter: Counter, _ new: UInt64, _ old: UInt64) {
+            if new > old { counter.increment(by: Int64(new - old)) }
+        }
+        func addSeconds(_ counter: Counter, _ new: UInt64, _ old: UInt64) {
+            if new > old { counter.increment(by: Double(new - old) / 1e9) }
+        }
+        add(self.changes, now.changes, before.changes)
+        addSeconds(self.lockWaitSeconds, now.lockWaitNanoseconds, before.lockWaitNanoseconds)
+        addSeconds(self.lockHeldSeconds, now.lockHeldNanoseconds, before.lockHeldNanoseconds)
+        add(self.flushes, now.flushes, before.flushes)
+        add(self.flushedChanges, now.flushedChanges, before.flushedChanges)
+        addSeconds(self.flushSeconds, now.flushNanoseconds, before.flushNanoseconds)
+        before.changes = max(now.changes, before.changes)
+        before.lockWaitNanoseconds = max(now.lockWaitNanoseconds, before.lockWaitNanoseconds)
+        before.lockHeldNanoseconds = max(now.lockHeldNanoseconds, before.lockHeldNanoseconds)
+        before.flushes = max(now.flushes, before.flushes)
+        before.flushedChanges = max(now.flushedChanges, before.flushedChanges)
+        before.flushNanoseconds = max(now.flushNanoseconds, before.flushNanoseconds)
     }
 }
 

@@ -68,6 +68,7 @@ public final class StrataServer: Sendable {
             source: reloadSource)
         let metrics = ServerMetrics()
         metrics.observeUnion { [registry] in registry.unionStatistics }
+        metrics.observeChanges { [registry] in registry.changeStatistics }
         metrics.observeImages { [registry] in registry.imageMetrics() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         let threadPool = NIOThreadPool(numberOfThreads: settings.threads)

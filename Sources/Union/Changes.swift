@@ -1,3 +1,4 @@
+import Basics
 import Glibc
 import Synchronization
 
@@ -76,7 +77,11 @@ extension UnionNamespace {
     /// `DeferredDurability.deferring` a change that succeeded does not wait: the host holds the reply instead.
     func mutate<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
         let commits = self.identities.commits
+        let asked = Monotonic.nanoseconds()
         let (result, seq) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64) in
+            let granted = Monotonic.nanoseconds()
+            let queuedBefore = commits.lastQueued
+            defer { self.stats.changed(waited: granted &- asked, held: Monotonic.nanoseconds() &- granted) }
             self.isMutating.store(true, ordering: .relaxed)
             self.identities.insideChange.store(true, ordering: .relaxed)
             defer {
@@ -87,7 +92,9 @@ extension UnionNamespace {
             do throws(UnionError) { outcome = .success(try body()) } catch { outcome = .failure(error) }
             self.attributeGeneration.add(1, ordering: .releasing)  // before any reader can see the change
             self.namesGeneration.add(1, ordering: .releasing)  // a failed change too: it may have undone half a step
-            return (outcome, commits.lastQueued)
+            let queued = commits.lastQueued
+            if queued > queuedBefore { commits.changeQueued(endingAt: queued) }
+            return (outcome, queued)
         }
         if case .failure = result {
             // A change that failed half-way may have left cached nodes describing what it undid.

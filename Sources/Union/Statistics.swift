@@ -25,6 +25,39 @@ public struct UnionStatistics: Sendable, Equatable {
     }
 }
 
+/// How a namespace's changes ran since it was opened (Prometheus: `strata_namespace_changes_total`,
+/// `strata_namespace_change_lock_wait_seconds_total`, `strata_namespace_change_lock_held_seconds_total`,
+/// `strata_group_commit_flushes_total`, `strata_group_commit_changes_total`, `strata_group_commit_flush_seconds_total`).
+/// Where a change's time goes: waiting for the namespace write lock (other changes of the namespace hold it), holding
+/// it (the checks and file system steps, `Docs/CRASH-ORDER.md`), and waiting for the flush that makes it durable.
+/// Divided, they give the mean lock wait and hold per change, the mean batch (changes per flush) and the mean flush.
+/// Totals only grow, and start at 0 with each `UnionNamespace`.
+public struct ChangeStatistics: Sendable, Equatable {
+    /// Changes run under the namespace write lock (failed ones too: they held it).
+    public var changes: UInt64 = 0
+    /// Nanoseconds the changes waited for the write lock.
+    public var lockWaitNanoseconds: UInt64 = 0
+    /// Nanoseconds the changes held it.
+    public var lockHeldNanoseconds: UInt64 = 0
+    /// Group-commit flushes of the namespace's upper (failed ones too).
+    public var flushes: UInt64 = 0
+    /// Changes those flushes made durable (a change is counted once, with the batch that committed it).
+    public var flushedChanges: UInt64 = 0
+    /// Nanoseconds the flushes took: the sidecar transaction and the syncs of the batch.
+    public var flushNanoseconds: UInt64 = 0
+
+    public init() {}
+
+    public mutating func add(_ other: ChangeStatistics) {
+        self.changes &+= other.changes
+        self.lockWaitNanoseconds &+= other.lockWaitNanoseconds
+        self.lockHeldNanoseconds &+= other.lockHeldNanoseconds
+        self.flushes &+= other.flushes
+        self.flushedChanges &+= other.flushedChanges
+        self.flushNanoseconds &+= other.flushNanoseconds
+    }
+}
+
 /// The atomics behind `UnionNamespace.statistics` (relaxed: each counter is exact, but the three are not read at
 /// one instant — a copy-up finishing meanwhile may show in one counter and not yet in another).
 final class StatisticsCounters: Sendable {
@@ -48,6 +81,16 @@ final class StatisticsCounters: Sendable {
     /// Objects whose identity row was lost (a crash before its group commit) found again by their derived fileid
     /// (`rediscover`; tests check that a replied handle survives the loss).
     let rediscoveries = Atomic<UInt64>(0)
+    /// `ChangeStatistics`: changes, and their nanoseconds waiting for and holding the namespace write lock.
+    let changes = Atomic<UInt64>(0)
+    let changeLockWait = Atomic<UInt64>(0)
+    let changeLockHeld = Atomic<UInt64>(0)
+
+    func changed(waited: UInt64, held: UInt64) {
+        self.changes.add(1, ordering: .relaxed)
+        self.changeLockWait.add(waited, ordering: .relaxed)
+        self.changeLockHeld.add(held, ordering: .relaxed)
+    }
 
     func copiedUp(bytes: UInt64) {
         self.copyUpBytes.add(bytes, ordering: .relaxed)
@@ -65,4 +108,18 @@ extension UnionNamespace {
     /// What this namespace did since it was opened (see `UnionStatistics`). Thread-safe and cheap (three atomic
     /// loads, no lock): scrape it from any thread, even while changes run; it keeps its last values after `close()`.
     public var statistics: UnionStatistics { self.stats.snapshot }
+
+    /// How this namespace's changes ran since it was opened (see `ChangeStatistics`). Cheap (three atomic loads and
+    /// the group commit's lock); it keeps its last values after `close()`.
+    public var changeStatistics: ChangeStatistics {
+        var result = ChangeStatistics()
+        result.changes = self.stats.changes.load(ordering: .relaxed)
+        result.lockWaitNanoseconds = self.stats.changeLockWait.load(ordering: .relaxed)
+        result.lockHeldNanoseconds = self.stats.changeLockHeld.load(ordering: .relaxed)
+        let flushed = self.identities.commits.flushTotals
+        result.flushes = flushed.flushes
+        result.flushedChanges = flushed.changes
+        result.flushNanoseconds = flushed.nanoseconds
+        return result
+    }
 }

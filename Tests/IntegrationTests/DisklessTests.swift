@@ -203,6 +203,18 @@ import Testing
         #expect(text.contains("strata_copy_ups_total 2"), "etc/ and etc/passwd: \(text.prefix(3000))")
         #expect(text.contains("strata_copy_up_bytes_total 30"))
         #expect(text.contains("strata_whiteouts_created_total 1"))
+        // CREATE, the copy-up's records, REMOVE: namespace changes, made durable by group-commit flushes.
+        for name in [
+            "strata_namespace_changes_total", "strata_namespace_change_lock_held_seconds_total",
+            "strata_group_commit_flushes_total", "strata_group_commit_changes_total",
+            "strata_group_commit_flush_seconds_total",
+        ] {
+            let value = text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap {
+                Double($0.split(separator: " ")[1])
+            }
+            #expect((value ?? 0) > 0, "\(name): \(text.prefix(3000))")
+        }
+        #expect(text.contains("strata_namespace_change_lock_wait_seconds_total"))
     }
 }
 

@@ -120,4 +120,53 @@ import Testing
         #expect(u.statistics.copyUps == 32)
         #expect(u.statistics.copyUpBytes == UInt64((0..<32).reduce(0, +)))
     }
+
+    /// A change is counted with the time it held the namespace lock; changes made while a flush is held share the
+    /// next one, and each is counted once among the flushed changes (the mean batch an operator reads off the
+    /// metrics).
+    @Test func changesCountTheirLockTimeAndTheBatchesThatMadeThemDurable() throws {
+        let f = Fixture()
+        let u = try f.open()
+        #expect(u.changeStatistics == ChangeStatistics())
+        for i in 0..<8 { _ = try u.mkdir(in: u.rootHandle, b("d\(i)"), attributes: .init(), as: root) }
+        let made = u.changeStatistics
+        #expect(made.changes == 8)
+        #expect(made.lockHeldNanoseconds > 0)
+        #expect(made.flushedChanges == 8)
+        #expect(made.flushes >= 1 && made.flushes <= 8)
+        #expect(made.flushNanoseconds > 0)
+
+        let dirs = try (0..<8).map { try u.h("d\($0)") }
+        let sidecar = u.identities.sidecar
+        let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let holdOnce = Flag()
+        sidecar.beforeFlush.withLock {
+            $0 = {
+                if !holdOnce.isSet {
+                    holdOnce.set()
+                    entered.signal()
+                    _ = release.wait(timeout: .now() + 30)
+                }
+            }
+        }
+        defer { sidecar.beforeFlush.withLock { $0 = nil } }
+        let first = Worker { try u.create(in: dirs[0], b("first"), mode: .guarded, attributes: .init(), as: root) }
+        #expect(entered.wait(timeout: .now() + 20) == .success)
+        let others = (1..<8).map { i in
+            Worker { try u.create(in: dirs[i], b("f"), mode: .guarded, attributes: .init(), as: root) }
+        }
+        #expect(eventually { u.changeStatistics.changes == 16 })  // all 7 made while the first flush is held
+        release.signal()
+        _ = try first.join()
+        for o in others { _ = try o.join() }
+        let after = u.changeStatistics
+        #expect(after.changes == 16)
+        #expect(after.flushedChanges == 16)
+        #expect(after.flushes - made.flushes <= 2, "7 changes made during one flush took more than one more")
+        #expect(after.lockHeldNanoseconds > made.lockHeldNanoseconds)
+        #expect(after.lockWaitNanoseconds >= made.lockWaitNanoseconds)
+        #expect(after.flushNanoseconds > made.flushNanoseconds)
+        u.close()
+        #expect(u.changeStatistics == after, "a closed namespace keeps its totals")
+    }
 }

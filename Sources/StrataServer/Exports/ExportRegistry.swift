@@ -55,6 +55,7 @@ public final class ExportRegistry: Sendable {
         /// Statistics of namespaces already closed (reset, reload, idle), so the totals the
         /// metrics report never go down.
         var closedStatistics = UnionStatistics(copyUps: 0, copyUpBytes: 0, whiteoutsCreated: 0)
+        var closedChangeStatistics = ChangeStatistics()
         /// The identifiers handed out to exports (`state_dir/export-ids`).
         var exportIDs = ExportIDTable()
         /// Per-client export → client keys with an upper layer on disk (read from disk on first

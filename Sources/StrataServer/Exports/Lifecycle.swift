@@ -102,6 +102,15 @@ extension ExportRegistry {
         }
     }
 
+    /// How the changes of every namespace ran since the server started (lock waits, batches, flushes).
+    public var changeStatistics: ChangeStatistics {
+        self.state.withReadLock { state in
+            var total = state.closedChangeStatistics
+            for open in state.namespaces.values { total.add(open.namespace.changeStatistics) }
+            return total
+        }
+    }
+
     /// Closes every namespace (server shutdown).
     public func closeAll() {
         self.sweeper.withLock { task in

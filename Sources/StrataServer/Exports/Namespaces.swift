@@ -332,6 +332,7 @@ extension ExportRegistry {
             guard let open = state.namespaces.removeValue(forKey: key) else { continue }
             self.closingKeys.begin(key)
             state.closedStatistics.add(open.namespace.statistics)
+            state.closedChangeStatistics.add(open.namespace.changeStatistics)
             removed.append((key, open.namespace))
         }
         return removed

@@ -59,6 +59,14 @@ final class GroupCommit<Record>: @unchecked Sendable {
     private var failureCount: UInt64 = 0
     private var isAbandoned = false
     private var flushCount: UInt64 = 0
+    /// Changes the successful flushes made durable, and the time the flushes took (failed ones too): what
+    /// `UnionNamespace.changeStatistics` reports of batching.
+    private var flushedChanges: UInt64 = 0
+    private var flushNanoseconds: UInt64 = 0
+    /// The last sequence number each change queued (`changeQueued`), oldest first from `changeEndsHead`: a flush
+    /// that makes one durable counts that change.
+    private var changeEnds: [UInt64] = []
+    private var changeEndsHead = 0
     /// Waiters asleep, by the change they wait for. A flush's end wakes only those it covered (or failed) and, when
     /// others still wait, one of them to lead the next flush: a broadcast woke every waiter of the next batch too, and
     /// they all fought for the mutex only to sleep again (the futex calls were a tenth of a create profile).
@@ -96,11 +104,29 @@ final class GroupCommit<Record>: @unchecked Sendable {
         return seq
     }
 
+    /// Notes that one change (of possibly several `enqueue` calls) ended with sequence number `seq`, for
+    /// `flushTotals`. Call it under the lock that orders changes, after the change's last `enqueue`.
+    func changeQueued(endingAt seq: UInt64) {
+        self.monitor.withLock {
+            // A flush led meanwhile by another thread may have covered it already.
+            if seq <= self.durableSeq {
+                self.flushedChanges &+= 1
+            } else {
+                self.changeEnds.append(seq)
+            }
+        }
+    }
+
     /// The sequence number of the last change queued (wait for it to cover everything queued so far).
     var lastQueued: UInt64 { self.monitor.withLock { self.lastSeq } }
 
     /// Flushes done so far (tests: "many waiters, one flush").
     var flushes: UInt64 { self.monitor.withLock { self.flushCount } }
+
+    /// Flushes, the changes they made durable, and the nanoseconds they took, at one instant.
+    var flushTotals: (flushes: UInt64, changes: UInt64, nanoseconds: UInt64) {
+        self.monitor.withLock { (self.flushCount, self.flushedChanges, self.flushNanoseconds) }
+    }
 
     /// Times a waiter was woken (tests: "only the waiters a flush covered, and one leader").
     var wakeUpCount: UInt64 { self.monitor.withLock { self.wakeUps } }
@@ -200,14 +226,27 @@ final class GroupCommit<Record>: @unchecked Sendable {
             batch.syncs += entry.syncs
         }
         var failure: UnionError?
+        let started = Monotonic.nanoseconds()
         do throws(UnionError) {
             try self.flush(batch)
         } catch {
             failure = error
         }
+        let took = Monotonic.nanoseconds() &- started
 
         self.monitor.lock()
         self.flushCount += 1
+        self.flushNanoseconds &+= took
+        if failure == nil {
+            while self.changeEndsHead < self.changeEnds.count && self.changeEnds[self.changeEndsHead] <= through {
+                self.flushedChanges &+= 1
+                self.changeEndsHead += 1
+            }
+            if self.changeEndsHead == self.changeEnds.count {
+                self.changeEnds.removeAll(keepingCapacity: true)
+                self.changeEndsHead = 0
+            }
+        }
         if let failure {
             // Retry in the next batch; everything behind moves one batch later so `afterSync` order holds.
             self.queue.insert(contentsOf: taken, at: 0)
