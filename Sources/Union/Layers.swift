@@ -135,6 +135,10 @@ final class UpperLayer: Sendable {
     /// The device of `work/`, taken once: each CREATE asks how its file system names unnamed files
     /// (`UnnamedFiles.linking`), and an fstat per CREATE for that was a system call of its own.
     let workDevice: UInt64
+    /// Whether REMOVE keeps empty files' inodes for the next CREATE (`SpareInodes.swift`): only where new inodes skip
+    /// recently freed ones (ext4 without a journal). Elsewhere a spare costs a rename into `work/` (two directories
+    /// changed) where an unlink changes one, and buys nothing (Docs/CRASH-ORDER.md, "Spare inodes").
+    let keepsSpareInodes: Bool
 
     init(directory: String) throws(UnionError) {
         self.directory = directory
@@ -149,6 +153,7 @@ final class UpperLayer: Sendable {
         self.workDevice = UInt64(try Files.fstat(self.work, path: directory + "/work").st_dev)
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)
         let tree = try Files.openDirectoryAbsolute(directory + "/tree")
+        self.keepsSpareInodes = Files.skipsRecentlyFreedInodes(tree)
         var mode = Files.filesystemSync(for: tree)
         if case .wholeFilesystem = mode {
             let layerDevice = try Files.statAbsolute(directory, followingLinks: true)?.st_dev

@@ -11,6 +11,9 @@ import Synchronization
 // group from its start: after a few thousand removes every create paid for all of them (half the server's CPU in a
 // create-after-remove profile). A reused inode is neither freed nor allocated. Crash order: a spare is a work/
 // leftover, removed at open like any other (Docs/CRASH-ORDER.md).
+//
+// Only there: the check is made only without a journal, and elsewhere (ext4 with a journal, XFS, tmpfs) a spare costs a
+// rename into work/ (two directories changed) where an unlink changes one, and buys nothing (`keepsSpareInodes`).
 
 /// The spare files in work/, by name. Changed only under the namespace write lock; `Locked` for `Sendable`.
 struct SpareInodes: Sendable {
@@ -22,10 +25,21 @@ extension UnionNamespace {
     /// Whether REMOVE of `n` (upper-only, nothing below) may keep its inode as a spare instead of unlinking it: an
     /// empty regular file with no other link, so nothing of it outlives the name but the inode itself.
     func mayKeepAsSpare(_ n: Node) -> Bool {
+        guard self.keepsSpareInodes else { return false }
         let st = n.top.st
         return st.isRegular && st.st_nlink == 1 && st.st_size == 0 && st.st_blocks == 0
             && self.identities.identity(n.fileid)?.isIndexed != true
             && self.spareInodes.withLock { $0.names.count < SpareInodes.limit }
+    }
+
+    /// Whether REMOVE keeps spares in this namespace: where the upper's file system needs them
+    /// (`UpperLayer.keepsSpareInodes`), unless a test decides.
+    var keepsSpareInodes: Bool {
+        switch self.hooks?.spareInodes.load(ordering: .relaxed) {
+        case 1: true
+        case 0: false
+        default: self.upper?.keepsSpareInodes ?? false
+        }
     }
 
     /// Moves the entry `name` of upper directory `parentFD` to work/ as a spare (instead of `unlinkat`).

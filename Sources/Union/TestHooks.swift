@@ -12,6 +12,8 @@ public final class UnionHooks: Sendable {
     let whileCopying = Locked<(@Sendable () -> Void)?>(nil)
     /// Copy-ups done since open ("exactly one copy-up").
     let copyUpCount = Atomic<Int>(0)
+    /// Spare inodes kept (1) or not (0) whatever the upper's file system; -1: as it decides (`keepsSpareInodes`).
+    let spareInodes = Atomic<Int8>(-1)
 
     public init() {}
 }

@@ -606,6 +606,7 @@ final class Worker<T: Sendable>: @unchecked Sendable {
         let tree = try Files.openDirectoryAbsolute(f.upper + "/tree")
         try u.identities.sidecar.useFilesystemSync(.eachObject(tree), syncs: syncs)
         #expect(u.syncsEachObject)
+        u.hooks?.spareInodes.store(1, ordering: .relaxed)  // the REMOVE of an empty file below keeps a spare
         let d = try u.mkdir(in: u.rootHandle, b("d"), attributes: .init(), as: root).0
         _ = try u.create(in: d, b("empty"), mode: .guarded, attributes: .init(), as: root)
         try u.remove(in: d, b("empty"), as: root)  // kept as a spare

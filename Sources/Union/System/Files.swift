@@ -176,37 +176,55 @@ extension Files {
     /// CPU: each such fsync sends its own disk cache flush, and the order a batch needs (inodes before the names of
     /// them) takes two rounds of them (Docs/CRASH-ORDER.md).
     static func filesystemSync(for tree: FD) -> FilesystemSync {
-        guard let fstatfs = Sys.gnu.fstatfs else { return .wholeFilesystem(tree) }
-        // struct statfs starts with `long f_type` on Linux; the rest is not needed.
-        var buf = [Int64](repeating: 0, count: 32)
-        guard buf.withUnsafeMutableBytes({ fstatfs(tree.raw, $0.baseAddress!) }) == 0 else {
-            return .wholeFilesystem(tree)
-        }
-        switch UInt64(bitPattern: buf[0]) {
+        guard let type = Self.filesystemType(tree) else { return .wholeFilesystem(tree) }
+        switch type {
         case 0x0102_1994:  // TMPFS_MAGIC
             return .none
         case 0x5846_5342:  // XFS_SUPER_MAGIC: always logged
             return .orderedJournal
-        case 0xEF53:  // EXT4_SUPER_MAGIC (also ext2/ext3): ordered only with a jbd2 journal
-            var st = stat()
-            guard Glibc.fstat(tree.raw, &st) == 0 else { return .wholeFilesystem(tree) }
-            let link = "/sys/dev/block/\(Sys.major(st.st_dev)):\(Sys.minor(st.st_dev))"
-            var buf = [CChar](repeating: 0, count: 4096)
-            let length = readlink(link, &buf, buf.count - 1)
-            guard length > 0 else { return .wholeFilesystem(tree) }
-            let target = String(decoding: buf[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard let device = target.split(separator: "/").last else { return .wholeFilesystem(tree) }
-            // "<none>" without a journal (then an fsync covers only its own inode).
-            guard let journalTask = fopen("/sys/fs/ext4/\(device)/journal_task", "r") else {
-                return .wholeFilesystem(tree)
-            }
-            defer { fclose(journalTask) }
-            var line = [CChar](repeating: 0, count: 64)
-            guard fgets(&line, CInt(line.count), journalTask) != nil else { return .wholeFilesystem(tree) }
-            let task = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            return task.hasPrefix("<none>") || task.isEmpty ? .wholeFilesystem(tree) : .orderedJournal
+        case Self.ext4Magic:  // ordered only with a jbd2 journal
+            return Self.ext4HasJournal(tree) ? .orderedJournal : .wholeFilesystem(tree)
         default:
             return .wholeFilesystem(tree)
         }
+    }
+
+    /// EXT4_SUPER_MAGIC (also ext2/ext3).
+    static let ext4Magic: UInt64 = 0xEF53
+
+    /// `f_type` of the file system `fd` is on (nil if unknown).
+    static func filesystemType(_ fd: FD) -> UInt64? {
+        guard let fstatfs = Sys.gnu.fstatfs else { return nil }
+        // struct statfs starts with `long f_type` on Linux; the rest is not needed.
+        var buf = [Int64](repeating: 0, count: 32)
+        guard buf.withUnsafeMutableBytes({ fstatfs(fd.raw, $0.baseAddress!) }) == 0 else { return nil }
+        return UInt64(bitPattern: buf[0])
+    }
+
+    /// Whether the ext4 file system `fd` is on has a jbd2 journal: `/sys/fs/ext4/DEV/journal_task` names its thread,
+    /// or says "<none>" (then an fsync covers only its own inode). False when that cannot be read.
+    static func ext4HasJournal(_ fd: FD) -> Bool {
+        var st = stat()
+        guard Glibc.fstat(fd.raw, &st) == 0 else { return false }
+        let link = "/sys/dev/block/\(Sys.major(st.st_dev)):\(Sys.minor(st.st_dev))"
+        var buf = [CChar](repeating: 0, count: 4096)
+        let length = readlink(link, &buf, buf.count - 1)
+        guard length > 0 else { return false }
+        let target = String(decoding: buf[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let device = target.split(separator: "/").last,
+            let journalTask = fopen("/sys/fs/ext4/\(device)/journal_task", "r")
+        else { return false }
+        defer { fclose(journalTask) }
+        var line = [CChar](repeating: 0, count: 64)
+        guard fgets(&line, CInt(line.count), journalTask) != nil else { return false }
+        let task = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return !(task.hasPrefix("<none>") || task.isEmpty)
+    }
+
+    /// Whether new inodes on `tree`'s file system skip the ones freed in the last minute: ext4 without a journal
+    /// (`recently_deleted` in `find_inode_bit`, checked only when there is no journal). There, and only there, spare
+    /// inodes pay (`SpareInodes.swift`).
+    static func skipsRecentlyFreedInodes(_ tree: FD) -> Bool {
+        Self.filesystemType(tree) == Self.ext4Magic && !Self.ext4HasJournal(tree)
     }
 }
