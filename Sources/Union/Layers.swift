@@ -149,13 +149,6 @@ final class UpperLayer: Sendable {
         self.lock = FD(try Sys.retry("open", lockPath) { open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) })
         self.isExclusive = try Self.lockExclusively(self.lock, path: lockPath)
         self.work = try Files.openDirectoryAbsolute(directory + "/work")
-        // MKDIR builds each new directory in work/ and renames it into place, so ext4 placed every new directory
-        // next to work/, in the same few block groups; the files made in them came from those groups too. After
-        // removes there, each new inode scanned the inodes freed in the last minute (`recently_deleted`, ext4 without
-        // a journal): 3,000 creates in a new directory after 3,000 removes in the previous one cost 256-388 us of CPU
-        // each instead of 24-33. Marked as a top directory, work/ gets its new directories spread over the groups, as
-        // a plain `mkdir` at the top of a tree does.
-        Sys.markTopDirectory(self.work)
         self.index = try Files.openDirectoryAbsolute(directory + "/index")
         self.workDevice = UInt64(try Files.fstat(self.work, path: directory + "/work").st_dev)
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)

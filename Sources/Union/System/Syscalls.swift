@@ -13,10 +13,6 @@ enum Sys {
     static let UTIME_NOW: Int = (1 << 30) - 1
     static let UTIME_OMIT: Int = (1 << 30) - 2
     static let FICLONE: UInt = 0x4004_9409
-    static let FS_IOC_GETFLAGS: UInt = 0x8008_6601
-    static let FS_IOC_SETFLAGS: UInt = 0x4008_6602
-    /// chattr +T: the top of a directory hierarchy, for ext4's Orlov allocator.
-    static let FS_TOPDIR_FL: Int32 = 0x0002_0000
     static let RENAME_NOREPLACE: UInt32 = 1
     static let RENAME_EXCHANGE: UInt32 = 2
     static let XATTR_CREATE: CInt = 1
@@ -123,19 +119,6 @@ enum Sys {
             if code == EINTR { continue }
             throw Self.error(code, call, path())
         }
-    }
-
-    /// Marks directory `fd` (opened for reading, not O_PATH) as the top of directory hierarchies (`chattr +T`): ext4
-    /// then places each new directory made in it as it places top-level ones, spread over the block groups with the
-    /// most room instead of next to the parent. False where the file system keeps no such flag (tmpfs, XFS: ENOTTY,
-    /// EOPNOTSUPP); nothing depends on it but where new inodes land.
-    @discardableResult
-    static func markTopDirectory(_ fd: FD) -> Bool {
-        var flags: Int32 = 0
-        guard ioctl(fd.raw, Self.FS_IOC_GETFLAGS, &flags) == 0 else { return false }
-        if flags & Self.FS_TOPDIR_FL != 0 { return true }
-        flags |= Self.FS_TOPDIR_FL
-        return ioctl(fd.raw, Self.FS_IOC_SETFLAGS, &flags) == 0
     }
 
     /// ioctl(FICLONE): `destination` shares the extents of `source`. False where the file systems cannot (not the
