@@ -179,3 +179,20 @@ final class Flag: Sendable {
     func set() { self.value.store(true, ordering: .relaxed) }
     var isSet: Bool { self.value.load(ordering: .relaxed) }
 }
+
+/// Holds the next flush of `sidecar` (once) until `release` is signalled (30 s at most); `entered` is signalled when it
+/// is held. Changes made meanwhile queue for the flush after it. The caller clears `beforeFlush` when done.
+func holdFirstFlush(_ sidecar: Sidecar) -> (entered: DispatchSemaphore, release: DispatchSemaphore) {
+    let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+    let holdOnce = Flag()
+    sidecar.beforeFlush.withLock {
+        $0 = {
+            if !holdOnce.isSet {
+                holdOnce.set()
+                entered.signal()
+                _ = release.wait(timeout: .now() + 30)
+            }
+        }
+    }
+    return (entered, release)
+}

@@ -138,17 +138,7 @@ import Testing
 
         let dirs = try (0..<8).map { try u.h("d\($0)") }
         let sidecar = u.identities.sidecar
-        let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
-        let holdOnce = Flag()
-        sidecar.beforeFlush.withLock {
-            $0 = {
-                if !holdOnce.isSet {
-                    holdOnce.set()
-                    entered.signal()
-                    _ = release.wait(timeout: .now() + 30)
-                }
-            }
-        }
+        let (entered, release) = holdFirstFlush(sidecar)
         defer { sidecar.beforeFlush.withLock { $0 = nil } }
         let first = Worker { try u.create(in: dirs[0], b("first"), mode: .guarded, attributes: .init(), as: root) }
         #expect(entered.wait(timeout: .now() + 20) == .success)
