@@ -194,26 +194,22 @@ struct ChangeCounters: Sendable {
     }
 
     /// Adds to the counters what the totals `now` gained since `before`, which becomes `now` (a total that went down,
-    /// which closing a namespace cannot do, adds nothing).
+    /// which closing a namespace cannot do, adds nothing). Times are counted in seconds.
     func export(_ now: ChangeStatistics, after before: inout ChangeStatistics) {
-        func add(_ counter: Counter, _ new: UInt64, _ old: UInt64) {
-            if new > old { counter.increment(by: Int64(new - old)) }
+        let totals: [(Counter, WritableKeyPath<ChangeStatistics, UInt64>, isTime: Bool)] = [
+            (self.changes, \.changes, false), (self.lockWaitSeconds, \.lockWaitNanoseconds, true),
+            (self.lockHeldSeconds, \.lockHeldNanoseconds, true), (self.flushes, \.flushes, false),
+            (self.flushedChanges, \.flushedChanges, false), (self.flushSeconds, \.flushNanoseconds, true),
+        ]
+        for (counter, total, isTime) in totals where now[keyPath: total] > before[keyPath: total] {
+            let gained = now[keyPath: total] - before[keyPath: total]
+            if isTime {
+                counter.increment(by: Double(gained) / 1e9)
+            } else {
+                counter.increment(by: Int64(gained))
+            }
+            before[keyPath: total] = now[keyPath: total]
         }
-        func addSeconds(_ counter: Counter, _ new: UInt64, _ old: UInt64) {
-            if new > old { counter.increment(by: Double(new - old) / 1e9) }
-        }
-        add(self.changes, now.changes, before.changes)
-        addSeconds(self.lockWaitSeconds, now.lockWaitNanoseconds, before.lockWaitNanoseconds)
-        addSeconds(self.lockHeldSeconds, now.lockHeldNanoseconds, before.lockHeldNanoseconds)
-        add(self.flushes, now.flushes, before.flushes)
-        add(self.flushedChanges, now.flushedChanges, before.flushedChanges)
-        addSeconds(self.flushSeconds, now.flushNanoseconds, before.flushNanoseconds)
-        before.changes = max(now.changes, before.changes)
-        before.lockWaitNanoseconds = max(now.lockWaitNanoseconds, before.lockWaitNanoseconds)
-        before.lockHeldNanoseconds = max(now.lockHeldNanoseconds, before.lockHeldNanoseconds)
-        before.flushes = max(now.flushes, before.flushes)
-        before.flushedChanges = max(now.flushedChanges, before.flushedChanges)
-        before.flushNanoseconds = max(now.flushNanoseconds, before.flushNanoseconds)
     }
 }
 

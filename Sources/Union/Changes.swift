@@ -92,9 +92,7 @@ extension UnionNamespace {
             do throws(UnionError) { outcome = .success(try body()) } catch { outcome = .failure(error) }
             self.attributeGeneration.add(1, ordering: .releasing)  // before any reader can see the change
             self.namesGeneration.add(1, ordering: .releasing)  // a failed change too: it may have undone half a step
-            let queued = commits.lastQueued
-            if queued > queuedBefore { commits.changeQueued(endingAt: queued) }
-            return (outcome, queued)
+            return (outcome, commits.endChange(queuedAfter: queuedBefore))
         }
         if case .failure = result {
             // A change that failed half-way may have left cached nodes describing what it undid.

@@ -153,8 +153,8 @@ final class UpperLayer: Sendable {
         self.workDevice = UInt64(try Files.fstat(self.work, path: directory + "/work").st_dev)
         self.sidecar = try Sidecar(path: directory + "/layer.db", readOnly: false)
         let tree = try Files.openDirectoryAbsolute(directory + "/tree")
-        self.keepsSpareInodes = Files.skipsRecentlyFreedInodes(tree)
         var mode = Files.filesystemSync(for: tree)
+        self.keepsSpareInodes = Files.skipsRecentlyFreedInodes(tree, sync: mode)
         if case .wholeFilesystem = mode {
             let layerDevice = try Files.statAbsolute(directory, followingLinks: true)?.st_dev
             if layerDevice != (try Files.fstat(tree, path: directory + "/tree")).st_dev {

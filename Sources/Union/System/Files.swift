@@ -223,8 +223,10 @@ extension Files {
 
     /// Whether new inodes on `tree`'s file system skip the ones freed in the last minute: ext4 without a journal
     /// (`recently_deleted` in `find_inode_bit`, checked only when there is no journal). There, and only there, spare
-    /// inodes pay (`SpareInodes.swift`).
-    static func skipsRecentlyFreedInodes(_ tree: FD) -> Bool {
-        Self.filesystemType(tree) == Self.ext4Magic && !Self.ext4HasJournal(tree)
+    /// inodes pay (`SpareInodes.swift`). `sync` is `filesystemSync(for: tree)`, which on ext4 already read whether
+    /// there is a journal: `.wholeFilesystem` there means none (or none known).
+    static func skipsRecentlyFreedInodes(_ tree: FD, sync: FilesystemSync) -> Bool {
+        guard case .wholeFilesystem = sync else { return false }
+        return Self.filesystemType(tree) == Self.ext4Magic
     }
 }

@@ -63,7 +63,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// `UnionNamespace.changeStatistics` reports of batching.
     private var flushedChanges: UInt64 = 0
     private var flushNanoseconds: UInt64 = 0
-    /// The last sequence number each change queued (`changeQueued`), oldest first from `changeEndsHead`: a flush
+    /// The last sequence number each change queued (`endChange`), oldest first from `changeEndsHead`: a flush
     /// that makes one durable counts that change.
     private var changeEnds: [UInt64] = []
     private var changeEndsHead = 0
@@ -104,16 +104,21 @@ final class GroupCommit<Record>: @unchecked Sendable {
         return seq
     }
 
-    /// Notes that one change (of possibly several `enqueue` calls) ended with sequence number `seq`, for
-    /// `flushTotals`. Call it under the lock that orders changes, after the change's last `enqueue`.
-    func changeQueued(endingAt seq: UInt64) {
+    /// Ends a change (of possibly several `enqueue` calls) whose first `enqueue` came after `before` (`lastQueued`
+    /// when it began): returns the sequence number to wait for, and counts the change for `flushTotals` if it queued
+    /// anything. Call it under the lock that orders changes, after the change's last `enqueue`.
+    func endChange(queuedAfter before: UInt64) -> UInt64 {
         self.monitor.withLock {
-            // A flush led meanwhile by another thread may have covered it already.
-            if seq <= self.durableSeq {
-                self.flushedChanges &+= 1
-            } else {
-                self.changeEnds.append(seq)
+            let seq = self.lastSeq
+            if seq > before {
+                // A flush led meanwhile by another thread may have covered it already.
+                if seq <= self.durableSeq {
+                    self.flushedChanges &+= 1
+                } else {
+                    self.changeEnds.append(seq)
+                }
             }
+            return seq
         }
     }
 
