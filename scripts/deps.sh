@@ -9,9 +9,10 @@ if [ "$purpose" = test ]; then
     # rpcbind (rpcinfo), nfs-common (showmount), libnfs-utils (nfs-ls/nfs-cp/nfs-cat): independent
     # clients; qemu, iPXE, busybox, cpio, kmod: the kernel-client VM tests; iproute2 + util-linux
     # (unshare): network namespaces; util-linux (setpriv) + perl (Essential): union permission tests
-    # compared with the kernel; sqlite3: inspecting sidecars from tests.
+    # compared with the kernel; sqlite3: inspecting sidecars from tests; e2fsprogs (mkfs.ext4) + util-linux
+    # (losetup, mount): the loop-device file system whose block requests the flush-order test traces.
     packages+=(rpcbind nfs-common libnfs-utils qemu-system-x86 ipxe-qemu busybox-static cpio kmod
-        iproute2 util-linux sqlite3 python3 procps psmisc)
+        iproute2 util-linux sqlite3 python3 procps psmisc e2fsprogs)
 fi
 if [ "$purpose" = bench ]; then
     # nfs-ganesha + its VFS FSAL: the reference server; rpcbind: ganesha registers there;

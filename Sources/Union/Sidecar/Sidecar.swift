@@ -268,9 +268,7 @@ final class Sidecar: Sendable {
     /// covers that batch whichever namespace asked for it (a room of clients booting: one syncfs, not one each).
     private func syncFilesystem(_ fd: FD) throws(UnionError) {
         let (syncs, device) = self.sharedSyncfs.withLock { $0 }
-        try syncs.sync(device) { () throws(UnionError) in
-            _ = try Sys.retry("syncfs", self.path) { Sys.syncfs(fd.raw) }
-        }
+        try syncs.sync(device) { () throws(UnionError) in try Files.syncFilesystem(fd, path: self.path) }
     }
 
     /// The syncfs calls of every namespace of this process, shared per file system (keyed by `st_dev`).

@@ -1,0 +1,193 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+@testable import Union
+
+/// What reaches the disk, in which order, when a batch is made durable with `syncfs` (ext4 without a journal, the
+/// file systems of `.wholeFilesystem`): the requests a loop device receives, traced at the block layer (tracefs).
+/// A write the disk's volatile cache still holds is lost by a power cut; only a cache flush issued after the write
+/// completed keeps it. Needs root, a loop device, `mkfs.ext4` and tracefs; a test that cannot set them up fails.
+@Suite struct FlushOrderTests {
+    /// A batch whose records grow the sidecar's WAL: the `syncfs` writes the WAL's data, and the WAL's new size and
+    /// extents in the inode table block afterwards; ext4 without a journal flushes the cache in between. Before the
+    /// fix a quarter of such batches returned with the inode block written after the last flush (a power cut then
+    /// lost their records while the names they describe stayed on disk).
+    @Test func aBatchSyncedWithSyncfsHasNoWriteAfterItsLastCacheFlush() throws {
+        let base = try makeTemporaryDirectory("strata-flush-order", in: "/var/tmp")
+        defer { try? FileManager.default.removeItem(atPath: base) }  // runs last: after the unmount below
+        let disk = try LoopDisk(under: base)
+        defer {
+            disk.remove()
+        }
+        let trace = try BlockTrace(device: disk.device)
+        defer { trace.remove() }
+        let tree = FD(open(disk.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        let s = try Sidecar(path: disk.mountpoint + "/layer.db", readOnly: false)
+        defer { s.close() }
+        try s.useFilesystemSync(.wholeFilesystem(tree), syncs: FileSyncs())
+        try s.write("test") { db in try db.execute(sql: "CREATE TABLE grow(b BLOB)") }
+        let batches = 40
+        for batch in 0..<batches {
+            // A name in the tree (its directory block and inode) and records that grow the WAL by three pages.
+            let fd = openat(tree.raw, "f\(batch)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+            #expect(fd >= 0)
+            close(fd)
+            try trace.mark("batch \(batch) starts")
+            let grow: SidecarRecord = { db in try db.execute(sql: "INSERT INTO grow VALUES (zeroblob(10000))") }
+            try s.commits.waitDurable(s.commits.enqueue([grow], syncs: [.directory(tree, path: disk.mountpoint)]))
+            try trace.mark("batch \(batch) durable")
+        }
+        let windows = try trace.windows()
+        #expect(windows.count == batches, "every batch's markers are in the trace")
+        let flushes = windows.map { $0.filter(\.flushes).count }
+        #expect(flushes.allSatisfy { $0 > 0 }, "every batch flushed the disk's cache (flushes per batch: \(flushes))")
+        let unflushed = windows.indices.filter { i in
+            let lastFlush = windows[i].lastIndex(where: \.flushes) ?? -1
+            return windows[i].indices.contains { $0 > lastFlush && windows[i][$0].writes }
+        }
+        #expect(unflushed.isEmpty, "batches \(unflushed) returned with a write issued after their last cache flush")
+    }
+}
+
+/// A file-backed ext4 file system without a journal on a loop device, mounted under `directory`.
+private struct LoopDisk {
+    let image: String
+    let device: String
+    let mountpoint: String
+
+    init(under directory: String) throws {
+        self.image = directory + "/disk.img"
+        self.mountpoint = directory + "/mnt"
+        #expect(mkdir(self.mountpoint, 0o755) == 0)
+        let image = open(self.image, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
+        #expect(image >= 0 && ftruncate(image, 256 << 20) == 0)
+        close(image)
+        // Inode tables initialised now: no lazy-init thread writing to the disk while the test traces it.
+        let mkfs = try run(
+            "/usr/sbin/mkfs.ext4",
+            ["-q", "-F", "-b", "4096", "-O", "^has_journal", "-E", "lazy_itable_init=0,nodiscard", self.image])
+        guard mkfs.succeeded else { throw LoopDiskError.failed("mkfs.ext4 \(self.image): \(mkfs.output)") }
+        let attach = try run("/usr/sbin/losetup", ["--find", "--show", self.image])
+        guard attach.succeeded else {
+            throw LoopDiskError.failed("losetup --find --show \(self.image): \(attach.output)")
+        }
+        self.device = attach.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let mount = try run("/usr/bin/mount", ["-o", "noinit_itable", self.device, self.mountpoint])
+        guard mount.succeeded else {
+            _ = try? run("/usr/sbin/losetup", ["-d", self.device])
+            throw LoopDiskError.failed("mount \(self.device) \(self.mountpoint): \(mount.output)")
+        }
+    }
+
+    func remove() {
+        _ = try? run("/usr/bin/umount", [self.mountpoint])
+        _ = try? run("/usr/sbin/losetup", ["-d", self.device])
+    }
+}
+
+private enum LoopDiskError: Error {
+    case failed(String)
+}
+
+/// One block request as the block layer issued it to the device (`block_rq_issue`).
+private struct BlockRequest {
+    /// The request's `rwbs` flags: an optional leading F (flush the cache first), the operation (R, W, D, F for a
+    /// flush alone, ...), F for a write that bypasses the cache (FUA), then modifiers (S, M, ...).
+    let rwbs: String
+
+    private var operationAndAfter: Substring {
+        self.rwbs.count > 1 && self.rwbs.first == "F" ? self.rwbs.dropFirst() : self.rwbs[...]
+    }
+    /// A flush of the disk's cache (alone, or before a write): what the device completed before it is durable.
+    var flushes: Bool { self.rwbs.first == "F" }
+    /// A write that the cache may hold (not FUA).
+    var writes: Bool {
+        let rest = self.operationAndAfter
+        return rest.first == "W" && rest.dropFirst().first != "F"
+    }
+}
+
+/// A private tracefs instance recording the block requests issued to one device, and markers written by the test.
+private struct BlockTrace {
+    let instance: String
+
+    init(device: String) throws {
+        var root = "/sys/kernel/tracing"
+        if access(root + "/instances", F_OK) != 0 {
+            // Not mounted at its usual place: mount it there (tracefs is one file system; mounting it twice is fine).
+            let mounted = try run("/usr/bin/mount", ["-t", "tracefs", "nodev", root])
+            if !mounted.succeeded { root = "/sys/kernel/debug/tracing" }
+        }
+        self.instance = root + "/instances/strata-flush-order-\(getpid())"
+        guard mkdir(self.instance, 0o755) == 0 || errno == EEXIST else {
+            throw LoopDiskError.failed(
+                "cannot make the tracefs instance \(self.instance): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard stat(device, &st) == 0 else { throw LoopDiskError.failed("stat \(device)") }
+        // The tracepoint's dev is the kernel's dev_t: major << 20 | minor.
+        let dev = (UInt64(Sys.major(st.st_rdev)) << 20) | UInt64(Sys.minor(st.st_rdev))
+        try self.write("events/block/block_rq_issue/filter", "dev == \(dev)")
+        try self.write("events/block/block_rq_issue/enable", "1")
+    }
+
+    func mark(_ text: String) throws { try self.write("trace_marker", text) }
+
+    /// The requests between each "starts" marker and the next "durable" marker, in order.
+    func windows() throws -> [[BlockRequest]] {
+        let text = try self.read("trace")
+        var windows: [[BlockRequest]] = []
+        var current: [BlockRequest]?
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            if line.contains("tracing_mark_write: batch ") {
+                if line.hasSuffix(" starts") {
+                    current = []
+                } else if line.hasSuffix(" durable"), let requests = current {
+                    windows.append(requests)
+                    current = nil
+                }
+            } else if let at = line.range(of: "block_rq_issue: ") {
+                // "block_rq_issue: 7,1 WSM 4096 () 520 + 2 ..."
+                let fields = line[at.upperBound...].split(separator: " ")
+                if fields.count > 1 { current?.append(BlockRequest(rwbs: String(fields[1]))) }
+            }
+        }
+        return windows
+    }
+
+    func remove() {
+        try? self.write("events/block/block_rq_issue/enable", "0")
+        rmdir(self.instance)
+    }
+
+    /// A tracefs file reports no size: read until the end.
+    private func read(_ file: String) throws -> String {
+        let path = self.instance + "/" + file
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LoopDiskError.failed("open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = Glibc.read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw LoopDiskError.failed("read \(path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private func write(_ file: String, _ value: String) throws {
+        let path = self.instance + "/" + file
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LoopDiskError.failed("open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        guard Glibc.write(fd, bytes, bytes.count) == bytes.count else {
+            throw LoopDiskError.failed("write \(value) to \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
