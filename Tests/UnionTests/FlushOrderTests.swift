@@ -36,7 +36,7 @@ import Testing
         }
         try s.useFilesystemSync(mode, syncs: FileSyncs())
         try s.write("test") { db in try db.execute(sql: "CREATE TABLE grow(b BLOB)") }
-        let batches = 24
+        let batches = 48
         for batch in 0..<batches {
             // A name in the tree (its directory block and inode) and records that grow the WAL by three pages.
             let fd = openat(tree.raw, "f\(batch)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
