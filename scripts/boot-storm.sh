@@ -14,6 +14,9 @@
 #                    restricted to that client): what a site does by hand today;
 #   ganesha-ro       nfs-ganesha exporting the image read-only, no uppers: the clients replay
 #                    only the reads of the boot (their writable directories would be local).
+#   strata-ro        strata-spares, the clients replaying only the reads of the boot, as for
+#                    ganesha-ro: beside strata-spares, what the boot's changes cost (each reply
+#                    durable); beside ganesha-ro, what the reads cost with a namespace per client.
 # Each server is started fresh for every N (new uppers) and stopped after it.
 #
 # Usage (root):  flock /tmp/bench.lock bash scripts/boot-storm.sh [N ...]   (default 1 10 50 100 200)
@@ -30,7 +33,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 die() { echo "boot-storm: $*" >&2; exit 1; }
-ALL_SERVERS="strata strata-premounted strata-spares ganesha-overlay ganesha-ro"
+ALL_SERVERS="strata strata-premounted strata-spares ganesha-overlay ganesha-ro strata-ro"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 for s in $SERVERS; do [[ " $ALL_SERVERS " == *" $s "* ]] || die "SERVERS: unknown server $s (known: $ALL_SERVERS)"; done
 
@@ -140,7 +143,7 @@ EOF
 
 run_strata() { # N [NAME [--premount]]
   local n=$1 name=${2:-strata} d=$WORK/${2:-strata}-$1 spares=0; shift; shift || true
-  [ "$name" = strata-spares ] && spares=$n
+  [ "$name" = strata-spares ] || [ "$name" = strata-ro ] && spares=$n
   mkdir -p "$d/state" "$d/uppers"
   cat >"$RESULTS/$name-$n.toml" <<EOF
 [server]
@@ -260,6 +263,7 @@ for n in $COUNTS; do
       strata-spares) run_strata "$n" strata-spares ;;
       ganesha-overlay) run_ganesha_overlay "$n" ;;
       ganesha-ro) run_ganesha_ro "$n" ;;
+      strata-ro) run_strata "$n" strata-ro --reads-only ;;
     esac
   done
 done
