@@ -5,8 +5,9 @@ import Testing
 
 @testable import Union
 
-/// What reaches the disk, in which order, when a batch is made durable with `syncfs` (ext4 without a journal, the
-/// file systems of `.wholeFilesystem`): the requests a loop device receives, traced at the block layer (tracefs).
+/// What reaches the disk, in which order, when a group-commit batch is made durable (a `syncfs` and the fsync after it
+/// on ext4 without a journal, one fsync on ext4 with one): the requests a loop device receives, traced at the block
+/// layer (tracefs).
 /// A write the disk's volatile cache still holds is lost by a power cut; only a cache flush issued after the write
 /// completed keeps it. Needs root, a loop device, `mkfs.ext4` and tracefs; a test that cannot set them up fails.
 @Suite struct FlushOrderTests {
