@@ -169,9 +169,14 @@ private struct BlockTrace {
         return windows
     }
 
+    /// Disables the event and removes the instance. The kernel refuses the removal (EBUSY) for a moment after the
+    /// event is disabled: retried, for at most a second.
     func remove() {
         try? self.write("events/block/block_rq_issue/enable", "0")
-        rmdir(self.instance)
+        for _ in 0..<100 {
+            if rmdir(self.instance) == 0 || errno != EBUSY { return }
+            usleep(10_000)
+        }
     }
 
     /// A tracefs file reports no size: read until the end.
