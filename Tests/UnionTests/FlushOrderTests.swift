@@ -80,16 +80,16 @@ private struct LoopDisk {
                 "-q", "-F", "-b", "4096", "-O", journal ? "has_journal" : "^has_journal", "-E",
                 "lazy_itable_init=0,lazy_journal_init=0,nodiscard", self.image,
             ])
-        guard mkfs.succeeded else { throw LoopDiskError.failed("mkfs.ext4 \(self.image): \(mkfs.output)") }
+        guard mkfs.succeeded else { throw TestSupportError("mkfs.ext4 \(self.image): \(mkfs.output)") }
         let attach = try run("/usr/sbin/losetup", ["--find", "--show", self.image])
         guard attach.succeeded else {
-            throw LoopDiskError.failed("losetup --find --show \(self.image): \(attach.output)")
+            throw TestSupportError("losetup --find --show \(self.image): \(attach.output)")
         }
         self.device = attach.output.trimmingCharacters(in: .whitespacesAndNewlines)
         let mount = try run("/usr/bin/mount", ["-o", "noinit_itable", self.device, self.mountpoint])
         guard mount.succeeded else {
             _ = try? run("/usr/sbin/losetup", ["-d", self.device])
-            throw LoopDiskError.failed("mount \(self.device) \(self.mountpoint): \(mount.output)")
+            throw TestSupportError("mount \(self.device) \(self.mountpoint): \(mount.output)")
         }
     }
 
@@ -97,10 +97,6 @@ private struct LoopDisk {
         _ = try? run("/usr/bin/umount", [self.mountpoint])
         _ = try? run("/usr/sbin/losetup", ["-d", self.device])
     }
-}
-
-private enum LoopDiskError: Error {
-    case failed(String)
 }
 
 /// One block request as the block layer issued it to the device (`block_rq_issue`).
@@ -134,11 +130,11 @@ private struct BlockTrace {
         }
         self.instance = root + "/instances/strata-flush-order-\(getpid())-\(UUID().uuidString.prefix(8))"
         guard mkdir(self.instance, 0o755) == 0 else {
-            throw LoopDiskError.failed(
+            throw TestSupportError(
                 "cannot make the tracefs instance \(self.instance): \(String(cString: strerror(errno)))")
         }
         var st = stat()
-        guard stat(device, &st) == 0 else { throw LoopDiskError.failed("stat \(device)") }
+        guard stat(device, &st) == 0 else { throw TestSupportError("stat \(device)") }
         // The tracepoint's dev is the kernel's dev_t: major << 20 | minor.
         let dev = (UInt64(Sys.major(st.st_rdev)) << 20) | UInt64(Sys.minor(st.st_rdev))
         try self.write("events/block/block_rq_issue/filter", "dev == \(dev)")
@@ -183,14 +179,14 @@ private struct BlockTrace {
     private func read(_ file: String) throws -> String {
         let path = self.instance + "/" + file
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw LoopDiskError.failed("open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw TestSupportError("open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = Glibc.read(fd, &chunk, chunk.count)
             if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw LoopDiskError.failed("read \(path): \(String(cString: strerror(errno)))") }
+            guard n >= 0 else { throw TestSupportError("read \(path): \(String(cString: strerror(errno)))") }
             if n == 0 { break }
             bytes += chunk[0..<n]
         }
@@ -200,11 +196,11 @@ private struct BlockTrace {
     private func write(_ file: String, _ value: String) throws {
         let path = self.instance + "/" + file
         let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw LoopDiskError.failed("open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw TestSupportError("open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let bytes = Array(value.utf8)
         guard Glibc.write(fd, bytes, bytes.count) == bytes.count else {
-            throw LoopDiskError.failed("write \(value) to \(path): \(String(cString: strerror(errno)))")
+            throw TestSupportError("write \(value) to \(path): \(String(cString: strerror(errno)))")
         }
     }
 }
