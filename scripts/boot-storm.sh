@@ -43,6 +43,8 @@ if [ "${BOOT_STORM_INNER:-}" != 1 ]; then
   [ -x "$bin" ] || die "no strata binary at $bin: swift build -c release --product strata (or set STRATA_BIN)"
   trace=${TRACE:-$HERE/Bench/boot-trace.script}
   [ -f "$trace" ] || die "no boot script $trace (scripts/record-boot.sh records one)"
+  # The image is the VM tests' busybox root (make_diskless_image copies /bin/busybox).
+  [ -x /bin/busybox ] || die "missing /bin/busybox for the image (apt-get install -y busybox-static, or: bash scripts/deps.sh bench)"
   if [[ " $SERVERS " == *" ganesha"* ]]; then
     for c in ganesha.nfsd rpcbind python3; do command -v $c >/dev/null || die "missing $c (apt-get install -y nfs-ganesha nfs-ganesha-vfs rpcbind python3)"; done
     [ -f /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so ] || die "missing FSAL_VFS (apt-get install -y nfs-ganesha-vfs)"

@@ -17,8 +17,9 @@ fi
 if [ "$purpose" = bench ]; then
     # nfs-ganesha + its VFS FSAL: the reference server; rpcbind: ganesha registers there;
     # iproute2 + util-linux (unshare, mount): the private namespace and the overlayfs mount;
-    # python3: the table.
-    packages+=(nfs-ganesha nfs-ganesha-vfs rpcbind iproute2 util-linux python3 coreutils)
+    # python3: the table; busybox-static: the boot storm's image is the VM tests' busybox root
+    # (Tests/VM/host/fixtures.sh, make_diskless_image), which `make bench` builds too.
+    packages+=(nfs-ganesha nfs-ganesha-vfs rpcbind iproute2 util-linux python3 coreutils busybox-static)
 fi
 missing=()
 for p in "${packages[@]}"; do
