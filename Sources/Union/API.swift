@@ -279,4 +279,15 @@ public enum UnionError: Error, Sendable, Equatable {
     case sidecar(String)
     /// A test's crash point stopped the change (`UnionHooks.crashAt`); never thrown without hooks.
     case simulatedCrash(point: String)
+
+    /// A change's answer about the names and permissions it found, as opposed to a failure of the disk or the sidecar.
+    var isRefusal: Bool {
+        switch self {
+        case .noEntry, .exists, .notDirectory, .isDirectory, .notEmpty, .nameTooLong, .badName, .accessDenied,
+            .notPermitted, .readOnly:
+            true
+        default:
+            false
+        }
+    }
 }

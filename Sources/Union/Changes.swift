@@ -78,9 +78,10 @@ extension UnionNamespace {
     func mutate<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
         let commits = self.identities.commits
         let asked = Monotonic.nanoseconds()
-        let (result, seq) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64) in
+        let (result, seq, touched) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64, Bool) in
             let granted = Monotonic.nanoseconds()
             let queuedBefore = commits.lastQueued
+            let evictionsBefore = self.nodeCache.withLock { $0.evictions }
             defer { self.stats.changed(waited: granted &- asked, held: Monotonic.nanoseconds() &- granted) }
             self.isMutating.store(true, ordering: .relaxed)
             self.identities.insideChange.store(true, ordering: .relaxed)
@@ -92,10 +93,17 @@ extension UnionNamespace {
             do throws(UnionError) { outcome = .success(try body()) } catch { outcome = .failure(error) }
             self.attributeGeneration.add(1, ordering: .releasing)  // before any reader can see the change
             self.namesGeneration.add(1, ordering: .releasing)  // a failed change too: it may have undone half a step
-            return (outcome, commits.endChange(queuedAfter: queuedBefore))
+            let seq = commits.endChange(queuedAfter: queuedBefore)
+            // Every step of a change queues what makes it durable, and a step that moves or replaces an object evicts
+            // its cached nodes (`evictNode`): a change that did neither made no step.
+            let touched = seq != queuedBefore || self.nodeCache.withLock { $0.evictions } != evictionsBefore
+            return (outcome, seq, touched)
         }
-        if case .failure = result {
-            // A change that failed half-way may have left cached nodes describing what it undid.
+        if case .failure(let error) = result, touched || !error.isRefusal {
+            // A change that failed half-way may have left cached nodes describing what it undid. One refused before
+            // its first step (MKDIR of a name that exists, REMOVE of one that does not: `mkdir -p` and `rm -f` make
+            // them all the time; 9 of a recorded boot's 11 MKDIRs answer EXIST) undid nothing: emptying the cache
+            // then only made the client's next calls resolve every object again from the root.
             self.nodeCache.withLock { $0.removeAll() }
         }
         if case .failure(.simulatedCrash) = result {

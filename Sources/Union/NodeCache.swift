@@ -15,6 +15,9 @@ import Glibc
 /// Resolved nodes by fileid; beyond the namespace's `cachedObjects` the least recently used is forgotten.
 struct NodeCache: Sendable {
     private var nodes: LRUMap<UInt64, Node>
+    /// Nodes a change evicted or emptied so far (not those forgotten for capacity): whether a change that failed
+    /// touched the cache (`UnionNamespace.mutate`).
+    private(set) var evictions: UInt64 = 0
 
     init(capacity: Int) { self.nodes = LRUMap(capacity: capacity) }
 
@@ -32,9 +35,18 @@ struct NodeCache: Sendable {
         self.nodes.set(node, for: node.fileid)
     }
 
-    mutating func remove(_ fileid: UInt64) { self.nodes.removeValue(for: fileid) }
+    mutating func remove(_ fileid: UInt64) {
+        self.nodes.removeValue(for: fileid)
+        self.evictions &+= 1
+    }
 
-    mutating func removeAll() { self.nodes.removeAll() }
+    mutating func removeAll() {
+        self.nodes.removeAll()
+        self.evictions &+= 1
+    }
+
+    /// Nodes cached now (tests).
+    var count: Int { self.nodes.count }
 }
 
 extension UnionNamespace {
