@@ -78,7 +78,7 @@ extension UnionNamespace {
     func mutate<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
         let commits = self.identities.commits
         let asked = Monotonic.nanoseconds()
-        let (result, seq, touched) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64, Bool) in
+        let (result, seq) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64) in
             let granted = Monotonic.nanoseconds()
             let queuedBefore = commits.lastQueued
             let evictionsBefore = self.nodeCache.withLock { $0.evictions }
@@ -91,20 +91,22 @@ extension UnionNamespace {
             }
             let outcome: Result<T, UnionError>
             do throws(UnionError) { outcome = .success(try body()) } catch { outcome = .failure(error) }
+            // Every step of a change queues what makes it durable, and a step that moves or replaces an object evicts
+            // its cached nodes (`evictNode`): a change that did neither made no step. One refused before its first
+            // step (MKDIR of a name that exists, REMOVE of one that does not: `mkdir -p` and `rm -f` send them all
+            // the time; 9 of a recorded boot's 11 MKDIRs answer EXIST) changed nothing any cache describes.
+            let touched =
+                commits.lastQueued != queuedBefore || self.nodeCache.withLock { $0.evictions } != evictionsBefore
+            if case .failure(let error) = outcome, !touched, error.isRefusal {
+                return (outcome, commits.endChange(queuedAfter: queuedBefore))
+            }
             self.attributeGeneration.add(1, ordering: .releasing)  // before any reader can see the change
             self.namesGeneration.add(1, ordering: .releasing)  // a failed change too: it may have undone half a step
-            let seq = commits.endChange(queuedAfter: queuedBefore)
-            // Every step of a change queues what makes it durable, and a step that moves or replaces an object evicts
-            // its cached nodes (`evictNode`): a change that did neither made no step.
-            let touched = seq != queuedBefore || self.nodeCache.withLock { $0.evictions } != evictionsBefore
-            return (outcome, seq, touched)
-        }
-        if case .failure(let error) = result, touched || !error.isRefusal {
-            // A change that failed half-way may have left cached nodes describing what it undid. One refused before
-            // its first step (MKDIR of a name that exists, REMOVE of one that does not: `mkdir -p` and `rm -f` make
-            // them all the time; 9 of a recorded boot's 11 MKDIRs answer EXIST) undid nothing: emptying the cache
-            // then only made the client's next calls resolve every object again from the root.
-            self.nodeCache.withLock { $0.removeAll() }
+            if case .failure = outcome {
+                // A change that failed half-way may have left cached nodes describing what it undid.
+                self.nodeCache.withLock { $0.removeAll() }
+            }
+            return (outcome, commits.endChange(queuedAfter: queuedBefore))
         }
         if case .failure(.simulatedCrash) = result {
             commits.abandon()  // a simulated crash: what was queued never reaches the disk

@@ -59,8 +59,9 @@ import Testing
         #expect(handle("low") == renamed, "looked up again once its node was forgotten")
     }
 
-    /// A failed change moves the generation too (it may have undone part of what it did).
-    @Test func aFailedChangeEmptiesTheCache() throws {
+    /// A change that failed after a step moves the generation too (it may have undone part of what it did). One
+    /// refused before its first step does not (`ResolutionCostTests.aRefusedChangeKeepsTheCachedNodes`).
+    @Test func aChangeThatFailedAfterAStepEmptiesTheCache() throws {
         let f = Fixture(in: "/dev/shm")
         f.file(f.lower(0) + "/dir/file", "x")
         let u = try f.open()
@@ -68,8 +69,9 @@ import Testing
         let dir = try u.h("dir")
         _ = try u.lookupForReply(dir, b("file"), as: root).found.get()
         let generation = u.namesGeneration.load(ordering: .relaxed)
-        #expect(throws: UnionError.self) {
-            try u.create(in: dir, b("file"), mode: .guarded, attributes: SetAttributes(), as: root)
+        u.hooks?.crashAt.withLock { $0 = "create.afterBuild" }
+        #expect(throws: UnionError.simulatedCrash(point: "create.afterBuild")) {
+            try u.create(in: dir, b("other"), mode: .guarded, attributes: SetAttributes(), as: root)
         }
         #expect(u.namesGeneration.load(ordering: .relaxed) > generation)
         let before = u.stats.lookupCacheHits.load(ordering: .relaxed)

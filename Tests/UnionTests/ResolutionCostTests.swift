@@ -66,6 +66,12 @@ import Testing
             _ = try u.getattr(file)
             let steps = u.stats.resolutionSteps.load(ordering: .relaxed) - before
             #expect(steps <= 2, "\(what): \(steps) names looked up to resolve a file at depth \(depth)")
+            // Nor did it move the generations: the name's LOOKUP is still answered from the lookup cache.
+            _ = try u.lookupForReply(dir, b("f"), as: .root)
+            let hits = u.stats.lookupCacheHits.load(ordering: .relaxed)
+            #expect(throws: refusal, "\(what)") { try change() }
+            #expect(try u.lookupForReply(dir, b("f"), as: .root).found.get().handle == file)
+            #expect(u.stats.lookupCacheHits.load(ordering: .relaxed) == hits + 1, "\(what) emptied the lookup cache")
         }
     }
 
