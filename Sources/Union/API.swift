@@ -284,7 +284,7 @@ public enum UnionError: Error, Sendable, Equatable {
     var isRefusal: Bool {
         switch self {
         case .noEntry, .exists, .notDirectory, .isDirectory, .notEmpty, .nameTooLong, .badName, .accessDenied,
-            .notPermitted, .readOnly:
+            .notPermitted, .readOnly, .stale, .guardMismatch:
             true
         default:
             false
