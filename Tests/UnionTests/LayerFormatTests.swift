@@ -170,3 +170,21 @@ import Testing
 private func copyfile(_ from: String, _ to: String) -> Bool {
     (try? FileManager.default.copyItem(atPath: from, toPath: to)) != nil
 }
+
+/// `Files.mkdirAll`: what `mkdir -p` does, asking for the directory itself first.
+@Suite struct MkdirAllTests {
+    @Test func makesMissingParentsAndAcceptsWhatExists() throws {
+        let f = Fixture(in: "/dev/shm")
+        try Files.mkdirAll(f.base + "/a/b/c", mode: 0o750)
+        var st = stat()
+        #expect(stat(f.base + "/a/b/c", &st) == 0 && st.isDirectory)
+        #expect(stat(f.base + "/a", &st) == 0 && st.st_mode & 0o777 == 0o750)
+        try Files.mkdirAll(f.base + "/a/b/c")  // all there: nothing to do
+        try Files.mkdirAll(f.base + "/a/b/d/")  // a trailing slash
+        #expect(stat(f.base + "/a/b/d", &st) == 0 && st.isDirectory)
+        f.file(f.base + "/a/file", "x")
+        #expect(throws: UnionError.notDirectory) {
+            try Files.mkdirAll(f.base + "/a/file/x/y")
+        }
+    }
+}

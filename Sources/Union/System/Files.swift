@@ -142,11 +142,22 @@ enum Files {
         return Array(buf[0..<length])
     }
 
+    /// `mkdir -p`: the directory itself first, its missing parents only when it has some. Every namespace opens its
+    /// upper through this (`tree/`, `work/`, `index/`), and a walk from the root was a `mkdir` per component each
+    /// time: 21 of a client's first MNT's system calls, all answering EEXIST.
     static func mkdirAll(_ path: String, mode: mode_t = 0o755) throws(UnionError) {
-        var cur = path.hasPrefix("/") ? "" : "."
-        for comp in path.split(separator: "/") {
-            cur += "/" + comp
-            if mkdir(cur, mode) != 0 && errno != EEXIST { throw Sys.error(errno, "mkdir", cur) }
+        if mkdir(path, mode) == 0 { return }
+        switch errno {
+        case EEXIST:
+            return
+        case ENOENT:
+            guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
+                throw Sys.error(ENOENT, "mkdir", path)
+            }
+            try Self.mkdirAll(String(path[..<slash]), mode: mode)
+            if mkdir(path, mode) != 0 && errno != EEXIST { throw Sys.error(errno, "mkdir", path) }
+        case let code:
+            throw Sys.error(code, "mkdir", path)
         }
     }
 
