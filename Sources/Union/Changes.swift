@@ -91,14 +91,15 @@ extension UnionNamespace {
             }
             let outcome: Result<T, UnionError>
             do throws(UnionError) { outcome = .success(try body()) } catch { outcome = .failure(error) }
+            let seq = commits.endChange(queuedAfter: queuedBefore)
             // Every step of a change queues what makes it durable, and a step that moves or replaces an object evicts
-            // its cached nodes (`evictNode`): a change that did neither made no step. One refused before its first
-            // step (MKDIR of a name that exists, REMOVE of one that does not: `mkdir -p` and `rm -f` send them all
-            // the time; 9 of a recorded boot's 11 MKDIRs answer EXIST) changed nothing any cache describes.
-            let touched =
-                commits.lastQueued != queuedBefore || self.nodeCache.withLock { $0.evictions } != evictionsBefore
-            if case .failure(let error) = outcome, !touched, error.isRefusal {
-                return (outcome, commits.endChange(queuedAfter: queuedBefore))
+            // its cached nodes (`evictNode`): a refusal that did neither made no step. Refused before its first step
+            // (MKDIR of a name that exists, REMOVE of one that does not: `mkdir -p` and `rm -f` send them all the
+            // time; 9 of a recorded boot's 11 MKDIRs answer EXIST), a change altered nothing any cache describes.
+            if case .failure(let error) = outcome, error.isRefusal, seq == queuedBefore,
+                self.nodeCache.withLock({ $0.evictions }) == evictionsBefore
+            {
+                return (outcome, seq)
             }
             self.attributeGeneration.add(1, ordering: .releasing)  // before any reader can see the change
             self.namesGeneration.add(1, ordering: .releasing)  // a failed change too: it may have undone half a step
@@ -106,7 +107,7 @@ extension UnionNamespace {
                 // A change that failed half-way may have left cached nodes describing what it undid.
                 self.nodeCache.withLock { $0.removeAll() }
             }
-            return (outcome, commits.endChange(queuedAfter: queuedBefore))
+            return (outcome, seq)
         }
         if case .failure(.simulatedCrash) = result {
             commits.abandon()  // a simulated crash: what was queued never reaches the disk
