@@ -46,6 +46,13 @@ extension UnionNamespace {
     ) throws(UnionError) -> ChangeResult {
         try Names.validate(name)
         let upper = try self.requireUpper()
+        // A regular file's inode is made before the lock (`PreparedFiles.swift`); what the change does not take is
+        // released after it.
+        var prepared: PreparedFile?
+        if case .regular = kind {
+            prepared = self.prepareNewFile(in: dirH, name, requestedMode: attributes.mode ?? 0o644, as: cred)
+        }
+        defer { if let prepared { self.release(prepared) } }
         return try self.mutate { () throws(UnionError) -> ChangeResult in
             let directory = try self.resolveDirectory(dirH)
             let dirBefore = self.attributes(directory)
@@ -77,22 +84,37 @@ extension UnionNamespace {
             default: (isDir, defaultMode) = (false, 0o644)
             }
             let own = self.newOwnership(parent.st, cred, attributes.mode ?? defaultMode, isDirectory: isDir)
-            // A regular file takes a spare inode when REMOVE left one (`SpareInodes.swift`): no inode to allocate.
+            // A regular file takes the inode prepared for it when it was made for this owner and mode, else a spare
+            // inode when REMOVE left one (`SpareInodes.swift`): no inode to allocate.
             var spare: (name: [UInt8], fd: FD)?
-            if case .regular = kind { spare = self.takeSpare(uid: own.uid, gid: own.gid, mode: own.mode) }
+            var unnamed: (file: FD, linking: UnnamedFiles.Linking, built: stat?)?
+            if case .regular = kind {
+                if let taken = prepared, taken.isMade(for: own) {
+                    prepared = nil
+                    self.stats.preparedFilesTaken.add(1, ordering: .relaxed)
+                    switch taken.source {
+                    case .spare(let spareName): spare = (spareName, taken.file)
+                    case .unnamed(let linking, let st): unnamed = (taken.file, linking, st)
+                    }
+                } else {
+                    spare = self.takeSpare(uid: own.uid, gid: own.gid, mode: own.mode)
+                }
+            }
             let path = Names.join(parent.path, name).displayString
             // Else an unnamed inode made in the directory itself (`O_TMPFILE`), so that ext4 takes it from that
             // directory's block group, as it would for a plain create (one made under work/ came from work/'s group).
-            if case .regular = kind, spare == nil,
+            if case .regular = kind, spare == nil, unnamed == nil,
                 let made = try self.unnamedFile(in: parentFD, upper, mode: own.mode, path: path)
             {
+                unnamed = (made.file, made.linking, nil)
+            }
+            if let unnamed {
                 let (whitedOut, fileid) = try self.publishUnnamed(
-                    made.file, linking: made.linking, own: own, attributes: attributes, verifier: verifier,
-                    in: directory, parent, name,
-                    path: path)
+                    unnamed.file, linking: unnamed.linking, built: unnamed.built, own: own, attributes: attributes,
+                    verifier: verifier, in: directory, parent, name, path: path)
                 return try self.created(
                     name, in: directory, dirH, parent, whitedOut: whitedOut, before: dirBefore,
-                    made: (fileid, made.file))
+                    made: (fileid, unnamed.file))
             }
             let tmp = spare?.name ?? self.workName("new")
             let tmpPath = "work/" + tmp.displayString
@@ -232,7 +254,7 @@ extension UnionNamespace {
     /// A new regular file without a name yet, made in upper directory `dir` (`O_TMPFILE`), open for writing; nil
     /// where the upper's file system cannot make one or link it afterwards (`UnnamedFiles`).
     /// It is made with the permission bits of `mode` (less the umask), so that usually no chmod is needed.
-    private func unnamedFile(
+    func unnamedFile(
         in dir: FD, _ upper: UpperLayer, mode: UInt32, path: String
     ) throws(UnionError) -> (file: FD, linking: UnnamedFiles.Linking)? {
         guard let linking = UnnamedFiles.linking(upper) else { return nil }
@@ -250,7 +272,7 @@ extension UnionNamespace {
     /// power cut, the file system check clears it as an unattached inode without data blocks). Returns whether a whiteout was on
     /// the name, and the file's fileid.
     private func publishUnnamed(
-        _ file: FD, linking: UnnamedFiles.Linking, own: (uid: UInt32, gid: UInt32, mode: UInt32),
+        _ file: FD, linking: UnnamedFiles.Linking, built: stat?, own: (uid: UInt32, gid: UInt32, mode: UInt32),
         attributes: SetAttributes, verifier: UInt64?,
         in directory: Node, _ parent: Location, _ name: [UInt8], path: String
     ) throws(UnionError) -> (whitedOut: Bool, fileid: UInt64) {
@@ -258,10 +280,16 @@ extension UnionNamespace {
         do throws(UnionError) {
             // Step 1: build it (no fsync: the batch's sync covers it with the link). Owner and mode are set only when
             // the file was not made with them (a caller other than the server's user, special bits, a umask that cut a
-            // bit).
-            var st = try Files.fstat(file, path: path)
-            var restat = try Files.setOwnerAndMode(
-                file, from: st, uid: own.uid, gid: own.gid, mode: own.mode, path: path)
+            // bit), and not again for a file prepared before the lock with them (`built`: its stat then).
+            var st: stat
+            var restat = false
+            if let built {
+                st = built
+            } else {
+                st = try Files.fstat(file, path: path)
+                restat = try Files.setOwnerAndMode(
+                    file, from: st, uid: own.uid, gid: own.gid, mode: own.mode, path: path)
+            }
             if let size = attributes.size, size > 0 {
                 _ = try Sys.retry("ftruncate", path) { ftruncate(file.raw, off_t(clamping: size)) }
                 restat = true

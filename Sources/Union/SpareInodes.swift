@@ -15,7 +15,8 @@ import Synchronization
 // Only there: the check is made only without a journal, and elsewhere (ext4 with a journal, XFS, tmpfs) a spare costs a
 // rename into work/ (two directories changed) where an unlink changes one, and buys nothing (`keepsSpareInodes`).
 
-/// The spare files in work/, by name. Changed only under the namespace write lock; `Locked` for `Sendable`.
+/// The spare files in work/, by name. REMOVE adds to it under the namespace write lock; a CREATE takes one there or
+/// just before it (`prepareNewFile`), and gives back one it did not use. A spare taken is the taker's alone.
 struct SpareInodes: Sendable {
     static let limit = 4096
     var names: [[UInt8]] = []

@@ -81,6 +81,10 @@ final class StatisticsCounters: Sendable {
     /// Objects whose identity row was lost (a crash before its group commit) found again by their derived fileid
     /// (`rediscover`; tests check that a replied handle survives the loss).
     let rediscoveries = Atomic<UInt64>(0)
+    /// Inodes of new regular files made before the namespace write lock (`PreparedFiles.swift`), and those a CREATE
+    /// took (tests check that a CREATE makes its inode outside the lock, and that one it did not take is kept).
+    let preparedFiles = Atomic<UInt64>(0)
+    let preparedFilesTaken = Atomic<UInt64>(0)
     /// `ChangeStatistics`: changes, and their nanoseconds waiting for and holding the namespace write lock.
     let changes = Atomic<UInt64>(0)
     let changeLockWait = Atomic<UInt64>(0)
