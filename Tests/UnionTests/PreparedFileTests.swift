@@ -8,30 +8,16 @@ import Testing
 /// the lock only if it was made for the owner and mode the directory gives the file then; an inode it does not take
 /// shows nowhere and is kept as a spare where REMOVE keeps them.
 @Suite struct PreparedFileTests {
-    static func ino(_ path: String) -> UInt64 {
-        var st = stat()
-        return stat(path, &st) == 0 ? UInt64(st.st_ino) : 0
-    }
-
-    /// A namespace with a directory /pub everyone may write in, its node cached (a CREATE prepares only from there).
+    /// `SpareInodeTests`' namespace with a directory /pub everyone may write in, keeping spares or not, with /pub's
+    /// node cached (a CREATE prepares only from there).
     static func openWithPublicDirectory(_ f: Fixture, keepingSpares: Bool) throws -> (UnionNamespace, ObjectHandle) {
-        let u = try f.open()
+        let (u, pub) = try SpareInodeTests.openWithPublicDirectory(f)
         u.hooks?.spareInodes.store(keepingSpares ? 1 : 0, ordering: .relaxed)
-        var open = SetAttributes()
-        open.mode = 0o777
-        do {
-            let pub = try u.mkdir(in: u.rootHandle, b("pub"), attributes: open, as: root).0
-            _ = try u.getattr(pub)
-            return (u, pub)
-        } catch {
-            u.close()
-            throw error
-        }
+        _ = try u.getattr(pub)
+        return (u, pub)
     }
 
-    static func work(_ f: Fixture) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: f.upper + "/work").sorted()
-    }
+    static func work(_ f: Fixture) throws -> [String] { try SpareInodeTests.work(f) }
 
     @Test func aCreateTakesTheInodeItMadeBeforeTheLock() throws {
         let f = Fixture(in: "/dev/shm")
@@ -44,7 +30,7 @@ import Testing
         #expect(u.stats.preparedFilesTaken.load(ordering: .relaxed) == 1)
         #expect(a.uid == alice.uid && a.gid == alice.gid && a.mode == 0o640 && a.size == 0 && a.nlink == 1)
         #expect(try u.getattr(h) == a)
-        #expect(Self.ino(f.upper + "/tree/pub/a") != 0)
+        #expect(SpareInodeTests.ino(f.upper + "/tree/pub/a") != 0)
         #expect(try u.names("pub") == ["a"])
         #expect(try Self.work(f).isEmpty)
     }
@@ -74,9 +60,9 @@ import Testing
         if keepingSpares {
             #expect(work.count == 1)
             #expect(u.spareInodes.withLock { $0.names.count } == 1)
-            let spareIno = Self.ino(f.upper + "/work/" + work[0])
+            let spareIno = SpareInodeTests.ino(f.upper + "/work/" + work[0])
             _ = try u.create(in: pub, b("b"), mode: .guarded, attributes: SetAttributes(), as: alice)
-            #expect(Self.ino(f.upper + "/tree/pub/b") == spareIno)
+            #expect(SpareInodeTests.ino(f.upper + "/tree/pub/b") == spareIno)
             #expect(try Self.work(f).isEmpty)
         } else {
             #expect(work.isEmpty)
