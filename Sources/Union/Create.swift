@@ -266,6 +266,15 @@ extension UnionNamespace {
         return (file, linking)
     }
 
+    /// The owner and mode of a new unnamed file, set only when it was not made with them (a caller other than the
+    /// server's user, special bits, a umask that cut a bit): its stat, and whether it changed since (then stat again).
+    func giveOwnerAndMode(
+        _ file: FD, _ own: (uid: UInt32, gid: UInt32, mode: UInt32), path: String
+    ) throws(UnionError) -> (stat, Bool) {
+        let st = try Files.fstat(file, path: path)
+        return (st, try Files.setOwnerAndMode(file, from: st, uid: own.uid, gid: own.gid, mode: own.mode, path: path))
+    }
+
     /// Steps 1 to 3 of a CREATE of a regular file made unnamed (`unnamedFile`): owner, mode, size and times through
     /// its descriptor, its identity, then its name (`linkat`, which fails if the name exists, as the rename would).
     /// A crash before the link leaves no name anywhere: the kernel frees the inode with its last descriptor (after a
@@ -283,13 +292,7 @@ extension UnionNamespace {
             // bit), and not again for a file prepared before the lock with them (`built`: its stat then).
             var st: stat
             var restat = false
-            if let built {
-                st = built
-            } else {
-                st = try Files.fstat(file, path: path)
-                restat = try Files.setOwnerAndMode(
-                    file, from: st, uid: own.uid, gid: own.gid, mode: own.mode, path: path)
-            }
+            if let built { st = built } else { (st, restat) = try self.giveOwnerAndMode(file, own, path: path) }
             if let size = attributes.size, size > 0 {
                 _ = try Sys.retry("ftruncate", path) { ftruncate(file.raw, off_t(clamping: size)) }
                 restat = true

@@ -56,10 +56,8 @@ extension UnionNamespace {
         let path = Names.join(dir.top.path, name).displayString
         do throws(UnionError) {
             guard let made = try self.unnamedFile(in: parentFD, upper, mode: own.mode, path: path) else { return nil }
-            var st = try Files.fstat(made.file, path: path)
-            if try Files.setOwnerAndMode(made.file, from: st, uid: own.uid, gid: own.gid, mode: own.mode, path: path) {
-                st = try Files.fstat(made.file, path: path)
-            }
+            var (st, changed) = try self.giveOwnerAndMode(made.file, own, path: path)
+            if changed { st = try Files.fstat(made.file, path: path) }
             self.stats.preparedFiles.add(1, ordering: .relaxed)
             return PreparedFile(
                 source: .unnamed(made.linking, st), file: made.file, uid: own.uid, gid: own.gid, mode: own.mode)
