@@ -8,6 +8,13 @@ import XDR
 /// tests' clients both fit.
 public protocol BootReplayTransport: Sendable {
     func call(program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer) async throws -> ByteBuffer
+    /// Where the replay of a client using this transport for NFS should run (its connection's event loop), so that
+    /// awaiting a call does not move the replay to another thread; nil for the default executor.
+    var taskExecutor: (any TaskExecutor)? { get }
+}
+
+extension BootReplayTransport {
+    public var taskExecutor: (any TaskExecutor)? { nil }
 }
 
 /// A call of the replay that did not get the answer the recording got.

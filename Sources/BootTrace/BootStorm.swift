@@ -54,7 +54,11 @@ public enum BootStorm {
                     do {
                         let (nfs, mount) = try await connect(client)
                         let replay = BootReplay(script: script, export: export(client), clientTag: tag(client))
-                        let result = await replay.run(nfs: AnyTransport(nfs), mount: AnyTransport(mount))
+                        // On the NFS connection's event loop where it offers one: a call's answer then
+                        // resumes the replay on the thread that read it.
+                        let result = await withTaskExecutorPreference(nfs.taskExecutor) {
+                            await replay.run(nfs: AnyTransport(nfs), mount: AnyTransport(mount))
+                        }
                         return (client, .success(result), ContinuousClock.now - start)
                     } catch {
                         return (client, .failure(error), ContinuousClock.now - start)
@@ -182,6 +186,7 @@ public enum BootTimeline {
 struct AnyTransport: BootReplayTransport {
     let inner: any BootReplayTransport
     init(_ inner: any BootReplayTransport) { self.inner = inner }
+    var taskExecutor: (any TaskExecutor)? { self.inner.taskExecutor }
     func call(program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer) async throws -> ByteBuffer {
         try await self.inner.call(program: program, version: version, procedure: procedure, arguments: arguments)
     }

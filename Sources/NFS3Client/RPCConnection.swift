@@ -362,6 +362,10 @@ public final class RPCConnection: Sendable {
         }.get()
     }
 
+    /// An executor on this connection's event loop, for tasks that mostly wait for its calls
+    /// (`EventLoopTaskExecutor`).
+    public var taskExecutor: EventLoopTaskExecutor { EventLoopTaskExecutor(self.channel.eventLoop) }
+
     /// Closes the connection; calls still in flight fail with `.connectionClosed`.
     public func close() -> EventLoopFuture<Void> {
         let promise = self.channel.eventLoop.makePromise(of: Void.self)

@@ -148,6 +148,7 @@ extension BootStormBench {
 /// A replaying client's RPC over one of the load generator's connections.
 struct ConnectionTransport: BootReplayTransport {
     let connection: RPCConnection
+    var taskExecutor: (any TaskExecutor)? { self.connection.taskExecutor }
     func call(program: UInt32, version: UInt32, procedure: UInt32, arguments: ByteBuffer) async throws -> ByteBuffer {
         try await self.connection.call(program: program, version: version, procedure: procedure) { buffer in
             buffer.writeImmutableBuffer(arguments)
