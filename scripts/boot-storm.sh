@@ -275,13 +275,14 @@ python3 - "$JSONL" <<'EOF' | tee "$RESULTS/table.txt"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {(r["server"], r["n"]): r for r in rows}
-hdr = f'{"server":16} {"N":>4} {"all booted s":>12} {"boot p50 s":>10} {"boot p99 s":>10} {"call p50 ms":>11} {"call p99 ms":>11} {"errors":>6} {"srv CPU s":>9} {"srv us/call":>11} {"cli us/call":>11} {"peak RSS MiB":>12} {"RSS/client KiB":>14} {"upper KiB":>9}'
+hdr = f'{"server":16} {"N":>4} {"all booted s":>12} {"boot p50 s":>10} {"boot p99 s":>10} {"call p50 ms":>11} {"call p99 ms":>11} {"errors":>6} {"srv CPU s":>9} {"srv us/call":>11} {"cli us/call":>11} {"host us/call":>12} {"host busy %":>11} {"peak RSS MiB":>12} {"RSS/client KiB":>14} {"upper KiB":>9}'
 print(hdr); print("-" * len(hdr))
 for r in sorted(rows, key=lambda r: (r["n"], r["server"])):
     s = r["storm"]
     print(f'{r["server"]:16} {r["n"]:>4} {s["allBootedSeconds"]:>12.2f} {s["bootP50Seconds"]:>10.2f} {s["bootP99Seconds"]:>10.2f} '
           f'{s["callP50Milliseconds"]:>11.2f} {s["callP99Milliseconds"]:>11.2f} {s["errors"]:>6} {r.get("serverCPUSeconds", 0):>9.2f} '
           f'{r.get("serverCPUPerCallMicroseconds", 0):>11.0f} {r["clientCPUPerCallMicroseconds"]:>11.0f} '
+          f'{r.get("hostCPUPerCallMicroseconds", 0):>12.0f} {r.get("hostBusyPercent", 0):>11.0f} '
           f'{r.get("serverPeakRSSBytes", 0) / 1048576:>12.1f} {r.get("serverRSSPerClientBytes", 0) / 1024:>14.0f} {r["upperBytes"] / 1024:>9.0f}')
 print()
 # Where a client's boot goes: each instant of a boot given to the oldest call outstanding then (strata bench boot).
@@ -323,6 +324,7 @@ for strata in ("strata", "strata-premounted", "strata-spares"):
             gs, ss = g["storm"], s["storm"]
             f = lambda a, b: f"{a / b:.2f}x" if b > 0 else "-"
             print(f'  N={n:<4} time to all booted {f(gs["allBootedSeconds"], ss["allBootedSeconds"])}, boot p99 {f(gs["bootP99Seconds"], ss["bootP99Seconds"])}, '
-                  f'boot p50 {f(gs["bootP50Seconds"], ss["bootP50Seconds"])}, server CPU {f(g.get("serverCPUSeconds", 0), s.get("serverCPUSeconds", 0))}')
+                  f'boot p50 {f(gs["bootP50Seconds"], ss["bootP50Seconds"])}, server CPU {f(g.get("serverCPUSeconds", 0), s.get("serverCPUSeconds", 0))}, '
+                  f'host CPU {f(g.get("hostCPUSeconds", 0), s.get("hostCPUSeconds", 0))}')
 EOF
 log "results: $RESULTS"

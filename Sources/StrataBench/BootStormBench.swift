@@ -47,6 +47,10 @@ public struct BootStormBench: Sendable {
         /// Microseconds of CPU per call, the server's and the load generator's.
         public var serverCPUPerCallMicroseconds: Double?
         public var clientCPUPerCallMicroseconds: Double
+        /// The host's busy CPU over the storm (`HostSample`), in seconds and per call, and as a share of its CPUs.
+        public var hostCPUSeconds: Double?
+        public var hostCPUPerCallMicroseconds: Double?
+        public var hostBusyPercent: Double?
     }
 
     /// The n-th address after `first` (IPv4 only: loopback clients).
@@ -68,6 +72,7 @@ public struct BootStormBench: Sendable {
         if self.premount { try await self.mountEveryClient(group: group) }
         let watch = self.serverPID.map { ProcessWatch(pid: $0) }
         let ownBefore = ProcessSample.ownProcess()
+        let hostBefore = HostSample.read()
         let opened = OpenedConnections()
         let (host, nfsPort, mountPort, first, export) = (
             self.host, self.nfsPort, self.mountPort, self.firstSource, self.export
@@ -94,10 +99,17 @@ public struct BootStormBench: Sendable {
                 return (ConnectionTransport(connection: connections.0), ConnectionTransport(connection: connections.1))
             })
         let ownAfter = ProcessSample.ownProcess()
+        let hostAfter = HostSample.read()
         var result = Result(
             storm: report, clientCPUSeconds: ownAfter.cpuSeconds - ownBefore.cpuSeconds,
             clientCPUPerCallMicroseconds: report.calls > 0
                 ? (ownAfter.cpuSeconds - ownBefore.cpuSeconds) / Double(report.calls) * 1e6 : 0)
+        if let hostBefore, let hostAfter, hostAfter.totalSeconds > hostBefore.totalSeconds {
+            let busy = hostAfter.busySeconds - hostBefore.busySeconds
+            result.hostCPUSeconds = busy
+            result.hostCPUPerCallMicroseconds = report.calls > 0 ? busy / Double(report.calls) * 1e6 : 0
+            result.hostBusyPercent = busy / (hostAfter.totalSeconds - hostBefore.totalSeconds) * 100
+        }
         if let watch, let before {
             let (cpu, peak, _) = watch.stop()
             // Clients mounted and idle (their connections open): what each costs the server.
@@ -195,6 +207,11 @@ extension BootStormBench.Result {
         }
         out += String(
             format: "; client CPU %.2f s (%.0f us/call)", self.clientCPUSeconds, self.clientCPUPerCallMicroseconds)
+        if let host = self.hostCPUSeconds {
+            out += String(
+                format: "; host CPU %.2f s (%.0f us/call, %.0f %% busy)", host, self.hostCPUPerCallMicroseconds ?? 0,
+                self.hostBusyPercent ?? 0)
+        }
         // Where the time went: the operations with the most total latency.
         let heaviest = storm.operations.sorted { $0.value.totalMilliseconds > $1.value.totalMilliseconds }.prefix(5)
         out +=

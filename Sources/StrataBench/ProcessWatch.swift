@@ -32,6 +32,33 @@ public struct ProcessSample: Sendable, Equatable {
     }
 }
 
+/// The whole host's CPU time (first line of /proc/stat): what a storm cost besides the server's own CPU, the kernel's
+/// writeback threads (the `syncfs` of a durable server's batches is written back by them, outside its CPU time),
+/// softirqs (loopback) and the load generator, and whatever else the host ran meanwhile.
+public struct HostSample: Sendable, Equatable {
+    /// Seconds the CPUs were busy (user, nice, system, irq, softirq), summed over CPUs.
+    public var busySeconds: Double
+    /// Seconds that passed on the CPUs (busy, idle, iowait and steal), summed over CPUs.
+    public var totalSeconds: Double
+
+    /// Parses the "cpu " line of /proc/stat (clock ticks of `ticksPerSecond`); nil if it is not there or malformed.
+    public static func parse(_ stat: String, ticksPerSecond: Double) -> HostSample? {
+        guard let line = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+        let ticks = line.split(separator: " ").dropFirst().map { Double($0) }
+        guard ticks.count >= 8, ticks.prefix(8).allSatisfy({ $0 != nil }), ticksPerSecond > 0 else { return nil }
+        let value = ticks.prefix(8).map { $0! }
+        // user nice system idle iowait irq softirq steal
+        let busy = value[0] + value[1] + value[2] + value[5] + value[6]
+        return HostSample(busySeconds: busy / ticksPerSecond, totalSeconds: value.reduce(0, +) / ticksPerSecond)
+    }
+
+    /// The host now; nil where /proc/stat cannot be read.
+    public static func read() -> HostSample? {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return nil }
+        return Self.parse(stat, ticksPerSecond: Double(sysconf(Int32(_SC_CLK_TCK))))
+    }
+}
+
 /// Samples a process every `interval` until stopped: its CPU over the watch and its peak RSS. `@unchecked Sendable`:
 /// `task` is set once, in `init`, before anything else can see the watch; the samples are behind their lock.
 public final class ProcessWatch: @unchecked Sendable {
