@@ -28,6 +28,29 @@ import Testing
         #expect(try reopened.lookup(reopened.rootHandle, Array("d".utf8), as: root).1.type == .directory)
     }
 
+    /// New sidecars are made with small pages (`Sidecar.pageSize`: a transaction writes each page it changed whole to
+    /// the WAL); a sidecar made before with SQLite's default keeps its pages, migrated in place like any other.
+    @Test func newSidecarsHaveSmallPagesAndOldOnesKeepTheirs() throws {
+        let f = Fixture()
+        let fresh = try Sidecar(path: f.base + "/fresh.db", readOnly: false)
+        let freshPages = try fresh.read("page size") { db in try Int.fetchOne(db, sql: "PRAGMA page_size") }
+        fresh.close()
+        #expect(freshPages == Sidecar.pageSize)
+        #expect(Sidecar.pageSize == 1024)
+
+        let oldPath = f.base + "/old.db"
+        let old = try DatabaseQueue(path: oldPath)
+        try old.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "CREATE TABLE scratch (x)")
+        }
+        try old.close()
+        let reopened = try Sidecar(path: oldPath, readOnly: false)
+        defer { reopened.close() }
+        let oldPages = try reopened.read("page size") { db in try Int.fetchOne(db, sql: "PRAGMA page_size") }
+        #expect(oldPages == 4096)
+    }
+
     /// A crash during a creation leaves only `layer.db.new` (and its WAL): the next open removes it and makes the
     /// sidecar afresh; the leftover is never taken for the sidecar.
     @Test func theLeftoverOfAnInterruptedCreationIsRemoved() throws {

@@ -65,10 +65,11 @@ import Testing
         let f = Fixture()
         let sidecar = try Sidecar(path: f.base + "/layer.db", readOnly: false)
         defer { sidecar.close() }
+        let pageSize = try sidecar.read("page size") { db in try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 0 }
         func walFrames() -> Int {
             var st = stat()
             guard stat(f.base + "/layer.db-wal", &st) == 0, st.st_size > 32 else { return 0 }
-            return (Int(st.st_size) - 32) / (4096 + 24)
+            return (Int(st.st_size) - 32) / (pageSize + 24)
         }
         func record(_ fileid: UInt64) throws {
             try sidecar.write("record an object") { db in

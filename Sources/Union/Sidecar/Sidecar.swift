@@ -135,11 +135,23 @@ final class Sidecar: Sendable {
         }
     }
 
+    /// The page size of new sidecars, in bytes. A transaction writes every page it changed to the WAL whole, and the
+    /// record of a new object changes about three (the identity table's leaf and a leaf of each of its two indexes).
+    /// With SQLite's default of 4,096 bytes a booting client's sidecar wrote about 400 KiB of WAL for 28 new
+    /// identities, two and a half times the bytes of the files the boot wrote, and each batch's sync wrote them back
+    /// (kernel writeback the server's own CPU time does not show). Rows are 60 to 100 bytes: a 1,024-byte page still
+    /// holds ten or more. Measured on ext4 without a journal, alternating: 2,000 CREATEs and their REMOVEs wrote 4.9
+    /// MB of WAL instead of 14.3 MB, ran about 10 % faster at about 10 % less CPU per call, and a boot storm of 100
+    /// clients took 180–189 µs of the host's CPU per call instead of 203–209. Sidecars made before keep 4,096.
+    static let pageSize = 1024
+
     /// Makes the empty, migrated database at `path` (no flush: its creator flushes the copy it makes).
     fileprivate static func migrateEmpty(_ path: String, configuration: Configuration) throws {
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         try queue.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = OFF")
+            // Before the first page is written: a database keeps the page size it was made with.
+            try db.execute(sql: "PRAGMA page_size = \(Self.pageSize)")
             try db.execute(sql: "PRAGMA journal_mode = WAL")
         }
         try SidecarMigrations.migrator.migrate(queue)
