@@ -1,4 +1,5 @@
 import Basics
+import Foundation
 import GRDB
 import Glibc
 import Synchronization
@@ -73,7 +74,16 @@ enum LayerFormat {
         else { return nil }
         let dbPath = directory + "/layer.db"
         // A WAL database on read-only storage cannot be opened normally: then it is read as immutable (SQLite URI).
+        // A live upper's sidecar cannot be read either (its server holds it exclusively, `Sidecar.exclusiveLocking`),
+        // and read as immutable it would show only what was checkpointed: it is read from a copy, WAL included.
         var firstError: Error?
+        do {
+            if let answer = try Self.readLive(dbPath, body) { return answer }
+        } catch let error as UnionError {
+            throw error
+        } catch {
+            firstError = error
+        }
         for path in [dbPath, "file:\(dbPath)?immutable=1"] {
             do {
                 var config = Configuration()
@@ -94,6 +104,56 @@ enum LayerFormat {
             }
         }
         throw .sidecar("open \(dbPath): \(firstError.map { "\($0)" } ?? "unknown error")")
+    }
+
+    /// `body` on a sidecar that a running server may hold: read normally when nobody does; else, when it has a WAL,
+    /// on a copy of the database and its WAL in a private directory, checked whole (a copy taken while a checkpoint
+    /// rewrote the database could be torn: then another is taken, up to five). `.some(nil)`: not a Strata database;
+    /// nil: neither way worked (the caller tries the immutable read).
+    private static func readLive<T>(_ dbPath: String, _ body: (Database) throws -> T) throws -> T?? {
+        var config = Configuration()
+        config.readonly = true
+        config.label = "strata.layer"
+        do {
+            let queue = try DatabaseQueue(path: dbPath, configuration: config)
+            defer { try? queue.close() }
+            return .some(
+                try queue.read { db throws -> T? in
+                    guard try Self.isStrataDatabase(db, path: dbPath) else { return nil }
+                    return try body(db)
+                })
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
+            return .some(nil)
+        } catch let error as DatabaseError
+            where [.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_CANTOPEN, .SQLITE_READONLY].contains(error.resultCode)
+        {
+            guard access(dbPath + "-wal", F_OK) == 0 else { return nil }
+        }
+        for _ in 0..<5 {
+            var template = Array((NSTemporaryDirectory() + "/strata-layer-XXXXXX").utf8CString)
+            guard let made = mkdtemp(&template) else { return nil }
+            let copyDirectory = String(cString: made)
+            defer { try? FileManager.default.removeItem(atPath: copyDirectory) }
+            let copy = copyDirectory + "/layer.db"
+            do {
+                try FileManager.default.copyItem(atPath: dbPath, toPath: copy)
+                try FileManager.default.copyItem(atPath: dbPath + "-wal", toPath: copy + "-wal")
+            } catch {
+                continue  // the WAL went away meanwhile (a checkpoint on close): try again
+            }
+            var copyConfig = Configuration()
+            copyConfig.label = "strata.layer-copy"
+            let queue = try DatabaseQueue(path: copy, configuration: copyConfig)
+            defer { try? queue.close() }
+            let whole = try queue.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") == "ok" }
+            guard whole else { continue }
+            return .some(
+                try queue.read { db throws -> T? in
+                    guard try Self.isStrataDatabase(db, path: dbPath) else { return nil }
+                    return try body(db)
+                })
+        }
+        return nil
     }
 
     static func isStrataDatabase(_ db: Database, path: String) throws -> Bool {

@@ -54,13 +54,21 @@ import Testing
 }
 
 @Suite struct LayerLockTests {
-    @Test func secondOpenLeavesWorkAlone() throws {
+    /// A second namespace on an upper that is open is refused, naming the cause (the first holds the sidecar
+    /// exclusively: `Sidecar.exclusiveLocking`), and touches nothing of the first's `work/`; once the first closed, an
+    /// open takes the layer and clears `work/`.
+    @Test func secondOpenIsRefusedAndLeavesWorkAlone() throws {
         let f = Fixture()
         let first = try f.open()
         f.file(f.upper + "/work/copyup-in-progress", "busy")
-        let second = try f.open()
+        do {
+            let second = try f.open()
+            second.close()
+            Issue.record("a second namespace opened on a layer held by the first")
+        } catch let error as UnionError {
+            #expect("\(error)".contains("open in another namespace"), "\(error)")
+        }
         #expect(f.exists(f.upper + "/work/copyup-in-progress"))
-        second.close()
         first.close()
         let third = try f.open()
         #expect(!f.exists(f.upper + "/work/copyup-in-progress"))

@@ -51,6 +51,26 @@ import Testing
         #expect(oldPages == 4096)
     }
 
+    /// An open namespace holds its sidecar exclusively (no `-shm` file for `syncfs` to write back), and a reader of
+    /// the live layer (`strata layer inspect`) still sees what was committed to the WAL, through a copy.
+    @Test func aLiveSidecarIsHeldExclusivelyAndStillReadableThroughACopy() throws {
+        let f = Fixture()
+        let upper = f.base + "/upper"
+        let u = try UnionNamespace(upper: upper, lowers: [], logger: .init(label: "t"))
+        defer { u.close() }
+        _ = try u.mkdir(in: u.rootHandle, Array("d".utf8), attributes: .init(), as: root)
+        #expect(access(upper + "/layer.db-shm", F_OK) != 0, "a -shm file beside a sidecar held exclusively")
+        #expect(access(upper + "/layer.db-wal", F_OK) == 0)
+        let named = try LayerFormat.withStrataSidecar(upper) { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM identity WHERE name = ?", arguments: [Data("d".utf8)])
+        }
+        #expect(named == 1, "the live sidecar's WAL was not read")
+        let left = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter {
+            $0.hasPrefix("strata-layer-")
+        }
+        #expect(left.isEmpty, "copies left behind: \(left)")
+    }
+
     /// A crash during a creation leaves only `layer.db.new` (and its WAL): the next open removes it and makes the
     /// sidecar afresh; the leftover is never taken for the sidecar.
     @Test func theLeftoverOfAnInterruptedCreationIsRemoved() throws {
