@@ -42,8 +42,10 @@ final class Sidecar: Sendable {
     /// `fcntl` locks per transaction. The `-shm` pages every transaction dirtied were written back by each batch's
     /// `syncfs` (write-protected, then faulted in again by the next transaction): in a boot storm of 100 clients, each
     /// with its own sidecar and a batch per change, server CPU per call fell from 136–152 µs to 98–114 and the storm
-    /// took 1.94–2.10 s instead of 2.42–2.58 (alternating runs). The upper is the server's alone anyway (its `lock`);
-    /// another process reading a live sidecar (`strata layer inspect`) reads a copy (`LayerFormat.withStrataSidecar`).
+    /// took 1.94–2.10 s instead of 2.42–2.58 (alternating runs, the pragma then set after GRDB's open; as set here,
+    /// 100 and 150 µs against 142 and 161 on a host slowing down run by run). Batches of many changes gain little.
+    /// The upper is the server's alone anyway (its `lock`); another process reading a live sidecar (`strata layer
+    /// inspect`) reads a copy (`LayerFormat.withStrataSidecar`).
     static let exclusiveLocking = true
 
     /// Opens (creating and migrating if `readOnly` is false) the sidecar at `path`; `nil` path = in memory.
