@@ -69,6 +69,14 @@ import Testing
             $0.hasPrefix("strata-layer-")
         }
         #expect(left.isEmpty, "copies left behind: \(left)")
+        // A direct reader (`strata layer promote` right after the client unmounted) is told why and what to do.
+        #expect {
+            let reader = try Sidecar(path: upper + "/layer.db", readOnly: true)
+            defer { reader.close() }
+            _ = try reader.loadLayerRecords()
+        } throws: { error in
+            "\(error)".contains("a running server has the layer open")
+        }
     }
 
     /// A crash during a creation leaves only `layer.db.new` (and its WAL): the next open removes it and makes the

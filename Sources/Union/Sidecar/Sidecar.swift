@@ -76,7 +76,11 @@ final class Sidecar: Sendable {
                 }
                 try SidecarMigrations.migrator.migrate(self.queue)
             }
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && !readOnly {
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && readOnly {
+            throw .sidecar(
+                "open \(path ?? ":memory:"): a running server has the layer open (a client's namespace closes a minute after its UMNT): retry then, or stop the server"
+            )
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
             // Another writer holds it (`exclusiveLocking`): a namespace on the same upper still open, in this process
             // or in another server.
             throw .sidecar(
@@ -376,6 +380,11 @@ final class Sidecar: Sendable {
     func read<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
         do {
             return try self.queue.read(body)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
+            // Another process's namespace holds it (`exclusiveLocking`): a server with the layer open.
+            throw .sidecar(
+                "\(what) in \(self.path): a running server has the layer open (a client's namespace closes a minute after its UMNT): retry then, or stop the server"
+            )
         } catch {
             throw .sidecar("\(what) in \(self.path): \(error)")
         }
