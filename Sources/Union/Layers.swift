@@ -77,28 +77,28 @@ enum LayerFormat {
         // A live upper's sidecar cannot be read either (its server holds it exclusively, `Sidecar.exclusiveLocking`),
         // and read as immutable it would show only what was checkpointed: it is read from a copy, WAL included.
         var firstError: Error?
-        do {
-            if let answer = try Self.readLive(dbPath, body) { return answer }
-        } catch let error as UnionError {
-            throw error
-        } catch {
-            firstError = error
-        }
         for path in [dbPath, "file:\(dbPath)?immutable=1"] {
             do {
                 var config = Configuration()
                 config.readonly = true
                 config.label = "strata.lower"
-                let queue = try DatabaseQueue(path: path, configuration: config)
-                defer { try? queue.close() }
-                return try queue.read { db throws -> T? in
-                    guard try Self.isStrataDatabase(db, path: dbPath) else { return nil }
-                    return try body(db)
-                }
+                return try Self.readStrata(try DatabaseQueue(path: path, configuration: config), dbPath, body)
             } catch let error as UnionError {
                 throw error
             } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
                 return nil  // some other file that happens to be called layer.db: a plain tree
+            } catch let error as DatabaseError
+                where path == dbPath && Self.heldByWriter.contains(error.resultCode)
+                && access(dbPath + "-wal", F_OK) == 0
+            {
+                firstError = error
+                do {
+                    if let answer = try Self.readCopy(dbPath, body) { return answer }
+                } catch let error as UnionError {
+                    throw error
+                } catch {
+                    firstError = error
+                }
             } catch {
                 if firstError == nil { firstError = error }
             }
@@ -106,29 +106,24 @@ enum LayerFormat {
         throw .sidecar("open \(dbPath): \(firstError.map { "\($0)" } ?? "unknown error")")
     }
 
-    /// `body` on a sidecar that a running server may hold: read normally when nobody does; else, when it has a WAL,
-    /// on a copy of the database and its WAL in a private directory, checked whole (a copy taken while a checkpoint
-    /// rewrote the database could be torn: then another is taken, up to five). `.some(nil)`: not a Strata database;
-    /// nil: neither way worked (the caller tries the immutable read).
-    private static func readLive<T>(_ dbPath: String, _ body: (Database) throws -> T) throws -> T?? {
-        var config = Configuration()
-        config.readonly = true
-        config.label = "strata.layer"
-        do {
-            let queue = try DatabaseQueue(path: dbPath, configuration: config)
-            defer { try? queue.close() }
-            return .some(
-                try queue.read { db throws -> T? in
-                    guard try Self.isStrataDatabase(db, path: dbPath) else { return nil }
-                    return try body(db)
-                })
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
-            return .some(nil)
-        } catch let error as DatabaseError
-            where [.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_CANTOPEN, .SQLITE_READONLY].contains(error.resultCode)
-        {
-            guard access(dbPath + "-wal", F_OK) == 0 else { return nil }
+    /// What a read-only open of a sidecar that a running server holds fails with.
+    private static let heldByWriter: [ResultCode] = [.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_CANTOPEN, .SQLITE_READONLY]
+
+    /// `body` on the database of `queue` (closed after) if it is a Strata sidecar; nil if it is not.
+    private static func readStrata<T>(
+        _ queue: DatabaseQueue, _ dbPath: String, _ body: (Database) throws -> T
+    ) throws -> T? {
+        defer { try? queue.close() }
+        return try queue.read { db throws -> T? in
+            guard try Self.isStrataDatabase(db, path: dbPath) else { return nil }
+            return try body(db)
         }
+    }
+
+    /// `body` on a copy of the sidecar `dbPath` and its WAL in a private directory, checked whole (a copy taken while a
+    /// checkpoint rewrote the database could be torn: then another is taken, up to five). `.some(nil)`: not a Strata
+    /// database; nil: no whole copy could be made.
+    private static func readCopy<T>(_ dbPath: String, _ body: (Database) throws -> T) throws -> T?? {
         for _ in 0..<5 {
             var template = Array((NSTemporaryDirectory() + "/strata-layer-XXXXXX").utf8CString)
             guard let made = mkdtemp(&template) else { return nil }
@@ -141,17 +136,14 @@ enum LayerFormat {
             } catch {
                 continue  // the WAL went away meanwhile (a checkpoint on close): try again
             }
-            var copyConfig = Configuration()
-            copyConfig.label = "strata.layer-copy"
-            let queue = try DatabaseQueue(path: copy, configuration: copyConfig)
-            defer { try? queue.close() }
-            let whole = try queue.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") == "ok" }
-            guard whole else { continue }
-            return .some(
-                try queue.read { db throws -> T? in
-                    guard try Self.isStrataDatabase(db, path: dbPath) else { return nil }
-                    return try body(db)
-                })
+            var config = Configuration()
+            config.label = "strata.layer-copy"
+            let queue = try DatabaseQueue(path: copy, configuration: config)
+            guard try queue.read({ db in try String.fetchOne(db, sql: "PRAGMA quick_check") == "ok" }) else {
+                try? queue.close()
+                continue
+            }
+            return .some(try Self.readStrata(queue, dbPath, body))
         }
         return nil
     }

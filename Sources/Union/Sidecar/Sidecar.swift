@@ -77,9 +77,7 @@ final class Sidecar: Sendable {
                 try SidecarMigrations.migrator.migrate(self.queue)
             }
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && readOnly {
-            throw .sidecar(
-                "open \(path ?? ":memory:"): a running server has the layer open (a client's namespace closes a minute after its UMNT): retry then, or stop the server"
-            )
+            throw Self.heldByServer("open \(path ?? ":memory:")")
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
             // Another writer holds it (`exclusiveLocking`): a namespace on the same upper still open, in this process
             // or in another server.
@@ -381,13 +379,17 @@ final class Sidecar: Sendable {
         do {
             return try self.queue.read(body)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
-            // Another process's namespace holds it (`exclusiveLocking`): a server with the layer open.
-            throw .sidecar(
-                "\(what) in \(self.path): a running server has the layer open (a client's namespace closes a minute after its UMNT): retry then, or stop the server"
-            )
+            throw Self.heldByServer("\(what) in \(self.path)")
         } catch {
             throw .sidecar("\(what) in \(self.path): \(error)")
         }
+    }
+
+    /// A read of a sidecar another process's namespace holds (`exclusiveLocking`): a server with the layer open.
+    private static func heldByServer(_ what: String) -> UnionError {
+        .sidecar(
+            "\(what): a running server has the layer open (a client's namespace closes a minute after its UMNT): retry then, or stop the server"
+        )
     }
 
     func close() {
