@@ -87,6 +87,17 @@ public final class RWLock: @unchecked Sendable {
         return body()
     }
 
+    /// Runs `body` under the read lock if it can be had at once; throws `refusal` otherwise (a caller that must not
+    /// wait, answering more than the caches know).
+    @inlinable
+    public func withReadLockIfFree<T, E: Error>(
+        orThrow refusal: () -> E, _ body: () throws(E) -> T
+    ) throws(E) -> T {
+        guard pthread_rwlock_tryrdlock(self.lock) == 0 else { throw refusal() }
+        defer { pthread_rwlock_unlock(self.lock) }
+        return try body()
+    }
+
     /// Tests: takes the write lock if it is free right now (release with `unlockWrite`).
     public func tryWriteLock() -> Bool { pthread_rwlock_trywrlock(self.lock) == 0 }
 

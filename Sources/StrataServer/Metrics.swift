@@ -20,6 +20,10 @@ public final class ServerMetrics: Sendable {
     public let copyUpBytes: Counter
     public let whiteoutsCreated: Counter
     public let clientsMounted: Gauge
+    /// Read-only calls the caches could not answer, answered on the event loop or refused there (`InlineMisses`).
+    let inlineMissesAnswered: Counter
+    let inlineMissesRefused: Counter
+    let inlineMissPauses: Counter
     /// `ChangeStatistics`, exported as counters (`changeCounters`) from the totals `changeSource` reads at each scrape.
     let changeCounters: ChangeCounters
     let changeSource = Locked<(@Sendable () -> ChangeStatistics)?>(nil)
@@ -45,6 +49,18 @@ public final class ServerMetrics: Sendable {
             "strata_whiteouts_created_total", help: "Whiteouts recorded in sidecars")
         self.clientsMounted = self.registry.gauge("strata_clients_mounted", help: "Entries in the mount table")
         self.changeCounters = ChangeCounters(self.registry)
+        let missesHelp =
+            "Read-only NFS calls the caches could not answer, tried on the event loop: answered there, or"
+            + " refused by a step that would have waited (then answered by a pool thread)"
+        self.inlineMissesAnswered = self.registry.counter(
+            "strata_nfs_inline_misses_total", labels: [("outcome", "answered")], help: missesHelp)
+        self.inlineMissesRefused = self.registry.counter(
+            "strata_nfs_inline_misses_total", labels: [("outcome", "refused")], help: missesHelp)
+        self.inlineMissPauses = self.registry.counter(
+            "strata_nfs_inline_miss_pauses_total",
+            help:
+                "Pauses of those answers because one read the disk (a cold cache): the pool's threads answer them meanwhile"
+        )
         self.registry.gauge(
             "strata_build_info", labels: [("version", StrataBuild.version), ("swift", StrataBuild.swiftVersion)],
             help: "The running Strata version (always 1)"

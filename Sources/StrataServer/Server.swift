@@ -86,6 +86,7 @@ public final class StrataServer: Sendable {
             let writeVerifier = WriteVerifier.forThisStart()
             let nfsProgram = NFS3Program(
                 resolver: registry, writeVerifier: writeVerifier, logger: logger,
+                inlineMisses: InlineMisses(metrics: metrics),
                 didTransfer: { procedure, bytes in
                     switch procedure {
                     case .read: metrics.bytesRead.increment(by: Int64(bytes))

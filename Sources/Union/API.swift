@@ -279,6 +279,9 @@ public enum UnionError: Error, Sendable, Equatable {
     case sidecar(String)
     /// A test's crash point stopped the change (`UnionHooks.crashAt`); never thrown without hooks.
     case simulatedCrash(point: String)
+    /// A step would have waited (a lock a change holds, a flush, the sidecar) inside `NoWaiting.attempt`, which then
+    /// answers nil: never an answer to a client.
+    case wouldWait
 
     /// A change's answer about the names and permissions it found, as opposed to a failure of the disk or the sidecar.
     var isRefusal: Bool {

@@ -333,13 +333,30 @@ final class IdentityStore: Sendable {
         return !(tables.otherNames[fileid]?.contains(LinkName(parent: sighting.parent, name: sighting.name)) ?? false)
     }
 
+    /// Whether `fileids` of `sightings` would wait for a flush: a fileid allocated (not derived), or a new name of a
+    /// hard-linked object.
+    private static func wouldWait(
+        _ tables: Tables, _ sightings: [Sighting], _ fromShared: [UInt64?]?, _ store: IdentityStore
+    ) -> Bool {
+        for (index, sighting) in sightings.enumerated() {
+            if let fileid = Self.existing(tables, sighting.key) ?? fromShared?[index] {
+                if Self.isNewName(tables, fileid, sighting) { return true }
+            } else if store.derivedFileid(tables, sighting.key) == nil {
+                return true
+            }
+        }
+        return false
+    }
+
     /// fileids of many objects (one listing): new ones allocated from memory, their records queued as one change.
     func fileids(_ sightings: [Sighting]) throws(UnionError) -> [UInt64] {
         let fromShared = try self.sharedFileids(sightings)
         var mustWait = false
         // Rows of derived fileids alone need no flush before the reply (`DerivedFileids`); anything else does.
         var onlyDerived = true
-        let (result, seq) = self.tables.withLock { (tables) -> ([UInt64], UInt64) in
+        let (result, seq) = try self.tables.withLock { (tables) throws(UnionError) -> ([UInt64], UInt64) in
+            // A caller that must not wait learns it would before anything is allocated (`NoWaiting`).
+            if NoWaiting.isActive, Self.wouldWait(tables, sightings, fromShared, self) { throw NoWaiting.refuse() }
             var result = [UInt64](repeating: 0, count: sightings.count)
             var records: [SidecarRecord] = []
             for (index, sighting) in sightings.enumerated() {

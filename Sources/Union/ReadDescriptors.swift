@@ -131,14 +131,24 @@ extension UnionNamespace {
     public func readRange(
         _ h: ObjectHandle, offset: UInt64, count: Int, as cred: Credentials
     ) throws(UnionError) -> ReadRange? {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> ReadRange? in
+        try self.readLocked { () throws(UnionError) -> ReadRange? in
             let node = try self.resolve(h)
             if node.isDirectory { throw .isDirectory }
             guard node.type == .regular else { throw .invalid("not a regular file") }
             guard Self.mayRead(node.dataStat, cred) else { throw .accessDenied }
             let fd = try self.readDescriptor(node)
-            guard let range = self.cachedRange(node, fd, offset: offset, count: count) else { return nil }
-            self.readAhead(fd, fileid: node.fileid, offset: offset, count: range.count)
+            guard let range = self.cachedRange(node, fd, offset: offset, count: count) else {
+                // `read` would read the disk.
+                if NoWaiting.isActive { throw NoWaiting.refuse() }
+                return nil
+            }
+            if NoWaiting.isActive {
+                if let ahead = self.noteReadEnd(fileid: node.fileid, offset: offset, count: range.count) {
+                    Self.readAheadLater(fd, ahead)
+                }
+            } else {
+                self.readAhead(fd, fileid: node.fileid, offset: offset, count: range.count)
+            }
             return range
         }
     }

@@ -74,7 +74,7 @@ extension UnionNamespace {
     ) throws(UnionError)
         -> DirectoryLookup
     {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryLookup in
+        try self.readLocked { () throws(UnionError) -> DirectoryLookup in
             let directory = try self.resolve(dir)
             let dirAttributes = self.attributes(directory)
             func find() throws(UnionError) -> FoundObject {
@@ -129,7 +129,7 @@ extension UnionNamespace {
     ) throws(UnionError)
         -> AccessCheck
     {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> AccessCheck in
+        try self.readLocked { () throws(UnionError) -> AccessCheck in
             let node = try self.resolve(h)
             return AccessCheck(granted: self.granted(node, requested, cred), attributes: self.attributes(node))
         }
@@ -150,7 +150,7 @@ extension UnionNamespace {
 
     /// READLINK with the link's attributes.
     public func readlinkForReply(_ h: ObjectHandle, as cred: Credentials) throws(UnionError) -> LinkTarget {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> LinkTarget in
+        try self.readLocked { () throws(UnionError) -> LinkTarget in
             var node = try self.resolve(h)
             let target = try self.linkTarget(node)
             // The link's attributes after the read, which may have set its atime (as GETATTR would show them next).
@@ -179,7 +179,7 @@ extension UnionNamespace {
     public func read(
         _ h: ObjectHandle, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, as cred: Credentials
     ) throws(UnionError) -> ReadResult {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> ReadResult in
+        try self.readLocked { () throws(UnionError) -> ReadResult in
             let node = try self.resolve(h)
             if node.isDirectory { throw .isDirectory }
             guard node.type == .regular else { throw .invalid("not a regular file") }
@@ -187,6 +187,20 @@ extension UnionNamespace {
             let loc = node.indexed ?? node.top
             let fd = try self.readDescriptor(node)
             let want = Self.readableCount(buffer.count, at: offset)
+            if NoWaiting.isActive {
+                // Data not all in the page cache would be read from the disk.
+                guard
+                    let got = Sys.preadWithoutWaiting(
+                        fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: offset)
+                else {
+                    self.stats.readsNotCached.add(1, ordering: .relaxed)
+                    throw NoWaiting.refuse()
+                }
+                if got > 0, let ahead = self.noteReadEnd(fileid: node.fileid, offset: offset, count: got) {
+                    Self.readAheadLater(fd, ahead)
+                }
+                return try self.readResult(node, fd, offset: offset, count: got)
+            }
             var got = 0
             while got < want {
                 let bytes = try Sys.retry("pread", loc.pathString) {
@@ -238,7 +252,7 @@ extension UnionNamespace {
         _ dir: ObjectHandle, after cookie: UInt64, withObjects: Bool, withParent: Bool, as cred: Credentials,
         while wants: (_ nameLength: Int) -> Bool
     ) throws(UnionError) -> DirectoryPage {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> DirectoryPage in
+        try self.readLocked { () throws(UnionError) -> DirectoryPage in
             // Read before anything is looked at: objects found from here on are kept as of these generations.
             let generation = self.attributeGeneration.load(ordering: .acquiring)
             var directory = try self.resolveDirectory(dir)

@@ -230,9 +230,16 @@ public final class UnionNamespace: Sendable {
 
     // MARK: - Reading
 
+    /// The namespace read lock for a call that only reads: waited for, except inside `NoWaiting.attempt`, where a
+    /// change holding or awaiting it refuses the attempt.
+    func readLocked<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
+        if NoWaiting.isActive { return try self.namespaceLock.withReadLockIfFree(orThrow: NoWaiting.refuse, body) }
+        return try self.namespaceLock.withReadLock(body)
+    }
+
     /// GETATTR.
     public func getattr(_ h: ObjectHandle) throws(UnionError) -> Attributes {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> Attributes in
+        try self.readLocked { () throws(UnionError) -> Attributes in
             self.attributes(try self.resolve(h))
         }
     }
@@ -328,7 +335,7 @@ public final class UnionNamespace: Sendable {
 
     /// FSSTAT: `fstatvfs` of the upper layer (or of the top-most lower).
     public func fsstat(_ h: ObjectHandle) throws(UnionError) -> FileSystemStats {
-        try self.namespaceLock.withReadLock { () throws(UnionError) -> FileSystemStats in
+        try self.readLocked { () throws(UnionError) -> FileSystemStats in
             _ = try self.resolve(h)
             var sv = statvfs()
             _ = try Sys.retry("fstatvfs", self.layers[0].directory) { fstatvfs(self.layers[0].tree.raw, &sv) }

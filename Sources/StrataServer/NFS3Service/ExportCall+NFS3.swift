@@ -93,6 +93,8 @@ extension NFSStatus3 {
         case .guardMismatch: self = .notSync
         case .notSupported: self = .notsupp
         case .io, .sidecar, .simulatedCrash: self = .io
+        // Only inside `NoWaiting.attempt`, whose answer is thrown away (the call runs again on the pool).
+        case .wouldWait: self = .jukebox
         }
     }
 }

@@ -29,6 +29,8 @@ public final class NFS3Program: RPCProgramHandler {
     let service: NFS3Service
     let resolver: any NFS3HandleResolver
     let logger: Logger
+    /// Whether read-only calls the caches cannot answer are answered on the event loop all the same.
+    let misses: InlineMisses
 
     /// - Parameters:
     ///   - resolver: the server core's file-handle resolution and access control.
@@ -41,11 +43,13 @@ public final class NFS3Program: RPCProgramHandler {
         writeVerifier: UInt64,
         limits: NFS3Limits = NFS3Limits(),
         logger: Logger,
+        inlineMisses: InlineMisses = InlineMisses(),
         didTransfer: @escaping @Sendable (_ procedure: NFS3Procedure, _ bytes: Int) -> Void = { _, _ in }
     ) {
         self.service = NFS3Service(writeVerifier: writeVerifier, limits: limits, didTransfer: didTransfer)
         self.resolver = resolver
         self.logger = logger
+        self.misses = inlineMisses
     }
 
     /// CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK, SETATTR and WRITE: a
@@ -59,21 +63,35 @@ public final class NFS3Program: RPCProgramHandler {
     /// answering those on the event loop saves the two thread hops, which cost more than the call
     /// itself.
     public func mayAnswerInline(version: UInt32, procedure: UInt32) -> Bool {
-        version == NFS3.version
-            && (procedure == NFS3Procedure.getattr.rawValue || procedure == NFS3Procedure.access.rawValue
-                || procedure == NFS3Procedure.lookup.rawValue || procedure == NFS3Procedure.read.rawValue)
+        guard version == NFS3.version, let procedure = NFS3Procedure(rawValue: procedure) else { return false }
+        return InlineMisses.mayAnswer(procedure)
     }
 
     public func handleInline(_ call: RPCCallContext, arguments: ByteBuffer) -> RPCReply? {
-        guard call.version == NFS3.version,
-            let outcome = self.service.handleInline(
-                procedure: call.procedure, arguments: arguments, sendsFileRanges: call.transport == .tcp,
-                resolve: { handle in self.resolver.resolveWithoutBlocking(fileHandle: handle.data, for: call) })
-        else { return nil }
-        switch outcome {
-        case .success, .successFromFile: return Self.reply(outcome)
-        default: return nil
+        guard call.version == NFS3.version else { return nil }
+        if let outcome = self.service.handleInline(
+            procedure: call.procedure, arguments: arguments, sendsFileRanges: call.transport == .tcp,
+            resolve: { handle in self.resolver.resolveWithoutBlocking(fileHandle: handle.data, for: call) })
+        {
+            switch outcome {
+            case .success, .successFromFile: return Self.reply(outcome)
+            default: return nil
+            }
         }
+        return self.answerMiss(call, arguments: arguments)
+    }
+
+    /// A read-only call the caches could not answer, answered here all the same when no step of it has to wait
+    /// (`NFS3Service.handleWithoutWaiting`) and the file system's metadata has not been read from the disk lately
+    /// (`InlineMisses`): nil sends it to the pool.
+    private func answerMiss(_ call: RPCCallContext, arguments: ByteBuffer) -> RPCReply? {
+        let outcome = self.misses.answer { () -> NFS3Outcome? in
+            self.service.handleWithoutWaiting(
+                procedure: call.procedure, arguments: arguments, logger: call.logger,
+                sendsFileRanges: call.transport == .tcp,
+                resolve: { handle in self.resolver.resolveWithoutBlocking(fileHandle: handle.data, for: call) })
+        }
+        return outcome.map(Self.reply)
     }
 
     public func handle(_ call: RPCCallContext, arguments: inout ByteBuffer) -> RPCReply {

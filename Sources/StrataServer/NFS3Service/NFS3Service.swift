@@ -234,6 +234,39 @@ extension NFS3Service {
 }
 
 extension NFS3Service {
+    /// A read-only call `handleInline` could not answer from the caches (the first LOOKUP of a name in a namespace,
+    /// the first GETATTR of an object, a listing, the first READ of a file), answered all the same, for the event
+    /// loop, when no step of it would wait (`NoWaiting`: a lock a change holds, a flush, the sidecar, data not in the
+    /// page cache, a namespace not open): then the reply `handle` gives. nil when a step would have waited, for a
+    /// procedure that changes anything or reads data from the disk (`InlineMisses.mayAnswer`), and for answers the
+    /// pool gives with their log lines (bad arguments, refused handles).
+    public func handleWithoutWaiting(
+        procedure rawProcedure: UInt32, arguments: ByteBuffer, logger: @autoclosure @escaping () -> Logger,
+        sendsFileRanges: Bool = false, resolve: (FileHandle3) -> (ExportCall, ObjectHandle)?
+    ) -> NFS3Outcome? {
+        guard let procedure = NFS3Procedure(rawValue: rawProcedure), InlineMisses.mayAnswer(procedure) else {
+            return nil
+        }
+        let outcome = NoWaiting.attempt { () -> NFS3Outcome in
+            var arguments = arguments
+            return self.handle(
+                procedure: rawProcedure, arguments: &arguments, logger: logger(), sendsFileRanges: sendsFileRanges,
+                resolve: { handle in
+                    guard let resolved = resolve(handle) else {
+                        NoWaiting.decline()
+                        return .failure(.stale)
+                    }
+                    return .success(resolved)
+                })
+        }
+        switch outcome {
+        case .success?, .successFromFile?: return outcome
+        default: return nil
+        }
+    }
+}
+
+extension NFS3Service {
     /// A READ reply (RFC 1813 §3.3.6), encoded here rather than through `Read3ResOK`: `read` reads
     /// the file straight into the reply buffer, after room left for the status, attributes and
     /// lengths, so the data is copied once (by the kernel) between the file and the socket write.

@@ -343,7 +343,8 @@ final class Sidecar: Sendable {
     /// One durable transaction, outside the group commit (open, repairs, tools). Its records are all it makes
     /// durable: the WAL's own sync suffices.
     func write<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
-        try self.transaction(what, syncingWAL: true, body)
+        if NoWaiting.isActive { throw NoWaiting.refuse() }
+        return try self.transaction(what, syncingWAL: true, body)
     }
 
     /// `syncingWAL`: durable when it returns, also where batches run with synchronous = NORMAL (`.wholeFilesystem`):
@@ -376,6 +377,8 @@ final class Sidecar: Sendable {
     }
 
     func read<T>(_ what: String, _ body: (Database) throws -> T) throws(UnionError) -> T {
+        // A flush holds the database through its syncs.
+        if NoWaiting.isActive { throw NoWaiting.refuse() }
         do {
             return try self.queue.read(body)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {

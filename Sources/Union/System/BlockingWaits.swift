@@ -46,6 +46,7 @@ public enum BlockingWaits {
 
     /// Runs `wait` (a sleep on the disk) through the calling thread's hook (`withHook`), else the process's.
     static func run(_ wait: () throws(UnionError) -> Void) throws(UnionError) {
+        if NoWaiting.isActive { throw NoWaiting.refuse() }
         let hook: Hook
         if let own = pthread_getspecific(Self.threadKey) {
             hook = Unmanaged<Box>.fromOpaque(own).takeUnretainedValue().hook

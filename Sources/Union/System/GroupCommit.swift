@@ -148,6 +148,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// it led the failing flush again and again, in a loop, for as long as the disk failed. Its records stay queued;
     /// the next change's flush retries them.
     func waitDurable(_ seq: UInt64) throws(UnionError) {
+        if NoWaiting.isActive { throw NoWaiting.refuse() }
         self.monitor.lock()
         let failuresBefore = self.failureCount
         var me: Sleeper?
