@@ -1,6 +1,8 @@
 import Glibc
 import NFS3
+import NIOCore
 import Synchronization
+import XDR
 
 /// Whether the event loop answers the read-only calls its caches cannot (`NFS3Program.handleInline`): the first
 /// LOOKUP of a name in a namespace, the first GETATTR of an object, a listing. Handing such a call to a pool thread and
@@ -43,6 +45,28 @@ public final class InlineMisses: Sendable {
         switch procedure {
         case .getattr, .lookup, .access, .readlink, .read, .readdir, .readdirplus, .fsstat, .fsinfo, .pathconf: true
         default: false
+        }
+    }
+
+    /// The largest listing page answered this way: what the server offers as its preferred size (FSINFO dtpref) and
+    /// the Linux client asks for. A page costs a `stat` and an encoded entry per name (a 64 KiB page, a few hundred
+    /// names: under a millisecond of CPU); a client asking for 1 MiB pages would hold the event loop's other
+    /// connections many times longer, so those go to the pool.
+    static let maxListingBytes: UInt32 = 64 << 10
+
+    /// Whether the call's work is small enough for the event loop: a listing page of at most `maxListingBytes` (bad
+    /// arguments are the pool's to answer).
+    static func isSmallEnough(_ procedure: NFS3Procedure, _ arguments: ByteBuffer) -> Bool {
+        var arguments = arguments
+        switch procedure {
+        case .readdirplus:
+            guard let args = try? ReadDirPlus3Args(xdr: &arguments) else { return false }
+            return args.maxcount <= Self.maxListingBytes
+        case .readdir:
+            guard let args = try? ReadDir3Args(xdr: &arguments) else { return false }
+            return args.count <= Self.maxListingBytes
+        default:
+            return true
         }
     }
 

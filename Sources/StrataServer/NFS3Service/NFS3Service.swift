@@ -244,7 +244,9 @@ extension NFS3Service {
         procedure rawProcedure: UInt32, arguments: ByteBuffer, logger: @autoclosure @escaping () -> Logger,
         sendsFileRanges: Bool = false, resolve: (FileHandle3) -> (ExportCall, ObjectHandle)?
     ) -> NFS3Outcome? {
-        guard let procedure = NFS3Procedure(rawValue: rawProcedure), InlineMisses.mayAnswer(procedure) else {
+        guard let procedure = NFS3Procedure(rawValue: rawProcedure), InlineMisses.mayAnswer(procedure),
+            InlineMisses.isSmallEnough(procedure, arguments)
+        else {
             return nil
         }
         let outcome = NoWaiting.attempt { () -> NFS3Outcome in

@@ -62,6 +62,13 @@ import XDR
         try same(.fsstat, FSStat3Args(fsroot: root))
         try same(.pathconf, PathConf3Args(object: root))
 
+        // A listing page larger than the server's preferred size: the pool's (it would hold the event loop longer).
+        let large = ReadDirPlus3Args(dir: dir, cookie: 0, cookieverf: .zero, dircount: 4096, maxcount: 1 << 20)
+        #expect(Self.withoutWaiting(harness, .readdirplus, large) == nil)
+        let largeNames = ReadDir3Args(dir: dir, cookie: 0, cookieverf: .zero, count: (64 << 10) + 1)
+        #expect(Self.withoutWaiting(harness, .readdir, largeNames) == nil)
+        try same(.readdir, ReadDir3Args(dir: dir, cookie: 0, cookieverf: .zero, count: 64 << 10))
+
         // Changes never; nor bad arguments or a handle that does not resolve (the pool answers those, with their log
         // lines).
         let create = Create3Args(where: DirOpArgs3(dir: root, name: Array("new".utf8)), how: .unchecked(.init()))
