@@ -32,7 +32,7 @@ struct CookieKey: Sendable, Equatable {
     }
 
     private static func fetch(_ db: Database) throws -> CookieKey? {
-        let rows = try MetaRecord.filter(keys: ["cookieKey0", "cookieKey1"]).fetchAll(db)
+        let rows = try MetaRecord.fetchAll(db, keys: ["cookieKey0", "cookieKey1"])
         guard let first = rows.first(where: { $0.key == "cookieKey0" }),
             let second = rows.first(where: { $0.key == "cookieKey1" })
         else { return nil }

@@ -156,8 +156,8 @@ final class IdentityStore: Sendable {
     private static func load(_ db: Database, repair: Bool) throws -> Loaded {
         // Names are walked by handle resolution: a record whose name could leave a directory (never written by
         // Strata) is deleted, so its object gets a new fileid when seen (its handles go stale).
-        var all = try IdentityRecord.fetchAll(db)
-        var names = try LinkNameRecord.fetchAll(db)
+        var all = try IdentityRecord.fetchEvery(db)
+        var names = try LinkNameRecord.fetchEvery(db)
         var needsWrite = false
         let bad = all.filter { $0.parent != 0 && !LayerRecords.isValidName([UInt8]($0.name)) }.compactMap {
             $0.fileid?.sqliteValue
@@ -170,8 +170,8 @@ final class IdentityStore: Sendable {
                 for linkName in names where !LayerRecords.isValidName([UInt8](linkName.name)) {
                     try linkName.delete(db)
                 }
-                all = try IdentityRecord.fetchAll(db)
-                names = try LinkNameRecord.fetchAll(db)
+                all = try IdentityRecord.fetchEvery(db)
+                names = try LinkNameRecord.fetchEvery(db)
             }
         }
         // The meta rows in one statement: an open reads several, and each statement of its own cost a first MNT
@@ -254,7 +254,7 @@ final class IdentityStore: Sendable {
                             arguments: [position + 1, Data(path.utf8)])
                     }
                 }
-                let old = try MetaRecord.fetchOne(db, key: "lowerStack")
+                let old = try MetaRecord.fetchOne(db, named: "lowerStack")
                 try MetaRecord(key: "lowerStack", value: signature).save(db)
                 guard let old, old.value != signature else { return false }
                 // The same layer index and inode may be another object now: derived fileids would name it.

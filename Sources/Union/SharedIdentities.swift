@@ -77,7 +77,7 @@ extension IdentityStore {
         _ shared: SharedIdentities?, sidecar: Sidecar, logger: Logger?
     ) throws(UnionError) -> (store: SharedIdentities?, key: HandleKey, range: Range<UInt64>)? {
         let (recorded, inRange) = try sidecar.read("read the shared identity store") { db -> ([UInt64]?, Bool) in
-            let rows = try MetaRecord.filter(keys: Self.sharedStoreKeys).fetchAll(db)
+            let rows = try MetaRecord.fetchAll(db, keys: Self.sharedStoreKeys)
             let values = Self.sharedStoreKeys.compactMap { key in
                 rows.first(where: { $0.key == key })?.value
             }

@@ -198,7 +198,7 @@ extension UnionNamespace {
             let recorded = try Row.fetchAll(db, sql: "SELECT path FROM lowerLayer ORDER BY position").map {
                 (r: Row) -> Data in r["path"]
             }
-            let stack = try MetaRecord.fetchOne(db, key: "lowerStack")
+            let stack = try MetaRecord.fetchOne(db, named: "lowerStack")
             return stack?.value == signature && recorded == lowerPaths.map { Data($0.utf8) }
         }
     }

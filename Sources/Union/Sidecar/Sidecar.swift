@@ -423,7 +423,7 @@ struct LayerRecords: Sendable {
     static func load(_ db: Database) throws -> LayerRecords {
         var records = LayerRecords()
         guard try db.tableExists(WhiteoutRecord.databaseTableName) else { return records }
-        for whiteout in try WhiteoutRecord.fetchAll(db) {
+        for whiteout in try WhiteoutRecord.fetchEvery(db) {
             let name = [UInt8](whiteout.name)
             guard Self.isValidName(name) else {
                 records.rejected += 1
@@ -431,8 +431,8 @@ struct LayerRecords: Sendable {
             }
             records.whiteouts[whiteout.dirIno, default: []].insert(name)
         }
-        for opaque in try OpaqueRecord.fetchAll(db) { records.opaque.insert(opaque.dirIno) }
-        for redirect in try RedirectRecord.fetchAll(db) {
+        for opaque in try OpaqueRecord.fetchEvery(db) { records.opaque.insert(opaque.dirIno) }
+        for redirect in try RedirectRecord.fetchEvery(db) {
             let path = [UInt8](redirect.path)
             guard Self.isValidRedirect(path) else {
                 records.rejected += 1
