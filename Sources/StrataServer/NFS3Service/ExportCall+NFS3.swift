@@ -46,6 +46,8 @@ extension ExportCall {
             self.logger.error("NFS operation failed", metadata: Self.metadata(status, error, name))
         case .invalid, .notSupported:
             self.logger.info("NFS operation refused", metadata: Self.metadata(status, error, name))
+        case .wouldWait:
+            break  // not an answer: the call runs again on the pool, which logs what it answers
         default:
             // Most refusals (NOENT, ACCES, ...) are ordinary answers: build the metadata only
             // when debug logging is on.
