@@ -122,6 +122,23 @@ log "image: $(du -sh "$WORK/image" | cut -f1), $(find "$WORK/image" | wc -l) ent
   echo "strata: $("$STRATA_BIN" --version 2>/dev/null)"; echo "nfs-ganesha: $(dpkg-query -W -f '${Version}' nfs-ganesha 2>/dev/null)"
   echo "work directory: $WORK on $(findmnt -n -o FSTYPE -T "$WORK")"
   echo "load at start: $(cat /proc/loadavg)"; } | tee "$RESULTS/machine.txt" >&2
+# What a new inode costs on the work directory's file system right now. ext4 without a journal skips, at every
+# allocation, each inode of the group freed in the last minute (`recently_deleted`): after something deleted many
+# files (an earlier run's clean-up, a test suite), every server's CREATEs and MKDIRs pay for it, and the disk figures
+# say more about that than about the servers. The probe's files stay until the clean-up.
+probe_us=$(python3 - "$WORK/inode-probe" <<'EOF_PROBE'
+import os, sys, time
+os.mkdir(sys.argv[1])
+start = time.perf_counter()
+for i in range(300):
+    os.close(os.open(os.path.join(sys.argv[1], "p%d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+print(round((time.perf_counter() - start) / 300 * 1e6))
+EOF_PROBE
+)
+echo "inode allocation: ${probe_us} us per new file (300 created in a new directory)" | tee -a "$RESULTS/machine.txt" >&2
+if [ "${probe_us:-0}" -gt 100 ]; then
+  log "warning: a new inode costs ${probe_us} us on $WORK's file system (about 25 on this kind of disk when nothing was deleted lately): recently deleted inodes slow every server's creates; wait a few minutes, or use WORKDIR=tmpfs beside it"
+fi
 
 # bench SERVER N PID EXPORT [--reads-only]: one storm; appends a JSON line
 bench() {
