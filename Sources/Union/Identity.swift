@@ -335,13 +335,11 @@ final class IdentityStore: Sendable {
 
     /// Whether `fileids` of `sightings` would wait for a flush: a fileid allocated (not derived), or a new name of a
     /// hard-linked object.
-    private static func wouldWait(
-        _ tables: Tables, _ sightings: [Sighting], _ fromShared: [UInt64?]?, _ store: IdentityStore
-    ) -> Bool {
+    private func wouldWait(_ tables: Tables, _ sightings: [Sighting], _ fromShared: [UInt64?]?) -> Bool {
         for (index, sighting) in sightings.enumerated() {
             if let fileid = Self.existing(tables, sighting.key) ?? fromShared?[index] {
                 if Self.isNewName(tables, fileid, sighting) { return true }
-            } else if store.derivedFileid(tables, sighting.key) == nil {
+            } else if self.derivedFileid(tables, sighting.key) == nil {
                 return true
             }
         }
@@ -356,7 +354,7 @@ final class IdentityStore: Sendable {
         var onlyDerived = true
         let (result, seq) = try self.tables.withLock { (tables) throws(UnionError) -> ([UInt64], UInt64) in
             // A caller that must not wait learns it would before anything is allocated (`NoWaiting`).
-            if NoWaiting.isActive, Self.wouldWait(tables, sightings, fromShared, self) { throw NoWaiting.refuse() }
+            if NoWaiting.isActive, self.wouldWait(tables, sightings, fromShared) { throw NoWaiting.refuse() }
             var result = [UInt64](repeating: 0, count: sightings.count)
             var records: [SidecarRecord] = []
             for (index, sighting) in sightings.enumerated() {

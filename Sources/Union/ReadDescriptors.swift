@@ -59,19 +59,28 @@ extension UnionNamespace {
             }
             let location = node.indexed ?? node.top
             guard let kept = node.reader, kept.holds(location) else { return nil }
-            let want = Self.readableCount(buffer.count, at: offset)
-            guard
-                let got = Sys.preadWithoutWaiting(
-                    kept.fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: offset)
-            else {
-                self.stats.readsNotCached.add(1, ordering: .relaxed)
-                return nil
-            }
-            if got > 0, let ahead = self.noteReadEnd(fileid: node.fileid, offset: offset, count: got) {
-                Self.readAheadLater(kept.fd, ahead)
-            }
-            return try? self.readResult(node, kept.fd, offset: offset, count: got)
+            return try? self.readFromPageCache(node, kept.fd, offset: offset, into: buffer)
         }
+    }
+
+    /// READ of `node` through `fd` from the page cache alone (`Sys.preadWithoutWaiting`): nil when a byte asked for is
+    /// not there (counted in `readsNotCached`; `buffer` may then hold part of the data). Read-ahead is asked for on its
+    /// own queue. For callers that must not wait: `readIfCached`, and `read` inside `NoWaiting.attempt`.
+    func readFromPageCache(
+        _ node: Node, _ fd: FD, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer
+    ) throws(UnionError) -> ReadResult? {
+        let want = Self.readableCount(buffer.count, at: offset)
+        guard
+            let got = Sys.preadWithoutWaiting(
+                fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: offset)
+        else {
+            self.stats.readsNotCached.add(1, ordering: .relaxed)
+            return nil
+        }
+        if got > 0, let ahead = self.noteReadEnd(fileid: node.fileid, offset: offset, count: got) {
+            Self.readAheadLater(fd, ahead)
+        }
+        return try self.readResult(node, fd, offset: offset, count: got)
     }
 
     /// The owner may always read (knfsd's owner override), and execute permission allows reading (a client executing
@@ -142,13 +151,7 @@ extension UnionNamespace {
                 if NoWaiting.isActive { throw NoWaiting.refuse() }
                 return nil
             }
-            if NoWaiting.isActive {
-                if let ahead = self.noteReadEnd(fileid: node.fileid, offset: offset, count: range.count) {
-                    Self.readAheadLater(fd, ahead)
-                }
-            } else {
-                self.readAhead(fd, fileid: node.fileid, offset: offset, count: range.count)
-            }
+            self.readAhead(fd, fileid: node.fileid, offset: offset, count: range.count)
             return range
         }
     }

@@ -189,17 +189,10 @@ extension UnionNamespace {
             let want = Self.readableCount(buffer.count, at: offset)
             if NoWaiting.isActive {
                 // Data not all in the page cache would be read from the disk.
-                guard
-                    let got = Sys.preadWithoutWaiting(
-                        fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: offset)
-                else {
-                    self.stats.readsNotCached.add(1, ordering: .relaxed)
+                guard let cached = try self.readFromPageCache(node, fd, offset: offset, into: buffer) else {
                     throw NoWaiting.refuse()
                 }
-                if got > 0, let ahead = self.noteReadEnd(fileid: node.fileid, offset: offset, count: got) {
-                    Self.readAheadLater(fd, ahead)
-                }
-                return try self.readResult(node, fd, offset: offset, count: got)
+                return cached
             }
             var got = 0
             while got < want {
@@ -221,6 +214,8 @@ extension UnionNamespace {
     /// readahead would, far enough for the READs a client keeps in flight (`ReadProgress.window`).
     func readAhead(_ fd: FD, fileid: UInt64, offset: UInt64, count: Int) {
         guard let ahead = self.noteReadEnd(fileid: fileid, offset: offset, count: count) else { return }
+        // A caller that must not wait (`NoWaiting`) asks on the read-ahead queue: the advice may wait for the disk.
+        if NoWaiting.isActive { return Self.readAheadLater(fd, ahead) }
         _ = posix_fadvise(fd.raw, off_t(clamping: ahead.lowerBound), off_t(clamping: ahead.count), POSIX_FADV_WILLNEED)
     }
 
