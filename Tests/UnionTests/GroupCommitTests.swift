@@ -495,6 +495,47 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(syncs.syncs == 1)
         #expect(try s.read("test") { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } == 1)
     }
+
+    /// ext4 with a journal and XFS: a batch with a file system change commits with synchronous = NORMAL and fdatasyncs
+    /// the WAL itself, at the same time as the fsync of the object changed last (a journal commit writes no data
+    /// overwritten in place, so that fsync alone would leave the records in the page cache); a batch of records alone
+    /// and a write outside the group commit commit with FULL. The WAL's pages are clean once the batch is durable.
+    @Test func journaledBatchesSyncTheWALBesideTheObject() throws {
+        // A disk file system: on tmpfs every page stays dirty whatever syncs it.
+        let f = Fixture(in: "/var/tmp")
+        defer { try? FileManager.default.removeItem(atPath: f.base) }
+        let dir = FD(open(f.base, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        #expect(Files.filesystemType(dir) != 0x0102_1994, "/var/tmp is a tmpfs: this test needs a disk")
+        let s = try Sidecar(path: f.base + "/s.db", readOnly: false)
+        defer { s.close() }
+        try s.useFilesystemSync(.orderedJournal)
+        #expect(try s.read("test") { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } == 1)
+        try s.write("test") { db in try db.execute(sql: "CREATE TABLE grow(b BLOB)") }
+        let seen = Locked<[Int]>([])
+        let grow: SidecarRecord = { db in
+            seen.withLock { $0.append((try? Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1) ?? -1) }
+            try db.execute(sql: "INSERT INTO grow VALUES (zeroblob(20000))")
+        }
+        func dirtyWALPages() -> UInt64? {
+            let wal = open(f.base + "/s.db-wal", O_RDONLY | O_CLOEXEC)
+            guard wal >= 0, let cachestat = Sys.gnu.cachestat else { return nil }
+            defer { close(wal) }
+            let range: (UInt64, UInt64) = (0, 0)  // to the end of the file
+            var counts: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+            let status = withUnsafePointer(to: range) { range in
+                withUnsafeMutablePointer(to: &counts) { cachestat(Sys.SYS_cachestat, wal, range, $0, 0) }
+            }
+            return status == 0 ? counts.1 + counts.2 : nil  // nr_dirty + nr_writeback
+        }
+        for round in 0..<3 {
+            try s.commits.waitDurable(s.commits.enqueue([grow], syncs: [.directory(dir, path: f.base)]))
+            #expect(dirtyWALPages() == 0, "round \(round): the WAL still has dirty pages after a durable batch")
+        }
+        #expect(seen.withLock { $0 } == [1, 1, 1])  // NORMAL: the batch synced the WAL
+        try s.commits.waitDurable(s.commits.enqueue([grow]))
+        #expect(seen.withLock { $0 } == [1, 1, 1, 2])  // records alone: FULL
+        #expect(dirtyWALPages() == 0)
+    }
 }
 
 /// A body run on its own thread (not the 2-thread cooperative pool: these bodies block on locks and flushes).

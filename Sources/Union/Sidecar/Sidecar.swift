@@ -10,7 +10,7 @@ enum FilesystemSync: Sendable {
     /// No file system changes to sync (a read-only namespace's identity store).
     case none
     /// ext4 (with its journal) and XFS log every metadata change in order: an fsync of the object changed last commits
-    /// every earlier change of the file system too. One fsync per batch.
+    /// every earlier change of the file system too. One fsync per batch, at the same time as the WAL's fdatasync.
     case orderedJournal
     /// Any other file system: `syncfs` once per batch (POSIX would need an fsync of every new inode and directory).
     case wholeFilesystem(FD)
@@ -217,7 +217,7 @@ final class Sidecar: Sendable {
         let mode = self.filesystemSync.withLock { $0 }
         let what = "commit \(batch.records.count) changes (batch \(batch.number))"
         switch mode {
-        case .wholeFilesystem, .eachObject:
+        case .wholeFilesystem, .eachObject, .orderedJournal:
             // The sidecar runs with synchronous = NORMAL. Only sidecar records (a first sighting's identity, a
             // whiteout that must precede an unlink, a dropped whiteout): the WAL's own sync makes them durable.
             if batch.syncs.isEmpty {
@@ -230,7 +230,7 @@ final class Sidecar: Sendable {
             if !batch.records.isEmpty {
                 try self.transaction(what) { db in for record in batch.records { try record(db) } }
             }
-        case .none, .orderedJournal:
+        case .none:
             if !batch.records.isEmpty {
                 try self.transaction(what) { db in for record in batch.records { try record(db) } }
             }
@@ -242,11 +242,13 @@ final class Sidecar: Sendable {
             // One syncfs covers the sidecar's WAL (same file system) and the tree.
             try self.syncFilesystem(fd)
         case .orderedJournal:
-            // The sidecar synced itself (synchronous = FULL). The object changed last: its fsync commits the journal
-            // transaction that holds every earlier change of the file system.
-            if let last = batch.syncs.last(where: { if case .filesystem = $0 { false } else { true } }) {
-                try Self.sync(last)
-            }
+            // The object changed last: its fsync commits the journal transaction that holds every earlier change of
+            // the file system. Not the WAL's content: a WAL overwritten in place (after a checkpoint) changes no
+            // metadata, and a journal commit writes only the data of newly allocated blocks, so the WAL is
+            // fdatasynced too, at the same time (the records need no order with the tree's changes of their batch).
+            // One after the other they were two journal commits and two disk cache flushes per batch, in a row.
+            let last = batch.syncs.last(where: { if case .filesystem = $0 { false } else { true } })
+            try ParallelSyncs.shared.sync([self.walTarget(), last].compactMap { $0 })
         case .eachObject(let tree):
             // The WAL's fdatasync in the first round, with the new inodes (the records need no order with them).
             let wal = self.walTarget()
@@ -319,16 +321,23 @@ final class Sidecar: Sendable {
         switch mode {
         case .wholeFilesystem(let fd), .eachObject(let fd):
             let st = try Files.fstat(fd, path: self.path)
-            do {
-                try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-            } catch {
-                throw .sidecar("set synchronous in \(self.path): \(error)")
-            }
+            try self.commitWithoutSyncingWAL()
             self.sharedSyncfs.withLock { $0 = (syncs, UInt64(st.st_dev)) }
-        case .none, .orderedJournal:
+        case .orderedJournal:
+            try self.commitWithoutSyncingWAL()
+        case .none:
             break
         }
         self.filesystemSync.withLock { $0 = mode }
+    }
+
+    /// synchronous = NORMAL: a batch's commit leaves the WAL's sync to the batch's own syncs.
+    private func commitWithoutSyncingWAL() throws(UnionError) {
+        do {
+            try self.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        } catch {
+            throw .sidecar("set synchronous in \(self.path): \(error)")
+        }
     }
 
     static func sync(_ t: SyncTarget) throws(UnionError) {
@@ -355,8 +364,8 @@ final class Sidecar: Sendable {
         do {
             let walSyncedByBatch: Bool
             switch self.filesystemSync.withLock({ $0 }) {
-            case .wholeFilesystem, .eachObject: walSyncedByBatch = true
-            case .none, .orderedJournal: walSyncedByBatch = false
+            case .wholeFilesystem, .eachObject, .orderedJournal: walSyncedByBatch = true
+            case .none: walSyncedByBatch = false
             }
             guard syncingWAL, walSyncedByBatch else { return try self.queue.write(body) }
             return try self.queue.writeWithoutTransaction { db in
