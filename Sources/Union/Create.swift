@@ -93,11 +93,13 @@ extension UnionNamespace {
                     prepared = nil
                     self.stats.preparedFilesTaken.add(1, ordering: .relaxed)
                     switch taken.source {
-                    case .spare(let spareName): spare = (spareName, taken.file)
+                    case .spare(let number): spare = (SpareInodes.name(number), taken.file)
                     case .unnamed(let linking, let st): unnamed = (taken.file, linking, st)
                     }
                 } else {
-                    spare = self.takeSpare(uid: own.uid, gid: own.gid, mode: own.mode)
+                    spare = self.takeSpare(uid: own.uid, gid: own.gid, mode: own.mode).map {
+                        (SpareInodes.name($0.number), $0.fd)
+                    }
                 }
             }
             let path = Names.join(parent.path, name).displayString

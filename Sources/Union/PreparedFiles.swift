@@ -12,8 +12,8 @@ import Glibc
 
 struct PreparedFile: Sendable {
     enum Source: Sendable {
-        /// A spare of work/ by that name (owner, mode and times set by `takeSpare`).
-        case spare([UInt8])
+        /// A spare of work/ by that number (`SpareInodes.name`; owner, mode and times set by `takeSpare`).
+        case spare(UInt64)
         /// An unnamed file, linked as `Linking` says; its stat after owner and mode were set.
         case unnamed(UnnamedFiles.Linking, stat)
     }
@@ -51,7 +51,8 @@ extension UnionNamespace {
         let own = self.newOwnership(dir.top.st, cred, requestedMode, isDirectory: false)
         if let spare = self.takeSpare(uid: own.uid, gid: own.gid, mode: own.mode) {
             self.stats.preparedFiles.add(1, ordering: .relaxed)
-            return PreparedFile(source: .spare(spare.name), file: spare.fd, uid: own.uid, gid: own.gid, mode: own.mode)
+            return PreparedFile(
+                source: .spare(spare.number), file: spare.fd, uid: own.uid, gid: own.gid, mode: own.mode)
         }
         let path = Names.join(dir.top.path, name).displayString
         do throws(UnionError) {
@@ -71,16 +72,16 @@ extension UnionNamespace {
     func release(_ prepared: PreparedFile) {
         guard let upper = self.upper, !self.isClosed.load(ordering: .relaxed) else { return }
         switch prepared.source {
-        case .spare(let name):
-            self.spareInodes.withLock { $0.names.append(name) }
+        case .spare(let number):
+            self.spareInodes.withLock { $0.append(number) }
         case .unnamed(let linking, _):
-            guard self.keepsSpareInodes, self.spareInodes.withLock({ $0.names.count < SpareInodes.limit }) else {
+            guard self.keepsSpareInodes, self.spareInodes.withLock({ $0.count < SpareInodes.limit }) else {
                 return  // its descriptor goes with it, and the kernel frees the inode
             }
-            let spare = self.workName("spare")
+            let number = WorkNames.nextNumber()
             do throws(UnionError) {
-                try UnnamedFiles.link(prepared.file, upper.work, spare, path: "work", linking)
-                self.spareInodes.withLock { $0.names.append(spare) }
+                try UnnamedFiles.link(prepared.file, upper.work, SpareInodes.name(number), path: "work", linking)
+                self.spareInodes.withLock { $0.append(number) }
             } catch {
                 return
             }

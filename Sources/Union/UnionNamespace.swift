@@ -215,10 +215,10 @@ public final class UnionNamespace: Sendable {
             self.listings.withLock { $0.removeAll() }
             self.nodeCache.withLock { $0.removeAll() }
             if let work = self.upper?.work {
-                for spare in self.spareInodes.withLock({ $0.names }) {
-                    _ = try? spare.withCName { unlinkat(work.raw, $0, 0) }
+                for number in self.spareInodes.withLock({ $0.numbers }) {
+                    _ = try? SpareInodes.name(number).withCName { unlinkat(work.raw, $0, 0) }
                 }
-                self.spareInodes.withLock { $0.names = [] }
+                self.spareInodes.withLock { $0.removeAll() }
             }
             if self.ownsIdentities { self.identities.sidecar.close() }
             for layer in self.layers { layer.tree.close() }

@@ -59,7 +59,7 @@ import Testing
         let work = try Self.work(f)
         if keepingSpares {
             #expect(work.count == 1)
-            #expect(u.spareInodes.withLock { $0.names.count } == 1)
+            #expect(u.spareInodes.withLock { $0.count } == 1)
             let spareIno = SpareInodeTests.ino(f.upper + "/work/" + work[0])
             _ = try u.create(in: pub, b("b"), mode: .guarded, attributes: SetAttributes(), as: alice)
             #expect(SpareInodeTests.ino(f.upper + "/tree/pub/b") == spareIno)
