@@ -24,7 +24,8 @@ enum FilesystemSync: Sendable {
 ///
 /// Durability: WAL journal with `synchronous = FULL`, set after opening (GRDB would leave NORMAL), so a committed
 /// write is on disk before `write` returns. Namespace changes do not write directly: they queue their records in
-/// `commits` (group commit: one transaction and one sync for every change waiting).
+/// `commits` (group commit: one transaction and one sync for every change waiting); where the upper's file system
+/// keeps anything (`useFilesystemSync`), batches commit with NORMAL and sync the WAL with their file system changes.
 final class Sidecar: Sendable {
     let queue: DatabaseQueue
     let path: String
