@@ -518,14 +518,9 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         }
         func dirtyWALPages() -> UInt64? {
             let wal = open(f.base + "/s.db-wal", O_RDONLY | O_CLOEXEC)
-            guard wal >= 0, let cachestat = Sys.gnu.cachestat else { return nil }
-            defer { close(wal) }
-            let range: (UInt64, UInt64) = (0, 0)  // to the end of the file
-            var counts: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
-            let status = withUnsafePointer(to: range) { range in
-                withUnsafeMutablePointer(to: &counts) { cachestat(Sys.SYS_cachestat, wal, range, $0, 0) }
-            }
-            return status == 0 ? counts.1 + counts.2 : nil  // nr_dirty + nr_writeback
+            guard wal >= 0 else { return nil }
+            let counts = Sys.pageCacheCounts(FD(wal), offset: 0, count: 0)
+            return counts.map { $0.dirty + $0.writeback }
         }
         for round in 0..<3 {
             try s.commits.waitDurable(s.commits.enqueue([grow], syncs: [.directory(dir, path: f.base)]))

@@ -161,7 +161,19 @@ enum Sys {
     /// Whether all `count` bytes at `offset` of `fd` are in the page cache (cachestat(2), which reads nothing and copies
     /// nothing). False when the kernel cannot tell (before Linux 6.5), so a caller falls back to reading.
     static func isCached(_ fd: FD, offset: UInt64, count: UInt64) -> Bool {
-        guard let cachestat = Self.gnu.cachestat, count > 0 else { return false }
+        guard count > 0, let counts = Self.pageCacheCounts(fd, offset: offset, count: count) else { return false }
+        let pageSize = Self.pageSize
+        let firstPage = offset / pageSize
+        let pages = (offset + count + pageSize - 1) / pageSize - firstPage
+        return counts.cached >= pages
+    }
+
+    /// cachestat(2) of `count` bytes at `offset` of `fd` (`count` 0: to the end of the file): pages in the page cache,
+    /// and of them dirty or under writeback. Nil when the kernel cannot tell (before Linux 6.5).
+    static func pageCacheCounts(
+        _ fd: FD, offset: UInt64, count: UInt64
+    ) -> (cached: UInt64, dirty: UInt64, writeback: UInt64)? {
+        guard let cachestat = Self.gnu.cachestat else { return nil }
         // struct cachestat_range { __u64 off; __u64 len; }, struct cachestat { __u64 nr_cache, nr_dirty,
         // nr_writeback, nr_evicted, nr_recently_evicted; }
         let range: (UInt64, UInt64) = (offset, count)
@@ -169,11 +181,7 @@ enum Sys {
         let status = withUnsafePointer(to: range) { range in
             withUnsafeMutablePointer(to: &counts) { cachestat(Self.SYS_cachestat, fd.raw, range, $0, 0) }
         }
-        guard status == 0 else { return false }
-        let pageSize = Self.pageSize
-        let firstPage = offset / pageSize
-        let pages = (offset + count + pageSize - 1) / pageSize - firstPage
-        return counts.0 >= pages
+        return status == 0 ? (counts.0, counts.1, counts.2) : nil
     }
 
     /// statvfs(3)'s mount flags (an enum in C that Swift's Glibc module leaves out).
