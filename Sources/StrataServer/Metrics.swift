@@ -190,6 +190,7 @@ struct ChangeCounters: Sendable {
     let flushes: Counter
     let flushedChanges: Counter
     let flushSeconds: Counter
+    let flushSyncSeconds: Counter
 
     init(_ registry: PrometheusCollectorRegistry) {
         self.changes = registry.counter(
@@ -207,6 +208,9 @@ struct ChangeCounters: Sendable {
             "strata_group_commit_changes_total", help: "Namespace changes made durable by group-commit flushes")
         self.flushSeconds = registry.counter(
             "strata_group_commit_flush_seconds_total", help: "Time group-commit flushes took")
+        self.flushSyncSeconds = registry.counter(
+            "strata_group_commit_sync_seconds_total",
+            help: "Time group-commit flushes spent syncing after their sidecar transaction")
     }
 
     /// Adds to the counters what the totals `now` gained since `before`, which becomes `now` (a total that went down,
@@ -216,6 +220,7 @@ struct ChangeCounters: Sendable {
             (self.changes, \.changes, false), (self.lockWaitSeconds, \.lockWaitNanoseconds, true),
             (self.lockHeldSeconds, \.lockHeldNanoseconds, true), (self.flushes, \.flushes, false),
             (self.flushedChanges, \.flushedChanges, false), (self.flushSeconds, \.flushNanoseconds, true),
+            (self.flushSyncSeconds, \.flushSyncNanoseconds, true),
         ]
         for (counter, total, isTime) in totals where now[keyPath: total] > before[keyPath: total] {
             let gained = now[keyPath: total] - before[keyPath: total]

@@ -27,7 +27,8 @@ public struct UnionStatistics: Sendable, Equatable {
 
 /// How a namespace's changes ran since it was opened (Prometheus: `strata_namespace_changes_total`,
 /// `strata_namespace_change_lock_wait_seconds_total`, `strata_namespace_change_lock_held_seconds_total`,
-/// `strata_group_commit_flushes_total`, `strata_group_commit_changes_total`, `strata_group_commit_flush_seconds_total`).
+/// `strata_group_commit_flushes_total`, `strata_group_commit_changes_total`, `strata_group_commit_flush_seconds_total`,
+/// `strata_group_commit_sync_seconds_total`).
 /// Where a change's time goes: waiting for the namespace write lock (other changes of the namespace hold it), holding
 /// it (the checks and file system steps, `Docs/CRASH-ORDER.md`), and waiting for the flush that makes it durable.
 /// Divided, they give the mean lock wait and hold per change, the mean batch (changes per flush) and the mean flush.
@@ -45,6 +46,10 @@ public struct ChangeStatistics: Sendable, Equatable {
     public var flushedChanges: UInt64 = 0
     /// Nanoseconds the flushes took: the sidecar transaction and the syncs of the batch.
     public var flushNanoseconds: UInt64 = 0
+    /// Nanoseconds of `flushNanoseconds` spent in the syncs that follow the sidecar transaction (the file system's,
+    /// the WAL's, the changed objects'); the rest is the transaction (its records, and SQLite's own checkpoints). On a
+    /// host short of CPU, a `syncfs` waits for the kernel's writeback worker to get a core (Docs/CRASH-ORDER.md).
+    public var flushSyncNanoseconds: UInt64 = 0
 
     public init() {}
 
@@ -55,6 +60,7 @@ public struct ChangeStatistics: Sendable, Equatable {
         self.flushes &+= other.flushes
         self.flushedChanges &+= other.flushedChanges
         self.flushNanoseconds &+= other.flushNanoseconds
+        self.flushSyncNanoseconds &+= other.flushSyncNanoseconds
     }
 }
 
@@ -124,6 +130,7 @@ extension UnionNamespace {
         result.flushes = flushed.flushes
         result.flushedChanges = flushed.changes
         result.flushNanoseconds = flushed.nanoseconds
+        result.flushSyncNanoseconds = self.identities.sidecar.syncNanoseconds.load(ordering: .relaxed)
         return result
     }
 }

@@ -215,6 +215,7 @@ import Testing
             #expect((value ?? 0) > 0, "\(name): \(text.prefix(3000))")
         }
         #expect(text.contains("strata_namespace_change_lock_wait_seconds_total"))
+        #expect(text.contains("strata_group_commit_sync_seconds_total"))  // nothing to sync on a tmpfs
     }
 }
 

@@ -51,6 +51,29 @@ import Testing
         #expect(oldPages == 4096)
     }
 
+    /// The WAL is checkpointed at `Sidecar.walCheckpointBytes` whatever the page size (SQLite's default of 1,000
+    /// pages would be 1 MiB with ours, a checkpoint with two fdatasyncs every few dozen batches).
+    @Test func theWALIsCheckpointedAtTheSameSizeWhateverThePageSize() throws {
+        let f = Fixture()
+        let fresh = try Sidecar(path: f.base + "/fresh.db", readOnly: false)
+        let freshPages = try fresh.read("checkpoint") { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") }
+        fresh.close()
+        #expect(Sidecar.walCheckpointBytes == 8 << 20)
+        #expect(freshPages == Sidecar.walCheckpointBytes / 1024)
+
+        let oldPath = f.base + "/old.db"
+        let old = try DatabaseQueue(path: oldPath)
+        try old.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "CREATE TABLE scratch (x)")
+        }
+        try old.close()
+        let reopened = try Sidecar(path: oldPath, readOnly: false)
+        defer { reopened.close() }
+        let oldPages = try reopened.read("checkpoint") { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") }
+        #expect(oldPages == Sidecar.walCheckpointBytes / 4096)
+    }
+
     /// An open namespace holds its sidecar exclusively (no `-shm` file for `syncfs` to write back), and a reader of
     /// the live layer (`strata layer inspect`) still sees what was committed to the WAL, through a copy.
     @Test func aLiveSidecarIsHeldExclusivelyAndStillReadableThroughACopy() throws {

@@ -135,6 +135,7 @@ import Testing
         #expect(made.flushedChanges == 8)
         #expect(made.flushes >= 1 && made.flushes <= 8)
         #expect(made.flushNanoseconds > 0)
+        #expect(made.flushSyncNanoseconds <= made.flushNanoseconds)
 
         let dirs = try (0..<8).map { try u.h("d\($0)") }
         let sidecar = u.identities.sidecar
@@ -156,7 +157,23 @@ import Testing
         #expect(after.lockHeldNanoseconds > made.lockHeldNanoseconds)
         #expect(after.lockWaitNanoseconds >= made.lockWaitNanoseconds)
         #expect(after.flushNanoseconds > made.flushNanoseconds)
+        #expect(after.flushSyncNanoseconds <= after.flushNanoseconds)
         u.close()
         #expect(u.changeStatistics == after, "a closed namespace keeps its totals")
+    }
+
+    /// On a disk, a flush's time splits into the sidecar transaction and the syncs after it: both are counted, and
+    /// the syncs are a part of the whole (`strata_group_commit_sync_seconds_total`).
+    @Test func flushesCountTheTimeTheirSyncsTook() throws {
+        let f = Fixture(in: "/var/tmp")
+        let dir = try Files.openDirectoryAbsolute("/var/tmp")
+        #expect(Files.filesystemType(dir) != 0x0102_1994, "/var/tmp is a tmpfs: this test needs a disk")
+        let u = try f.open()
+        defer { u.close() }
+        for i in 0..<4 { _ = try u.mkdir(in: u.rootHandle, b("d\(i)"), attributes: .init(), as: root) }
+        let made = u.changeStatistics
+        #expect(made.flushedChanges == 4)
+        #expect(made.flushSyncNanoseconds > 0, "a batch on a disk synced nothing")
+        #expect(made.flushSyncNanoseconds < made.flushNanoseconds, "no time was left for the sidecar transaction")
     }
 }
