@@ -28,6 +28,16 @@ import Testing
         #expect(try reopened.lookup(reopened.rootHandle, Array("d".utf8), as: root).1.type == .directory)
     }
 
+    /// A database made as SQLite makes them by default (4,096-byte pages), as sidecars were before `Sidecar.pageSize`.
+    static func makeSidecarWithDefaultPages(_ path: String) throws {
+        let old = try DatabaseQueue(path: path)
+        try old.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "CREATE TABLE scratch (x)")
+        }
+        try old.close()
+    }
+
     /// New sidecars are made with small pages (`Sidecar.pageSize`: a transaction writes each page it changed whole to
     /// the WAL); a sidecar made before with SQLite's default keeps its pages, migrated in place like any other.
     @Test func newSidecarsHaveSmallPagesAndOldOnesKeepTheirs() throws {
@@ -39,12 +49,7 @@ import Testing
         #expect(Sidecar.pageSize == 1024)
 
         let oldPath = f.base + "/old.db"
-        let old = try DatabaseQueue(path: oldPath)
-        try old.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL")
-            try db.execute(sql: "CREATE TABLE scratch (x)")
-        }
-        try old.close()
+        try Self.makeSidecarWithDefaultPages(oldPath)
         let reopened = try Sidecar(path: oldPath, readOnly: false)
         defer { reopened.close() }
         let oldPages = try reopened.read("page size") { db in try Int.fetchOne(db, sql: "PRAGMA page_size") }
@@ -62,12 +67,7 @@ import Testing
         #expect(freshPages == Sidecar.walCheckpointBytes / 1024)
 
         let oldPath = f.base + "/old.db"
-        let old = try DatabaseQueue(path: oldPath)
-        try old.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL")
-            try db.execute(sql: "CREATE TABLE scratch (x)")
-        }
-        try old.close()
+        try Self.makeSidecarWithDefaultPages(oldPath)
         let reopened = try Sidecar(path: oldPath, readOnly: false)
         defer { reopened.close() }
         let oldPages = try reopened.read("checkpoint") { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") }
