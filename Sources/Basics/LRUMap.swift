@@ -1,4 +1,5 @@
-/// A map that holds at most `capacity` entries and forgets the least recently used first.
+/// A map that holds at most `capacity` entries, of at most `weightLimit` in weight together, and forgets the least
+/// recently used first. An entry weighs 1 unless `set` says otherwise (a cached directory listing weighs its names).
 ///
 /// Reading or writing an entry makes it the most recent; eviction costs O(1) amortized. Not
 /// thread-safe: keep it behind the owner's lock.
@@ -8,7 +9,10 @@
 /// node cache is asked on every call).
 public struct LRUMap<Key: Hashable, Value> {
     public let capacity: Int
-    @usableFromInline var entries: [Key: (value: Value, generation: UInt64)] = [:]
+    public let weightLimit: Int
+    @usableFromInline var entries: [Key: (value: Value, generation: UInt64, weight: Int)] = [:]
+    /// The weight of the entries held (`weight`).
+    @usableFromInline var heldWeight = 0
     /// Recency order, oldest first, from `head` on; an item is stale when its generation is no
     /// longer its entry's.
     @usableFromInline var order: [(key: Key, generation: UInt64)] = []
@@ -16,12 +20,17 @@ public struct LRUMap<Key: Hashable, Value> {
     @usableFromInline var nextGeneration: UInt64 = 0
 
     @inlinable
-    public init(capacity: Int) {
+    public init(capacity: Int, weightLimit: Int = .max) {
         self.capacity = max(0, capacity)
+        self.weightLimit = max(0, weightLimit)
     }
 
     @inlinable
     public var count: Int { self.entries.count }
+
+    /// The weight of the entries held.
+    @inlinable
+    public var weight: Int { self.heldWeight }
 
     /// The value for `key`, now the most recently used; nil if absent.
     @inlinable
@@ -38,18 +47,27 @@ public struct LRUMap<Key: Hashable, Value> {
     }
 
     /// Stores `value` for `key` as the most recently used, evicting the oldest entries beyond
-    /// `capacity`.
+    /// `capacity` or `weightLimit`. A value heavier than `weightLimit` by itself is not kept (nor
+    /// what `key` held before): it would have evicted everything else.
     @inlinable
-    public mutating func set(_ value: Value, for key: Key) {
+    public mutating func set(_ value: Value, for key: Key, weight: Int = 1) {
+        guard weight <= self.weightLimit else {
+            self.removeValue(for: key)
+            return
+        }
         let generation = self.nextGeneration
         self.nextGeneration &+= 1
-        self.entries[key] = (value, generation)
+        if let replaced = self.entries.updateValue((value, generation, weight), forKey: key) {
+            self.heldWeight -= replaced.weight
+        }
+        self.heldWeight += weight
         self.order.append((key, generation))
-        while self.entries.count > self.capacity, self.head < self.order.count {
+        while self.entries.count > self.capacity || self.heldWeight > self.weightLimit, self.head < self.order.count {
             let oldest = self.order[self.head]
             self.head += 1
-            if self.entries[oldest.key]?.generation == oldest.generation {
+            if let entry = self.entries[oldest.key], entry.generation == oldest.generation {
                 self.entries[oldest.key] = nil
+                self.heldWeight -= entry.weight
             }
         }
         self.compactIfStale()
@@ -57,7 +75,7 @@ public struct LRUMap<Key: Hashable, Value> {
 
     @inlinable
     public mutating func removeValue(for key: Key) {
-        self.entries[key] = nil
+        if let removed = self.entries.removeValue(forKey: key) { self.heldWeight -= removed.weight }
     }
 
     @inlinable
@@ -65,6 +83,7 @@ public struct LRUMap<Key: Hashable, Value> {
         self.entries = [:]
         self.order = []
         self.head = 0
+        self.heldWeight = 0
     }
 
     /// Stale order items pile up when entries are touched repeatedly: drop them.

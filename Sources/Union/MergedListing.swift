@@ -112,7 +112,7 @@ extension UnionNamespace {
                 ListingEntry(name: names[$0.index].name, fileid: fileids[$0.index], cookie: $0.cookie)
             },
             tops: order.map { ListedTop(layer: names[$0.index].key.layer, ino: names[$0.index].key.ino) })
-        self.listings.withLock { $0.set(listing, for: dir.fileid) }
+        self.listings.withLock { $0.set(listing, for: dir.fileid, weight: max(1, listing.entries.count)) }
         return (listing, true)
     }
 
@@ -151,7 +151,7 @@ extension UnionNamespace {
                 listing.objectsGeneration = generation
             }
             listing.objects.replaceSubrange(start..<(start + found.count), with: found)
-            listings.set(listing, for: dir)
+            listings.set(listing, for: dir, weight: max(1, listing.entries.count))
         }
     }
 }

@@ -97,7 +97,8 @@ final class Fixture: Sendable {
     }
 
     func open(
-        upper: Bool = true, lowers: Int = 1, state: Bool = false, cachedObjects: Int = 256
+        upper: Bool = true, lowers: Int = 1, state: Bool = false, cachedObjects: Int = 256,
+        cachedListingEntries: Int = UnionNamespace.defaultCachedListingEntries
     ) throws
         -> UnionNamespace
     {
@@ -105,7 +106,7 @@ final class Fixture: Sendable {
         return try UnionNamespace(
             upper: upper ? self.upper : nil, lowers: (0..<lowers).map { self.lower($0) },
             stateDirectory: state ? self.state() : nil, cachedObjects: cachedObjects,
-            logger: Logger(label: "test"), hooks: UnionHooks())
+            cachedListingEntries: cachedListingEntries, logger: Logger(label: "test"), hooks: UnionHooks())
     }
 }
 

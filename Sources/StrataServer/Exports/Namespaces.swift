@@ -86,6 +86,10 @@ final class ClosingKeys: @unchecked Sendable {
 }
 
 extension ExportRegistry {
+    /// The names a per-client namespace's cached listings hold together (`UnionNamespace.listings`): a booting
+    /// client lists a few small directories, and a room of idle clients keeps what it listed.
+    static let perClientListingEntries = 16_384
+
     /// The `clientTag` of the handles of `clientKey`'s namespace in `export` at reset generation
     /// `generation` on image version `version` (version 1, or an export without an image, keeps
     /// the tag of before image versions, so handles survive an export's first publish).
@@ -225,10 +229,13 @@ extension ExportRegistry {
         do {
             // Each cached object may hold a descriptor per layer. A fleet has one namespace per
             // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below
-            // the descriptor limit the server raises itself to at start.
+            // the descriptor limit the server raises itself to at start. Their cached listings
+            // too: 16,384 names (about 3 MiB) at most per client.
             return try UnionNamespace(
                 upper: upper, lowers: lowers, stateDirectory: identityDirectory,
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
+                cachedListingEntries: export.hasPerClientUpper
+                    ? Self.perClientListingEntries : UnionNamespace.defaultCachedListingEntries,
                 logger: self.logger.with(["export": "\(export.path)", "client": "\(key.clientKey)"]),
                 hooks: self.namespaceHooks, sharedIdentities: shared, spareUpper: spare)
         } catch {

@@ -34,4 +34,28 @@ import Testing
         #expect(map.value(for: 0) == nil, "0 was written longest ago")
         #expect(map.value(for: 1) == 999 && map.value(for: 2) == 999 && map.value(for: 9) == 0)
     }
+
+    @Test func entriesWeighedTogetherStayUnderTheLimit() {
+        var map = LRUMap<Int, String>(capacity: 100, weightLimit: 10)
+        map.set("a", for: 1, weight: 4)
+        map.set("b", for: 2, weight: 4)
+        #expect(map.weight == 8)
+        #expect(map.value(for: 1) == "a", "reading 1 makes 2 the oldest")
+        map.set("c", for: 3, weight: 5)
+        #expect(map.value(for: 2) == nil, "the oldest went to make room")
+        #expect(map.value(for: 1) == "a" && map.value(for: 3) == "c")
+        #expect(map.weight == 9)
+        map.set("a, lighter", for: 1, weight: 1)
+        #expect(map.weight == 6, "a replaced entry's weight is its new one")
+        map.set("too heavy", for: 1, weight: 11)
+        #expect(map.value(for: 1) == nil, "heavier than the limit by itself: not kept, nor what the key held")
+        #expect(map.value(for: 3) == "c" && map.weight == 5, "and nothing else went")
+        map.removeValue(for: 3)
+        #expect(map.weight == 0 && map.count == 0)
+        map.set("d", for: 4, weight: 10)
+        map.removeAll()
+        #expect(map.weight == 0)
+        map.set("e", for: 5)
+        #expect(map.weight == 1, "an entry weighs 1 unless told")
+    }
 }
