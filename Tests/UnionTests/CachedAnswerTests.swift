@@ -192,8 +192,8 @@ import Testing
         let u = try f.open(cachedListingEntries: 10)
         defer { u.close() }
         func list(_ path: String) throws {
-            _ = try u.listDirectory(try u.h(path), after: 0, withObjects: true, withParent: false, as: root) { _ in true
-            }
+            let dir = try u.h(path)
+            _ = try u.listDirectory(dir, after: 0, withObjects: true, withParent: false, as: root) { _ in true }
         }
         func lookups() -> UInt64 { u.stats.listedObjectLookups.load(ordering: .relaxed) }
         try list("d0")
