@@ -14,8 +14,38 @@ struct MergedListing: Sendable {
     /// asked), valid while the namespace's `attributeGeneration` is `objectsGeneration`: a warm READDIRPLUS page
     /// costs no system call and no identity lookup per entry. Exact: every step that may change an attribute moves
     /// the generation, and a directory entry also needs its own `directoryAtimeGeneration` (see `ListedObject`).
-    var objects: [ListedObject] = []
+    var objects = ListedObjects()
     var objectsGeneration: UInt64 = .max
+}
+
+/// The objects of a listing's entries, in chunks: a page keeps what it found by replacing its own chunks, where one
+/// array of them all was copied whole for every page (the cache holds the listing too), and a first listing of a
+/// directory of 50,000 names spent a quarter of its time copying.
+struct ListedObjects: Sendable {
+    static let chunkSize = 256
+    private var chunks: [[ListedObject]] = []
+    private(set) var count = 0
+
+    init() {}
+
+    init(unknown count: Int) {
+        self.count = count
+        self.chunks = stride(from: 0, to: count, by: Self.chunkSize).map { start in
+            Array(repeating: .unknown, count: min(Self.chunkSize, count - start))
+        }
+    }
+
+    subscript(index: Int) -> ListedObject {
+        self.chunks[index / Self.chunkSize][index % Self.chunkSize]
+    }
+
+    /// Replaces the objects from `start` on with `found` (`start + found.count <= count`).
+    mutating func replace(from start: Int, with found: [ListedObject]) {
+        for (offset, object) in found.enumerated() {
+            let index = start + offset
+            self.chunks[index / Self.chunkSize][index % Self.chunkSize] = object
+        }
+    }
 }
 
 /// What a listing page found for one entry.
@@ -147,10 +177,10 @@ extension UnionNamespace {
         self.listings.withLock { listings in
             guard var listing = listings.value(for: dir), start + found.count <= listing.entries.count else { return }
             if listing.objectsGeneration != generation || listing.objects.count != listing.entries.count {
-                listing.objects = Array(repeating: .unknown, count: listing.entries.count)
+                listing.objects = ListedObjects(unknown: listing.entries.count)
                 listing.objectsGeneration = generation
             }
-            listing.objects.replaceSubrange(start..<(start + found.count), with: found)
+            listing.objects.replace(from: start, with: found)
             listings.set(listing, for: dir, weight: max(1, listing.entries.count))
         }
     }

@@ -212,4 +212,21 @@ import Testing
         try list("d1")
         #expect(lookups() == 44, "and the listings kept before stay")
     }
+
+    /// A page's objects replace their own stretch, across the chunks they are kept in.
+    @Test func listedObjectsAreReplacedAcrossChunks() {
+        let size = ListedObjects.chunkSize
+        var objects = ListedObjects(unknown: 2 * size + 3)
+        #expect(objects.count == 2 * size + 3)
+        let found = [ListedObject](repeating: .absent, count: size + 2)
+        objects.replace(from: size - 1, with: found)
+        func isAbsent(_ index: Int) -> Bool {
+            if case .absent = objects[index] { return true }
+            return false
+        }
+        #expect(!isAbsent(size - 2))
+        #expect((size - 1..<2 * size + 1).allSatisfy(isAbsent))
+        #expect(!isAbsent(2 * size + 1) && !isAbsent(2 * size + 2))
+        #expect(ListedObjects(unknown: 0).count == 0)
+    }
 }
