@@ -47,14 +47,10 @@ public struct LRUMap<Key: Hashable, Value> {
     }
 
     /// Stores `value` for `key` as the most recently used, evicting the oldest entries beyond
-    /// `capacity` or `weightLimit`. A value heavier than `weightLimit` by itself is not kept (nor
-    /// what `key` held before): it would have evicted everything else.
+    /// `capacity` or `weightLimit`. A value heavier than `weightLimit` by itself is kept, alone: a
+    /// directory listing larger than the limit, not kept, would be read again for each of its pages.
     @inlinable
     public mutating func set(_ value: Value, for key: Key, weight: Int = 1) {
-        guard weight <= self.weightLimit else {
-            self.removeValue(for: key)
-            return
-        }
         let generation = self.nextGeneration
         self.nextGeneration &+= 1
         if let replaced = self.entries.updateValue((value, generation, weight), forKey: key) {
@@ -62,7 +58,11 @@ public struct LRUMap<Key: Hashable, Value> {
         }
         self.heldWeight += weight
         self.order.append((key, generation))
-        while self.entries.count > self.capacity || self.heldWeight > self.weightLimit, self.head < self.order.count {
+        while self.head < self.order.count {
+            let overCapacity = self.entries.count > self.capacity
+            guard overCapacity || self.heldWeight > self.weightLimit else { break }
+            // The item appended last is this entry: too heavy by itself, it stays.
+            if !overCapacity && self.head == self.order.count - 1 { break }
             let oldest = self.order[self.head]
             self.head += 1
             if let entry = self.entries[oldest.key], entry.generation == oldest.generation {
