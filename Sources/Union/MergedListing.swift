@@ -16,6 +16,9 @@ struct MergedListing: Sendable {
     /// the generation, and a directory entry also needs its own `directoryAtimeGeneration` (see `ListedObject`).
     var objects = ListedObjects()
     var objectsGeneration: UInt64 = .max
+
+    /// What it weighs in the listing cache (`UnionNamespace.listings`): its names.
+    var weight: Int { max(1, self.entries.count) }
 }
 
 /// The objects of a listing's entries, in chunks: a page keeps what it found by replacing its own chunks, where one
@@ -142,7 +145,7 @@ extension UnionNamespace {
                 ListingEntry(name: names[$0.index].name, fileid: fileids[$0.index], cookie: $0.cookie)
             },
             tops: order.map { ListedTop(layer: names[$0.index].key.layer, ino: names[$0.index].key.ino) })
-        self.listings.withLock { $0.set(listing, for: dir.fileid, weight: max(1, listing.entries.count)) }
+        self.listings.withLock { $0.set(listing, for: dir.fileid, weight: listing.weight) }
         return (listing, true)
     }
 
@@ -181,7 +184,7 @@ extension UnionNamespace {
                 listing.objectsGeneration = generation
             }
             listing.objects.replace(from: start, with: found)
-            listings.set(listing, for: dir, weight: max(1, listing.entries.count))
+            listings.set(listing, for: dir, weight: listing.weight)
         }
     }
 }

@@ -102,8 +102,7 @@ public final class UnionNamespace: Sendable {
         self.logger = logger
         self.hooks = hooks
         self.nodeCache = Locked(NodeCache(capacity: max(0, cachedObjects)))
-        self.listings = Locked(
-            LRUMap(capacity: Self.maxCachedListings, weightLimit: max(0, cachedListingEntries)))
+        self.listings = Locked(LRUMap(capacity: Self.maxCachedListings, weightLimit: cachedListingEntries))
         var layers: [Layer] = []
         let sidecar: Sidecar
         var upperRejected = 0

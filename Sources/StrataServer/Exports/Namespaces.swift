@@ -230,7 +230,7 @@ extension ExportRegistry {
             // Each cached object may hold a descriptor per layer. A fleet has one namespace per
             // client, so those get a smaller cache: 100 clients × 64 × 3 layers stays far below
             // the descriptor limit the server raises itself to at start. Their cached listings
-            // too: 16,384 names (about 3 MiB) at most per client.
+            // too (`perClientListingEntries`).
             return try UnionNamespace(
                 upper: upper, lowers: lowers, stateDirectory: identityDirectory,
                 cachedObjects: export.hasPerClientUpper ? 64 : 256,
