@@ -78,6 +78,7 @@ extension UnionNamespace {
     func mutate<T>(_ body: () throws(UnionError) -> T) throws(UnionError) -> T {
         let commits = self.identities.commits
         let asked = Monotonic.nanoseconds()
+        commits.beginChange()  // ended by `endChange` below, under the lock, whatever the change's outcome
         let (result, seq) = self.namespaceLock.withWriteLock { () -> (Result<T, UnionError>, UInt64) in
             let granted = Monotonic.nanoseconds()
             let queuedBefore = commits.lastQueued

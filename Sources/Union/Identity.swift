@@ -412,7 +412,7 @@ final class IdentityStore: Sendable {
             return (result, records.isEmpty ? 0 : self.queue(records))
         }
         if mustWait {
-            try self.commits.waitDurable(seq)
+            try self.commits.waitDurable(seq, insideChange: self.insideChange.load(ordering: .relaxed))
         } else if onlyDerived {
             if seq != 0 && !self.insideChange.load(ordering: .relaxed) { self.flushSoon() }
         } else {

@@ -82,7 +82,7 @@ extension UnionNamespace {
     /// unlink it covers, an opaque marker or redirect before the directory it describes is published, a copy-up's
     /// identity before its rename). Called under the namespace lock: these are the only flushes waited for there.
     func durable(_ seq: UInt64) throws(UnionError) {
-        try self.identities.commits.waitDurable(seq)
+        try self.identities.commits.waitDurable(seq, insideChange: true)
     }
 
     /// Queues file system objects changed by the running change for the next group commit's sync.

@@ -345,6 +345,85 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(r.syncCounts == [1, 0])
     }
 
+    /// A flush about to start waits for the changes running then (`GroupCommit.gather`): a change that began before the
+    /// flush and ends during the gather shares it instead of waiting for the next one.
+    @Test func aFlushGathersTheChangesRunningWhenItWouldStart() throws {
+        let r = Recorder()
+        let g = GroupCommit<Int>(gatherLimit: .seconds(3600)) { (b) throws(UnionError) in try r.flush(b) }
+        let a = g.enqueue([1])  // a change already made
+        g.beginChange()  // another one running
+        let waiter = Worker { try g.waitDurable(a) }
+        #expect(eventually { g.isGathering })
+        g.enqueue([2])
+        _ = g.endChange(queuedAfter: a)
+        try waiter.join()
+        #expect(r.batches == [[1, 2]])
+        #expect(g.gathers == (idle: 1, waitingInside: 0, timedOut: 0))
+        #expect(g.changesBegun == 0)
+    }
+
+    /// A change that waits for a flush in the middle of its steps (a whiteout before its unlink) ends a gather at once:
+    /// the changes behind it wait for its lock, so none would join, and the change itself would wait for nothing.
+    @Test func aChangeWaitingForAFlushInsideItsStepsEndsTheGather() throws {
+        let r = Recorder()
+        let g = GroupCommit<Int>(gatherLimit: .seconds(60)) { (b) throws(UnionError) in try r.flush(b) }
+        let a = g.enqueue([1])
+        g.beginChange()
+        let waiter = Worker { try g.waitDurable(a) }
+        #expect(eventually { g.isGathering })
+        let b = g.enqueue([2])
+        let inside = Worker { try g.waitDurable(b, insideChange: true) }
+        try waiter.join()
+        try inside.join()
+        _ = g.endChange(queuedAfter: a)
+        #expect(r.batches == [[1, 2]])
+        #expect(g.gathers == (idle: 0, waitingInside: 1, timedOut: 0), "the gather ran out its limit instead")
+    }
+
+    /// A change running alone (a client with one call in flight) never waits for a gather; nor does one whose flush
+    /// finds no other change running.
+    @Test func aChangeRunningAloneIsFlushedWithoutGathering() throws {
+        let r = Recorder()
+        let g = GroupCommit<Int>(gatherLimit: .seconds(3600)) { (b) throws(UnionError) in try r.flush(b) }
+        for change in 1...3 {
+            let before = g.lastQueued
+            g.beginChange()
+            g.enqueue([change])
+            try g.waitDurable(g.endChange(queuedAfter: before))
+        }
+        #expect(r.batches == [[1], [2], [3]])
+        #expect(g.gathers == (idle: 0, waitingInside: 0, timedOut: 0))
+    }
+
+    /// Every namespace change ends what it began, also one refused or failed half-way: a change left counted would make
+    /// every later flush wait out its gather.
+    @Test func namespaceChangesEndWhatTheyBegin() throws {
+        let f = Fixture(in: "/dev/shm")
+        let u = try f.open()
+        defer { u.close() }
+        let name = Array("made".utf8)
+        _ = try u.create(in: u.rootHandle, name, mode: .guarded, attributes: .init(), as: root)
+        #expect(throws: UnionError.self) {
+            try u.create(in: u.rootHandle, name, mode: .guarded, attributes: .init(), as: root)
+        }
+        #expect(throws: UnionError.self) { try u.remove(in: u.rootHandle, Array("absent".utf8), as: root) }
+        try u.remove(in: u.rootHandle, name, as: root)
+        #expect(u.identities.commits.changesBegun == 0)
+    }
+
+    /// A gather ends at its limit when the running change does not end (a change waiting for a long copy-up).
+    @Test func aGatherEndsAtItsLimit() throws {
+        let r = Recorder()
+        let g = GroupCommit<Int>(gatherLimit: .milliseconds(1)) { (b) throws(UnionError) in try r.flush(b) }
+        let a = g.enqueue([1])
+        g.beginChange()
+        try g.waitDurable(a)
+        #expect(r.batches == [[1]])
+        #expect(g.gathers == (idle: 0, waitingInside: 0, timedOut: 1))
+        _ = g.endChange(queuedAfter: a)
+        #expect(g.changesBegun == 0)
+    }
+
     @Test func concurrentSyncsOfOneFileShareOneFsync() async throws {
         let syncs = FileSyncs()
         let entered = DispatchSemaphore(value: 0)

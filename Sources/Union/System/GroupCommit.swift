@@ -28,6 +28,8 @@ enum SyncTarget {
 ///   behind them, so records are committed in exactly the order the changes were made.
 /// - A failing flush fails every waiter of its batch and every waiter behind it (none is acknowledged) and puts the
 ///   batch back at the head of the queue: memory already shows the changes, so the next flush retries them.
+/// - A flush waits, briefly, for the changes running when it would start (`gather`): they join its batch instead of
+///   the next one.
 ///
 /// `@unchecked Sendable`: `monitor` protects every mutable field.
 final class GroupCommit<Record>: @unchecked Sendable {
@@ -48,6 +50,19 @@ final class GroupCommit<Record>: @unchecked Sendable {
 
     private let monitor = Monitor()
     private let flush: (Batch) throws(UnionError) -> Void
+    /// The longest a leader gathers (`gather`), in nanoseconds; nil: a fraction of the recent flushes' time.
+    private let gatherLimit: UInt64?
+    /// Changes begun (`beginChange`: waiting for the namespace lock or holding it) and not yet ended.
+    private var changesRunning = 0
+    /// Of those, the ones waiting for a flush themselves (`waitDurable(_:insideChange:)`): while one does, every
+    /// other change waits for its lock, so a leader gathers nothing.
+    private var changesWaitingInside = 0
+    /// The leader gathering, woken when the changes it waits for ended or one of them waits for a flush.
+    private var gatherer: Sleeper?
+    /// Flush time, a moving average in nanoseconds (a gather's bound).
+    private var recentFlushNanoseconds: UInt64 = 0
+    /// Gathers, by how they ended (tests).
+    private var gathersEnded: (idle: UInt64, waitingInside: UInt64, timedOut: UInt64) = (0, 0, 0)
     private var queue: [Entry] = []
     private var lastSeq: UInt64 = 0
     private var durableSeq: UInt64 = 0
@@ -80,8 +95,19 @@ final class GroupCommit<Record>: @unchecked Sendable {
     typealias Completion = @Sendable (UnionError?) -> Void
 
     /// `flush` makes one batch durable; it runs on whichever waiter leads, without the group's lock held.
-    init(flush: @escaping (Batch) throws(UnionError) -> Void) {
+    /// `gatherLimit`: see `gather` (tests set one that never runs out).
+    init(gatherLimit: Duration? = nil, flush: @escaping (Batch) throws(UnionError) -> Void) {
         self.flush = flush
+        self.gatherLimit = gatherLimit.map { limit in
+            let (seconds, attoseconds) = limit.components
+            return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        }
+    }
+
+    /// A change begins (before it asks for the lock that orders changes); `endChange` ends it. A flush about to start
+    /// waits for the changes begun (`gather`).
+    func beginChange() {
+        self.monitor.withLock { self.changesRunning += 1 }
     }
 
     /// Queues one change; returns its sequence number for `waitDurable`. Call it right after making the change, under
@@ -109,6 +135,10 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// anything. Call it under the lock that orders changes, after the change's last `enqueue`.
     func endChange(queuedAfter before: UInt64) -> UInt64 {
         self.monitor.withLock {
+            if self.changesRunning > 0 {
+                self.changesRunning -= 1
+                if self.changesRunning == 0 { self.gatherer?.signal() }
+            }
             let seq = self.lastSeq
             if seq > before {
                 // A flush led meanwhile by another thread may have covered it already.
@@ -133,6 +163,16 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.monitor.withLock { (self.flushCount, self.flushedChanges, self.flushNanoseconds) }
     }
 
+    /// Gathers by how they ended: every change gathered for ended, one waited for a flush itself, the limit passed
+    /// (tests).
+    var gathers: (idle: UInt64, waitingInside: UInt64, timedOut: UInt64) { self.monitor.withLock { self.gathersEnded } }
+
+    /// Changes begun and not ended (tests: every `beginChange` is ended).
+    var changesBegun: Int { self.monitor.withLock { self.changesRunning } }
+
+    /// A leader gathers now (tests).
+    var isGathering: Bool { self.monitor.withLock { self.gatherer != nil } }
+
     /// Times a waiter was woken (tests: "only the waiters a flush covered, and one leader").
     var wakeUpCount: UInt64 { self.monitor.withLock { self.wakeUps } }
 
@@ -147,8 +187,21 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// dropped once the entry beating it is durable) never becomes eligible in a batch that fails, so waiting on for
     /// it led the failing flush again and again, in a loop, for as long as the disk failed. Its records stay queued;
     /// the next change's flush retries them.
-    func waitDurable(_ seq: UInt64) throws(UnionError) {
+    ///
+    /// `insideChange`: the caller waits in the middle of a change (between `beginChange` and `endChange`), for a step
+    /// that must follow the flush: no leader may gather for the changes behind it.
+    func waitDurable(_ seq: UInt64, insideChange: Bool = false) throws(UnionError) {
         if NoWaiting.isActive { throw NoWaiting.refuse() }
+        guard insideChange else { return try self.waitDurableOutsideChange(seq) }
+        self.monitor.withLock {
+            self.changesWaitingInside += 1
+            self.gatherer?.signal()
+        }
+        defer { self.monitor.withLock { self.changesWaitingInside -= 1 } }
+        try self.waitDurableOutsideChange(seq)
+    }
+
+    private func waitDurableOutsideChange(_ seq: UInt64) throws(UnionError) {
         self.monitor.lock()
         let failuresBefore = self.failureCount
         var me: Sleeper?
@@ -212,8 +265,42 @@ final class GroupCommit<Record>: @unchecked Sendable {
         case flushed([(Completion, UnionError?)])
     }
 
+    /// Before a flush (monitor locked, no flush running, something eligible): while changes run, waits for them, for at
+    /// most a quarter of a recent flush's time (`gatherLimit` when set), so that they join this flush. Without it, the
+    /// changes a flush's end released came back while the next flush ran and waited for a third: a client with 32 in
+    /// flight kept two batches of ~13 going, each paying a `syncfs` and a sidecar transaction. A change running alone
+    /// (a client with one call in flight) never waits: no change runs when its own flush starts.
+    private func gather() {
+        guard self.changesRunning > 0, self.changesWaitingInside == 0, !self.isAbandoned else { return }
+        let limit = self.gatherLimit ?? min(self.recentFlushNanoseconds / 4, GroupCommitGathering.longest)
+        guard limit > 0 else { return }
+        let deadline = Monotonic.nanoseconds() &+ limit
+        let sleeper = Sleeper()
+        self.gatherer = sleeper
+        self.isFlushing = true  // the gatherer leads: no other waiter starts a flush meanwhile
+        defer {
+            self.gatherer = nil
+            self.isFlushing = false
+        }
+        while true {
+            if self.changesWaitingInside > 0 || self.isAbandoned {
+                self.gathersEnded.waitingInside += 1
+                return
+            }
+            if self.changesRunning == 0 {
+                self.gathersEnded.idle += 1
+                return
+            }
+            if !self.monitor.wait(sleeper, until: deadline) {
+                self.gathersEnded.timedOut += 1
+                return
+            }
+        }
+    }
+
     /// Leads one flush of everything eligible (monitor locked, no flush running; returns with it locked).
     private func leadOne() -> Lead {
+        if let first = self.queue.first, first.eligible <= self.batchesStarted + 1 { self.gather() }
         let number = self.batchesStarted + 1
         var ready = 0
         while ready < self.queue.count && self.queue[ready].eligible <= number { ready += 1 }
@@ -243,6 +330,8 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.monitor.lock()
         self.flushCount += 1
         self.flushNanoseconds &+= took
+        self.recentFlushNanoseconds =
+            self.recentFlushNanoseconds == 0 ? took : (self.recentFlushNanoseconds * 7 + took) / 8
         if failure == nil {
             while self.changeEndsHead < self.changeEnds.count && self.changeEnds[self.changeEndsHead] <= through {
                 self.flushedChanges &+= 1
@@ -378,6 +467,12 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.monitor.unlock()
         for waiting in told { waiting.done(.simulatedCrash(point: "abandoned group commit")) }
     }
+}
+
+/// How long a group commit's leader waits for running changes to join its flush (`GroupCommit.gather`).
+enum GroupCommitGathering {
+    /// Whatever the flushes take: a slow disk's flush is no reason to hold a batch for longer.
+    static let longest: UInt64 = 1_000_000
 }
 
 /// Shared syncs of one key: the fsyncs of one file (WRITE FILE_SYNC / DATA_SYNC and COMMIT, keyed by fileid), and the

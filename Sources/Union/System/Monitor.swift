@@ -33,6 +33,11 @@ final class Monitor: @unchecked Sendable {
     @inline(__always) func broadcast() { pthread_cond_broadcast(self.condition) }
     /// Sleeps on `sleeper`'s own condition (woken alone by `sleeper.signal()`), with the same mutex.
     @inline(__always) func wait(_ sleeper: Sleeper) { pthread_cond_wait(sleeper.condition, self.mutex) }
+    /// As `wait(_:)`, until `deadline` (`Monotonic.nanoseconds()`) at the latest; false once it has passed.
+    func wait(_ sleeper: Sleeper, until deadline: UInt64) -> Bool {
+        var at = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        return pthread_cond_timedwait(sleeper.condition, self.mutex, &at) != ETIMEDOUT
+    }
 }
 
 /// A condition of one waiter of a `Monitor`: waking it wakes no other (see `GroupCommit`). Signal it with the monitor
@@ -42,7 +47,12 @@ final class Sleeper: @unchecked Sendable {
 
     init() {
         self.condition.initialize(to: pthread_cond_t())
-        pthread_cond_init(self.condition, nil)
+        // Timed waits (`Monitor.wait(_:until:)`) count on the monotonic clock, as `Monotonic` does.
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(self.condition, &attributes)
+        pthread_condattr_destroy(&attributes)
     }
 
     deinit {
