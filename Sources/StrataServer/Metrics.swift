@@ -191,6 +191,7 @@ struct ChangeCounters: Sendable {
     let flushedChanges: Counter
     let flushSeconds: Counter
     let flushSyncSeconds: Counter
+    let flushGatherSeconds: Counter
 
     init(_ registry: PrometheusCollectorRegistry) {
         self.changes = registry.counter(
@@ -211,6 +212,9 @@ struct ChangeCounters: Sendable {
         self.flushSyncSeconds = registry.counter(
             "strata_group_commit_sync_seconds_total",
             help: "Time group-commit flushes spent syncing after their sidecar transaction")
+        self.flushGatherSeconds = registry.counter(
+            "strata_group_commit_gather_seconds_total",
+            help: "Time group-commit leaders waited for the changes running to join their flush")
     }
 
     /// Adds to the counters what the totals `now` gained since `before`, which becomes `now` (a total that went down,
@@ -221,6 +225,7 @@ struct ChangeCounters: Sendable {
             (self.lockHeldSeconds, \.lockHeldNanoseconds, true), (self.flushes, \.flushes, false),
             (self.flushedChanges, \.flushedChanges, false), (self.flushSeconds, \.flushNanoseconds, true),
             (self.flushSyncSeconds, \.flushSyncNanoseconds, true),
+            (self.flushGatherSeconds, \.flushGatherNanoseconds, true),
         ]
         for (counter, total, isTime) in totals where now[keyPath: total] > before[keyPath: total] {
             let gained = now[keyPath: total] - before[keyPath: total]

@@ -28,7 +28,7 @@ public struct UnionStatistics: Sendable, Equatable {
 /// How a namespace's changes ran since it was opened (Prometheus: `strata_namespace_changes_total`,
 /// `strata_namespace_change_lock_wait_seconds_total`, `strata_namespace_change_lock_held_seconds_total`,
 /// `strata_group_commit_flushes_total`, `strata_group_commit_changes_total`, `strata_group_commit_flush_seconds_total`,
-/// `strata_group_commit_sync_seconds_total`).
+/// `strata_group_commit_sync_seconds_total`, `strata_group_commit_gather_seconds_total`).
 /// Where a change's time goes: waiting for the namespace write lock (other changes of the namespace hold it), holding
 /// it (the checks and file system steps, `Docs/CRASH-ORDER.md`), and waiting for the flush that makes it durable.
 /// Divided, they give the mean lock wait and hold per change, the mean batch (changes per flush) and the mean flush.
@@ -50,6 +50,9 @@ public struct ChangeStatistics: Sendable, Equatable {
     /// the WAL's, the changed objects'); the rest is the transaction (its records, and SQLite's own checkpoints). On a
     /// host short of CPU, a `syncfs` waits for the kernel's writeback worker to get a core (Docs/CRASH-ORDER.md).
     public var flushSyncNanoseconds: UInt64 = 0
+    /// Nanoseconds the flushes' leaders waited, before them, for the changes running then to join their batches (not
+    /// part of `flushNanoseconds`; Docs/CRASH-ORDER.md, "A flush gathers the changes running when it would start").
+    public var flushGatherNanoseconds: UInt64 = 0
 
     public init() {}
 
@@ -61,6 +64,7 @@ public struct ChangeStatistics: Sendable, Equatable {
         self.flushedChanges &+= other.flushedChanges
         self.flushNanoseconds &+= other.flushNanoseconds
         self.flushSyncNanoseconds &+= other.flushSyncNanoseconds
+        self.flushGatherNanoseconds &+= other.flushGatherNanoseconds
     }
 }
 
@@ -130,6 +134,7 @@ extension UnionNamespace {
         result.flushes = flushed.flushes
         result.flushedChanges = flushed.changes
         result.flushNanoseconds = flushed.nanoseconds
+        result.flushGatherNanoseconds = flushed.gatherNanoseconds
         result.flushSyncNanoseconds = self.identities.sidecar.syncNanoseconds.load(ordering: .relaxed)
         return result
     }

@@ -216,6 +216,7 @@ import Testing
         }
         #expect(text.contains("strata_namespace_change_lock_wait_seconds_total"))
         #expect(text.contains("strata_group_commit_sync_seconds_total"))  // nothing to sync on a tmpfs
+        #expect(text.contains("strata_group_commit_gather_seconds_total"))  // a client's changes one at a time
     }
 }
 

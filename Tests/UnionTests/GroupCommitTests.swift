@@ -360,6 +360,7 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(r.batches == [[1, 2]])
         #expect(g.gathers == (idle: 1, waitingInside: 0, timedOut: 0))
         #expect(g.changesBegun == 0)
+        #expect(g.flushTotals.gatherNanoseconds > 0)
     }
 
     /// A change that waits for a flush in the middle of its steps (a whiteout before its unlink) ends a gather at once:

@@ -61,8 +61,9 @@ final class GroupCommit<Record>: @unchecked Sendable {
     private var gatherer: Sleeper?
     /// Flush time, a moving average in nanoseconds (a gather's bound).
     private var recentFlushNanoseconds: UInt64 = 0
-    /// Gathers, by how they ended (tests).
+    /// Gathers, by how they ended (tests), and the nanoseconds they took.
     private var gathersEnded: (idle: UInt64, waitingInside: UInt64, timedOut: UInt64) = (0, 0, 0)
+    private var gatherNanoseconds: UInt64 = 0
     private var queue: [Entry] = []
     private var lastSeq: UInt64 = 0
     private var durableSeq: UInt64 = 0
@@ -159,8 +160,8 @@ final class GroupCommit<Record>: @unchecked Sendable {
     var flushes: UInt64 { self.monitor.withLock { self.flushCount } }
 
     /// Flushes, the changes they made durable, and the nanoseconds they took, at one instant.
-    var flushTotals: (flushes: UInt64, changes: UInt64, nanoseconds: UInt64) {
-        self.monitor.withLock { (self.flushCount, self.flushedChanges, self.flushNanoseconds) }
+    var flushTotals: (flushes: UInt64, changes: UInt64, nanoseconds: UInt64, gatherNanoseconds: UInt64) {
+        self.monitor.withLock { (self.flushCount, self.flushedChanges, self.flushNanoseconds, self.gatherNanoseconds) }
     }
 
     /// Gathers by how they ended: every change gathered for ended, one waited for a flush itself, the limit passed
@@ -274,13 +275,15 @@ final class GroupCommit<Record>: @unchecked Sendable {
         guard self.changesRunning > 0, self.changesWaitingInside == 0, !self.isAbandoned else { return }
         let limit = self.gatherLimit ?? min(self.recentFlushNanoseconds / 4, GroupCommitGathering.longest)
         guard limit > 0 else { return }
-        let deadline = Monotonic.nanoseconds() &+ limit
+        let started = Monotonic.nanoseconds()
+        let deadline = started &+ limit
         let sleeper = Sleeper()
         self.gatherer = sleeper
         self.isFlushing = true  // the gatherer leads: no other waiter starts a flush meanwhile
         defer {
             self.gatherer = nil
             self.isFlushing = false
+            self.gatherNanoseconds &+= Monotonic.nanoseconds() &- started
         }
         while true {
             if self.changesWaitingInside > 0 || self.isAbandoned {
@@ -462,6 +465,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.isAbandoned = true
         self.queue = []
         for waiting in self.sleepers.values { waiting.sleeper.signal() }
+        self.gatherer?.signal()
         let told = self.callbacks
         self.callbacks = []
         self.monitor.unlock()
