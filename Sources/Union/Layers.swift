@@ -184,6 +184,8 @@ final class UpperLayer: Sendable {
     let isExclusive: Bool
     /// Shared fsyncs of upper files (WRITE FILE_SYNC / DATA_SYNC, COMMIT).
     let fileSyncs = FileSyncs()
+    /// Writers of one file, one at a time, asleep (`FileWriteGate`).
+    let fileWrites = FileWriteGate()
     /// The device of `work/`, taken once: each CREATE asks how its file system names unnamed files
     /// (`UnnamedFiles.linking`), and an fstat per CREATE for that was a system call of its own.
     let workDevice: UInt64

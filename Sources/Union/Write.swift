@@ -49,11 +49,13 @@ extension UnionNamespace {
             // Once every change below is made (data, size, times, set-id bits): listings' kept attributes go.
             defer { self.attributeGeneration.add(1, ordering: .releasing) }
             var done = 0
-            while done < data.count {
-                let written = try Sys.retry("pwrite", n.top.pathString) {
-                    pwrite(fd.raw, data.baseAddress! + done, data.count - done, off_t(offset) + off_t(done))
+            try upper.fileWrites.writing(n.fileid) { () throws(UnionError) in
+                while done < data.count {
+                    let written = try Sys.retry("pwrite", n.top.pathString) {
+                        pwrite(fd.raw, data.baseAddress! + done, data.count - done, off_t(offset) + off_t(done))
+                    }
+                    done += written
                 }
-                done += written
             }
             try self.killSetID(n.top, cred)
             return (done, fd, n.fileid, n.top.pathString)
