@@ -29,20 +29,31 @@ import Testing
         }
     }
 
-    @Test func writersOfOneFileTakeItOneAtATimeInArrivalOrder() throws {
-        let gate = FileWriteGate()
-        let entries = Entries()
+    /// A writer of `key` that holds the file until `release` is signalled (`entered` and `leaving` run inside, around
+    /// the hold; `failing`: its write then fails).
+    func heldWriter(
+        _ gate: FileWriteGate, _ key: UInt64, failing: Bool = false, entered: @escaping @Sendable () -> Void = {},
+        leaving: @escaping @Sendable () -> Void = {}
+    ) -> (writer: Worker<Void>, release: DispatchSemaphore) {
         let held = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        let first = Worker {
-            gate.writing(7) {
-                entries.enter("first")
+        let writer = Worker {
+            try gate.writing(key) { () throws(UnionError) in
+                entered()
                 held.signal()
                 _ = release.wait(timeout: .now() + 60)
-                entries.leave()
+                leaving()
+                if failing { throw .io(errno: ENOSPC, call: "pwrite", path: "test") }
             }
         }
         #expect(held.wait(timeout: .now() + 20) == .success)
+        return (writer, release)
+    }
+
+    @Test func writersOfOneFileTakeItOneAtATimeInArrivalOrder() throws {
+        let gate = FileWriteGate()
+        let entries = Entries()
+        let (first, release) = self.heldWriter(gate, 7, entered: { entries.enter("first") }, leaving: entries.leave)
         var waiters: [Worker<Void>] = []
         for (index, name) in ["second", "third"].enumerated() {
             waiters.append(
@@ -64,15 +75,7 @@ import Testing
     /// Writers of other files, in the same stripe too, never wait for a file being written.
     @Test func writersOfOtherFilesDoNotWait() throws {
         let gate = FileWriteGate()
-        let held = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        let holder = Worker {
-            gate.writing(7) {
-                held.signal()
-                _ = release.wait(timeout: .now() + 60)
-            }
-        }
-        #expect(held.wait(timeout: .now() + 20) == .success)
+        let (holder, release) = self.heldWriter(gate, 7)
         for other: UInt64 in [8, 7 + 16, 7 + 16 * 5] {
             let writer = Worker { gate.writing(other) { other } }
             #expect(try writer.join(20) == other)
@@ -85,16 +88,7 @@ import Testing
     /// A writer whose write fails hands the file on all the same.
     @Test func aFailedWriteHandsTheFileOn() throws {
         let gate = FileWriteGate()
-        let held = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        let failing = Worker {
-            try gate.writing(3) { () throws(UnionError) in
-                held.signal()
-                _ = release.wait(timeout: .now() + 60)
-                throw .io(errno: ENOSPC, call: "pwrite", path: "test")
-            }
-        }
-        #expect(held.wait(timeout: .now() + 20) == .success)
+        let (failing, release) = self.heldWriter(gate, 3, failing: true)
         let next = Worker { gate.writing(3) { true } }
         #expect(eventually { gate.waiting(3) == 1 })
         release.signal()
