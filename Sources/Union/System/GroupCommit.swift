@@ -273,7 +273,7 @@ final class GroupCommit<Record>: @unchecked Sendable {
     /// (a client with one call in flight) never waits: no change runs when its own flush starts.
     private func gather() {
         guard self.changesRunning > 0, self.changesWaitingInside == 0, !self.isAbandoned else { return }
-        let limit = self.gatherLimit ?? min(self.recentFlushNanoseconds / 4, GroupCommitGathering.longest)
+        let limit = self.gatherLimit ?? min(self.recentFlushNanoseconds / 4, Self.longestGather)
         guard limit > 0 else { return }
         let started = Monotonic.nanoseconds()
         let deadline = started &+ limit
@@ -300,6 +300,10 @@ final class GroupCommit<Record>: @unchecked Sendable {
             }
         }
     }
+
+    /// The longest a gather lasts, in nanoseconds, whatever the flushes take: a slow disk's flush is no reason to hold
+    /// a batch for longer.
+    private static var longestGather: UInt64 { 1_000_000 }
 
     /// Leads one flush of everything eligible (monitor locked, no flush running; returns with it locked).
     private func leadOne() -> Lead {
@@ -471,12 +475,6 @@ final class GroupCommit<Record>: @unchecked Sendable {
         self.monitor.unlock()
         for waiting in told { waiting.done(.simulatedCrash(point: "abandoned group commit")) }
     }
-}
-
-/// How long a group commit's leader waits for running changes to join its flush (`GroupCommit.gather`).
-enum GroupCommitGathering {
-    /// Whatever the flushes take: a slow disk's flush is no reason to hold a batch for longer.
-    static let longest: UInt64 = 1_000_000
 }
 
 /// Shared syncs of one key: the fsyncs of one file (WRITE FILE_SYNC / DATA_SYNC and COMMIT, keyed by fileid), and the
