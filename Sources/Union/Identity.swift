@@ -40,9 +40,10 @@ struct OriginKey: Hashable, Sendable {
     var ino: UInt64
 }
 
-/// fileids: allocated on first sight (SQLite AUTOINCREMENT: never reused, so a removed object's handle is stale
-/// forever), keyed by origin (layer index + inode) and by upper inode, persisted in the sidecar before any handle
-/// that names them is returned. The whole table is mirrored in memory.
+/// fileids: allocated on first sight (below a durable reservation: never reused, so a removed object's handle is
+/// stale forever), or derived (`DerivedFileids`), persisted in the sidecar before any handle that needs its row is
+/// returned. The whole table is mirrored in memory, keyed there by origin (layer index + inode) and by upper inode,
+/// one row per key (the sidecar has no index on them: migration v7).
 final class IdentityStore: Sendable {
     let sidecar: Sidecar
     /// The identities of lower objects shared by every client of the same lowers (`SharedIdentities`): a lower object
@@ -115,6 +116,11 @@ final class IdentityStore: Sendable {
         var loaded = try sidecar.read("load identities", load)
         if loaded.needsWrite {
             loaded = try sidecar.write("repair identities") { db in try Self.load(db, repair: true) }
+            if !loaded.superseded.isEmpty {
+                logger?.warning(
+                    "identity rows claimed an upper inode or lower origin that a newer row claims too; the older rows were deleted (their file handles are stale now)",
+                    metadata: ["sidecar": "\(sidecar.path)", "fileids": "\(loaded.superseded.prefix(16))"])
+            }
         }
         var inMemory = Tables()
         for record in loaded.all { inMemory.insert(Identity(record)) }
@@ -151,6 +157,8 @@ final class IdentityStore: Sendable {
         var reserved: UInt64
         var derivedFileidsEnded: Bool
         var needsWrite: Bool
+        /// Rows deleted because a row with a higher fileid claimed their upper inode or origin (`supersededRows`).
+        var superseded: [UInt64] = []
     }
 
     private static func load(_ db: Database, repair: Bool) throws -> Loaded {
@@ -170,6 +178,19 @@ final class IdentityStore: Sendable {
                 for linkName in names where !LayerRecords.isValidName([UInt8](linkName.name)) {
                     try linkName.delete(db)
                 }
+                all = try IdentityRecord.fetchEvery(db)
+                names = try LinkNameRecord.fetchEvery(db)
+            }
+        }
+        // One object per key: no unique index keeps it since migration v7, the store does (`Tables`, `setUpper`,
+        // `fileids`). A row that claims an upper inode or an origin a row with a higher fileid also claims lost it
+        // (its handles go stale): the later fileid is the newer object (allocated fileids grow, derived ones are above
+        // them), and it is the one `Tables.insert` would keep.
+        let superseded = Self.supersededRows(all)
+        if !superseded.isEmpty {
+            needsWrite = true
+            if repair {
+                for fileid in superseded { try Self.deleteIdentity(db, fileid, otherNames: true) }
                 all = try IdentityRecord.fetchEvery(db)
                 names = try LinkNameRecord.fetchEvery(db)
             }
@@ -204,7 +225,23 @@ final class IdentityStore: Sendable {
         }
         return Loaded(
             all: all, names: names, namespaceID: nsid, handleKey: key, reserved: reserved,
-            derivedFileidsEnded: derivedEnded, needsWrite: needsWrite)
+            derivedFileidsEnded: derivedEnded, needsWrite: needsWrite, superseded: repair ? superseded : [])
+    }
+
+    /// The fileids of rows whose upper inode or origin a row with a higher fileid claims too.
+    static func supersededRows(_ rows: [IdentityRecord]) -> [UInt64] {
+        var byUpper: [UInt64: UInt64] = [:]
+        var byOrigin: [OriginKey: UInt64] = [:]
+        var superseded: Set<UInt64> = []
+        for row in rows.sorted(by: { ($0.fileid ?? 0) < ($1.fileid ?? 0) }) {
+            guard let fileid = row.fileid else { continue }
+            if let upperIno = row.upperIno, let earlier = byUpper.updateValue(fileid, forKey: upperIno) {
+                superseded.insert(earlier)
+            }
+            let origin = OriginKey(layer: Int(row.originLayer), ino: row.originIno)
+            if let earlier = byOrigin.updateValue(fileid, forKey: origin) { superseded.insert(earlier) }
+        }
+        return superseded.sorted()
     }
 
     /// Queues one change's records (call under `tables`' lock, so the queue order is the order of the table

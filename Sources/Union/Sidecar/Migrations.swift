@@ -108,6 +108,16 @@ enum SidecarMigrations {
             try db.create(
                 index: "identity_upper", on: IdentityRecord.databaseTableName, columns: ["upperIno"], unique: true)
         }
+        migrator.registerMigration("v7-identity-without-indexes") { db in
+            // Nothing reads identities by origin or upper inode from SQLite: the store loads every row at open and
+            // keeps both keys in memory (`IdentityStore.Tables`), where their uniqueness is kept too (a load finds
+            // and repairs any row that claims a key another row holds). The two indexes only cost a leaf each in
+            // every transaction that records an object, on inode numbers that scatter: two of the three WAL pages a
+            // new object wrote, and of a mkdir-tree batch's ten. Measured (nfsbench mkdir-tree 100 × 500, qd 32,
+            // ext4 without a journal, alternating): a flush 1,281–1,331 → 1,144–1,149 µs, server CPU −5 %.
+            try db.execute(sql: "DROP INDEX IF EXISTS identity_origin")
+            try db.execute(sql: "DROP INDEX IF EXISTS identity_upper")
+        }
         return migrator
     }
 }

@@ -171,7 +171,8 @@ final class Sidecar: Sendable {
     }
 
     /// The page size of new sidecars, in bytes. A transaction writes every page it changed to the WAL whole, and the
-    /// record of a new object changes about three (the identity table's leaf and a leaf of each of its two indexes).
+    /// record of a new object changed about three (the identity table's leaf and, before migration v7, a leaf of each
+    /// of its two indexes).
     /// With SQLite's default of 4,096 bytes a booting client's sidecar wrote about 400 KiB of WAL for 28 new
     /// identities, two and a half times the bytes of the files the boot wrote, and each batch's sync wrote them back
     /// (kernel writeback the server's own CPU time does not show). Rows are 60 to 100 bytes: a 1,024-byte page still
