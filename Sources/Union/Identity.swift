@@ -66,6 +66,27 @@ final class IdentityStore: Sendable {
             self.byOrigin[OriginKey(layer: identity.originLayer, ino: identity.originIno)] = identity.fileid
         }
 
+        /// Inserts the rows of a store being opened; returns those a row with a higher fileid superseded, left out.
+        /// One object per key: no unique index keeps it since migration v7, the store does (`insert`, `setUpper`,
+        /// `fileids`). A row that claims an upper inode or an origin a row with a higher fileid also claims lost it
+        /// (its handles go stale): the higher fileid is the newer object (allocated fileids grow, derived ones are
+        /// above them).
+        mutating func load(_ rows: [IdentityRecord]) -> Set<UInt64> {
+            var superseded: Set<UInt64> = []
+            let inOrder = zip(rows, rows.dropFirst()).allSatisfy { ($0.fileid ?? 0) < ($1.fileid ?? 0) }
+            for row in inOrder ? rows : rows.sorted(by: { ($0.fileid ?? 0) < ($1.fileid ?? 0) }) {
+                let identity = Identity(row)
+                let origin = OriginKey(layer: identity.originLayer, ino: identity.originIno)
+                for earlier in [identity.upperIno.flatMap { self.byUpper[$0] }, self.byOrigin[origin]] {
+                    guard let earlier else { continue }
+                    superseded.insert(earlier)
+                    self.remove(earlier)
+                }
+                self.insert(identity)
+            }
+            return superseded
+        }
+
         mutating func remove(_ fileid: UInt64) {
             self.otherNames[fileid] = nil
             guard let identity = self.byFileid.removeValue(forKey: fileid) else { return }
@@ -116,14 +137,24 @@ final class IdentityStore: Sendable {
         var loaded = try sidecar.read("load identities", load)
         if loaded.needsWrite {
             loaded = try sidecar.write("repair identities") { db in try Self.load(db, repair: true) }
-            if !loaded.superseded.isEmpty {
-                logger?.warning(
-                    "identity rows claimed an upper inode or lower origin that a newer row claims too; the older rows were deleted (their file handles are stale now)",
-                    metadata: ["sidecar": "\(sidecar.path)", "fileids": "\(loaded.superseded.prefix(16))"])
-            }
         }
         var inMemory = Tables()
-        for record in loaded.all { inMemory.insert(Identity(record)) }
+        let superseded = inMemory.load(loaded.all)
+        if !superseded.isEmpty {
+            loaded.names.removeAll { superseded.contains($0.fileid) }
+            // Left out in memory whatever happens; a store opened read-only keeps the rows on disk.
+            var outcome = "the older rows were deleted"
+            do throws(UnionError) {
+                try sidecar.write("delete superseded identities") { db in
+                    for fileid in superseded { try Self.deleteIdentity(db, fileid, otherNames: true) }
+                }
+            } catch {
+                outcome = "the older rows are ignored (deleting them failed: \(error))"
+            }
+            logger?.warning(
+                "identity rows claimed an upper inode or lower origin that a newer row claims too; \(outcome); their file handles are stale now",
+                metadata: ["sidecar": "\(sidecar.path)", "fileids": "\(superseded.sorted().prefix(16))"])
+        }
         for linkName in loaded.names {
             inMemory.otherNames[linkName.fileid, default: []].insert(
                 LinkName(parent: linkName.parent, name: [UInt8](linkName.name)))
@@ -157,8 +188,6 @@ final class IdentityStore: Sendable {
         var reserved: UInt64
         var derivedFileidsEnded: Bool
         var needsWrite: Bool
-        /// Rows deleted because a row with a higher fileid claimed their upper inode or origin (`supersededRows`).
-        var superseded: [UInt64] = []
     }
 
     private static func load(_ db: Database, repair: Bool) throws -> Loaded {
@@ -178,19 +207,6 @@ final class IdentityStore: Sendable {
                 for linkName in names where !LayerRecords.isValidName([UInt8](linkName.name)) {
                     try linkName.delete(db)
                 }
-                all = try IdentityRecord.fetchEvery(db)
-                names = try LinkNameRecord.fetchEvery(db)
-            }
-        }
-        // One object per key: no unique index keeps it since migration v7, the store does (`Tables`, `setUpper`,
-        // `fileids`). A row that claims an upper inode or an origin a row with a higher fileid also claims lost it
-        // (its handles go stale): the later fileid is the newer object (allocated fileids grow, derived ones are above
-        // them), and it is the one `Tables.insert` would keep.
-        let superseded = Self.supersededRows(all)
-        if !superseded.isEmpty {
-            needsWrite = true
-            if repair {
-                for fileid in superseded { try Self.deleteIdentity(db, fileid, otherNames: true) }
                 all = try IdentityRecord.fetchEvery(db)
                 names = try LinkNameRecord.fetchEvery(db)
             }
@@ -225,23 +241,7 @@ final class IdentityStore: Sendable {
         }
         return Loaded(
             all: all, names: names, namespaceID: nsid, handleKey: key, reserved: reserved,
-            derivedFileidsEnded: derivedEnded, needsWrite: needsWrite, superseded: repair ? superseded : [])
-    }
-
-    /// The fileids of rows whose upper inode or origin a row with a higher fileid claims too.
-    static func supersededRows(_ rows: [IdentityRecord]) -> [UInt64] {
-        var byUpper: [UInt64: UInt64] = [:]
-        var byOrigin: [OriginKey: UInt64] = [:]
-        var superseded: Set<UInt64> = []
-        for row in rows.sorted(by: { ($0.fileid ?? 0) < ($1.fileid ?? 0) }) {
-            guard let fileid = row.fileid else { continue }
-            if let upperIno = row.upperIno, let earlier = byUpper.updateValue(fileid, forKey: upperIno) {
-                superseded.insert(earlier)
-            }
-            let origin = OriginKey(layer: Int(row.originLayer), ino: row.originIno)
-            if let earlier = byOrigin.updateValue(fileid, forKey: origin) { superseded.insert(earlier) }
-        }
-        return superseded.sorted()
+            derivedFileidsEnded: derivedEnded, needsWrite: needsWrite)
     }
 
     /// Queues one change's records (call under `tables`' lock, so the queue order is the order of the table
