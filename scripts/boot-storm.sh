@@ -24,7 +24,10 @@
 #                SERVERS (default "strata strata-premounted ganesha-overlay ganesha-ro")   RESULTS (default a new
 #                /var/tmp/boot-storm-DATE directory: results.jsonl, table.txt, logs, configs)
 #                WORKDIR (default /var/tmp; images, uppers, overlay mounts; removed at the end;
-#                "tmpfs": a private tmpfs, so that neither server waits for a shared, busy disk)
+#                "tmpfs": a private tmpfs, so that neither server waits for a shared, busy disk;
+#                "ext4": a freshly made ext4 without a journal, EXT4_SIZE (default 4G) in a sparse file under
+#                /var/tmp, loop-mounted for this run only: no inode on it was freed lately, see the probe below;
+#                figures compare within a run, not with another disk's)
 #                STRATA_THREADS: Strata's `[server] threads` (default: the server's, 64)
 #                PROFILE=1: each Strata storm runs under `perf record -e cpu-clock -g -p PID`
 #                (RESULTS/perf-SERVER-N.data and a report, RESULTS/perf-SERVER-N.txt)
@@ -63,6 +66,12 @@ mkdir -p /run/rpcbind /run/lock /run/ganesha
 if [ "${WORKDIR:-}" = tmpfs ]; then
   mkdir -p /var/tmp/boot-storm-tmpfs && mount -t tmpfs -o size=4g,mode=755 tmpfs /var/tmp/boot-storm-tmpfs  # this mount namespace only
   WORK=$(mktemp -d /var/tmp/boot-storm-tmpfs/work.XXXXXX)
+elif [ "${WORKDIR:-}" = ext4 ]; then
+  FS_IMAGE=$(mktemp /var/tmp/boot-storm-ext4.XXXXXX)
+  truncate -s "${EXT4_SIZE:-4G}" "$FS_IMAGE"
+  mkfs.ext4 -q -F -O ^has_journal -E lazy_itable_init=0 "$FS_IMAGE" || die "mkfs.ext4 of $FS_IMAGE failed (apt-get install -y e2fsprogs)"
+  mkdir -p /var/tmp/boot-storm-ext4 && mount -o loop "$FS_IMAGE" /var/tmp/boot-storm-ext4  # this mount namespace only
+  WORK=$(mktemp -d /var/tmp/boot-storm-ext4/work.XXXXXX)
 else
   WORK=$(mktemp -d "${WORKDIR:-/var/tmp}/boot-storm.XXXXXX")
 fi
@@ -87,6 +96,7 @@ cleanup() {
   set +e
   stop_pid "$SERVER_PID"; stop_pid "$RPCBIND_PID"; unmount_all
   rm -rf "$WORK"
+  if [ -n "${FS_IMAGE:-}" ]; then umount /var/tmp/boot-storm-ext4 2>/dev/null || umount -l /var/tmp/boot-storm-ext4; rm -f "$FS_IMAGE"; fi
 }
 # A run's directory (uppers, overlay directories) is removed at the end, not right after the run: on ext4 without a
 # journal every inode allocation skips, one by one, the inodes of its group freed in the last minute
@@ -137,7 +147,7 @@ EOF_PROBE
 )
 echo "inode allocation: ${probe_us} us per new file (300 created in a new directory)" | tee -a "$RESULTS/machine.txt" >&2
 if [ "${probe_us:-0}" -gt 100 ]; then
-  log "warning: a new inode costs ${probe_us} us on $WORK's file system (about 25 on this kind of disk when nothing was deleted lately): recently deleted inodes slow every server's creates; wait a few minutes, or use WORKDIR=tmpfs beside it"
+  log "warning: a new inode costs ${probe_us} us on $WORK's file system (about 25 on this kind of disk when nothing was deleted lately): recently deleted inodes slow every server's creates; wait a few minutes, or use WORKDIR=ext4 (a fresh file system of the same kind) or WORKDIR=tmpfs"
 fi
 
 # bench SERVER N PID EXPORT [--reads-only]: one storm; appends a JSON line
