@@ -63,6 +63,35 @@ import Testing
         #expect(try u.read(u.h("sparse"), offset: 0, count: 4, as: root).data == b("Head"))
     }
 
+    /// A copy is written back in steps while it is copied (`FileCopy.writebackStep`): data that crosses a step, a hole
+    /// between steps and a tail shorter than a step all arrive whole.
+    @Test func copyUpOfAFileOfSeveralWritebackStepsKeepsEveryByte() throws {
+        let f = Fixture()
+        let p = f.lower(0) + "/big"
+        f.file(p)
+        let step = Int(FileCopy.writebackStep)
+        // Data from 0 to 1.25 steps, a hole, then data from 2.5 steps to 3 steps and 3 bytes.
+        let head = (0..<(step + step / 4)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+        let tail = (0..<(step / 2 + 3)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
+        let tailOffset = 2 * step + step / 2
+        let fd = open(p, O_WRONLY)
+        #expect(head.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == head.count)
+        #expect(tail.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(tailOffset)) } == tail.count)
+        close(fd)
+        let u = try f.open()
+        try u.put("big", "Z", at: UInt64(tailOffset + tail.count - 1))
+        let copied = try #require(FileManager.default.contents(atPath: f.upper + "/tree/big"))
+        var expected = [UInt8](repeating: 0, count: tailOffset + tail.count)
+        expected.replaceSubrange(0..<head.count, with: head)
+        expected.replaceSubrange(tailOffset..<(tailOffset + tail.count), with: tail)
+        expected[expected.count - 1] = UInt8(ascii: "Z")
+        #expect(copied.count == expected.count)
+        #expect(Array(copied) == expected)
+        // The lower is untouched: its last byte is still the tail's.
+        let lower = try #require(FileManager.default.contents(atPath: p))
+        #expect(lower[lower.count - 1] == tail[tail.count - 1])
+    }
+
     @Test func workLeftoversAreCleanedOnReopen() throws {
         let f = Fixture()
         f.file(f.lower(0) + "/a", "lower")

@@ -95,14 +95,30 @@ enum FileCopy {
     }
 
     /// Copies bytes `from..<to` at the same offsets: copy_file_range where the kernel does it, else read and write.
+    /// Every copy ends in an fsync (a copy-up's publishing rename waits for it), so each `writebackStep` copied is sent
+    /// to the disk at once while the next is copied (`Sys.startWriteback`): the fsync then waits for the last step
+    /// only. Copied whole and then fsynced, the data stayed in the page cache until the fsync (far below the kernel's
+    /// dirty limits on a server with memory), and the copy and the disk took turns: 1 GiB on the benchmark disk in
+    /// 0.69–2.8 s, of which the fsync alone was 0.36–0.46 s; in steps of 8 or 32 MiB, 0.40–2.2 s with fsyncs of
+    /// 3–17 ms (a Python loop of `copy_file_range`, four rounds each, the disk's own speed varying between rounds).
     static func copyRange(_ source: FD, _ destination: FD, from: Int64, to: Int64, path: String) throws(UnionError) {
         var inOffset = from
         var outOffset = from
+        var writtenBackTo = from
+        func startWriteback(final: Bool = false) {
+            guard final || outOffset - writtenBackTo >= Self.writebackStep else { return }
+            Sys.startWriteback(destination.raw, offset: writtenBackTo, count: outOffset - writtenBackTo)
+            writtenBackTo = outOffset
+        }
+        defer { startWriteback(final: true) }
         if let copyFileRange = Sys.gnu.copyFileRange {
             while inOffset < to {
                 let count = copyFileRange(
-                    source.raw, &inOffset, destination.raw, &outOffset, Int(min(to - inOffset, 1 << 30)), 0)
-                if count > 0 { continue }
+                    source.raw, &inOffset, destination.raw, &outOffset, Int(min(to - inOffset, Self.writebackStep)), 0)
+                if count > 0 {
+                    startWriteback()
+                    continue
+                }
                 if count == 0 { return }
                 if errno == EINTR { continue }
                 if errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP { break }
@@ -125,8 +141,13 @@ enum FileCopy {
                 done += written
             }
             inOffset += Int64(count)
+            outOffset = inOffset
+            startWriteback()
         }
     }
+
+    /// How much of a copy is sent to the disk at a time while the rest is copied (see `copyRange`).
+    static let writebackStep: Int64 = 16 << 20
 
     /// Copies extended attributes. Skipped, as overlayfs skips them: a source file system without xattrs, an
     /// attribute removed while copying, and one the destination refuses to take from us (EPERM: `trusted.*` or

@@ -36,6 +36,7 @@ enum Sys {
     typealias FListXattrFn = @convention(c) (CInt, UnsafeMutablePointer<CChar>?, Int) -> Int
     typealias FSetXattrFn = @convention(c) (CInt, UnsafePointer<CChar>, UnsafeRawPointer?, Int, CInt) -> CInt
     typealias SyncfsFn = @convention(c) (CInt) -> CInt
+    typealias SyncFileRangeFn = @convention(c) (CInt, Int64, Int64, CUnsignedInt) -> CInt
     typealias FstatfsFn = @convention(c) (CInt, UnsafeMutableRawPointer) -> CInt
     typealias Renameat2Fn =
         @convention(c) (CInt, UnsafePointer<CChar>, CInt, UnsafePointer<CChar>, CUnsignedInt) -> CInt
@@ -52,6 +53,7 @@ enum Sys {
         let fsetxattr: FSetXattrFn?
         let renameat2: Renameat2Fn?
         let syncfs: SyncfsFn?
+        let syncFileRange: SyncFileRangeFn?
         let fstatfs: FstatfsFn?
         let preadv2: Preadv2Fn?
         let cachestat: CachestatFn?
@@ -68,6 +70,7 @@ enum Sys {
             self.fsetxattr = sym("fsetxattr", FSetXattrFn.self)
             self.renameat2 = sym("renameat2", Renameat2Fn.self)
             self.syncfs = sym("syncfs", SyncfsFn.self)
+            self.syncFileRange = sym("sync_file_range", SyncFileRangeFn.self)
             self.fstatfs = sym("fstatfs", FstatfsFn.self)
             self.preadv2 = sym("preadv2", Preadv2Fn.self)
             #if arch(x86_64) || arch(arm64)
@@ -84,6 +87,15 @@ enum Sys {
         if let libcSyncfs = Self.gnu.syncfs { return libcSyncfs(fd) }
         Glibc.sync()
         return 0
+    }
+
+    /// Starts writing back the dirty pages of `fd` in `offset..<offset + count` without waiting for them
+    /// (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`). Only a head start: it makes nothing durable (no metadata, no
+    /// cache flush), so whoever needs the data durable still fsyncs, and that fsync reports any write error; a failure
+    /// here is therefore not one.
+    static func startWriteback(_ fd: CInt, offset: Int64, count: Int64) {
+        guard count > 0, let syncFileRange = Self.gnu.syncFileRange else { return }
+        _ = syncFileRange(fd, offset, count, 2)  // SYNC_FILE_RANGE_WRITE
     }
 
     static func error(_ code: Int32, _ call: String, _ path: String) -> UnionError {
