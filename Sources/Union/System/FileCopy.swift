@@ -104,13 +104,13 @@ enum FileCopy {
     static func copyRange(_ source: FD, _ destination: FD, from: Int64, to: Int64, path: String) throws(UnionError) {
         var inOffset = from
         var outOffset = from
+        // What is left after the last full step is the fsync's to write: a small copy (most copy-ups) starts none.
         var writtenBackTo = from
-        func startWriteback(final: Bool = false) {
-            guard final || outOffset - writtenBackTo >= Self.writebackStep else { return }
+        func startWriteback() {
+            guard outOffset - writtenBackTo >= Self.writebackStep else { return }
             Sys.startWriteback(destination.raw, offset: writtenBackTo, count: outOffset - writtenBackTo)
             writtenBackTo = outOffset
         }
-        defer { startWriteback(final: true) }
         if let copyFileRange = Sys.gnu.copyFileRange {
             while inOffset < to {
                 let count = copyFileRange(
