@@ -7,6 +7,10 @@
 #                                                                        lower, an empty upper
 #   union pair:  ganesha-overlay kernel overlayfs L1:L2,  strata-union  lowers [L1, L2], an
 #                                an empty upper                          empty upper
+#   durable pair: ganesha-durable a directory with ext4's strata-durable an empty lower, an
+#                                dirsync attribute         empty upper, on the same file system
+#                 (a fresh ext4 with a journal: every namespace change durable before its reply,
+#                 as Strata makes its own; see phase_durable)
 #
 # Each server has its own copy of the data (no shared page cache). The two servers of a pair
 # run at the same time on different ports; every row measures ganesha, then Strata. The table
@@ -17,7 +21,7 @@
 # Usage (as root): make bench, or bash scripts/bench.sh [RESULTS_DIR]
 # Settings (environment): SIZE (64M), N_META (5000), N_LAT (1000), N_CREATE (500), QD (32),
 #   TREE_DIRS (20), TREE_FILES (100), MT_DIRS (10), MT_FILES (50), WORKDIR (/var/tmp),
-#   PHASES ("plain union boot"), KEEP=1 (keep the data), STRATA_BIN (.build/release/strata),
+#   DURABLE_SIZE (4G), PHASES ("plain union durable boot"), KEEP=1 (keep the data), STRATA_BIN (.build/release/strata),
 #   BOOT_N ("1 10": the boot storm's client counts; the full curve: scripts/boot-storm.sh).
 #
 # Adding a section (e.g. the boot storm): write a function phase_NAME that starts its servers
@@ -38,7 +42,7 @@ TREE_FILES=${TREE_FILES:-100}
 MT_DIRS=${MT_DIRS:-10}
 MT_FILES=${MT_FILES:-50}
 WORKDIR=${WORKDIR:-/var/tmp}
-PHASES=${PHASES:-plain union boot}
+PHASES=${PHASES:-plain union durable boot}
 BOOT_N=${BOOT_N:-1 10}
 BIN=${STRATA_BIN:-$ROOT/.build/release/strata}
 G_NFS_PORT=2049 G_MOUNT_PORT=20048 S_NFS_PORT=3049 S_MOUNT_PORT=30048
@@ -75,6 +79,7 @@ declare -A PID=() NFSPORT=() MOUNTPORT=() EXPORT=() DATA=()
 SERVERS_UP=()
 RPCBIND_PID=
 OVERLAY=
+DURABLE_MOUNT=
 
 log() { echo "$(date +%T) $*" >> "$LOG"; }
 
@@ -95,10 +100,17 @@ stop_servers() {
     if [ -n "$OVERLAY" ]; then umount "$OVERLAY" 2>> "$LOG" || true; OVERLAY=; fi
 }
 
+unmount_durable() {
+    [ -n "$DURABLE_MOUNT" ] || return 0
+    umount "$DURABLE_MOUNT" 2>> "$LOG" || umount -l "$DURABLE_MOUNT" 2>> "$LOG" || true
+    DURABLE_MOUNT=
+}
+
 cleanup() {
     local rc=$?
     set +e
     stop_servers
+    unmount_durable
     stop_pid rpcbind "$RPCBIND_PID"
     if [ "${KEEP:-0}" = 1 ]; then echo "bench: data and results kept in $WORK" >&2
     elif [ -n "$RESULTS_OUTSIDE" ]; then rm -rf "$WORK"
@@ -293,6 +305,34 @@ phase_union() {
     stop_servers  # the trees stay until `cleanup`, as in phase_plain
 }
 
+# The durable pair: nfs-ganesha makes no namespace change durable before its reply (FSAL_VFS calls no fsync for
+# CREATE, MKDIR, REMOVE, ...; Strata does, as RFC 1813 asks and knfsd's default `sync` export does). Here both
+# servers export directories of one freshly made ext4 WITH a journal (DURABLE_SIZE, default 4G, a sparse file in
+# the work directory, loop-mounted in this script's mount namespace only), and ganesha's directory carries the
+# `dirsync` attribute (`chattr +D`, inherited by every directory made under it): each directory change of its
+# export is committed to the journal before the system call returns, so its replies are as durable as Strata's.
+# The reference for "is Strata fast for what it promises"; the plain and union pairs answer "against what users
+# run today".
+phase_durable() {
+    local fs=$WORK/durable-fs image=$WORK/durable.img
+    truncate -s "${DURABLE_SIZE:-4G}" "$image"
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$image" >> "$LOG" 2>&1 ||
+        die "mkfs.ext4 of $image failed (apt-get install -y e2fsprogs)"
+    mkdir -p "$fs"
+    mount -o loop "$image" "$fs" 2>> "$LOG" || die "the loop mount of $image on $fs failed (see $LOG)"
+    DURABLE_MOUNT=$fs
+    mkdir -p "$fs/gd" "$fs/sd/lower"
+    chattr +D "$fs/gd" 2>> "$LOG" || die "chattr +D $fs/gd failed: the durable pair needs ext4's dirsync attribute"
+    lsattr -d "$fs/gd" | cut -d' ' -f1 | grep -q D || die "$fs/gd lacks the dirsync attribute after chattr +D"
+    start_ganesha ganesha-durable "$fs/gd"
+    start_strata strata-durable /durable "$fs/sd/upper" "$fs/sd/lower"
+    local s
+    for s in ganesha-durable strata-durable; do row "$s" durable create --workload create --dir "c-$s" --n "$N_CREATE" --qd "$QD"; done
+    for s in ganesha-durable strata-durable; do row "$s" durable mkdir-tree --workload mkdir-tree --dir "mt-$s" --dirs "$MT_DIRS" --files "$MT_FILES" --qd "$QD"; done
+    for s in ganesha-durable strata-durable; do row "$s" durable write-sync --workload write-sync --path "ws-$s.dat" --size "$SIZE" --qd 8; done
+    stop_servers
+}
+
 # The boot storm, quick form: scripts/boot-storm.sh (its own namespace inside this one, its own
 # servers: Strata with per-client uppers, ganesha with one overlay mount per client, ganesha
 # read-only) for BOOT_N clients; its table is printed after the others.
@@ -327,7 +367,8 @@ for line in open(sys.argv[1]):
         rows[key] = {}
         order.append(key)
     rows[key][o["server"]] = o
-pairs = {"plain": ("ganesha-plain", "strata-plain"), "union": ("ganesha-overlay", "strata-union")}
+pairs = {"plain": ("ganesha-plain", "strata-plain"), "union": ("ganesha-overlay", "strata-union"),
+         "durable": ("ganesha-durable", "strata-durable")}
 
 def figure(o):
     if o is None or o.get("failed"): return "failed"
