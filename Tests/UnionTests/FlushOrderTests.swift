@@ -58,6 +58,62 @@ import Testing
         }
         #expect(unflushed.isEmpty, "batches \(unflushed) returned with a write issued after their last cache flush")
     }
+
+    /// ext4 with a journal, and a WAL overwritten in place (checkpointed, then restarted from its start: no new size,
+    /// no new blocks, often not even a new modification time within the clock's tick): every batch still commits the
+    /// journal, so the name made in `tree/` before it is durable with it. A flush that fsynced the WAL alone would
+    /// write its pages and flush the cache, and with no metadata change of the WAL's own to log, commit nothing of
+    /// the tree's.
+    @Test func aJournaledBatchCommitsTheTreeWhenItsWALIsOverwrittenInPlace() throws {
+        let base = try makeTemporaryDirectory("strata-flush-order", in: "/dev/shm")
+        defer { try? FileManager.default.removeItem(atPath: base) }  // runs last: after the unmount below
+        let disk = try LoopDisk(under: base, journal: true)
+        defer { disk.remove() }
+        let journal = try disk.journalSectors()
+        let tree = FD(open(disk.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        let s = try Sidecar(path: disk.mountpoint + "/layer.db", readOnly: false)
+        defer { s.close() }
+        let mode = Files.filesystemSync(for: tree)
+        guard case .orderedJournal = mode else {
+            Issue.record("ext4 with a journal synced as \(mode)")
+            return
+        }
+        try s.useFilesystemSync(mode, syncs: FileSyncs())
+        try s.write("test") { db in
+            try db.execute(sql: "CREATE TABLE counter(v INTEGER)")
+            try db.execute(sql: "INSERT INTO counter VALUES (0)")
+        }
+        let batches = 48
+        // A WAL longer than the batches will write, all checkpointed: the first transaction after the checkpoint
+        // restarts it from its start, and the batches then overwrite its frames one by one.
+        for _ in 0..<(2 * batches) { try s.write("test") { db in try db.execute(sql: "UPDATE counter SET v = v + 1") } }
+        try s.queue.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+        let wal = disk.mountpoint + "/layer.db-wal"
+        let walSize = try #require(Self.size(wal))
+        let trace = try BlockTrace(device: disk.device)
+        defer { trace.remove() }
+        for batch in 0..<batches {
+            let fd = openat(tree.raw, "f\(batch)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+            #expect(fd >= 0)
+            close(fd)
+            try trace.mark("batch \(batch) starts")
+            let bump: SidecarRecord = { db in try db.execute(sql: "UPDATE counter SET v = v + 1") }
+            try s.commits.waitDurable(s.commits.enqueue([bump], syncs: [.directory(tree, path: disk.mountpoint)]))
+            try trace.mark("batch \(batch) durable")
+        }
+        #expect(Self.size(wal) == walSize, "the batches overwrote the WAL in place")
+        let windows = try trace.windows()
+        #expect(windows.count == batches, "every batch's markers are in the trace")
+        let uncommitted = windows.indices.filter { i in
+            !windows[i].contains { $0.writes || $0.flushes ? journal.contains($0.sector) : false }
+        }
+        #expect(uncommitted.isEmpty, "batches \(uncommitted) wrote nothing to the journal: their tree change uncommitted")
+    }
+
+    private static func size(_ path: String) -> Int64? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int64(st.st_size) : nil
+    }
 }
 
 /// A file-backed ext4 file system (with or without a journal) on a loop device, mounted under `directory`.
@@ -93,6 +149,16 @@ private struct LoopDisk {
         }
     }
 
+    /// The sectors of the device that hold the journal (its inode, 8, is made in one piece by mkfs).
+    func journalSectors() throws -> Range<UInt64> {
+        let blocks = try runSplit("/usr/sbin/debugfs", ["-R", "blocks <8>", self.image])
+        let numbers = blocks.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { UInt64($0) }
+        guard blocks.succeeded, let first = numbers.min(), let last = numbers.max() else {
+            throw TestSupportError("debugfs -R 'blocks <8>' \(self.image): \(blocks.stdout)\(blocks.stderr)")
+        }
+        return first * 8..<(last + 1) * 8  // 4096-byte blocks, 512-byte sectors
+    }
+
     func remove() {
         _ = try? run("/usr/bin/umount", [self.mountpoint])
         _ = try? run("/usr/sbin/losetup", ["-d", self.device])
@@ -101,6 +167,8 @@ private struct LoopDisk {
 
 /// One block request as the block layer issued it to the device (`block_rq_issue`).
 private struct BlockRequest {
+    /// The first sector the request reaches (0 for a flush alone).
+    let sector: UInt64
     /// The request's `rwbs` flags: an optional leading F (flush the cache first), the operation (R, W, D, F for a
     /// flush alone, ...), F for a write that bypasses the cache (FUA), then modifiers (S, M, ...).
     let rwbs: String
@@ -159,7 +227,10 @@ private struct BlockTrace {
             } else if let at = line.range(of: "block_rq_issue: ") {
                 // "block_rq_issue: 7,1 WSM 4096 () 520 + 2 ..."
                 let fields = line[at.upperBound...].split(separator: " ")
-                if fields.count > 1 { current?.append(BlockRequest(rwbs: String(fields[1]))) }
+                if fields.count > 1 {
+                    let sector = fields.count > 4 ? UInt64(fields[4]) ?? 0 : 0
+                    current?.append(BlockRequest(sector: sector, rwbs: String(fields[1])))
+                }
             }
         }
         return windows

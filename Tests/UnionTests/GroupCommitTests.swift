@@ -576,11 +576,12 @@ func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         #expect(try s.read("test") { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } == 1)
     }
 
-    /// ext4 with a journal and XFS: a batch with a file system change commits with synchronous = NORMAL and fdatasyncs
-    /// the WAL itself, at the same time as the fsync of the object changed last (a journal commit writes no data
-    /// overwritten in place, so that fsync alone would leave the records in the page cache); a batch of records alone
-    /// and a write outside the group commit commit with FULL. The WAL's pages are clean once the batch is durable.
-    @Test func journaledBatchesSyncTheWALBesideTheObject() throws {
+    /// ext4 with a journal and XFS: a batch with a file system change commits with synchronous = NORMAL and then
+    /// fsyncs the WAL itself (its times touched first, so that the fsync commits the journal: FlushOrderTests); a batch
+    /// of records alone and a write outside the group commit commit with FULL. The WAL's pages are clean once the
+    /// batch is durable (a journal commit writes no data overwritten in place: an fsync of a tree object alone would
+    /// leave the records in the page cache).
+    @Test func journaledBatchesSyncTheirWAL() throws {
         // A disk file system: on tmpfs every page stays dirty whatever syncs it.
         let f = Fixture(in: "/var/tmp")
         defer { try? FileManager.default.removeItem(atPath: f.base) }

@@ -264,13 +264,22 @@ final class Sidecar: Sendable {
             // One syncfs covers the sidecar's WAL (same file system) and the tree.
             try self.syncFilesystem(fd)
         case .orderedJournal:
-            // The object changed last: its fsync commits the journal transaction that holds every earlier change of
-            // the file system. Not the WAL's content: a WAL overwritten in place (after a checkpoint) changes no
-            // metadata, and a journal commit writes only the data of newly allocated blocks, so the WAL is
-            // fdatasynced too, at the same time (the records need no order with the tree's changes of their batch).
-            // One after the other they were two journal commits and two disk cache flushes per batch, in a row.
-            let last = batch.syncs.last(where: { if case .filesystem = $0 { false } else { true } })
-            try ParallelSyncs.shared.sync([self.walTarget(), last].compactMap { $0 })
+            // One fsync of the WAL, its times touched first, makes the whole batch durable. A journal commits its
+            // transactions in order, and the touch puts the WAL's inode into the transaction running now, younger
+            // than every change of the batch (all made before this flush began). The WAL's fsync then writes the
+            // WAL's pages, commits that transaction and with it every older one, and ends with a disk cache flush
+            // that covers the pages it wrote (ext4: the commit block's flush, or a flush of its own when the
+            // transaction was already committed; XFS: its log force, likewise). Without the touch, a WAL overwritten
+            // in place (after a checkpoint) has no metadata change of its own, and its fsync would commit none of
+            // the tree's. Before: the WAL fdatasynced at the same time as an fsync of the object changed last, two
+            // journal waits and two cache flushes per batch (Docs/CRASH-ORDER.md, "The syncs of a batch").
+            let wal = self.walTarget()
+            if case .data(let fd, let path)? = wal, Self.touchTimes(fd) {
+                try Self.sync(.file(fd, path: path))
+            } else {
+                let last = batch.syncs.last(where: { if case .filesystem = $0 { false } else { true } })
+                try ParallelSyncs.shared.sync([wal, last].compactMap { $0 })
+            }
         case .eachObject(let tree):
             // The WAL's fdatasync in the first round, with the new inodes (the records need no order with them).
             let wal = self.walTarget()
@@ -280,6 +289,15 @@ final class Sidecar: Sendable {
                 if let wal { try Self.sync(wal) }  // `tree/` may be on another file system than the sidecar
                 try self.syncFilesystem(tree)
             }
+        }
+    }
+
+    /// Sets the access and modification times of the open file `fd` to now: a metadata change, logged in the
+    /// journal's running transaction. False when refused (then the caller syncs otherwise).
+    private static func touchTimes(_ fd: FD) -> Bool {
+        while true {
+            if futimens(fd.raw, nil) == 0 { return true }
+            if errno != EINTR { return false }
         }
     }
 
