@@ -107,7 +107,7 @@ import Testing
         let uncommitted = windows.indices.filter { i in
             !windows[i].contains { $0.writes || $0.flushes ? journal.contains($0.sector) : false }
         }
-        #expect(uncommitted.isEmpty, "batches \(uncommitted) wrote nothing to the journal: their tree change uncommitted")
+        #expect(uncommitted.isEmpty, "batches \(uncommitted) wrote nothing to the journal (tree change not committed)")
     }
 
     private static func size(_ path: String) -> Int64? {
