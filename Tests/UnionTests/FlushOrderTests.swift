@@ -38,16 +38,9 @@ import Testing
         try s.useFilesystemSync(mode, syncs: FileSyncs())
         try s.write("test") { db in try db.execute(sql: "CREATE TABLE grow(b BLOB)") }
         let batches = 48
-        for batch in 0..<batches {
-            // A name in the tree (its directory block and inode) and records that grow the WAL by three pages.
-            let fd = openat(tree.raw, "f\(batch)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-            #expect(fd >= 0)
-            close(fd)
-            try trace.mark("batch \(batch) starts")
-            let grow: SidecarRecord = { db in try db.execute(sql: "INSERT INTO grow VALUES (zeroblob(10000))") }
-            try s.commits.waitDurable(s.commits.enqueue([grow], syncs: [.directory(tree, path: disk.mountpoint)]))
-            try trace.mark("batch \(batch) durable")
-        }
+        // Records that grow the WAL by three pages.
+        let grow: SidecarRecord = { db in try db.execute(sql: "INSERT INTO grow VALUES (zeroblob(10000))") }
+        try Self.traceBatches(batches, of: grow, sidecar: s, tree: tree, mountpoint: disk.mountpoint, trace: trace)
         let windows = try trace.windows()
         #expect(windows.count == batches, "every batch's markers are in the trace")
         let flushes = windows.map { $0.filter(\.flushes).count }
@@ -92,15 +85,8 @@ import Testing
         let walSize = try #require(Self.size(wal))
         let trace = try BlockTrace(device: disk.device)
         defer { trace.remove() }
-        for batch in 0..<batches {
-            let fd = openat(tree.raw, "f\(batch)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-            #expect(fd >= 0)
-            close(fd)
-            try trace.mark("batch \(batch) starts")
-            let bump: SidecarRecord = { db in try db.execute(sql: "UPDATE counter SET v = v + 1") }
-            try s.commits.waitDurable(s.commits.enqueue([bump], syncs: [.directory(tree, path: disk.mountpoint)]))
-            try trace.mark("batch \(batch) durable")
-        }
+        let bump: SidecarRecord = { db in try db.execute(sql: "UPDATE counter SET v = v + 1") }
+        try Self.traceBatches(batches, of: bump, sidecar: s, tree: tree, mountpoint: disk.mountpoint, trace: trace)
         #expect(Self.size(wal) == walSize, "the batches overwrote the WAL in place")
         let windows = try trace.windows()
         #expect(windows.count == batches, "every batch's markers are in the trace")
@@ -108,6 +94,22 @@ import Testing
             !windows[i].contains { $0.writes || $0.flushes ? journal.contains($0.sector) : false }
         }
         #expect(uncommitted.isEmpty, "batches \(uncommitted) wrote nothing to the journal (tree change not committed)")
+    }
+
+    /// `count` batches between the trace's "starts" and "durable" markers, each of `record` and a name made in `tree`
+    /// just before (its directory block and inode), the tree its sync target.
+    private static func traceBatches(
+        _ count: Int, of record: @escaping SidecarRecord, sidecar s: Sidecar, tree: FD, mountpoint: String,
+        trace: BlockTrace
+    ) throws {
+        for batch in 0..<count {
+            let fd = openat(tree.raw, "f\(batch)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+            #expect(fd >= 0)
+            close(fd)
+            try trace.mark("batch \(batch) starts")
+            try s.commits.waitDurable(s.commits.enqueue([record], syncs: [.directory(tree, path: mountpoint)]))
+            try trace.mark("batch \(batch) durable")
+        }
     }
 
     private static func size(_ path: String) -> Int64? {
