@@ -41,8 +41,9 @@ test-vm:
 	$(SWIFT) build --product strata
 	STRATA_BIN=$(CURDIR)/.build/debug/strata bash Tests/VM/run.sh
 
-## make bench (as root): Strata against nfs-ganesha (plain directory and overlayfs) on the same
-## data in a private network namespace, measured by `strata bench`; prints one table.
+## make bench (as root): Strata against nfs-ganesha (plain directory, overlayfs, and a durable pair:
+## ganesha on a journaled ext4 with dirsync, so its replies wait for the disk as Strata's do) on the
+## same data in a private network namespace, measured by `strata bench`; prints one table.
 ## make format: rewrite the Swift sources in the house style (.swift-format: 4 spaces, 120 columns,
 ## ordered imports); make lint: report what differs, changing nothing (swift-format ships with
 ## the toolchain as `swift format`).
