@@ -11,7 +11,7 @@ enum FilesystemSync: Sendable {
     /// No file system changes to sync (a read-only namespace's identity store).
     case none
     /// ext4 (with its journal) and XFS log every metadata change in order: an fsync of the object changed last commits
-    /// every earlier change of the file system too. One fsync per batch, at the same time as the WAL's fdatasync.
+    /// every earlier change of the file system too. One fsync per batch: of the WAL, its times touched first (`flush`).
     case orderedJournal
     /// Any other file system: `syncfs` once per batch (POSIX would need an fsync of every new inode and directory).
     case wholeFilesystem(FD)
