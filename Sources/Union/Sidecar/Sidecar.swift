@@ -274,7 +274,7 @@ final class Sidecar: Sendable {
             // the tree's. Before: the WAL fdatasynced at the same time as an fsync of the object changed last, two
             // journal waits and two cache flushes per batch (Docs/CRASH-ORDER.md, "The syncs of a batch").
             let wal = self.walTarget()
-            if case .data(let fd, let path)? = wal, Self.touchTimes(fd) {
+            if case .data(let fd, let path)? = wal, Self.touchTimes(fd, path: path) {
                 try Self.sync(.file(fd, path: path))
             } else {
                 let last = batch.syncs.last(where: { if case .filesystem = $0 { false } else { true } })
@@ -294,11 +294,8 @@ final class Sidecar: Sendable {
 
     /// Sets the access and modification times of the open file `fd` to now: a metadata change, logged in the
     /// journal's running transaction. False when refused (then the caller syncs otherwise).
-    private static func touchTimes(_ fd: FD) -> Bool {
-        while true {
-            if futimens(fd.raw, nil) == 0 { return true }
-            if errno != EINTR { return false }
-        }
+    private static func touchTimes(_ fd: FD, path: String) -> Bool {
+        (try? Sys.retry("futimens", path) { futimens(fd.raw, nil) }) != nil
     }
 
     /// The sidecar's WAL, for an fdatasync that makes the transactions committed with synchronous = NORMAL durable;
